@@ -1,0 +1,177 @@
+"""The storage driver contract: bytes at paths, nothing more.
+
+A driver knows nothing about blobs, manifests or repositories; the registry's
+storage layer (``registry.storage``) gives those meaning. Every public method
+here validates its path once and then calls the driver's ``_``-prefixed
+implementation, so each driver only implements the underscore methods and
+translates its own exceptions into the typed errors below.
+
+Paths are absolute, ``/``-separated and made of ``[A-Za-z0-9._-]`` components
+(the same rule CNCF Distribution applies), so a path can never climb out of the
+driver's root.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+_PATH = re.compile(r"(/[A-Za-z0-9._-]+)+")
+
+
+class StorageError(Exception):
+    """Base of every error a driver raises."""
+
+    def __init__(self, path: str, detail: str = "") -> None:
+        super().__init__(f"{path}: {detail}" if detail else path)
+        self.path = path
+        self.detail = detail
+
+
+class PathNotFound(StorageError):
+    """Nothing is stored at the path."""
+
+
+class InvalidPath(StorageError):
+    """The path breaks the path grammar (or names a directory where a file is expected)."""
+
+
+class InvalidOffset(StorageError):
+    """A read or append asked for an offset the stored object does not have."""
+
+
+class StorageUnavailable(StorageError):
+    """The backend failed in a way that may pass (timeouts, throttling, a server that is down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str
+    size: int
+    modified: float
+    """Seconds since the epoch."""
+    is_dir: bool = False
+
+
+def check_path(path: str) -> str:
+    if not _PATH.fullmatch(path) or any(part in {".", ".."} for part in path.split("/")):
+        raise InvalidPath(path, "not a valid storage path")
+    return path
+
+
+class FileWriter(ABC):
+    """Appends bytes to one path; nothing is readable there before ``commit``.
+
+    A writer opened with ``append=True`` continues what an earlier writer, in
+    this or any other process, ``close``d.
+    """
+
+    @property
+    @abstractmethod
+    def size(self) -> int:
+        """Bytes written so far, including those of earlier writers."""
+
+    @abstractmethod
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``; callers pass large buffers (about 1 MiB)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Persist what was written so that a later writer can append to it."""
+
+    @abstractmethod
+    async def commit(self) -> None:
+        """Make the whole content durable and readable at the path; closes the writer."""
+
+    @abstractmethod
+    async def cancel(self) -> None:
+        """Discard everything written; closes the writer."""
+
+
+class StorageDriver(ABC):
+    """Bytes at paths. Implement the ``_`` methods; the public ones check paths."""
+
+    name: ClassVar[str]
+
+    async def get_content(self, path: str) -> bytes:
+        """The whole content of a small object."""
+        return await self._get_content(check_path(path))
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        """Store a small object, atomically replacing any previous content."""
+        await self._put_content(check_path(path), data)
+
+    def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Stream ``length`` bytes (to the end when None) from ``offset``, in large chunks.
+
+        Raises PathNotFound or InvalidOffset before the first chunk is yielded.
+        """
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidOffset(path, f"offset {offset} length {length}")
+        return self._reader(check_path(path), offset, length)
+
+    async def writer(self, path: str, append: bool = False) -> FileWriter:
+        """A writer for ``path``: a fresh one, or one continuing the closed content."""
+        return await self._writer(check_path(path), append)
+
+    async def stat(self, path: str) -> FileInfo:
+        return await self._stat(check_path(path))
+
+    async def list(self, path: str) -> list[str]:
+        """Full paths of the direct children of a directory, in no particular order.
+
+        A directory exists while anything is stored below it.
+        """
+        return await self._list(check_path(path))
+
+    async def move(self, source: str, destination: str) -> None:
+        """Atomically move an object, replacing whatever is at ``destination``."""
+        await self._move(check_path(source), check_path(destination))
+
+    async def delete(self, path: str) -> None:
+        """Delete an object, or a directory and everything below it."""
+        await self._delete(check_path(path))
+
+    async def redirect_url(self, path: str) -> str | None:
+        """A URL a client can fetch the object from directly, or None to stream it."""
+        return await self._redirect_url(check_path(path))
+
+    def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        """Every object (not directory) below ``path``, in no particular order."""
+        return self._walk(check_path(path))
+
+    async def close(self) -> None:  # noqa: B027 - most drivers hold nothing to release
+        """Release connections and threads."""
+
+    @abstractmethod
+    async def _get_content(self, path: str) -> bytes: ...
+
+    @abstractmethod
+    async def _put_content(self, path: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]: ...
+
+    @abstractmethod
+    async def _writer(self, path: str, append: bool) -> FileWriter: ...
+
+    @abstractmethod
+    async def _stat(self, path: str) -> FileInfo: ...
+
+    @abstractmethod
+    async def _list(self, path: str) -> list[str]: ...
+
+    @abstractmethod
+    async def _move(self, source: str, destination: str) -> None: ...
+
+    @abstractmethod
+    async def _delete(self, path: str) -> None: ...
+
+    async def _redirect_url(self, path: str) -> str | None:
+        return None
+
+    @abstractmethod
+    def _walk(self, path: str) -> AsyncIterator[FileInfo]: ...

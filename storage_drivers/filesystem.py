@@ -1,0 +1,285 @@
+"""Local filesystem driver: a path maps to a file below ``rootdirectory``.
+
+Small objects are replaced by temp file + fsync + rename, so a reader (or a
+crash) sees the old content or the new one, never a torn one. Large reads and
+writes go to worker threads in large batches; a stat or the read of a tiny
+file stays on the event loop, where it costs less than the thread hop.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+from anyio import to_thread
+
+from .base import (
+    FileInfo,
+    FileWriter,
+    InvalidOffset,
+    InvalidPath,
+    PathNotFound,
+    StorageDriver,
+    StorageError,
+)
+from .config import DriverConfigError, Parameters
+
+_T = TypeVar("_T")
+
+TEMP_PREFIX = ".dockyard-"
+"""Names of in-flight temp files; never listed. Valid path components cannot start the same way
+in the registry's layout, which only writes names it validated."""
+
+READ_CHUNK = 1 << 20
+SMALL_FILE = 256 << 10
+"""Files up to this size are read on the event loop: a page-cache read is cheaper than a thread hop."""
+
+
+def _translate(path: str, exc: OSError) -> StorageError:
+    if exc.errno in {errno.ENOENT, errno.ENOTDIR}:
+        return PathNotFound(path)
+    if exc.errno in {errno.EISDIR, errno.ENAMETOOLONG}:
+        return InvalidPath(path, os.strerror(exc.errno))
+    return StorageError(path, os.strerror(exc.errno or 0) or str(exc))
+
+
+async def _in_thread(path: str, func: Callable[[], _T]) -> _T:
+    try:
+        return await to_thread.run_sync(func)
+    except OSError as exc:
+        raise _translate(path, exc) from exc
+
+
+def _write_atomically(full: str, data: bytes) -> None:
+    directory = os.path.dirname(full)
+    os.makedirs(directory, exist_ok=True)
+    temp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, full)
+    except BaseException:
+        with _suppress_os_error():
+            os.unlink(temp)
+        raise
+
+
+class _suppress_os_error:  # noqa: N801 - used like contextlib.suppress, without its overhead
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+        return isinstance(exc, OSError)
+
+
+class _FilesystemWriter(FileWriter):
+    def __init__(self, path: str, full_path: str, fd: int, size: int) -> None:
+        self._path = path
+        self._full_path = full_path
+        self._fd: int | None = fd
+        self._size = size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def _require_fd(self) -> int:
+        if self._fd is None:
+            raise StorageError(self._path, "writer already closed")
+        return self._fd
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        fd = self._require_fd()
+
+        def write_all() -> None:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+
+        await _in_thread(self._path, write_all)
+        self._size += len(data)
+
+    async def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    async def commit(self) -> None:
+        fd = self._require_fd()
+        await _in_thread(self._path, lambda: os.fdatasync(fd))
+        await self.close()
+
+    async def cancel(self) -> None:
+        await self.close()
+        with _suppress_os_error():
+            os.unlink(self._full_path)
+
+
+class FilesystemDriver(StorageDriver):
+    name = "filesystem"
+
+    def __init__(self, rootdirectory: str) -> None:
+        self.root = os.path.abspath(rootdirectory)
+
+    @classmethod
+    def from_parameters(cls, parameters: Parameters) -> FilesystemDriver:
+        root = parameters.get("rootdirectory", "/var/lib/registry")
+        problems = []
+        if not isinstance(root, str) or not root:
+            problems.append("storage.filesystem.rootdirectory must be a non-empty path")
+        unknown = sorted(set(parameters) - {"rootdirectory", "maxthreads"})
+        if unknown:
+            problems.append(f"storage.filesystem: unknown parameters {', '.join(unknown)}")
+        if problems:
+            raise DriverConfigError(problems)
+        return cls(str(root))
+
+    def _full(self, path: str) -> str:
+        return self.root + path
+
+    async def _get_content(self, path: str) -> bytes:
+        full = self._full(path)
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _translate(path, exc) from exc
+        try:
+            size = os.fstat(fd).st_size
+            if size <= SMALL_FILE:
+                return _read_fd(fd, size)
+            return await _in_thread(path, lambda: _read_fd(fd, size))
+        except OSError as exc:
+            raise _translate(path, exc) from exc
+        finally:
+            os.close(fd)
+
+    async def _put_content(self, path: str, data: bytes) -> None:
+        await _in_thread(path, lambda: _write_atomically(self._full(path), data))
+
+    async def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        full = self._full(path)
+        fd = await _in_thread(path, lambda: os.open(full, os.O_RDONLY | os.O_CLOEXEC))
+        try:
+            size = os.fstat(fd).st_size
+            if offset > size:
+                raise InvalidOffset(path, f"offset {offset} beyond size {size}")
+            end = size if length is None else min(size, offset + length)
+            position = offset
+            while position < end:
+                want = min(READ_CHUNK, end - position)
+                start = position
+                chunk = await _in_thread(path, lambda: os.pread(fd, want, start))
+                if not chunk:
+                    break
+                position += len(chunk)
+                yield chunk
+        finally:
+            os.close(fd)
+
+    async def _writer(self, path: str, append: bool) -> FileWriter:
+        full = self._full(path)
+
+        def open_file() -> tuple[int, int]:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
+            fd = os.open(full, flags, 0o644)
+            return fd, os.fstat(fd).st_size
+
+        fd, size = await _in_thread(path, open_file)
+        return _FilesystemWriter(path, full, fd, size)
+
+    async def _stat(self, path: str) -> FileInfo:
+        try:
+            st = os.stat(self._full(path))
+        except OSError as exc:
+            raise _translate(path, exc) from exc
+        is_dir = (st.st_mode & 0o170000) == 0o040000
+        return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir)
+
+    async def _list(self, path: str) -> list[str]:
+        full = self._full(path)
+
+        def scan() -> list[str]:
+            if not os.path.isdir(full):
+                raise FileNotFoundError(errno.ENOENT, "not a directory", full)
+            return [e for e in os.listdir(full) if not e.startswith(TEMP_PREFIX)]
+
+        prefix = "" if path == "/" else path
+        return [f"{prefix}/{name}" for name in await _in_thread(path, scan)]
+
+    async def _move(self, source: str, destination: str) -> None:
+        src, dst = self._full(source), self._full(destination)
+
+        def move() -> None:
+            os.stat(src)  # a missing source is PathNotFound even when the parent must be made
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            os.replace(src, dst)
+
+        await _in_thread(source, move)
+
+    async def _delete(self, path: str) -> None:
+        full = self._full(path)
+
+        def delete() -> None:
+            if os.path.isdir(full) and not os.path.islink(full):
+                # Rename first so a concurrent reader never sees a half-deleted tree.
+                doomed = os.path.join(os.path.dirname(full), f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
+                os.rename(full, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+            else:
+                os.unlink(full)
+
+        await _in_thread(path, delete)
+
+    async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
+        pending = [path]
+        while pending:
+            directory = pending.pop()
+            full = self._full(directory) if directory != "/" else self.root
+            try:
+                entries = await to_thread.run_sync(_scan_with_stats, full)
+            except OSError as exc:
+                if directory == path:
+                    raise _translate(path, exc) from exc
+                continue  # removed while walking
+            prefix = "" if directory == "/" else directory
+            for name, is_dir, size, mtime in entries:
+                child = f"{prefix}/{name}"
+                if is_dir:
+                    pending.append(child)
+                else:
+                    yield FileInfo(child, size, mtime)
+
+
+def _read_fd(fd: int, size: int) -> bytes:
+    chunks = []
+    remaining = size
+    while True:
+        chunk = os.read(fd, max(remaining, 1 << 16))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        remaining -= len(chunk)
+
+
+def _scan_with_stats(full: str) -> list[tuple[str, bool, int, float]]:
+    entries = []
+    with os.scandir(full) as scan:
+        for entry in scan:
+            if entry.name.startswith(TEMP_PREFIX):
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            entries.append((entry.name, is_dir, st.st_size, st.st_mtime))
+    return entries

@@ -1,0 +1,151 @@
+"""In-memory driver for tests: one process, nothing persisted.
+
+It lives in one process's memory, so a server running several workers must not use it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from .base import FileInfo, FileWriter, InvalidOffset, InvalidPath, PathNotFound, StorageDriver
+from .config import DriverConfigError, Parameters
+
+CHUNK = 1 << 20
+
+
+class _Object:
+    __slots__ = ("data", "modified")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.modified = time.time()
+
+
+class _InMemoryWriter(FileWriter):
+    def __init__(self, driver: InMemoryDriver, path: str, data: bytearray) -> None:
+        self._driver = driver
+        self._path = path
+        self._data = data
+        self._open = True
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._data += data
+
+    async def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._driver._pending[self._path] = self._data
+
+    async def commit(self) -> None:
+        self._open = False
+        self._driver._pending.pop(self._path, None)
+        self._driver._store(self._path, bytes(self._data))
+
+    async def cancel(self) -> None:
+        self._open = False
+        self._driver._pending.pop(self._path, None)
+
+
+class InMemoryDriver(StorageDriver):
+    name = "inmemory"
+
+    def __init__(self) -> None:
+        self._objects: dict[str, _Object] = {}
+        self._pending: dict[str, bytearray] = {}
+
+    @classmethod
+    def from_parameters(cls, parameters: Parameters) -> InMemoryDriver:
+        if parameters:
+            raise DriverConfigError(["storage.inmemory takes no parameters"])
+        return cls()
+
+    def _store(self, path: str, data: bytes) -> None:
+        if self._is_dir(path):
+            raise InvalidPath(path, "a directory is stored there")
+        self._objects[path] = _Object(data)
+
+    def _is_dir(self, path: str) -> bool:
+        prefix = path.rstrip("/") + "/"
+        return any(key.startswith(prefix) for key in self._objects)
+
+    def _get(self, path: str) -> _Object:
+        try:
+            return self._objects[path]
+        except KeyError:
+            raise PathNotFound(path) from None
+
+    async def _get_content(self, path: str) -> bytes:
+        return self._get(path).data
+
+    async def _put_content(self, path: str, data: bytes) -> None:
+        self._store(path, bytes(data))
+
+    async def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        data = self._get(path).data
+        if offset > len(data):
+            raise InvalidOffset(path, f"offset {offset} beyond size {len(data)}")
+        end = len(data) if length is None else min(len(data), offset + length)
+        for start in range(offset, end, CHUNK):
+            yield data[start : min(start + CHUNK, end)]
+
+    async def _writer(self, path: str, append: bool) -> FileWriter:
+        if self._is_dir(path):
+            raise InvalidPath(path, "a directory is stored there")
+        data = bytearray()
+        if append:
+            if path in self._pending:
+                data = self._pending[path]
+            elif path in self._objects:
+                data = bytearray(self._objects[path].data)
+        return _InMemoryWriter(self, path, data)
+
+    async def _stat(self, path: str) -> FileInfo:
+        if path in self._objects:
+            obj = self._objects[path]
+            return FileInfo(path, len(obj.data), obj.modified)
+        prefix = path.rstrip("/") + "/"
+        modified = [o.modified for key, o in self._objects.items() if key.startswith(prefix)]
+        if not modified:
+            raise PathNotFound(path)
+        return FileInfo(path, 0, max(modified), is_dir=True)
+
+    async def _list(self, path: str) -> list[str]:
+        prefix = "/" if path == "/" else path + "/"
+        children = {
+            prefix + key[len(prefix) :].split("/", 1)[0]
+            for key in self._objects
+            if key.startswith(prefix)
+        }
+        if not children:
+            raise PathNotFound(path)
+        return sorted(children)
+
+    async def _move(self, source: str, destination: str) -> None:
+        obj = self._get(source)
+        self._store(destination, obj.data)
+        del self._objects[source]
+
+    async def _delete(self, path: str) -> None:
+        prefix = path + "/"
+        doomed = [key for key in self._objects if key == path or key.startswith(prefix)]
+        if not doomed:
+            raise PathNotFound(path)
+        for key in doomed:
+            del self._objects[key]
+
+    async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
+        prefix = "/" if path == "/" else path + "/"
+        found = [
+            FileInfo(key, len(obj.data), obj.modified)
+            for key, obj in self._objects.items()
+            if key.startswith(prefix)
+        ]
+        if not found and path != "/":
+            raise PathNotFound(path)
+        for info in found:
+            yield info
