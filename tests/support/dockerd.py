@@ -1,0 +1,164 @@
+"""A private containerd + dockerd (Debian's docker.io) with every bit of state in one folder.
+
+Nothing here borrows a system daemon: containerd and dockerd get their own sockets, data and exec
+roots under ``workdir``, no iptables/bridge changes, and are stopped by PID. Registries on
+127.0.0.0/8 are reachable over plain HTTP without ``--insecure-registry``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from .processes import ServerProcess
+
+
+def docker_cli() -> str:
+    """The Debian package's CLI (``docker.io``) if present, else ``docker`` from PATH."""
+    debian = Path("/usr/bin/docker")
+    if debian.exists():
+        return str(debian)
+    found = shutil.which("docker")
+    if found is None:
+        raise RuntimeError("the docker CLI is not installed (Debian package docker.io)")
+    return found
+
+
+class Dockerd:
+    """containerd + dockerd under ``workdir``; ``docker()`` runs the CLI against it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.containerd: ServerProcess | None = None
+        self.dockerd: ServerProcess | None = None
+        self.storage_driver = ""
+
+    @property
+    def socket(self) -> Path:
+        return self.workdir / "docker.sock"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.workdir / "containerd" / "c.sock"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for the docker CLI: this daemon, a private client config, no BuildKit."""
+        return {
+            **os.environ,
+            "DOCKER_HOST": f"unix://{self.socket}",
+            "DOCKER_CONFIG": str(self.workdir / "dockercfg"),
+            "DOCKER_BUILDKIT": "0",
+        }
+
+    def start(self) -> Dockerd:
+        self._start_containerd()
+        for driver in ("overlay2", "vfs"):  # vfs where the filesystem cannot host overlay2
+            if self._start_dockerd(driver):
+                self.storage_driver = driver
+                return self
+        log = self.dockerd.log() if self.dockerd else ""
+        self.stop()
+        raise RuntimeError(f"dockerd did not start with overlay2 or vfs:\n{log[-4000:]}")
+
+    def _start_containerd(self) -> None:
+        state = self.workdir / "containerd"
+        state.mkdir(parents=True, exist_ok=True)
+        config = state / "config.toml"
+        config.write_text(
+            "version = 2\n"
+            f'root = "{state / "root"}"\n'
+            f'state = "{state / "state"}"\n'
+            'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+            "[grpc]\n"
+            f'  address = "{self.containerd_socket}"\n'
+            "[ttrpc]\n"
+            f'  address = "{self.containerd_socket}.ttrpc"\n'
+        )
+        self.containerd = ServerProcess(["containerd", "--config", str(config)], state / "containerd.log")
+        deadline = time.monotonic() + 30
+        while not self.containerd_socket.exists():
+            if not self.containerd.running() or time.monotonic() > deadline:
+                raise RuntimeError(f"containerd did not start:\n{self.containerd.log()[-4000:]}")
+            time.sleep(0.05)
+
+    def _start_dockerd(self, storage_driver: str) -> bool:
+        """Start dockerd; False if it exits early (storage driver unusable here)."""
+        daemon_json = self.workdir / "daemon.json"
+        daemon_json.write_text("{}")  # never read /etc/docker/daemon.json
+        (self.workdir / "dockercfg").mkdir(exist_ok=True)
+        command = [
+            "dockerd",
+            "--config-file",
+            str(daemon_json),
+            "--containerd",
+            str(self.containerd_socket),
+            "--data-root",
+            str(self.workdir / f"docker-{storage_driver}"),
+            "--exec-root",
+            str(self.workdir / "dexec"),
+            "-H",
+            f"unix://{self.socket}",
+            "--pidfile",
+            str(self.workdir / "docker.pid"),
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-masq=false",
+            "--bridge=none",
+            "--storage-driver",
+            storage_driver,
+        ]
+        self.dockerd = ServerProcess(command, self.workdir / f"dockerd-{storage_driver}.log")
+        transport = httpx.HTTPTransport(uds=str(self.socket))
+        deadline = time.monotonic() + 60
+        with httpx.Client(transport=transport, base_url="http://docker", timeout=2) as client:
+            while time.monotonic() < deadline:
+                if not self.dockerd.running():
+                    self.dockerd.stop()
+                    self.dockerd = None
+                    return False
+                try:
+                    if client.get("/_ping").status_code == 200:
+                        return True
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        raise TimeoutError(f"dockerd did not answer in 60s:\n{self.dockerd.log()[-4000:]}")
+
+    def docker(
+        self,
+        *args: str,
+        check: bool = True,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``docker ARGS``; on failure raise with the command's output."""
+        result = subprocess.run(
+            [docker_cli(), *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            env={**self.env, **(env or {})},
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"docker {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def stop(self) -> None:
+        """Stop dockerd first (it talks to containerd while shutting down), then containerd."""
+        for process in (self.dockerd, self.containerd):
+            if process is not None:
+                process.stop(timeout=30)
+        self.dockerd = self.containerd = None
