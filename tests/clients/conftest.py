@@ -1,0 +1,103 @@
+"""Fixtures for driving stock clients (docker, podman, buildah, skopeo, oras) against a registry.
+
+The registry the clients talk to is the ``target_registry`` fixture. By default it is the shared
+Dockyard server; ``DOCKYARD_CLIENT_TARGETS`` (comma-separated names from ``TARGETS``) runs the
+whole suite once per listed deployment, e.g. ``distribution`` to check the tests themselves
+against CNCF Distribution. A new deployment (S3 storage, behind nginx) is one more ``TARGETS``
+entry naming the session fixture that starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Generator, Iterator
+
+import pytest
+
+from tests.support.containers import ContainerTools
+from tests.support.distribution import DistributionRegistry
+from tests.support.dockerd import Dockerd
+from tests.support.served import RegistryEndpoint, Served
+
+# Deployment name -> session fixture that returns a started registry.
+TARGETS = {"dockyard": "registry_server", "distribution": "distribution_server"}
+
+
+def selected_targets() -> list[str]:
+    names = os.environ.get("DOCKYARD_CLIENT_TARGETS", "dockyard").split(",")
+    unknown = sorted(set(names) - set(TARGETS))
+    if unknown:
+        raise pytest.UsageError(f"unknown DOCKYARD_CLIENT_TARGETS {unknown}; known: {sorted(TARGETS)}")
+    return names
+
+
+@pytest.fixture(scope="session", params=selected_targets())
+def target_registry(request: pytest.FixtureRequest) -> RegistryEndpoint:
+    """The registry the clients push to and pull from."""
+    registry: RegistryEndpoint = request.getfixturevalue(TARGETS[request.param])
+    return registry
+
+
+@pytest.fixture(scope="session")
+def distribution_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DistributionRegistry]:
+    """CNCF Distribution on its own root: the reference the client tests must pass against."""
+    workdir = tmp_path_factory.mktemp("distribution")
+    registry = DistributionRegistry(workdir, workdir / "data").start()
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="session")
+def served(target_registry: RegistryEndpoint) -> Iterator[Served]:
+    """HTTP checks on what the target registry serves."""
+    client = Served(target_registry.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    """One private dockerd for the session, started the first time a test needs it."""
+    daemon = Dockerd(tmp_path_factory.mktemp("dockerd")).start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTools]:
+    """podman/buildah/skopeo with one private image store for the session."""
+    container_tools = ContainerTools(tmp_path_factory.mktemp("containers"))
+    yield container_tools
+    container_tools.release_storage()
+
+
+@pytest.fixture
+def fresh_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTools]:
+    """podman/buildah/skopeo with an empty image store, to pull into."""
+    container_tools = ContainerTools(tmp_path_factory.mktemp("fresh-containers"))
+    yield container_tools
+    container_tools.release_storage()
+
+
+@pytest.fixture
+def new_repository(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Makes repository names unique to this test and run: ``new_repository("base")``."""
+    test_name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
+
+    def make(label: str = "repo") -> str:
+        return f"clients/{test_name}/{label}-{os.urandom(4).hex()}"
+
+    return make
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On failure, attach the tail of the target registry's log to the report."""
+    report: pytest.TestReport = yield
+    registry = getattr(item, "funcargs", {}).get("target_registry")
+    if report.failed and registry is not None:
+        report.sections.append(("registry log (tail)", registry.log()[-6000:]))
+    return report

@@ -1,0 +1,160 @@
+"""One storage root, two registries: what CNCF Distribution wrote Dockyard serves, and back.
+
+Content goes in with skopeo (multi-arch OCI index, Docker manifest list, a six-layer image under
+two tags, a Docker schema 2 image, a deleted manifest); the other registry is then started on the
+same root and everything is checked over HTTP and pulled back with skopeo.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.interop.conftest import StartDistribution
+from tests.support.containers import ContainerTools
+from tests.support.images import (
+    Image,
+    ImageIndex,
+    every_blob,
+    multi_arch_index,
+    random_image,
+    read_dir_layout,
+    write_dir_layout,
+    write_oci_layout,
+)
+from tests.support.registry import StartRegistry
+from tests.support.served import RegistryEndpoint, Served
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
+
+
+@dataclass(frozen=True)
+class Pushed:
+    repository: str
+    tag: str
+    content: Image | ImageIndex
+
+
+@dataclass
+class Expected:
+    """What a root holds: tagged content, and manifests pushed then deleted."""
+
+    pushed: list[Pushed]
+    deleted: list[Pushed]
+
+    def tags(self) -> dict[str, set[str]]:
+        tags: dict[str, set[str]] = {}
+        for item in self.pushed:
+            tags.setdefault(item.repository, set()).add(item.tag)
+        return tags
+
+
+def content_set(prefix: str) -> Expected:
+    layered = random_image(layers=6)
+    return Expected(
+        pushed=[
+            Pushed(f"{prefix}/multi", "v1", multi_arch_index(layers=2)),
+            Pushed(f"{prefix}/docker-list", "v1", multi_arch_index(layers=1, docker=True)),
+            Pushed(f"{prefix}/team/app", "1.0", layered),
+            Pushed(f"{prefix}/team/app", "latest", layered),
+            Pushed(f"{prefix}/docker", "v2s2", random_image(layers=3, docker=True)),
+        ],
+        deleted=[Pushed(f"{prefix}/team/app", "old", random_image(layers=1))],
+    )
+
+
+def push(tools: ContainerTools, registry: RegistryEndpoint, items: list[Pushed], work: Path) -> None:
+    """skopeo copy --all from an OCI layout (OCI media types) or a dir: layout (Docker ones)."""
+    work.mkdir()
+    for number, item in enumerate(items):
+        source_dir = work / f"source-{number}-{item.tag}"
+        if item.content.manifest.media_type.startswith("application/vnd.docker"):
+            source = f"dir:{write_dir_layout(source_dir, item.content)}"
+        else:
+            source = f"oci:{write_oci_layout(source_dir, {item.tag: item.content})}:{item.tag}"
+        destination = f"docker://{registry.host}/{item.repository}:{item.tag}"
+        tools.skopeo("copy", "--all", "--digestfile", str(work / "digest"), source, destination)
+        assert (work / "digest").read_text() == item.content.digest
+
+
+def push_and_delete(
+    tools: ContainerTools, registry: RegistryEndpoint, expected: Expected, work: Path
+) -> None:
+    push(tools, registry, expected.pushed + expected.deleted, work)
+    for item in expected.deleted:
+        tools.skopeo("delete", f"docker://{registry.host}/{item.repository}:{item.tag}")
+
+
+def assert_serves(tools: ContainerTools, registry: RegistryEndpoint, expected: Expected, work: Path) -> None:
+    """Catalog, tags, manifests byte for byte, blobs by digest, skopeo pulls, deletions."""
+    work.mkdir()
+    served = Served(registry.url)
+    try:
+        tags = expected.tags()
+        assert sorted(served.catalog(page_size=2)) == sorted(tags)
+        for repository, repository_tags in tags.items():
+            assert sorted(served.tags(repository)) == sorted(repository_tags)
+        for number, item in enumerate(expected.pushed):
+            assert served.manifest(item.repository, item.tag).data == item.content.manifest.data
+            everything = {blob.digest for blob in every_blob(item.content)}
+            assert set(served.verify_tree(item.repository, item.tag)) == everything
+            reference = f"docker://{registry.host}/{item.repository}:{item.tag}"
+            inspected = json.loads(tools.skopeo("inspect", "--raw", reference).stdout)
+            assert inspected == json.loads(item.content.manifest.data)
+            pulled = work / f"pulled-{number}"
+            tools.skopeo("copy", "--all", reference, f"dir:{pulled}")
+            assert read_dir_layout(pulled) == everything
+        for item in expected.deleted:
+            path = f"/v2/{item.repository}/manifests/{item.content.digest}"
+            assert served.status("GET", path) == 404
+            assert served.status("GET", f"/v2/{item.repository}/manifests/{item.tag}") == 404
+    finally:
+        served.close()
+
+
+def test_distribution_root_served_by_dockyard_and_back(
+    start_distribution: StartDistribution,
+    start_registry: StartRegistry,
+    interop_tools: ContainerTools,
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    written_by_distribution = content_set("from-distribution")
+    distribution = start_distribution(root)
+    push_and_delete(interop_tools, distribution, written_by_distribution, tmp_path / "push-1")
+    distribution.stop()
+
+    dockyard = start_registry(root=root)
+    assert_serves(interop_tools, dockyard, written_by_distribution, tmp_path / "pull-1")
+    # Dockyard adds to the same root: new repositories and a new tag in an existing one.
+    added = content_set("from-dockyard")
+    push_and_delete(interop_tools, dockyard, added, tmp_path / "push-2")
+    extra_tag = Pushed("from-distribution/team/app", "2.0", random_image(layers=2))
+    push(interop_tools, dockyard, [extra_tag], tmp_path / "push-3")
+    dockyard.stop()
+
+    distribution.restart()
+    everything = Expected(
+        written_by_distribution.pushed + added.pushed + [extra_tag],
+        written_by_distribution.deleted + added.deleted,
+    )
+    assert_serves(interop_tools, distribution, everything, tmp_path / "pull-2")
+
+
+def test_dockyard_root_served_by_distribution(
+    start_distribution: StartDistribution,
+    start_registry: StartRegistry,
+    interop_tools: ContainerTools,
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    written_by_dockyard = content_set("from-dockyard")
+    dockyard = start_registry(root=root)
+    push_and_delete(interop_tools, dockyard, written_by_dockyard, tmp_path / "push")
+    dockyard.stop()
+
+    distribution = start_distribution(root)
+    assert_serves(interop_tools, distribution, written_by_dockyard, tmp_path / "pull")
