@@ -1,0 +1,101 @@
+"""GET, HEAD and DELETE of blobs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from storage_drivers import PathNotFound
+
+from ..errors import ErrorCode, RegistryError
+from ..references import Digest
+from .context import Context
+from .responses import empty
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+IMMUTABLE = "max-age=31536000"
+
+
+def parse_range(header: str, size: int) -> tuple[int, int]:
+    """The (first, last) bytes of a single ``Range``; 416 when malformed or unsatisfiable."""
+    match = _RANGE.fullmatch(header.strip().replace(" ", ""))
+    unsatisfiable = RegistryError(
+        ErrorCode.RANGE_NOT_SATISFIABLE, {"range": header[:100], "size": size},
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+    if not match or match.groups() == ("", ""):
+        raise unsatisfiable
+    first_text, last_text = match.groups()
+    if not first_text:  # suffix: the last N bytes
+        length = int(last_text)
+        if length == 0 or size == 0:
+            raise unsatisfiable
+        return max(size - length, 0), size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if first >= size or last < first:
+        raise unsatisfiable
+    return first, min(last, size - 1)
+
+
+async def _primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The stream with its first chunk already read, so a vanished blob is a 404, not a cut body."""
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        first = b""
+    except PathNotFound:
+        raise RegistryError(ErrorCode.BLOB_UNKNOWN) from None
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            close = getattr(chunks, "aclose", None)  # release the open file or connection early
+            if close is not None:
+                await close()
+
+    return stream()
+
+
+async def get_blob(ctx: Context) -> Response:
+    digest = Digest.parse(ctx.argument)
+    size = await ctx.storage.blobs.stat(ctx.name, digest)
+    etag = f'"{digest}"'
+    headers = {
+        "Docker-Content-Digest": str(digest),
+        "ETag": etag,
+        "Cache-Control": IMMUTABLE,
+        "Accept-Ranges": "bytes",
+        "Content-Type": "application/octet-stream",
+    }
+    request = ctx.request
+    if request.headers.get("if-none-match") == etag:
+        return empty(304, {k: v for k, v in headers.items() if k != "Content-Type"})
+    if request.method == "HEAD":
+        return Response(b"", 200, {**headers, "Content-Length": str(size)})
+    if ctx.settings.redirect:
+        url = await ctx.storage.blobs.redirect_url(digest)
+        if url is not None:
+            return RedirectResponse(url, 307, {"Docker-Content-Digest": str(digest)})
+    status, first, length = 200, 0, size
+    range_header = request.headers.get("range")
+    if range_header is not None:
+        first, last = parse_range(range_header, size)
+        status, length = 206, last - first + 1
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    body = await _primed(ctx.storage.blobs.read(digest, first, length))
+    headers["Content-Length"] = str(length)
+    return StreamingResponse(body, status, headers)
+
+
+async def delete_blob(ctx: Context) -> Response:
+    if not ctx.settings.delete_enabled:
+        raise RegistryError(ErrorCode.DELETE_DISABLED)
+    await ctx.storage.blobs.unlink(ctx.name, Digest.parse(ctx.argument))
+    return empty(202)

@@ -1,0 +1,43 @@
+"""What a handler gets: the request, the validated repository name, and the registry's parts."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from ..references import RepositoryName
+from ..storage import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    delete_enabled: bool
+    redirect: bool
+    catalog_max_entries: int
+    anonymous_mount: bool
+    """Mount by digest alone (no ``from``) is allowed only when access is not controlled."""
+    external_url: str | None
+    relative_urls: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    request: Request
+    storage: Storage
+    settings: Settings
+    name: RepositoryName
+    argument: str
+    may_pull: Callable[[RepositoryName], Awaitable[bool]]
+    """Whether the caller may pull from another repository (the source of a mount)."""
+
+    def url(self, path: str) -> str:
+        """An absolute (or, with http.relativeurls, relative) URL for an API path."""
+        if self.settings.relative_urls:
+            return path
+        if self.settings.external_url:
+            return self.settings.external_url + path
+        request = self.request
+        host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+        return f"{request.url.scheme}://{host}{path}"

@@ -1,0 +1,118 @@
+"""The ``dockyard`` command: ``serve`` the registry, ``check-config`` a configuration file."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import logging.config
+import os
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from auth import AuthConfigError, create_access_controller
+from storage_drivers import DriverConfigError, create_driver
+
+from .app import CONFIG_ENV
+from .config import Config, ConfigError, load_config
+from .logs import logging_config
+
+log = logging.getLogger("registry")
+
+
+def _split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - Distribution's ":5000" means all interfaces
+    return host, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check(config: Config) -> list[str]:
+    """Every problem that would stop the registry from starting with ``config``."""
+    problems = []
+    try:
+        create_driver(config.storage.driver, config.storage.parameters)
+    except DriverConfigError as exc:
+        problems += exc.problems
+    try:
+        create_access_controller(config.auth)
+    except AuthConfigError as exc:
+        problems += exc.problems
+    return problems
+
+
+def _load(path: str | None) -> Config:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"dockyard: the configuration {path or ''} cannot be used:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+    problems = check(config)
+    if problems:
+        print(f"dockyard: the configuration {config.source} cannot be used:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    return config
+
+
+def serve(args: argparse.Namespace) -> None:
+    config = _load(args.config)
+    host, port = _split_addr(args.addr or config.http.addr)
+    logging.config.dictConfig(logging_config(config.log))
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    if config.auth is None and not _is_loopback(host):
+        log.warning(
+            "listening on %s without authentication: anyone who can reach this address can push "
+            "and delete; configure auth (see README) or listen on 127.0.0.1",
+            host,
+        )
+    os.environ[CONFIG_ENV] = os.path.abspath(args.config) if args.config else ""
+    log.info("serving %s storage on %s:%d with %d workers", config.storage.driver, host, port, args.workers)
+    uvicorn.run(
+        "registry.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=args.workers,
+        http="httptools",
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        log_config=logging_config(config.log),
+        access_log=config.log.access_log,
+        server_header=False,
+    )
+
+
+def check_config(args: argparse.Namespace) -> None:
+    config = _load(args.config)
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    print(f"{config.source}: OK ({config.storage.driver} storage)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="dockyard", description="A container image registry.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the registry")
+    serve_parser.add_argument("config", nargs="?", help="config.yml (default: the embedded default)")
+    serve_parser.add_argument("--addr", help="HOST:PORT to listen on (overrides http.addr)")
+    serve_parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve_parser.set_defaults(run=serve)
+    check_parser = commands.add_parser("check-config", help="validate a config file, listing every problem")
+    check_parser.add_argument("config")
+    check_parser.set_defaults(run=check_config)
+    args = parser.parse_args(argv)
+    args.run(args)

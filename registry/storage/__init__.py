@@ -1,0 +1,43 @@
+"""The registry's storage services: what blobs, uploads, manifests, tags, the catalog and
+referrers mean, on top of any storage driver. Nothing here sees an HTTP request."""
+
+from __future__ import annotations
+
+from storage_drivers import PathNotFound, StorageDriver
+
+from . import paths
+from .blobs import BlobStore
+from .catalog import Catalog, walk_repositories
+from .manifests import ManifestPolicy, Manifests, StoredManifest
+from .referrers import Referrers
+from .tags import Tags
+from .uploads import Uploads, range_header
+
+__all__ = ["ManifestPolicy", "Storage", "StoredManifest", "range_header"]
+
+
+class Storage:
+    """Every storage service over one driver."""
+
+    def __init__(self, driver: StorageDriver, policy: ManifestPolicy | None = None) -> None:
+        self.driver = driver
+        self.blobs = BlobStore(driver)
+        self.uploads = Uploads(driver, self.blobs)
+        self.tags = Tags(driver)
+        self.referrers = Referrers(driver)
+        self.manifests = Manifests(driver, self.blobs, self.tags, self.referrers, policy or ManifestPolicy())
+        self.catalog = Catalog(driver)
+
+    async def purge_uploads(self, older_than: float, dry_run: bool = False) -> list[str]:
+        """Delete uploads started before ``older_than`` (epoch seconds) in every repository."""
+        purged: list[str] = []
+        async for name in walk_repositories(self.driver, paths.UPLOADS_DIR):
+            purged += await self.uploads.purge(name, older_than, dry_run)
+        return purged
+
+    async def check(self) -> None:
+        """Raise when the storage cannot be reached (a missing root is fine: nothing pushed yet)."""
+        try:
+            await self.driver.stat(paths.ROOT)
+        except PathNotFound:
+            pass

@@ -1,0 +1,78 @@
+"""Blobs: immutable content stored once under its digest, linked into repositories."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from storage_drivers import PathNotFound, StorageDriver
+
+from ..errors import ErrorCode, RegistryError
+from ..references import Digest, RepositoryName
+from . import paths
+from .links import has_link, write_link
+
+
+class BlobStore:
+    def __init__(self, driver: StorageDriver) -> None:
+        self._driver = driver
+
+    async def size(self, digest: Digest) -> int | None:
+        """The size of the stored content, or None when the registry does not hold it."""
+        try:
+            return (await self._driver.stat(paths.blob_data(digest))).size
+        except PathNotFound:
+            return None
+
+    async def stat(self, name: RepositoryName, digest: Digest) -> int:
+        """The size of a blob that ``name`` holds; BLOB_UNKNOWN otherwise."""
+        if await has_link(self._driver, paths.layer_link(name, digest), digest):
+            size = await self.size(digest)
+            if size is not None:
+                return size
+        raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)})
+
+    def read(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        return self._driver.reader(paths.blob_data(digest), offset, length)
+
+    async def redirect_url(self, digest: Digest) -> str | None:
+        return await self._driver.redirect_url(paths.blob_data(digest))
+
+    async def link(self, name: RepositoryName, digest: Digest) -> None:
+        await write_link(self._driver, paths.layer_link(name, digest), digest)
+
+    async def mount(self, name: RepositoryName, source: RepositoryName | None, digest: Digest) -> int | None:
+        """Link a blob into ``name`` from ``source`` (or from anywhere when None); its size, or
+        None when it cannot be mounted."""
+        if source is not None:
+            try:
+                size = await self.stat(source, digest)
+            except RegistryError:
+                return None
+        else:
+            found = await self.size(digest)
+            if found is None:
+                return None
+            size = found
+        await self.link(name, digest)
+        return size
+
+    async def unlink(self, name: RepositoryName, digest: Digest) -> None:
+        """Remove the blob from ``name``; the content stays until garbage collection."""
+        await self.stat(name, digest)
+        link = paths.layer_link(name, digest)
+        try:
+            await self._driver.delete(link.rsplit("/", 1)[0])
+        except PathNotFound:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)}) from None
+
+    async def ingest(self, name: RepositoryName, source_path: str, digest: Digest, size: int) -> None:
+        """Make verified upload data the blob ``digest`` and link it into ``name``.
+
+        When the registry already holds the content, the upload is dropped instead
+        of moved: content addressing makes the two identical.
+        """
+        if await self.size(digest) == size:
+            await self._driver.delete(source_path)
+        else:
+            await self._driver.move(source_path, paths.blob_data(digest))
+        await self.link(name, digest)

@@ -1,0 +1,187 @@
+"""Manifests: stored as blobs, byte for byte, linked into their repository as revisions.
+
+A push is written in the order blob -> revision link -> referrers entry -> tags,
+so a reader never finds a tag whose manifest, or a manifest whose content, is
+missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal
+
+from storage_drivers import PathNotFound, StorageDriver
+
+from ..errors import ErrorCode, RegistryError
+from ..references import Digest, Reference, RepositoryName, Tag
+from . import paths
+from .blobs import BlobStore
+from .links import has_link, write_link
+from .manifest_format import Descriptor, Manifest, check_urls, parse_manifest, stored_media_type
+from .referrers import Referrers, descriptor_of
+from .tags import Tags
+
+IndexPolicy = Literal["all", "none", "list"]
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPolicy:
+    """What a pushed manifest must satisfy beyond its format (``validation.manifests``)."""
+
+    urls_allow: tuple[re.Pattern[str], ...] = ()
+    urls_deny: tuple[re.Pattern[str], ...] = ()
+    index_children: IndexPolicy = "all"
+    index_platforms: tuple[tuple[str, str], ...] = ()
+    """(os, architecture) pairs that must exist when ``index_children`` is ``list``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: Digest
+    media_type: str
+    content: bytes
+
+
+class _ContentCache:
+    """Manifest bytes by digest. Content under a digest never changes, so this is always right;
+    it is bounded by total bytes."""
+
+    def __init__(self, max_bytes: int = 16 << 20) -> None:
+        self._entries: OrderedDict[Digest, tuple[str, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+
+    def get(self, digest: Digest) -> tuple[str, bytes] | None:
+        entry = self._entries.get(digest)
+        if entry is not None:
+            self._entries.move_to_end(digest)
+        return entry
+
+    def put(self, digest: Digest, media_type: str, content: bytes) -> None:
+        if len(content) > self._max_bytes // 8 or digest in self._entries:
+            return
+        self._entries[digest] = (media_type, content)
+        self._bytes += len(content)
+        while self._bytes > self._max_bytes:
+            _, (_, evicted) = self._entries.popitem(last=False)
+            self._bytes -= len(evicted)
+
+
+class Manifests:
+    def __init__(
+        self,
+        driver: StorageDriver,
+        blobs: BlobStore,
+        tags: Tags,
+        referrers: Referrers,
+        policy: ManifestPolicy,
+    ) -> None:
+        self._driver = driver
+        self._blobs = blobs
+        self._tags = tags
+        self._referrers = referrers
+        self._policy = policy
+        self._cache = _ContentCache()
+
+    async def resolve(self, name: RepositoryName, reference: Reference) -> Digest:
+        if isinstance(reference, Tag):
+            return await self._tags.resolve(name, reference)
+        return reference
+
+    async def get(self, name: RepositoryName, reference: Reference) -> StoredManifest:
+        digest = await self.resolve(name, reference)
+        if not await self.exists(name, digest):
+            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"reference": str(reference)})
+        cached = self._cache.get(digest)
+        if cached is not None:
+            return StoredManifest(digest, *cached)
+        try:
+            content = await self._driver.get_content(paths.blob_data(digest))
+        except PathNotFound:
+            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"reference": str(reference)}) from None
+        media_type = stored_media_type(content)
+        self._cache.put(digest, media_type, content)
+        return StoredManifest(digest, media_type, content)
+
+    async def exists(self, name: RepositoryName, digest: Digest) -> bool:
+        return await has_link(self._driver, paths.manifest_revision_link(name, digest), digest)
+
+    async def put(
+        self,
+        name: RepositoryName,
+        reference: Reference,
+        content: bytes,
+        content_type: str | None,
+        extra_tags: tuple[Tag, ...] = (),
+    ) -> tuple[Digest, Manifest]:
+        """Validate and store a manifest, then point the tags at it."""
+        manifest = parse_manifest(content, content_type)
+        algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
+        digest = Digest.of(content, algorithm)
+        if isinstance(reference, Digest) and digest != reference:
+            raise RegistryError(
+                ErrorCode.DIGEST_INVALID, {"expected": str(reference), "computed": str(digest)}
+            )
+        await self._check_references(name, manifest)
+        blob_path = paths.blob_data(digest)
+        if await self._blobs.size(digest) != len(content):
+            await self._driver.put_content(blob_path, content)
+        await write_link(self._driver, paths.manifest_revision_link(name, digest), digest)
+        if manifest.subject is not None:
+            descriptor = descriptor_of(manifest, digest, len(content))
+            await self._referrers.add(name, manifest.subject.digest, descriptor)
+        tags = ((reference,) if isinstance(reference, Tag) else ()) + extra_tags
+        for tag in tags:
+            await self._tags.tag(name, tag, digest)
+        return digest, manifest
+
+    async def delete(self, name: RepositoryName, digest: Digest) -> None:
+        """Remove a manifest from ``name``: first the tags pointing at it, then the revision."""
+        stored = await self.get(name, digest)
+        for tag in await self._tags.pointing_at(name, digest):
+            try:
+                await self._tags.untag(name, tag)
+            except RegistryError:
+                pass  # untagged concurrently
+        try:
+            await self._driver.delete(paths.manifest_revision(name, digest))
+        except PathNotFound:
+            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"digest": str(digest)}) from None
+        try:
+            subject = parse_manifest(stored.content, stored.media_type).subject
+        except RegistryError:
+            subject = None  # stored by another registry in a form this one would refuse
+        if subject is not None:
+            await self._referrers.remove(name, subject.digest, digest)
+
+    async def _check_references(self, name: RepositoryName, manifest: Manifest) -> None:
+        check_urls(manifest.foreign_urls, self._policy.urls_allow, self._policy.urls_deny)
+        checks = [(d.digest, self._blob_known(name, d)) for d in manifest.blobs]
+        checks += [(d.digest, self.exists(name, d.digest)) for d in self._children_to_check(manifest)]
+        results = await asyncio.gather(*(check for _, check in checks))
+        missing = [str(digest) for (digest, _), ok in zip(checks, results, strict=True) if not ok]
+        if missing:
+            raise RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, {"digests": missing})
+
+    def _children_to_check(self, manifest: Manifest) -> tuple[Descriptor, ...]:
+        policy = self._policy
+        if policy.index_children == "none":
+            return ()
+        if policy.index_children == "list":
+            return tuple(
+                child
+                for child in manifest.children
+                if child.platform is not None
+                and (child.platform.get("os"), child.platform.get("architecture")) in policy.index_platforms
+            )
+        return manifest.children
+
+    async def _blob_known(self, name: RepositoryName, descriptor: Descriptor) -> bool:
+        try:
+            await self._blobs.stat(name, descriptor.digest)
+        except RegistryError:
+            return False
+        return True
