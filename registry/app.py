@@ -67,7 +67,7 @@ def create_app(config: Config) -> ASGIApp:
     async def ready(request: Request) -> Response:
         try:
             await storage.check()
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        except Exception as exc:
             log.warning("readiness check failed: %s", exc)
             return json_response({"storage": "unavailable"}, 503)
         return json_response({"storage": "ok"})
@@ -99,7 +99,9 @@ async def _lifespan(config: Config, storage: Storage, controller: AccessControll
     purging = config.storage.upload_purging
     task = None
     if purging.enabled and not config.storage.read_only:
-        task = asyncio.create_task(_purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run))
+        task = asyncio.create_task(
+            _purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run)
+        )
     try:
         yield
     finally:

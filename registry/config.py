@@ -175,23 +175,28 @@ class _Parser:
         self.unsupported += sorted(str(k) for k in raw if k not in IMPLEMENTED_SECTIONS)
         auth = self._section(raw, "auth")
         tokenserver = self._section(raw, "tokenserver")
-        config = Config(
-            storage=self._storage(),
-            http=self._http(),
-            log=self._log(),
-            catalog_max_entries=self._catalog(),
-            validation=self._validation(),
-            auth=auth or None,
-            tokenserver=tokenserver or None,
-            source=source,
-        )
-        warnings = ()
+        storage = self._storage()
+        http = self._http()
+        log = self._log()
+        catalog_max_entries = self._catalog()
+        validation = self._validation()
+        warnings: tuple[str, ...] = ()
         if self.unsupported:
             warnings = (
                 "these configuration keys are not supported and have no effect: "
                 + ", ".join(self.unsupported),
             )
-        return Config(**{**config.__dict__, "warnings": warnings})
+        return Config(
+            storage=storage,
+            http=http,
+            log=log,
+            catalog_max_entries=catalog_max_entries,
+            validation=validation,
+            auth=auth or None,
+            tokenserver=tokenserver or None,
+            warnings=warnings,
+            source=source,
+        )
 
     def _section(self, parent: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:
         value = parent.get(key)
@@ -283,8 +288,8 @@ class _Parser:
             self.problems.append("http.host: must be a URL such as https://registry.example.com")
             host = None
         headers: dict[str, list[str]] = {}
-        for name, values in self._section(http, "headers", "http.").items():
-            values = values if isinstance(values, list) else [values]
+        for name, value in self._section(http, "headers", "http.").items():
+            values = value if isinstance(value, list) else [value]
             if not all(isinstance(v, str | int) for v in values):
                 self.problems.append(f"http.headers.{name}: values must be strings")
                 continue
@@ -347,7 +352,9 @@ class _Parser:
         platforms = []
         for entry in indexes.get("platformlist") or []:
             if not isinstance(entry, dict) or not {"os", "architecture"} <= set(entry):
-                self.problems.append("validation.manifests.indexes.platformlist: entries need os and architecture")
+                self.problems.append(
+                    "validation.manifests.indexes.platformlist: entries need os and architecture"
+                )
                 continue
             platforms.append((str(entry["os"]), str(entry["architecture"])))
         return ValidationConfig(allow, deny, policy, tuple(platforms))

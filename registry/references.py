@@ -46,7 +46,7 @@ class RepositoryName(str):
     @classmethod
     def parse(cls, value: str) -> RepositoryName:
         if not is_repository_name(value):
-            raise RegistryError(ErrorCode.NAME_INVALID, {"name": value[:MAX_NAME_LENGTH + 1]})
+            raise RegistryError(ErrorCode.NAME_INVALID, {"name": value[: MAX_NAME_LENGTH + 1]})
         return cls(value)
 
 

@@ -13,6 +13,7 @@ driver's root.
 
 from __future__ import annotations
 
+import builtins
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -143,6 +144,15 @@ class StorageDriver(ABC):
         """Every object (not directory) below ``path``, in no particular order."""
         return self._walk(check_path(path))
 
+    async def purge_incomplete(self, path: str, older_than: float) -> int:
+        """Discard what writers below ``path`` left unfinished more than ``older_than`` seconds ago.
+
+        For state a driver keeps outside the paths it stores (S3's multipart uploads, which
+        deleting the upload's directory does not find once the directory is gone); returns
+        how many it discarded. Upload purging calls it after deleting old upload directories.
+        """
+        return await self._purge_incomplete(check_path(path), older_than)
+
     async def close(self) -> None:  # noqa: B027 - most drivers hold nothing to release
         """Release connections and threads."""
 
@@ -162,7 +172,7 @@ class StorageDriver(ABC):
     async def _stat(self, path: str) -> FileInfo: ...
 
     @abstractmethod
-    async def _list(self, path: str) -> list[str]: ...
+    async def _list(self, path: str) -> builtins.list[str]: ...  # the method shadows list
 
     @abstractmethod
     async def _move(self, source: str, destination: str) -> None: ...
@@ -172,6 +182,9 @@ class StorageDriver(ABC):
 
     async def _redirect_url(self, path: str) -> str | None:
         return None
+
+    async def _purge_incomplete(self, path: str, older_than: float) -> int:
+        return 0  # nothing outside the stored paths: deleting an upload's directory cleans up
 
     @abstractmethod
     def _walk(self, path: str) -> AsyncIterator[FileInfo]: ...

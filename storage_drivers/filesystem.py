@@ -9,6 +9,7 @@ file stays on the event loop, where it costs less than the thread hop.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import secrets
 import shutil
@@ -71,7 +72,7 @@ def _write_atomically(full: str, data: bytes) -> None:
         raise
 
 
-class _suppress_os_error:  # noqa: N801 - used like contextlib.suppress, without its overhead
+class _suppress_os_error:
     def __enter__(self) -> None:
         return None
 
@@ -174,9 +175,9 @@ class FilesystemDriver(StorageDriver):
             end = size if length is None else min(size, offset + length)
             position = offset
             while position < end:
-                want = min(READ_CHUNK, end - position)
-                start = position
-                chunk = await _in_thread(path, lambda: os.pread(fd, want, start))
+                chunk = await _in_thread(
+                    path, functools.partial(os.pread, fd, min(READ_CHUNK, end - position), position)
+                )
                 if not chunk:
                     break
                 position += len(chunk)
@@ -260,7 +261,7 @@ class FilesystemDriver(StorageDriver):
 
 
 def _read_fd(fd: int, size: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     remaining = size
     while True:
         chunk = os.read(fd, max(remaining, 1 << 16))

@@ -117,9 +117,7 @@ class InMemoryDriver(StorageDriver):
     async def _list(self, path: str) -> list[str]:
         prefix = "/" if path == "/" else path + "/"
         children = {
-            prefix + key[len(prefix) :].split("/", 1)[0]
-            for key in self._objects
-            if key.startswith(prefix)
+            prefix + key[len(prefix) :].split("/", 1)[0] for key in self._objects if key.startswith(prefix)
         }
         if not children:
             raise PathNotFound(path)

@@ -22,7 +22,8 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
     """The (first, last) bytes of a single ``Range``; 416 when malformed or unsatisfiable."""
     match = _RANGE.fullmatch(header.strip().replace(" ", ""))
     unsatisfiable = RegistryError(
-        ErrorCode.RANGE_NOT_SATISFIABLE, {"range": header[:100], "size": size},
+        ErrorCode.RANGE_NOT_SATISFIABLE,
+        {"range": header[:100], "size": size},
         headers={"Content-Range": f"bytes */{size}"},
     )
     if not match or match.groups() == ("", ""):

@@ -80,9 +80,7 @@ async def put_manifest(ctx: Context) -> Response:
     reference = parse_reference(ctx.argument)
     tag_params = ctx.request.query_params.getlist("tag")
     if tag_params and isinstance(reference, Tag):
-        raise RegistryError(
-            ErrorCode.TAG_INVALID, {"reason": "tag parameters need a push by digest"}
-        )
+        raise RegistryError(ErrorCode.TAG_INVALID, {"reason": "tag parameters need a push by digest"})
     if len(tag_params) > MAX_TAGS_PER_PUSH:
         raise RegistryError(ErrorCode.TAG_INVALID, {"reason": f"at most {MAX_TAGS_PER_PUSH} tags"})
     extra_tags = tuple(dict.fromkeys(Tag.parse(t) for t in tag_params))

@@ -21,8 +21,12 @@ def error_response(error: RegistryError, method: str = "GET") -> Response:
     return Response(body, error.code.status, headers)
 
 
-def json_response(document: Any, status: int = 200, headers: dict[str, str] | None = None,
-                  media_type: str = "application/json") -> Response:
+def json_response(
+    document: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    media_type: str = "application/json",
+) -> Response:
     body = json.dumps(document, separators=(",", ":")).encode()
     return Response(body, status, headers, media_type=media_type)
 

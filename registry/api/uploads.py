@@ -25,10 +25,13 @@ def _upload_headers(ctx: Context, upload_id: str, size: int) -> dict[str, str]:
 
 
 def _blob_created(ctx: Context, digest: Digest) -> Response:
-    return empty(201, {
-        "Location": ctx.url(f"/v2/{ctx.name}/blobs/{digest}"),
-        "Docker-Content-Digest": str(digest),
-    })
+    return empty(
+        201,
+        {
+            "Location": ctx.url(f"/v2/{ctx.name}/blobs/{digest}"),
+            "Docker-Content-Digest": str(digest),
+        },
+    )
 
 
 def _chunk_start(ctx: Context) -> int | None:
@@ -44,9 +47,7 @@ def _chunk_start(ctx: Context) -> int | None:
         raise RegistryError(ErrorCode.UPLOAD_RANGE_INVALID, {"content-range": header[:100]})
     length = ctx.request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) != last - first + 1:
-        raise RegistryError(
-            ErrorCode.SIZE_INVALID, {"content-range": header[:100], "content-length": length}
-        )
+        raise RegistryError(ErrorCode.SIZE_INVALID, {"content-range": header[:100], "content-length": length})
     return first
 
 

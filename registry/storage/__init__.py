@@ -3,6 +3,8 @@ referrers mean, on top of any storage driver. Nothing here sees an HTTP request.
 
 from __future__ import annotations
 
+import contextlib
+
 from storage_drivers import PathNotFound, StorageDriver
 
 from . import paths
@@ -37,7 +39,5 @@ class Storage:
 
     async def check(self) -> None:
         """Raise when the storage cannot be reached (a missing root is fine: nothing pushed yet)."""
-        try:
+        with contextlib.suppress(PathNotFound):
             await self.driver.stat(paths.ROOT)
-        except PathNotFound:
-            pass

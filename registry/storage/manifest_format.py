@@ -218,7 +218,9 @@ def _require(document: dict[str, Any], key: str, kind: type) -> Any:
     return value
 
 
-def check_urls(urls: Sequence[str], allow: Sequence[re.Pattern[str]], deny: Sequence[re.Pattern[str]]) -> None:
+def check_urls(
+    urls: Sequence[str], allow: Sequence[re.Pattern[str]], deny: Sequence[re.Pattern[str]]
+) -> None:
     """Non-distributable layer URLs must be http(s), without fragment, allowed and not denied."""
     for url in urls:
         parts = urlsplit(url)
@@ -233,7 +235,9 @@ def check_urls(urls: Sequence[str], allow: Sequence[re.Pattern[str]], deny: Sequ
 
 def _load_json(body: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        document = json.loads(
+            body.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants
+        )
     except UnicodeDecodeError:
         raise invalid("manifest is not UTF-8") from None
     except (ValueError, RecursionError) as exc:  # the C parser bounds nesting depth itself

@@ -8,6 +8,7 @@ missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -142,10 +143,8 @@ class Manifests:
         """Remove a manifest from ``name``: first the tags pointing at it, then the revision."""
         stored = await self.get(name, digest)
         for tag in await self._tags.pointing_at(name, digest):
-            try:
+            with contextlib.suppress(RegistryError):  # untagged concurrently
                 await self._tags.untag(name, tag)
-            except RegistryError:
-                pass  # untagged concurrently
         try:
             await self._driver.delete(paths.manifest_revision(name, digest))
         except PathNotFound:

@@ -7,6 +7,7 @@ gone (deleted by another registry on the same storage) are filtered on read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -43,10 +44,8 @@ class Referrers:
         await self._driver.put_content(paths.referrer(name, subject, digest), data)
 
     async def remove(self, name: RepositoryName, subject: Digest, digest: Digest) -> None:
-        try:
+        with contextlib.suppress(PathNotFound):  # never indexed, or removed already
             await self._driver.delete(paths.referrer(name, subject, digest))
-        except PathNotFound:
-            pass  # never indexed, or removed already
 
     async def list(
         self, name: RepositoryName, subject: Digest, artifact_type: str | None

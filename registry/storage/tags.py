@@ -53,9 +53,7 @@ class Tags:
         names.sort()
         return names
 
-    async def page(
-        self, name: RepositoryName, limit: int | None, last: str | None
-    ) -> tuple[list[Tag], bool]:
+    async def page(self, name: RepositoryName, limit: int | None, last: str | None) -> tuple[list[Tag], bool]:
         """Up to ``limit`` tags after ``last`` in lexical order, and whether more follow. A tag
         whose current link is missing (a push that never finished) is not listed."""
         candidates = [t for t in await self.all_names(name) if last is None or t > last]

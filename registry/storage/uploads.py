@@ -13,6 +13,7 @@ byte (chunks served by other workers), it hashes the stored data again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -199,10 +200,8 @@ class Uploads:
             if started is not None and started < older_than:
                 purged.append(entry)
                 if not dry_run:
-                    try:
+                    with contextlib.suppress(PathNotFound):  # another worker purged it first
                         await self._driver.delete(entry)
-                    except PathNotFound:
-                        pass  # another worker purged it first
         return purged
 
     async def _started_at(self, upload_dir: str) -> float | None:
