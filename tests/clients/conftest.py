@@ -83,7 +83,7 @@ def fresh_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerT
 @pytest.fixture
 def new_repository(request: pytest.FixtureRequest) -> Callable[[str], str]:
     """Makes repository names unique to this test and run: ``new_repository("base")``."""
-    test_name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
+    test_name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:60].strip("-")
 
     def make(label: str = "repo") -> str:
         return f"clients/{test_name}/{label}-{os.urandom(4).hex()}"

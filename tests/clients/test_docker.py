@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.containers import ContainerTools
 from tests.support.dockerd import Dockerd
-from tests.support.images import DOCKER_MANIFEST, busybox_rootfs_tar
+from tests.support.images import DOCKER_MANIFEST, busybox_rootfs_tar, multi_arch_index, write_dir_layout
 from tests.support.served import RegistryEndpoint, Served
 
 pytestmark = [pytest.mark.clients, pytest.mark.slow]
@@ -163,3 +164,30 @@ def test_push_second_image_sharing_layers(
     assert again_digest == app_digest
     assert output.count("Layer already exists") == len(app_layers), output
     assert sorted(served.tags(app_repository)) == ["1", "again"]
+
+
+@pytest.mark.parametrize("docker_list", [False, True], ids=["oci-index", "docker-manifest-list"])
+def test_pull_multi_arch_picks_the_daemon_platform(
+    docker_list: bool,
+    dockerd: Dockerd,
+    tools: ContainerTools,
+    target_registry: RegistryEndpoint,
+    new_repository: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    index = multi_arch_index(layers=2, docker=docker_list)
+    repository = new_repository("multi")
+    reference = f"{target_registry.host}/{repository}:multi"
+    tools.skopeo(
+        "copy", "--all", f"dir:{write_dir_layout(tmp_path / 'source', index)}", f"docker://{reference}"
+    )
+
+    output = dockerd.docker("pull", reference).stdout
+
+    assert f"Digest: {index.digest}" in output, output
+    pulled = inspect_image(dockerd, reference)
+    amd64 = index.images[0]
+    assert pulled["Architecture"] == "amd64"
+    assert pulled["Id"] == amd64.config.digest
+    assert pulled["RootFS"]["Layers"] == [layer.diff_id for layer in amd64.layers]
+    assert pulled["RepoDigests"] == [f"{target_registry.host}/{repository}@{index.digest}"]

@@ -54,6 +54,7 @@ class ContainerTools:
         (workdir / "containers.conf").write_text(
             f'[engine]\nevents_logger = "file"\nevents_logfile_path = "{workdir / "events.log"}"\n'
             f'tmp_dir = "{workdir / "tmp"}"\n'
+            f'[network]\nnetwork_config_dir = "{workdir / "networks"}"\n'
         )
         (workdir / "auth.json").write_text('{"auths": {}}')
         ensure_trust_policy()
@@ -139,6 +140,9 @@ class ContainerTools:
         return image_id
 
     def release_storage(self) -> None:
-        """Unmount and drop everything in the private store so its folder can be removed."""
+        """Drop working containers and image mounts so the store's folder can be removed.
+
+        (Not ``podman system reset``: as root it also deletes system-wide network configs.)
+        """
         self.buildah("rm", "--all", check=False)
-        self.podman("system", "reset", "--force", check=False)
+        self.podman("image", "unmount", "--all", check=False)
