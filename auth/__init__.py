@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from .base import Access, AccessController, AllowAll, Challenge, Denied, Grant
+from .htpasswd import htpasswd_controller
+from .section import AuthConfigError, Section
+from .token import token_controller
 
 __all__ = [
     "Access",
@@ -24,19 +27,31 @@ __all__ = [
 ]
 
 
-class AuthConfigError(ValueError):
-    """The auth section is unusable; ``problems`` lists every issue found."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
+CONTROLLERS = ("htpasswd", "token")
 
 
 def create_access_controller(section: Mapping[str, Any] | None) -> AccessController:
-    """Build the controller for the configuration's ``auth`` section."""
+    """Build the controller for the configuration's ``auth`` section.
+
+    Raises AuthConfigError listing every problem found (missing keys, unreadable files,
+    non-bcrypt htpasswd lines, unusable keys) - never a secret.
+    """
     if not section:
         return AllowAll()
+    if not isinstance(section, Mapping):
+        raise AuthConfigError(["auth: must be a mapping"])
     names = sorted(section)
     if len(names) > 1:
         raise AuthConfigError([f"auth: configure exactly one of {', '.join(names)}"])
-    raise AuthConfigError([f"auth.{names[0]}: not supported yet"])
+    name = names[0]
+    if name == "none":  # Distribution's explicit "no authentication"
+        return AllowAll()
+    if name not in CONTROLLERS:
+        supported = ", ".join((*CONTROLLERS, "none"))
+        raise AuthConfigError([f"auth.{name}: unsupported (supported: {supported})"])
+    problems: list[str] = []
+    reader = Section(f"auth.{name}", section[name], problems)
+    controller = htpasswd_controller(reader) if name == "htpasswd" else token_controller(reader)
+    if problems or controller is None:
+        raise AuthConfigError(problems)
+    return controller
