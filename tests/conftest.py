@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.ceph import ceph_rgw, s3_bucket  # noqa: F401 - fixtures for S3 tests
 from tests.support.registry import RunningRegistry, StartRegistry, default_config, merge
 
 
