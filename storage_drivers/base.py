@@ -20,7 +20,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-_PATH = re.compile(r"(/[A-Za-z0-9._-]+)+")
+_PATH = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._-]+)+")
+"""Absolute, "/"-separated components of [A-Za-z0-9._-], none of them "." or ".."."""
 
 
 class StorageError(Exception):
@@ -58,7 +59,7 @@ class FileInfo:
 
 
 def check_path(path: str) -> str:
-    if not _PATH.fullmatch(path) or any(part in {".", ".."} for part in path.split("/")):
+    if not _PATH.fullmatch(path):
         raise InvalidPath(path, "not a valid storage path")
     return path
 
@@ -67,7 +68,10 @@ class FileWriter(ABC):
     """Appends bytes to one path; nothing is readable there before ``commit``.
 
     A writer opened with ``append=True`` continues what an earlier writer, in
-    this or any other process, ``close``d.
+    this or any other process, ``close``d (and did not commit or cancel); with
+    no such writer it starts empty. Committed content is final: it is never
+    continued, only replaced by the next commit. So the size of an unfinished
+    upload is ``(await driver.writer(path, append=True)).size``, never ``stat``.
     """
 
     @property
@@ -115,7 +119,7 @@ class StorageDriver(ABC):
         return self._reader(check_path(path), offset, length)
 
     async def writer(self, path: str, append: bool = False) -> FileWriter:
-        """A writer for ``path``: a fresh one, or one continuing the closed content."""
+        """A writer for ``path``: a fresh one, or (``append``) one continuing a closed writer."""
         return await self._writer(check_path(path), append)
 
     async def stat(self, path: str) -> FileInfo:
@@ -137,7 +141,11 @@ class StorageDriver(ABC):
         await self._delete(check_path(path))
 
     async def redirect_url(self, path: str) -> str | None:
-        """A URL a client can fetch the object from directly, or None to stream it."""
+        """A URL a client can fetch the object from directly, or None to stream it.
+
+        It does not check that the object exists (callers have just stat-ed it), and it
+        answers GET only; whether to redirect at all is the registry's decision.
+        """
         return await self._redirect_url(check_path(path))
 
     def walk(self, path: str) -> AsyncIterator[FileInfo]:

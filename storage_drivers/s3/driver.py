@@ -1,0 +1,359 @@
+"""S3 driver: a path is stored at key ``rootdirectory`` + path, Distribution's exact layout.
+
+Every boto3 call runs in a worker thread; listings, deletes and copies run whole in one
+thread call (large batches rather than a thread hop per page). botocore retries transient
+failures with backoff before anything reaches the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from anyio import to_thread
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver, StorageError
+from ..config import Parameters
+from .errors import TRANSIENT_TRANSPORT, in_thread, status_code, translate
+from .settings import MAX_PART, S3Settings, parse_settings
+from .writer import HIDDEN_PREFIX, S3Writer
+
+if TYPE_CHECKING:
+    from botocore.response import StreamingBody
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import (
+        CompletedPartTypeDef,
+        MultipartUploadTypeDef,
+        ObjectIdentifierTypeDef,
+    )
+
+READ_CHUNK = 1 << 20
+READ_RESUMES = 3
+"""A ranged GET cut off mid-stream is resumed from where it stopped this many times."""
+DELETE_BATCH = 1000
+"""The most keys one DeleteObjects request takes."""
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(HIDDEN_PREFIX)
+
+
+class S3Driver(StorageDriver):
+    name = "s3"
+
+    def __init__(
+        self, settings: S3Settings, *, max_attempts: int = 5, redirect_expiry: float = 1200.0
+    ) -> None:
+        """Each S3 call is tried up to ``max_attempts`` times, with backoff.
+
+        Redirect URLs stay valid for ``redirect_expiry`` seconds.
+        """
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.redirect_expiry = redirect_expiry
+        self._prefix = settings.key_prefix
+        session = boto3.session.Session(
+            aws_access_key_id=settings.accesskey,
+            aws_secret_access_key=settings.secretkey,
+            region_name=settings.region,
+        )
+        self._client = self._make_client(session, settings.regionendpoint, max_attempts)
+        self._presigner = (
+            self._make_client(session, settings.redirectendpoint, max_attempts)
+            if settings.redirectendpoint
+            else self._client
+        )
+
+    def _make_client(self, session: boto3.session.Session, endpoint: str | None, attempts: int) -> S3Client:
+        settings = self.settings
+        config = Config(
+            signature_version="s3v4" if settings.v4auth else "s3",
+            s3={
+                "addressing_style": "path" if settings.forcepathstyle else "auto",
+                "use_accelerate_endpoint": settings.accelerate,
+            },
+            retries={"mode": "standard", "max_attempts": attempts},
+            connect_timeout=5,
+            read_timeout=60,
+            max_pool_connections=64,
+            use_dualstack_endpoint=settings.usedualstack,
+            use_fips_endpoint=settings.usefipsendpoint,
+            user_agent_extra=settings.useragent,
+            # S3-compatible servers (Ceph, older MinIO) reject the newer default checksum trailers.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        return session.client(
+            "s3",
+            endpoint_url=settings.endpoint_url(endpoint),
+            use_ssl=settings.secure,
+            verify=not settings.skipverify,
+            config=config,
+        )
+
+    @classmethod
+    def from_parameters(cls, parameters: Parameters) -> S3Driver:
+        return cls(parse_settings(parameters))
+
+    def _key(self, path: str) -> str:
+        return self._prefix + path[1:]
+
+    def _dir_prefix(self, path: str) -> str:
+        return self._key(path) + "/"
+
+    def _path_of(self, key: str) -> str:
+        return "/" + key[len(self._prefix) :]
+
+    async def _head(self, path: str) -> dict[str, Any]:
+        key = self._key(path)
+        head = await in_thread(path, lambda: self._client.head_object(Bucket=self.bucket, Key=key))
+        return dict(head)
+
+    async def _get_content(self, path: str) -> bytes:
+        key = self._key(path)
+
+        def get() -> bytes:
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            return response["Body"].read()
+
+        return await in_thread(path, get)
+
+    async def _put_content(self, path: str, data: bytes) -> None:
+        key, body = self._key(path), bytes(data)
+        await in_thread(
+            path,
+            lambda: self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, **self.settings.put_arguments()
+            ),
+        )
+
+    async def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        key = self._key(path)
+        end = None if length is None else offset + length
+        if end == offset:
+            if offset > (await self._head(path))["ContentLength"]:
+                raise InvalidOffset(path, f"offset {offset} beyond the end")
+            return
+        position, resumes, etag = offset, 0, ""
+        body: StreamingBody | None = None
+        try:
+            while end is None or position < end:
+                if body is None:
+                    wanted = f"bytes={position}-{'' if end is None else end - 1}"
+                    request: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": wanted}
+                    if etag:
+                        request["IfMatch"] = etag  # a resumed read must not splice a replaced object
+                    try:
+                        response = await self._get_object(path, request)
+                    except InvalidOffset:
+                        # Range starts at or past the end: an empty read at the end, else an error.
+                        if position > (await self._head(path))["ContentLength"]:
+                            raise
+                        return
+                    body, etag = response["Body"], response["ETag"]
+                try:
+                    chunk = await to_thread.run_sync(body.read, READ_CHUNK)
+                except TRANSIENT_TRANSPORT as exc:
+                    body.close()
+                    body, resumes = None, resumes + 1
+                    if resumes > READ_RESUMES:
+                        raise translate(path, exc) from exc
+                    continue
+                if not chunk:
+                    return
+                position += len(chunk)
+                yield chunk
+        finally:
+            if body is not None:
+                body.close()
+
+    async def _get_object(self, path: str, request: dict[str, Any]) -> Any:
+        return await in_thread(path, lambda: self._client.get_object(**request))
+
+    async def _writer(self, path: str, append: bool) -> FileWriter:
+        key = self._key(path)
+        if append:
+            return await S3Writer.resume(self._client, self.bucket, self.settings, path, key)
+        return S3Writer(self._client, self.bucket, self.settings, path, key)
+
+    async def _stat(self, path: str) -> FileInfo:
+        with contextlib.suppress(PathNotFound):
+            head = await self._head(path)
+            return FileInfo(path, head["ContentLength"], head["LastModified"].timestamp())
+        prefix = self._dir_prefix(path)
+        listing = await in_thread(
+            path, lambda: self._client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        )
+        contents = listing.get("Contents", [])
+        if not contents:
+            raise PathNotFound(path)
+        # S3 has no directories; the first object below stands in for its modification time.
+        return FileInfo(path, 0, contents[0]["LastModified"].timestamp(), is_dir=True)
+
+    async def _list(self, path: str) -> list[str]:
+        prefix = self._dir_prefix(path)
+
+        def children() -> list[str]:
+            names: list[str] = []
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+            )
+            for page in pages:
+                names.extend(item["Key"][len(prefix) :] for item in page.get("Contents", []))
+                names.extend(p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+            return names
+
+        names = await in_thread(path, children)
+        if not names:
+            raise PathNotFound(path)
+        return [f"{path}/{name}" for name in names if name and not _is_hidden(name)]
+
+    async def _move(self, source: str, destination: str) -> None:
+        size = (await self._head(source))["ContentLength"]
+        source_key, destination_key = self._key(source), self._key(destination)
+        if size <= self.settings.multipartcopythresholdsize or size == 0:
+            await in_thread(
+                source,
+                lambda: self._client.copy_object(
+                    Bucket=self.bucket,
+                    Key=destination_key,
+                    CopySource={"Bucket": self.bucket, "Key": source_key},
+                    MetadataDirective="REPLACE",
+                    **self.settings.put_arguments(),
+                ),
+            )
+        else:
+            await in_thread(source, lambda: self._multipart_copy(source_key, destination_key, size))
+        await in_thread(source, lambda: self._client.delete_object(Bucket=self.bucket, Key=source_key))
+
+    def _multipart_copy(self, source_key: str, destination_key: str, size: int) -> None:
+        """Copy ``size`` bytes server-side in parts, several at once (needed above 5 GiB)."""
+        chunk = min(max(self.settings.multipartcopychunksize, -(-size // 10_000)), MAX_PART)
+        upload_id = self._client.create_multipart_upload(
+            Bucket=self.bucket, Key=destination_key, **self.settings.put_arguments()
+        )["UploadId"]
+
+        def copy_part(number: int) -> CompletedPartTypeDef:
+            first = (number - 1) * chunk
+            last = min(first + chunk, size) - 1
+            copied = self._client.upload_part_copy(
+                Bucket=self.bucket,
+                Key=destination_key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": self.bucket, "Key": source_key},
+                CopySourceRange=f"bytes={first}-{last}",
+            )
+            return {"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]}
+
+        numbers = range(1, -(-size // chunk) + 1)
+        try:
+            with ThreadPoolExecutor(min(self.settings.multipartcopymaxconcurrency, len(numbers))) as pool:
+                parts = list(pool.map(copy_part, numbers))
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=destination_key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=destination_key, UploadId=upload_id)
+            raise
+
+    async def _delete(self, path: str) -> None:
+        key, prefix = self._key(path), self._dir_prefix(path)
+
+        def delete_all() -> bool:
+            keys = self._existing(key)
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            ):
+                keys.extend(item["Key"] for item in page.get("Contents", []))
+            for start in range(0, len(keys), DELETE_BATCH):
+                batch: list[ObjectIdentifierTypeDef] = [
+                    {"Key": k} for k in keys[start : start + DELETE_BATCH]
+                ]
+                result = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+                if result.get("Errors"):
+                    first = result["Errors"][0]
+                    raise StorageError(path, f"S3 refused to delete {first.get('Key')}: {first.get('Code')}")
+            aborted = self._abort_uploads(prefix, older_than=None)
+            return bool(keys) or aborted > 0
+
+        if not await in_thread(path, delete_all):
+            raise PathNotFound(path)
+
+    def _existing(self, key: str) -> list[str]:
+        """``[key]`` if an object is stored there, else ``[]``."""
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if status_code(exc) != 404:
+                raise
+            return []
+        return [key]
+
+    def _abort_uploads(self, prefix: str, older_than: float | None) -> int:
+        """Abort multipart uploads below ``prefix`` started before ``older_than`` (all if None)."""
+        aborted = 0
+        for upload in self._uploads(prefix):
+            if older_than is not None and upload["Initiated"].timestamp() >= older_than:
+                continue
+            try:
+                self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+            except ClientError as exc:
+                if status_code(exc) != 404:  # aborted meanwhile by another replica
+                    raise
+            aborted += 1
+        return aborted
+
+    def _uploads(self, prefix: str) -> Iterator[MultipartUploadTypeDef]:
+        pages = self._client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            yield from page.get("Uploads", [])
+
+    async def _purge_incomplete(self, path: str, older_than: float) -> int:
+        cutoff = time.time() - older_than
+        prefix = self._dir_prefix(path)
+        return await in_thread(path, lambda: self._abort_uploads(prefix, cutoff))
+
+    async def _redirect_url(self, path: str) -> str | None:
+        key, expiry = self._key(path), int(self.redirect_expiry)
+        return await in_thread(
+            path,
+            lambda: self._presigner.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expiry
+            ),
+        )
+
+    async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
+        prefix = self._dir_prefix(path)
+        pages = iter(
+            self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        )
+        found = False
+        while (page := await in_thread(path, lambda: next(pages, None))) is not None:
+            for item in page.get("Contents", []):
+                found = True
+                name = item["Key"].rpartition("/")[2]
+                if name and not _is_hidden(name):
+                    yield FileInfo(self._path_of(item["Key"]), item["Size"], item["LastModified"].timestamp())
+        if not found:
+            raise PathNotFound(path)
+
+    async def close(self) -> None:
+        await to_thread.run_sync(self._client.close)
+        if self._presigner is not self._client:
+            await to_thread.run_sync(self._presigner.close)

@@ -1,0 +1,86 @@
+"""botocore's exceptions, translated once into the driver contract's errors.
+
+Transient failures (throttling, 5xx, timeouts, refused connections) have already
+been retried with backoff by botocore when they reach this module; what is left
+becomes StorageUnavailable, which the registry answers with 503 and Retry-After.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from anyio import to_thread
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+
+from ..base import InvalidOffset, PathNotFound, StorageError, StorageUnavailable
+
+_T = TypeVar("_T")
+
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
+TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+    }
+)
+TRANSIENT_TRANSPORT = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+    HTTPClientError,
+    IncompleteReadError,
+    ResponseStreamingError,
+)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def status_code(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def translate(path: str, exc: Exception) -> StorageError:
+    """The contract's error for a failed S3 call about ``path``."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, ClientError):
+        code, status = error_code(exc), status_code(exc)
+        if code in NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):
+            return PathNotFound(path)
+        if code == "InvalidRange" or status == 416:
+            return InvalidOffset(path, "range not satisfiable")
+        if code in TRANSIENT_CODES or status >= 500 or status == 429:
+            return StorageUnavailable(path, f"S3 {code or status}: retries exhausted")
+        return StorageError(path, f"S3 {code or status}: {exc}")
+    if isinstance(exc, TRANSIENT_TRANSPORT):
+        return StorageUnavailable(path, f"S3 unreachable: {exc}")
+    return StorageError(path, f"S3: {exc}")
+
+
+async def in_thread(path: str, call: Callable[[], _T]) -> _T:
+    """Run a blocking boto3 call in a worker thread, translating its errors."""
+    try:
+        return await to_thread.run_sync(call)
+    except (BotoCoreError, ClientError) as exc:
+        raise translate(path, exc) from exc

@@ -1,0 +1,258 @@
+"""Appendable writes on S3: a multipart upload plus a small "pending" object for the tail.
+
+S3 parts must be at least 5 MiB (except the last), but a registry upload arrives in
+requests of any size, each possibly served by another worker or host. So the writer
+keeps, durably and with nothing in process memory between requests:
+
+- full parts (exactly ``chunksize`` bytes each) in an S3 multipart upload at the
+  object's own key, and
+- the bytes after the last full part in a pending object beside the key
+  (``<dir>/.dockyard-pending-<name>``), whose metadata records the upload id, how many
+  parts it follows and at which offset.
+
+``close`` rewrites the pending object (at most ``chunksize`` bytes); a later writer reads
+it back and lists the upload's parts. A part uploaded after the pending object was
+written (a writer that died before ``close``) already contains that tail, which the part
+count reveals, so the size is exact even after a crash. ``commit`` uploads the tail as the
+last part and completes the upload (a single PUT when everything fits in one part).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from ..base import FileWriter, PathNotFound, StorageError
+from .errors import in_thread
+from .settings import S3Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+PENDING_PREFIX = ".dockyard-pending-"
+HIDDEN_PREFIX = ".dockyard-"
+"""Names the driver keeps for itself; listings and walks never show them."""
+
+
+def pending_key(key: str) -> str:
+    directory, slash, name = key.rpartition("/")
+    return f"{directory}{slash}{PENDING_PREFIX}{name}"
+
+
+def _gapless(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Parts numbered 1, 2, 3... up to the first gap (a lost part of an interrupted writer)."""
+    run = []
+    for number, part in enumerate(parts, 1):
+        if part["PartNumber"] != number:
+            break
+        run.append(part)
+    return run
+
+
+class S3Writer(FileWriter):
+    def __init__(self, client: S3Client, bucket: str, settings: S3Settings, path: str, key: str) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._settings = settings
+        self._path = path
+        self._key = key
+        self._pending_key = pending_key(key)
+        self._upload_id: str | None = None
+        self._parts: list[CompletedPartTypeDef] = []
+        self._parts_size = 0
+        self._buffer = bytearray()
+        self._unloaded_tail = 0
+        """Bytes of the pending object not read back yet (read on the first write or commit)."""
+        self._tail_etag: str | None = None
+        self._dirty = True
+        self._closed = False
+
+    @classmethod
+    async def resume(
+        cls, client: S3Client, bucket: str, settings: S3Settings, path: str, key: str
+    ) -> S3Writer:
+        """Continue what a closed (not committed or cancelled) writer left at ``key``, or start empty."""
+        writer = cls(client, bucket, settings, path, key)
+        await writer._load_state()
+        return writer
+
+    async def _load_state(self) -> None:
+        try:
+            head = await in_thread(
+                self._path, lambda: self._client.head_object(Bucket=self._bucket, Key=self._pending_key)
+            )
+        except PathNotFound:
+            self._dirty = False  # nothing to continue, nothing to persist yet
+            return
+        metadata = head.get("Metadata", {})
+        upload_id = metadata.get("upload-id") or None
+        recorded_parts = int(metadata.get("parts", "0"))
+        recorded_offset = int(metadata.get("offset", "0"))
+        self._tail_etag = head["ETag"]
+        self._unloaded_tail = head["ContentLength"]
+        self._dirty = False
+        if upload_id is None:
+            return
+        self._upload_id = upload_id
+        try:
+            parts = await in_thread(self._path, lambda: self._list_parts(upload_id))
+        except PathNotFound:
+            raise StorageError(self._path, "the pending upload was aborted (purged?)") from None
+        # Only a gapless run of parts counts; complete_multipart_upload drops the others.
+        contiguous = _gapless(parts)
+        if len(contiguous) < recorded_parts or (
+            sum(p["Size"] for p in contiguous[:recorded_parts]) != recorded_offset
+        ):
+            raise StorageError(self._path, "the upload's parts do not match its pending state")
+        if len(contiguous) > recorded_parts:
+            # A writer uploaded a part after this tail and died before close: the part holds it.
+            self._unloaded_tail = 0
+            self._dirty = True
+        self._parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in contiguous]
+        self._parts_size = sum(p["Size"] for p in contiguous)
+
+    def _list_parts(self, upload_id: str) -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = []
+        paginator = self._client.get_paginator("list_parts")
+        pages = paginator.paginate(Bucket=self._bucket, Key=self._key, UploadId=upload_id)
+        for page in pages:
+            parts.extend(
+                {"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p["Size"]}
+                for p in page.get("Parts", [])
+            )
+        parts.sort(key=lambda p: int(p["PartNumber"]))
+        return parts
+
+    @property
+    def size(self) -> int:
+        return self._parts_size + self._unloaded_tail + len(self._buffer)
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise StorageError(self._path, "writer already closed")
+
+    async def _load_tail(self) -> None:
+        if not self._unloaded_tail:
+            return
+        etag = self._tail_etag or ""
+        response = await in_thread(
+            self._path,
+            lambda: self._client.get_object(Bucket=self._bucket, Key=self._pending_key, IfMatch=etag),
+        )
+        tail = await in_thread(self._path, response["Body"].read)
+        if len(tail) != self._unloaded_tail:
+            raise StorageError(self._path, "the pending tail changed while it was read")
+        self._buffer[:0] = tail
+        self._unloaded_tail = 0
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._require_open()
+        await self._load_tail()
+        self._buffer += data
+        self._dirty = True
+        chunk = self._settings.chunksize
+        while len(self._buffer) >= chunk:
+            await self._upload_part(chunk)
+
+    async def _upload_part(self, length: int) -> None:
+        if self._upload_id is None:
+            created = await in_thread(
+                self._path,
+                lambda: self._client.create_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, **self._settings.put_arguments()
+                ),
+            )
+            self._upload_id = created["UploadId"]
+        upload_id, number = self._upload_id, len(self._parts) + 1
+        with memoryview(self._buffer) as view:
+            body = bytes(view[:length])
+        uploaded = await in_thread(
+            self._path,
+            lambda: self._client.upload_part(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=body,
+                ContentLength=length,
+            ),
+        )
+        self._parts.append({"PartNumber": number, "ETag": uploaded["ETag"]})
+        self._parts_size += length
+        del self._buffer[:length]  # only now: a failed part leaves the bytes to retry or persist
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._dirty:
+            return
+        tail = bytes(self._buffer)
+        metadata = {
+            "upload-id": self._upload_id or "",
+            "parts": str(len(self._parts)),
+            "offset": str(self._parts_size),
+        }
+        await in_thread(
+            self._path,
+            lambda: self._client.put_object(
+                Bucket=self._bucket,
+                Key=self._pending_key,
+                Body=tail,
+                Metadata=metadata,
+                ContentType="application/octet-stream",
+            ),
+        )
+
+    async def commit(self) -> None:
+        self._require_open()
+        await self._load_tail()
+        size = self.size
+        if self._upload_id is None:
+            body = bytes(self._buffer)
+            await in_thread(
+                self._path,
+                lambda: self._client.put_object(
+                    Bucket=self._bucket, Key=self._key, Body=body, **self._settings.put_arguments()
+                ),
+            )
+        else:
+            if self._buffer:
+                await self._upload_part(len(self._buffer))
+            upload_id, parts = self._upload_id, list(self._parts)
+            await in_thread(
+                self._path,
+                lambda: self._client.complete_multipart_upload(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                ),
+            )
+        self._closed = True
+        stored = await in_thread(
+            self._path, lambda: self._client.head_object(Bucket=self._bucket, Key=self._key)
+        )
+        if stored["ContentLength"] != size:
+            raise StorageError(self._path, f"stored {stored['ContentLength']} bytes, wrote {size}")
+        await self._delete_pending()
+
+    async def cancel(self) -> None:
+        self._closed = True
+        if self._upload_id is not None:
+            upload_id = self._upload_id
+            with contextlib.suppress(PathNotFound):  # already aborted, e.g. by upload purging
+                await in_thread(
+                    self._path,
+                    lambda: self._client.abort_multipart_upload(
+                        Bucket=self._bucket, Key=self._key, UploadId=upload_id
+                    ),
+                )
+        await self._delete_pending()
+
+    async def _delete_pending(self) -> None:
+        await in_thread(
+            self._path,
+            lambda: self._client.delete_object(Bucket=self._bucket, Key=self._pending_key),
+        )
