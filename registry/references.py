@@ -18,6 +18,7 @@ _NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _NAME = re.compile(rf"{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*")
 _TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 _DIGEST = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
+_LOWER_HEX = re.compile(r"[0-9a-f]+")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 MAX_NAME_LENGTH = 255
@@ -76,7 +77,7 @@ class Digest:
                 ErrorCode.DIGEST_INVALID,
                 {"digest": value[:200], "reason": f"unsupported algorithm {algorithm}"},
             )
-        if len(encoded) != HEX_LENGTHS[algorithm] or not _is_lower_hex(encoded):
+        if len(encoded) != HEX_LENGTHS[algorithm] or not _LOWER_HEX.fullmatch(encoded):
             raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": value[:200]})
         return cls(algorithm, encoded)
 
@@ -98,10 +99,6 @@ def parse_algorithm(value: str) -> str:
             ErrorCode.DIGEST_INVALID, {"reason": f"unsupported digest algorithm {value[:40]!r}"}
         )
     return value
-
-
-def _is_lower_hex(value: str) -> bool:
-    return all(c in "0123456789abcdef" for c in value)
 
 
 class UploadId(str):
