@@ -80,10 +80,17 @@ class _suppress_os_error:
         return isinstance(exc, OSError)
 
 
+def _pending_file(full: str) -> str:
+    """Where a writer's bytes wait for ``commit``: a hidden file beside the target."""
+    directory, name = os.path.split(full)
+    return os.path.join(directory, f"{TEMP_PREFIX}pending-{name}")
+
+
 class _FilesystemWriter(FileWriter):
     def __init__(self, path: str, full_path: str, fd: int, size: int) -> None:
         self._path = path
         self._full_path = full_path
+        self._pending_path = _pending_file(full_path)
         self._fd: int | None = fd
         self._size = size
 
@@ -115,13 +122,20 @@ class _FilesystemWriter(FileWriter):
 
     async def commit(self) -> None:
         fd = self._require_fd()
-        await _in_thread(self._path, lambda: os.fdatasync(fd))
-        await self.close()
+
+        def publish() -> None:
+            os.fdatasync(fd)
+            os.replace(self._pending_path, self._full_path)
+
+        try:
+            await _in_thread(self._path, publish)
+        finally:
+            await self.close()
 
     async def cancel(self) -> None:
         await self.close()
         with _suppress_os_error():
-            os.unlink(self._full_path)
+            os.unlink(self._pending_path)
 
 
 class FilesystemDriver(StorageDriver):
@@ -189,9 +203,11 @@ class FilesystemDriver(StorageDriver):
         full = self._full(path)
 
         def open_file() -> tuple[int, int]:
+            if os.path.isdir(full):
+                raise IsADirectoryError(errno.EISDIR, "a directory is stored there", full)
             os.makedirs(os.path.dirname(full), exist_ok=True)
             flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
-            fd = os.open(full, flags, 0o644)
+            fd = os.open(_pending_file(full), flags, 0o644)
             return fd, os.fstat(fd).st_size
 
         fd, size = await _in_thread(path, open_file)
