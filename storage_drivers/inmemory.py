@@ -96,12 +96,7 @@ class InMemoryDriver(StorageDriver):
     async def _writer(self, path: str, append: bool) -> FileWriter:
         if self._is_dir(path):
             raise InvalidPath(path, "a directory is stored there")
-        data = bytearray()
-        if append:
-            if path in self._pending:
-                data = self._pending[path]
-            elif path in self._objects:
-                data = bytearray(self._objects[path].data)
+        data = self._pending.get(path, bytearray()) if append else bytearray()
         return _InMemoryWriter(self, path, data)
 
     async def _stat(self, path: str) -> FileInfo:
@@ -135,6 +130,8 @@ class InMemoryDriver(StorageDriver):
             raise PathNotFound(path)
         for key in doomed:
             del self._objects[key]
+        for key in [key for key in self._pending if key.startswith(prefix)]:
+            del self._pending[key]  # writers' state dies with their directory, as on disk
 
     async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
         prefix = "/" if path == "/" else path + "/"
