@@ -1,0 +1,53 @@
+"""The conformance suite (storage_drivers.testsuite) against every driver the registry ships."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from storage_drivers import StorageDriver
+from storage_drivers.filesystem import FilesystemDriver
+from storage_drivers.inmemory import InMemoryDriver
+from storage_drivers.s3 import S3Driver, parse_settings
+from storage_drivers.testsuite import MIB, DriverConformance
+from tests.support.ceph import CephRGW
+
+
+class TestInMemoryDriver(DriverConformance):
+    streamed_size: ClassVar[int] = 256 * MIB
+    """It holds every object in memory: a smaller stream still crosses all part boundaries."""
+    streamed_memory_limit: ClassVar[int] = 2 << 30
+
+    @pytest.fixture
+    def driver(self) -> StorageDriver:
+        return InMemoryDriver()
+
+
+class TestFilesystemDriver(DriverConformance):
+    @pytest.fixture
+    def driver(self, tmp_path: Path) -> StorageDriver:
+        return FilesystemDriver(str(tmp_path / "storage"))
+
+
+@pytest.mark.s3
+class TestS3Driver(DriverConformance):
+    redirects: ClassVar[bool] = True
+    redirect_expiry: ClassVar[float] = 3.0
+
+    @pytest.fixture
+    async def driver(self, ceph_rgw: CephRGW, s3_bucket: str) -> AsyncIterator[StorageDriver]:
+        # Small parts and a low copy threshold so that modest objects cross every boundary.
+        parameters = ceph_rgw.driver_parameters(
+            s3_bucket,
+            rootdirectory="/registry-root",
+            chunksize=5 * MIB,
+            multipartcopythresholdsize=8 * MIB,
+            multipartcopychunksize=5 * MIB,
+            multipartcopymaxconcurrency=8,
+        )
+        driver = S3Driver(parse_settings(parameters), redirect_expiry=self.redirect_expiry)
+        yield driver
+        await driver.close()
