@@ -83,10 +83,10 @@ class Uploads:
     async def size(self, name: RepositoryName, upload_id: UploadId) -> int:
         """Bytes received so far; BLOB_UPLOAD_UNKNOWN when there is no such upload."""
         await self._require(name, upload_id)
-        try:
-            return (await self._driver.stat(paths.upload_data(name, upload_id))).size
-        except PathNotFound:
-            return 0
+        # Unfinished data is not stat-able (S3 keeps it in a multipart upload); its writer knows.
+        writer = await self._driver.writer(paths.upload_data(name, upload_id), append=True)
+        await writer.close()
+        return writer.size
 
     async def append(
         self,
