@@ -1,6 +1,6 @@
-"""Dockyard: a container image registry (OCI Distribution v1.1, Docker Registry HTTP API v2)."""
+"""Dockyard: a container image registry (OCI Distribution v1.1, Docker Registry HTTP API v2).
 
-from .app import create_app
-from .config import Config, load_config
-
-__all__ = ["Config", "create_app", "load_config"]
+``registry.app.create_app(config)`` builds the ASGI application from a
+``registry.config.load_config(path)`` result; ``registry.cli`` is the ``dockyard`` command.
+Nothing is imported here, so the command's supervisor process stays small.
+"""

@@ -24,15 +24,11 @@ from storage_drivers import StorageUnavailable, create_driver
 from .api.context import Settings
 from .api.dispatch import RegistryAPI
 from .api.responses import CommonHeaders, error_response, json_response
-from .config import Config, load_config
+from .config import CONFIG_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
 from .storage import ManifestPolicy, Storage
 
 log = logging.getLogger("registry")
-
-CONFIG_ENV = "DOCKYARD_CONFIG"
-"""How ``dockyard serve`` tells its worker processes which config file to load (empty: the
-embedded default)."""
 
 RETRY_AFTER_SECONDS = "5"
 

@@ -15,8 +15,7 @@ import uvicorn
 from auth import AuthConfigError, create_access_controller
 from storage_drivers import DriverConfigError, create_driver
 
-from .app import CONFIG_ENV
-from .config import Config, ConfigError, load_config
+from .config import CONFIG_ENV, Config, ConfigError, load_config
 from .logs import logging_config
 
 log = logging.getLogger("registry")

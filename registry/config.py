@@ -23,6 +23,9 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
 }
 """What ``dockyard serve`` runs with no config file: data under ./data, deletes enabled."""
 
+CONFIG_ENV = "DOCKYARD_CONFIG"
+"""How ``dockyard serve`` tells its worker processes which config file to load (empty: the
+embedded default)."""
 ENV_PREFIX = "REGISTRY_"
 STORAGE_DRIVERS = ("filesystem", "s3", "inmemory")
 STORAGE_OPTIONS = ("delete", "maintenance", "redirect", "cache", "tag")
