@@ -1,0 +1,100 @@
+"""The `tokenserver` section: every problem listed, and the registry must trust what it issues."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auth import AuthConfigError
+from auth.keygen import GeneratedKey
+from auth.tokenserver import create_token_server
+
+from .helpers import ISSUER, REALM, SERVICE, write_htpasswd
+from .servers import token_server_section
+
+
+def auth_token(certificate: Path, **extra: Any) -> dict[str, Any]:
+    settings = {"realm": REALM, "service": SERVICE, "issuer": ISSUER, "rootcertbundle": str(certificate)}
+    return {"token": {**settings, **extra}}
+
+
+def problems_of(config: dict[str, Any], *, embedded: bool = True) -> list[str]:
+    with pytest.raises(AuthConfigError) as raised:
+        create_token_server(config, embedded=embedded)
+    return raised.value.problems
+
+
+def test_a_consistent_configuration_builds(tmp_path: Path, es256_key: GeneratedKey) -> None:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "pw"})
+    config = {
+        "auth": auth_token(es256_key.certificate_path),
+        "tokenserver": token_server_section(es256_key, htpasswd, expiration="10m", refreshexpiration="24h"),
+    }
+    server = create_token_server(config, embedded=True)
+    assert server is not None
+    assert server.settings.path == "/auth/token"
+    assert server.settings.issuer.expiration == 600
+    assert server.settings.issuer.refresh_expiration == 86400
+    assert create_token_server({"auth": config["auth"]}, embedded=True) is None
+
+
+def test_every_problem_is_listed_without_secrets(tmp_path: Path, es256_key: GeneratedKey) -> None:
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")
+    section = {
+        "signingkey": str(tmp_path / "missing.key"),
+        "htpasswd": str(htpasswd),
+        "expiration": "30s",
+        "path": "/v2/token",
+        "tls": {"certificate": str(es256_key.certificate_path)},
+        "acl": [{"account": "alice", "repository": "*", "actions": ["fly"]}],
+        "colour": "blue",
+    }
+    problems = "\n".join(problems_of({"tokenserver": section}, embedded=False))
+    for expected in (
+        "tokenserver.issuer: required",
+        "tokenserver.service: required",
+        "tokenserver.signingkey: " + str(tmp_path / "missing.key") + ": no such file",
+        "tokenserver.expiration: must be at least 60 seconds",
+        "tokenserver.path: must start with / and lie outside /v2/",
+        "tokenserver.tls: give both certificate and key",
+        "tokenserver.acl[0].actions: 'fly' is not one of",
+        "tokenserver.colour: unknown key",
+        "only bcrypt entries",
+    ):
+        assert expected in problems
+    assert "W6ph5Mm5Pz8GgiULbPgzG37mj9g" not in problems
+
+
+def test_certificate_must_hold_the_signing_key(
+    tmp_path: Path, es256_key: GeneratedKey, attacker_key: GeneratedKey
+) -> None:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "pw"})
+    section = token_server_section(es256_key, htpasswd, certificate=str(attacker_key.certificate_path))
+    assert problems_of({"tokenserver": section}, embedded=False) == [
+        "tokenserver.certificate: does not hold the signing key's public key"
+    ]
+
+
+def test_registry_must_trust_the_embedded_token_server(
+    tmp_path: Path, es256_key: GeneratedKey, attacker_key: GeneratedKey
+) -> None:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "pw"})
+    section = token_server_section(es256_key, htpasswd)
+    [untrusted] = problems_of({"auth": auth_token(attacker_key.certificate_path), "tokenserver": section})
+    assert "auth.token does not accept tokenserver's tokens" in untrusted
+    mismatched = problems_of(
+        {
+            "auth": auth_token(es256_key.certificate_path, issuer="other", service="elsewhere"),
+            "tokenserver": section,
+        }
+    )
+    assert mismatched == [
+        "tokenserver.issuer: must equal auth.token.issuer",
+        "tokenserver.service: must equal auth.token.service",
+    ]
+    [no_token_auth] = problems_of({"tokenserver": section}, embedded=True)
+    assert "auth.token is not" in no_token_auth
+    assert create_token_server({"tokenserver": section}, embedded=False) is not None
