@@ -12,14 +12,13 @@ import oras.client
 import oras.oci
 import pytest
 
-from tests.support.images import OCI_MANIFEST, Blob, json_bytes
+from tests.support.images import EMPTY_CONFIG, OCI_MANIFEST, Blob, json_bytes
 from tests.support.served import RegistryEndpoint, Served
 
 pytestmark = pytest.mark.clients
 
 ARTIFACT_TYPE = "application/vnd.example.report.v1+json"
 SIGNATURE_TYPE = "application/vnd.example.signature.v1"
-EMPTY = Blob("application/vnd.oci.empty.v1+json", b"{}")
 
 
 def sha256_file(path: Path) -> str:
@@ -116,7 +115,7 @@ def test_referrers_of_an_artifact(
     # A referrer with an explicit OCI 1.1 artifactType and the empty config.
     signature_data = Blob(SIGNATURE_TYPE, os.urandom(512))
     container = oras_client.get_container(f"{target_registry.host}/{repository}:signature")
-    for blob in (EMPTY, signature_data):
+    for blob in (EMPTY_CONFIG, signature_data):
         path = tmp_path / blob.digest.removeprefix("sha256:")
         path.write_bytes(blob.data)
         uploaded = oras_client.upload_blob(str(path), container, blob.descriptor())
@@ -126,7 +125,7 @@ def test_referrers_of_an_artifact(
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "artifactType": SIGNATURE_TYPE,
-            "config": EMPTY.descriptor(),
+            "config": EMPTY_CONFIG.descriptor(),
             "layers": [signature_data.descriptor()],
             "subject": dataclasses.asdict(subject_descriptor),
             "annotations": {"org.example.kind": "signature"},

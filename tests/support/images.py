@@ -179,6 +179,54 @@ def multi_arch_index(layers: int = 2, docker: bool = False) -> ImageIndex:
     )
 
 
+EMPTY_CONFIG = Blob("application/vnd.oci.empty.v1+json", b"{}")
+
+
+def artifact(subject: Blob, artifact_type: str, annotations: Mapping[str, str]) -> Image:
+    """An OCI 1.1 artifact referring to ``subject``: the empty config, one random payload blob."""
+    payload = Blob(artifact_type, os.urandom(4096))
+    manifest = Blob(
+        OCI_MANIFEST,
+        json_bytes(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "artifactType": artifact_type,
+                "config": EMPTY_CONFIG.descriptor(),
+                "layers": [payload.descriptor()],
+                "subject": subject.descriptor(),
+                "annotations": dict(annotations),
+            }
+        ),
+    )
+    # The payload is stored as is, uncompressed: its own digest is its diff ID.
+    return Image(manifest, EMPTY_CONFIG, [Layer(payload, payload.digest, {})])
+
+
+def referrer_descriptor(referrer: Image) -> dict[str, Any]:
+    """The descriptor of ``referrer`` as a referrers list carries it."""
+    document = json.loads(referrer.manifest.data)
+    return referrer.manifest.descriptor(
+        artifactType=document["artifactType"], annotations=document["annotations"]
+    )
+
+
+def referrers_tag(digest: str) -> str:
+    """The tag where clients keep the referrers of ``digest`` when a registry has no referrers API."""
+    algorithm, encoded = digest.split(":", 1)
+    return f"{algorithm[:32]}-{encoded[:64]}"
+
+
+def referrers_tag_index(referrers: list[Image]) -> ImageIndex:
+    """The index clients push to the referrers tag (the OCI 1.1 fallback)."""
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [referrer_descriptor(referrer) for referrer in referrers],
+    }
+    return ImageIndex(Blob(OCI_INDEX, json_bytes(document)), referrers)
+
+
 def every_blob(content: Image | ImageIndex) -> list[Blob]:
     """Every manifest and blob of ``content``, children before the manifests that refer to them."""
     if isinstance(content, Image):

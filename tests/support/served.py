@@ -56,6 +56,12 @@ class Served:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def manifest(self, repository: str, reference: str) -> ServedManifest:
         """GET a manifest; its bytes must hash to ``Docker-Content-Digest`` and any digest asked."""
         response = self.http.get(
@@ -133,6 +139,16 @@ class Served:
         assert response.headers["Content-Type"].startswith(OCI_INDEX)
         body: dict[str, Any] = response.json()
         return body
+
+    def put_manifest(self, repository: str, reference: str, media_type: str, data: bytes) -> str:
+        """PUT a manifest as a client does; returns the digest the registry answers with."""
+        response = self.http.put(
+            f"/v2/{repository}/manifests/{reference}", content=data, headers={"Content-Type": media_type}
+        )
+        assert response.status_code == 201, (response.status_code, response.text)
+        digest = response.headers["Docker-Content-Digest"]
+        assert digest == digest_of(data, digest.split(":", 1)[0])
+        return digest
 
     def status(self, method: str, path: str) -> int:
         return self.http.request(method, path).status_code
