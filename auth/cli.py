@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import uvicorn
 import yaml
@@ -48,12 +49,12 @@ def register(subparsers: Any) -> None:
     users.set_defaults(run=run_htpasswd)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> None:
+    """Each command returns on success and raises SystemExit with a non-zero status on failure."""
     parser = argparse.ArgumentParser(prog="python -m auth", description=__doc__)
     register(parser.add_subparsers(required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)
-    status: int = args.run(args)
-    return status
+    args.run(args)
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -64,27 +65,34 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an empty host means all
 
 
-def run_token_server(args: argparse.Namespace) -> int:
+def fail(message: str, status: int = 1) -> NoReturn:
+    print(message, file=sys.stderr)
+    raise SystemExit(status)
+
+
+def run_token_server(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config = yaml.safe_load(args.config.read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
-        print(f"cannot read {args.config}: {error}", file=sys.stderr)
-        return 2
+        fail(f"cannot read {args.config}: {error}", 2)
+    if not isinstance(config, dict):
+        fail(f"{args.config}: not a YAML mapping", 2)
     try:
-        server = create_token_server(config, embedded=False)
+        server = create_token_server(config.get("tokenserver"), auth=config.get("auth"), embedded=False)
     except AuthConfigError as error:
-        print("invalid configuration:", *error.problems, sep="\n  ", file=sys.stderr)
-        return 2
+        fail("\n  ".join(["invalid configuration:", *error.problems]), 2)
     if server is None:
-        print(f"{args.config} has no tokenserver section", file=sys.stderr)
-        return 2
+        fail(f"{args.config} has no tokenserver section", 2)
     settings = server.settings
     try:
         host, port = split_addr(args.addr or settings.addr)
     except ValueError as error:
-        print(error, file=sys.stderr)
-        return 2
+        fail(str(error), 2)
+    if settings.tls_certificate is None and not is_loopback(host):
+        logging.getLogger("dockyard.auth").warning(
+            "token server on %s without tls: passwords cross the network in clear text", host
+        )
     uvicorn.run(
         standalone_app(server),
         host=host,
@@ -94,40 +102,42 @@ def run_token_server(args: argparse.Namespace) -> int:
         log_level="info",
         server_header=False,
     )
-    return 0
 
 
-def run_generate_token_key(args: argparse.Namespace) -> int:
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_generate_token_key(args: argparse.Namespace) -> None:
     try:
         generated = generate_token_key(args.directory, args.algorithm, overwrite=args.force)
     except FileExistsError as error:
-        print(f"{error} (use --force to replace it: every issued token stops working)")
-        return 1
+        fail(f"{error} (use --force to replace it: every issued token stops working)")
     print(f"private key: {generated.key_path}  (tokenserver.signingkey; keep it secret)")
     print(f"certificate: {generated.certificate_path}")
     print("             (tokenserver.certificate and auth.token.rootcertbundle)")
     print(f"key id:      {generated.key_id}")
-    return 0
 
 
-def run_htpasswd(args: argparse.Namespace) -> int:
+def run_htpasswd(args: argparse.Namespace) -> None:
     if args.delete:
-        if remove_user(args.file, args.username):
-            print(f"removed {args.username}")
-            return 0
-        print(f"{args.username} is not in {args.file}", file=sys.stderr)
-        return 1
+        if not remove_user(args.file, args.username):
+            fail(f"{args.username} is not in {args.file}")
+        print(f"removed {args.username}")
+        return
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = getpass.getpass(f"password for {args.username}: ")
         if getpass.getpass("again: ") != password:
-            print("the passwords differ", file=sys.stderr)
-            return 1
+            fail("the passwords differ")
     try:
         set_password(args.file, args.username, password)
     except ValueError as error:
-        print(error, file=sys.stderr)
-        return 1
+        fail(str(error))
     print(f"{args.username} saved in {args.file}")
-    return 0

@@ -205,19 +205,20 @@ def standalone_app(server: TokenServer) -> Starlette:
     return Starlette(routes=[Route(server.settings.path, server, methods=["GET", "POST"])])
 
 
-def create_token_server(config: Mapping[str, Any], *, embedded: bool) -> TokenServer | None:
-    """The token server for a whole configuration, or None without a ``tokenserver`` section.
+def create_token_server(
+    section: object, *, auth: Mapping[str, Any] | None, embedded: bool
+) -> TokenServer | None:
+    """The token server for the ``tokenserver`` section, or None when there is none.
 
-    ``embedded``: the registry serves it too, so its ``auth.token`` must be configured to trust
-    exactly these tokens; that is proven by verifying a freshly signed one. Raises
-    AuthConfigError listing every problem.
+    ``auth`` is the configuration's ``auth`` section. ``embedded``: the registry serves the
+    token server too, so its ``auth.token`` must trust exactly these tokens; that is proven by
+    verifying a freshly signed one. Raises AuthConfigError listing every problem.
     """
-    if config.get("tokenserver") is None:
+    if section is None:
         return None
     problems: list[str] = []
-    settings = read_token_server(config["tokenserver"], problems)
-    auth_section = config.get("auth")
-    token_section = auth_section.get("token") if isinstance(auth_section, Mapping) else None
+    settings = read_token_server(section, problems)
+    token_section = auth.get("token") if isinstance(auth, Mapping) else None
     if settings is not None and token_section is not None:
         problems.extend(_trust_problems(settings, token_section))
     elif settings is not None and embedded:

@@ -9,7 +9,7 @@ import pytest
 
 from auth import AuthConfigError
 from auth.keygen import GeneratedKey
-from auth.tokenserver import create_token_server
+from auth.tokenserver import TokenServer, create_token_server
 
 from .helpers import ISSUER, REALM, SERVICE, write_htpasswd
 from .servers import token_server_section
@@ -20,9 +20,13 @@ def auth_token(certificate: Path, **extra: Any) -> dict[str, Any]:
     return {"token": {**settings, **extra}}
 
 
+def build(config: dict[str, Any], *, embedded: bool = True) -> TokenServer | None:
+    return create_token_server(config.get("tokenserver"), auth=config.get("auth"), embedded=embedded)
+
+
 def problems_of(config: dict[str, Any], *, embedded: bool = True) -> list[str]:
     with pytest.raises(AuthConfigError) as raised:
-        create_token_server(config, embedded=embedded)
+        build(config, embedded=embedded)
     return raised.value.problems
 
 
@@ -32,12 +36,12 @@ def test_a_consistent_configuration_builds(tmp_path: Path, es256_key: GeneratedK
         "auth": auth_token(es256_key.certificate_path),
         "tokenserver": token_server_section(es256_key, htpasswd, expiration="10m", refreshexpiration="24h"),
     }
-    server = create_token_server(config, embedded=True)
+    server = build(config)
     assert server is not None
     assert server.settings.path == "/auth/token"
     assert server.settings.issuer.expiration == 600
     assert server.settings.issuer.refresh_expiration == 86400
-    assert create_token_server({"auth": config["auth"]}, embedded=True) is None
+    assert build({"auth": config["auth"]}) is None
 
 
 def test_every_problem_is_listed_without_secrets(tmp_path: Path, es256_key: GeneratedKey) -> None:
@@ -97,4 +101,4 @@ def test_registry_must_trust_the_embedded_token_server(
     ]
     [no_token_auth] = problems_of({"tokenserver": section}, embedded=True)
     assert "auth.token is not" in no_token_auth
-    assert create_token_server({"tokenserver": section}, embedded=False) is not None
+    assert build({"tokenserver": section}, embedded=False) is not None

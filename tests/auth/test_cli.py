@@ -1,0 +1,69 @@
+"""The commands operators run: generate-token-key, htpasswd, token-server (start-up checks)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import bcrypt
+import yaml
+
+from auth.keys import libtrust_key_id
+from auth.tokenissuer import load_signer
+
+
+def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auth", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_generate_token_key_writes_a_usable_pair_once(tmp_path: Path) -> None:
+    result = run("generate-token-key", str(tmp_path / "keys"))
+    assert result.returncode == 0, result.stderr
+    problems: list[str] = []
+    signer = load_signer(tmp_path / "keys" / "token.key", tmp_path / "keys" / "token.crt", problems, "t")
+    assert problems == []
+    assert signer is not None
+    assert f"key id:      {libtrust_key_id(signer.public_key)}" in result.stdout
+    again = run("generate-token-key", str(tmp_path / "keys"))
+    assert again.returncode == 1
+    assert "--force" in again.stderr
+
+
+def test_htpasswd_adds_changes_and_removes_users(tmp_path: Path) -> None:
+    path = tmp_path / "htpasswd"
+    assert run("htpasswd", str(path), "alice", "--password-stdin", stdin="first\n").returncode == 0
+    assert run("htpasswd", str(path), "bob", "--password-stdin", stdin="second\n").returncode == 0
+    assert run("htpasswd", str(path), "alice", "--password-stdin", stdin="third\n").returncode == 0
+    entries = dict(line.split(":", 1) for line in path.read_text().splitlines())
+    assert set(entries) == {"alice", "bob"}
+    assert bcrypt.checkpw(b"third", entries["alice"].encode())
+    assert run("htpasswd", str(path), "bob", "--delete").returncode == 0
+    assert [line.split(":")[0] for line in path.read_text().splitlines()] == ["alice"]
+    missing = run("htpasswd", str(path), "bob", "--delete")
+    assert missing.returncode == 1
+    assert "not in" in missing.stderr
+
+
+def test_token_server_refuses_to_start_with_every_problem_listed(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        yaml.safe_dump({"tokenserver": {"htpasswd": str(tmp_path / "none"), "expiration": "1s"}})
+    )
+    result = run("token-server", str(config))
+    assert result.returncode == 2
+    for expected in (
+        "tokenserver.issuer: required",
+        "tokenserver.signingkey: required",
+        "none: no such file",
+    ):
+        assert expected in result.stderr
+    config.write_text(yaml.safe_dump({"version": 0.1}))
+    assert "no tokenserver section" in run("token-server", str(config)).stderr
