@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import bcrypt
+import pytest
 import yaml
 
+from auth.cli import main
 from auth.keys import libtrust_key_id
 from auth.tokenissuer import load_signer
 
@@ -24,32 +27,37 @@ def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_generate_token_key_writes_a_usable_pair_once(tmp_path: Path) -> None:
-    result = run("generate-token-key", str(tmp_path / "keys"))
-    assert result.returncode == 0, result.stderr
+def test_generate_token_key_writes_a_usable_pair_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["generate-token-key", str(tmp_path / "keys")])
     problems: list[str] = []
     signer = load_signer(tmp_path / "keys" / "token.key", tmp_path / "keys" / "token.crt", problems, "t")
     assert problems == []
     assert signer is not None
-    assert f"key id:      {libtrust_key_id(signer.public_key)}" in result.stdout
-    again = run("generate-token-key", str(tmp_path / "keys"))
-    assert again.returncode == 1
-    assert "--force" in again.stderr
+    assert f"key id:      {libtrust_key_id(signer.public_key)}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        main(["generate-token-key", str(tmp_path / "keys")])
+    assert exited.value.code == 1
+    assert "--force" in capsys.readouterr().err
 
 
-def test_htpasswd_adds_changes_and_removes_users(tmp_path: Path) -> None:
+def test_htpasswd_adds_changes_and_removes_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "htpasswd"
-    assert run("htpasswd", str(path), "alice", "--password-stdin", stdin="first\n").returncode == 0
-    assert run("htpasswd", str(path), "bob", "--password-stdin", stdin="second\n").returncode == 0
-    assert run("htpasswd", str(path), "alice", "--password-stdin", stdin="third\n").returncode == 0
+    for user, password in (("alice", "first"), ("bob", "second"), ("alice", "third")):
+        monkeypatch.setattr("sys.stdin", io.StringIO(f"{password}\n"))
+        main(["htpasswd", str(path), user, "--password-stdin"])
     entries = dict(line.split(":", 1) for line in path.read_text().splitlines())
     assert set(entries) == {"alice", "bob"}
     assert bcrypt.checkpw(b"third", entries["alice"].encode())
-    assert run("htpasswd", str(path), "bob", "--delete").returncode == 0
+    main(["htpasswd", str(path), "bob", "--delete"])
     assert [line.split(":")[0] for line in path.read_text().splitlines()] == ["alice"]
-    missing = run("htpasswd", str(path), "bob", "--delete")
-    assert missing.returncode == 1
-    assert "not in" in missing.stderr
+    with pytest.raises(SystemExit) as exited:
+        main(["htpasswd", str(path), "bob", "--delete"])
+    assert exited.value.code == 1
+    assert "not in" in capsys.readouterr().err
 
 
 def test_token_server_refuses_to_start_with_every_problem_listed(tmp_path: Path) -> None:
