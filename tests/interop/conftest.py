@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.containers import ContainerTools
-from tests.support.distribution import DistributionRegistry
-
-StartDistribution = Callable[[Path], DistributionRegistry]
+from tests.support.distribution import DistributionRegistry, StartDistribution
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.conftest import StartDistribution
 from tests.support.containers import ContainerTools
+from tests.support.distribution import StartDistribution
 from tests.support.images import (
     Image,
     ImageIndex,
@@ -37,6 +37,7 @@ from tests.support.served import RegistryEndpoint, Served
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
 SBOM_TYPE = "application/vnd.example.sbom.v1+json"
+SIGNATURE_TYPE = "application/vnd.example.signature.v1"
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,9 @@ def content_set(prefix: str, referrers_api: bool) -> Expected:
     sbom = artifact(layered.manifest, SBOM_TYPE, {"org.example.kind": "sbom"})
     app = f"{prefix}/team/app"
     # skopeo 1.9 drops artifactType from index entries, so the referrers tag index goes over HTTP.
-    referrers_tag_push = [Pushed(app, referrers_tag(layered.digest), referrers_tag_index([sbom]), True)]
+    referrers_tag_push = [
+        Pushed(app, referrers_tag(layered.digest), referrers_tag_index([sbom]), manifest_only=True)
+    ]
     return Expected(
         pushed=[
             Pushed(f"{prefix}/multi", "v1", multi_arch_index(layers=2)),
@@ -171,7 +174,8 @@ def test_distribution_root_served_by_dockyard_and_back(
     distribution.stop()
 
     dockyard = start_registry(root=root)
-    assert_serves(interop_tools, dockyard, written_by_distribution, tmp_path / "pull-1", True)
+    # (The referrers API over Distribution's referrers tags has a test of its own, below.)
+    assert_serves(interop_tools, dockyard, written_by_distribution, tmp_path / "pull-1", False)
     # Dockyard adds to the same root: new repositories and a new tag in an existing one.
     added = content_set("from-dockyard", referrers_api=True)
     push_and_delete(interop_tools, dockyard, added, tmp_path / "push-2")
@@ -199,3 +203,45 @@ def test_dockyard_root_served_by_distribution(
 
     distribution = start_distribution(root)
     assert_serves(interop_tools, distribution, written_by_dockyard, tmp_path / "pull", False)
+
+
+def test_referrers_tags_written_by_distribution_feed_dockyard_referrers_api(
+    start_distribution: StartDistribution,
+    start_registry: StartRegistry,
+    interop_tools: ContainerTools,
+    tmp_path: Path,
+) -> None:
+    """OCI 1.1 "Enabling the Referrers API": manifests listed at a referrers tag, pushed while the
+    registry had no referrers API, MUST be in the referrers API's answer."""
+    root = tmp_path / "root"
+    subject = random_image(layers=1)
+    sbom = artifact(subject.manifest, SBOM_TYPE, {"org.example.kind": "sbom"})
+    signature = artifact(subject.manifest, SIGNATURE_TYPE, {"org.example.kind": "signature"})
+    app = "legacy/app"
+    distribution = start_distribution(root)
+    push(
+        interop_tools,
+        distribution,
+        [
+            Pushed(app, "1.0", subject),
+            Pushed(app, "sbom", sbom),
+            Pushed(app, "signature", signature),
+            Pushed(
+                app,
+                referrers_tag(subject.digest),
+                referrers_tag_index([sbom, signature]),
+                manifest_only=True,
+            ),
+        ],
+        tmp_path / "push",
+    )
+    distribution.stop()
+
+    dockyard = start_registry(root=root)
+    with Served(dockyard.url) as served:
+        listed = served.referrers(app, subject.digest)["manifests"]
+    by_digest = {descriptor["digest"]: descriptor for descriptor in listed}
+    assert by_digest == {
+        sbom.digest: referrer_descriptor(sbom),
+        signature.digest: referrer_descriptor(signature),
+    }

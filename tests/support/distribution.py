@@ -8,6 +8,7 @@ benchmarks. It looks like ``RunningRegistry`` where it matters: ``host``, ``url`
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,6 @@ class DistributionRegistry:
     def log(self) -> str:
         log_path = self.workdir / "distribution.log"
         return log_path.read_text(errors="replace") if log_path.exists() else ""
+
+
+StartDistribution = Callable[[Path], DistributionRegistry]

@@ -206,9 +206,8 @@ def artifact(subject: Blob, artifact_type: str, annotations: Mapping[str, str]) 
 def referrer_descriptor(referrer: Image) -> dict[str, Any]:
     """The descriptor of ``referrer`` as a referrers list carries it."""
     document = json.loads(referrer.manifest.data)
-    return referrer.manifest.descriptor(
-        artifactType=document["artifactType"], annotations=document["annotations"]
-    )
+    extra = {"annotations": document["annotations"]} if document.get("annotations") else {}
+    return referrer.manifest.descriptor(artifactType=document["artifactType"], **extra)
 
 
 def referrers_tag(digest: str) -> str:
