@@ -1,0 +1,99 @@
+"""``python -m bench``: Dockyard against Distribution 2.8, side by side on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench import settings as presets
+from bench.report import render
+from bench.runner import Options, run
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+HEADER = """\
+# Benchmark results: Dockyard vs CNCF Distribution 2.8
+
+Last full run of `bench/run` (see `bench/README.md` for how to read the tables). Both registries
+ran at the same time on this machine with filesystem storage in a temp dir, measured interleaved;
+each cell is the median over repetitions with the min-max range. Speedup is how many times faster
+Dockyard is (throughput ratio Dockyard/Distribution; for times, Distribution/Dockyard). MB = 10^6
+bytes. This machine is shared: "other load" in the CPU table is the CPU that processes outside the
+benchmark used during each measurement (in cores, worst repetition); rows where it is high are
+noisy.
+
+"""
+
+
+def parse_arguments(argv: list[str]) -> tuple[Options, Path | None]:
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes, 1 s wrk runs, 2 repetitions (about two minutes)"
+    )
+    parser.add_argument(
+        "-n", "--repetitions", type=int, help="repetitions per workload and registry (default 7, quick 2)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="Dockyard worker processes")
+    parser.add_argument(
+        "--candidate",
+        choices=["dockyard", "distribution"],
+        default="dockyard",
+        help="slot A; 'distribution' runs Distribution against itself, to see "
+        "the harness's own noise (all ratios should be about 1)",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated workloads (blobs, small, image, pushers, catalog) "
+        "or case-key prefixes (push-, pull-range, head-blob-c16, ...)",
+    )
+    parser.add_argument("--no-limits", action="store_true", help="skip the machine limits")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"markdown results file (default: {RESULTS} after a full run of "
+        "everything against Dockyard; otherwise none)",
+    )
+    parser.add_argument("--tmpdir", type=Path, help="where the temp dir goes (default: $TMPDIR)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, storage)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="instead of measuring: run each case once on Dockyard alone under "
+        "py-spy and write collapsed stacks and a summary of hot functions to DIR",
+    )
+    args = parser.parse_args(argv)
+    settings = presets.quick() if args.quick else presets.full()
+    if args.repetitions:
+        settings = presets.Settings(**{**settings.__dict__, "repetitions": args.repetitions})
+    options = Options(
+        settings=settings,
+        workers=args.workers,
+        candidate=args.candidate,
+        only=[item.strip() for item in args.only.split(",") if item.strip()],
+        limits=not args.no_limits,
+        tmpdir=args.tmpdir,
+        keep=args.keep,
+        profile=args.profile,
+    )
+    output = args.output
+    if output is None and not (args.quick or options.only or args.profile) and args.candidate == "dockyard":
+        output = RESULTS
+    return options, output
+
+
+def main(argv: list[str]) -> int:
+    options, output = parse_arguments(argv)
+    result = run(options)
+    text = render(result)
+    print(text)
+    if output is not None:
+        output.write_text(HEADER + text)
+        print(f"written to {output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,93 @@
+"""The machine's ceilings, measured in the same run as the registries."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.http import FileComparer, HTTPError
+from bench.servers import start_nginx
+
+PIECE = 16 << 20
+MB = 1e6
+
+
+@dataclass
+class Limits:
+    sha256_mbps: float
+    disk_fsync_mbps: float
+    nginx_mbps: float  # received with the same verifying client as the blob pulls
+    nginx_discard_mbps: float  # received and thrown away: the loopback ceiling itself
+
+
+def sha256_speed(total: int) -> float:
+    """hashlib over 16 MiB buffers on one thread."""
+    buffer = os.urandom(PIECE)
+    state = hashlib.sha256()
+    started = time.perf_counter()
+    for _ in range(total // PIECE):
+        state.update(buffer)
+    return total / (time.perf_counter() - started) / MB
+
+
+def disk_speed(directory: Path, total: int) -> float:
+    """Write ``total`` random bytes in 16 MiB writes and fsync, in the benchmark's filesystem."""
+    buffer = os.urandom(PIECE)
+    path = directory / "disk-speed.tmp"
+    os.sync()  # start without other dirty pages queued ahead of ours
+    started = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for _ in range(total // PIECE):
+            os.write(fd, buffer)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    elapsed = time.perf_counter() - started
+    path.unlink()
+    return total / elapsed / MB
+
+
+def nginx_speed(workdir: Path, file: Path, repetitions: int = 3) -> tuple[float, float]:
+    """Median MB/s of a full GET of ``file`` from a private nginx with sendfile.
+
+    Measured twice: with the byte-for-byte check the blob pulls use, and discarding the bytes.
+    """
+    nginx = start_nginx(workdir / "nginx", file.parent)
+    size = file.stat().st_size
+    verified, discarded = [], []
+    try:
+        with nginx.connect() as connection:
+            connection.request("GET", f"/{file.name}", headers={"Range": "bytes=0-0"})  # warm
+            for _ in range(repetitions):
+                comparer = FileComparer(str(file), 0, size)
+                try:
+                    started = time.perf_counter()
+                    response = connection.request("GET", f"/{file.name}", sink=comparer)
+                    verified.append(size / (time.perf_counter() - started) / MB)
+                finally:
+                    comparer.close()
+                response.expect(200)
+                if not comparer.verified():
+                    raise HTTPError("nginx served other bytes than the file")
+                started = time.perf_counter()
+                response = connection.request("GET", f"/{file.name}", sink=lambda piece: None)
+                discarded.append(size / (time.perf_counter() - started) / MB)
+                response.expect(200)
+    finally:
+        nginx.stop()
+    return statistics.median(verified), statistics.median(discarded)
+
+
+def measure_limits(workdir: Path, file: Path, total: int) -> Limits:
+    verified, discarded = nginx_speed(workdir, file)
+    return Limits(
+        sha256_mbps=sha256_speed(total),
+        disk_fsync_mbps=disk_speed(workdir, total),
+        nginx_mbps=verified,
+        nginx_discard_mbps=discarded,
+    )

@@ -1,0 +1,71 @@
+"""One measurement of one case on one server, with the CPU and memory it cost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bench.procstat import RssSampler, cpu_seconds, machine_task_seconds, own_cpu_seconds
+from bench.servers import Server
+
+
+@dataclass
+class Outcome:
+    """What a case function returns: its metric, details, and untimed cleanup to run after."""
+
+    value: float
+    extra: dict[str, float] = field(default_factory=dict)
+    cleanup: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class Case:
+    """A table row: one timed operation, run on every server in every repetition."""
+
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    # Called with the server outside the measurement (untimed preparation); returns the timed part.
+    prepare: Callable[[Server], Callable[[], Outcome]]
+    target: float | None = None  # minimum speedup over Distribution 2.8 (from the issue)
+    note: str = ""
+
+
+@dataclass
+class Observation:
+    value: float
+    server_cpu: float  # seconds, all processes of the server
+    client_cpu: float  # seconds, this process and its reaped children (wrk)
+    other_cpu: float  # seconds of CPU used by anything else on the machine meanwhile
+    wall: float
+    peak_rss: int
+    extra: dict[str, float]
+
+
+def measure(server: Server, sampler: RssSampler, case: Case) -> Observation:
+    timed = case.prepare(server)
+    tree = sampler.tree(server.name)
+    sampler.reset_peak(server.name)
+    server_before = cpu_seconds(tree)
+    client_before = own_cpu_seconds()
+    busy_before = machine_task_seconds()
+    started = time.perf_counter()
+    outcome = timed()
+    wall = time.perf_counter() - started
+    busy = machine_task_seconds() - busy_before
+    client = own_cpu_seconds() - client_before
+    server_cpu = cpu_seconds(tree) - server_before
+    observation = Observation(
+        value=outcome.value,
+        server_cpu=server_cpu,
+        client_cpu=client,
+        other_cpu=max(0.0, busy - server_cpu - client),
+        wall=wall,
+        peak_rss=sampler.peak(server.name),
+        extra=outcome.extra,
+    )
+    if outcome.cleanup is not None:
+        outcome.cleanup()
+    return observation

@@ -1,0 +1,237 @@
+"""One benchmark run: start everything, set up, measure interleaved, stop everything."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bench.data import Region, write_random_file
+from bench.limits import measure_limits
+from bench.measure import Case, Observation, measure
+from bench.procstat import RssSampler
+from bench.profile import recording, summarize
+from bench.report import Run
+from bench.servers import PROJECT, Server, start_registry
+from bench.settings import Settings
+from bench.workloads.blobs import LargeBlob
+from bench.workloads.catalog import CatalogWalk
+from bench.workloads.image import ManyLayerImage
+from bench.workloads.pushers import ConcurrentPushers
+from bench.workloads.small import SmallRequests
+
+BASELINE = "Distribution 2.8"
+
+
+class Workload(Protocol):
+    def setup(self, server: Server) -> None: ...
+    def cases(self) -> list[Case]: ...
+
+
+@dataclass
+class Options:
+    settings: Settings
+    workers: int
+    candidate: str  # "dockyard", or "distribution" for an A/A run of the harness itself
+    only: list[str]  # workload names or case-key prefixes; empty means all
+    limits: bool
+    tmpdir: Path | None
+    keep: bool
+    profile: Path | None = None  # py-spy each case on Dockyard alone, results to this dir
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def selected(options: Options, name: str, key: str | None = None) -> bool:
+    if not options.only:
+        return True
+    return any(name == o or (key is not None and key.startswith(o)) for o in options.only)
+
+
+def build_workloads(options: Options, workdir: Path, big: Path) -> dict[str, Workload]:
+    settings = options.settings
+    wanted = {
+        name
+        for name, prefixes in {
+            "blobs": ("push-", "pull-"),
+            "small": ("head-blob", "manifest-", "base", "tags-list"),
+            "image": ("image-",),
+            "pushers": ("pushers",),
+            "catalog": ("catalog",),
+        }.items()
+        if not options.only
+        or any(
+            o == name or o.startswith(prefixes) or prefix.startswith(o)
+            for o in options.only
+            for prefix in prefixes
+        )
+    }
+    workloads: dict[str, Workload] = {}
+    if "blobs" in wanted:
+        log("hashing the test file")
+        workloads["blobs"] = LargeBlob(settings, big, Region.of(big, 0, settings.blob_size))
+    if "small" in wanted:
+        workloads["small"] = SmallRequests(settings, workdir)
+    if "image" in wanted:
+        workloads["image"] = ManyLayerImage(settings)
+    if "pushers" in wanted:
+        workloads["pushers"] = ConcurrentPushers(settings, big)
+    if "catalog" in wanted:
+        workloads["catalog"] = CatalogWalk(settings)
+    return workloads
+
+
+@contextmanager
+def started_servers(options: Options, workdir: Path) -> Iterator[list[Server]]:
+    servers: list[Server] = []
+    try:
+        if options.candidate == "dockyard":
+            log(f"starting Dockyard ({options.workers} workers)")
+            servers.append(start_registry("dockyard", "Dockyard", workdir / "dockyard", options.workers))
+        else:
+            log("starting a second Distribution in slot A (harness self-check)")
+            servers.append(start_registry("distribution", "Distribution A", workdir / "dist-a", 1))
+        if options.profile is None:
+            log("starting Distribution 2.8")
+            servers.append(start_registry("distribution", BASELINE, workdir / "distribution", 1))
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def describe_machine(options: Options, workdir: Path) -> dict[str, str]:
+    def command_output(*command: str) -> str:
+        try:
+            finished = subprocess.run(
+                command, check=False, capture_output=True, text=True, cwd=PROJECT, timeout=10
+            )
+        except OSError:
+            return "?"
+        return finished.stdout.strip()
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    memory = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    settings = options.settings
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": command_output("git", "rev-parse", "--short", "HEAD"),
+        "machine": f"{os.cpu_count()} cores ({cpu}), {int(memory) // 1024} MiB RAM, "
+        f"Linux {platform.release()}, Python {platform.python_version()}",
+        "registries": f"Dockyard with {options.workers} uvicorn workers; "
+        + command_output("docker-registry", "--version"),
+        "mode": ("quick" if settings.quick else "full")
+        + f", {settings.repetitions} repetitions interleaved A,B / B,A",
+        "temp dir filesystem": command_output("df", "--output=source,fstype", str(workdir)).splitlines()[-1],
+        "load average at start": load_average(),
+    }
+
+
+def run(options: Options) -> Run:
+    settings = options.settings
+    workdir = Path(tempfile.mkdtemp(prefix="dockyard-bench-", dir=options.tmpdir))
+    sampler = RssSampler()
+    try:
+        meta = describe_machine(options, workdir)
+        started = time.monotonic()
+        big = workdir / "data" / "big.bin"
+        big.parent.mkdir()
+        log(f"writing {settings.blob_size >> 20} MiB of random test data")
+        write_random_file(big, settings.blob_size)
+        workloads = build_workloads(options, workdir, big)
+        limits = None
+        if options.limits:
+            log("measuring machine limits (sha256, disk fsync, nginx sendfile)")
+            limits = measure_limits(workdir, big, settings.limit_size)
+        with started_servers(options, workdir) as servers:
+            for server in servers:
+                sampler.watch(server.name, server.pid)
+            sampler.start()
+            for name, workload in workloads.items():
+                for server in servers:
+                    log(f"setting up {name} on {server.name}")
+                    workload.setup(server)
+            cases = [
+                case
+                for name, workload in workloads.items()
+                for case in workload.cases()
+                if selected(options, name, case.key)
+            ]
+            if options.profile is not None:
+                profile_all(servers[0], sampler, cases, options.profile)
+                raise SystemExit(0)
+            observations = measure_all(settings, servers, sampler, cases)
+            server_names = [server.name for server in servers]
+            process_peaks = {name: sampler.process_peaks(name) for name in server_names}
+        meta["load average at end"] = load_average()
+        meta["duration"] = f"{(time.monotonic() - started) / 60:.1f} min"
+        return Run(
+            settings, server_names[0], server_names[1], cases, observations, limits, meta, process_peaks
+        )
+    finally:
+        sampler.stop()
+        if options.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure_all(
+    settings: Settings, servers: list[Server], sampler: RssSampler, cases: list[Case]
+) -> dict[str, dict[str, list[Observation]]]:
+    observations: dict[str, dict[str, list[Observation]]] = {
+        case.key: {server.name: [] for server in servers} for case in cases
+    }
+    for repetition in range(settings.repetitions):
+        for index, case in enumerate(cases):
+            # A,B then B,A: whatever the machine does meanwhile hits both alike.
+            order = servers if (repetition + index) % 2 == 0 else servers[::-1]
+            for server in order:
+                observation = measure(server, sampler, case)
+                observations[case.key][server.name].append(observation)
+                log(
+                    f"rep {repetition + 1}/{settings.repetitions} {case.key:<22} "
+                    f"{server.name:<17} {observation.value:>10.2f} {case.unit:<5} "
+                    f"server CPU {observation.server_cpu:6.2f}s "
+                    f"client CPU {observation.client_cpu:5.2f}s "
+                    f"RSS {observation.peak_rss >> 20} MiB"
+                )
+    return observations
+
+
+def profile_all(server: Server, sampler: RssSampler, cases: list[Case], directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    summary = [f"# py-spy profile of {server.name}, one run of each case\n"]
+    for case in cases:
+        collapsed = directory / f"{case.key}.txt"
+        with recording(server.pid, collapsed):
+            observation = measure(server, sampler, case)
+        text = summarize(collapsed)
+        result = f"{observation.value:.2f} {case.unit}, server CPU {observation.server_cpu:.2f} s"
+        log(f"profiled {case.key}: {result} (slowed by sampling)")
+        summary.append(f"## {case.label}\n\n{result} (slowed by sampling)\n\n```\n{text}```\n")
+    (directory / "SUMMARY.md").write_text("\n".join(summary))
+    print("\n".join(summary))
+    log(f"profiles in {directory}")

@@ -1,0 +1,184 @@
+"""The servers under measurement: Dockyard, Distribution 2.8 (Debian's docker-registry), nginx.
+
+Each listens on a free 127.0.0.1 port and keeps all its state under the benchmark's temp dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.http import Connection, HTTPError
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A started server process group; ``name`` is the label used in the tables."""
+
+    name: str
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes]
+    storage_root: Path | None = None
+
+    host = "127.0.0.1"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "server.log"
+
+    def log_tail(self, size: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-size:]
+
+    def connect(self) -> Connection:
+        return Connection(self.host, self.port)
+
+    def wait_ready(self, path: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+            with contextlib.suppress(OSError, HTTPError), self.connect() as connection:
+                connection.request("GET", path)
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} did not answer within {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=timeout)
+        # Workers left behind by a supervisor that died first.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+
+    def blob_data_dir(self, digest: str) -> Path:
+        """Where the filesystem layout keeps a blob (the same path in both registries)."""
+        assert self.storage_root is not None
+        algorithm, hex_digest = digest.split(":", 1)
+        return self.storage_root / "docker/registry/v2/blobs" / algorithm / hex_digest[:2] / hex_digest
+
+    def remove_blob_data(self, digest: str) -> None:
+        """Drop a pushed blob's bytes after a push workload (untimed) so disk use stays flat."""
+        shutil.rmtree(self.blob_data_dir(digest), ignore_errors=True)
+
+
+def _spawn(command: list[str], workdir: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    log = (workdir / "server.log").open("ab")
+    return subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=cwd or workdir,
+        start_new_session=True,  # one process group: workers are stopped with their supervisor
+    )
+
+
+def registry_config(root: Path, port: int) -> dict[str, Any]:
+    """The same Distribution-format config for both registries: quiet logs, no access log."""
+    return {
+        "version": 0.1,
+        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(root)},
+            "delete": {"enabled": True},
+            # Distribution's shipped default; keeps the comparison against its usual setup.
+            "cache": {"blobdescriptor": "inmemory"},
+        },
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
+
+
+def start_registry(kind: str, name: str, workdir: Path, workers: int) -> Server:
+    """Start ``kind`` ("dockyard" or "distribution") with filesystem storage under ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    root = workdir / "storage"
+    config_path = workdir / "config.yml"
+    config_path.write_text(yaml.safe_dump(registry_config(root, port)))
+    if kind == "dockyard":
+        command = [sys.executable, "-m", "registry", "serve", str(config_path)]
+        command += ["--workers", str(workers)]
+        process = _spawn(command, workdir, cwd=PROJECT)
+    elif kind == "distribution":
+        process = _spawn(["docker-registry", "serve", str(config_path)], workdir)
+    else:
+        raise ValueError(f"unknown registry kind {kind!r}")
+    server = Server(name, port, workdir, process, storage_root=root)
+    try:
+        server.wait_ready("/v2/")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+NGINX_CONFIG = """\
+daemon off;
+worker_processes 1;
+{user}
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path {workdir}/client_body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fastcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {docroot};
+    }}
+}}
+"""
+
+
+def start_nginx(workdir: Path, docroot: Path) -> Server:
+    """A private nginx serving ``docroot`` with sendfile: the loopback ceiling for blob pulls."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    # As root, nginx workers would drop to "nobody", who cannot read a private temp dir.
+    user = "user root;" if os.geteuid() == 0 else ""
+    config = NGINX_CONFIG.format(user=user, workdir=workdir, port=port, docroot=docroot)
+    config_path = workdir / "nginx.conf"
+    config_path.write_text(config)
+    process = _spawn(["nginx", "-p", str(workdir), "-c", str(config_path)], workdir)
+    server = Server("nginx", port, workdir, process)
+    try:
+        server.wait_ready("/")
+    except BaseException:
+        server.stop()
+        raise
+    return server
