@@ -23,7 +23,7 @@ def _page_size(ctx: Context, default: int | None, maximum: int | None) -> int | 
     value = ctx.request.query_params.get("n")
     if value is None or value == "":
         return default
-    if not value.isdigit() or len(value) > 9:
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
         raise RegistryError(ErrorCode.PAGINATION_NUMBER_INVALID, {"n": value[:20]})
     return min(int(value), maximum) if maximum is not None else int(value)
 
@@ -62,7 +62,7 @@ async def catalog(ctx: Context) -> Response:
 async def referrers(ctx: Context) -> Response:
     subject = Digest.parse(ctx.argument)
     artifact_type = ctx.request.query_params.get("artifactType") or None
-    descriptors = await ctx.storage.referrers.list(ctx.name, subject, artifact_type)
+    descriptors = await ctx.storage.manifests.referrers(ctx.name, subject, artifact_type)
     headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
     return json_response(index, headers=headers, media_type=OCI_INDEX)

@@ -84,7 +84,7 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
         raise invalid("mediaType must be a string")
     header_type = media_type_of(content_type)
     media_type = _decide_media_type(header_type, declared, document)
-    if document.get("schemaVersion") != 2 or isinstance(document.get("schemaVersion"), bool):
+    if type(document.get("schemaVersion")) is not int or document["schemaVersion"] != 2:
         raise invalid("schemaVersion must be 2")
     if media_type in IMAGE_MANIFESTS:
         return _image_manifest(media_type, document)

@@ -12,7 +12,7 @@ import contextlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from storage_drivers import PathNotFound, StorageDriver
 
@@ -26,6 +26,14 @@ from .referrers import Referrers, descriptor_of
 from .tags import Tags
 
 IndexPolicy = Literal["all", "none", "list"]
+
+_NOT_TAG_CHARACTERS = re.compile(r"[^a-zA-Z0-9._-]")
+
+
+def referrers_tag(subject: Digest) -> Tag:
+    """The tag the spec's referrers tag schema names for ``subject``: ``sha256-<hex>``."""
+    algorithm = _NOT_TAG_CHARACTERS.sub("-", subject.algorithm[:32])
+    return Tag(f"{algorithm}-{_NOT_TAG_CHARACTERS.sub('-', subject.hex[:64])}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +146,35 @@ class Manifests:
         for tag in tags:
             await self._tags.tag(name, tag, digest)
         return digest, manifest
+
+    async def referrers(
+        self, name: RepositoryName, subject: Digest, artifact_type: str | None
+    ) -> list[dict[str, Any]]:
+        """The referrers of ``subject`` in ``name``: those indexed at push, and those listed in an
+        index at the subject's referrers tag (written by clients of registries without the
+        referrers API) whose manifest has that subject. Sorted by digest, no duplicates."""
+        found = {d["digest"]: d for d in await self._referrers.list(name, subject, artifact_type)}
+        for descriptor in await self._tagged_referrers(name, subject):
+            if artifact_type is None or descriptor.get("artifactType") == artifact_type:
+                found.setdefault(descriptor["digest"], descriptor)
+        return [found[digest] for digest in sorted(found)]
+
+    async def _tagged_referrers(self, name: RepositoryName, subject: Digest) -> list[dict[str, Any]]:
+        try:
+            index = await self.get(name, referrers_tag(subject))
+            listed = parse_manifest(index.content, index.media_type).children
+        except RegistryError:
+            return []  # no such tag, or not an index
+        descriptors = []
+        for entry in listed:
+            try:
+                stored = await self.get(name, entry.digest)
+                manifest = parse_manifest(stored.content, stored.media_type)
+            except RegistryError:
+                continue
+            if manifest.subject is not None and manifest.subject.digest == subject:
+                descriptors.append(descriptor_of(manifest, entry.digest, len(stored.content)))
+        return descriptors
 
     async def delete(self, name: RepositoryName, digest: Digest) -> None:
         """Remove a manifest from ``name``: first the tags pointing at it, then the revision."""

@@ -50,7 +50,7 @@ class Referrers:
     async def list(
         self, name: RepositoryName, subject: Digest, artifact_type: str | None
     ) -> list[dict[str, Any]]:
-        """Descriptors of the manifests in ``name`` whose subject is ``subject``, sorted by digest."""
+        """Descriptors of the manifests pushed to ``name`` with the subject ``subject``."""
         base = paths.referrers(name, subject)
         try:
             algorithms = await self._driver.list(base)
@@ -68,7 +68,6 @@ class Referrers:
                     continue
                 if artifact_type is None or descriptor.get("artifactType") == artifact_type:
                     found.append(descriptor)
-        found.sort(key=lambda d: str(d["digest"]))
         return found
 
     async def _read(self, name: RepositoryName, path: str) -> dict[str, Any] | None:
