@@ -2,7 +2,9 @@
 
 ``create_access_controller`` builds the controller configured in the ``auth``
 section of the registry's configuration; with no section, every request is
-allowed (the five-minute local start).
+allowed (the five-minute local start). ``create_token_server`` builds the
+built-in token server from the ``tokenserver`` section, an ASGI app the registry
+mounts at its ``path``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from .base import Access, AccessController, AllowAll, Challenge, Denied, Grant
 from .htpasswd import htpasswd_controller
 from .section import AuthConfigError, Section
 from .token import token_controller
+from .tokenserver import TokenServer, create_token_server
 
 __all__ = [
     "Access",
@@ -23,7 +26,9 @@ __all__ = [
     "Challenge",
     "Denied",
     "Grant",
+    "TokenServer",
     "create_access_controller",
+    "create_token_server",
 ]
 
 
