@@ -221,7 +221,7 @@ def create_token_server(
     token_section = auth.get("token") if isinstance(auth, Mapping) else None
     if settings is not None and token_section is not None:
         problems.extend(_trust_problems(settings, token_section))
-    elif settings is not None and embedded:
+    elif token_section is None and embedded:
         problems.append(
             "tokenserver: configured, but auth.token is not: the registry would not ask for the"
             " tokens it issues"
