@@ -27,13 +27,14 @@ def _accepted_types(ctx: Context) -> set[str] | None:
     return types
 
 
-async def _negotiate(ctx: Context, stored: StoredManifest) -> StoredManifest:
+async def _negotiate(ctx: Context, stored: StoredManifest, by_tag: bool) -> StoredManifest:
     """Serve the manifest as pushed when the client accepts its type. A client that accepts
-    single images but not lists gets the linux/amd64 image of a list, as Distribution does."""
+    single images but not lists gets the linux/amd64 image of a list pulled by tag, as
+    Distribution does; never by digest, where other content would not match the digest."""
     accepted = _accepted_types(ctx)
     if accepted is None or stored.media_type in accepted:
         return stored
-    if stored.media_type in INDEXES and accepted & IMAGE_MANIFESTS:
+    if by_tag and stored.media_type in INDEXES and accepted & IMAGE_MANIFESTS:
         document = json.loads(stored.content)
         for entry in document.get("manifests", []):
             platform = entry.get("platform") or {}
@@ -49,7 +50,8 @@ async def _negotiate(ctx: Context, stored: StoredManifest) -> StoredManifest:
 
 async def get_manifest(ctx: Context) -> Response:
     reference = parse_reference(ctx.argument)
-    stored = await _negotiate(ctx, await ctx.storage.manifests.get(ctx.name, reference))
+    stored = await ctx.storage.manifests.get(ctx.name, reference)
+    stored = await _negotiate(ctx, stored, isinstance(reference, Tag))
     etag = f'"{stored.digest}"'
     headers = {
         "Content-Type": stored.media_type,
