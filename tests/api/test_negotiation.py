@@ -119,3 +119,16 @@ def test_list_without_linux_amd64_and_image_only_accept_is_404(client: RegistryC
 def test_list_whose_amd64_child_is_not_acceptable_is_404(client: RegistryClient, repo: str) -> None:
     push_list(client, repo, OCI_INDEX, ["amd64"])
     assert_error(pull(client, repo, "multi", [DOCKER_MANIFEST]), 404, "MANIFEST_UNKNOWN")
+
+
+@pytest.mark.parametrize("list_type", [DOCKER_MANIFEST_LIST, OCI_INDEX])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_list_pulled_by_digest_is_never_swapped_for_a_child(
+    client: RegistryClient, repo: str, list_type: str, method: str
+) -> None:
+    """A digest names exact content: the linux/amd64 substitution is for tags only (as in
+    Distribution), so a client that cannot take the list is told it is not there."""
+    pushed = push_list(client, repo, list_type, ["arm64", "amd64"])
+    response = pull(client, repo, pushed["list"].digest, [IMAGE_TYPE_OF_LIST[list_type]], method)
+    assert_error(response, 404, "MANIFEST_UNKNOWN")
+    assert "Docker-Content-Digest" not in response.headers
