@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 from .client import RegistryClient, assert_error, media_type, next_link
+from .conftest import NewRepo
+from .content import blob
 
 TAGS = [
     "0.1.2", "0.1.20", "0.1.3", "1", "10", "2", "Latest", "_internal", "a-b", "a.b", "a_b", "latest",
@@ -116,6 +118,17 @@ def test_unknown_repository_is_404_name_unknown(client: RegistryClient, repo: st
     error = assert_error(client.get(f"/v2/{repo}/tags/list"), 404, "NAME_UNKNOWN")
     assert repo in str(error.get("detail"))
     assert_error(client.get(f"/v2/{repo}/tags/list", params={"n": "0"}), 404, "NAME_UNKNOWN")
+
+
+def test_repository_with_blobs_or_uploads_only_is_unknown(
+    client: RegistryClient, repo: str, new_repo: NewRepo
+) -> None:
+    """No manifest was ever pushed: the repository is not in the catalog, nor has a tag list."""
+    client.push_blob(repo, blob())
+    assert_error(client.get(f"/v2/{repo}/tags/list"), 404, "NAME_UNKNOWN")
+    uploading = new_repo()
+    client.start_upload(uploading)
+    assert_error(client.get(f"/v2/{uploading}/tags/list"), 404, "NAME_UNKNOWN")
 
 
 def test_repository_without_tags_lists_none(client: RegistryClient, repo: str) -> None:
