@@ -78,7 +78,7 @@ class S3Driver(StorageDriver):
                 "addressing_style": "path" if settings.forcepathstyle else "auto",
                 "use_accelerate_endpoint": settings.accelerate,
             },
-            retries={"mode": "standard", "max_attempts": attempts},
+            retries={"mode": "standard", "total_max_attempts": attempts},
             connect_timeout=5,
             read_timeout=60,
             max_pool_connections=64,
