@@ -1,0 +1,321 @@
+"""What the S3 driver does beyond the shared conformance suite: Distribution's key layout,
+uploads continued by another process and after a crash, purging, retries and configuration."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import textwrap
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from storage_drivers import DriverConfigError, StorageError, StorageUnavailable, create_driver
+from storage_drivers.s3 import S3Driver, parse_settings
+from storage_drivers.testsuite import MIB, pattern, read_all
+from tests.support.ceph import CephRGW
+from tests.support.processes import free_port
+
+ROOT = "/registry-root"
+
+
+@pytest.fixture
+async def driver(ceph_rgw: CephRGW, s3_bucket: str) -> AsyncIterator[S3Driver]:
+    parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT, chunksize=5 * MIB)
+    driver = S3Driver(parse_settings(parameters))
+    yield driver
+    await driver.close()
+
+
+def keys(ceph_rgw: CephRGW, bucket: str, prefix: str) -> list[str]:
+    listing = ceph_rgw.client().list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+def uploads(ceph_rgw: CephRGW, bucket: str, prefix: str) -> list[str]:
+    listing = ceph_rgw.client().list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    return [upload["Key"] for upload in listing.get("Uploads", [])]
+
+
+@pytest.mark.s3
+class TestLayout:
+    async def test_keys_are_distribution_keys(
+        self, driver: S3Driver, ceph_rgw: CephRGW, s3_bucket: str
+    ) -> None:
+        path = "/docker/registry/v2/repositories/lib/app/_layers/sha256/abc/link"
+        await driver.put_content(path, b"sha256:abc")
+        assert keys(ceph_rgw, s3_bucket, "registry-root/docker/") == ["registry-root" + path]
+
+    async def test_serves_objects_written_by_another_registry(
+        self, driver: S3Driver, ceph_rgw: CephRGW, s3_bucket: str
+    ) -> None:
+        blob = "docker/registry/v2/blobs/sha256/12/1234/data"
+        ceph_rgw.client().put_object(Bucket=s3_bucket, Key=f"registry-root/{blob}", Body=b"layer")
+        assert await driver.get_content(f"/{blob}") == b"layer"
+        assert await driver.list("/docker/registry/v2/blobs/sha256/12") == [
+            "/docker/registry/v2/blobs/sha256/12/1234"
+        ]
+
+    async def test_unfinished_writes_stay_out_of_listings(self, driver: S3Driver) -> None:
+        writer = await driver.writer("/uploads/u1/data")
+        await writer.write(b"tail bytes")
+        await writer.close()
+        await driver.put_content("/uploads/u1/startedat", b"now")
+        assert await driver.list("/uploads/u1") == ["/uploads/u1/startedat"]
+        assert [info.path async for info in driver.walk("/uploads")] == ["/uploads/u1/startedat"]
+
+
+@pytest.mark.s3
+class TestUploads:
+    async def test_another_process_continues_the_upload(
+        self, driver: S3Driver, ceph_rgw: CephRGW, s3_bucket: str
+    ) -> None:
+        first, second = pattern(7 * MIB + 3, 1), pattern(7 * MIB, 2)
+        parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT, chunksize=5 * MIB)
+        script = textwrap.dedent(
+            f"""
+            import asyncio, json, random
+            from storage_drivers.s3 import S3Driver, parse_settings
+
+            async def main():
+                driver = S3Driver(parse_settings(json.loads({json.dumps(json.dumps(parameters))})))
+                writer = await driver.writer("/uploads/other/data")
+                data = random.Random(1).randbytes({len(first)})
+                for start in range(0, len(data), 1 << 20):
+                    await writer.write(data[start : start + (1 << 20)])
+                await writer.close()
+                print(writer.size)
+
+            asyncio.run(main())
+            """
+        )
+        done = await anyio.run_process([sys.executable, "-c", script], check=True)
+        assert int(done.stdout) == len(first)
+        writer = await driver.writer("/uploads/other/data", append=True)
+        assert writer.size == len(first)
+        await writer.write(second)
+        await writer.commit()
+        assert await read_all(driver, "/uploads/other/data") == first + second
+
+    async def test_crash_after_a_part_keeps_the_size_exact(self, driver: S3Driver) -> None:
+        path = "/uploads/crashed/data"
+        head, more = pattern(6 * MIB, 3), pattern(4 * MIB + MIB // 2, 4)
+        writer = await driver.writer(path)
+        await writer.write(head)
+        await writer.close()  # part 1 (5 MiB) uploaded, a 1 MiB tail kept in the pending object
+        writer = await driver.writer(path, append=True)
+        await writer.write(more)  # part 2 (the old tail + 4 MiB) goes up, 0.5 MiB stays in memory
+        del writer  # the worker dies before close
+        resumed = await driver.writer(path, append=True)
+        assert resumed.size == 10 * MIB, "part 2 holds the old tail; only the unsent half MiB is lost"
+        received = (head + more)[: 10 * MIB]
+        rest = (head + more)[10 * MIB :] + pattern(MIB, 5)
+        await resumed.write(rest)
+        await resumed.commit()
+        stored = hashlib.sha256(await read_all(driver, path)).hexdigest()
+        assert stored == hashlib.sha256(received + rest).hexdigest()
+
+    async def test_crash_before_the_first_part_was_recorded(self, driver: S3Driver) -> None:
+        path = "/uploads/crashed-early/data"
+        head = pattern(3 * MIB, 6)
+        writer = await driver.writer(path)
+        await writer.write(head)
+        await writer.close()  # no multipart upload yet: everything is in the pending object
+        writer = await driver.writer(path, append=True)
+        await writer.write(pattern(4 * MIB, 7))  # starts a multipart upload nothing records yet
+        del writer
+        resumed = await driver.writer(path, append=True)
+        assert resumed.size == len(head), "what was closed, and nothing of the lost request"
+        await resumed.write(b"end")
+        await resumed.commit()
+        assert await read_all(driver, path) == head + b"end"
+
+    async def test_purge_aborts_only_old_multipart_uploads(
+        self, driver: S3Driver, ceph_rgw: CephRGW, s3_bucket: str
+    ) -> None:
+        path = "/docker/registry/v2/repositories/lib/_uploads/u2/data"
+        writer = await driver.writer(path)
+        await writer.write(pattern(6 * MIB, 6))
+        await writer.close()
+        assert await driver.purge_incomplete("/docker/registry/v2/repositories", 3600) == 0
+        assert (await driver.writer(path, append=True)).size == 6 * MIB
+        assert await driver.purge_incomplete("/docker/registry/v2/repositories", 0) == 1
+        assert uploads(ceph_rgw, s3_bucket, "registry-root/docker/") == []
+        with pytest.raises(StorageError, match="aborted"):
+            await driver.writer(path, append=True)
+
+    async def test_deleting_an_upload_directory_aborts_its_multipart_upload(
+        self, driver: S3Driver, ceph_rgw: CephRGW, s3_bucket: str
+    ) -> None:
+        writer = await driver.writer("/uploads/u3/data")
+        await writer.write(pattern(6 * MIB, 7))
+        await writer.close()
+        await driver.put_content("/uploads/u3/startedat", b"now")
+        assert uploads(ceph_rgw, s3_bucket, "registry-root/uploads/u3/") == ["registry-root/uploads/u3/data"]
+        await driver.delete("/uploads/u3")
+        assert uploads(ceph_rgw, s3_bucket, "registry-root/uploads/u3/") == []
+        assert keys(ceph_rgw, s3_bucket, "registry-root/uploads/u3/") == []
+
+
+@pytest.mark.s3
+class TestRedirects:
+    async def test_redirect_endpoint_replaces_the_host(self, ceph_rgw: CephRGW, s3_bucket: str) -> None:
+        public = f"http://localhost:{ceph_rgw.rgw_port}"
+        parameters = ceph_rgw.driver_parameters(s3_bucket, redirectendpoint=public)
+        driver = S3Driver(parse_settings(parameters))
+        await driver.put_content("/redirected/blob", b"via the public endpoint")
+        url = await driver.redirect_url("/redirected/blob")
+        assert url is not None
+        assert url.startswith(f"{public}/{s3_bucket}/redirected/blob?")
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(url)).content == b"via the public endpoint"
+        await driver.close()
+
+
+class _Failing(BaseHTTPRequestHandler):
+    """An S3 endpoint that answers every request with one error, counting them."""
+
+    status = 503
+    code = "SlowDown"
+    requests = 0
+
+    def _fail(self) -> None:
+        type(self).requests += 1
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = f"<Error><Code>{self.code}</Code><Message>try later</Message></Error>".encode()
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _fail
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def failing_endpoint() -> Iterator[tuple[str, type[_Failing]]]:
+    handler = type("Handler", (_Failing,), {"requests": 0})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def offline_driver(endpoint: str, attempts: int) -> S3Driver:
+    settings = parse_settings(
+        {
+            "region": "us-east-1",
+            "bucket": "b",
+            "regionendpoint": endpoint,
+            "forcepathstyle": True,
+            "accesskey": "a",
+            "secretkey": "s",
+        }
+    )
+    return S3Driver(settings, max_attempts=attempts)
+
+
+class TestTransientFailures:
+    @pytest.mark.parametrize(("status", "code"), [(503, "SlowDown"), (500, "InternalError")])
+    async def test_retried_then_unavailable(
+        self, failing_endpoint: tuple[str, type[_Failing]], status: int, code: str
+    ) -> None:
+        endpoint, handler = failing_endpoint
+        handler.status, handler.code = status, code
+        driver = offline_driver(endpoint, attempts=3)
+        with pytest.raises(StorageUnavailable):
+            await driver.get_content("/blob")
+        assert handler.requests == 3
+        with pytest.raises(StorageUnavailable):
+            await driver.put_content("/blob", b"never stored")
+        writer = await driver.writer("/upload/data")
+        await writer.write(b"x")
+        with pytest.raises(StorageUnavailable):
+            await writer.commit()
+        await driver.close()
+
+    async def test_connection_refused_is_unavailable(self) -> None:
+        driver = offline_driver(f"http://127.0.0.1:{free_port()}", attempts=2)
+        with pytest.raises(StorageUnavailable):
+            await driver.stat("/blob")
+        with pytest.raises(StorageUnavailable):
+            await driver.put_content("/blob", b"x")
+        await driver.close()
+
+
+class TestConfiguration:
+    def test_every_problem_is_listed(self) -> None:
+        with pytest.raises(DriverConfigError) as raised:
+            parse_settings(
+                {
+                    "secure": "maybe",
+                    "chunksize": 1024,
+                    "accesskey": "only-one",
+                    "storageclass": "COLD",
+                    "bogus": 1,
+                }
+            )
+        problems = " | ".join(raised.value.problems)
+        for expected in (
+            "bucket is required",
+            "region is required",
+            "secure must be true or false",
+            "chunksize must be",
+            "given together",
+            "storageclass",
+            "unknown parameters bogus",
+        ):
+            assert expected in problems
+        assert len(raised.value.problems) == 7
+
+    def test_distribution_values_and_environment_strings(self) -> None:
+        settings = parse_settings(
+            {
+                "region": "eu-west-1",
+                "bucket": "b",
+                "secure": "false",
+                "v4auth": "true",
+                "chunksize": str(16 * MIB),
+                "rootdirectory": "/a/b/",
+                "accesskey": "",
+                "secretkey": "",
+                "encrypt": True,
+                "keyid": "kms-key",
+                "storageclass": "reduced_redundancy",
+                "loglevel": "off",
+            }
+        )
+        assert (settings.secure, settings.chunksize, settings.key_prefix) == (False, 16 * MIB, "a/b/")
+        assert settings.accesskey is None
+        assert settings.put_arguments() == {
+            "ContentType": "application/octet-stream",
+            "ServerSideEncryption": "aws:kms",
+            "SSEKMSKeyId": "kms-key",
+            "StorageClass": "REDUCED_REDUNDANCY",
+        }
+        assert parse_settings({"region": "r", "bucket": "b"}).key_prefix == ""
+
+    @pytest.mark.s3
+    async def test_credentials_from_the_environment(
+        self, ceph_rgw: CephRGW, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", ceph_rgw.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ceph_rgw.secret_key)
+        parameters = ceph_rgw.driver_parameters(s3_bucket)
+        del parameters["accesskey"], parameters["secretkey"]
+        driver = create_driver("s3", parameters)
+        await driver.put_content("/from-environment", b"ok")
+        assert await driver.get_content("/from-environment") == b"ok"
+        await driver.close()
