@@ -152,3 +152,23 @@ def test_pushing_again_after_delete_restores_the_blob(
     assert client.delete(f"/v2/{repo}/blobs/{pushed.digest}").status_code == 202
     client.push_blob(repo, pushed)
     assert_blob_content(client, repo, pushed)
+
+
+def test_ranges_across_read_chunks(client: RegistryClient, repo: str) -> None:
+    """A blob larger than the registry's 1 MiB read size: ranges that start, end or straddle a
+    chunk boundary still give exactly the bytes asked for."""
+    mib = 1 << 20
+    content = blob(2 * mib + 12345)
+    client.push_blob(repo, content)
+    assert_blob_content(client, repo, content)
+    size = content.size
+    for first, last in [(mib - 5, mib + 5), (mib, 2 * mib - 1), (1, size - 2), (2 * mib, size - 1)]:
+        response = client.get(
+            f"/v2/{repo}/blobs/{content.digest}", headers={"Range": f"bytes={first}-{last}"}
+        )
+        assert response.status_code == 206
+        assert response.headers["Content-Range"] == f"bytes {first}-{last}/{size}"
+        assert response.content == content.data[first : last + 1]
+    response = client.get(f"/v2/{repo}/blobs/{content.digest}", headers={"Range": f"bytes=-{mib + 1}"})
+    assert response.status_code == 206
+    assert response.content == content.data[-(mib + 1) :]

@@ -10,6 +10,7 @@ import pytest
 
 from .client import (
     RegistryClient,
+    assert_blob_content,
     assert_empty_body,
     assert_error,
     assert_location,
@@ -523,3 +524,34 @@ def test_conditional_get_with_etag(client: RegistryClient, repo: str) -> None:
     assert again.status_code == 304
     assert again.content == b""
     assert again.headers["Docker-Content-Digest"] == image.manifest.digest
+
+
+def test_push_without_content_type_uses_the_declared_media_type(client: RegistryClient, repo: str) -> None:
+    child = client.push_image(repo, media_type=DOCKER_MANIFEST)
+    manifest_list = index([child.manifest.descriptor(platform=platform())], media_type=DOCKER_MANIFEST_LIST)
+    response = client.put(f"/v2/{repo}/manifests/list", content=manifest_list.data)
+    assert "Content-Type" not in response.request.headers
+    assert response.status_code == 201, response.text
+    assert_manifest_served(client, repo, "list", manifest_list)
+
+
+def test_generic_content_type_and_no_media_type_field(client: RegistryClient, repo: str) -> None:
+    child = client.push_image(repo)
+    document = {"schemaVersion": 2, "manifests": [child.manifest.descriptor(platform=platform())]}
+    image_index = Content(render(document), OCI_INDEX)
+    response = client.put_manifest(repo, "idx", image_index, content_type="application/json")
+    assert response.status_code == 201, response.text
+    assert_manifest_served(client, repo, "idx", image_index)
+
+
+@pytest.mark.parametrize("suffix", ["manifests", "blobs", "tags/list", "blobs/uploads", "referrers"])
+def test_repository_names_may_contain_endpoint_words(client: RegistryClient, repo: str, suffix: str) -> None:
+    name = f"{repo}/{suffix}"
+    image = client.push_image(name, "v1")
+    assert_manifest_served(client, name, "v1", image.manifest)
+    assert_blob_content(client, name, image.layers[0])
+    assert client.tags(name) == ["v1"]
+    assert client.manifest_status(repo, "v1") == 404
+    referrers = client.get(f"/v2/{name}/referrers/{image.manifest.digest}")
+    assert referrers.status_code == 200
+    assert referrers.json()["manifests"] == []

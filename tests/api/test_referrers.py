@@ -221,3 +221,25 @@ def test_referrers_of_a_referrer(client: RegistryClient, repo: str, pushed: Refe
 @pytest.mark.parametrize("digest", ["sha256:abc", "md5:" + "0" * 32, "sha256:" + "A" * 64, "latest"])
 def test_invalid_digest_is_400(client: RegistryClient, repo: str, digest: str) -> None:
     assert_error(referrers(client, repo, digest), 400, "DIGEST_INVALID")
+
+
+def test_untagging_a_referrer_keeps_it_listed(client: RegistryClient, repo: str, pushed: Referrers) -> None:
+    client.push_manifest(repo, "sbom", pushed.sbom)
+    assert client.delete(f"/v2/{repo}/manifests/sbom").status_code == 202
+    assert by_digest(listed(referrers(client, repo, pushed.subject.digest))) == pushed.expected
+
+
+def test_referrers_addressed_by_both_algorithms(client: RegistryClient, repo: str, pushed: Referrers) -> None:
+    by_sha512 = image_manifest(
+        empty_descriptor(),
+        [empty_descriptor()],
+        artifact_type="application/vnd.example.sig",
+        subject=pushed.subject,
+        algorithm="sha512",
+    )
+    client.push_manifest(repo, by_sha512.digest, by_sha512)
+    descriptors = by_digest(listed(referrers(client, repo, pushed.subject.digest)))
+    assert descriptors == {
+        **pushed.expected,
+        by_sha512.digest: expected(by_sha512, "application/vnd.example.sig", None),
+    }

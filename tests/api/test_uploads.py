@@ -3,6 +3,7 @@ end-13, end-14)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 from .client import (
@@ -318,5 +319,31 @@ def test_uploading_a_blob_the_repository_holds_again(client: RegistryClient, rep
     client.push_blob(repo, content)
     location = client.start_upload(repo)
     client.patch(location, content=content.data)
+    assert_blob_created(client, client.put(location, params={"digest": content.digest}), repo, content.digest)
+    assert_blob_content(client, repo, content)
+
+
+def test_large_upload_in_unaligned_chunks(client: RegistryClient, repo: str) -> None:
+    """Chunks that do not line up with the registry's 1 MiB write and hash batches."""
+    content = blob((5 << 20) // 2 + 3, algorithm="sha512")
+    location = client.start_upload(repo, **{"digest-algorithm": "sha512"})
+    cuts = [0, 1, (1 << 20) + 7, (2 << 20) - 1, content.size - 2]
+    for first, end in itertools.pairwise(cuts):
+        response = client.patch(
+            location, content=content.data[first:end], headers={"Content-Range": f"{first}-{end - 1}"}
+        )
+        location = assert_upload_session(client, response, repo, end)
+    response = client.put(
+        location, params={"digest": content.digest}, content=chunked(content.data[cuts[-1] :])
+    )
+    assert_blob_created(client, response, repo, content.digest)
+    assert_blob_content(client, repo, content)
+
+
+def test_large_streamed_upload(client: RegistryClient, repo: str) -> None:
+    content = blob((3 << 20) + 1)
+    location = client.start_upload(repo)
+    response = client.patch(location, content=chunked(content.data, 100_000))
+    location = assert_upload_session(client, response, repo, content.size)
     assert_blob_created(client, client.put(location, params={"digest": content.digest}), repo, content.digest)
     assert_blob_content(client, repo, content)
