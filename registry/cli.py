@@ -51,16 +51,16 @@ def check(config: Config) -> list[str]:
 
 
 def _load(path: str | None) -> Config:
+    config: Config | None
+    problems: list[str] = []
     try:
         config = load_config(path)
     except ConfigError as exc:
-        print(f"dockyard: the configuration {path or ''} cannot be used:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        raise SystemExit(2) from None
-    problems = check(config)
-    if problems:
-        print(f"dockyard: the configuration {config.source} cannot be used:", file=sys.stderr)
+        config, problems = exc.config, list(exc.problems)
+    if config is not None:
+        problems += check(config)  # the driver's and auth's problems too: one run lists them all
+    if problems or config is None:
+        print(f"dockyard: the configuration {path or 'embedded default'} cannot be used:", file=sys.stderr)
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         raise SystemExit(2)

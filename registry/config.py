@@ -40,9 +40,10 @@ _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m
 class ConfigError(ValueError):
     """The configuration cannot be used; ``problems`` lists every reason."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], config: Config | None = None) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.config = config  # what parsed despite the problems, for checks that need a config
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
             _apply_override(raw, key[len(ENV_PREFIX) :].lower().split("_"), value, key, problems)
     config = _Parser(raw, problems).parse(source)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, config)
     return config
 
 
