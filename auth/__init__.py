@@ -10,13 +10,16 @@ mounts at its ``path``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import Access, AccessController, AllowAll, Challenge, Denied, Grant
-from .htpasswd import htpasswd_controller
 from .section import AuthConfigError, Section
-from .token import token_controller
-from .tokenserver import TokenServer, create_token_server
+
+if TYPE_CHECKING:
+    from .tokenserver import TokenServer
+
+# The controllers and the token server import bcrypt, PyJWT and cryptography when they are
+# configured, not before: a registry without auth carries none of them.
 
 __all__ = [
     "Access",
@@ -56,7 +59,26 @@ def create_access_controller(section: Mapping[str, Any] | None) -> AccessControl
         raise AuthConfigError([f"auth.{name}: unsupported (supported: {supported})"])
     problems: list[str] = []
     reader = Section(f"auth.{name}", section[name], problems)
-    controller = htpasswd_controller(reader) if name == "htpasswd" else token_controller(reader)
+    if name == "htpasswd":
+        from .htpasswd import htpasswd_controller
+
+        controller = htpasswd_controller(reader)
+    else:
+        from .token import token_controller
+
+        controller = token_controller(reader)
     if problems or controller is None:
         raise AuthConfigError(problems)
     return controller
+
+
+def create_token_server(
+    section: object, *, auth: Mapping[str, Any] | None, embedded: bool
+) -> TokenServer | None:
+    """The built-in token server for the ``tokenserver`` section, or None when there is none;
+    see ``auth.tokenserver.create_token_server``."""
+    if section is None:
+        return None
+    from .tokenserver import create_token_server as build
+
+    return build(section, auth=auth, embedded=embedded)

@@ -2,6 +2,8 @@
 manage htpasswd users.
 
 ``register(subparsers)`` adds them to the ``dockyard`` command; ``python -m auth`` runs them too.
+Each command imports what it needs when it runs, so registering them costs the ``dockyard
+serve`` supervisor process nothing.
 """
 
 from __future__ import annotations
@@ -15,13 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import uvicorn
 import yaml
 
-from .htpasswd_edit import remove_user, set_password
-from .keygen import ALGORITHMS, generate_token_key
 from .section import AuthConfigError
-from .tokenserver import create_token_server, standalone_app
 
 
 def register(subparsers: Any) -> None:
@@ -37,7 +35,7 @@ def register(subparsers: Any) -> None:
         "generate-token-key", help="create token.key and token.crt for the token server"
     )
     keys.add_argument("directory", type=Path)
-    keys.add_argument("--algorithm", choices=ALGORITHMS, default="ES256")
+    keys.add_argument("--algorithm", default="ES256", help="ES256 (default) or RS256")
     keys.add_argument("--force", action="store_true", help="replace existing files")
     keys.set_defaults(run=run_generate_token_key)
 
@@ -71,6 +69,10 @@ def fail(message: str, status: int = 1) -> NoReturn:
 
 
 def run_token_server(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from .tokenserver import create_token_server, standalone_app
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config = yaml.safe_load(args.config.read_text()) or {}
@@ -114,10 +116,14 @@ def is_loopback(host: str) -> bool:
 
 
 def run_generate_token_key(args: argparse.Namespace) -> None:
+    from .keygen import generate_token_key
+
     try:
         generated = generate_token_key(args.directory, args.algorithm, overwrite=args.force)
     except FileExistsError as error:
         fail(f"{error} (use --force to replace it: every issued token stops working)")
+    except ValueError as error:
+        fail(str(error), 2)
     print(f"private key: {generated.key_path}  (tokenserver.signingkey; keep it secret)")
     print(f"certificate: {generated.certificate_path}")
     print("             (tokenserver.certificate and auth.token.rootcertbundle)")
@@ -125,6 +131,8 @@ def run_generate_token_key(args: argparse.Namespace) -> None:
 
 
 def run_htpasswd(args: argparse.Namespace) -> None:
+    from .htpasswd_edit import remove_user, set_password
+
     if args.delete:
         if not remove_user(args.file, args.username):
             fail(f"{args.username} is not in {args.file}")

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
-from auth import AccessController, AllowAll, Challenge, Denied, create_access_controller
+from auth import AccessController, AllowAll, Challenge, Denied, create_access_controller, create_token_server
 from storage_drivers import StorageUnavailable, create_driver
 
 from .api.context import Settings
@@ -68,8 +68,12 @@ def create_app(config: Config) -> ASGIApp:
             return json_response({"storage": "unavailable"}, 503)
         return json_response({"storage": "ok"})
 
+    routes = [Route("/", root, methods=["GET", "HEAD"]), Route("/readyz", ready)]
+    token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
+    if token_server is not None:
+        routes.append(Route(token_server.settings.path, token_server, methods=["GET", "POST"]))
     app = Starlette(
-        routes=[Route("/", root, methods=["GET", "HEAD"]), Route("/readyz", ready), Mount("", app=api)],
+        routes=[*routes, Mount("", app=api)],
         exception_handlers={
             RegistryError: _registry_error,
             Challenge: _challenge,

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from auth import AuthConfigError, create_access_controller
+from auth import AuthConfigError, create_access_controller, create_token_server
+from auth.cli import register as register_auth_commands
 from storage_drivers import DriverConfigError, create_driver
 
 from .config import CONFIG_ENV, Config, ConfigError, load_config
@@ -45,6 +46,10 @@ def check(config: Config) -> list[str]:
         problems += exc.problems
     try:
         create_access_controller(config.auth)
+    except AuthConfigError as exc:
+        problems += exc.problems
+    try:
+        create_token_server(config.tokenserver, auth=config.auth, embedded=True)
     except AuthConfigError as exc:
         problems += exc.problems
     return problems
@@ -113,5 +118,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_parser = commands.add_parser("check-config", help="validate a config file, listing every problem")
     check_parser.add_argument("config")
     check_parser.set_defaults(run=check_config)
+    register_auth_commands(commands)  # token-server, generate-token-key, htpasswd
     args = parser.parse_args(argv)
     args.run(args)
