@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import logging.config
 import os
@@ -13,6 +12,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from auth import AuthConfigError, create_access_controller, create_token_server
+from auth.cli import is_loopback, split_addr
 from auth.cli import register as register_auth_commands
 from storage_drivers import DriverConfigError, create_driver
 
@@ -20,21 +20,6 @@ from .config import CONFIG_ENV, Config, ConfigError, load_config
 from .logs import logging_config
 
 log = logging.getLogger("registry")
-
-
-def _split_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - Distribution's ":5000" means all interfaces
-    return host, int(port)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check(config: Config) -> list[str]:
@@ -74,11 +59,11 @@ def _load(path: str | None) -> Config:
 
 def serve(args: argparse.Namespace) -> None:
     config = _load(args.config)
-    host, port = _split_addr(args.addr or config.http.addr)
+    host, port = split_addr(args.addr or config.http.addr)
     logging.config.dictConfig(logging_config(config.log))
     for warning in config.warnings:
         log.warning("%s", warning)
-    if config.auth is None and not _is_loopback(host):
+    if config.auth is None and not is_loopback(host):
         log.warning(
             "listening on %s without authentication: anyone who can reach this address can push "
             "and delete; configure auth (see README) or listen on 127.0.0.1",
