@@ -59,7 +59,10 @@ def _load(path: str | None) -> Config:
 
 def serve(args: argparse.Namespace) -> None:
     config = _load(args.config)
-    host, port = split_addr(args.addr or config.http.addr)
+    try:
+        host, port = split_addr(args.addr or config.http.addr)
+    except ValueError as exc:
+        raise SystemExit(f"dockyard: --addr: {exc}") from None
     logging.config.dictConfig(logging_config(config.log))
     for warning in config.warnings:
         log.warning("%s", warning)

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -33,8 +33,10 @@ def docker_cli() -> str:
 class Dockerd:
     """containerd + dockerd under ``workdir``; ``docker()`` runs the CLI against it."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, wrapper: Sequence[str] = ()) -> None:
+        """``wrapper`` is a command dockerd runs under (e.g. ``unshare`` for a private /etc view)."""
         self.workdir = workdir
+        self.wrapper = list(wrapper)
         self.containerd: ServerProcess | None = None
         self.dockerd: ServerProcess | None = None
         self.storage_driver = ""
@@ -94,6 +96,7 @@ class Dockerd:
         daemon_json.write_text("{}")  # never read /etc/docker/daemon.json
         (self.workdir / "dockercfg").mkdir(exist_ok=True)
         command = [
+            *self.wrapper,
             "dockerd",
             "--config-file",
             str(daemon_json),
