@@ -33,6 +33,9 @@ IMPLEMENTED_SECTIONS = {
     "version", "log", "loglevel", "storage", "http", "catalog", "validation", "auth", "tokenserver",
 }  # fmt: skip
 
+LOG_LEVEL_ALIASES = {"panic": "error", "fatal": "error", "warning": "warn", "trace": "debug"}
+"""The other level names Distribution's logger accepts, as the nearest level the registry has."""
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -311,6 +314,7 @@ class _Parser:
         log = self._section(self.raw, "log")
         self._unknown(log, {"level", "formatter", "fields", "accesslog"}, "log")
         level = str(log.get("level") or self.raw.get("loglevel") or "info").lower()
+        level = LOG_LEVEL_ALIASES.get(level, level)
         if level not in {"error", "warn", "info", "debug"}:
             self.problems.append(f"log.level: {level!r} is not one of error, warn, info, debug")
         formatter = str(log.get("formatter") or "text").lower()
