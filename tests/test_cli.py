@@ -1,0 +1,350 @@
+"""The ``dockyard`` command: ``serve`` (with and without a config file, ``--addr``, ``--workers``,
+also as ``python -m registry``) and ``check-config``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.integrity.pushing import digest_of, expect, push_blob
+from tests.integrity.workers import process_group
+from tests.support.processes import ServerProcess, free_port
+
+DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
+PYTHON_M = [sys.executable, "-m", "registry"]
+COMMANDS = {"dockyard": [DOCKYARD], "python-m-registry": PYTHON_M}
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "DOCKYARD_"))}
+
+
+class Launched:
+    """A ``serve`` process started by a test, stopped by the ``launch`` fixture."""
+
+    def __init__(self, process: ServerProcess, port: int) -> None:
+        self.process = process
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def log(self) -> str:
+        return self.process.log()
+
+
+class Launcher:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.started: list[ServerProcess] = []
+
+    def __call__(
+        self,
+        args: Sequence[str],
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        command: Sequence[str] = (DOCKYARD,),
+        port: int | None = None,
+        pass_addr: bool = True,
+    ) -> Launched:
+        """Run ``command serve ARGS --addr 127.0.0.1:PORT`` (``pass_addr=False``: the address must
+        come from the configuration) with a clean environment plus ``env``."""
+        port = port or free_port()
+        addr = ["--addr", f"127.0.0.1:{port}"] if pass_addr else []
+        workdir = cwd or self.tmp_path
+        process = ServerProcess(
+            [*command, "serve", *args, *addr],
+            self.tmp_path / f"serve-{len(self.started)}.log",
+            env={**CLEAN_ENV, **(env or {})},
+            cwd=workdir,
+        )
+        self.started.append(process)
+        process.wait_http(f"http://127.0.0.1:{port}/v2/")
+        return Launched(process, port)
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            process.stop()
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launcher]:
+    launcher = Launcher(tmp_path)
+    yield launcher
+    launcher.stop_all()
+
+
+def run_command(
+    args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DOCKYARD, *args],
+        cwd=cwd,
+        env={**CLEAN_ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def write_config(path: Path, config: dict[str, object] | str) -> Path:
+    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+    return path
+
+
+def _blob_file(root: Path, digest: str) -> Path:
+    algorithm, hex_ = digest.split(":")
+    return root / "docker/registry/v2/blobs" / algorithm / hex_[:2] / hex_ / "data"
+
+
+@pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS.keys())
+def test_serve_without_config_runs_the_embedded_default(
+    launch: Launcher, tmp_path: Path, command: list[str]
+) -> None:
+    """Data under ./data of the working directory, deletes enabled."""
+    workdir = tmp_path / "fresh"
+    workdir.mkdir()
+    registry = launch([], cwd=workdir, command=command)
+    data = os.urandom(1000)
+    with registry.client() as client:
+        digest = push_blob(client, "cli/default", data)
+        assert _blob_file(workdir / "data", digest).read_bytes() == data
+        expect(client.delete(f"/v2/cli/default/blobs/{digest}"), 202)
+        assert client.head(f"/v2/cli/default/blobs/{digest}").status_code == 404
+    assert f"serving filesystem storage on 127.0.0.1:{registry.port}" in registry.log()
+    assert sorted(p.name for p in workdir.iterdir()) == ["data"]
+
+
+def test_embedded_default_listens_where_the_environment_says(launch: Launcher, tmp_path: Path) -> None:
+    """No file and no ``--addr``: the default's http.addr, overridden by REGISTRY_HTTP_ADDR."""
+    port = free_port()
+    registry = launch([], env={"REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}"}, port=port, pass_addr=False)
+    with registry.client() as client:
+        expect(client.get("/v2/"), 200)
+    assert f"127.0.0.1:{port}" in registry.log()
+
+
+def test_serve_listens_on_the_config_address_without_addr_option(launch: Launcher, tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path / "config.yml",
+        {
+            "version": 0.1,
+            "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
+            "http": {"addr": f"127.0.0.1:{port}"},
+        },
+    )
+    registry = launch([str(config)], port=port, pass_addr=False)
+    with registry.client() as client:
+        digest = push_blob(client, "cli/addr", b"addr")
+    assert _blob_file(tmp_path / "root", digest).read_bytes() == b"addr"
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_workers_option_starts_that_many_worker_processes(
+    launch: Launcher, tmp_path: Path, workers: int
+) -> None:
+    registry = launch(["--workers", str(workers)], cwd=tmp_path)
+    deadline = time.monotonic() + 30  # the first worker answers before the others have started
+    while registry.log().count("Application startup complete") < workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+    spawned = [
+        pid
+        for pid in process_group(registry.process.pid)
+        if pid != registry.process.pid and b"spawn_main" in _cmdline(pid)
+    ]
+    if workers == 1:
+        assert spawned == []  # one worker runs in the main process
+        assert registry.log().count("Started server process") == 1
+    else:
+        assert len(spawned) == workers
+        assert registry.log().count("Started server process") == workers
+    with registry.client() as client:
+        for _ in range(10):
+            expect(client.get("/v2/"), 200)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_check_config_accepts_a_valid_config(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "ok.yml",
+        {
+            "version": "0.1",
+            "log": {"level": "info", "formatter": "json"},
+            "storage": {
+                "filesystem": {"rootdirectory": str(tmp_path / "root")},
+                "delete": {"enabled": True},
+                "maintenance": {
+                    "uploadpurging": {"enabled": True, "age": "168h", "interval": "24h", "dryrun": False}
+                },
+            },
+            "http": {"addr": "127.0.0.1:5000", "headers": {"X-Content-Type-Options": ["nosniff"]}},
+        },
+    )
+    result = run_command(["check-config", str(config)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"{config}: OK" in result.stdout
+    assert "warning" not in result.stdout + result.stderr
+    assert not (tmp_path / "root").exists()  # checking creates nothing
+
+
+def test_check_config_names_unsupported_keys_in_one_warning(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "extra.yml",
+        {
+            "version": 0.1,
+            "storage": {
+                "filesystem": {"rootdirectory": str(tmp_path)},
+                "cache": {"blobdescriptor": "inmemory"},
+            },
+            "notifications": {"endpoints": []},
+            "redis": {"addr": "localhost:6379"},
+            "http": {"addr": ":5000", "debug": {"addr": "localhost:5001"}},
+        },
+    )
+    result = run_command(["check-config", str(config)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if "warning" in line.lower()]
+    assert len(warnings) == 1, result.stdout
+    for key in ("notifications", "redis", "storage.cache", "http.debug"):
+        assert key in warnings[0]
+
+
+BROKEN = """\
+version: 0.2
+log:
+  level: loud
+  formatter: xml
+storage:
+  filesystem:
+    rootdirectory: {root}
+    bogus: 1
+  delete:
+    enabled: maybe
+  maintenance:
+    uploadpurging:
+      age: banana
+http:
+  addr: nonsense
+  host: not-a-url
+catalog:
+  maxentries: -1
+validation:
+  manifests:
+    urls:
+      allow: ["("]
+"""
+BROKEN_KEYS = (
+    "version",
+    "log.level",
+    "log.formatter",
+    "bogus",
+    "storage.delete.enabled",
+    "uploadpurging.age",
+    "http.addr",
+    "http.host",
+    "catalog.maxentries",
+    "validation.manifests.urls.allow",
+)
+
+
+def test_check_config_lists_every_problem_at_once(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "broken.yml", BROKEN.format(root=tmp_path / "root"))
+    result = run_command(["check-config", str(config)], tmp_path)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    missing = [key for key in BROKEN_KEYS if key not in output]
+    assert missing == [], output
+    assert "Traceback" not in output
+
+
+def test_serve_refuses_a_broken_config_listing_every_problem(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "broken.yml", BROKEN.format(root=tmp_path / "root"))
+    result = subprocess.run(
+        [DOCKYARD, "serve", str(config), "--addr", f"127.0.0.1:{free_port()}"],
+        cwd=tmp_path,
+        env=CLEAN_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert [key for key in BROKEN_KEYS if key not in output] == [], output
+    assert "Traceback" not in output
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "cannot read"),
+        ("version: 0.1\nstorage: [unclosed\n", "YAML"),
+        ("- just\n- a list\n", "mapping"),
+        ("version: 0.1\n", "storage"),
+    ],
+    ids=["missing-file", "invalid-yaml", "not-a-mapping", "no-storage"],
+)
+def test_check_config_reports_unusable_files(tmp_path: Path, content: str | None, expected: str) -> None:
+    path = tmp_path / "config.yml"
+    if content is not None:
+        path.write_text(content)
+    result = run_command(["check-config", str(path)], tmp_path)
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_sees_environment_overrides(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "ok.yml", {"version": 0.1, "storage": {"filesystem": {"rootdirectory": str(tmp_path)}}}
+    )
+    assert run_command(["check-config", str(config)], tmp_path).returncode == 0
+    result = run_command(["check-config", str(config)], tmp_path, {"REGISTRY_LOG_LEVEL": "shouting"})
+    assert result.returncode != 0
+    assert "log.level" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["serve", "--workers", "many"], ["check-config"], ["frobnicate"]],
+    ids=["no-command", "bad-workers", "check-without-file", "unknown-command"],
+)
+def test_usage_errors_exit_with_usage(tmp_path: Path, args: list[str]) -> None:
+    result = run_command(args, tmp_path)
+    assert result.returncode == 2
+    assert "usage: dockyard" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_names_both_commands(tmp_path: Path) -> None:
+    result = run_command(["--help"], tmp_path)
+    assert result.returncode == 0
+    assert "serve" in result.stdout
+    assert "check-config" in result.stdout
+    serve_help = run_command(["serve", "--help"], tmp_path).stdout
+    assert "--addr" in serve_help
+    assert "--workers" in serve_help
+
+
+def test_blob_pushed_through_default_is_served_back(launch: Launcher, tmp_path: Path) -> None:
+    registry = launch([], cwd=tmp_path)
+    data = os.urandom(5000)
+    with registry.client() as client:
+        digest = push_blob(client, "cli/roundtrip", data)
+        assert digest == digest_of(data)
+        assert expect(client.get(f"/v2/cli/roundtrip/blobs/{digest}"), 200).content == data
