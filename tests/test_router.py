@@ -1,0 +1,99 @@
+"""Which endpoint a raw request path names, and what it leaves for validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from registry.api.router import ALLOWED_METHODS, Match, Route, match
+
+DIGEST = "sha256:" + "ab" * 32
+UUID = "0f0e0d0c-0b0a-4908-8706-050403020100"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v2/", Match(Route.BASE)),
+        ("/v2", Match(Route.BASE)),
+        ("/v2/_catalog", Match(Route.CATALOG)),
+        ("/v2/_catalog/", Match(Route.CATALOG)),
+        ("/v2/%5Fcatalog", Match(Route.CATALOG)),
+        ("/v2/app/tags/list", Match(Route.TAGS, "app")),
+        ("/v2/team/app/tags/list", Match(Route.TAGS, "team/app")),
+        ("/v2/app/manifests/latest", Match(Route.MANIFEST, "app", "latest")),
+        (f"/v2/team/app/manifests/{DIGEST}", Match(Route.MANIFEST, "team/app", DIGEST)),
+        (f"/v2/app/blobs/{DIGEST}", Match(Route.BLOB, "app", DIGEST)),
+        ("/v2/app/blobs/uploads/", Match(Route.UPLOAD_START, "app")),
+        ("/v2/app/blobs/uploads", Match(Route.UPLOAD_START, "app")),
+        (f"/v2/app/blobs/uploads/{UUID}", Match(Route.UPLOAD, "app", UUID)),
+        (f"/v2/a/b/c/blobs/uploads/{UUID}", Match(Route.UPLOAD, "a/b/c", UUID)),
+        (f"/v2/app/referrers/{DIGEST}", Match(Route.REFERRERS, "app", DIGEST)),
+        # Names may contain the words the routes use; the endpoint is read from the end.
+        ("/v2/blobs/tags/list", Match(Route.TAGS, "blobs")),
+        ("/v2/manifests/manifests/latest", Match(Route.MANIFEST, "manifests", "latest")),
+        (f"/v2/x/blobs/blobs/{DIGEST}", Match(Route.BLOB, "x/blobs", DIGEST)),
+        ("/v2/tags/list/tags/list", Match(Route.TAGS, "tags/list")),
+        ("/v2/blobs/uploads/blobs/uploads/", Match(Route.UPLOAD_START, "blobs/uploads")),
+        # Empty segments are ignored, as a cleaned path would have them.
+        ("//v2//app//tags//list//", Match(Route.TAGS, "app")),
+        ("/v2/a//b/tags/list", Match(Route.TAGS, "a/b")),
+        # Percent-escapes are decoded per segment; an encoded slash never splits a name.
+        ("/v2/a%2Fb/tags/list", Match(Route.TAGS, "a%2Fb")),
+        ("/v2/a%2fb/manifests/latest", Match(Route.MANIFEST, "a%2fb", "latest")),
+        ("/v2/%2e%2e/tags/list", Match(Route.TAGS, "..")),
+        ("/v2/app/manifests/..%2F..%2Fetc", Match(Route.MANIFEST, "app", "..%2F..%2Fetc")),
+        ("/v2/%61pp/manifests/l%61test", Match(Route.MANIFEST, "app", "latest")),
+        ("/v2/app/manifests/%252F", Match(Route.MANIFEST, "app", "%2F")),
+        ("/v2/app/manifests/%00", Match(Route.MANIFEST, "app", "\x00")),
+        ("/v2/../tags/list", Match(Route.TAGS, "..")),
+        # Validation is not the router's business: these reach the name and reference checks.
+        ("/v2/UPPER/tags/list", Match(Route.TAGS, "UPPER")),
+        ("/v2/app/blobs/sha256:../../x", None),
+    ],
+)
+def test_match(path: str, expected: Match | None) -> None:
+    assert match(path.encode()) == expected
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "",
+        "/v1/",
+        "/v3/",
+        "/V2/",
+        "/v2x/",
+        "/api/v2/",
+        "/v2/app",
+        "/v2/app/tags",
+        "/v2/tags/list",
+        "/v2/manifests/latest",
+        "/v2/app/unknown/thing",
+        "/v2/app/manifests",
+        "/v2/blobs/uploads/x",
+        "/v2/_catalog/extra",
+        "/v2/app/a%ff/tags/list",
+        "/v2/app%c3/tags/list",
+        "/readyz",
+    ],
+)
+def test_no_endpoint(path: str) -> None:
+    assert match(path.encode()) is None
+
+
+def test_raw_non_ascii_bytes_reach_validation_undecoded() -> None:
+    found = match("/v2/café/tags/list".encode())
+    assert found is not None
+    assert found.route is Route.TAGS
+    assert found.name == "café".encode().decode("latin-1")
+
+
+def test_every_route_allows_its_methods_and_head_with_get() -> None:
+    assert set(ALLOWED_METHODS) == set(Route)
+    for route, methods in ALLOWED_METHODS.items():
+        assert methods <= {"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"}, route
+        assert ("GET" in methods) == ("HEAD" in methods), route
+    assert ALLOWED_METHODS[Route.UPLOAD_START] == {"POST"}
+    assert ALLOWED_METHODS[Route.CATALOG] == {"GET", "HEAD"}
+    assert ALLOWED_METHODS[Route.MANIFEST] == {"GET", "HEAD", "PUT", "DELETE"}
