@@ -5,6 +5,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -137,3 +141,63 @@ def test_upload_survives_a_server_restart(start_registry: StartRegistry, how: st
         assert error_codes(gone) == ["BLOB_UPLOAD_UNKNOWN"]
     uploads = registry.root / "docker/registry/v2/repositories/integrity/restart/_uploads"
     assert not uploads.exists() or not any(uploads.iterdir())
+
+
+def _resume(client: httpx.Client, location: str, data: bytes) -> None:
+    """Continue an upload from the offset the registry reports, finish it, and read the blob back."""
+    status = expect(client.get(location), 204)
+    received = int(status.headers["Range"].split("-")[1]) + 1 if status.headers["Range"] != "0-0" else 0
+    assert 0 <= received <= len(data)
+    if received < len(data):
+        headers = {"Content-Range": f"{received}-{len(data) - 1}"}
+        location = expect(client.patch(location, content=data[received:], headers=headers), 202).headers[
+            "Location"
+        ]
+    response = expect(client.put(location, params={"digest": digest_of(data)}), 201)
+    assert expect(client.get(response.headers["Location"]), 200).content == data
+
+
+def test_chunk_cut_off_by_the_client_resumes_from_the_reported_offset(client: httpx.Client) -> None:
+    data = os.urandom(4 * CHUNK)
+    location = start_upload(client, "integrity/cut")
+    expect(client.patch(location, content=data[:CHUNK], headers={"Content-Range": f"0-{CHUNK - 1}"}), 202)
+    url = httpx.URL(location)
+    assert url.port is not None
+    with socket.create_connection((url.host, url.port), timeout=30) as sock:
+        head = (
+            f"PATCH {url.raw_path.decode()} HTTP/1.1\r\nHost: {url.netloc.decode()}\r\n"
+            f"Content-Range: {CHUNK}-{4 * CHUNK - 1}\r\nContent-Length: {3 * CHUNK}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + data[CHUNK : 2 * CHUNK + 1000])
+        time.sleep(0.3)  # the server has read part of the body when the client goes away
+    time.sleep(0.3)
+    _resume(client, location, data)
+
+
+def test_kill9_in_the_middle_of_a_chunk_keeps_the_upload_resumable(start_registry: StartRegistry) -> None:
+    registry = start_registry(workers=2)
+    data = os.urandom(16 * CHUNK)
+    with httpx.Client(base_url=registry.url, timeout=60) as client:
+        location = start_upload(client, "integrity/killed-chunk")
+        expect(client.patch(location, content=data[:CHUNK], headers={"Content-Range": f"0-{CHUNK - 1}"}), 202)
+    streaming = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        for offset in range(CHUNK, len(data), 32 * 1024):
+            streaming.set()
+            yield data[offset : offset + 32 * 1024]
+            time.sleep(0.02)
+
+    def send() -> None:
+        with contextlib.suppress(httpx.TransportError), httpx.Client(timeout=60) as sender:
+            sender.patch(location, content=slow_body(), headers={"Content-Range": f"{CHUNK}-{len(data) - 1}"})
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    assert streaming.wait(10)
+    time.sleep(0.5)
+    registry.kill9()
+    sender.join(timeout=60)
+    registry.start()
+    with httpx.Client(base_url=registry.url, timeout=60) as client:
+        _resume(client, location, data)
