@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import dataclass, field
 
@@ -197,8 +198,27 @@ def limits_table(limits: Limits) -> str:
     return table(["Machine limit", "MB/s"], rows)
 
 
+def other_load(run: Run) -> str:
+    """How busy the rest of the machine was while the benchmark measured, in cores."""
+    shares = sorted(
+        o.other_cpu / o.wall
+        for per_server in run.observations.values()
+        for observations in per_server.values()
+        for o in observations
+        if o.wall > 0
+    )
+    if not shares:
+        return "none measured"
+    return (
+        f"median {statistics.median(shares):.2f} cores, 90th percentile "
+        f"{shares[int(0.9 * (len(shares) - 1))]:.2f}, max {shares[-1]:.2f} "
+        f"(of {os.cpu_count()}; above ~0.2 the numbers are noisy)"
+    )
+
+
 def render(run: Run) -> str:
-    meta = "\n".join(f"- {name}: {value}" for name, value in run.meta.items())
+    meta_items = {**run.meta, "other processes' CPU during measurements": other_load(run)}
+    meta = "\n".join(f"- {name}: {value}" for name, value in meta_items.items())
     parts = [
         f"## Run\n\n{meta}",
         "## Results\n\n" + main_table(run),
