@@ -50,6 +50,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / CLOCK_TICKS
 
 
+def thread_cpu_seconds(pids: list[int]) -> dict[tuple[int, int], float]:
+    """CPU seconds of every thread of ``pids``, by (pid, thread id)."""
+    threads = {}
+    for pid in pids:
+        try:
+            tids = [int(tid) for tid in os.listdir(PROC / str(pid) / "task")]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for tid in tids:
+            try:
+                text = (PROC / str(pid) / "task" / str(tid) / "stat").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            fields = text[text.rindex(")") + 2 :].split()
+            threads[(pid, tid)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return threads
+
+
 def rss_of(pid: int) -> int:
     try:
         resident = int((PROC / str(pid) / "statm").read_text().split()[1])

@@ -61,6 +61,32 @@ def recording(pid: int, output: Path) -> Iterator[None]:
         log.close()
 
 
+def thread_report(
+    before: dict[tuple[int, int], float], after: dict[tuple[int, int], float], wall: float
+) -> str:
+    """Per process: CPU of its main thread (the event loop) and of its other threads, as a share
+    of the wall time. A loop near 100% is CPU-bound; a busy case where nothing is near 100% is
+    waiting (thread hops, flow control, fsync), not computing."""
+    processes: dict[int, tuple[float, float, int]] = {}
+    for (pid, tid), seconds in after.items():
+        used = seconds - before.get((pid, tid), 0.0)
+        loop, others, busy_threads = processes.get(pid, (0.0, 0.0, 0))
+        if tid == pid:
+            loop += used
+        elif used > 0.005:
+            others, busy_threads = others + used, busy_threads + 1
+        processes[pid] = (loop, others, busy_threads)
+    lines = []
+    for pid, (loop, others, busy_threads) in sorted(processes.items()):
+        if loop + others < 0.01:
+            continue
+        lines.append(
+            f"pid {pid}: event loop thread {loop:.2f} s ({loop / wall:.0%} of wall), "
+            f"{busy_threads} other threads {others:.2f} s ({others / wall:.0%})"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _function(frame: str) -> str:
     """``name (path/to/file.py:123)`` -> ``name (file.py)``: lines of one function together."""
     name, _, location = frame.partition(" (")

@@ -18,8 +18,8 @@ from typing import Protocol
 from bench.data import Region, write_random_file
 from bench.limits import measure_limits
 from bench.measure import Case, Observation, measure
-from bench.procstat import RssSampler
-from bench.profile import recording, summarize
+from bench.procstat import RssSampler, thread_cpu_seconds
+from bench.profile import recording, summarize, thread_report
 from bench.report import Run
 from bench.servers import PROJECT, Server, start_registry
 from bench.settings import Settings
@@ -140,7 +140,12 @@ def describe_machine(options: Options, workdir: Path) -> dict[str, str]:
         "commit": command_output("git", "rev-parse", "--short", "HEAD"),
         "machine": f"{os.cpu_count()} cores ({cpu}), {int(memory) // 1024} MiB RAM, "
         f"Linux {platform.release()}, Python {platform.python_version()}",
-        "registries": f"Dockyard with {options.workers} uvicorn workers; "
+        "registries": (
+            f"Dockyard with {options.workers} uvicorn workers"
+            if options.candidate == "dockyard"
+            else "Distribution in both slots (harness self-check)"
+        )
+        + "; baseline "
         + command_output("docker-registry", "--version"),
         "mode": ("quick" if settings.quick else "full")
         + f", {settings.repetitions} repetitions interleaved A,B / B,A",
@@ -226,9 +231,12 @@ def profile_all(server: Server, sampler: RssSampler, cases: list[Case], director
     summary = [f"# py-spy profile of {server.name}, one run of each case\n"]
     for case in cases:
         collapsed = directory / f"{case.key}.txt"
+        tree = sampler.tree(server.name)
         with recording(server.pid, collapsed):
+            before = thread_cpu_seconds(tree)
             observation = measure(server, sampler, case)
-        text = summarize(collapsed)
+            threads = thread_report(before, thread_cpu_seconds(tree), observation.wall)
+        text = threads + "\n" + summarize(collapsed)
         result = f"{observation.value:.2f} {case.unit}, server CPU {observation.server_cpu:.2f} s"
         log(f"profiled {case.key}: {result} (slowed by sampling)")
         summary.append(f"## {case.label}\n\n{result} (slowed by sampling)\n\n```\n{text}```\n")
