@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def split_addr(addr: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPv6]:PORT``."""
     host, separator, port = addr.rpartition(":")
-    if not separator or not port.isdigit():
+    if not separator or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ValueError(f"{addr!r} is not HOST:PORT")
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an empty host means all
 

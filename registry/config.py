@@ -286,7 +286,8 @@ class _Parser:
         http = self._section(self.raw, "http")
         self._unknown(http, {"addr", "host", "relativeurls", "secret", "headers", "net"}, "http")
         addr = str(http.get("addr") or ":5000")
-        if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}", addr):
+        port = re.fullmatch(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})", addr)
+        if not port or int(port.group(1)) > 65535:
             self.problems.append(f"http.addr: {addr!r} is not HOST:PORT")
         if http.get("net", "tcp") != "tcp":
             self.problems.append("http.net: only tcp is supported")
