@@ -348,3 +348,23 @@ def test_blob_pushed_through_default_is_served_back(launch: Launcher, tmp_path: 
         digest = push_blob(client, "cli/roundtrip", data)
         assert digest == digest_of(data)
         assert expect(client.get(f"/v2/cli/roundtrip/blobs/{digest}"), 200).content == data
+
+
+@pytest.mark.parametrize(
+    "addr", ["nonsense", "127.0.0.1:abc", "127.0.0.1:99999", "127.0.0.1:65536", "127.0.0.1:", "[::1]"]
+)
+def test_serve_refuses_a_bad_addr(tmp_path: Path, addr: str) -> None:
+    """A port out of range must not be wrapped into some other port."""
+    result = subprocess.run(
+        [DOCKYARD, "serve", "--addr", addr],
+        cwd=tmp_path,
+        env=CLEAN_ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "HOST:PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()

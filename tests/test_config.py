@@ -162,6 +162,22 @@ def test_every_problem_is_collected(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "addr", ["localhost:99999", ":65536", "127.0.0.1:", "nonsense", "host:5000:1", ":\uff15\uff10"]
+)
+def test_http_addr_must_be_host_and_port(tmp_path: Path, addr: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, {**_minimal(), "http": {"addr": addr}})
+    assert any(p.startswith("http.addr") for p in raised.value.problems)
+
+
+@pytest.mark.parametrize(
+    "addr", [":5000", "0.0.0.0:5000", "localhost:65535", "[::1]:5000", "registry.example.com:443"]
+)
+def test_valid_http_addr(tmp_path: Path, addr: str) -> None:
+    assert _load(tmp_path, {**_minimal(), "http": {"addr": addr}}).http.addr == addr
+
+
+@pytest.mark.parametrize(
     "storage",
     [
         {"filesystem": {"rootdirectory": "/x"}, "s3": {"bucket": "b"}},
