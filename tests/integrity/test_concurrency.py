@@ -65,6 +65,8 @@ def test_sixteen_clients_push_the_same_blob(multi_worker_registry: RunningRegist
     report = check_layout(multi_worker_registry.root)
     assert report.problems == []
     assert (name, digest) in report.layers
+    blob_dir = multi_worker_registry.root / "docker/registry/v2/blobs/sha256" / digest[7:9] / digest[7:]
+    assert [p.name for p in blob_dir.iterdir()] == ["data"]  # one file, no leftovers of the race
     uploads = multi_worker_registry.root / "docker/registry/v2/repositories" / name / "_uploads"
     assert not uploads.exists() or not any(uploads.iterdir())
 
