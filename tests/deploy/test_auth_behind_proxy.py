@@ -1,0 +1,120 @@
+"""Token auth behind the proxy: the built-in token server is reached through nginx, and the
+challenge's realm names the proxy as the client reached it (``autoredirect``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.images import busybox_rootfs_tar
+from tests.support.nginx import HTTP_SITE, TLS_SITE, Nginx
+from tests.support.registry import RunningRegistry, StartRegistry
+from tests.support.tls import ServerCertificates
+
+from .conftest import REGISTRY_NAME, DockerBehindProxy, trusting
+from .shipped import dockyard_binary
+
+pytestmark = [pytest.mark.nginx, pytest.mark.clients, pytest.mark.slow]
+
+PASSWORD = "proxy-" + os.urandom(6).hex()
+TOKEN_PATH = "/auth/token"
+
+
+@pytest.fixture(scope="session")
+def token_registry(
+    start_registry: StartRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> RunningRegistry:
+    """A registry with the built-in token server; alice owns alice/*."""
+    workdir = tmp_path_factory.mktemp("token-auth")
+    keys = workdir / "token"
+    htpasswd = workdir / "htpasswd"
+    subprocess.run([dockyard_binary(), "generate-token-key", str(keys)], check=True, capture_output=True)
+    subprocess.run(
+        [dockyard_binary(), "htpasswd", "--password-stdin", str(htpasswd), "alice"],
+        input=PASSWORD, text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    names = {"issuer": "dockyard", "service": REGISTRY_NAME}
+    return start_registry(
+        {
+            "auth": {
+                "token": {
+                    **names,
+                    "realm": f"https://{REGISTRY_NAME}{TOKEN_PATH}",
+                    "rootcertbundle": str(keys / "token.crt"),
+                    "autoredirect": True,
+                    "autoredirectpath": TOKEN_PATH,
+                }
+            },
+            "tokenserver": {
+                **names,
+                "path": TOKEN_PATH,
+                "signingkey": str(keys / "token.key"),
+                "certificate": str(keys / "token.crt"),
+                "htpasswd": str(htpasswd),
+                "acl": [{"account": "*", "repository": "${account}/*", "actions": ["*"]}],
+            },
+        }
+    )
+
+
+@pytest.fixture(scope="session", params=["tls", "http"])
+def token_proxy(
+    request: pytest.FixtureRequest,
+    start_nginx: Callable[..., Nginx],
+    token_registry: RunningRegistry,
+    certificates: ServerCertificates,
+) -> Nginx:
+    if request.param == "tls":
+        return start_nginx(TLS_SITE, token_registry.host, certificates)
+    return start_nginx(HTTP_SITE, token_registry.host)
+
+
+def test_challenge_realm_names_the_proxy(token_proxy: Nginx, certificates: ServerCertificates) -> None:
+    verify = trusting(certificates) if token_proxy.tls else True
+    with httpx.Client(base_url=token_proxy.url, verify=verify) as client:
+        for headers in ({}, {"X-Forwarded-Proto": "http" if token_proxy.tls else "https"}):
+            challenge = client.get("/v2/", headers=headers)
+            assert challenge.status_code == 401
+            assert f'realm="{token_proxy.url}{TOKEN_PATH}"' in challenge.headers["www-authenticate"]
+        token = client.get(TOKEN_PATH, params={"service": REGISTRY_NAME}, auth=("alice", PASSWORD))
+        assert token.status_code == 200, token.text
+        ping = client.get("/v2/", headers={"Authorization": f"Bearer {token.json()['token']}"})
+        assert ping.status_code == 200
+
+
+def test_docker_login_push_pull_with_tokens(
+    token_proxy: Nginx,
+    docker_behind_proxy: DockerBehindProxy,
+    certificates: ServerCertificates,
+    tmp_path: Path,
+) -> None:
+    docker = docker_behind_proxy.daemon
+    host = f"{REGISTRY_NAME}:{token_proxy.port}" if token_proxy.tls else token_proxy.host
+    if token_proxy.tls:
+        docker_behind_proxy.trust(host, certificates)
+    nonce = os.urandom(4).hex()
+    own, foreign = f"{host}/alice/app-{nonce}:1", f"{host}/bob/app-{nonce}:1"
+    rootfs = busybox_rootfs_tar(tmp_path / "rootfs.tar", {"etc/nonce": os.urandom(64 * 1024)})
+    docker.docker("import", str(rootfs), own)
+    docker.docker("tag", own, foreign)
+
+    wrong = docker.docker("login", "--username", "alice", "--password", "wrong", host, check=False)
+    assert wrong.returncode != 0
+    login = docker.docker("login", "--username", "alice", "--password", PASSWORD, host)
+    assert "Login Succeeded" in login.stdout
+    docker.docker("push", own)
+    refused = docker.docker("push", foreign, check=False)
+    assert refused.returncode != 0
+
+    docker.docker("logout", host)
+    docker.docker("rmi", own)
+    anonymous = docker.docker("pull", own, check=False)
+    assert anonymous.returncode != 0
+    docker.docker("login", "--username", "alice", "--password", PASSWORD, host)
+    docker.docker("pull", own)
+    docker.docker("logout", host)

@@ -1,0 +1,152 @@
+"""The container image and the compose file.
+
+Images cannot be built here (no container runtime for RUN steps), so the Dockerfile is read and
+checked, its command and health check are run directly with the shipped config, and the compose
+file's references are resolved against the files the nginx tests run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from registry.config import load_config
+from tests.support.nginx import SHIPPED, SHIPPED_UPSTREAM, TLS_SITE
+from tests.support.registry import PROJECT
+
+from .shipped import (
+    COMPOSE,
+    DOCKERFILE,
+    DOCKERIGNORE,
+    INSTALLED_CONFIG,
+    SAMPLE_CONFIG,
+    dockerfile_instructions,
+    final_stage,
+    run_here,
+    sample_config,
+)
+
+pytestmark = pytest.mark.nginx
+
+
+def arguments(stage: list[tuple[str, str]], keyword: str) -> list[str]:
+    return [args for key, args in stage if key == keyword]
+
+
+def environment(stage: list[tuple[str, str]]) -> dict[str, str]:
+    env = {}
+    for line in arguments(stage, "ENV"):
+        for name, value in re.findall(r"(\w+)=(\S+)", line):
+            env[name] = value
+    return env
+
+
+def healthcheck_argv(stage: list[tuple[str, str]]) -> list[str]:
+    (healthcheck,) = arguments(stage, "HEALTHCHECK")
+    argv: list[str] = json.loads(healthcheck.split(" CMD ", 1)[1])
+    return argv
+
+
+def test_dockerfile_builds_a_slim_unprivileged_image() -> None:
+    instructions = dockerfile_instructions()
+    for base in arguments(instructions, "FROM"):
+        assert re.fullmatch(r"python:3\.1[1-9]-slim( AS \w+)?", base), base
+    stage = final_stage(instructions)
+    (user,) = arguments(stage, "USER")
+    assert user.split(":")[0] not in {"root", "0"}
+    assert arguments(stage, "VOLUME") == [
+        json.dumps([sample_config()["storage"]["filesystem"]["rootdirectory"]])
+    ]
+    listen_port = environment(stage)["REGISTRY_HTTP_ADDR"].rsplit(":", 1)[1]
+    assert arguments(stage, "EXPOSE") == [listen_port]
+    assert f"127.0.0.1:{listen_port}/readyz" in " ".join(healthcheck_argv(stage))
+    assert healthcheck_argv(stage)[0] == "python"  # the slim base has no curl or wget
+    copied_config = [a for a in arguments(stage, "COPY") if a.endswith(f" {INSTALLED_CONFIG}")]
+    assert copied_config == [f"{SAMPLE_CONFIG.relative_to(PROJECT)} {INSTALLED_CONFIG}"]
+
+
+def test_dockerfile_copies_only_files_the_context_sends() -> None:
+    allowed = {line[1:].rstrip("/") for line in DOCKERIGNORE.read_text().splitlines() if line.startswith("!")}
+    for copy in arguments(dockerfile_instructions(), "COPY"):
+        if copy.startswith("--from="):
+            continue
+        *sources, _ = copy.split()
+        for source in sources:
+            assert (PROJECT / source).exists(), f"COPY {source}: not in the repository"
+            assert source.rstrip("/") in allowed, f"COPY {source}: excluded by {DOCKERIGNORE.name}"
+
+
+def test_image_command_serves_and_health_check_follows_it(tmp_path: Path) -> None:
+    stage = final_stage(dockerfile_instructions())
+    (entrypoint,) = arguments(stage, "ENTRYPOINT")
+    (cmd,) = arguments(stage, "CMD")
+    argv = json.loads(entrypoint) + json.loads(cmd)
+    assert argv[1:3] == ["serve", INSTALLED_CONFIG]
+    image_env = {name: value for name, value in environment(stage).items() if name != "PATH"}
+    process, url = run_here(argv, image_env, tmp_path)
+    listen = environment(stage)["REGISTRY_HTTP_ADDR"].replace("0.0.0.0", "127.0.0.1")
+    check = [
+        sys.executable,
+        *(arg.replace(listen, url.removeprefix("http://")) for arg in healthcheck_argv(stage)[1:]),
+    ]
+    try:
+        started = httpx.post(f"{url}/v2/image/check/blobs/uploads/")
+        assert started.status_code == 202
+        assert (tmp_path / "data" / "docker/registry/v2/repositories/image/check/_uploads").is_dir()
+        assert subprocess.run(check, capture_output=True, timeout=30, check=False).returncode == 0
+    finally:
+        process.stop()
+    assert subprocess.run(check, capture_output=True, timeout=30, check=False).returncode != 0
+
+
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return document
+
+
+def volume_map(service: dict[str, Any]) -> dict[str, Path | str]:
+    """Container path -> host path (resolved from the compose file's folder) or volume name."""
+    mounts: dict[str, Path | str] = {}
+    for volume in service["volumes"]:
+        source, target, *_ = volume.split(":")
+        mounts[target] = (COMPOSE.parent / source).resolve() if source.startswith(".") else source
+    return mounts
+
+
+def test_compose_nginx_runs_the_shipped_tls_site() -> None:
+    nginx = compose()["services"]["nginx"]
+    mounts = volume_map(nginx)
+    # The official image includes conf.d/*.conf in http{}; relative paths resolve from /etc/nginx.
+    sites = [target for target in mounts if re.fullmatch(r"/etc/nginx/conf\.d/[^/]+\.conf", target)]
+    assert [mounts[site] for site in sites] == [TLS_SITE.resolve()]
+    assert mounts["/etc/nginx/dockyard"] == (SHIPPED / "dockyard").resolve()
+    assert "ssl_certificate tls/registry.crt;" in TLS_SITE.read_text()
+    assert "/etc/nginx/tls" in mounts
+    assert re.search(r"listen 443 ssl", TLS_SITE.read_text())
+    assert nginx["ports"] == ["443:443"]
+
+
+def test_compose_registry_is_reachable_only_through_nginx() -> None:
+    document = compose()
+    registry = document["services"]["registry"]
+    assert registry["network_mode"] == "service:nginx"
+    assert "ports" not in registry
+    assert "nginx" in registry["depends_on"]
+    build = registry["build"]
+    assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE.resolve()
+
+    mounts = volume_map(registry)
+    assert mounts[INSTALLED_CONFIG] == SAMPLE_CONFIG.resolve()
+    data = sample_config()["storage"]["filesystem"]["rootdirectory"]
+    assert mounts[data] in document["volumes"]
+    # The registry listens where the shipped site's upstream points, inside the shared namespace.
+    config = load_config(SAMPLE_CONFIG, environ=registry["environment"])
+    assert f"server {config.http.addr};" == SHIPPED_UPSTREAM

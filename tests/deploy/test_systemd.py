@@ -1,0 +1,125 @@
+"""The systemd unit, its service account and the sample /etc/dockyard/config.yml.
+
+systemd is not PID 1 here, so the unit is checked with systemd-analyze and its commands are run
+directly; the sysusers file is applied to a scratch root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from registry.config import load_config
+
+from .shipped import (
+    INSTALLED_CONFIG,
+    SAMPLE_CONFIG,
+    SYSUSERS,
+    UNIT,
+    dockyard_binary,
+    run_here,
+    sample_config,
+)
+
+INSTALLED_BINARY = "/opt/dockyard/bin/dockyard"
+
+
+def service_section() -> dict[str, list[str]]:
+    """[Service] keys with every value (systemd allows repeating a key)."""
+    values: dict[str, list[str]] = {}
+    section = ""
+    for line in UNIT.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            section = stripped
+        elif section == "[Service]" and "=" in stripped and not stripped.startswith(("#", ";")):
+            key, _, value = stripped.partition("=")
+            values.setdefault(key, []).append(value)
+    return values
+
+
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    # The one substitution: the installed binary's path, which does not exist on this machine.
+    unit = tmp_path / "dockyard.service"
+    unit.write_text(UNIT.read_text().replace(INSTALLED_BINARY, dockyard_binary()))
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stderr.strip() == "", verified.stderr  # unknown keys and bad values only warn
+
+
+def test_unit_is_hardened() -> None:
+    service = service_section()
+    for key, value in {
+        "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+        "CapabilityBoundingSet": "", "User": "dockyard",
+    }.items():  # fmt: skip
+        assert service[key] == [value], key
+    scored = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(UNIT)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    found = re.search(r"Overall exposure level for dockyard\.service: (\d+\.\d+)", scored.stdout)
+    assert found, scored.stdout + scored.stderr
+    assert float(found.group(1)) <= 2.0, scored.stdout  # systemd rates up to 3.9 as "OK"
+
+
+def test_storage_is_the_state_directory() -> None:
+    """ProtectSystem=strict leaves only the StateDirectory writable: the config must store there."""
+    service = service_section()
+    assert service["StateDirectory"] == ["dockyard"]
+    assert sample_config()["storage"]["filesystem"]["rootdirectory"] == "/var/lib/dockyard"
+    assert service["ConfigurationDirectory"] == ["dockyard"]
+
+
+def test_sysusers_creates_the_service_account(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    subprocess.run(
+        ["systemd-sysusers", f"--root={tmp_path}", str(SYSUSERS)], check=True, capture_output=True, timeout=60
+    )
+    accounts = {
+        line.split(":")[0]: line.split(":") for line in (tmp_path / "etc/passwd").read_text().splitlines()
+    }
+    user = service_section()["User"][0]
+    assert accounts[user][5] == "/var/lib/dockyard"
+    assert accounts[user][6] == "/usr/sbin/nologin"
+    assert re.search(rf"^{user}:", (tmp_path / "etc/group").read_text(), re.MULTILINE)
+
+
+def test_sample_config_is_valid_and_complete() -> None:
+    config = load_config(SAMPLE_CONFIG, environ={})
+    assert config.warnings == ()
+    assert config.http.addr == "127.0.0.1:5000"  # where the shipped nginx sites forward to
+
+
+def test_unit_commands_check_the_config_and_serve(tmp_path: Path) -> None:
+    service = service_section()
+    (pre,) = service["ExecStartPre"]
+    (start,) = service["ExecStart"]
+    environment = dict(value.split("=", 1) for value in service["Environment"])
+    # Storage moves to the test's folder, as in every command run here.
+    overrides = {
+        **os.environ,
+        **environment,
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "data"),
+    }
+
+    check = [arg.replace(INSTALLED_BINARY, dockyard_binary()) for arg in shlex.split(pre)]
+    check = [str(SAMPLE_CONFIG) if arg == INSTALLED_CONFIG else arg for arg in check]
+    checked = subprocess.run(check, capture_output=True, text=True, env=overrides, timeout=60, check=False)
+    assert checked.returncode == 0, checked.stderr
+    assert "OK" in checked.stdout
+
+    argv = shlex.split(start)
+    assert argv[0] == INSTALLED_BINARY
+    process, url = run_here(["dockyard", *argv[1:]], environment, tmp_path)
+    try:
+        assert httpx.get(f"{url}/readyz").json() == {"storage": "ok"}
+    finally:
+        process.stop()
