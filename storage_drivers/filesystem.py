@@ -55,17 +55,32 @@ async def _in_thread(path: str, func: Callable[[], _T]) -> _T:
         raise _translate(path, exc) from exc
 
 
-def _write_atomically(full: str, data: bytes) -> None:
-    directory = os.path.dirname(full)
-    os.makedirs(directory, exist_ok=True)
-    temp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
+RENAME_ATTEMPTS = 5
+
+
+def _write_atomically(staging: str, full: str, data: bytes) -> None:
+    """Write and fsync a temp file in ``staging`` (the root), then rename it to ``full``.
+
+    The temp file is not beside the target because a concurrent delete (of a tag being pushed,
+    say) may remove the target's directory at any moment; the directory is then made again and
+    the rename retried, as if the write had come after the delete.
+    """
+    os.makedirs(staging, exist_ok=True)
+    temp = os.path.join(staging, f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temp, full)
+        for attempt in range(RENAME_ATTEMPTS):
+            try:
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                os.replace(temp, full)
+                return
+            except FileNotFoundError:
+                if attempt == RENAME_ATTEMPTS - 1:
+                    raise
     except BaseException:
         with _suppress_os_error():
             os.unlink(temp)
@@ -177,7 +192,7 @@ class FilesystemDriver(StorageDriver):
             os.close(fd)
 
     async def _put_content(self, path: str, data: bytes) -> None:
-        await _in_thread(path, lambda: _write_atomically(self._full(path), data))
+        await _in_thread(path, lambda: _write_atomically(self.root, self._full(path), data))
 
     async def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         full = self._full(path)
@@ -245,14 +260,20 @@ class FilesystemDriver(StorageDriver):
     async def _delete(self, path: str) -> None:
         full = self._full(path)
 
+        def delete_tree() -> None:
+            # Rename first so a concurrent reader never sees a half-deleted tree.
+            doomed = os.path.join(os.path.dirname(full), f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
+            os.rename(full, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+
         def delete() -> None:
             if os.path.isdir(full) and not os.path.islink(full):
-                # Rename first so a concurrent reader never sees a half-deleted tree.
-                doomed = os.path.join(os.path.dirname(full), f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
-                os.rename(full, doomed)
-                shutil.rmtree(doomed, ignore_errors=True)
-            else:
+                delete_tree()
+                return
+            try:
                 os.unlink(full)
+            except IsADirectoryError:  # made again (by a concurrent write) since the check
+                delete_tree()
 
         await _in_thread(path, delete)
 
