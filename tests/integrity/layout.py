@@ -45,6 +45,7 @@ def _blob_path(base: Path, digest: str) -> Path:
 def check_layout(root: Path) -> LayoutReport:
     base = root / "docker" / "registry" / "v2"
     report = LayoutReport()
+    report.temp_files += sorted(root.glob(f"{TEMP_PREFIX}*"))  # small files are staged in the root
     _check_blobs(base, report)
     _check_repositories(base, report)
     return report

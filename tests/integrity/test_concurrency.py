@@ -17,6 +17,7 @@ from tests.integrity.pushing import (
     expect,
     image_manifest,
     push_blob,
+    push_manifest,
     start_upload,
 )
 from tests.support.registry import RunningRegistry
@@ -145,3 +146,41 @@ def test_readers_of_a_tag_being_moved_always_get_a_whole_manifest(
 
     results = _together(12, work, multi_worker_registry.url)
     assert [p for problems in results for p in problems] == []
+
+
+def test_tag_pushed_and_deleted_concurrently_never_fails_the_server(
+    multi_worker_registry: RunningRegistry,
+) -> None:
+    """Pushes, tag deletes and reads of one tag race: every answer is a success or a clean 404."""
+    name = "integrity/churn"
+    config, layer = os.urandom(64), os.urandom(512)
+    manifest = image_manifest(config, [layer])
+    with httpx.Client(base_url=multi_worker_registry.url, timeout=60) as client:
+        push_blob(client, name, config)
+        push_blob(client, name, layer)
+    rounds = 60
+
+    def work(index: int, client: httpx.Client) -> list[str]:
+        unexpected = []
+        for _ in range(rounds):
+            if index % 3 == 0:
+                response = client.put(
+                    f"/v2/{name}/manifests/churn", content=manifest, headers={"Content-Type": OCI_MANIFEST}
+                )
+                allowed = {201}
+            elif index % 3 == 1:
+                response = client.delete(f"/v2/{name}/manifests/churn")
+                allowed = {202, 404}
+            else:
+                response = client.get(f"/v2/{name}/manifests/churn")
+                allowed = {200, 404}
+            if response.status_code not in allowed:
+                unexpected.append(f"{response.request.method} {response.status_code} {response.text[:200]}")
+        return unexpected
+
+    results = _together(9, work, multi_worker_registry.url)
+    assert [problem for problems in results for problem in problems] == []
+    with httpx.Client(base_url=multi_worker_registry.url, timeout=60) as client:
+        push_manifest(client, name, "churn", manifest, OCI_MANIFEST)
+        assert expect(client.get(f"/v2/{name}/manifests/churn"), 200).content == manifest
+    assert check_layout(multi_worker_registry.root).problems == []
