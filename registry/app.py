@@ -8,7 +8,6 @@ import logging
 import os
 import random
 import re
-import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -118,7 +117,7 @@ async def _purge_uploads_forever(storage: Storage, age: float, interval: float, 
     await asyncio.sleep(random.uniform(0, min(interval, 60.0)))  # noqa: S311 - jitter only
     while True:
         try:
-            purged = await storage.purge_uploads(time.time() - age, dry_run)
+            purged = await storage.purge_uploads(age, dry_run)
             if purged:
                 verb = "would purge" if dry_run else "purged"
                 log.info("%s %d abandoned uploads", verb, len(purged))

@@ -4,6 +4,7 @@ referrers mean, on top of any storage driver. Nothing here sees an HTTP request.
 from __future__ import annotations
 
 import contextlib
+import time
 
 from storage_drivers import PathNotFound, StorageDriver
 
@@ -30,11 +31,15 @@ class Storage:
         self.manifests = Manifests(driver, self.blobs, self.tags, self.referrers, policy or ManifestPolicy())
         self.catalog = Catalog(driver)
 
-    async def purge_uploads(self, older_than: float, dry_run: bool = False) -> list[str]:
-        """Delete uploads started before ``older_than`` (epoch seconds) in every repository."""
+    async def purge_uploads(self, age: float, dry_run: bool = False) -> list[str]:
+        """Delete uploads started more than ``age`` seconds ago in every repository, and what
+        the driver keeps of unfinished writes that old (S3 multipart uploads)."""
+        older_than = time.time() - age
         purged: list[str] = []
         async for name in walk_repositories(self.driver, paths.UPLOADS_DIR):
             purged += await self.uploads.purge(name, older_than, dry_run)
+        if not dry_run:
+            await self.driver.purge_incomplete(paths.REPOSITORIES, age)
         return purged
 
     async def check(self) -> None:
