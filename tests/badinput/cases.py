@@ -655,7 +655,8 @@ def method_cases() -> Iterator[Case]:
         ("GET", "/v3/"),
         ("GET", "/v2/{repo}/unknown/thing"),
     ]:
-        yield Case(f"method-{method}-{path}", method, path, not_allowed)
+        label = path.strip("/").replace("/", "-").replace("{", "").replace("}", "")
+        yield Case(f"method-{method}-{label}", method, path, not_allowed)
 
 
 def all_cases() -> list[Case]:
