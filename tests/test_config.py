@@ -399,7 +399,7 @@ def test_json_log_formatter_writes_json_lines(start_registry: StartRegistry) -> 
 
 @pytest.mark.parametrize(("level", "info_shown"), [("info", True), ("error", False)])
 def test_log_level_filters_messages(start_registry: StartRegistry, level: str, info_shown: bool) -> None:
-    registry = start_registry({"log": {"level": level}, "http": {"headers": {}}})
+    registry = start_registry({"log": {"level": level}})
     with httpx.Client(base_url=registry.url, timeout=30) as client:
         expect(client.get("/v2/"), 200)
     log = registry.log()
