@@ -90,6 +90,8 @@ class Section:
 
     def boolean(self, key: str, *, default: bool = False) -> bool:
         value = self.values.get(key, default)
+        if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+            return value.strip().lower() == "true"  # YAML read as text, or an environment override
         if not isinstance(value, bool):
             self.problem(key, "must be true or false")
             return default

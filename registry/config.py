@@ -115,7 +115,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     else:
         source = str(path)
         try:
-            raw = yaml.safe_load(Path(path).read_text())
+            raw = _load_yaml(Path(path).read_text())
         except OSError as exc:
             raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
         except yaml.YAMLError as exc:
@@ -154,9 +154,16 @@ def _apply_override(raw: dict[str, Any], keys: list[str], value: str, name: str,
             return
         node = child
     try:
-        node[keys[-1]] = yaml.safe_load(value) if value else ""
+        node[keys[-1]] = _load_yaml(value) if value else ""
     except yaml.YAMLError:
         node[keys[-1]] = value
+
+
+def _load_yaml(text: str) -> Any:
+    """YAML with every scalar kept as the text written, as Distribution reads its typed config:
+    a secret ``0123`` stays "0123" (not octal 83), ``yes`` stays "yes". Each key's reader turns
+    the text into the type it needs."""
+    return yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 - BaseLoader builds only str, list, dict
 
 
 def _deep_copy(value: Any) -> Any:
@@ -207,7 +214,7 @@ class _Parser:
 
     def _section(self, parent: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:
         value = parent.get(key)
-        if value is None:
+        if value is None or value == "":  # a key with nothing under it
             return {}
         if not isinstance(value, dict):
             self.problems.append(f"{where}{key}: must be a mapping")
@@ -336,6 +343,8 @@ class _Parser:
         catalog = self._section(self.raw, "catalog")
         self._unknown(catalog, {"maxentries"}, "catalog")
         value = catalog.get("maxentries", 1000)
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             self.problems.append("catalog.maxentries: must be a positive integer")
             return 1000
