@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -22,7 +23,7 @@ from storage_drivers import StorageUnavailable, create_driver
 
 from .api.context import Settings
 from .api.dispatch import RegistryAPI
-from .api.responses import CommonHeaders, error_response, json_response
+from .api.responses import CommonHeaders, UnexpectedErrors, error_response, json_response
 from .config import CONFIG_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
 from .storage import ManifestPolicy, Storage
@@ -80,8 +81,8 @@ def create_app(config: Config) -> ASGIApp:
             StorageUnavailable: _unavailable,
             ClientDisconnect: _client_gone,
             HTTPException: _http_exception,
-            Exception: _unexpected,
         },
+        middleware=[Middleware(UnexpectedErrors)],
         lifespan=lambda app: _lifespan(config, storage, controller),
     )
     return CommonHeaders(app, config.http.headers)
@@ -156,9 +157,3 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = ErrorCode.METHOD_NOT_ALLOWED if exc.status_code == 405 else ErrorCode.NOT_FOUND
     return error_response(RegistryError(code), request.method)
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    # The server logs the traceback itself; this line ties it to the request.
-    log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    return error_response(RegistryError(ErrorCode.UNKNOWN), request.method)

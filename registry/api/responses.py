@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import RegistryError
+from ..errors import ErrorCode, RegistryError
+
+log = logging.getLogger("registry")
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 
@@ -58,3 +61,30 @@ class CommonHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class UnexpectedErrors:
+    """Answers an unexpected exception with 500 ``UNKNOWN``: logged once with its traceback and the
+    request, never sent to the client, and the connection stays usable."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            if started:
+                raise  # the response is under way: only dropping the connection can signal it
+            await error_response(RegistryError(ErrorCode.UNKNOWN), scope["method"])(scope, receive, send)
