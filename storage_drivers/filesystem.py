@@ -13,6 +13,7 @@ import functools
 import os
 import secrets
 import shutil
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
@@ -276,6 +277,38 @@ class FilesystemDriver(StorageDriver):
                 delete_tree()
 
         await _in_thread(path, delete)
+
+    async def _purge_incomplete(self, path: str, older_than: float) -> int:
+        """Remove what crashed writers left: temp files in the staging area (the root) and
+        pending files or half-deleted trees below ``path``, older than ``older_than`` seconds."""
+        cutoff = time.time() - older_than
+        top = self._full(path)
+
+        def sweep() -> int:
+            staged = [n for n in os.listdir(self.root) if n.startswith(TEMP_PREFIX)]
+            leftovers = [os.path.join(self.root, n) for n in staged]
+            for directory, subdirectories, files in os.walk(top):
+                leftovers += [os.path.join(directory, n) for n in files if n.startswith(TEMP_PREFIX)]
+                leftovers += [os.path.join(directory, n) for n in subdirectories if n.startswith(TEMP_PREFIX)]
+                subdirectories[:] = [n for n in subdirectories if not n.startswith(TEMP_PREFIX)]
+            removed = 0
+            for leftover in leftovers:
+                try:
+                    if os.lstat(leftover).st_mtime >= cutoff:
+                        continue
+                    if os.path.isdir(leftover) and not os.path.islink(leftover):
+                        shutil.rmtree(leftover, ignore_errors=True)
+                    else:
+                        os.unlink(leftover)
+                except FileNotFoundError:
+                    continue  # finished or removed meanwhile
+                removed += 1
+            return removed
+
+        try:
+            return await to_thread.run_sync(sweep)
+        except FileNotFoundError:
+            return 0  # nothing stored yet
 
     async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
         pending = [path]
