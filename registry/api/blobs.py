@@ -80,16 +80,18 @@ async def get_blob(ctx: Context) -> Response:
         return empty(304, {k: v for k, v in headers.items() if k != "Content-Type"})
     if request.method == "HEAD":
         return Response(b"", 200, {**headers, "Content-Length": str(size)})
+    status, first, length = 200, 0, size
+    range_header = request.headers.get("range")
+    if range_header is not None:
+        # Checked before any redirect: storage answers bad ranges its own way (S3: 200 or a 206 of
+        # other bytes for some), the registry with 416 on every backend.
+        first, last = parse_range(range_header, size)
+        status, length = 206, last - first + 1
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     if ctx.settings.redirect:
         url = await ctx.storage.blobs.redirect_url(digest)
         if url is not None:
             return RedirectResponse(url, 307, {"Docker-Content-Digest": str(digest)})
-    status, first, length = 200, 0, size
-    range_header = request.headers.get("range")
-    if range_header is not None:
-        first, last = parse_range(range_header, size)
-        status, length = 206, last - first + 1
-        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     body = await _primed(ctx.storage.blobs.read(digest, first, length))
     headers["Content-Length"] = str(length)
     return StreamingResponse(body, status, headers)
