@@ -6,25 +6,64 @@ from typing import Any
 
 import pytest
 
-from tests.support.ceph import ceph_rgw, s3_bucket  # noqa: F401 - fixtures for S3 tests
-from tests.support.registry import RunningRegistry, StartRegistry, default_config, merge
+from tests.support.ceph import CephRGW, ceph_rgw, s3_bucket  # noqa: F401 - fixtures for S3 tests
+from tests.support.registry import (
+    RunningRegistry,
+    StartRegistry,
+    configure,
+    default_config,
+    driver_section,
+    filesystem_storage,
+    s3_storage,
+)
+
+STORAGE_BACKENDS = {
+    "filesystem": "a folder of the registry's own (the default)",
+    "s3": "a fresh bucket on the session's Ceph RADOS Gateway; blob GETs redirect to presigned URLs",
+    "s3-noredirect": "as s3, with storage.redirect.disable: the registry streams blob GETs itself",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--registry-storage",
+        choices=sorted(STORAGE_BACKENDS),
+        default="filesystem",
+        help="where registries the tests start store their content unless a test names its own: "
+        + "; ".join(f"{name}: {what}" for name, what in STORAGE_BACKENDS.items()),
+    )
 
 
 @pytest.fixture(scope="session")
-def start_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRegistry]:
+def start_registry(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[StartRegistry]:
     """Start ``dockyard serve`` with the default test config merged with ``config``.
 
-    ``root`` reuses an existing storage root (e.g. one written by another registry).
+    Storage is, in this order: the driver ``config`` names in its ``storage`` section (e.g.
+    ``{"storage": other.storage}`` serves another registry's content), a filesystem ``root``
+    (e.g. one written by another registry), else a new one of the ``--registry-storage`` kind.
     Every registry started is stopped at the end of the session.
     """
+    backend = request.config.getoption("registry_storage")
+    rgw: CephRGW | None = request.getfixturevalue("ceph_rgw") if backend != "filesystem" else None
     started: list[RunningRegistry] = []
 
     def start(
         config: dict[str, Any] | None = None, workers: int = 2, root: Path | None = None
     ) -> RunningRegistry:
         workdir = tmp_path_factory.mktemp("registry")
-        base = default_config(root or workdir / "data")
-        registry = RunningRegistry(workdir, merge(base, config or {}), workers)
+        config = config or {}
+        if root is not None:
+            storage = filesystem_storage(root)
+        elif driver_section(config) or rgw is None:
+            storage = filesystem_storage(workdir / "data")  # replaced by the config's own driver
+        else:
+            storage = {"s3": rgw.driver_parameters(rgw.create_bucket())}
+        base = default_config(storage=storage)
+        if backend == "s3-noredirect":
+            base["storage"]["redirect"] = {"disable": True}
+        registry = RunningRegistry(workdir, configure(base, config), workers)
         started.append(registry)
         return registry.start()
 
@@ -35,5 +74,17 @@ def start_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRe
 
 @pytest.fixture(scope="session")
 def registry_server(start_registry: StartRegistry) -> RunningRegistry:
-    """One shared registry (filesystem storage, two workers, deletes enabled)."""
+    """One shared registry (two workers, deletes enabled; storage as ``--registry-storage``)."""
     return start_registry()
+
+
+@pytest.fixture(scope="session")
+def s3_registry_server(start_registry: StartRegistry, ceph_rgw: CephRGW) -> RunningRegistry:  # noqa: F811
+    """One shared registry on a bucket of its own; blob GETs redirect to presigned URLs."""
+    return start_registry({"storage": s3_storage(ceph_rgw)})
+
+
+@pytest.fixture(scope="session")
+def s3_registry_server_noredirect(start_registry: StartRegistry, ceph_rgw: CephRGW) -> RunningRegistry:  # noqa: F811
+    """One shared registry on a bucket of its own, streaming blob GETs itself."""
+    return start_registry({"storage": s3_storage(ceph_rgw, redirect=False)})

@@ -3,6 +3,9 @@
 Every response the client receives is checked for the headers every registry response
 must carry (``Docker-Distribution-API-Version``) and must not carry without auth
 (``WWW-Authenticate``), so each test checks them on every request it makes.
+
+A blob GET the registry answers with a redirect (S3 storage: a presigned URL) is checked and
+followed as clients follow it; see ``RegistryClient.request``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from .content import (
 API_VERSION = "registry/2.0"
 ERROR_CODE = re.compile(r"[A-Z_]+")
 _LINK = re.compile(r'<([^>]*)>;\s*rel="?next"?')
+_BLOB = re.compile(r"/v2/.+/blobs/([a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+)")
+REDIRECT_HEADERS = ("Docker-Content-Digest", "Docker-Distribution-API-Version")
+"""What the registry's redirect says about the blob, kept on the response it leads to."""
 
 
 def check_common_headers(response: httpx.Response) -> None:
@@ -53,9 +59,12 @@ class RegistryClient:
         self.http = httpx.Client(
             base_url=base_url, timeout=60, event_hooks={"response": [check_common_headers]}
         )
+        self.storage = httpx.Client(timeout=60)
+        """For the storage's presigned URLs: not the registry, so no registry header checks."""
 
     def close(self) -> None:
         self.http.close()
+        self.storage.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -64,25 +73,53 @@ class RegistryClient:
         self.close()
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        return self.http.request(method, url, **kwargs)
+        response = self.http.request(method, url, **kwargs)
+        blob = _BLOB.fullmatch(response.request.url.path)
+        if method == "GET" and response.status_code == 307 and blob is not None:
+            return self._follow_blob_redirect(response, blob.group(1), kwargs.get("headers") or {})
+        return response
+
+    def _follow_blob_redirect(
+        self, redirect: httpx.Response, digest: str, headers: dict[str, str]
+    ) -> httpx.Response:
+        """Check the redirect, GET its target with the request's ``Range``, and return the
+        storage's response with the registry's blob headers (``REDIRECT_HEADERS``) added:
+        clients take those from the registry's answer, the bytes from the storage's."""
+        assert redirect.headers["Docker-Content-Digest"] == digest, redirect.headers
+        assert_empty_body(redirect)
+        target = httpx.URL(redirect.headers["Location"])
+        assert target.scheme in {"http", "https"}, target
+        assert target.host, target
+        assert "X-Amz-Signature" in target.params, target  # a presigned URL, not an open bucket
+        forwarded = {k: v for k, v in headers.items() if k.lower() == "range"}
+        stored = self.storage.get(target, headers=forwarded)
+        kept = [(name, redirect.headers[name]) for name in REDIRECT_HEADERS if name not in stored.headers]
+        followed = httpx.Response(
+            stored.status_code,
+            headers=[*stored.headers.multi_items(), *kept],
+            content=stored.content,
+            request=redirect.request,
+        )
+        followed.history = [redirect]
+        return followed
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.http.request("GET", url, **kwargs)
+        return self.request("GET", url, **kwargs)
 
     def head(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.http.request("HEAD", url, **kwargs)
+        return self.request("HEAD", url, **kwargs)
 
     def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.http.request("POST", url, **kwargs)
+        return self.request("POST", url, **kwargs)
 
     def put(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.http.request("PUT", url, **kwargs)
+        return self.request("PUT", url, **kwargs)
 
     def patch(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.http.request("PATCH", url, **kwargs)
+        return self.request("PATCH", url, **kwargs)
 
     def delete(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.http.request("DELETE", url, **kwargs)
+        return self.request("DELETE", url, **kwargs)
 
     # Blobs
 

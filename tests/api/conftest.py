@@ -7,7 +7,6 @@ import contextlib
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +26,7 @@ def unique_name(label: str) -> str:
 
 @pytest.fixture(scope="session")
 def client(registry_server: RunningRegistry) -> Iterator[RegistryClient]:
-    """A client for the shared registry (filesystem storage, two workers, deletes enabled)."""
+    """A client for the shared registry (two workers, deletes enabled, ``--registry-storage``)."""
     http = RegistryClient(registry_server.url)
     yield http
     http.close()
@@ -46,10 +45,10 @@ def repo(new_repo: NewRepo) -> str:
 
 @contextlib.contextmanager
 def variant(
-    start_registry: StartRegistry, config: dict[str, Any], root: Path | None = None
+    start_registry: StartRegistry, config: dict[str, Any]
 ) -> Iterator[tuple[RunningRegistry, RegistryClient]]:
     """A registry started with ``config`` merged into the default, stopped on exit."""
-    registry = start_registry(config, root=root)
+    registry = start_registry(config)
     http = RegistryClient(registry.url)
     try:
         yield registry, http

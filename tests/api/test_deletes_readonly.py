@@ -31,8 +31,8 @@ def read_only_repo(client: RegistryClient) -> tuple[str, Image]:
 def read_only(
     start_registry: StartRegistry, registry_server: RunningRegistry, read_only_repo: tuple[str, Image]
 ) -> Iterator[RegistryClient]:
-    config = {"storage": {"maintenance": {"readonly": {"enabled": True}}}}
-    with variant(start_registry, config, root=registry_server.root) as (_, client):
+    config = {"storage": {**registry_server.storage, "maintenance": {"readonly": {"enabled": True}}}}
+    with variant(start_registry, config) as (_, client):
         yield client
 
 

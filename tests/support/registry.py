@@ -10,9 +10,12 @@ from typing import Any
 
 import yaml
 
+from .ceph import CephRGW
 from .processes import ServerProcess, free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
+DRIVERS = ("filesystem", "s3", "inmemory")
+"""The ``storage`` keys that name a driver (the registry accepts exactly one)."""
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -45,9 +48,18 @@ class RunningRegistry:
         return f"http://{self.host}"
 
     @property
+    def storage(self) -> dict[str, Any]:
+        """The driver section, e.g. ``{"s3": {...}}``: in another registry's ``storage`` it
+        serves the same content."""
+        return driver_section(self.config)
+
+    @property
     def root(self) -> Path:
-        """The filesystem storage root (for filesystem-backed registries)."""
-        return Path(self.config["storage"]["filesystem"]["rootdirectory"])
+        """The filesystem storage root; only a filesystem-backed registry has one."""
+        filesystem = self.config["storage"].get("filesystem")
+        if filesystem is None:
+            raise TypeError(f"the registry at {self.url} stores in {sorted(self.storage)}, not a folder")
+        return Path(filesystem["rootdirectory"])
 
     @property
     def config_path(self) -> Path:
@@ -83,9 +95,40 @@ class RunningRegistry:
 StartRegistry = Callable[..., RunningRegistry]
 
 
-def default_config(root: Path) -> dict[str, Any]:
+def driver_section(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``storage`` entries of ``config`` that name a driver."""
+    storage = config.get("storage", {})
+    return {name: storage[name] for name in DRIVERS if name in storage}
+
+
+def filesystem_storage(root: Path) -> dict[str, Any]:
+    return {"filesystem": {"rootdirectory": str(root)}}
+
+
+def s3_storage(rgw: CephRGW, redirect: bool = True, **parameters: Any) -> dict[str, Any]:
+    """A ``storage`` section on a fresh bucket of ``rgw``; ``redirect`` sends blob GETs to
+    presigned URLs (the default), else the registry streams them."""
+    return {
+        "s3": rgw.driver_parameters(rgw.create_bucket(), **parameters),
+        "redirect": {"disable": not redirect},
+    }
+
+
+def default_config(root: Path | None = None, storage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The tests' base config: ``storage`` (a driver section), else filesystem storage at ``root``."""
+    if storage is None:
+        if root is None:
+            raise ValueError("default_config needs a filesystem root or a storage driver section")
+        storage = filesystem_storage(root)
     return {
         "version": 0.1,
         "log": {"level": "info"},
-        "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}},
+        "storage": {**storage, "delete": {"enabled": True}},
     }
+
+
+def configure(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` merged into ``base``; a driver named in ``extra`` replaces the one in ``base``."""
+    if driver_section(extra):
+        base = {**base, "storage": {k: v for k, v in base["storage"].items() if k not in DRIVERS}}
+    return merge(base, extra)
