@@ -3,8 +3,8 @@
 The registry the clients talk to is the ``target_registry`` fixture. By default it is the shared
 Dockyard server; ``DOCKYARD_CLIENT_TARGETS`` (comma-separated names from ``TARGETS``) runs the
 whole suite once per listed deployment, e.g. ``distribution`` to check the tests themselves
-against CNCF Distribution. A new deployment (S3 storage, behind nginx) is one more ``TARGETS``
-entry naming the session fixture that starts it.
+against CNCF Distribution, or ``dockyard-s3`` for the registry on S3 (Ceph RADOS Gateway). A new
+deployment is one more ``TARGETS`` entry naming the session fixture that starts it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from tests.support.dockerd import Dockerd
 from tests.support.served import RegistryEndpoint, Served
 
 # Deployment name -> session fixture that returns a started registry.
-TARGETS = {"dockyard": "registry_server", "distribution": "distribution_server"}
+TARGETS = {
+    "dockyard": "registry_server",
+    "dockyard-s3": "s3_registry_server",  # blob GETs redirect to presigned S3 URLs
+    "dockyard-s3-noredirect": "s3_registry_server_noredirect",  # the registry streams them
+    "distribution": "distribution_server",
+}
 
 
 def selected_targets() -> list[str]:
