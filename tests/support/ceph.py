@@ -144,6 +144,7 @@ class CephRGW:
             self._start_monitor(fsid, f"[v2:127.0.0.1:{mon2_port},v1:127.0.0.1:{mon_port}]")
             self._start_osd()
             self._start_gateway()
+            self._create_user()
         except BaseException:
             self.stop()
             raise
@@ -244,6 +245,19 @@ class CephRGW:
     def _start_gateway(self) -> None:
         gateway = self._daemon("rgw.0", "radosgw", "-c", str(self.config_path), "-n", "client.rgw.0")
         gateway.wait_http(self.endpoint + "/", timeout=120)
+
+    def stop_gateway(self) -> None:
+        """Stop radosgw only (SIGTERM, then SIGKILL): S3 requests are refused while the cluster
+        keeps every object, until ``start_gateway``."""
+        for gateway in [d for d in self._daemons if d.command[0] == "radosgw"]:
+            gateway.stop(timeout=10)
+            self._daemons.remove(gateway)
+
+    def start_gateway(self) -> None:
+        """Start radosgw again on the same port, after ``stop_gateway``."""
+        self._start_gateway()
+
+    def _create_user(self) -> None:
         self._run(
             "radosgw-admin",
             "-c",

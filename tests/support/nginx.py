@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from .processes import ServerProcess, free_port
@@ -55,8 +56,9 @@ def free_dual_stack_port() -> int:
     raise RuntimeError("no port free on both 127.0.0.1 and ::1")
 
 
-def site_for_test(site: str, upstream: str, port: int) -> str:
-    """``site`` with its listen ports moved to ``port`` on loopback and its upstream to ``upstream``."""
+def site_for_test(site: str, upstream: str | Sequence[str], port: int) -> str:
+    """``site`` with its listen ports moved to ``port`` on loopback and its upstream's server to
+    ``upstream``; several addresses become one ``server`` line each (replicas, round-robin)."""
     listens = [(m.group(2) or "", m.group(3)) for m in _LISTEN.finditer(site)]
     if sorted(prefix for prefix, _ in listens) != ["", "[::]:"]:
         raise ValueError(f"expected one IPv4 and one IPv6 listen line, found {listens}")
@@ -67,7 +69,9 @@ def site_for_test(site: str, upstream: str, port: int) -> str:
         address = "[::1]" if match.group(2) else "127.0.0.1"
         return f"{match.group(1)}{address}:{port}"
 
-    return _LISTEN.sub(loopback, site).replace(SHIPPED_UPSTREAM, f"server {upstream};")
+    servers = [upstream] if isinstance(upstream, str) else list(upstream)
+    lines = "\n    ".join(f"server {address};" for address in servers)
+    return _LISTEN.sub(loopback, site).replace(SHIPPED_UPSTREAM, lines)
 
 
 def main_config(extra_http: str = "") -> str:
@@ -93,13 +97,13 @@ def main_config(extra_http: str = "") -> str:
 
 
 class Nginx:
-    """nginx serving one shipped site file in front of ``upstream`` (HOST:PORT)."""
+    """nginx serving one shipped site file in front of ``upstream`` (HOST:PORT, or several)."""
 
     def __init__(
         self,
         workdir: Path,
         site: Path,
-        upstream: str,
+        upstream: str | Sequence[str],
         certificates: ServerCertificates | None = None,
         extra_http: str = "",
         port: int | None = None,
