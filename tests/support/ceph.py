@@ -254,8 +254,9 @@ class CephRGW:
             self._daemons.remove(gateway)
 
     def start_gateway(self) -> None:
-        """Start radosgw again on the same port, after ``stop_gateway``."""
-        self._start_gateway()
+        """Start radosgw again on the same port, after ``stop_gateway`` (else nothing to do)."""
+        if not any(d.command[0] == "radosgw" and d.running() for d in self._daemons):
+            self._start_gateway()
 
     def _create_user(self) -> None:
         self._run(

@@ -1,0 +1,190 @@
+"""The S3 server stops in the middle of a push, then comes back.
+
+A Ceph of its own (stopping the session's would disturb other tests): radosgw is stopped while
+the body of a chunk is on its way, the cluster behind it keeps running. While it is away every
+request that needs storage is answered 503 UNAVAILABLE with ``Retry-After``: never 201 for a blob
+or manifest that did not land, never 500. When it is back the client asks where the upload
+stands, sends the rest, and finishes; the blob's bytes hash to its digest and nothing that was
+refused is visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.support.ceph import CephRGW
+from tests.support.images import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Blob, json_bytes, random_image
+from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
+from tests.support.served import Served
+
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
+
+MIB = 1 << 20
+PART = 5 * MIB
+"""The driver's ``chunksize``: an upload's bytes go to S3 in parts of this size."""
+CHUNK = 8 * MIB + 1
+OCTETS = {"Content-Type": "application/octet-stream"}
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def blob_key(digest: str) -> str:
+    """Where Distribution's layout keeps a blob's bytes (the registry's rootdirectory is empty)."""
+    algorithm, hex_digest = digest.split(":")
+    return f"docker/registry/v2/blobs/{algorithm}/{hex_digest[:2]}/{hex_digest}/data"
+
+
+@pytest.fixture(scope="module")
+def own_ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRGW]:
+    rgw = CephRGW(tmp_path_factory.mktemp("ceph-outage")).start()
+    yield rgw
+    rgw.stop()
+
+
+@pytest.fixture(scope="module")
+def registry(start_registry: StartRegistry, own_ceph: CephRGW) -> Iterator[RunningRegistry]:
+    running = start_registry({"storage": s3_storage(own_ceph, chunksize=PART)})
+    yield running
+    running.stop()
+
+
+def wait_for_parts(rgw: CephRGW, bucket: str, key: str, count: int, timeout: float = 60) -> None:
+    """Wait until the multipart upload at ``key`` has ``count`` parts stored."""
+    s3 = rgw.client()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for upload in s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", []):
+            parts = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"]).get("Parts", [])
+            if len(parts) >= count:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{key}: fewer than {count} parts after {timeout}s")
+
+
+def send_chunks(http: httpx.Client, path: str, data: bytes, start: int, end: int) -> None:
+    """PATCH ``data[start:end]`` in chunks of CHUNK bytes, each with its Content-Range."""
+    for first in range(start, end, CHUNK):
+        chunk = data[first : min(first + CHUNK, end)]
+        last = first + len(chunk) - 1
+        response = http.patch(path, content=chunk, headers={**OCTETS, "Content-Range": f"{first}-{last}"})
+        assert response.status_code == 202, response.text
+        assert response.headers["Range"] == f"0-{last}"
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    where = f"{response.request.method} {response.request.url.path}"
+    assert response.status_code == 503, (where, response.status_code, response.text)
+    assert response.headers["Retry-After"].isdigit(), (where, response.headers)
+    if response.request.method != "HEAD":
+        assert response.json()["errors"][0]["code"] == "UNAVAILABLE", (where, response.text)
+
+
+def test_radosgw_stopped_mid_push(
+    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+) -> None:
+    repo = new_repository()
+    data = os.urandom(6 * CHUNK)
+    digest = sha256(data)
+    other = os.urandom(MIB)
+    image = random_image(layers=1)
+    http = httpx.Client(base_url=registry.url, timeout=300)
+    for blob in image.blobs:  # so that only the outage can refuse its manifest
+        response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": blob.digest}, content=blob.data)
+        assert response.status_code == 201, response.text
+
+    started = http.post(f"/v2/{repo}/blobs/uploads/")
+    assert started.status_code == 202, started.text
+    path = httpx.URL(started.headers["Location"]).path
+    bucket = registry.storage["s3"]["bucket"]
+    upload_key = (
+        f"docker/registry/v2/repositories/{repo}/_uploads/{started.headers['Docker-Upload-UUID']}/data"
+    )
+    acknowledged = 2 * CHUNK
+    send_chunks(http, path, data, 0, acknowledged)
+
+    def chunk_cut_by_the_outage() -> Iterator[bytes]:
+        """The third chunk; radosgw stops once the S3 part its first bytes complete is stored,
+        before the registry records that part (the registry holds the chunk's last bytes)."""
+        chunk = data[acknowledged : acknowledged + CHUNK]
+        yield chunk[: 6 * MIB]
+        wait_for_parts(own_ceph, bucket, upload_key, acknowledged // PART + 1)
+        own_ceph.stop_gateway()
+        yield chunk[6 * MIB :]
+
+    try:
+        response = http.patch(
+            path,
+            content=chunk_cut_by_the_outage(),
+            headers={**OCTETS, "Content-Range": f"{acknowledged}-{acknowledged + CHUNK - 1}"},
+        )
+        assert_unavailable(response)
+
+        # While radosgw is away: every request that needs storage, at once (each takes the
+        # driver's retries with backoff before it gives up).
+        probes: list[Callable[[], httpx.Response]] = [
+            lambda: http.get(path),
+            lambda: http.patch(path, content=data[acknowledged:], headers=OCTETS),
+            lambda: http.put(path, params={"digest": digest}, content=data[acknowledged:], headers=OCTETS),
+            lambda: http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(other)}, content=other),
+            lambda: http.post(f"/v2/{repo}/blobs/uploads/"),
+            lambda: http.put(
+                f"/v2/{repo}/manifests/during-outage",
+                content=image.manifest.data,
+                headers={"Content-Type": image.manifest.media_type},
+            ),
+            lambda: http.head(f"/v2/{repo}/blobs/{digest}"),
+            lambda: http.get(f"/v2/{repo}/tags/list"),
+            lambda: http.get("/readyz"),
+        ]
+        with ThreadPoolExecutor(len(probes)) as pool:
+            answers = list(pool.map(lambda probe: probe(), probes))
+        for answer in answers[:-1]:
+            assert_unavailable(answer)
+        assert answers[-1].status_code == 503, answers[-1].text
+    finally:
+        own_ceph.start_gateway()
+
+    # The client asks where the upload stands and sends the rest from there.
+    status = http.get(path)
+    assert status.status_code == 204, status.text
+    stored = int(status.headers["Range"].split("-")[1]) + 1
+    assert stored == (acknowledged // PART + 1) * PART, "the part stored during the outage counts, exactly"
+    send_chunks(http, path, data, stored, len(data))
+    finished = http.put(path, params={"digest": digest})
+    assert finished.status_code == 201, finished.text
+
+    # The blob verifies through the registry and in the bucket; what was refused is absent.
+    with Served(registry.url) as served:
+        assert served.verify_blob(repo, digest, len(data)) == len(data)
+    s3 = own_ceph.client()
+    assert sha256(s3.get_object(Bucket=bucket, Key=blob_key(digest))["Body"].read()) == digest
+    assert http.head(f"/v2/{repo}/blobs/{sha256(other)}").status_code == 404
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=blob_key(sha256(other)))["KeyCount"] == 0
+    assert http.get(f"/v2/{repo}/manifests/during-outage").status_code == 404
+
+    # An image with the finished blob as its layer is pushed and served whole; its tag is the
+    # repository's only one.
+    config = Blob(
+        OCI_CONFIG, json_bytes({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}})
+    )
+    response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": config.digest}, content=config.data)
+    assert response.status_code == 201, response.text
+    layer = {"mediaType": OCI_LAYER, "digest": digest, "size": len(data)}
+    manifest = json_bytes(
+        {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(), "layers": [layer]}
+    )
+    response = http.put(f"/v2/{repo}/manifests/v1", content=manifest, headers={"Content-Type": OCI_MANIFEST})
+    assert response.status_code == 201, response.text
+    with Served(registry.url) as served:
+        assert served.tags(repo) == ["v1"]
+        assert set(served.verify_tree(repo, "v1")) == {sha256(manifest), config.digest, digest}
+    http.close()
