@@ -56,7 +56,8 @@ async def _in_thread(path: str, func: Callable[[], _T]) -> _T:
         raise _translate(path, exc) from exc
 
 
-RENAME_ATTEMPTS = 5
+RENAME_ATTEMPTS = 100
+"""Each failed attempt means a delete of the directory raced the write; the write then lands after it."""
 
 
 def _write_atomically(staging: str, full: str, data: bytes) -> None:
