@@ -1,0 +1,154 @@
+"""The registry on S3: blob GETs answered with presigned URLs (or streamed when redirects are
+disabled), and a bucket shared with CNCF Distribution 2.8 in both directions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.support.containers import ContainerTools
+from tests.support.images import every_blob, random_image, write_oci_layout
+from tests.support.processes import ServerProcess, free_port
+from tests.support.registry import RunningRegistry
+from tests.support.served import Served
+
+pytestmark = pytest.mark.s3
+
+MIB = 1 << 20
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def push_blob(http: httpx.Client, repo: str, data: bytes) -> str:
+    digest = sha256(data)
+    response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data)
+    assert response.status_code == 201, response.text
+    return digest
+
+
+@pytest.fixture
+def on_s3(s3_registry_server: RunningRegistry) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=s3_registry_server.url, timeout=60) as http:
+        yield http
+
+
+def test_blob_get_redirects_to_a_presigned_url_of_the_distribution_key(
+    on_s3: httpx.Client, s3_registry_server: RunningRegistry, new_repository: Callable[[], str]
+) -> None:
+    repo = new_repository()
+    data = os.urandom(3 * MIB + 1)
+    digest = push_blob(on_s3, repo, data)
+
+    redirect = on_s3.get(f"/v2/{repo}/blobs/{digest}")
+    assert redirect.status_code == 307, redirect.text
+    assert redirect.headers["Docker-Content-Digest"] == digest
+    target = httpx.URL(redirect.headers["Location"])
+    s3 = s3_registry_server.storage["s3"]
+    assert f"{target.scheme}://{target.netloc.decode()}" == s3["regionendpoint"]
+    hex_digest = digest.removeprefix("sha256:")
+    assert (
+        target.path == f"/{s3['bucket']}/docker/registry/v2/blobs/sha256/{hex_digest[:2]}/{hex_digest}/data"
+    )
+    assert target.params["X-Amz-Expires"] == "1200"
+    with httpx.Client(timeout=60) as storage:
+        fetched = storage.get(target, headers={"Range": "bytes=5-"})
+        assert fetched.status_code == 206
+        assert fetched.content == data[5:]
+        # Signed for GET only: the URL a client is given cannot replace the blob.
+        assert storage.put(target, content=b"not the blob").status_code == 403
+        assert storage.get(target).content == data
+
+    head = on_s3.head(f"/v2/{repo}/blobs/{digest}")  # answered by the registry itself
+    assert head.status_code == 200
+    assert head.headers["Content-Length"] == str(len(data))
+    assert "Location" not in head.headers
+    bad_range = on_s3.get(f"/v2/{repo}/blobs/{digest}", headers={"Range": f"bytes={len(data)}-"})
+    assert bad_range.status_code == 416, "checked by the registry, not redirected"
+    assert bad_range.headers["Content-Range"] == f"bytes */{len(data)}"
+
+
+def test_blob_get_is_streamed_when_redirects_are_disabled(
+    s3_registry_server_noredirect: RunningRegistry, new_repository: Callable[[], str]
+) -> None:
+    repo = new_repository()
+    data = os.urandom(3 * MIB + 1)
+    with httpx.Client(base_url=s3_registry_server_noredirect.url, timeout=60) as http:
+        digest = push_blob(http, repo, data)
+        response = http.get(f"/v2/{repo}/blobs/{digest}")
+        assert response.status_code == 200, response.text
+        assert response.headers["Docker-Content-Digest"] == digest
+        assert response.content == data
+        ranged = http.get(f"/v2/{repo}/blobs/{digest}", headers={"Range": "bytes=1048570-2097160"})
+        assert ranged.status_code == 206
+        assert ranged.content == data[1048570:2097161]
+
+
+class Distribution:
+    """CNCF Distribution 2.8 (Debian's ``docker-registry``) on a given ``storage`` section."""
+
+    def __init__(self, workdir: Path, storage: dict[str, Any]) -> None:
+        self.host = f"127.0.0.1:{free_port()}"
+        config = {
+            "version": 0.1,
+            "log": {"level": "info"},
+            "http": {"addr": self.host, "secret": "distribution-on-s3"},
+            # No upload purging: it would race with the registry sharing the bucket.
+            "storage": {**storage, "maintenance": {"uploadpurging": {"enabled": False}}},
+        }
+        (workdir / "config.yml").write_text(yaml.safe_dump(config))
+        # aws-sdk-go refuses to start when AWS_CA_BUNDLE is set (it cannot add a CA bundle to its
+        # HTTP transport); the gateway is plain HTTP on loopback, so none is needed.
+        self.process = ServerProcess(
+            ["docker-registry", "serve", str(workdir / "config.yml")],
+            workdir / "distribution.log",
+            env={"AWS_CA_BUNDLE": ""},
+        )
+        self.process.wait_http(f"{self.url}/v2/")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+@pytest.fixture(scope="module")
+def distribution_on_the_bucket(
+    tmp_path_factory: pytest.TempPathFactory, s3_registry_server: RunningRegistry
+) -> Iterator[Distribution]:
+    distribution = Distribution(tmp_path_factory.mktemp("distribution-s3"), s3_registry_server.storage)
+    yield distribution
+    distribution.stop()
+
+
+def test_a_bucket_shared_with_distribution_in_both_directions(
+    s3_tools: ContainerTools,
+    s3_registry_server: RunningRegistry,
+    distribution_on_the_bucket: Distribution,
+    new_repository: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    """Distribution's S3 keys are the registry's: each serves what the other pushed."""
+    ours, theirs = s3_registry_server, distribution_on_the_bucket
+    for pusher, puller in ((ours, theirs), (theirs, ours)):
+        image = random_image(layers=2)
+        layout = write_oci_layout(tmp_path / f"layout-{os.urandom(2).hex()}", {"v1": image})
+        repo = new_repository()
+        s3_tools.skopeo("copy", f"oci:{layout}:v1", f"docker://{pusher.host}/{repo}:v1")
+        with Served(puller.url) as served:
+            assert served.manifest(repo, "v1").data == image.manifest.data
+            assert set(served.verify_tree(repo, "v1")) == {b.digest for b in every_blob(image)}
+            assert served.tags(repo) == ["v1"]
+        inspected = json.loads(s3_tools.skopeo("inspect", f"docker://{puller.host}/{repo}:v1").stdout)
+        assert inspected["Digest"] == image.digest
