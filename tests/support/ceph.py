@@ -96,6 +96,11 @@ rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
 rgw init timeout = 60
 rgw thread pool size = 64
 rgw dns name = localhost
+; Reclaim deleted objects' space within seconds, not after two hours: a session writes and deletes
+; many GiB, and a full OSD does not fail writes, it blocks them (every S3 request then hangs).
+rgw gc obj min wait = 10
+rgw gc processor period = 5
+rgw gc processor max time = 5
 """
 
 
