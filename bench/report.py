@@ -142,7 +142,13 @@ def small_request_table(run: Run) -> str:
                 f"{fmt(per_request(oa, 'client_cpu'))} / {fmt(per_request(ob, 'client_cpu'))}",
             ]
         )
-    headers = ["Request", f"p50 ms ({a} / {b})", "p99 ms", "server CPU µs/request", "wrk CPU µs/request"]
+    headers = [
+        "Request",
+        f"p50 ms ({a} / {b})",
+        "p99 ms",
+        "server CPU µs/request",
+        "client CPU µs/request (wrk; HEAD: bench.loadgen)",
+    ]
     return table(headers, rows)
 
 
