@@ -8,6 +8,7 @@ file stays on the event loop, where it costs less than the thread hop.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import functools
 import os
@@ -97,6 +98,34 @@ class _suppress_os_error:
         return isinstance(exc, OSError)
 
 
+WRITEBACK_STEP = 8 << 20
+"""Bytes written before the kernel is asked to start writing them to disk."""
+
+
+def _writeback_starter() -> Callable[[int, int, int], None]:
+    """``start(fd, offset, length)``: begin writing a file range to disk without waiting.
+
+    Done as bytes arrive, the ``fdatasync`` of ``commit`` then only waits for the last few
+    megabytes instead of the whole blob (Linux ``sync_file_range``; elsewhere a no-op).
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        sync_file_range = libc.sync_file_range
+    except (OSError, AttributeError):
+        return lambda fd, offset, length: None
+    sync_file_range.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    sync_file_range.restype = ctypes.c_int
+    write_only = 2  # SYNC_FILE_RANGE_WRITE: start writeback of dirty pages, do not wait
+
+    def start(fd: int, offset: int, length: int) -> None:
+        sync_file_range(fd, offset, length, write_only)  # a failure only loses the head start
+
+    return start
+
+
+_start_writeback = _writeback_starter()
+
+
 def _pending_file(full: str) -> str:
     """Where a writer's bytes wait for ``commit``: a hidden file beside the target."""
     directory, name = os.path.split(full)
@@ -110,6 +139,7 @@ class _FilesystemWriter(FileWriter):
         self._pending_path = _pending_file(full_path)
         self._fd: int | None = fd
         self._size = size
+        self._written_back = size
 
     @property
     def size(self) -> int:
@@ -123,14 +153,20 @@ class _FilesystemWriter(FileWriter):
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         fd = self._require_fd()
 
+        start, end = self._written_back, self._size + len(data)
+
         def write_all() -> None:
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
+            if end - start >= WRITEBACK_STEP:
+                _start_writeback(fd, start, end - start)
 
         await _in_thread(self._path, write_all)
-        self._size += len(data)
+        self._size = end
+        if end - start >= WRITEBACK_STEP:
+            self._written_back = end
 
     async def close(self) -> None:
         if self._fd is not None:
