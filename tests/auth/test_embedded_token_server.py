@@ -4,18 +4,19 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from auth.keygen import GeneratedKey
-from tests.support.dockerd import Dockerd
+from tests.support.dockerd import Dockerd, docker_cli
 from tests.support.images import busybox_rootfs_tar, random_image
 from tests.support.registry import RunningRegistry, StartRegistry
 
 from .helpers import ISSUER, SERVICE, challenge_params, write_htpasswd
-from .registries import bearer_client, comparable
+from .registries import bearer_client
 from .servers import PASSWORDS, token_server_section
 
 
@@ -53,18 +54,23 @@ def test_tokens_from_the_registry_itself(embedded: RunningRegistry) -> None:
     assert alice.push_image("alice/app", "v1", image).status_code == 201
     bob = bearer_client(embedded, realm_token(embedded, "bob", "repository:alice/app:pull,push"))
     assert bob.request("GET", "/v2/alice/app/manifests/v1").status_code == 401
-    oauth = httpx.post(
-        f"{embedded.url}/auth/token",
-        data={"grant_type": "password", "username": "bob", "password": PASSWORDS["bob"], "service": SERVICE,
-              "client_id": "tests", "access_type": "offline"},  # fmt: skip
-        timeout=10,
-    )
+    form = {
+        "grant_type": "password",
+        "username": "bob",
+        "password": PASSWORDS["bob"],
+        "service": SERVICE,
+        "client_id": "tests",
+        "access_type": "offline",
+    }
+    oauth = httpx.post(f"{embedded.url}/auth/token", data=form, timeout=10)
     assert oauth.status_code == 200
     assert oauth.json()["refresh_token"]
 
 
 def test_token_endpoint_is_outside_v2_and_its_errors_are_oauth_errors(embedded: RunningRegistry) -> None:
-    wrong = httpx.get(f"{embedded.url}/auth/token", params={"service": SERVICE}, auth=("alice", "no"), timeout=10)
+    wrong = httpx.get(
+        f"{embedded.url}/auth/token", params={"service": SERVICE}, auth=("alice", "no"), timeout=10
+    )
     assert wrong.status_code == 401
     assert wrong.json()["details"] == "incorrect username or password"
     missing = httpx.get(f"{embedded.url}/auth/tokens", timeout=10)
@@ -74,14 +80,15 @@ def test_token_endpoint_is_outside_v2_and_its_errors_are_oauth_errors(embedded: 
 def test_docker_login_and_push_through_the_embedded_token_server(
     embedded: RunningRegistry, auth_dockerd: Dockerd, tmp_path: Path
 ) -> None:
-    import subprocess
-
-    from tests.support.dockerd import docker_cli
-
     login = subprocess.run(
         [docker_cli(), "login", "--username", "alice", "--password-stdin", embedded.host],
-        input=PASSWORDS["alice"], capture_output=True, text=True, env=auth_dockerd.env, timeout=120, check=False,
-    )  # fmt: skip
+        input=PASSWORDS["alice"],
+        capture_output=True,
+        text=True,
+        env=auth_dockerd.env,
+        timeout=120,
+        check=False,
+    )
     assert login.returncode == 0, login.stderr
     reference = f"{embedded.host}/alice/embedded:v1"
     rootfs = busybox_rootfs_tar(tmp_path / "rootfs.tar", {"etc/nonce": os.urandom(1024)})
