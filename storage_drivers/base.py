@@ -81,7 +81,8 @@ class FileWriter(ABC):
 
     @abstractmethod
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data``; callers pass large buffers (about 1 MiB)."""
+        """Append ``data``; callers pass large buffers (about 1 MiB) and reuse them once this
+        returns, so a driver that keeps bytes for later must copy them."""
 
     @abstractmethod
     async def close(self) -> None:

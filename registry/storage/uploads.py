@@ -222,26 +222,36 @@ class Uploads:
 
 
 async def _pump(body: AsyncIterator[bytes], writer: FileWriter, hasher: Hasher | None) -> None:
-    """Write (and hash) ``body`` in large batches in worker threads while the next batch arrives."""
+    """Write (and hash) ``body`` in large batches in worker threads while the next batch arrives.
+
+    Two buffers of BATCH bytes take turns: one is filled from the request while the other is
+    written, so an upload holds exactly two batches of memory however large it is.
+    """
+    buffers = (bytearray(BATCH), bytearray(BATCH))
+    current, filled = 0, 0
     pending: asyncio.Future[None] | None = None
-    batch = bytearray()
     try:
         async for chunk in body:
-            batch += chunk
-            if len(batch) >= BATCH:
-                if pending is not None:
-                    await pending
-                pending = asyncio.ensure_future(_flush(writer, hasher, batch))
-                batch = bytearray()
+            view = memoryview(chunk)
+            while view:
+                taken = min(len(view), BATCH - filled)
+                buffers[current][filled : filled + taken] = view[:taken]
+                filled += taken
+                view = view[taken:]
+                if filled == BATCH:
+                    if pending is not None:
+                        await pending  # the other buffer is free again
+                    pending = asyncio.ensure_future(_flush(writer, hasher, memoryview(buffers[current])))
+                    current, filled = 1 - current, 0
     finally:
         # A write still running in a thread must end before anyone closes the writer.
         if pending is not None:
             await pending
-    if batch:
-        await _flush(writer, hasher, batch)
+    if filled:
+        await _flush(writer, hasher, memoryview(buffers[current])[:filled])
 
 
-async def _flush(writer: FileWriter, hasher: Hasher | None, data: bytearray) -> None:
+async def _flush(writer: FileWriter, hasher: Hasher | None, data: memoryview) -> None:
     if hasher is None:
         await writer.write(data)
     else:
