@@ -40,6 +40,9 @@ in the registry's layout, which only writes names it validated."""
 READ_CHUNK = 1 << 20
 SMALL_FILE = 256 << 10
 """Files up to this size are read on the event loop: a page-cache read is cheaper than a thread hop."""
+SMALL_DIRECTORY = 16 << 10
+"""Directories whose own size (their index of entries) is at most this are listed on the event loop,
+for the same reason; a repository's directory holds a handful of entries."""
 
 
 def _translate(path: str, exc: OSError) -> StorageError:
@@ -278,12 +281,17 @@ class FilesystemDriver(StorageDriver):
         full = self._full(path)
 
         def scan() -> list[str]:
-            if not os.path.isdir(full):
-                raise FileNotFoundError(errno.ENOENT, "not a directory", full)
             return [e for e in os.listdir(full) if not e.startswith(TEMP_PREFIX)]
 
+        try:
+            st = os.stat(full)
+            if (st.st_mode & 0o170000) != 0o040000:
+                raise PathNotFound(path)
+            names = scan() if st.st_size <= SMALL_DIRECTORY else await _in_thread(path, scan)
+        except OSError as exc:
+            raise _translate(path, exc) from exc
         prefix = "" if path == "/" else path
-        return [f"{prefix}/{name}" for name in await _in_thread(path, scan)]
+        return [f"{prefix}/{name}" for name in names]
 
     async def _move(self, source: str, destination: str) -> None:
         src, dst = self._full(source), self._full(destination)

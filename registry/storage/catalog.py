@@ -1,16 +1,19 @@
 """Walking the repositories in lexical order, one page at a time.
 
 A directory below ``repositories/`` is a repository when it holds Distribution's
-``_manifests`` (or, for upload purging, ``_uploads``) directory. Directories are
-visited through a heap keyed by full name, so names come out in plain string
-order (``a``, ``a-b``, ``a/b``) while only the frontier of the walk is in memory,
-and subtrees that sort entirely before ``last`` are never listed.
+``_manifests`` (or, for upload purging, ``_uploads``) directory. The sorted
+listings of the directories being walked are merged through a heap keyed by full
+name, so names come out in plain string order (``a``, ``a-b``, ``a/b``) while the
+heap holds one entry per open directory, and subtrees that sort entirely before
+``last`` are never listed.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Iterator
 
 from storage_drivers import PathNotFound, StorageDriver
 
@@ -22,38 +25,56 @@ async def walk_repositories(
     driver: StorageDriver, marker: str, last: str | None = None
 ) -> AsyncIterator[RepositoryName]:
     """Names (after ``last``) of repositories holding the ``marker`` directory, in order."""
-    frontier: list[str] = []
-    await _expand(driver, "", frontier, last)
-    while frontier:
-        name = heapq.heappop(frontier)
+    heap: list[tuple[str, int, Iterator[str]]] = []
+    order = itertools.count()
+
+    def enter(names: Iterator[str]) -> None:
+        first = next(names, None)
+        if first is not None:
+            heapq.heappush(heap, (first, next(order), names))
+
+    enter(_subdirectories("", await _children(driver, "") or [], last))
+    while heap:
+        name, _, siblings = heapq.heappop(heap)
+        enter(siblings)
+        if not is_repository_name(name):
+            continue  # a foreign directory is never a repository
         children = await _children(driver, name)
         if children is None:
-            continue
+            continue  # deleted while walking
         if marker in children and (last is None or name > last):
             yield RepositoryName(name)
-        for child in children:
-            if not child.startswith("_"):
-                _push(frontier, f"{name}/{child}", last)
+        enter(_subdirectories(name, children, last))
 
 
-async def _expand(driver: StorageDriver, name: str, frontier: list[str], last: str | None) -> None:
-    for child in await _children(driver, name) or []:
-        if not child.startswith("_"):
-            _push(frontier, f"{name}/{child}" if name else child, last)
-
-
-def _push(frontier: list[str], name: str, last: str | None) -> None:
-    subtree = name + "/"
-    if last is not None and name <= last and subtree < last and not last.startswith(subtree):
-        return  # the name and everything below it sort before ``last``
-    if is_repository_name(name):  # foreign directories are never repositories
-        heapq.heappush(frontier, name)
+def _subdirectories(parent: str, children: list[str], last: str | None) -> Iterator[str]:
+    """The full names below ``parent`` in order, without subtrees that sort wholly before ``last``."""
+    prefix = f"{parent}/" if parent else ""
+    names = sorted(prefix + c for c in children if not c.startswith("_"))
+    if last is None:
+        return iter(names)
+    start = bisect.bisect_right(names, last)
+    if not last.startswith(prefix):
+        return iter(names[start:])
+    # A name up to ``last`` still leads to names after it when it is a prefix of ``last``'s
+    # component here and its subtree sorts after ``last`` ("a/b" > "a.b") or holds it.
+    component = last[len(prefix) :].split("/", 1)[0]
+    leading = []
+    for length in range(1, len(component) + 1):
+        candidate = prefix + component[:length]
+        found = bisect.bisect_left(names, candidate, 0, start)
+        if found < start and names[found] == candidate:
+            subtree = candidate + "/"
+            if subtree > last or last.startswith(subtree):
+                leading.append(candidate)
+    return itertools.chain(leading, names[start:])
 
 
 async def _children(driver: StorageDriver, name: str) -> list[str] | None:
     path = f"{paths.REPOSITORIES}/{name}" if name else paths.REPOSITORIES
+    cut = len(path) + 1
     try:
-        return [entry.rsplit("/", 1)[1] for entry in await driver.list(path)]
+        return [entry[cut:] for entry in await driver.list(path)]
     except PathNotFound:
         return None
 
