@@ -50,24 +50,26 @@ async def walk_repositories(
 def _subdirectories(parent: str, children: list[str], last: str | None) -> Iterator[str]:
     """The full names below ``parent`` in order, without subtrees that sort wholly before ``last``."""
     prefix = f"{parent}/" if parent else ""
-    names = sorted(prefix + c for c in children if not c.startswith("_"))
-    if last is None:
-        return iter(names)
-    start = bisect.bisect_right(names, last)
-    if not last.startswith(prefix):
-        return iter(names[start:])
-    # A name up to ``last`` still leads to names after it when it is a prefix of ``last``'s
-    # component here and its subtree sorts after ``last`` ("a/b" > "a.b") or holds it.
-    component = last[len(prefix) :].split("/", 1)[0]
-    leading = []
-    for length in range(1, len(component) + 1):
-        candidate = prefix + component[:length]
-        found = bisect.bisect_left(names, candidate, 0, start)
-        if found < start and names[found] == candidate:
-            subtree = candidate + "/"
-            if subtree > last or last.startswith(subtree):
-                leading.append(candidate)
-    return itertools.chain(leading, names[start:])
+    names = sorted(children)  # one parent: full names sort as the names do
+    leading: list[str] = []
+    start = 0
+    if last is not None and last.startswith(prefix):
+        rest = last[len(prefix) :]
+        start = bisect.bisect_right(names, rest)
+        # A name up to ``last`` still leads to names after it when it is a prefix of ``last``'s
+        # component here and its subtree sorts after ``last`` ("a/b" > "a.b") or holds it.
+        component = rest.split("/", 1)[0]
+        for length in range(1, len(component) + 1):
+            candidate = component[:length]
+            found = bisect.bisect_left(names, candidate, 0, start)
+            if found < start and names[found] == candidate:
+                subtree = f"{prefix}{candidate}/"
+                if subtree > last or last.startswith(subtree):
+                    leading.append(candidate)
+    # (A parent not on ``last``'s path was entered only because its subtree sorts after ``last``.)
+    for name in itertools.chain(leading, itertools.islice(names, start, None)):
+        if not name.startswith("_"):
+            yield prefix + name
 
 
 async def _children(driver: StorageDriver, name: str) -> list[str] | None:
