@@ -61,9 +61,17 @@ class Tags:
         for tag in candidates:
             if limit is not None and len(found) == limit:
                 return found, True
-            if await read_link(self._driver, paths.tag_current_link(name, tag)) is not None:
+            if await self._has_current_link(name, tag):
                 found.append(tag)
         return found, False
+
+    async def _has_current_link(self, name: RepositoryName, tag: Tag) -> bool:
+        # Existence is enough: a current link is only ever replaced whole (see ``tag``).
+        try:
+            await self._driver.stat(paths.tag_current_link(name, tag))
+        except PathNotFound:
+            return False
+        return True
 
     async def pointing_at(self, name: RepositoryName, digest: Digest) -> list[Tag]:
         tags = await self.all_names(name)
