@@ -8,29 +8,23 @@ import logging
 import os
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from auth import AccessController, AllowAll, Challenge, Denied, create_access_controller, create_token_server
-from storage_drivers import StorageUnavailable, create_driver
+from auth import AccessController, AllowAll, create_access_controller, create_token_server
+from storage_drivers import create_driver
 
+from .api.application import Application
 from .api.context import Settings
 from .api.dispatch import RegistryAPI
-from .api.responses import CommonHeaders, UnexpectedErrors, error_response, json_response
+from .api.responses import json_response
 from .config import CONFIG_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
 from .storage import ManifestPolicy, Storage
 
 log = logging.getLogger("registry")
-
-RETRY_AFTER_SECONDS = "5"
 
 
 def manifest_policy(config: Config) -> ManifestPolicy:
@@ -55,12 +49,11 @@ def create_app(config: Config) -> ASGIApp:
         external_url=config.http.host,
         relative_urls=config.http.relative_urls,
     )
-    api = RegistryAPI(storage, controller, settings, config.storage.read_only)
 
-    async def root(request: Request) -> Response:
+    async def root() -> Response:
         return json_response({})
 
-    async def ready(request: Request) -> Response:
+    async def ready() -> Response:
         try:
             await storage.check()
         except Exception as exc:
@@ -68,24 +61,25 @@ def create_app(config: Config) -> ASGIApp:
             return json_response({"storage": "unavailable"}, 503)
         return json_response({"storage": "ok"})
 
-    routes = [Route("/", root, methods=["GET", "HEAD"]), Route("/readyz", ready)]
+    routes: dict[str, ASGIApp] = {"/": _read_only_endpoint(root), "/readyz": _read_only_endpoint(ready)}
     token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
     if token_server is not None:
-        routes.append(Route(token_server.settings.path, token_server, methods=["GET", "POST"]))
-    app = Starlette(
-        routes=[*routes, Mount("", app=api)],
-        exception_handlers={
-            RegistryError: _registry_error,
-            Challenge: _challenge,
-            Denied: _denied,
-            StorageUnavailable: _unavailable,
-            ClientDisconnect: _client_gone,
-            HTTPException: _http_exception,
-        },
-        middleware=[Middleware(UnexpectedErrors)],
-        lifespan=lambda app: _lifespan(config, storage, controller),
+        routes[token_server.settings.path] = token_server
+    return Application(
+        api=RegistryAPI(storage, controller, settings, config.storage.read_only),
+        routes=routes,
+        lifespan=lambda: _lifespan(config, storage, controller),
+        headers=config.http.headers,
     )
-    return CommonHeaders(app, config.http.headers)
+
+
+def _read_only_endpoint(handler: Callable[[], Awaitable[Response]]) -> ASGIApp:
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in {"GET", "HEAD"}:
+            raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": "GET, HEAD"})
+        await (await handler())(scope, receive, send)
+
+    return endpoint
 
 
 def app_from_environment() -> ASGIApp:
@@ -125,35 +119,3 @@ async def _purge_uploads_forever(storage: Storage, age: float, interval: float, 
         except Exception:
             log.exception("upload purging failed; retrying at the next interval")
         await asyncio.sleep(interval)
-
-
-async def _registry_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RegistryError)
-    return error_response(exc, request.method)
-
-
-async def _challenge(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Challenge)
-    error = RegistryError(ErrorCode.UNAUTHORIZED, exc.detail, {"WWW-Authenticate": exc.www_authenticate})
-    return error_response(error, request.method)
-
-
-async def _denied(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Denied)
-    return error_response(RegistryError(ErrorCode.DENIED, exc.detail), request.method)
-
-
-async def _unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("storage unavailable: %s", exc)
-    error = RegistryError(ErrorCode.UNAVAILABLE, headers={"Retry-After": RETRY_AFTER_SECONDS})
-    return error_response(error, request.method)
-
-
-async def _client_gone(request: Request, exc: Exception) -> Response:
-    return error_response(RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, {"reason": "client disconnected"}))
-
-
-async def _http_exception(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = ErrorCode.METHOD_NOT_ALLOWED if exc.status_code == 405 else ErrorCode.NOT_FOUND
-    return error_response(RegistryError(code), request.method)

@@ -1,0 +1,108 @@
+"""The registry's ASGI application: lifespan, a few fixed paths, the API, and one error boundary.
+
+Every response passes one place that adds the common headers and turns every
+error into the spec's error JSON; an unexpected exception is logged once with
+its traceback and answered 500 ``UNKNOWN``. This lean stack replaces a general
+router and its middleware: most requests are tiny, and the per-request path is
+what the registry's throughput is made of.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from auth import Challenge, Denied
+from storage_drivers import StorageUnavailable
+
+from ..errors import ErrorCode, RegistryError
+from .responses import error_response
+
+log = logging.getLogger("registry")
+
+RETRY_AFTER_SECONDS = "5"
+API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
+"""On every response, errors included: what Docker clients check first."""
+
+
+def as_registry_error(exc: Exception) -> RegistryError | None:
+    """The API error an exception is answered with; None for an unexpected one."""
+    if isinstance(exc, RegistryError):
+        return exc
+    if isinstance(exc, Challenge):
+        return RegistryError(ErrorCode.UNAUTHORIZED, exc.detail, {"WWW-Authenticate": exc.www_authenticate})
+    if isinstance(exc, Denied):
+        return RegistryError(ErrorCode.DENIED, exc.detail)
+    if isinstance(exc, StorageUnavailable):
+        log.warning("storage unavailable: %s", exc)
+        return RegistryError(ErrorCode.UNAVAILABLE, headers={"Retry-After": RETRY_AFTER_SECONDS})
+    if isinstance(exc, ClientDisconnect):
+        return RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, {"reason": "client disconnected"})
+    return None
+
+
+class Application:
+    """``routes`` maps exact paths (health checks, the token server) to their apps; every other
+    path goes to ``api``. ``lifespan`` runs around the server's life."""
+
+    def __init__(
+        self,
+        api: ASGIApp,
+        routes: Mapping[str, ASGIApp],
+        lifespan: Callable[[], AbstractAsyncContextManager[None]],
+        headers: Mapping[str, list[str]],
+    ) -> None:
+        self.api = api
+        self.routes = dict(routes)
+        self.lifespan = lifespan
+        self.headers = [API_VERSION] + [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, values in headers.items()
+            for value in values
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._run_lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+        extra = self.headers
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        try:
+            await self.routes.get(scope["path"], self.api)(scope, receive, send_with_headers)
+        except Exception as exc:
+            error = as_registry_error(exc)
+            if error is None:
+                log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+                error = RegistryError(ErrorCode.UNKNOWN)
+            if started:
+                raise  # the response is under way: only dropping the connection can signal it
+            await error_response(error, scope["method"])(scope, receive, send_with_headers)
+
+    async def _run_lifespan(self, receive: Receive, send: Send) -> None:
+        context = self.lifespan()
+        await receive()  # lifespan.startup
+        try:
+            await context.__aenter__()
+        except Exception as exc:
+            log.exception("start-up failed")
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await context.__aexit__(None, None, None)
+        await send({"type": "lifespan.shutdown.complete"})
