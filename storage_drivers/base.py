@@ -111,7 +111,8 @@ class StorageDriver(ABC):
         await self._put_content(check_path(path), data)
 
     def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        """Stream ``length`` bytes (to the end when None) from ``offset``, in large chunks.
+        """Stream ``length`` bytes (to the end when None) from ``offset``, in large chunks (bytes,
+        or memoryviews a driver can hand out without copying).
 
         Raises PathNotFound or InvalidOffset before the first chunk is yielded.
         """
