@@ -108,8 +108,9 @@ async def _lifespan(config: Config, storage: Storage, controller: AccessControll
 
 
 async def _purge_uploads_forever(storage: Storage, age: float, interval: float, dry_run: bool) -> None:
-    """Every worker purges; deletes are idempotent, and the random start spreads the work."""
-    await asyncio.sleep(random.uniform(0, min(interval, 60.0)))  # noqa: S311 - jitter only
+    """Every worker purges; deletes are idempotent, and a random start within the first hour (as
+    Distribution does) keeps a fresh start, or many workers at once, from walking storage together."""
+    await asyncio.sleep(random.uniform(0, min(interval, 3600.0)))  # noqa: S311 - jitter only
     while True:
         try:
             purged = await storage.purge_uploads(age, dry_run)
