@@ -1,5 +1,6 @@
 """What the S3 driver does beyond the shared conformance suite: Distribution's key layout,
-uploads continued by another process and after a crash, purging, retries and configuration."""
+uploads continued by another process and after a crash, purging, retries within a deadline
+and configuration."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,6 +20,7 @@ import pytest
 
 from storage_drivers import DriverConfigError, StorageError, StorageUnavailable, create_driver
 from storage_drivers.s3 import S3Driver, parse_settings
+from storage_drivers.s3.clients import CallBudget
 from storage_drivers.testsuite import MIB, pattern, read_all
 from tests.support.ceph import CephRGW
 from tests.support.processes import free_port
@@ -213,7 +216,7 @@ def failing_endpoint() -> Iterator[tuple[str, type[_Failing]]]:
     server.server_close()
 
 
-def offline_driver(endpoint: str, attempts: int) -> S3Driver:
+def offline_driver(endpoint: str, attempts: int, deadline: float = 60) -> S3Driver:
     settings = parse_settings(
         {
             "region": "us-east-1",
@@ -224,7 +227,8 @@ def offline_driver(endpoint: str, attempts: int) -> S3Driver:
             "secretkey": "s",
         }
     )
-    return S3Driver(settings, max_attempts=attempts)
+    budget = CallBudget(connect=1, read=1, deadline=deadline, attempts=attempts)
+    return S3Driver(settings, quick=budget, bulk=budget)
 
 
 class TestTransientFailures:
@@ -244,6 +248,17 @@ class TestTransientFailures:
         await writer.write(b"x")
         with pytest.raises(StorageUnavailable):
             await writer.commit()
+        await driver.close()
+
+    async def test_retries_stop_at_the_deadline(self, failing_endpoint: tuple[str, type[_Failing]]) -> None:
+        """Attempts to spare, but no retry starts that could end past the call's deadline."""
+        endpoint, handler = failing_endpoint
+        driver = offline_driver(endpoint, attempts=50, deadline=3)  # an attempt may take 2 s
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable):
+            await driver.stat("/blob")
+        assert time.monotonic() - started <= 3
+        assert 2 <= handler.requests < 50
         await driver.close()
 
     async def test_connection_refused_is_unavailable(self) -> None:

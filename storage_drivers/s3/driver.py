@@ -1,8 +1,10 @@
 """S3 driver: a path is stored at key ``rootdirectory`` + path, Distribution's exact layout.
 
 Every boto3 call runs in a worker thread; listings, deletes and copies run whole in one
-thread call (large batches rather than a thread hop per page). botocore retries transient
-failures with backoff before anything reaches the caller.
+thread call (large batches rather than a thread hop per page). Each call goes through the
+client for its time budget (clients.py): ``quick`` for small requests, ``bulk`` for those
+that move data; transient failures are retried within that budget before anything reaches
+the caller.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from anyio import to_thread
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver, StorageError
 from ..config import Parameters
+from .clients import BULK, QUICK, CallBudget, S3Clients, make_client
 from .errors import TRANSIENT_TRANSPORT, in_thread, status_code, translate
 from .settings import MAX_PART, S3Settings, parse_settings
 from .writer import HIDDEN_PREFIX, S3Writer
@@ -48,12 +50,15 @@ class S3Driver(StorageDriver):
     name = "s3"
 
     def __init__(
-        self, settings: S3Settings, *, max_attempts: int = 5, redirect_expiry: float = 1200.0
+        self,
+        settings: S3Settings,
+        *,
+        quick: CallBudget = QUICK,
+        bulk: CallBudget = BULK,
+        redirect_expiry: float = 1200.0,
     ) -> None:
-        """Each S3 call is tried up to ``max_attempts`` times, with backoff.
-
-        Redirect URLs stay valid for ``redirect_expiry`` seconds.
-        """
+        """S3 calls keep within the ``quick`` and ``bulk`` budgets (clients.py); redirect URLs
+        stay valid for ``redirect_expiry`` seconds."""
         self.settings = settings
         self.bucket = settings.bucket
         self.redirect_expiry = redirect_expiry
@@ -63,38 +68,12 @@ class S3Driver(StorageDriver):
             aws_secret_access_key=settings.secretkey,
             region_name=settings.region,
         )
-        self._client = self._make_client(session, settings.regionendpoint, max_attempts)
-        self._presigner = (
-            self._make_client(session, settings.redirectendpoint, max_attempts)
+        self._clients = S3Clients.create(session, settings, settings.regionendpoint, quick, bulk)
+        self._quick, self._bulk = self._clients.quick, self._clients.bulk
+        self._presigner: S3Client = (
+            make_client(session, settings, settings.redirectendpoint, quick)
             if settings.redirectendpoint
-            else self._client
-        )
-
-    def _make_client(self, session: boto3.session.Session, endpoint: str | None, attempts: int) -> S3Client:
-        settings = self.settings
-        config = Config(
-            signature_version="s3v4" if settings.v4auth else "s3",
-            s3={
-                "addressing_style": "path" if settings.forcepathstyle else "auto",
-                "use_accelerate_endpoint": settings.accelerate,
-            },
-            retries={"mode": "standard", "total_max_attempts": attempts},
-            connect_timeout=5,
-            read_timeout=60,
-            max_pool_connections=64,
-            use_dualstack_endpoint=settings.usedualstack,
-            use_fips_endpoint=settings.usefipsendpoint,
-            user_agent_extra=settings.useragent,
-            # S3-compatible servers (Ceph, older MinIO) reject the newer default checksum trailers.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        return session.client(
-            "s3",
-            endpoint_url=settings.endpoint_url(endpoint),
-            use_ssl=settings.secure,
-            verify=not settings.skipverify,
-            config=config,
+            else self._quick
         )
 
     @classmethod
@@ -112,14 +91,14 @@ class S3Driver(StorageDriver):
 
     async def _head(self, path: str) -> dict[str, Any]:
         key = self._key(path)
-        head = await in_thread(path, lambda: self._client.head_object(Bucket=self.bucket, Key=key))
+        head = await in_thread(path, lambda: self._quick.head_object(Bucket=self.bucket, Key=key))
         return dict(head)
 
     async def _get_content(self, path: str) -> bytes:
         key = self._key(path)
 
         def get() -> bytes:
-            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            response = self._quick.get_object(Bucket=self.bucket, Key=key)
             return response["Body"].read()
 
         return await in_thread(path, get)
@@ -128,7 +107,7 @@ class S3Driver(StorageDriver):
         key, body = self._key(path), bytes(data)
         await in_thread(
             path,
-            lambda: self._client.put_object(
+            lambda: self._quick.put_object(
                 Bucket=self.bucket, Key=key, Body=body, **self.settings.put_arguments()
             ),
         )
@@ -174,13 +153,13 @@ class S3Driver(StorageDriver):
                 body.close()
 
     async def _get_object(self, path: str, request: dict[str, Any]) -> Any:
-        return await in_thread(path, lambda: self._client.get_object(**request))
+        return await in_thread(path, lambda: self._bulk.get_object(**request))
 
     async def _writer(self, path: str, append: bool) -> FileWriter:
         key = self._key(path)
         if append:
-            return await S3Writer.resume(self._client, self.bucket, self.settings, path, key)
-        return S3Writer(self._client, self.bucket, self.settings, path, key)
+            return await S3Writer.resume(self._clients, self.bucket, self.settings, path, key)
+        return S3Writer(self._clients, self.bucket, self.settings, path, key)
 
     async def _stat(self, path: str) -> FileInfo:
         with contextlib.suppress(PathNotFound):
@@ -188,7 +167,7 @@ class S3Driver(StorageDriver):
             return FileInfo(path, head["ContentLength"], head["LastModified"].timestamp())
         prefix = self._dir_prefix(path)
         listing = await in_thread(
-            path, lambda: self._client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+            path, lambda: self._quick.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         )
         contents = listing.get("Contents", [])
         if not contents:
@@ -201,7 +180,7 @@ class S3Driver(StorageDriver):
 
         def children() -> list[str]:
             names: list[str] = []
-            pages = self._client.get_paginator("list_objects_v2").paginate(
+            pages = self._quick.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix, Delimiter="/"
             )
             for page in pages:
@@ -220,7 +199,7 @@ class S3Driver(StorageDriver):
         if size <= self.settings.multipartcopythresholdsize or size == 0:
             await in_thread(
                 source,
-                lambda: self._client.copy_object(
+                lambda: self._bulk.copy_object(
                     Bucket=self.bucket,
                     Key=destination_key,
                     CopySource={"Bucket": self.bucket, "Key": source_key},
@@ -230,19 +209,19 @@ class S3Driver(StorageDriver):
             )
         else:
             await in_thread(source, lambda: self._multipart_copy(source_key, destination_key, size))
-        await in_thread(source, lambda: self._client.delete_object(Bucket=self.bucket, Key=source_key))
+        await in_thread(source, lambda: self._quick.delete_object(Bucket=self.bucket, Key=source_key))
 
     def _multipart_copy(self, source_key: str, destination_key: str, size: int) -> None:
         """Copy ``size`` bytes server-side in parts, several at once (needed above 5 GiB)."""
         chunk = min(max(self.settings.multipartcopychunksize, -(-size // 10_000)), MAX_PART)
-        upload_id = self._client.create_multipart_upload(
+        upload_id = self._quick.create_multipart_upload(
             Bucket=self.bucket, Key=destination_key, **self.settings.put_arguments()
         )["UploadId"]
 
         def copy_part(number: int) -> CompletedPartTypeDef:
             first = (number - 1) * chunk
             last = min(first + chunk, size) - 1
-            copied = self._client.upload_part_copy(
+            copied = self._bulk.upload_part_copy(
                 Bucket=self.bucket,
                 Key=destination_key,
                 UploadId=upload_id,
@@ -256,14 +235,14 @@ class S3Driver(StorageDriver):
         try:
             with ThreadPoolExecutor(min(self.settings.multipartcopymaxconcurrency, len(numbers))) as pool:
                 parts = list(pool.map(copy_part, numbers))
-            self._client.complete_multipart_upload(
+            self._bulk.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=destination_key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
             )
         except BaseException:
-            self._client.abort_multipart_upload(Bucket=self.bucket, Key=destination_key, UploadId=upload_id)
+            self._bulk.abort_multipart_upload(Bucket=self.bucket, Key=destination_key, UploadId=upload_id)
             raise
 
     async def _delete(self, path: str) -> None:
@@ -271,7 +250,7 @@ class S3Driver(StorageDriver):
 
         def delete_all() -> bool:
             keys = self._existing(key)
-            for page in self._client.get_paginator("list_objects_v2").paginate(
+            for page in self._quick.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix
             ):
                 keys.extend(item["Key"] for item in page.get("Contents", []))
@@ -279,7 +258,7 @@ class S3Driver(StorageDriver):
                 batch: list[ObjectIdentifierTypeDef] = [
                     {"Key": k} for k in keys[start : start + DELETE_BATCH]
                 ]
-                result = self._client.delete_objects(
+                result = self._bulk.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
                 )
                 if result.get("Errors"):
@@ -294,7 +273,7 @@ class S3Driver(StorageDriver):
     def _existing(self, key: str) -> list[str]:
         """``[key]`` if an object is stored there, else ``[]``."""
         try:
-            self._client.head_object(Bucket=self.bucket, Key=key)
+            self._quick.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if status_code(exc) != 404:
                 raise
@@ -308,7 +287,7 @@ class S3Driver(StorageDriver):
             if older_than is not None and upload["Initiated"].timestamp() >= older_than:
                 continue
             try:
-                self._client.abort_multipart_upload(
+                self._bulk.abort_multipart_upload(
                     Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                 )
             except ClientError as exc:
@@ -318,7 +297,7 @@ class S3Driver(StorageDriver):
         return aborted
 
     def _uploads(self, prefix: str) -> Iterator[MultipartUploadTypeDef]:
-        pages = self._client.get_paginator("list_multipart_uploads").paginate(
+        pages = self._quick.get_paginator("list_multipart_uploads").paginate(
             Bucket=self.bucket, Prefix=prefix
         )
         for page in pages:
@@ -340,9 +319,7 @@ class S3Driver(StorageDriver):
 
     async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
         prefix = self._dir_prefix(path)
-        pages = iter(
-            self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        )
+        pages = iter(self._quick.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix))
         found = False
         while (page := await in_thread(path, lambda: next(pages, None))) is not None:
             for item in page.get("Contents", []):
@@ -354,6 +331,6 @@ class S3Driver(StorageDriver):
             raise PathNotFound(path)
 
     async def close(self) -> None:
-        await to_thread.run_sync(self._client.close)
-        if self._presigner is not self._client:
+        await to_thread.run_sync(self._clients.close)
+        if self._presigner is not self._quick:
             await to_thread.run_sync(self._presigner.close)

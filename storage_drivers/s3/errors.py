@@ -1,7 +1,7 @@
 """botocore's exceptions, translated once into the driver contract's errors.
 
 Transient failures (throttling, 5xx, timeouts, refused connections) have already
-been retried with backoff by botocore when they reach this module; what is left
+been retried with backoff (clients.py) when they reach this module; what is left
 becomes StorageUnavailable, which the registry answers with 503 and Retry-After.
 """
 
@@ -60,6 +60,11 @@ def status_code(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
+def is_transient(code: str, status: int) -> bool:
+    """Whether an S3 error answer may pass: worth a retry, else a 503."""
+    return code in TRANSIENT_CODES or status >= 500 or status == 429
+
+
 def translate(path: str, exc: Exception) -> StorageError:
     """The contract's error for a failed S3 call about ``path``."""
     if isinstance(exc, StorageError):
@@ -70,7 +75,7 @@ def translate(path: str, exc: Exception) -> StorageError:
             return PathNotFound(path)
         if code == "InvalidRange" or status == 416:
             return InvalidOffset(path, "range not satisfiable")
-        if code in TRANSIENT_CODES or status >= 500 or status == 429:
+        if is_transient(code, status):
             return StorageUnavailable(path, f"S3 {code or status}: retries exhausted")
         return StorageError(path, f"S3 {code or status}: {exc}")
     if isinstance(exc, TRANSIENT_TRANSPORT):

@@ -23,11 +23,11 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from ..base import FileWriter, PathNotFound, StorageError
+from .clients import S3Clients
 from .errors import in_thread
 from .settings import S3Settings
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 PENDING_PREFIX = ".dockyard-pending-"
@@ -51,8 +51,8 @@ def _gapless(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class S3Writer(FileWriter):
-    def __init__(self, client: S3Client, bucket: str, settings: S3Settings, path: str, key: str) -> None:
-        self._client = client
+    def __init__(self, clients: S3Clients, bucket: str, settings: S3Settings, path: str, key: str) -> None:
+        self._quick, self._bulk = clients.quick, clients.bulk
         self._bucket = bucket
         self._settings = settings
         self._path = path
@@ -70,17 +70,17 @@ class S3Writer(FileWriter):
 
     @classmethod
     async def resume(
-        cls, client: S3Client, bucket: str, settings: S3Settings, path: str, key: str
+        cls, clients: S3Clients, bucket: str, settings: S3Settings, path: str, key: str
     ) -> S3Writer:
         """Continue what a closed (not committed or cancelled) writer left at ``key``, or start empty."""
-        writer = cls(client, bucket, settings, path, key)
+        writer = cls(clients, bucket, settings, path, key)
         await writer._load_state()
         return writer
 
     async def _load_state(self) -> None:
         try:
             head = await in_thread(
-                self._path, lambda: self._client.head_object(Bucket=self._bucket, Key=self._pending_key)
+                self._path, lambda: self._quick.head_object(Bucket=self._bucket, Key=self._pending_key)
             )
         except PathNotFound:
             self._dirty = False  # nothing to continue, nothing to persist yet
@@ -114,7 +114,7 @@ class S3Writer(FileWriter):
 
     def _list_parts(self, upload_id: str) -> list[dict[str, Any]]:
         parts: list[dict[str, Any]] = []
-        paginator = self._client.get_paginator("list_parts")
+        paginator = self._quick.get_paginator("list_parts")
         pages = paginator.paginate(Bucket=self._bucket, Key=self._key, UploadId=upload_id)
         for page in pages:
             parts.extend(
@@ -138,7 +138,7 @@ class S3Writer(FileWriter):
         etag = self._tail_etag or ""
         response = await in_thread(
             self._path,
-            lambda: self._client.get_object(Bucket=self._bucket, Key=self._pending_key, IfMatch=etag),
+            lambda: self._bulk.get_object(Bucket=self._bucket, Key=self._pending_key, IfMatch=etag),
         )
         tail = await in_thread(self._path, response["Body"].read)
         if len(tail) != self._unloaded_tail:
@@ -159,7 +159,7 @@ class S3Writer(FileWriter):
         if self._upload_id is None:
             created = await in_thread(
                 self._path,
-                lambda: self._client.create_multipart_upload(
+                lambda: self._quick.create_multipart_upload(
                     Bucket=self._bucket, Key=self._key, **self._settings.put_arguments()
                 ),
             )
@@ -169,7 +169,7 @@ class S3Writer(FileWriter):
             body = bytes(view[:length])
         uploaded = await in_thread(
             self._path,
-            lambda: self._client.upload_part(
+            lambda: self._bulk.upload_part(
                 Bucket=self._bucket,
                 Key=self._key,
                 UploadId=upload_id,
@@ -196,7 +196,7 @@ class S3Writer(FileWriter):
         }
         await in_thread(
             self._path,
-            lambda: self._client.put_object(
+            lambda: self._bulk.put_object(
                 Bucket=self._bucket,
                 Key=self._pending_key,
                 Body=tail,
@@ -213,7 +213,7 @@ class S3Writer(FileWriter):
             body = bytes(self._buffer)
             await in_thread(
                 self._path,
-                lambda: self._client.put_object(
+                lambda: self._bulk.put_object(
                     Bucket=self._bucket, Key=self._key, Body=body, **self._settings.put_arguments()
                 ),
             )
@@ -223,7 +223,7 @@ class S3Writer(FileWriter):
             upload_id, parts = self._upload_id, list(self._parts)
             await in_thread(
                 self._path,
-                lambda: self._client.complete_multipart_upload(
+                lambda: self._bulk.complete_multipart_upload(
                     Bucket=self._bucket,
                     Key=self._key,
                     UploadId=upload_id,
@@ -232,7 +232,7 @@ class S3Writer(FileWriter):
             )
         self._closed = True
         stored = await in_thread(
-            self._path, lambda: self._client.head_object(Bucket=self._bucket, Key=self._key)
+            self._path, lambda: self._quick.head_object(Bucket=self._bucket, Key=self._key)
         )
         if stored["ContentLength"] != size:
             raise StorageError(self._path, f"stored {stored['ContentLength']} bytes, wrote {size}")
@@ -245,7 +245,7 @@ class S3Writer(FileWriter):
             with contextlib.suppress(PathNotFound):  # already aborted, e.g. by upload purging
                 await in_thread(
                     self._path,
-                    lambda: self._client.abort_multipart_upload(
+                    lambda: self._bulk.abort_multipart_upload(
                         Bucket=self._bucket, Key=self._key, UploadId=upload_id
                     ),
                 )
@@ -254,5 +254,5 @@ class S3Writer(FileWriter):
     async def _delete_pending(self) -> None:
         await in_thread(
             self._path,
-            lambda: self._client.delete_object(Bucket=self._bucket, Key=self._pending_key),
+            lambda: self._quick.delete_object(Bucket=self._bucket, Key=self._pending_key),
         )

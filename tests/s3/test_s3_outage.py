@@ -1,4 +1,4 @@
-"""The S3 server stops in the middle of a push, then comes back.
+"""The S3 server stops in the middle of a push, then comes back; the S3 server hangs, then wakes.
 
 A Ceph of its own (stopping the session's would disturb other tests): radosgw is stopped while
 the body of a chunk is on its way, the cluster behind it keeps running. While it is away every
@@ -6,6 +6,10 @@ request that needs storage is answered 503 UNAVAILABLE with ``Retry-After``: nev
 or manifest that did not land, never 500. When it is back the client asks where the upload
 stands, sends the rest, and finishes; the blob's bytes hash to its digest and nothing that was
 refused is visible.
+
+A hung radosgw (SIGSTOP: connections are taken, nothing is answered) fails small calls, and the
+registry requests made of them, within the driver's quick budget, and part uploads within their
+bulk budget; after SIGCONT everything works again and the interrupted upload finishes intact.
 """
 
 from __future__ import annotations
@@ -16,9 +20,14 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import anyio.from_thread
 import httpx
 import pytest
 
+from storage_drivers import StorageUnavailable
+from storage_drivers.s3 import S3Driver, parse_settings
+from storage_drivers.s3.clients import QUICK, CallBudget
+from storage_drivers.testsuite import pattern, read_all
 from tests.support.ceph import CephRGW
 from tests.support.images import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Blob, json_bytes, random_image
 from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
@@ -31,6 +40,10 @@ PART = 5 * MIB
 """The driver's ``chunksize``: an upload's bytes go to S3 in parts of this size."""
 CHUNK = 8 * MIB + 1
 OCTETS = {"Content-Type": "application/octet-stream"}
+SHORT_BULK = CallBudget(connect=1, read=3, deadline=8)
+"""The bulk budget's mechanism at a scale a test can wait for (the real one allows 100 s)."""
+SCHEDULING = 3.0
+"""Seconds a loaded machine may add to a budget before the answer arrives."""
 
 
 def sha256(data: bytes) -> str:
@@ -187,4 +200,93 @@ def test_radosgw_stopped_mid_push(
     with Served(registry.url) as served:
         assert served.tags(repo) == ["v1"]
         assert set(served.verify_tree(repo, "v1")) == {sha256(manifest), config.digest, digest}
+    http.close()
+
+
+def timed(probe: Callable[[], object]) -> tuple[float, object]:
+    """How long ``probe`` took, and what it returned or raised."""
+    started = time.monotonic()
+    try:
+        outcome = probe()
+    except Exception as exc:
+        outcome = exc
+    return time.monotonic() - started, outcome
+
+
+def test_radosgw_frozen(
+    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+) -> None:
+    repo, image = new_repository(), random_image(layers=1)
+    url = registry.url
+    http = httpx.Client(base_url=url, timeout=60)
+    for blob in image.blobs:
+        response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": blob.digest}, content=blob.data)
+        assert response.status_code == 201, response.text
+    response = http.put(
+        f"/v2/{repo}/manifests/v1",
+        content=image.manifest.data,
+        headers={"Content-Type": image.manifest.media_type},
+    )
+    assert response.status_code == 201, response.text
+    layer = image.layers[0].blob.digest
+    bucket = registry.storage["s3"]["bucket"]
+    settings = parse_settings(own_ceph.driver_parameters(bucket, rootdirectory="/frozen", chunksize=PART))
+    data = pattern(16 * MIB, 1)
+
+    with anyio.from_thread.start_blocking_portal() as portal:
+        driver, bulk_driver = S3Driver(settings), S3Driver(settings, bulk=SHORT_BULK)
+        portal.call(driver.put_content, "/small", b"before")
+        writer = portal.call(bulk_driver.writer, "/upload/data")
+        portal.call(writer.write, data[: 6 * MIB])
+        portal.call(writer.close)  # part 1 (5 MiB) and a pending 1 MiB tail
+        writer = portal.call(bulk_driver.writer, "/upload/data", True)
+        portal.call(writer.write, data[6 * MIB : 7 * MIB])  # the tail read back: 2 MiB held
+        quick_probes: dict[str, Callable[[], object]] = {
+            "driver stat": lambda: portal.call(driver.stat, "/small"),
+            "driver get": lambda: portal.call(driver.get_content, "/small"),
+            "driver put": lambda: portal.call(driver.put_content, "/small", b"during"),
+            "driver list": lambda: portal.call(driver.list, "/upload"),
+            "HEAD blob": lambda: httpx.head(f"{url}/v2/{repo}/blobs/{layer}", timeout=120),
+            "GET tags": lambda: httpx.get(f"{url}/v2/{repo}/tags/list", timeout=120),
+            "GET manifest": lambda: httpx.get(f"{url}/v2/{repo}/manifests/v1", timeout=120),
+        }
+        # This write completes part 2 (the old tail and 4 MiB), due within SHORT_BULK.
+        part_upload = lambda: portal.call(writer.write, data[7 * MIB : 10 * MIB])  # noqa: E731
+        own_ceph.freeze_gateway()
+        try:
+            with ThreadPoolExecutor(len(quick_probes) + 1) as pool:
+                part_outcome = pool.submit(timed, part_upload)
+                outcomes = dict(zip(quick_probes, pool.map(timed, quick_probes.values()), strict=True))
+                part_elapsed, part_error = part_outcome.result()
+        finally:
+            own_ceph.thaw_gateway()
+
+        for name, (elapsed, outcome) in outcomes.items():
+            # At least one read timeout: the server hung rather than refused.
+            assert QUICK.read <= elapsed <= QUICK.deadline + SCHEDULING, (name, elapsed, outcome)
+            if isinstance(outcome, httpx.Response):
+                assert_unavailable(outcome)
+            else:
+                assert isinstance(outcome, StorageUnavailable), (name, outcome)
+        assert isinstance(part_error, StorageUnavailable), part_error
+        assert part_elapsed <= SHORT_BULK.deadline + SCHEDULING, part_elapsed
+
+        # Awake again: the registry answers, and so does the driver.
+        assert http.head(f"/v2/{repo}/blobs/{layer}").status_code == 200
+        with Served(url) as served:
+            assert served.tags(repo) == ["v1"]
+            assert set(served.verify_tree(repo, "v1")) == {
+                blob.digest for blob in [image.manifest, *image.blobs]
+            }
+        portal.call(driver.put_content, "/small", b"after")
+        assert portal.call(driver.get_content, "/small") == b"after"
+        # The interrupted upload continues where the stored state says (the refused part may
+        # have landed once radosgw woke up: either way the size tells) and ends intact.
+        resumed = portal.call(bulk_driver.writer, "/upload/data", True)
+        assert resumed.size in {6 * MIB, 10 * MIB}, resumed.size
+        portal.call(resumed.write, data[resumed.size :])
+        portal.call(resumed.commit)
+        assert portal.call(read_all, driver, "/upload/data") == data
+        portal.call(driver.close)
+        portal.call(bulk_driver.close)
     http.close()

@@ -12,6 +12,7 @@ gives each test module a fresh bucket.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -257,6 +258,17 @@ class CephRGW:
         for gateway in [d for d in self._daemons if d.command[0] == "radosgw"]:
             gateway.stop(timeout=10)
             self._daemons.remove(gateway)
+
+    def freeze_gateway(self) -> None:
+        """SIGSTOP radosgw: a hung server, whose port still takes connections (the kernel queues
+        them) but answers nothing, until ``thaw_gateway``."""
+        for gateway in [d for d in self._daemons if d.command[0] == "radosgw"]:
+            gateway.signal_group(signal.SIGSTOP)
+
+    def thaw_gateway(self) -> None:
+        """SIGCONT radosgw after ``freeze_gateway``: it goes on with what it had queued."""
+        for gateway in [d for d in self._daemons if d.command[0] == "radosgw"]:
+            gateway.signal_group(signal.SIGCONT)
 
     def start_gateway(self) -> None:
         """Start radosgw again on the same port, after ``stop_gateway`` (else nothing to do)."""
