@@ -107,7 +107,9 @@ class StorageDriver(ABC):
         return await self._get_content(check_path(path))
 
     async def put_content(self, path: str, data: bytes) -> None:
-        """Store a small object, atomically replacing any previous content."""
+        """Store a small object, atomically replacing any previous content. The object and any
+        directories it creates appear at once: a crash leaves neither a torn object nor an empty
+        directory."""
         await self._put_content(check_path(path), data)
 
     def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:

@@ -68,9 +68,11 @@ RENAME_ATTEMPTS = 100
 def _write_atomically(staging: str, full: str, data: bytes) -> None:
     """Write and fsync a temp file in ``staging`` (the root), then rename it to ``full``.
 
-    The temp file is not beside the target because a concurrent delete (of a tag being pushed,
-    say) may remove the target's directory at any moment; the directory is then made again and
-    the rename retried, as if the write had come after the delete.
+    Missing parent directories appear together with the file: they are built around it in the
+    staging area and renamed into place in one step, so a crash never leaves an empty directory
+    behind (an empty tag directory would be a tag pointing nowhere). The temp file is not beside
+    the target because a concurrent delete (of a tag being pushed, say) may remove the target's
+    directory at any moment; the write is then retried, as if it had come after the delete.
     """
     os.makedirs(staging, exist_ok=True)
     temp = os.path.join(staging, f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
@@ -80,18 +82,39 @@ def _write_atomically(staging: str, full: str, data: bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        for attempt in range(RENAME_ATTEMPTS):
-            try:
-                os.makedirs(os.path.dirname(full), exist_ok=True)
-                os.replace(temp, full)
+        for _ in range(RENAME_ATTEMPTS):
+            if _place(staging, temp, full):
                 return
-            except FileNotFoundError:
-                if attempt == RENAME_ATTEMPTS - 1:
-                    raise
+        raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
     except BaseException:
         with _suppress_os_error():
             os.unlink(temp)
         raise
+
+
+def _place(staging: str, temp: str, full: str) -> bool:
+    """Rename ``temp`` to ``full``; False when a racing create or delete calls for another try."""
+    parent = os.path.dirname(full)
+    if os.path.isdir(parent):
+        try:
+            os.replace(temp, full)
+        except FileNotFoundError:
+            return False  # the directory was deleted meanwhile
+        return True
+    top = parent  # the highest missing directory: the one that appears
+    while not os.path.isdir(os.path.dirname(top)):
+        top = os.path.dirname(top)
+    tree = os.path.join(staging, f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
+    inside = os.path.join(tree, os.path.relpath(full, top))
+    os.makedirs(os.path.dirname(inside))
+    os.rename(temp, inside)
+    try:
+        os.rename(tree, top)  # replaces an empty directory made meanwhile, fails on a full one
+    except OSError:
+        os.rename(inside, temp)
+        shutil.rmtree(tree, ignore_errors=True)
+        return False
+    return True
 
 
 class _suppress_os_error:

@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from storage_drivers.filesystem import TEMP_PREFIX, FilesystemDriver
 
 
@@ -33,3 +35,26 @@ async def test_purge_incomplete_removes_only_old_leftovers_of_crashed_writers(tm
     reopened = await driver.writer("/repositories/app/_uploads/u/data", append=True)
     assert reopened.size == len(b"partial")
     await reopened.cancel()
+
+
+async def test_a_write_cut_off_before_it_lands_leaves_no_empty_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Directories a small write creates appear together with the object, never before it."""
+    driver = FilesystemDriver(str(tmp_path))
+    await driver.put_content("/repositories/app/_manifests/tags/old/current/link", b"sha256:a")
+    real_rename = os.rename
+
+    def dying_rename(source: str, destination: str) -> None:
+        if destination.endswith("/tags/new"):
+            raise SystemExit("the process dies here")
+        real_rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", dying_rename)
+    with pytest.raises(SystemExit):
+        await driver.put_content("/repositories/app/_manifests/tags/new/current/link", b"sha256:b")
+    monkeypatch.undo()
+
+    assert await driver.list("/repositories/app/_manifests/tags") == ["/repositories/app/_manifests/tags/old"]
+    await driver.put_content("/repositories/app/_manifests/tags/new/current/link", b"sha256:b")
+    assert await driver.get_content("/repositories/app/_manifests/tags/new/current/link") == b"sha256:b"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 
 from storage_drivers import PathNotFound, StorageDriver
 
@@ -23,10 +24,14 @@ class Tags:
         return digest
 
     async def tag(self, name: RepositoryName, tag: Tag, digest: Digest) -> None:
-        """Point ``tag`` at ``digest``; the current link is written last and atomically, so a tag
-        is never seen pointing nowhere."""
-        await write_link(self._driver, paths.tag_index_link(name, tag, digest), digest)
+        """Point ``tag`` at ``digest``, then record it in the tag's history.
+
+        The current link comes first: a tag's directory appears together with it (drivers make
+        an object and its missing directories appear at once), so a listed tag always points
+        somewhere, even after a crash between the two writes.
+        """
         await write_link(self._driver, paths.tag_current_link(name, tag), digest)
+        await write_link(self._driver, paths.tag_index_link(name, tag, digest), digest)
 
     async def untag(self, name: RepositoryName, tag: Tag) -> None:
         try:
@@ -54,24 +59,11 @@ class Tags:
         return names
 
     async def page(self, name: RepositoryName, limit: int | None, last: str | None) -> tuple[list[Tag], bool]:
-        """Up to ``limit`` tags after ``last`` in lexical order, and whether more follow. A tag
-        whose current link is missing (a push that never finished) is not listed."""
-        candidates = [t for t in await self.all_names(name) if last is None or t > last]
-        found: list[Tag] = []
-        for tag in candidates:
-            if limit is not None and len(found) == limit:
-                return found, True
-            if await self._has_current_link(name, tag):
-                found.append(tag)
-        return found, False
-
-    async def _has_current_link(self, name: RepositoryName, tag: Tag) -> bool:
-        # Existence is enough: a current link is only ever replaced whole (see ``tag``).
-        try:
-            await self._driver.stat(paths.tag_current_link(name, tag))
-        except PathNotFound:
-            return False
-        return True
+        """Up to ``limit`` tags after ``last`` in lexical order, and whether more follow."""
+        tags = await self.all_names(name)
+        start = bisect.bisect_right(tags, last) if last is not None else 0
+        end = len(tags) if limit is None else start + limit
+        return tags[start:end], end < len(tags)
 
     async def pointing_at(self, name: RepositoryName, digest: Digest) -> list[Tag]:
         tags = await self.all_names(name)
