@@ -6,10 +6,9 @@ import argparse
 import logging
 import logging.config
 import os
+import socket
 import sys
 from collections.abc import Sequence
-
-import uvicorn
 
 from auth import AuthConfigError, create_access_controller, create_token_server
 from auth.cli import is_loopback, split_addr
@@ -18,6 +17,7 @@ from storage_drivers import DriverConfigError, create_driver
 
 from .config import CONFIG_ENV, Config, ConfigError, load_config
 from .logs import logging_config
+from .supervisor import bind, limit_malloc_arenas, supervise
 
 log = logging.getLogger("registry")
 
@@ -73,22 +73,35 @@ def serve(args: argparse.Namespace) -> None:
             host,
         )
     os.environ[CONFIG_ENV] = os.path.abspath(args.config) if args.config else ""
-    # glibc gives every thread that allocates its own arena; with upload threads that keeps
-    # tens of MB per worker that are never returned. Two arenas per process are plenty.
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    if args.workers < 1:
+        raise SystemExit("dockyard: --workers must be at least 1")
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise SystemExit(f"dockyard: cannot listen on {host}:{port}: {exc.strerror}") from None
     log.info("serving %s storage on %s:%d with %d workers", config.storage.driver, host, port, args.workers)
-    uvicorn.run(
-        "registry.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=args.workers,
-        http="httptools",
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        log_config=logging_config(config.log),
-        access_log=config.log.access_log,
-        server_header=False,
-    )
+
+    def run_worker(sock: socket.socket) -> None:
+        import uvicorn  # noqa: PLC0415 - the workers' import; the supervisor stays small
+
+        server = uvicorn.Server(
+            uvicorn.Config(
+                "registry.app:app_from_environment",
+                factory=True,
+                http="httptools",
+                loop="uvloop" if sys.platform != "win32" else "asyncio",
+                log_config=None,  # configured above, inherited
+                access_log=config.log.access_log,
+                server_header=False,
+            )
+        )
+        server.run(sockets=[sock])
+
+    if args.workers == 1:
+        limit_malloc_arenas()
+        run_worker(sock)
+    else:
+        supervise(args.workers, run_worker, sock)
 
 
 def check_config(args: argparse.Namespace) -> None:
