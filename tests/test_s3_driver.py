@@ -1,6 +1,7 @@
 """What the S3 driver does beyond the shared conformance suite: Distribution's key layout,
-uploads continued by another process and after a crash, purging, retries within a deadline
-and configuration."""
+uploads continued by another process and after a crash, parts uploaded when a request closes,
+purging, retries within a deadline and configuration; and the conformance suite again with
+parts larger than S3's minimum, so that closing writers upload parts of every size."""
 
 from __future__ import annotations
 
@@ -11,17 +12,19 @@ import textwrap
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import httpx
 import pytest
 
-from storage_drivers import DriverConfigError, StorageError, StorageUnavailable, create_driver
+from storage_drivers import DriverConfigError, StorageDriver, StorageError, StorageUnavailable, create_driver
 from storage_drivers.s3 import S3Driver, parse_settings
 from storage_drivers.s3.clients import CallBudget
-from storage_drivers.testsuite import MIB, pattern, read_all
+from storage_drivers.s3.writer import pending_key
+from storage_drivers.testsuite import MIB, DriverConformance, pattern, read_all
 from tests.support.ceph import CephRGW
 from tests.support.processes import free_port
 
@@ -138,6 +141,52 @@ class TestUploads:
         await resumed.write(b"end")
         await resumed.commit()
         assert await read_all(driver, path) == head + b"end"
+
+    async def test_close_uploads_what_fills_a_part(self, ceph_rgw: CephRGW, s3_bucket: str) -> None:
+        """With 10 MiB parts, 16 MiB requests leave 6 MiB at each close: it goes up as a part of
+        its own instead of a pending tail that the next request reads back and writes again."""
+        driver = S3Driver(parse_settings(ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT)))
+        path, s3 = "/uploads/whole-parts/data", ceph_rgw.client()
+        key = "registry-root" + path
+        requests = [pattern(16 * MIB, 10), pattern(16 * MIB, 11), pattern(3 * MIB, 12), pattern(2 * MIB, 13)]
+        for number, data in enumerate(requests):
+            writer = await driver.writer(path, append=number > 0)
+            for start in range(0, len(data), MIB):
+                await writer.write(data[start : start + MIB])
+            await writer.close()
+            if number == 1:
+                (upload,) = s3.list_multipart_uploads(Bucket=s3_bucket, Prefix=key)["Uploads"]
+                parts = s3.list_parts(Bucket=s3_bucket, Key=key, UploadId=upload["UploadId"])["Parts"]
+                assert [part["Size"] for part in parts] == [10 * MIB, 6 * MIB] * 2
+                assert s3.head_object(Bucket=s3_bucket, Key=pending_key(key))["ContentLength"] == 0
+        # 3 MiB stays pending; with the next 2 MiB it is a 5 MiB part: the smallest S3 allows.
+        (upload,) = s3.list_multipart_uploads(Bucket=s3_bucket, Prefix=key)["Uploads"]
+        parts = s3.list_parts(Bucket=s3_bucket, Key=key, UploadId=upload["UploadId"])["Parts"]
+        assert [part["Size"] for part in parts] == [10 * MIB, 6 * MIB] * 2 + [5 * MIB]
+        resumed = await driver.writer(path, append=True)
+        assert resumed.size == 37 * MIB
+        await resumed.write(b"end")
+        await resumed.commit()
+        assert await read_all(driver, path) == b"".join(requests) + b"end"
+        await driver.close()
+
+    async def test_crash_while_closing_keeps_the_size_exact(self, driver: S3Driver) -> None:
+        """close() uploads a part, then dies before recording it: the part holds the old tail."""
+        path, big = "/uploads/crashed-closing/data", S3Driver(replace(driver.settings, chunksize=8 * MIB))
+        head, more = pattern(9 * MIB, 14), pattern(5 * MIB, 15)
+        writer = await big.writer(path)
+        await writer.write(head)
+        await writer.close()  # part 1 (8 MiB), a 1 MiB tail pending
+        writer = await big.writer(path, append=True)
+        await writer.write(more)
+        await writer._upload_part(len(writer._buffer))  # type: ignore[attr-defined]  # close's part
+        del writer  # the worker dies before the pending object records it
+        resumed = await big.writer(path, append=True)
+        assert resumed.size == 14 * MIB
+        await resumed.write(b"end")
+        await resumed.commit()
+        assert await read_all(big, path) == head + more + b"end"
+        await big.close()
 
     async def test_purge_aborts_only_old_multipart_uploads(
         self, driver: S3Driver, ceph_rgw: CephRGW, s3_bucket: str
@@ -333,4 +382,22 @@ class TestConfiguration:
         driver = create_driver("s3", parameters)
         await driver.put_content("/from-environment", b"ok")
         assert await driver.get_content("/from-environment") == b"ok"
+        await driver.close()
+
+
+@pytest.mark.s3
+class TestS3DriverWithLargeParts(DriverConformance):
+    """The conformance suite with 8 MiB parts: closing writers then hold 5 to 8 MiB (uploaded
+    as parts of their own) as well as smaller tails, on both sides of every boundary."""
+
+    streamed_size: ClassVar[int] = 256 * MIB
+    """TestS3Driver streams gigabytes; here the stream only needs to cross part boundaries."""
+    redirects: ClassVar[bool] = True
+    redirect_expiry: ClassVar[float] = 3.0
+
+    @pytest.fixture
+    async def driver(self, ceph_rgw: CephRGW, s3_bucket: str) -> AsyncIterator[StorageDriver]:
+        parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory="/large-parts", chunksize=8 * MIB)
+        driver = S3Driver(parse_settings(parameters), redirect_expiry=self.redirect_expiry)
+        yield driver
         await driver.close()

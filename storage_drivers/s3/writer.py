@@ -4,17 +4,19 @@ S3 parts must be at least 5 MiB (except the last), but a registry upload arrives
 requests of any size, each possibly served by another worker or host. So the writer
 keeps, durably and with nothing in process memory between requests:
 
-- full parts (exactly ``chunksize`` bytes each) in an S3 multipart upload at the
-  object's own key, and
-- the bytes after the last full part in a pending object beside the key
+- parts in an S3 multipart upload at the object's own key: ``chunksize`` bytes each as
+  data arrives, and on ``close`` whatever is left if it is at least 5 MiB (S3 lets parts
+  differ in size), and
+- the bytes after the last part, fewer than 5 MiB, in a pending object beside the key
   (``<dir>/.dockyard-pending-<name>``), whose metadata records the upload id, how many
   parts it follows and at which offset.
 
-``close`` rewrites the pending object (at most ``chunksize`` bytes); a later writer reads
-it back and lists the upload's parts. A part uploaded after the pending object was
-written (a writer that died before ``close``) already contains that tail, which the part
-count reveals, so the size is exact even after a crash. ``commit`` uploads the tail as the
-last part and completes the upload (a single PUT when everything fits in one part).
+``close`` rewrites the pending object (empty when it could upload a part); a later writer
+reads it back and lists the upload's parts. So a chunked upload whose requests carry 5 MiB
+or more never sends a byte to S3 twice. A part uploaded after the pending object was
+written (a writer that died before ``close``, or during it) already contains that tail,
+which the part count reveals, so the size is exact even after a crash. ``commit`` uploads
+the tail as the last part and completes the upload (a single PUT when no part was needed).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..base import FileWriter, PathNotFound, StorageError
 from .clients import S3Clients
 from .errors import in_thread
-from .settings import S3Settings
+from .settings import MIN_PART, S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -188,6 +190,9 @@ class S3Writer(FileWriter):
         self._closed = True
         if not self._dirty:
             return
+        if len(self._buffer) >= MIN_PART:
+            # A part now rather than a tail the next request would read back and write again.
+            await self._upload_part(len(self._buffer))
         tail = bytes(self._buffer)
         metadata = {
             "upload-id": self._upload_id or "",
