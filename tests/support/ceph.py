@@ -93,7 +93,8 @@ osd op num threads per shard = 2
 
 [client.rgw.0]
 rgw data = {dir}/rgw
-rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
+; tcp_nodelay: without it each small response waits ~40 ms on Nagle and delayed ACKs
+rgw frontends = beast endpoint=127.0.0.1:{rgw_port} tcp_nodelay=1
 rgw init timeout = 60
 rgw thread pool size = 64
 rgw dns name = localhost
