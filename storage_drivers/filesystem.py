@@ -42,6 +42,7 @@ MAP_CHUNK = 4 << 20
 MADV_POPULATE_READ = 22  # Linux 5.14; Python's mmap module does not name it yet
 SMALL_FILE = 256 << 10
 """Files up to this size are read on the event loop: a page-cache read is cheaper than a thread hop."""
+DELETE_SWEEPS = 20
 INLINE_ENTRIES = 1024
 """Directory entries read on the event loop before the rest of a listing moves to a thread: a
 repository's directory holds a handful, and reading a thousand takes a fraction of a millisecond."""
@@ -333,7 +334,13 @@ class FilesystemDriver(StorageDriver):
             # Rename first so a concurrent reader never sees a half-deleted tree.
             doomed = os.path.join(os.path.dirname(full), f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
             os.rename(full, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+            # A write whose path was looked up before the rename can still land inside the
+            # renamed tree a moment later; sweep until nothing is left.
+            for _ in range(DELETE_SWEEPS):
+                shutil.rmtree(doomed, ignore_errors=True)
+                if not os.path.lexists(doomed):
+                    return
+                time.sleep(0.001)
 
         def delete() -> None:
             if os.path.isdir(full) and not os.path.islink(full):
