@@ -8,6 +8,7 @@ file stays on the event loop, where it costs less than the thread hop.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import itertools
@@ -38,14 +39,20 @@ TEMP_PREFIX = ".dockyard-"
 """Names of in-flight temp files; never listed. Valid path components cannot start the same way
 in the registry's layout, which only writes names it validated."""
 
-MAP_CHUNK = 4 << 20
-MADV_POPULATE_READ = 22  # Linux 5.14; Python's mmap module does not name it yet
 SMALL_FILE = 256 << 10
 """Files up to this size are read on the event loop: a page-cache read is cheaper than a thread hop."""
-DELETE_SWEEPS = 20
 INLINE_ENTRIES = 1024
 """Directory entries read on the event loop before the rest of a listing moves to a thread: a
 repository's directory holds a handful, and reading a thousand takes a fraction of a millisecond."""
+MAP_CHUNK = 4 << 20
+"""Bytes of a mapped blob handed to the sender at a time."""
+MADV_POPULATE_READ = 22  # Linux 5.14; Python's mmap module does not name it yet
+WRITEBACK_STEP = 8 << 20
+"""Bytes written before the kernel is asked to start writing them to disk."""
+RENAME_ATTEMPTS = 100
+"""Each failed attempt means a delete of the directory raced the write; the write then lands after it."""
+DELETE_SWEEPS = 20
+"""Passes over a renamed tree being deleted (see ``_delete``)."""
 
 
 def _translate(path: str, exc: OSError) -> StorageError:
@@ -61,10 +68,6 @@ async def _in_thread(path: str, func: Callable[[], _T]) -> _T:
         return await to_thread.run_sync(func)
     except OSError as exc:
         raise _translate(path, exc) from exc
-
-
-RENAME_ATTEMPTS = 100
-"""Each failed attempt means a delete of the directory raced the write; the write then lands after it."""
 
 
 def _write_atomically(staging: str, full: str, data: bytes) -> None:
@@ -89,7 +92,7 @@ def _write_atomically(staging: str, full: str, data: bytes) -> None:
                 return
         raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
     except BaseException:
-        with _suppress_os_error():
+        with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
 
@@ -117,18 +120,6 @@ def _place(staging: str, temp: str, full: str) -> bool:
         shutil.rmtree(tree, ignore_errors=True)
         return False
     return True
-
-
-class _suppress_os_error:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
-        return isinstance(exc, OSError)
-
-
-WRITEBACK_STEP = 8 << 20
-"""Bytes written before the kernel is asked to start writing them to disk."""
 
 
 def _writeback_starter() -> Callable[[int, int, int], None]:
@@ -216,7 +207,7 @@ class _FilesystemWriter(FileWriter):
 
     async def cancel(self) -> None:
         await self.close()
-        with _suppress_os_error():
+        with contextlib.suppress(OSError):
             os.unlink(self._pending_path)
 
 
