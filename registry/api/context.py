@@ -28,7 +28,9 @@ class Context:
     storage: Storage
     settings: Settings
     name: RepositoryName
+    """Empty for the registry-wide endpoints (``/v2/``, the catalog)."""
     argument: str
+    """The reference, digest or upload id from the path, not yet validated."""
     may_pull: Callable[[RepositoryName], Awaitable[bool]]
     """Whether the caller may pull from another repository (the source of a mount)."""
 
