@@ -58,3 +58,70 @@ async def test_a_write_cut_off_before_it_lands_leaves_no_empty_directory(
     assert await driver.list("/repositories/app/_manifests/tags") == ["/repositories/app/_manifests/tags/old"]
     await driver.put_content("/repositories/app/_manifests/tags/new/current/link", b"sha256:b")
     assert await driver.get_content("/repositories/app/_manifests/tags/new/current/link") == b"sha256:b"
+
+
+def _large_directory(root: Path, entries: int) -> Path:
+    directory = root / "repositories" / "team"
+    for i in range(entries):
+        (directory / f"app-{i:05d}").mkdir(parents=True)
+    return directory
+
+
+def _count_scandirs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = os.scandir
+
+    def counting(path: str) -> object:
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    return calls
+
+
+async def test_a_settled_large_directory_is_listed_once_and_every_change_shows_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = FilesystemDriver(str(tmp_path))
+    directory = _large_directory(tmp_path, 1500)
+    old = time.time() - 60
+    os.utime(directory, (old, old))
+    scandirs = _count_scandirs(monkeypatch)
+
+    first = await driver.list("/repositories/team")
+    again = await driver.list("/repositories/team")
+
+    assert len(first) == 1500
+    assert again == first
+    assert len(scandirs) == 1, "the unchanged directory was read again"
+    again.clear()  # the caller's copy: the remembered listing stays whole
+    assert len(await driver.list("/repositories/team")) == 1500
+
+    (directory / "app-new").mkdir()
+    assert "/repositories/team/app-new" in await driver.list("/repositories/team")
+    (directory / "app-00007").rmdir()
+    os.utime(directory, (old, old))  # even with the old time put back, the removal shows
+    assert "/repositories/team/app-00007" not in await driver.list("/repositories/team")
+    (directory / "a-file").write_bytes(b"x")
+    assert "/repositories/team/a-file" in await driver.list("/repositories/team")
+
+
+async def test_a_directory_replaced_or_changed_recently_is_always_read_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = FilesystemDriver(str(tmp_path))
+    directory = _large_directory(tmp_path, 1100)
+    scandirs = _count_scandirs(monkeypatch)
+
+    await driver.list("/repositories/team")
+    await driver.list("/repositories/team")
+    assert len(scandirs) == 2, "a listing taken within a clock tick of a change was reused"
+
+    old = time.time() - 60
+    os.utime(directory, (old, old))
+    await driver.list("/repositories/team")
+    replacement = _large_directory(tmp_path / "elsewhere", 1200)
+    os.utime(replacement, (old, old))
+    os.rename(directory, tmp_path / "gone")
+    os.rename(replacement, directory)
+    assert len(await driver.list("/repositories/team")) == 1200
