@@ -17,7 +17,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 from anyio import to_thread
@@ -47,6 +47,8 @@ repository's directory holds a handful, and reading a thousand takes a fraction 
 MAP_CHUNK = 4 << 20
 """Bytes of a mapped blob handed to the sender at a time."""
 MADV_POPULATE_READ = 22  # Linux 5.14; Python's mmap module does not name it yet
+IOV_MAX = 1024
+"""Buffers one ``writev`` takes at most (Linux)."""
 WRITEBACK_STEP = 8 << 20
 """Bytes written before the kernel is asked to start writing them to disk."""
 RENAME_ATTEMPTS = 100
@@ -152,6 +154,17 @@ def _writeback_starter() -> Callable[[int, int, int], None]:
 _start_writeback = _writeback_starter()
 
 
+def _write_all(fd: int, views: list[memoryview]) -> None:
+    """Write every (non-empty) buffer in order with as few system calls as the kernel allows."""
+    while views:
+        written = os.writev(fd, views[:IOV_MAX])
+        while written:
+            if written >= len(views[0]):
+                written -= len(views.pop(0))
+            else:
+                views[0], written = views[0][written:], 0
+
+
 def _pending_file(full: str) -> str:
     """Where a writer's bytes wait for ``commit``: a hidden file beside the target."""
     directory, name = os.path.split(full)
@@ -225,15 +238,14 @@ class _FilesystemWriter(FileWriter):
         return self._fd
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        fd = self._require_fd()
+        await self.write_pieces([data])
 
-        start, end = self._written_back, self._size + len(data)
+    async def write_pieces(self, pieces: Sequence[bytes | bytearray | memoryview]) -> None:
+        fd = self._require_fd()
+        start, end = self._written_back, self._size + sum(len(piece) for piece in pieces)
 
         def write_all() -> None:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, [memoryview(piece) for piece in pieces if len(piece)])
             if end - start >= WRITEBACK_STEP:
                 _start_writeback(fd, start, end - start)
 

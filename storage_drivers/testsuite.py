@@ -216,6 +216,28 @@ class DriverConformance:
         await writer.commit()
         assert await read_all(driver, path) == bytes(expected)
 
+    async def test_pieces_append_in_order_between_writes(self, driver: StorageDriver, root: str) -> None:
+        path = f"{root}/pieces"
+        batches: list[list[bytes | bytearray | memoryview]] = [
+            [pattern(64 << 10, 1), bytearray(pattern(100, 2)), b"", pattern(3 * MIB + 5, 3)],
+            [memoryview(pattern(MIB, 4))[7:], b"x"],
+        ]
+        expected = bytearray()
+        writer = await driver.writer(path)
+        for number, batch in enumerate(batches):
+            await writer.write_pieces(batch)
+            for piece in batch:
+                expected += piece
+            assert writer.size == len(expected)
+            between = pattern(5000, 10 + number)
+            await writer.write(between)
+            expected += between
+            await writer.close()
+            writer = await driver.writer(path, append=True)
+            assert writer.size == len(expected)
+        await writer.commit()
+        assert await read_all(driver, path) == bytes(expected)
+
     async def test_fresh_writer_starts_empty(self, driver: StorageDriver, root: str) -> None:
         path = f"{root}/restarted"
         writer = await driver.writer(path)

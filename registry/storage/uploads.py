@@ -32,6 +32,8 @@ from .blobs import BlobStore
 BATCH = 1 << 20
 """Bytes gathered before one write+hash in worker threads: large enough to make the thread hop
 negligible, small enough to keep memory per upload at two batches."""
+SMALL_PIECE = 16 << 10
+"""Request pieces shorter than this are copied together rather than kept one by one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,37 +224,44 @@ class Uploads:
 
 
 async def _pump(body: AsyncIterator[bytes], writer: FileWriter, hasher: Hasher | None) -> None:
-    """Write (and hash) ``body`` in large batches in worker threads while the next batch arrives.
+    """Write (and hash) ``body`` in batches of about BATCH bytes in worker threads while the next
+    batch arrives; an upload holds at most two batches however large it is.
 
-    Two buffers of BATCH bytes take turns: one is filled from the request while the other is
-    written, so an upload holds exactly two batches of memory however large it is.
+    The request's pieces are handed over as they came, not copied together: only pieces under
+    SMALL_PIECE are joined, which bounds the number of pieces (and their overhead) per batch.
     """
-    buffers = (bytearray(BATCH), bytearray(BATCH))
-    current, filled = 0, 0
+    batch: list[bytes | bytearray] = []
+    gathered = 0
     pending: asyncio.Future[None] | None = None
     try:
-        async for chunk in body:
-            view = memoryview(chunk)
-            while view:
-                taken = min(len(view), BATCH - filled)
-                buffers[current][filled : filled + taken] = view[:taken]
-                filled += taken
-                view = view[taken:]
-                if filled == BATCH:
-                    if pending is not None:
-                        await pending  # the other buffer is free again
-                    pending = asyncio.ensure_future(_flush(writer, hasher, memoryview(buffers[current])))
-                    current, filled = 1 - current, 0
+        async for piece in body:
+            if len(piece) >= SMALL_PIECE:
+                batch.append(piece)
+            elif batch and isinstance(batch[-1], bytearray):
+                batch[-1] += piece
+            else:
+                batch.append(bytearray(piece))
+            gathered += len(piece)
+            if gathered >= BATCH:
+                if pending is not None:
+                    await pending  # at most one batch in flight
+                pending = asyncio.ensure_future(_flush(writer, hasher, batch))
+                batch, gathered = [], 0
     finally:
         # A write still running in a thread must end before anyone closes the writer.
         if pending is not None:
             await pending
-    if filled:
-        await _flush(writer, hasher, memoryview(buffers[current])[:filled])
+    if gathered:
+        await _flush(writer, hasher, batch)
 
 
-async def _flush(writer: FileWriter, hasher: Hasher | None, data: memoryview) -> None:
+async def _flush(writer: FileWriter, hasher: Hasher | None, batch: list[bytes | bytearray]) -> None:
     if hasher is None:
-        await writer.write(data)
+        await writer.write_pieces(batch)
     else:
-        await asyncio.gather(writer.write(data), to_thread.run_sync(hasher.update, data))
+        await asyncio.gather(writer.write_pieces(batch), to_thread.run_sync(_hash, hasher, batch))
+
+
+def _hash(hasher: Hasher, pieces: list[bytes | bytearray]) -> None:
+    for piece in pieces:
+        hasher.update(piece)
