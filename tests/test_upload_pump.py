@@ -6,13 +6,13 @@ import hashlib
 import random
 from collections.abc import AsyncIterator, Sequence
 
-from registry.storage.uploads import BATCH, SMALL_PIECE, _pump
+from registry.storage.uploads import MAX_BATCH, MIN_BATCH, SMALL_PIECE, _pump
 from storage_drivers.inmemory import InMemoryDriver
 
 
 async def test_pieces_of_every_size_arrive_whole_hashed_and_in_bounded_batches() -> None:
     rng = random.Random(7)
-    sizes = [1, 0, SMALL_PIECE - 1, SMALL_PIECE, 3, 300 << 10, 2 * BATCH + 11]
+    sizes = [1, 0, SMALL_PIECE - 1, SMALL_PIECE, 3, 300 << 10, 2 * MAX_BATCH + 11]
     # Mostly tiny pieces (a slow or hostile client), now and then a large one.
     sizes += [rng.choice([1, 17, 90, 4096, 1, 17, 90, SMALL_PIECE + 1]) for _ in range(60_000)]
     pieces = [rng.randbytes(size) for size in sizes]
@@ -31,13 +31,23 @@ async def test_pieces_of_every_size_arrive_whole_hashed_and_in_bounded_batches()
         for piece in pieces:
             yield piece
 
+    asked: list[int] = []
+
+    def batch_size() -> int:  # as the number of uploads in flight changes
+        asked.append(MAX_BATCH if len(asked) % 3 == 0 else MIN_BATCH)
+        return asked[-1]
+
     hasher = hashlib.sha256()
-    await _pump(body(), writer, hasher)
+    await _pump(body(), writer, hasher, batch_size)
     await writer.commit()
 
     whole = b"".join(pieces)
     assert await driver.get_content("/upload/data") == whole
     assert hasher.hexdigest() == hashlib.sha256(whole).hexdigest()
     # Small pieces are joined, so a batch holds at most about two pieces per SMALL_PIECE of data.
-    assert max(count for count, _ in batches) <= 2 * BATCH // SMALL_PIECE + 2
-    assert all(size >= BATCH for _, size in batches[:-1]), "a batch was written before it was full"
+    assert max(count for count, _ in batches) <= 2 * MAX_BATCH // SMALL_PIECE + 2
+    assert len(batches) > 3
+    assert all(size >= wanted for (_, size), wanted in zip(batches[:-1], asked, strict=False)), (
+        "a batch was written before it reached the size asked for"
+    )
+    assert any(size < MAX_BATCH for _, size in batches[:-1]), "the size was not asked anew per batch"

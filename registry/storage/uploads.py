@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -29,9 +29,13 @@ from ..references import Digest, Hasher, RepositoryName, UploadId, new_hasher
 from . import paths
 from .blobs import BlobStore
 
-BATCH = 1 << 20
-"""Bytes gathered before one write+hash in worker threads: large enough to make the thread hop
-negligible, small enough to keep memory per upload at two batches."""
+MIN_BATCH = 1 << 20
+MAX_BATCH = 4 << 20
+"""Bytes gathered before one write+hash in worker threads. Larger batches cost fewer thread hops
+(a lone 1 GiB push runs about a quarter faster with 4 MiB than with 1 MiB); each upload holds two."""
+UPLOAD_MEMORY = 8 << 20
+"""The batches of all uploads arriving at one worker stay within this where they can (never
+below MIN_BATCH each)."""
 SMALL_PIECE = 16 << 10
 """Request pieces shorter than this are copied together rather than kept one by one."""
 
@@ -74,6 +78,7 @@ class Uploads:
         self._driver = driver
         self._blobs = blobs
         self._hashes = HasherCache()
+        self._pumping = 0
 
     async def start(self, name: RepositoryName, algorithm: str = "sha256") -> UploadId:
         upload_id = UploadId(str(uuid.uuid4()))
@@ -103,7 +108,7 @@ class Uploads:
         writer = await self._driver.writer(paths.upload_data(name, upload_id), append=True)
         try:
             running = self._continue(name, upload_id, writer, start)
-            await _pump(body, writer, running.hasher if running else None)
+            await self._pump(body, writer, running.hasher if running else None)
         except BaseException:
             self._hashes.drop((name, upload_id))
             await writer.close()
@@ -129,7 +134,7 @@ class Uploads:
         try:
             running = self._continue(name, upload_id, writer, start)
             if body is not None:
-                await _pump(body, writer, running.hasher if running else None)
+                await self._pump(body, writer, running.hasher if running else None)
             await writer.commit()
         except BaseException:
             self._hashes.drop((name, upload_id))
@@ -183,6 +188,16 @@ class Uploads:
             running = _RunningHash("sha256", 0, new_hasher("sha256"))
         return running
 
+    async def _pump(self, body: AsyncIterator[bytes], writer: FileWriter, hasher: Hasher | None) -> None:
+        self._pumping += 1
+        try:
+            await _pump(body, writer, hasher, self._batch_size)
+        finally:
+            self._pumping -= 1
+
+    def _batch_size(self) -> int:
+        return max(MIN_BATCH, min(MAX_BATCH, UPLOAD_MEMORY // (2 * self._pumping)))
+
     async def _hash_stored(self, path: str, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
         async for chunk in self._driver.reader(path):
@@ -223,15 +238,17 @@ class Uploads:
         return newest
 
 
-async def _pump(body: AsyncIterator[bytes], writer: FileWriter, hasher: Hasher | None) -> None:
-    """Write (and hash) ``body`` in batches of about BATCH bytes in worker threads while the next
-    batch arrives; an upload holds at most two batches however large it is.
+async def _pump(
+    body: AsyncIterator[bytes], writer: FileWriter, hasher: Hasher | None, batch_size: Callable[[], int]
+) -> None:
+    """Write (and hash) ``body`` in batches of ``batch_size()`` bytes (asked anew for each batch)
+    in worker threads while the next batch arrives; an upload holds at most two batches.
 
     The request's pieces are handed over as they came, not copied together: only pieces under
     SMALL_PIECE are joined, which bounds the number of pieces (and their overhead) per batch.
     """
     batch: list[bytes | bytearray] = []
-    gathered = 0
+    gathered, wanted = 0, batch_size()
     pending: asyncio.Future[None] | None = None
     try:
         async for piece in body:
@@ -242,11 +259,11 @@ async def _pump(body: AsyncIterator[bytes], writer: FileWriter, hasher: Hasher |
             else:
                 batch.append(bytearray(piece))
             gathered += len(piece)
-            if gathered >= BATCH:
+            if gathered >= wanted:
                 if pending is not None:
                     await pending  # at most one batch in flight
                 pending = asyncio.ensure_future(_flush(writer, hasher, batch))
-                batch, gathered = [], 0
+                batch, gathered, wanted = [], 0, batch_size()
     finally:
         # A write still running in a thread must end before anyone closes the writer.
         if pending is not None:
