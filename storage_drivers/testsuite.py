@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import anyio
 import pytest
 
-from .base import FileInfo, InvalidOffset, InvalidPath, PathNotFound, StorageDriver
+from .base import FileInfo, FileWriter, InvalidOffset, InvalidPath, PathNotFound, StorageDriver
 
 MIB = 1 << 20
 
@@ -78,6 +78,15 @@ async def write_object(driver: StorageDriver, path: str, data: bytes, piece: int
     for start in range(0, len(data), piece):
         await writer.write(data[start : start + piece])
     await writer.commit()
+
+
+async def reopened(driver: StorageDriver, path: str, writer: FileWriter, size: int) -> FileWriter:
+    """Close ``writer`` and continue it in a new one, as the next request of an upload does;
+    the new writer must report ``size`` bytes so far."""
+    await writer.close()
+    resumed = await driver.writer(path, append=True)
+    assert resumed.size == size
+    return resumed
 
 
 def peak_rss() -> int:
@@ -175,9 +184,7 @@ class DriverConformance:
             byte = bytes([index * 13 % 256])
             await writer.write(byte)
             expected += byte
-            await writer.close()
-            writer = await driver.writer(path, append=True)
-            assert writer.size == len(expected)
+            writer = await reopened(driver, path, writer, len(expected))
         await writer.commit()
         assert await driver.get_content(path) == bytes(expected)
 
@@ -189,9 +196,7 @@ class DriverConformance:
         for number, piece in enumerate(pieces, 1):
             for start in range(0, len(piece), MIB):
                 await writer.write(piece[start : start + MIB])
-            await writer.close()
-            writer = await driver.writer(path, append=True)
-            assert writer.size == number * 7 * MIB
+            writer = await reopened(driver, path, writer, number * 7 * MIB)
         await writer.commit()
         whole = b"".join(pieces)
         assert (await driver.stat(path)).size == len(whole)
@@ -210,9 +215,7 @@ class DriverConformance:
             if data:
                 await writer.write(data)
             expected += data
-            await writer.close()
-            writer = await driver.writer(path, append=True)
-            assert writer.size == len(expected)
+            writer = await reopened(driver, path, writer, len(expected))
         await writer.commit()
         assert await read_all(driver, path) == bytes(expected)
 
@@ -232,9 +235,7 @@ class DriverConformance:
             between = pattern(5000, 10 + number)
             await writer.write(between)
             expected += between
-            await writer.close()
-            writer = await driver.writer(path, append=True)
-            assert writer.size == len(expected)
+            writer = await reopened(driver, path, writer, len(expected))
         await writer.commit()
         assert await read_all(driver, path) == bytes(expected)
 
@@ -305,9 +306,7 @@ class DriverConformance:
             written.update(chunk)
             position += len(chunk)
             if position >= reopen_at:  # as the next request of a chunked upload would
-                await writer.close()
-                writer = await driver.writer(path, append=True)
-                assert writer.size == position
+                writer = await reopened(driver, path, writer, position)
                 reopen_at += size // 3
         await writer.commit()
         try:
