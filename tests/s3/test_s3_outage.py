@@ -219,15 +219,8 @@ def test_radosgw_frozen(
     repo, image = new_repository(), random_image(layers=1)
     url = registry.url
     http = httpx.Client(base_url=url, timeout=60)
-    for blob in image.blobs:
-        response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": blob.digest}, content=blob.data)
-        assert response.status_code == 201, response.text
-    response = http.put(
-        f"/v2/{repo}/manifests/v1",
-        content=image.manifest.data,
-        headers={"Content-Type": image.manifest.media_type},
-    )
-    assert response.status_code == 201, response.text
+    with Served(url) as served:
+        served.push_image(repo, "v1", image)
     layer = image.layers[0].blob.digest
     bucket = registry.storage["s3"]["bucket"]
     settings = parse_settings(own_ceph.driver_parameters(bucket, rootdirectory="/frozen", chunksize=PART))

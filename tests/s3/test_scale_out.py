@@ -191,18 +191,8 @@ def test_what_one_replica_changes_every_other_sees_at_once(
     image = random_image(layers=2)
     repo = new_repository()
     first, *others = replicas
-    with httpx.Client(base_url=first.url, timeout=60) as http:
-        for blob in image.blobs:
-            response = http.post(
-                f"/v2/{repo}/blobs/uploads/", params={"digest": blob.digest}, content=blob.data
-            )
-            assert response.status_code == 201, response.text
-        response = http.put(
-            f"/v2/{repo}/manifests/v1",
-            content=image.manifest.data,
-            headers={"Content-Type": image.manifest.media_type},
-        )
-        assert response.status_code == 201, response.text
+    with Served(first.url) as served:
+        served.push_image(repo, "v1", image)
     for replica in others:
         with Served(replica.url) as served:
             assert served.manifest(repo, "v1").data == image.manifest.data

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from .images import INDEX_TYPES, OCI_INDEX
+from .images import INDEX_TYPES, OCI_INDEX, Image
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -149,6 +149,15 @@ class Served:
         digest = response.headers["Docker-Content-Digest"]
         assert digest == digest_of(data, digest.split(":", 1)[0])
         return digest
+
+    def push_image(self, repository: str, tag: str, image: Image) -> str:
+        """Each blob in one POST, then the manifest under ``tag``; returns the manifest's digest."""
+        for blob in image.blobs:
+            response = self.http.post(
+                f"/v2/{repository}/blobs/uploads/", params={"digest": blob.digest}, content=blob.data
+            )
+            assert response.status_code == 201, (response.status_code, response.text)
+        return self.put_manifest(repository, tag, image.manifest.media_type, image.manifest.data)
 
     def status(self, method: str, path: str) -> int:
         return self.http.request(method, path).status_code
