@@ -78,7 +78,7 @@ class Uploads:
         self._driver = driver
         self._blobs = blobs
         self._hashes = HasherCache()
-        self._pumping = 0
+        self._receiving = 0
 
     async def start(self, name: RepositoryName, algorithm: str = "sha256") -> UploadId:
         upload_id = UploadId(str(uuid.uuid4()))
@@ -108,7 +108,7 @@ class Uploads:
         writer = await self._driver.writer(paths.upload_data(name, upload_id), append=True)
         try:
             running = self._continue(name, upload_id, writer, start)
-            await self._pump(body, writer, running.hasher if running else None)
+            await self._write_body(body, writer, running.hasher if running else None)
         except BaseException:
             self._hashes.drop((name, upload_id))
             await writer.close()
@@ -134,7 +134,7 @@ class Uploads:
         try:
             running = self._continue(name, upload_id, writer, start)
             if body is not None:
-                await self._pump(body, writer, running.hasher if running else None)
+                await self._write_body(body, writer, running.hasher if running else None)
             await writer.commit()
         except BaseException:
             self._hashes.drop((name, upload_id))
@@ -188,15 +188,18 @@ class Uploads:
             running = _RunningHash("sha256", 0, new_hasher("sha256"))
         return running
 
-    async def _pump(self, body: AsyncIterator[bytes], writer: FileWriter, hasher: Hasher | None) -> None:
-        self._pumping += 1
+    async def _write_body(
+        self, body: AsyncIterator[bytes], writer: FileWriter, hasher: Hasher | None
+    ) -> None:
+        """``_pump``, counted among the uploads this worker is receiving (see ``_batch_size``)."""
+        self._receiving += 1
         try:
             await _pump(body, writer, hasher, self._batch_size)
         finally:
-            self._pumping -= 1
+            self._receiving -= 1
 
     def _batch_size(self) -> int:
-        return max(MIN_BATCH, min(MAX_BATCH, UPLOAD_MEMORY // (2 * self._pumping)))
+        return max(MIN_BATCH, min(MAX_BATCH, UPLOAD_MEMORY // (2 * self._receiving)))
 
     async def _hash_stored(self, path: str, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
