@@ -16,7 +16,7 @@ from __future__ import annotations
 import builtins
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -83,13 +83,6 @@ class FileWriter(ABC):
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data``; callers pass large buffers (about 1 MiB) and reuse them once this
         returns, so a driver that keeps bytes for later must copy them."""
-
-    async def write_pieces(self, pieces: Sequence[bytes | bytearray | memoryview]) -> None:
-        """Append ``pieces`` in order (about 1 MiB in all), as ``write`` would each in turn. A
-        driver that can hand them to the system in one call overrides this, which saves
-        copying a request's pieces together first."""
-        for piece in pieces:
-            await self.write(piece)
 
     @abstractmethod
     async def close(self) -> None:

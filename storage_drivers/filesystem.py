@@ -17,7 +17,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from anyio import to_thread
@@ -32,6 +32,7 @@ from .base import (
     StorageError,
 )
 from .config import DriverConfigError, Parameters
+from .direct_writes import DirectAppender
 from .listings import DirectoryListings
 
 _T = TypeVar("_T")
@@ -48,8 +49,6 @@ repository's directory holds a handful, and reading a thousand takes a fraction 
 MAP_CHUNK = 4 << 20
 """Bytes of a mapped blob handed to the sender at a time."""
 MADV_POPULATE_READ = 22  # Linux 5.14; Python's mmap module does not name it yet
-IOV_MAX = 1024
-"""Buffers one ``writev`` takes at most (Linux)."""
 WRITEBACK_STEP = 8 << 20
 """Bytes written before the kernel is asked to start writing them to disk."""
 RENAME_ATTEMPTS = 100
@@ -149,17 +148,6 @@ def _writeback_starter() -> Callable[[int, int, int], None]:
 _start_writeback = _writeback_starter()
 
 
-def _write_all(fd: int, views: list[memoryview]) -> None:
-    """Write every (non-empty) buffer in order with as few system calls as the kernel allows."""
-    while views:
-        written = os.writev(fd, views[:IOV_MAX])
-        while written:
-            if written >= len(views[0]):
-                written -= len(views.pop(0))
-            else:
-                views[0], written = views[0][written:], 0
-
-
 def _pending_file(full: str) -> str:
     """Where a writer's bytes wait for ``commit``: a hidden file beside the target."""
     directory, name = os.path.split(full)
@@ -172,6 +160,7 @@ class _FilesystemWriter(FileWriter):
         self._full_path = full_path
         self._pending_path = _pending_file(full_path)
         self._fd: int | None = fd
+        self._appender = DirectAppender(fd, self._pending_path)
         self._size = size
         self._written_back = size
 
@@ -185,18 +174,16 @@ class _FilesystemWriter(FileWriter):
         return self._fd
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        await self.write_pieces([data])
-
-    async def write_pieces(self, pieces: Sequence[bytes | bytearray | memoryview]) -> None:
         fd = self._require_fd()
-        start, end = self._written_back, self._size + sum(len(piece) for piece in pieces)
+        view = memoryview(data).cast("B")
+        offset, start, end = self._size, self._written_back, self._size + len(view)
 
-        def write_all() -> None:
-            _write_all(fd, [memoryview(piece) for piece in pieces if len(piece)])
+        def append() -> None:
+            self._appender.append(view, offset)
             if end - start >= WRITEBACK_STEP:
                 _start_writeback(fd, start, end - start)
 
-        await _in_thread(self._path, write_all)
+        await _in_thread(self._path, append)
         self._size = end
         if end - start >= WRITEBACK_STEP:
             self._written_back = end
@@ -204,6 +191,7 @@ class _FilesystemWriter(FileWriter):
     async def close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
+            self._appender.close()
             os.close(fd)
 
     async def commit(self) -> None:
@@ -290,7 +278,7 @@ class FilesystemDriver(StorageDriver):
             if os.path.isdir(full):
                 raise IsADirectoryError(errno.EISDIR, "a directory is stored there", full)
             os.makedirs(os.path.dirname(full), exist_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (0 if append else os.O_TRUNC)
             fd = os.open(_pending_file(full), flags, 0o644)
             return fd, os.fstat(fd).st_size
 

@@ -19,6 +19,7 @@ stream gigabytes are marked ``slow``.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import random
 import resource
 import secrets
@@ -219,23 +220,21 @@ class DriverConformance:
         await writer.commit()
         assert await read_all(driver, path) == bytes(expected)
 
-    async def test_pieces_append_in_order_between_writes(self, driver: StorageDriver, root: str) -> None:
-        path = f"{root}/pieces"
-        batches: list[list[bytes | bytearray | memoryview]] = [
-            [pattern(64 << 10, 1), bytearray(pattern(100, 2)), b"", pattern(3 * MIB + 5, 3)],
-            [memoryview(pattern(MIB, 4))[7:], b"x"],
-        ]
+    async def test_reused_page_aligned_buffers_at_any_offset(self, driver: StorageDriver, root: str) -> None:
+        """As the registry writes uploads: one page-aligned buffer, refilled after each write,
+        sliced at aligned and unaligned starts and lengths, at aligned and unaligned offsets."""
+        path = f"{root}/aligned"
+        buffer = mmap.mmap(-1, 4 * MIB)
+        slices = [(0, 4 * MIB), (0, MIB + 5), (0, 3), (0, 2 * MIB - 3), (4096, MIB), (7, MIB), (0, 300 << 10)]
         expected = bytearray()
         writer = await driver.writer(path)
-        for number, batch in enumerate(batches):
-            await writer.write_pieces(batch)
-            for piece in batch:
-                expected += piece
+        for seed, (start, length) in enumerate(slices):
+            buffer[:] = pattern(4 * MIB, seed)
+            await writer.write(memoryview(buffer)[start : start + length])
+            expected += buffer[start : start + length]
             assert writer.size == len(expected)
-            between = pattern(5000, 10 + number)
-            await writer.write(between)
-            expected += between
-            writer = await reopened(driver, path, writer, len(expected))
+            if seed % 2:
+                writer = await reopened(driver, path, writer, len(expected))
         await writer.commit()
         assert await read_all(driver, path) == bytes(expected)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import time
 from pathlib import Path
@@ -125,3 +127,39 @@ async def test_a_directory_replaced_or_changed_recently_is_always_read_afresh(
     os.rename(directory, tmp_path / "gone")
     os.rename(replacement, directory)
     assert len(await driver.list("/repositories/team")) == 1200
+
+
+def cached_fraction(path: Path) -> float:
+    """The share of ``path``'s pages in the page cache (``mincore`` on a mapping of it)."""
+    size = path.stat().st_size
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    resident = (ctypes.c_ubyte * pages)()
+    mincore = ctypes.CDLL(None, use_errno=True).mincore
+    with path.open("rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        start = ctypes.c_char.from_buffer(mapped)
+        status = mincore(ctypes.c_void_p(ctypes.addressof(start)), ctypes.c_size_t(size), resident)
+        del start  # the mapping cannot close while a pointer into it exists
+    assert status == 0, os.strerror(ctypes.get_errno())
+    return sum(page & 1 for page in resident) / pages
+
+
+async def test_large_aligned_appends_bypass_the_page_cache_and_others_do_not(tmp_path: Path) -> None:
+    driver = FilesystemDriver(str(tmp_path))
+    aligned = mmap.mmap(-1, 4 << 20)  # page-aligned, as the registry's upload batches
+    aligned[:] = os.urandom(4 << 20)
+    writer = await driver.writer("/direct")
+    for _ in range(3):
+        await writer.write(memoryview(aligned))
+    await writer.write(b"an unaligned tail")
+    await writer.commit()
+    unaligned = bytes(aligned)  # the same bytes, from memory a direct write cannot use
+    writer = await driver.writer("/buffered")
+    for _ in range(3):
+        await writer.write(unaligned)
+    await writer.commit()
+
+    # Measured before the contents are read back, which brings them into the page cache.
+    assert cached_fraction(tmp_path / "direct") < 0.01
+    assert cached_fraction(tmp_path / "buffered") > 0.99  # the measurement can see cached pages
+    assert (tmp_path / "direct").read_bytes() == bytes(aligned) * 3 + b"an unaligned tail"
+    assert (tmp_path / "buffered").read_bytes() == unaligned * 3

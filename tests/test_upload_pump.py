@@ -1,53 +1,175 @@
-"""How an upload's body reaches the storage writer: in order, hashed, in bounded batches."""
+"""How an upload's body reaches the storage writer: in order, hashed, in bounded aligned batches."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator
 
-from registry.storage.uploads import MAX_BATCH, MIN_BATCH, SMALL_PIECE, _pump
+import pytest
+
+from registry.references import Hasher
+from registry.storage.batches import ALIGNMENT, BatchBuffers
+from registry.storage.uploads import IN_FLIGHT, MAX_BATCH, MIN_BATCH, _pump, _RunningHash
+from storage_drivers import FileWriter
 from storage_drivers.inmemory import InMemoryDriver
 
 
-async def test_pieces_of_every_size_arrive_whole_hashed_and_in_bounded_batches() -> None:
-    rng = random.Random(7)
-    sizes = [1, 0, SMALL_PIECE - 1, SMALL_PIECE, 3, 300 << 10, 2 * MAX_BATCH + 11]
+class RecordingWriter(FileWriter):
+    """Passes writes on to ``inner``, slowly, recording each write's offset and length and how
+    many writes ran at once."""
+
+    def __init__(self, inner: FileWriter, fail_at: int | None = None) -> None:
+        self.inner = inner
+        self.writes: list[tuple[int, int]] = []
+        self.running = 0
+        self.most_running = 0
+        self.fail_at = fail_at
+
+    @property
+    def size(self) -> int:
+        return self.inner.size
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            await asyncio.sleep(0.001)  # the next batches fill meanwhile
+            if self.fail_at is not None and len(self.writes) == self.fail_at:
+                raise OSError("disk full")
+            self.writes.append((self.inner.size, len(data)))
+            await self.inner.write(bytes(data))  # the buffer is reused once this returns
+        finally:
+            self.running -= 1
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def commit(self) -> None:
+        await self.inner.commit()
+
+    async def cancel(self) -> None:
+        await self.inner.cancel()
+
+
+def pieces_of_every_size(seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    sizes = [1, 0, 4095, 4096, 3, 300 << 10, 2 * MAX_BATCH + 11]
     # Mostly tiny pieces (a slow or hostile client), now and then a large one.
-    sizes += [rng.choice([1, 17, 90, 4096, 1, 17, 90, SMALL_PIECE + 1]) for _ in range(60_000)]
-    pieces = [rng.randbytes(size) for size in sizes]
+    sizes += [rng.choice([1, 17, 90, 4096, 1, 17, 90, 70_000]) for _ in range(60_000)]
+    return [rng.randbytes(size) for size in sizes]
+
+
+def running_sha256() -> _RunningHash:
+    return _RunningHash("sha256", 0, hashlib.sha256())
+
+
+async def stream(pieces: list[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+@pytest.mark.parametrize("already_written", [0, 5])
+async def test_pieces_of_every_size_arrive_whole_hashed_and_in_aligned_batches(already_written: int) -> None:
+    pieces = pieces_of_every_size(7)
     driver = InMemoryDriver()
-    writer = await driver.writer("/upload/data")
-    batches: list[tuple[int, int]] = []  # (pieces, bytes) of each write
-    write_pieces = writer.write_pieces
-
-    async def counting(batch: Sequence[bytes | bytearray | memoryview]) -> None:
-        batches.append((len(batch), sum(len(piece) for piece in batch)))
-        await write_pieces(batch)
-
-    writer.write_pieces = counting  # type: ignore[method-assign]
-
-    async def body() -> AsyncIterator[bytes]:
-        for piece in pieces:
-            yield piece
-
+    inner = await driver.writer("/upload/data")
+    await inner.write(b"x" * already_written)
+    writer = RecordingWriter(inner)
     asked: list[int] = []
 
     def batch_size() -> int:  # as the number of uploads in flight changes
         asked.append(MAX_BATCH if len(asked) % 3 == 0 else MIN_BATCH)
         return asked[-1]
 
-    hasher = hashlib.sha256()
-    await _pump(body(), writer, hasher, batch_size)
+    running = _RunningHash("sha256", already_written, hashlib.sha256())
+    buffers = BatchBuffers(MAX_BATCH, keep=IN_FLIGHT + 1)
+    hashing = await _pump(stream(pieces), writer, running, batch_size, buffers)
     await writer.commit()
 
     whole = b"".join(pieces)
-    assert await driver.get_content("/upload/data") == whole
-    assert hasher.hexdigest() == hashlib.sha256(whole).hexdigest()
-    # Small pieces are joined, so a batch holds at most about two pieces per SMALL_PIECE of data.
-    assert max(count for count, _ in batches) <= 2 * MAX_BATCH // SMALL_PIECE + 2
-    assert len(batches) > 3
-    assert all(size >= wanted for (_, size), wanted in zip(batches[:-1], asked, strict=False)), (
-        "a batch was written before it reached the size asked for"
+    assert await driver.get_content("/upload/data") == b"x" * already_written + whole
+    assert (
+        await _RunningHash("sha256", 0, running.hasher, hashing).hexdigest()
+        == hashlib.sha256(whole).hexdigest()
     )
-    assert any(size < MAX_BATCH for _, size in batches[:-1]), "the size was not asked anew per batch"
+    offsets = [offset for offset, _ in writer.writes]
+    assert offsets == sorted(offsets), "batches were written out of order"
+    assert [length for _, length in writer.writes[1:-1]] == asked[1 : len(writer.writes) - 1]
+    assert writer.writes[0][1] == asked[0] - already_written
+    assert all(offset % ALIGNMENT == 0 for offset in offsets[1:]), "a batch started unaligned"
+    assert writer.most_running == 1, "two writes of one upload overlapped"
+
+
+async def test_batches_wait_while_in_flight_ones_are_written() -> None:
+    driver = InMemoryDriver()
+    writer = RecordingWriter(await driver.writer("/upload/data"))
+    taken = 0
+    buffers = BatchBuffers(MIN_BATCH, keep=IN_FLIGHT + 1)
+    take = buffers.take
+
+    def counting_take() -> object:
+        nonlocal taken
+        taken += 1
+        return take()
+
+    buffers.take = counting_take  # type: ignore[assignment, method-assign]
+    body = [bytes(MIN_BATCH)] * 20
+    hashing = await _pump(stream(body), writer, running_sha256(), lambda: MIN_BATCH, buffers)
+    assert hashing is not None
+    await hashing
+    assert len(writer.writes) == 20
+    # Every buffer was given back and taken again: a lone upload never holds more than the kept ones.
+    assert len(buffers._idle) == IN_FLIGHT + 1
+    assert taken == 21
+
+
+async def test_a_failed_write_stops_the_upload_after_every_thread_is_done() -> None:
+    driver = InMemoryDriver()
+    writer = RecordingWriter(await driver.writer("/upload/data"), fail_at=2)
+    body = [bytes(MIN_BATCH)] * 20
+    with pytest.raises(OSError, match="disk full"):
+        await _pump(
+            stream(body), writer, running_sha256(), lambda: MIN_BATCH, BatchBuffers(MIN_BATCH, keep=1)
+        )
+    assert writer.running == 0, "a write was still running when the pump gave up"
+    assert len(writer.writes) == 2
+
+
+class SlowHasher:
+    """sha256 that takes its time, as hashing does while the CPU is busy receiving."""
+
+    def __init__(self) -> None:
+        self.inner = hashlib.sha256()
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None:
+        time.sleep(0.02)
+        self.inner.update(data)
+
+    def hexdigest(self) -> str:
+        return self.inner.hexdigest()
+
+    def copy(self) -> Hasher:
+        raise NotImplementedError
+
+
+async def test_hashing_outlives_the_request_and_the_next_one_continues_it() -> None:
+    driver = InMemoryDriver()
+    first, second = [bytes([1]) * MIN_BATCH] * 4, [bytes([2]) * MIN_BATCH] * 4
+    hasher = SlowHasher()
+    buffers = BatchBuffers(MIN_BATCH, keep=2 * IN_FLIGHT + 1)
+    writer = await driver.writer("/upload/data")
+    hashing = await _pump(
+        stream(first), writer, _RunningHash("sha256", 0, hasher), lambda: MIN_BATCH, buffers
+    )
+    assert hashing is not None
+    assert not hashing.done(), "the request waited for its hashing"
+    await writer.close()
+    writer = await driver.writer("/upload/data", append=True)
+    running = _RunningHash("sha256", writer.size, hasher, hashing)
+    hashing = await _pump(stream(second), writer, running, lambda: MIN_BATCH, buffers)
+    await writer.commit()
+    digest = await _RunningHash("sha256", 0, hasher, hashing).hexdigest()
+    assert digest == hashlib.sha256(b"".join(first + second)).hexdigest()
