@@ -197,7 +197,8 @@ def processes_table(run: Run) -> str:
 def limits_table(limits: Limits) -> str:
     rows = [
         ["sha256 on one core (hashlib, 16 MiB buffers)", fmt(limits.sha256_mbps)],
-        ["disk write + fsync (benchmark temp dir)", fmt(limits.disk_fsync_mbps)],
+        ["disk write + fsync, buffered 16 MiB writes (benchmark temp dir)", fmt(limits.disk_fsync_mbps)],
+        ["disk write + fsync, 4 MiB O_DIRECT writes (as Dockyard uploads)", fmt(limits.disk_direct_mbps)],
         ["loopback HTTP, nginx sendfile, verifying client (as the pulls)", fmt(limits.nginx_mbps)],
         ["loopback HTTP, nginx sendfile, client discards", fmt(limits.nginx_discard_mbps)],
     ]
