@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import os
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from storage_drivers.filesystem import TEMP_PREFIX, FilesystemDriver
+from tests.support.residency import resident_fraction
 
 
 async def test_purge_incomplete_removes_only_old_leftovers_of_crashed_writers(tmp_path: Path) -> None:
@@ -130,17 +130,8 @@ async def test_a_directory_replaced_or_changed_recently_is_always_read_afresh(
 
 
 def cached_fraction(path: Path) -> float:
-    """The share of ``path``'s pages in the page cache (``mincore`` on a mapping of it)."""
-    size = path.stat().st_size
-    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
-    resident = (ctypes.c_ubyte * pages)()
-    mincore = ctypes.CDLL(None, use_errno=True).mincore
-    with path.open("rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
-        start = ctypes.c_char.from_buffer(mapped)
-        status = mincore(ctypes.c_void_p(ctypes.addressof(start)), ctypes.c_size_t(size), resident)
-        del start  # the mapping cannot close while a pointer into it exists
-    assert status == 0, os.strerror(ctypes.get_errno())
-    return sum(page & 1 for page in resident) / pages
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
+        return resident_fraction(mapped)
 
 
 async def test_large_aligned_appends_bypass_the_page_cache_and_others_do_not(tmp_path: Path) -> None:

@@ -110,10 +110,10 @@ async def test_batches_wait_while_in_flight_ones_are_written() -> None:
     buffers = BatchBuffers(MIN_BATCH, keep=IN_FLIGHT + 1)
     take = buffers.take
 
-    def counting_take() -> object:
+    def counting_take(batch_size: int) -> object:
         nonlocal taken
         taken += 1
-        return take()
+        return take(batch_size)
 
     buffers.take = counting_take  # type: ignore[assignment, method-assign]
     body = [bytes(MIN_BATCH)] * 20

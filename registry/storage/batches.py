@@ -19,8 +19,9 @@ multiple of this in the file."""
 class BatchBuffers:
     """Buffers of ``size`` bytes; up to ``keep`` given back are kept for the next ``take``.
 
-    A buffer costs memory only for the pages a batch touched, so smaller batches (when many
-    uploads arrive at once) cost less even though every buffer can hold the largest.
+    A buffer costs memory only for the pages its batches touched. When many uploads arrive at
+    once and batches shrink, a kept buffer that once held a larger batch gives up the pages
+    beyond the batches it is now taken for.
     """
 
     def __init__(self, size: int, keep: int) -> None:
@@ -28,10 +29,14 @@ class BatchBuffers:
         self._keep = keep
         self._idle: list[mmap.mmap] = []
 
-    def take(self) -> mmap.mmap:
-        if self._idle:
-            return self._idle.pop()
-        return mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)  # anonymous: private is cheapest
+    def take(self, batch_size: int) -> mmap.mmap:
+        """A buffer for batches of up to ``batch_size`` bytes (a multiple of ALIGNMENT)."""
+        if not self._idle:
+            return mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)  # anonymous: private is cheapest
+        buffer = self._idle.pop()
+        if batch_size < self.size:
+            buffer.madvise(mmap.MADV_DONTNEED, batch_size, self.size - batch_size)
+        return buffer
 
     def give_back(self, buffer: mmap.mmap) -> None:
         """Keep ``buffer`` for reuse, or drop it (it is unmapped once nothing refers to it)."""

@@ -279,8 +279,9 @@ async def _pump(
     ``running`` (and its own unfinished hashing): the next request need not wait for it.
     """
     lanes = _Lanes(writer, running, buffers)
-    batch, filled = buffers.take(), 0
-    wanted = batch_size() - writer.size % ALIGNMENT
+    wanted = batch_size()
+    batch, filled = buffers.take(wanted), 0
+    wanted -= writer.size % ALIGNMENT
     try:
         async for piece in body:
             view = memoryview(piece)
@@ -291,7 +292,8 @@ async def _pump(
                 view = view[count:]
                 if filled == wanted:
                     await lanes.flush(batch, filled)
-                    batch, filled, wanted = buffers.take(), 0, batch_size()
+                    wanted = batch_size()
+                    batch, filled = buffers.take(wanted), 0
         if filled:
             await lanes.flush(batch, filled)
         else:

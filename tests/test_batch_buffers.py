@@ -1,0 +1,39 @@
+"""Upload batch buffers: reused, and holding memory only for what their last batch used."""
+
+from __future__ import annotations
+
+import mmap
+
+from registry.storage.batches import ALIGNMENT, BatchBuffers
+from tests.support.residency import resident_fraction
+
+SIZE = 4 << 20
+
+
+def resident_bytes(buffer: mmap.mmap) -> int:
+    return round(resident_fraction(buffer) * len(buffer))
+
+
+def test_a_kept_buffer_is_reused_and_shrinks_to_smaller_batches() -> None:
+    buffers = BatchBuffers(SIZE, keep=1)
+    buffer = buffers.take(SIZE)
+    buffer[:] = b"\1" * SIZE
+    buffers.give_back(buffer)
+    assert buffers.take(SIZE) is buffer
+    assert resident_bytes(buffer) == SIZE, "a buffer taken for full batches gave up pages"
+    assert buffer[:] == b"\1" * SIZE
+
+    buffers.give_back(buffer)
+    assert buffers.take(4 * ALIGNMENT) is buffer  # many uploads now: small batches
+    assert resident_bytes(buffer) == 4 * ALIGNMENT
+    assert buffer[: 4 * ALIGNMENT] == b"\1" * 4 * ALIGNMENT
+
+
+def test_buffers_beyond_the_kept_ones_are_dropped() -> None:
+    buffers = BatchBuffers(SIZE, keep=2)
+    taken = [buffers.take(SIZE) for _ in range(3)]
+    assert len({id(buffer) for buffer in taken}) == 3
+    for buffer in taken:
+        buffers.give_back(buffer)
+    again = [buffers.take(SIZE) for _ in range(3)]
+    assert sum(any(buffer is old for old in taken) for buffer in again) == 2
