@@ -12,8 +12,8 @@ from __future__ import annotations
 import mmap
 
 ALIGNMENT = mmap.PAGESIZE
-"""Batches start on a page boundary in memory and, but for an upload's first and last, at a
-multiple of this in the file."""
+"""Batches start on a page boundary in memory and, all but a request's first, at a multiple of
+this in the file."""
 
 
 class BatchBuffers:
