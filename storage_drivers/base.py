@@ -81,8 +81,8 @@ class FileWriter(ABC):
 
     @abstractmethod
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data``; callers pass large buffers (about 1 MiB) and reuse them once this
-        returns, so a driver that keeps bytes for later must copy them."""
+        """Append ``data``; callers pass large buffers (the registry: 0.5 to 4 MiB, page-aligned)
+        and reuse them once this returns, so a driver that keeps bytes for later must copy them."""
 
     @abstractmethod
     async def close(self) -> None:
