@@ -59,9 +59,8 @@ class BlobStore:
     async def unlink(self, name: RepositoryName, digest: Digest) -> None:
         """Remove the blob from ``name``; the content stays until garbage collection."""
         await self.stat(name, digest)
-        link = paths.layer_link(name, digest)
         try:
-            await self._driver.delete(link.rsplit("/", 1)[0])
+            await self._driver.delete(paths.layer(name, digest))
         except PathNotFound:
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)}) from None
 

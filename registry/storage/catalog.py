@@ -73,7 +73,7 @@ def _subdirectories(parent: str, children: list[str], last: str | None) -> Itera
 
 
 async def _children(driver: StorageDriver, name: str) -> list[str] | None:
-    path = f"{paths.REPOSITORIES}/{name}" if name else paths.REPOSITORIES
+    path = paths.repository_tree(name)
     cut = len(path) + 1
     try:
         return [entry[cut:] for entry in await driver.list(path)]

@@ -17,13 +17,18 @@ written by Distribution is served in place, and Distribution serves ours::
                                                          Dockyard only; Distribution skips
                                                          directories whose names start with "_"
 
-Functions here take validated value types only (RepositoryName, Tag, Digest,
-UploadId), so no path can be built from unchecked input.
+Builders here take validated value types only (RepositoryName, Tag, Digest,
+UploadId), so no path can be built from unchecked input. ``parse`` reads a path
+of this layout back into those types (what a walk of the tree needs), and
+answers None for anything else: a foreign file is never mistaken for content.
 """
 
 from __future__ import annotations
 
-from ..references import Digest, RepositoryName, Tag, UploadId
+from dataclasses import dataclass
+
+from ..errors import RegistryError
+from ..references import HEX_LENGTHS, Digest, RepositoryName, Tag, UploadId, is_repository_name
 
 ROOT = "/docker/registry/v2"
 BLOBS = f"{ROOT}/blobs"
@@ -34,22 +39,45 @@ MANIFESTS_DIR = "_manifests"
 UPLOADS_DIR = "_uploads"
 UPLOAD_DATA = "data"
 UPLOAD_STARTED_AT = "startedat"
+DOCKYARD_DIR = "_dockyard"
+"""Where the registry keeps what Distribution does not (it skips directories named ``_*``)."""
 
 
 def _digest_dir(digest: Digest) -> str:
     return f"{digest.algorithm}/{digest.hex}"
 
 
+def blob(digest: Digest) -> str:
+    """The directory holding a blob's data."""
+    return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
+
+
 def blob_data(digest: Digest) -> str:
-    return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/data"
+    return f"{blob(digest)}/data"
 
 
 def repository(name: RepositoryName) -> str:
     return f"{REPOSITORIES}/{name}"
 
 
+def repository_tree(prefix: str) -> str:
+    """A directory of the repositories tree by the name components above it ("" for the top),
+    as a walk over the tree meets them: they are listed entries, not yet a repository name."""
+    return f"{REPOSITORIES}/{prefix}" if prefix else REPOSITORIES
+
+
+def manifests(name: RepositoryName) -> str:
+    """The directory whose presence makes ``name`` a repository."""
+    return f"{REPOSITORIES}/{name}/{MANIFESTS_DIR}"
+
+
+def layer(name: RepositoryName, digest: Digest) -> str:
+    """The directory of a blob's link in ``name``; deleting it unlinks the blob."""
+    return f"{REPOSITORIES}/{name}/{LAYERS_DIR}/{_digest_dir(digest)}"
+
+
 def layer_link(name: RepositoryName, digest: Digest) -> str:
-    return f"{REPOSITORIES}/{name}/{LAYERS_DIR}/{_digest_dir(digest)}/link"
+    return f"{layer(name, digest)}/link"
 
 
 def manifest_revision_link(name: RepositoryName, digest: Digest) -> str:
@@ -92,8 +120,13 @@ def upload_started_at(name: RepositoryName, upload_id: UploadId) -> str:
     return f"{upload(name, upload_id)}/{UPLOAD_STARTED_AT}"
 
 
+def started_at_in(upload_dir: str) -> str:
+    """The start-time file of an upload directory found by listing ``uploads(name)``."""
+    return f"{upload_dir}/{UPLOAD_STARTED_AT}"
+
+
 def referrers(name: RepositoryName, subject: Digest) -> str:
-    return f"{REPOSITORIES}/{name}/_dockyard/referrers/{_digest_dir(subject)}"
+    return f"{REPOSITORIES}/{name}/{DOCKYARD_DIR}/referrers/{_digest_dir(subject)}"
 
 
 def referrer(name: RepositoryName, subject: Digest, manifest: Digest) -> str:
@@ -103,3 +136,106 @@ def referrer(name: RepositoryName, subject: Digest, manifest: Digest) -> str:
 def link_content(digest: Digest) -> bytes:
     """What a link file holds: the digest, with no newline (as Distribution writes it)."""
     return str(digest).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class BlobData:
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class LayerLink:
+    name: RepositoryName
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRevisionLink:
+    name: RepositoryName
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class TagCurrentLink:
+    name: RepositoryName
+    tag: Tag
+
+
+@dataclass(frozen=True, slots=True)
+class TagIndexLink:
+    name: RepositoryName
+    tag: Tag
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class UploadFile:
+    name: RepositoryName
+    upload_id: UploadId
+    file: str
+    """The path below the upload's directory (``data``, ``startedat``, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerEntry:
+    name: RepositoryName
+    subject: Digest
+    manifest: Digest
+
+
+StoragePath = (
+    BlobData | LayerLink | ManifestRevisionLink | TagCurrentLink | TagIndexLink | UploadFile | ReferrerEntry
+)
+
+
+def parse(path: str) -> StoragePath | None:
+    """What a path of the layout stores, or None when the path is not one the layout writes."""
+    if path.startswith(BLOBS + "/"):
+        return _parse_blob(path[len(BLOBS) + 1 :].split("/"))
+    if not path.startswith(REPOSITORIES + "/"):
+        return None
+    parts = path[len(REPOSITORIES) + 1 :].split("/")
+    # The repository name ends before the first component that starts with "_": a name
+    # component never does, and every directory the layout keeps in a repository does.
+    cut = next((i for i, part in enumerate(parts) if part.startswith("_")), None)
+    if not cut or not is_repository_name("/".join(parts[:cut])):
+        return None
+    name = RepositoryName("/".join(parts[:cut]))
+    try:
+        return _parse_in_repository(name, parts[cut:])
+    except RegistryError:
+        return None  # a component that no builder would write
+
+
+def _parse_blob(parts: list[str]) -> BlobData | None:
+    if len(parts) != 4 or parts[3] != "data" or parts[0] not in HEX_LENGTHS:
+        return None
+    algorithm, prefix, encoded = parts[:3]
+    try:
+        digest = Digest.parse(f"{algorithm}:{encoded}")
+    except RegistryError:
+        return None
+    return BlobData(digest) if encoded[:2] == prefix else None
+
+
+def _digest_of(algorithm: str, encoded: str) -> Digest:
+    return Digest.parse(f"{algorithm}:{encoded}")
+
+
+def _parse_in_repository(name: RepositoryName, rest: list[str]) -> StoragePath | None:
+    """Raises RegistryError for a component no builder would write."""
+    head, tail = rest[0], rest[1:]
+    if head == LAYERS_DIR and len(tail) == 3 and tail[2] == "link":
+        return LayerLink(name, _digest_of(tail[0], tail[1]))
+    if head == MANIFESTS_DIR and len(tail) == 4 and tail[0] == "revisions" and tail[3] == "link":
+        return ManifestRevisionLink(name, _digest_of(tail[1], tail[2]))
+    if head == MANIFESTS_DIR and len(tail) >= 4 and tail[0] == "tags" and tail[-1] == "link":
+        if tail[2:] == ["current", "link"]:
+            return TagCurrentLink(name, Tag.parse(tail[1]))
+        if len(tail) == 6 and tail[2] == "index":
+            return TagIndexLink(name, Tag.parse(tail[1]), _digest_of(tail[3], tail[4]))
+    if head == UPLOADS_DIR and len(tail) >= 2:
+        return UploadFile(name, UploadId.parse(tail[0]), "/".join(tail[1:]))
+    if head == DOCKYARD_DIR and len(tail) == 5 and tail[0] == "referrers":
+        return ReferrerEntry(name, _digest_of(tail[1], tail[2]), _digest_of(tail[3], tail[4]))
+    return None

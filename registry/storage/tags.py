@@ -74,7 +74,7 @@ class Tags:
 
     async def _repository_exists(self, name: RepositoryName) -> bool:
         try:
-            await self._driver.stat(f"{paths.repository(name)}/{paths.MANIFESTS_DIR}")
+            await self._driver.stat(paths.manifests(name))
         except PathNotFound:
             return False
         return True

@@ -248,7 +248,7 @@ class Uploads:
 
     async def _started_at(self, upload_dir: str) -> float | None:
         try:
-            text = (await self._driver.get_content(f"{upload_dir}/{paths.UPLOAD_STARTED_AT}")).decode()
+            text = (await self._driver.get_content(paths.started_at_in(upload_dir))).decode()
             return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
         except (PathNotFound, UnicodeDecodeError, ValueError):
             pass
