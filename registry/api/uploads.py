@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from starlette.responses import Response
 
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest, RepositoryName, UploadId, parse_algorithm
-from ..storage import range_header
 from .context import Context
 from .responses import empty
 
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
+
+
+def range_header(size: int) -> str:
+    """The upload's ``Range`` header value; ``0-0`` for an empty upload, as Docker expects."""
+    return f"0-{max(size - 1, 0)}"
+
+
+@contextlib.contextmanager
+def _answering_range() -> Iterator[None]:
+    """A chunk that does not continue the upload is answered with the upload's current range."""
+    try:
+        yield
+    except RegistryError as error:
+        if error.code is ErrorCode.UPLOAD_RANGE_INVALID and isinstance(error.detail, dict):
+            error.headers["Range"] = range_header(error.detail["expected_start"])
+        raise
 
 
 def _upload_headers(ctx: Context, upload_id: str, size: int) -> dict[str, str]:
@@ -98,7 +114,8 @@ async def append_chunk(ctx: Context) -> Response:
         if start is not None and start != size:
             raise RegistryError(ErrorCode.UPLOAD_RANGE_INVALID, headers={"Range": range_header(size)})
     else:
-        size = await uploads.append(ctx.name, upload_id, body, start)
+        with _answering_range():
+            size = await uploads.append(ctx.name, upload_id, body, start)
     return empty(202, _upload_headers(ctx, upload_id, size))
 
 
@@ -109,7 +126,8 @@ async def finish_upload(ctx: Context) -> Response:
         raise RegistryError(ErrorCode.DIGEST_INVALID, {"reason": "the digest query parameter is required"})
     digest = Digest.parse(digest_param)
     start = _chunk_start(ctx)
-    await ctx.storage.uploads.complete(ctx.name, upload_id, digest, _body(ctx), start)
+    with _answering_range():
+        await ctx.storage.uploads.complete(ctx.name, upload_id, digest, _body(ctx), start)
     return _blob_created(ctx, digest)
 
 

@@ -14,9 +14,9 @@ from .catalog import Catalog, walk_repositories
 from .manifests import ManifestPolicy, Manifests, StoredManifest
 from .referrers import Referrers
 from .tags import Tags
-from .uploads import Uploads, range_header
+from .uploads import Uploads
 
-__all__ = ["ManifestPolicy", "Storage", "StoredManifest", "range_header"]
+__all__ = ["ManifestPolicy", "Storage", "StoredManifest"]
 
 
 class Storage:

@@ -1,26 +1,16 @@
 """Blob upload sessions, kept in storage so any worker (or a restarted server) continues any upload.
 
 An upload exists while its ``startedat`` file does. Bytes are appended to its
-``data`` file; finishing verifies size and digest before the content becomes a
-blob, by one move. A failed or abandoned upload never becomes visible.
-
-Hashing happens while bytes arrive, in large batches off the event loop and in
-parallel with the write; a request is answered once its bytes are written, while
-its last batches may still be hashed. The running hash lives in a small
-per-process cache: it is only an optimisation. When the worker finishing an
-upload did not see every byte (chunks served by other workers), it hashes the
-stored data again.
+``data`` file (through the data path in ``pump.py``); finishing verifies size and
+digest before the content becomes a blob, by one move. A failed or abandoned
+upload never becomes visible.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import mmap
 import uuid
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from anyio import to_thread
@@ -28,66 +18,10 @@ from anyio import to_thread
 from storage_drivers import FileWriter, PathNotFound, StorageDriver
 
 from ..errors import ErrorCode, RegistryError
-from ..references import Digest, Hasher, RepositoryName, UploadId, new_hasher
+from ..references import Digest, RepositoryName, UploadId, new_hasher
 from . import paths
-from .batches import ALIGNMENT, BatchBuffers
 from .blobs import BlobStore
-
-MIN_BATCH = 512 << 10
-MAX_BATCH = 4 << 20
-"""Bytes gathered before one write+hash in worker threads. Larger batches cost fewer thread hops
-and make larger disk writes (a lone chunked push ran about 15% faster with 4 MiB than with 2 MiB).
-Both are multiples of ALIGNMENT."""
-IN_FLIGHT = 2
-"""Batches of one upload being written and hashed while the next one fills: with two, the threads
-still have work while the event loop is busy elsewhere (a lone push ran about 8% faster than with
-one). Each upload holds one more, filling."""
-BUFFERS_KEPT = 2 * IN_FLIGHT + 1
-"""Buffers a worker keeps for reuse: a lone chunked push holds this many when a request starts
-while the one before it is still being hashed."""
-UPLOAD_MEMORY = 12 << 20
-"""The batches of all uploads arriving at one worker stay within this where they can (never
-below MIN_BATCH each); a lone upload gets MAX_BATCH."""
-
-
-@dataclass(frozen=True, slots=True)
-class _RunningHash:
-    algorithm: str
-    offset: int
-    hasher: Hasher
-    hashing: asyncio.Future[None] | None = None
-    """The hashing of the last request's final batches, which may outlive the request."""
-
-    async def hexdigest(self) -> str:
-        if self.hashing is not None:
-            await self.hashing
-        return self.hasher.hexdigest()
-
-
-class HasherCache:
-    """Running hashes of uploads this process has seen every byte of, by (name, id)."""
-
-    def __init__(self, capacity: int = 256) -> None:
-        self._entries: OrderedDict[tuple[str, str], _RunningHash] = OrderedDict()
-        self._capacity = capacity
-
-    def take(self, key: tuple[str, str], offset: int) -> _RunningHash | None:
-        """The running hash if it covers exactly ``offset`` bytes; removed from the cache."""
-        entry = self._entries.pop(key, None)
-        return entry if entry is not None and entry.offset == offset else None
-
-    def put(self, key: tuple[str, str], entry: _RunningHash) -> None:
-        self._entries[key] = entry
-        if len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
-
-    def drop(self, key: tuple[str, str]) -> None:
-        self._entries.pop(key, None)
-
-
-def range_header(size: int) -> str:
-    """The upload's ``Range`` header value; ``0-0`` for an empty upload, as Docker expects."""
-    return f"0-{max(size - 1, 0)}"
+from .pump import HasherCache, Receiver, RunningHash
 
 
 class Uploads:
@@ -95,14 +29,13 @@ class Uploads:
         self._driver = driver
         self._blobs = blobs
         self._hashes = HasherCache()
-        self._buffers = BatchBuffers(MAX_BATCH, keep=BUFFERS_KEPT)
-        self._receiving = 0
+        self._receiver = Receiver()
 
     async def start(self, name: RepositoryName, algorithm: str = "sha256") -> UploadId:
         upload_id = UploadId(str(uuid.uuid4()))
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
         await self._driver.put_content(paths.upload_started_at(name, upload_id), started)
-        self._hashes.put((name, upload_id), _RunningHash(algorithm, 0, new_hasher(algorithm)))
+        self._hashes.put((name, upload_id), RunningHash(algorithm, 0, new_hasher(algorithm)))
         return upload_id
 
     async def size(self, name: RepositoryName, upload_id: UploadId) -> int:
@@ -125,7 +58,7 @@ class Uploads:
         await self._require(name, upload_id)
         writer = await self._driver.writer(paths.upload_data(name, upload_id), append=True)
         try:
-            running = await self._write_body(body, writer, self._continue(name, upload_id, writer, start))
+            running = await self._receiver.write(body, writer, self._continue(name, upload_id, writer, start))
         except BaseException:
             self._hashes.drop((name, upload_id))
             await writer.close()
@@ -151,7 +84,7 @@ class Uploads:
         try:
             running = self._continue(name, upload_id, writer, start)
             if body is not None:
-                running = await self._write_body(body, writer, running)
+                running = await self._receiver.write(body, writer, running)
             await writer.commit()
         except BaseException:
             self._hashes.drop((name, upload_id))
@@ -191,37 +124,17 @@ class Uploads:
 
     def _continue(
         self, name: RepositoryName, upload_id: UploadId, writer: FileWriter, start: int | None
-    ) -> _RunningHash | None:
+    ) -> RunningHash | None:
         """Check the chunk continues the upload; the running hash to extend, if this process has
         one covering every byte so far."""
         if start is not None and start != writer.size:
             raise RegistryError(
-                ErrorCode.UPLOAD_RANGE_INVALID,
-                {"expected_start": writer.size, "start": start},
-                headers={"Range": range_header(writer.size)},
+                ErrorCode.UPLOAD_RANGE_INVALID, {"expected_start": writer.size, "start": start}
             )
         running = self._hashes.take((name, upload_id), writer.size)
         if running is None and writer.size == 0:
-            running = _RunningHash("sha256", 0, new_hasher("sha256"))
+            running = RunningHash("sha256", 0, new_hasher("sha256"))
         return running
-
-    async def _write_body(
-        self, body: AsyncIterator[bytes], writer: FileWriter, running: _RunningHash | None
-    ) -> _RunningHash | None:
-        """``_pump``, counted among the uploads this worker is receiving (see ``_batch_size``);
-        the running hash, extended, when there is one."""
-        self._receiving += 1
-        try:
-            hashing = await _pump(body, writer, running, self._batch_size, self._buffers)
-        finally:
-            self._receiving -= 1
-        if running is None:
-            return None
-        return _RunningHash(running.algorithm, writer.size, running.hasher, hashing)
-
-    def _batch_size(self) -> int:
-        share = UPLOAD_MEMORY // ((IN_FLIGHT + 1) * self._receiving)
-        return max(MIN_BATCH, min(MAX_BATCH, share - share % ALIGNMENT))
 
     async def _hash_stored(self, path: str, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
@@ -261,117 +174,3 @@ class Uploads:
         except PathNotFound:
             return None  # purged or finished meanwhile
         return newest
-
-
-async def _pump(
-    body: AsyncIterator[bytes],
-    writer: FileWriter,
-    running: _RunningHash | None,
-    batch_size: Callable[[], int],
-    buffers: BatchBuffers,
-) -> asyncio.Future[None] | None:
-    """Gather ``body`` into batches of ``batch_size()`` bytes (asked anew for each batch) and write
-    and hash each in worker threads while the next ones arrive; IN_FLIGHT batches at most wait for
-    the threads. The first batch ends at a multiple of ALIGNMENT in the file, so that the others
-    start at one.
-
-    Returns once every batch is written, with the hashing of the last ones, which continues
-    ``running`` (and its own unfinished hashing): the next request need not wait for it.
-    """
-    lanes = _Lanes(writer, running, buffers)
-    wanted = batch_size()
-    batch, filled = buffers.take(wanted), 0
-    wanted -= writer.size % ALIGNMENT
-    try:
-        async for piece in body:
-            view = memoryview(piece)
-            while view:
-                count = min(len(view), wanted - filled)
-                batch[filled : filled + count] = view[:count]
-                filled += count
-                view = view[count:]
-                if filled == wanted:
-                    await lanes.flush(batch, filled)
-                    wanted = batch_size()
-                    batch, filled = buffers.take(wanted), 0
-        if filled:
-            await lanes.flush(batch, filled)
-        else:
-            buffers.give_back(batch)
-        return await lanes.written()
-    finally:
-        # A write still running in a thread must end before anyone closes the writer.
-        await lanes.settle()
-
-
-class _Lanes:
-    """Writes batches in order in one lane and hashes them in order in another: each lane is a
-    chain of worker-thread calls, a batch's call starting once the batch before it is done. A
-    batch's buffer goes back once both are done with it."""
-
-    def __init__(self, writer: FileWriter, running: _RunningHash | None, buffers: BatchBuffers) -> None:
-        self._writer = writer
-        self._hasher = running.hasher if running else None
-        self._buffers = buffers
-        self._last_write: asyncio.Future[None] | None = None
-        self._last_hash = hashing = running.hashing if running else None
-        # Steps of the batches in flight; an earlier request's hashing counts as one of them.
-        self._in_flight: deque[list[asyncio.Future[None]]] = deque([[hashing]] if hashing else [])
-
-    async def flush(self, batch: mmap.mmap, length: int) -> None:
-        """Start writing and hashing ``batch``, after waiting while IN_FLIGHT batches are."""
-        if len(self._in_flight) >= IN_FLIGHT:
-            for step in self._in_flight.popleft():
-                await step
-        data = memoryview(batch)[:length]
-        self._last_write = asyncio.ensure_future(_after(self._last_write, self._writer.write, data))
-        steps: list[asyncio.Future[None]] = [self._last_write]
-        if self._hasher is not None:
-            self._last_hash = asyncio.ensure_future(_after(self._last_hash, _hash, self._hasher, data))
-            steps.append(self._last_hash)
-        self._in_flight.append(steps)
-        unfinished = len(steps)
-
-        def release(_: asyncio.Future[None]) -> None:
-            nonlocal unfinished
-            unfinished -= 1
-            if not unfinished:
-                self._buffers.give_back(batch)
-
-        for step in steps:
-            step.add_done_callback(release)
-
-    async def written(self) -> asyncio.Future[None] | None:
-        """Wait until every batch is written (raising the first failure); the hashing left."""
-        if self._last_write is not None:
-            await self._last_write
-        return self._last_hash
-
-    async def settle(self) -> None:
-        """Wait, without raising, until no batch is being written: even when cancelled, which is
-        raised only afterwards (a write into a closed descriptor could land in another file).
-        Each write starts after the one before it, so the last one tells."""
-        if self._last_write is None:
-            return
-        cancelled = False
-        while not self._last_write.done():
-            try:
-                await asyncio.wait([self._last_write])
-            except asyncio.CancelledError:
-                cancelled = True
-        if not self._last_write.cancelled():
-            self._last_write.exception()  # retrieved: the error that stopped the upload is raised
-        if cancelled:
-            raise asyncio.CancelledError
-
-
-async def _after(
-    previous: asyncio.Future[None] | None, step: Callable[..., Awaitable[None]], *args: object
-) -> None:
-    if previous is not None:
-        await previous
-    await step(*args)
-
-
-async def _hash(hasher: Hasher, data: memoryview) -> None:
-    await to_thread.run_sync(hasher.update, data)

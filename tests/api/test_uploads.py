@@ -138,6 +138,7 @@ def test_out_of_order_final_chunk_at_put_is_416(client: RegistryClient, repo: st
         headers={"Content-Range": "12-19"},
     )
     assert_error(response, 416, "BLOB_UPLOAD_INVALID")
+    assert response.headers["Range"] == "0-9"
     assert status(client, location) == 10
     assert client.blob_status(repo, content.digest) == 404
     response = client.put(

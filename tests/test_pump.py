@@ -12,7 +12,7 @@ import pytest
 
 from registry.references import Hasher
 from registry.storage.batches import ALIGNMENT, BatchBuffers
-from registry.storage.uploads import IN_FLIGHT, MAX_BATCH, MIN_BATCH, _pump, _RunningHash
+from registry.storage.pump import IN_FLIGHT, MAX_BATCH, MIN_BATCH, RunningHash, pump
 from storage_drivers import FileWriter
 from storage_drivers.inmemory import InMemoryDriver
 
@@ -62,8 +62,8 @@ def pieces_of_every_size(seed: int) -> list[bytes]:
     return [rng.randbytes(size) for size in sizes]
 
 
-def running_sha256() -> _RunningHash:
-    return _RunningHash("sha256", 0, hashlib.sha256())
+def running_sha256() -> RunningHash:
+    return RunningHash("sha256", 0, hashlib.sha256())
 
 
 async def stream(pieces: list[bytes]) -> AsyncIterator[bytes]:
@@ -84,15 +84,15 @@ async def test_pieces_of_every_size_arrive_whole_hashed_and_in_aligned_batches(a
         asked.append(MAX_BATCH if len(asked) % 3 == 0 else MIN_BATCH)
         return asked[-1]
 
-    running = _RunningHash("sha256", already_written, hashlib.sha256())
+    running = RunningHash("sha256", already_written, hashlib.sha256())
     buffers = BatchBuffers(MAX_BATCH, keep=IN_FLIGHT + 1)
-    hashing = await _pump(stream(pieces), writer, running, batch_size, buffers)
+    hashing = await pump(stream(pieces), writer, running, batch_size, buffers)
     await writer.commit()
 
     whole = b"".join(pieces)
     assert await driver.get_content("/upload/data") == b"x" * already_written + whole
     assert (
-        await _RunningHash("sha256", 0, running.hasher, hashing).hexdigest()
+        await RunningHash("sha256", 0, running.hasher, hashing).hexdigest()
         == hashlib.sha256(whole).hexdigest()
     )
     offsets = [offset for offset, _ in writer.writes]
@@ -117,7 +117,7 @@ async def test_batches_wait_while_in_flight_ones_are_written() -> None:
 
     buffers.take = counting_take  # type: ignore[assignment, method-assign]
     body = [bytes(MIN_BATCH)] * 20
-    hashing = await _pump(stream(body), writer, running_sha256(), lambda: MIN_BATCH, buffers)
+    hashing = await pump(stream(body), writer, running_sha256(), lambda: MIN_BATCH, buffers)
     assert hashing is not None
     await hashing
     assert len(writer.writes) == 20
@@ -131,9 +131,7 @@ async def test_a_failed_write_stops_the_upload_after_every_thread_is_done() -> N
     writer = RecordingWriter(await driver.writer("/upload/data"), fail_at=2)
     body = [bytes(MIN_BATCH)] * 20
     with pytest.raises(OSError, match="disk full"):
-        await _pump(
-            stream(body), writer, running_sha256(), lambda: MIN_BATCH, BatchBuffers(MIN_BATCH, keep=1)
-        )
+        await pump(stream(body), writer, running_sha256(), lambda: MIN_BATCH, BatchBuffers(MIN_BATCH, keep=1))
     assert writer.running == 0, "a write was still running when the pump gave up"
     assert len(writer.writes) == 2
 
@@ -161,15 +159,13 @@ async def test_hashing_outlives_the_request_and_the_next_one_continues_it() -> N
     hasher = SlowHasher()
     buffers = BatchBuffers(MIN_BATCH, keep=2 * IN_FLIGHT + 1)
     writer = await driver.writer("/upload/data")
-    hashing = await _pump(
-        stream(first), writer, _RunningHash("sha256", 0, hasher), lambda: MIN_BATCH, buffers
-    )
+    hashing = await pump(stream(first), writer, RunningHash("sha256", 0, hasher), lambda: MIN_BATCH, buffers)
     assert hashing is not None
     assert not hashing.done(), "the request waited for its hashing"
     await writer.close()
     writer = await driver.writer("/upload/data", append=True)
-    running = _RunningHash("sha256", writer.size, hasher, hashing)
-    hashing = await _pump(stream(second), writer, running, lambda: MIN_BATCH, buffers)
+    running = RunningHash("sha256", writer.size, hasher, hashing)
+    hashing = await pump(stream(second), writer, running, lambda: MIN_BATCH, buffers)
     await writer.commit()
-    digest = await _RunningHash("sha256", 0, hasher, hashing).hexdigest()
+    digest = await RunningHash("sha256", 0, hasher, hashing).hexdigest()
     assert digest == hashlib.sha256(b"".join(first + second)).hexdigest()

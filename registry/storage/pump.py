@@ -1,0 +1,212 @@
+"""The upload data path: a request body written and hashed in large batches off the event loop.
+
+A body is gathered into page-aligned batches; each batch is written in one worker-thread call
+and hashed in another, in order, while the next batches arrive. A request is answered once its
+bytes are written, while its last batches may still be hashed. The running hash lives in a small
+per-process cache: it is only an optimisation (the session logic in ``uploads.py`` hashes the
+stored data again when the finishing worker did not see every byte). How the sizes below were
+chosen is measured in ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mmap
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from anyio import to_thread
+
+from storage_drivers import FileWriter
+
+from ..references import Hasher
+from .batches import ALIGNMENT, BatchBuffers
+
+MIN_BATCH = 512 << 10
+MAX_BATCH = 4 << 20
+"""Bytes gathered before one write+hash in worker threads. Larger batches cost fewer thread hops
+and make larger disk writes. Both are multiples of ALIGNMENT."""
+IN_FLIGHT = 2
+"""Batches of one upload being written and hashed while the next one fills: with two, the threads
+still have work while the event loop is busy elsewhere. Each upload holds one more, filling."""
+BUFFERS_KEPT = 2 * IN_FLIGHT + 1
+"""Buffers a worker keeps for reuse: a lone chunked push holds this many when a request starts
+while the one before it is still being hashed."""
+UPLOAD_MEMORY = 12 << 20
+"""The batches of all uploads arriving at one worker stay within this where they can (never
+below MIN_BATCH each); a lone upload gets MAX_BATCH."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunningHash:
+    algorithm: str
+    offset: int
+    hasher: Hasher
+    hashing: asyncio.Future[None] | None = None
+    """The hashing of the last request's final batches, which may outlive the request."""
+
+    async def hexdigest(self) -> str:
+        if self.hashing is not None:
+            await self.hashing
+        return self.hasher.hexdigest()
+
+
+class HasherCache:
+    """Running hashes of uploads this process has seen every byte of, by (name, id)."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._entries: OrderedDict[tuple[str, str], RunningHash] = OrderedDict()
+        self._capacity = capacity
+
+    def take(self, key: tuple[str, str], offset: int) -> RunningHash | None:
+        """The running hash if it covers exactly ``offset`` bytes; removed from the cache."""
+        entry = self._entries.pop(key, None)
+        return entry if entry is not None and entry.offset == offset else None
+
+    def put(self, key: tuple[str, str], entry: RunningHash) -> None:
+        self._entries[key] = entry
+        if len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def drop(self, key: tuple[str, str]) -> None:
+        self._entries.pop(key, None)
+
+
+class Receiver:
+    """Writes request bodies of the uploads arriving at this worker, sharing one memory budget."""
+
+    def __init__(self) -> None:
+        self._buffers = BatchBuffers(MAX_BATCH, keep=BUFFERS_KEPT)
+        self._receiving = 0
+
+    async def write(
+        self, body: AsyncIterator[bytes], writer: FileWriter, running: RunningHash | None
+    ) -> RunningHash | None:
+        """Write ``body`` at the end of ``writer``; the running hash, extended, when there is one."""
+        self._receiving += 1
+        try:
+            hashing = await pump(body, writer, running, self._batch_size, self._buffers)
+        finally:
+            self._receiving -= 1
+        if running is None:
+            return None
+        return RunningHash(running.algorithm, writer.size, running.hasher, hashing)
+
+    def _batch_size(self) -> int:
+        share = UPLOAD_MEMORY // ((IN_FLIGHT + 1) * self._receiving)
+        return max(MIN_BATCH, min(MAX_BATCH, share - share % ALIGNMENT))
+
+
+async def pump(
+    body: AsyncIterator[bytes],
+    writer: FileWriter,
+    running: RunningHash | None,
+    batch_size: Callable[[], int],
+    buffers: BatchBuffers,
+) -> asyncio.Future[None] | None:
+    """Gather ``body`` into batches of ``batch_size()`` bytes (asked anew for each batch) and write
+    and hash each in worker threads while the next ones arrive; IN_FLIGHT batches at most wait for
+    the threads. The first batch ends at a multiple of ALIGNMENT in the file, so that the others
+    start at one.
+
+    Returns once every batch is written, with the hashing of the last ones, which continues
+    ``running`` (and its own unfinished hashing): the next request need not wait for it.
+    """
+    lanes = _Lanes(writer, running, buffers)
+    wanted = batch_size()
+    batch, filled = buffers.take(wanted), 0
+    wanted -= writer.size % ALIGNMENT
+    try:
+        async for piece in body:
+            view = memoryview(piece)
+            while view:
+                count = min(len(view), wanted - filled)
+                batch[filled : filled + count] = view[:count]
+                filled += count
+                view = view[count:]
+                if filled == wanted:
+                    await lanes.flush(batch, filled)
+                    wanted = batch_size()
+                    batch, filled = buffers.take(wanted), 0
+        if filled:
+            await lanes.flush(batch, filled)
+        else:
+            buffers.give_back(batch)
+        return await lanes.written()
+    finally:
+        # A write still running in a thread must end before anyone closes the writer.
+        await lanes.settle()
+
+
+class _Lanes:
+    """Writes batches in order in one lane and hashes them in order in another: each lane is a
+    chain of worker-thread calls, a batch's call starting once the batch before it is done. A
+    batch's buffer goes back once both are done with it."""
+
+    def __init__(self, writer: FileWriter, running: RunningHash | None, buffers: BatchBuffers) -> None:
+        self._writer = writer
+        self._hasher = running.hasher if running else None
+        self._buffers = buffers
+        self._last_write: asyncio.Future[None] | None = None
+        self._last_hash = hashing = running.hashing if running else None
+        # Steps of the batches in flight; an earlier request's hashing counts as one of them.
+        self._in_flight: deque[list[asyncio.Future[None]]] = deque([[hashing]] if hashing else [])
+
+    async def flush(self, batch: mmap.mmap, length: int) -> None:
+        """Start writing and hashing ``batch``, after waiting while IN_FLIGHT batches are."""
+        if len(self._in_flight) >= IN_FLIGHT:
+            for step in self._in_flight.popleft():
+                await step
+        data = memoryview(batch)[:length]
+        self._last_write = asyncio.ensure_future(_after(self._last_write, self._writer.write, data))
+        steps: list[asyncio.Future[None]] = [self._last_write]
+        if self._hasher is not None:
+            self._last_hash = asyncio.ensure_future(_after(self._last_hash, _hash, self._hasher, data))
+            steps.append(self._last_hash)
+        self._in_flight.append(steps)
+        unfinished = len(steps)
+
+        def release(_: asyncio.Future[None]) -> None:
+            nonlocal unfinished
+            unfinished -= 1
+            if not unfinished:
+                self._buffers.give_back(batch)
+
+        for step in steps:
+            step.add_done_callback(release)
+
+    async def written(self) -> asyncio.Future[None] | None:
+        """Wait until every batch is written (raising the first failure); the hashing left."""
+        if self._last_write is not None:
+            await self._last_write
+        return self._last_hash
+
+    async def settle(self) -> None:
+        """Wait, without raising, until no batch is being written: even when cancelled, which is
+        raised only afterwards (a write into a closed descriptor could land in another file).
+        Each write starts after the one before it, so the last one tells."""
+        if self._last_write is None:
+            return
+        cancelled = False
+        while not self._last_write.done():
+            try:
+                await asyncio.wait([self._last_write])
+            except asyncio.CancelledError:
+                cancelled = True
+        if not self._last_write.cancelled():
+            self._last_write.exception()  # retrieved: the error that stopped the upload is raised
+        if cancelled:
+            raise asyncio.CancelledError
+
+
+async def _after(
+    previous: asyncio.Future[None] | None, step: Callable[..., Awaitable[None]], *args: object
+) -> None:
+    if previous is not None:
+        await previous
+    await step(*args)
+
+
+async def _hash(hasher: Hasher, data: memoryview) -> None:
+    await to_thread.run_sync(hasher.update, data)
