@@ -5,7 +5,7 @@ and hashed in another, in order, while the next batches arrive. A request is ans
 bytes are written, while its last batches may still be hashed. The running hash lives in a small
 per-process cache: it is only an optimisation (the session logic in ``uploads.py`` hashes the
 stored data again when the finishing worker did not see every byte). How the sizes below were
-chosen is measured in ``bench/RESULTS.md``.
+chosen is written down in ``bench/README.md``.
 """
 
 from __future__ import annotations
