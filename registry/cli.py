@@ -84,11 +84,13 @@ def serve(args: argparse.Namespace) -> None:
     def run_worker(sock: socket.socket) -> None:
         import uvicorn  # noqa: PLC0415 - the workers' import; the supervisor stays small
 
+        from .tlsprobe import PlainHTTPProtocol  # noqa: PLC0415 - imports uvicorn
+
         server = uvicorn.Server(
             uvicorn.Config(
                 "registry.app:app_from_environment",
                 factory=True,
-                http="httptools",
+                http=PlainHTTPProtocol,
                 loop="uvloop" if sys.platform != "win32" else "asyncio",
                 log_config=None,  # configured above, inherited
                 access_log=config.log.access_log,
