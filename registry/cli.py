@@ -95,6 +95,7 @@ def serve(args: argparse.Namespace) -> None:
                 log_config=None,  # configured above, inherited
                 access_log=config.log.access_log,
                 server_header=False,
+                forwarded_allow_ips=list(config.http.trusted_proxies),
             )
         )
         server.run(sockets=[sock])

@@ -72,6 +72,44 @@ def test_only_loopback_peers_may_set_the_scheme(proxied_registry: RunningRegistr
     assert believed.headers["location"].startswith(f"https://{proxied_registry.host}/")
 
 
+def scheme_seen_from(registry: RunningRegistry, repository: str, source: str) -> str:
+    """The scheme of the Location the registry answers a client at ``source`` claiming https."""
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=source)) as client:
+        started = client.post(
+            f"{registry.url}/v2/{repository}/blobs/uploads/", headers={"X-Forwarded-Proto": "https"}
+        )
+    assert started.status_code == 202, started.text
+    return str(started.headers["location"]).split("://", 1)[0]
+
+
+def test_trusted_proxies_may_set_the_scheme_and_no_one_else(
+    start_registry: StartRegistry, repository: str
+) -> None:
+    """http.trustedproxies replaces the loopback default: the listed proxy, address or network,
+    is believed; every other peer, 127.0.0.1 included, is not."""
+    registry = start_registry({"http": {"trustedproxies": ["127.0.0.2", "127.0.0.4/30"]}}, workers=1)
+    assert scheme_seen_from(registry, repository, "127.0.0.2") == "https"
+    assert scheme_seen_from(registry, repository, "127.0.0.5") == "https"
+    assert scheme_seen_from(registry, repository, "127.0.0.3") == "http"
+    assert scheme_seen_from(registry, repository, "127.0.0.8") == "http"
+    assert scheme_seen_from(registry, repository, "127.0.0.1") == "http"
+
+
+def test_a_proxy_on_another_machine_listed_in_trusted_proxies(
+    start_registry: StartRegistry,
+    start_nginx: Callable[..., Nginx],
+    certificates: ServerCertificates,
+    repository: str,
+) -> None:
+    """Without http.host, the remote proxy's X-Forwarded-Proto keeps every Location https."""
+    registry = start_registry({"http": {"trustedproxies": ["127.0.0.2"]}}, workers=1)
+    nginx = start_nginx(TLS_SITE, registry.host, certificates, REMOTE_PROXY)
+    with httpx.Client(base_url=nginx.url, verify=trusting(certificates)) as client:
+        upload = upload_through(client, repository)
+        assert all(location.startswith(f"{nginx.url}/v2/") for location in upload.locations)
+        assert download_digest(client, repository, upload.digest) == (upload.digest, upload.size)
+
+
 def test_proxy_on_another_machine_with_http_host(
     start_registry: StartRegistry,
     start_nginx: Callable[..., Nginx],
