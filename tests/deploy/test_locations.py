@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from tests.support.nginx import TLS_SITE, Nginx, free_dual_stack_port
 from tests.support.registry import RunningRegistry, StartRegistry
 from tests.support.tls import ServerCertificates
+from tests.test_cli import Launcher, launch, write_config  # noqa: F401 - launch is a fixture
 
 from .conftest import trusting
 from .flows import Upload, download_digest
@@ -93,6 +95,25 @@ def test_trusted_proxies_may_set_the_scheme_and_no_one_else(
     assert scheme_seen_from(registry, repository, "127.0.0.3") == "http"
     assert scheme_seen_from(registry, repository, "127.0.0.8") == "http"
     assert scheme_seen_from(registry, repository, "127.0.0.1") == "http"
+
+
+def test_trusted_ipv4_proxies_on_a_dual_stack_listener(
+    launch: Launcher,  # noqa: F811
+    tmp_path: Path,
+    repository: str,
+) -> None:
+    """Listening on [::], an IPv4 peer arrives as ::ffff:127.0.0.2; it is the same proxy."""
+    port = free_dual_stack_port()
+    config = {
+        "version": "0.1",
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
+        "http": {"addr": f"[::]:{port}", "trustedproxies": ["127.0.0.2"]},
+    }
+    write_config(tmp_path / "config.yml", config)
+    launched = launch([str(tmp_path / "config.yml")], port=port, pass_addr=False)
+    registry = RunningRegistry(tmp_path, config, workers=1, port=launched.port)
+    assert scheme_seen_from(registry, repository, "127.0.0.2") == "https"
+    assert scheme_seen_from(registry, repository, "127.0.0.3") == "http"
 
 
 def test_a_proxy_on_another_machine_listed_in_trusted_proxies(
