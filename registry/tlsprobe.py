@@ -3,8 +3,9 @@
 Docker tries TLS first on a registry it was told is insecure and falls back to HTTP when the
 answer is an HTTP response. uvicorn answers that ClientHello with a 400 and logs "Invalid HTTP
 request received." as a warning on every push, which operators read as an error. This protocol
-recognises the ClientHello, says what happened at info level once per client address, and
-still answers the 400 that makes Docker fall back.
+recognises the ClientHello, says what happened at info level once per client address (in each
+worker: the addresses told about are the worker's own, few and bounded), and still answers the
+400 that makes Docker fall back.
 """
 
 from __future__ import annotations
