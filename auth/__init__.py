@@ -38,8 +38,11 @@ __all__ = [
 CONTROLLERS = ("htpasswd", "token")
 
 
-def create_access_controller(section: Mapping[str, Any] | None) -> AccessController:
-    """Build the controller for the configuration's ``auth`` section.
+def create_access_controller(
+    section: Mapping[str, Any] | None, token_server: TokenServer | None = None
+) -> AccessController:
+    """Build the controller for the configuration's ``auth`` section; with the built-in
+    ``token_server`` beside it, the catalog lists each account only what its rules let it pull.
 
     Raises AuthConfigError listing every problem found (missing keys, unreadable files,
     non-bcrypt htpasswd lines, unusable keys) - never a secret.
@@ -66,7 +69,7 @@ def create_access_controller(section: Mapping[str, Any] | None) -> AccessControl
     else:
         from .token import token_controller
 
-        controller = token_controller(reader)
+        controller = token_controller(reader, token_server.settings.acl if token_server else None)
     if problems or controller is None:
         raise AuthConfigError(problems)
     return controller

@@ -99,6 +99,10 @@ class Acl:
                 return rule.actions
         return frozenset()
 
+    def permits(self, account: str | None, resource_type: str, name: str, action: str) -> bool:
+        allowed = self.allowed(account, resource_type, name)
+        return "*" in allowed or action in allowed
+
     def grant(self, account: str | None, requested: Sequence[ResourceActions]) -> list[ResourceActions]:
         """The intersection of requested and allowed actions, per resource; empty ones left out."""
         granted: list[ResourceActions] = []

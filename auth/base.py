@@ -8,7 +8,7 @@ Grant, or raises Challenge (401: who are you?) or Denied (403: you may not).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -58,6 +58,14 @@ class AccessController(ABC):
     @abstractmethod
     async def authorize(self, headers: Mapping[str, str], required: Sequence[Access]) -> Grant:
         """Grant all of ``required`` or raise Challenge / Denied. ``headers`` are the request's."""
+
+    def catalog_filter(self, grant: Grant) -> Callable[[str], bool] | None:
+        """Which repositories the catalog lists to the holder of ``grant``; None: every one.
+
+        A controller that knows what each account may pull (the token controller beside the
+        built-in token server) lists only those, so the catalog names nothing its reader
+        could not pull."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - most controllers hold nothing to release
         """Release what the controller holds (files watched, clients)."""

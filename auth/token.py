@@ -12,8 +12,9 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from .acl import Acl
 from .base import Access, AccessController, Challenge, Grant
 from .credentials import authorization, challenge
 from .jwtverify import InvalidToken, TokenVerifier, VerifiedToken
@@ -44,12 +45,16 @@ class TokenAccessController(AccessController):
         verifier: TokenVerifier,
         autoredirect: bool = False,
         autoredirect_path: str = DEFAULT_AUTOREDIRECT_PATH,
+        acl: Acl | None = None,
     ) -> None:
         self.realm = realm
         self.service = service
         self.verifier = verifier
         self.autoredirect = autoredirect
         self.autoredirect_path = autoredirect_path
+        self.acl = acl
+        """The built-in token server's rules, when it runs beside the registry: they say which
+        repositories each account may pull."""
         self._verified: OrderedDict[bytes, VerifiedToken] = OrderedDict()
 
     async def authorize(self, headers: Mapping[str, str], required: Sequence[Access]) -> Grant:
@@ -64,6 +69,12 @@ class TokenAccessController(AccessController):
         if not all(verified.allows(access) for access in required):
             raise self._challenge(headers, required, "insufficient_scope", "insufficient scope")
         return Grant(verified.subject or None, frozenset(required))
+
+    def catalog_filter(self, grant: Grant) -> Callable[[str], bool] | None:
+        if self.acl is None:
+            return None  # an external token server's rules are unknown here
+        acl, account = self.acl, grant.account
+        return lambda name: acl.permits(account, "repository", name, "pull")
 
     def _verify(self, token: str) -> VerifiedToken:
         key = hashlib.sha256(token.encode()).digest()
@@ -102,8 +113,9 @@ class TokenAccessController(AccessController):
         return Challenge(challenge("Bearer", params), detail or reason)
 
 
-def token_controller(section: Section) -> TokenAccessController:
-    """The controller for ``auth.token`` (Distribution's keys); problems go to ``section``."""
+def token_controller(section: Section, acl: Acl | None = None) -> TokenAccessController:
+    """The controller for ``auth.token`` (Distribution's keys); problems go to ``section``.
+    ``acl``: the built-in token server's rules, which filter the catalog."""
     section.reject_unknown(
         ["realm", "service", "issuer", "rootcertbundle", "jwks", "signingalgorithms",
          "autoredirect", "autoredirectpath"]
@@ -144,4 +156,5 @@ def token_controller(section: Section) -> TokenAccessController:
         verifier=verifier,
         autoredirect=autoredirect,
         autoredirect_path=redirect_path,
+        acl=acl,
     )

@@ -40,7 +40,8 @@ def manifest_policy(config: Config) -> ManifestPolicy:
 def create_app(config: Config) -> ASGIApp:
     driver = create_driver(config.storage.driver, config.storage.parameters)
     storage = Storage(driver, manifest_policy(config))
-    controller = create_access_controller(config.auth)
+    token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
+    controller = create_access_controller(config.auth, token_server)
     settings = Settings(
         delete_enabled=config.storage.delete_enabled,
         redirect=config.storage.redirect,
@@ -62,7 +63,6 @@ def create_app(config: Config) -> ASGIApp:
         return json_response({"storage": "ok"})
 
     routes: dict[str, ASGIApp] = {"/": _read_only_endpoint(root), "/readyz": _read_only_endpoint(ready)}
-    token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
     if token_server is not None:
         routes[token_server.settings.path] = token_server
     return Application(

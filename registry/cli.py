@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import logging.config
 import os
@@ -84,15 +85,18 @@ def serve(args: argparse.Namespace) -> None:
     def run_worker(sock: socket.socket) -> None:
         import uvicorn  # noqa: PLC0415 - the workers' import; the supervisor stays small
 
+        from .tlsprobe import PlainHTTPProtocol  # noqa: PLC0415 - imports uvicorn
+
         server = uvicorn.Server(
             uvicorn.Config(
                 "registry.app:app_from_environment",
                 factory=True,
-                http="httptools",
+                http=PlainHTTPProtocol,
                 loop="uvloop" if sys.platform != "win32" else "asyncio",
                 log_config=None,  # configured above, inherited
                 access_log=config.log.access_log,
                 server_header=False,
+                forwarded_allow_ips=forwarded_allow_ips(config.http.trusted_proxies),
             )
         )
         server.run(sockets=[sock])
@@ -102,6 +106,16 @@ def serve(args: argparse.Namespace) -> None:
         run_worker(sock)
     else:
         supervise(args.workers, run_worker, sock)
+
+
+def forwarded_allow_ips(networks: Sequence[str]) -> list[str]:
+    """The peers uvicorn believes ``X-Forwarded-*`` from: the configured networks, each IPv4 one
+    also in the IPv4-mapped IPv6 form its peers have on a dual-stack listener (``[::]:5000``)."""
+    allowed = list(networks)
+    for network in map(ipaddress.ip_network, networks):
+        if isinstance(network, ipaddress.IPv4Network):
+            allowed.append(f"::ffff:{network.network_address}/{96 + network.prefixlen}")
+    return allowed
 
 
 def check_config(args: argparse.Namespace) -> None:

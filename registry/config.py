@@ -7,6 +7,7 @@ every problem that makes the config unusable is reported at once.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -32,6 +33,9 @@ STORAGE_OPTIONS = ("delete", "maintenance", "redirect", "cache", "tag")
 IMPLEMENTED_SECTIONS = {
     "version", "log", "loglevel", "storage", "http", "catalog", "validation", "auth", "tokenserver",
 }  # fmt: skip
+
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
+"""A proxy on the same machine (the shipped nginx sites) sets the scheme and client address."""
 
 LOG_LEVEL_ALIASES = {"panic": "error", "fatal": "error", "warning": "warn", "trace": "debug"}
 """The other level names Distribution's logger accepts, as the nearest level the registry has."""
@@ -82,6 +86,8 @@ class HTTPConfig:
     relative_urls: bool = False
     secret: str | None = None
     headers: dict[str, list[str]] = field(default_factory=dict)
+    trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
+    """Peers whose ``X-Forwarded-Proto`` and ``X-Forwarded-For`` are believed, as networks."""
 
 
 @dataclass(frozen=True)
@@ -291,7 +297,8 @@ class _Parser:
 
     def _http(self) -> HTTPConfig:
         http = self._section(self.raw, "http")
-        self._unknown(http, {"addr", "host", "relativeurls", "secret", "headers", "net"}, "http")
+        known = {"addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies"}
+        self._unknown(http, known, "http")
         addr = str(http.get("addr") or ":5000")
         port = re.fullmatch(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})", addr)
         if not port or int(port.group(1)) > 65535:
@@ -316,7 +323,28 @@ class _Parser:
             relative_urls=self._flag(http, "relativeurls", "http", False),
             secret=str(secret) if secret else None,
             headers=headers,
+            trusted_proxies=self._trusted_proxies(http),
         )
+
+    def _trusted_proxies(self, http: Mapping[str, Any]) -> tuple[str, ...]:
+        value = http.get("trustedproxies")
+        if value is None:
+            return DEFAULT_TRUSTED_PROXIES
+        if isinstance(value, str):  # one address, or several from an environment variable
+            value = [part for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            self.problems.append("http.trustedproxies: must be a list of addresses or networks")
+            return DEFAULT_TRUSTED_PROXIES
+        networks = []
+        for entry in value:
+            try:
+                # Not strict: 10.1.2.3/8 means 10.0.0.0/8, as the operator surely meant.
+                networks.append(str(ipaddress.ip_network(str(entry).strip(), strict=False)))
+            except ValueError:
+                self.problems.append(
+                    f"http.trustedproxies: {entry!r} is not an address or a network such as 10.0.0.0/8"
+                )
+        return tuple(networks)
 
     def _log(self) -> LogConfig:
         log = self._section(self.raw, "log")

@@ -170,6 +170,23 @@ def test_http_addr_must_be_host_and_port(tmp_path: Path, addr: str) -> None:
     assert any(p.startswith("http.addr") for p in raised.value.problems)
 
 
+def test_trusted_proxies_are_networks_and_default_to_loopback(tmp_path: Path) -> None:
+    assert _load(tmp_path, _minimal()).http.trusted_proxies == ("127.0.0.1/32", "::1/128")
+    listed = {**_minimal(), "http": {"trustedproxies": ["10.0.0.7", "10.1.2.3/16", "fd00::/8"]}}
+    assert _load(tmp_path, listed).http.trusted_proxies == ("10.0.0.7/32", "10.1.0.0/16", "fd00::/8")
+    environ = {"REGISTRY_HTTP_TRUSTEDPROXIES": "192.0.2.1, 198.51.100.0/24"}
+    from_environment = _load(tmp_path, _minimal(), environ).http.trusted_proxies
+    assert from_environment == ("192.0.2.1/32", "198.51.100.0/24")
+    assert _load(tmp_path, {**_minimal(), "http": {"trustedproxies": []}}).http.trusted_proxies == ()
+
+
+@pytest.mark.parametrize("value", [["proxy.example.com"], ["10.0.0.0/33"], {"a": "b"}])
+def test_trusted_proxies_must_be_addresses(tmp_path: Path, value: object) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, {**_minimal(), "http": {"trustedproxies": value}})
+    assert [p for p in raised.value.problems if p.startswith("http.trustedproxies")], raised.value.problems
+
+
 @pytest.mark.parametrize(
     "addr", [":5000", "0.0.0.0:5000", "localhost:65535", "[::1]:5000", "registry.example.com:443"]
 )

@@ -33,6 +33,8 @@ class Context:
     """The reference, digest or upload id from the path, not yet validated."""
     may_pull: Callable[[RepositoryName], Awaitable[bool]]
     """Whether the caller may pull from another repository (the source of a mount)."""
+    catalog_filter: Callable[[str], bool] | None = None
+    """The repositories the caller's catalog lists (None: every one)."""
 
     def url(self, path: str) -> str:
         """An absolute (or, with http.relativeurls, relative) URL for an API path."""

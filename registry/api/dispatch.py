@@ -66,12 +66,20 @@ class RegistryAPI:
             allow = ", ".join(sorted(ALLOWED_METHODS[found.route]))
             raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": allow})
         name = RepositoryName.parse(found.name) if found.name is not None else RepositoryName("")
-        await self.controller.authorize(request.headers, required_access(found.route, method, found.name))
+        grant = await self.controller.authorize(
+            request.headers, required_access(found.route, method, found.name)
+        )
         if self.read_only and method in WRITE_METHODS:
             raise RegistryError(ErrorCode.READ_ONLY)
         handler = HANDLERS[(found.route, "GET" if method == "HEAD" else method)]
         context = Context(
-            request, self.storage, self.settings, name, found.argument or "", self._pull_check(request)
+            request,
+            self.storage,
+            self.settings,
+            name,
+            found.argument or "",
+            self._pull_check(request),
+            self.controller.catalog_filter(grant) if found.route is Route.CATALOG else None,
         )
         return await handler(context)
 

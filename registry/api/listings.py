@@ -52,7 +52,7 @@ async def catalog(ctx: Context) -> Response:
     last = ctx.request.query_params.get("last") or None
     if limit == 0:
         return json_response({"repositories": []})
-    names, more = await ctx.storage.catalog.page(limit, last)
+    names, more = await ctx.storage.catalog.page(limit, last, ctx.catalog_filter)
     headers = {}
     if more and names:
         headers["Link"] = _next_link("/v2/_catalog", limit, names[-1])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from storage_drivers import PathNotFound, StorageDriver
 
@@ -85,10 +85,15 @@ class Catalog:
     def __init__(self, driver: StorageDriver) -> None:
         self._driver = driver
 
-    async def page(self, limit: int, last: str | None) -> tuple[list[RepositoryName], bool]:
-        """Up to ``limit`` repository names after ``last``, and whether more follow."""
+    async def page(
+        self, limit: int, last: str | None, keep: Callable[[str], bool] | None = None
+    ) -> tuple[list[RepositoryName], bool]:
+        """Up to ``limit`` repository names after ``last`` (those ``keep`` accepts), and whether
+        more follow: the walk goes on to the next kept name, so a Link never leads to an empty page."""
         names: list[RepositoryName] = []
         async for name in walk_repositories(self._driver, paths.MANIFESTS_DIR, last):
+            if keep is not None and not keep(name):
+                continue
             if len(names) == limit:
                 return names, True
             names.append(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from tests.support.nginx import TLS_SITE, Nginx, free_dual_stack_port
 from tests.support.registry import RunningRegistry, StartRegistry
 from tests.support.tls import ServerCertificates
+from tests.test_cli import Launcher, launch, write_config  # noqa: F401 - launch is a fixture
 
 from .conftest import trusting
 from .flows import Upload, download_digest
@@ -70,6 +72,63 @@ def test_only_loopback_peers_may_set_the_scheme(proxied_registry: RunningRegistr
     assert ignored.headers["location"].startswith(f"http://{proxied_registry.host}/")
     believed = httpx.post(uploads, headers={"X-Forwarded-Proto": "https"})
     assert believed.headers["location"].startswith(f"https://{proxied_registry.host}/")
+
+
+def scheme_seen_from(registry: RunningRegistry, repository: str, source: str) -> str:
+    """The scheme of the Location the registry answers a client at ``source`` claiming https."""
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=source)) as client:
+        started = client.post(
+            f"{registry.url}/v2/{repository}/blobs/uploads/", headers={"X-Forwarded-Proto": "https"}
+        )
+    assert started.status_code == 202, started.text
+    return str(started.headers["location"]).split("://", 1)[0]
+
+
+def test_trusted_proxies_may_set_the_scheme_and_no_one_else(
+    start_registry: StartRegistry, repository: str
+) -> None:
+    """http.trustedproxies replaces the loopback default: the listed proxy, address or network,
+    is believed; every other peer, 127.0.0.1 included, is not."""
+    registry = start_registry({"http": {"trustedproxies": ["127.0.0.2", "127.0.0.4/30"]}}, workers=1)
+    assert scheme_seen_from(registry, repository, "127.0.0.2") == "https"
+    assert scheme_seen_from(registry, repository, "127.0.0.5") == "https"
+    assert scheme_seen_from(registry, repository, "127.0.0.3") == "http"
+    assert scheme_seen_from(registry, repository, "127.0.0.8") == "http"
+    assert scheme_seen_from(registry, repository, "127.0.0.1") == "http"
+
+
+def test_trusted_ipv4_proxies_on_a_dual_stack_listener(
+    launch: Launcher,  # noqa: F811
+    tmp_path: Path,
+    repository: str,
+) -> None:
+    """Listening on [::], an IPv4 peer arrives as ::ffff:127.0.0.2; it is the same proxy."""
+    port = free_dual_stack_port()
+    config = {
+        "version": "0.1",
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
+        "http": {"addr": f"[::]:{port}", "trustedproxies": ["127.0.0.2"]},
+    }
+    write_config(tmp_path / "config.yml", config)
+    launched = launch([str(tmp_path / "config.yml")], port=port, pass_addr=False)
+    registry = RunningRegistry(tmp_path, config, workers=1, port=launched.port)
+    assert scheme_seen_from(registry, repository, "127.0.0.2") == "https"
+    assert scheme_seen_from(registry, repository, "127.0.0.3") == "http"
+
+
+def test_a_proxy_on_another_machine_listed_in_trusted_proxies(
+    start_registry: StartRegistry,
+    start_nginx: Callable[..., Nginx],
+    certificates: ServerCertificates,
+    repository: str,
+) -> None:
+    """Without http.host, the remote proxy's X-Forwarded-Proto keeps every Location https."""
+    registry = start_registry({"http": {"trustedproxies": ["127.0.0.2"]}}, workers=1)
+    nginx = start_nginx(TLS_SITE, registry.host, certificates, REMOTE_PROXY)
+    with httpx.Client(base_url=nginx.url, verify=trusting(certificates)) as client:
+        upload = upload_through(client, repository)
+        assert all(location.startswith(f"{nginx.url}/v2/") for location in upload.locations)
+        assert download_digest(client, repository, upload.digest) == (upload.digest, upload.size)
 
 
 def test_proxy_on_another_machine_with_http_host(

@@ -33,7 +33,7 @@ HTTP_SITE = SHIPPED / "dockyard-http.conf"
 TLS_SITE = SHIPPED / "dockyard-tls.conf"
 SHIPPED_UPSTREAM = "server 127.0.0.1:5000;"
 
-_LISTEN = re.compile(r"^(\s*listen\s+)(\[::\]:)?(80|443)\b", re.MULTILINE)
+_LISTEN = re.compile(r"^(\s*)(#\s*)?(listen\s+)(\[::\]:)?(80|443)\b", re.MULTILINE)
 
 
 def nginx_binary() -> str:
@@ -56,18 +56,21 @@ def free_dual_stack_port() -> int:
     raise RuntimeError("no port free on both 127.0.0.1 and ::1")
 
 
-def site_for_test(site: str, upstream: str | Sequence[str], port: int) -> str:
+def site_for_test(site: str, upstream: str | Sequence[str], port: int, ipv6: bool = True) -> str:
     """``site`` with its listen ports moved to ``port`` on loopback and its upstream's server to
-    ``upstream``; several addresses become one ``server`` line each (replicas, round-robin)."""
-    listens = [(m.group(2) or "", m.group(3)) for m in _LISTEN.finditer(site)]
-    if sorted(prefix for prefix, _ in listens) != ["", "[::]:"]:
-        raise ValueError(f"expected one IPv4 and one IPv6 listen line, found {listens}")
+    ``upstream``; several addresses become one ``server`` line each (replicas, round-robin).
+    ``ipv6``: uncomment the IPv6 listen line, as the site tells operators on a host with IPv6."""
+    listens = [(bool(m.group(2)), m.group(4) or "") for m in _LISTEN.finditer(site)]
+    if sorted(listens) != [(False, ""), (True, "[::]:")]:
+        raise ValueError(f"expected an IPv4 listen line and a commented IPv6 one, found {listens}")
     if site.count(SHIPPED_UPSTREAM) != 1:
         raise ValueError(f"expected exactly one {SHIPPED_UPSTREAM!r} in the site file")
 
     def loopback(match: re.Match[str]) -> str:
-        address = "[::1]" if match.group(2) else "127.0.0.1"
-        return f"{match.group(1)}{address}:{port}"
+        if match.group(4) and not ipv6:
+            return match.group(0)
+        address = "[::1]" if match.group(4) else "127.0.0.1"
+        return f"{match.group(1)}{match.group(3)}{address}:{port}"
 
     servers = [upstream] if isinstance(upstream, str) else list(upstream)
     lines = "\n    ".join(f"server {address};" for address in servers)
@@ -107,8 +110,11 @@ class Nginx:
         certificates: ServerCertificates | None = None,
         extra_http: str = "",
         port: int | None = None,
+        ipv6: bool = True,
     ) -> None:
-        """``extra_http`` adds directives to the http block; ``port`` is picked when not given."""
+        """``extra_http`` adds directives to the http block; ``port`` is picked when not given;
+        ``ipv6``: the site's commented IPv6 listen line is uncommented."""
+        self.ipv6 = ipv6
         self.workdir = workdir
         self.site = site
         self.upstream = upstream
@@ -144,7 +150,8 @@ class Nginx:
         for name in ("logs", "tmp"):
             (self.workdir / name).mkdir(exist_ok=True)
         (conf / "dockyard").symlink_to(SHIPPED / "dockyard", target_is_directory=True)
-        (conf / "site.conf").write_text(site_for_test(self.site.read_text(), self.upstream, self.port))
+        site = site_for_test(self.site.read_text(), self.upstream, self.port, self.ipv6)
+        (conf / "site.conf").write_text(site)
         if self.certificates is not None:
             (conf / "tls").mkdir()
             shutil.copyfile(self.certificates.server_cert, conf / "tls" / "registry.crt")
