@@ -89,6 +89,12 @@ BAD_NAMES = {
     "bad-percent": "a%zz",
     "space": "a%20b",
     "reserved-catalog": "_catalog",
+    "empty": "",
+    "only-slash": "/",
+    "empty-component": "badinput//base",
+    "leading-slash": "/badinput/base",
+    "trailing-slash": "badinput/base/",
+    "empty-components-at-end": "badinput/base/x//",
 }
 NAME_CODES = codes("NAME_INVALID", "UNSUPPORTED")
 
@@ -607,6 +613,11 @@ def query_cases() -> Iterator[Case]:
         "climb": "..%2F..%2F" + ESCAPE_MARKER,
         "upper": "Other",
         "nul": "a%00",
+        "empty": "",
+        "empty-component": "badinput//other",
+        "encoded-empty-component": "badinput%2F%2Fother",
+        "leading-slash": "/badinput/other",
+        "trailing-slash": "badinput/other/",
     }.items():
         yield Case(
             f"query-from-{label}",
