@@ -40,6 +40,9 @@ def referrers_tag(subject: Digest) -> Tag:
 class ManifestPolicy:
     """What a pushed manifest must satisfy beyond its format (``validation.manifests``)."""
 
+    check_references: bool = True
+    """Whether blobs and child manifests must exist (``validation.disabled`` turns it off, so
+    mirrors can store partial content)."""
     urls_allow: tuple[re.Pattern[str], ...] = ()
     urls_deny: tuple[re.Pattern[str], ...] = ()
     index_children: IndexPolicy = "all"
@@ -195,6 +198,8 @@ class Manifests:
 
     async def _check_references(self, name: RepositoryName, manifest: Manifest) -> None:
         check_urls(manifest.foreign_urls, self._policy.urls_allow, self._policy.urls_deny)
+        if not self._policy.check_references:
+            return
         children = self._children_to_check(manifest)
         blob_sizes, children_known = await asyncio.gather(
             asyncio.gather(*(self._blob_size(name, d.digest) for d in manifest.blobs)),
