@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from .scope import resource_type
 
 LEEWAY_SECONDS = 60
 """Clock skew allowed between token server and registry (what Distribution allows)."""
+MAX_NUMERIC_DATE = 253402300799
+"""9999-12-31T23:59:59Z: later times are no sane token lifetime, and overflow date arithmetic."""
 MAX_TOKEN_LENGTH = 32 * 1024
 MAX_CHAIN_LENGTH = 5
 ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/jwt", "application/at+jwt"})
@@ -42,6 +45,17 @@ class VerifiedToken:
     def allows(self, access: Access) -> bool:
         actions = self.access.get((access.type, access.name), frozenset())
         return "*" in actions or access.action in actions
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
+    """A NumericDate claim (RFC 7519 §2): a JSON number of seconds, finite and within
+    MAX_NUMERIC_DATE; None when absent. Strings, booleans and the rest refuse the token."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if type(value) not in (int, float) or not 0 <= value <= MAX_NUMERIC_DATE:
+        raise InvalidToken(f"{name} claim is not a NumericDate")
+    return float(value)
 
 
 def _access_claim(claims: Mapping[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
@@ -93,7 +107,7 @@ class TokenVerifier:
             raise InvalidToken("malformed token")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError as error:
+        except jwt.PyJWTError as error:  # not only DecodeError: a bad crit or kid is refused too
             raise InvalidToken("malformed token header") from error
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in self.algorithms:
@@ -111,13 +125,14 @@ class TokenVerifier:
                 algorithms=[algorithm],
                 audience=self.service,
                 issuer=self.issuer,
-                leeway=self.leeway,
-                options={"require": ["exp", "iss", "aud"]},
+                # The times are checked below: PyJWT reads any int()-able value as a NumericDate.
+                options={
+                    "require": ["exp", "iss", "aud"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
-        except jwt.ExpiredSignatureError as error:
-            raise InvalidToken("token expired") from error
-        except jwt.ImmatureSignatureError as error:
-            raise InvalidToken("token not valid yet") from error
         except jwt.InvalidAudienceError as error:
             raise InvalidToken("token is for another service") from error
         except jwt.InvalidIssuerError as error:
@@ -126,12 +141,25 @@ class TokenVerifier:
             raise InvalidToken(f"token lacks the {error.claim} claim") from error
         except jwt.InvalidSignatureError as error:
             raise InvalidToken("signature does not verify") from error
-        except jwt.InvalidTokenError as error:
+        except jwt.PyJWTError as error:
             raise InvalidToken(f"invalid token ({type(error).__name__})") from error
+        expires = self._check_times(claims)
         subject = claims.get("sub", "")
         if not isinstance(subject, str):
             raise InvalidToken("sub claim is not a string")
-        return VerifiedToken(subject, float(claims["exp"]), _access_claim(claims))
+        return VerifiedToken(subject, expires, _access_claim(claims))
+
+    def _check_times(self, claims: Mapping[str, Any]) -> float:
+        """``exp``, ``nbf`` and ``iat`` against the clock, with leeway; the expiry time."""
+        now = time.time()
+        expires = _numeric_date(claims, "exp")
+        if expires is None or expires <= now - self.leeway:
+            raise InvalidToken("token expired")
+        for name in ("nbf", "iat"):
+            start = _numeric_date(claims, name)
+            if start is not None and start > now + self.leeway:
+                raise InvalidToken(f"token not valid yet ({name})")
+        return expires
 
     def _signing_key(self, header: Mapping[str, Any], algorithm: str) -> Any:
         """The configured key the header names, or the verified x5c leaf key."""

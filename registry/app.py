@@ -30,6 +30,7 @@ log = logging.getLogger("registry")
 def manifest_policy(config: Config) -> ManifestPolicy:
     validation = config.validation
     return ManifestPolicy(
+        check_references=validation.check_references,
         urls_allow=tuple(re.compile(p) for p in validation.urls_allow),
         urls_deny=tuple(re.compile(p) for p in validation.urls_deny),
         index_children=validation.index_children,  # type: ignore[arg-type]

@@ -96,6 +96,9 @@ class ValidationConfig:
     urls_deny: tuple[str, ...] = ()
     index_children: str = "all"
     index_platforms: tuple[tuple[str, str], ...] = ()
+    check_references: bool = True
+    """False with ``validation.disabled``: manifests may reference blobs and manifests the
+    registry does not hold."""
 
 
 @dataclass(frozen=True)
@@ -388,7 +391,7 @@ class _Parser:
         urls = self._section(manifests, "urls", "validation.manifests.")
         indexes = self._section(manifests, "indexes", "validation.manifests.")
         if disabled:
-            return ValidationConfig()
+            return ValidationConfig(check_references=False)
         allow = self._patterns(urls, "allow")
         deny = self._patterns(urls, "deny")
         policy = str(indexes.get("platforms", "all")).lower()

@@ -368,3 +368,24 @@ def test_check_urls() -> None:
         assert raised.value.code is ErrorCode.MANIFEST_INVALID
     with pytest.raises(RegistryError):
         check_urls(["javascript:alert(1)"], [], [])
+
+
+@pytest.mark.parametrize("size", [2**63, 2**64, -1, 1.0, "10", True, None])
+@pytest.mark.parametrize("where", ["config", "layers[]", "manifests[]", "subject"])
+def test_descriptor_sizes_must_be_int64_wherever_they_are(where: str, size: object) -> None:
+    """Refused without looking at any blob: a size beyond int64 breaks clients whatever is stored."""
+    bad = {**_descriptor(OCI_MANIFEST, 7), "size": size}
+    if where == "config":
+        body, content_type = _body(_image(config=bad)), OCI_MANIFEST
+    elif where == "layers[]":
+        body, content_type = _body(_image(layers=[bad])), OCI_MANIFEST
+    elif where == "manifests[]":
+        body, content_type = _body(_index_document(manifests=[bad])), OCI_INDEX
+    else:
+        body, content_type = _body(_image(subject=bad)), OCI_MANIFEST
+    assert f"{where}.size" in _invalid(body, content_type)
+
+
+def test_the_largest_int64_size_is_well_formed() -> None:
+    manifest = parse_manifest(_body(_image(layers=[_descriptor(OCI_LAYER, 2, size=2**63 - 1)])), OCI_MANIFEST)
+    assert manifest.blobs[1].size == 2**63 - 1

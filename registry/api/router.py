@@ -1,10 +1,16 @@
 """Which API endpoint a request path names.
 
-Paths are split on ``/`` before percent-decoding, empty segments are ignored, and
-a segment that decodes to contain ``/`` keeps its encoded form (so ``a%2Fb`` is
-an invalid name, never the repository ``a/b``). ``/v2/_catalog/``,
-``//v2//_catalog`` and ``/v2/%5Fcatalog`` therefore all name the catalog, and
-get exactly the decision the canonical path gets.
+Paths are split on ``/`` before percent-decoding, and a segment that decodes to
+contain ``/`` keeps its encoded form (so ``a%2Fb`` is an invalid name, never the
+repository ``a/b``).
+
+The name grammar applies to the name exactly as sent, so empty segments from
+the one after ``v2`` up to the endpoint's words stay in the name, and
+``/v2/a//b/tags/list`` or ``/v2//a/tags/list`` are refused as invalid names
+instead of being read as ``a/b`` or ``a``. Empty segments outside any name are
+ignored: before ``v2``, at the end, and anywhere in the base and catalog paths,
+so ``/v2/_catalog/``, ``//v2//_catalog`` and ``/v2/%5Fcatalog`` all name the
+catalog and get exactly the decision the canonical path gets.
 
 A repository name may itself contain ``blobs``, ``manifests`` or ``tags``
 components; the endpoint is recognised from the end of the path, as
@@ -51,10 +57,9 @@ class Match:
 
 
 def _segments(raw_path: bytes) -> list[str]:
+    """The decoded segments, without the empty ones before the first and after the last."""
     segments = []
-    for raw in raw_path.decode("latin-1").split("/"):
-        if not raw:
-            continue
+    for raw in raw_path.decode("latin-1").strip("/").split("/"):
         decoded = unquote(raw, errors="strict") if "%" in raw else raw
         segments.append(raw if "/" in decoded else decoded)
     return segments
@@ -65,12 +70,13 @@ def match(raw_path: bytes) -> Match | None:
         segments = _segments(raw_path)
     except UnicodeDecodeError:
         return None
-    if not segments or segments[0] != "v2":
+    if segments[0] != "v2":
         return None
     rest = segments[1:]
-    if not rest:
+    words = [segment for segment in rest if segment]
+    if not words:
         return Match(Route.BASE)
-    if rest == ["_catalog"]:
+    if words == ["_catalog"]:
         return Match(Route.CATALOG)
     if len(rest) >= 3:
         if rest[-2:] == ["tags", "list"]:

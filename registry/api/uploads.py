@@ -83,7 +83,7 @@ async def start_upload(ctx: Context) -> Response:
     if mount is not None:
         digest = Digest.parse(mount)
         source_name = query.get("from")
-        source = RepositoryName.parse(source_name) if source_name else None
+        source = RepositoryName.parse(source_name) if source_name is not None else None
         allowed = await ctx.may_pull(source) if source is not None else ctx.settings.anonymous_mount
         if allowed and await storage.blobs.mount(ctx.name, source, digest) is not None:
             return _blob_created(ctx, digest)

@@ -39,6 +39,9 @@ NON_DISTRIBUTABLE_LAYERS = frozenset(
 )
 """Layers clients fetch from their ``urls``; the registry need not hold them."""
 
+MAX_SIZE = 1 << 63
+"""Descriptor sizes are int64 in the image spec; larger ones overflow other registries' clients."""
+
 _GENERIC_TYPES = frozenset({"", "application/json", "application/octet-stream"})
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 
@@ -183,8 +186,8 @@ def _descriptor(value: object, where: str) -> Descriptor:
     except RegistryError:
         raise invalid(f"{where}.digest {raw_digest[:150]!r} is not a supported digest") from None
     size = value.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise invalid(f"{where}.size must be a non-negative integer")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < MAX_SIZE:
+        raise invalid(f"{where}.size must be an integer from 0 to 2^63-1")
     urls = value.get("urls", [])
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise invalid(f"{where}.urls must be a list of strings")

@@ -40,6 +40,9 @@ def referrers_tag(subject: Digest) -> Tag:
 class ManifestPolicy:
     """What a pushed manifest must satisfy beyond its format (``validation.manifests``)."""
 
+    check_references: bool = True
+    """Whether blobs and child manifests must exist (``validation.disabled`` turns it off, so
+    mirrors can store partial content)."""
     urls_allow: tuple[re.Pattern[str], ...] = ()
     urls_deny: tuple[re.Pattern[str], ...] = ()
     index_children: IndexPolicy = "all"
@@ -195,12 +198,30 @@ class Manifests:
 
     async def _check_references(self, name: RepositoryName, manifest: Manifest) -> None:
         check_urls(manifest.foreign_urls, self._policy.urls_allow, self._policy.urls_deny)
-        checks = [(d.digest, self._blob_known(name, d)) for d in manifest.blobs]
-        checks += [(d.digest, self.exists(name, d.digest)) for d in self._children_to_check(manifest)]
-        results = await asyncio.gather(*(check for _, check in checks))
-        missing = [str(digest) for (digest, _), ok in zip(checks, results, strict=True) if not ok]
+        if not self._policy.check_references:
+            return
+        children = self._children_to_check(manifest)
+        blob_sizes, children_known = await asyncio.gather(
+            asyncio.gather(*(self._blob_size(name, d.digest) for d in manifest.blobs)),
+            asyncio.gather(*(self.exists(name, d.digest) for d in children)),
+        )
+        missing = [str(d.digest) for d, size in zip(manifest.blobs, blob_sizes, strict=True) if size is None]
+        missing += [str(d.digest) for d, ok in zip(children, children_known, strict=True) if not ok]
         if missing:
             raise RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, {"digests": missing})
+        for descriptor, size in zip(manifest.blobs, blob_sizes, strict=True):
+            if size != descriptor.size:
+                raise RegistryError(
+                    ErrorCode.MANIFEST_INVALID,
+                    {
+                        "reason": f"descriptor size {descriptor.size} differs from the blob's {size} bytes",
+                        "descriptor": {
+                            "mediaType": descriptor.media_type,
+                            "digest": str(descriptor.digest),
+                            "size": descriptor.size,
+                        },
+                    },
+                )
 
     def _children_to_check(self, manifest: Manifest) -> tuple[Descriptor, ...]:
         policy = self._policy
@@ -215,9 +236,9 @@ class Manifests:
             )
         return manifest.children
 
-    async def _blob_known(self, name: RepositoryName, descriptor: Descriptor) -> bool:
+    async def _blob_size(self, name: RepositoryName, digest: Digest) -> int | None:
+        """The stored size of a blob ``name`` holds, or None; one look-up serves both checks."""
         try:
-            await self._blobs.stat(name, descriptor.digest)
+            return await self._blobs.stat(name, digest)
         except RegistryError:
-            return False
-        return True
+            return None

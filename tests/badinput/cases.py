@@ -89,6 +89,12 @@ BAD_NAMES = {
     "bad-percent": "a%zz",
     "space": "a%20b",
     "reserved-catalog": "_catalog",
+    "empty": "",
+    "only-slash": "/",
+    "empty-component": "badinput//base",
+    "leading-slash": "/badinput/base",
+    "trailing-slash": "badinput/base/",
+    "empty-components-at-end": "badinput/base/x//",
 }
 NAME_CODES = codes("NAME_INVALID", "UNSUPPORTED")
 
@@ -468,6 +474,12 @@ MANIFEST_BODIES: dict[str, Body] = {
     "config-size-nan": _config_size("NaN"),
     "config-size-infinity": _config_size("-Infinity"),
     "config-size-overflow": _config_size("1e400"),
+    "config-size-2^63": _config(size=2**63),
+    "config-size-2^64": _config(size=2**64),
+    "config-size-huge-integer": _config(size=10**400),
+    "config-size-not-the-blobs": _config(size=1),
+    "config-size-int64-max": _config(size=2**63 - 1),
+    "layer-size-not-the-blobs": _layer(size=5),
     "config-media-type-number": _config(mediaType=5),
     "config-media-type-not-a-type": _config(mediaType="not a media type"),
     "config-media-type-empty": _config(mediaType=""),
@@ -607,6 +619,11 @@ def query_cases() -> Iterator[Case]:
         "climb": "..%2F..%2F" + ESCAPE_MARKER,
         "upper": "Other",
         "nul": "a%00",
+        "empty": "",
+        "empty-component": "badinput//other",
+        "encoded-empty-component": "badinput%2F%2Fother",
+        "leading-slash": "/badinput/other",
+        "trailing-slash": "badinput/other/",
     }.items():
         yield Case(
             f"query-from-{label}",

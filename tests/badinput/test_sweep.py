@@ -76,20 +76,22 @@ def test_malformed_request_gets_a_4xx_error(
     assert alive.status == 200
 
 
-def test_doubled_slashes_name_the_same_repository(target: Target) -> None:
-    """``a//b`` is read as ``a/b`` (as Distribution's router cleans paths), never as a new name."""
+def test_empty_name_components_are_refused_and_create_nothing(target: Target) -> None:
+    """The name grammar applies to the path as sent: ``a//b``, ``/a`` and ``a/`` are invalid
+    names, never read as ``a/b`` or ``a``. Slashes outside the name change nothing."""
     canonical = target.send("GET", f"/v2/{REPOSITORY}/tags/list".encode())
-    doubled = target.send("GET", f"//v2//{REPOSITORY.replace('/', '//')}//tags/list".encode())
+    outside = target.send("GET", f"//v2/{REPOSITORY}/tags/list//".encode())
     assert canonical.status == 200
-    assert json.loads(canonical.body)["name"] == REPOSITORY
-    assert (doubled.status, doubled.body) == (canonical.status, canonical.body)
-    pushed = target.send(
-        "POST",
-        f"/v2/{REPOSITORY.replace('/', '//')}/blobs/uploads/?digest={digest_of(b'x')}".encode(),
-        body=b"x",
-    )
-    assert pushed.status == 201
-    assert pushed.headers["Location"].endswith(f"/v2/{REPOSITORY}/blobs/{digest_of(b'x')}")
+    assert (outside.status, outside.body) == (canonical.status, canonical.body)
+    fresh = "badinput/fresh"
+    for name in ("badinput//fresh", "/badinput/fresh", "badinput/fresh/", "badinput/fresh//", "/"):
+        pushed = target.send(
+            "POST", f"/v2/{name}/blobs/uploads/?digest={digest_of(b'x')}".encode(), body=b"x"
+        )
+        assert pushed.status == 400, (name, pushed.status, pushed.body[:300])
+        assert json.loads(pushed.body)["errors"][0]["code"] == "NAME_INVALID", name
+    assert target.send("GET", f"/v2/{fresh}/tags/list".encode()).status == 404
+    assert [p for p in target.registry.root.rglob("*") if "fresh" in p.name] == []
 
 
 @pytest.mark.parametrize(
