@@ -82,10 +82,12 @@ class Section:
         if not isinstance(value, list):
             self.problem(key, "must be a list of mappings")
             return []
-        return [
-            Section(f"{self.where(key)}[{index}]", item, self.problems, self.unsupported)
-            for index, item in enumerate(value)
-        ]
+        sections = []
+        for index, item in enumerate(value):
+            section = Section(f"{self.where(key)}[{index}]", item, self.problems, self.unsupported)
+            if isinstance(item, Mapping):  # anything else is a problem already, not read further
+                sections.append(section)
+        return sections
 
     def string(self, key: str, *, required: bool = False, default: str = "") -> str:
         if not self.given(key):

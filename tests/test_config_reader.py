@@ -164,6 +164,16 @@ def test_every_problem_is_collected_and_each_accessor_falls_back_to_its_default(
     ]
 
 
+def test_a_list_of_mappings_skips_what_is_not_one() -> None:
+    root, problems = read("s:\n  items:\n    - {a: '1'}\n    - text\n    - [1]\n    - {a: '4'}\n")
+    items = root.section("s").section_list("items")
+    assert [(item.name, item.integer("a", default=0, minimum=0)) for item in items] == [
+        ("s.items[0]", 1),
+        ("s.items[3]", 4),
+    ]
+    assert problems == ["s.items[1]: must be a mapping", "s.items[2]: must be a mapping"]
+
+
 def test_a_key_with_nothing_after_it_is_absent_in_every_accessor() -> None:
     root, problems = read("s:\n  a:\n  b: ''\n  c: '  '\n")
     s = root.section("s")
