@@ -5,7 +5,7 @@ problem collected so that an invalid configuration is reported at once.
 It imports nothing of the registry, auth or the drivers, so each of them can use it.
 """
 
-from .durations import DURATION_EXAMPLES, parse_duration
+from .durations import parse_duration
 from .section import Section
 
-__all__ = ["DURATION_EXAMPLES", "Section", "parse_duration"]
+__all__ = ["Section", "parse_duration"]

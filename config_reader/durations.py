@@ -3,10 +3,10 @@
 A duration is Go's ``time.ParseDuration`` syntax, as Distribution reads its durations: an
 optional sign and one or more decimal numbers with a unit (``ns``, ``us``/``µs``, ``ms``, ``s``,
 ``m``, ``h``), such as ``300s``, ``1.5h``, ``.5s`` or ``2h45m``; ``0`` needs no unit. A bare
-integer is a number of seconds (``300``): Distribution stops on one in ``uploadpurging`` and
+integer is a number of seconds (``300``): Distribution refuses one in ``uploadpurging`` and
 reads one as nanoseconds in its typed fields, where no working config writes one, while the
-registry's own sections always took seconds, so seconds is the one reading that breaks no
-config that loads today.
+token server (Dockyard's own section) always took seconds; so seconds is the one reading that
+breaks no config that loaded before.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-DURATION_EXAMPLES = "300 (seconds), 90s, 45m, 2h10m or 168h"
+_EXAMPLES = "300 (seconds), 90s, 45m, 2h10m or 168h"
 
 _NANOSECONDS = {
     "ns": 1,
@@ -48,7 +48,7 @@ def parse_duration(value: object) -> float:
 
 
 def _go_nanoseconds(text: str, value: object) -> int:
-    """``time.ParseDuration``: the same grammar, and the same truncation to whole nanoseconds."""
+    """``time.ParseDuration``'s grammar, in whole nanoseconds (a finer fraction is dropped)."""
     sign = -1 if text.startswith("-") else 1
     rest = text[1:] if text[:1] in {"-", "+"} else text
     if rest == "0":
@@ -72,4 +72,4 @@ def _go_nanoseconds(text: str, value: object) -> int:
 
 
 def _invalid(value: object) -> ValueError:
-    return ValueError(f"{value!r} is not a duration such as {DURATION_EXAMPLES}")
+    return ValueError(f"{value!r} is not a duration such as {_EXAMPLES}")
