@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from config_reader import Section, parse_duration
+from registry.config import ConfigError, load_config
+from storage_drivers import DRIVERS
 
 # --- durations ----------------------------------------------------------------------------------
 
@@ -310,3 +312,12 @@ def test_sections_not_yet_implemented_read_without_new_parsing_code() -> None:
     assert debug.address("addr", default="") == "localhost:5001"
     assert debug.section("prometheus").string("path") == "/metrics"
     assert problems == []
+
+
+def test_storage_driver_names_come_from_the_driver_registry(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump({"version": "0.1", "storage": {"azure": {"accountname": "a"}}}))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, {})
+    assert raised.value.problems == [f"storage.azure: unsupported driver (supported: {', '.join(DRIVERS)})"]
+    assert set(DRIVERS) == {"filesystem", "inmemory", "s3"}
