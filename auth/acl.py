@@ -147,8 +147,8 @@ def _read_rule(section: Section, groups: Mapping[str, frozenset[str]]) -> Rule |
     group_names = frozenset(section.string_list("group"))
     for group in sorted(group_names - set(groups)):
         section.problem("group", f"no group {group!r} under tokenserver.groups")
-    anonymous = section.boolean("anonymous") if "anonymous" in section else False
-    everyone = section.boolean("everyone") if "everyone" in section else False
+    anonymous = section.flag("anonymous") if "anonymous" in section else False
+    everyone = section.flag("everyone") if "everyone" in section else False
     if "anonymous" in section and not anonymous:
         section.problem("anonymous", "write `anonymous: true` or leave the key out")
     if "everyone" in section and not everyone:

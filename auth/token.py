@@ -123,7 +123,7 @@ def token_controller(section: Section, acl: Acl | None = None) -> TokenAccessCon
     realm = section.string("realm", required=True)
     service = section.string("service", required=True)
     issuer = section.string("issuer", required=True)
-    autoredirect = section.boolean("autoredirect")
+    autoredirect = section.flag("autoredirect")
     redirect_path = section.string("autoredirectpath", default=DEFAULT_AUTOREDIRECT_PATH)
     if not redirect_path.startswith("/"):
         section.problem("autoredirectpath", "must start with /")

@@ -60,7 +60,7 @@ def read_token_server(value: object, problems: list[str]) -> TokenServerSettings
     if not path.startswith("/") or path.startswith("/v2"):
         section.problem("path", "must start with / and lie outside /v2/")
     addr = section.string("addr", default=DEFAULT_ADDR)
-    tls = section.subsection("tls")
+    tls = section.section("tls")
     tls.reject_unknown(["certificate", "key"])
     tls_certificate = tls.existing_file("certificate")
     tls_key = tls.existing_file("key")
@@ -78,7 +78,7 @@ def read_token_server(value: object, problems: list[str]) -> TokenServerSettings
     users = None
     if htpasswd := section.existing_file("htpasswd", required=True):
         users = HtpasswdUsers.load(htpasswd, problems, "tokenserver.htpasswd")
-    groups = read_groups(section.subsection("groups"))
+    groups = read_groups(section.section("groups"))
     acl: Acl = read_rules(section.values.get("acl"), groups, problems)
     if len(problems) > before or signer is None or users is None:
         return None

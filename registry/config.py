@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+from config_reader import Section
+from storage_drivers import DRIVERS
+
 EMBEDDED_DEFAULT: dict[str, Any] = {
     "version": "0.1",
     "storage": {"filesystem": {"rootdirectory": "./data"}, "delete": {"enabled": True}},
@@ -28,7 +31,6 @@ CONFIG_ENV = "DOCKYARD_CONFIG"
 """How ``dockyard serve`` tells its worker processes which config file to load (empty: the
 embedded default)."""
 ENV_PREFIX = "REGISTRY_"
-STORAGE_DRIVERS = ("filesystem", "s3", "inmemory")
 STORAGE_OPTIONS = ("delete", "maintenance", "redirect", "cache", "tag")
 IMPLEMENTED_SECTIONS = {
     "version", "log", "loglevel", "storage", "http", "catalog", "validation", "auth", "tokenserver",
@@ -39,9 +41,6 @@ DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
 
 LOG_LEVEL_ALIASES = {"panic": "error", "fatal": "error", "warning": "warn", "trace": "debug"}
 """The other level names Distribution's logger accepts, as the nearest level the registry has."""
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class ConfigError(ValueError):
@@ -141,16 +140,6 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     return config
 
 
-def parse_duration(value: object) -> float:
-    """Seconds in a Go duration string such as ``168h``, ``2h10m`` or ``1.5s``."""
-    if isinstance(value, str):
-        text = value.strip()
-        parts = _DURATION_PART.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
-    raise ValueError(f"{value!r} is not a duration such as 45m, 2h10m or 168h")
-
-
 def _apply_override(raw: dict[str, Any], keys: list[str], value: str, name: str, problems: list[str]) -> None:
     node: Any = raw
     for key in keys[:-1]:
@@ -182,32 +171,32 @@ def _deep_copy(value: Any) -> Any:
 
 
 class _Parser:
-    """Turns the raw mapping into Config, collecting problems and unsupported keys."""
+    """Turns the raw mapping into Config: one method per section, each reading its keys through
+    a Section that collects problems and the keys the registry does not implement."""
 
     def __init__(self, raw: dict[str, Any], problems: list[str]) -> None:
-        self.raw = raw
+        self.root = Section("", raw, problems)
         self.problems = problems
-        self.unsupported: list[str] = []
 
     def parse(self, source: str) -> Config:
-        raw = self.raw
-        if "version" not in raw:
+        root = self.root
+        if "version" not in root:
             self.problems.append("version: required (use 0.1)")
-        elif str(raw["version"]) != "0.1":
-            self.problems.append(f"version: {raw['version']!r} is not supported (use 0.1)")
-        self.unsupported += sorted(str(k) for k in raw if k not in IMPLEMENTED_SECTIONS)
-        auth = self._section(raw, "auth")
-        tokenserver = self._section(raw, "tokenserver")
+        elif str(root.values["version"]) != "0.1":
+            self.problems.append(f"version: {root.values['version']!r} is not supported (use 0.1)")
+        root.warn_unknown(IMPLEMENTED_SECTIONS)
+        auth = dict(root.section("auth").values)
+        tokenserver = dict(root.section("tokenserver").values)
         storage = self._storage()
         http = self._http()
         log = self._log()
         catalog_max_entries = self._catalog()
         validation = self._validation()
         warnings: tuple[str, ...] = ()
-        if self.unsupported:
+        if root.unsupported:
             warnings = (
                 "these configuration keys are not supported and have no effect: "
-                + ", ".join(self.unsupported),
+                + ", ".join(root.unsupported),
             )
         return Config(
             storage=storage,
@@ -221,201 +210,127 @@ class _Parser:
             source=source,
         )
 
-    def _section(self, parent: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:
-        value = parent.get(key)
-        if value is None or value == "":  # a key with nothing under it
-            return {}
-        if not isinstance(value, dict):
-            self.problems.append(f"{where}{key}: must be a mapping")
-            return {}
-        return value
-
-    def _flag(self, section: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
-        value = section.get(key, default)
-        if isinstance(value, str) and value.lower() in {"true", "false"}:
-            return value.lower() == "true"
-        if not isinstance(value, bool):
-            self.problems.append(f"{where}.{key}: must be true or false")
-            return default
-        return value
-
-    def _duration(self, section: Mapping[str, Any], key: str, where: str, default: float) -> float:
-        if key not in section:
-            return default
-        try:
-            return parse_duration(section[key])
-        except ValueError as exc:
-            self.problems.append(f"{where}.{key}: {exc}")
-            return default
-
-    def _unknown(self, section: Mapping[str, Any], known: set[str], where: str) -> None:
-        self.unsupported += [f"{where}.{k}" for k in sorted(map(str, section)) if k not in known]
-
     def _storage(self) -> StorageConfig:
-        if "storage" not in self.raw:
+        if "storage" not in self.root:
             self.problems.append("storage: required (e.g. storage.filesystem.rootdirectory)")
             return StorageConfig()
-        storage = self._section(self.raw, "storage")
+        storage = self.root.section("storage")
+        supported = ", ".join(DRIVERS)
         drivers = [k for k in storage if k not in STORAGE_OPTIONS]
         if len(drivers) != 1:
             self.problems.append(
                 f"storage: configure exactly one driver (found {', '.join(drivers) or 'none'}; "
-                f"supported: {', '.join(STORAGE_DRIVERS)})"
+                f"supported: {supported})"
             )
             return StorageConfig()
         driver = drivers[0]
-        if driver not in STORAGE_DRIVERS:
-            self.problems.append(
-                f"storage.{driver}: unsupported driver (supported: {', '.join(STORAGE_DRIVERS)})"
-            )
-        parameters = storage[driver] or {}
-        if not isinstance(parameters, dict):
-            self.problems.append(f"storage.{driver}: must be a mapping of driver parameters")
-            parameters = {}
-        delete = self._section(storage, "delete", "storage.")
-        redirect = self._section(storage, "redirect", "storage.")
-        maintenance = self._section(storage, "maintenance", "storage.")
-        purging = self._section(maintenance, "uploadpurging", "storage.maintenance.")
-        readonly = self._section(maintenance, "readonly", "storage.maintenance.")
-        self._unknown(maintenance, {"uploadpurging", "readonly"}, "storage.maintenance")
-        self._unknown(storage, {driver, "delete", "redirect", "maintenance"}, "storage")
-        where = "storage.maintenance.uploadpurging"
+        if driver not in DRIVERS:
+            storage.problem(driver, f"unsupported driver (supported: {supported})")
+        parameters = storage.section(driver).values
+        delete = storage.section("delete")
+        redirect = storage.section("redirect")
+        maintenance = storage.section("maintenance")
+        purging = maintenance.section("uploadpurging")
+        readonly = maintenance.section("readonly")
+        maintenance.warn_unknown({"uploadpurging", "readonly"})
+        storage.warn_unknown({driver, "delete", "redirect", "maintenance"})
         defaults = UploadPurging()
         upload_purging = UploadPurging(
-            enabled=self._flag(purging, "enabled", where, defaults.enabled),
-            age=self._duration(purging, "age", where, defaults.age),
-            interval=self._duration(purging, "interval", where, defaults.interval),
-            dry_run=self._flag(purging, "dryrun", where, defaults.dry_run),
+            enabled=purging.flag("enabled", default=defaults.enabled),
+            age=purging.duration("age", default=defaults.age),
+            interval=purging.duration("interval", default=defaults.interval),
+            dry_run=purging.flag("dryrun", default=defaults.dry_run),
         )
         if upload_purging.interval <= 0:
-            self.problems.append(f"{where}.interval: must be positive")
+            purging.problem("interval", "must be positive")
         return StorageConfig(
             driver=driver,
             parameters=dict(parameters),
-            delete_enabled=self._flag(delete, "enabled", "storage.delete", False),
-            redirect=not self._flag(redirect, "disable", "storage.redirect", False),
-            read_only=self._flag(readonly, "enabled", "storage.maintenance.readonly", False),
+            delete_enabled=delete.flag("enabled"),
+            redirect=not redirect.flag("disable"),
+            read_only=readonly.flag("enabled"),
             upload_purging=upload_purging,
         )
 
     def _http(self) -> HTTPConfig:
-        http = self._section(self.raw, "http")
-        known = {"addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies"}
-        self._unknown(http, known, "http")
-        addr = str(http.get("addr") or ":5000")
-        port = re.fullmatch(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})", addr)
-        if not port or int(port.group(1)) > 65535:
-            self.problems.append(f"http.addr: {addr!r} is not HOST:PORT")
-        if http.get("net", "tcp") != "tcp":
-            self.problems.append("http.net: only tcp is supported")
-        host = http.get("host")
-        if host is not None and (not isinstance(host, str) or not re.match(r"https?://[^/]+", host)):
-            self.problems.append("http.host: must be a URL such as https://registry.example.com")
-            host = None
-        headers: dict[str, list[str]] = {}
-        for name, value in self._section(http, "headers", "http.").items():
-            values = value if isinstance(value, list) else [value]
-            if not all(isinstance(v, str | int) for v in values):
-                self.problems.append(f"http.headers.{name}: values must be strings")
-                continue
-            headers[str(name)] = [str(v) for v in values]
-        secret = http.get("secret")
+        http = self.root.section("http")
+        http.warn_unknown({"addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies"})
+        if http.string("net", default="tcp") != "tcp":
+            http.problem("net", "only tcp is supported")
+        host = http.url("host")
         return HTTPConfig(
-            addr=addr,
+            addr=http.address("addr", default=":5000"),
             host=host.rstrip("/") if host else None,
-            relative_urls=self._flag(http, "relativeurls", "http", False),
-            secret=str(secret) if secret else None,
-            headers=headers,
+            relative_urls=http.flag("relativeurls"),
+            secret=http.string("secret") or None,
+            headers=http.string_lists("headers"),
             trusted_proxies=self._trusted_proxies(http),
         )
 
-    def _trusted_proxies(self, http: Mapping[str, Any]) -> tuple[str, ...]:
-        value = http.get("trustedproxies")
-        if value is None:
-            return DEFAULT_TRUSTED_PROXIES
-        if isinstance(value, str):  # one address, or several from an environment variable
-            value = [part for part in value.split(",") if part.strip()]
-        if not isinstance(value, list):
-            self.problems.append("http.trustedproxies: must be a list of addresses or networks")
+    @staticmethod
+    def _trusted_proxies(http: Section) -> tuple[str, ...]:
+        if not http.given("trustedproxies"):
             return DEFAULT_TRUSTED_PROXIES
         networks = []
-        for entry in value:
+        # One comma-separated string is what an environment variable can give.
+        for entry in (part for item in http.string_list("trustedproxies") for part in item.split(",")):
+            if not entry.strip():
+                continue
             try:
                 # Not strict: 10.1.2.3/8 means 10.0.0.0/8, as the operator surely meant.
-                networks.append(str(ipaddress.ip_network(str(entry).strip(), strict=False)))
+                networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
             except ValueError:
-                self.problems.append(
-                    f"http.trustedproxies: {entry!r} is not an address or a network such as 10.0.0.0/8"
-                )
+                http.problem("trustedproxies", f"{entry!r} is not an address or a network such as 10.0.0.0/8")
         return tuple(networks)
 
     def _log(self) -> LogConfig:
-        log = self._section(self.raw, "log")
-        self._unknown(log, {"level", "formatter", "fields", "accesslog"}, "log")
-        level = str(log.get("level") or self.raw.get("loglevel") or "info").lower()
-        level = LOG_LEVEL_ALIASES.get(level, level)
-        if level not in {"error", "warn", "info", "debug"}:
-            self.problems.append(f"log.level: {level!r} is not one of error, warn, info, debug")
-        formatter = str(log.get("formatter") or "text").lower()
-        if formatter == "logstash":
-            formatter = "json"
-        if formatter not in {"text", "json"}:
-            self.problems.append(f"log.formatter: {formatter!r} is not text or json")
-        fields = self._section(log, "fields", "log.")
-        accesslog = self._section(log, "accesslog", "log.")
+        log = self.root.section("log")
+        log.warn_unknown({"level", "formatter", "fields", "accesslog"})
+        levels = ("error", "warn", "info", "debug")
+        if log.given("level") or not self.root.given("loglevel"):
+            level = log.choice("level", levels, default="info", aliases=LOG_LEVEL_ALIASES)
+        else:  # Distribution's deprecated top-level spelling
+            level = self.root.choice("loglevel", levels, default="info", aliases=LOG_LEVEL_ALIASES)
+        fields = log.section("fields")
         return LogConfig(
             level=level,
-            formatter=formatter,
-            fields={str(k): str(v) for k, v in fields.items()},
-            access_log=not self._flag(accesslog, "disabled", "log.accesslog", False),
+            formatter=log.choice("formatter", ("text", "json"), default="text", aliases={"logstash": "json"}),
+            fields={str(k): str(v) for k, v in fields.values.items()},
+            access_log=not log.section("accesslog").flag("disabled"),
         )
 
     def _catalog(self) -> int:
-        catalog = self._section(self.raw, "catalog")
-        self._unknown(catalog, {"maxentries"}, "catalog")
-        value = catalog.get("maxentries", 1000)
-        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            self.problems.append("catalog.maxentries: must be a positive integer")
-            return 1000
-        return value
+        catalog = self.root.section("catalog")
+        catalog.warn_unknown({"maxentries"})
+        return catalog.integer("maxentries", default=1000, minimum=1)
 
     def _validation(self) -> ValidationConfig:
-        validation = self._section(self.raw, "validation")
-        self._unknown(validation, {"disabled", "enabled", "manifests"}, "validation")
-        disabled = self._flag(validation, "disabled", "validation", False)
+        validation = self.root.section("validation")
+        validation.warn_unknown({"disabled", "enabled", "manifests"})
+        disabled = validation.flag("disabled")
         if "enabled" in validation:
-            disabled = not self._flag(validation, "enabled", "validation", True)
-        manifests = self._section(validation, "manifests", "validation.")
-        urls = self._section(manifests, "urls", "validation.manifests.")
-        indexes = self._section(manifests, "indexes", "validation.manifests.")
+            disabled = not validation.flag("enabled", default=True)
+        manifests = validation.section("manifests")
+        urls = manifests.section("urls")
+        indexes = manifests.section("indexes")
         if disabled:
             return ValidationConfig(check_references=False)
         allow = self._patterns(urls, "allow")
         deny = self._patterns(urls, "deny")
-        policy = str(indexes.get("platforms", "all")).lower()
-        if policy not in {"all", "none", "list"}:
-            self.problems.append("validation.manifests.indexes.platforms: must be all, none or list")
-            policy = "all"
+        policy = indexes.choice("platforms", ("all", "none", "list"), default="all")
         platforms = []
-        for entry in indexes.get("platformlist") or []:
-            if not isinstance(entry, dict) or not {"os", "architecture"} <= set(entry):
-                self.problems.append(
-                    "validation.manifests.indexes.platformlist: entries need os and architecture"
-                )
-                continue
-            platforms.append((str(entry["os"]), str(entry["architecture"])))
+        for entry in indexes.section_list("platformlist"):
+            platform = (entry.string("os", required=True), entry.string("architecture", required=True))
+            if all(platform):
+                platforms.append(platform)
         return ValidationConfig(allow, deny, policy, tuple(platforms))
 
-    def _patterns(self, urls: Mapping[str, Any], key: str) -> tuple[str, ...]:
-        values = urls.get(key) or []
-        if not isinstance(values, list):
-            self.problems.append(f"validation.manifests.urls.{key}: must be a list of regular expressions")
-            return ()
-        for value in values:
+    @staticmethod
+    def _patterns(urls: Section, key: str) -> tuple[str, ...]:
+        patterns = urls.string_list(key)
+        for pattern in patterns:
             try:
-                re.compile(str(value))
+                re.compile(pattern)
             except re.error as exc:
-                self.problems.append(f"validation.manifests.urls.{key}: {value!r}: {exc}")
-        return tuple(str(v) for v in values)
+                urls.problem(key, f"{pattern!r}: {exc}")
+        return tuple(patterns)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from registry.config import EMBEDDED_DEFAULT, ConfigError, load_config, parse_duration
+from registry.config import EMBEDDED_DEFAULT, ConfigError, load_config
 from tests.integrity.pushing import (
     OCI_MANIFEST,
     digest_of,
@@ -115,27 +115,6 @@ def test_every_distribution_log_level_is_accepted(tmp_path: Path, level: str) ->
     """Distribution's logger takes all of these; a config using any of them must load."""
     config = _load(tmp_path, {**_minimal(), "log": {"level": level}})
     assert config.log.level in {"error", "warn", "info", "debug"}
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("168h", 168 * 3600.0),
-        ("2h10m", 7800.0),
-        ("1.5s", 1.5),
-        ("500ms", 0.5),
-        ("24h", 86400.0),
-        ("90m", 5400.0),
-    ],
-)
-def test_go_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["banana", "10", "", "h", "1d", "-", 10, None])
-def test_invalid_durations(text: object) -> None:
-    with pytest.raises(ValueError, match="duration"):
-        parse_duration(text)
 
 
 def test_every_problem_is_collected(tmp_path: Path) -> None:

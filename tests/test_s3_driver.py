@@ -333,13 +333,13 @@ class TestConfiguration:
             )
         problems = " | ".join(raised.value.problems)
         for expected in (
-            "bucket is required",
-            "region is required",
-            "secure must be true or false",
-            "chunksize must be",
+            "storage.s3.bucket: required",
+            "storage.s3.region: required",
+            "storage.s3.secure: must be true or false",
+            "storage.s3.chunksize: must be an integer from",
             "given together",
             "storageclass",
-            "unknown parameters bogus",
+            "storage.s3.bogus: unknown key",
         ):
             assert expected in problems
         assert len(raised.value.problems) == 7

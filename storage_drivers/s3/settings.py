@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from config_reader import Section
+
 from ..config import DriverConfigError, Parameters
 
 MIB = 1 << 20
@@ -104,7 +106,7 @@ _STRINGS = (
     "useragent",
     "rootdirectory",
 )
-_BOOLS = (
+_FLAGS = (
     "forcepathstyle",
     "encrypt",
     "secure",
@@ -122,79 +124,29 @@ _SIZES = {
 }
 
 
-def _as_bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
-        return value.strip().lower() == "true"  # environment overrides arrive as strings
-    return None
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
 def parse_settings(parameters: Parameters) -> S3Settings:
     """The settings in ``parameters``, or DriverConfigError naming every problem."""
     problems: list[str] = []
+    section = Section("storage.s3", parameters, problems)
+    section.reject_unknown({"bucket", "region", "storageclass", "loglevel", *_STRINGS, *_FLAGS, *_SIZES})
     values: dict[str, Any] = {}
-    known = {"bucket", "region", "storageclass", "loglevel", *_STRINGS, *_BOOLS, *_SIZES}
-    unknown = sorted(set(parameters) - known)
-    if unknown:
-        problems.append(f"storage.s3: unknown parameters {', '.join(unknown)}")
     for name in ("bucket", "region"):
-        value = parameters.get(name)
-        if not isinstance(value, str) or not value.strip():
-            problems.append(f"storage.s3.{name} is required")
-        else:
-            values[name] = value.strip()
-    for name in _STRINGS:
-        value = parameters.get(name)
-        if value is None or value == "":
-            continue  # Distribution treats empty keys as absent (e.g. to use IAM credentials)
-        if not isinstance(value, str):
-            problems.append(f"storage.s3.{name} must be a string")
-        else:
-            values[name] = value
-    for name in _BOOLS:
-        if name in parameters:
-            flag = _as_bool(parameters[name])
-            if flag is None:
-                problems.append(f"storage.s3.{name} must be true or false")
-            else:
-                values[name] = flag
+        values[name] = section.string(name, required=True).strip()
+    # Distribution treats empty keys as absent (e.g. to use IAM credentials).
+    values.update({name: section.string(name) for name in _STRINGS if section.given(name)})
+    values.update({name: section.flag(name) for name in _FLAGS if section.given(name)})
     for name, (low, high) in _SIZES.items():
-        if name in parameters:
-            number = _as_int(parameters[name])
-            if number is None or not low <= number <= high:
-                problems.append(f"storage.s3.{name} must be an integer from {low} to {high}")
-            else:
-                values[name] = number
-    if "storageclass" in parameters:
-        storage_class = str(parameters["storageclass"]).upper()
-        if storage_class not in STORAGE_CLASSES:
-            problems.append(f"storage.s3.storageclass must be one of {', '.join(sorted(STORAGE_CLASSES))}")
-        values["storageclass"] = storage_class
-    if "loglevel" in parameters:
-        level = str(parameters["loglevel"]).lower()
-        if level not in LOG_LEVELS:
-            problems.append(f"storage.s3.loglevel must be one of {', '.join(sorted(LOG_LEVELS))}")
-        values["loglevel"] = level
-    if ("accesskey" in values) != ("secretkey" in values):
-        problems.append("storage.s3.accesskey and storage.s3.secretkey must be given together")
-    redirect = values.get("redirectendpoint")
+        if section.given(name):
+            values[name] = section.integer(name, default=0, minimum=low, maximum=high)
+    values["storageclass"] = section.choice("storageclass", sorted(STORAGE_CLASSES), default="STANDARD")
+    values["loglevel"] = section.choice("loglevel", sorted(LOG_LEVELS), default="off")
+    if section.given("accesskey") != section.given("secretkey"):
+        section.problem("accesskey", "must be given together with storage.s3.secretkey")
+    redirect = section.url("redirectendpoint")
     if redirect is not None:
         parts = urlsplit(redirect)
-        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path.strip("/") or parts.query:
-            problems.append("storage.s3.redirectendpoint must be a scheme and host, without path or query")
+        if parts.path.strip("/") or parts.query:
+            section.problem("redirectendpoint", "must be a scheme and host, without path or query")
     if problems:
         raise DriverConfigError(problems)
     return S3Settings(**values)

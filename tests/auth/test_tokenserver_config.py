@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from auth import AuthConfigError
 from auth.keygen import GeneratedKey
 from auth.tokenserver import TokenServer, create_token_server
+from config_reader import parse_duration
+from registry.config import ConfigError, load_config
 
 from .helpers import ISSUER, REALM, SERVICE, write_htpasswd
 from .servers import token_server_section
@@ -102,3 +105,69 @@ def test_registry_must_trust_the_embedded_token_server(
     [no_token_auth] = problems_of({"tokenserver": section}, embedded=True)
     assert "auth.token is not" in no_token_auth
     assert build({"tokenserver": section}, embedded=False) is not None
+
+
+# --- one duration syntax: the registry's sections and the token server's read it alike -----------
+
+#: "300" was an error in the registry's sections and ".5h" in the token server's; both are
+#: durations everywhere now.
+DURATIONS = ["300", "5m", "300s", ".5h", "+10m", "1h30m", "5.m", "2h45m", "86400"]
+
+
+def write_both(tmp_path: Path, key: GeneratedKey, purging: dict[str, str], **tokenserver: str) -> Path:
+    """A registry config file with upload purging and a token server."""
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "pw"})
+    storage = {
+        "filesystem": {"rootdirectory": str(tmp_path / "root")},
+        "maintenance": {"uploadpurging": purging},
+    }
+    config = {
+        "version": "0.1",
+        "storage": storage,
+        "tokenserver": token_server_section(key, htpasswd, **tokenserver),
+    }
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("text", DURATIONS)
+def test_every_section_reads_a_duration_alike(tmp_path: Path, es256_key: GeneratedKey, text: str) -> None:
+    path = write_both(
+        tmp_path, es256_key, {"age": text, "interval": text}, expiration=text, refreshexpiration=text
+    )
+    config = load_config(path, {})
+    server = create_token_server(config.tokenserver, auth=None, embedded=False)
+    assert server is not None
+    seconds = parse_duration(text)
+    assert seconds >= 300
+    assert config.storage.upload_purging.age == seconds
+    assert config.storage.upload_purging.interval == seconds
+    assert server.settings.issuer.expiration == seconds
+    assert server.settings.issuer.refresh_expiration == seconds
+
+
+@pytest.mark.parametrize("text", ["banana", "1d", "1h30", "10 m", "-"])
+def test_every_section_refuses_a_non_duration_in_the_same_words(
+    tmp_path: Path, es256_key: GeneratedKey, text: str
+) -> None:
+    path = write_both(tmp_path, es256_key, {"age": text}, expiration=text)
+    with pytest.raises(ConfigError) as registry_error:
+        load_config(path, {})
+    [age] = registry_error.value.problems
+    config = registry_error.value.config
+    assert config is not None
+    [expiration] = problems_of({"tokenserver": config.tokenserver}, embedded=False)
+    message = f"{text!r} is not a duration such as 300 (seconds), 90s, 45m, 2h10m or 168h"
+    assert age == f"storage.maintenance.uploadpurging.age: {message}"
+    assert expiration == f"tokenserver.expiration: {message}"
+
+
+def test_environment_overrides_read_durations_alike(tmp_path: Path, es256_key: GeneratedKey) -> None:
+    config = load_config(
+        write_both(tmp_path, es256_key, {}),
+        {"REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE": "600", "REGISTRY_TOKENSERVER_EXPIRATION": "600"},
+    )
+    server = create_token_server(config.tokenserver, auth=None, embedded=False)
+    assert server is not None
+    assert config.storage.upload_purging.age == server.settings.issuer.expiration == 600
