@@ -14,11 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from config_reader import Section
 from storage_drivers import DRIVERS
+
+from .references import is_repository_name
 
 EMBEDDED_DEFAULT: dict[str, Any] = {
     "version": "0.1",
@@ -34,6 +37,7 @@ ENV_PREFIX = "REGISTRY_"
 STORAGE_OPTIONS = ("delete", "maintenance", "redirect", "cache", "tag")
 IMPLEMENTED_SECTIONS = {
     "version", "log", "loglevel", "storage", "http", "catalog", "validation", "auth", "tokenserver",
+    "proxy",
 }  # fmt: skip
 
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
@@ -101,6 +105,21 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """A registry mirrored under ``prefix`` (empty: the whole registry mirrors it)."""
+
+    remote_url: str
+    prefix: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ttl: float = 168 * 3600.0
+    """Seconds cached content lives after its last use; 0 keeps it."""
+    revalidate: float = 60.0
+    """Seconds a manifest pulled by tag is served before the upstream is asked again."""
+    cacerts: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     http: HTTPConfig = field(default_factory=HTTPConfig)
@@ -109,6 +128,7 @@ class Config:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     auth: dict[str, Any] | None = None
     tokenserver: dict[str, Any] | None = None
+    proxy: tuple[Upstream, ...] = ()
     warnings: tuple[str, ...] = ()
     source: str = "embedded default"
 
@@ -192,6 +212,7 @@ class _Parser:
         log = self._log()
         catalog_max_entries = self._catalog()
         validation = self._validation()
+        proxy = self._proxy()
         warnings: tuple[str, ...] = ()
         if root.unsupported:
             warnings = (
@@ -206,6 +227,7 @@ class _Parser:
             validation=validation,
             auth=auth or None,
             tokenserver=tokenserver or None,
+            proxy=proxy,
             warnings=warnings,
             source=source,
         )
@@ -334,3 +356,65 @@ class _Parser:
             except re.error as exc:
                 urls.problem(key, f"{pattern!r}: {exc}")
         return tuple(patterns)
+
+    def _proxy(self) -> tuple[Upstream, ...]:
+        """Distribution's form (``remoteurl`` at the top: the whole registry mirrors one upstream)
+        or the registry's own (``upstreams``: each mirrored under a name prefix)."""
+        proxy = self.root.section("proxy")
+        if "remoteurl" in proxy and "upstreams" in proxy:
+            proxy.problem("upstreams", "give either remoteurl (one upstream) or upstreams, not both")
+            return ()
+        if "remoteurl" in proxy:
+            proxy.warn_unknown(UPSTREAM_KEYS - {"prefix"})
+            upstream = self._upstream(proxy, prefix="")
+            return (upstream,) if upstream else ()
+        proxy.warn_unknown({"upstreams"})
+        upstreams: list[Upstream] = []
+        for entry in proxy.section_list("upstreams"):
+            entry.reject_unknown(UPSTREAM_KEYS)
+            prefix = entry.string("prefix", required=True)
+            if prefix and not is_repository_name(prefix):
+                entry.problem("prefix", f"{prefix!r} is not a repository name such as dockerhub")
+                continue
+            clash = next((u.prefix for u in upstreams if _nested(u.prefix, prefix)), None)
+            if clash is not None:
+                entry.problem("prefix", f"{prefix!r} overlaps the prefix {clash!r}")
+                continue
+            upstream = self._upstream(entry, prefix)
+            if upstream and prefix:
+                upstreams.append(upstream)
+        return tuple(upstreams)
+
+    @staticmethod
+    def _upstream(section: Section, prefix: str) -> Upstream | None:
+        if not section.given("remoteurl"):
+            section.problem("remoteurl", "required")
+            return None
+        url = section.url("remoteurl")
+        if not url:
+            return None
+        if "@" in urlsplit(url).netloc:
+            section.problem("remoteurl", "must not hold credentials (use username and password)")
+            return None
+        username = section.string("username")
+        password = section.string("password")
+        if bool(username) != bool(password):
+            section.problem("password" if username else "username", "username and password go together")
+        defaults = Upstream(url)
+        return Upstream(
+            remote_url=url.rstrip("/"),
+            prefix=prefix,
+            username=username,
+            password=password,
+            ttl=section.duration("ttl", default=defaults.ttl),
+            revalidate=section.duration("revalidate", default=defaults.revalidate),
+            cacerts=section.existing_file("cacerts"),
+        )
+
+
+UPSTREAM_KEYS = frozenset({"prefix", "remoteurl", "username", "password", "ttl", "revalidate", "cacerts"})
+
+
+def _nested(a: str, b: str) -> bool:
+    """Whether one prefix names a repository under (or equal to) the other."""
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
