@@ -22,6 +22,7 @@ from .api.dispatch import RegistryAPI
 from .api.responses import json_response
 from .config import CONFIG_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
+from .proxy import Proxy
 from .storage import ManifestPolicy, Storage
 
 log = logging.getLogger("registry")
@@ -63,13 +64,16 @@ def create_app(config: Config) -> ASGIApp:
             return json_response({"storage": "unavailable"}, 503)
         return json_response({"storage": "ok"})
 
+    proxy = Proxy(config.proxy, storage) if config.proxy else None
     routes: dict[str, ASGIApp] = {"/": _read_only_endpoint(root), "/readyz": _read_only_endpoint(ready)}
     if token_server is not None:
         routes[token_server.settings.path] = token_server
     return Application(
-        api=RegistryAPI(storage, controller, settings, config.storage.read_only),
+        api=RegistryAPI(
+            storage, controller, settings, config.storage.read_only, proxy.handler if proxy else None
+        ),
         routes=routes,
-        lifespan=lambda: _lifespan(config, storage, controller),
+        lifespan=lambda: _lifespan(config, storage, controller, proxy),
         headers=config.http.headers,
     )
 
@@ -90,7 +94,9 @@ def app_from_environment() -> ASGIApp:
 
 
 @contextlib.asynccontextmanager
-async def _lifespan(config: Config, storage: Storage, controller: AccessController) -> AsyncIterator[None]:
+async def _lifespan(
+    config: Config, storage: Storage, controller: AccessController, proxy: Proxy | None
+) -> AsyncIterator[None]:
     purging = config.storage.upload_purging
     task = None
     if purging.enabled and not config.storage.read_only:
@@ -104,6 +110,8 @@ async def _lifespan(config: Config, storage: Storage, controller: AccessControll
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if proxy is not None:
+            await proxy.close()
         await controller.close()
         await storage.driver.close()
 

@@ -19,6 +19,7 @@ _NAME = re.compile(rf"{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*")
 _TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 _DIGEST = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
+_FETCH_ID = re.compile(r"[0-9]{20}-[0-9a-f]{8}")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 MAX_NAME_LENGTH = 255
@@ -109,6 +110,17 @@ class UploadId(str):
         if not _UPLOAD_ID.fullmatch(value):
             raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"upload": value[:64]})
         return cls(value)
+
+
+class FetchId(str):
+    """A claim on downloading a mirrored blob: the time it was made (nanoseconds since the epoch,
+    so ids sort by age) and a random part."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, value: str) -> FetchId | None:
+        return cls(value) if _FETCH_ID.fullmatch(value) else None
 
 
 Reference = Tag | Digest

@@ -40,14 +40,23 @@ HANDLERS: dict[tuple[Route, str], Handler] = {
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
+MirrorHandlers = Callable[[Route, str, RepositoryName], Handler | None]
+"""The handler for a repository that mirrors another registry (None: the usual one)."""
+
 
 class RegistryAPI:
     """The ``/v2/`` API as one ASGI app."""
 
     def __init__(
-        self, storage: Storage, controller: AccessController, settings: Settings, read_only: bool
+        self,
+        storage: Storage,
+        controller: AccessController,
+        settings: Settings,
+        read_only: bool,
+        mirror_handlers: MirrorHandlers | None = None,
     ) -> None:
         self.storage = storage
+        self.mirror_handlers = mirror_handlers
         self.controller = controller
         self.settings = settings
         self.read_only = read_only
@@ -72,6 +81,8 @@ class RegistryAPI:
         if self.read_only and method in WRITE_METHODS:
             raise RegistryError(ErrorCode.READ_ONLY)
         handler = HANDLERS[(found.route, "GET" if method == "HEAD" else method)]
+        if self.mirror_handlers is not None:
+            handler = self.mirror_handlers(found.route, method, name) or handler
         context = Context(
             request,
             self.storage,

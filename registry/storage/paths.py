@@ -16,6 +16,12 @@ written by Distribution is served in place, and Distribution serves ours::
                                                          the referrer's descriptor (JSON), kept by
                                                          Dockyard only; Distribution skips
                                                          directories whose names start with "_"
+            _dockyard/mirror/tags/<tag>                  when the mirrored upstream last confirmed
+                                                         the tag (seconds since the epoch)
+        _dockyard/fetches/<alg>/<hex>/<fetch id>/        a mirrored blob being downloaded
+            claim                                        who downloads it (see registry/proxy/fetches.py)
+            data                                         the bytes so far; moved to blobs/ once verified
+            segments/<offset>                            the same bytes, readable while they arrive
 
 Builders here take validated value types only (RepositoryName, Tag, Digest,
 UploadId), so no path can be built from unchecked input. ``parse`` reads a path
@@ -28,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import RegistryError
-from ..references import HEX_LENGTHS, Digest, RepositoryName, Tag, UploadId, is_repository_name
+from ..references import HEX_LENGTHS, Digest, FetchId, RepositoryName, Tag, UploadId, is_repository_name
 
 ROOT = "/docker/registry/v2"
 BLOBS = f"{ROOT}/blobs"
@@ -131,6 +137,30 @@ def referrers(name: RepositoryName, subject: Digest) -> str:
 
 def referrer(name: RepositoryName, subject: Digest, manifest: Digest) -> str:
     return f"{referrers(name, subject)}/{_digest_dir(manifest)}"
+
+
+def mirror_tag_checked(name: RepositoryName, tag_: Tag) -> str:
+    return f"{REPOSITORIES}/{name}/{DOCKYARD_DIR}/mirror/tags/{tag_}"
+
+
+def blob_fetches(digest: Digest) -> str:
+    return f"{ROOT}/{DOCKYARD_DIR}/fetches/{_digest_dir(digest)}"
+
+
+def blob_fetch(digest: Digest, fetch: FetchId) -> str:
+    return f"{blob_fetches(digest)}/{fetch}"
+
+
+def blob_fetch_claim(digest: Digest, fetch: FetchId) -> str:
+    return f"{blob_fetch(digest, fetch)}/claim"
+
+
+def blob_fetch_data(digest: Digest, fetch: FetchId) -> str:
+    return f"{blob_fetch(digest, fetch)}/data"
+
+
+def blob_fetch_segment(digest: Digest, fetch: FetchId, offset: int) -> str:
+    return f"{blob_fetch(digest, fetch)}/segments/{offset:020d}"
 
 
 def link_content(digest: Digest) -> bytes:

@@ -1,0 +1,391 @@
+"""One upstream download per missing blob, however many clients, workers and replicas want it.
+
+The protocol runs through storage, so every worker and replica on the same storage takes part:
+
+1. **Claim.** A request that finds the blob missing writes ``fetches/<digest>/<id>/claim``, where
+   ``<id>`` starts with the time it was made (so ids sort by age), waits SETTLE seconds (and at
+   least twice as long as its own write took), then lists the claims.
+2. **The oldest live claim leads.** A claim is live while its heartbeat, rewritten by its owner
+   every HEARTBEAT seconds, is younger than STALE; whoever meets a stale claim deletes it. A
+   request whose claim is not the oldest live one withdraws it and follows that one. A contender
+   lists only after its own claim is written, and each waits longer than a write takes, so of two
+   contenders the later one always sees the earlier claim: both lead only if one's clock runs
+   more than SETTLE behind the other's (replicas on different hosts need synchronised clocks).
+3. **The leader downloads once**, in a task of its own: a client that goes away does not stop a
+   download others wait on. Each batch is hashed and appended to ``data``, and published as
+   ``segments/<offset>`` for the followers; the last batch is held back until the size and the
+   digest check out. Then ``data`` becomes the blob (one move) and the fetch's directory is
+   deleted. A mismatch or an upstream failure deletes the directory without publishing the last
+   batch: no client ever receives the whole of a bad blob, and the response is cut short.
+4. **Followers read the segments in order** as they appear. A missing segment with the claim gone
+   means the download ended: the rest comes from the blob if it exists, else the response is cut.
+   Clients in the leader's own worker take the batches from memory, and fall back to the segments
+   when they fall behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from anyio import to_thread
+
+from storage_drivers import FileWriter, PathNotFound, StorageDriver
+
+from ..errors import ErrorCode, RegistryError
+from ..references import Digest, FetchId, RepositoryName, new_hasher
+from ..storage import paths
+from ..storage.blobs import BlobStore
+from .upstream import BlobDownload
+
+log = logging.getLogger("registry.proxy")
+
+SETTLE = 0.05
+HEARTBEAT = 5.0
+STALE = 30.0
+BATCH = 4 << 20
+"""Bytes per segment: each is one small-object write (an fsync on the filesystem)."""
+LOCAL_BACKLOG = 16 << 20
+"""Bytes a client of the leader's worker may fall behind before it reads segments instead."""
+POLL_FIRST, POLL_LAST = 0.01, 0.25
+
+Download = Callable[[], Awaitable[BlobDownload | None]]
+
+
+class FetchFailed(Exception):
+    """The download a client was being served from ended without the whole, verified blob."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    heartbeat: float
+    source: str
+    """The upstream and repository it downloads from."""
+    size: int | None = None
+
+    def encode(self) -> bytes:
+        return json.dumps({"heartbeat": self.heartbeat, "source": self.source, "size": self.size}).encode()
+
+    @classmethod
+    def decode(cls, content: bytes) -> Claim | None:
+        try:
+            document = json.loads(content)
+            size = document.get("size")
+            return cls(
+                float(document["heartbeat"]), str(document["source"]), int(size) if size is not None else None
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # torn or foreign: not a claim
+
+    @property
+    def stale(self) -> bool:
+        return time.time() - self.heartbeat > STALE
+
+
+@dataclass(slots=True)
+class Served:
+    """A blob being served while it downloads."""
+
+    size: int
+    chunks: AsyncIterator[bytes]
+    source: str
+    """Where the download comes from (for a client of another repository to confirm access)."""
+
+
+class _LocalFeed:
+    """The batches of a download for the client of the request that started it."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        self.queued = 0
+        self.detached = False
+        self.size: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def put(self, batch: bytes) -> None:
+        if self.detached:
+            return
+        if self.queued + len(batch) > LOCAL_BACKLOG:
+            self.detached = True
+            self.queue.put_nowait(None)  # read the rest from the segments
+            return
+        self.queued += len(batch)
+        self.queue.put_nowait(batch)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.size.done():
+            self.size.set_exception(error)
+        elif not self.detached:
+            self.queue.put_nowait(error)
+
+
+class Fetches:
+    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+        self._driver = driver
+        self._blobs = blobs
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def serve(
+        self, name: RepositoryName, digest: Digest, source: str, download: Download
+    ) -> Served | None:
+        """The blob's bytes from the one download of it, started here or elsewhere; None when the
+        blob exists by now (the caller serves it as cached) or the upstream lacks it."""
+        fetch = await self._contend(digest, source)
+        if fetch is None:
+            return None
+        leader, claim = fetch
+        if claim is None:
+            return await self._lead(name, digest, leader, source, download)
+        size = await self._size_of(digest, leader, claim)
+        return Served(size, self._follow(digest, leader, 0, size), claim.source)
+
+    async def _contend(self, digest: Digest, source: str) -> tuple[FetchId, Claim | None] | None:
+        """Claim the download; the claim that leads and, unless it is ours, what it says."""
+        mine = FetchId(f"{time.time_ns():020d}-{secrets.token_hex(4)}")
+        began = time.monotonic()
+        await self._driver.put_content(
+            paths.blob_fetch_claim(digest, mine), Claim(time.time(), source).encode()
+        )
+        await asyncio.sleep(max(SETTLE, 2 * (time.monotonic() - began)))
+        try:
+            entries = await self._driver.list(paths.blob_fetches(digest))
+        except PathNotFound:
+            entries = []
+        for fetch in sorted(filter(None, (FetchId.parse(e.rsplit("/", 1)[1]) for e in entries))):
+            if fetch == mine:
+                break
+            claim = await self._claim(digest, fetch)
+            if claim is None or claim.stale:
+                if claim is not None or await self._abandoned(digest, fetch):
+                    await self._withdraw(digest, fetch)
+                continue
+            await self._withdraw(digest, mine)
+            return fetch, claim
+        if await self._blobs.size(digest) is not None:
+            await self._withdraw(digest, mine)  # finished between the caller's look and the claim
+            return None
+        return mine, None
+
+    async def _abandoned(self, digest: Digest, fetch: FetchId) -> bool:
+        """Whether a fetch directory without a readable claim is old enough to be left over."""
+        created = int(fetch.split("-", 1)[0]) / 1e9
+        return time.time() - created > STALE
+
+    async def _claim(self, digest: Digest, fetch: FetchId) -> Claim | None:
+        try:
+            return Claim.decode(await self._driver.get_content(paths.blob_fetch_claim(digest, fetch)))
+        except PathNotFound:
+            return None
+
+    async def _withdraw(self, digest: Digest, fetch: FetchId) -> None:
+        with contextlib.suppress(PathNotFound):
+            await self._driver.delete(paths.blob_fetch(digest, fetch))
+
+    async def _size_of(self, digest: Digest, fetch: FetchId, claim: Claim) -> int:
+        """The size the leader announces once the upstream answered."""
+        delay = POLL_FIRST
+        while claim.size is None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_LAST)
+            found = await self._claim(digest, fetch)
+            if found is None:
+                size = await self._blobs.size(digest)
+                if size is None:
+                    raise RegistryError(
+                        ErrorCode.UPSTREAM_FAILED, {"reason": "the download of the blob failed"}
+                    )
+                return size
+            if found.stale:
+                raise RegistryError(ErrorCode.UPSTREAM_UNAVAILABLE, {"reason": "the download stopped"})
+            claim = found
+        return claim.size
+
+    async def _lead(
+        self, name: RepositoryName, digest: Digest, fetch: FetchId, source: str, download: Download
+    ) -> Served | None:
+        feed = _LocalFeed()
+        task = asyncio.create_task(self._download(name, digest, fetch, source, download=download, feed=feed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        try:
+            size = await feed.size
+        except _NotUpstream:
+            return None
+        return Served(size, self._local(feed, digest, fetch, size), source)
+
+    async def _local(
+        self, feed: _LocalFeed, digest: Digest, fetch: FetchId, size: int
+    ) -> AsyncIterator[bytes]:
+        offset = 0
+        while offset < size:
+            item = await feed.queue.get()
+            if item is None:
+                async for chunk in self._follow(digest, fetch, offset, size):
+                    yield chunk
+                return
+            if isinstance(item, BaseException):
+                raise FetchFailed(str(item))
+            feed.queued -= len(item)
+            offset += len(item)
+            yield item
+
+    async def _follow(self, digest: Digest, fetch: FetchId, offset: int, size: int) -> AsyncIterator[bytes]:
+        delay = POLL_FIRST
+        while offset < size:
+            try:
+                segment = await self._driver.get_content(paths.blob_fetch_segment(digest, fetch, offset))
+            except PathNotFound:
+                claim = await self._claim(digest, fetch)
+                if claim is None:  # the download ended: the blob exists now, or it failed
+                    if await self._blobs.size(digest) != size:
+                        raise FetchFailed("the download of the blob failed") from None
+                    async for chunk in self._blobs.read(digest, offset):
+                        yield chunk
+                    return
+                if claim.stale:
+                    raise FetchFailed("the download stopped") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, POLL_LAST)
+                continue
+            delay = POLL_FIRST
+            offset += len(segment)
+            yield segment
+
+    async def _download(
+        self,
+        name: RepositoryName,
+        digest: Digest,
+        fetch: FetchId,
+        source: str,
+        *,
+        download: Download,
+        feed: _LocalFeed,
+    ) -> None:
+        claim = _ClaimKeeper(self._driver, digest, fetch, source)
+        writer: FileWriter | None = None
+        try:
+            claim.start()
+            found = await download()
+            if found is None:
+                raise _NotUpstream
+            try:
+                await claim.announce(found.size)
+                feed.size.set_result(found.size)
+                writer = await self._driver.writer(paths.blob_fetch_data(digest, fetch))
+                await self._transfer(found, digest, fetch, writer, feed)
+            finally:
+                await found.close()
+            await claim.stop()
+            await self._blobs.ingest(name, paths.blob_fetch_data(digest, fetch), digest, found.size)
+            # With the blob in place every claim on it is moot, and the digest's directory goes too.
+            with contextlib.suppress(Exception):
+                await self._driver.delete(paths.blob_fetches(digest))
+        except BaseException as exc:
+            await claim.stop()
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    await writer.cancel()
+            feed.fail(exc if isinstance(exc, Exception) else FetchFailed("the registry is stopping"))
+            if not isinstance(exc, _NotUpstream):
+                log.warning("download of %s from %s failed: %s", digest, source, exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            with contextlib.suppress(Exception):
+                await self._withdraw(digest, fetch)
+
+    async def _transfer(
+        self, found: BlobDownload, digest: Digest, fetch: FetchId, writer: FileWriter, feed: _LocalFeed
+    ) -> None:
+        """Hash, store and publish every batch; the last one only once the whole blob checks out."""
+        hasher = new_hasher(digest.algorithm)
+        held: tuple[int, bytes] | None = None
+        offset = 0
+        async for batch in _batches(found.chunks, BATCH):
+            if offset + len(batch) > found.size:
+                raise FetchFailed(f"the upstream sent more than the {found.size} bytes it announced")
+            steps = [to_thread.run_sync(hasher.update, batch), writer.write(batch)]
+            if held is not None:
+                steps.append(self._publish(digest, fetch, *held, feed))
+            await asyncio.gather(*steps)
+            held, offset = (offset, batch), offset + len(batch)
+        if offset != found.size:
+            raise FetchFailed(f"the upstream sent {offset} of the {found.size} bytes it announced")
+        if hasher.hexdigest() != digest.hex:
+            raise FetchFailed(f"the upstream's content does not match {digest}")
+        await writer.commit()
+        if held is not None:
+            await self._publish(digest, fetch, *held, feed)
+
+    async def _publish(
+        self, digest: Digest, fetch: FetchId, offset: int, batch: bytes, feed: _LocalFeed
+    ) -> None:
+        feed.put(batch)
+        await self._driver.put_content(paths.blob_fetch_segment(digest, fetch, offset), batch)
+
+
+class _NotUpstream(Exception):
+    """The upstream does not have the blob."""
+
+
+class _ClaimKeeper:
+    """Writes the leader's claim: at the start, with the size, and every HEARTBEAT seconds."""
+
+    def __init__(self, driver: StorageDriver, digest: Digest, fetch: FetchId, source: str) -> None:
+        self._driver = driver
+        self._path = paths.blob_fetch_claim(digest, fetch)
+        self._claim = Claim(time.time(), source)
+        self._beating: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        self._beating = asyncio.create_task(self._beat())
+
+    async def announce(self, size: int) -> None:
+        self._claim = Claim(time.time(), self._claim.source, size)
+        await self._write()
+
+    async def stop(self) -> None:
+        """No claim write happens after this returns (the fetch's directory may go)."""
+        if self._beating is not None:
+            self._beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._beating
+            self._beating = None
+        async with self._lock:
+            pass  # a write under way has finished
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            self._claim = Claim(time.time(), self._claim.source, self._claim.size)
+            try:
+                await self._write()
+            except Exception as exc:
+                log.warning("cannot renew the claim %s: %s", self._path, exc)
+
+    async def _write(self) -> None:
+        async with self._lock:
+            await self._driver.put_content(self._path, self._claim.encode())
+
+
+async def _batches(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """The stream regrouped into pieces of ``size`` bytes (the last one shorter)."""
+    pending = bytearray()
+    async for chunk in chunks:
+        pending += chunk
+        while len(pending) >= size:
+            yield bytes(pending[:size])
+            del pending[:size]
+    if pending:
+        yield bytes(pending)

@@ -1,0 +1,128 @@
+"""Mirrored blobs: streamed while cached, verified before kept, one upstream GET for many clients."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.client import assert_error
+from tests.support.distribution import DistributionRegistry
+from tests.support.images import Blob
+from tests.support.registry import RunningRegistry, StartRegistry
+
+from .conftest import Upstream, mirror_of
+
+pytestmark = pytest.mark.interop
+
+
+def blob_file(root: Path, blob: Blob) -> Path:
+    hex_digest = blob.digest.removeprefix("sha256:")
+    return root / "docker/registry/v2/blobs/sha256" / hex_digest[:2] / hex_digest / "data"
+
+
+def upstream_gets(distribution: DistributionRegistry, path: str) -> int:
+    """Blob GETs the upstream answered, from its request log."""
+    pattern = re.compile(rf'http\.request\.method=GET .*http\.request\.uri="{re.escape(path)}"')
+    return sum(
+        1 for line in distribution.log().splitlines() if "response completed" in line and pattern.search(line)
+    )
+
+
+def bytes_written_by_workers(registry: RunningRegistry) -> list[int]:
+    """What each worker process wrote to files and sockets so far (Linux's /proc accounting)."""
+    assert registry.process is not None
+    pid = registry.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    written = []
+    for child in children:
+        fields = dict(line.split(": ") for line in Path(f"/proc/{child}/io").read_text().splitlines())
+        written.append(int(fields["wchar"]))
+    return written
+
+
+def fetch(url: str) -> tuple[int, bytes, bool]:
+    """Status, body, and whether the body arrived whole (the connection was not cut short)."""
+    with httpx.stream("GET", url, timeout=60) as response:
+        received = bytearray()
+        try:
+            for chunk in response.iter_raw():
+                received += chunk
+        except httpx.HTTPError:
+            return response.status_code, bytes(received), False
+        return response.status_code, bytes(received), True
+
+
+@pytest.mark.parametrize("size", [1 << 20, 20 << 20], ids=["one-batch", "many-batches"])
+def test_a_corrupt_upstream_blob_never_reaches_a_client_whole_nor_the_cache(
+    upstream: Upstream, distribution_upstream: DistributionRegistry, mirror: RunningRegistry, size: int
+) -> None:
+    blob = Blob("application/octet-stream", os.urandom(size))
+    upstream.push_blob("team/corrupt", blob)
+    stored = blob_file(distribution_upstream.root, blob)
+    corrupted = bytearray(blob.data)
+    corrupted[size - 10] ^= 0xFF  # near the end: everything before it streams out first
+    stored.write_bytes(corrupted)
+    url = f"{mirror.url}/v2/hub/team/corrupt/blobs/{blob.digest}"
+
+    for _ in range(2):  # and not kept: the second pull asks the upstream again, and fails again
+        status, body, whole = fetch(url)
+        assert not (200 <= status < 300 and whole and len(body) == size), (status, len(body))
+        if whole:  # refused before the first byte: the spec's error JSON
+            assert status == 502, status
+        assert not blob_file(mirror.root, blob).exists()
+
+    stored.write_bytes(blob.data)  # repaired upstream: the right bytes now
+    status, body, whole = fetch(url)
+    assert (status, whole) == (200, True)
+    assert hashlib.sha256(body).hexdigest() == blob.digest.removeprefix("sha256:")
+    assert blob_file(mirror.root, blob).read_bytes() == blob.data
+
+
+def test_a_blob_the_upstream_lacks_is_unknown(mirror: RunningRegistry) -> None:
+    response = httpx.get(f"{mirror.url}/v2/hub/team/corrupt/blobs/sha256:{'1' * 64}", timeout=30)
+    assert_error(response, 404, "BLOB_UNKNOWN")
+    head = httpx.head(f"{mirror.url}/v2/hub/team/corrupt/blobs/sha256:{'1' * 64}", timeout=30)
+    assert head.status_code == 404
+
+
+@pytest.mark.slow
+def test_sixteen_clients_of_one_cold_blob_through_four_workers_make_one_upstream_get(
+    start_registry: StartRegistry, upstream: Upstream, distribution_upstream: DistributionRegistry
+) -> None:
+    mirror = start_registry(config=mirror_of(distribution_upstream.url), workers=4)
+    blob = Blob("application/octet-stream", os.urandom(64 << 20))
+    upstream.push_blob("team/layer", blob)
+    url = f"{mirror.url}/v2/hub/team/layer/blobs/{blob.digest}"
+
+    async def pull(client: httpx.AsyncClient) -> str:
+        hasher = hashlib.sha256()
+        async with client.stream("GET", url) as response:
+            assert response.status_code == 200, await response.aread()
+            async for chunk in response.aiter_raw():
+                hasher.update(chunk)
+        return f"sha256:{hasher.hexdigest()}"
+
+    async def pull_together() -> list[str]:
+        # A connection each, so that the workers share the clients between them.
+        clients = [httpx.AsyncClient(timeout=120) for _ in range(16)]
+        try:
+            return await asyncio.gather(*(pull(client) for client in clients))
+        finally:
+            await asyncio.gather(*(client.aclose() for client in clients))
+
+    assert asyncio.run(pull_together()) == [blob.digest] * 16
+    assert upstream_gets(distribution_upstream, f"/v2/team/layer/blobs/{blob.digest}") == 1, (
+        distribution_upstream.log()[-3000:]
+    )
+    serving = [sent for sent in bytes_written_by_workers(mirror) if sent >= len(blob.data)]
+    assert len(serving) > 1, "the clients all reached one worker: the test proved too little"
+    assert blob_file(mirror.root, blob).read_bytes() == blob.data
+    fetches = mirror.root / "docker/registry/v2/_dockyard/fetches/sha256"
+    assert not list(fetches.iterdir()), "a download left its claim or segments behind"
+    assert not list(mirror.root.rglob("*.dockyard-*")), "left behind"
