@@ -7,12 +7,14 @@ roots under ``workdir``, no iptables/bridge changes, and are stopped by PID. Reg
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,10 +35,14 @@ def docker_cli() -> str:
 class Dockerd:
     """containerd + dockerd under ``workdir``; ``docker()`` runs the CLI against it."""
 
-    def __init__(self, workdir: Path, wrapper: Sequence[str] = ()) -> None:
-        """``wrapper`` is a command dockerd runs under (e.g. ``unshare`` for a private /etc view)."""
+    def __init__(
+        self, workdir: Path, wrapper: Sequence[str] = (), daemon_config: Mapping[str, Any] | None = None
+    ) -> None:
+        """``wrapper`` is a command dockerd runs under (e.g. ``unshare`` for a private /etc view);
+        ``daemon_config`` is its daemon.json (e.g. ``registry-mirrors``)."""
         self.workdir = workdir
         self.wrapper = list(wrapper)
+        self.daemon_config = dict(daemon_config or {})
         self.containerd: ServerProcess | None = None
         self.dockerd: ServerProcess | None = None
         self.storage_driver = ""
@@ -93,7 +99,7 @@ class Dockerd:
     def _start_dockerd(self, storage_driver: str) -> bool:
         """Start dockerd; False if it exits early (storage driver unusable here)."""
         daemon_json = self.workdir / "daemon.json"
-        daemon_json.write_text("{}")  # never read /etc/docker/daemon.json
+        daemon_json.write_text(json.dumps(self.daemon_config))  # never read /etc/docker/daemon.json
         (self.workdir / "dockercfg").mkdir(exist_ok=True)
         command = [
             *self.wrapper,
