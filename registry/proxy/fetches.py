@@ -51,6 +51,8 @@ HEARTBEAT = 5.0
 STALE = 30.0
 BATCH = 4 << 20
 """Bytes per segment: each is one small-object write (an fsync on the filesystem)."""
+READ_AHEAD = 2
+"""Batches received from the upstream while earlier ones are hashed, written and published."""
 LOCAL_BACKLOG = 16 << 20
 """Bytes a client of the leader's worker may fall behind before it reads segments instead."""
 POLL_FIRST, POLL_LAST = 0.01, 0.25
@@ -311,7 +313,7 @@ class Fetches:
         hasher = new_hasher(digest.algorithm)
         held: tuple[int, bytes] | None = None
         offset = 0
-        async for batch in _batches(found.chunks, BATCH):
+        async for batch in _read_ahead(_batches(found.chunks, BATCH), READ_AHEAD):
             if offset + len(batch) > found.size:
                 raise FetchFailed(f"the upstream sent more than the {found.size} bytes it announced")
             steps = [to_thread.run_sync(hasher.update, batch), writer.write(batch)]
@@ -389,3 +391,29 @@ async def _batches(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[byt
             del pending[:size]
     if pending:
         yield bytes(pending)
+
+
+async def _read_ahead(batches: AsyncIterator[bytes], depth: int) -> AsyncIterator[bytes]:
+    """The same batches, received by a task of their own up to ``depth`` ahead of the consumer, so
+    that the upstream keeps sending while the consumer writes."""
+    queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(depth)
+
+    async def receive() -> None:
+        try:
+            async for batch in batches:
+                await queue.put(batch)
+        except Exception as exc:
+            await queue.put(exc)
+            return
+        await queue.put(None)
+
+    receiving = asyncio.create_task(receive())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        receiving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiving
