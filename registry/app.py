@@ -99,6 +99,8 @@ async def _lifespan(
 ) -> AsyncIterator[None]:
     purging = config.storage.upload_purging
     task = None
+    if proxy is not None:
+        proxy.start()
     if purging.enabled and not config.storage.read_only:
         task = asyncio.create_task(
             _purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run)

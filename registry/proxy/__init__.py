@@ -8,6 +8,8 @@ deletes are refused. Every other repository is untouched.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlencode
@@ -25,6 +27,7 @@ from ..config import Upstream
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest, RepositoryName, parse_reference
 from ..storage import Storage
+from .expiry import LONGEST_INTERVAL, Expiry, UseRecorder, interval_for, keep_expiring
 from .fetches import Fetches, FetchFailed, Served
 from .manifests import MirroredManifests
 from .mirrors import Mirror, Mirrors
@@ -43,8 +46,24 @@ class Proxy:
         self._storage = storage
         self._manifests = MirroredManifests(storage.driver, storage)
         self._fetches = Fetches(storage.driver, storage.blobs)
+        self._uses = UseRecorder(storage.driver)
+        self._expiry = Expiry(storage, self._mirrors.find)
+        self._expiring: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin writing last uses and expiring unused content (with ``ttl: 0`` everywhere, only
+        the former: the lifecycle machinery may want to know)."""
+        ttls = [m.upstream.ttl for m in self._mirrors.mirrors if m.upstream.ttl > 0]
+        interval = interval_for(min(ttls)) if ttls else LONGEST_INTERVAL
+        self._expiring = asyncio.create_task(keep_expiring(self._uses, self._expiry, interval))
 
     async def close(self) -> None:
+        if self._expiring is not None:
+            self._expiring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiring
+        with contextlib.suppress(Exception):
+            await self._uses.flush()
         await self._fetches.close()
         await self._mirrors.close()
 
@@ -64,7 +83,10 @@ class Proxy:
 
     async def _get_manifest(self, mirror: Mirror, ctx: Context) -> Response:
         await self._manifests.refresh(mirror, ctx.name, parse_reference(ctx.argument))
-        return await manifest_api.get_manifest(ctx)
+        response = await manifest_api.get_manifest(ctx)
+        if response.status_code == 200:
+            self._uses.used(ctx.name, Digest.parse(response.headers["Docker-Content-Digest"]))
+        return response
 
     async def _get_blob(self, mirror: Mirror, ctx: Context) -> Response:
         digest = Digest.parse(ctx.argument)
@@ -73,12 +95,14 @@ class Proxy:
             raise RegistryError(ErrorCode.NAME_UNKNOWN, {"name": name})
         unknown = RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)})
         if await self._linked(name, digest):
+            self._uses.used(name, digest)
             return await blob_api.get_blob(ctx)
         if await self._storage.blobs.size(digest) is not None:
             # Cached for another repository: this one may have it only if its upstream does.
             if await mirror.blob_size(remote, digest) is None:
                 raise unknown
             await self._storage.blobs.link(name, digest)
+            self._uses.used(name, digest)
             return await blob_api.get_blob(ctx)
         if ctx.request.method == "HEAD":
             size = await mirror.blob_size(remote, digest)
@@ -130,6 +154,8 @@ class Proxy:
     async def _list_tags(self, mirror: Mirror, ctx: Context) -> Response:
         """The upstream's tags list when it answers, else the cached view."""
         remote = mirror.remote_name(ctx.name)
+        if not remote:
+            return await listing_api.list_tags(ctx)
         params = {k: v for k in ("n", "last") if (v := ctx.request.query_params.get(k))}
         try:
             status, body, link = await mirror.tags(remote, urlencode(params))

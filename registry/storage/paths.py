@@ -18,6 +18,8 @@ written by Distribution is served in place, and Distribution serves ours::
                                                          directories whose names start with "_"
             _dockyard/mirror/tags/<tag>                  when the mirrored upstream last confirmed
                                                          the tag (seconds since the epoch)
+            _dockyard/mirror/used/<alg>/<hex>            when a mirrored manifest or blob was last
+                                                         served (seconds since the epoch)
         _dockyard/fetches/<alg>/<hex>/<fetch id>/        a mirrored blob being downloaded
             claim                                        who downloads it (see registry/proxy/fetches.py)
             data                                         the bytes so far; moved to blobs/ once verified
@@ -77,6 +79,11 @@ def manifests(name: RepositoryName) -> str:
     return f"{REPOSITORIES}/{name}/{MANIFESTS_DIR}"
 
 
+def layers(name: RepositoryName) -> str:
+    """The directory of ``name``'s blob links, by algorithm then hex."""
+    return f"{REPOSITORIES}/{name}/{LAYERS_DIR}"
+
+
 def layer(name: RepositoryName, digest: Digest) -> str:
     """The directory of a blob's link in ``name``; deleting it unlinks the blob."""
     return f"{REPOSITORIES}/{name}/{LAYERS_DIR}/{_digest_dir(digest)}"
@@ -88,6 +95,11 @@ def layer_link(name: RepositoryName, digest: Digest) -> str:
 
 def manifest_revision_link(name: RepositoryName, digest: Digest) -> str:
     return f"{REPOSITORIES}/{name}/{MANIFESTS_DIR}/revisions/{_digest_dir(digest)}/link"
+
+
+def manifest_revisions(name: RepositoryName) -> str:
+    """The directory of ``name``'s manifest links, by algorithm then hex."""
+    return f"{REPOSITORIES}/{name}/{MANIFESTS_DIR}/revisions"
 
 
 def manifest_revision(name: RepositoryName, digest: Digest) -> str:
@@ -137,6 +149,10 @@ def referrers(name: RepositoryName, subject: Digest) -> str:
 
 def referrer(name: RepositoryName, subject: Digest, manifest: Digest) -> str:
     return f"{referrers(name, subject)}/{_digest_dir(manifest)}"
+
+
+def mirror_used(name: RepositoryName, digest: Digest) -> str:
+    return f"{REPOSITORIES}/{name}/{DOCKYARD_DIR}/mirror/used/{_digest_dir(digest)}"
 
 
 def mirror_tag_checked(name: RepositoryName, tag_: Tag) -> str:

@@ -1,0 +1,72 @@
+"""Cached content unused for ``ttl`` leaves the cache; content in use stays; expired content is
+fetched again on the next pull."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.support.distribution import DistributionRegistry
+from tests.support.images import Image, random_image
+from tests.support.registry import RunningRegistry, StartRegistry
+
+from .conftest import Upstream, mirror_of
+
+pytestmark = pytest.mark.interop
+
+TTL = 2.0
+
+
+def pull(client: httpx.Client, repo: str, image: Image) -> None:
+    manifest = client.get(f"/v2/{repo}/manifests/1.0", headers={"Accept": image.manifest.media_type})
+    assert manifest.status_code == 200, manifest.text
+    for blob in image.blobs:
+        assert client.get(f"/v2/{repo}/blobs/{blob.digest}").content == blob.data
+
+
+def soon(check: Callable[[], bool], within: float = 1.0) -> bool:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def cached(mirror: RunningRegistry, repo: str, image: Image) -> dict[str, bool]:
+    repository = mirror.root / "docker/registry/v2/repositories" / repo
+    hexes = {"manifest": image.digest, **{f"blob{i}": b.digest for i, b in enumerate(image.blobs)}}
+    return {
+        what: (
+            repository / ("_manifests/revisions" if what == "manifest" else "_layers") / "sha256" / digest[7:]
+        ).exists()
+        for what, digest in hexes.items()
+    }
+
+
+def test_unused_content_expires_and_content_in_use_stays(
+    start_registry: StartRegistry, upstream: Upstream, distribution_upstream: DistributionRegistry
+) -> None:
+    mirror = start_registry(config=mirror_of(distribution_upstream.url, ttl=f"{TTL}s"), workers=2)
+    used, unused = random_image(layers=1), random_image(layers=1)
+    upstream.push("team/used", "1.0", used)
+    upstream.push("team/unused", "1.0", unused)
+    with httpx.Client(base_url=mirror.url, timeout=30) as client:
+        pull(client, "hub/team/used", used)
+        pull(client, "hub/team/unused", unused)
+        # A blob is linked once the download that served it is verified: just after its last byte.
+        assert soon(lambda: all(cached(mirror, "hub/team/unused", unused).values()))
+        deadline = time.monotonic() + 3 * TTL
+        while time.monotonic() < deadline:  # one image keeps being pulled, the other not
+            pull(client, "hub/team/used", used)
+            time.sleep(0.3)
+        assert all(cached(mirror, "hub/team/used", used).values())
+        assert not any(cached(mirror, "hub/team/unused", unused).values())
+        tag = mirror.root / "docker/registry/v2/repositories/hub/team/unused/_manifests/tags/1.0"
+        assert not tag.exists()
+        pull(client, "hub/team/unused", unused)  # from the upstream again
+        assert soon(lambda: all(cached(mirror, "hub/team/unused", unused).values()))
+    assert "expired" in mirror.log()
