@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from tests.api.client import assert_error
+from tests.support.ceph import CephRGW
 from tests.support.distribution import DistributionRegistry
 from tests.support.images import Blob
-from tests.support.registry import RunningRegistry, StartRegistry
+from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
 
 from .conftest import Upstream, mirror_of
 
@@ -91,6 +92,30 @@ def test_a_blob_the_upstream_lacks_is_unknown(mirror: RunningRegistry) -> None:
     assert head.status_code == 404
 
 
+def pull_together(urls: list[str]) -> list[str]:
+    """GET every URL at once, each on a connection of its own (so that the workers share them);
+    the digests of what arrived."""
+
+    async def pull(client: httpx.AsyncClient, url: str) -> str:
+        hasher = hashlib.sha256()
+        async with client.stream("GET", url) as response:
+            assert response.status_code == 200, await response.aread()
+            async for chunk in response.aiter_raw():
+                hasher.update(chunk)
+        return f"sha256:{hasher.hexdigest()}"
+
+    async def pull_all() -> list[str]:
+        clients = [httpx.AsyncClient(timeout=120) for _ in urls]
+        try:
+            return await asyncio.gather(
+                *(pull(client, url) for client, url in zip(clients, urls, strict=True))
+            )
+        finally:
+            await asyncio.gather(*(client.aclose() for client in clients))
+
+    return asyncio.run(pull_all())
+
+
 @pytest.mark.slow
 def test_sixteen_clients_of_one_cold_blob_through_four_workers_make_one_upstream_get(
     start_registry: StartRegistry, upstream: Upstream, distribution_upstream: DistributionRegistry
@@ -100,23 +125,7 @@ def test_sixteen_clients_of_one_cold_blob_through_four_workers_make_one_upstream
     upstream.push_blob("team/layer", blob)
     url = f"{mirror.url}/v2/hub/team/layer/blobs/{blob.digest}"
 
-    async def pull(client: httpx.AsyncClient) -> str:
-        hasher = hashlib.sha256()
-        async with client.stream("GET", url) as response:
-            assert response.status_code == 200, await response.aread()
-            async for chunk in response.aiter_raw():
-                hasher.update(chunk)
-        return f"sha256:{hasher.hexdigest()}"
-
-    async def pull_together() -> list[str]:
-        # A connection each, so that the workers share the clients between them.
-        clients = [httpx.AsyncClient(timeout=120) for _ in range(16)]
-        try:
-            return await asyncio.gather(*(pull(client) for client in clients))
-        finally:
-            await asyncio.gather(*(client.aclose() for client in clients))
-
-    assert asyncio.run(pull_together()) == [blob.digest] * 16
+    assert pull_together([url] * 16) == [blob.digest] * 16
     assert upstream_gets(distribution_upstream, f"/v2/team/layer/blobs/{blob.digest}") == 1, (
         distribution_upstream.log()[-3000:]
     )
@@ -126,3 +135,24 @@ def test_sixteen_clients_of_one_cold_blob_through_four_workers_make_one_upstream
     fetches = mirror.root / "docker/registry/v2/_dockyard/fetches/sha256"
     assert not list(fetches.iterdir()), "a download left its claim or segments behind"
     assert not list(mirror.root.rglob("*.dockyard-*")), "left behind"
+
+
+@pytest.mark.s3
+@pytest.mark.slow
+def test_replicas_sharing_a_bucket_make_one_upstream_get(
+    start_registry: StartRegistry,
+    upstream: Upstream,
+    distribution_upstream: DistributionRegistry,
+    ceph_rgw: CephRGW,
+) -> None:
+    config = {**mirror_of(distribution_upstream.url), "storage": s3_storage(ceph_rgw)}
+    replicas = [start_registry(config=config, workers=2) for _ in range(2)]
+    blob = Blob("application/octet-stream", os.urandom(24 << 20))
+    upstream.push_blob("team/shared", blob)
+    urls = [f"{replica.url}/v2/hub/team/shared/blobs/{blob.digest}" for replica in replicas] * 6
+
+    assert pull_together(urls) == [blob.digest] * 12
+    assert upstream_gets(distribution_upstream, f"/v2/team/shared/blobs/{blob.digest}") == 1
+    # Cached now: each replica answers with a redirect to the bucket, not from the upstream.
+    cached = httpx.get(urls[0], timeout=30)
+    assert cached.status_code == 307, cached.text
