@@ -6,6 +6,9 @@ import asyncio
 import hashlib
 import os
 import re
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -33,6 +36,15 @@ def upstream_gets(distribution: DistributionRegistry, path: str) -> int:
     return sum(
         1 for line in distribution.log().splitlines() if "response completed" in line and pattern.search(line)
     )
+
+
+def soon(check: Callable[[], bool], within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def bytes_written_by_workers(registry: RunningRegistry) -> list[int]:
@@ -156,3 +168,51 @@ def test_replicas_sharing_a_bucket_make_one_upstream_get(
     # Cached now: each replica answers with a redirect to the bucket, not from the upstream.
     cached = httpx.get(urls[0], timeout=30)
     assert cached.status_code == 307, cached.text
+
+
+def test_a_client_that_leaves_does_not_stop_the_download_others_wait_on(
+    upstream: Upstream, distribution_upstream: DistributionRegistry, mirror: RunningRegistry
+) -> None:
+    blob = Blob("application/octet-stream", os.urandom(48 << 20))
+    upstream.push_blob("team/leaving", blob)
+    url = f"{mirror.url}/v2/hub/team/leaving/blobs/{blob.digest}"
+    with httpx.stream("GET", url, timeout=60) as leaving:
+        assert leaving.status_code == 200
+        next(leaving.iter_raw())  # its request started the download; now a second client comes
+        with httpx.stream("GET", url, timeout=60) as staying:
+            assert staying.status_code == 200
+            leaving.close()
+            received = hashlib.sha256()
+            for chunk in staying.iter_raw():
+                received.update(chunk)
+    assert f"sha256:{received.hexdigest()}" == blob.digest
+    assert upstream_gets(distribution_upstream, f"/v2/team/leaving/blobs/{blob.digest}") == 1
+    assert blob_file(mirror.root, blob).read_bytes() == blob.data
+
+
+def test_an_upstream_that_dies_mid_blob_leaves_nothing_behind(
+    start_registry: StartRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    workdir = tmp_path_factory.mktemp("dying-upstream")
+    distribution = DistributionRegistry(workdir, workdir / "data").start()
+    pushing = Upstream(distribution.url, None)
+    blob = Blob("application/octet-stream", os.urandom(64 << 20))
+    pushing.push_blob("team/cut", blob)
+    pushing.http.close()
+    mirror = start_registry(config=mirror_of(distribution.url), workers=1)
+    url = f"{mirror.url}/v2/hub/team/cut/blobs/{blob.digest}"
+    with httpx.stream("GET", url, timeout=60) as response:
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        received = len(next(chunks))
+        assert distribution.process is not None
+        distribution.process.signal_group(signal.SIGKILL)
+        with pytest.raises(httpx.HTTPError):  # cut short, never completed
+            received += sum(len(chunk) for chunk in chunks)
+    assert received < len(blob.data)
+    assert not blob_file(mirror.root, blob).exists()
+    fetches = mirror.root / "docker/registry/v2/_dockyard/fetches/sha256"
+    assert soon(lambda: not any(p.is_file() for p in fetches.rglob("*")))
+    after = httpx.get(url, timeout=30)
+    assert_error(after, 503, "UNAVAILABLE")
+    distribution.stop()
