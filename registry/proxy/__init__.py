@@ -44,8 +44,8 @@ class Proxy:
     def __init__(self, upstreams: tuple[Upstream, ...], storage: Storage) -> None:
         self._mirrors = Mirrors(upstreams)
         self._storage = storage
-        self._manifests = MirroredManifests(storage.driver, storage)
         self._fetches = Fetches(storage.driver, storage.blobs)
+        self._manifests = MirroredManifests(storage.driver, storage, self._fetches)
         self._uses = UseRecorder(storage.driver)
         self._expiry = Expiry(storage, self._mirrors.find)
         self._expiring: asyncio.Task[None] | None = None

@@ -21,6 +21,9 @@ The protocol runs through storage, so every worker and replica on the same stora
    means the download ended: the rest comes from the blob if it exists, else the response is cut.
    Clients in the leader's own worker take the batches from memory, and fall back to the segments
    when they fall behind.
+
+Manifests take the same claims (``once``), without segments: they are small, so the others wait
+until the leader has stored the manifest, then read it from the cache.
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ class Fetches:
     ) -> Served | None:
         """The blob's bytes from the one download of it, started here or elsewhere; None when the
         blob exists by now (the caller serves it as cached) or the upstream lacks it."""
-        fetch = await self._contend(digest, source)
+        fetch = await self._contend(digest, source, self._cached(digest))
         if fetch is None:
             return None
         leader, claim = fetch
@@ -151,8 +154,48 @@ class Fetches:
         size = await self._size_of(digest, leader, claim)
         return Served(size, self._follow(digest, leader, 0, size), claim.source)
 
-    async def _contend(self, digest: Digest, source: str) -> tuple[FetchId, Claim | None] | None:
-        """Claim the download; the claim that leads and, unless it is ours, what it says."""
+    async def once(
+        self,
+        digest: Digest,
+        source: str,
+        work: Callable[[], Awaitable[None]],
+        done: Callable[[], Awaitable[bool]],
+    ) -> None:
+        """Run ``work`` unless ``done`` says it is done or another request already runs it: then
+        wait until that one has finished, failed or stopped. Small content only (manifests):
+        nothing is streamed."""
+        fetch = await self._contend(digest, source, done)
+        if fetch is None:
+            return
+        leader, claim = fetch
+        if claim is not None:
+            await self._ended(digest, leader)
+            return
+        keeper = _ClaimKeeper(self._driver, digest, leader, source)
+        keeper.start()
+        try:
+            await work()
+        finally:
+            await keeper.stop()
+            await self._withdraw(digest, leader)
+
+    async def _ended(self, digest: Digest, fetch: FetchId) -> None:
+        delay = POLL_FIRST
+        while (claim := await self._claim(digest, fetch)) is not None and not claim.stale:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_LAST)
+
+    def _cached(self, digest: Digest) -> Callable[[], Awaitable[bool]]:
+        async def cached() -> bool:
+            return await self._blobs.size(digest) is not None
+
+        return cached
+
+    async def _contend(
+        self, digest: Digest, source: str, done: Callable[[], Awaitable[bool]]
+    ) -> tuple[FetchId, Claim | None] | None:
+        """Claim the download; the claim that leads and, unless it is ours, what it says. None
+        when ``done`` says there is nothing left to download."""
         mine = FetchId(f"{time.time_ns():020d}-{secrets.token_hex(4)}")
         began = time.monotonic()
         await self._driver.put_content(
@@ -173,7 +216,7 @@ class Fetches:
                 continue
             await self._withdraw(digest, mine)
             return fetch, claim
-        if await self._blobs.size(digest) is not None:
+        if await done():
             await self._withdraw(digest, mine)  # finished between the caller's look and the claim
             return None
         return mine, None

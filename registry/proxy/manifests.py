@@ -21,6 +21,7 @@ from ..errors import ErrorCode, RegistryError
 from ..references import Digest, Reference, RepositoryName, Tag
 from ..storage import ManifestPolicy, Storage, paths
 from ..storage.manifests import Manifests
+from .fetches import Fetches
 from .mirrors import Mirror
 from .upstream import UpstreamUnavailable
 
@@ -30,9 +31,10 @@ MIRRORED = ManifestPolicy(check_references=False, index_children="none")
 
 
 class MirroredManifests:
-    def __init__(self, driver: StorageDriver, storage: Storage) -> None:
+    def __init__(self, driver: StorageDriver, storage: Storage, fetches: Fetches) -> None:
         self._driver = driver
         self._storage = storage
+        self._fetches = fetches
         self._writer = Manifests(driver, storage.blobs, storage.tags, storage.referrers, MIRRORED)
 
     async def refresh(self, mirror: Mirror, name: RepositoryName, reference: Reference) -> None:
@@ -42,23 +44,19 @@ class MirroredManifests:
         if not remote:
             raise RegistryError(ErrorCode.NAME_UNKNOWN, {"name": name})
         if isinstance(reference, Digest):
-            if not await self._storage.manifests.exists(name, reference):
-                await self._fetch(mirror, name, remote, reference, reference)
+            await self._hold(mirror, name, remote, reference)
             return
         cached = await self._cached_tag(name, reference)
-        if (
-            cached is not None
-            and time.time() - await self._checked_at(name, reference) < mirror.upstream.revalidate
-        ):
+        checked = await self._checked_at(name, reference)
+        if cached is not None and time.time() - checked < mirror.upstream.revalidate:
             return
         try:
             current = await mirror.manifest_digest(remote, reference)
-            if (
-                current is None
-                or current != cached
-                or not await self._storage.manifests.exists(name, current)
-            ):
-                await self._fetch(mirror, name, remote, reference, current or reference)
+            if current is None:  # the upstream did not name the digest: fetch by tag
+                await self._store(mirror, name, remote, reference)
+            elif current != cached or not await self._storage.manifests.exists(name, current):
+                await self._hold(mirror, name, remote, current)
+                await self._storage.tags.tag(name, reference, current)
         except UpstreamUnavailable as exc:
             if cached is None:
                 raise
@@ -66,19 +64,27 @@ class MirroredManifests:
             return
         await self._driver.put_content(paths.mirror_tag_checked(name, reference), str(time.time()).encode())
 
-    async def _fetch(
-        self, mirror: Mirror, name: RepositoryName, remote: str, reference: Reference, wanted: Reference
-    ) -> None:
-        """Fetch ``wanted`` (the tag, or the digest the upstream named for it) and store it under
-        ``reference``."""
-        found = await mirror.manifest(remote, wanted)
+    async def _hold(self, mirror: Mirror, name: RepositoryName, remote: str, digest: Digest) -> None:
+        """Make the repository hold the manifest ``digest``; concurrent requests for it, in any
+        worker, make one upstream request (they wait for the first, see ``fetches.py``)."""
+        if await self._storage.manifests.exists(name, digest):
+            return
+        await self._fetches.once(
+            digest,
+            mirror.source(remote),
+            lambda: self._store(mirror, name, remote, digest),
+            lambda: self._storage.manifests.exists(name, digest),
+        )
+        if not await self._storage.manifests.exists(name, digest):
+            # The request waited on failed, or stored the manifest in another repository.
+            await self._store(mirror, name, remote, digest)
+
+    async def _store(self, mirror: Mirror, name: RepositoryName, remote: str, reference: Reference) -> None:
+        """Fetch ``reference`` from the upstream and store it, byte for byte, under ``reference``."""
+        found = await mirror.manifest(remote, reference)
         if found is None:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"reference": str(reference)})
-        digest, _ = await self._writer.put(
-            name, wanted if isinstance(wanted, Digest) else reference, found.content, found.media_type
-        )
-        if isinstance(reference, Tag) and isinstance(wanted, Digest):
-            await self._storage.tags.tag(name, reference, digest)
+        await self._writer.put(name, reference, found.content, found.media_type)
 
     async def _cached_tag(self, name: RepositoryName, tag: Tag) -> Digest | None:
         try:

@@ -205,13 +205,12 @@ class UpstreamClient:
         url = f"{self.url}/v2/{repository}/{path}"
         scope = f"repository:{repository}:pull"
         headers = {"Accept-Encoding": "identity", **headers}
-        response = await self._send(
-            self._http.build_request(method, url, headers={**headers, **self._credentials(scope)}), True
-        )
+        sent = self._credentials(scope)
+        response = await self._send(self._http.build_request(method, url, headers={**headers, **sent}), True)
         if response.status_code != 401:
             return response
         await response.aclose()
-        await self._answer(response.headers.get("www-authenticate", ""), scope)
+        await self._answer(response.headers.get("www-authenticate", ""), scope, sent.get("Authorization", ""))
         return await self._send(
             self._http.build_request(method, url, headers={**headers, **self._credentials(scope)}), True
         )
@@ -227,9 +226,11 @@ class UpstreamClient:
     def _basic_value(self) -> str:
         return base64.b64encode(f"{self._username}:{self._password}".encode()).decode("ascii")
 
-    async def _answer(self, challenge: str, scope: str) -> None:
+    async def _answer(self, challenge: str, scope: str, sent: str) -> None:
+        """Get what the challenge asks for; ``sent`` is the Authorization the refused request had
+        (another request may have learned meanwhile that Basic credentials are wanted)."""
         scheme, parameters = parse_challenge(challenge)
-        if scheme == "basic" and self._username and not self._basic:
+        if scheme == "basic" and self._username and not sent.startswith("Basic "):
             self._basic = True
             return
         if scheme == "bearer" and parameters.get("realm"):

@@ -4,6 +4,7 @@ going away, and pushes refused."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -140,3 +141,40 @@ def test_upstream_credentials_never_leave_the_registry(upstream: Upstream, mirro
     assert_error(refused, 404, "MANIFEST_UNKNOWN")
     assert UPSTREAM_PASSWORD not in refused.text
     assert UPSTREAM_PASSWORD not in mirror.log()
+
+
+def test_concurrent_pulls_of_a_cold_manifest_make_one_upstream_get(
+    start_registry: StartRegistry, upstream: Upstream, distribution_upstream: DistributionRegistry
+) -> None:
+    mirror = start_registry(config=mirror_of(distribution_upstream.url), workers=4)
+    by_digest, by_tag = random_image(layers=1), random_image(layers=1)
+    upstream.push("team/many", "digest-only", by_digest)
+    upstream.push("team/many", "cold", by_tag)
+
+    async def pull(reference: str, image_type: str) -> bytes:
+        async with httpx.AsyncClient(base_url=mirror.url, timeout=60) as client:
+            response = await client.get(
+                f"/v2/hub/team/many/manifests/{reference}", headers={"Accept": image_type}
+            )
+            assert response.status_code == 200, response.text
+            return response.content
+
+    async def pull_all() -> list[bytes]:
+        pulls = [pull(by_digest.digest, by_digest.manifest.media_type) for _ in range(16)]
+        pulls += [pull("cold", by_tag.manifest.media_type) for _ in range(16)]
+        return await asyncio.gather(*pulls)
+
+    assert asyncio.run(pull_all()) == [by_digest.manifest.data] * 16 + [by_tag.manifest.data] * 16
+    log = distribution_upstream.log()
+
+    def answered(method: str, reference: str) -> int:
+        uri = f'http.request.uri="/v2/team/many/manifests/{reference}"'
+        return sum(
+            1
+            for line in log.splitlines()
+            if "response completed" in line and f"method={method} " in line and uri in line
+        )
+
+    assert answered("GET", by_digest.digest) == 1
+    assert answered("GET", by_tag.digest) == 1  # the tag's HEADs name the digest: one GET of it
+    assert answered("GET", "cold") == 0
