@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import json
 import re
 import ssl
 import time
@@ -37,6 +38,8 @@ TOKEN_MARGIN = 10.0
 DEFAULT_TOKEN_LIFETIME = 60.0
 """What the token spec says a token without ``expires_in`` lives."""
 TOKENS_KEPT = 1024
+ANSWER_LIMIT = 16 << 20
+"""The largest manifest, tags list or token answer read (manifests are refused beyond 4 MiB)."""
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHALLENGE_PARAMETER = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
@@ -55,6 +58,15 @@ class _Token:
     value: str
     expires: float
     """time.monotonic() after which it is not used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A small answer, read whole."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,16 +152,16 @@ class UpstreamClient:
 
     async def request(
         self, method: str, repository: str, path: str, headers: dict[str, str] | None = None
-    ) -> httpx.Response:
-        """A request to ``/v2/<repository>/<path>``, its body read (small answers only)."""
+    ) -> Answer:
+        """A request to ``/v2/<repository>/<path>`` with a small answer (at most ANSWER_LIMIT)."""
         response = await self._authorized(method, repository, path, headers or {})
         try:
-            await self._read(response)
+            content = await self._read(response)
         finally:
             await response.aclose()
         if response.status_code in REDIRECTS:
             raise UpstreamRefused(f"the upstream redirected a {method} of {path.split('/', maxsplit=1)[0]}")
-        return response
+        return Answer(response.status_code, response.headers, content)
 
     async def download(self, repository: str, digest: str) -> BlobDownload | None:
         """The blob's bytes as they arrive, following redirects to blob storage; None when the
@@ -250,14 +262,18 @@ class UpstreamClient:
         headers = {"Authorization": f"Basic {self._basic_value()}"} if self._username else {}
         asked = time.monotonic()
         response = await self._send(
-            self._http.build_request("GET", realm, params=params, headers=headers), False
+            self._http.build_request("GET", realm, params=params, headers=headers), True
         )
+        try:
+            content = await self._read(response)
+        finally:
+            await response.aclose()
         if response.status_code in {401, 403}:
             raise UpstreamRefused("the upstream's token server refused the configured credentials")
         if response.status_code != 200:
             raise self.failure(response)
         try:
-            document = response.json()
+            document = json.loads(content)
             value = document.get("token") or document.get("access_token")
             lifetime = float(document.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
         except (ValueError, AttributeError, TypeError):
@@ -302,15 +318,20 @@ class UpstreamClient:
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(f"{self.url} broke off ({type(exc).__name__})") from None
 
-    async def _read(self, response: httpx.Response) -> None:
+    async def _read(self, response: httpx.Response) -> bytes:
+        content = bytearray()
         try:
-            await response.aread()
+            async for chunk in response.aiter_raw():
+                content += chunk
+                if len(content) > ANSWER_LIMIT:
+                    raise UpstreamRefused(f"the upstream's answer is larger than {ANSWER_LIMIT} bytes")
         except httpx.TimeoutException:
             raise UpstreamUnavailable(f"{self.url} stopped sending") from None
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(f"{self.url} broke off ({type(exc).__name__})") from None
+        return bytes(content)
 
-    def failure(self, response: httpx.Response) -> Exception:
+    def failure(self, response: httpx.Response | Answer) -> Exception:
         """What an answer that is neither the content nor "not found" means."""
         status = response.status_code
         if status == 429 or status >= 500:
