@@ -45,7 +45,7 @@ from ..errors import ErrorCode, RegistryError
 from ..references import Digest, FetchId, RepositoryName, new_hasher
 from ..storage import paths
 from ..storage.blobs import BlobStore
-from .upstream import BlobDownload
+from .upstream import BlobDownload, UpstreamUnavailable
 
 log = logging.getLogger("registry.proxy")
 
@@ -59,6 +59,13 @@ READ_AHEAD = 2
 LOCAL_BACKLOG = 16 << 20
 """Bytes a client of the leader's worker may fall behind before it reads segments instead."""
 POLL_FIRST, POLL_LAST = 0.01, 0.25
+OUTCOME_KEPT = 2.0
+"""Seconds a failed download's claim says why, so that its followers answer as its client did."""
+OUTCOMES = {
+    "absent": ErrorCode.BLOB_UNKNOWN,
+    "unavailable": ErrorCode.UPSTREAM_UNAVAILABLE,
+    "failed": ErrorCode.UPSTREAM_FAILED,
+}
 
 Download = Callable[[], Awaitable[BlobDownload | None]]
 
@@ -73,17 +80,26 @@ class Claim:
     source: str
     """The upstream and repository it downloads from."""
     size: int | None = None
+    outcome: str | None = None
+    """Why the download failed (a key of OUTCOMES), kept a moment for those following it."""
 
     def encode(self) -> bytes:
-        return json.dumps({"heartbeat": self.heartbeat, "source": self.source, "size": self.size}).encode()
+        document = {"heartbeat": self.heartbeat, "source": self.source, "size": self.size}
+        if self.outcome is not None:
+            document["outcome"] = self.outcome
+        return json.dumps(document).encode()
 
     @classmethod
     def decode(cls, content: bytes) -> Claim | None:
         try:
             document = json.loads(content)
             size = document.get("size")
+            outcome = document.get("outcome")
             return cls(
-                float(document["heartbeat"]), str(document["source"]), int(size) if size is not None else None
+                float(document["heartbeat"]),
+                str(document["source"]),
+                int(size) if size is not None else None,
+                outcome if outcome in OUTCOMES else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None  # torn or foreign: not a claim
@@ -91,6 +107,17 @@ class Claim:
     @property
     def stale(self) -> bool:
         return time.time() - self.heartbeat > STALE
+
+    @property
+    def live(self) -> bool:
+        """Whether it downloads (or is about to): neither failed nor abandoned."""
+        return self.outcome is None and not self.stale
+
+    def error(self) -> RegistryError:
+        """What a client following this failed (or stopped) download is answered."""
+        code = OUTCOMES.get(self.outcome or "", ErrorCode.UPSTREAM_UNAVAILABLE)
+        reason = "the upstream does not have it" if code is ErrorCode.BLOB_UNKNOWN else "the download failed"
+        return RegistryError(code, {"reason": reason})
 
 
 @dataclass(slots=True)
@@ -181,7 +208,7 @@ class Fetches:
 
     async def _ended(self, digest: Digest, fetch: FetchId) -> None:
         delay = POLL_FIRST
-        while (claim := await self._claim(digest, fetch)) is not None and not claim.stale:
+        while (claim := await self._claim(digest, fetch)) is not None and claim.live:
             await asyncio.sleep(delay)
             delay = min(delay * 2, POLL_LAST)
 
@@ -210,8 +237,8 @@ class Fetches:
             if fetch == mine:
                 break
             claim = await self._claim(digest, fetch)
-            if claim is None or claim.stale:
-                if claim is not None or await self._abandoned(digest, fetch):
+            if claim is None or not claim.live:
+                if (claim is not None and claim.stale) or (claim is None and await self._abandoned(fetch)):
                     await self._withdraw(digest, fetch)
                 continue
             await self._withdraw(digest, mine)
@@ -221,7 +248,7 @@ class Fetches:
             return None
         return mine, None
 
-    async def _abandoned(self, digest: Digest, fetch: FetchId) -> bool:
+    async def _abandoned(self, fetch: FetchId) -> bool:
         """Whether a fetch directory without a readable claim is old enough to be left over."""
         created = int(fetch.split("-", 1)[0]) / 1e9
         return time.time() - created > STALE
@@ -250,8 +277,8 @@ class Fetches:
                         ErrorCode.UPSTREAM_FAILED, {"reason": "the download of the blob failed"}
                     )
                 return size
-            if found.stale:
-                raise RegistryError(ErrorCode.UPSTREAM_UNAVAILABLE, {"reason": "the download stopped"})
+            if not found.live:
+                raise found.error()
             claim = found
         return claim.size
 
@@ -297,8 +324,10 @@ class Fetches:
                     async for chunk in self._blobs.read(digest, offset):
                         yield chunk
                     return
-                if claim.stale:
-                    raise FetchFailed("the download stopped") from None
+                if not claim.live:
+                    raise FetchFailed(
+                        "the download failed" if claim.outcome else "the download stopped"
+                    ) from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, POLL_LAST)
                 continue
@@ -341,10 +370,13 @@ class Fetches:
                 with contextlib.suppress(Exception):
                     await writer.cancel()
             feed.fail(exc if isinstance(exc, Exception) else FetchFailed("the registry is stopping"))
-            if not isinstance(exc, _NotUpstream):
-                log.warning("download of %s from %s failed: %s", digest, source, exc)
             if not isinstance(exc, Exception):
                 raise
+            if not isinstance(exc, _NotUpstream):
+                log.warning("download of %s from %s failed: %s", digest, source, exc)
+            with contextlib.suppress(Exception):
+                await claim.fail(_outcome(exc))
+                await asyncio.sleep(OUTCOME_KEPT)
         finally:
             with contextlib.suppress(Exception):
                 await self._withdraw(digest, fetch)
@@ -383,6 +415,14 @@ class _NotUpstream(Exception):
     """The upstream does not have the blob."""
 
 
+def _outcome(exc: Exception) -> str:
+    if isinstance(exc, _NotUpstream):
+        return "absent"
+    if isinstance(exc, UpstreamUnavailable):
+        return "unavailable"
+    return "failed"
+
+
 class _ClaimKeeper:
     """Writes the leader's claim: at the start, with the size, and every HEARTBEAT seconds."""
 
@@ -400,8 +440,12 @@ class _ClaimKeeper:
         self._claim = Claim(time.time(), self._claim.source, size)
         await self._write()
 
+    async def fail(self, outcome: str) -> None:
+        self._claim = Claim(time.time(), self._claim.source, self._claim.size, outcome)
+        await self._write()
+
     async def stop(self) -> None:
-        """No claim write happens after this returns (the fetch's directory may go)."""
+        """No heartbeat happens after this returns (the fetch's directory may go)."""
         if self._beating is not None:
             self._beating.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -216,3 +216,14 @@ def test_an_upstream_that_dies_mid_blob_leaves_nothing_behind(
     after = httpx.get(url, timeout=30)
     assert_error(after, 503, "UNAVAILABLE")
     distribution.stop()
+
+
+def test_concurrent_requests_for_a_blob_the_upstream_lacks_are_all_unknown(mirror: RunningRegistry) -> None:
+    url = f"{mirror.url}/v2/hub/team/absent/blobs/sha256:{os.urandom(32).hex()}"
+
+    async def get_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(client.get(url) for _ in range(8)))
+
+    for response in asyncio.run(get_all()):
+        assert_error(response, 404, "BLOB_UNKNOWN")
