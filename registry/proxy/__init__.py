@@ -137,8 +137,12 @@ class Proxy:
         async def body() -> AsyncIterator[bytes]:
             if head:
                 yield head
-            async for chunk in chunks:
-                yield chunk
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            except FetchFailed as exc:
+                # Under way, the response can only be cut short: the client sees it incomplete.
+                raise RegistryError(ErrorCode.UPSTREAM_FAILED, {"reason": str(exc)}) from None
             if length == served.size:  # the whole blob: it is this repository's now
                 await self._storage.blobs.link(name, digest)
 
