@@ -178,3 +178,16 @@ def test_concurrent_pulls_of_a_cold_manifest_make_one_upstream_get(
     assert answered("GET", by_digest.digest) == 1
     assert answered("GET", by_tag.digest) == 1  # the tag's HEADs name the digest: one GET of it
     assert answered("GET", "cold") == 0
+
+
+def test_podman_pulls_the_platform_of_a_multi_platform_image(
+    upstream: Upstream, mirror: RunningRegistry, tools: ContainerTools
+) -> None:
+    index = multi_arch_index()
+    upstream.push("team/podman", "1.0", index)
+    arm = index.images[1]
+    reference = f"{mirror.host}/hub/team/podman:1.0"
+    tools.podman("pull", "--arch", "arm64", "--variant", "v8", reference)
+    inspected = tools.podman("image", "inspect", "--format", "{{.Id}}", reference).stdout.strip()
+    assert f"sha256:{inspected}" == arm.config.digest
+    tools.podman("rmi", reference)
