@@ -14,8 +14,8 @@ The protocol runs through storage, so every worker and replica on the same stora
 3. **The leader downloads once**, in a task of its own: a client that goes away does not stop a
    download others wait on. Each batch is hashed and appended to ``data``, and published as
    ``segments/<offset>`` for the followers; the last batch is held back until the size and the
-   digest check out. Then ``data`` becomes the blob (one move) and the fetch's directory is
-   deleted. A mismatch or an upstream failure deletes the directory without publishing the last
+   digest check out and ``data`` has become the blob (one move), then published, and the fetch's
+   directory is deleted. A mismatch or an upstream failure deletes the directory without publishing the last
    batch: no client ever receives the whole of a bad blob, and the response is cut short.
 4. **Followers read the segments in order** as they appear. A missing segment with the claim gone
    means the download ended: the rest comes from the blob if it exists, else the response is cut.
@@ -34,8 +34,10 @@ import json
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from anyio import to_thread
 
@@ -56,6 +58,8 @@ BATCH = 4 << 20
 """Bytes per segment: each is one small-object write (an fsync on the filesystem)."""
 READ_AHEAD = 2
 """Batches received from the upstream while earlier ones are hashed, written and published."""
+IN_FLIGHT = 2
+"""Batches being hashed, written and published at once."""
 LOCAL_BACKLOG = 16 << 20
 """Bytes a client of the leader's worker may fall behind before it reads segments instead."""
 POLL_FIRST, POLL_LAST = 0.01, 0.25
@@ -356,11 +360,14 @@ class Fetches:
                 await claim.announce(found.size)
                 feed.size.set_result(found.size)
                 writer = await self._driver.writer(paths.blob_fetch_data(digest, fetch))
-                await self._transfer(found, digest, fetch, writer, feed)
+                last = await self._transfer(found, digest, fetch, writer, feed)
             finally:
                 await found.close()
-            await claim.stop()
+            # In the cache before the last bytes go out: a client served whole finds it there.
             await self._blobs.ingest(name, paths.blob_fetch_data(digest, fetch), digest, found.size)
+            if last is not None:
+                await self._publish(digest, fetch, *last, feed)
+            await claim.stop()
             # With the blob in place every claim on it is moot, and the digest's directory goes too.
             with contextlib.suppress(Exception):
                 await self._driver.delete(paths.blob_fetches(digest))
@@ -383,26 +390,43 @@ class Fetches:
 
     async def _transfer(
         self, found: BlobDownload, digest: Digest, fetch: FetchId, writer: FileWriter, feed: _LocalFeed
-    ) -> None:
-        """Hash, store and publish every batch; the last one only once the whole blob checks out."""
+    ) -> tuple[int, bytes] | None:
+        """Hash, store and publish every batch but the last, which is returned (with its offset)
+        once the whole blob checks out and is committed, to be published when it is in the cache.
+
+        Each of the three runs in its own lane, in order, while the next batches arrive; at most
+        IN_FLIGHT batches wait for the lanes (the disk takes its time, as in ``storage/pump.py``).
+        """
         hasher = new_hasher(digest.algorithm)
+        hashing, writing, publishing = _Lane(), _Lane(), _Lane()
+        in_flight: deque[list[asyncio.Future[None]]] = deque()
         held: tuple[int, bytes] | None = None
         offset = 0
-        async for batch in _read_ahead(_batches(found.chunks, BATCH), READ_AHEAD):
-            if offset + len(batch) > found.size:
-                raise FetchFailed(f"the upstream sent more than the {found.size} bytes it announced")
-            steps = [to_thread.run_sync(hasher.update, batch), writer.write(batch)]
-            if held is not None:
-                steps.append(self._publish(digest, fetch, *held, feed))
-            await asyncio.gather(*steps)
-            held, offset = (offset, batch), offset + len(batch)
+        try:
+            async for batch in _read_ahead(_batches(found.chunks, BATCH), READ_AHEAD):
+                if offset + len(batch) > found.size:
+                    raise FetchFailed(f"the upstream sent more than the {found.size} bytes it announced")
+                if len(in_flight) >= IN_FLIGHT:
+                    await asyncio.gather(*in_flight.popleft())
+                steps = [
+                    hashing.then(partial(to_thread.run_sync, hasher.update, batch)),
+                    writing.then(partial(writer.write, batch)),
+                ]
+                if held is not None:
+                    steps.append(publishing.then(partial(self._publish, digest, fetch, *held, feed)))
+                in_flight.append(steps)
+                held, offset = (offset, batch), offset + len(batch)
+            for steps in in_flight:
+                await asyncio.gather(*steps)
+        finally:
+            # Nothing may still write when the caller closes the writer, even after a failure.
+            await asyncio.gather(*(step for steps in in_flight for step in steps), return_exceptions=True)
         if offset != found.size:
             raise FetchFailed(f"the upstream sent {offset} of the {found.size} bytes it announced")
         if hasher.hexdigest() != digest.hex:
             raise FetchFailed(f"the upstream's content does not match {digest}")
         await writer.commit()
-        if held is not None:
-            await self._publish(digest, fetch, *held, feed)
+        return held
 
     async def _publish(
         self, digest: Digest, fetch: FetchId, offset: int, batch: bytes, feed: _LocalFeed
@@ -468,16 +492,41 @@ class _ClaimKeeper:
             await self._driver.put_content(self._path, self._claim.encode())
 
 
+class _Lane:
+    """Steps that run one after another, in the order given, each once the one before it ended."""
+
+    def __init__(self) -> None:
+        self._last: asyncio.Future[None] | None = None
+
+    def then(self, step: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+        previous = self._last
+
+        async def run() -> None:
+            if previous is not None:
+                await previous
+            await step()
+
+        self._last = asyncio.ensure_future(run())
+        return self._last
+
+
 async def _batches(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
-    """The stream regrouped into pieces of ``size`` bytes (the last one shorter)."""
-    pending = bytearray()
+    """The stream regrouped into pieces of ``size`` bytes (the last one shorter), each made by
+    one copy of the bytes received."""
+    parts: list[memoryview] = []
+    filled = 0
     async for chunk in chunks:
-        pending += chunk
-        while len(pending) >= size:
-            yield bytes(pending[:size])
-            del pending[:size]
-    if pending:
-        yield bytes(pending)
+        view = memoryview(chunk)
+        while view:
+            taken = view[: size - filled]
+            parts.append(taken)
+            filled += len(taken)
+            view = view[len(taken) :]
+            if filled == size:
+                yield b"".join(parts)
+                parts, filled = [], 0
+    if parts:
+        yield b"".join(parts)
 
 
 async def _read_ahead(batches: AsyncIterator[bytes], depth: int) -> AsyncIterator[bytes]:
