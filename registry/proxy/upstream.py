@@ -121,6 +121,15 @@ async def _resolved_kinds(url: str) -> set[str]:
     return kinds
 
 
+def _caused_by_tls(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """The scheme (lower case) and parameters of a ``WWW-Authenticate`` challenge."""
     scheme, _, rest = header.strip().partition(" ")
@@ -306,6 +315,10 @@ class UpstreamClient:
         except httpx.TimeoutException:
             raise UpstreamUnavailable(f"{self.url} did not answer in time") from None
         except httpx.TransportError as exc:
+            if _caused_by_tls(exc):  # no retry helps: the operator must set cacerts (or fix the host)
+                raise UpstreamRefused(
+                    f"{request.url.host} sent a certificate the registry does not trust"
+                ) from None
             raise UpstreamUnavailable(f"{self.url} cannot be reached ({type(exc).__name__})") from None
         return response
 

@@ -126,7 +126,8 @@ def test_an_upstream_certificate_from_an_untrusted_ca_is_refused(
     del config["proxy"]["upstreams"][0]["cacerts"]
     mirror = start_registry(config=config, workers=1)
     response = httpx.get(f"{mirror.url}/v2/secure/vendor/tool/manifests/2.0", timeout=60)
-    assert response.status_code in {502, 503}, response.text
+    error = assert_error(response, 502, "UNKNOWN")
+    assert "certificate the registry does not trust" in error["detail"]["reason"]
     assert not (mirror.root / "docker/registry/v2/repositories/secure").exists()
 
 
