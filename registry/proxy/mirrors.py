@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..config import Upstream
-from ..errors import RegistryError
+from ..errors import ErrorCode, RegistryError
 from ..references import Digest, Reference, RepositoryName
 from ..storage.manifest_format import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from .upstream import BlobDownload, UpstreamClient, UpstreamRefused
@@ -55,12 +55,12 @@ class Mirror:
 
     async def manifest_digest(self, remote: str, reference: Reference) -> Digest | None:
         """The digest the upstream has for ``reference`` by a HEAD (which Docker Hub does not count
-        against pull limits); None when the upstream does not have it or does not say."""
+        against pull limits); None when it does not say; MANIFEST_UNKNOWN when it has none."""
         response = await self.client.request(
             "HEAD", remote, f"manifests/{reference}", {"Accept": MANIFEST_ACCEPT}
         )
         if response.status_code == 404:
-            return None
+            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"reference": str(reference)})
         if response.status_code != 200:
             raise self.client.failure(response)
         try:
