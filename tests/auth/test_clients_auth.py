@@ -86,64 +86,64 @@ def failed(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_docker_login_push_pull_logout(
-    registry: RunningRegistry, auth_dockerd: Dockerd, tmp_path: Path
+    registry: RunningRegistry, dockerd: Dockerd, tmp_path: Path
 ) -> None:
-    wrong = failed(docker_login(auth_dockerd, registry, "alice", "not-the-password"))
+    wrong = failed(docker_login(dockerd, registry, "alice", "not-the-password"))
     assert "unauthorized" in wrong
-    docker_logged_in(auth_dockerd, registry, "alice")
-    stored = json.loads((Path(auth_dockerd.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"]
+    docker_logged_in(dockerd, registry, "alice")
+    stored = json.loads((Path(dockerd.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"]
     assert registry.host in stored
 
     reference = f"{registry.host}/alice/docker:v1"
-    import_image(auth_dockerd, reference, tmp_path)
-    auth_dockerd.docker("push", reference)
-    auth_dockerd.docker("rmi", reference)
-    auth_dockerd.docker("pull", reference)
+    import_image(dockerd, reference, tmp_path)
+    dockerd.docker("push", reference)
+    dockerd.docker("rmi", reference)
+    dockerd.docker("pull", reference)
 
-    auth_dockerd.docker("logout", registry.host)
-    auth_dockerd.docker("rmi", reference)
-    assert failed(auth_dockerd.docker("pull", reference, check=False))
+    dockerd.docker("logout", registry.host)
+    dockerd.docker("rmi", reference)
+    assert failed(dockerd.docker("pull", reference, check=False))
     assert (
         registry.host
-        not in json.loads((Path(auth_dockerd.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"]
+        not in json.loads((Path(dockerd.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"]
     )
 
 
 def test_docker_permissions_per_repository(
-    token_mode_registry: RunningRegistry, auth_dockerd: Dockerd, tmp_path: Path
+    token_mode_registry: RunningRegistry, dockerd: Dockerd, tmp_path: Path
 ) -> None:
     registry = token_mode_registry
     host = registry.host
-    docker_logged_in(auth_dockerd, registry, "alice")
+    docker_logged_in(dockerd, registry, "alice")
     # docker login went through the token server with offline_token: the daemon keeps a refresh
     # token (identity token) instead of the password, and uses it for every push and pull.
-    stored = json.loads((Path(auth_dockerd.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"][host]
+    stored = json.loads((Path(dockerd.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"][host]
     assert stored.get("identitytoken")
     for reference in (f"{host}/alice/app:v1", f"{host}/public/tool:v1"):
-        import_image(auth_dockerd, reference, tmp_path)
-        auth_dockerd.docker("push", reference)
+        import_image(dockerd, reference, tmp_path)
+        dockerd.docker("push", reference)
 
-    docker_logged_in(auth_dockerd, registry, "bob")
-    auth_dockerd.docker("tag", f"{host}/alice/app:v1", f"{host}/alice/app:by-bob")
-    assert "denied" in failed(auth_dockerd.docker("push", f"{host}/alice/app:by-bob", check=False))
-    auth_dockerd.docker("tag", f"{host}/alice/app:v1", f"{host}/bob/app:v1")
-    auth_dockerd.docker("push", f"{host}/bob/app:v1")
+    docker_logged_in(dockerd, registry, "bob")
+    dockerd.docker("tag", f"{host}/alice/app:v1", f"{host}/alice/app:by-bob")
+    assert "denied" in failed(dockerd.docker("push", f"{host}/alice/app:by-bob", check=False))
+    dockerd.docker("tag", f"{host}/alice/app:v1", f"{host}/bob/app:v1")
+    dockerd.docker("push", f"{host}/bob/app:v1")
 
-    docker_logged_in(auth_dockerd, registry, "reader")
-    auth_dockerd.docker("rmi", f"{host}/alice/app:v1")
-    auth_dockerd.docker("pull", f"{host}/alice/app:v1")
-    auth_dockerd.docker("tag", f"{host}/alice/app:v1", f"{host}/alice/app:by-reader")
-    assert "denied" in failed(auth_dockerd.docker("push", f"{host}/alice/app:by-reader", check=False))
+    docker_logged_in(dockerd, registry, "reader")
+    dockerd.docker("rmi", f"{host}/alice/app:v1")
+    dockerd.docker("pull", f"{host}/alice/app:v1")
+    dockerd.docker("tag", f"{host}/alice/app:v1", f"{host}/alice/app:by-reader")
+    assert "denied" in failed(dockerd.docker("push", f"{host}/alice/app:by-reader", check=False))
 
-    auth_dockerd.docker("logout", host)
+    dockerd.docker("logout", host)
     for reference in (f"{host}/public/tool:v1", f"{host}/alice/app:v1"):
-        auth_dockerd.docker("rmi", reference)
-    auth_dockerd.docker("pull", f"{host}/public/tool:v1")  # anonymous pull where configured
-    assert failed(auth_dockerd.docker("pull", f"{host}/alice/app:v1", check=False))
+        dockerd.docker("rmi", reference)
+    dockerd.docker("pull", f"{host}/public/tool:v1")  # anonymous pull where configured
+    assert failed(dockerd.docker("pull", f"{host}/alice/app:v1", check=False))
 
 
 def test_podman_login_and_skopeo_creds(
-    registry: RunningRegistry, auth_tools: ContainerTools, tmp_path: Path
+    registry: RunningRegistry, container_tools: ContainerTools, tmp_path: Path
 ) -> None:
     host = registry.host
     layout = write_dir_layout(tmp_path / "image", random_image(layers=2, layer_size=8192))
@@ -152,55 +152,55 @@ def test_podman_login_and_skopeo_creds(
         input=PASSWORDS["alice"],
         capture_output=True,
         text=True,
-        env=auth_tools.env,
+        env=container_tools.env,
         timeout=120,
         check=False,
     )
     assert login.returncode == 0, login.stderr
     assert "Login Succeeded" in login.stdout
-    auth_tools.skopeo("copy", f"dir:{layout}", f"docker://{host}/alice/skopeo:v1")  # the stored login
-    auth_tools.podman("logout", host)
-    assert failed(auth_tools.skopeo("inspect", "--raw", f"docker://{host}/alice/skopeo:v1", check=False))
+    container_tools.skopeo("copy", f"dir:{layout}", f"docker://{host}/alice/skopeo:v1")  # the stored login
+    container_tools.podman("logout", host)
+    assert failed(container_tools.skopeo("inspect", "--raw", f"docker://{host}/alice/skopeo:v1", check=False))
 
     alice = f"alice:{PASSWORDS['alice']}"
-    auth_tools.skopeo("inspect", "--raw", "--creds", alice, f"docker://{host}/alice/skopeo:v1")
-    bad = auth_tools.skopeo(
+    container_tools.skopeo("inspect", "--raw", "--creds", alice, f"docker://{host}/alice/skopeo:v1")
+    bad = container_tools.skopeo(
         "inspect", "--raw", "--creds", "alice:wrong", f"docker://{host}/alice/skopeo:v1", check=False
     )
     assert "unauthorized" in failed(bad)
-    auth_tools.skopeo("copy", "--dest-creds", alice, f"dir:{layout}", f"docker://{host}/alice/skopeo:v2")
-    auth_tools.skopeo("delete", "--creds", alice, f"docker://{host}/alice/skopeo:v2")
+    container_tools.skopeo("copy", "--dest-creds", alice, f"dir:{layout}", f"docker://{host}/alice/skopeo:v2")
+    container_tools.skopeo("delete", "--creds", alice, f"docker://{host}/alice/skopeo:v2")
     assert failed(
-        auth_tools.skopeo(
+        container_tools.skopeo(
             "inspect", "--raw", "--creds", alice, f"docker://{host}/alice/skopeo:v2", check=False
         )
     )
 
 
 def test_skopeo_rights_in_token_mode(
-    token_mode_registry: RunningRegistry, auth_tools: ContainerTools, tmp_path: Path
+    token_mode_registry: RunningRegistry, container_tools: ContainerTools, tmp_path: Path
 ) -> None:
     host = token_mode_registry.host
     layout = write_dir_layout(tmp_path / "image", random_image(layers=1, layer_size=4096))
     alice, bob, reader = (f"{user}:{PASSWORDS[user]}" for user in ("alice", "bob", "reader"))
-    auth_tools.skopeo("copy", "--dest-creds", alice, f"dir:{layout}", f"docker://{host}/alice/rights:v1")
+    container_tools.skopeo("copy", "--dest-creds", alice, f"dir:{layout}", f"docker://{host}/alice/rights:v1")
     assert failed(
-        auth_tools.skopeo(
+        container_tools.skopeo(
             "copy", "--dest-creds", bob, f"dir:{layout}", f"docker://{host}/alice/rights:bob", check=False
         )
     )
-    auth_tools.skopeo("copy", "--dest-creds", bob, f"dir:{layout}", f"docker://{host}/bob/rights:v1")
+    container_tools.skopeo("copy", "--dest-creds", bob, f"dir:{layout}", f"docker://{host}/bob/rights:v1")
     pulled = tmp_path / "pulled"
-    auth_tools.skopeo("copy", "--src-creds", reader, f"docker://{host}/alice/rights:v1", f"dir:{pulled}")
+    container_tools.skopeo("copy", "--src-creds", reader, f"docker://{host}/alice/rights:v1", f"dir:{pulled}")
     assert (pulled / "manifest.json").read_bytes() == (layout / "manifest.json").read_bytes()
     assert failed(
-        auth_tools.skopeo("delete", "--creds", reader, f"docker://{host}/alice/rights:v1", check=False)
+        container_tools.skopeo("delete", "--creds", reader, f"docker://{host}/alice/rights:v1", check=False)
     )
     assert failed(
-        auth_tools.skopeo(
+        container_tools.skopeo(
             "copy", "--dest-creds", reader, f"dir:{layout}", f"docker://{host}/alice/rights:r", check=False
         )
     )
-    auth_tools.skopeo(
+    container_tools.skopeo(
         "inspect", "--raw", "--creds", reader, f"docker://{host}/alice/rights:v1"
     )  # still there

@@ -133,7 +133,7 @@ def distribution_on_the_bucket(
 
 
 def test_a_bucket_shared_with_distribution_in_both_directions(
-    s3_tools: ContainerTools,
+    container_tools: ContainerTools,
     s3_registry_server: RunningRegistry,
     distribution_on_the_bucket: Distribution,
     new_repository: Callable[[], str],
@@ -145,10 +145,10 @@ def test_a_bucket_shared_with_distribution_in_both_directions(
         image = random_image(layers=2)
         layout = write_oci_layout(tmp_path / f"layout-{os.urandom(2).hex()}", {"v1": image})
         repo = new_repository()
-        s3_tools.skopeo("copy", f"oci:{layout}:v1", f"docker://{pusher.host}/{repo}:v1")
+        container_tools.skopeo("copy", f"oci:{layout}:v1", f"docker://{pusher.host}/{repo}:v1")
         with Served(puller.url) as served:
             assert served.manifest(repo, "v1").data == image.manifest.data
             assert set(served.verify_tree(repo, "v1")) == {b.digest for b in every_blob(image)}
             assert served.tags(repo) == ["v1"]
-        inspected = json.loads(s3_tools.skopeo("inspect", f"docker://{puller.host}/{repo}:v1").stdout)
+        inspected = json.loads(container_tools.skopeo("inspect", f"docker://{puller.host}/{repo}:v1").stdout)
         assert inspected["Digest"] == image.digest

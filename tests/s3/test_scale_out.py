@@ -158,7 +158,7 @@ def test_monolithic_and_streamed_uploads_through_the_balancer(
 
 
 def test_skopeo_push_through_the_balancer_is_pulled_from_every_replica(
-    s3_tools: ContainerTools,
+    container_tools: ContainerTools,
     balancer: Nginx,
     replicas: list[RunningRegistry],
     new_repository: Callable[[], str],
@@ -168,14 +168,15 @@ def test_skopeo_push_through_the_balancer_is_pulled_from_every_replica(
     write_oci_layout(tmp_path / "layout", {"v1": image})
     repo = new_repository()
     pushed = f"docker://{balancer.host}/{repo}:v1"
-    s3_tools.skopeo("copy", "--digestfile", str(tmp_path / "digest"), f"oci:{tmp_path / 'layout'}:v1", pushed)
+    layout = f"oci:{tmp_path / 'layout'}:v1"
+    container_tools.skopeo("copy", "--digestfile", str(tmp_path / "digest"), layout, pushed)
     assert (tmp_path / "digest").read_text() == image.digest
 
     for number, replica in enumerate(replicas):
         reference = f"docker://{replica.host}/{repo}:v1"
-        assert s3_tools.skopeo("inspect", "--raw", reference).stdout.encode() == image.manifest.data
+        assert container_tools.skopeo("inspect", "--raw", reference).stdout.encode() == image.manifest.data
         pulled = tmp_path / f"pulled-{number}"
-        s3_tools.skopeo("copy", reference, f"oci:{pulled}:v1")
+        container_tools.skopeo("copy", reference, f"oci:{pulled}:v1")
         index = json.loads((pulled / "index.json").read_text())
         assert [entry["digest"] for entry in index["manifests"]] == [image.digest]
         for blob in every_blob(image):

@@ -1,4 +1,5 @@
-"""podman, buildah and skopeo with private storage and config, plain HTTP to test registries.
+"""podman, buildah and skopeo with private storage and config, plain HTTP to test registries, and
+the fixtures that give tests one such environment for the session or an empty one of their own.
 
 All state (image store, run dir, auth file, events log) lives under one folder; the only file
 outside it is the system trust policy, which the clients refuse to run without.
@@ -9,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+
+import pytest
 
 POLICY = Path("/etc/containers/policy.json")
 ACCEPT_ANYTHING = {"default": [{"type": "insecureAcceptAnything"}]}
@@ -146,3 +149,19 @@ class ContainerTools:
         """
         self.buildah("rm", "--all", check=False)
         self.podman("image", "unmount", "--all", check=False)
+
+
+@pytest.fixture(scope="session")
+def container_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTools]:
+    """podman/buildah/skopeo with one private image store and auth file for the session."""
+    tools = ContainerTools(tmp_path_factory.mktemp("containers"))
+    yield tools
+    tools.release_storage()
+
+
+@pytest.fixture
+def fresh_container_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTools]:
+    """podman/buildah/skopeo with an empty image store, to pull into."""
+    tools = ContainerTools(tmp_path_factory.mktemp("fresh-containers"))
+    yield tools
+    tools.release_storage()
