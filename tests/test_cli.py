@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integrity.pushing import digest_of, expect, push_blob
 from tests.integrity.workers import process_group
+from tests.support.images import digest_of
 from tests.support.launcher import CLEAN_ENV, DOCKYARD, Launcher, write_config
 from tests.support.processes import free_port
+from tests.support.pushing import expect, push_blob
 
 PYTHON_M = [sys.executable, "-m", "registry"]
 COMMANDS = {"dockyard": [DOCKYARD], "python-m-registry": PYTHON_M}

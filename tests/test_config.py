@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from registry.config import EMBEDDED_DEFAULT, ConfigError, load_config, parse_duration
-from tests.integrity.pushing import (
-    OCI_MANIFEST,
-    digest_of,
+from tests.support.images import OCI_MANIFEST, digest_of
+from tests.support.launcher import Launcher, write_config
+from tests.support.pushing import (
     error_codes,
     expect,
     image_manifest,
@@ -24,7 +24,6 @@ from tests.integrity.pushing import (
     push_manifest,
     start_upload,
 )
-from tests.support.launcher import Launcher, write_config
 from tests.support.registry import StartRegistry
 
 # --- parsing, no server -------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import pytest
 from tests.badinput.cases import Case, all_cases
 from tests.badinput.conftest import ESCAPE_MARKER, OTHER_REPOSITORY, REPOSITORY, Target, tree_snapshot
 from tests.integrity.layout import check_layout
-from tests.integrity.pushing import OCI_MANIFEST, digest_of, expect
+from tests.support.images import OCI_MANIFEST, digest_of
+from tests.support.pushing import expect
 
 ERROR_CODES = {
     "BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN",

@@ -16,11 +16,11 @@ from tests.support.images import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     OCI_INDEX,
+    digest_of,
     every_blob,
     multi_arch_index,
     random_image,
     read_dir_layout,
-    sha256_digest,
     write_dir_layout,
     write_docker_archive,
     write_oci_layout,
@@ -87,7 +87,7 @@ def test_copy_docker_archive_in_and_out(
     assert manifest.document["config"]["digest"] == image.config.digest
     for descriptor, layer in zip(manifest.document["layers"], image.layers, strict=True):
         blob = served.http.get(f"/v2/{repository}/blobs/{descriptor['digest']}").content
-        assert sha256_digest(gzip.decompress(blob)) == layer.diff_id
+        assert digest_of(gzip.decompress(blob)) == layer.diff_id
     assert json.loads(container_tools.skopeo("inspect", reference).stdout)["Digest"] == pushed
 
     out = tmp_path / "out.tar"

@@ -17,9 +17,15 @@ import pytest
 
 from tests.support.containers import ContainerTools
 from tests.support.dockerd import Dockerd
-from tests.support.images import busybox_rootfs_tar, every_blob, random_files, random_image, write_oci_layout
+from tests.support.images import (
+    busybox_rootfs_tar,
+    digest_of,
+    every_blob,
+    random_files,
+    random_image,
+    write_oci_layout,
+)
 from tests.support.nginx import Nginx
-from tests.support.served import digest_of
 from tests.support.tls import ServerCertificates
 
 from .conftest import REGISTRY_NAME

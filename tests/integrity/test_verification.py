@@ -9,16 +9,8 @@ import httpx
 import pytest
 
 from tests.integrity.layout import check_layout
-from tests.integrity.pushing import (
-    OCI_MANIFEST,
-    digest_of,
-    error_codes,
-    expect,
-    image_manifest,
-    push_blob,
-    push_manifest,
-    start_upload,
-)
+from tests.support.images import OCI_MANIFEST, digest_of
+from tests.support.pushing import error_codes, expect, image_manifest, push_blob, push_manifest, start_upload
 from tests.support.registry import RunningRegistry
 
 V2 = Path("docker/registry/v2")

@@ -3,7 +3,6 @@ disabled), and a bucket shared with CNCF Distribution 2.8 in both directions."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -17,23 +16,13 @@ import yaml
 from tests.support.containers import ContainerTools
 from tests.support.images import every_blob, random_image, write_oci_layout
 from tests.support.processes import ServerProcess, free_port
+from tests.support.pushing import push_blob
 from tests.support.registry import RunningRegistry
 from tests.support.served import Served
 
 pytestmark = pytest.mark.s3
 
 MIB = 1 << 20
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def push_blob(http: httpx.Client, repo: str, data: bytes) -> str:
-    digest = sha256(data)
-    response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data)
-    assert response.status_code == 201, response.text
-    return digest
 
 
 @pytest.fixture
