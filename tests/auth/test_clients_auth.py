@@ -6,30 +6,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from auth.keygen import GeneratedKey
 from tests.support.containers import ContainerTools
-from tests.support.dockerd import Dockerd, docker_cli
+from tests.support.dockerd import Dockerd
 from tests.support.images import busybox_rootfs_tar, random_image, write_dir_layout
 from tests.support.registry import RunningRegistry, StartRegistry
 
 from .registries import htpasswd_registry, token_registry
-from .servers import PASSWORDS, TokenServerProcess, start_token_server
+from .servers import PASSWORDS, TokenServerProcess
 
 pytestmark = [pytest.mark.clients, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def clients_token_server(
-    tmp_path_factory: pytest.TempPathFactory, es256_key: GeneratedKey
-) -> Iterator[TokenServerProcess]:
-    server = start_token_server(tmp_path_factory.mktemp("clients-token-server"), es256_key)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module", params=["htpasswd", "token"])
@@ -38,33 +27,21 @@ def registry(
 ) -> RunningRegistry:
     if request.param == "htpasswd":
         return htpasswd_registry(start_registry, tmp_path_factory.mktemp("clients-htpasswd"))
-    return token_registry(start_registry, request.getfixturevalue("clients_token_server"))
+    return token_registry(start_registry, request.getfixturevalue("token_server"))
 
 
 @pytest.fixture(scope="module")
-def token_mode_registry(
-    start_registry: StartRegistry, clients_token_server: TokenServerProcess
-) -> RunningRegistry:
-    return token_registry(start_registry, clients_token_server)
-
-
-def docker_stdin(dockerd: Dockerd, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [docker_cli(), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=dockerd.env,
-        timeout=120,
-        check=False,
-    )
+def token_mode_registry(start_registry: StartRegistry, token_server: TokenServerProcess) -> RunningRegistry:
+    return token_registry(start_registry, token_server)
 
 
 def docker_login(
     dockerd: Dockerd, registry: RunningRegistry, user: str, password: str = ""
 ) -> subprocess.CompletedProcess[str]:
     secret = password or PASSWORDS[user]
-    return docker_stdin(dockerd, secret, "login", "--username", user, "--password-stdin", registry.host)
+    return dockerd.docker(
+        "login", "--username", user, "--password-stdin", registry.host, stdin=secret, check=False
+    )
 
 
 def docker_logged_in(dockerd: Dockerd, registry: RunningRegistry, user: str) -> None:
@@ -85,9 +62,7 @@ def failed(result: subprocess.CompletedProcess[str]) -> str:
     return (result.stdout + result.stderr).lower()
 
 
-def test_docker_login_push_pull_logout(
-    registry: RunningRegistry, dockerd: Dockerd, tmp_path: Path
-) -> None:
+def test_docker_login_push_pull_logout(registry: RunningRegistry, dockerd: Dockerd, tmp_path: Path) -> None:
     wrong = failed(docker_login(dockerd, registry, "alice", "not-the-password"))
     assert "unauthorized" in wrong
     docker_logged_in(dockerd, registry, "alice")
@@ -147,13 +122,14 @@ def test_podman_login_and_skopeo_creds(
 ) -> None:
     host = registry.host
     layout = write_dir_layout(tmp_path / "image", random_image(layers=2, layer_size=8192))
-    login = subprocess.run(
-        ["podman", "login", "--tls-verify=false", "--username", "alice", "--password-stdin", host],
-        input=PASSWORDS["alice"],
-        capture_output=True,
-        text=True,
-        env=container_tools.env,
-        timeout=120,
+    login = container_tools.run(
+        "podman",
+        "login",
+        "--username",
+        "alice",
+        "--password-stdin",
+        host,
+        stdin=PASSWORDS["alice"],
         check=False,
     )
     assert login.returncode == 0, login.stderr

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from auth.keygen import GeneratedKey
-from tests.support.dockerd import Dockerd, docker_cli
+from tests.support.dockerd import Dockerd
 from tests.support.images import busybox_rootfs_tar, random_image
 from tests.support.registry import RunningRegistry, StartRegistry
 
@@ -80,13 +79,13 @@ def test_token_endpoint_is_outside_v2_and_its_errors_are_oauth_errors(embedded: 
 def test_docker_login_and_push_through_the_embedded_token_server(
     embedded: RunningRegistry, dockerd: Dockerd, tmp_path: Path
 ) -> None:
-    login = subprocess.run(
-        [docker_cli(), "login", "--username", "alice", "--password-stdin", embedded.host],
-        input=PASSWORDS["alice"],
-        capture_output=True,
-        text=True,
-        env=dockerd.env,
-        timeout=120,
+    login = dockerd.docker(
+        "login",
+        "--username",
+        "alice",
+        "--password-stdin",
+        embedded.host,
+        stdin=PASSWORDS["alice"],
         check=False,
     )
     assert login.returncode == 0, login.stderr

@@ -28,6 +28,7 @@ TLS_FLAGS: dict[tuple[str, ...], list[str]] = {
     ("buildah", "push"): ["--tls-verify=false"],
     ("buildah", "pull"): ["--tls-verify=false"],
     ("buildah", "manifest", "push"): ["--tls-verify=false"],
+    ("podman", "login"): ["--tls-verify=false"],
     ("podman", "push"): ["--tls-verify=false"],
     ("podman", "pull"): ["--tls-verify=false"],
     ("podman", "manifest", "push"): ["--tls-verify=false"],
@@ -73,7 +74,12 @@ class ContainerTools:
         }
 
     def run(
-        self, tool: str, *args: str, check: bool = True, env: Mapping[str, str] | None = None
+        self,
+        tool: str,
+        *args: str,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``tool ARGS``, plain-HTTP flags inserted after the subcommand that takes them."""
         command = [tool, *args]
@@ -83,6 +89,7 @@ class ContainerTools:
                 break
         result = subprocess.run(
             command,
+            input=stdin,
             capture_output=True,
             text=True,
             env={**self.env, **(env or {})},

@@ -175,10 +175,13 @@ class Dockerd:
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 300,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``docker ARGS``; on failure raise with the command's output."""
+        """Run ``docker ARGS`` (``stdin``: e.g. a ``--password-stdin``); on failure raise with the
+        command's output."""
         result = subprocess.run(
             [docker_cli(), *args],
+            input=stdin,
             capture_output=True,
             text=True,
             cwd=cwd,
