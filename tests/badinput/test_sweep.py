@@ -98,13 +98,11 @@ def test_doubled_slashes_name_the_same_repository(target: Target) -> None:
 )
 @pytest.mark.parametrize("endpoint", ["/v2/_catalog", f"/v2/{REPOSITORY}/tags/list"])
 def test_junk_last_marker_is_only_a_position(target: Target, endpoint: str, last: str) -> None:
-    """``last`` is a lexical position, so junk is no error: the page after it, or a 400."""
+    """``last`` is a lexical position, so junk is no error: the page after it."""
     response = target.send("GET", f"{endpoint}?n=5&last={last}".encode())
-    assert response.status in {200, 400}, (response.status, response.body[:300])
+    assert response.status == 200, (response.status, response.body[:300])
     document = json.loads(response.body)
-    if response.status == 400:
-        assert document["errors"][0]["code"] in ERROR_CODES
-    elif "tags" in endpoint:
+    if "tags" in endpoint:
         assert document["name"] == REPOSITORY
         assert isinstance(document["tags"], list)
     else:
