@@ -75,6 +75,7 @@ def test_dockerfile_builds_a_slim_unprivileged_image() -> None:
 
 def test_dockerfile_copies_only_files_the_context_sends() -> None:
     allowed = {line[1:].rstrip("/") for line in DOCKERIGNORE.read_text().splitlines() if line.startswith("!")}
+    checked = set()
     for copy in arguments(dockerfile_instructions(), "COPY"):
         if copy.startswith("--from="):
             continue
@@ -82,6 +83,11 @@ def test_dockerfile_copies_only_files_the_context_sends() -> None:
         for source in sources:
             assert (PROJECT / source).exists(), f"COPY {source}: not in the repository"
             assert source.rstrip("/") in allowed, f"COPY {source}: excluded by {DOCKERIGNORE.name}"
+            checked.add(source.rstrip("/"))
+    # The build copies the project's metadata and every package it installs; the image, its config.
+    config = str(SAMPLE_CONFIG.relative_to(PROJECT))
+    needed = {"pyproject.toml", "registry", "storage_drivers", "auth", config}
+    assert needed <= checked, f"COPY lines not found for {sorted(needed - checked)}"
 
 
 def test_image_command_serves_and_health_check_follows_it(tmp_path: Path) -> None:
