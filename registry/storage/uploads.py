@@ -31,7 +31,7 @@ from ..errors import ErrorCode, RegistryError
 from ..references import Digest, Hasher, RepositoryName, UploadId, new_hasher
 from . import paths
 from .batches import ALIGNMENT, BatchBuffers
-from .blobs import BlobStore
+from .services import BlobService
 
 MIN_BATCH = 512 << 10
 MAX_BATCH = 4 << 20
@@ -91,7 +91,7 @@ def range_header(size: int) -> str:
 
 
 class Uploads:
-    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+    def __init__(self, driver: StorageDriver, blobs: BlobService) -> None:
         self._driver = driver
         self._blobs = blobs
         self._hashes = HasherCache()
