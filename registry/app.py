@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import AccessController, AllowAll, create_access_controller, create_token_server
-from storage_drivers import create_driver
+from storage_drivers import StorageDriver, create_driver
 
 from .api.application import Application
 from .api.context import Settings
@@ -22,7 +22,7 @@ from .api.dispatch import RegistryAPI
 from .api.responses import json_response
 from .config import CONFIG_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
-from .storage import ManifestPolicy, Storage
+from .storage import ManifestPolicy, Storage, Wrappers
 
 log = logging.getLogger("registry")
 
@@ -37,9 +37,17 @@ def manifest_policy(config: Config) -> ManifestPolicy:
     )
 
 
-def create_app(config: Config) -> ASGIApp:
-    driver = create_driver(config.storage.driver, config.storage.parameters)
-    storage = Storage(driver, manifest_policy(config))
+def create_app(
+    config: Config, *, driver: StorageDriver | None = None, wrappers: Wrappers | None = None
+) -> ASGIApp:
+    """The registry for ``config``, assembled from parts.
+
+    ``driver`` stores the content instead of the driver the configuration names; the registry
+    closes it at shutdown. ``wrappers`` wrap or replace storage services (``Wrappers``).
+    """
+    if driver is None:
+        driver = create_driver(config.storage.driver, config.storage.parameters)
+    storage = Storage(driver, manifest_policy(config), wrappers)
     controller = create_access_controller(config.auth)
     settings = Settings(
         delete_enabled=config.storage.delete_enabled,
