@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.api.router import ALLOWED_METHODS, Match, Route, match
+from registry.api.router import ACTIONS, Match, Route, match
 
 DIGEST = "sha256:" + "ab" * 32
 UUID = "0f0e0d0c-0b0a-4908-8706-050403020100"
@@ -90,10 +90,11 @@ def test_raw_non_ascii_bytes_reach_validation_undecoded() -> None:
 
 
 def test_every_route_allows_its_methods_and_head_with_get() -> None:
-    assert set(ALLOWED_METHODS) == set(Route)
-    for route, methods in ALLOWED_METHODS.items():
+    allowed = {route: set(actions) for route, actions in ACTIONS.items()}
+    assert set(allowed) == set(Route)
+    for route, methods in allowed.items():
         assert methods <= {"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"}, route
         assert ("GET" in methods) == ("HEAD" in methods), route
-    assert ALLOWED_METHODS[Route.UPLOAD_START] == {"POST"}
-    assert ALLOWED_METHODS[Route.CATALOG] == {"GET", "HEAD"}
-    assert ALLOWED_METHODS[Route.MANIFEST] == {"GET", "HEAD", "PUT", "DELETE"}
+    assert allowed[Route.UPLOAD_START] == {"POST"}
+    assert allowed[Route.CATALOG] == {"GET", "HEAD"}
+    assert allowed[Route.MANIFEST] == {"GET", "HEAD", "PUT", "DELETE"}

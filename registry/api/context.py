@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from auth import AccessController, Challenge, Denied
+
+from ..access import Action, required_access
 from ..references import RepositoryName
 from ..storage import Storage
 
@@ -31,8 +33,16 @@ class Context:
     """Empty for the registry-wide endpoints (``/v2/``, the catalog)."""
     argument: str
     """The reference, digest or upload id from the path, not yet validated."""
-    may_pull: Callable[[RepositoryName], Awaitable[bool]]
-    """Whether the caller may pull from another repository (the source of a mount)."""
+    controller: AccessController
+    """Asked again when a handler needs more than the route's access (a mount's source)."""
+
+    async def may_pull(self, source: RepositoryName) -> bool:
+        """Whether the caller may pull from another repository (the source of a mount)."""
+        try:
+            await self.controller.authorize(self.request.headers, required_access(Action.PULL, source))
+        except (Challenge, Denied):
+            return False
+        return True
 
     def url(self, path: str) -> str:
         """An absolute (or, with http.relativeurls, relative) URL for an API path."""

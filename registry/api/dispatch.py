@@ -8,15 +8,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from auth import AccessController, Challenge, Denied
+from auth import AccessController
 
-from ..access import mount_source_access, required_access
+from ..access import required_access
 from ..errors import ErrorCode, RegistryError
 from ..references import RepositoryName
 from ..storage import Storage
 from . import blobs, listings, manifests, uploads
 from .context import Context, Settings
-from .router import ALLOWED_METHODS, Route, match
+from .router import ACTIONS, Route, match
 
 Handler = Callable[[Context], Awaitable[Response]]
 
@@ -39,6 +39,8 @@ HANDLERS: dict[tuple[Route, str], Handler] = {
 """HEAD is served by the GET handler, which leaves the body out."""
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_NO_NAME = RepositoryName("")
+"""The name registry-wide endpoints' handlers get."""
 
 
 class RegistryAPI:
@@ -54,33 +56,21 @@ class RegistryAPI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        response = await self.handle(request)
-        await response(scope, receive, send)
-
-    async def handle(self, request: Request) -> Response:
-        found = match(request.scope.get("raw_path") or request.scope["path"].encode())
+        found = match(scope.get("raw_path") or scope["path"].encode())
         if found is None:
             raise RegistryError(ErrorCode.NOT_FOUND)
         method = request.method
-        if method not in ALLOWED_METHODS[found.route]:
-            allow = ", ".join(sorted(ALLOWED_METHODS[found.route]))
-            raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": allow})
-        name = RepositoryName.parse(found.name) if found.name is not None else RepositoryName("")
-        await self.controller.authorize(request.headers, required_access(found.route, method, found.name))
+        actions = ACTIONS[found.route]
+        action = actions.get(method)
+        if action is None:
+            raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": ", ".join(sorted(actions))})
+        name = RepositoryName.parse(found.name) if found.name is not None else None
+        await self.controller.authorize(request.headers, required_access(action, name))
         if self.read_only and method in WRITE_METHODS:
             raise RegistryError(ErrorCode.READ_ONLY)
         handler = HANDLERS[(found.route, "GET" if method == "HEAD" else method)]
         context = Context(
-            request, self.storage, self.settings, name, found.argument or "", self._pull_check(request)
+            request, self.storage, self.settings, name or _NO_NAME, found.argument or "", self.controller
         )
-        return await handler(context)
-
-    def _pull_check(self, request: Request) -> Callable[[RepositoryName], Awaitable[bool]]:
-        async def may_pull(source: RepositoryName) -> bool:
-            try:
-                await self.controller.authorize(request.headers, [mount_source_access(source)])
-            except (Challenge, Denied):
-                return False
-            return True
-
-        return may_pull
+        response = await handler(context)
+        await response(scope, receive, send)

@@ -9,16 +9,22 @@ get exactly the decision the canonical path gets.
 A repository name may itself contain ``blobs``, ``manifests`` or ``tags``
 components; the endpoint is recognised from the end of the path, as
 Distribution's routes do.
+
+Each route and method translates into the access decision's words (``ACTIONS``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from urllib.parse import unquote
 
+from ..access import Action
 
-class Route(Enum):
+
+class Route(StrEnum):
+    """The endpoints. Each value names its route in log lines and metric labels."""
+
     BASE = "base"
     CATALOG = "catalog"
     TAGS = "tags"
@@ -29,16 +35,26 @@ class Route(Enum):
     REFERRERS = "referrers"
 
 
-ALLOWED_METHODS: dict[Route, frozenset[str]] = {
-    Route.BASE: frozenset({"GET", "HEAD"}),
-    Route.CATALOG: frozenset({"GET", "HEAD"}),
-    Route.TAGS: frozenset({"GET", "HEAD"}),
-    Route.MANIFEST: frozenset({"GET", "HEAD", "PUT", "DELETE"}),
-    Route.BLOB: frozenset({"GET", "HEAD", "DELETE"}),
-    Route.UPLOAD_START: frozenset({"POST"}),
-    Route.UPLOAD: frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE"}),
-    Route.REFERRERS: frozenset({"GET", "HEAD"}),
+_READ_OR_DELETE = {"GET": Action.PULL, "HEAD": Action.PULL, "DELETE": Action.DELETE}
+
+
+def _on_repository(*methods: str) -> dict[str, Action]:
+    """GET and HEAD pull, DELETE deletes, every other method pushes."""
+    return {method: _READ_OR_DELETE.get(method, Action.PUSH) for method in methods}
+
+
+ACTIONS: dict[Route, dict[str, Action]] = {
+    Route.BASE: {"GET": Action.ENTER, "HEAD": Action.ENTER},
+    Route.CATALOG: {"GET": Action.LIST, "HEAD": Action.LIST},
+    Route.TAGS: _on_repository("GET", "HEAD"),
+    Route.MANIFEST: _on_repository("GET", "HEAD", "PUT", "DELETE"),
+    Route.BLOB: _on_repository("GET", "HEAD", "DELETE"),
+    Route.UPLOAD_START: _on_repository("POST"),
+    Route.UPLOAD: _on_repository("GET", "HEAD", "PATCH", "PUT", "DELETE"),
+    Route.REFERRERS: _on_repository("GET", "HEAD"),
 }
+"""The methods each route allows, and what each does in the access decision's words. The
+decision's target is the repository name."""
 
 
 @dataclass(frozen=True, slots=True)
