@@ -5,8 +5,10 @@ translates its route and method into one (``registry.api.router.ACTIONS``).
 
 On a repository: pulling needs pull; pushing needs pull and push (a push reads
 what it links); deleting needs delete. On the registry: entering (the base
-endpoint) needs no access, only a caller the controller accepts; listing
-repositories needs ``registry:catalog:*``. A cross-repository mount also wants pull on the source
+endpoint, mounted sub-applications) needs no access, only a caller the
+controller accepts; listing repositories needs ``registry:catalog:*``; an
+extension endpoint for the whole registry needs ``registry:<its name>:*``, as
+the catalog does. A cross-repository mount also wants pull on the source
 repository, which is asked for separately: without it the client gets a fresh
 upload session, never a link.
 """
@@ -31,6 +33,8 @@ class Action(StrEnum):
     """Reach the registry at all (no target)."""
     LIST = "list"
     """List the registry's repositories (no target)."""
+    EXTENSION = "extension"
+    """Use a registry-wide extension endpoint (target: the extension's name)."""
 
 
 CATALOG_ACCESS = Access("registry", "catalog", "*")
@@ -50,9 +54,11 @@ def required_access(action: Action, target: str | None) -> Sequence[Access]:
         return (Access("repository", _named(target), "delete"),)
     if action is Action.ENTER:
         return ()
-    return (CATALOG_ACCESS,)
+    if action is Action.LIST:
+        return (CATALOG_ACCESS,)
+    return (Access("registry", _named(target), "*"),)
 
 
 def _named(target: str | None) -> str:
-    assert target is not None, "a repository action names its repository"
+    assert target is not None, "a repository action or an extension names its target"
     return target

@@ -13,6 +13,8 @@ NAME = "team/app"
 PULL = (Access("repository", NAME, "pull"),)
 PUSH = (Access("repository", NAME, "pull"), Access("repository", NAME, "push"))
 DELETE = (Access("repository", NAME, "delete"),)
+EXTENSION = (Access("registry", "usage", "*"),)
+"""A registry-wide extension named ``usage``: the target is the extension's name."""
 
 REQUIRED: dict[Route, dict[str, tuple[Access, ...]]] = {
     Route.BASE: {"GET": (), "HEAD": ()},
@@ -26,11 +28,24 @@ REQUIRED: dict[Route, dict[str, tuple[Access, ...]]] = {
     Route.UPLOAD_START: {"POST": PUSH},
     Route.UPLOAD: {"GET": PULL, "HEAD": PULL, "PATCH": PUSH, "PUT": PUSH, "DELETE": DELETE},
     Route.REFERRERS: {"GET": PULL, "HEAD": PULL},
+    Route.REGISTRY_EXTENSION: {
+        method: EXTENSION for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+    },
+    Route.REPOSITORY_EXTENSION: {
+        "GET": PULL,
+        "HEAD": PULL,
+        "POST": PUSH,
+        "PUT": PUSH,
+        "PATCH": PUSH,
+        "DELETE": DELETE,
+    },
 }
 
 
 def _target(route: Route) -> str | None:
-    return None if route in {Route.BASE, Route.CATALOG} else NAME
+    if route in {Route.BASE, Route.CATALOG}:
+        return None
+    return "usage" if route is Route.REGISTRY_EXTENSION else NAME
 
 
 def test_the_table_names_every_route_and_method_the_router_allows() -> None:

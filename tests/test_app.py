@@ -1,5 +1,5 @@
 """The registry assembled from parts by ``create_app``: a driver passed in, a wrapped blob
-service."""
+service, sub-applications under a path prefix and extension endpoints that learn who asked."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import httpx
-from starlette.types import ASGIApp
+import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from registry.api.context import CALLER, Caller, caller_of
 from registry.app import create_app
 from registry.config import load_config
 from registry.references import Digest, RepositoryName
@@ -19,6 +22,7 @@ from registry.storage import BlobService, Wrappers, paths
 from storage_drivers.inmemory import InMemoryDriver
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+ALICE = ("alice", "wonderland")
 
 
 class CountingBlobs:
@@ -126,3 +130,98 @@ async def test_a_wrapped_blob_service_serves_real_requests(tmp_path: Path) -> No
     assert counter.stats == 3
     # The content is in the driver that was passed in.
     assert await driver.get_content(paths.blob_data(Digest.parse(digest))) == layer
+
+
+@pytest.fixture
+def htpasswd_config(tmp_path: Path) -> Any:
+    user, password = ALICE
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    (tmp_path / "htpasswd").write_text(f"{user}:{hashed}\n")
+    return _config(tmp_path, f"auth: {{htpasswd: {{realm: Dockyard, path: {tmp_path / 'htpasswd'}}}}}\n")
+
+
+def _recorder(seen: list[tuple[Caller, str, str]]) -> ASGIApp:
+    """A sub-application that answers 200 and records the caller, root_path and path it saw."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((caller_of(scope), scope["root_path"], scope["path"]))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+async def test_a_mounted_application_gets_the_account_of_an_authenticated_request(
+    htpasswd_config: Any,
+) -> None:
+    seen: list[tuple[Caller, str, str]] = []
+    app = create_app(htpasswd_config, driver=InMemoryDriver(), mounts={"/ui": _recorder(seen)})
+    async with _client(app) as client:
+        page = await client.get("/ui/repositories/team/app", auth=ALICE)
+        top = await client.get("/ui", auth=ALICE)
+        anonymous = await client.get("/ui/repositories")
+        wrong = await client.get("/ui/", auth=("alice", "not her password"))
+        beside = await client.get("/uix", auth=ALICE)
+    assert page.status_code == 200
+    assert top.status_code == 200
+    assert seen == [
+        (Caller("alice", "ui"), "/ui", "/ui/repositories/team/app"),
+        (Caller("alice", "ui"), "/ui", "/ui"),
+    ]
+    for refused in (anonymous, wrong):
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="Dockyard"'
+        assert refused.json()["errors"][0]["code"] == "UNAUTHORIZED"
+    assert beside.status_code == 404  # not below /ui: the API answers, and knows no such path
+
+
+async def test_extension_endpoints_get_the_caller_and_their_repository(htpasswd_config: Any) -> None:
+    seen: list[tuple[Caller, str, str]] = []
+    app = create_app(htpasswd_config, driver=InMemoryDriver(), extensions={"usage": _recorder(seen)})
+    async with _client(app) as client:
+        for_repository = await client.get("/v2/team/app/_dockyard/usage/by-tag", auth=ALICE)
+        for_registry = await client.delete("/v2/_dockyard/usage", auth=ALICE)
+        anonymous = await client.get("/v2/team/app/_dockyard/usage")
+        unknown = await client.get("/v2/team/app/_dockyard/nothing", auth=ALICE)
+        bad_name = await client.get("/v2/Team/_dockyard/usage", auth=ALICE)
+    assert for_repository.status_code == 200
+    assert for_registry.status_code == 200
+    assert seen == [
+        (
+            Caller("alice", "repository-extension", RepositoryName("team/app")),
+            "/v2/team/app/_dockyard/usage",
+            "/v2/team/app/_dockyard/usage/by-tag",
+        ),
+        (Caller("alice", "registry-extension"), "/v2/_dockyard/usage", "/v2/_dockyard/usage"),
+    ]
+    assert anonymous.status_code == 401
+    assert unknown.status_code == 404
+    assert unknown.json()["errors"][0]["code"] == "UNSUPPORTED"
+    assert bad_name.status_code == 400
+    assert bad_name.json()["errors"][0]["code"] == "NAME_INVALID"
+
+
+async def test_api_requests_carry_the_caller_in_their_scope(htpasswd_config: Any) -> None:
+    registry = create_app(htpasswd_config, driver=InMemoryDriver())
+    callers: list[Caller | None] = []
+
+    async def outer(scope: Scope, receive: Receive, send: Send) -> None:
+        await registry(scope, receive, send)
+        callers.append(scope.get(CALLER))
+
+    async with _client(outer) as client:
+        await _push_image(client, "team/app", b"layer", auth=ALICE)
+        callers.clear()
+        tags = await client.get("/v2/team/app/tags/list", auth=ALICE)
+        base = await client.get("/v2/", auth=ALICE)
+        refused = await client.get("/v2/team/app/tags/list")
+    assert tags.json() == {"name": "team/app", "tags": ["1.0"]}
+    assert base.status_code == 200
+    assert refused.status_code == 401
+    assert callers == [Caller("alice", "tags", RepositoryName("team/app")), Caller("alice", "base"), None]
+
+
+@pytest.mark.parametrize("prefix", ["/", "", "ui", "/v2", "/v2/", "/v2/ui"])
+def test_nothing_is_mounted_where_it_would_bypass_the_api(tmp_path: Path, prefix: str) -> None:
+    with pytest.raises(ValueError, match="outside /v2"):
+        create_app(_config(tmp_path), driver=InMemoryDriver(), mounts={prefix: _recorder([])})

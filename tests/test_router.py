@@ -98,3 +98,24 @@ def test_every_route_allows_its_methods_and_head_with_get() -> None:
     assert allowed[Route.UPLOAD_START] == {"POST"}
     assert allowed[Route.CATALOG] == {"GET", "HEAD"}
     assert allowed[Route.MANIFEST] == {"GET", "HEAD", "PUT", "DELETE"}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v2/_dockyard/usage", Match(Route.REGISTRY_EXTENSION, None, "usage")),
+        ("/v2/_dockyard/usage/by-repository/", Match(Route.REGISTRY_EXTENSION, None, "usage/by-repository")),
+        ("/v2/%5Fdockyard/usage", Match(Route.REGISTRY_EXTENSION, None, "usage")),
+        ("/v2/team/app/_dockyard/usage", Match(Route.REPOSITORY_EXTENSION, "team/app", "usage")),
+        # No name holds a _dockyard component, so what follows is the extension's, whatever it says.
+        ("/v2/app/_dockyard/tags/list", Match(Route.REPOSITORY_EXTENSION, "app", "tags/list")),
+        (
+            f"/v2/app/_dockyard/manifests/{DIGEST}",
+            Match(Route.REPOSITORY_EXTENSION, "app", f"manifests/{DIGEST}"),
+        ),
+        ("/v2/_dockyard", None),
+        ("/v2/app/_dockyard/", None),
+    ],
+)
+def test_dockyard_components_start_extension_endpoints(path: str, expected: Match | None) -> None:
+    assert match(path.encode()) == expected
