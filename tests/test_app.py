@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry.api.context import CALLER, Caller, caller_of
 from registry.app import create_app
-from registry.config import load_config
+from registry.config import Config, load_config
 from registry.references import Digest, RepositoryName
 from registry.storage import BlobService, Wrappers, paths
 from storage_drivers.inmemory import InMemoryDriver
@@ -59,7 +59,7 @@ class CountingBlobs:
         await self.inner.ingest(name, source_path, digest, size)
 
 
-def _config(tmp_path: Path, extra: str = "") -> Any:
+def _config(tmp_path: Path, extra: str = "") -> Config:
     config_file = tmp_path / "config.yml"
     config_file.write_text(f"version: 0.1\nstorage: {{inmemory: {{}}}}\n{extra}")
     return load_config(config_file, {})
@@ -133,7 +133,7 @@ async def test_a_wrapped_blob_service_serves_real_requests(tmp_path: Path) -> No
 
 
 @pytest.fixture
-def htpasswd_config(tmp_path: Path) -> Any:
+def htpasswd_config(tmp_path: Path) -> Config:
     user, password = ALICE
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
     (tmp_path / "htpasswd").write_text(f"{user}:{hashed}\n")
@@ -152,7 +152,7 @@ def _recorder(seen: list[tuple[Caller, str, str]]) -> ASGIApp:
 
 
 async def test_a_mounted_application_gets_the_account_of_an_authenticated_request(
-    htpasswd_config: Any,
+    htpasswd_config: Config,
 ) -> None:
     seen: list[tuple[Caller, str, str]] = []
     app = create_app(htpasswd_config, driver=InMemoryDriver(), mounts={"/ui": _recorder(seen)})
@@ -175,7 +175,7 @@ async def test_a_mounted_application_gets_the_account_of_an_authenticated_reques
     assert beside.status_code == 404  # not below /ui: the API answers, and knows no such path
 
 
-async def test_extension_endpoints_get_the_caller_and_their_repository(htpasswd_config: Any) -> None:
+async def test_extension_endpoints_get_the_caller_and_their_repository(htpasswd_config: Config) -> None:
     seen: list[tuple[Caller, str, str]] = []
     app = create_app(htpasswd_config, driver=InMemoryDriver(), extensions={"usage": _recorder(seen)})
     async with _client(app) as client:
@@ -201,7 +201,7 @@ async def test_extension_endpoints_get_the_caller_and_their_repository(htpasswd_
     assert bad_name.json()["errors"][0]["code"] == "NAME_INVALID"
 
 
-async def test_api_requests_carry_the_caller_in_their_scope(htpasswd_config: Any) -> None:
+async def test_api_requests_carry_the_caller_in_their_scope(htpasswd_config: Config) -> None:
     registry = create_app(htpasswd_config, driver=InMemoryDriver())
     callers: list[Caller | None] = []
 
