@@ -8,21 +8,23 @@ import logging
 import os
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import AccessController, AllowAll, create_access_controller, create_token_server
-from storage_drivers import create_driver
+from storage_drivers import StorageDriver, create_driver
 
+from .access import Action, required_access
 from .api.application import Application
-from .api.context import Settings
+from .api.context import CALLER, Caller, Settings
 from .api.dispatch import RegistryAPI
 from .api.responses import json_response
 from .config import CONFIG_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
-from .storage import ManifestPolicy, Storage
+from .storage import ManifestPolicy, Storage, Wrappers
 
 log = logging.getLogger("registry")
 
@@ -38,9 +40,27 @@ def manifest_policy(config: Config) -> ManifestPolicy:
     )
 
 
-def create_app(config: Config) -> ASGIApp:
-    driver = create_driver(config.storage.driver, config.storage.parameters)
-    storage = Storage(driver, manifest_policy(config))
+def create_app(
+    config: Config,
+    *,
+    driver: StorageDriver | None = None,
+    wrappers: Wrappers | None = None,
+    mounts: Mapping[str, ASGIApp] | None = None,
+    extensions: Mapping[str, ASGIApp] | None = None,
+) -> ASGIApp:
+    """The registry for ``config``, assembled from parts.
+
+    ``driver`` stores the content instead of the driver the configuration names; the registry
+    closes it at shutdown. ``wrappers`` wrap or replace storage services (``Wrappers``).
+    ``mounts`` maps path prefixes (``/ui``) to sub-applications and ``extensions`` maps names to
+    the applications serving ``/v2/_dockyard/<name>/...`` and
+    ``/v2/<repository>/_dockyard/<name>/...``. Both get only requests from callers the access
+    controller accepts (extensions: with the access their route needs), with the ``Caller``
+    under ``registry.api.context.CALLER`` in the scope.
+    """
+    if driver is None:
+        driver = create_driver(config.storage.driver, config.storage.parameters)
+    storage = Storage(driver, manifest_policy(config), wrappers)
     token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
     controller = create_access_controller(config.auth, token_server)
     settings = Settings(
@@ -67,11 +87,24 @@ def create_app(config: Config) -> ASGIApp:
     if token_server is not None:
         routes[token_server.settings.path] = token_server
     return Application(
-        api=RegistryAPI(storage, controller, settings, config.storage.read_only),
+        api=RegistryAPI(storage, controller, settings, config.storage.read_only, extensions),
         routes=routes,
         lifespan=lambda: _lifespan(config, storage, controller),
         headers=config.http.headers,
+        mounts={prefix: _entered(app, controller, prefix) for prefix, app in (mounts or {}).items()},
     )
+
+
+def _entered(app: ASGIApp, controller: AccessController, prefix: str) -> ASGIApp:
+    """``app`` behind the decision the base endpoint gets: any caller the controller accepts."""
+    route = prefix.strip("/")
+
+    async def entered(scope: Scope, receive: Receive, send: Send) -> None:
+        grant = await controller.authorize(Headers(scope=scope), required_access(Action.ENTER, None))
+        scope[CALLER] = Caller(grant.account, route)
+        await app(scope, receive, send)
+
+    return entered
 
 
 def _read_only_endpoint(handler: Callable[[], Awaitable[Response]]) -> ASGIApp:

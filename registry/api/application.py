@@ -1,4 +1,5 @@
-"""The registry's ASGI application: lifespan, a few fixed paths, the API, and one error boundary.
+"""The registry's ASGI application: lifespan, a few fixed paths, sub-applications mounted under
+path prefixes, the API, and one error boundary.
 
 Every response passes one place that adds the common headers and turns every
 error into the spec's error JSON; an unexpected exception is logged once with
@@ -46,8 +47,10 @@ def as_registry_error(exc: Exception) -> RegistryError | None:
 
 
 class Application:
-    """``routes`` maps exact paths (health checks, the token server) to their apps; every other
-    path goes to ``api``. ``lifespan`` runs around the server's life."""
+    """``routes`` maps exact paths (health checks, the token server) to their apps; ``mounts`` maps
+    path prefixes (``/ui``) to sub-applications, which get the path itself and every path below
+    it, with the prefix added to ``root_path``; every other path goes to ``api``. ``lifespan``
+    runs around the server's life."""
 
     def __init__(
         self,
@@ -55,9 +58,16 @@ class Application:
         routes: Mapping[str, ASGIApp],
         lifespan: Callable[[], AbstractAsyncContextManager[None]],
         headers: Mapping[str, list[str]],
+        mounts: Mapping[str, ASGIApp] | None = None,
     ) -> None:
         self.api = api
         self.routes = dict(routes)
+        self.mounts = {prefix.rstrip("/"): app for prefix, app in (mounts or {}).items()}
+        for prefix in self.mounts:
+            # Below /v2 a mount would take requests from the API's access decision.
+            if not prefix.startswith("/") or prefix == "/v2" or prefix.startswith("/v2/"):
+                raise ValueError(f"a mount prefix must name a path outside /v2, like /ui, not {prefix!r}")
+        self._mount_prefixes = tuple(self.mounts)
         self.lifespan = lifespan
         self.headers = [API_VERSION] + [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
@@ -83,7 +93,11 @@ class Application:
             await send(message)
 
         try:
-            await self.routes.get(scope["path"], self.api)(scope, receive, send_with_headers)
+            path = scope["path"]
+            if self._mount_prefixes and path.startswith(self._mount_prefixes):
+                await self._mounted(scope, receive, send_with_headers)
+            else:
+                await self.routes.get(path, self.api)(scope, receive, send_with_headers)
         except Exception as exc:
             error = as_registry_error(exc)
             if error is None:
@@ -92,6 +106,14 @@ class Application:
             if started:
                 raise  # the response is under way: only dropping the connection can signal it
             await error_response(error, scope["method"])(scope, receive, send_with_headers)
+
+    async def _mounted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        for prefix, app in self.mounts.items():
+            if path == prefix or path.startswith(prefix + "/"):  # "/uix" is not below "/ui"
+                await app({**scope, "root_path": scope.get("root_path", "") + prefix}, receive, send)
+                return
+        await self.routes.get(path, self.api)(scope, receive, send)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         context = self.lifespan()

@@ -31,8 +31,17 @@ class BlobStore:
                 return size
         raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)})
 
-    def read(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        return self._driver.reader(paths.blob_data(digest), offset, length)
+    async def open(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """The blob's bytes, with the first chunk already read: a blob gone since ``stat`` is
+        BLOB_UNKNOWN here, before a response starts, not a body cut short."""
+        chunks = self._driver.reader(paths.blob_data(digest), offset, length)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            first = b""
+        except PathNotFound:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN) from None
+        return _continued(first, chunks)
 
     async def redirect_url(self, digest: Digest) -> str | None:
         return await self._driver.redirect_url(paths.blob_data(digest))
@@ -75,3 +84,15 @@ class BlobStore:
         else:
             await self._driver.move(source_path, paths.blob_data(digest))
         await self.link(name, digest)
+
+
+async def _continued(first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        if first:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        close = getattr(chunks, "aclose", None)  # release the open file or connection early
+        if close is not None:
+            await close()

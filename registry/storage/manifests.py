@@ -19,10 +19,10 @@ from storage_drivers import PathNotFound, StorageDriver
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest, Reference, RepositoryName, Tag
 from . import paths
-from .blobs import BlobStore
 from .links import has_link, write_link
 from .manifest_format import Descriptor, Manifest, check_urls, parse_manifest, stored_media_type
 from .referrers import Referrers, descriptor_of
+from .services import BlobService
 from .tags import Tags
 
 IndexPolicy = Literal["all", "none", "list"]
@@ -86,7 +86,7 @@ class Manifests:
     def __init__(
         self,
         driver: StorageDriver,
-        blobs: BlobStore,
+        blobs: BlobService,
         tags: Tags,
         referrers: Referrers,
         policy: ManifestPolicy,

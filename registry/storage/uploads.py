@@ -20,12 +20,12 @@ from storage_drivers import FileWriter, PathNotFound, StorageDriver
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest, RepositoryName, UploadId, new_hasher
 from . import paths
-from .blobs import BlobStore
 from .pump import HasherCache, Receiver, RunningHash
+from .services import BlobService
 
 
 class Uploads:
-    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+    def __init__(self, driver: StorageDriver, blobs: BlobService) -> None:
         self._driver = driver
         self._blobs = blobs
         self._hashes = HasherCache()

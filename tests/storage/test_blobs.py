@@ -18,7 +18,7 @@ OTHER = repository("team/other")
 
 
 async def read_all(storage: Storage, digest: Digest, offset: int = 0, length: int | None = None) -> bytes:
-    return b"".join([chunk async for chunk in storage.blobs.read(digest, offset, length)])
+    return b"".join([chunk async for chunk in await storage.blobs.open(digest, offset, length)])
 
 
 async def test_unknown_digest_has_no_size_and_is_unknown_to_every_repository(storage: Storage) -> None:

@@ -46,7 +46,7 @@ async def test_complete_makes_the_upload_a_blob_of_its_repository_and_ends_it(
     await storage.uploads.append(APP, upload, body(data[:2000]))
     assert await storage.uploads.complete(APP, upload, digest, body(data[2000:])) == 5000
     assert driver.written[-2:] == [paths.blob_data(digest), paths.layer_link(APP, digest)]
-    assert b"".join([chunk async for chunk in storage.blobs.read(digest)]) == data
+    assert b"".join([chunk async for chunk in await storage.blobs.open(digest)]) == data
     with raises(ErrorCode.BLOB_UPLOAD_UNKNOWN):
         await storage.uploads.size(APP, upload)
     with raises(ErrorCode.BLOB_UNKNOWN):
