@@ -82,6 +82,11 @@ class HTTPConfig:
     relative_urls: bool = False
     secret: str | None = None
     headers: dict[str, list[str]] = field(default_factory=dict)
+    drain_timeout: float = 20.0
+    """Seconds requests in flight get to finish after SIGTERM before their connections are
+    closed (Distribution's ``draintimeout``). Bounded by default: a stalled client must not hold
+    a restart, and an interrupted upload resumes; 20 s plus the few seconds of exiting fit
+    Kubernetes' default 30 s grace period and the shipped units' stop timeouts."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,8 @@ def parse_duration(value: object) -> float:
     """Seconds in a Go duration string such as ``168h``, ``2h10m`` or ``1.5s``."""
     if isinstance(value, str):
         text = value.strip()
+        if text == "0":  # the one unitless duration Go accepts
+            return 0.0
         parts = _DURATION_PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
             return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
@@ -291,7 +298,8 @@ class _Parser:
 
     def _http(self) -> HTTPConfig:
         http = self._section(self.raw, "http")
-        self._unknown(http, {"addr", "host", "relativeurls", "secret", "headers", "net"}, "http")
+        known = {"addr", "host", "relativeurls", "secret", "headers", "net", "draintimeout"}
+        self._unknown(http, known, "http")
         addr = str(http.get("addr") or ":5000")
         port = re.fullmatch(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})", addr)
         if not port or int(port.group(1)) > 65535:
@@ -316,6 +324,7 @@ class _Parser:
             relative_urls=self._flag(http, "relativeurls", "http", False),
             secret=str(secret) if secret else None,
             headers=headers,
+            drain_timeout=self._duration(http, "draintimeout", "http", HTTPConfig.drain_timeout),
         )
 
     def _log(self) -> LogConfig:
