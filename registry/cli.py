@@ -82,9 +82,11 @@ def serve(args: argparse.Namespace) -> None:
     log.info("serving %s storage on %s:%d with %d workers", config.storage.driver, host, port, args.workers)
 
     def run_worker(sock: socket.socket) -> None:
-        import uvicorn  # noqa: PLC0415 - the workers' import; the supervisor stays small
+        import uvicorn  # noqa: PLC0415 - the workers' imports; the supervisor stays small
 
-        server = uvicorn.Server(
+        from .draining import DrainingServer  # noqa: PLC0415
+
+        server = DrainingServer(
             uvicorn.Config(
                 "registry.app:app_from_environment",
                 factory=True,
@@ -93,7 +95,8 @@ def serve(args: argparse.Namespace) -> None:
                 log_config=None,  # configured above, inherited
                 access_log=config.log.access_log,
                 server_header=False,
-            )
+            ),
+            drain_timeout=config.http.drain_timeout,
         )
         server.run(sockets=[sock])
 
@@ -101,7 +104,7 @@ def serve(args: argparse.Namespace) -> None:
         limit_malloc_arenas()
         run_worker(sock)
     else:
-        supervise(args.workers, run_worker, sock)
+        supervise(args.workers, run_worker, sock, config.http.drain_timeout)
 
 
 def check_config(args: argparse.Namespace) -> None:
