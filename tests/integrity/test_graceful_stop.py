@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from registry.supervisor import EXIT_GRACE
+from registry.supervisor import EXIT_GRACE, longest_stop
 from tests.integrity.pushing import digest_of, expect, start_upload
 from tests.integrity.workers import process_group
 from tests.support.registry import RunningRegistry, StartRegistry
@@ -253,9 +253,38 @@ def test_sigterm_refuses_new_connections_drains_and_uploads_resume(
         assert upload.closed_after is not None, "a trickling upload outlived the server"
         assert upload.closed_after >= DRAIN - 0.5, upload.closed_after
     assert "Traceback" not in log, log[-4000:]
+    # The requests ended when their connections were closed at the drain timeout: no process
+    # needed its last resort.
+    assert "with requests still in flight" in log
+    assert "exiting without them" not in log
+    assert "killing" not in log
 
     registry.start()
     with httpx.Client(base_url=registry.url, timeout=60) as client:
         for upload in [*stalled, *trickling]:
             _resume(client, upload)
         assert _resume(client, finishing) == 2 * MIB
+
+
+def test_a_worker_that_cannot_stop_is_killed_at_the_deadline(start_registry: StartRegistry) -> None:
+    """A worker that does nothing at all (here SIGSTOPped) cannot hold the stop beyond its bound."""
+    drain = 1.0
+    registry = start_registry({"http": {"draintimeout": f"{drain:g}s"}}, workers=2)
+    assert registry.process is not None
+    leader = registry.process.pid
+    deadline = time.monotonic() + 30
+    while len(workers := [pid for pid in process_group(leader) if pid != leader]) < 2:
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.1)
+    os.kill(workers[0], signal.SIGSTOP)
+    signalled = time.monotonic()
+    os.kill(leader, signal.SIGTERM)
+    registry.process.process.wait(timeout=longest_stop(drain) + 30)
+    exited_after = time.monotonic() - signalled
+    leftover = process_group(leader)
+    log = registry.log()
+    registry.stop()
+    print(f"a stopped worker: the server exited {exited_after:.2f}s after the signal")
+    assert longest_stop(drain) - 0.5 <= exited_after <= longest_stop(drain) + 2, exited_after
+    assert leftover == []
+    assert "killing 1 workers still running after the drain timeout" in log
