@@ -1,8 +1,8 @@
 """uvicorn's server with a bounded stop: what a worker does on SIGTERM or SIGINT.
 
-At the signal, uvicorn stops accepting (it closes the listening socket within its 0.1 s tick)
-and lets the requests in flight finish. Left alone it would wait for them forever: a client
-that stalls in the middle of an upload would hold a restart. Here the wait is bounded:
+At the signal the listening socket is closed, so new connections are refused, and uvicorn
+lets the requests in flight finish. Left alone it would wait for them forever: a client that
+stalls in the middle of an upload would hold a restart. Here the wait is bounded:
 
 - after ``drain_timeout`` the connections still open are closed; their requests see the
   client go away, as when a client disconnects, and an interrupted upload keeps what was
@@ -30,6 +30,8 @@ log = logging.getLogger("registry")
 
 
 class DrainingServer(uvicorn.Server):
+    """Serves until SIGTERM or SIGINT, then stops within ``drain_timeout`` plus EXIT_GRACE."""
+
     def __init__(self, config: uvicorn.Config, drain_timeout: float) -> None:
         super().__init__(config)
         self._drain_timeout = drain_timeout
@@ -80,7 +82,7 @@ class DrainingServer(uvicorn.Server):
     def _exit_when_overdue(self) -> None:
         time.sleep(self._drain_timeout + EXIT_GRACE)
         log.error(
-            "still stopping %gs after the signal (%d requests running): exiting without them",
+            "still stopping %.1fs after the signal (%d requests running): exiting without them",
             self._elapsed(),
             len(self.server_state.tasks),
         )
