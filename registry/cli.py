@@ -83,11 +83,12 @@ def serve(args: argparse.Namespace) -> None:
     log.info("serving %s storage on %s:%d with %d workers", config.storage.driver, host, port, args.workers)
 
     def run_worker(sock: socket.socket) -> None:
-        import uvicorn  # noqa: PLC0415 - the workers' import; the supervisor stays small
+        import uvicorn  # noqa: PLC0415 - the workers' imports; the supervisor stays small
 
+        from .draining import DrainingServer  # noqa: PLC0415
         from .tlsprobe import PlainHTTPProtocol  # noqa: PLC0415 - imports uvicorn
 
-        server = uvicorn.Server(
+        server = DrainingServer(
             uvicorn.Config(
                 "registry.app:app_from_environment",
                 factory=True,
@@ -97,7 +98,8 @@ def serve(args: argparse.Namespace) -> None:
                 access_log=config.log.access_log,
                 server_header=False,
                 forwarded_allow_ips=forwarded_allow_ips(config.http.trusted_proxies),
-            )
+            ),
+            drain_timeout=config.http.drain_timeout,
         )
         server.run(sockets=[sock])
 
@@ -105,7 +107,7 @@ def serve(args: argparse.Namespace) -> None:
         limit_malloc_arenas()
         run_worker(sock)
     else:
-        supervise(args.workers, run_worker, sock)
+        supervise(args.workers, run_worker, sock, config.http.drain_timeout)
 
 
 def forwarded_allow_ips(networks: Sequence[str]) -> list[str]:

@@ -87,6 +87,11 @@ class HTTPConfig:
     headers: dict[str, list[str]] = field(default_factory=dict)
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
     """Peers whose ``X-Forwarded-Proto`` and ``X-Forwarded-For`` are believed, as networks."""
+    drain_timeout: float = 20.0
+    """Seconds requests in flight get to finish after SIGTERM before their connections are
+    closed (Distribution's ``draintimeout``). Bounded by default: a stalled client must not hold
+    a restart, and an interrupted upload resumes; 20 s plus the few seconds of exiting fit
+    Kubernetes' default 30 s grace period and the shipped units' stop timeouts."""
 
 
 @dataclass(frozen=True)
@@ -254,7 +259,9 @@ class _Parser:
 
     def _http(self) -> HTTPConfig:
         http = self.root.section("http")
-        http.warn_unknown({"addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies"})
+        http.warn_unknown(
+            {"addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies", "draintimeout"}
+        )
         if http.string("net", default="tcp") != "tcp":
             http.problem("net", "only tcp is supported")
         host = http.url("host")
@@ -265,6 +272,7 @@ class _Parser:
             secret=http.string("secret") or None,
             headers=http.string_lists("headers"),
             trusted_proxies=self._trusted_proxies(http),
+            drain_timeout=http.duration("draintimeout", default=HTTPConfig.drain_timeout),
         )
 
     @staticmethod

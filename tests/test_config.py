@@ -59,6 +59,7 @@ def test_distribution_defaults_for_omitted_keys(tmp_path: Path) -> None:
     assert config.log.level == "info"
     assert config.log.formatter == "text"
     assert config.http.relative_urls is False
+    assert config.http.drain_timeout == 20.0
 
 
 def test_environment_overrides_take_effect(tmp_path: Path) -> None:
@@ -149,6 +150,17 @@ def test_every_problem_is_collected(tmp_path: Path) -> None:
                 "log.formatter", "catalog.maxentries"):  # fmt: skip
         assert key in problems
     assert len(raised.value.problems) == 7
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("10s", 10.0), ("1m30s", 90.0), ("0", 0.0)])
+def test_http_draintimeout(tmp_path: Path, text: str, seconds: float) -> None:
+    assert _load(tmp_path, {**_minimal(), "http": {"draintimeout": text}}).http.drain_timeout == seconds
+
+
+def test_http_draintimeout_must_be_a_duration(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, {**_minimal(), "http": {"draintimeout": "forever"}})
+    assert [p for p in raised.value.problems if p.startswith("http.draintimeout")]
 
 
 @pytest.mark.parametrize(
@@ -300,7 +312,7 @@ validation:
 """
 UNSUPPORTED_IN_EXAMPLE = (
     "notifications", "redis", "health", "tags", "log.hooks", "storage.cache", "storage.tag",
-    "http.debug", "http.draintimeout", "http.http2", "http.h2c",
+    "http.debug", "http.http2", "http.h2c",
 )  # fmt: skip
 NON_DISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
 

@@ -18,7 +18,9 @@ import httpx
 import pytest
 import yaml
 
+from config_reader import parse_duration
 from registry.config import load_config
+from registry.supervisor import longest_stop
 from tests.support.nginx import SHIPPED, SHIPPED_UPSTREAM, TLS_SITE
 from tests.support.registry import PROJECT
 
@@ -156,3 +158,13 @@ def test_compose_registry_is_reachable_only_through_nginx() -> None:
     # The registry listens where the shipped site's upstream points, inside the shared namespace.
     config = load_config(SAMPLE_CONFIG, environ=registry["environment"])
     assert f"server {config.http.addr};" == SHIPPED_UPSTREAM
+
+
+def test_stop_timeouts_allow_the_drain() -> None:
+    """Docker kills a container 10 s after SIGTERM unless told otherwise: the compose file and the
+    image's documented run command give the registry its whole stop."""
+    drain = load_config(SAMPLE_CONFIG, environ={}).http.drain_timeout
+    assert parse_duration(compose()["services"]["registry"]["stop_grace_period"]) >= longest_stop(drain)
+    documented = re.search(r"docker run .*--stop-timeout (\d+)", DOCKERFILE.read_text())
+    assert documented, "the Dockerfile's run command sets no stop timeout"
+    assert int(documented.group(1)) >= longest_stop(drain)
