@@ -14,11 +14,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import AccessController, AllowAll, create_access_controller, create_token_server
-from storage_drivers import create_driver
+from storage_drivers import StorageError, create_driver
 
 from .api.application import Application
 from .api.context import Settings
 from .api.dispatch import RegistryAPI
+from .api.incidents import Condition, StorageIncidents
 from .api.responses import json_response
 from .config import CONFIG_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
@@ -53,12 +54,22 @@ def create_app(config: Config) -> ASGIApp:
     async def root() -> Response:
         return json_response({})
 
+    incidents = StorageIncidents()
+    condition_names = {Condition.FULL: "full", Condition.READ_ONLY: "refusing writes"}
+
     async def ready() -> Response:
         try:
             await storage.check()
         except Exception as exc:
-            log.warning("readiness check failed: %s", exc)
+            # An outage is logged with its incident, not once per probe.
+            if not isinstance(exc, StorageError) or incidents.refuse(exc) is None:
+                log.warning("readiness check failed: %s", exc)
             return json_response({"storage": "unavailable"}, 503)
+        incidents.succeeded("GET", reached_storage=True)
+        # A full storage still answers reads; only refused writes tell, as this worker saw them.
+        for condition, name in condition_names.items():
+            if condition in incidents.current:
+                return json_response({"storage": name}, 503)
         return json_response({"storage": "ok"})
 
     routes: dict[str, ASGIApp] = {"/": _read_only_endpoint(root), "/readyz": _read_only_endpoint(ready)}
@@ -70,6 +81,7 @@ def create_app(config: Config) -> ASGIApp:
         routes=routes,
         lifespan=lambda: _lifespan(config, storage, controller),
         headers=config.http.headers,
+        incidents=incidents,
     )
 
 

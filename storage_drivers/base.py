@@ -49,6 +49,15 @@ class StorageUnavailable(StorageError):
     """The backend failed in a way that may pass (timeouts, throttling, a server that is down)."""
 
 
+class StorageFull(StorageError):
+    """The backend has no room for the write (a full disk, a quota): it may pass once an operator
+    frees space. Whatever the failed call had written before stays as ``size`` reports it."""
+
+
+class StorageReadOnly(StorageError):
+    """The backend refuses every write (a read-only mount, a bucket policy denying writes)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FileInfo:
     path: str
