@@ -69,10 +69,12 @@ class BlobStore:
         """Make verified upload data the blob ``digest`` and link it into ``name``.
 
         When the registry already holds the content, the upload is dropped instead
-        of moved: content addressing makes the two identical.
+        of moved: content addressing makes the two identical. The link comes first,
+        so that a failure at any step leaves the upload's data where a retry finds it;
+        a link to content not (yet) stored is a blob unknown, as if it were missing.
         """
+        await self.link(name, digest)
         if await self.size(digest) == size:
             await self._driver.delete(source_path)
         else:
             await self._driver.move(source_path, paths.blob_data(digest))
-        await self.link(name, digest)

@@ -1,8 +1,13 @@
 """Blob upload sessions, kept in storage so any worker (or a restarted server) continues any upload.
 
 An upload exists while its ``startedat`` file does. Bytes are appended to its
-``data`` file; finishing verifies size and digest before the content becomes a
-blob, by one move. A failed or abandoned upload never becomes visible.
+``data`` file; finishing commits them, verifies size and digest, and makes the
+content a blob by one move. A failed or abandoned upload never becomes visible.
+
+An upload whose finishing failed after the commit (a full disk while the blob's
+directory was made, a storage outage mid-move) is *sealed*: its committed data
+is its content, reported by its status, and the next finishing PUT ingests it.
+No acknowledged byte is lost, whichever step failed.
 
 Hashing happens while bytes arrive, in large batches off the event loop and in
 parallel with the write; a request is answered once its bytes are written, while
@@ -16,22 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import mmap
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from anyio import to_thread
 
-from storage_drivers import FileWriter, PathNotFound, StorageDriver
+from storage_drivers import FileWriter, PathNotFound, StorageDriver, StorageError
 
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest, Hasher, RepositoryName, UploadId, new_hasher
 from . import paths
 from .batches import ALIGNMENT, BatchBuffers
 from .blobs import BlobStore
+
+log = logging.getLogger("registry")
 
 MIN_BATCH = 512 << 10
 MAX_BATCH = 4 << 20
@@ -108,10 +117,39 @@ class Uploads:
     async def size(self, name: RepositoryName, upload_id: UploadId) -> int:
         """Bytes received so far; BLOB_UPLOAD_UNKNOWN when there is no such upload."""
         await self._require(name, upload_id)
-        # Unfinished data is not stat-able (S3 keeps it in a multipart upload); its writer knows.
-        writer = await self._driver.writer(paths.upload_data(name, upload_id), append=True)
+        writer, sealed = await self._open(paths.upload_data(name, upload_id))
+        if writer is None:
+            return sealed
         await writer.close()
         return writer.size
+
+    async def _open(self, data_path: str) -> tuple[FileWriter | None, int]:
+        """The writer continuing the upload's data, or (None, size) for a sealed upload.
+
+        Unfinished data is not stat-able (S3 keeps it in a multipart upload); its writer knows
+        its size. Committed data is what a writer no longer continues: on the filesystem it
+        opens empty, on S3 it finds its multipart upload completed and refuses.
+        """
+        try:
+            writer = await self._driver.writer(data_path, append=True)
+        except StorageError as exc:
+            sealed = await self._sealed_size(data_path)
+            if sealed is None:
+                raise
+            log.info("continuing a sealed upload at %s (%s)", data_path, exc.detail)
+            return None, sealed
+        if writer.size == 0:
+            sealed = await self._sealed_size(data_path)
+            if sealed is not None:
+                await writer.cancel()
+                return None, sealed
+        return writer, writer.size
+
+    async def _sealed_size(self, data_path: str) -> int | None:
+        try:
+            return (await self._driver.stat(data_path)).size
+        except PathNotFound:
+            return None
 
     async def append(
         self,
@@ -123,7 +161,9 @@ class Uploads:
         """Append ``body``; when ``start`` is given it must equal the current size (else 416 and
         nothing changes). Returns the new size."""
         await self._require(name, upload_id)
-        writer = await self._driver.writer(paths.upload_data(name, upload_id), append=True)
+        writer, sealed = await self._open(paths.upload_data(name, upload_id))
+        if writer is None:
+            _refuse_beyond_sealed(sealed, start)
         try:
             running = await self._write_body(body, writer, self._continue(name, upload_id, writer, start))
         except BaseException:
@@ -147,17 +187,25 @@ class Uploads:
         ``name``. A mismatch discards the upload (DIGEST_INVALID). Returns the blob's size."""
         await self._require(name, upload_id)
         data_path = paths.upload_data(name, upload_id)
-        writer = await self._driver.writer(data_path, append=True)
-        try:
-            running = self._continue(name, upload_id, writer, start)
-            if body is not None:
-                running = await self._write_body(body, writer, running)
-            await writer.commit()
-        except BaseException:
-            self._hashes.drop((name, upload_id))
-            await writer.close()
-            raise
-        size = writer.size
+        writer, size = await self._open(data_path)
+        running = None
+        if writer is None:
+            # Sealed by an earlier finishing that failed later: its data is the whole upload.
+            if start is not None and start != size:
+                _refuse_beyond_sealed(size, start)
+            if body is not None and await _has_bytes(body):
+                _refuse_beyond_sealed(size, size)
+        else:
+            try:
+                running = self._continue(name, upload_id, writer, start)
+                if body is not None:
+                    running = await self._write_body(body, writer, running)
+                await writer.commit()
+            except BaseException:
+                self._hashes.drop((name, upload_id))
+                await writer.close()
+                raise
+            size = writer.size
         if running is not None and running.algorithm == digest.algorithm:
             computed = await running.hexdigest()
         else:
@@ -169,7 +217,11 @@ class Uploads:
                 {"expected": str(digest), "computed": f"{digest.algorithm}:{computed}"},
             )
         await self._blobs.ingest(name, data_path, digest, size)
-        await self._delete(name, upload_id)
+        try:
+            await self._delete(name, upload_id)
+        except StorageError as exc:
+            # The blob is in place: the client gets its 201, upload purging removes the rest.
+            log.warning("the finished upload %s stays until purged: %s", upload_id, exc)
         return size
 
     async def cancel(self, name: RepositoryName, upload_id: UploadId) -> None:
@@ -261,6 +313,22 @@ class Uploads:
         except PathNotFound:
             return None  # purged or finished meanwhile
         return newest
+
+
+def _refuse_beyond_sealed(size: int, start: int | None) -> NoReturn:
+    """A sealed upload takes no more bytes: its content is final, only its finishing is left."""
+    raise RegistryError(
+        ErrorCode.UPLOAD_RANGE_INVALID,
+        {"reason": "the upload holds all its content; finish it with PUT and no body", "start": start},
+        headers={"Range": range_header(size)},
+    )
+
+
+async def _has_bytes(body: AsyncIterator[bytes]) -> bool:
+    async for piece in body:
+        if piece:
+            return True
+    return False
 
 
 async def _pump(
