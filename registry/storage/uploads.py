@@ -32,7 +32,7 @@ from typing import NoReturn
 
 from anyio import to_thread
 
-from storage_drivers import FileWriter, PathNotFound, StorageDriver, StorageError
+from storage_drivers import FileWriter, PathNotFound, StorageDriver, StorageError, StorageUnavailable
 
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest, Hasher, RepositoryName, UploadId, new_hasher
@@ -54,6 +54,9 @@ one). Each upload holds one more, filling."""
 BUFFERS_KEPT = 2 * IN_FLIGHT + 1
 """Buffers a worker keeps for reuse: a lone chunked push holds this many when a request starts
 while the one before it is still being hashed."""
+FINISH_DEADLINE = 25.0
+"""Seconds a finishing PUT waits, once its body is in, for the storage to commit and move the
+upload: within the 30 s clients and proxies wait, where one stalled S3 copy may take 100 s."""
 UPLOAD_MEMORY = 12 << 20
 """The batches of all uploads arriving at one worker stay within this where they can (never
 below MIN_BATCH each); a lone upload gets MAX_BATCH."""
@@ -134,6 +137,8 @@ class Uploads:
             writer = await self._driver.writer(data_path, append=True)
         except StorageError as exc:
             sealed = await self._sealed_size(data_path)
+            if sealed is None and isinstance(exc, PathNotFound):
+                raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"reason": exc.detail}) from None
             if sealed is None:
                 raise
             log.info("continuing a sealed upload at %s (%s)", data_path, exc.detail)
@@ -184,8 +189,18 @@ class Uploads:
         start: int | None = None,
     ) -> int:
         """Append the last chunk, verify the whole upload against ``digest`` and make it a blob of
-        ``name``. A mismatch discards the upload (DIGEST_INVALID). Returns the blob's size."""
-        await self._require(name, upload_id)
+        ``name``. A mismatch discards the upload (DIGEST_INVALID). Returns the blob's size.
+
+        Once the body is written the rest (commit, verify, ingest) goes on to its end even when
+        the answer cannot wait for it: past FINISH_DEADLINE the client is told to retry, and the
+        retry finds the upload sealed, or the blob already made."""
+        try:
+            await self._require(name, upload_id)
+        except RegistryError:
+            if body is None:  # a retry of a finishing whose answer was lost, when the blob is in
+                with contextlib.suppress(RegistryError):
+                    return await self._blobs.stat(name, digest)
+            raise
         data_path = paths.upload_data(name, upload_id)
         writer, size = await self._open(data_path)
         running = None
@@ -200,6 +215,35 @@ class Uploads:
                 running = self._continue(name, upload_id, writer, start)
                 if body is not None:
                     running = await self._write_body(body, writer, running)
+            except BaseException:
+                self._hashes.drop((name, upload_id))
+                await writer.close()
+                raise
+        finishing = asyncio.ensure_future(
+            self._finish(name, upload_id, digest, writer=writer, running=running, size=size)
+        )
+        try:
+            return await asyncio.wait_for(asyncio.shield(finishing), FINISH_DEADLINE)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            finishing.add_done_callback(_report_late_failure)
+            if isinstance(exc, TimeoutError):
+                raise StorageUnavailable(data_path, "finishing goes on past its deadline") from None
+            raise
+
+    async def _finish(
+        self,
+        name: RepositoryName,
+        upload_id: UploadId,
+        digest: Digest,
+        *,
+        writer: FileWriter | None,
+        running: _RunningHash | None,
+        size: int,
+    ) -> int:
+        """Commit the upload's data (unless sealed), verify it and make it the blob; its size."""
+        data_path = paths.upload_data(name, upload_id)
+        if writer is not None:
+            try:
                 await writer.commit()
             except BaseException:
                 self._hashes.drop((name, upload_id))
@@ -218,7 +262,9 @@ class Uploads:
             )
         await self._blobs.ingest(name, data_path, digest, size)
         try:
-            await self._delete(name, upload_id)
+            # BLOB_UPLOAD_UNKNOWN: a concurrent finishing of the same upload deleted it first.
+            with contextlib.suppress(RegistryError):
+                await self._delete(name, upload_id)
         except StorageError as exc:
             # The blob is in place: the client gets its 201, upload purging removes the rest.
             log.warning("the finished upload %s stays until purged: %s", upload_id, exc)
@@ -313,6 +359,12 @@ class Uploads:
         except PathNotFound:
             return None  # purged or finished meanwhile
         return newest
+
+
+def _report_late_failure(finishing: asyncio.Future[int]) -> None:
+    """Log how a finishing the client stopped waiting for ended, when it failed."""
+    if not finishing.cancelled() and (error := finishing.exception()) is not None:
+        log.warning("finishing an upload after its answer failed: %s", error)
 
 
 def _refuse_beyond_sealed(size: int, start: int | None) -> NoReturn:
