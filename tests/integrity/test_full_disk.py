@@ -165,11 +165,12 @@ def test_every_push_mode_on_a_full_disk_is_refused_and_logged_once(
         )
         expect(client.get(f"/v2/{name}/blobs/{digest_of(layer)}"), 200)  # pulls go on
     if registry.workers == 1:
+        assert _log_lines(registry, "storage is full (") - started_before == 1
         ready = client.get("/readyz")
         assert ready.status_code == 503, ready.text
         assert ready.json() == {"storage": "full"}
     started = _log_lines(registry, "storage is full (") - started_before
-    assert 1 <= started <= registry.workers, registry.log()[-3000:]
+    assert started <= registry.workers, registry.log()[-3000:]
     assert "Traceback" not in registry.log()
 
     free(mount)
@@ -190,7 +191,8 @@ def test_every_push_mode_on_a_full_disk_is_refused_and_logged_once(
     if registry.workers == 1:
         assert ended == 1
         assert expect(client.get("/readyz"), 200).json() == {"storage": "ok"}
-    assert 1 <= ended <= started
+    # (a worker may also end an incident an earlier test left open in it)
+    assert 1 <= ended <= registry.workers
 
 
 def test_a_read_only_disk_refuses_writes_and_serves_reads(
