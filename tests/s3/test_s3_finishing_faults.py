@@ -177,3 +177,36 @@ def test_s3_refusals_translate_to_the_storage_conditions() -> None:
     assert isinstance(translate("/a", _client_error("QuotaExceeded", 403)), StorageFull)
     assert isinstance(translate("/a", _client_error("AccessDenied", 403)), StorageReadOnly)
     assert isinstance(translate("/a", _client_error("SlowDown", 503)), StorageUnavailable)
+
+
+def test_an_upload_s3_completed_while_the_answer_was_lost_is_finished_by_the_retry(
+    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+) -> None:
+    """The finishing's complete_multipart_upload landed, and the freeze took its answer (and
+    the clean-up after it): the upload's pending state still names a multipart upload that
+    is gone, while its data object holds every byte."""
+    repo = new_repository()
+    http = httpx.Client(base_url=registry.url, timeout=60)
+    path, data, digest = _uploaded(http, repo, 2 * PART)  # whole parts: no pending tail
+    bucket = registry.storage["s3"]["bucket"]
+    upload_key = f"docker/registry/v2/repositories/{repo}/_uploads/{path.rsplit('/', 1)[1]}/data"
+    s3 = own_ceph.client()
+    (upload,) = s3.list_multipart_uploads(Bucket=bucket, Prefix=upload_key)["Uploads"]
+    parts = s3.list_parts(Bucket=bucket, Key=upload_key, UploadId=upload["UploadId"])["Parts"]
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key=upload_key,
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]},
+    )
+    status = http.get(path)
+    assert status.status_code == 204, status.text
+    assert status.headers["Range"] == f"0-{len(data) - 1}"
+    more = http.patch(path, content=b"more", headers={"Content-Range": f"{len(data)}-{len(data) + 3}"})
+    assert more.status_code == 416, more.text  # sealed: only the finishing is left
+    finished = http.put(path, params={"digest": digest})
+    assert finished.status_code == 201, finished.text
+    with Served(registry.url) as served:
+        assert served.verify_blob(repo, digest, len(data)) == len(data)
+    assert http.get(path).status_code == 404
+    http.close()
