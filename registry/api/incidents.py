@@ -14,6 +14,7 @@ request that reached the storage and did not fail on the server's side.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,13 +87,16 @@ class StorageIncidents:
         incident = self._open.get(condition)
         if incident is None:
             incident = self._open[condition] = _Incident(started=now, reported=now)
-            log.warning("%s (%s); answering 503 until it passes", condition.description, exc)
+            log.warning(
+                "%s (%s); worker %d answers 503 until it passes", condition.description, exc, os.getpid()
+            )
         incident.refused += 1
         if now - incident.reported >= REPORT_INTERVAL:
             log.warning(
-                "%s for %.0f s: %d requests refused (%d since the last count)",
+                "%s for %.0f s: worker %d refused %d requests (%d since the last count)",
                 condition.description,
                 now - incident.started,
+                os.getpid(),
                 incident.refused,
                 incident.refused - incident.refused_when_reported,
             )
@@ -113,8 +117,9 @@ class StorageIncidents:
         incident = self._open.pop(condition, None)
         if incident is not None:
             log.warning(
-                "%s: over after %.0f s, %d requests refused",
+                "%s: over after %.0f s, %d requests refused by worker %d",
                 condition.description,
                 self._clock() - incident.started,
                 incident.refused,
+                os.getpid(),
             )
