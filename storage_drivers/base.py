@@ -132,7 +132,11 @@ class StorageDriver(ABC):
         return self._reader(check_path(path), offset, length)
 
     async def writer(self, path: str, append: bool = False) -> FileWriter:
-        """A writer for ``path``: a fresh one, or (``append``) one continuing a closed writer."""
+        """A writer for ``path``: a fresh one, or (``append``) one continuing a closed writer.
+
+        Appending raises PathNotFound when what it would continue is gone, where a driver keeps
+        it outside the path (S3: a multipart upload aborted, or completed by a commit).
+        """
         return await self._writer(check_path(path), append)
 
     async def stat(self, path: str) -> FileInfo:
