@@ -109,6 +109,8 @@ class Uploads:
         self._hashes = HasherCache()
         self._buffers = BatchBuffers(MAX_BATCH, keep=BUFFERS_KEPT)
         self._receiving = 0
+        self._finishing: dict[tuple[str, str], asyncio.Future[int]] = {}
+        """Finishings under way in this process, by (name, id): some outlive their request."""
 
     async def start(self, name: RepositoryName, algorithm: str = "sha256") -> UploadId:
         upload_id = UploadId(str(uuid.uuid4()))
@@ -202,6 +204,11 @@ class Uploads:
                     return await self._blobs.stat(name, digest)
             raise
         data_path = paths.upload_data(name, upload_id)
+        earlier = self._finishing.get((name, upload_id))
+        if earlier is not None and body is None:
+            # A retry while this process still finishes the upload: wait for that finishing
+            # rather than start another copy of the same data.
+            return await _answer_within_deadline(earlier, data_path)
         writer, size = await self._open(data_path)
         running = None
         if writer is None:
@@ -222,13 +229,10 @@ class Uploads:
         finishing = asyncio.ensure_future(
             self._finish(name, upload_id, digest, writer=writer, running=running, size=size)
         )
-        try:
-            return await asyncio.wait_for(asyncio.shield(finishing), FINISH_DEADLINE)
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            finishing.add_done_callback(_report_late_failure)
-            if isinstance(exc, TimeoutError):
-                raise StorageUnavailable(data_path, "finishing goes on past its deadline") from None
-            raise
+        key = (name, upload_id)
+        self._finishing[key] = finishing
+        finishing.add_done_callback(lambda _: self._finishing.pop(key, None))
+        return await _answer_within_deadline(finishing, data_path)
 
     async def _finish(
         self,
@@ -359,6 +363,18 @@ class Uploads:
         except PathNotFound:
             return None  # purged or finished meanwhile
         return newest
+
+
+async def _answer_within_deadline(finishing: asyncio.Future[int], data_path: str) -> int:
+    """The blob's size once ``finishing`` ends, if within FINISH_DEADLINE; else StorageUnavailable
+    while it goes on. A request cancelled meanwhile leaves it going on too."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(finishing), FINISH_DEADLINE)
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        finishing.add_done_callback(_report_late_failure)
+        if isinstance(exc, TimeoutError):
+            raise StorageUnavailable(data_path, "finishing goes on past its deadline") from None
+        raise
 
 
 def _report_late_failure(finishing: asyncio.Future[int]) -> None:
