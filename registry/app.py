@@ -15,12 +15,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import AccessController, AllowAll, create_access_controller, create_token_server
-from storage_drivers import StorageDriver, create_driver
+from storage_drivers import StorageDriver, StorageError, create_driver
 
 from .access import Action, required_access
 from .api.application import Application
 from .api.context import CALLER, Caller, Settings
 from .api.dispatch import RegistryAPI
+from .api.incidents import Condition, StorageIncidents
 from .api.responses import json_response
 from .config import CONFIG_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
@@ -75,12 +76,22 @@ def create_app(
     async def root() -> Response:
         return json_response({})
 
+    incidents = StorageIncidents()
+    condition_names = {Condition.FULL: "full", Condition.READ_ONLY: "refusing writes"}
+
     async def ready() -> Response:
         try:
             await storage.check()
         except Exception as exc:
-            log.warning("readiness check failed: %s", exc)
+            # An outage is logged with its incident, not once per probe.
+            if not isinstance(exc, StorageError) or incidents.refuse(exc) is None:
+                log.warning("readiness check failed: %s", exc)
             return json_response({"storage": "unavailable"}, 503)
+        incidents.succeeded("GET", reached_storage=True)
+        # A full storage still answers reads; only refused writes tell, as this worker saw them.
+        for condition, name in condition_names.items():
+            if condition in incidents.current:
+                return json_response({"storage": name}, 503)
         return json_response({"storage": "ok"})
 
     routes: dict[str, ASGIApp] = {"/": _read_only_endpoint(root), "/readyz": _read_only_endpoint(ready)}
@@ -92,6 +103,7 @@ def create_app(
         lifespan=lambda: _lifespan(config, storage, controller),
         headers=config.http.headers,
         mounts={prefix: _entered(app, controller, prefix) for prefix, app in (mounts or {}).items()},
+        incidents=incidents,
     )
 
 

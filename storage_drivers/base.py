@@ -49,6 +49,15 @@ class StorageUnavailable(StorageError):
     """The backend failed in a way that may pass (timeouts, throttling, a server that is down)."""
 
 
+class StorageFull(StorageError):
+    """The backend has no room for the write (a full disk, a quota): it may pass once an operator
+    frees space. Whatever the failed call had written before stays as ``size`` reports it."""
+
+
+class StorageReadOnly(StorageError):
+    """The backend refuses every write (a read-only mount, a bucket policy denying writes)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FileInfo:
     path: str
@@ -123,7 +132,11 @@ class StorageDriver(ABC):
         return self._reader(check_path(path), offset, length)
 
     async def writer(self, path: str, append: bool = False) -> FileWriter:
-        """A writer for ``path``: a fresh one, or (``append``) one continuing a closed writer."""
+        """A writer for ``path``: a fresh one, or (``append``) one continuing a closed writer.
+
+        Appending raises PathNotFound when what it would continue is gone, where a driver keeps
+        it outside the path (S3: a multipart upload aborted, or completed by a commit).
+        """
         return await self._writer(check_path(path), append)
 
     async def stat(self, path: str) -> FileInfo:

@@ -30,6 +30,8 @@ from .base import (
     PathNotFound,
     StorageDriver,
     StorageError,
+    StorageFull,
+    StorageReadOnly,
 )
 from .config import DriverConfigError, Parameters
 from .direct_writes import DirectAppender
@@ -62,6 +64,10 @@ def _translate(path: str, exc: OSError) -> StorageError:
         return PathNotFound(path)
     if exc.errno in {errno.EISDIR, errno.ENAMETOOLONG}:
         return InvalidPath(path, os.strerror(exc.errno))
+    if exc.errno in {errno.ENOSPC, errno.EDQUOT}:
+        return StorageFull(path, os.strerror(exc.errno))
+    if exc.errno == errno.EROFS:
+        return StorageReadOnly(path, os.strerror(exc.errno))
     return StorageError(path, os.strerror(exc.errno or 0) or str(exc))
 
 

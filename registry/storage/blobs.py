@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from storage_drivers import PathNotFound, StorageDriver
@@ -77,12 +78,22 @@ class BlobStore:
         """Make verified upload data the blob ``digest`` and link it into ``name``.
 
         When the registry already holds the content, the upload is dropped instead
-        of moved: content addressing makes the two identical.
+        of moved, once linked: content addressing makes the two identical. A new blob's
+        content is moved before it is linked, so that a crash never leaves a link to
+        nothing.
         """
         if await self.size(digest) == size:
-            await self._driver.delete(source_path)
-        else:
+            await self.link(name, digest)
+            with contextlib.suppress(PathNotFound):  # dropped by a concurrent finishing of it
+                await self._driver.delete(source_path)
+            return
+        try:
             await self._driver.move(source_path, paths.blob_data(digest))
+        except PathNotFound:
+            # Gone from the upload: fine when a concurrent finishing of it (a client's retry
+            # while the first went on past its answer) has just made the blob.
+            if await self.size(digest) != size:
+                raise
         await self.link(name, digest)
 
 

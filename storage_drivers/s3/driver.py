@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from anyio import to_thread
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver, StorageError
 from ..config import Parameters
@@ -242,7 +242,13 @@ class S3Driver(StorageDriver):
                 MultipartUpload={"Parts": parts},
             )
         except BaseException:
-            self._bulk.abort_multipart_upload(Bucket=self.bucket, Key=destination_key, UploadId=upload_id)
+            # Best effort: the copy's own failure is what the caller needs. An upload already
+            # gone (NoSuchUpload) needs no abort; one a failing server cannot abort now holds
+            # only copies of stored bytes, for the bucket's lifecycle rule to expire.
+            with contextlib.suppress(BotoCoreError, ClientError):
+                self._quick.abort_multipart_upload(
+                    Bucket=self.bucket, Key=destination_key, UploadId=upload_id
+                )
             raise
 
     async def _delete(self, path: str) -> None:
