@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jinja2
 from starlette.applications import Starlette
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -44,6 +43,8 @@ CATALOG_BATCH = 200
 """Names read from storage at a time while filling a page of repositories."""
 MAX_QUERY = 255
 MAX_FORM_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 20
+FORM_TYPE = "application/x-www-form-urlencoded"
 PACKAGE = Path(__file__).parent
 
 
@@ -202,8 +203,8 @@ class _Pages:
         if page.request.method == "GET":
             return await self.render(page, "login.html", {"failed": False, "username": ""})
         form = await self.checked_form(page)
-        username = str(form.get("username") or "")[:256]
-        password = str(form.get("password") or "")[:1024]
+        username = form.get("username", "")[:256]
+        password = form.get("password", "")[:1024]
         credential = await self.ui.gate.sign_in(username, password) if scheme and username else None
         if credential is None:
             return await self.render(page, "login.html", {"failed": True, "username": username}, 401)
@@ -287,23 +288,33 @@ class _Pages:
     async def may_delete(self, page: Page, name: RepositoryName) -> bool:
         return self.ui.delete_enabled and await page.visitor.may(Action.DELETE, name)
 
-    async def checked_form(self, page: Page) -> FormData:
+    async def checked_form(self, page: Page) -> dict[str, str]:
         """The form of a state-changing request, refused unless it carries this session's CSRF
         token and, when the browser names it, comes from this registry's own pages."""
         request = page.request
         origin = request.headers.get("origin")
         if origin is not None and urlsplit(origin).netloc not in self.own_hosts(request):
             raise RegistryError(ErrorCode.DENIED, {"reason": "cross-origin form"})
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
-            raise RegistryError(ErrorCode.SIZE_INVALID, {"reason": "form too large"})
-        form = await request.form(max_files=0, max_fields=20)
-        token = form.get("csrf")
-        if page.fresh or not self.ui.sealer.csrf_matches(
-            page.session, token if isinstance(token, str) else None
-        ):
+        form = await read_form(request)
+        if page.fresh or not self.ui.sealer.csrf_matches(page.session, form.get("csrf")):
             raise RegistryError(ErrorCode.DENIED, {"reason": "the form expired; reload the page"})
         return form
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (the pages send no other kind), first value of each field."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM_TYPE:
+        raise RegistryError(ErrorCode.DENIED, {"reason": "not a form of these pages"})
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise RegistryError(ErrorCode.SIZE_INVALID, {"reason": "form too large"})
+    try:
+        fields = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise RegistryError(ErrorCode.DENIED, {"reason": "malformed form"}) from None
+    return {key: values[0] for key, values in fields.items()}
 
 
 def human_size(value: object) -> str:

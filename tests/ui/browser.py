@@ -14,6 +14,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.registry import PROJECT
 
@@ -51,6 +53,12 @@ class Browser:
     @property
     def source(self) -> str:
         return str(self.driver.page_source)
+
+    def follow(self, css: str) -> None:
+        """Click what ``css`` finds (a link, a submit button) and wait for the next page."""
+        page = self.find("html")
+        self.find(css).click()
+        WebDriverWait(self.driver, 30).until(staleness_of(page))
 
     def find(self, css: str) -> WebElement:
         return self.driver.find_element(By.CSS_SELECTOR, css)

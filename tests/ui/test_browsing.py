@@ -110,7 +110,7 @@ def test_one_image_with_layers_configuration_and_referrers(browser: Browser, ope
     assert SIGNATURE_TYPE in text
     assert open_registry.signature_digest in text
     checked(browser, "image")
-    browser.find(f"a[href$='{open_registry.signature_digest}']").click()
+    browser.follow(f"a[href$='{open_registry.signature_digest}']")
     assert f"Artifact type\n{SIGNATURE_TYPE}" in browser.text
     assert open_registry.app_digest in browser.text  # what it refers to
     checked(browser, "referrer")
@@ -122,7 +122,7 @@ def test_an_index_and_its_platforms(browser: Browser, open_registry: Filled) -> 
     platforms = [row.find_element(By.CSS_SELECTOR, "th").text for row in rows]
     assert platforms == ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"]
     checked(browser, "index")
-    browser.find("#platforms tbody tr:nth-child(2) a").click()
+    browser.follow("#platforms tbody tr:nth-child(2) a")
     assert "linux/arm64/v8" in browser.text
     browser.visit(ui_path(open_registry.registry, "/r/team/layers/-/manifest/v1"))
     assert len(browser.find_all("#layers tbody tr")) == 8
