@@ -55,11 +55,13 @@ def create_app(
 
     ``driver`` stores the content instead of the driver the configuration names; the registry
     closes it at shutdown. ``wrappers`` wrap or replace storage services (``Wrappers``).
-    ``mounts`` maps path prefixes (``/ui``) to sub-applications and ``extensions`` maps names to
-    the applications serving ``/v2/_dockyard/<name>/...`` and
+    ``mounts`` maps path prefixes (``/docs``) to sub-applications and ``extensions`` maps names
+    to the applications serving ``/v2/_dockyard/<name>/...`` and
     ``/v2/<repository>/_dockyard/<name>/...``. Both get only requests from callers the access
     controller accepts (extensions: with the access their route needs), with the ``Caller``
-    under ``registry.api.context.CALLER`` in the scope.
+    under ``registry.api.context.CALLER`` in the scope. The web interface (``/ui``) and
+    ``/v1/search`` are the registry's own and put every access question to the controller
+    themselves: their visitors may be anonymous.
     """
     if driver is None:
         driver = create_driver(config.storage.driver, config.storage.parameters)

@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ..access import Action
+from ..api.application import as_registry_error
 from ..api.context import CALLER, Caller
 from ..errors import ErrorCode, RegistryError
 from ..references import Reference, RepositoryName, Tag, parse_reference
@@ -83,7 +84,8 @@ def create_pages(interface: Interface) -> Starlette:
         undefined=jinja2.StrictUndefined,
     )
     environment.filters["size"] = human_size
-    environment.filters["when"] = when
+    environment.filters["stamp"] = stamp
+    environment.filters["ago"] = ago
     templates = Jinja2Templates(env=environment)
     pages = _Pages(interface, templates)
     return Starlette(
@@ -114,7 +116,10 @@ class _Pages:
             request.scope[CALLER] = Caller(page.visitor.account, ROUTE)
             try:
                 response = await handle(page)
-            except RegistryError as error:
+            except Exception as exc:
+                error = as_registry_error(exc)  # storage unavailable: 503, as the API says
+                if error is None:
+                    raise
                 response = await self.render(page, "error.html", {"error": error}, error.code.status)
             if page.fresh and page.used:
                 self._set_cookie(page, response)
@@ -128,10 +133,11 @@ class _Pages:
             visitor = await self.ui.gate.from_session(session.account, session.credential)
             if visitor is not None:
                 return Page(request, session, visitor, fresh=False)
-        # No session, or its credential no longer holds: browse as the request's own
-        # credentials (a browser's Basic prompt), else anonymously.
+        # No session, or its credential no longer holds (then it is replaced, so it is not
+        # checked again): browse as the request's own credentials (a browser's Basic prompt),
+        # else anonymously.
         visitor = await self.ui.gate.from_headers_or_anonymous(request.headers)
-        return Page(request, new_session(), visitor, fresh=True)
+        return Page(request, new_session(), visitor, fresh=True, used=session is not None)
 
     def _set_cookie(self, page: Page, response: Response) -> None:
         response.set_cookie(
@@ -328,13 +334,18 @@ def human_size(value: object) -> str:
     return f"{value} B"
 
 
-def when(moment: float | None) -> str:
+def stamp(moment: float | None) -> str:
     if moment is None:
         return "unknown"
-    stamp = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    ago = time.time() - moment
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def ago(moment: float | None) -> str:
+    if moment is None:
+        return ""
+    elapsed = time.time() - moment
     for seconds, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if ago >= seconds:
-            count = int(ago // seconds)
-            return f"{stamp} ({count} {unit}{'s' if count > 1 else ''} ago)"
-    return f"{stamp} (just now)"
+        if elapsed >= seconds:
+            count = int(elapsed // seconds)
+            return f"{count} {unit}{'s' if count > 1 else ''} ago"
+    return "just now"

@@ -97,60 +97,52 @@ class Gate:
         """The visitor a session stands for; None when its credential no longer holds (password
         changed, account removed, refresh token expired)."""
         if credential is None:
-            return await self._anonymous()
+            return self._anonymous()
         if self.token_server is not None:
             signed_in = await self.token_server.signed_in_account(credential)
             if signed_in is None or signed_in != account:
                 return None
             return self._token_visitor(self.token_server, signed_in)
-        return await self._presenting({"authorization": credential})
+        try:
+            grant = await self.controller.authorize({"authorization": credential}, ())
+        except (Challenge, Denied):
+            return None
+        return self._presenting(grant.account, {"authorization": credential})
 
     async def from_headers(self, headers: Mapping[str, str]) -> Visitor:
         """The visitor whose request carries ``headers`` (an API client such as ``docker
         search``). Credentials the controller refuses raise its Challenge."""
         presented = headers.get("authorization")
         if not presented:
-            visitor = await self._anonymous()
-            assert visitor is not None
-            return visitor
+            return self._anonymous()
         grant = await self.controller.authorize({"authorization": presented}, ())
         if self.token_server is not None:
             # A token of the token server's names its account; what that account may do is
             # asked again with a token for exactly those accesses (docker search's own token
             # carries none).
             return self._token_visitor(self.token_server, grant.account)
-        visitor = await self._presenting({"authorization": presented})
-        assert visitor is not None
-        return visitor
+        return self._presenting(grant.account, {"authorization": presented})
 
     async def from_headers_or_anonymous(self, headers: Mapping[str, str]) -> Visitor:
         """As ``from_headers``, anonymous when the controller refuses the credentials."""
         try:
             return await self.from_headers(headers)
         except (Challenge, Denied):
-            return await self.from_headers({})
+            return self._anonymous()
 
-    async def _anonymous(self) -> Visitor | None:
+    def _anonymous(self) -> Visitor:
+        """No credentials: each question is put to the controller as anonymous pulls are."""
         if self.token_server is not None:
             return self._token_visitor(self.token_server, None)
-        return await self._presenting({})
+        return self._presenting(None, {})
 
-    async def _presenting(self, headers: Mapping[str, str]) -> Visitor | None:
-        try:
-            grant = await self.controller.authorize(headers, ())
-        except Challenge:
-            if headers:
-                return None
-            grant_account = None  # anonymous: each question is answered, mostly with no
-        except Denied:
-            return None
-        else:
-            grant_account = grant.account
+    def _presenting(self, account: str | None, headers: Mapping[str, str]) -> Visitor:
+        """A visitor who shows the controller ``headers`` as they are."""
 
         async def fixed(accesses: Sequence[Access]) -> Mapping[str, str]:
             return headers
 
-        return Visitor(grant_account, self.controller, fixed)
+        return Visitor(account, self.controller, fixed)
 
     def _token_visitor(self, token_server: TokenServer, account: str | None) -> Visitor:
         async def minted(accesses: Sequence[Access]) -> Mapping[str, str]:

@@ -3,6 +3,7 @@ into pages for an accessibility check, and screenshots kept under ``test-artifac
 
 from __future__ import annotations
 
+import base64
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -69,10 +70,14 @@ class Browser:
     def screenshot(self, name: str, width: int = 1280) -> Path:
         """The whole page at ``width`` pixels, saved as ``test-artifacts/ui/<name>.png``."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        height = int(self.driver.execute_script("return document.documentElement.scrollHeight"))
-        self.driver.set_window_size(width, max(600, min(height + 40, 4000)))
+        self.driver.set_window_size(width, 900)
+        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": width, "height": min(size["height"], 6000), "scale": 1}
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+        )
         path = ARTIFACTS / f"{name}.png"
-        self.driver.save_screenshot(str(path))
+        path.write_bytes(base64.b64decode(shot["data"]))
         self.driver.set_window_size(1280, 900)
         return path
 

@@ -42,7 +42,8 @@ def checked(browser: Browser, screenshot: str) -> None:
 def test_repositories_and_search(browser: Browser, open_registry: Filled) -> None:
     browser.visit(ui_path(open_registry.registry))
     names = [link.text for link in browser.find_all(".repositories a")]
-    assert names == ["team/app", "team/layers", "team/multi"]
+    assert names == sorted(names)  # other tests add repositories of their own
+    assert [name for name in names if name.startswith("team/")] == ["team/app", "team/layers", "team/multi"]
     checked(browser, "repositories")
     search = browser.find("#q")
     search.send_keys("mult")
