@@ -107,6 +107,8 @@ class TagRow:
     pushed_at: float | None
     total_size: int | None
     """For an index: every platform's image together."""
+    referrers: int = 0
+    """How many manifests refer to it (signatures, SBOMs, attestations)."""
 
 
 async def read_image(storage: Storage, name: RepositoryName, reference: Reference) -> Image:
@@ -168,7 +170,8 @@ async def tag_rows(storage: Storage, name: RepositoryName, tags: list[Tag]) -> l
             except RegistryError:
                 return TagRow(tag, None, pushed_at, None)
             total = image.size if not image.is_index else await _index_size(storage, name, image)
-            return TagRow(tag, image, pushed_at, total)
+            referrers = await storage.manifests.referrers(name, image.digest, None)
+            return TagRow(tag, image, pushed_at, total, len(referrers))
 
     return list(await asyncio.gather(*(row(tag) for tag in tags)))
 

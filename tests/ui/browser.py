@@ -83,6 +83,7 @@ class Browser:
 
     def accessibility_violations(self) -> list[dict[str, Any]]:
         """axe-core's serious and critical violations on the current page (WCAG 2.1 AA rules)."""
+        assert AXE.exists(), f"no axe-core at {AXE}: `./dev test` installs it"
         self.driver.execute_script(AXE.read_text())
         result = self.driver.execute_async_script(
             "const done = arguments[arguments.length - 1];"

@@ -63,6 +63,9 @@ def test_repositories_and_search(browser: Browser, open_registry: Filled) -> Non
 
 def test_tags_of_a_repository(browser: Browser, open_registry: Filled) -> None:
     registry = open_registry.registry
+    browser.visit(ui_path(registry, "/r/team/app"))
+    signed = browser.find("tbody tr")
+    assert signed.find_element(By.CSS_SELECTOR, "a[href$='#referrers']").text == "1"  # the signature
     browser.visit(ui_path(registry, "/r/team/multi"))
     row = browser.find("tbody tr")
     assert row.find_element(By.CSS_SELECTOR, "th").text == "latest"
