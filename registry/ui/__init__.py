@@ -43,7 +43,9 @@ class WebInterface:
         delete_enabled: bool,
         external_url: str | None,
     ) -> None:
-        self.gate = Gate(controller, token_server)
-        interface = Interface(storage, self.gate, Sealer(secret), delete_enabled, external_url)
+        gate = Gate(controller, token_server)
+        interface = Interface(storage, gate, Sealer(secret), delete_enabled, external_url)
         self.pages: ASGIApp = secured(create_pages(interface))
-        self.search: ASGIApp = create_search(storage, self.gate)
+        """Mounted at ``PREFIX``."""
+        self.search: ASGIApp = create_search(storage, gate)
+        """Served at ``SEARCH_PATH``."""

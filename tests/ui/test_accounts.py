@@ -56,6 +56,7 @@ def test_htpasswd_sign_in_and_out(htpasswd_ui_registry: RunningRegistry) -> None
         assert PASSWORDS["alice"] not in cookie["value"]
         browser.visit(ui_path(registry, "/r/alice/app"))
         assert browser.find_all("a.danger")  # htpasswd users may do everything
+        assert browser.accessibility_violations() == []
         browser.screenshot("repository-signed-in")
         sign_out(browser)
         assert "Signed in as" not in browser.text
@@ -82,6 +83,8 @@ def test_token_accounts_see_what_their_rules_allow(token_ui_registry: RunningReg
         assert browser.find_all("a.danger") == []  # bob may push there, but not delete
         browser.visit(ui_path(registry, "/r/public/site/-/delete/1.0"))
         assert "Requested access to the resource is denied" in browser.text
+        assert browser.accessibility_violations() == []
+        browser.screenshot("denied")
         browser.visit(ui_path(registry, "/r/alice/app"))
         assert "Repository name not known to registry" in browser.text
         sign_out(browser)
