@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from auth import TokenServer
 
 
+EMPTY_BASIC = "Basic " + base64.b64encode(b":").decode()
+"""What ``docker search`` over TLS sends when not logged in: no credentials at all."""
+
 HeadersFor = Callable[[Sequence[Access]], Awaitable[Mapping[str, str]]]
 
 
@@ -113,7 +116,7 @@ class Gate:
         """The visitor whose request carries ``headers`` (an API client such as ``docker
         search``). Credentials the controller refuses raise its Challenge."""
         presented = headers.get("authorization")
-        if not presented:
+        if not presented or presented.strip() == EMPTY_BASIC:
             return self._anonymous()
         grant = await self.controller.authorize({"authorization": presented}, ())
         if self.token_server is not None:
