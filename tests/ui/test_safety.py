@@ -4,13 +4,18 @@ cross-origin forms, forged cookies, bad names."""
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
 
+from registry.ui.session import Sealer, new_session
+from tests.auth.helpers import write_htpasswd
 from tests.support.images import random_image
 from tests.support.pushing import push_content
-from tests.support.registry import RunningRegistry
+from tests.support.registry import RunningRegistry, StartRegistry
 
 from .conftest import HTML_LABEL, PASSWORDS, SCRIPT_LABEL, Filled
 
@@ -124,3 +129,28 @@ def test_basic_credentials_of_the_request_are_honoured(htpasswd_ui_registry: Run
         wrong = browser.get("/", auth=("alice", "wrong"))
         assert wrong.status_code == 200
         assert "alice/app" not in wrong.text
+
+
+def test_a_changed_password_ends_the_session(start_registry: StartRegistry, tmp_path: Path) -> None:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"carol": "first-password"})
+    registry = start_registry({"auth": {"htpasswd": {"realm": "Dockyard", "path": str(htpasswd)}}})
+    with client(registry) as browser:
+        login = browser.get("/login")
+        browser.post(
+            "/login", data={"csrf": csrf_of(login), "username": "carol", "password": "first-password"}
+        )
+        assert "Signed in as <strong>carol</strong>" in browser.get("/").text
+        write_htpasswd(htpasswd, {"carol": "second-password"})
+        time.sleep(1.5)  # the registry looks at the file at most once a second
+        after = browser.get("/")
+        assert "Signed in as" not in after.text
+        assert "dockyard_session=" in after.headers["set-cookie"]  # replaced, not checked again
+
+
+def test_sessions_expire() -> None:
+    sealer = Sealer("a secret")
+    session = new_session("dave", "Basic ZGF2ZTpwdw==")
+    assert sealer.open(sealer.seal(session)) == session
+    assert sealer.open(sealer.seal(replace(session, expires=time.time() - 1))) is None
+    assert Sealer("another secret").open(sealer.seal(session)) is None
+    assert "ZGF2ZTpwdw" not in sealer.seal(session)  # the credential is sealed, not only signed
