@@ -154,3 +154,13 @@ def test_sessions_expire() -> None:
     assert sealer.open(sealer.seal(replace(session, expires=time.time() - 1))) is None
     assert Sealer("another secret").open(sealer.seal(session)) is None
     assert "ZGF2ZTpwdw" not in sealer.seal(session)  # the credential is sealed, not only signed
+
+
+def test_pull_lines_name_the_configured_host(start_registry: StartRegistry) -> None:
+    registry = start_registry({"http": {"host": "https://registry.example.com"}})
+    with httpx.Client(base_url=registry.url, timeout=30) as api:
+        push_content(api, "team/named", "1.0", random_image(1, 1024))
+    with client(registry) as browser:
+        page = browser.get("/r/team/named")
+    assert 'data-copy="docker pull registry.example.com/team/named:1.0"' in page.text
+    assert registry.host not in page.text
