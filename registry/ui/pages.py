@@ -82,6 +82,7 @@ def create_pages(interface: Interface) -> Starlette:
         loader=jinja2.FileSystemLoader(PACKAGE / "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        auto_reload=False,  # the templates ship with the package: never look at them again
     )
     environment.filters["size"] = human_size
     environment.filters["stamp"] = stamp
