@@ -50,7 +50,6 @@ class Filled:
     registry: RunningRegistry
     app_digest: str = ""
     signature_digest: str = ""
-    multi_digest: str = ""
 
 
 @pytest.fixture(scope="session")
@@ -94,11 +93,7 @@ def open_registry(
         subject = Blob(app.headers["Content-Type"], app.content)
         signature = artifact(subject, SIGNATURE_TYPE, {"note": SCRIPT_LABEL})
         push_content(client, "team/app", signature.digest, signature)
-        multi = client.head(
-            "/v2/team/multi/manifests/latest",
-            headers={"Accept": "application/vnd.oci.image.index.v1+json"},
-        )
-    return Filled(registry, app_digest, signature.digest, multi.headers["Docker-Content-Digest"])
+    return Filled(registry, app_digest, signature.digest)
 
 
 def _add_labels(tools: ContainerTools, image: str) -> None:

@@ -14,7 +14,7 @@ from tests.support.registry import RunningRegistry, StartRegistry
 from .browser import Browser, chromium
 from .conftest import PASSWORDS, Filled, ui_path
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.clients, pytest.mark.slow]
 
 
 def sign_in(browser: Browser, registry: RunningRegistry, user: str, password: str) -> None:

@@ -19,6 +19,8 @@ from tests.support.registry import RunningRegistry, StartRegistry
 
 from .conftest import HTML_LABEL, PASSWORDS, SCRIPT_LABEL, Filled
 
+pytestmark = pytest.mark.clients  # the registry they browse was filled by buildah and skopeo
+
 CSP = re.compile(r"default-src 'none'; script-src 'self'; style-src 'self';.*frame-ancestors 'none'")
 
 

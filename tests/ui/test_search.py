@@ -12,6 +12,8 @@ from tests.support.registry import RunningRegistry
 
 from .conftest import DESCRIPTION, PASSWORDS, Filled
 
+pytestmark = pytest.mark.clients  # the registry searched was filled by buildah and skopeo
+
 
 def search(registry: RunningRegistry, headers: dict[str, str] | None = None, **params: str) -> httpx.Response:
     return httpx.get(f"{registry.url}/v1/search", params=params, headers=headers or {}, timeout=30)
@@ -69,7 +71,6 @@ def test_results_follow_pull_rights(token_ui_registry: RunningRegistry) -> None:
     assert refused.headers["www-authenticate"].startswith("Bearer ")
 
 
-@pytest.mark.clients
 def test_docker_cli_searches_anonymously(open_registry: Filled, dockerd: Dockerd) -> None:
     registry = open_registry.registry
     found = dockerd.docker("search", "--no-trunc", f"{registry.host}/team")
@@ -81,7 +82,6 @@ def test_docker_cli_searches_anonymously(open_registry: Filled, dockerd: Dockerd
     assert len(limited.stdout.splitlines()) == 2
 
 
-@pytest.mark.clients
 def test_docker_cli_searches_logged_in(token_ui_registry: RunningRegistry, dockerd: Dockerd) -> None:
     registry = token_ui_registry
     anonymous = dockerd.docker("search", f"{registry.host}/")
