@@ -43,6 +43,7 @@ class WebInterface:
         delete_enabled: bool,
         external_url: str | None,
     ) -> None:
+        """``delete_enabled``: deletes are enabled and the storage is not read-only."""
         gate = Gate(controller, token_server)
         interface = Interface(storage, gate, Sealer(secret), delete_enabled, external_url)
         self.pages: ASGIApp = secured(create_pages(interface))

@@ -57,6 +57,7 @@ class Interface:
     gate: Gate
     sealer: Sealer
     delete_enabled: bool
+    """Deletes are enabled and the registry is not read-only."""
     external_url: str | None
     """``http.host``: the registry's name in pull commands, when set."""
 

@@ -127,12 +127,17 @@ def test_delete_a_tag_and_a_manifest_after_confirming(browser: Browser, open_reg
     assert httpx.get(f"{registry.url}/v2/scratch/doomed/tags/list").json()["tags"] == ["keep"]
 
 
-def test_no_delete_where_deletes_are_disabled(start_registry: StartRegistry) -> None:
-    registry = start_registry({"storage": {"delete": {"enabled": False}}})
-    with httpx.Client(base_url=registry.url, timeout=30) as client:
+def test_no_delete_where_deletes_are_disabled_or_storage_is_read_only(start_registry: StartRegistry) -> None:
+    disabled = start_registry({"storage": {"delete": {"enabled": False}}})
+    with httpx.Client(base_url=disabled.url, timeout=30) as client:
         push_content(client, "team/kept", "1.0", random_image(1, 1024))
-        page = client.get("/ui/r/team/kept")
-        assert "docker pull" in page.text
-        assert "/-/delete/" not in page.text
-        confirm = client.get("/ui/r/team/kept/-/delete/1.0")
-        assert confirm.status_code == 403
+    read_only = start_registry(
+        {"storage": {**disabled.storage, "maintenance": {"readonly": {"enabled": True}}}}
+    )
+    for registry in (disabled, read_only):
+        with httpx.Client(base_url=registry.url, timeout=30) as client:
+            page = client.get("/ui/r/team/kept")
+            assert "docker pull" in page.text
+            assert "/-/delete/" not in page.text
+            confirm = client.get("/ui/r/team/kept/-/delete/1.0")
+            assert confirm.status_code == 403
