@@ -8,10 +8,11 @@ import logging
 import os
 import random
 import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from starlette.datastructures import Headers
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import AccessController, AllowAll, create_access_controller, create_token_server
@@ -23,9 +24,11 @@ from .api.context import CALLER, Caller, Settings
 from .api.dispatch import RegistryAPI
 from .api.incidents import Condition, StorageIncidents
 from .api.responses import json_response
-from .config import CONFIG_ENV, Config, load_config
+from .config import CONFIG_ENV, SECRET_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
 from .storage import ManifestPolicy, Storage, Wrappers
+from .ui import PREFIX as UI_PREFIX
+from .ui import SEARCH_PATH, WebInterface
 
 log = logging.getLogger("registry")
 
@@ -53,11 +56,13 @@ def create_app(
 
     ``driver`` stores the content instead of the driver the configuration names; the registry
     closes it at shutdown. ``wrappers`` wrap or replace storage services (``Wrappers``).
-    ``mounts`` maps path prefixes (``/ui``) to sub-applications and ``extensions`` maps names to
-    the applications serving ``/v2/_dockyard/<name>/...`` and
+    ``mounts`` maps path prefixes (``/docs``) to sub-applications and ``extensions`` maps names
+    to the applications serving ``/v2/_dockyard/<name>/...`` and
     ``/v2/<repository>/_dockyard/<name>/...``. Both get only requests from callers the access
     controller accepts (extensions: with the access their route needs), with the ``Caller``
-    under ``registry.api.context.CALLER`` in the scope.
+    under ``registry.api.context.CALLER`` in the scope. The web interface (``/ui``) and
+    ``/v1/search`` are the registry's own and put every access question to the controller
+    themselves: their visitors may be anonymous.
     """
     if driver is None:
         driver = create_driver(config.storage.driver, config.storage.parameters)
@@ -73,13 +78,26 @@ def create_app(
         relative_urls=config.http.relative_urls,
     )
 
-    async def root() -> Response:
+    incidents = StorageIncidents()
+    interface = WebInterface(
+        storage,
+        controller,
+        token_server,
+        # Workers and replicas must share it to open each other's session cookies.
+        secret=config.http.secret or os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32),
+        delete_enabled=config.storage.delete_enabled and not config.storage.read_only,
+        external_url=config.http.host,
+        incidents=incidents,
+    )
+
+    async def root(headers: Headers) -> Response:
+        if "text/html" in headers.get("accept", ""):  # a browser; load balancers get 200 {}
+            return RedirectResponse(UI_PREFIX + "/", 302)
         return json_response({})
 
-    incidents = StorageIncidents()
     condition_names = {Condition.FULL: "full", Condition.READ_ONLY: "refusing writes"}
 
-    async def ready() -> Response:
+    async def ready(headers: Headers) -> Response:
         try:
             await storage.check()
         except Exception as exc:
@@ -94,7 +112,11 @@ def create_app(
                 return json_response({"storage": name}, 503)
         return json_response({"storage": "ok"})
 
-    routes: dict[str, ASGIApp] = {"/": _read_only_endpoint(root), "/readyz": _read_only_endpoint(ready)}
+    routes: dict[str, ASGIApp] = {
+        "/": _read_only_endpoint(root),
+        "/readyz": _read_only_endpoint(ready),
+        SEARCH_PATH: interface.search,
+    }
     if token_server is not None:
         routes[token_server.settings.path] = token_server
     return Application(
@@ -102,7 +124,12 @@ def create_app(
         routes=routes,
         lifespan=lambda: _lifespan(config, storage, controller),
         headers=config.http.headers,
-        mounts={prefix: _entered(app, controller, prefix) for prefix, app in (mounts or {}).items()},
+        # The interface decides itself who may see what: anonymous visitors browse exactly
+        # where anonymous pull is allowed, and sign in through its own form.
+        mounts={
+            UI_PREFIX: interface.pages,
+            **{prefix: _entered(app, controller, prefix) for prefix, app in (mounts or {}).items()},
+        },
         incidents=incidents,
     )
 
@@ -119,11 +146,11 @@ def _entered(app: ASGIApp, controller: AccessController, prefix: str) -> ASGIApp
     return entered
 
 
-def _read_only_endpoint(handler: Callable[[], Awaitable[Response]]) -> ASGIApp:
+def _read_only_endpoint(handler: Callable[[Headers], Awaitable[Response]]) -> ASGIApp:
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in {"GET", "HEAD"}:
             raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": "GET, HEAD"})
-        await (await handler())(scope, receive, send)
+        await (await handler(Headers(scope=scope)))(scope, receive, send)
 
     return endpoint
 

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import logging.config
 import os
+import secrets
 import socket
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from auth.cli import is_loopback, split_addr
 from auth.cli import register as register_auth_commands
 from storage_drivers import DriverConfigError, create_driver
 
-from .config import CONFIG_ENV, Config, ConfigError, load_config
+from .config import CONFIG_ENV, SECRET_ENV, Config, ConfigError, load_config
 from .logs import logging_config
 from .supervisor import bind, limit_malloc_arenas, supervise
 
@@ -74,6 +75,7 @@ def serve(args: argparse.Namespace) -> None:
             host,
         )
     os.environ[CONFIG_ENV] = os.path.abspath(args.config) if args.config else ""
+    os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(32))
     if args.workers < 1:
         raise SystemExit("dockyard: --workers must be at least 1")
     try:

@@ -39,6 +39,14 @@ class Tags:
         except PathNotFound:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"tag": tag}) from None
 
+    async def pushed_at(self, name: RepositoryName, tag: Tag) -> float | None:
+        """When ``tag`` was last pointed at a manifest (its current link's modification time, in
+        seconds since the epoch); None when the tag is gone."""
+        try:
+            return (await self._driver.stat(paths.tag_current_link(name, tag))).modified
+        except PathNotFound:
+            return None
+
     async def all_names(self, name: RepositoryName) -> list[Tag]:
         """Every valid tag name stored for the repository, sorted; NAME_UNKNOWN when none could
         ever have been pushed (no manifests directory)."""
