@@ -12,6 +12,7 @@ from auth import AccessController, Challenge, Denied
 
 from ..access import mount_source_access, required_access
 from ..errors import ErrorCode, RegistryError
+from ..lifecycle import http as lifecycle
 from ..references import RepositoryName
 from ..storage import Storage
 from . import blobs, listings, manifests, uploads
@@ -35,6 +36,7 @@ HANDLERS: dict[tuple[Route, str], Handler] = {
     (Route.UPLOAD, "PATCH"): uploads.append_chunk,
     (Route.UPLOAD, "PUT"): uploads.finish_upload,
     (Route.UPLOAD, "DELETE"): uploads.cancel_upload,
+    (Route.REPOSITORY, "DELETE"): lifecycle.delete_repository,
 }
 """HEAD is served by the GET handler, which leaves the body out."""
 

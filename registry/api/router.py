@@ -27,6 +27,8 @@ class Route(Enum):
     UPLOAD_START = "upload-start"
     UPLOAD = "upload"
     REFERRERS = "referrers"
+    REPOSITORY = "repository"
+    """``/v2/<name>/_dockyard/repository``: the registry's own, outside the spec's paths."""
 
 
 ALLOWED_METHODS: dict[Route, frozenset[str]] = {
@@ -38,6 +40,7 @@ ALLOWED_METHODS: dict[Route, frozenset[str]] = {
     Route.UPLOAD_START: frozenset({"POST"}),
     Route.UPLOAD: frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE"}),
     Route.REFERRERS: frozenset({"GET", "HEAD"}),
+    Route.REPOSITORY: frozenset({"DELETE"}),
 }
 
 
@@ -73,6 +76,8 @@ def match(raw_path: bytes) -> Match | None:
     if rest == ["_catalog"]:
         return Match(Route.CATALOG)
     if len(rest) >= 3:
+        if rest[-2:] == ["_dockyard", "repository"]:
+            return Match(Route.REPOSITORY, "/".join(rest[:-2]))
         if rest[-2:] == ["tags", "list"]:
             return Match(Route.TAGS, "/".join(rest[:-2]))
         if rest[-2:] == ["blobs", "uploads"]:

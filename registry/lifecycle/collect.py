@@ -48,7 +48,8 @@ class Report:
             f"{len(removed.blobs)} blobs ({sum(removed.blobs.values())} bytes), "
             f"{len(removed.all_revisions())} manifests, {len(removed.layers)} layer links, "
             f"{len(removed.tag_history)} tag history entries, {len(removed.referrer_entries)} referrers "
-            f"entries; {spared} digests spared for pushes during the run; {timing}"
+            f"entries, {len(removed.empty_repositories)} empty repositories; "
+            f"{spared} digests spared for pushes during the run; {timing}"
         )
 
 

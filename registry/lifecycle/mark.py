@@ -21,6 +21,7 @@ from storage_drivers import PathNotFound, StorageDriver
 from ..errors import RegistryError
 from ..references import Digest, RepositoryName, Tag
 from ..storage import paths
+from ..storage.catalog import walk_repositories
 from ..storage.links import read_link
 from ..storage.manifest_format import parse_manifest, stored_media_type
 
@@ -78,6 +79,8 @@ class Plan:
     layers: list[tuple[RepositoryName, Digest]] = field(default_factory=list)
     blobs: dict[Digest, int] = field(default_factory=dict)
     """Blob data to delete, with its size."""
+    empty_repositories: list[RepositoryName] = field(default_factory=list)
+    """Repositories left without manifests and tags: they leave the catalog."""
 
     def digests(self) -> set[Digest]:
         """Every digest the plan deletes something of: what the sweep condemns."""
@@ -93,6 +96,7 @@ class Plan:
             [item for item in self.referrer_entries if item[2] not in spared],
             [item for item in self.layers if item[1] not in spared],
             {d: size for d, size in self.blobs.items() if d not in spared},
+            self.empty_repositories,
         )
 
     def all_revisions(self) -> list[tuple[RepositoryName, Digest]]:
@@ -110,6 +114,8 @@ class Plan:
             yield f"{name}: layer link {verb}: {digest}"
         for digest, size in sorted(self.blobs.items(), key=lambda item: str(item[0])):
             yield f"blob {verb}: {digest} ({size} bytes)"
+        for name in self.empty_repositories:
+            yield f"empty repository {verb}: {name}"
 
 
 async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[R]]) -> list[R]:
@@ -155,6 +161,8 @@ async def take_inventory(driver: StorageDriver) -> Inventory:
             repository.layers[item.digest] = modified
         elif isinstance(item, paths.ReferrerEntry):
             repository.referrer_entries.append((item.subject, item.manifest))
+    async for name in walk_repositories(driver, paths.MANIFESTS_DIR):
+        repositories.setdefault(name, Repository())  # one holding nothing but empty directories
     tag_links = [(name, tag) for name, repository in repositories.items() for tag in repository.tag_links]
     targets = await bounded(tag_links, lambda key: read_link(driver, paths.tag_current_link(*key)))
     for (name, tag), target in zip(tag_links, targets, strict=True):
@@ -210,6 +218,8 @@ def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
     for name, repository in sorted(inventory.repositories.items()):
         # As Distribution: a revision some kept manifest refers to (in any repository) stays.
         deleted = {d for d in deleted_revisions[name] if d not in result.marked}
+        if not repository.tags and not set(repository.revisions) - deleted:
+            result.empty_repositories.append(name)
         for wave, digests in enumerate(_waves(deleted, inventory.manifests)):
             if wave == len(result.revisions):
                 result.revisions.append([])

@@ -7,6 +7,7 @@ layers, and its index children; a tag refers to its manifest. A layer link alone
 nothing: it only says a repository may use the blob. Anything else goes, in reference order
 (tag history -> manifest revisions and referrers entries -> layer links -> blob data), so a
 crash at any point leaves references to content that still exists, and the next run finishes.
+Last, repositories left with no manifest and no tag leave the catalog (``repositories``).
 
 The protocol, with the push's side in ``guard`` and the lease in ``lease``:
 
@@ -42,6 +43,7 @@ from ..references import Digest
 from ..storage import paths
 from .lease import Lease
 from .mark import Plan, bounded
+from .repositories import remove_if_empty
 
 BATCH = 500
 """Deletes between two lease checks."""
@@ -65,6 +67,9 @@ async def sweep(lease: Lease, planned: Plan) -> Plan:
     await _in_batches(lease, doomed.referrer_entries, lambda i: _delete(driver, paths.referrer(*i)))
     await _in_batches(lease, doomed.layers, lambda i: _delete(driver, paths.layer(*i)))
     await _in_batches(lease, sorted(doomed.blobs, key=str), lambda d: _delete(driver, paths.blob(d)))
+    doomed.empty_repositories = [
+        name for name in planned.empty_repositories if await remove_if_empty(lease, name)
+    ]
     return doomed
 
 
