@@ -63,11 +63,18 @@ def push(served: Served, repository: str, reference: str, content: Image | Image
     if isinstance(content, ImageIndex):
         for image in content.images:
             push(served, repository, image.digest, image)
-        manifest = content.manifest
-        return served.put_manifest(repository, reference, manifest.media_type, manifest.data)
-    return served.push_image(repository, reference, content)
+    else:
+        for blob in content.blobs:
+            push_blob(served.http, repository, blob.data, blob.digest)
+    manifest = content.manifest
+    return served.put_manifest(repository, reference, manifest.media_type, manifest.data)
 
 
 def push_blob(http: httpx.Client, repository: str, data: bytes, digest: str) -> None:
-    response = http.post(f"/v2/{repository}/blobs/uploads/", params={"digest": digest}, content=data)
-    assert response.status_code == 201, response.text
+    """POST, then PUT with the digest: the monolithic upload every registry (Distribution too) takes."""
+    started = http.post(f"/v2/{repository}/blobs/uploads/")
+    assert started.status_code == 202, started.text
+    location = started.headers["Location"]  # Distribution's carries its upload state in the query
+    separator = "&" if "?" in location else "?"
+    finished = http.put(f"{location}{separator}digest={digest}", content=data)
+    assert finished.status_code == 201, finished.text
