@@ -55,6 +55,8 @@ class Repository:
     layers: dict[Digest, float] = field(default_factory=dict)
     referrer_entries: list[tuple[Digest, Digest]] = field(default_factory=list)
     """(subject, referrer) pairs of the referrers index."""
+    listed: bool = False
+    """Whether the catalog lists it (it has a manifests directory)."""
 
 
 @dataclass
@@ -162,7 +164,7 @@ async def take_inventory(driver: StorageDriver) -> Inventory:
         elif isinstance(item, paths.ReferrerEntry):
             repository.referrer_entries.append((item.subject, item.manifest))
     async for name in walk_repositories(driver, paths.MANIFESTS_DIR):
-        repositories.setdefault(name, Repository())  # one holding nothing but empty directories
+        repositories.setdefault(name, Repository()).listed = True  # even with empty directories only
     tag_links = [(name, tag) for name, repository in repositories.items() for tag in repository.tag_links]
     targets = await bounded(tag_links, lambda key: read_link(driver, paths.tag_current_link(*key)))
     for (name, tag), target in zip(tag_links, targets, strict=True):
@@ -218,7 +220,7 @@ def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
     for name, repository in sorted(inventory.repositories.items()):
         # As Distribution: a revision some kept manifest refers to (in any repository) stays.
         deleted = {d for d in deleted_revisions[name] if d not in result.marked}
-        if not repository.tags and not set(repository.revisions) - deleted:
+        if repository.listed and not repository.tags and not set(repository.revisions) - deleted:
             result.empty_repositories.append(name)
         for wave, digests in enumerate(_waves(deleted, inventory.manifests)):
             if wave == len(result.revisions):
