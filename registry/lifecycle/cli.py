@@ -16,7 +16,7 @@ from ..errors import RegistryError
 from ..logs import logging_config
 from ..references import RepositoryName
 from .collect import DEFAULT_GRACE_PERIOD, Options, garbage_collect
-from .lease import LeaseBusy
+from .lease import LeaseBusy, LeaseLost
 from .repositories import delete_repository
 
 LoadConfig = Callable[[str | None], Config]
@@ -77,6 +77,8 @@ def _run(config: Config, work: Callable[[StorageDriver], Awaitable[None]]) -> No
         asyncio.run(main())
     except LeaseBusy as exc:
         raise SystemExit(f"dockyard: another maintenance run holds the lease: {exc}") from None
+    except LeaseLost as exc:
+        raise SystemExit(f"dockyard: {exc}; stopped before deleting anything more") from None
     except StorageError as exc:
         raise SystemExit(f"dockyard: the storage failed; nothing more was changed: {exc}") from None
 

@@ -110,9 +110,9 @@ async def try_take(driver: StorageDriver, operation: str) -> Lease:
     """Take the lease, or raise LeaseBusy."""
     run = RunId(secrets.token_hex(16))
     current = await read_state(driver)
-    if current.active and await storage_now(driver, run) <= current.expires:
-        raise LeaseBusy(current)
     now = await storage_now(driver, run)
+    if current.active and now <= current.expires:
+        raise LeaseBusy(current)
     claim = GCState(run, True, now + LEASE_SECONDS, _holder(), operation)
     await driver.put_content(paths.gc_state(), claim.encode())
     await asyncio.sleep(SETTLE)

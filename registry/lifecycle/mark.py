@@ -208,17 +208,23 @@ def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
     """What a run removes: everything not reachable, not younger than ``cutoff``."""
     result = Plan()
     deleted_revisions: dict[RepositoryName, set[Digest]] = {}
+    pending: list[Digest] = []
     for name, repository in inventory.repositories.items():
         kept = _kept_manifests(repository, inventory.manifests, delete_untagged, cutoff)
         result.kept_manifests += len(kept)
-        for digest in kept:
-            result.marked.add(digest)
-            references = inventory.manifests.get(digest)
-            if references is not None:
-                result.marked |= references.blobs | references.children
+        pending += kept
         deleted_revisions[name] = set(repository.revisions) - kept
+    # Everything a marked manifest refers to is marked, in any repository: as in Distribution, a
+    # revision some kept manifest refers to stays, and so must what it refers to.
+    while pending:
+        digest = pending.pop()
+        if digest in result.marked:
+            continue
+        result.marked.add(digest)
+        references = inventory.manifests.get(digest)
+        if references is not None:
+            pending += references.blobs | references.children
     for name, repository in sorted(inventory.repositories.items()):
-        # As Distribution: a revision some kept manifest refers to (in any repository) stays.
         deleted = {d for d in deleted_revisions[name] if d not in result.marked}
         if repository.listed and not repository.tags and not set(repository.revisions) - deleted:
             result.empty_repositories.append(name)
