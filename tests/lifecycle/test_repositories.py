@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from auth import Access
+from auth.keygen import generate_token_key
 from registry.access import required_access
 from registry.api.router import Route, match
+from tests.auth.registries import bearer_client, fetch_token, token_registry
+from tests.auth.servers import start_token_server
 from tests.lifecycle.commands import blob_file, dockyard, garbage_collect, push
 from tests.support.containers import ContainerTools
 from tests.support.images import random_image
@@ -129,3 +132,36 @@ def test_deletes_disabled_refuse_repository_deletion(start_registry: StartRegist
         push(served, "nodelete/app", "v1", random_image(layers=1))
         assert _error_code(served, "DELETE", "/v2/nodelete/app/_dockyard/repository") == (405, "UNSUPPORTED")
         assert served.catalog() == ["nodelete/app"]
+
+
+def test_repository_deletion_needs_delete_on_the_repository(
+    start_registry: StartRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    server = start_token_server(
+        tmp_path_factory.mktemp("lifecycle-token-server"),
+        generate_token_key(tmp_path_factory.mktemp("lifecycle-key"), "ES256"),
+    )
+    try:
+        registry = token_registry(start_registry, server)
+        alice = bearer_client(
+            registry, fetch_token(server, "alice", "repository:alice/gone:pull,push,delete")
+        )
+        assert alice.push_image("alice/gone", "v1", random_image(layers=1)).status_code == 201
+        # reader may pull anything, and nothing more
+        reader = bearer_client(registry, fetch_token(server, "reader", "repository:alice/gone:pull,delete"))
+        refused = reader.request("DELETE", "/v2/alice/gone/_dockyard/repository")
+        assert refused.status_code == 401
+        assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+        assert reader.request("GET", "/v2/alice/gone/tags/list").status_code == 200
+        assert alice.request("DELETE", "/v2/alice/gone/_dockyard/repository").status_code == 202
+        assert alice.request("GET", "/v2/alice/gone/tags/list").status_code == 404
+    finally:
+        server.stop()
+
+
+def test_read_only_mode_refuses_repository_deletion(start_registry: StartRegistry) -> None:
+    registry = start_registry({"storage": {"maintenance": {"readonly": {"enabled": True}}}})
+    with Served(registry.url) as served:
+        response = served.http.delete("/v2/any/name/_dockyard/repository")
+        assert response.status_code == 405
+        assert "read-only" in response.json()["errors"][0]["message"]
