@@ -140,3 +140,23 @@ def test_a_hung_gateway_stops_the_run_with_a_clear_error(
         assert run.returncode != 0, stderr
         assert "the storage failed; nothing more was changed" in stderr, stderr[-3000:]
         served.verify_tree("s3hang/app", "kept")
+
+
+def test_two_runs_at_once_on_s3_one_sweeps(registry: RunningRegistry, ceph_rgw: CephRGW) -> None:
+    with Served(registry.url) as served:
+        push(served, "s3twice/app", "v1", random_image(layers=1))
+        orphans = [os.urandom(700) for _ in range(10)]
+        for orphan in orphans:
+            push_blob(served.http, "s3twice/app", orphan, digest_of(orphan))
+        command = [sys.executable, "-m", "registry", "garbage-collect", str(registry.config_path)]
+        runs = [
+            subprocess.Popen(
+                [*command, "--grace-period", "0s"], cwd=PROJECT, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
+        results = [(run.wait(timeout=120), run.communicate()[1]) for run in runs]
+        assert sorted(code for code, _ in results) == [0, 1], results
+        assert "another maintenance run holds the lease" in next(err for code, err in results if code)
+        assert not {blob_file(digest_of(o)) for o in orphans} & _keys(ceph_rgw, registry)
+        served.verify_tree("s3twice/app", "v1")
