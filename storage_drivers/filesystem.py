@@ -397,9 +397,9 @@ class FilesystemDriver(StorageDriver):
             try:
                 entries = await to_thread.run_sync(_scan_with_stats, full)
             except OSError as exc:
-                if directory == path:
-                    raise _translate(path, exc) from exc
-                continue  # removed while walking
+                if directory != path and isinstance(exc, FileNotFoundError | NotADirectoryError):
+                    continue  # removed while walking
+                raise _translate(directory, exc) from exc  # never a shorter walk: GC would delete
             prefix = "" if directory == "/" else directory
             for name, is_dir, size, mtime in entries:
                 child = f"{prefix}/{name}"
