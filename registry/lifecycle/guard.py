@@ -8,6 +8,11 @@ Otherwise it writes a "referenced during run R" record for every digest it refer
 manifest itself included), then checks again that each still exists and that run R has not
 condemned it (nor the repository). Any failure refuses the push with MANIFEST_BLOB_UNKNOWN:
 the client uploads again; the registry never acknowledges an image a run is deleting.
+
+A refused push withdraws the tags it wrote (those still naming its manifest) and the revision
+link it created, so nothing visible points at what the run deletes. Two pushes of the very same
+manifest to the same repository, one checked just before a marker and one just after, can
+therefore lose the acknowledged one's tag or revision (never leave it pointing at deleted content).
 """
 
 from __future__ import annotations
