@@ -28,13 +28,14 @@ CLI_WAIT = 60.0
 def register(commands: Any, load: LoadConfig) -> None:
     """Add the lifecycle commands to the ``dockyard`` subcommands; ``load`` reads a config file."""
     collect = commands.add_parser("garbage-collect", help="delete blobs and manifests nothing refers to")
-    collect.add_argument("config")
+    collect.add_argument("config", help="config.yml (its storage section)")
     collect.add_argument("--dry-run", action="store_true", help="print what would be deleted; delete nothing")
     collect.add_argument("--delete-untagged", action="store_true", help="also delete manifests no tag keeps")
     collect.add_argument(
         "--grace-period",
         type=_duration,
         default=DEFAULT_GRACE_PERIOD,
+        metavar="DURATION",
         help="keep content written more recently than this (default 1h; 0s keeps nothing extra)",
     )
     collect.add_argument("--quiet", action="store_true", help="do not print each item, only the summary")
@@ -43,7 +44,7 @@ def register(commands: Any, load: LoadConfig) -> None:
     delete = commands.add_parser(
         "delete-repository", help="delete repositories; their blobs go at the next GC"
     )
-    delete.add_argument("config")
+    delete.add_argument("config", help="config.yml (its storage section)")
     delete.add_argument("names", nargs="+", metavar="NAME")
     delete.set_defaults(run=lambda args: _delete_repositories(load(args.config), args))
 
