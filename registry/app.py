@@ -26,6 +26,8 @@ from .api.incidents import Condition, StorageIncidents
 from .api.responses import json_response
 from .config import CONFIG_ENV, SECRET_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
+from .lifecycle.http import EXTENSION as REPOSITORY_EXTENSION
+from .lifecycle.http import RepositoryEndpoint
 from .storage import ManifestPolicy, Storage, Wrappers
 from .ui import PREFIX as UI_PREFIX
 from .ui import SEARCH_PATH, WebInterface
@@ -120,7 +122,16 @@ def create_app(
     if token_server is not None:
         routes[token_server.settings.path] = token_server
     return Application(
-        api=RegistryAPI(storage, controller, settings, config.storage.read_only, extensions),
+        api=RegistryAPI(
+            storage,
+            controller,
+            settings,
+            config.storage.read_only,
+            {
+                REPOSITORY_EXTENSION: RepositoryEndpoint(storage, config.storage.delete_enabled),
+                **(extensions or {}),
+            },
+        ),
         routes=routes,
         lifespan=lambda: _lifespan(config, storage, controller),
         headers=config.http.headers,

@@ -1,4 +1,5 @@
-"""The ``dockyard`` command: ``serve`` the registry, ``check-config`` a configuration file."""
+"""The ``dockyard`` command: ``serve`` the registry, ``check-config`` a configuration file (and the
+auth and lifecycle commands their packages add)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from auth.cli import register as register_auth_commands
 from storage_drivers import DriverConfigError, create_driver
 
 from .config import CONFIG_ENV, SECRET_ENV, Config, ConfigError, load_config
+from .lifecycle.cli import register as register_lifecycle_commands
 from .logs import logging_config
 from .supervisor import bind, limit_malloc_arenas, supervise
 
@@ -141,5 +143,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_parser.add_argument("config")
     check_parser.set_defaults(run=check_config)
     register_auth_commands(commands)  # token-server, generate-token-key, htpasswd
+    register_lifecycle_commands(commands, _load)  # garbage-collect, delete-repository
     args = parser.parse_args(argv)
     args.run(args)

@@ -44,6 +44,11 @@ class ErrorCode(Enum):
     UNAVAILABLE = ("UNAVAILABLE", 503, "storage is temporarily unavailable")
     STORAGE_FULL = ("STORAGE_FULL", 503, "the registry's storage is full")
     STORAGE_READ_ONLY = ("STORAGE_READ_ONLY", 503, "the registry's storage refuses writes")
+    MAINTENANCE_BUSY = (
+        "UNAVAILABLE",
+        503,
+        "a garbage collection or repository deletion is running; retry later",
+    )
     UNKNOWN = ("UNKNOWN", 500, "unknown error")
 
     @property

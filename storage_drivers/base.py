@@ -166,7 +166,9 @@ class StorageDriver(ABC):
         return await self._redirect_url(check_path(path))
 
     def walk(self, path: str) -> AsyncIterator[FileInfo]:
-        """Every object (not directory) below ``path``, in no particular order."""
+        """Every object (not directory) below ``path``, in no particular order. A listing that
+        fails raises, however far the walk got: garbage collection must never read a partial
+        walk as "nothing more there"."""
         return self._walk(check_path(path))
 
     async def purge_incomplete(self, path: str, older_than: float) -> int:

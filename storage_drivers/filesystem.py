@@ -57,6 +57,8 @@ RENAME_ATTEMPTS = 100
 """Each failed attempt means a delete of the directory raced the write; the write then lands after it."""
 DELETE_SWEEPS = 20
 """Passes over a renamed tree being deleted (see ``_delete``)."""
+WALK_BATCH = 1000
+"""Files a walk collects in a worker thread before handing them to the event loop."""
 
 
 def _translate(path: str, exc: OSError) -> StorageError:
@@ -398,21 +400,33 @@ class FilesystemDriver(StorageDriver):
     async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
         pending = [path]
         while pending:
+            # Many directories per trip to a worker thread: a tree of small directories (the
+            # layout keeps one per link) is walked at the speed of scandir, not of thread hops.
+            found = await to_thread.run_sync(self._scan_some, pending, path)
+            for info in found:
+                yield info
+
+    def _scan_some(self, pending: list[str], top: str) -> list[FileInfo]:
+        """Scan directories from ``pending`` (adding their subdirectories) until WALK_BATCH files
+        are found or nothing is left; the files found."""
+        found: list[FileInfo] = []
+        while pending and len(found) < WALK_BATCH:
             directory = pending.pop()
             full = self._full(directory) if directory != "/" else self.root
             try:
-                entries = await to_thread.run_sync(_scan_with_stats, full)
+                entries = _scan_with_stats(full)
             except OSError as exc:
-                if directory == path:
-                    raise _translate(path, exc) from exc
-                continue  # removed while walking
+                if directory != top and isinstance(exc, FileNotFoundError | NotADirectoryError):
+                    continue  # removed while walking
+                raise _translate(directory, exc) from exc  # never a shorter walk: GC would delete
             prefix = "" if directory == "/" else directory
             for name, is_dir, size, mtime in entries:
                 child = f"{prefix}/{name}"
                 if is_dir:
                     pending.append(child)
                 else:
-                    yield FileInfo(child, size, mtime)
+                    found.append(FileInfo(child, size, mtime))
+        return found
 
 
 async def _mapped_chunks(mapped: mmap.mmap, start: int, end: int) -> AsyncIterator[memoryview]:
