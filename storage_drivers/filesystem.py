@@ -314,14 +314,21 @@ class FilesystemDriver(StorageDriver):
             # The first entries are read here, the rest of a large directory in a thread.
             names = [entry.name for entry in itertools.islice(entries, INLINE_ENTRIES)]
             if len(names) < INLINE_ENTRIES:
-                return sorted(name for name in names if not name.startswith(TEMP_PREFIX))
-
-            def list_rest() -> tuple[listings.SortedNames, os.stat_result]:
-                names.extend(entry.name for entry in entries)
                 listed = sorted(name for name in names if not name.startswith(TEMP_PREFIX))
-                return listings.SortedNames(listed), os.stat(full)
+                if len(listed) < listings.REMEMBERED_FROM:
+                    return listed
+                try:
+                    packed, st = listings.SortedNames(listed), os.stat(full)
+                except OSError:
+                    return listed  # gone meanwhile: as listed, not remembered
+            else:
 
-            packed, st = await _in_thread(path, list_rest)
+                def list_rest() -> tuple[listings.SortedNames, os.stat_result]:
+                    names.extend(entry.name for entry in entries)
+                    listed = sorted(name for name in names if not name.startswith(TEMP_PREFIX))
+                    return listings.SortedNames(listed), os.stat(full)
+
+                packed, st = await _in_thread(path, list_rest)
         self._listings.remember(full, listed_at, st, packed)
         return packed
 

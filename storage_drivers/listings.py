@@ -13,6 +13,9 @@ LISTING_CACHE_BYTES = 8 << 20
 """Bytes of packed names kept per process, over all remembered listings (LRU). A name costs its
 length plus 4 bytes: 100,000 names of 20 characters take 2.4 MB, where a list of str would take
 8 MB."""
+REMEMBERED_FROM = 128
+"""Directories with fewer names (a repository's own, a tag's) are read afresh each time: that
+costs less than packing them."""
 SETTLED_AFTER = 2.0
 """Seconds a directory must have gone unmodified before its listing is remembered: a directory's
 modification time only moves in clock ticks, so a change made within the same tick as the
