@@ -55,7 +55,9 @@ async def walk_repositories(
         )
         if holds_marker and (last is None or name > last):
             yield RepositoryName(name)
-        await enter(_subdirectories(driver, name, last, batch, children if complete else None))
+        if not complete or any(not child.startswith("_") for child in children):
+            await enter(_subdirectories(driver, name, last, batch, children if complete else None))
+        # (Otherwise only the repository's own directories are below it, the usual case.)
 
 
 async def _subdirectories(
