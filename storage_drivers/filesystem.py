@@ -314,7 +314,8 @@ class FilesystemDriver(StorageDriver):
             # The first entries are read here, the rest of a large directory in a thread.
             names = [entry.name for entry in itertools.islice(entries, INLINE_ENTRIES)]
             if len(names) < INLINE_ENTRIES:
-                listed = sorted(name for name in names if not name.startswith(TEMP_PREFIX))
+                listed = [name for name in names if not name.startswith(TEMP_PREFIX)]
+                listed.sort()
                 if len(listed) < listings.REMEMBERED_FROM:
                     return listed
                 try:

@@ -70,8 +70,9 @@ class SortedNames(Sequence[str]):
 def page(names: Sequence[str], after: str | None, limit: int | None) -> list[str]:
     """Up to ``limit`` of the sorted ``names`` that sort after ``after``."""
     start = 0 if after is None else bisect.bisect_right(names, after)
-    end = len(names) if limit is None else min(len(names), start + limit)
-    return list(names[start:end])
+    end = len(names) if limit is None else start + limit
+    selected = names[start:end]
+    return selected if isinstance(selected, list) else list(selected)
 
 
 class DirectoryListings:
