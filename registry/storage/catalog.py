@@ -70,6 +70,8 @@ async def _subdirectories(
     if last is not None and last.startswith(prefix):
         after = last[len(prefix) :]
         for name in _leading(after):
+            if not is_repository_name(prefix + name):
+                continue  # from a client's ``last``: no repository is stored below it
             if name in listed if listed is not None else await _is_directory(driver, prefix + name):
                 yield prefix + name
     # (A parent not on ``last``'s path was entered only because its subtree sorts after ``last``.)

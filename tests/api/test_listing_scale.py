@@ -88,9 +88,12 @@ def test_catalog_walks_every_repository_once_in_order(client: RegistryClient) ->
     assert walk(client, "/v2/_catalog?n=1000", "repositories", 1000) == REPOSITORIES
 
 
-@pytest.mark.parametrize(
-    "last", ["scale/r-32767", "scale/r-00100", "scale/r-00100-b", "scale/r-0010", "scale/r"]
-)
+CATALOG_LASTS = ["scale/r-32767", "scale/r-00100", "scale/r-00100-b", "scale/r-0010", "scale/r-00100/"]
+CATALOG_LASTS += ["scale/r", "scale/r-1 x", "scale/r-\u00e9", "scale/r-5/../x", "scale/\x00", "scale//r"]
+TAGS_LASTS = ["t-32767", "t-00100", "t-00100-rc1", "t-0010", "t", "s", "t-32999", "t-\u00e9", "t-0\x01"]
+
+
+@pytest.mark.parametrize("last", CATALOG_LASTS)
 def test_catalog_page_after_any_last(client: RegistryClient, last: str) -> None:
     response = client.get("/v2/_catalog", params={"n": "100", "last": last})
     assert response.status_code == 200, response.text
@@ -101,9 +104,7 @@ def test_tags_walk_every_tag_once_in_order(client: RegistryClient) -> None:
     assert walk(client, f"/v2/{TAGGED}/tags/list?n=1000", "tags", 1000) == TAGS
 
 
-@pytest.mark.parametrize(
-    "last", ["t-32767", "t-00100", "t-00100-rc1", "t-0010", "t", "s", "t-32999", "t-\u00e9"]
-)
+@pytest.mark.parametrize("last", TAGS_LASTS)
 def test_tags_page_after_any_last(client: RegistryClient, last: str) -> None:
     response = client.get(f"/v2/{TAGGED}/tags/list", params={"n": "100", "last": last})
     assert response.status_code == 200, response.text
