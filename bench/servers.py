@@ -1,4 +1,4 @@
-"""The servers under measurement: Dockyard, Distribution 2.8 (Debian's docker-registry), nginx.
+"""The servers under measurement: Dockyard, Distribution 2.8 (Debian's docker-registry) and 3, nginx.
 
 Each listens on a free 127.0.0.1 port and keeps all its state under the benchmark's temp dir.
 """
@@ -116,11 +116,14 @@ def registry_config(root: Path, port: int) -> dict[str, Any]:
     }
 
 
-def start_registry(kind: str, name: str, workdir: Path, workers: int) -> Server:
-    """Start ``kind`` ("dockyard" or "distribution") with filesystem storage under ``workdir``."""
+def start_registry(
+    kind: str, name: str, workdir: Path, workers: int, root: Path | None = None, binary: Path | None = None
+) -> Server:
+    """Start ``kind`` ("dockyard", "distribution" for Debian's 2.8, or "distribution3" for the
+    ``binary`` of Distribution 3) with filesystem storage at ``root``, by default under ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    root = workdir / "storage"
+    root = root or workdir / "storage"
     config_path = workdir / "config.yml"
     config_path.write_text(yaml.safe_dump(registry_config(root, port)))
     if kind == "dockyard":
@@ -129,6 +132,8 @@ def start_registry(kind: str, name: str, workdir: Path, workers: int) -> Server:
         process = _spawn(command, workdir, cwd=PROJECT)
     elif kind == "distribution":
         process = _spawn(["docker-registry", "serve", str(config_path)], workdir)
+    elif kind == "distribution3" and binary is not None:
+        process = _spawn([str(binary), "serve", str(config_path)], workdir)
     else:
         raise ValueError(f"unknown registry kind {kind!r}")
     server = Server(name, port, workdir, process, storage_root=root)
