@@ -7,7 +7,8 @@ repositories with their ``_manifests`` and ``_layers`` directories, and one repo
 Each repetition times pages of ``n=100`` following ``Link`` from five points of the list (its
 start, a quarter, half, three quarters, near the end), on every registry, interleaved A,B,C /
 C,B,A; every page is checked against the names written. A page time independent of the size
-is what the rows show."""
+is what the rows show. With ``--s3`` the store is a bucket on a throwaway Ceph RADOS Gateway
+instead (a tag link per repository and per tag; no Distribution 2.8)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.api import target_of
 from bench.http import HTTPError
 from bench.procstat import cpu_seconds, process_tree
 from bench.servers import PROJECT, Server, start_registry
+from tests.support.ceph import CephRGW
 
 PAGE = 100
 STARTS = (0.0, 0.25, 0.5, 0.75, 0.99)
@@ -39,27 +43,44 @@ DISTRIBUTION_28_UP_TO = 10_000
 """Distribution 2.8 walks every repository before ``last`` for each catalog page: above this
 many, one repetition takes hours."""
 LAYOUT = "docker/registry/v2/repositories"
+LINK = b"sha256:" + b"0" * 64
+S3_WRITERS = 32
 TAGGED = "scale/tagged"
 NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 ANCHORS = PROJECT.parent.parent / "shared" / "anchors" / "unpack-distribution.sh"
 
 
+def names_of(count: int) -> tuple[list[str], list[str]]:
+    """``count`` repository names and tags, in the order a registry serves them."""
+    return [f"scale/r-{index:06d}" for index in range(count)], [f"t-{index:06d}" for index in range(count)]
+
+
 def build_store(root: Path, count: int) -> tuple[list[str], list[str]]:
     """``count`` repositories and ``count`` tags; returns both lists in the order they are served."""
     repositories = root / LAYOUT
-    names = [f"scale/r-{index:06d}" for index in range(count)]
+    names, tags = names_of(count)
     for name in names:
         (repositories / name / "_manifests").mkdir(parents=True)
         (repositories / name / "_layers").mkdir()  # what Distribution 2.8 recognizes a repository by
     tags_dir = repositories / TAGGED / "_manifests" / "tags"
     tags_dir.mkdir(parents=True)
     (repositories / TAGGED / "_layers").mkdir()
-    tags = [f"t-{index:06d}" for index in range(count)]
     for tag in tags:
         (tags_dir / tag).mkdir()
     settled = time.time() - 60  # as a store that has not changed for a minute
     for directory in (repositories, repositories / "scale", tags_dir):
         os.utime(directory, (settled, settled))
+    return sorted([*names, TAGGED]), tags
+
+
+def build_bucket(client: Any, bucket: str, count: int) -> tuple[list[str], list[str]]:
+    """As ``build_store``, on S3: a tag link per repository and per tag of ``scale/tagged``."""
+    names, tags = names_of(count)
+    keys = [f"{LAYOUT}/{name}/_manifests/tags/latest/current/link" for name in names]
+    keys += [f"{LAYOUT}/{TAGGED}/_manifests/tags/{tag}/current/link" for tag in tags]
+    with ThreadPoolExecutor(S3_WRITERS) as pool:
+        for _ in pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=LINK), keys):
+            pass
     return sorted([*names, TAGGED]), tags
 
 
@@ -100,33 +121,42 @@ def page_times(server: Server, url: str, key: str, expected: list[str]) -> list[
 
 @contextmanager
 def serving(
-    root: Path, workdir: Path, count: int, workers: int, distribution3: Path
+    storage: dict[str, Any], workdir: Path, count: int, workers: int, distribution3: Path
 ) -> Iterator[list[Server]]:
     servers: list[Server] = []
     try:
-        servers.append(start_registry("dockyard", "Dockyard", workdir / "dockyard", workers, root))
-        servers.append(
-            start_registry("distribution3", "Distribution 3.1", workdir / "dist3", 1, root, distribution3)
-        )
-        if count <= DISTRIBUTION_28_UP_TO and shutil.which("docker-registry"):
-            servers.append(start_registry("distribution", "Distribution 2.8", workdir / "dist2", 1, root))
+        servers.append(start_registry("dockyard", "Dockyard", workdir / "dockyard", workers, storage=storage))
+        dist3 = workdir / "dist3"
+        third = start_registry("distribution3", "Distribution 3.1", dist3, 1, None, distribution3, storage)
+        servers.append(third)
+        if "filesystem" in storage and count <= DISTRIBUTION_28_UP_TO and shutil.which("docker-registry"):
+            dist2 = workdir / "dist2"
+            servers.append(start_registry("distribution", "Distribution 2.8", dist2, 1, storage=storage))
         yield servers
     finally:
         for server in servers:
             server.stop()
 
 
-def measure(count: int, repetitions: int, workers: int, workdir: Path, distribution3: Path) -> dict[str, Row]:
-    root = workdir / f"store-{count}"
+def measure(
+    count: int, repetitions: int, workers: int, workdir: Path, distribution3: Path, rgw: CephRGW | None
+) -> dict[str, Row]:
     started = time.perf_counter()
-    repositories, tags = build_store(root, count)
+    if rgw is None:
+        root = workdir / f"store-{count}"
+        repositories, tags = build_store(root, count)
+        storage: dict[str, Any] = {"filesystem": {"rootdirectory": str(root)}}
+    else:
+        bucket = rgw.create_bucket()
+        repositories, tags = build_bucket(rgw.client(), bucket, count)
+        storage = {"s3": rgw.driver_parameters(bucket)}
     log(f"{count} repositories and tags written in {time.perf_counter() - started:.1f} s")
     rows = {"catalog": Row(), "tags": Row()}
     lists = {
         "catalog": ("/v2/_catalog", "repositories", repositories),
         "tags": (f"/v2/{TAGGED}/tags/list", "tags", tags),
     }
-    with serving(root, workdir / f"servers-{count}", count, workers, distribution3) as servers:
+    with serving(storage, workdir / f"servers-{count}", count, workers, distribution3) as servers:
         for repetition in range(repetitions):
             for server in servers if repetition % 2 == 0 else servers[::-1]:
                 for kind, (url, key, expected) in lists.items():
@@ -216,22 +246,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tmpdir", type=Path, help="where the stores go (default: $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the stores and server logs")
     parser.add_argument("--output", type=Path, help="also write the table to this markdown file")
+    parser.add_argument(
+        "--s3", action="store_true", help="store on a throwaway Ceph RADOS Gateway (tests.support.ceph)"
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="dockyard-listings-", dir=args.tmpdir))
+    rgw = CephRGW(workdir / "ceph").start() if args.s3 else None
     try:
         distribution3 = args.distribution3 or unpack_distribution3(workdir)
         sizes = [int(size) for size in args.sizes.split(",")]
         load_before = os.getloadavg()[0]
         results = {
-            size: measure(size, args.repetitions, args.workers, workdir, distribution3) for size in sizes
+            size: measure(size, args.repetitions, args.workers, workdir, distribution3, rgw) for size in sizes
         }
         load_after = os.getloadavg()[0]
-        machine = f"Store in {workdir.parent}; load average {load_before:.1f} before, {load_after:.1f} after."
+        where = "on Ceph RGW" if rgw else f"in {workdir.parent}"
+        machine = f"Store {where}; load average {load_before:.1f} before, {load_after:.1f} after."
         text = machine + "\n\n" + render(results, args.repetitions)
         print(text)
         if args.output is not None:
             args.output.write_text(text)
     finally:
+        if rgw is not None:
+            rgw.stop()
         if args.keep:
             log(f"kept {workdir}")
         else:
