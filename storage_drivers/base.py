@@ -73,6 +73,21 @@ def check_path(path: str) -> str:
     return path
 
 
+def listing_bound(after: str) -> str:
+    """A printable-ASCII string that path components sort after exactly when they sort after
+    ``after``, so backends only get strings they take as keys (S3's ``StartAfter``).
+
+    Components are made of characters from "-" to "z", so the first character outside printable
+    ASCII decides every comparison that reaches it: one below " " puts ``after`` before every
+    longer component with the same start, as the start alone does; one above "~" puts it after
+    them, as the start followed by "~" does.
+    """
+    for index, character in enumerate(after):
+        if not " " <= character <= "~":
+            return after[:index] if character < " " else after[:index] + "~"
+    return after
+
+
 class FileWriter(ABC):
     """Appends bytes to one path; nothing is readable there before ``commit``.
 
@@ -142,12 +157,18 @@ class StorageDriver(ABC):
     async def stat(self, path: str) -> FileInfo:
         return await self._stat(check_path(path))
 
-    async def list(self, path: str) -> list[str]:
-        """Full paths of the direct children of a directory, in no particular order.
+    async def list(self, path: str, after: str | None = None, limit: int | None = None) -> list[str]:
+        """Full paths of the direct children of a directory, in lexical order of their names.
 
-        A directory exists while anything is stored below it.
+        Only children whose name sorts after ``after`` (any string) are listed, and at most
+        ``limit`` of them: fewer only when no more follow. Drivers make a page cost the same
+        whatever the directory's size, so callers walk large directories page by page. A directory exists
+        while anything is stored below it; PathNotFound when nothing is, even with ``after``.
         """
-        return await self._list(check_path(path))
+        if limit is not None and limit < 1:
+            raise ValueError(f"a listing limit must be positive, not {limit}")
+        bound = None if after is None else listing_bound(after)
+        return await self._list(check_path(path), bound, limit)
 
     async def move(self, source: str, destination: str) -> None:
         """Atomically move an object, replacing whatever is at ``destination``."""
@@ -199,7 +220,10 @@ class StorageDriver(ABC):
     async def _stat(self, path: str) -> FileInfo: ...
 
     @abstractmethod
-    async def _list(self, path: str) -> builtins.list[str]: ...  # the method shadows list
+    async def _list(  # the method shadows list
+        self, path: str, after: str | None, limit: int | None
+    ) -> builtins.list[str]:
+        """``after`` is printable ASCII (see ``listing_bound``)."""
 
     @abstractmethod
     async def _move(self, source: str, destination: str) -> None: ...
