@@ -9,9 +9,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from storage_drivers import StorageDriver, StorageError, create_driver
-
 from config_reader import parse_duration
+from storage_drivers import StorageDriver, StorageError, create_driver
 
 from ..config import Config
 from ..errors import RegistryError
