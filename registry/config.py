@@ -31,6 +31,9 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
 """What ``dockyard serve`` runs with no config file: data under ./data, deletes enabled."""
 
 CONFIG_ENV = "DOCKYARD_CONFIG"
+SECRET_ENV = "DOCKYARD_SECRET"  # noqa: S105 - the variable's name, not a secret
+"""What ``dockyard serve`` hands its workers when ``http.secret`` is not set: one random secret,
+so every worker opens the web interface's session cookies."""
 """How ``dockyard serve`` tells its worker processes which config file to load (empty: the
 embedded default)."""
 ENV_PREFIX = "REGISTRY_"
@@ -91,6 +94,11 @@ class HTTPConfig:
     headers: dict[str, list[str]] = field(default_factory=dict)
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
     """Peers whose ``X-Forwarded-Proto`` and ``X-Forwarded-For`` are believed, as networks."""
+    drain_timeout: float = 20.0
+    """Seconds requests in flight get to finish after SIGTERM before their connections are
+    closed (Distribution's ``draintimeout``). Bounded by default: a stalled client must not hold
+    a restart, and an interrupted upload resumes; 20 s plus the few seconds of exiting fit
+    Kubernetes' default 30 s grace period and the shipped units' stop timeouts."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +284,9 @@ class _Parser:
 
     def _http(self) -> HTTPConfig:
         http = self.root.section("http")
-        http.warn_unknown({"addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies"})
+        http.warn_unknown(
+            {"addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies", "draintimeout"}
+        )
         if http.string("net", default="tcp") != "tcp":
             http.problem("net", "only tcp is supported")
         host = http.url("host")
@@ -287,6 +297,7 @@ class _Parser:
             secret=http.string("secret") or None,
             headers=http.string_lists("headers"),
             trusted_proxies=self._trusted_proxies(http),
+            drain_timeout=http.duration("draintimeout", default=HTTPConfig.drain_timeout),
         )
 
     @staticmethod

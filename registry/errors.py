@@ -45,6 +45,13 @@ class ErrorCode(Enum):
     UPSTREAM_UNAVAILABLE = ("UNAVAILABLE", 503, "the mirrored registry cannot be reached")
     TOO_MANY_REQUESTS = ("TOOMANYREQUESTS", 429, "too many requests")
     UNAVAILABLE = ("UNAVAILABLE", 503, "storage is temporarily unavailable")
+    STORAGE_FULL = ("STORAGE_FULL", 503, "the registry's storage is full")
+    STORAGE_READ_ONLY = ("STORAGE_READ_ONLY", 503, "the registry's storage refuses writes")
+    MAINTENANCE_BUSY = (
+        "UNAVAILABLE",
+        503,
+        "a garbage collection or repository deletion is running; retry later",
+    )
     UNKNOWN = ("UNKNOWN", 500, "unknown error")
 
     @property

@@ -101,7 +101,7 @@ class Proxy:
             # Cached for another repository: this one may have it only if its upstream does.
             if await mirror.blob_size(remote, digest) is None:
                 raise unknown
-            await self._storage.blobs.link(name, digest)
+            await self._storage.blobs.mount(name, None, digest)
             self._uses.used(name, digest)
             return await blob_api.get_blob(ctx)
         if ctx.request.method == "HEAD":
@@ -144,7 +144,7 @@ class Proxy:
                 # Under way, the response can only be cut short: the client sees it incomplete.
                 raise RegistryError(ErrorCode.UPSTREAM_FAILED, {"reason": str(exc)}) from None
             if length == served.size:  # the whole blob: it is this repository's now
-                await self._storage.blobs.link(name, digest)
+                await self._storage.blobs.mount(name, None, digest)
 
         return StreamingResponse(body(), status, headers)
 

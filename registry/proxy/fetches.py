@@ -45,8 +45,7 @@ from storage_drivers import FileWriter, PathNotFound, StorageDriver
 
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest, FetchId, RepositoryName, new_hasher
-from ..storage import paths
-from ..storage.blobs import BlobStore
+from ..storage import BlobService, paths
 from .upstream import BlobDownload, UpstreamUnavailable
 
 log = logging.getLogger("registry.proxy")
@@ -161,7 +160,7 @@ class _LocalFeed:
 
 
 class Fetches:
-    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+    def __init__(self, driver: StorageDriver, blobs: BlobService) -> None:
         self._driver = driver
         self._blobs = blobs
         self._tasks: set[asyncio.Task[None]] = set()
@@ -325,7 +324,7 @@ class Fetches:
                 if claim is None:  # the download ended: the blob exists now, or it failed
                     if await self._blobs.size(digest) != size:
                         raise FetchFailed("the download of the blob failed") from None
-                    async for chunk in self._blobs.read(digest, offset):
+                    async for chunk in await self._blobs.open(digest, offset):
                         yield chunk
                     return
                 if not claim.live:

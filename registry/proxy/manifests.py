@@ -54,7 +54,7 @@ class MirroredManifests:
             current = await mirror.manifest_digest(remote, reference)
             if current is None:  # the upstream did not name the digest: fetch by tag
                 await self._store(mirror, name, remote, reference)
-            elif current != cached or not await self._storage.manifests.exists(name, current):
+            elif current != cached or not await self._writer.exists(name, current):
                 await self._hold(mirror, name, remote, current)
                 await self._storage.tags.tag(name, reference, current)
         except UpstreamUnavailable as exc:
@@ -67,15 +67,15 @@ class MirroredManifests:
     async def _hold(self, mirror: Mirror, name: RepositoryName, remote: str, digest: Digest) -> None:
         """Make the repository hold the manifest ``digest``; concurrent requests for it, in any
         worker, make one upstream request (they wait for the first, see ``fetches.py``)."""
-        if await self._storage.manifests.exists(name, digest):
+        if await self._writer.exists(name, digest):
             return
         await self._fetches.once(
             digest,
             mirror.source(remote),
             lambda: self._store(mirror, name, remote, digest),
-            lambda: self._storage.manifests.exists(name, digest),
+            lambda: self._writer.exists(name, digest),
         )
-        if not await self._storage.manifests.exists(name, digest):
+        if not await self._writer.exists(name, digest):
             # The request waited on failed, or stored the manifest in another repository.
             await self._store(mirror, name, remote, digest)
 
