@@ -22,6 +22,8 @@ from .api.dispatch import RegistryAPI
 from .api.responses import json_response
 from .config import CONFIG_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
+from .observability.compose import Observability
+from .observability.health import StorageHealth
 from .storage import ManifestPolicy, Storage
 
 log = logging.getLogger("registry")
@@ -39,15 +41,19 @@ def manifest_policy(config: Config) -> ManifestPolicy:
 
 
 def create_app(config: Config) -> ASGIApp:
-    driver = create_driver(config.storage.driver, config.storage.parameters)
+    observability = Observability.from_config(config)
+    driver = observability.driver(create_driver(config.storage.driver, config.storage.parameters))
     storage = Storage(driver, manifest_policy(config))
+    health = observability.watch_storage(config.storage.driver, storage.check)
     token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
     controller = create_access_controller(config.auth, token_server)
+    anonymous_mount = isinstance(controller, AllowAll)
+    controller = observability.controller(controller)
     settings = Settings(
         delete_enabled=config.storage.delete_enabled,
         redirect=config.storage.redirect,
         catalog_max_entries=config.catalog_max_entries,
-        anonymous_mount=isinstance(controller, AllowAll),
+        anonymous_mount=anonymous_mount,
         external_url=config.http.host,
         relative_urls=config.http.relative_urls,
     )
@@ -56,6 +62,10 @@ def create_app(config: Config) -> ASGIApp:
         return json_response({})
 
     async def ready() -> Response:
+        if health is not None:  # the periodic check decides, with its threshold
+            return json_response(
+                {"storage": "ok" if health.healthy else "unavailable"}, 200 if health.healthy else 503
+            )
         try:
             await storage.check()
         except Exception as exc:
@@ -64,14 +74,33 @@ def create_app(config: Config) -> ASGIApp:
         return json_response({"storage": "ok"})
 
     routes: dict[str, ASGIApp] = {"/": _read_only_endpoint(root), "/readyz": _read_only_endpoint(ready)}
+    route_names = {"/": "health", "/readyz": "health"}
     if token_server is not None:
         routes[token_server.settings.path] = token_server
-    return Application(
-        api=RegistryAPI(storage, controller, settings, config.storage.read_only),
+        route_names[token_server.settings.path] = "token"
+    api: ASGIApp = RegistryAPI(storage, controller, settings, config.storage.read_only)
+    if health is not None:
+        api, routes = _gated(api, health), {path: _gated(app, health) for path, app in routes.items()}
+    application = Application(
+        api=api,
         routes=routes,
-        lifespan=lambda: _lifespan(config, storage, controller),
+        lifespan=lambda: _lifespan(config, storage, controller, health),
         headers=config.http.headers,
     )
+    return observability.application(application, route_names)
+
+
+def _gated(app: ASGIApp, health: StorageHealth) -> ASGIApp:
+    """While the storage check fails, every request is answered 503, as Distribution does."""
+
+    async def gated(scope: Scope, receive: Receive, send: Send) -> None:
+        if not health.healthy:
+            raise RegistryError(
+                ErrorCode.UNAVAILABLE, "health check failed: please see /debug/health", {"Retry-After": "5"}
+            )
+        await app(scope, receive, send)
+
+    return gated
 
 
 def _read_only_endpoint(handler: Callable[[], Awaitable[Response]]) -> ASGIApp:
@@ -90,9 +119,14 @@ def app_from_environment() -> ASGIApp:
 
 
 @contextlib.asynccontextmanager
-async def _lifespan(config: Config, storage: Storage, controller: AccessController) -> AsyncIterator[None]:
+async def _lifespan(
+    config: Config, storage: Storage, controller: AccessController, health: StorageHealth | None
+) -> AsyncIterator[None]:
     purging = config.storage.upload_purging
     task = None
+    checks = contextlib.AsyncExitStack()
+    if health is not None:
+        await checks.enter_async_context(health.running())
     if purging.enabled and not config.storage.read_only:
         task = asyncio.create_task(
             _purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run)
@@ -100,6 +134,7 @@ async def _lifespan(config: Config, storage: Storage, controller: AccessControll
     try:
         yield
     finally:
+        await checks.aclose()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
+import contextlib
 import logging
 import logging.config
 import os
@@ -18,6 +18,7 @@ from storage_drivers import DriverConfigError, create_driver
 
 from .config import CONFIG_ENV, Config, ConfigError, load_config
 from .logs import logging_config
+from .observability.workers import shared_metrics
 from .supervisor import bind, limit_malloc_arenas, supervise
 
 log = logging.getLogger("registry")
@@ -76,10 +77,12 @@ def serve(args: argparse.Namespace) -> None:
     os.environ[CONFIG_ENV] = os.path.abspath(args.config) if args.config else ""
     if args.workers < 1:
         raise SystemExit("dockyard: --workers must be at least 1")
-    try:
-        sock = bind(host, port)
-    except OSError as exc:
-        raise SystemExit(f"dockyard: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = _listen(host, port)
+    sockets = [sock]
+    if config.http.debug.addr is not None:
+        debug_host, debug_port = split_addr(config.http.debug.addr)
+        sockets.append(_listen(debug_host, debug_port))
+        log.info("debug listener (metrics, health) on %s:%d", debug_host, debug_port)
     log.info("serving %s storage on %s:%d with %d workers", config.storage.driver, host, port, args.workers)
 
     def run_worker(sock: socket.socket) -> None:
@@ -94,28 +97,26 @@ def serve(args: argparse.Namespace) -> None:
                 http=PlainHTTPProtocol,
                 loop="uvloop" if sys.platform != "win32" else "asyncio",
                 log_config=None,  # configured above, inherited
-                access_log=config.log.access_log,
+                access_log=False,  # the registry's own access log (registry.access) replaces it
                 server_header=False,
-                forwarded_allow_ips=forwarded_allow_ips(config.http.trusted_proxies),
+                proxy_headers=False,  # the application applies http.trustedproxies itself
             )
         )
-        server.run(sockets=[sock])
+        server.run(sockets=sockets)
 
-    if args.workers == 1:
-        limit_malloc_arenas()
-        run_worker(sock)
-    else:
-        supervise(args.workers, run_worker, sock)
+    with shared_metrics() if config.http.debug.prometheus else contextlib.nullcontext():
+        if args.workers == 1:
+            limit_malloc_arenas()
+            run_worker(sock)
+        else:
+            supervise(args.workers, run_worker, sock)
 
 
-def forwarded_allow_ips(networks: Sequence[str]) -> list[str]:
-    """The peers uvicorn believes ``X-Forwarded-*`` from: the configured networks, each IPv4 one
-    also in the IPv4-mapped IPv6 form its peers have on a dual-stack listener (``[::]:5000``)."""
-    allowed = list(networks)
-    for network in map(ipaddress.ip_network, networks):
-        if isinstance(network, ipaddress.IPv4Network):
-            allowed.append(f"::ffff:{network.network_address}/{96 + network.prefixlen}")
-    return allowed
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return bind(host, port)
+    except OSError as exc:
+        raise SystemExit(f"dockyard: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def check_config(args: argparse.Namespace) -> None:

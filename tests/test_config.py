@@ -24,6 +24,7 @@ from tests.integrity.pushing import (
     push_manifest,
     start_upload,
 )
+from tests.support.processes import free_port
 from tests.support.registry import StartRegistry
 from tests.test_cli import Launcher, launch, write_config  # noqa: F401 - launch is a fixture
 
@@ -288,15 +289,18 @@ validation:
         - ^https?://www\\.example\\.com/
 """
 UNSUPPORTED_IN_EXAMPLE = (
-    "notifications", "redis", "health", "tags", "log.hooks", "storage.cache", "storage.tag",
-    "http.debug", "http.draintimeout", "http.http2", "http.h2c",
+    "notifications", "redis", "tags", "log.hooks", "storage.cache", "storage.tag",
+    "http.draintimeout", "http.http2", "http.h2c",
 )  # fmt: skip
 NON_DISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
 
 
 def test_distribution_config_starts_unchanged(launch: Launcher, tmp_path: Path) -> None:  # noqa: F811
     root = tmp_path / "root"
-    config = write_config(tmp_path / "config.yml", DISTRIBUTION_CONFIG.replace("{root}", str(root)))
+    text = DISTRIBUTION_CONFIG.replace("{root}", str(root))
+    # The debug listener is served now: on a free port, not the example's 5001.
+    text = text.replace("localhost:5001", f"localhost:{free_port()}")
+    config = write_config(tmp_path / "config.yml", text)
     registry = launch([str(config), "--workers", "2"])
     with registry.client() as client:
         manifest = push_image(client, "example/app", "1.0")
