@@ -84,7 +84,7 @@ def create_app(config: Config) -> ASGIApp:
     application = Application(
         api=api,
         routes=routes,
-        lifespan=lambda: _lifespan(config, storage, controller, health),
+        lifespan=lambda: _lifespan(config, storage, controller, observability),
         headers=config.http.headers,
     )
     return observability.application(application, route_names)
@@ -120,21 +120,18 @@ def app_from_environment() -> ASGIApp:
 
 @contextlib.asynccontextmanager
 async def _lifespan(
-    config: Config, storage: Storage, controller: AccessController, health: StorageHealth | None
+    config: Config, storage: Storage, controller: AccessController, observability: Observability
 ) -> AsyncIterator[None]:
     purging = config.storage.upload_purging
     task = None
-    checks = contextlib.AsyncExitStack()
-    if health is not None:
-        await checks.enter_async_context(health.running())
     if purging.enabled and not config.storage.read_only:
         task = asyncio.create_task(
             _purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run)
         )
     try:
-        yield
+        async with observability.running():
+            yield
     finally:
-        await checks.aclose()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -22,10 +22,10 @@ def credentials_kind(headers: Mapping[str, str]) -> str:
 class ObservedAccessController(AccessController):
     def __init__(self, controller: AccessController, metrics: Metrics | None) -> None:
         self.controller = controller
-        self._outcomes = metrics.auth if metrics is not None else None
+        self._metrics = metrics
 
     async def authorize(self, headers: Mapping[str, str], required: Sequence[Access]) -> Grant:
-        kind = credentials_kind(headers)
+        kind = credentials_kind(headers) if self._metrics is not None else ""
         try:
             grant = await self.controller.authorize(headers, required)
         except Challenge:
@@ -41,8 +41,8 @@ class ObservedAccessController(AccessController):
         return grant
 
     def _count(self, kind: str, outcome: str) -> None:
-        if self._outcomes is not None:
-            self._outcomes.labels(kind, outcome).inc()
+        if self._metrics is not None:
+            self._metrics.add(self._metrics.auth, kind, outcome)
 
     def catalog_filter(self, grant: Grant) -> Callable[[str], bool] | None:
         return self.controller.catalog_filter(grant)

@@ -8,7 +8,9 @@ access log, the request id, the events the audit log listens to), beside the deb
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp
@@ -24,6 +26,7 @@ from .exchange import Observe
 from .health import StorageHealth
 from .metrics import Metrics
 from .storage import ObservedDriver
+from .tally import FLUSH_INTERVAL
 
 
 @dataclass
@@ -53,6 +56,16 @@ class Observability:
             self.health = StorageHealth(name, check, settings.interval, settings.threshold)
         return self.health
 
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """For the application's lifespan: the storage check and the metrics' flushes."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self.health is not None:
+                await stack.enter_async_context(self.health.running())
+            if self.metrics is not None:
+                await stack.enter_async_context(_flushing(self.metrics))
+            yield
+
     def application(self, public: ASGIApp, fixed_routes: Mapping[str, str]) -> ASGIApp:
         """``public`` observed, and the debug listener beside it when configured."""
         config = self.config
@@ -69,3 +82,20 @@ class Observability:
             return observed
         port = int(debug.addr.rpartition(":")[2])
         return Listeners(observed, DebugApp(self.metrics, debug.prometheus_path, self.health), port)
+
+
+@contextlib.asynccontextmanager
+async def _flushing(metrics: Metrics) -> AsyncIterator[None]:
+    async def forever() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            metrics.flush()
+
+    task = asyncio.create_task(forever())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        metrics.flush()  # a worker stopping keeps every figure it counted

@@ -26,6 +26,7 @@ class DebugApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         if self.metrics is not None and path == self.metrics_path:
+            self.metrics.flush()  # this worker's figures are exact; the others' flush on their own
             exposition = await anyio.to_thread.run_sync(self.metrics.exposition)
             await _answer(send, 200, EXPOSITION_TYPE, exposition)
         elif path == "/debug/health":

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .exchange import Exchange
 
 audit_log = logging.getLogger("registry.audit")
+log = logging.getLogger("registry")
 
 
 class Event(NamedTuple):
@@ -64,8 +65,13 @@ class EventStream:
         self.listeners.append(listener)
 
     async def emit(self, event: Event) -> None:
+        """Tell every listener; one that fails is logged and never fails the request, whose
+        write has already happened."""
         for listener in self.listeners:
-            await listener(event)
+            try:
+                await listener(event)
+            except Exception:
+                log.exception("recording %s %s %s failed", event.action, event.kind, event.repository)
 
 
 def event_for(exchange: Exchange, query: bytes, content_type: str | None) -> Event | None:

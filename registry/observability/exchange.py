@@ -16,9 +16,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from functools import lru_cache
@@ -29,7 +29,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..api.router import Route, match
 from .events import Event, EventStream, event_for
-from .metrics import Metrics
+from .metrics import Metrics, RequestSeries
+from .tally import Tally
 
 access_log = logging.getLogger("registry.access")
 
@@ -46,6 +47,9 @@ HANDLER_NAMES = {
 """Distribution's names: every request to an upload's own URL is ``blob_upload_chunk``."""
 CONTENT_TYPES = {"blob": "blob", "blob_upload": "blob", "blob_upload_chunk": "blob", "manifest": "manifest"}
 """The handlers whose bodies are content, for the bytes pushed and pulled."""
+WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
+"""The methods whose success can be an event (PATCH only adds to an unfinished upload)."""
+_PLAIN = re.compile(r'[^\s"\\=]+')
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 """What a forwarded request id may look like: nothing that could break a log line."""
 
@@ -83,7 +87,7 @@ class Exchange:
             "status": self.status,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
-            "duration": round(duration, 6),
+            "duration": float(f"{duration:.6f}"),
             "route": self.handler,
             "repository": self.repository or "",
             "reference": self.reference or "",
@@ -92,14 +96,23 @@ class Exchange:
         }
 
 
-def access_line(fields: Mapping[str, object]) -> str:
-    """The text form: the common log's order first, then the rest as ``key=value``."""
-    head = (
-        f'{fields["client"] or "-"} {fields["account"] or "-"} "{fields["method"]} {fields["path"]}" '
-        f"{fields['status']} {fields['bytes_in']} {fields['bytes_out']} {fields['duration']}s"
-    )
-    rest = ("route", "repository", "reference", "request_id", "user_agent")
-    return head + "".join(f" {key}={_text(fields[key])}" for key in rest)
+class AccessLine:
+    """An access log message, written out only if a text formatter asks for it (the JSON one
+    writes the fields): the common log's order first, then the rest as ``key=value``."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: Mapping[str, object]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        fields = self.fields
+        head = (
+            f'{fields["client"] or "-"} {fields["account"] or "-"} "{fields["method"]} {fields["path"]}" '
+            f"{fields['status']} {fields['bytes_in']} {fields['bytes_out']} {fields['duration']:.6f}s"
+        )
+        rest = ("route", "repository", "reference", "request_id", "user_agent")
+        return head + "".join(f" {key}={_text(fields[key])}" for key in rest)
 
 
 current_exchange: ContextVar[Exchange | None] = ContextVar("current_exchange", default=None)
@@ -152,6 +165,7 @@ class Observe:
             ProxyHeadersMiddleware(app, trusted_hosts=forwarded_allow_ips(trusted_proxies)),  # type: ignore[arg-type]
         )
         self.metrics = metrics
+        self.tally = metrics.tally if metrics is not None else Tally()
         self.events = events
         self.access_logged = access_logged
         self.trusted = trusted_peer_check(trusted_proxies)
@@ -163,11 +177,11 @@ class Observe:
             return
         exchange = self._begin(scope)
         token = current_exchange.set(exchange)
-        metrics = self.metrics
-        in_flight = metrics.in_flight.labels(exchange.handler) if metrics is not None else None
-        if in_flight is not None:
-            in_flight.inc()
+        series = self.metrics.series(exchange.handler, exchange.method) if self.metrics is not None else None
+        if series is not None:
+            self.tally.change(series.in_flight, 1)
         request_id_header = (b"x-request-id", exchange.request_id.encode())
+        finished = False
 
         async def counted_receive() -> Message:
             message = await receive()
@@ -185,16 +199,22 @@ class Observe:
                 message["headers"] = [*headers, request_id_header]
             elif message["type"] == "http.response.body":
                 exchange.bytes_out += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Logged and recorded before the client has the whole answer, so whoever
+                    # acts on the answer finds the access line and the audit record written.
+                    nonlocal finished
+                    finished = True
+                    await self._finish(scope, exchange, series)
             await send(message)
 
         try:
             await self.app(scope, counted_receive, counted_send)
         finally:
             current_exchange.reset(token)
-            if in_flight is not None:
-                in_flight.dec()
-            exchange.client = scope["client"][0] if scope.get("client") else ""
-            await self._finish(scope, exchange)
+            if series is not None:
+                self.tally.change(series.in_flight, -1)
+            if not finished:  # no response, or one cut short
+                await self._finish(scope, exchange, series)
 
     def _begin(self, scope: Scope) -> Exchange:
         path: str = scope["path"]
@@ -215,46 +235,54 @@ class Observe:
             and self.trusted(scope["client"][0] if scope.get("client") else "")
         ):
             request_id = None
-        exchange = Exchange(scope["method"], path, handler, request_id or uuid.uuid4().hex)
+        exchange = Exchange(scope["method"], path, handler, request_id or os.urandom(16).hex())
         exchange.user_agent = user_agent[:256]
         if found is not None:
             exchange.repository = found.name
             exchange.reference = found.argument
         return exchange
 
-    async def _finish(self, scope: Scope, exchange: Exchange) -> None:
+    async def _finish(self, scope: Scope, exchange: Exchange, series: RequestSeries | None) -> None:
         duration = time.perf_counter() - exchange.started
+        exchange.client = scope["client"][0] if scope.get("client") else ""
         status = exchange.status or 500  # no response started: the connection was dropped
-        if self.metrics is not None:
-            self._count(scope, exchange, status, duration)
+        if series is not None:
+            self._count(scope, exchange, status, duration, series)
         if self.access_logged and access_log.isEnabledFor(logging.INFO):
             fields = exchange.fields(duration)
             summary = f"{exchange.method} {exchange.path} {exchange.status}"
-            access_log.info("%s", access_line(fields), extra={"data": fields, "summary": summary})
-        if 200 <= status < 300:
+            # makeRecord and handle, as Logger.info does, without its search of the call stack
+            # for a file and line no formatter here prints.
+            record = access_log.makeRecord(
+                access_log.name, logging.INFO, "", 0, AccessLine(fields), (), None,
+                extra={"data": fields, "summary": summary},
+            )  # fmt: skip
+            access_log.handle(record)
+        if 200 <= status < 300 and exchange.method in WRITE_METHODS:
             event = event_for(exchange, scope.get("query_string", b""), _content_type(scope))
             if event is not None:
                 await self.events.emit(event)
 
-    def _count(self, scope: Scope, exchange: Exchange, status: int, duration: float) -> None:
+    def _count(
+        self, scope: Scope, exchange: Exchange, status: int, duration: float, series: RequestSeries
+    ) -> None:
         metrics = self.metrics
         assert metrics is not None
-        handler = exchange.handler
-        method = exchange.method.lower()
-        metrics.requests.labels(str(status), handler, method).inc()
-        metrics.duration.labels(handler, method).observe(duration)
-        metrics.request_size.labels(handler).observe(_request_size(scope, exchange.bytes_in))
-        metrics.response_size.labels(handler).observe(exchange.bytes_out)
+        handler, method = exchange.handler, series.method
+        metrics.add(metrics.requests, str(status), handler, method)
+        series.duration.observe(duration)
+        series.request_size.observe(_request_size(scope, exchange.bytes_in))
+        series.response_size.observe(exchange.bytes_out)
         content = CONTENT_TYPES.get(handler)
         if content is not None:
             if exchange.bytes_in:
-                metrics.pushed_bytes.labels(content).inc(exchange.bytes_in)
+                metrics.add(metrics.pushed_bytes, content, amount=exchange.bytes_in)
             if exchange.bytes_out and method == "get":
-                metrics.pulled_bytes.labels(content).inc(exchange.bytes_out)
+                metrics.add(metrics.pulled_bytes, content, amount=exchange.bytes_out)
         if handler == "blob_upload" and status == 202:
-            metrics.uploads.inc()
+            metrics.add(metrics.uploads)
         elif handler == "blob_upload_chunk" and status in {201, 204} and method in {"put", "delete"}:
-            metrics.uploads.dec()
+            metrics.add(metrics.uploads, amount=-1)
 
 
 def _request_size(scope: Scope, body: int) -> int:
@@ -275,7 +303,7 @@ def _content_type(scope: Scope) -> str | None:
 def _text(value: object) -> str:
     """A value of a text log line: quoted (JSON string syntax) when empty or not one word."""
     text = str(value)
-    return text if text and not any(c in text for c in ' "\\=') and text.isprintable() else json.dumps(text)
+    return text if _PLAIN.fullmatch(text) and text.isprintable() else json.dumps(text)
 
 
 __all__ = ["Event", "Exchange", "Observe", "current_exchange"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,9 +24,11 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    values,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from .tally import PendingHistogram, Tally
 from .workers import DIRECTORY_ENV, forget_dead_workers
 
 HANDLERS = (
@@ -43,6 +46,21 @@ _INTEGRAL_BOUND = re.compile(rb'le="([0-9]+)\.0"')
 STORAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
+METHODS = frozenset({"get", "head", "put", "post", "patch", "delete", "options"})
+"""Methods counted by name; any other a client sends is ``other``: the series stay bounded."""
+
+
+class RequestSeries(NamedTuple):
+    """One handler and method's series, looked up once: ``labels()`` is costly per request."""
+
+    method: str
+    """Lower case, or ``other``."""
+    in_flight: Gauge
+    duration: PendingHistogram
+    request_size: PendingHistogram
+    response_size: PendingHistogram
+
+
 class Metrics:
     """Every metric the registry keeps, and the exposition a scrape returns."""
 
@@ -51,6 +69,10 @@ class Metrics:
         self.directory = os.environ.get(DIRECTORY_ENV) or None
         self.registry = CollectorRegistry(auto_describe=True)
         if self.directory is not None:
+            # prometheus_client asks the process id on every sample written, to notice a fork;
+            # a worker never forks after this, and that system call was a third of the cost.
+            pid = os.getpid()
+            values.ValueClass = values.MultiProcessValue(process_identifier=lambda: pid)  # type: ignore[no-untyped-call]
             MultiProcessCollector(self.registry, path=self.directory)  # type: ignore[no-untyped-call]
         own = None if self.directory is not None else self.registry
         self.requests = Counter(
@@ -126,12 +148,56 @@ class Metrics:
             ["credentials", "outcome"],
             registry=own,
         )
+        self.tally = Tally()
+        self._series: dict[tuple[str, str], RequestSeries] = {}
+        self._counters: dict[tuple[Counter | Gauge, tuple[str, ...]], Counter | Gauge] = {}
+        self._histograms: dict[tuple[Histogram, tuple[str, ...]], PendingHistogram] = {}
         for handler in (*HANDLERS, *OTHER_HANDLERS):
             # Present from the start, as Distribution's are: a dashboard sees zero, not nothing.
             self.in_flight.labels(handler)
 
+    def series(self, handler: str, method: str) -> RequestSeries:
+        """``handler`` must be one of the fixed names; ``method`` may be anything a client sent."""
+        method = method.lower()
+        if method not in METHODS:
+            method = "other"
+        key = (handler, method)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = RequestSeries(
+                method,
+                self.in_flight.labels(handler),
+                self.histogram(self.duration, handler, method),
+                self.histogram(self.request_size, handler),
+                self.histogram(self.response_size, handler),
+            )
+        return found
+
+    def histogram(self, histogram: Histogram, *labels: str) -> PendingHistogram:
+        """A histogram's child for bounded label values, observed through the tally."""
+        key = (histogram, labels)
+        found = self._histograms.get(key)
+        if found is None:
+            found = self._histograms[key] = self.tally.histogram(histogram.labels(*labels))
+        return found
+
+    def add(self, counter: Counter | Gauge, *labels: str, amount: float = 1.0) -> None:
+        """Add to a counter's (or summed gauge's) child for bounded label values."""
+        self.tally.add(self.child(counter, *labels) if labels else counter, amount)
+
+    def child(self, counter: Counter | Gauge, *labels: str) -> Counter | Gauge:
+        """A counter's child for bounded label values, looked up once."""
+        key = (counter, labels)
+        found = self._counters.get(key)
+        if found is None:
+            found = self._counters[key] = counter.labels(*labels)
+        return found
+
+    def flush(self) -> None:
+        self.tally.flush()
+
     def exposition(self) -> bytes:
-        """Reads every worker's files: call it in a thread."""
+        """Reads every worker's files: call it in a thread, after ``flush`` on the loop."""
         if self.directory is not None:
             forget_dead_workers(Path(self.directory))
         # Bucket bounds as Go writes them (le="1", not Python's le="1.0"): a dashboard's

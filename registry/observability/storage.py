@@ -25,6 +25,10 @@ from storage_drivers import (
 from .metrics import Metrics
 
 T = TypeVar("T")
+STORAGE_ACTIONS = (
+    "GetContent", "PutContent", "Reader", "Writer", "Stat", "List", "Move", "Delete", "RedirectURL",
+    "PurgeIncomplete", "Walk",
+)  # fmt: skip
 
 
 def error_label(exc: BaseException) -> str:
@@ -49,18 +53,25 @@ class ObservedDriver(StorageDriver):
     def __init__(self, driver: StorageDriver, metrics: Metrics) -> None:
         self.driver = driver
         self.driver_name = driver.name
-        self._seconds = metrics.storage_seconds
-        self._errors = metrics.storage_errors
+        self._metrics = metrics
+        self._seconds = {
+            action: metrics.histogram(metrics.storage_seconds, action, driver.name)
+            for action in STORAGE_ACTIONS
+        }
 
     async def _timed(self, action: str, call: Awaitable[T]) -> T:
         started = time.perf_counter()
         try:
             return await call
         except Exception as exc:
-            self._errors.labels(action, self.driver_name, error_label(exc)).inc()
+            self._failed(action, exc)
             raise
         finally:
-            self._seconds.labels(action, self.driver_name).observe(time.perf_counter() - started)
+            self._seconds[action].observe(time.perf_counter() - started)
+
+    def _failed(self, action: str, exc: Exception) -> None:
+        metrics = self._metrics
+        metrics.add(metrics.storage_errors, action, self.driver_name, error_label(exc))
 
     async def _get_content(self, path: str) -> bytes:
         return await self._timed("GetContent", self.driver._get_content(path))
@@ -107,10 +118,10 @@ class ObservedDriver(StorageDriver):
             async for info in self.driver._walk(path):
                 yield info
         except Exception as exc:
-            self._errors.labels("Walk", self.driver_name, error_label(exc)).inc()
+            self._failed("Walk", exc)
             raise
         finally:
-            self._seconds.labels("Walk", self.driver_name).observe(time.perf_counter() - started)
+            self._seconds["Walk"].observe(time.perf_counter() - started)
 
     async def close(self) -> None:
         await self.driver.close()

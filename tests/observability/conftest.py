@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from registry.observability.tally import FLUSH_INTERVAL
 from tests.support.processes import ServerProcess, free_port
 from tests.support.registry import RunningRegistry, StartRegistry
 
@@ -33,6 +35,8 @@ class Scraper:
         self.url = f"http://127.0.0.1:{port}/metrics"
 
     def families(self) -> dict[str, Any]:
+        """After every worker has flushed what it counted (they do every FLUSH_INTERVAL)."""
+        time.sleep(2 * FLUSH_INTERVAL)
         response = httpx.get(self.url, timeout=10)
         assert response.status_code == 200, response.text
         return {family.name: family for family in text_string_to_metric_families(response.text)}
