@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..api.router import Route, match
-from .events import Event, EventStream, event_for
+from .events import EventStream, event_for
 from .metrics import Metrics, RequestSeries
 from .tally import Tally
 
@@ -107,8 +107,11 @@ class AccessLine:
 
     def __str__(self) -> str:
         fields = self.fields
+        # The path and account are the client's words: escaped, so no line can be forged.
+        path = _text(fields["path"])
+        path = path[1:-1] if path.startswith('"') else path
         head = (
-            f'{fields["client"] or "-"} {fields["account"] or "-"} "{fields["method"]} {fields["path"]}" '
+            f'{fields["client"] or "-"} {_text(fields["account"] or "-")} "{fields["method"]} {path}" '
             f"{fields['status']} {fields['bytes_in']} {fields['bytes_out']} {fields['duration']:.6f}s"
         )
         rest = ("route", "repository", "reference", "request_id", "user_agent")
@@ -304,6 +307,3 @@ def _text(value: object) -> str:
     """A value of a text log line: quoted (JSON string syntax) when empty or not one word."""
     text = str(value)
     return text if _PLAIN.fullmatch(text) and text.isprintable() else json.dumps(text)
-
-
-__all__ = ["Event", "Exchange", "Observe", "current_exchange"]

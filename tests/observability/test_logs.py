@@ -118,3 +118,12 @@ def test_an_untrusted_peer_names_neither_the_client_nor_the_request_id(start_reg
     assert len(lines) == 1, registry.log()[-2000:]
     assert re.search(r'registry\.access: 127\.0\.0\.1 - "GET /v2/" 200 0 2 [0-9.]+s route=base ', lines[0])
     assert "198.51.100.1" not in registry.log()
+
+
+def test_a_path_cannot_forge_a_log_line(registry_server: RunningRegistry) -> None:
+    response = httpx.get(f"{registry_server.url}/v2/a%0Aforged%22line/tags/list")
+    request_id = response.headers["X-Request-Id"]
+    lines = registry_server.log().splitlines()
+    line = next(line for line in lines if f"request_id={request_id}" in line)
+    assert '"GET /v2/a\\nforged\\"line/tags/list" 400' in line
+    assert not any(line.startswith("forged") for line in lines)
