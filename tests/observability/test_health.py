@@ -44,6 +44,8 @@ def test_a_failing_storage_turns_the_registry_unhealthy_and_back(start_registry:
         assert httpx.get(health).json() == {}
         assert client.get("/readyz").json() == {"storage": "ok"}
         assert client.get("/").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{debug_port}/metrics").status_code == 404  # not enabled
+        assert client.get("/debug/health").status_code == 404  # the debug listener's alone
 
         # A symlink loop where the layout starts: every stat of the storage fails.
         layout = registry.root / "docker"
