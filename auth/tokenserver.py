@@ -9,7 +9,7 @@ Asking for more than one may have is not an error: the token simply carries less
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,9 +19,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .base import Access
 from .credentials import authorization, challenge, parse_basic
 from .jwtverify import InvalidToken
-from .scope import ResourceActions, ScopeError, parse_scopes, scope_string
+from .scope import ResourceActions, ScopeError, group_accesses, parse_scopes, scope_string
 from .section import AuthConfigError, Section
 from .token import token_controller
 from .tokenconfig import TokenServerSettings, read_token_server
@@ -138,6 +139,27 @@ class TokenServer:
             body["refresh_token"] = refresh_token
         self._log_issue(account, _field(form, "client_id") or "", granted)
         return JSONResponse(body, headers=NO_STORE)
+
+    async def sign_in(self, username: str, password: str) -> str | None:
+        """A refresh token for the account, as ``docker login`` gets one (what the web interface
+        keeps for a signed-in user); None for wrong credentials."""
+        try:
+            return await self._refresh_token(await self._login(username, password))
+        except RequestError:
+            return None
+
+    async def signed_in_account(self, refresh_token: str) -> str | None:
+        """The account of a refresh token of this server's; None once it expired or was revoked."""
+        try:
+            return await self._refreshed_account(refresh_token)
+        except RequestError:
+            return None
+
+    def access_token(self, account: str | None, accesses: Sequence[Access]) -> str:
+        """An access token carrying what the rules grant ``account`` (None: anonymous) of
+        ``accesses``, for an account the caller has authenticated."""
+        granted = self.settings.acl.grant(account, group_accesses(accesses))
+        return self.settings.issuer.access_token(account, granted).token
 
     def _check_service(self, service: str | None) -> None:
         if service and service != self.settings.service:

@@ -1,4 +1,4 @@
-"""The servers under measurement: Dockyard, Distribution 2.8 (Debian's docker-registry), nginx.
+"""The servers under measurement: Dockyard, Distribution 2.8 (Debian's docker-registry) and 3, nginx.
 
 Each listens on a free 127.0.0.1 port and keeps all its state under the benchmark's temp dir.
 """
@@ -101,13 +101,14 @@ def _spawn(command: list[str], workdir: Path, cwd: Path | None = None) -> subpro
     )
 
 
-def registry_config(root: Path, port: int) -> dict[str, Any]:
-    """The same Distribution-format config for both registries: quiet logs, no access log."""
+def registry_config(root: Path, port: int, storage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The same Distribution-format config for both registries: quiet logs, no access log;
+    filesystem storage at ``root`` unless ``storage`` names another driver's section."""
     return {
         "version": 0.1,
         "log": {"level": "error", "accesslog": {"disabled": True}},
         "storage": {
-            "filesystem": {"rootdirectory": str(root)},
+            **(storage or {"filesystem": {"rootdirectory": str(root)}}),
             "delete": {"enabled": True},
             # Distribution's shipped default; keeps the comparison against its usual setup.
             "cache": {"blobdescriptor": "inmemory"},
@@ -116,19 +117,31 @@ def registry_config(root: Path, port: int) -> dict[str, Any]:
     }
 
 
-def start_registry(kind: str, name: str, workdir: Path, workers: int) -> Server:
-    """Start ``kind`` ("dockyard" or "distribution") with filesystem storage under ``workdir``."""
+def start_registry(
+    kind: str,
+    name: str,
+    workdir: Path,
+    workers: int,
+    root: Path | None = None,
+    binary: Path | None = None,
+    storage: dict[str, Any] | None = None,
+) -> Server:
+    """Start ``kind`` ("dockyard", "distribution" for Debian's 2.8, or "distribution3" for the
+    ``binary`` of Distribution 3) with filesystem storage at ``root``, by default under ``workdir``,
+    or the driver section ``storage``."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    root = workdir / "storage"
+    root = root or workdir / "storage"
     config_path = workdir / "config.yml"
-    config_path.write_text(yaml.safe_dump(registry_config(root, port)))
+    config_path.write_text(yaml.safe_dump(registry_config(root, port, storage)))
     if kind == "dockyard":
         command = [sys.executable, "-m", "registry", "serve", str(config_path)]
         command += ["--workers", str(workers)]
         process = _spawn(command, workdir, cwd=PROJECT)
     elif kind == "distribution":
         process = _spawn(["docker-registry", "serve", str(config_path)], workdir)
+    elif kind == "distribution3" and binary is not None:
+        process = _spawn([str(binary), "serve", str(config_path)], workdir)
     else:
         raise ValueError(f"unknown registry kind {kind!r}")
     server = Server(name, port, workdir, process, storage_root=root)

@@ -1,34 +1,64 @@
-"""The one place that decides which access a request needs.
+"""The one place that decides which access a request needs, in its own words.
 
-GET and HEAD pull; POST, PUT and PATCH pull and push; DELETE deletes; the
-catalog needs ``registry:catalog:*``; a cross-repository mount also wants pull
-on the source repository, which is asked for separately: without it the client
-gets a fresh upload session, never a link.
+A request is one action on a repository or on the registry; the HTTP layer
+translates its route and method into one (``registry.api.router.ACTIONS``).
+
+On a repository: pulling needs pull; pushing needs pull and push (a push reads
+what it links); deleting needs delete. On the registry: entering (the base
+endpoint, mounted sub-applications) needs no access, only a caller the
+controller accepts; listing repositories needs ``registry:catalog:*``; an
+extension endpoint for the whole registry needs ``registry:<its name>:*``, as
+the catalog does. A cross-repository mount also wants pull on the source
+repository, which is asked for separately: without it the client gets a fresh
+upload session, never a link.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+from enum import StrEnum
+
 from auth import Access
 
-from .api.router import Route
+
+class Action(StrEnum):
+    PULL = "pull"
+    """Read a repository (target: its name)."""
+    PUSH = "push"
+    """Write a repository (target: its name)."""
+    DELETE = "delete"
+    """Delete from a repository (target: its name)."""
+    ENTER = "enter"
+    """Reach the registry at all (no target)."""
+    LIST = "list"
+    """List the registry's repositories (no target)."""
+    EXTENSION = "extension"
+    """Use a registry-wide extension endpoint (target: the extension's name)."""
+
 
 CATALOG_ACCESS = Access("registry", "catalog", "*")
 
 
-def required_access(route: Route, method: str, name: str | None) -> list[Access]:
-    if route is Route.BASE:
-        return []
-    if route is Route.CATALOG:
-        return [CATALOG_ACCESS]
-    assert name is not None
-    if method in {"GET", "HEAD"}:
-        actions = ["pull"]
-    elif method == "DELETE":
-        actions = ["delete"]
-    else:
-        actions = ["pull", "push"]
-    return [Access("repository", name, action) for action in actions]
+# Every request asks, mostly about the same few repositories: a lookup costs less than building
+# the accesses again.
+@functools.lru_cache(maxsize=4096)
+def required_access(action: Action, target: str | None) -> Sequence[Access]:
+    """The accesses the controller must grant for ``action`` on ``target``."""
+    if action is Action.PULL:
+        return (Access("repository", _named(target), "pull"),)
+    if action is Action.PUSH:
+        name = _named(target)
+        return (Access("repository", name, "pull"), Access("repository", name, "push"))
+    if action is Action.DELETE:
+        return (Access("repository", _named(target), "delete"),)
+    if action is Action.ENTER:
+        return ()
+    if action is Action.LIST:
+        return (CATALOG_ACCESS,)
+    return (Access("registry", _named(target), "*"),)
 
 
-def mount_source_access(source: str) -> Access:
-    return Access("repository", source, "pull")
+def _named(target: str | None) -> str:
+    assert target is not None, "a repository action or an extension names its target"
+    return target

@@ -8,23 +8,31 @@ import logging
 import os
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
-from starlette.responses import Response
+from starlette.datastructures import Headers
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import AccessController, AllowAll, create_access_controller, create_token_server
-from storage_drivers import create_driver
+from storage_drivers import StorageDriver, StorageError, create_driver
 
+from .access import Action, required_access
 from .api.application import Application
-from .api.context import Settings
+from .api.context import CALLER, Caller, Settings
 from .api.dispatch import RegistryAPI
+from .api.incidents import Condition, StorageIncidents
 from .api.responses import json_response
-from .config import CONFIG_ENV, Config, load_config
+from .config import CONFIG_ENV, SECRET_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
+from .lifecycle.http import EXTENSION as REPOSITORY_EXTENSION
+from .lifecycle.http import RepositoryEndpoint
 from .observability.compose import Observability
 from .observability.health import StorageHealth
-from .storage import ManifestPolicy, Storage
+from .storage import ManifestPolicy, Storage, Wrappers
+from .ui import PREFIX as UI_PREFIX
+from .ui import SEARCH_PATH, WebInterface
 
 log = logging.getLogger("registry")
 
@@ -40,11 +48,31 @@ def manifest_policy(config: Config) -> ManifestPolicy:
     )
 
 
-def create_app(config: Config) -> ASGIApp:
+def create_app(
+    config: Config,
+    *,
+    driver: StorageDriver | None = None,
+    wrappers: Wrappers | None = None,
+    mounts: Mapping[str, ASGIApp] | None = None,
+    extensions: Mapping[str, ASGIApp] | None = None,
+) -> ASGIApp:
+    """The registry for ``config``, assembled from parts.
+
+    ``driver`` stores the content instead of the driver the configuration names; the registry
+    closes it at shutdown. ``wrappers`` wrap or replace storage services (``Wrappers``).
+    ``mounts`` maps path prefixes (``/docs``) to sub-applications and ``extensions`` maps names
+    to the applications serving ``/v2/_dockyard/<name>/...`` and
+    ``/v2/<repository>/_dockyard/<name>/...``. Both get only requests from callers the access
+    controller accepts (extensions: with the access their route needs), with the ``Caller``
+    under ``registry.api.context.CALLER`` in the scope. The web interface (``/ui``) and
+    ``/v1/search`` are the registry's own and put every access question to the controller
+    themselves: their visitors may be anonymous.
+    """
     observability = Observability.from_config(config)
-    driver = observability.driver(create_driver(config.storage.driver, config.storage.parameters))
-    storage = Storage(driver, manifest_policy(config))
-    health = observability.watch_storage(config.storage.driver, storage.check)
+    if driver is None:
+        driver = create_driver(config.storage.driver, config.storage.parameters)
+    storage = Storage(observability.driver(driver), manifest_policy(config), wrappers)
+    health = observability.watch_storage(driver.name, storage.check)
     token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
     controller = create_access_controller(config.auth, token_server)
     anonymous_mount = isinstance(controller, AllowAll)
@@ -58,34 +86,80 @@ def create_app(config: Config) -> ASGIApp:
         relative_urls=config.http.relative_urls,
     )
 
-    async def root() -> Response:
+    incidents = StorageIncidents()
+    interface = WebInterface(
+        storage,
+        controller,
+        token_server,
+        # Workers and replicas must share it to open each other's session cookies.
+        secret=config.http.secret or os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32),
+        delete_enabled=config.storage.delete_enabled and not config.storage.read_only,
+        external_url=config.http.host,
+        incidents=incidents,
+    )
+
+    async def root(headers: Headers) -> Response:
+        if "text/html" in headers.get("accept", ""):  # a browser; load balancers get 200 {}
+            return RedirectResponse(UI_PREFIX + "/", 302)
         return json_response({})
 
-    async def ready() -> Response:
+    condition_names = {Condition.FULL: "full", Condition.READ_ONLY: "refusing writes"}
+
+    async def ready(headers: Headers) -> Response:
         if health is not None:  # the periodic check decides, with its threshold
-            return json_response(
-                {"storage": "ok" if health.healthy else "unavailable"}, 200 if health.healthy else 503
-            )
-        try:
-            await storage.check()
-        except Exception as exc:
-            log.warning("readiness check failed: %s", exc)
-            return json_response({"storage": "unavailable"}, 503)
+            if not health.healthy:
+                return json_response({"storage": "unavailable"}, 503)
+        else:
+            try:
+                await storage.check()
+            except Exception as exc:
+                # An outage is logged with its incident, not once per probe.
+                if not isinstance(exc, StorageError) or incidents.refuse(exc) is None:
+                    log.warning("readiness check failed: %s", exc)
+                return json_response({"storage": "unavailable"}, 503)
+            incidents.succeeded("GET", reached_storage=True)
+        # A full storage still answers reads; only refused writes tell, as this worker saw them.
+        for condition, name in condition_names.items():
+            if condition in incidents.current:
+                return json_response({"storage": name}, 503)
         return json_response({"storage": "ok"})
 
-    routes: dict[str, ASGIApp] = {"/": _read_only_endpoint(root), "/readyz": _read_only_endpoint(ready)}
-    route_names = {"/": "health", "/readyz": "health"}
+    routes: dict[str, ASGIApp] = {
+        "/": _read_only_endpoint(root),
+        "/readyz": _read_only_endpoint(ready),
+        SEARCH_PATH: interface.search,
+    }
+    route_names = {"/": "health", "/readyz": "health", SEARCH_PATH: "search"}
     if token_server is not None:
         routes[token_server.settings.path] = token_server
         route_names[token_server.settings.path] = "token"
-    api: ASGIApp = RegistryAPI(storage, controller, settings, config.storage.read_only)
+    api: ASGIApp = RegistryAPI(
+        storage,
+        controller,
+        settings,
+        config.storage.read_only,
+        {
+            REPOSITORY_EXTENSION: RepositoryEndpoint(storage, config.storage.delete_enabled),
+            **(extensions or {}),
+        },
+    )
+    # The interface decides itself who may see what: anonymous visitors browse exactly
+    # where anonymous pull is allowed, and sign in through its own form.
+    mounted: dict[str, ASGIApp] = {
+        UI_PREFIX: interface.pages,
+        **{prefix: _entered(app, controller, prefix) for prefix, app in (mounts or {}).items()},
+    }
     if health is not None:
-        api, routes = _gated(api, health), {path: _gated(app, health) for path, app in routes.items()}
+        api = _gated(api, health)
+        routes = {path: _gated(app, health) for path, app in routes.items()}
+        mounted = {prefix: _gated(app, health) for prefix, app in mounted.items()}
     application = Application(
         api=api,
         routes=routes,
         lifespan=lambda: _lifespan(config, storage, controller, observability),
         headers=config.http.headers,
+        mounts=mounted,
+        incidents=incidents,
     )
     return observability.application(application, route_names)
 
@@ -103,11 +177,23 @@ def _gated(app: ASGIApp, health: StorageHealth) -> ASGIApp:
     return gated
 
 
-def _read_only_endpoint(handler: Callable[[], Awaitable[Response]]) -> ASGIApp:
+def _entered(app: ASGIApp, controller: AccessController, prefix: str) -> ASGIApp:
+    """``app`` behind the decision the base endpoint gets: any caller the controller accepts."""
+    route = prefix.strip("/")
+
+    async def entered(scope: Scope, receive: Receive, send: Send) -> None:
+        grant = await controller.authorize(Headers(scope=scope), required_access(Action.ENTER, None))
+        scope[CALLER] = Caller(grant.account, route)
+        await app(scope, receive, send)
+
+    return entered
+
+
+def _read_only_endpoint(handler: Callable[[Headers], Awaitable[Response]]) -> ASGIApp:
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in {"GET", "HEAD"}:
             raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": "GET, HEAD"})
-        await (await handler())(scope, receive, send)
+        await (await handler(Headers(scope=scope)))(scope, receive, send)
 
     return endpoint
 

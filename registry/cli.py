@@ -1,4 +1,5 @@
-"""The ``dockyard`` command: ``serve`` the registry, ``check-config`` a configuration file."""
+"""The ``dockyard`` command: ``serve`` the registry, ``check-config`` a configuration file (and the
+auth and lifecycle commands their packages add)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import logging
 import logging.config
 import os
+import secrets
 import socket
 import sys
 from collections.abc import Sequence
@@ -16,7 +18,8 @@ from auth.cli import is_loopback, split_addr
 from auth.cli import register as register_auth_commands
 from storage_drivers import DriverConfigError, create_driver
 
-from .config import CONFIG_ENV, Config, ConfigError, load_config
+from .config import CONFIG_ENV, SECRET_ENV, Config, ConfigError, load_config
+from .lifecycle.cli import register as register_lifecycle_commands
 from .logs import logging_config
 from .observability.workers import shared_metrics
 from .supervisor import bind, limit_malloc_arenas, supervise
@@ -75,6 +78,7 @@ def serve(args: argparse.Namespace) -> None:
             host,
         )
     os.environ[CONFIG_ENV] = os.path.abspath(args.config) if args.config else ""
+    os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(32))
     if args.workers < 1:
         raise SystemExit("dockyard: --workers must be at least 1")
     sock = _listen(host, port)
@@ -86,11 +90,12 @@ def serve(args: argparse.Namespace) -> None:
     log.info("serving %s storage on %s:%d with %d workers", config.storage.driver, host, port, args.workers)
 
     def run_worker(sock: socket.socket) -> None:
-        import uvicorn  # noqa: PLC0415 - the workers' import; the supervisor stays small
+        import uvicorn  # noqa: PLC0415 - the workers' imports; the supervisor stays small
 
+        from .draining import DrainingServer  # noqa: PLC0415
         from .tlsprobe import PlainHTTPProtocol  # noqa: PLC0415 - imports uvicorn
 
-        server = uvicorn.Server(
+        server = DrainingServer(
             uvicorn.Config(
                 "registry.app:app_from_environment",
                 factory=True,
@@ -100,7 +105,8 @@ def serve(args: argparse.Namespace) -> None:
                 access_log=False,  # the registry's own access log (registry.access) replaces it
                 server_header=False,
                 proxy_headers=False,  # the application applies http.trustedproxies itself
-            )
+            ),
+            drain_timeout=config.http.drain_timeout,
         )
         server.run(sockets=sockets)
 
@@ -109,7 +115,7 @@ def serve(args: argparse.Namespace) -> None:
             limit_malloc_arenas()
             run_worker(sock)
         else:
-            supervise(args.workers, run_worker, sock)
+            supervise(args.workers, run_worker, sock, config.http.drain_timeout)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -138,5 +144,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_parser.add_argument("config")
     check_parser.set_defaults(run=check_config)
     register_auth_commands(commands)  # token-server, generate-token-key, htpasswd
+    register_lifecycle_commands(commands, _load)  # garbage-collect, delete-repository
     args = parser.parse_args(argv)
     args.run(args)

@@ -28,6 +28,9 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
 """What ``dockyard serve`` runs with no config file: data under ./data, deletes enabled."""
 
 CONFIG_ENV = "DOCKYARD_CONFIG"
+SECRET_ENV = "DOCKYARD_SECRET"  # noqa: S105 - the variable's name, not a secret
+"""What ``dockyard serve`` hands its workers when ``http.secret`` is not set: one random secret,
+so every worker opens the web interface's session cookies."""
 """How ``dockyard serve`` tells its worker processes which config file to load (empty: the
 embedded default)."""
 ENV_PREFIX = "REGISTRY_"
@@ -100,6 +103,11 @@ class HTTPConfig:
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
     """Peers whose ``X-Forwarded-Proto``, ``X-Forwarded-For`` and ``X-Request-Id`` are believed,
     as networks."""
+    drain_timeout: float = 20.0
+    """Seconds requests in flight get to finish after SIGTERM before their connections are
+    closed (Distribution's ``draintimeout``). Bounded by default: a stalled client must not hold
+    a restart, and an interrupted upload resumes; 20 s plus the few seconds of exiting fit
+    Kubernetes' default 30 s grace period and the shipped units' stop timeouts."""
     debug: DebugConfig = field(default_factory=DebugConfig)
 
 
@@ -281,7 +289,8 @@ class _Parser:
     def _http(self) -> HTTPConfig:
         http = self.root.section("http")
         http.warn_unknown(
-            {"addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies", "debug"}
+            {"addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies", "draintimeout"}
+            | {"debug"}
         )
         if http.string("net", default="tcp") != "tcp":
             http.problem("net", "only tcp is supported")
@@ -293,6 +302,7 @@ class _Parser:
             secret=http.string("secret") or None,
             headers=http.string_lists("headers"),
             trusted_proxies=self._trusted_proxies(http),
+            drain_timeout=http.duration("draintimeout", default=HTTPConfig.drain_timeout),
             debug=self._debug(http.section("debug"), public_addr=http.string("addr")),
         )
 

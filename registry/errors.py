@@ -42,6 +42,13 @@ class ErrorCode(Enum):
     READ_ONLY = ("UNSUPPORTED", 405, "the registry is in read-only mode")
     TOO_MANY_REQUESTS = ("TOOMANYREQUESTS", 429, "too many requests")
     UNAVAILABLE = ("UNAVAILABLE", 503, "storage is temporarily unavailable")
+    STORAGE_FULL = ("STORAGE_FULL", 503, "the registry's storage is full")
+    STORAGE_READ_ONLY = ("STORAGE_READ_ONLY", 503, "the registry's storage refuses writes")
+    MAINTENANCE_BUSY = (
+        "UNAVAILABLE",
+        503,
+        "a garbage collection or repository deletion is running; retry later",
+    )
     UNKNOWN = ("UNKNOWN", 500, "unknown error")
 
     @property

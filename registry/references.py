@@ -20,6 +20,7 @@ _TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 _DIGEST = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 MAX_NAME_LENGTH = 255
 
@@ -108,6 +109,18 @@ class UploadId(str):
     def parse(cls, value: str) -> UploadId:
         if not _UPLOAD_ID.fullmatch(value):
             raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"upload": value[:64]})
+        return cls(value)
+
+
+class RunId(str):
+    """A garbage collection run (or repository deletion) holding the maintenance lease."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, value: str) -> RunId:
+        if not _RUN_ID.fullmatch(value):
+            raise ValueError(f"{value[:40]!r} is not a run id")
         return cls(value)
 
 

@@ -17,6 +17,8 @@ from .base import (
     PathNotFound,
     StorageDriver,
     StorageError,
+    StorageFull,
+    StorageReadOnly,
     StorageUnavailable,
 )
 from .config import DriverConfigError, Parameters
@@ -32,6 +34,8 @@ __all__ = [
     "PathNotFound",
     "StorageDriver",
     "StorageError",
+    "StorageFull",
+    "StorageReadOnly",
     "StorageUnavailable",
     "create_driver",
 ]

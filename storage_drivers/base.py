@@ -49,6 +49,15 @@ class StorageUnavailable(StorageError):
     """The backend failed in a way that may pass (timeouts, throttling, a server that is down)."""
 
 
+class StorageFull(StorageError):
+    """The backend has no room for the write (a full disk, a quota): it may pass once an operator
+    frees space. Whatever the failed call had written before stays as ``size`` reports it."""
+
+
+class StorageReadOnly(StorageError):
+    """The backend refuses every write (a read-only mount, a bucket policy denying writes)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FileInfo:
     path: str
@@ -62,6 +71,21 @@ def check_path(path: str) -> str:
     if not _PATH.fullmatch(path):
         raise InvalidPath(path, "not a valid storage path")
     return path
+
+
+def listing_bound(after: str) -> str:
+    """A printable-ASCII string that path components sort after exactly when they sort after
+    ``after``, so backends only get strings they take as keys (S3's ``StartAfter``).
+
+    Components are made of characters from "-" to "z", so the first character outside printable
+    ASCII decides every comparison that reaches it: one below " " puts ``after`` before every
+    longer component with the same start, as the start alone does; one above "~" puts it after
+    them, as the start followed by "~" does.
+    """
+    for index, character in enumerate(after):
+        if not " " <= character <= "~":
+            return after[:index] if character < " " else after[:index] + "~"
+    return after
 
 
 class FileWriter(ABC):
@@ -123,18 +147,28 @@ class StorageDriver(ABC):
         return self._reader(check_path(path), offset, length)
 
     async def writer(self, path: str, append: bool = False) -> FileWriter:
-        """A writer for ``path``: a fresh one, or (``append``) one continuing a closed writer."""
+        """A writer for ``path``: a fresh one, or (``append``) one continuing a closed writer.
+
+        Appending raises PathNotFound when what it would continue is gone, where a driver keeps
+        it outside the path (S3: a multipart upload aborted, or completed by a commit).
+        """
         return await self._writer(check_path(path), append)
 
     async def stat(self, path: str) -> FileInfo:
         return await self._stat(check_path(path))
 
-    async def list(self, path: str) -> list[str]:
-        """Full paths of the direct children of a directory, in no particular order.
+    async def list(self, path: str, after: str | None = None, limit: int | None = None) -> list[str]:
+        """Full paths of the direct children of a directory, in lexical order of their names.
 
-        A directory exists while anything is stored below it.
+        Only children whose name sorts after ``after`` (any string) are listed, and at most
+        ``limit`` of them: fewer only when no more follow. Drivers make a page cost the same
+        whatever the directory's size, so callers walk large directories page by page. A directory exists
+        while anything is stored below it; PathNotFound when nothing is, even with ``after``.
         """
-        return await self._list(check_path(path))
+        if limit is not None and limit < 1:
+            raise ValueError(f"a listing limit must be positive, not {limit}")
+        bound = None if after is None else listing_bound(after)
+        return await self._list(check_path(path), bound, limit)
 
     async def move(self, source: str, destination: str) -> None:
         """Atomically move an object, replacing whatever is at ``destination``."""
@@ -153,7 +187,9 @@ class StorageDriver(ABC):
         return await self._redirect_url(check_path(path))
 
     def walk(self, path: str) -> AsyncIterator[FileInfo]:
-        """Every object (not directory) below ``path``, in no particular order."""
+        """Every object (not directory) below ``path``, in no particular order. A listing that
+        fails raises, however far the walk got: garbage collection must never read a partial
+        walk as "nothing more there"."""
         return self._walk(check_path(path))
 
     async def purge_incomplete(self, path: str, older_than: float) -> int:
@@ -184,7 +220,10 @@ class StorageDriver(ABC):
     async def _stat(self, path: str) -> FileInfo: ...
 
     @abstractmethod
-    async def _list(self, path: str) -> builtins.list[str]: ...  # the method shadows list
+    async def _list(  # the method shadows list
+        self, path: str, after: str | None, limit: int | None
+    ) -> builtins.list[str]:
+        """``after`` is printable ASCII (see ``listing_bound``)."""
 
     @abstractmethod
     async def _move(self, source: str, destination: str) -> None: ...

@@ -17,11 +17,12 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 from anyio import to_thread
 
+from . import listings
 from .base import (
     FileInfo,
     FileWriter,
@@ -30,10 +31,11 @@ from .base import (
     PathNotFound,
     StorageDriver,
     StorageError,
+    StorageFull,
+    StorageReadOnly,
 )
 from .config import DriverConfigError, Parameters
 from .direct_writes import DirectAppender
-from .listings import DirectoryListings
 
 _T = TypeVar("_T")
 
@@ -55,6 +57,8 @@ RENAME_ATTEMPTS = 100
 """Each failed attempt means a delete of the directory raced the write; the write then lands after it."""
 DELETE_SWEEPS = 20
 """Passes over a renamed tree being deleted (see ``_delete``)."""
+WALK_BATCH = 1000
+"""Files a walk collects in a worker thread before handing them to the event loop."""
 
 
 def _translate(path: str, exc: OSError) -> StorageError:
@@ -62,6 +66,10 @@ def _translate(path: str, exc: OSError) -> StorageError:
         return PathNotFound(path)
     if exc.errno in {errno.EISDIR, errno.ENAMETOOLONG}:
         return InvalidPath(path, os.strerror(exc.errno))
+    if exc.errno in {errno.ENOSPC, errno.EDQUOT}:
+        return StorageFull(path, os.strerror(exc.errno))
+    if exc.errno == errno.EROFS:
+        return StorageReadOnly(path, os.strerror(exc.errno))
     return StorageError(path, os.strerror(exc.errno or 0) or str(exc))
 
 
@@ -217,7 +225,7 @@ class FilesystemDriver(StorageDriver):
 
     def __init__(self, rootdirectory: str) -> None:
         self.root = os.path.abspath(rootdirectory)
-        self._listings = DirectoryListings()
+        self._listings = listings.DirectoryListings()
 
     @classmethod
     def from_parameters(cls, parameters: Parameters) -> FilesystemDriver:
@@ -293,11 +301,16 @@ class FilesystemDriver(StorageDriver):
         is_dir = (st.st_mode & 0o170000) == 0o040000
         return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir)
 
-    async def _list(self, path: str) -> list[str]:
+    async def _list(self, path: str, after: str | None, limit: int | None) -> list[str]:
         full = self._full(path)
-        remembered = self._listings.get(full)
-        if remembered is not None:
-            return list(remembered)
+        prefix = "" if path == "/" else path
+        names: Sequence[str] | None = self._listings.get(full)
+        if names is None:
+            names = await self._sorted_names(path, full)
+        return [f"{prefix}/{name}" for name in listings.page(names, after, limit)]
+
+    async def _sorted_names(self, path: str, full: str) -> Sequence[str]:
+        """The names in directory ``full``, sorted; a large directory's are remembered."""
         listed_at = time.time()
         try:
             entries = os.scandir(full)
@@ -305,21 +318,28 @@ class FilesystemDriver(StorageDriver):
             raise PathNotFound(path) from None
         except OSError as exc:
             raise _translate(path, exc) from exc
-        prefix = "" if path == "/" else path
         with entries:
             # The first entries are read here, the rest of a large directory in a thread.
             names = [entry.name for entry in itertools.islice(entries, INLINE_ENTRIES)]
             if len(names) < INLINE_ENTRIES:
-                return [f"{prefix}/{name}" for name in names if not name.startswith(TEMP_PREFIX)]
+                listed = [name for name in names if not name.startswith(TEMP_PREFIX)]
+                listed.sort()
+                if len(listed) < listings.REMEMBERED_FROM:
+                    return listed
+                try:
+                    packed, st = listings.SortedNames(listed), os.stat(full)
+                except OSError:
+                    return listed  # gone meanwhile: as listed, not remembered
+            else:
 
-            def list_rest() -> tuple[list[str], os.stat_result]:
-                names.extend(entry.name for entry in entries)
-                listed = sorted(f"{prefix}/{name}" for name in names if not name.startswith(TEMP_PREFIX))
-                return listed, os.stat(full)
+                def list_rest() -> tuple[listings.SortedNames, os.stat_result]:
+                    names.extend(entry.name for entry in entries)
+                    listed = sorted(name for name in names if not name.startswith(TEMP_PREFIX))
+                    return listings.SortedNames(listed), os.stat(full)
 
-            listed, st = await _in_thread(path, list_rest)
-        self._listings.remember(full, listed_at, st, listed)
-        return list(listed)
+                packed, st = await _in_thread(path, list_rest)
+        self._listings.remember(full, listed_at, st, packed)
+        return packed
 
     async def _move(self, source: str, destination: str) -> None:
         src, dst = self._full(source), self._full(destination)
@@ -392,21 +412,33 @@ class FilesystemDriver(StorageDriver):
     async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
         pending = [path]
         while pending:
+            # Many directories per trip to a worker thread: a tree of small directories (the
+            # layout keeps one per link) is walked at the speed of scandir, not of thread hops.
+            found = await to_thread.run_sync(self._scan_some, pending, path)
+            for info in found:
+                yield info
+
+    def _scan_some(self, pending: list[str], top: str) -> list[FileInfo]:
+        """Scan directories from ``pending`` (adding their subdirectories) until WALK_BATCH files
+        are found or nothing is left; the files found."""
+        found: list[FileInfo] = []
+        while pending and len(found) < WALK_BATCH:
             directory = pending.pop()
             full = self._full(directory) if directory != "/" else self.root
             try:
-                entries = await to_thread.run_sync(_scan_with_stats, full)
+                entries = _scan_with_stats(full)
             except OSError as exc:
-                if directory == path:
-                    raise _translate(path, exc) from exc
-                continue  # removed while walking
+                if directory != top and isinstance(exc, FileNotFoundError | NotADirectoryError):
+                    continue  # removed while walking
+                raise _translate(directory, exc) from exc  # never a shorter walk: GC would delete
             prefix = "" if directory == "/" else directory
             for name, is_dir, size, mtime in entries:
                 child = f"{prefix}/{name}"
                 if is_dir:
                     pending.append(child)
                 else:
-                    yield FileInfo(child, size, mtime)
+                    found.append(FileInfo(child, size, mtime))
+        return found
 
 
 async def _mapped_chunks(mapped: mmap.mmap, start: int, end: int) -> AsyncIterator[memoryview]:

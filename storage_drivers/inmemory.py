@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from .base import FileInfo, FileWriter, InvalidOffset, InvalidPath, PathNotFound, StorageDriver
 from .config import DriverConfigError, Parameters
+from .listings import page
 
 CHUNK = 1 << 20
 
@@ -109,14 +110,12 @@ class InMemoryDriver(StorageDriver):
             raise PathNotFound(path)
         return FileInfo(path, 0, max(modified), is_dir=True)
 
-    async def _list(self, path: str) -> list[str]:
+    async def _list(self, path: str, after: str | None, limit: int | None) -> list[str]:
         prefix = "/" if path == "/" else path + "/"
-        children = {
-            prefix + key[len(prefix) :].split("/", 1)[0] for key in self._objects if key.startswith(prefix)
-        }
+        children = {key[len(prefix) :].split("/", 1)[0] for key in self._objects if key.startswith(prefix)}
         if not children:
             raise PathNotFound(path)
-        return sorted(children)
+        return [prefix + name for name in page(sorted(children), after, limit)]
 
     async def _move(self, source: str, destination: str) -> None:
         obj = self._get(source)

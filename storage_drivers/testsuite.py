@@ -443,6 +443,65 @@ class DriverConformance:
         assert sorted(await driver.list(f"{root}/many")) == [f"{root}/many/{name}" for name in names]
         assert len([info async for info in driver.walk(f"{root}/many")]) == len(names)
 
+    async def test_list_pages_in_lexical_order(self, driver: StorageDriver, root: str) -> None:
+        """Pages are cut from the children in name order, for any ``after`` a client may send:
+        on S3 a directory ``v1`` is listed as ``v1/``, after ``v1-rc1`` and ``v1.1``."""
+        directories = [
+            "1.0",
+            "1.0-alpha",
+            "1.0.1",
+            "B",
+            "_x",
+            "a",
+            "a-b",
+            "a.b",
+            "a0",
+            "ab",
+            "v1",
+            "v1-rc1",
+            "v1.1",
+        ]
+        files = ["a-c", "v1.0"]
+        for name in directories:
+            await driver.put_content(f"{root}/{name}/current/link", b"x")
+        for name in files:
+            await driver.put_content(f"{root}/{name}", b"x")
+        names = sorted(directories + files)
+        assert await driver.list(root) == [f"{root}/{name}" for name in names]
+        probes = [*names, *(name + suffix for name in names for suffix in ("-", "/", "~", "\x00", "\u00e9"))]
+        for after in [None, "", "\x00", "~", *probes]:
+            expected = [f"{root}/{name}" for name in names if after is None or name > after]
+            for limit in (1, 5, None):
+                listed = await driver.list(root, after=after, limit=limit)
+                assert listed == expected[:limit], (after, limit)
+        with pytest.raises(ValueError, match="limit"):
+            await driver.list(root, limit=0)
+
+    async def test_list_pages_through_a_large_directory(self, driver: StorageDriver, root: str) -> None:
+        """More children than one S3 listing page, all sorting before the directory ``d`` in
+        S3's key order: the first page still starts with ``d``."""
+        names = ["d", *(f"d-{index:04d}" for index in range(1050))]
+        limiter = anyio.CapacityLimiter(16)
+
+        async def put(name: str) -> None:
+            async with limiter:
+                await driver.put_content(f"{root}/big/{name}/link", b"x")
+
+        async with anyio.create_task_group() as group:
+            for name in names:
+                group.start_soon(put, name)
+        big = f"{root}/big"
+        assert await driver.list(big, limit=2) == [f"{big}/d", f"{big}/d-0000"]
+        assert await driver.list(big, after="d-1048", limit=5) == [f"{big}/d-1049"]
+        assert await driver.list(big, after="d-1049", limit=5) == []
+        walked: list[str] = []
+        after = None
+        while page := await driver.list(big, after=after, limit=300):
+            walked += page
+            after = page[-1].rsplit("/", 1)[1]
+        assert walked == [f"{big}/{name}" for name in names]
+        assert await driver.list(big) == walked
+
     async def test_walk(self, driver: StorageDriver, root: str) -> None:
         files = {"a/1": b"1", "a/b/2": b"22", "a/b/c/3": b"333"}
         for name, data in files.items():
@@ -514,6 +573,7 @@ class DriverConformance:
             "ranged reader": lambda: read_all(driver, missing, 1, 1),
             "stat": lambda: driver.stat(missing),
             "list": lambda: driver.list(missing),
+            "list page": lambda: driver.list(missing, after="a", limit=5),
             "move": lambda: driver.move(missing, f"{root}/elsewhere"),
             "delete": lambda: driver.delete(missing),
             "walk": lambda: _drain(driver.walk(missing)),
@@ -538,6 +598,7 @@ class DriverConformance:
             "redirect_url": lambda: driver.redirect_url(bad),
             "stat": lambda: driver.stat(bad),
             "list": lambda: driver.list(bad),
+            "list page": lambda: driver.list(bad, after="a", limit=5),
             "walk": lambda: _drain(driver.walk(bad)),
             "purge_incomplete": lambda: driver.purge_incomplete(bad, 0),
         }

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support.ceph import CephRGW, ceph_rgw, s3_bucket  # noqa: F401 - fixtures for S3 tests
 from tests.support.registry import (
     RunningRegistry,
     StartRegistry,
@@ -16,6 +15,17 @@ from tests.support.registry import (
     filesystem_storage,
     s3_storage,
 )
+
+if TYPE_CHECKING:  # imported by pytest as a plugin, which rewrites its asserts first
+    from tests.support.ceph import CephRGW
+
+# Servers and clients more than one suite uses, each started once a session, when first needed.
+pytest_plugins = [
+    "tests.support.ceph",
+    "tests.support.containers",
+    "tests.support.dockerd",
+    "tests.support.launcher",
+]
 
 STORAGE_BACKENDS = {
     "filesystem": "a folder of the registry's own (the default)",
@@ -79,12 +89,12 @@ def registry_server(start_registry: StartRegistry) -> RunningRegistry:
 
 
 @pytest.fixture(scope="session")
-def s3_registry_server(start_registry: StartRegistry, ceph_rgw: CephRGW) -> RunningRegistry:  # noqa: F811
+def s3_registry_server(start_registry: StartRegistry, ceph_rgw: CephRGW) -> RunningRegistry:
     """One shared registry on a bucket of its own; blob GETs redirect to presigned URLs."""
     return start_registry({"storage": s3_storage(ceph_rgw)})
 
 
 @pytest.fixture(scope="session")
-def s3_registry_server_noredirect(start_registry: StartRegistry, ceph_rgw: CephRGW) -> RunningRegistry:  # noqa: F811
+def s3_registry_server_noredirect(start_registry: StartRegistry, ceph_rgw: CephRGW) -> RunningRegistry:
     """One shared registry on a bucket of its own, streaming blob GETs itself."""
     return start_registry({"storage": s3_storage(ceph_rgw, redirect=False)})

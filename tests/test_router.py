@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.api.router import ALLOWED_METHODS, Match, Route, match
+from registry.api.router import ACTIONS, Match, Route, match
 
 DIGEST = "sha256:" + "ab" * 32
 UUID = "0f0e0d0c-0b0a-4908-8706-050403020100"
@@ -100,10 +100,32 @@ def test_raw_non_ascii_bytes_reach_validation_undecoded() -> None:
 
 
 def test_every_route_allows_its_methods_and_head_with_get() -> None:
-    assert set(ALLOWED_METHODS) == set(Route)
-    for route, methods in ALLOWED_METHODS.items():
+    allowed = {route: set(actions) for route, actions in ACTIONS.items()}
+    assert set(allowed) == set(Route)
+    for route, methods in allowed.items():
         assert methods <= {"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"}, route
         assert ("GET" in methods) == ("HEAD" in methods), route
-    assert ALLOWED_METHODS[Route.UPLOAD_START] == {"POST"}
-    assert ALLOWED_METHODS[Route.CATALOG] == {"GET", "HEAD"}
-    assert ALLOWED_METHODS[Route.MANIFEST] == {"GET", "HEAD", "PUT", "DELETE"}
+    assert allowed[Route.UPLOAD_START] == {"POST"}
+    assert allowed[Route.CATALOG] == {"GET", "HEAD"}
+    assert allowed[Route.MANIFEST] == {"GET", "HEAD", "PUT", "DELETE"}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v2/_dockyard/usage", Match(Route.REGISTRY_EXTENSION, None, "usage")),
+        ("/v2/_dockyard/usage/by-repository/", Match(Route.REGISTRY_EXTENSION, None, "usage/by-repository")),
+        ("/v2/%5Fdockyard/usage", Match(Route.REGISTRY_EXTENSION, None, "usage")),
+        ("/v2/team/app/_dockyard/usage", Match(Route.REPOSITORY_EXTENSION, "team/app", "usage")),
+        # No name holds a _dockyard component, so what follows is the extension's, whatever it says.
+        ("/v2/app/_dockyard/tags/list", Match(Route.REPOSITORY_EXTENSION, "app", "tags/list")),
+        (
+            f"/v2/app/_dockyard/manifests/{DIGEST}",
+            Match(Route.REPOSITORY_EXTENSION, "app", f"manifests/{DIGEST}"),
+        ),
+        ("/v2/_dockyard", None),
+        ("/v2/app/_dockyard/", None),
+    ],
+)
+def test_dockyard_components_start_extension_endpoints(path: str, expected: Match | None) -> None:
+    assert match(path.encode()) == expected

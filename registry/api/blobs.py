@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 from starlette.responses import RedirectResponse, Response, StreamingResponse
-
-from storage_drivers import PathNotFound
 
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest
@@ -41,29 +38,6 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
     return first, min(last, size - 1)
 
 
-async def _primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The stream with its first chunk already read, so a vanished blob is a 404, not a cut body."""
-    try:
-        first = await anext(chunks)
-    except StopAsyncIteration:
-        first = b""
-    except PathNotFound:
-        raise RegistryError(ErrorCode.BLOB_UNKNOWN) from None
-
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            if first:
-                yield first
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            close = getattr(chunks, "aclose", None)  # release the open file or connection early
-            if close is not None:
-                await close()
-
-    return stream()
-
-
 async def get_blob(ctx: Context) -> Response:
     digest = Digest.parse(ctx.argument)
     size = await ctx.storage.blobs.stat(ctx.name, digest)
@@ -92,7 +66,7 @@ async def get_blob(ctx: Context) -> Response:
         url = await ctx.storage.blobs.redirect_url(digest)
         if url is not None:
             return RedirectResponse(url, 307, {"Docker-Content-Digest": str(digest)})
-    body = await _primed(ctx.storage.blobs.read(digest, first, length))
+    body = await ctx.storage.blobs.open(digest, first, length)
     headers["Content-Length"] = str(length)
     return StreamingResponse(body, status, headers)
 

@@ -1,14 +1,43 @@
-"""What a handler gets: the request, the validated repository name, and the registry's parts."""
+"""What a handler gets: the request, the validated repository name, who asked, and the registry's
+parts. What the access decision established about a request also travels in its ASGI scope, for
+what wraps the API or is mounted beside it."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from starlette.requests import Request
+from starlette.types import Scope
 
+from auth import AccessController, Challenge, Denied
+
+from ..access import Action, required_access
 from ..references import RepositoryName
 from ..storage import Storage
+
+CALLER = "dockyard.caller"
+"""The ASGI scope key under which a granted request carries its ``Caller``."""
+
+
+class Caller(NamedTuple):  # a tuple: built on every request, and cheaper than a frozen dataclass
+    """Who asked, and through which route: what log lines, metrics, events and audit records
+    name. Set once the access decision granted the request."""
+
+    account: str | None
+    """None when anonymous (no access control, or access granted without credentials)."""
+    route: str
+    """The route's name (a ``Route`` value, or a mounted application's name): one of a fixed few,
+    fit for a metric label."""
+    repository: RepositoryName | None = None
+    """The repository the request is about; None for registry-wide routes."""
+
+
+def caller_of(scope: Scope) -> Caller:
+    """The caller of a request the registry granted (for sub-applications and middleware)."""
+    caller: Caller = scope[CALLER]
+    return caller
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +60,19 @@ class Context:
     """Empty for the registry-wide endpoints (``/v2/``, the catalog)."""
     argument: str
     """The reference, digest or upload id from the path, not yet validated."""
-    may_pull: Callable[[RepositoryName], Awaitable[bool]]
-    """Whether the caller may pull from another repository (the source of a mount)."""
+    caller: Caller
+    controller: AccessController
+    """Asked again when a handler needs more than the route's access (a mount's source)."""
     catalog_filter: Callable[[str], bool] | None = None
     """The repositories the caller's catalog lists (None: every one)."""
+
+    async def may_pull(self, source: RepositoryName) -> bool:
+        """Whether the caller may pull from another repository (the source of a mount)."""
+        try:
+            await self.controller.authorize(self.request.headers, required_access(Action.PULL, source))
+        except (Challenge, Denied):
+            return False
+        return True
 
     def url(self, path: str) -> str:
         """An absolute (or, with http.relativeurls, relative) URL for an API path."""

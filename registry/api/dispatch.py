@@ -1,22 +1,23 @@
-"""Every request's path through the API: route, validate the name, authorize, handle."""
+"""Every request's path through the API: route, validate the name, authorize, handle (or hand
+the request to the extension it names)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from auth import AccessController, Challenge, Denied
+from auth import AccessController
 
-from ..access import mount_source_access, required_access
+from ..access import required_access
 from ..errors import ErrorCode, RegistryError
 from ..references import RepositoryName
 from ..storage import Storage
 from . import blobs, listings, manifests, uploads
-from .context import Context, Settings
-from .router import ALLOWED_METHODS, Route, match
+from .context import CALLER, Caller, Context, Settings
+from .router import ACTIONS, EXTENSION_ROUTES, Route, match
 
 Handler = Callable[[Context], Awaitable[Response]]
 
@@ -39,56 +40,82 @@ HANDLERS: dict[tuple[Route, str], Handler] = {
 """HEAD is served by the GET handler, which leaves the body out."""
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_NO_NAME = RepositoryName("")
+"""The name registry-wide endpoints' handlers get."""
 
 
 class RegistryAPI:
-    """The ``/v2/`` API as one ASGI app."""
+    """The ``/v2/`` API as one ASGI app. ``extensions`` maps names to the applications that serve
+    ``/v2/_dockyard/<name>/...`` and ``/v2/<repository>/_dockyard/<name>/...``; each gets
+    requests the access decision granted, their ``Caller`` in the scope and ``root_path``
+    ending with its name."""
 
     def __init__(
-        self, storage: Storage, controller: AccessController, settings: Settings, read_only: bool
+        self,
+        storage: Storage,
+        controller: AccessController,
+        settings: Settings,
+        read_only: bool,
+        extensions: Mapping[str, ASGIApp] | None = None,
     ) -> None:
         self.storage = storage
         self.controller = controller
         self.settings = settings
         self.read_only = read_only
+        self.extensions = dict(extensions or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        response = await self.handle(request)
-        await response(scope, receive, send)
-
-    async def handle(self, request: Request) -> Response:
-        found = match(request.scope.get("raw_path") or request.scope["path"].encode())
+        found = match(scope.get("raw_path") or scope["path"].encode())
         if found is None:
             raise RegistryError(ErrorCode.NOT_FOUND)
         method = request.method
-        if method not in ALLOWED_METHODS[found.route]:
-            allow = ", ".join(sorted(ALLOWED_METHODS[found.route]))
-            raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": allow})
-        name = RepositoryName.parse(found.name) if found.name is not None else RepositoryName("")
-        grant = await self.controller.authorize(
-            request.headers, required_access(found.route, method, found.name)
-        )
+        actions = ACTIONS[found.route]
+        action = actions.get(method)
+        if action is None:
+            raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": ", ".join(sorted(actions))})
+        name = RepositoryName.parse(found.name) if found.name is not None else None
+        target: str | None = name
+        extension_name, extension = "", None
+        if found.route in EXTENSION_ROUTES:
+            extension_name, extension = self._extension(found.argument)
+            if found.route is Route.REGISTRY_EXTENSION:
+                target = extension_name
+        grant = await self.controller.authorize(request.headers, required_access(action, target))
         if self.read_only and method in WRITE_METHODS:
             raise RegistryError(ErrorCode.READ_ONLY)
+        caller = Caller(grant.account, found.route, name)
+        scope[CALLER] = caller
+        if extension is not None:
+            await extension(_extension_scope(scope, extension_name), receive, send)
+            return
         handler = HANDLERS[(found.route, "GET" if method == "HEAD" else method)]
         context = Context(
             request,
             self.storage,
             self.settings,
-            name,
+            name or _NO_NAME,
             found.argument or "",
-            self._pull_check(request),
+            caller,
+            self.controller,
             self.controller.catalog_filter(grant) if found.route is Route.CATALOG else None,
         )
-        return await handler(context)
+        response = await handler(context)
+        await response(scope, receive, send)
 
-    def _pull_check(self, request: Request) -> Callable[[RepositoryName], Awaitable[bool]]:
-        async def may_pull(source: RepositoryName) -> bool:
-            try:
-                await self.controller.authorize(request.headers, [mount_source_access(source)])
-            except (Challenge, Denied):
-                return False
-            return True
+    def _extension(self, argument: str | None) -> tuple[str, ASGIApp]:
+        """The extension an extension path names (its name, its app); 404 when there is none."""
+        extension_name = (argument or "").partition("/")[0]
+        extension = self.extensions.get(extension_name)
+        if extension is None:
+            raise RegistryError(ErrorCode.NOT_FOUND)
+        return extension_name, extension
 
-        return may_pull
+
+def _extension_scope(scope: Scope, extension_name: str) -> Scope:
+    """The scope an extension sees: ``root_path`` up to and with its name, as for a mounted
+    application, so it routes on what follows."""
+    path: str = scope["path"]
+    marker = f"/_dockyard/{extension_name}"
+    end = path.find(marker) + len(marker) if marker in path else len(path)
+    return {**scope, "root_path": path[:end]}

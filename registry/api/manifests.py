@@ -7,6 +7,7 @@ import json
 from starlette.responses import Response
 
 from ..errors import ErrorCode, RegistryError
+from ..lifecycle.repositories import forget_if_empty
 from ..references import Digest, Tag, parse_reference
 from ..storage import StoredManifest
 from ..storage.manifest_format import IMAGE_MANIFESTS, INDEXES, media_type_of
@@ -110,4 +111,5 @@ async def delete_manifest(ctx: Context) -> Response:
         await ctx.storage.tags.untag(ctx.name, reference)
     else:
         await ctx.storage.manifests.delete(ctx.name, reference)
+    await forget_if_empty(ctx.storage.driver, ctx.name)
     return empty(202)

@@ -15,16 +15,25 @@ catalog and get exactly the decision the canonical path gets.
 A repository name may itself contain ``blobs``, ``manifests`` or ``tags``
 components; the endpoint is recognised from the end of the path, as
 Distribution's routes do.
+
+A ``_dockyard`` component, which no repository name can hold, starts the
+registry's own endpoints: ``/v2/_dockyard/<extension>/...`` for the registry,
+``/v2/<name>/_dockyard/<extension>/...`` for a repository. Each route and method
+translates into the access decision's words (``ACTIONS``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from urllib.parse import unquote
 
+from ..access import Action
 
-class Route(Enum):
+
+class Route(StrEnum):
+    """The endpoints. Each value names its route in log lines and metric labels."""
+
     BASE = "base"
     CATALOG = "catalog"
     TAGS = "tags"
@@ -33,18 +42,38 @@ class Route(Enum):
     UPLOAD_START = "upload-start"
     UPLOAD = "upload"
     REFERRERS = "referrers"
+    REGISTRY_EXTENSION = "registry-extension"
+    REPOSITORY_EXTENSION = "repository-extension"
 
 
-ALLOWED_METHODS: dict[Route, frozenset[str]] = {
-    Route.BASE: frozenset({"GET", "HEAD"}),
-    Route.CATALOG: frozenset({"GET", "HEAD"}),
-    Route.TAGS: frozenset({"GET", "HEAD"}),
-    Route.MANIFEST: frozenset({"GET", "HEAD", "PUT", "DELETE"}),
-    Route.BLOB: frozenset({"GET", "HEAD", "DELETE"}),
-    Route.UPLOAD_START: frozenset({"POST"}),
-    Route.UPLOAD: frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE"}),
-    Route.REFERRERS: frozenset({"GET", "HEAD"}),
+EXTENSION_COMPONENT = "_dockyard"
+EXTENSION_ROUTES = frozenset({Route.REGISTRY_EXTENSION, Route.REPOSITORY_EXTENSION})
+
+
+_READ_OR_DELETE = {"GET": Action.PULL, "HEAD": Action.PULL, "DELETE": Action.DELETE}
+
+
+def _on_repository(*methods: str) -> dict[str, Action]:
+    """GET and HEAD pull, DELETE deletes, every other method pushes."""
+    return {method: _READ_OR_DELETE.get(method, Action.PUSH) for method in methods}
+
+
+_EVERY_METHOD = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
+ACTIONS: dict[Route, dict[str, Action]] = {
+    Route.BASE: {"GET": Action.ENTER, "HEAD": Action.ENTER},
+    Route.CATALOG: {"GET": Action.LIST, "HEAD": Action.LIST},
+    Route.TAGS: _on_repository("GET", "HEAD"),
+    Route.MANIFEST: _on_repository("GET", "HEAD", "PUT", "DELETE"),
+    Route.BLOB: _on_repository("GET", "HEAD", "DELETE"),
+    Route.UPLOAD_START: _on_repository("POST"),
+    Route.UPLOAD: _on_repository("GET", "HEAD", "PATCH", "PUT", "DELETE"),
+    Route.REFERRERS: _on_repository("GET", "HEAD"),
+    # An extension answers the methods it does not serve itself.
+    Route.REGISTRY_EXTENSION: dict.fromkeys(_EVERY_METHOD, Action.EXTENSION),
+    Route.REPOSITORY_EXTENSION: _on_repository(*_EVERY_METHOD),
 }
+"""The methods each route allows, and what each does in the access decision's words. The
+decision's target is the repository name, or for a registry-wide extension its name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +82,8 @@ class Match:
     name: str | None = None
     """The repository name as written in the path, not yet validated."""
     argument: str | None = None
-    """The reference, digest or upload id, not yet validated."""
+    """The reference, digest or upload id, not yet validated; for an extension endpoint the path
+    after ``_dockyard/``, starting with the extension's name."""
 
 
 def _segments(raw_path: bytes) -> list[str]:
@@ -78,6 +108,8 @@ def match(raw_path: bytes) -> Match | None:
         return Match(Route.BASE)
     if words == ["_catalog"]:
         return Match(Route.CATALOG)
+    if EXTENSION_COMPONENT in rest:
+        return _extension(rest)
     if len(rest) >= 3:
         if rest[-2:] == ["tags", "list"]:
             return Match(Route.TAGS, "/".join(rest[:-2]))
@@ -89,3 +121,13 @@ def match(raw_path: bytes) -> Match | None:
         if kind is not None:
             return Match(kind, "/".join(rest[:-2]), rest[-1])
     return None
+
+
+def _extension(rest: list[str]) -> Match | None:
+    at = rest.index(EXTENSION_COMPONENT)
+    if at == len(rest) - 1:
+        return None  # no extension named
+    argument = "/".join(rest[at + 1 :])
+    if at == 0:
+        return Match(Route.REGISTRY_EXTENSION, None, argument)
+    return Match(Route.REPOSITORY_EXTENSION, "/".join(rest[:at]), argument)

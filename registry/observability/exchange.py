@@ -43,6 +43,8 @@ HANDLER_NAMES = {
     Route.UPLOAD_START: "blob_upload",
     Route.UPLOAD: "blob_upload_chunk",
     Route.REFERRERS: "referrers",
+    Route.REGISTRY_EXTENSION: "extension",
+    Route.REPOSITORY_EXTENSION: "extension",
 }
 """Distribution's names: every request to an upload's own URL is ``blob_upload_chunk``."""
 CONTENT_TYPES = {"blob": "blob", "blob_upload": "blob", "blob_upload_chunk": "blob", "manifest": "manifest"}

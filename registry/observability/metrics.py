@@ -35,9 +35,9 @@ HANDLERS = (
     "base", "manifest", "tags", "blob", "blob_upload", "blob_upload_chunk", "catalog", "referrers",
 )  # fmt: skip
 """Distribution's route names, and ``referrers`` for the route Distribution lacks."""
-OTHER_HANDLERS = ("health", "token", "unmatched")
-"""The registry's other paths (``/``, ``/readyz``; the built-in token server), and every path
-that names no route, counted together."""
+OTHER_HANDLERS = ("extension", "health", "search", "token", "unmatched")
+"""The registry's other paths (``/v2/.../_dockyard/...``; ``/``, ``/readyz``; ``/v1/search``;
+the built-in token server), and every path that names no route, counted together."""
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60)
 SIZE_BUCKETS = tuple(float(1024 << shift) for shift in range(22))

@@ -19,6 +19,8 @@ from storage_drivers import (
     InvalidPath,
     PathNotFound,
     StorageDriver,
+    StorageFull,
+    StorageReadOnly,
     StorageUnavailable,
 )
 
@@ -38,6 +40,8 @@ def error_label(exc: BaseException) -> str:
         (InvalidPath, "invalid_path"),
         (InvalidOffset, "invalid_offset"),
         (StorageUnavailable, "unavailable"),
+        (StorageFull, "full"),
+        (StorageReadOnly, "read_only"),
     ):
         if isinstance(exc, kind):
             return label
@@ -97,8 +101,8 @@ class ObservedDriver(StorageDriver):
     async def _stat(self, path: str) -> FileInfo:
         return await self._timed("Stat", self.driver._stat(path))
 
-    async def _list(self, path: str) -> builtins.list[str]:
-        return await self._timed("List", self.driver._list(path))
+    async def _list(self, path: str, after: str | None, limit: int | None) -> builtins.list[str]:
+        return await self._timed("List", self.driver._list(path, after, limit))
 
     async def _move(self, source: str, destination: str) -> None:
         await self._timed("Move", self.driver._move(source, destination))

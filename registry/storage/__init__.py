@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 from storage_drivers import PathNotFound, StorageDriver
 
@@ -13,22 +16,52 @@ from .blobs import BlobStore
 from .catalog import Catalog, walk_repositories
 from .manifests import ManifestPolicy, Manifests, StoredManifest
 from .referrers import Referrers
+from .services import BlobService, ManifestService
 from .tags import Tags
 from .uploads import Uploads
 
-__all__ = ["ManifestPolicy", "Storage", "StoredManifest"]
+__all__ = [
+    "BlobService",
+    "ManifestPolicy",
+    "ManifestService",
+    "Storage",
+    "StoredManifest",
+    "Wrappers",
+]
+
+_Service = TypeVar("_Service")
+
+
+def _unchanged(service: _Service) -> _Service:
+    return service
+
+
+@dataclass(frozen=True, slots=True)
+class Wrappers:
+    """How a capability wraps (or replaces) storage services: each is given the service as the
+    registry builds it and returns the one every handler and every other service uses."""
+
+    blobs: Callable[[BlobService], BlobService] = _unchanged
+    manifests: Callable[[ManifestService], ManifestService] = _unchanged
 
 
 class Storage:
-    """Every storage service over one driver."""
+    """Every storage service over one driver, composed once: a wrapped service is also what the
+    services built on it use (uploads finish into the wrapped blob store, manifests check and
+    reference blobs through it)."""
 
-    def __init__(self, driver: StorageDriver, policy: ManifestPolicy | None = None) -> None:
+    def __init__(
+        self, driver: StorageDriver, policy: ManifestPolicy | None = None, wrappers: Wrappers | None = None
+    ) -> None:
+        wrap = wrappers or Wrappers()
         self.driver = driver
-        self.blobs = BlobStore(driver)
+        self.blobs = wrap.blobs(BlobStore(driver))
         self.uploads = Uploads(driver, self.blobs)
         self.tags = Tags(driver)
         self.referrers = Referrers(driver)
-        self.manifests = Manifests(driver, self.blobs, self.tags, self.referrers, policy or ManifestPolicy())
+        self.manifests = wrap.manifests(
+            Manifests(driver, self.blobs, self.tags, self.referrers, policy or ManifestPolicy())
+        )
         self.catalog = Catalog(driver)
 
     async def purge_uploads(self, age: float, dry_run: bool = False) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from storage_drivers import PathNotFound, StorageDriver
@@ -31,8 +32,17 @@ class BlobStore:
                 return size
         raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)})
 
-    def read(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        return self._driver.reader(paths.blob_data(digest), offset, length)
+    async def open(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """The blob's bytes, with the first chunk already read: a blob gone since ``stat`` is
+        BLOB_UNKNOWN here, before a response starts, not a body cut short."""
+        chunks = self._driver.reader(paths.blob_data(digest), offset, length)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            first = b""
+        except PathNotFound:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN) from None
+        return _continued(first, chunks)
 
     async def redirect_url(self, digest: Digest) -> str | None:
         return await self._driver.redirect_url(paths.blob_data(digest))
@@ -68,10 +78,32 @@ class BlobStore:
         """Make verified upload data the blob ``digest`` and link it into ``name``.
 
         When the registry already holds the content, the upload is dropped instead
-        of moved: content addressing makes the two identical.
+        of moved, once linked: content addressing makes the two identical. A new blob's
+        content is moved before it is linked, so that a crash never leaves a link to
+        nothing.
         """
         if await self.size(digest) == size:
-            await self._driver.delete(source_path)
-        else:
+            await self.link(name, digest)
+            with contextlib.suppress(PathNotFound):  # dropped by a concurrent finishing of it
+                await self._driver.delete(source_path)
+            return
+        try:
             await self._driver.move(source_path, paths.blob_data(digest))
+        except PathNotFound:
+            # Gone from the upload: fine when a concurrent finishing of it (a client's retry
+            # while the first went on past its answer) has just made the blob.
+            if await self.size(digest) != size:
+                raise
         await self.link(name, digest)
+
+
+async def _continued(first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        if first:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        close = getattr(chunks, "aclose", None)  # release the open file or connection early
+        if close is not None:
+            await close()

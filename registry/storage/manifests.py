@@ -17,12 +17,13 @@ from typing import Any, Literal
 from storage_drivers import PathNotFound, StorageDriver
 
 from ..errors import ErrorCode, RegistryError
+from ..lifecycle.guard import PushGuard
 from ..references import Digest, Reference, RepositoryName, Tag
 from . import paths
-from .blobs import BlobStore
 from .links import has_link, write_link
 from .manifest_format import Descriptor, Manifest, check_urls, parse_manifest, stored_media_type
 from .referrers import Referrers, descriptor_of
+from .services import BlobService
 from .tags import Tags
 
 IndexPolicy = Literal["all", "none", "list"]
@@ -86,7 +87,7 @@ class Manifests:
     def __init__(
         self,
         driver: StorageDriver,
-        blobs: BlobStore,
+        blobs: BlobService,
         tags: Tags,
         referrers: Referrers,
         policy: ManifestPolicy,
@@ -97,6 +98,7 @@ class Manifests:
         self._referrers = referrers
         self._policy = policy
         self._cache = _ContentCache()
+        self._guard = PushGuard(driver)
 
     async def resolve(self, name: RepositoryName, reference: Reference) -> Digest:
         if isinstance(reference, Tag):
@@ -137,7 +139,10 @@ class Manifests:
             raise RegistryError(
                 ErrorCode.DIGEST_INVALID, {"expected": str(reference), "computed": str(digest)}
             )
-        await self._check_references(name, manifest)
+        gc_state = await self._guard.begin()
+        _, had_revision = await asyncio.gather(
+            self._check_references(name, manifest), self.exists(name, digest)
+        )
         blob_path = paths.blob_data(digest)
         if await self._blobs.size(digest) != len(content):
             await self._driver.put_content(blob_path, content)
@@ -148,7 +153,53 @@ class Manifests:
         tags = ((reference,) if isinstance(reference, Tag) else ()) + extra_tags
         for tag in tags:
             await self._tags.tag(name, tag, digest)
+        referenced = {digest, *(d.digest for d in manifest.blobs), *(d.digest for d in manifest.children)}
+        unsafe = await self._guard.unsafe(
+            gc_state, name, referenced, lambda: self._missing(name, manifest, digest, len(content))
+        )
+        if unsafe:
+            await self._withdraw(name, manifest, digest, tags, had_revision)
+            raise RegistryError(
+                ErrorCode.MANIFEST_BLOB_UNKNOWN,
+                {"digests": [str(d) for d in unsafe], "reason": "collected by garbage collection meanwhile"},
+            )
         return digest, manifest
+
+    async def _missing(
+        self, name: RepositoryName, manifest: Manifest, digest: Digest, size: int
+    ) -> list[Digest]:
+        """What a push refers to that is no longer there (garbage collection ran meanwhile); with
+        reference checks off (sparse content), only the manifest itself."""
+        checks = []
+        if self._policy.check_references:
+            checks += [(d.digest, self._has_blob(name, d.digest)) for d in manifest.blobs]
+            checks += [(d.digest, self.exists(name, d.digest)) for d in self._children_to_check(manifest)]
+        checks.append((digest, self._stored_whole(name, digest, size)))
+        results = await asyncio.gather(*(check for _, check in checks))
+        return [d for (d, _), ok in zip(checks, results, strict=True) if not ok]
+
+    async def _stored_whole(self, name: RepositoryName, digest: Digest, size: int) -> bool:
+        return await self.exists(name, digest) and await self._blobs.size(digest) == size
+
+    async def _withdraw(
+        self,
+        name: RepositoryName,
+        manifest: Manifest,
+        digest: Digest,
+        tags: tuple[Tag, ...],
+        had_revision: bool,
+    ) -> None:
+        """Undo what a refused push wrote, so no tag or new revision points at collected content."""
+        for tag in tags:
+            with contextlib.suppress(RegistryError):  # moved or removed meanwhile
+                if await self._tags.resolve(name, tag) == digest:
+                    await self._tags.untag(name, tag)
+        if had_revision:
+            return
+        with contextlib.suppress(PathNotFound):
+            await self._driver.delete(paths.manifest_revision(name, digest))
+        if manifest.subject is not None:
+            await self._referrers.remove(name, manifest.subject.digest, digest)
 
     async def referrers(
         self, name: RepositoryName, subject: Digest, artifact_type: str | None
@@ -235,6 +286,9 @@ class Manifests:
                 and (child.platform.get("os"), child.platform.get("architecture")) in policy.index_platforms
             )
         return manifest.children
+
+    async def _has_blob(self, name: RepositoryName, digest: Digest) -> bool:
+        return await self._blob_size(name, digest) is not None
 
     async def _blob_size(self, name: RepositoryName, digest: Digest) -> int | None:
         """The stored size of a blob ``name`` holds, or None; one look-up serves both checks."""

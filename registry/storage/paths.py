@@ -16,6 +16,14 @@ written by Distribution is served in place, and Distribution serves ours::
                                                          the referrer's descriptor (JSON), kept by
                                                          Dockyard only; Distribution skips
                                                          directories whose names start with "_"
+        _dockyard/gc/                                    garbage collection's records (Distribution
+                                                         reads only blobs/ and repositories/)
+            state                                        the maintenance lease: run, active, expiry
+            clock-<run>                                  written and stat-ed to read the storage's clock
+            runs/<run>/referenced/<alg>/<hex>            a push referred to the digest during <run>
+            runs/<run>/condemned/<alg>/<hex>             <run> is about to delete the digest
+            runs/<run>/condemned-repositories/<sha256 of name>
+                                                         <run> is deleting the repository
 
 Builders here take validated value types only (RepositoryName, Tag, Digest,
 UploadId), so no path can be built from unchecked input. ``parse`` reads a path
@@ -25,10 +33,11 @@ answers None for anything else: a foreign file is never mistaken for content.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from ..errors import RegistryError
-from ..references import HEX_LENGTHS, Digest, RepositoryName, Tag, UploadId, is_repository_name
+from ..references import HEX_LENGTHS, Digest, RepositoryName, RunId, Tag, UploadId, is_repository_name
 
 ROOT = "/docker/registry/v2"
 BLOBS = f"{ROOT}/blobs"
@@ -41,6 +50,7 @@ UPLOAD_DATA = "data"
 UPLOAD_STARTED_AT = "startedat"
 DOCKYARD_DIR = "_dockyard"
 """Where the registry keeps what Distribution does not (it skips directories named ``_*``)."""
+GC = f"{ROOT}/{DOCKYARD_DIR}/gc"
 
 
 def _digest_dir(digest: Digest) -> str:
@@ -69,6 +79,15 @@ def repository_tree(prefix: str) -> str:
 def manifests(name: RepositoryName) -> str:
     """The directory whose presence makes ``name`` a repository."""
     return f"{REPOSITORIES}/{name}/{MANIFESTS_DIR}"
+
+
+def layers(name: RepositoryName) -> str:
+    return f"{REPOSITORIES}/{name}/{LAYERS_DIR}"
+
+
+def repository_extras(name: RepositoryName) -> str:
+    """What the registry keeps for ``name`` beside Distribution's layout (the referrers index)."""
+    return f"{REPOSITORIES}/{name}/{DOCKYARD_DIR}"
 
 
 def layer(name: RepositoryName, digest: Digest) -> str:
@@ -100,8 +119,13 @@ def tag_current_link(name: RepositoryName, tag_: Tag) -> str:
     return f"{tag(name, tag_)}/current/link"
 
 
+def tag_index_entry(name: RepositoryName, tag_: Tag, digest: Digest) -> str:
+    """The directory of one entry of a tag's history."""
+    return f"{tag(name, tag_)}/index/{_digest_dir(digest)}"
+
+
 def tag_index_link(name: RepositoryName, tag_: Tag, digest: Digest) -> str:
-    return f"{tag(name, tag_)}/index/{_digest_dir(digest)}/link"
+    return f"{tag_index_entry(name, tag_, digest)}/link"
 
 
 def uploads(name: RepositoryName) -> str:
@@ -131,6 +155,49 @@ def referrers(name: RepositoryName, subject: Digest) -> str:
 
 def referrer(name: RepositoryName, subject: Digest, manifest: Digest) -> str:
     return f"{referrers(name, subject)}/{_digest_dir(manifest)}"
+
+
+def gc_state() -> str:
+    return f"{GC}/state"
+
+
+def gc_clock(run: RunId) -> str:
+    return f"{GC}/clock-{run}"
+
+
+def gc_runs() -> str:
+    return f"{GC}/runs"
+
+
+def gc_run(run: RunId) -> str:
+    return f"{GC}/runs/{run}"
+
+
+def gc_referenced_records(run: RunId) -> str:
+    return f"{gc_run(run)}/referenced"
+
+
+def gc_referenced(run: RunId, digest: Digest) -> str:
+    return f"{gc_referenced_records(run)}/{_digest_dir(digest)}"
+
+
+def gc_condemned(run: RunId, digest: Digest) -> str:
+    return f"{gc_run(run)}/condemned/{_digest_dir(digest)}"
+
+
+def gc_condemned_repository(run: RunId, name: RepositoryName) -> str:
+    """Keyed by a hash: a name can hold "/" and be longer than a file name may be."""
+    return f"{gc_run(run)}/condemned-repositories/{hashlib.sha256(name.encode()).hexdigest()}"
+
+
+def digest_in_records(path: str) -> Digest | None:
+    """The digest a ``referenced`` record found by walking ``gc_referenced_records`` names."""
+    directory, _, encoded = path.rpartition("/")
+    algorithm = directory.rpartition("/")[2]
+    try:
+        return Digest.parse(f"{algorithm}:{encoded}")
+    except RegistryError:
+        return None
 
 
 def link_content(digest: Digest) -> bytes:

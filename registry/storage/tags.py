@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 
 from storage_drivers import PathNotFound, StorageDriver
 
@@ -39,31 +38,53 @@ class Tags:
         except PathNotFound:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"tag": tag}) from None
 
+    async def pushed_at(self, name: RepositoryName, tag: Tag) -> float | None:
+        """When ``tag`` was last pointed at a manifest (its current link's modification time, in
+        seconds since the epoch); None when the tag is gone."""
+        try:
+            return (await self._driver.stat(paths.tag_current_link(name, tag))).modified
+        except PathNotFound:
+            return None
+
     async def all_names(self, name: RepositoryName) -> list[Tag]:
         """Every valid tag name stored for the repository, sorted; NAME_UNKNOWN when none could
         ever have been pushed (no manifests directory)."""
+        tags, _ = await self.page(name, None, None)
+        return tags
+
+    async def page(self, name: RepositoryName, limit: int | None, last: str | None) -> tuple[list[Tag], bool]:
+        """Up to ``limit`` tags after ``last`` in lexical order, and whether more follow.
+
+        The tags directory is listed from ``last`` on, a page at a time, so a page costs the
+        same however many tags the repository has.
+        """
+        tags: list[Tag] = []
+        after = last
+        while limit is None or len(tags) <= limit:
+            wanted = None if limit is None else limit + 1 - len(tags)
+            entries = await self._listing(name, after, wanted)
+            for entry in entries:
+                try:
+                    tags.append(Tag.parse(entry))
+                except RegistryError:
+                    continue  # not a tag directory (foreign file)
+            if wanted is None or len(entries) < wanted:
+                break
+            after = entries[-1]
+        more = limit is not None and len(tags) > limit
+        return tags[:limit], more
+
+    async def _listing(self, name: RepositoryName, after: str | None, limit: int | None) -> list[str]:
+        """Names in the repository's tags directory; NAME_UNKNOWN for an unknown repository."""
+        directory = paths.tags(name)
         try:
-            entries = await self._driver.list(paths.tags(name))
+            entries = await self._driver.list(directory, after=after, limit=limit)
         except PathNotFound:
             if await self._repository_exists(name):
                 return []
             raise RegistryError(ErrorCode.NAME_UNKNOWN, {"name": name}) from None
-        names = []
-        for entry in entries:
-            candidate = entry.rsplit("/", 1)[1]
-            try:
-                names.append(Tag.parse(candidate))
-            except RegistryError:
-                continue  # not a tag directory (foreign file)
-        names.sort()
-        return names
-
-    async def page(self, name: RepositoryName, limit: int | None, last: str | None) -> tuple[list[Tag], bool]:
-        """Up to ``limit`` tags after ``last`` in lexical order, and whether more follow."""
-        tags = await self.all_names(name)
-        start = bisect.bisect_right(tags, last) if last is not None else 0
-        end = len(tags) if limit is None else start + limit
-        return tags[start:end], end < len(tags)
+        cut = len(directory) + 1
+        return [entry[cut:] for entry in entries]
 
     async def pointing_at(self, name: RepositoryName, digest: Digest) -> list[Tag]:
         tags = await self.all_names(name)

@@ -1,35 +1,51 @@
 """Blob upload sessions, kept in storage so any worker (or a restarted server) continues any upload.
 
 An upload exists while its ``startedat`` file does. Bytes are appended to its
-``data`` file (through the data path in ``pump.py``); finishing verifies size and
-digest before the content becomes a blob, by one move. A failed or abandoned
-upload never becomes visible.
+``data`` file (through the data path in ``pump.py``); finishing commits them,
+verifies size and digest, and makes the content a blob by one move. A failed or
+abandoned upload never becomes visible.
+
+An upload whose finishing failed after the commit (a full disk while the blob's
+directory was made, a storage outage mid-move) is *sealed*: its committed data
+is its content, reported by its status, and the next finishing PUT ingests it.
+No acknowledged byte is lost, whichever step failed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from anyio import to_thread
 
-from storage_drivers import FileWriter, PathNotFound, StorageDriver
+from storage_drivers import FileWriter, PathNotFound, StorageDriver, StorageError, StorageUnavailable
 
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest, RepositoryName, UploadId, new_hasher
 from . import paths
-from .blobs import BlobStore
 from .pump import HasherCache, Receiver, RunningHash
+from .services import BlobService
+
+log = logging.getLogger("registry")
+
+FINISH_DEADLINE = 25.0
+"""Seconds a finishing PUT waits, once its body is in, for the storage to commit and move the
+upload: within the 30 s clients and proxies wait, where one stalled S3 copy may take 100 s."""
 
 
 class Uploads:
-    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+    def __init__(self, driver: StorageDriver, blobs: BlobService) -> None:
         self._driver = driver
         self._blobs = blobs
         self._hashes = HasherCache()
         self._receiver = Receiver()
+        self._finishing: dict[tuple[str, str], asyncio.Future[int]] = {}
+        """Finishings under way in this process, by (name, id): some outlive their request."""
 
     async def start(self, name: RepositoryName, algorithm: str = "sha256") -> UploadId:
         upload_id = UploadId(str(uuid.uuid4()))
@@ -41,10 +57,41 @@ class Uploads:
     async def size(self, name: RepositoryName, upload_id: UploadId) -> int:
         """Bytes received so far; BLOB_UPLOAD_UNKNOWN when there is no such upload."""
         await self._require(name, upload_id)
-        # Unfinished data is not stat-able (S3 keeps it in a multipart upload); its writer knows.
-        writer = await self._driver.writer(paths.upload_data(name, upload_id), append=True)
+        writer, sealed = await self._open(paths.upload_data(name, upload_id))
+        if writer is None:
+            return sealed
         await writer.close()
         return writer.size
+
+    async def _open(self, data_path: str) -> tuple[FileWriter | None, int]:
+        """The writer continuing the upload's data, or (None, size) for a sealed upload.
+
+        Unfinished data is not stat-able (S3 keeps it in a multipart upload); its writer knows
+        its size. Committed data is what a writer no longer continues: on the filesystem it
+        opens empty, on S3 it finds its multipart upload completed and refuses.
+        """
+        try:
+            writer = await self._driver.writer(data_path, append=True)
+        except StorageError as exc:
+            sealed = await self._sealed_size(data_path)
+            if sealed is None and isinstance(exc, PathNotFound):
+                raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"reason": exc.detail}) from None
+            if sealed is None:
+                raise
+            log.info("continuing a sealed upload at %s (%s)", data_path, exc.detail)
+            return None, sealed
+        if writer.size == 0:
+            sealed = await self._sealed_size(data_path)
+            if sealed is not None:
+                await writer.cancel()
+                return None, sealed
+        return writer, writer.size
+
+    async def _sealed_size(self, data_path: str) -> int | None:
+        try:
+            return (await self._driver.stat(data_path)).size
+        except PathNotFound:
+            return None
 
     async def append(
         self,
@@ -56,7 +103,9 @@ class Uploads:
         """Append ``body``; when ``start`` is given it must equal the current size (else 416 and
         nothing changes). Returns the new size."""
         await self._require(name, upload_id)
-        writer = await self._driver.writer(paths.upload_data(name, upload_id), append=True)
+        writer, sealed = await self._open(paths.upload_data(name, upload_id))
+        if writer is None:
+            _refuse_beyond_sealed(sealed, start)
         try:
             running = await self._receiver.write(body, writer, self._continue(name, upload_id, writer, start))
         except BaseException:
@@ -77,20 +126,69 @@ class Uploads:
         start: int | None = None,
     ) -> int:
         """Append the last chunk, verify the whole upload against ``digest`` and make it a blob of
-        ``name``. A mismatch discards the upload (DIGEST_INVALID). Returns the blob's size."""
-        await self._require(name, upload_id)
-        data_path = paths.upload_data(name, upload_id)
-        writer = await self._driver.writer(data_path, append=True)
+        ``name``. A mismatch discards the upload (DIGEST_INVALID). Returns the blob's size.
+
+        Once the body is written the rest (commit, verify, ingest) goes on to its end even when
+        the answer cannot wait for it: past FINISH_DEADLINE the client is told to retry, and the
+        retry finds the upload sealed, or the blob already made."""
         try:
-            running = self._continue(name, upload_id, writer, start)
-            if body is not None:
-                running = await self._receiver.write(body, writer, running)
-            await writer.commit()
-        except BaseException:
-            self._hashes.drop((name, upload_id))
-            await writer.close()
+            await self._require(name, upload_id)
+        except RegistryError:
+            if body is None:  # a retry of a finishing whose answer was lost, when the blob is in
+                with contextlib.suppress(RegistryError):
+                    return await self._blobs.stat(name, digest)
             raise
-        size = writer.size
+        data_path = paths.upload_data(name, upload_id)
+        earlier = self._finishing.get((name, upload_id))
+        if earlier is not None and body is None:
+            # A retry while this process still finishes the upload: wait for that finishing
+            # rather than start another copy of the same data.
+            return await _answer_within_deadline(earlier, data_path)
+        writer, size = await self._open(data_path)
+        running = None
+        if writer is None:
+            # Sealed by an earlier finishing that failed later: its data is the whole upload.
+            if start is not None and start != size:
+                _refuse_beyond_sealed(size, start)
+            if body is not None and await _has_bytes(body):
+                _refuse_beyond_sealed(size, size)
+        else:
+            try:
+                running = self._continue(name, upload_id, writer, start)
+                if body is not None:
+                    running = await self._receiver.write(body, writer, running)
+            except BaseException:
+                self._hashes.drop((name, upload_id))
+                await writer.close()
+                raise
+        finishing = asyncio.ensure_future(
+            self._finish(name, upload_id, digest, writer=writer, running=running, size=size)
+        )
+        key = (name, upload_id)
+        self._finishing[key] = finishing
+        finishing.add_done_callback(lambda _: self._finishing.pop(key, None))
+        return await _answer_within_deadline(finishing, data_path)
+
+    async def _finish(
+        self,
+        name: RepositoryName,
+        upload_id: UploadId,
+        digest: Digest,
+        *,
+        writer: FileWriter | None,
+        running: RunningHash | None,
+        size: int,
+    ) -> int:
+        """Commit the upload's data (unless sealed), verify it and make it the blob; its size."""
+        data_path = paths.upload_data(name, upload_id)
+        if writer is not None:
+            try:
+                await writer.commit()
+            except BaseException:
+                self._hashes.drop((name, upload_id))
+                await writer.close()
+                raise
+            size = writer.size
         if running is not None and running.algorithm == digest.algorithm:
             computed = await running.hexdigest()
         else:
@@ -102,7 +200,13 @@ class Uploads:
                 {"expected": str(digest), "computed": f"{digest.algorithm}:{computed}"},
             )
         await self._blobs.ingest(name, data_path, digest, size)
-        await self._delete(name, upload_id)
+        try:
+            # BLOB_UPLOAD_UNKNOWN: a concurrent finishing of the same upload deleted it first.
+            with contextlib.suppress(RegistryError):
+                await self._delete(name, upload_id)
+        except StorageError as exc:
+            # The blob is in place: the client gets its 201, upload purging removes the rest.
+            log.warning("the finished upload %s stays until purged: %s", upload_id, exc)
         return size
 
     async def cancel(self, name: RepositoryName, upload_id: UploadId) -> None:
@@ -174,3 +278,40 @@ class Uploads:
         except PathNotFound:
             return None  # purged or finished meanwhile
         return newest
+
+
+async def _answer_within_deadline(finishing: asyncio.Future[int], data_path: str) -> int:
+    """The blob's size once ``finishing`` ends, if within FINISH_DEADLINE; else StorageUnavailable
+    while it goes on. A request cancelled meanwhile leaves it going on too."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(finishing), FINISH_DEADLINE)
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        finishing.add_done_callback(_report_late_failure)
+        if isinstance(exc, TimeoutError):
+            raise StorageUnavailable(data_path, "finishing goes on past its deadline") from None
+        raise
+
+
+def _report_late_failure(finishing: asyncio.Future[int]) -> None:
+    """Log how a finishing the client stopped waiting for ended, when it failed."""
+    if not finishing.cancelled() and (error := finishing.exception()) is not None:
+        log.warning("finishing an upload after its answer failed: %s", error)
+
+
+def _refuse_beyond_sealed(size: int, start: int | None) -> NoReturn:
+    """A sealed upload takes no more bytes: its content is final, only its finishing is left."""
+    raise RegistryError(
+        ErrorCode.UPLOAD_RANGE_INVALID,
+        {
+            "reason": "the upload holds all its content; finish it with PUT and no body",
+            "expected_start": size,
+            "start": start,
+        },
+    )
+
+
+async def _has_bytes(body: AsyncIterator[bytes]) -> bool:
+    async for piece in body:
+        if piece:
+            return True
+    return False

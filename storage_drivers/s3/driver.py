@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from anyio import to_thread
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver, StorageError
 from ..config import Parameters
@@ -40,6 +40,8 @@ READ_RESUMES = 3
 """A ranged GET cut off mid-stream is resumed from where it stopped this many times."""
 DELETE_BATCH = 1000
 """The most keys one DeleteObjects request takes."""
+LIST_PAGE = 1000
+"""The most keys one ListObjectsV2 answer holds."""
 
 
 def _is_hidden(name: str) -> bool:
@@ -175,23 +177,68 @@ class S3Driver(StorageDriver):
         # S3 has no directories; the first object below stands in for its modification time.
         return FileInfo(path, 0, contents[0]["LastModified"].timestamp(), is_dir=True)
 
-    async def _list(self, path: str) -> list[str]:
+    async def _list(self, path: str, after: str | None, limit: int | None) -> list[str]:
         prefix = self._dir_prefix(path)
-
-        def children() -> list[str]:
-            names: list[str] = []
-            pages = self._quick.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
-            )
-            for page in pages:
-                names.extend(item["Key"][len(prefix) :] for item in page.get("Contents", []))
-                names.extend(p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []))
-            return names
-
-        names = await in_thread(path, children)
-        if not names:
+        names = await in_thread(path, lambda: self._children(prefix, after, limit))
+        if names is None:
             raise PathNotFound(path)
-        return [f"{path}/{name}" for name in names if name and not _is_hidden(name)]
+        return [f"{path}/{name}" for name in names]
+
+    def _children(self, prefix: str, after: str | None, limit: int | None) -> list[str] | None:
+        """Up to ``limit`` names below ``prefix`` after ``after`` in lexical order; None when
+        nothing is stored below ``prefix``.
+
+        S3 lists keys in byte order, where a child directory ``d`` comes as ``d/``: after its
+        siblings ``d-x`` and ``d.x``, which sort after ``d`` itself. So a directory not yet met
+        can only sort before names already met if it is a start of the last key met that ends
+        before a "-" or "."; those few are looked up before names after them are handed out.
+        """
+        request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
+        if after is not None:
+            request["StartAfter"] = prefix + after  # every name after ``after`` has a key after this
+        found: set[str] = set()
+        stored = False
+        while True:
+            wanted = LIST_PAGE if limit is None else min(LIST_PAGE, limit + 2)
+            response = self._quick.list_objects_v2(**request, MaxKeys=wanted)
+            keys = [item["Key"] for item in response.get("Contents", [])]
+            keys += [common["Prefix"] for common in response.get("CommonPrefixes", [])]
+            stored = stored or bool(keys)
+            for key in keys:
+                name = key[len(prefix) :].rstrip("/")
+                if name and (after is None or name > after) and not _is_hidden(name):
+                    found.add(name)
+            if not response.get("IsTruncated"):
+                break
+            if limit is not None and self._first_names_known(prefix, found, max(keys), after, limit):
+                break
+            request["ContinuationToken"] = response["NextContinuationToken"]
+        if not stored and (after is None or not self._holds_anything(prefix)):
+            return None
+        return sorted(found)[:limit]
+
+    def _first_names_known(
+        self, prefix: str, found: set[str], last_key: str, after: str | None, limit: int
+    ) -> bool:
+        """Whether the first ``limit`` names of ``found`` are the directory's first, once the
+        directories that may still sort before them (starts of ``last_key``, the last key
+        listed) are looked up and added to ``found``."""
+        last = last_key[len(prefix) :]
+        for index, character in enumerate(last):
+            start = last[:index]
+            if character not in "-." or not start or start in found or _is_hidden(start):
+                continue
+            if after is not None and start <= after:
+                continue
+            if sum(1 for name in found if name < start) >= limit:
+                return True  # later starts sort later still
+            if self._holds_anything(prefix + start + "/"):
+                found.add(start)
+        return len(found) >= limit
+
+    def _holds_anything(self, prefix: str) -> bool:
+        listing = self._quick.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        return bool(listing.get("Contents"))
 
     async def _move(self, source: str, destination: str) -> None:
         size = (await self._head(source))["ContentLength"]
@@ -242,7 +289,13 @@ class S3Driver(StorageDriver):
                 MultipartUpload={"Parts": parts},
             )
         except BaseException:
-            self._bulk.abort_multipart_upload(Bucket=self.bucket, Key=destination_key, UploadId=upload_id)
+            # Best effort: the copy's own failure is what the caller needs. An upload already
+            # gone (NoSuchUpload) needs no abort; one a failing server cannot abort now holds
+            # only copies of stored bytes, for the bucket's lifecycle rule to expire.
+            with contextlib.suppress(BotoCoreError, ClientError):
+                self._quick.abort_multipart_upload(
+                    Bucket=self.bucket, Key=destination_key, UploadId=upload_id
+                )
             raise
 
     async def _delete(self, path: str) -> None:

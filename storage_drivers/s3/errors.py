@@ -23,11 +23,16 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from ..base import InvalidOffset, PathNotFound, StorageError, StorageUnavailable
+from ..base import InvalidOffset, PathNotFound, StorageError, StorageFull, StorageReadOnly, StorageUnavailable
 
 _T = TypeVar("_T")
 
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
+FULL_CODES = frozenset({"QuotaExceeded"})
+"""A user or bucket quota (Ceph RGW, MinIO) refusing what the registry writes."""
+REFUSED_CODES = frozenset({"AccessDenied"})
+"""A bucket policy (or credentials) denying the call: the registry's writes, in practice, since
+a bucket that refuses reads as well serves nothing at all."""
 TRANSIENT_CODES = frozenset(
     {
         "SlowDown",
@@ -75,6 +80,10 @@ def translate(path: str, exc: Exception) -> StorageError:
             return PathNotFound(path)
         if code == "InvalidRange" or status == 416:
             return InvalidOffset(path, "range not satisfiable")
+        if code in FULL_CODES:
+            return StorageFull(path, f"S3 {code}")
+        if code in REFUSED_CODES:
+            return StorageReadOnly(path, f"S3 {code}")
         if is_transient(code, status):
             return StorageUnavailable(path, f"S3 {code or status}: retries exhausted")
         return StorageError(path, f"S3 {code or status}: {exc}")

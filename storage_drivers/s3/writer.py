@@ -100,7 +100,8 @@ class S3Writer(FileWriter):
         try:
             parts = await in_thread(self._path, lambda: self._list_parts(upload_id))
         except PathNotFound:
-            raise StorageError(self._path, "the pending upload was aborted (purged?)") from None
+            # Purged, or completed by a commit whose answer was lost: nothing left to continue.
+            raise PathNotFound(self._path, "the pending upload was aborted or completed") from None
         # Only a gapless run of parts counts; complete_multipart_upload drops the others.
         contiguous = _gapless(parts)
         if len(contiguous) < recorded_parts or (

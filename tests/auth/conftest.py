@@ -5,8 +5,6 @@ from collections.abc import Iterator
 import pytest
 
 from auth.keygen import GeneratedKey, generate_token_key
-from tests.support.containers import ContainerTools
-from tests.support.dockerd import Dockerd
 
 from .servers import TokenServerProcess, start_token_server
 
@@ -36,19 +34,3 @@ def token_server(
     server = start_token_server(tmp_path_factory.mktemp("token-server"), es256_key)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="session")
-def auth_dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
-    """A private dockerd for the authentication client tests (its own client config)."""
-    daemon = Dockerd(tmp_path_factory.mktemp("auth-dockerd")).start()
-    yield daemon
-    daemon.stop()
-
-
-@pytest.fixture(scope="session")
-def auth_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTools]:
-    """podman and skopeo sharing one private auth file."""
-    tools = ContainerTools(tmp_path_factory.mktemp("auth-containers"))
-    yield tools
-    tools.release_storage()

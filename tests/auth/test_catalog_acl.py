@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from auth.keygen import GeneratedKey
-from tests.integrity.pushing import push_image
 from tests.support.containers import ContainerTools
+from tests.support.pushing import push_image
 from tests.support.registry import PROJECT, RunningRegistry, StartRegistry
 
 from .helpers import ISSUER, SERVICE, challenge_params, write_htpasswd
@@ -108,21 +108,21 @@ def test_anonymous_users_are_asked_to_sign_in(registry: RunningRegistry) -> None
 
 
 def test_podman_search_lists_the_signed_in_users_repositories(
-    registry: RunningRegistry, auth_tools: ContainerTools, tmp_path: Path
+    registry: RunningRegistry, fresh_container_tools: ContainerTools, tmp_path: Path
 ) -> None:
     def search() -> Any:
-        return auth_tools.podman(
+        return fresh_container_tools.podman(
             "search", "--tls-verify=false", "--format", "{{.Name}}", f"{registry.host}/", check=False
         )
 
     for user in ("alice", "bob"):
-        auth_tools.podman(
+        fresh_container_tools.podman(
             "login", "--tls-verify=false", "-u", user, "-p", PASSWORDS[user], registry.host
         )
         found = search()
         assert found.returncode == 0, found.stderr
         assert found.stdout.split() == [f"{registry.host}/{name}" for name in SEEN[user]]
-    auth_tools.podman("logout", registry.host)
+    fresh_container_tools.podman("logout", registry.host)
     anonymous = search()
     assert anonymous.returncode != 0
     assert "401" in anonymous.stderr or "unauthorized" in anonymous.stderr.lower(), anonymous.stderr

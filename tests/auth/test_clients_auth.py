@@ -6,30 +6,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from auth.keygen import GeneratedKey
 from tests.support.containers import ContainerTools
-from tests.support.dockerd import Dockerd, docker_cli
+from tests.support.dockerd import Dockerd
 from tests.support.images import busybox_rootfs_tar, random_image, write_dir_layout
 from tests.support.registry import RunningRegistry, StartRegistry
 
 from .registries import htpasswd_registry, token_registry
-from .servers import PASSWORDS, TokenServerProcess, start_token_server
+from .servers import PASSWORDS, TokenServerProcess
 
 pytestmark = [pytest.mark.clients, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def clients_token_server(
-    tmp_path_factory: pytest.TempPathFactory, es256_key: GeneratedKey
-) -> Iterator[TokenServerProcess]:
-    server = start_token_server(tmp_path_factory.mktemp("clients-token-server"), es256_key)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module", params=["htpasswd", "token"])
@@ -38,33 +27,21 @@ def registry(
 ) -> RunningRegistry:
     if request.param == "htpasswd":
         return htpasswd_registry(start_registry, tmp_path_factory.mktemp("clients-htpasswd"))
-    return token_registry(start_registry, request.getfixturevalue("clients_token_server"))
+    return token_registry(start_registry, request.getfixturevalue("token_server"))
 
 
 @pytest.fixture(scope="module")
-def token_mode_registry(
-    start_registry: StartRegistry, clients_token_server: TokenServerProcess
-) -> RunningRegistry:
-    return token_registry(start_registry, clients_token_server)
-
-
-def docker_stdin(dockerd: Dockerd, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [docker_cli(), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=dockerd.env,
-        timeout=120,
-        check=False,
-    )
+def token_mode_registry(start_registry: StartRegistry, token_server: TokenServerProcess) -> RunningRegistry:
+    return token_registry(start_registry, token_server)
 
 
 def docker_login(
     dockerd: Dockerd, registry: RunningRegistry, user: str, password: str = ""
 ) -> subprocess.CompletedProcess[str]:
     secret = password or PASSWORDS[user]
-    return docker_stdin(dockerd, secret, "login", "--username", user, "--password-stdin", registry.host)
+    return dockerd.docker(
+        "login", "--username", user, "--password-stdin", registry.host, stdin=secret, check=False
+    )
 
 
 def docker_logged_in(dockerd: Dockerd, registry: RunningRegistry, user: str) -> None:
@@ -85,122 +62,121 @@ def failed(result: subprocess.CompletedProcess[str]) -> str:
     return (result.stdout + result.stderr).lower()
 
 
-def test_docker_login_push_pull_logout(
-    registry: RunningRegistry, auth_dockerd: Dockerd, tmp_path: Path
-) -> None:
-    wrong = failed(docker_login(auth_dockerd, registry, "alice", "not-the-password"))
+def test_docker_login_push_pull_logout(registry: RunningRegistry, dockerd: Dockerd, tmp_path: Path) -> None:
+    wrong = failed(docker_login(dockerd, registry, "alice", "not-the-password"))
     assert "unauthorized" in wrong
-    docker_logged_in(auth_dockerd, registry, "alice")
-    stored = json.loads((Path(auth_dockerd.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"]
+    docker_logged_in(dockerd, registry, "alice")
+    stored = json.loads((Path(dockerd.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"]
     assert registry.host in stored
 
     reference = f"{registry.host}/alice/docker:v1"
-    import_image(auth_dockerd, reference, tmp_path)
-    auth_dockerd.docker("push", reference)
-    auth_dockerd.docker("rmi", reference)
-    auth_dockerd.docker("pull", reference)
+    import_image(dockerd, reference, tmp_path)
+    dockerd.docker("push", reference)
+    dockerd.docker("rmi", reference)
+    dockerd.docker("pull", reference)
 
-    auth_dockerd.docker("logout", registry.host)
-    auth_dockerd.docker("rmi", reference)
-    assert failed(auth_dockerd.docker("pull", reference, check=False))
+    dockerd.docker("logout", registry.host)
+    dockerd.docker("rmi", reference)
+    assert failed(dockerd.docker("pull", reference, check=False))
     assert (
         registry.host
-        not in json.loads((Path(auth_dockerd.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"]
+        not in json.loads((Path(dockerd.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"]
     )
 
 
 def test_docker_permissions_per_repository(
-    token_mode_registry: RunningRegistry, auth_dockerd: Dockerd, tmp_path: Path
+    token_mode_registry: RunningRegistry, dockerd: Dockerd, tmp_path: Path
 ) -> None:
     registry = token_mode_registry
     host = registry.host
-    docker_logged_in(auth_dockerd, registry, "alice")
+    docker_logged_in(dockerd, registry, "alice")
     # docker login went through the token server with offline_token: the daemon keeps a refresh
     # token (identity token) instead of the password, and uses it for every push and pull.
-    stored = json.loads((Path(auth_dockerd.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"][host]
+    stored = json.loads((Path(dockerd.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"][host]
     assert stored.get("identitytoken")
     for reference in (f"{host}/alice/app:v1", f"{host}/public/tool:v1"):
-        import_image(auth_dockerd, reference, tmp_path)
-        auth_dockerd.docker("push", reference)
+        import_image(dockerd, reference, tmp_path)
+        dockerd.docker("push", reference)
 
-    docker_logged_in(auth_dockerd, registry, "bob")
-    auth_dockerd.docker("tag", f"{host}/alice/app:v1", f"{host}/alice/app:by-bob")
-    assert "denied" in failed(auth_dockerd.docker("push", f"{host}/alice/app:by-bob", check=False))
-    auth_dockerd.docker("tag", f"{host}/alice/app:v1", f"{host}/bob/app:v1")
-    auth_dockerd.docker("push", f"{host}/bob/app:v1")
+    docker_logged_in(dockerd, registry, "bob")
+    dockerd.docker("tag", f"{host}/alice/app:v1", f"{host}/alice/app:by-bob")
+    assert "denied" in failed(dockerd.docker("push", f"{host}/alice/app:by-bob", check=False))
+    dockerd.docker("tag", f"{host}/alice/app:v1", f"{host}/bob/app:v1")
+    dockerd.docker("push", f"{host}/bob/app:v1")
 
-    docker_logged_in(auth_dockerd, registry, "reader")
-    auth_dockerd.docker("rmi", f"{host}/alice/app:v1")
-    auth_dockerd.docker("pull", f"{host}/alice/app:v1")
-    auth_dockerd.docker("tag", f"{host}/alice/app:v1", f"{host}/alice/app:by-reader")
-    assert "denied" in failed(auth_dockerd.docker("push", f"{host}/alice/app:by-reader", check=False))
+    docker_logged_in(dockerd, registry, "reader")
+    dockerd.docker("rmi", f"{host}/alice/app:v1")
+    dockerd.docker("pull", f"{host}/alice/app:v1")
+    dockerd.docker("tag", f"{host}/alice/app:v1", f"{host}/alice/app:by-reader")
+    assert "denied" in failed(dockerd.docker("push", f"{host}/alice/app:by-reader", check=False))
 
-    auth_dockerd.docker("logout", host)
+    dockerd.docker("logout", host)
     for reference in (f"{host}/public/tool:v1", f"{host}/alice/app:v1"):
-        auth_dockerd.docker("rmi", reference)
-    auth_dockerd.docker("pull", f"{host}/public/tool:v1")  # anonymous pull where configured
-    assert failed(auth_dockerd.docker("pull", f"{host}/alice/app:v1", check=False))
+        dockerd.docker("rmi", reference)
+    dockerd.docker("pull", f"{host}/public/tool:v1")  # anonymous pull where configured
+    assert failed(dockerd.docker("pull", f"{host}/alice/app:v1", check=False))
 
 
 def test_podman_login_and_skopeo_creds(
-    registry: RunningRegistry, auth_tools: ContainerTools, tmp_path: Path
+    registry: RunningRegistry, container_tools: ContainerTools, tmp_path: Path
 ) -> None:
     host = registry.host
     layout = write_dir_layout(tmp_path / "image", random_image(layers=2, layer_size=8192))
-    login = subprocess.run(
-        ["podman", "login", "--tls-verify=false", "--username", "alice", "--password-stdin", host],
-        input=PASSWORDS["alice"],
-        capture_output=True,
-        text=True,
-        env=auth_tools.env,
-        timeout=120,
+    login = container_tools.run(
+        "podman",
+        "login",
+        "--username",
+        "alice",
+        "--password-stdin",
+        host,
+        stdin=PASSWORDS["alice"],
         check=False,
     )
     assert login.returncode == 0, login.stderr
     assert "Login Succeeded" in login.stdout
-    auth_tools.skopeo("copy", f"dir:{layout}", f"docker://{host}/alice/skopeo:v1")  # the stored login
-    auth_tools.podman("logout", host)
-    assert failed(auth_tools.skopeo("inspect", "--raw", f"docker://{host}/alice/skopeo:v1", check=False))
+    container_tools.skopeo("copy", f"dir:{layout}", f"docker://{host}/alice/skopeo:v1")  # the stored login
+    container_tools.podman("logout", host)
+    assert failed(container_tools.skopeo("inspect", "--raw", f"docker://{host}/alice/skopeo:v1", check=False))
 
     alice = f"alice:{PASSWORDS['alice']}"
-    auth_tools.skopeo("inspect", "--raw", "--creds", alice, f"docker://{host}/alice/skopeo:v1")
-    bad = auth_tools.skopeo(
+    container_tools.skopeo("inspect", "--raw", "--creds", alice, f"docker://{host}/alice/skopeo:v1")
+    bad = container_tools.skopeo(
         "inspect", "--raw", "--creds", "alice:wrong", f"docker://{host}/alice/skopeo:v1", check=False
     )
     assert "unauthorized" in failed(bad)
-    auth_tools.skopeo("copy", "--dest-creds", alice, f"dir:{layout}", f"docker://{host}/alice/skopeo:v2")
-    auth_tools.skopeo("delete", "--creds", alice, f"docker://{host}/alice/skopeo:v2")
+    container_tools.skopeo("copy", "--dest-creds", alice, f"dir:{layout}", f"docker://{host}/alice/skopeo:v2")
+    container_tools.skopeo("delete", "--creds", alice, f"docker://{host}/alice/skopeo:v2")
     assert failed(
-        auth_tools.skopeo(
+        container_tools.skopeo(
             "inspect", "--raw", "--creds", alice, f"docker://{host}/alice/skopeo:v2", check=False
         )
     )
 
 
 def test_skopeo_rights_in_token_mode(
-    token_mode_registry: RunningRegistry, auth_tools: ContainerTools, tmp_path: Path
+    token_mode_registry: RunningRegistry, container_tools: ContainerTools, tmp_path: Path
 ) -> None:
     host = token_mode_registry.host
     layout = write_dir_layout(tmp_path / "image", random_image(layers=1, layer_size=4096))
     alice, bob, reader = (f"{user}:{PASSWORDS[user]}" for user in ("alice", "bob", "reader"))
-    auth_tools.skopeo("copy", "--dest-creds", alice, f"dir:{layout}", f"docker://{host}/alice/rights:v1")
+    container_tools.skopeo("copy", "--dest-creds", alice, f"dir:{layout}", f"docker://{host}/alice/rights:v1")
     assert failed(
-        auth_tools.skopeo(
+        container_tools.skopeo(
             "copy", "--dest-creds", bob, f"dir:{layout}", f"docker://{host}/alice/rights:bob", check=False
         )
     )
-    auth_tools.skopeo("copy", "--dest-creds", bob, f"dir:{layout}", f"docker://{host}/bob/rights:v1")
+    container_tools.skopeo("copy", "--dest-creds", bob, f"dir:{layout}", f"docker://{host}/bob/rights:v1")
     pulled = tmp_path / "pulled"
-    auth_tools.skopeo("copy", "--src-creds", reader, f"docker://{host}/alice/rights:v1", f"dir:{pulled}")
+    container_tools.skopeo("copy", "--src-creds", reader, f"docker://{host}/alice/rights:v1", f"dir:{pulled}")
     assert (pulled / "manifest.json").read_bytes() == (layout / "manifest.json").read_bytes()
     assert failed(
-        auth_tools.skopeo("delete", "--creds", reader, f"docker://{host}/alice/rights:v1", check=False)
+        container_tools.skopeo("delete", "--creds", reader, f"docker://{host}/alice/rights:v1", check=False)
     )
     assert failed(
-        auth_tools.skopeo(
+        container_tools.skopeo(
             "copy", "--dest-creds", reader, f"dir:{layout}", f"docker://{host}/alice/rights:r", check=False
         )
     )
-    auth_tools.skopeo(
+    container_tools.skopeo(
         "inspect", "--raw", "--creds", reader, f"docker://{host}/alice/rights:v1"
     )  # still there

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from auth.keygen import GeneratedKey
-from tests.support.dockerd import Dockerd, docker_cli
+from tests.support.dockerd import Dockerd
 from tests.support.images import busybox_rootfs_tar, random_image
 from tests.support.registry import RunningRegistry, StartRegistry
 
@@ -78,22 +77,22 @@ def test_token_endpoint_is_outside_v2_and_its_errors_are_oauth_errors(embedded: 
 
 
 def test_docker_login_and_push_through_the_embedded_token_server(
-    embedded: RunningRegistry, auth_dockerd: Dockerd, tmp_path: Path
+    embedded: RunningRegistry, dockerd: Dockerd, tmp_path: Path
 ) -> None:
-    login = subprocess.run(
-        [docker_cli(), "login", "--username", "alice", "--password-stdin", embedded.host],
-        input=PASSWORDS["alice"],
-        capture_output=True,
-        text=True,
-        env=auth_dockerd.env,
-        timeout=120,
+    login = dockerd.docker(
+        "login",
+        "--username",
+        "alice",
+        "--password-stdin",
+        embedded.host,
+        stdin=PASSWORDS["alice"],
         check=False,
     )
     assert login.returncode == 0, login.stderr
     reference = f"{embedded.host}/alice/embedded:v1"
     rootfs = busybox_rootfs_tar(tmp_path / "rootfs.tar", {"etc/nonce": os.urandom(1024)})
-    auth_dockerd.docker("import", str(rootfs), reference)
-    auth_dockerd.docker("push", reference)
-    auth_dockerd.docker("rmi", reference)
-    auth_dockerd.docker("pull", reference)
-    auth_dockerd.docker("logout", embedded.host)
+    dockerd.docker("import", str(rootfs), reference)
+    dockerd.docker("push", reference)
+    dockerd.docker("rmi", reference)
+    dockerd.docker("pull", reference)
+    dockerd.docker("logout", embedded.host)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.badinput.conftest import ESCAPE_MARKER, Target
-from tests.integrity.pushing import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, descriptor
+from tests.support.images import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
+from tests.support.pushing import descriptor
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from tests.badinput.rawhttp import RawResponse, raw_request
-from tests.integrity.pushing import OCI_MANIFEST, image_manifest, push_blob, push_manifest, start_upload
+from tests.support.images import OCI_MANIFEST
+from tests.support.pushing import image_manifest, push_blob, push_manifest, start_upload
 from tests.support.registry import RunningRegistry, StartRegistry
 
 REPOSITORY = "badinput/base"

@@ -13,7 +13,8 @@ import pytest
 from tests.badinput.cases import Case, all_cases
 from tests.badinput.conftest import ESCAPE_MARKER, OTHER_REPOSITORY, REPOSITORY, Target, tree_snapshot
 from tests.integrity.layout import check_layout
-from tests.integrity.pushing import OCI_MANIFEST, digest_of, expect
+from tests.support.images import OCI_MANIFEST, digest_of
+from tests.support.pushing import expect
 
 ERROR_CODES = {
     "BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN",
@@ -99,13 +100,11 @@ def test_empty_name_components_are_refused_and_create_nothing(target: Target) ->
 )
 @pytest.mark.parametrize("endpoint", ["/v2/_catalog", f"/v2/{REPOSITORY}/tags/list"])
 def test_junk_last_marker_is_only_a_position(target: Target, endpoint: str, last: str) -> None:
-    """``last`` is a lexical position, so junk is no error: the page after it, or a 400."""
+    """``last`` is a lexical position, so junk is no error: the page after it."""
     response = target.send("GET", f"{endpoint}?n=5&last={last}".encode())
-    assert response.status in {200, 400}, (response.status, response.body[:300])
+    assert response.status == 200, (response.status, response.body[:300])
     document = json.loads(response.body)
-    if response.status == 400:
-        assert document["errors"][0]["code"] in ERROR_CODES
-    elif "tags" in endpoint:
+    if "tags" in endpoint:
         assert document["name"] == REPOSITORY
         assert isinstance(document["tags"], list)
     else:

@@ -15,9 +15,7 @@ from collections.abc import Callable, Generator, Iterator
 
 import pytest
 
-from tests.support.containers import ContainerTools
 from tests.support.distribution import DistributionRegistry
-from tests.support.dockerd import Dockerd
 from tests.support.served import RegistryEndpoint, Served
 
 # Deployment name -> session fixture that returns a started registry.
@@ -59,30 +57,6 @@ def served(target_registry: RegistryEndpoint) -> Iterator[Served]:
     client = Served(target_registry.url)
     yield client
     client.close()
-
-
-@pytest.fixture(scope="session")
-def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
-    """One private dockerd for the session, started the first time a test needs it."""
-    daemon = Dockerd(tmp_path_factory.mktemp("dockerd")).start()
-    yield daemon
-    daemon.stop()
-
-
-@pytest.fixture(scope="session")
-def tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTools]:
-    """podman/buildah/skopeo with one private image store for the session."""
-    container_tools = ContainerTools(tmp_path_factory.mktemp("containers"))
-    yield container_tools
-    container_tools.release_storage()
-
-
-@pytest.fixture
-def fresh_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTools]:
-    """podman/buildah/skopeo with an empty image store, to pull into."""
-    container_tools = ContainerTools(tmp_path_factory.mktemp("fresh-containers"))
-    yield container_tools
-    container_tools.release_storage()
 
 
 @pytest.fixture

@@ -40,40 +40,40 @@ class BuiltImage:
     architecture: str
 
 
-def build(tools: ContainerTools, architecture: str = "amd64", variant: str = "") -> BuiltImage:
+def build(container_tools: ContainerTools, architecture: str = "amd64", variant: str = "") -> BuiltImage:
     """Three layers of fresh random files, FROM scratch, with env/label/cmd set."""
     layers = [random_files(2, 256 * 1024, prefix=f"layer{number}") for number in range(3)]
     name = f"localhost/clients/built-{os.urandom(4).hex()}:{architecture}"
-    tools.build_scratch_image(name, layers, IMAGE_CONFIG, arch=architecture, variant=variant)
-    inspected = inspect_image(tools, name)
+    container_tools.build_scratch_image(name, layers, IMAGE_CONFIG, arch=architecture, variant=variant)
+    inspected = inspect_image(container_tools, name)
     assert inspected["Architecture"] == architecture
     files = {path: content for layer in layers for path, content in layer.items()}
     return BuiltImage(name, files, inspected["RootFS"]["Layers"], architecture)
 
 
-def inspect_image(tools: ContainerTools, name: str) -> dict[str, Any]:
-    inspected: dict[str, Any] = json.loads(tools.podman("image", "inspect", name).stdout)[0]
+def inspect_image(container_tools: ContainerTools, name: str) -> dict[str, Any]:
+    inspected: dict[str, Any] = json.loads(container_tools.podman("image", "inspect", name).stdout)[0]
     return inspected
 
 
-def assert_same_files(tools: ContainerTools, name: str, files: dict[str, bytes]) -> None:
+def assert_same_files(container_tools: ContainerTools, name: str, files: dict[str, bytes]) -> None:
     """Mount the image read-only in its store and compare every file byte for byte."""
-    mountpoint = Path(tools.podman("image", "mount", name).stdout.strip())
+    mountpoint = Path(container_tools.podman("image", "mount", name).stdout.strip())
     try:
         for path, content in files.items():
             assert (mountpoint / path).read_bytes() == content, path
     finally:
-        tools.podman("image", "unmount", name)
+        container_tools.podman("image", "unmount", name)
 
 
 @pytest.fixture(scope="module")
-def built_image(tools: ContainerTools) -> BuiltImage:
-    return build(tools)
+def built_image(container_tools: ContainerTools) -> BuiltImage:
+    return build(container_tools)
 
 
 @pytest.fixture(scope="module")
-def platform_images(tools: ContainerTools) -> list[BuiltImage]:
-    return [build(tools, "amd64"), build(tools, "arm64", "v8")]
+def platform_images(container_tools: ContainerTools) -> list[BuiltImage]:
+    return [build(container_tools, "amd64"), build(container_tools, "arm64", "v8")]
 
 
 @pytest.mark.parametrize(
@@ -85,8 +85,8 @@ def test_multi_layer_image_push_and_pull_into_fresh_storage(
     puller: str,
     push_format: str,
     built_image: BuiltImage,
-    tools: ContainerTools,
-    fresh_tools: ContainerTools,
+    container_tools: ContainerTools,
+    fresh_container_tools: ContainerTools,
     target_registry: RegistryEndpoint,
     served: Served,
     new_repository: Callable[[str], str],
@@ -95,7 +95,7 @@ def test_multi_layer_image_push_and_pull_into_fresh_storage(
     repository = new_repository(push_format)
     reference = f"{target_registry.host}/{repository}:v1"
 
-    tools.run(
+    container_tools.run(
         pusher,
         "push",
         "--format",
@@ -113,36 +113,36 @@ def test_multi_layer_image_push_and_pull_into_fresh_storage(
     assert len(manifest.document["layers"]) == 3
     served.verify_tree(repository, "v1")
 
-    fresh_tools.run(puller, "pull", f"docker://{reference}")
-    pulled = inspect_image(fresh_tools, reference)
+    fresh_container_tools.run(puller, "pull", f"docker://{reference}")
+    pulled = inspect_image(fresh_container_tools, reference)
     assert pulled["Digest"] == pushed
     assert f"{target_registry.host}/{repository}@{pushed}" in pulled["RepoDigests"]
     assert pulled["RootFS"]["Layers"] == built_image.diff_ids
     assert "GREETING=hello" in pulled["Config"]["Env"]
     assert pulled["Config"]["Labels"]["org.example.suite"] == "clients"
     assert pulled["Config"]["Cmd"] == ["/app/run"]
-    assert_same_files(fresh_tools, reference, built_image.files)
+    assert_same_files(fresh_container_tools, reference, built_image.files)
 
 
 @pytest.mark.parametrize("push_format", ["oci", "v2s2"])
 def test_manifest_list_push_all(
     push_format: str,
     platform_images: list[BuiltImage],
-    tools: ContainerTools,
-    fresh_tools: ContainerTools,
+    container_tools: ContainerTools,
+    fresh_container_tools: ContainerTools,
     target_registry: RegistryEndpoint,
     served: Served,
     new_repository: Callable[[str], str],
     tmp_path: Path,
 ) -> None:
     list_name = f"localhost/clients/list-{os.urandom(4).hex()}"
-    tools.buildah("manifest", "create", list_name)
+    container_tools.buildah("manifest", "create", list_name)
     for image in platform_images:
-        tools.buildah("manifest", "add", list_name, image.name)
+        container_tools.buildah("manifest", "add", list_name, image.name)
     repository = new_repository(f"list-{push_format}")
     reference = f"{target_registry.host}/{repository}:multi"
 
-    tools.buildah(
+    container_tools.buildah(
         "manifest",
         "push",
         "--all",
@@ -165,12 +165,12 @@ def test_manifest_list_push_all(
     assert {child["mediaType"] for child in children} == {MANIFEST_TYPE[push_format]}
     verified = served.verify_tree(repository, "multi")
     assert len(verified) == 1 + 2 * (1 + 1 + 3)  # the list; per image: manifest, config, 3 layers
-    raw = tools.skopeo("inspect", "--raw", f"docker://{reference}").stdout.encode()
+    raw = container_tools.skopeo("inspect", "--raw", f"docker://{reference}").stdout.encode()
     assert raw == index.data
 
-    fresh_tools.podman("pull", "--arch", "arm64", f"docker://{reference}")
-    pulled = inspect_image(fresh_tools, reference)
+    fresh_container_tools.podman("pull", "--arch", "arm64", f"docker://{reference}")
+    pulled = inspect_image(fresh_container_tools, reference)
     assert pulled["Architecture"] == "arm64"
     assert pulled["RootFS"]["Layers"] == platform_images[1].diff_ids
     assert f"{target_registry.host}/{repository}@{children[1]['digest']}" in pulled["RepoDigests"]
-    assert_same_files(fresh_tools, reference, platform_images[1].files)
+    assert_same_files(fresh_container_tools, reference, platform_images[1].files)

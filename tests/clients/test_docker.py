@@ -170,7 +170,7 @@ def test_push_second_image_sharing_layers(
 def test_pull_multi_arch_picks_the_daemon_platform(
     docker_list: bool,
     dockerd: Dockerd,
-    tools: ContainerTools,
+    container_tools: ContainerTools,
     target_registry: RegistryEndpoint,
     new_repository: Callable[[str], str],
     tmp_path: Path,
@@ -178,7 +178,7 @@ def test_pull_multi_arch_picks_the_daemon_platform(
     index = multi_arch_index(layers=2, docker=docker_list)
     repository = new_repository("multi")
     reference = f"{target_registry.host}/{repository}:multi"
-    tools.skopeo(
+    container_tools.skopeo(
         "copy", "--all", f"dir:{write_dir_layout(tmp_path / 'source', index)}", f"docker://{reference}"
     )
 

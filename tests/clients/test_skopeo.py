@@ -16,11 +16,11 @@ from tests.support.images import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     OCI_INDEX,
+    digest_of,
     every_blob,
     multi_arch_index,
     random_image,
     read_dir_layout,
-    sha256_digest,
     write_dir_layout,
     write_docker_archive,
     write_oci_layout,
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.clients
 
 
 def test_copy_oci_layout_in_inspect_and_copy_out(
-    tools: ContainerTools,
+    container_tools: ContainerTools,
     target_registry: RegistryEndpoint,
     served: Served,
     new_repository: Callable[[str], str],
@@ -42,19 +42,20 @@ def test_copy_oci_layout_in_inspect_and_copy_out(
     repository = new_repository("oci")
     reference = f"docker://{target_registry.host}/{repository}:v1"
 
-    tools.skopeo("copy", "--digestfile", str(tmp_path / "digest"), f"oci:{tmp_path / 'layout'}:v1", reference)
+    layout = f"oci:{tmp_path / 'layout'}:v1"
+    container_tools.skopeo("copy", "--digestfile", str(tmp_path / "digest"), layout, reference)
 
     # Copied unchanged: the registry holds exactly our manifest, config and layers.
     assert (tmp_path / "digest").read_text() == image.digest
     assert served.manifest(repository, "v1").data == image.manifest.data
     assert set(served.verify_tree(repository, "v1")) == {b.digest for b in every_blob(image)}
-    inspected = json.loads(tools.skopeo("inspect", reference).stdout)
+    inspected = json.loads(container_tools.skopeo("inspect", reference).stdout)
     assert inspected["Digest"] == image.digest
     assert inspected["Layers"] == [layer.blob.digest for layer in image.layers]
     assert inspected["Architecture"] == "amd64"
-    assert tools.skopeo("inspect", "--raw", reference).stdout.encode() == image.manifest.data
+    assert container_tools.skopeo("inspect", "--raw", reference).stdout.encode() == image.manifest.data
 
-    tools.skopeo("copy", reference, f"oci:{tmp_path / 'out'}:copied")
+    container_tools.skopeo("copy", reference, f"oci:{tmp_path / 'out'}:copied")
     out_index = json.loads((tmp_path / "out" / "index.json").read_text())
     assert [entry["digest"] for entry in out_index["manifests"]] == [image.digest]
     for blob in every_blob(image):
@@ -63,7 +64,7 @@ def test_copy_oci_layout_in_inspect_and_copy_out(
 
 
 def test_copy_docker_archive_in_and_out(
-    tools: ContainerTools,
+    container_tools: ContainerTools,
     target_registry: RegistryEndpoint,
     served: Served,
     new_repository: Callable[[str], str],
@@ -74,7 +75,8 @@ def test_copy_docker_archive_in_and_out(
     archive = write_docker_archive(tmp_path / "image.tar", image, f"{repository}:v1")
     reference = f"docker://{target_registry.host}/{repository}:v1"
 
-    tools.skopeo("copy", "--digestfile", str(tmp_path / "digest"), f"docker-archive:{archive}", reference)
+    source = f"docker-archive:{archive}"
+    container_tools.skopeo("copy", "--digestfile", str(tmp_path / "digest"), source, reference)
 
     pushed = (tmp_path / "digest").read_text()
     manifest = served.manifest(repository, "v1")
@@ -85,11 +87,11 @@ def test_copy_docker_archive_in_and_out(
     assert manifest.document["config"]["digest"] == image.config.digest
     for descriptor, layer in zip(manifest.document["layers"], image.layers, strict=True):
         blob = served.http.get(f"/v2/{repository}/blobs/{descriptor['digest']}").content
-        assert sha256_digest(gzip.decompress(blob)) == layer.diff_id
-    assert json.loads(tools.skopeo("inspect", reference).stdout)["Digest"] == pushed
+        assert digest_of(gzip.decompress(blob)) == layer.diff_id
+    assert json.loads(container_tools.skopeo("inspect", reference).stdout)["Digest"] == pushed
 
     out = tmp_path / "out.tar"
-    tools.skopeo("copy", reference, f"docker-archive:{out}:{repository}:v1")
+    container_tools.skopeo("copy", reference, f"docker-archive:{out}:{repository}:v1")
     with tarfile.open(out) as saved:
         saved_manifest = json.load(saved.extractfile("manifest.json"))  # type: ignore[arg-type]
         config = saved.extractfile(saved_manifest[0]["Config"]).read()  # type: ignore[union-attr]
@@ -102,7 +104,7 @@ def test_copy_docker_archive_in_and_out(
 
 
 def test_list_tags(
-    tools: ContainerTools,
+    container_tools: ContainerTools,
     target_registry: RegistryEndpoint,
     served: Served,
     new_repository: Callable[[str], str],
@@ -112,11 +114,11 @@ def test_list_tags(
     write_oci_layout(tmp_path / "layout", {"v1": image})
     repository = new_repository("tags")
     base = f"docker://{target_registry.host}/{repository}"
-    tools.skopeo("copy", f"oci:{tmp_path / 'layout'}:v1", f"{base}:v1")
+    container_tools.skopeo("copy", f"oci:{tmp_path / 'layout'}:v1", f"{base}:v1")
     for tag in ("v2", "latest", "1.0.0"):  # registry to registry: every blob already there
-        tools.skopeo("copy", f"{base}:v1", f"{base}:{tag}")
+        container_tools.skopeo("copy", f"{base}:v1", f"{base}:{tag}")
 
-    listed = json.loads(tools.skopeo("list-tags", base).stdout)
+    listed = json.loads(container_tools.skopeo("list-tags", base).stdout)
     assert listed["Repository"] == f"{target_registry.host}/{repository}"
     assert sorted(listed["Tags"]) == ["1.0.0", "latest", "v1", "v2"]
     assert sorted(served.tags(repository)) == ["1.0.0", "latest", "v1", "v2"]
@@ -125,7 +127,7 @@ def test_list_tags(
 
 
 def test_delete_then_not_found(
-    tools: ContainerTools,
+    container_tools: ContainerTools,
     target_registry: RegistryEndpoint,
     served: Served,
     new_repository: Callable[[str], str],
@@ -136,13 +138,13 @@ def test_delete_then_not_found(
     repository = new_repository("delete")
     base = f"docker://{target_registry.host}/{repository}"
     for tag in ("keep", "doomed"):
-        tools.skopeo("copy", f"oci:{tmp_path / 'layout'}:{tag}", f"{base}:{tag}")
+        container_tools.skopeo("copy", f"oci:{tmp_path / 'layout'}:{tag}", f"{base}:{tag}")
 
-    tools.skopeo("delete", f"{base}:doomed")
+    container_tools.skopeo("delete", f"{base}:doomed")
 
     assert served.status("GET", f"/v2/{repository}/manifests/{doomed.digest}") == 404
     assert served.status("HEAD", f"/v2/{repository}/manifests/doomed") == 404
-    failed = tools.skopeo("inspect", f"{base}:doomed", check=False)
+    failed = container_tools.skopeo("inspect", f"{base}:doomed", check=False)
     assert failed.returncode != 0
     assert "manifest unknown" in failed.stderr.lower()
     assert served.tags(repository) == ["keep"]
@@ -152,7 +154,7 @@ def test_delete_then_not_found(
 @pytest.mark.parametrize("docker", [False, True], ids=["oci-index", "docker-manifest-list"])
 def test_copy_all_multi_arch(
     docker: bool,
-    tools: ContainerTools,
+    container_tools: ContainerTools,
     target_registry: RegistryEndpoint,
     served: Served,
     new_repository: Callable[[str], str],
@@ -168,7 +170,7 @@ def test_copy_all_multi_arch(
     repository = new_repository("multi")
     reference = f"docker://{target_registry.host}/{repository}:multi"
 
-    tools.skopeo("copy", "--all", "--digestfile", str(tmp_path / "digest"), source, reference)
+    container_tools.skopeo("copy", "--all", "--digestfile", str(tmp_path / "digest"), source, reference)
 
     assert (tmp_path / "digest").read_text() == index.digest
     expected = {blob.digest for blob in every_blob(index)}
@@ -176,10 +178,10 @@ def test_copy_all_multi_arch(
     assert set(verified) == expected
     assert verified[index.digest] == (DOCKER_LIST if docker else OCI_INDEX)
     assert served.manifest(repository, "multi").data == index.manifest.data
-    raw = tools.skopeo("inspect", "--raw", reference).stdout.encode()
+    raw = container_tools.skopeo("inspect", "--raw", reference).stdout.encode()
     assert raw == index.manifest.data
     arm = json.loads(
-        tools.run(
+        container_tools.run(
             "skopeo",
             "--override-arch",
             "arm64",
@@ -194,5 +196,5 @@ def test_copy_all_multi_arch(
     assert arm["Architecture"] == "arm64"
     assert arm["Layers"] == [layer.blob.digest for layer in index.images[1].layers]
 
-    tools.skopeo("copy", "--all", reference, f"dir:{tmp_path / 'out'}")
+    container_tools.skopeo("copy", "--all", reference, f"dir:{tmp_path / 'out'}")
     assert read_dir_layout(tmp_path / "out") == expected

@@ -2,12 +2,8 @@
 
 One registry serves both proxies. The TLS site gets a certificate from a CA made for the session;
 clients trust that CA the way operators set it up: httpx and curl with the CA file, skopeo and
-podman with ``--cert-dir``, docker through ``/etc/docker/certs.d/<host:port>/ca.crt``.
-
-Docker treats every registry on 127.0.0.0/8 as insecure and skips certificate checks there, so
-its dockerd runs in a private mount namespace where ``registry.dockyard.test`` names ::1 (an
-/etc/hosts of its own) and ``/etc/docker`` is a folder of the test's: the real certs.d lookup,
-with nothing written to the machine's /etc.
+podman with ``--cert-dir``, docker through ``/etc/docker/certs.d/<host:port>/ca.crt`` (the session's
+dockerd has an /etc/docker of its own, and a name outside 127.0.0.0/8 for ::1, see ``dockerd``).
 """
 
 from __future__ import annotations
@@ -15,19 +11,17 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.containers import ContainerTools
-from tests.support.dockerd import Dockerd
+from tests.support.dockerd import PRIVATE_HOSTNAME
 from tests.support.nginx import HTTP_SITE, TLS_SITE, Nginx
 from tests.support.registry import RunningRegistry, StartRegistry
 from tests.support.tls import ServerCertificates, make_certificates
 
-REGISTRY_NAME = "registry.dockyard.test"
+REGISTRY_NAME = PRIVATE_HOSTNAME
 """The name docker uses for the TLS proxy: it resolves to ::1 inside the test's dockerd only."""
 
 pytestmark = pytest.mark.nginx
@@ -94,49 +88,6 @@ def client(proxy: Nginx, certificates: ServerCertificates) -> Iterator[httpx.Cli
     verify: ssl.SSLContext | bool = trusting(certificates) if proxy.tls else True
     with httpx.Client(base_url=proxy.url, verify=verify, timeout=120) as http:
         yield http
-
-
-@dataclass
-class DockerBehindProxy:
-    """A dockerd whose /etc/hosts and /etc/docker are the test's own."""
-
-    daemon: Dockerd
-    etc_docker: Path
-
-    def trust(self, host: str, certificates: ServerCertificates | None) -> None:
-        """Install (or with None remove) ``/etc/docker/certs.d/<host>/ca.crt`` as dockerd sees it."""
-        ca_file = self.etc_docker / "certs.d" / host / "ca.crt"
-        if certificates is None:
-            ca_file.unlink(missing_ok=True)
-            return
-        ca_file.parent.mkdir(parents=True, exist_ok=True)
-        ca_file.write_bytes(certificates.ca_cert.read_bytes())
-
-
-@pytest.fixture(scope="session")
-def docker_behind_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerBehindProxy]:
-    workdir = tmp_path_factory.mktemp("dockerd-proxy")
-    etc_docker = workdir / "etc-docker"
-    (etc_docker / "certs.d").mkdir(parents=True)
-    hosts = workdir / "hosts"
-    hosts.write_text(Path("/etc/hosts").read_text() + f"\n::1 {REGISTRY_NAME}\n")
-    # unshare execs dockerd in a new mount namespace whose bind mounts the machine never sees.
-    private_etc = [
-        "unshare", "--mount", "--propagation", "private", "--",
-        "sh", "-c", 'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/docker && shift && exec "$@"',
-        str(hosts), str(etc_docker),
-    ]  # fmt: skip
-    daemon = Dockerd(workdir / "state", private_etc).start()
-    yield DockerBehindProxy(daemon, etc_docker)
-    daemon.stop()
-
-
-@pytest.fixture(scope="session")
-def deploy_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTools]:
-    """podman/buildah/skopeo with a private image store."""
-    tools = ContainerTools(tmp_path_factory.mktemp("deploy-containers"))
-    yield tools
-    tools.release_storage()
 
 
 @pytest.fixture

@@ -11,12 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.dockerd import Dockerd
 from tests.support.images import busybox_rootfs_tar
 from tests.support.nginx import HTTP_SITE, TLS_SITE, Nginx
 from tests.support.registry import RunningRegistry, StartRegistry
 from tests.support.tls import ServerCertificates
 
-from .conftest import REGISTRY_NAME, DockerBehindProxy, trusting
+from .conftest import REGISTRY_NAME, trusting
 from .shipped import dockyard_binary
 
 pytestmark = [pytest.mark.nginx, pytest.mark.clients, pytest.mark.slow]
@@ -89,32 +90,31 @@ def test_challenge_realm_names_the_proxy(token_proxy: Nginx, certificates: Serve
 
 def test_docker_login_push_pull_with_tokens(
     token_proxy: Nginx,
-    docker_behind_proxy: DockerBehindProxy,
+    dockerd: Dockerd,
     certificates: ServerCertificates,
     tmp_path: Path,
 ) -> None:
-    docker = docker_behind_proxy.daemon
     host = f"{REGISTRY_NAME}:{token_proxy.port}" if token_proxy.tls else token_proxy.host
     if token_proxy.tls:
-        docker_behind_proxy.trust(host, certificates)
+        dockerd.trust(host, certificates.ca_cert)
     nonce = os.urandom(4).hex()
     own, foreign = f"{host}/alice/app-{nonce}:1", f"{host}/bob/app-{nonce}:1"
     rootfs = busybox_rootfs_tar(tmp_path / "rootfs.tar", {"etc/nonce": os.urandom(64 * 1024)})
-    docker.docker("import", str(rootfs), own)
-    docker.docker("tag", own, foreign)
+    dockerd.docker("import", str(rootfs), own)
+    dockerd.docker("tag", own, foreign)
 
-    wrong = docker.docker("login", "--username", "alice", "--password", "wrong", host, check=False)
+    wrong = dockerd.docker("login", "--username", "alice", "--password", "wrong", host, check=False)
     assert wrong.returncode != 0
-    login = docker.docker("login", "--username", "alice", "--password", PASSWORD, host)
+    login = dockerd.docker("login", "--username", "alice", "--password", PASSWORD, host)
     assert "Login Succeeded" in login.stdout
-    docker.docker("push", own)
-    refused = docker.docker("push", foreign, check=False)
+    dockerd.docker("push", own)
+    refused = dockerd.docker("push", foreign, check=False)
     assert refused.returncode != 0
 
-    docker.docker("logout", host)
-    docker.docker("rmi", own)
-    anonymous = docker.docker("pull", own, check=False)
+    dockerd.docker("logout", host)
+    dockerd.docker("rmi", own)
+    anonymous = dockerd.docker("pull", own, check=False)
     assert anonymous.returncode != 0
-    docker.docker("login", "--username", "alice", "--password", PASSWORD, host)
-    docker.docker("pull", own)
-    docker.docker("logout", host)
+    dockerd.docker("login", "--username", "alice", "--password", PASSWORD, host)
+    dockerd.docker("pull", own)
+    dockerd.docker("logout", host)

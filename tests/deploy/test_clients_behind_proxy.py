@@ -16,12 +16,19 @@ import httpx
 import pytest
 
 from tests.support.containers import ContainerTools
-from tests.support.images import busybox_rootfs_tar, every_blob, random_files, random_image, write_oci_layout
+from tests.support.dockerd import Dockerd
+from tests.support.images import (
+    busybox_rootfs_tar,
+    digest_of,
+    every_blob,
+    random_files,
+    random_image,
+    write_oci_layout,
+)
 from tests.support.nginx import Nginx
-from tests.support.served import digest_of
 from tests.support.tls import ServerCertificates
 
-from .conftest import REGISTRY_NAME, DockerBehindProxy
+from .conftest import REGISTRY_NAME
 
 pytestmark = [pytest.mark.nginx, pytest.mark.clients, pytest.mark.slow]
 
@@ -44,33 +51,32 @@ def served_digest(client: httpx.Client, repository: str, reference: str) -> str:
 def test_docker_login_push_pull(
     proxy: Nginx,
     client: httpx.Client,
-    docker_behind_proxy: DockerBehindProxy,
+    dockerd: Dockerd,
     certificates: ServerCertificates,
     repository: str,
     tmp_path: Path,
 ) -> None:
-    docker = docker_behind_proxy.daemon
     # Over TLS docker gets a name outside 127.0.0.0/8, the only way it checks certificates.
     host = f"{REGISTRY_NAME}:{proxy.port}" if proxy.tls else proxy.host
     reference = f"{host}/{repository}:v1"
     rootfs = busybox_rootfs_tar(tmp_path / "rootfs.tar", {"etc/nonce": os.urandom(256 * 1024)})
-    docker.docker("import", str(rootfs), reference)
+    dockerd.docker("import", str(rootfs), reference)
 
     if proxy.tls:
-        docker_behind_proxy.trust(host, None)
-        refused = docker.docker("push", reference, check=False)
+        dockerd.trust(host, None)
+        refused = dockerd.docker("push", reference, check=False)
         assert refused.returncode != 0
         assert UNTRUSTED in refused.stderr
-        docker_behind_proxy.trust(host, certificates)
+        dockerd.trust(host, certificates.ca_cert)
 
-    login = docker.docker("login", "--username", "anyone", "--password", "anything", host)
+    login = dockerd.docker("login", "--username", "anyone", "--password", "anything", host)
     assert "Login Succeeded" in login.stdout
-    pushed = PUSHED_DIGEST.search(docker.docker("push", reference).stdout)
+    pushed = PUSHED_DIGEST.search(dockerd.docker("push", reference).stdout)
     assert pushed, "docker push printed no digest"
     assert served_digest(client, repository, "v1") == pushed.group(1)
 
-    docker.docker("rmi", reference)
-    pulled = PULLED_DIGEST.search(docker.docker("pull", reference).stdout)
+    dockerd.docker("rmi", reference)
+    pulled = PULLED_DIGEST.search(dockerd.docker("pull", reference).stdout)
     assert pulled, "docker pull printed no digest"
     assert pulled.group(1) == pushed.group(1)
     if proxy.tls:  # docker pushed and pulled through nginx, over IPv6 and TLS
@@ -105,7 +111,7 @@ def cert_dir(certificates: ServerCertificates, tmp_path: Path) -> Path:
 def test_skopeo_copy_in_and_out(
     proxy: Nginx,
     client: httpx.Client,
-    deploy_tools: ContainerTools,
+    container_tools: ContainerTools,
     cert_dir: Path,
     repository: str,
     tmp_path: Path,
@@ -114,7 +120,7 @@ def test_skopeo_copy_in_and_out(
     source = f"oci:{write_oci_layout(tmp_path / 'layout', {'v1': image})}:v1"
     reference = f"docker://{proxy.host}/{repository}:v1"
     if proxy.tls:
-        refused = run(deploy_tools, "skopeo", "copy", source, reference, check=False)
+        refused = run(container_tools, "skopeo", "copy", source, reference, check=False)
         assert refused.returncode != 0
         assert UNTRUSTED in refused.stderr
         to, source_flag, one = (
@@ -126,13 +132,13 @@ def test_skopeo_copy_in_and_out(
         to, source_flag, one = "--dest-tls-verify=false", "--src-tls-verify=false", "--tls-verify=false"
 
     digest_file = tmp_path / "digest"
-    run(deploy_tools, "skopeo", "copy", to, "--digestfile", str(digest_file), source, reference)
+    run(container_tools, "skopeo", "copy", to, "--digestfile", str(digest_file), source, reference)
     assert digest_file.read_text() == image.digest
     assert served_digest(client, repository, "v1") == image.digest
-    inspected = json.loads(run(deploy_tools, "skopeo", "inspect", one, reference).stdout)
+    inspected = json.loads(run(container_tools, "skopeo", "inspect", one, reference).stdout)
     assert inspected["Digest"] == image.digest
 
-    run(deploy_tools, "skopeo", "copy", source_flag, reference, f"oci:{tmp_path / 'out'}:copied")
+    run(container_tools, "skopeo", "copy", source_flag, reference, f"oci:{tmp_path / 'out'}:copied")
     copied = tmp_path / "out" / "blobs" / "sha256"
     assert {f"sha256:{path.name}" for path in copied.iterdir()} == {blob.digest for blob in every_blob(image)}
     for path in copied.iterdir():
@@ -144,25 +150,25 @@ def test_skopeo_copy_in_and_out(
 def test_podman_push_pull(
     proxy: Nginx,
     client: httpx.Client,
-    deploy_tools: ContainerTools,
+    container_tools: ContainerTools,
     cert_dir: Path,
     repository: str,
     tmp_path: Path,
 ) -> None:
     local = f"localhost/{repository}:built"
-    image_id = deploy_tools.build_scratch_image(
+    image_id = container_tools.build_scratch_image(
         local, [random_files(2, 64 * 1024), random_files(1, 128 * 1024)]
     )
     reference = f"{proxy.host}/{repository}:v1"
     trust = f"--cert-dir={cert_dir}" if proxy.tls else "--tls-verify=false"
     if proxy.tls:
-        refused = run(deploy_tools, "podman", "push", local, f"docker://{reference}", check=False)
+        refused = run(container_tools, "podman", "push", local, f"docker://{reference}", check=False)
         assert refused.returncode != 0
         assert UNTRUSTED in refused.stderr
 
     digest_file = tmp_path / "digest"
     run(
-        deploy_tools,
+        container_tools,
         "podman",
         "push",
         trust,
@@ -174,11 +180,11 @@ def test_podman_push_pull(
     pushed = digest_file.read_text().strip()
     assert served_digest(client, repository, "v1") == pushed
 
-    run(deploy_tools, "podman", "rmi", local)
-    run(deploy_tools, "podman", "pull", trust, reference)
-    pulled = json.loads(run(deploy_tools, "podman", "image", "inspect", reference).stdout)[0]
+    run(container_tools, "podman", "rmi", local)
+    run(container_tools, "podman", "pull", trust, reference)
+    pulled = json.loads(run(container_tools, "podman", "image", "inspect", reference).stdout)[0]
     assert pulled["Id"] == image_id
     assert pulled["Digest"] == pushed
-    run(deploy_tools, "podman", "rmi", reference)
+    run(container_tools, "podman", "rmi", reference)
     if proxy.tls:
         tls_lines(proxy, repository)

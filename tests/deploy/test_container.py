@@ -18,7 +18,9 @@ import httpx
 import pytest
 import yaml
 
+from config_reader import parse_duration
 from registry.config import load_config
+from registry.supervisor import longest_stop
 from tests.support.nginx import SHIPPED, SHIPPED_UPSTREAM, TLS_SITE
 from tests.support.registry import PROJECT
 
@@ -75,6 +77,7 @@ def test_dockerfile_builds_a_slim_unprivileged_image() -> None:
 
 def test_dockerfile_copies_only_files_the_context_sends() -> None:
     allowed = {line[1:].rstrip("/") for line in DOCKERIGNORE.read_text().splitlines() if line.startswith("!")}
+    checked = set()
     for copy in arguments(dockerfile_instructions(), "COPY"):
         if copy.startswith("--from="):
             continue
@@ -82,6 +85,11 @@ def test_dockerfile_copies_only_files_the_context_sends() -> None:
         for source in sources:
             assert (PROJECT / source).exists(), f"COPY {source}: not in the repository"
             assert source.rstrip("/") in allowed, f"COPY {source}: excluded by {DOCKERIGNORE.name}"
+            checked.add(source.rstrip("/"))
+    # The build copies the project's metadata and every package it installs; the image, its config.
+    config = str(SAMPLE_CONFIG.relative_to(PROJECT))
+    needed = {"pyproject.toml", "registry", "storage_drivers", "auth", config}
+    assert needed <= checked, f"COPY lines not found for {sorted(needed - checked)}"
 
 
 def test_image_command_serves_and_health_check_follows_it(tmp_path: Path) -> None:
@@ -150,3 +158,13 @@ def test_compose_registry_is_reachable_only_through_nginx() -> None:
     # The registry listens where the shipped site's upstream points, inside the shared namespace.
     config = load_config(SAMPLE_CONFIG, environ=registry["environment"])
     assert f"server {config.http.addr};" == SHIPPED_UPSTREAM
+
+
+def test_stop_timeouts_allow_the_drain() -> None:
+    """Docker kills a container 10 s after SIGTERM unless told otherwise: the compose file and the
+    image's documented run command give the registry its whole stop."""
+    drain = load_config(SAMPLE_CONFIG, environ={}).http.drain_timeout
+    assert parse_duration(compose()["services"]["registry"]["stop_grace_period"]) >= longest_stop(drain)
+    documented = re.search(r"docker run .*--stop-timeout (\d+)", DOCKERFILE.read_text())
+    assert documented, "the Dockerfile's run command sets no stop timeout"
+    assert int(documented.group(1)) >= longest_stop(drain)

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.launcher import Launcher, write_config
 from tests.support.nginx import TLS_SITE, Nginx, free_dual_stack_port
 from tests.support.registry import RunningRegistry, StartRegistry
 from tests.support.tls import ServerCertificates
-from tests.test_cli import Launcher, launch, write_config  # noqa: F401 - launch is a fixture
 
 from .conftest import trusting
 from .flows import Upload, download_digest
@@ -98,7 +98,7 @@ def test_trusted_proxies_may_set_the_scheme_and_no_one_else(
 
 
 def test_trusted_ipv4_proxies_on_a_dual_stack_listener(
-    launch: Launcher,  # noqa: F811
+    launch: Launcher,
     tmp_path: Path,
     repository: str,
 ) -> None:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 
+from config_reader import parse_duration
 from registry.config import load_config
+from registry.supervisor import longest_stop
 
 from .shipped import (
     INSTALLED_CONFIG,
@@ -76,6 +78,14 @@ def test_storage_is_the_state_directory() -> None:
     assert service["StateDirectory"] == ["dockyard"]
     assert sample_config()["storage"]["filesystem"]["rootdirectory"] == "/var/lib/dockyard"
     assert service["ConfigurationDirectory"] == ["dockyard"]
+
+
+def test_stop_timeout_allows_the_drain() -> None:
+    """systemd kills the service TimeoutStopSec after SIGTERM: that must cover the drain timeout
+    of the shipped config and the exit after it."""
+    (timeout,) = service_section()["TimeoutStopSec"]
+    drain = load_config(SAMPLE_CONFIG, environ={}).http.drain_timeout
+    assert parse_duration(timeout) >= longest_stop(drain)
 
 
 def test_sysusers_creates_the_service_account(tmp_path: Path) -> None:

@@ -11,15 +11,8 @@ from typing import TypeVar
 import httpx
 
 from tests.integrity.layout import check_layout
-from tests.integrity.pushing import (
-    OCI_MANIFEST,
-    digest_of,
-    expect,
-    image_manifest,
-    push_blob,
-    push_manifest,
-    start_upload,
-)
+from tests.support.images import OCI_MANIFEST, digest_of
+from tests.support.pushing import expect, image_manifest, push_blob, push_manifest, start_upload
 from tests.support.registry import RunningRegistry
 
 CLIENTS = 16

@@ -22,16 +22,8 @@ import httpx
 import pytest
 
 from tests.integrity.layout import TEMP_PREFIX, LayoutReport, check_layout
-from tests.integrity.pushing import (
-    OCI_INDEX,
-    OCI_MANIFEST,
-    digest_of,
-    expect,
-    image_manifest,
-    index_manifest,
-    push_blob,
-    push_blob_chunked,
-)
+from tests.support.images import OCI_INDEX, OCI_MANIFEST, digest_of
+from tests.support.pushing import expect, image_manifest, index_manifest, push_blob, push_blob_chunked
 from tests.support.registry import RunningRegistry, StartRegistry
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.integrity.pushing import error_codes, expect, start_upload
+from tests.support.pushing import error_codes, expect, start_upload
 from tests.support.registry import RunningRegistry, StartRegistry
 
 AGE_SECONDS = 3

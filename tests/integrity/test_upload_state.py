@@ -13,8 +13,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integrity.pushing import digest_of, error_codes, expect, start_upload
 from tests.integrity.workers import serving_process
+from tests.support.images import digest_of
+from tests.support.pushing import error_codes, expect, start_upload
 from tests.support.registry import RunningRegistry, StartRegistry
 
 CHUNK = 256 * 1024

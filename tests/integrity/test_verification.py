@@ -9,16 +9,8 @@ import httpx
 import pytest
 
 from tests.integrity.layout import check_layout
-from tests.integrity.pushing import (
-    OCI_MANIFEST,
-    digest_of,
-    error_codes,
-    expect,
-    image_manifest,
-    push_blob,
-    push_manifest,
-    start_upload,
-)
+from tests.support.images import OCI_MANIFEST, digest_of
+from tests.support.pushing import error_codes, expect, image_manifest, push_blob, push_manifest, start_upload
 from tests.support.registry import RunningRegistry
 
 V2 = Path("docker/registry/v2")
@@ -100,8 +92,8 @@ def test_chunk_whose_length_disagrees_with_its_range_changes_nothing(
     data = os.urandom(1000)
     location = start_upload(client, name)
     response = client.patch(location, content=data, headers={"Content-Range": "0-1999"})
-    assert response.status_code in {400, 416}, response.text
-    assert error_codes(response)[0] in {"SIZE_INVALID", "BLOB_UPLOAD_INVALID"}
+    assert response.status_code == 400, response.text
+    assert error_codes(response) == ["SIZE_INVALID"]
     assert expect(client.get(location), 204).headers["Range"] == "0-0"
     response = expect(client.put(location, params={"digest": digest_of(data)}, content=data), 201)
     assert expect(client.get(response.headers["Location"]), 200).content == data

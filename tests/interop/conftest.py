@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.containers import ContainerTools
 from tests.support.distribution import DistributionRegistry, StartDistribution
 
 
@@ -24,11 +23,3 @@ def start_distribution(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
     yield start
     for registry in started:
         registry.stop()
-
-
-@pytest.fixture(scope="session")
-def interop_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTools]:
-    """skopeo with private config; copies go between layouts on disk and registries only."""
-    tools = ContainerTools(tmp_path_factory.mktemp("interop-containers"))
-    yield tools
-    tools.release_storage()

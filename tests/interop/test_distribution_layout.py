@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.containers import ContainerTools
@@ -31,6 +32,7 @@ from tests.support.images import (
     write_dir_layout,
     write_oci_layout,
 )
+from tests.support.pushing import push_manifest
 from tests.support.registry import StartRegistry
 from tests.support.served import RegistryEndpoint, Served
 
@@ -99,8 +101,8 @@ def push(tools: ContainerTools, registry: RegistryEndpoint, items: list[Pushed],
     for number, item in enumerate(items):
         if item.manifest_only:
             manifest = item.content.manifest
-            with Served(registry.url) as served:
-                digest = served.put_manifest(item.repository, item.tag, manifest.media_type, manifest.data)
+            with httpx.Client(base_url=registry.url, timeout=60) as http:
+                digest = push_manifest(http, item.repository, item.tag, manifest.data, manifest.media_type)
             assert digest == item.content.digest
             continue
         source_dir = work / f"source-{number}-{item.tag}"
@@ -164,51 +166,51 @@ def assert_serves(
 def test_distribution_root_served_by_dockyard_and_back(
     start_distribution: StartDistribution,
     start_registry: StartRegistry,
-    interop_tools: ContainerTools,
+    container_tools: ContainerTools,
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "root"
     written_by_distribution = content_set("from-distribution", referrers_api=False)
     distribution = start_distribution(root)
-    push_and_delete(interop_tools, distribution, written_by_distribution, tmp_path / "push-1")
+    push_and_delete(container_tools, distribution, written_by_distribution, tmp_path / "push-1")
     distribution.stop()
 
     dockyard = start_registry(root=root)
     # (The referrers API over Distribution's referrers tags has a test of its own, below.)
-    assert_serves(interop_tools, dockyard, written_by_distribution, tmp_path / "pull-1", False)
+    assert_serves(container_tools, dockyard, written_by_distribution, tmp_path / "pull-1", False)
     # Dockyard adds to the same root: new repositories and a new tag in an existing one.
     added = content_set("from-dockyard", referrers_api=True)
-    push_and_delete(interop_tools, dockyard, added, tmp_path / "push-2")
+    push_and_delete(container_tools, dockyard, added, tmp_path / "push-2")
     extra_tag = Pushed("from-distribution/team/app", "2.0", random_image(layers=2))
-    push(interop_tools, dockyard, [extra_tag], tmp_path / "push-3")
+    push(container_tools, dockyard, [extra_tag], tmp_path / "push-3")
     dockyard.stop()
 
     distribution.restart()
     everything = written_by_distribution + added + Expected([extra_tag], [], {})
-    assert_serves(interop_tools, distribution, everything, tmp_path / "pull-2", False)
+    assert_serves(container_tools, distribution, everything, tmp_path / "pull-2", False)
 
 
 def test_dockyard_root_served_by_distribution(
     start_distribution: StartDistribution,
     start_registry: StartRegistry,
-    interop_tools: ContainerTools,
+    container_tools: ContainerTools,
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "root"
     written_by_dockyard = content_set("from-dockyard", referrers_api=True)
     dockyard = start_registry(root=root)
-    push_and_delete(interop_tools, dockyard, written_by_dockyard, tmp_path / "push")
-    assert_serves(interop_tools, dockyard, written_by_dockyard, tmp_path / "check", True)
+    push_and_delete(container_tools, dockyard, written_by_dockyard, tmp_path / "push")
+    assert_serves(container_tools, dockyard, written_by_dockyard, tmp_path / "check", True)
     dockyard.stop()
 
     distribution = start_distribution(root)
-    assert_serves(interop_tools, distribution, written_by_dockyard, tmp_path / "pull", False)
+    assert_serves(container_tools, distribution, written_by_dockyard, tmp_path / "pull", False)
 
 
 def test_referrers_tags_written_by_distribution_feed_dockyard_referrers_api(
     start_distribution: StartDistribution,
     start_registry: StartRegistry,
-    interop_tools: ContainerTools,
+    container_tools: ContainerTools,
     tmp_path: Path,
 ) -> None:
     """OCI 1.1 "Enabling the Referrers API": manifests listed at a referrers tag, pushed while the
@@ -220,7 +222,7 @@ def test_referrers_tags_written_by_distribution_feed_dockyard_referrers_api(
     app = "legacy/app"
     distribution = start_distribution(root)
     push(
-        interop_tools,
+        container_tools,
         distribution,
         [
             Pushed(app, "1.0", subject),

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from registry.config import ConfigError, DebugConfig, HealthConfig, load_config
-from tests.test_cli import write_config
+from tests.support.launcher import write_config
 
 
 def load(tmp_path: Path, **sections: Any) -> Any:

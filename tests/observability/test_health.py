@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from registry.observability.health import StorageHealth
-from tests.integrity.pushing import push_blob
 from tests.support.processes import free_port
+from tests.support.pushing import push_blob
 from tests.support.registry import StartRegistry
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.auth.helpers import write_htpasswd
-from tests.integrity.pushing import OCI_MANIFEST, digest_of, expect, image_manifest, push_blob
+from tests.support.pushing import OCI_MANIFEST, digest_of, expect, image_manifest, push_blob
 from tests.support.registry import RunningRegistry, StartRegistry
 
 PASSWORD = "correct horse battery staple"

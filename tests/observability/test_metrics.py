@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from tests.integrity.pushing import OCI_MANIFEST, digest_of, expect, push_image
 from tests.integrity.workers import process_group, serving_process
+from tests.support.pushing import OCI_MANIFEST, digest_of, expect, push_image
 from tests.support.registry import RunningRegistry
 
 from .conftest import Samples, Scraper, value

@@ -17,7 +17,6 @@ import httpx
 import pytest
 
 from tests.support.ceph import CephRGW
-from tests.support.containers import ContainerTools
 from tests.support.nginx import HTTP_SITE, Nginx
 from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
 
@@ -78,14 +77,6 @@ def balanced(balancer: Nginx) -> Iterator[httpx.Client]:
     """httpx to the balancer: one keep-alive connection, as a pushing client keeps."""
     with httpx.Client(base_url=balancer.url, timeout=120) as http:
         yield http
-
-
-@pytest.fixture(scope="module")
-def s3_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTools]:
-    """skopeo with a private image store."""
-    tools = ContainerTools(tmp_path_factory.mktemp("s3-containers"))
-    yield tools
-    tools.release_storage()
 
 
 @pytest.fixture

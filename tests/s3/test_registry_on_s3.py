@@ -3,7 +3,6 @@ disabled), and a bucket shared with CNCF Distribution 2.8 in both directions."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -17,23 +16,13 @@ import yaml
 from tests.support.containers import ContainerTools
 from tests.support.images import every_blob, random_image, write_oci_layout
 from tests.support.processes import ServerProcess, free_port
+from tests.support.pushing import push_blob
 from tests.support.registry import RunningRegistry
 from tests.support.served import Served
 
 pytestmark = pytest.mark.s3
 
 MIB = 1 << 20
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def push_blob(http: httpx.Client, repo: str, data: bytes) -> str:
-    digest = sha256(data)
-    response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data)
-    assert response.status_code == 201, response.text
-    return digest
 
 
 @pytest.fixture
@@ -133,7 +122,7 @@ def distribution_on_the_bucket(
 
 
 def test_a_bucket_shared_with_distribution_in_both_directions(
-    s3_tools: ContainerTools,
+    container_tools: ContainerTools,
     s3_registry_server: RunningRegistry,
     distribution_on_the_bucket: Distribution,
     new_repository: Callable[[], str],
@@ -145,10 +134,10 @@ def test_a_bucket_shared_with_distribution_in_both_directions(
         image = random_image(layers=2)
         layout = write_oci_layout(tmp_path / f"layout-{os.urandom(2).hex()}", {"v1": image})
         repo = new_repository()
-        s3_tools.skopeo("copy", f"oci:{layout}:v1", f"docker://{pusher.host}/{repo}:v1")
+        container_tools.skopeo("copy", f"oci:{layout}:v1", f"docker://{pusher.host}/{repo}:v1")
         with Served(puller.url) as served:
             assert served.manifest(repo, "v1").data == image.manifest.data
             assert set(served.verify_tree(repo, "v1")) == {b.digest for b in every_blob(image)}
             assert served.tags(repo) == ["v1"]
-        inspected = json.loads(s3_tools.skopeo("inspect", f"docker://{puller.host}/{repo}:v1").stdout)
+        inspected = json.loads(container_tools.skopeo("inspect", f"docker://{puller.host}/{repo}:v1").stdout)
         assert inspected["Digest"] == image.digest

@@ -14,7 +14,6 @@ bulk budget; after SIGCONT everything works again and the interrupted upload fin
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +28,16 @@ from storage_drivers.s3 import S3Driver, parse_settings
 from storage_drivers.s3.clients import QUICK, CallBudget
 from storage_drivers.testsuite import pattern, read_all
 from tests.support.ceph import CephRGW
-from tests.support.images import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Blob, json_bytes, random_image
+from tests.support.images import (
+    OCI_CONFIG,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Blob,
+    digest_of,
+    json_bytes,
+    random_image,
+)
+from tests.support.pushing import push_content
 from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
 from tests.support.served import Served
 
@@ -44,10 +52,6 @@ SHORT_BULK = CallBudget(connect=1, read=3, deadline=8)
 """The bulk budget's mechanism at a scale a test can wait for (the real one allows 100 s)."""
 SCHEDULING = 3.0
 """Seconds a loaded machine may add to a budget before the answer arrives."""
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def blob_key(digest: str) -> str:
@@ -106,7 +110,7 @@ def test_radosgw_stopped_mid_push(
 ) -> None:
     repo = new_repository()
     data = os.urandom(6 * CHUNK)
-    digest = sha256(data)
+    digest = digest_of(data)
     other = os.urandom(MIB)
     image = random_image(layers=1)
     http = httpx.Client(base_url=registry.url, timeout=300)
@@ -147,7 +151,9 @@ def test_radosgw_stopped_mid_push(
             lambda: http.get(path),
             lambda: http.patch(path, content=data[acknowledged:], headers=OCTETS),
             lambda: http.put(path, params={"digest": digest}, content=data[acknowledged:], headers=OCTETS),
-            lambda: http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(other)}, content=other),
+            lambda: http.post(
+                f"/v2/{repo}/blobs/uploads/", params={"digest": digest_of(other)}, content=other
+            ),
             lambda: http.post(f"/v2/{repo}/blobs/uploads/"),
             lambda: http.put(
                 f"/v2/{repo}/manifests/during-outage",
@@ -179,9 +185,9 @@ def test_radosgw_stopped_mid_push(
     with Served(registry.url) as served:
         assert served.verify_blob(repo, digest, len(data)) == len(data)
     s3 = own_ceph.client()
-    assert sha256(s3.get_object(Bucket=bucket, Key=blob_key(digest))["Body"].read()) == digest
-    assert http.head(f"/v2/{repo}/blobs/{sha256(other)}").status_code == 404
-    assert s3.list_objects_v2(Bucket=bucket, Prefix=blob_key(sha256(other)))["KeyCount"] == 0
+    assert digest_of(s3.get_object(Bucket=bucket, Key=blob_key(digest))["Body"].read()) == digest
+    assert http.head(f"/v2/{repo}/blobs/{digest_of(other)}").status_code == 404
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=blob_key(digest_of(other)))["KeyCount"] == 0
     assert http.get(f"/v2/{repo}/manifests/during-outage").status_code == 404
 
     # An image with the finished blob as its layer is pushed and served whole; its tag is the
@@ -199,7 +205,7 @@ def test_radosgw_stopped_mid_push(
     assert response.status_code == 201, response.text
     with Served(registry.url) as served:
         assert served.tags(repo) == ["v1"]
-        assert set(served.verify_tree(repo, "v1")) == {sha256(manifest), config.digest, digest}
+        assert set(served.verify_tree(repo, "v1")) == {digest_of(manifest), config.digest, digest}
     http.close()
 
 
@@ -219,8 +225,7 @@ def test_radosgw_frozen(
     repo, image = new_repository(), random_image(layers=1)
     url = registry.url
     http = httpx.Client(base_url=url, timeout=60)
-    with Served(url) as served:
-        served.push_image(repo, "v1", image)
+    push_content(http, repo, "v1", image)
     layer = image.layers[0].blob.digest
     bucket = registry.storage["s3"]["bucket"]
     settings = parse_settings(own_ceph.driver_parameters(bucket, rootdirectory="/frozen", chunksize=PART))

@@ -8,7 +8,6 @@ replicas' own access logs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -18,8 +17,9 @@ import httpx
 import pytest
 
 from tests.support.containers import ContainerTools
-from tests.support.images import every_blob, random_image, write_oci_layout
+from tests.support.images import digest_of, every_blob, random_image, write_oci_layout
 from tests.support.nginx import Nginx
+from tests.support.pushing import push_content
 from tests.support.registry import RunningRegistry
 from tests.support.served import Served
 
@@ -29,10 +29,6 @@ pytestmark = [pytest.mark.s3, pytest.mark.nginx]
 
 MIB = 1 << 20
 OCTETS = {"Content-Type": "application/octet-stream"}
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def pieces(data: bytes, size: int) -> Iterator[tuple[int, bytes]]:
@@ -75,9 +71,9 @@ def test_chunked_upload_with_chunks_landing_on_different_replicas(
         assert response.headers["Range"] == f"0-{start + len(chunk) - 1}"
         location = response.headers["Location"]
         chunk_count += 1
-    finished = balanced.put(location, params={"digest": sha256(data)})
+    finished = balanced.put(location, params={"digest": digest_of(data)})
     assert finished.status_code == 201, finished.text
-    assert finished.headers["Docker-Content-Digest"] == sha256(data)
+    assert finished.headers["Docker-Content-Digest"] == digest_of(data)
 
     patches = [x for x in landings(balancer) if x.method == "PATCH" and upload_id in x.uri]
     assert [x.status for x in patches] == [202] * chunk_count
@@ -87,7 +83,7 @@ def test_chunked_upload_with_chunks_landing_on_different_replicas(
     for replica in replicas:  # each replica's own access log agrees with nginx's
         logged = replica.log().count(f'"PATCH /v2/{repo}/blobs/uploads/{upload_id} HTTP/1.1" 202')
         assert logged == served_by.count(replica.host), (replica.host, served_by)
-    served_everywhere(replicas, repo, sha256(data), len(data))
+    served_everywhere(replicas, repo, digest_of(data), len(data))
 
 
 def test_each_request_of_an_upload_on_the_next_replica(
@@ -117,12 +113,12 @@ def test_each_request_of_an_upload_on_the_next_replica(
             assert status.status_code == 204, status.text
             assert status.headers["Range"] == f"0-{last}"
             assert status.headers["Docker-Upload-UUID"] == upload_id
-        finished = next_replica().put(path, params={"digest": sha256(data)})
+        finished = next_replica().put(path, params={"digest": digest_of(data)})
         assert finished.status_code == 201, finished.text
     finally:
         for client in clients:
             client.close()
-    served_everywhere(replicas, repo, sha256(data), len(data))
+    served_everywhere(replicas, repo, digest_of(data), len(data))
 
 
 def test_monolithic_and_streamed_uploads_through_the_balancer(
@@ -132,7 +128,7 @@ def test_monolithic_and_streamed_uploads_through_the_balancer(
     monolithic = os.urandom(12 * MIB + 5)
     response = balanced.post(
         f"/v2/{repo}/blobs/uploads/",
-        params={"digest": sha256(monolithic)},
+        params={"digest": digest_of(monolithic)},
         content=monolithic,
         headers=OCTETS,
     )
@@ -150,15 +146,15 @@ def test_monolithic_and_streamed_uploads_through_the_balancer(
     response = balanced.patch(location, content=body(), headers=OCTETS)
     assert response.status_code == 202, response.text
     assert response.headers["Range"] == f"0-{len(streamed) - 1}"
-    response = balanced.put(response.headers["Location"], params={"digest": sha256(streamed)})
+    response = balanced.put(response.headers["Location"], params={"digest": digest_of(streamed)})
     assert response.status_code == 201, response.text
 
-    served_everywhere(replicas, repo, sha256(monolithic), len(monolithic))
-    served_everywhere(replicas, repo, sha256(streamed), len(streamed))
+    served_everywhere(replicas, repo, digest_of(monolithic), len(monolithic))
+    served_everywhere(replicas, repo, digest_of(streamed), len(streamed))
 
 
 def test_skopeo_push_through_the_balancer_is_pulled_from_every_replica(
-    s3_tools: ContainerTools,
+    container_tools: ContainerTools,
     balancer: Nginx,
     replicas: list[RunningRegistry],
     new_repository: Callable[[], str],
@@ -168,14 +164,15 @@ def test_skopeo_push_through_the_balancer_is_pulled_from_every_replica(
     write_oci_layout(tmp_path / "layout", {"v1": image})
     repo = new_repository()
     pushed = f"docker://{balancer.host}/{repo}:v1"
-    s3_tools.skopeo("copy", "--digestfile", str(tmp_path / "digest"), f"oci:{tmp_path / 'layout'}:v1", pushed)
+    layout = f"oci:{tmp_path / 'layout'}:v1"
+    container_tools.skopeo("copy", "--digestfile", str(tmp_path / "digest"), layout, pushed)
     assert (tmp_path / "digest").read_text() == image.digest
 
     for number, replica in enumerate(replicas):
         reference = f"docker://{replica.host}/{repo}:v1"
-        assert s3_tools.skopeo("inspect", "--raw", reference).stdout.encode() == image.manifest.data
+        assert container_tools.skopeo("inspect", "--raw", reference).stdout.encode() == image.manifest.data
         pulled = tmp_path / f"pulled-{number}"
-        s3_tools.skopeo("copy", reference, f"oci:{pulled}:v1")
+        container_tools.skopeo("copy", reference, f"oci:{pulled}:v1")
         index = json.loads((pulled / "index.json").read_text())
         assert [entry["digest"] for entry in index["manifests"]] == [image.digest]
         for blob in every_blob(image):
@@ -191,8 +188,8 @@ def test_what_one_replica_changes_every_other_sees_at_once(
     image = random_image(layers=2)
     repo = new_repository()
     first, *others = replicas
-    with Served(first.url) as served:
-        served.push_image(repo, "v1", image)
+    with httpx.Client(base_url=first.url, timeout=60) as http:
+        push_content(http, repo, "v1", image)
     for replica in others:
         with Served(replica.url) as served:
             assert served.manifest(repo, "v1").data == image.manifest.data

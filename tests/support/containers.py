@@ -1,4 +1,5 @@
-"""podman, buildah and skopeo with private storage and config, plain HTTP to test registries.
+"""podman, buildah and skopeo with private storage and config, plain HTTP to test registries, and
+the fixtures that give tests one such environment for the session or an empty one of their own.
 
 All state (image store, run dir, auth file, events log) lives under one folder; the only file
 outside it is the system trust policy, which the clients refuse to run without.
@@ -9,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+
+import pytest
 
 POLICY = Path("/etc/containers/policy.json")
 ACCEPT_ANYTHING = {"default": [{"type": "insecureAcceptAnything"}]}
@@ -25,6 +28,7 @@ TLS_FLAGS: dict[tuple[str, ...], list[str]] = {
     ("buildah", "push"): ["--tls-verify=false"],
     ("buildah", "pull"): ["--tls-verify=false"],
     ("buildah", "manifest", "push"): ["--tls-verify=false"],
+    ("podman", "login"): ["--tls-verify=false"],
     ("podman", "push"): ["--tls-verify=false"],
     ("podman", "pull"): ["--tls-verify=false"],
     ("podman", "manifest", "push"): ["--tls-verify=false"],
@@ -70,7 +74,12 @@ class ContainerTools:
         }
 
     def run(
-        self, tool: str, *args: str, check: bool = True, env: Mapping[str, str] | None = None
+        self,
+        tool: str,
+        *args: str,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``tool ARGS``, plain-HTTP flags inserted after the subcommand that takes them."""
         command = [tool, *args]
@@ -80,6 +89,7 @@ class ContainerTools:
                 break
         result = subprocess.run(
             command,
+            input=stdin,
             capture_output=True,
             text=True,
             env={**self.env, **(env or {})},
@@ -146,3 +156,19 @@ class ContainerTools:
         """
         self.buildah("rm", "--all", check=False)
         self.podman("image", "unmount", "--all", check=False)
+
+
+@pytest.fixture(scope="session")
+def container_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTools]:
+    """podman/buildah/skopeo with one private image store and auth file for the session."""
+    tools = ContainerTools(tmp_path_factory.mktemp("containers"))
+    yield tools
+    tools.release_storage()
+
+
+@pytest.fixture
+def fresh_container_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTools]:
+    """podman/buildah/skopeo with an empty image store, to pull into."""
+    tools = ContainerTools(tmp_path_factory.mktemp("fresh-containers"))
+    yield tools
+    tools.release_storage()

@@ -1,8 +1,14 @@
-"""A private containerd + dockerd (Debian's docker.io) with every bit of state in one folder.
+"""A private containerd + dockerd (Debian's docker.io) with every bit of state in one folder, and
+the ``dockerd`` fixture: one such daemon for the whole test session.
 
 Nothing here borrows a system daemon: containerd and dockerd get their own sockets, data and exec
 roots under ``workdir``, no iptables/bridge changes, and are stopped by PID. Registries on
 127.0.0.0/8 are reachable over plain HTTP without ``--insecure-registry``.
+
+Docker treats every registry on 127.0.0.0/8 as insecure and skips certificate checks there, so
+dockerd runs in a private mount namespace where ``PRIVATE_HOSTNAME`` names ::1 (an /etc/hosts of
+its own) and ``/etc/docker`` is a folder under ``workdir``: ``trust`` installs a CA where docker's
+real ``certs.d`` lookup finds it, with nothing written to the machine's /etc.
 """
 
 from __future__ import annotations
@@ -11,12 +17,16 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
+import pytest
 
 from .processes import ServerProcess
+
+PRIVATE_HOSTNAME = "registry.dockyard.test"
+"""Resolves to ::1 inside the test dockerd only: a registry name docker checks certificates for."""
 
 
 def docker_cli() -> str:
@@ -33,10 +43,8 @@ def docker_cli() -> str:
 class Dockerd:
     """containerd + dockerd under ``workdir``; ``docker()`` runs the CLI against it."""
 
-    def __init__(self, workdir: Path, wrapper: Sequence[str] = ()) -> None:
-        """``wrapper`` is a command dockerd runs under (e.g. ``unshare`` for a private /etc view)."""
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.wrapper = list(wrapper)
         self.containerd: ServerProcess | None = None
         self.dockerd: ServerProcess | None = None
         self.storage_driver = ""
@@ -50,6 +58,11 @@ class Dockerd:
         return self.workdir / "containerd" / "c.sock"
 
     @property
+    def etc_docker(self) -> Path:
+        """What dockerd sees as ``/etc/docker``."""
+        return self.workdir / "etc-docker"
+
+    @property
     def env(self) -> dict[str, str]:
         """Environment for the docker CLI: this daemon, a private client config, no BuildKit."""
         return {
@@ -58,6 +71,15 @@ class Dockerd:
             "DOCKER_CONFIG": str(self.workdir / "dockercfg"),
             "DOCKER_BUILDKIT": "0",
         }
+
+    def trust(self, host: str, ca_cert: Path | None) -> None:
+        """Install ``ca_cert`` as dockerd's ``/etc/docker/certs.d/<host>/ca.crt``; None removes it."""
+        ca_file = self.etc_docker / "certs.d" / host / "ca.crt"
+        if ca_cert is None:
+            ca_file.unlink(missing_ok=True)
+            return
+        ca_file.parent.mkdir(parents=True, exist_ok=True)
+        ca_file.write_bytes(ca_cert.read_bytes())
 
     def start(self) -> Dockerd:
         self._start_containerd()
@@ -90,13 +112,25 @@ class Dockerd:
                 raise RuntimeError(f"containerd did not start:\n{self.containerd.log()[-4000:]}")
             time.sleep(0.05)
 
+    def _private_etc(self) -> list[str]:
+        """The command that runs dockerd with its own /etc/hosts and /etc/docker."""
+        (self.etc_docker / "certs.d").mkdir(parents=True, exist_ok=True)
+        hosts = self.workdir / "hosts"
+        hosts.write_text(Path("/etc/hosts").read_text() + f"\n::1 {PRIVATE_HOSTNAME}\n")
+        # unshare execs dockerd in a new mount namespace whose bind mounts the machine never sees.
+        return [
+            "unshare", "--mount", "--propagation", "private", "--",
+            "sh", "-c", 'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/docker && shift && exec "$@"',
+            str(hosts), str(self.etc_docker),
+        ]  # fmt: skip
+
     def _start_dockerd(self, storage_driver: str) -> bool:
         """Start dockerd; False if it exits early (storage driver unusable here)."""
         daemon_json = self.workdir / "daemon.json"
         daemon_json.write_text("{}")  # never read /etc/docker/daemon.json
         (self.workdir / "dockercfg").mkdir(exist_ok=True)
         command = [
-            *self.wrapper,
+            *self._private_etc(),
             "dockerd",
             "--config-file",
             str(daemon_json),
@@ -141,10 +175,13 @@ class Dockerd:
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 300,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``docker ARGS``; on failure raise with the command's output."""
+        """Run ``docker ARGS`` (``stdin``: e.g. a ``--password-stdin``); on failure raise with the
+        command's output."""
         result = subprocess.run(
             [docker_cli(), *args],
+            input=stdin,
             capture_output=True,
             text=True,
             cwd=cwd,
@@ -165,3 +202,11 @@ class Dockerd:
             if process is not None:
                 process.stop(timeout=30)
         self.dockerd = self.containerd = None
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    """One private dockerd for the session, started the first time a test needs it."""
+    daemon = Dockerd(tmp_path_factory.mktemp("dockerd")).start()
+    yield daemon
+    daemon.stop()

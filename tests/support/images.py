@@ -29,8 +29,8 @@ DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 
 
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+def digest_of(data: bytes, algorithm: str = "sha256") -> str:
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Blob:
 
     @property
     def digest(self) -> str:
-        return sha256_digest(self.data)
+        return digest_of(self.data)
 
     def descriptor(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -87,7 +87,7 @@ def random_layer(media_type: str = OCI_LAYER, files: int = 2, size: int = 128 * 
     content = random_files(files, size)
     tar = tar_bytes(content)
     compressed = gzip.compress(tar, compresslevel=1, mtime=0)
-    return Layer(Blob(media_type, compressed), sha256_digest(tar), content)
+    return Layer(Blob(media_type, compressed), digest_of(tar), content)
 
 
 @dataclass(frozen=True)
@@ -304,7 +304,7 @@ def read_dir_layout(path: Path) -> set[str]:
     for file in path.iterdir():
         if file.name == "version":
             continue
-        digest = sha256_digest(file.read_bytes())
+        digest = digest_of(file.read_bytes())
         if file.name != "manifest.json":
             assert digest == "sha256:" + file.name.removesuffix(".manifest.json"), file
         digests.add(digest)

@@ -6,12 +6,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .ceph import CephRGW
 from .processes import ServerProcess, free_port
+
+if TYPE_CHECKING:  # imported by pytest as a plugin, which rewrites its asserts first
+    from .ceph import CephRGW
 
 PROJECT = Path(__file__).resolve().parents[2]
 DRIVERS = ("filesystem", "s3", "inmemory")

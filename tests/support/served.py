@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from .images import INDEX_TYPES, OCI_INDEX, Image
+from .images import INDEX_TYPES, OCI_INDEX, digest_of
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -29,10 +29,6 @@ class RegistryEndpoint(Protocol):
     def url(self) -> str: ...
 
     def log(self) -> str: ...
-
-
-def digest_of(data: bytes, algorithm: str = "sha256") -> str:
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
 @dataclass(frozen=True)
@@ -139,25 +135,6 @@ class Served:
         assert response.headers["Content-Type"].startswith(OCI_INDEX)
         body: dict[str, Any] = response.json()
         return body
-
-    def put_manifest(self, repository: str, reference: str, media_type: str, data: bytes) -> str:
-        """PUT a manifest as a client does; returns the digest the registry answers with."""
-        response = self.http.put(
-            f"/v2/{repository}/manifests/{reference}", content=data, headers={"Content-Type": media_type}
-        )
-        assert response.status_code == 201, (response.status_code, response.text)
-        digest = response.headers["Docker-Content-Digest"]
-        assert digest == digest_of(data, digest.split(":", 1)[0])
-        return digest
-
-    def push_image(self, repository: str, tag: str, image: Image) -> str:
-        """Each blob in one POST, then the manifest under ``tag``; returns the manifest's digest."""
-        for blob in image.blobs:
-            response = self.http.post(
-                f"/v2/{repository}/blobs/uploads/", params={"digest": blob.digest}, content=blob.data
-            )
-            assert response.status_code == 201, (response.status_code, response.text)
-        return self.put_manifest(repository, tag, image.manifest.media_type, image.manifest.data)
 
     def status(self, method: str, path: str) -> int:
         return self.http.request(method, path).status_code

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -10,14 +9,7 @@ from typing import Any
 
 import httpx
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-def digest_of(data: bytes, algorithm: str = "sha256") -> str:
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+from .images import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, Image, ImageIndex, digest_of
 
 
 def expect(response: httpx.Response, status: int) -> httpx.Response:
@@ -108,6 +100,18 @@ def push_image(client: httpx.Client, name: str, tag: str, layer_sizes: Sequence[
     manifest = image_manifest(config, layers)
     push_manifest(client, name, tag, manifest, OCI_MANIFEST)
     return manifest
+
+
+def push_content(client: httpx.Client, name: str, reference: str, content: Image | ImageIndex) -> str:
+    """Every blob of ``content`` in one POST each, an index's images by digest, then its manifest
+    under ``reference``; returns the manifest's digest."""
+    images = content.images if isinstance(content, ImageIndex) else [content]
+    for image in images:
+        for blob in image.blobs:
+            push_blob(client, name, blob.data)
+        if image is not content:
+            push_manifest(client, name, image.digest, image.manifest.data, image.manifest.media_type)
+    return push_manifest(client, name, reference, content.manifest.data, content.manifest.media_type)
 
 
 def error_codes(response: httpx.Response) -> list[str]:

@@ -1,4 +1,5 @@
-"""The catalog walk against brute force: every page after every ``last`` is the sorted names."""
+"""The catalog: repositories holding manifests, in lexical order, one page at a time (the walk
+checked against brute force: every page after every ``last`` is the sorted names)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import random
 import pytest
 
 from registry.references import is_repository_name
-from registry.storage import paths
+from registry.storage import Storage, paths
 from registry.storage.catalog import Catalog, walk_repositories
 from storage_drivers.inmemory import InMemoryDriver
+from tests.support.images import random_image
+
+from .recording import put_blob, put_image, repository
 
 
 def random_names(rng: random.Random, count: int) -> list[str]:
@@ -52,3 +56,15 @@ async def test_walk_finds_repositories_by_their_marker_only() -> None:
     found = [name async for name in walk_repositories(driver, paths.UPLOADS_DIR)]
     assert found == ["a/b"]
     assert [name async for name in walk_repositories(driver, paths.MANIFESTS_DIR)] == ["a", "a/b", "c"]
+
+
+async def test_repositories_appear_once_a_manifest_is_pushed(storage: Storage) -> None:
+    assert await storage.catalog.page(10, None) == ([], False)
+    await put_blob(storage, repository("blobs/only"), b"a layer")  # no manifest: not in the catalog
+    await storage.uploads.start(repository("uploads/only"))
+    for name in ("zeta", "alpha/one", "alpha", "alpha-two"):
+        await put_image(storage, repository(name), random_image(layers=1, layer_size=64))
+    assert await storage.catalog.page(10, None) == (["alpha", "alpha-two", "alpha/one", "zeta"], False)
+    assert await storage.catalog.page(2, None) == (["alpha", "alpha-two"], True)
+    assert await storage.catalog.page(2, "alpha-two") == (["alpha/one", "zeta"], False)
+    assert await storage.catalog.page(2, "zeta") == ([], False)

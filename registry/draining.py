@@ -1,0 +1,89 @@
+"""uvicorn's server with a bounded stop: what a worker does on SIGTERM or SIGINT.
+
+At the signal the listening socket is closed, so new connections are refused, and uvicorn
+lets the requests in flight finish. Left alone it would wait for them forever: a client that
+stalls in the middle of an upload would hold a restart. Here the wait is bounded:
+
+- after ``drain_timeout`` the connections still open are closed; their requests see the
+  client go away, as when a client disconnects, and an interrupted upload keeps what was
+  written, resumable from the ``Range`` its status reports;
+- ``EXIT_GRACE`` later the process ends whatever its requests are doing (a request blocked on
+  storage): storage holds nothing half-written that a later request could see, as after
+  ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from types import FrameType
+
+import uvicorn
+
+from .supervisor import EXIT_GRACE
+
+log = logging.getLogger("registry")
+
+
+class DrainingServer(uvicorn.Server):
+    """Serves until SIGTERM or SIGINT, then stops within ``drain_timeout`` plus EXIT_GRACE."""
+
+    def __init__(self, config: uvicorn.Config, drain_timeout: float) -> None:
+        super().__init__(config)
+        self._drain_timeout = drain_timeout
+        self._signalled_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._signalled_at is None:
+            self._signalled_at = time.monotonic()
+            # A thread, not the event loop: it must fire even when the loop is stuck.
+            threading.Thread(target=self._exit_when_overdue, name="exit-deadline", daemon=True).start()
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._stop_accepting)
+        super().handle_exit(sig, frame)
+
+    def _stop_accepting(self) -> None:
+        """Close the listening sockets now rather than at uvicorn's next tick, up to 0.1 s later:
+        until every process has closed its copy, new connections are queued, and reset after."""
+        for server in getattr(self, "servers", []):  # none before start-up has finished
+            server.close()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        closing = asyncio.create_task(self._close_connections_after_drain())
+        try:
+            await super().shutdown(sockets)
+        finally:
+            closing.cancel()
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - (self._signalled_at or time.monotonic())
+
+    async def _close_connections_after_drain(self) -> None:
+        await asyncio.sleep(max(0.0, self._drain_timeout - self._elapsed()))
+        connections = list(self.server_state.connections)
+        if connections:
+            log.warning(
+                "drain timeout (%gs): closing %d connections with requests still in flight",
+                self._drain_timeout,
+                len(connections),
+            )
+        for connection in connections:
+            connection.transport.close()
+
+    def _exit_when_overdue(self) -> None:
+        time.sleep(self._drain_timeout + EXIT_GRACE)
+        log.error(
+            "still stopping %.1fs after the signal (%d requests running): exiting without them",
+            self._elapsed(),
+            len(self.server_state.tasks),
+        )
+        os._exit(1)

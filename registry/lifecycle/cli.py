@@ -1,0 +1,122 @@
+"""``dockyard garbage-collect`` and ``dockyard delete-repository``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging.config
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from config_reader import parse_duration
+from storage_drivers import StorageDriver, StorageError, create_driver
+
+from ..config import Config
+from ..errors import RegistryError
+from ..logs import logging_config
+from ..references import RepositoryName
+from .collect import DEFAULT_GRACE_PERIOD, Options, garbage_collect
+from .lease import LeaseBusy, LeaseLost
+from .repositories import delete_repository
+
+LoadConfig = Callable[[str | None], Config]
+
+CLI_WAIT = 60.0
+"""How long ``delete-repository`` waits for a running garbage collection."""
+
+
+def register(commands: Any, load: LoadConfig) -> None:
+    """Add the lifecycle commands to the ``dockyard`` subcommands; ``load`` reads a config file."""
+    collect = commands.add_parser("garbage-collect", help="delete blobs and manifests nothing refers to")
+    collect.add_argument("config", help="config.yml (its storage section)")
+    collect.add_argument("--dry-run", action="store_true", help="print what would be deleted; delete nothing")
+    collect.add_argument("--delete-untagged", action="store_true", help="also delete manifests no tag keeps")
+    collect.add_argument(
+        "--grace-period",
+        type=_duration,
+        default=DEFAULT_GRACE_PERIOD,
+        metavar="DURATION",
+        help="keep content written more recently than this (default 1h; 0s keeps nothing extra)",
+    )
+    collect.add_argument("--quiet", action="store_true", help="do not print each item, only the summary")
+    collect.set_defaults(run=lambda args: _garbage_collect(load(args.config), args))
+
+    delete = commands.add_parser(
+        "delete-repository", help="delete repositories; their blobs go at the next GC"
+    )
+    delete.add_argument("config", help="config.yml (its storage section)")
+    delete.add_argument("names", nargs="+", metavar="NAME")
+    delete.set_defaults(run=lambda args: _delete_repositories(load(args.config), args))
+
+
+def _duration(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _refuse_read_only(config: Config, what: str) -> None:
+    if config.storage.read_only:
+        raise SystemExit(
+            f"dockyard: {what} is disabled: the storage is in read-only mode "
+            "(storage.maintenance.readonly.enabled)"
+        )
+
+
+def _run(config: Config, work: Callable[[StorageDriver], Awaitable[None]]) -> None:
+    logging.config.dictConfig(logging_config(config.log))
+    driver = create_driver(config.storage.driver, config.storage.parameters)
+
+    async def main() -> None:
+        try:
+            await work(driver)
+        finally:
+            await driver.close()
+
+    try:
+        asyncio.run(main())
+    except LeaseBusy as exc:
+        raise SystemExit(f"dockyard: another maintenance run holds the lease: {exc}") from None
+    except LeaseLost as exc:
+        raise SystemExit(f"dockyard: {exc}; stopped before deleting anything more") from None
+    except StorageError as exc:
+        raise SystemExit(f"dockyard: the storage failed; nothing more was changed: {exc}") from None
+
+
+def _garbage_collect(config: Config, args: argparse.Namespace) -> None:
+    _refuse_read_only(config, "garbage collection")
+    options = Options(args.dry_run, args.delete_untagged, args.grace_period)
+
+    def emit(line: str) -> None:
+        if not args.quiet:
+            print(line, flush=True)
+
+    async def work(driver: StorageDriver) -> None:
+        await garbage_collect(driver, options, emit)
+
+    _run(config, work)
+
+
+def _delete_repositories(config: Config, args: argparse.Namespace) -> None:
+    _refuse_read_only(config, "repository deletion")
+    try:
+        names = [RepositoryName.parse(name) for name in args.names]
+    except RegistryError as exc:
+        raise SystemExit(f"dockyard: {exc.detail}: not a repository name") from None
+    failed = []
+
+    async def work(driver: StorageDriver) -> None:
+        for name in names:
+            try:
+                await delete_repository(driver, name, CLI_WAIT)
+            except RegistryError as exc:
+                failed.append(name)
+                print(f"{name}: {exc.code.message}", file=sys.stderr)
+            else:
+                print(f"{name}: deleted")
+
+    _run(config, work)
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,95 @@
+"""One garbage collection run: take the lease, mark, sweep, report in one log line."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from storage_drivers import PathNotFound, StorageDriver
+
+from ..references import RunId
+from ..storage import paths
+from .lease import holding
+from .mark import Plan, plan, take_inventory
+from .state import storage_now
+from .sweep import sweep
+
+DEFAULT_GRACE_PERIOD = 3600.0
+
+log = logging.getLogger("registry")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    dry_run: bool = False
+    delete_untagged: bool = False
+    grace_period: float = DEFAULT_GRACE_PERIOD
+    """Content the storage wrote less than this long before the run started stays."""
+
+
+@dataclass
+class Report:
+    removed: Plan
+    """What the run deleted (a dry run: what a real run would delete)."""
+    planned: Plan
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def summary(self, dry_run: bool) -> str:
+        removed, planned = self.removed, self.planned
+        spared = len(planned.digests()) - len(removed.digests())
+        timing = ", ".join(f"{phase} {seconds:.2f}s" for phase, seconds in self.phases.items())
+        return (
+            f"garbage collection{' (dry run)' if dry_run else ''}: marked {len(planned.marked)} blobs "
+            f"from {planned.kept_manifests} manifests; {'would remove' if dry_run else 'removed'} "
+            f"{len(removed.blobs)} blobs ({sum(removed.blobs.values())} bytes), "
+            f"{len(removed.all_revisions())} manifests, {len(removed.layers)} layer links, "
+            f"{len(removed.tag_history)} tag history entries, {len(removed.referrer_entries)} referrers "
+            f"entries, {len(removed.empty_repositories)} empty repositories; "
+            f"{spared} digests spared for pushes during the run; {timing}"
+        )
+
+
+async def garbage_collect(driver: StorageDriver, options: Options, emit: Callable[[str], None]) -> Report:
+    """Run once; ``emit`` gets one line per item removed (or, dry, that would be)."""
+    started = time.monotonic()
+    if options.dry_run:
+        begun = await storage_now(driver, RunId(secrets.token_hex(16)))
+        report = await _mark(driver, options, begun - options.grace_period)
+        report.removed = report.planned
+    else:
+        async with holding(driver, "garbage-collect", wait=0) as lease:
+            await _remove_leftovers(driver, lease.run)
+            report = await _mark(driver, options, lease.started - options.grace_period)
+            sweeping = time.monotonic()
+            report.removed = await sweep(lease, report.planned)
+            with contextlib.suppress(PathNotFound):
+                await driver.delete(paths.gc_run(lease.run))
+            report.phases["sweep"] = time.monotonic() - sweeping
+    report.phases["total"] = time.monotonic() - started
+    for line in report.removed.lines("eligible for deletion" if options.dry_run else "deleted"):
+        emit(line)
+    log.info("%s", report.summary(options.dry_run))
+    return report
+
+
+async def _mark(driver: StorageDriver, options: Options, cutoff: float) -> Report:
+    marking = time.monotonic()
+    inventory = await take_inventory(driver)
+    planned = plan(inventory, options.delete_untagged, cutoff)
+    return Report(planned, planned, {"mark": time.monotonic() - marking})
+
+
+async def _remove_leftovers(driver: StorageDriver, current: RunId) -> None:
+    """Records of earlier runs (one that died, or pushes that wrote after a run ended)."""
+    try:
+        runs = await driver.list(paths.gc_runs())
+    except PathNotFound:
+        return
+    for run_dir in runs:
+        if run_dir != paths.gc_run(current):
+            with contextlib.suppress(PathNotFound):
+                await driver.delete(run_dir)

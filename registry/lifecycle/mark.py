@@ -1,0 +1,308 @@
+"""The mark phase: walk the storage once, read every manifest, decide what stays.
+
+A blob stays when a kept manifest refers to it (its config, layers, and index children; a kept
+manifest's own digest too). Every manifest revision is kept, unless ``delete_untagged``: then
+only tagged manifests, the children of a kept index (Distribution 2.8 deletes those), and the
+manifests whose ``subject`` is a kept manifest (referrers go with their subject). Content whose
+storage time is not older than ``cutoff`` (the grace period before the run started) stays too,
+and so do the blobs a young layer link points at: the layers of an image still being pushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from storage_drivers import PathNotFound, StorageDriver
+
+from ..errors import RegistryError
+from ..references import Digest, RepositoryName, Tag
+from ..storage import paths
+from ..storage.catalog import walk_repositories
+from ..storage.links import read_link
+from ..storage.manifest_format import parse_manifest, stored_media_type
+
+CONCURRENCY = 32
+"""Manifest and tag reads in flight at once."""
+
+_DIGEST_TEXT = re.compile(r"\b(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})\b")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class References:
+    """What a stored manifest refers to."""
+
+    blobs: frozenset[Digest] = frozenset()
+    children: frozenset[Digest] = frozenset()
+    subject: Digest | None = None
+
+
+@dataclass
+class Repository:
+    """One repository as the walk found it; times are the storage's."""
+
+    revisions: dict[Digest, float] = field(default_factory=dict)
+    tag_links: dict[Tag, float] = field(default_factory=dict)
+    tags: dict[Tag, Digest] = field(default_factory=dict)
+    """Where each tag's current link points (read after the walk)."""
+    tag_history: list[tuple[Tag, Digest]] = field(default_factory=list)
+    layers: dict[Digest, float] = field(default_factory=dict)
+    referrer_entries: list[tuple[Digest, Digest]] = field(default_factory=list)
+    """(subject, referrer) pairs of the referrers index."""
+    listed: bool = False
+    """Whether the catalog lists it (it has a manifests directory)."""
+
+
+@dataclass
+class Inventory:
+    blobs: dict[Digest, tuple[int, float]] = field(default_factory=dict)
+    """Size and storage time of every blob's data."""
+    repositories: dict[RepositoryName, Repository] = field(default_factory=dict)
+    manifests: dict[Digest, References | None] = field(default_factory=dict)
+    """What each revision's manifest refers to; None when its content is missing."""
+
+
+@dataclass
+class Plan:
+    """What a run removes, in the order it removes it."""
+
+    marked: set[Digest] = field(default_factory=set)
+    kept_manifests: int = 0
+    tag_history: list[tuple[RepositoryName, Tag, Digest]] = field(default_factory=list)
+    revisions: list[list[tuple[RepositoryName, Digest]]] = field(default_factory=list)
+    """In waves: an index goes in an earlier wave than the children it refers to."""
+    referrer_entries: list[tuple[RepositoryName, Digest, Digest]] = field(default_factory=list)
+    layers: list[tuple[RepositoryName, Digest]] = field(default_factory=list)
+    blobs: dict[Digest, int] = field(default_factory=dict)
+    """Blob data to delete, with its size."""
+    empty_repositories: list[RepositoryName] = field(default_factory=list)
+    """Repositories left without manifests and tags: they leave the catalog."""
+
+    def digests(self) -> set[Digest]:
+        """Every digest the plan deletes something of: what the sweep condemns."""
+        found = set(self.blobs) | {d for _, d in self.all_revisions()} | {d for _, d in self.layers}
+        return found | {d for _, _, d in self.tag_history} | {m for _, _, m in self.referrer_entries}
+
+    def without(self, spared: set[Digest]) -> Plan:
+        return Plan(
+            self.marked,
+            self.kept_manifests,
+            [item for item in self.tag_history if item[2] not in spared],
+            [[item for item in wave if item[1] not in spared] for wave in self.revisions],
+            [item for item in self.referrer_entries if item[2] not in spared],
+            [item for item in self.layers if item[1] not in spared],
+            {d: size for d, size in self.blobs.items() if d not in spared},
+            self.empty_repositories,
+        )
+
+    def all_revisions(self) -> list[tuple[RepositoryName, Digest]]:
+        return [item for wave in self.revisions for item in wave]
+
+    def lines(self, verb: str) -> Iterable[str]:
+        """One line per item: ``verb`` is "eligible for deletion" (a dry run) or "deleted"."""
+        for name, tag, digest in self.tag_history:
+            yield f"{name}: tag history entry {verb}: {tag}@{digest}"
+        for name, digest in self.all_revisions():
+            yield f"{name}: manifest {verb}: {digest}"
+        for name, subject, referrer in self.referrer_entries:
+            yield f"{name}: referrers entry {verb}: {referrer} (subject {subject})"
+        for name, digest in self.layers:
+            yield f"{name}: layer link {verb}: {digest}"
+        for digest, size in sorted(self.blobs.items(), key=lambda item: str(item[0])):
+            yield f"blob {verb}: {digest} ({size} bytes)"
+        for name in self.empty_repositories:
+            yield f"empty repository {verb}: {name}"
+
+
+async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[R]]) -> list[R]:
+    """``work`` over ``items`` with at most CONCURRENCY in flight, results in order."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(item: T) -> R:
+        async with gate:
+            return await work(item)
+
+    return await asyncio.gather(*(one(item) for item in items))
+
+
+async def _walk(driver: StorageDriver, top: str) -> AsyncIterator[tuple[paths.StoragePath, float, int]]:
+    """Every object of the layout below ``top``; nothing when ``top`` does not exist yet. Any other
+    listing error propagates: a partial listing must never read as "nothing there"."""
+    try:
+        async for info in driver.walk(top):
+            parsed = paths.parse(info.path)
+            if parsed is not None:
+                yield parsed, info.modified, info.size
+    except PathNotFound:
+        return
+
+
+async def take_inventory(driver: StorageDriver) -> Inventory:
+    inventory = Inventory()
+    async for item, modified, size in _walk(driver, paths.BLOBS):
+        if isinstance(item, paths.BlobData):
+            inventory.blobs[item.digest] = (size, modified)
+    repositories = inventory.repositories
+    async for item, modified, _ in _walk(driver, paths.REPOSITORIES):
+        if isinstance(item, paths.UploadFile | paths.BlobData):
+            continue
+        repository = repositories.setdefault(item.name, Repository())
+        if isinstance(item, paths.ManifestRevisionLink):
+            repository.revisions[item.digest] = modified
+        elif isinstance(item, paths.TagCurrentLink):
+            repository.tag_links[item.tag] = modified
+        elif isinstance(item, paths.TagIndexLink):
+            repository.tag_history.append((item.tag, item.digest))
+        elif isinstance(item, paths.LayerLink):
+            repository.layers[item.digest] = modified
+        elif isinstance(item, paths.ReferrerEntry):
+            repository.referrer_entries.append((item.subject, item.manifest))
+    async for name in walk_repositories(driver, paths.MANIFESTS_DIR):
+        repositories.setdefault(name, Repository()).listed = True  # even with empty directories only
+    tag_links = [(name, tag) for name, repository in repositories.items() for tag in repository.tag_links]
+    targets = await bounded(tag_links, lambda key: read_link(driver, paths.tag_current_link(*key)))
+    for (name, tag), target in zip(tag_links, targets, strict=True):
+        if target is not None:
+            repositories[name].tags[tag] = target
+    digests = sorted({d for repository in repositories.values() for d in repository.revisions}, key=str)
+    found = await bounded(digests, lambda digest: read_references(driver, digest))
+    inventory.manifests = dict(zip(digests, found, strict=True))
+    return inventory
+
+
+async def read_references(driver: StorageDriver, digest: Digest) -> References | None:
+    try:
+        content = await driver.get_content(paths.blob_data(digest))
+    except PathNotFound:
+        return None
+    return references_of(content)
+
+
+def references_of(content: bytes) -> References:
+    """What a stored manifest refers to. A manifest the registry would not accept today (Docker
+    schema 1, a foreign format) keeps every digest written anywhere in it: never delete what
+    cannot be read."""
+    try:
+        manifest = parse_manifest(content, stored_media_type(content))
+    except RegistryError:
+        return References(frozenset(_digests_in(content)))
+    return References(
+        frozenset(d.digest for d in manifest.blobs),
+        frozenset(d.digest for d in manifest.children),
+        manifest.subject.digest if manifest.subject is not None else None,
+    )
+
+
+def _digests_in(content: bytes) -> set[Digest]:
+    text = content.decode("utf-8", "replace")
+    return {Digest.parse(match.group(1)) for match in _DIGEST_TEXT.finditer(text)}
+
+
+def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
+    """What a run removes: everything not reachable, not younger than ``cutoff``."""
+    result = Plan()
+    deleted_revisions: dict[RepositoryName, set[Digest]] = {}
+    pending: list[Digest] = []
+    for name, repository in inventory.repositories.items():
+        kept = _kept_manifests(repository, inventory.manifests, delete_untagged, cutoff)
+        result.kept_manifests += len(kept)
+        pending += kept
+        deleted_revisions[name] = set(repository.revisions) - kept
+    # Everything a marked manifest refers to is marked, in any repository: as in Distribution, a
+    # revision some kept manifest refers to stays, and so must what it refers to.
+    while pending:
+        digest = pending.pop()
+        if digest in result.marked:
+            continue
+        result.marked.add(digest)
+        references = inventory.manifests.get(digest)
+        if references is not None:
+            pending += references.blobs | references.children
+    for name, repository in sorted(inventory.repositories.items()):
+        deleted = {d for d in deleted_revisions[name] if d not in result.marked}
+        if repository.listed and not repository.tags and not set(repository.revisions) - deleted:
+            result.empty_repositories.append(name)
+        for wave, digests in enumerate(_waves(deleted, inventory.manifests)):
+            if wave == len(result.revisions):
+                result.revisions.append([])
+            result.revisions[wave] += [(name, d) for d in sorted(digests, key=str)]
+        result.tag_history += [
+            (name, t, d) for t, d in sorted(repository.tag_history, key=str) if d in deleted
+        ]
+        result.referrer_entries += [
+            (name, subject, referrer)
+            for subject, referrer in sorted(repository.referrer_entries, key=str)
+            if referrer in deleted or referrer not in repository.revisions
+        ]
+    young_layers = {
+        d
+        for repository in inventory.repositories.values()
+        for d, t in repository.layers.items()
+        if t > cutoff
+    }
+    for digest, (size, modified) in inventory.blobs.items():
+        if digest not in result.marked and digest not in young_layers and modified <= cutoff:
+            result.blobs[digest] = size
+    for name, repository in sorted(inventory.repositories.items()):
+        for digest, modified in sorted(repository.layers.items(), key=lambda item: str(item[0])):
+            orphaned = digest not in inventory.blobs and modified <= cutoff and digest not in result.marked
+            if digest in result.blobs or orphaned:
+                result.layers.append((name, digest))
+    return result
+
+
+def _waves(deleted: set[Digest], manifests: dict[Digest, References | None]) -> list[set[Digest]]:
+    """``deleted`` split so that no manifest goes before an index that refers to it: a crash
+    between two waves leaves no index pointing at a missing child."""
+    waves = []
+    remaining = set(deleted)
+    while remaining:
+        referred: set[Digest] = set()
+        for digest in remaining:
+            references = manifests.get(digest)
+            if references is not None:
+                referred |= references.children
+        wave = (remaining - referred) or remaining
+        waves.append(wave)
+        remaining -= wave
+    return waves
+
+
+def _kept_manifests(
+    repository: Repository, manifests: dict[Digest, References | None], delete_untagged: bool, cutoff: float
+) -> set[Digest]:
+    if not delete_untagged:
+        return set(repository.revisions)
+    kept = {d for d in repository.tags.values() if d in repository.revisions}
+    kept |= {d for d, modified in repository.revisions.items() if modified > cutoff}
+    subjects = _subjects(repository, manifests)
+    pending = list(kept)
+    while pending:
+        digest = pending.pop()
+        references = manifests.get(digest)
+        reached = set(references.children) if references is not None else set()
+        reached |= subjects.get(digest, set())
+        for found in reached & set(repository.revisions) - kept:
+            kept.add(found)
+            pending.append(found)
+    return kept
+
+
+def _subjects(
+    repository: Repository, manifests: dict[Digest, References | None]
+) -> dict[Digest, set[Digest]]:
+    """Subject -> the manifests in the repository that refer to it."""
+    referrers: dict[Digest, set[Digest]] = {}
+    for digest in repository.revisions:
+        references = manifests.get(digest)
+        if references is not None and references.subject is not None:
+            referrers.setdefault(references.subject, set()).add(digest)
+    for subject, referrer in repository.referrer_entries:
+        referrers.setdefault(subject, set()).add(referrer)
+    return referrers

@@ -1,0 +1,81 @@
+"""Running the lifecycle commands as an operator does, and reading what a root holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.support.images import Image, ImageIndex
+from tests.support.pushing import push_manifest
+from tests.support.registry import PROJECT
+from tests.support.served import Served
+
+GC_AREA = ("docker", "registry", "v2", "_dockyard", "gc")
+TEMP_PREFIX = ".dockyard-"
+
+
+def dockyard(
+    config: Path, command: str, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``dockyard COMMAND CONFIG ARGS...`` in a process of its own; never raises on failure."""
+    return subprocess.run(
+        [sys.executable, "-m", "registry", command, str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT,
+        check=False,
+    )
+
+
+def garbage_collect(config: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    done = dockyard(config, "garbage-collect", *flags)
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-4000:])
+    return done
+
+
+def stored_files(root: Path) -> set[str]:
+    """Every file of the layout below ``root`` (relative), without the collector's own records and
+    in-flight temp files."""
+    found = set()
+    for path in root.rglob("*"):
+        parts = path.relative_to(root).parts
+        if path.is_dir() or parts[: len(GC_AREA)] == GC_AREA or any(p.startswith(TEMP_PREFIX) for p in parts):
+            continue
+        found.add("/".join(parts))
+    return found
+
+
+def blob_file(digest: str) -> str:
+    algorithm, encoded = digest.split(":")
+    return f"docker/registry/v2/blobs/{algorithm}/{encoded[:2]}/{encoded}/data"
+
+
+def revision_file(repository: str, digest: str) -> str:
+    algorithm, encoded = digest.split(":")
+    return f"docker/registry/v2/repositories/{repository}/_manifests/revisions/{algorithm}/{encoded}/link"
+
+
+def push(served: Served, repository: str, reference: str, content: Image | ImageIndex) -> str:
+    """Push ``content`` (an index: its images by digest first) under ``reference``; its digest."""
+    if isinstance(content, ImageIndex):
+        for image in content.images:
+            push(served, repository, image.digest, image)
+    else:
+        for blob in content.blobs:
+            push_blob(served.http, repository, blob.data, blob.digest)
+    manifest = content.manifest
+    return push_manifest(served.http, repository, reference, manifest.data, manifest.media_type)
+
+
+def push_blob(http: httpx.Client, repository: str, data: bytes, digest: str) -> None:
+    """POST, then PUT with the digest: the monolithic upload every registry (Distribution too) takes."""
+    started = http.post(f"/v2/{repository}/blobs/uploads/")
+    assert started.status_code == 202, started.text
+    location = started.headers["Location"]  # Distribution's carries its upload state in the query
+    separator = "&" if "?" in location else "?"
+    finished = http.put(f"{location}{separator}digest={digest}", content=data)
+    assert finished.status_code == 201, finished.text

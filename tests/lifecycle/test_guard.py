@@ -1,0 +1,101 @@
+"""The manifest push's side of the collection protocol, through the real server: with a run active
+(the state record written as a run writes it), a push that refers to a condemned blob is refused
+and leaves no tag or revision behind; a run's markers are void once its lease expired; a push
+during a run records what it refers to for the sweep to spare."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.lifecycle.commands import push
+from tests.support.images import Image, random_image
+from tests.support.registry import RunningRegistry, StartRegistry
+from tests.support.served import Served
+
+GC = Path("docker/registry/v2/_dockyard/gc")
+
+
+def _run_active(registry: RunningRegistry, expires_in: float) -> str:
+    """Write the state record as a run holding the lease does; the filesystem's clock is the
+    storage's clock here."""
+    run = uuid.uuid4().hex
+    record = {
+        "run": run,
+        "active": True,
+        "expires": time.time() + expires_in,
+        "holder": "test",
+        "operation": "gc",
+    }
+    (registry.root / GC).mkdir(parents=True, exist_ok=True)
+    (registry.root / GC / "state").write_text(json.dumps(record))
+    return run
+
+
+def _condemn(registry: RunningRegistry, run: str, digest: str) -> None:
+    marker = registry.root / GC / "runs" / run / "condemned" / digest.replace(":", "/")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_bytes(b"")
+
+
+def _unreferenced(served: Served) -> Image:
+    """An image whose manifest was deleted: its blobs are stored, linked, and referred to by nothing."""
+    image = random_image(layers=1)
+    push(served, "guard/app", "old", image)
+    assert served.status("DELETE", f"/v2/guard/app/manifests/{image.digest}") == 202
+    return image
+
+
+def _put(served: Served, tag: str, image: Image) -> tuple[int, Any]:
+    manifest = image.manifest
+    response = served.http.put(
+        f"/v2/guard/app/manifests/{tag}", content=manifest.data, headers={"Content-Type": manifest.media_type}
+    )
+    return response.status_code, (response.json() if response.content else {})
+
+
+def test_a_push_referring_to_condemned_content_is_refused_and_withdrawn(
+    start_registry: StartRegistry,
+) -> None:
+    registry = start_registry()
+    with Served(registry.url) as served:
+        push(served, "guard/app", "keep", random_image(layers=1))
+        image = _unreferenced(served)
+        run = _run_active(registry, expires_in=600)
+        layer = image.layers[0].blob.digest
+        _condemn(registry, run, layer)
+
+        status, body = _put(served, "again", image)
+
+        assert status == 400
+        assert body["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN"
+        assert layer in body["errors"][0]["detail"]["digests"]
+        assert served.tags("guard/app") == ["keep"]
+        assert served.status("GET", f"/v2/guard/app/manifests/{image.digest}") == 404
+        referenced = registry.root / GC / "runs" / run / "referenced"
+        recorded = {f"{p.parent.name}:{p.name}" for p in referenced.rglob("*") if p.is_file()}
+        assert recorded == {image.digest, layer, image.config.digest}
+
+
+def test_markers_of_a_run_whose_lease_expired_are_void(start_registry: StartRegistry) -> None:
+    registry = start_registry()
+    with Served(registry.url) as served:
+        image = _unreferenced(served)
+        run = _run_active(registry, expires_in=-600)
+        _condemn(registry, run, image.layers[0].blob.digest)
+        assert _put(served, "again", image)[0] == 201
+        served.verify_tree("guard/app", "again")
+
+
+def test_a_push_with_nothing_condemned_is_acknowledged_during_a_run(start_registry: StartRegistry) -> None:
+    registry = start_registry()
+    with Served(registry.url) as served:
+        image = _unreferenced(served)
+        run = _run_active(registry, expires_in=600)
+        assert _put(served, "again", image)[0] == 201
+        served.verify_tree("guard/app", "again")
+        recorded = list((registry.root / GC / "runs" / run / "referenced").rglob("*"))
+        assert len([p for p in recorded if p.is_file()]) == 3

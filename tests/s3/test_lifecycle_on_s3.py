@@ -1,0 +1,162 @@
+"""Garbage collection and repository deletion on S3 (Ceph RADOS Gateway): what goes and what stays,
+``--dry-run`` against a real run, the stress load of ``tests/lifecycle/stress`` with the collector
+in another process, repository deletion as skopeo and the catalog see it, and a gateway that
+hangs during a run: the run stops with a clear error and breaks nothing."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lifecycle.commands import blob_file, dockyard, garbage_collect, push, push_blob
+from tests.lifecycle.stress import run_load, verify_live
+from tests.support.ceph import CephRGW
+from tests.support.containers import ContainerTools
+from tests.support.images import random_image
+from tests.support.registry import PROJECT, RunningRegistry, StartRegistry, s3_storage
+from tests.support.served import Served, digest_of
+
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
+
+
+@pytest.fixture
+def registry(start_registry: StartRegistry, ceph_rgw: CephRGW) -> Iterator[RunningRegistry]:
+    """A registry of its own on a fresh bucket (collections see a whole bucket)."""
+    started = start_registry({"storage": s3_storage(ceph_rgw)})
+    yield started
+    started.stop()
+
+
+def _keys(rgw: CephRGW, registry: RunningRegistry) -> set[str]:
+    client = rgw.client()
+    keys: set[str] = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=registry.storage["s3"]["bucket"]):
+        keys |= {item["Key"] for item in page.get("Contents", []) if "/_dockyard/gc/" not in item["Key"]}
+    return keys
+
+
+def test_collects_on_s3_and_dry_run_lists_what_a_run_removes(
+    registry: RunningRegistry, ceph_rgw: CephRGW
+) -> None:
+    with Served(registry.url) as served:
+        kept, deleted = random_image(layers=2), random_image(layers=2)
+        push(served, "s3gc/app", "kept", kept)
+        push(served, "s3gc/app", "gone", deleted)
+        assert served.status("DELETE", f"/v2/s3gc/app/manifests/{deleted.digest}") == 202
+        orphan = os.urandom(3000)
+        push_blob(served.http, "s3gc/app", orphan, digest_of(orphan))
+        before = _keys(ceph_rgw, registry)
+
+        dry = garbage_collect(registry.config_path, "--dry-run", "--grace-period", "0s")
+        assert _keys(ceph_rgw, registry) == before
+        real = garbage_collect(registry.config_path, "--grace-period", "0s")
+        removed = before - _keys(ceph_rgw, registry)
+
+        gone = {blob.digest for blob in deleted.blobs} | {deleted.digest, digest_of(orphan)}
+        assert {k for k in removed if "/blobs/" in k} == {blob_file(d) for d in gone}
+        assert all("/blobs/" in k or "/_layers/" in k for k in removed), removed
+        dry_items = sorted(line.replace("eligible for deletion", "") for line in dry.stdout.splitlines())
+        assert dry_items == sorted(line.replace("deleted", "") for line in real.stdout.splitlines())
+        served.verify_tree("s3gc/app", "kept")
+        assert served.status("HEAD", f"/v2/s3gc/app/blobs/{digest_of(orphan)}") == 404
+
+
+def test_collection_racing_pushes_on_s3_never_breaks_an_acknowledged_image(registry: RunningRegistry) -> None:
+    seed = random.randrange(1 << 32)
+    ledger, collections = run_load(
+        registry.url, registry.config_path, ["s3stress/a", "s3stress/b", "s3stress/c"], 45, seed
+    )
+    assert ledger.failures == [], (seed, ledger.failures[:5])
+    assert collections.errors == [], (seed, collections.errors[:2])
+    garbage_collect(registry.config_path, "--grace-period", "0s")
+    assert verify_live(registry.url, ledger) == [], seed
+    print(f"seed {seed}: {dict(ledger.counts)}; {collections}")
+    assert collections.runs >= 3, (seed, collections)
+    assert collections.blobs_removed >= 10, (seed, collections)
+    assert ledger.counts["unreferenced blobs reused"] >= 20, (seed, ledger.counts)
+    assert len(ledger.live) >= 10, (seed, ledger.counts)
+
+
+def test_repository_deletion_on_s3(registry: RunningRegistry, tmp_path: Path) -> None:
+    tools = ContainerTools(tmp_path / "containers")
+    try:
+        with Served(registry.url) as served:
+            push(served, "s3del/app", "v1", random_image(layers=1))
+            push(served, "s3del/keep", "v1", random_image(layers=1))
+            reference = f"docker://{registry.host}/s3del/app:v1"
+            tools.skopeo("inspect", reference)
+            assert served.status("DELETE", "/v2/s3del/app/_dockyard/repository") == 202
+            assert served.catalog() == ["s3del/keep"]
+            assert served.status("GET", "/v2/s3del/app/tags/list") == 404
+            assert tools.skopeo("inspect", reference, check=False).returncode != 0
+            done = dockyard(registry.config_path, "delete-repository", "s3del/keep")
+            assert done.returncode == 0, done.stderr
+            assert served.catalog() == []
+    finally:
+        tools.release_storage()
+
+
+def test_a_hung_gateway_stops_the_run_with_a_clear_error(
+    registry: RunningRegistry, ceph_rgw: CephRGW
+) -> None:
+    with Served(registry.url) as served:
+        kept = random_image(layers=1)
+        push(served, "s3hang/app", "kept", kept)
+        orphans = [os.urandom(1000) for _ in range(30)]
+        for orphan in orphans:
+            push_blob(served.http, "s3hang/app", orphan, digest_of(orphan))
+        run = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "registry",
+                "garbage-collect",
+                str(registry.config_path),
+                "--grace-period",
+                "0s",
+            ],
+            cwd=PROJECT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2.5)  # holding the lease: marking or sweeping
+        ceph_rgw.freeze_gateway()
+        thawed = threading.Timer(60, ceph_rgw.thaw_gateway)
+        thawed.start()
+        try:
+            _, stderr = run.communicate(timeout=120)
+        finally:
+            thawed.cancel()
+            ceph_rgw.thaw_gateway()
+        assert run.returncode != 0, stderr
+        assert "the storage failed; nothing more was changed" in stderr, stderr[-3000:]
+        served.verify_tree("s3hang/app", "kept")
+
+
+def test_two_runs_at_once_on_s3_one_sweeps(registry: RunningRegistry, ceph_rgw: CephRGW) -> None:
+    with Served(registry.url) as served:
+        push(served, "s3twice/app", "v1", random_image(layers=1))
+        orphans = [os.urandom(700) for _ in range(10)]
+        for orphan in orphans:
+            push_blob(served.http, "s3twice/app", orphan, digest_of(orphan))
+        command = [sys.executable, "-m", "registry", "garbage-collect", str(registry.config_path)]
+        runs = [
+            subprocess.Popen(
+                [*command, "--grace-period", "0s"], cwd=PROJECT, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
+        results = [(run.wait(timeout=120), run.communicate()[1]) for run in runs]
+        assert sorted(code for code, _ in results) == [0, 1], results
+        assert "another maintenance run holds the lease" in next(err for code, err in results if code)
+        assert not {blob_file(digest_of(o)) for o in orphans} & _keys(ceph_rgw, registry)
+        served.verify_tree("s3twice/app", "v1")

@@ -1,0 +1,213 @@
+"""S3 failing under a finishing PUT, and a bucket that refuses writes.
+
+A 40 MiB upload's finishing PUT moves its data to the blob with a multipart copy. The gateway
+freezes (SIGSTOP) or is killed while that copy is in flight: the PUT answers 503 with the spec's
+JSON and ``Retry-After`` within 30 s, whatever the driver's own budgets allow; the finishing goes
+on once the gateway is back, and the client's retried PUT answers 201 with the blob intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from storage_drivers import StorageFull, StorageReadOnly, StorageUnavailable
+from storage_drivers.s3.errors import translate
+from tests.s3.test_s3_outage import CHUNK, PART, SCHEDULING, blob_key, send_chunks
+from tests.support.ceph import CephRGW
+from tests.support.images import digest_of
+from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
+from tests.support.served import Served
+
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
+
+MIB = 1 << 20
+CEILING = 30.0
+"""What clients and proxies wait for an answer."""
+FROZEN = 40.0
+"""Longer than the ceiling, and than one bulk attempt's read timeout."""
+
+
+@pytest.fixture(scope="module")
+def own_ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRGW]:
+    rgw = CephRGW(tmp_path_factory.mktemp("ceph-finishing")).start()
+    yield rgw
+    rgw.stop()
+
+
+@pytest.fixture(scope="module")
+def registry(start_registry: StartRegistry, own_ceph: CephRGW) -> Iterator[RunningRegistry]:
+    running = start_registry({"storage": s3_storage(own_ceph, chunksize=PART)})
+    yield running
+    running.stop()
+
+
+def _wait_for_copy(rgw: CephRGW, bucket: str, key: str, timeout: float = 60) -> None:
+    """Wait until a multipart upload (the finishing's copy) is under way at ``key``."""
+    s3 = rgw.client()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads"):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"no copy to {key} within {timeout} s")
+
+
+def _uploaded(http: httpx.Client, repo: str, size: int) -> tuple[str, bytes, str]:
+    """An upload of ``size`` bytes, every chunk acknowledged; its path, data and digest."""
+    data = os.urandom(size)
+    started = http.post(f"/v2/{repo}/blobs/uploads/")
+    assert started.status_code == 202, started.text
+    path = httpx.URL(started.headers["Location"]).path
+    send_chunks(http, path, data, 0, size)
+    return path, data, digest_of(data)
+
+
+def _finish_cut_by(
+    registry: RunningRegistry,
+    rgw: CephRGW,
+    repo: str,
+    outage: Callable[[], None],
+    recovery: Callable[[], None],
+) -> None:
+    http = httpx.Client(base_url=registry.url, timeout=120)
+    path, data, digest = _uploaded(http, repo, 40 * MIB)
+    bucket = registry.storage["s3"]["bucket"]
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        finishing = pool.submit(http.put, path, params={"digest": digest})
+        try:
+            _wait_for_copy(rgw, bucket, blob_key(digest))
+            outage()
+            answer = finishing.result()
+            elapsed = time.monotonic() - started
+            assert elapsed <= CEILING + SCHEDULING, elapsed
+            assert answer.status_code == 503, (answer.status_code, answer.text)
+            assert answer.json()["errors"][0]["code"] == "UNAVAILABLE"
+            assert answer.headers["Retry-After"].isdigit()
+            time.sleep(max(0.0, FROZEN - elapsed))
+        finally:
+            recovery()
+    # The client retries once the storage answers again; the finishing that went on past its
+    # answer may be done by then, or still copying, or have failed: the retry gets 201 in each case.
+    deadline = time.monotonic() + 150
+    while True:
+        retried = http.put(path, params={"digest": digest})
+        if retried.status_code == 201 or time.monotonic() > deadline:
+            break
+        assert retried.status_code == 503, (retried.status_code, retried.text)
+        time.sleep(2)
+    assert retried.status_code == 201, (retried.status_code, retried.text)
+    assert retried.headers["Docker-Content-Digest"] == digest
+    with Served(registry.url) as served:
+        assert served.verify_blob(repo, digest, len(data)) == len(data)
+    assert "Traceback" not in registry.log()
+    assert "the pending upload was aborted" not in registry.log()
+    http.close()
+
+
+def test_a_finishing_put_frozen_mid_copy_answers_within_the_ceiling(
+    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+) -> None:
+    _finish_cut_by(registry, own_ceph, new_repository(), own_ceph.freeze_gateway, own_ceph.thaw_gateway)
+
+
+def test_a_finishing_put_whose_gateway_is_killed_and_restarted(
+    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+) -> None:
+    _finish_cut_by(registry, own_ceph, new_repository(), own_ceph.stop_gateway, own_ceph.start_gateway)
+
+
+def test_a_bucket_refusing_writes_answers_storage_read_only(
+    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+) -> None:
+    repo = new_repository()
+    http = httpx.Client(base_url=registry.url, timeout=60)
+    stored = os.urandom(MIB)
+    response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest_of(stored)}, content=stored)
+    assert response.status_code == 201, response.text
+    bucket = registry.storage["s3"]["bucket"]
+    s3 = own_ceph.client()
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["s3:PutObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/*"],
+            }
+        ],
+    }
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    try:
+        refused = [
+            http.post(f"/v2/{repo}/blobs/uploads/"),
+            http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest_of(b"x")}, content=b"x"),
+        ]
+        for answer in refused:
+            assert answer.status_code == 503, (answer.status_code, answer.text)
+            assert answer.json()["errors"][0]["code"] == "STORAGE_READ_ONLY"
+            assert answer.headers["Retry-After"].isdigit()
+        with Served(registry.url) as served:  # pulls go on
+            assert served.verify_blob(repo, digest_of(stored), len(stored)) == len(stored)
+    finally:
+        s3.delete_bucket_policy(Bucket=bucket)
+    pushed = os.urandom(CHUNK)
+    response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest_of(pushed)}, content=pushed)
+    assert response.status_code == 201, response.text
+    assert "Traceback" not in registry.log()
+    http.close()
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PutObject",
+    )
+
+
+def test_s3_refusals_translate_to_the_storage_conditions() -> None:
+    assert isinstance(translate("/a", _client_error("QuotaExceeded", 403)), StorageFull)
+    assert isinstance(translate("/a", _client_error("AccessDenied", 403)), StorageReadOnly)
+    assert isinstance(translate("/a", _client_error("SlowDown", 503)), StorageUnavailable)
+
+
+def test_an_upload_s3_completed_while_the_answer_was_lost_is_finished_by_the_retry(
+    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+) -> None:
+    """The finishing's complete_multipart_upload landed, and the freeze took its answer (and
+    the clean-up after it): the upload's pending state still names a multipart upload that
+    is gone, while its data object holds every byte."""
+    repo = new_repository()
+    http = httpx.Client(base_url=registry.url, timeout=60)
+    path, data, digest = _uploaded(http, repo, 2 * PART)  # whole parts: no pending tail
+    bucket = registry.storage["s3"]["bucket"]
+    upload_key = f"docker/registry/v2/repositories/{repo}/_uploads/{path.rsplit('/', 1)[1]}/data"
+    s3 = own_ceph.client()
+    (upload,) = s3.list_multipart_uploads(Bucket=bucket, Prefix=upload_key)["Uploads"]
+    parts = s3.list_parts(Bucket=bucket, Key=upload_key, UploadId=upload["UploadId"])["Parts"]
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key=upload_key,
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]},
+    )
+    status = http.get(path)
+    assert status.status_code == 204, status.text
+    assert status.headers["Range"] == f"0-{len(data) - 1}"
+    more = http.patch(path, content=b"more", headers={"Content-Range": f"{len(data)}-{len(data) + 3}"})
+    assert more.status_code == 416, more.text  # sealed: only the finishing is left
+    finished = http.put(path, params={"digest": digest})
+    assert finished.status_code == 201, finished.text
+    with Served(registry.url) as served:
+        assert served.verify_blob(repo, digest, len(data)) == len(data)
+    assert http.get(path).status_code == 404
+    http.close()

@@ -1,0 +1,73 @@
+"""An in-memory driver that records where content lands, and helpers that store through the services."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Iterator
+
+import pytest
+
+from registry.errors import ErrorCode, RegistryError
+from registry.references import Digest, RepositoryName, Tag
+from registry.storage import Storage
+from storage_drivers.inmemory import InMemoryDriver
+from tests.support.images import Image
+
+
+class RecordingDriver(InMemoryDriver):
+    """Keeps, in order, every path that content was put or moved to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[str] = []
+
+    async def _put_content(self, path: str, data: bytes) -> None:
+        await super()._put_content(path, data)
+        self.written.append(path)
+
+    async def _move(self, source: str, destination: str) -> None:
+        await super()._move(source, destination)
+        self.written.append(destination)
+
+
+def repository(name: str) -> RepositoryName:
+    return RepositoryName.parse(name)
+
+
+def tag(name: str) -> Tag:
+    return Tag.parse(name)
+
+
+async def body(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def put_blob(storage: Storage, name: RepositoryName, data: bytes) -> Digest:
+    """Upload ``data`` into ``name`` in one completing request, as a monolithic push does."""
+    digest = Digest.of(data)
+    upload = await storage.uploads.start(name)
+    assert await storage.uploads.complete(name, upload, digest, body(data)) == len(data)
+    return digest
+
+
+async def put_image(storage: Storage, name: RepositoryName, image: Image, tags: Iterable[str] = ()) -> Digest:
+    """Every blob of ``image``, then its manifest by digest with ``tags`` pointing at it."""
+    for blob in image.blobs:
+        await put_blob(storage, name, blob.data)
+    digest, _ = await storage.manifests.put(
+        name,
+        Digest.parse(image.digest),
+        image.manifest.data,
+        image.manifest.media_type,
+        tuple(Tag.parse(t) for t in tags),
+    )
+    return digest
+
+
+@contextlib.contextmanager
+def raises(code: ErrorCode) -> Iterator[None]:
+    """Expect the block to raise the registry error ``code`` (and no other)."""
+    with pytest.raises(RegistryError) as raised:
+        yield
+    assert raised.value.code is code, raised.value

@@ -1,0 +1,94 @@
+"""BlobStore: content stored once by digest, visible to a repository only through its link."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from registry.errors import ErrorCode
+from registry.references import Digest
+from registry.storage import Storage, paths
+from storage_drivers import PathNotFound
+
+from .recording import RecordingDriver, put_blob, raises, repository
+
+APP = repository("team/app")
+OTHER = repository("team/other")
+
+
+async def read_all(storage: Storage, digest: Digest, offset: int = 0, length: int | None = None) -> bytes:
+    return b"".join([chunk async for chunk in await storage.blobs.open(digest, offset, length)])
+
+
+async def test_unknown_digest_has_no_size_and_is_unknown_to_every_repository(storage: Storage) -> None:
+    digest = Digest.of(b"never pushed")
+    assert await storage.blobs.size(digest) is None
+    with raises(ErrorCode.BLOB_UNKNOWN):
+        await storage.blobs.stat(APP, digest)
+
+
+async def test_content_is_readable_whole_and_by_range(storage: Storage) -> None:
+    data = os.urandom(3000)
+    digest = await put_blob(storage, APP, data)
+    assert await storage.blobs.stat(APP, digest) == 3000
+    assert await read_all(storage, digest) == data
+    assert await read_all(storage, digest, 1000, 500) == data[1000:1500]
+    assert await read_all(storage, digest, 2500) == data[2500:]
+    assert await storage.blobs.redirect_url(digest) is None  # the in-memory driver never redirects
+
+
+async def test_stored_content_stays_unknown_to_a_repository_without_its_link(storage: Storage) -> None:
+    digest = await put_blob(storage, APP, b"only in app")
+    assert await storage.blobs.size(digest) == len(b"only in app")
+    with raises(ErrorCode.BLOB_UNKNOWN):
+        await storage.blobs.stat(OTHER, digest)
+
+
+async def test_mount_from_a_source_repository_links_only_what_the_source_holds(storage: Storage) -> None:
+    digest = await put_blob(storage, APP, b"mountable")
+    missing = Digest.of(b"nowhere")
+    assert await storage.blobs.mount(OTHER, APP, missing) is None
+    assert await storage.blobs.mount(OTHER, repository("team/empty"), digest) is None
+    with raises(ErrorCode.BLOB_UNKNOWN):
+        await storage.blobs.stat(OTHER, digest)
+    assert await storage.blobs.mount(OTHER, APP, digest) == len(b"mountable")
+    assert await storage.blobs.stat(OTHER, digest) == len(b"mountable")
+
+
+async def test_mount_without_a_source_links_any_stored_content(storage: Storage) -> None:
+    digest = await put_blob(storage, APP, b"anywhere")
+    assert await storage.blobs.mount(OTHER, None, Digest.of(b"nowhere")) is None
+    assert await storage.blobs.mount(OTHER, None, digest) == len(b"anywhere")
+    assert await storage.blobs.stat(OTHER, digest) == len(b"anywhere")
+
+
+async def test_unlink_removes_the_blob_from_one_repository_and_keeps_the_content(storage: Storage) -> None:
+    digest = await put_blob(storage, APP, b"shared")
+    await storage.blobs.mount(OTHER, APP, digest)
+    await storage.blobs.unlink(APP, digest)
+    with raises(ErrorCode.BLOB_UNKNOWN):
+        await storage.blobs.stat(APP, digest)
+    assert await storage.blobs.stat(OTHER, digest) == len(b"shared")
+    assert await storage.blobs.size(digest) == len(b"shared")  # left for garbage collection
+    with raises(ErrorCode.BLOB_UNKNOWN):
+        await storage.blobs.unlink(APP, digest)
+
+
+async def test_ingest_moves_new_content_in_and_drops_a_second_copy(
+    storage: Storage, driver: RecordingDriver
+) -> None:
+    data = b"ingested"
+    digest = Digest.of(data)
+    await driver.put_content("/staging/first", data)
+    await storage.blobs.ingest(APP, "/staging/first", digest, len(data))
+    assert driver.written[-2:] == [paths.blob_data(digest), paths.layer_link(APP, digest)]
+
+    await driver.put_content("/staging/second", data)
+    del driver.written[:]
+    await storage.blobs.ingest(OTHER, "/staging/second", digest, len(data))
+    assert driver.written == [paths.layer_link(OTHER, digest)]  # content addressing: nothing moved
+    with pytest.raises(PathNotFound):
+        await driver.stat("/staging")  # both uploads' data gone: one moved, one dropped
+    assert await storage.blobs.stat(OTHER, digest) == len(data)
+    assert await read_all(storage, digest) == data

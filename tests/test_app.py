@@ -1,0 +1,227 @@
+"""The registry assembled from parts by ``create_app``: a driver passed in, a wrapped blob
+service, sub-applications under a path prefix and extension endpoints that learn who asked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import httpx
+import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from registry.api.context import CALLER, Caller, caller_of
+from registry.app import create_app
+from registry.config import Config, load_config
+from registry.references import Digest, RepositoryName
+from registry.storage import BlobService, Wrappers, paths
+from storage_drivers.inmemory import InMemoryDriver
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+ALICE = ("alice", "wonderland")
+
+
+class CountingBlobs:
+    """Wraps the registry's blob service and counts what passes through it."""
+
+    def __init__(self, inner: BlobService) -> None:
+        self.inner = inner
+        self.opened: list[Digest] = []
+        self.ingested: list[tuple[RepositoryName, Digest]] = []
+        self.stats = 0
+
+    async def size(self, digest: Digest) -> int | None:
+        return await self.inner.size(digest)
+
+    async def stat(self, name: RepositoryName, digest: Digest) -> int:
+        self.stats += 1
+        return await self.inner.stat(name, digest)
+
+    async def open(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        self.opened.append(digest)
+        return await self.inner.open(digest, offset, length)
+
+    async def redirect_url(self, digest: Digest) -> str | None:
+        return await self.inner.redirect_url(digest)
+
+    async def mount(self, name: RepositoryName, source: RepositoryName | None, digest: Digest) -> int | None:
+        return await self.inner.mount(name, source, digest)
+
+    async def unlink(self, name: RepositoryName, digest: Digest) -> None:
+        await self.inner.unlink(name, digest)
+
+    async def ingest(self, name: RepositoryName, source_path: str, digest: Digest, size: int) -> None:
+        self.ingested.append((name, digest))
+        await self.inner.ingest(name, source_path, digest, size)
+
+
+def _config(tmp_path: Path, extra: str = "") -> Config:
+    config_file = tmp_path / "config.yml"
+    config_file.write_text(f"version: 0.1\nstorage: {{inmemory: {{}}}}\n{extra}")
+    return load_config(config_file, {})
+
+
+def _client(app: ASGIApp) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry")
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+async def _push_image(client: httpx.AsyncClient, name: str, layer: bytes, **auth: Any) -> str:
+    config = b"{}"
+    for blob in (layer, config):
+        pushed = await client.post(f"/v2/{name}/blobs/uploads/?digest={_digest(blob)}", content=blob, **auth)
+        assert pushed.status_code == 201, pushed.text
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": _digest(config),
+            "size": 2,
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": _digest(layer),
+                "size": len(layer),
+            }
+        ],
+    }
+    put = await client.put(
+        f"/v2/{name}/manifests/1.0",
+        content=json.dumps(manifest).encode(),
+        headers={"Content-Type": OCI_MANIFEST},
+        **auth,
+    )
+    assert put.status_code == 201, put.text
+    return _digest(layer)
+
+
+async def test_a_wrapped_blob_service_serves_real_requests(tmp_path: Path) -> None:
+    wrapped: list[CountingBlobs] = []
+
+    def counting(inner: BlobService) -> BlobService:
+        wrapped.append(CountingBlobs(inner))
+        return wrapped[0]
+
+    driver = InMemoryDriver()
+    app = create_app(_config(tmp_path), driver=driver, wrappers=Wrappers(blobs=counting))
+    layer = b"layer bytes " * 100
+    async with _client(app) as client:
+        digest = await _push_image(client, "team/app", layer)
+        stats_after_push = wrapped[0].stats
+        pulled = await client.get(f"/v2/team/app/blobs/{digest}")
+    assert pulled.status_code == 200
+    assert pulled.content == layer
+    [counter] = wrapped
+    assert counter.opened == [Digest.parse(digest)]
+    # Finished uploads become blobs through the wrapped service; the manifest push checks its
+    # blobs through it too.
+    name = RepositoryName("team/app")
+    assert counter.ingested == [(name, Digest.parse(digest)), (name, Digest.parse(_digest(b"{}")))]
+    assert stats_after_push == 2
+    assert counter.stats == 3
+    # The content is in the driver that was passed in.
+    assert await driver.get_content(paths.blob_data(Digest.parse(digest))) == layer
+
+
+@pytest.fixture
+def htpasswd_config(tmp_path: Path) -> Config:
+    user, password = ALICE
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    (tmp_path / "htpasswd").write_text(f"{user}:{hashed}\n")
+    return _config(tmp_path, f"auth: {{htpasswd: {{realm: Dockyard, path: {tmp_path / 'htpasswd'}}}}}\n")
+
+
+def _recorder(seen: list[tuple[Caller, str, str]]) -> ASGIApp:
+    """A sub-application that answers 200 and records the caller, root_path and path it saw."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((caller_of(scope), scope["root_path"], scope["path"]))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+async def test_a_mounted_application_gets_the_account_of_an_authenticated_request(
+    htpasswd_config: Config,
+) -> None:
+    seen: list[tuple[Caller, str, str]] = []
+    app = create_app(htpasswd_config, driver=InMemoryDriver(), mounts={"/ui": _recorder(seen)})
+    async with _client(app) as client:
+        page = await client.get("/ui/repositories/team/app", auth=ALICE)
+        top = await client.get("/ui", auth=ALICE)
+        anonymous = await client.get("/ui/repositories")
+        wrong = await client.get("/ui/", auth=("alice", "not her password"))
+        beside = await client.get("/uix", auth=ALICE)
+    assert page.status_code == 200
+    assert top.status_code == 200
+    assert seen == [
+        (Caller("alice", "ui"), "/ui", "/ui/repositories/team/app"),
+        (Caller("alice", "ui"), "/ui", "/ui"),
+    ]
+    for refused in (anonymous, wrong):
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="Dockyard"'
+        assert refused.json()["errors"][0]["code"] == "UNAUTHORIZED"
+    assert beside.status_code == 404  # not below /ui: the API answers, and knows no such path
+
+
+async def test_extension_endpoints_get_the_caller_and_their_repository(htpasswd_config: Config) -> None:
+    seen: list[tuple[Caller, str, str]] = []
+    app = create_app(htpasswd_config, driver=InMemoryDriver(), extensions={"usage": _recorder(seen)})
+    async with _client(app) as client:
+        for_repository = await client.get("/v2/team/app/_dockyard/usage/by-tag", auth=ALICE)
+        for_registry = await client.delete("/v2/_dockyard/usage", auth=ALICE)
+        anonymous = await client.get("/v2/team/app/_dockyard/usage")
+        unknown = await client.get("/v2/team/app/_dockyard/nothing", auth=ALICE)
+        bad_name = await client.get("/v2/Team/_dockyard/usage", auth=ALICE)
+    assert for_repository.status_code == 200
+    assert for_registry.status_code == 200
+    assert seen == [
+        (
+            Caller("alice", "repository-extension", RepositoryName("team/app")),
+            "/v2/team/app/_dockyard/usage",
+            "/v2/team/app/_dockyard/usage/by-tag",
+        ),
+        (Caller("alice", "registry-extension"), "/v2/_dockyard/usage", "/v2/_dockyard/usage"),
+    ]
+    assert anonymous.status_code == 401
+    assert unknown.status_code == 404
+    assert unknown.json()["errors"][0]["code"] == "UNSUPPORTED"
+    assert bad_name.status_code == 400
+    assert bad_name.json()["errors"][0]["code"] == "NAME_INVALID"
+
+
+async def test_api_requests_carry_the_caller_in_their_scope(htpasswd_config: Config) -> None:
+    registry = create_app(htpasswd_config, driver=InMemoryDriver())
+    callers: list[Caller | None] = []
+
+    async def outer(scope: Scope, receive: Receive, send: Send) -> None:
+        await registry(scope, receive, send)
+        callers.append(scope.get(CALLER))
+
+    async with _client(outer) as client:
+        await _push_image(client, "team/app", b"layer", auth=ALICE)
+        callers.clear()
+        tags = await client.get("/v2/team/app/tags/list", auth=ALICE)
+        base = await client.get("/v2/", auth=ALICE)
+        refused = await client.get("/v2/team/app/tags/list")
+    assert tags.json() == {"name": "team/app", "tags": ["1.0"]}
+    assert base.status_code == 200
+    assert refused.status_code == 401
+    assert callers == [Caller("alice", "tags", RepositoryName("team/app")), Caller("alice", "base"), None]
+
+
+@pytest.mark.parametrize("prefix", ["/", "", "ui", "/v2", "/v2/", "/v2/ui"])
+def test_nothing_is_mounted_where_it_would_bypass_the_api(tmp_path: Path, prefix: str) -> None:
+    with pytest.raises(ValueError, match="outside /v2"):
+        create_app(_config(tmp_path), driver=InMemoryDriver(), mounts={prefix: _recorder([])})
