@@ -161,7 +161,9 @@ def create_app(
         mounts=mounted,
         incidents=incidents,
     )
-    return observability.application(application, route_names)
+    return observability.application(
+        application, route_names, {prefix: prefix.strip("/") for prefix in mounted}
+    )
 
 
 def _gated(app: ASGIApp, health: StorageHealth) -> ASGIApp:

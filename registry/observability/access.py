@@ -1,8 +1,4 @@
-"""Access decisions counted by outcome, and the account that made each request.
-
-The account goes into the request's context (``current_exchange``), where the access log and
-the audit log read it once the response is sent; no handler is involved.
-"""
+"""Access decisions counted by outcome: credentials presented, and granted, challenged or denied."""
 
 from __future__ import annotations
 
@@ -10,7 +6,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 from auth import Access, AccessController, Challenge, Denied, Grant
 
-from .exchange import current_exchange
 from .metrics import Metrics
 
 
@@ -35,9 +30,6 @@ class ObservedAccessController(AccessController):
             self._count(kind, "denied")
             raise
         self._count(kind, "granted")
-        exchange = current_exchange.get()
-        if exchange is not None and grant.account is not None:
-            exchange.account = grant.account
         return grant
 
     def _count(self, kind: str, outcome: str) -> None:

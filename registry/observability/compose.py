@@ -66,7 +66,9 @@ class Observability:
                 await stack.enter_async_context(_flushing(self.metrics))
             yield
 
-    def application(self, public: ASGIApp, fixed_routes: Mapping[str, str]) -> ASGIApp:
+    def application(
+        self, public: ASGIApp, fixed_routes: Mapping[str, str], mounted_routes: Mapping[str, str]
+    ) -> ASGIApp:
         """``public`` observed, and the debug listener beside it when configured."""
         config = self.config
         observed = Observe(
@@ -76,6 +78,7 @@ class Observability:
             access_logged=config.log.access_log,
             trusted_proxies=config.http.trusted_proxies,
             fixed_routes=fixed_routes,
+            mounted_routes=mounted_routes,
         )
         debug = config.http.debug
         if debug.addr is None:

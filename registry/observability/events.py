@@ -29,7 +29,7 @@ class Event(NamedTuple):
     action: str
     """push, mount or delete."""
     kind: str
-    """manifest or blob."""
+    """manifest, blob or repository."""
     repository: str
     reference: str
     """The tag or digest the client named."""
@@ -83,6 +83,8 @@ def event_for(exchange: Exchange, query: bytes, content_type: str | None) -> Eve
         action, kind, media_type = "delete", handler, None
     elif handler == "blob_upload_chunk" and method == "PUT":
         action, kind, media_type = "push", "blob", None
+    elif handler == "extension" and method == "DELETE" and exchange.repository:
+        action, kind, media_type = "delete", "repository", None
     elif handler == "blob_upload" and method == "POST" and exchange.status == 201:
         mounted = b"mount=" in query and "from" in parse_qs(query.decode("latin-1"))
         action, kind, media_type = ("mount" if mounted else "push"), "blob", None

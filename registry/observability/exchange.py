@@ -1,9 +1,8 @@
 """Each request observed once, around the whole application: metrics, access log, events.
 
 What a request was (route, repository, reference) comes from the router, who made it from the
-access controller (``access.py`` writes the account into ``current_exchange``), and what it
-did from the response: status, bytes each way, the digest header. So no handler knows about
-metrics or logs.
+``Caller`` the API puts in the scope once access is granted, and what it did from the response:
+status, bytes each way, the digest header. So no handler knows about metrics or logs.
 
 The client's address is the peer's, or, when the peer is a trusted proxy, the one it forwarded
 (uvicorn's ProxyHeadersMiddleware, run inside this layer so the peer is seen first). A trusted
@@ -20,13 +19,13 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextvars import ContextVar
 from functools import lru_cache
 from typing import cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from ..api.context import CALLER, Caller
 from ..api.router import Route, match
 from .events import EventStream, event_for
 from .metrics import Metrics, RequestSeries
@@ -120,9 +119,6 @@ class AccessLine:
         return head + "".join(f" {key}={_text(fields[key])}" for key in rest)
 
 
-current_exchange: ContextVar[Exchange | None] = ContextVar("current_exchange", default=None)
-
-
 def trusted_peer_check(networks: Sequence[str]) -> Callable[[str], bool]:
     """Whether a peer address is one of ``networks`` (an IPv4-mapped IPv6 peer counts as IPv4)."""
     parsed = [ipaddress.ip_network(network) for network in networks]
@@ -152,7 +148,8 @@ def forwarded_allow_ips(networks: Sequence[str]) -> list[str]:
 
 class Observe:
     """The ASGI layer around the public application. ``fixed_routes`` names the exact paths
-    served beside the API (health checks, the token server) for the ``handler`` label."""
+    served beside the API (health checks, the token server) for the ``handler`` label, and
+    ``mounted_routes`` the one-segment prefixes of mounted applications (``/ui``)."""
 
     def __init__(
         self,
@@ -163,6 +160,7 @@ class Observe:
         access_logged: bool,
         trusted_proxies: Sequence[str],
         fixed_routes: Mapping[str, str],
+        mounted_routes: Mapping[str, str],
     ) -> None:
         # uvicorn's own types are narrower than Starlette's; the ASGI protocol is the same.
         self.app = cast(
@@ -175,13 +173,13 @@ class Observe:
         self.access_logged = access_logged
         self.trusted = trusted_peer_check(trusted_proxies)
         self.fixed_routes = dict(fixed_routes)
+        self.mounted = {prefix.strip("/"): name for prefix, name in mounted_routes.items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         exchange = self._begin(scope)
-        token = current_exchange.set(exchange)
         series = self.metrics.series(exchange.handler, exchange.method) if self.metrics is not None else None
         if series is not None:
             self.tally.change(series.in_flight, 1)
@@ -215,7 +213,6 @@ class Observe:
         try:
             await self.app(scope, counted_receive, counted_send)
         finally:
-            current_exchange.reset(token)
             if series is not None:
                 self.tally.change(series.in_flight, -1)
             if not finished:  # no response, or one cut short
@@ -225,6 +222,8 @@ class Observe:
         path: str = scope["path"]
         handler = self.fixed_routes.get(path)
         found = None
+        if handler is None and self.mounted:
+            handler = self.mounted.get(path.split("/", 2)[1])  # /ui and /ui/... name "ui"
         if handler is None:
             found = match(scope.get("raw_path") or path.encode())
             handler = HANDLER_NAMES[found.route] if found is not None else "unmatched"
@@ -250,6 +249,9 @@ class Observe:
     async def _finish(self, scope: Scope, exchange: Exchange, series: RequestSeries | None) -> None:
         duration = time.perf_counter() - exchange.started
         exchange.client = scope["client"][0] if scope.get("client") else ""
+        caller: Caller | None = scope.get(CALLER)
+        if caller is not None:
+            exchange.account = caller.account
         status = exchange.status or 500  # no response started: the connection was dropped
         if series is not None:
             self._count(scope, exchange, status, duration, series)

@@ -64,6 +64,7 @@ def test_access_and_audit_logs_say_who_did_what(audited: tuple[RunningRegistry, 
         )
         pulled = expect(client.get("/v2/team/app/manifests/v1", headers={"Accept": OCI_MANIFEST}), 200)
         expect(client.delete(f"/v2/team/app/manifests/{digest_of(manifest)}"), 202)
+        expect(client.delete("/v2/team/app/_dockyard/repository"), 202)
     anonymous = httpx.get(f"{registry.url}/v2/team/app/tags/list")
     assert anonymous.status_code == 401
 
@@ -89,6 +90,7 @@ def test_access_and_audit_logs_say_who_did_what(audited: tuple[RunningRegistry, 
         ("push", "blob", digest_of(layer)),
         ("push", "manifest", "v1"),
         ("delete", "manifest", digest_of(manifest)),
+        ("delete", "repository", ""),
     ]
     for event in events:
         assert (event["account"], event["client"], event["repository"]) == (

@@ -63,11 +63,17 @@ def test_unmatched_paths_share_one_series(metrics_registry: tuple[RunningRegistr
     registry, scraper = metrics_registry
     for index in range(5):
         httpx.get(f"{registry.url}/scan/{index}/{os.urandom(4).hex()}")
+    httpx.get(f"{registry.url}/ui/")  # a mounted application: its one name
     families = scraper.families()
     paths = {s.labels["handler"] for s in families["registry_http_requests"].samples}
     assert "unmatched" in paths
     assert not any("/" in handler for handler in paths)
-    assert value(scraper.samples(), REQUESTS, code="404", handler="unmatched", method="get") >= 5
+    samples = scraper.samples()
+    assert value(samples, REQUESTS, code="404", handler="unmatched", method="get") >= 5
+    assert (
+        sum(v for (name, labels), v in samples.items() if name == REQUESTS and ("handler", "ui") in labels)
+        >= 1
+    )
 
 
 def test_push_and_pull_figures(metrics_registry: tuple[RunningRegistry, Scraper]) -> None:
