@@ -110,7 +110,9 @@ def serve(args: argparse.Namespace) -> None:
         )
         server.run(sockets=sockets)
 
-    with shared_metrics() if config.http.debug.prometheus else contextlib.nullcontext():
+    # One worker keeps its metrics in its own memory: only forked workers need the shared files.
+    shared = config.http.debug.prometheus and args.workers > 1
+    with shared_metrics() if shared else contextlib.nullcontext():
         if args.workers == 1:
             limit_malloc_arenas()
             run_worker(sock)
