@@ -28,6 +28,8 @@ from .config import CONFIG_ENV, SECRET_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
 from .lifecycle.http import EXTENSION as REPOSITORY_EXTENSION
 from .lifecycle.http import RepositoryEndpoint
+from .observability.compose import Observability
+from .observability.health import StorageHealth
 from .proxy import Proxy
 from .storage import ManifestPolicy, Storage, Wrappers
 from .ui import PREFIX as UI_PREFIX
@@ -67,16 +69,20 @@ def create_app(
     ``/v1/search`` are the registry's own and put every access question to the controller
     themselves: their visitors may be anonymous.
     """
+    observability = Observability.from_config(config)
     if driver is None:
         driver = create_driver(config.storage.driver, config.storage.parameters)
-    storage = Storage(driver, manifest_policy(config), wrappers)
+    storage = Storage(observability.driver(driver), manifest_policy(config), wrappers)
+    health = observability.watch_storage(driver.name, storage.check)
     token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
     controller = create_access_controller(config.auth, token_server)
+    anonymous_mount = isinstance(controller, AllowAll)
+    controller = observability.controller(controller)
     settings = Settings(
         delete_enabled=config.storage.delete_enabled,
         redirect=config.storage.redirect,
         catalog_max_entries=config.catalog_max_entries,
-        anonymous_mount=isinstance(controller, AllowAll),
+        anonymous_mount=anonymous_mount,
         external_url=config.http.host,
         relative_urls=config.http.relative_urls,
     )
@@ -101,14 +107,18 @@ def create_app(
     condition_names = {Condition.FULL: "full", Condition.READ_ONLY: "refusing writes"}
 
     async def ready(headers: Headers) -> Response:
-        try:
-            await storage.check()
-        except Exception as exc:
-            # An outage is logged with its incident, not once per probe.
-            if not isinstance(exc, StorageError) or incidents.refuse(exc) is None:
-                log.warning("readiness check failed: %s", exc)
-            return json_response({"storage": "unavailable"}, 503)
-        incidents.succeeded("GET", reached_storage=True)
+        if health is not None:  # the periodic check decides, with its threshold
+            if not health.healthy:
+                return json_response({"storage": "unavailable"}, 503)
+        else:
+            try:
+                await storage.check()
+            except Exception as exc:
+                # An outage is logged with its incident, not once per probe.
+                if not isinstance(exc, StorageError) or incidents.refuse(exc) is None:
+                    log.warning("readiness check failed: %s", exc)
+                return json_response({"storage": "unavailable"}, 503)
+            incidents.succeeded("GET", reached_storage=True)
         # A full storage still answers reads; only refused writes tell, as this worker saw them.
         for condition, name in condition_names.items():
             if condition in incidents.current:
@@ -121,31 +131,55 @@ def create_app(
         "/readyz": _read_only_endpoint(ready),
         SEARCH_PATH: interface.search,
     }
+    route_names = {"/": "health", "/readyz": "health", SEARCH_PATH: "search"}
     if token_server is not None:
         routes[token_server.settings.path] = token_server
-    return Application(
-        api=RegistryAPI(
-            storage,
-            controller,
-            settings,
-            config.storage.read_only,
-            {
-                REPOSITORY_EXTENSION: RepositoryEndpoint(storage, config.storage.delete_enabled),
-                **(extensions or {}),
-            },
-            mirror_handlers=proxy.handler if proxy else None,
-        ),
-        routes=routes,
-        lifespan=lambda: _lifespan(config, storage, controller, proxy),
-        headers=config.http.headers,
-        # The interface decides itself who may see what: anonymous visitors browse exactly
-        # where anonymous pull is allowed, and sign in through its own form.
-        mounts={
-            UI_PREFIX: interface.pages,
-            **{prefix: _entered(app, controller, prefix) for prefix, app in (mounts or {}).items()},
+        route_names[token_server.settings.path] = "token"
+    api: ASGIApp = RegistryAPI(
+        storage,
+        controller,
+        settings,
+        config.storage.read_only,
+        {
+            REPOSITORY_EXTENSION: RepositoryEndpoint(storage, config.storage.delete_enabled),
+            **(extensions or {}),
         },
+        mirror_handlers=proxy.handler if proxy else None,
+    )
+    # The interface decides itself who may see what: anonymous visitors browse exactly
+    # where anonymous pull is allowed, and sign in through its own form.
+    mounted: dict[str, ASGIApp] = {
+        UI_PREFIX: interface.pages,
+        **{prefix: _entered(app, controller, prefix) for prefix, app in (mounts or {}).items()},
+    }
+    if health is not None:
+        api = _gated(api, health)
+        routes = {path: _gated(app, health) for path, app in routes.items()}
+        mounted = {prefix: _gated(app, health) for prefix, app in mounted.items()}
+    application = Application(
+        api=api,
+        routes=routes,
+        lifespan=lambda: _lifespan(config, storage, controller, proxy, observability),
+        headers=config.http.headers,
+        mounts=mounted,
         incidents=incidents,
     )
+    return observability.application(
+        application, route_names, {prefix: prefix.strip("/") for prefix in mounted}
+    )
+
+
+def _gated(app: ASGIApp, health: StorageHealth) -> ASGIApp:
+    """While the storage check fails, every request is answered 503, as Distribution does."""
+
+    async def gated(scope: Scope, receive: Receive, send: Send) -> None:
+        if not health.healthy:
+            raise RegistryError(
+                ErrorCode.UNAVAILABLE, "health check failed: please see /debug/health", {"Retry-After": "5"}
+            )
+        await app(scope, receive, send)
+
+    return gated
 
 
 def _entered(app: ASGIApp, controller: AccessController, prefix: str) -> ASGIApp:
@@ -177,7 +211,11 @@ def app_from_environment() -> ASGIApp:
 
 @contextlib.asynccontextmanager
 async def _lifespan(
-    config: Config, storage: Storage, controller: AccessController, proxy: Proxy | None
+    config: Config,
+    storage: Storage,
+    controller: AccessController,
+    proxy: Proxy | None,
+    observability: Observability,
 ) -> AsyncIterator[None]:
     purging = config.storage.upload_purging
     task = None
@@ -188,7 +226,8 @@ async def _lifespan(
             _purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run)
         )
     try:
-        yield
+        async with observability.running():
+            yield
     finally:
         if task is not None:
             task.cancel()

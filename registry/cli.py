@@ -4,7 +4,7 @@ auth and lifecycle commands their packages add)."""
 from __future__ import annotations
 
 import argparse
-import ipaddress
+import contextlib
 import logging
 import logging.config
 import os
@@ -21,6 +21,7 @@ from storage_drivers import DriverConfigError, create_driver
 from .config import CONFIG_ENV, SECRET_ENV, Config, ConfigError, load_config
 from .lifecycle.cli import register as register_lifecycle_commands
 from .logs import logging_config
+from .observability.workers import shared_metrics
 from .supervisor import bind, limit_malloc_arenas, supervise
 
 log = logging.getLogger("registry")
@@ -80,10 +81,12 @@ def serve(args: argparse.Namespace) -> None:
     os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(32))
     if args.workers < 1:
         raise SystemExit("dockyard: --workers must be at least 1")
-    try:
-        sock = bind(host, port)
-    except OSError as exc:
-        raise SystemExit(f"dockyard: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = _listen(host, port)
+    sockets = [sock]
+    if config.http.debug.addr is not None:
+        debug_host, debug_port = split_addr(config.http.debug.addr)
+        sockets.append(_listen(debug_host, debug_port))
+        log.info("debug listener (metrics, health) on %s:%d", debug_host, debug_port)
     log.info("serving %s storage on %s:%d with %d workers", config.storage.driver, host, port, args.workers)
 
     def run_worker(sock: socket.socket) -> None:
@@ -99,29 +102,29 @@ def serve(args: argparse.Namespace) -> None:
                 http=PlainHTTPProtocol,
                 loop="uvloop" if sys.platform != "win32" else "asyncio",
                 log_config=None,  # configured above, inherited
-                access_log=config.log.access_log,
+                access_log=False,  # the registry's own access log (registry.access) replaces it
                 server_header=False,
-                forwarded_allow_ips=forwarded_allow_ips(config.http.trusted_proxies),
+                proxy_headers=False,  # the application applies http.trustedproxies itself
             ),
             drain_timeout=config.http.drain_timeout,
         )
-        server.run(sockets=[sock])
+        server.run(sockets=sockets)
 
-    if args.workers == 1:
-        limit_malloc_arenas()
-        run_worker(sock)
-    else:
-        supervise(args.workers, run_worker, sock, config.http.drain_timeout)
+    # One worker keeps its metrics in its own memory: only forked workers need the shared files.
+    shared = config.http.debug.prometheus and args.workers > 1
+    with shared_metrics() if shared else contextlib.nullcontext():
+        if args.workers == 1:
+            limit_malloc_arenas()
+            run_worker(sock)
+        else:
+            supervise(args.workers, run_worker, sock, config.http.drain_timeout)
 
 
-def forwarded_allow_ips(networks: Sequence[str]) -> list[str]:
-    """The peers uvicorn believes ``X-Forwarded-*`` from: the configured networks, each IPv4 one
-    also in the IPv4-mapped IPv6 form its peers have on a dual-stack listener (``[::]:5000``)."""
-    allowed = list(networks)
-    for network in map(ipaddress.ip_network, networks):
-        if isinstance(network, ipaddress.IPv4Network):
-            allowed.append(f"::ffff:{network.network_address}/{96 + network.prefixlen}")
-    return allowed
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return bind(host, port)
+    except OSError as exc:
+        raise SystemExit(f"dockyard: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def check_config(args: argparse.Namespace) -> None:

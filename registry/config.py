@@ -41,6 +41,7 @@ STORAGE_OPTIONS = ("delete", "maintenance", "redirect", "cache", "tag")
 IMPLEMENTED_SECTIONS = {
     "version", "log", "loglevel", "storage", "http", "catalog", "validation", "auth", "tokenserver",
     "proxy",
+    "health",
 }  # fmt: skip
 
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
@@ -65,6 +66,8 @@ class LogConfig:
     formatter: str = "text"
     fields: dict[str, str] = field(default_factory=dict)
     access_log: bool = True
+    audit_path: str | None = None
+    """A file the audit log is appended to, besides the ``registry.audit`` logger."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,15 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class DebugConfig:
+    """``http.debug``: a second listener for operators, never the public one."""
+
+    addr: str | None = None
+    prometheus: bool = False
+    prometheus_path: str = "/metrics"
+
+
+@dataclass(frozen=True)
 class HTTPConfig:
     addr: str = ":5000"
     host: str | None = None
@@ -93,12 +105,23 @@ class HTTPConfig:
     secret: str | None = None
     headers: dict[str, list[str]] = field(default_factory=dict)
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
-    """Peers whose ``X-Forwarded-Proto`` and ``X-Forwarded-For`` are believed, as networks."""
+    """Peers whose ``X-Forwarded-Proto``, ``X-Forwarded-For`` and ``X-Request-Id`` are believed,
+    as networks."""
     drain_timeout: float = 20.0
     """Seconds requests in flight get to finish after SIGTERM before their connections are
     closed (Distribution's ``draintimeout``). Bounded by default: a stalled client must not hold
     a restart, and an interrupted upload resumes; 20 s plus the few seconds of exiting fit
     Kubernetes' default 30 s grace period and the shipped units' stop timeouts."""
+    debug: DebugConfig = field(default_factory=DebugConfig)
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """``health.storagedriver``: a periodic storage check that drives /readyz and /debug/health."""
+
+    storage_check: bool = False
+    interval: float = 10.0
+    threshold: int = 1
 
 
 @dataclass(frozen=True)
@@ -134,6 +157,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     catalog_max_entries: int = 1000
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     auth: dict[str, Any] | None = None
     tokenserver: dict[str, Any] | None = None
     proxy: tuple[Upstream, ...] = ()
@@ -221,6 +245,7 @@ class _Parser:
         catalog_max_entries = self._catalog()
         validation = self._validation()
         proxy = self._proxy()
+        health = self._health()
         warnings: tuple[str, ...] = ()
         if root.unsupported:
             warnings = (
@@ -233,6 +258,7 @@ class _Parser:
             log=log,
             catalog_max_entries=catalog_max_entries,
             validation=validation,
+            health=health,
             auth=auth or None,
             tokenserver=tokenserver or None,
             proxy=proxy,
@@ -286,6 +312,7 @@ class _Parser:
         http = self.root.section("http")
         http.warn_unknown(
             {"addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies", "draintimeout"}
+            | {"debug"}
         )
         if http.string("net", default="tcp") != "tcp":
             http.problem("net", "only tcp is supported")
@@ -298,7 +325,27 @@ class _Parser:
             headers=http.string_lists("headers"),
             trusted_proxies=self._trusted_proxies(http),
             drain_timeout=http.duration("draintimeout", default=HTTPConfig.drain_timeout),
+            debug=self._debug(http.section("debug"), public_addr=http.string("addr")),
         )
+
+    @staticmethod
+    def _debug(debug: Section, public_addr: str) -> DebugConfig:
+        debug.warn_unknown({"addr", "prometheus"})
+        prometheus = debug.section("prometheus")
+        prometheus.warn_unknown({"enabled", "path"})
+        path = prometheus.string("path", default="/metrics")
+        if not path.startswith("/"):
+            prometheus.problem("path", "must start with /")
+        enabled = prometheus.flag("enabled")
+        addr = debug.address("addr", default="") if debug.given("addr") else None
+        # Requests are told apart by the port they arrived on: it must be its own, and fixed.
+        if addr and addr.rpartition(":")[2] in {"0", public_addr.rpartition(":")[2]}:
+            debug.problem("addr", "needs a port of its own (not 0, not the one http.addr listens on)")
+        if enabled and addr is None:
+            prometheus.problem(
+                "enabled", "needs http.debug.addr: metrics are never served on the public port"
+            )
+        return DebugConfig(addr=addr, prometheus=enabled, prometheus_path=path)
 
     @staticmethod
     def _trusted_proxies(http: Section) -> tuple[str, ...]:
@@ -318,7 +365,7 @@ class _Parser:
 
     def _log(self) -> LogConfig:
         log = self.root.section("log")
-        log.warn_unknown({"level", "formatter", "fields", "accesslog"})
+        log.warn_unknown({"level", "formatter", "fields", "accesslog", "audit"})
         levels = ("error", "warn", "info", "debug")
         if log.given("level") or not self.root.given("loglevel"):
             level = log.choice("level", levels, default="info", aliases=LOG_LEVEL_ALIASES)
@@ -330,6 +377,27 @@ class _Parser:
             formatter=log.choice("formatter", ("text", "json"), default="text", aliases={"logstash": "json"}),
             fields={str(k): str(v) for k, v in fields.values.items()},
             access_log=not log.section("accesslog").flag("disabled"),
+            audit_path=self._audit_path(log.section("audit")),
+        )
+
+    @staticmethod
+    def _audit_path(audit: Section) -> str | None:
+        audit.reject_unknown({"path"})
+        path = audit.string("path")
+        if path and not Path(path).parent.is_dir():
+            audit.problem("path", f"{Path(path).parent}: no such directory")
+        return path or None
+
+    def _health(self) -> HealthConfig:
+        health = self.root.section("health")
+        health.warn_unknown({"storagedriver"})
+        check = health.section("storagedriver")
+        check.warn_unknown({"enabled", "interval", "threshold"})
+        defaults = HealthConfig()
+        return HealthConfig(
+            storage_check=check.flag("enabled"),
+            interval=check.duration("interval", default=defaults.interval, minimum=0.001),
+            threshold=check.integer("threshold", default=defaults.threshold, minimum=1),
         )
 
     def _catalog(self) -> int:

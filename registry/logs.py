@@ -25,9 +25,14 @@ class JSONFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
             **self.fields,
         }
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):  # a record of fields (access log, audit): they are the line
+            entry["msg"] = getattr(record, "summary", "")
+            entry.update(data)
+        else:
+            entry["msg"] = record.getMessage()
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry)

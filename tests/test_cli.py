@@ -145,14 +145,14 @@ def test_check_config_names_unsupported_keys_in_one_warning(tmp_path: Path) -> N
             },
             "notifications": {"endpoints": []},
             "redis": {"addr": "localhost:6379"},
-            "http": {"addr": ":5000", "debug": {"addr": "localhost:5001"}},
+            "http": {"addr": ":5000", "http2": {"disabled": False}},
         },
     )
     result = run_command(["check-config", str(config)], tmp_path)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stdout.splitlines() if "warning" in line.lower()]
     assert len(warnings) == 1, result.stdout
-    for key in ("notifications", "redis", "storage.cache", "http.debug"):
+    for key in ("notifications", "redis", "storage.cache", "http.http2"):
         assert key in warnings[0]
 
 

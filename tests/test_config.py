@@ -15,6 +15,7 @@ import yaml
 from registry.config import EMBEDDED_DEFAULT, ConfigError, load_config
 from tests.support.images import OCI_MANIFEST, digest_of
 from tests.support.launcher import Launcher, write_config
+from tests.support.processes import free_port
 from tests.support.pushing import (
     error_codes,
     expect,
@@ -311,15 +312,18 @@ validation:
         - ^https?://www\\.example\\.com/
 """
 UNSUPPORTED_IN_EXAMPLE = (
-    "notifications", "redis", "health", "tags", "log.hooks", "storage.cache", "storage.tag",
-    "http.debug", "http.http2", "http.h2c",
+    "notifications", "redis", "tags", "log.hooks", "storage.cache", "storage.tag",
+    "http.http2", "http.h2c",
 )  # fmt: skip
 NON_DISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
 
 
 def test_distribution_config_starts_unchanged(launch: Launcher, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    config = write_config(tmp_path / "config.yml", DISTRIBUTION_CONFIG.replace("{root}", str(root)))
+    text = DISTRIBUTION_CONFIG.replace("{root}", str(root))
+    # The debug listener is served now: on a free port, not the example's 5001.
+    text = text.replace("localhost:5001", f"localhost:{free_port()}")
+    config = write_config(tmp_path / "config.yml", text)
     registry = launch([str(config), "--workers", "2"])
     with registry.client() as client:
         manifest = push_image(client, "example/app", "1.0")

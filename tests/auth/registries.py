@@ -94,8 +94,12 @@ def bearer_client(registry: RunningRegistry, token: str) -> AuthedClient:
 def comparable(
     response: httpx.Response, name: str, placeholder: str = "NAME"
 ) -> tuple[int, str, dict[str, str]]:
-    """Status, body and headers with the repository name blanked and the date dropped.
+    """Status, body and headers with the repository name blanked, the date and request id dropped.
 
     Compare names of equal length: Content-Length counts the name too."""
-    headers = {k: v.replace(name, placeholder) for k, v in response.headers.items() if k not in {"date"}}
+    headers = {
+        k: v.replace(name, placeholder)
+        for k, v in response.headers.items()
+        if k not in {"date", "x-request-id"}
+    }
     return response.status_code, response.text.replace(name, placeholder), headers

@@ -1,0 +1,59 @@
+"""The debug listener (``http.debug.addr``): metrics and health for operators, never the API.
+
+Every worker serves it on its own socket beside the public one; any worker answers a scrape
+with the sum over all workers (``workers.py``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .health import StorageHealth
+from .metrics import Metrics
+
+EXPOSITION_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+class DebugApp:
+    def __init__(self, metrics: Metrics | None, metrics_path: str, health: StorageHealth | None) -> None:
+        self.metrics = metrics
+        self.metrics_path = metrics_path
+        self.health = health
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if self.metrics is not None and path == self.metrics_path:
+            self.metrics.flush()  # this worker's figures are exact; the others' flush on their own
+            exposition = await anyio.to_thread.run_sync(self.metrics.exposition)
+            await _answer(send, 200, EXPOSITION_TYPE, exposition)
+        elif path == "/debug/health":
+            failing = self.health.failing() if self.health is not None else {}
+            await _answer(send, 503 if failing else 200, b"application/json", json.dumps(failing).encode())
+        else:
+            await _answer(send, 404, b"text/plain; charset=utf-8", b"404 page not found\n")
+
+
+async def _answer(send: Send, status: int, content_type: bytes, body: bytes) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Listeners:
+    """Sends requests that arrived on the debug listener's port to ``debug``, all else (and the
+    lifespan) to ``public``."""
+
+    def __init__(self, public: ASGIApp, debug: ASGIApp, debug_port: int) -> None:
+        self.public = public
+        self.debug = debug
+        self.debug_port = debug_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if scope["type"] == "http" and server is not None and server[1] == self.debug_port:
+            await self.debug(scope, receive, send)
+        else:
+            await self.public(scope, receive, send)

@@ -1,0 +1,313 @@
+"""Each request observed once, around the whole application: metrics, access log, events.
+
+What a request was (route, repository, reference) comes from the router, who made it from the
+``Caller`` the API puts in the scope once access is granted, and what it did from the response:
+status, bytes each way, the digest header. So no handler knows about metrics or logs.
+
+The client's address is the peer's, or, when the peer is a trusted proxy, the one it forwarded
+(uvicorn's ProxyHeadersMiddleware, run inside this layer so the peer is seen first). A trusted
+proxy's ``X-Request-Id`` is reused; otherwise the registry makes one. Either way it is sent back
+as ``X-Request-Id`` and logged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from typing import cast
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from ..api.context import CALLER, Caller
+from ..api.router import Route, match
+from .events import EventStream, event_for
+from .metrics import Metrics, RequestSeries
+from .tally import Tally
+
+access_log = logging.getLogger("registry.access")
+
+HANDLER_NAMES = {
+    Route.BASE: "base",
+    Route.CATALOG: "catalog",
+    Route.TAGS: "tags",
+    Route.MANIFEST: "manifest",
+    Route.BLOB: "blob",
+    Route.UPLOAD_START: "blob_upload",
+    Route.UPLOAD: "blob_upload_chunk",
+    Route.REFERRERS: "referrers",
+    Route.REGISTRY_EXTENSION: "extension",
+    Route.REPOSITORY_EXTENSION: "extension",
+}
+"""Distribution's names: every request to an upload's own URL is ``blob_upload_chunk``."""
+CONTENT_TYPES = {"blob": "blob", "blob_upload": "blob", "blob_upload_chunk": "blob", "manifest": "manifest"}
+"""The handlers whose bodies are content, for the bytes pushed and pulled."""
+WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
+"""The methods whose success can be an event (PATCH only adds to an unfinished upload)."""
+_PLAIN = re.compile(r'[^\s"\\=]+')
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+"""What a forwarded request id may look like: nothing that could break a log line."""
+
+
+class Exchange:
+    """One request as the logs tell it; filled in as the request goes through."""
+
+    __slots__ = (
+        "account", "bytes_in", "bytes_out", "client", "digest", "handler", "method", "path",
+        "reference", "repository", "request_id", "started", "status", "user_agent",
+    )  # fmt: skip
+
+    def __init__(self, method: str, path: str, handler: str, request_id: str) -> None:
+        self.method = method
+        self.path = path
+        self.handler = handler
+        self.request_id = request_id
+        self.account: str | None = None
+        self.client = ""
+        self.repository: str | None = None
+        self.reference: str | None = None
+        self.user_agent = ""
+        self.status = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.digest: str | None = None
+        self.started = time.perf_counter()
+
+    def fields(self, duration: float) -> dict[str, object]:
+        return {
+            "client": self.client,
+            "account": self.account or "",
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "duration": float(f"{duration:.6f}"),
+            "route": self.handler,
+            "repository": self.repository or "",
+            "reference": self.reference or "",
+            "request_id": self.request_id,
+            "user_agent": self.user_agent,
+        }
+
+
+class AccessLine:
+    """An access log message, written out only if a text formatter asks for it (the JSON one
+    writes the fields): the common log's order first, then the rest as ``key=value``."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: Mapping[str, object]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        fields = self.fields
+        # The path and account are the client's words: escaped, so no line can be forged.
+        path = _text(fields["path"])
+        path = path[1:-1] if path.startswith('"') else path
+        head = (
+            f'{fields["client"] or "-"} {_text(fields["account"] or "-")} "{fields["method"]} {path}" '
+            f"{fields['status']} {fields['bytes_in']} {fields['bytes_out']} {fields['duration']:.6f}s"
+        )
+        rest = ("route", "repository", "reference", "request_id", "user_agent")
+        return head + "".join(f" {key}={_text(fields[key])}" for key in rest)
+
+
+def trusted_peer_check(networks: Sequence[str]) -> Callable[[str], bool]:
+    """Whether a peer address is one of ``networks`` (an IPv4-mapped IPv6 peer counts as IPv4)."""
+    parsed = [ipaddress.ip_network(network) for network in networks]
+
+    @lru_cache(maxsize=256)
+    def trusted(host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in parsed)
+
+    return trusted
+
+
+def forwarded_allow_ips(networks: Sequence[str]) -> list[str]:
+    """The peers uvicorn believes ``X-Forwarded-*`` from: the configured networks, each IPv4 one
+    also in the IPv4-mapped IPv6 form its peers have on a dual-stack listener (``[::]:5000``)."""
+    allowed = list(networks)
+    for network in map(ipaddress.ip_network, networks):
+        if isinstance(network, ipaddress.IPv4Network):
+            allowed.append(f"::ffff:{network.network_address}/{96 + network.prefixlen}")
+    return allowed
+
+
+class Observe:
+    """The ASGI layer around the public application. ``fixed_routes`` names the exact paths
+    served beside the API (health checks, the token server) for the ``handler`` label, and
+    ``mounted_routes`` the one-segment prefixes of mounted applications (``/ui``)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics | None,
+        events: EventStream,
+        access_logged: bool,
+        trusted_proxies: Sequence[str],
+        fixed_routes: Mapping[str, str],
+        mounted_routes: Mapping[str, str],
+    ) -> None:
+        # uvicorn's own types are narrower than Starlette's; the ASGI protocol is the same.
+        self.app = cast(
+            ASGIApp,
+            ProxyHeadersMiddleware(app, trusted_hosts=forwarded_allow_ips(trusted_proxies)),  # type: ignore[arg-type]
+        )
+        self.metrics = metrics
+        self.tally = metrics.tally if metrics is not None else Tally()
+        self.events = events
+        self.access_logged = access_logged
+        self.trusted = trusted_peer_check(trusted_proxies)
+        self.fixed_routes = dict(fixed_routes)
+        self.mounted = {prefix.strip("/"): name for prefix, name in mounted_routes.items()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        exchange = self._begin(scope)
+        series = self.metrics.series(exchange.handler, exchange.method) if self.metrics is not None else None
+        if series is not None:
+            self.tally.change(series.in_flight, 1)
+        request_id_header = (b"x-request-id", exchange.request_id.encode())
+        finished = False
+
+        async def counted_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                exchange.bytes_in += len(message.get("body", b""))
+            return message
+
+        async def counted_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                headers = message.setdefault("headers", [])
+                for name, value in headers:
+                    if name.lower() == b"docker-content-digest":
+                        exchange.digest = value.decode("latin-1")
+                message["headers"] = [*headers, request_id_header]
+            elif message["type"] == "http.response.body":
+                exchange.bytes_out += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Logged and recorded before the client has the whole answer, so whoever
+                    # acts on the answer finds the access line and the audit record written.
+                    nonlocal finished
+                    finished = True
+                    await self._finish(scope, exchange, series)
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, counted_send)
+        finally:
+            if series is not None:
+                self.tally.change(series.in_flight, -1)
+            if not finished:  # no response, or one cut short
+                await self._finish(scope, exchange, series)
+
+    def _begin(self, scope: Scope) -> Exchange:
+        path: str = scope["path"]
+        handler = self.fixed_routes.get(path)
+        found = None
+        if handler is None and self.mounted:
+            handler = self.mounted.get(path.split("/", 2)[1])  # /ui and /ui/... name "ui"
+        if handler is None:
+            found = match(scope.get("raw_path") or path.encode())
+            handler = HANDLER_NAMES[found.route] if found is not None else "unmatched"
+        request_id = None
+        user_agent = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif name == b"user-agent":
+                user_agent = value.decode("latin-1")
+        if request_id is not None and not (
+            REQUEST_ID.fullmatch(request_id)
+            and self.trusted(scope["client"][0] if scope.get("client") else "")
+        ):
+            request_id = None
+        exchange = Exchange(scope["method"], path, handler, request_id or os.urandom(16).hex())
+        exchange.user_agent = user_agent[:256]
+        if found is not None:
+            exchange.repository = found.name
+            exchange.reference = found.argument
+        return exchange
+
+    async def _finish(self, scope: Scope, exchange: Exchange, series: RequestSeries | None) -> None:
+        duration = time.perf_counter() - exchange.started
+        exchange.client = scope["client"][0] if scope.get("client") else ""
+        caller: Caller | None = scope.get(CALLER)
+        if caller is not None:
+            exchange.account = caller.account
+        status = exchange.status or 500  # no response started: the connection was dropped
+        if series is not None:
+            self._count(scope, exchange, status, duration, series)
+        if self.access_logged and access_log.isEnabledFor(logging.INFO):
+            fields = exchange.fields(duration)
+            summary = f"{exchange.method} {exchange.path} {exchange.status}"
+            # makeRecord and handle, as Logger.info does, without its search of the call stack
+            # for a file and line no formatter here prints.
+            record = access_log.makeRecord(
+                access_log.name, logging.INFO, "", 0, AccessLine(fields), (), None,
+                extra={"data": fields, "summary": summary},
+            )  # fmt: skip
+            access_log.handle(record)
+        if 200 <= status < 300 and exchange.method in WRITE_METHODS:
+            event = event_for(exchange, scope.get("query_string", b""), _content_type(scope))
+            if event is not None:
+                await self.events.emit(event)
+
+    def _count(
+        self, scope: Scope, exchange: Exchange, status: int, duration: float, series: RequestSeries
+    ) -> None:
+        metrics = self.metrics
+        assert metrics is not None
+        handler, method = exchange.handler, series.method
+        metrics.add(metrics.requests, str(status), handler, method)
+        series.duration.observe(duration)
+        series.request_size.observe(_request_size(scope, exchange.bytes_in))
+        series.response_size.observe(exchange.bytes_out)
+        content = CONTENT_TYPES.get(handler)
+        if content is not None:
+            if exchange.bytes_in:
+                metrics.add(metrics.pushed_bytes, content, amount=exchange.bytes_in)
+            if exchange.bytes_out and method == "get":
+                metrics.add(metrics.pulled_bytes, content, amount=exchange.bytes_out)
+        if handler == "blob_upload" and status == 202:
+            metrics.add(metrics.uploads)
+        elif handler == "blob_upload_chunk" and status in {201, 204} and method in {"put", "delete"}:
+            metrics.add(metrics.uploads, amount=-1)
+
+
+def _request_size(scope: Scope, body: int) -> int:
+    """Distribution's approximate request size: the request line's and headers' text and the body."""
+    size = len(scope["method"]) + len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+    for name, value in scope["headers"]:
+        size += len(name) + len(value)
+    return size + body
+
+
+def _content_type(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _text(value: object) -> str:
+    """A value of a text log line: quoted (JSON string syntax) when empty or not one word."""
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) and text.isprintable() else json.dumps(text)

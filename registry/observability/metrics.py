@@ -1,0 +1,205 @@
+"""The registry's Prometheus metrics.
+
+The HTTP series carry CNCF Distribution 3's names, labels, label values and buckets, so a
+dashboard made for Distribution shows the registry's numbers: ``handler`` is the route's name
+(never a path: whatever clients send, the series stay few), ``method`` is lower case, ``code``
+the status. The others are the registry's own and say so in their help text.
+
+Metrics are created per application (no import-time registry). With the workers' shared
+directory set (``workers.py``) every sample goes to that worker's files and a scrape sums all
+of them; without it (one process, tests in-process) the application's own registry holds them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    values,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from .tally import PendingHistogram, Tally
+from .workers import DIRECTORY_ENV, forget_dead_workers
+
+HANDLERS = (
+    "base", "manifest", "tags", "blob", "blob_upload", "blob_upload_chunk", "catalog", "referrers",
+)  # fmt: skip
+"""Distribution's route names, and ``referrers`` for the route Distribution lacks."""
+OTHER_HANDLERS = ("extension", "health", "search", "token", "unmatched")
+"""The registry's other paths (``/v2/.../_dockyard/...``; ``/``, ``/readyz``; ``/v1/search``;
+the built-in token server), and every path that names no route, counted together."""
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60)
+SIZE_BUCKETS = tuple(float(1024 << shift) for shift in range(22))
+"""1 KiB to 2 GiB, doubling: Distribution's request and response size buckets."""
+_INTEGRAL_BOUND = re.compile(rb'le="([0-9]+)\.0"')
+STORAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+METHODS = frozenset({"get", "head", "put", "post", "patch", "delete", "options"})
+"""Methods counted by name; any other a client sends is ``other``: the series stay bounded."""
+
+
+class RequestSeries(NamedTuple):
+    """One handler and method's series, looked up once: ``labels()`` is costly per request."""
+
+    method: str
+    """Lower case, or ``other``."""
+    in_flight: Gauge
+    duration: PendingHistogram
+    request_size: PendingHistogram
+    response_size: PendingHistogram
+
+
+class Metrics:
+    """Every metric the registry keeps, and the exposition a scrape returns."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call] # no ``_created`` series: Distribution has none
+        self.directory = os.environ.get(DIRECTORY_ENV) or None
+        self.registry = CollectorRegistry(auto_describe=True)
+        if self.directory is not None:
+            # prometheus_client asks the process id on every sample written, to notice a fork;
+            # a worker never forks after this, and that system call was a third of the cost.
+            pid = os.getpid()
+            values.ValueClass = values.MultiProcessValue(process_identifier=lambda: pid)  # type: ignore[no-untyped-call]
+            MultiProcessCollector(self.registry, path=self.directory)  # type: ignore[no-untyped-call]
+        own = None if self.directory is not None else self.registry
+        self.requests = Counter(
+            "registry_http_requests_total",
+            "Total number of HTTP requests made.",
+            ["code", "handler", "method"],
+            registry=own,
+        )
+        self.duration = Histogram(
+            "registry_http_request_duration_seconds",
+            "The HTTP request latencies in seconds.",
+            ["handler", "method"],
+            buckets=DURATION_BUCKETS,
+            registry=own,
+        )
+        self.request_size = Histogram(
+            "registry_http_request_size_bytes",
+            "The HTTP request sizes in bytes.",
+            ["handler"],
+            buckets=SIZE_BUCKETS,
+            registry=own,
+        )
+        self.response_size = Histogram(
+            "registry_http_response_size_bytes",
+            "The HTTP response sizes in bytes.",
+            ["handler"],
+            buckets=SIZE_BUCKETS,
+            registry=own,
+        )
+        self.in_flight = Gauge(
+            "registry_http_in_flight_requests",
+            "The in-flight HTTP requests",
+            ["handler"],
+            multiprocess_mode="livesum",
+            registry=own,
+        )
+        self.pushed_bytes = Counter(
+            "registry_pushed_bytes_total",
+            "Bytes of blobs and manifests clients sent to the registry (request bodies).",
+            ["type"],
+            registry=own,
+        )
+        self.pulled_bytes = Counter(
+            "registry_pulled_bytes_total",
+            "Bytes of blobs and manifests the registry sent to clients (response bodies; "
+            "blobs served by a storage redirect are not counted).",
+            ["type"],
+            registry=own,
+        )
+        self.uploads = Gauge(
+            "registry_uploads_in_progress",
+            "Blob uploads started and not yet finished or cancelled, since the registry started.",
+            multiprocess_mode="sum",
+            registry=own,
+        )
+        self.storage_seconds = Histogram(
+            "registry_storage_action_seconds",
+            "The number of seconds that the storage action takes",
+            ["action", "driver"],
+            buckets=STORAGE_BUCKETS,
+            registry=own,
+        )
+        self.storage_errors = Counter(
+            "registry_storage_action_errors_total",
+            "Storage driver calls that failed, by action and error.",
+            ["action", "driver", "error"],
+            registry=own,
+        )
+        self.auth = Counter(
+            "registry_auth_requests_total",
+            "Access decisions, by credentials presented (basic, bearer, none) and outcome "
+            "(granted, challenged, denied).",
+            ["credentials", "outcome"],
+            registry=own,
+        )
+        self.tally = Tally()
+        self._series: dict[tuple[str, str], RequestSeries] = {}
+        self._counters: dict[tuple[Counter | Gauge, tuple[str, ...]], Counter | Gauge] = {}
+        self._histograms: dict[tuple[Histogram, tuple[str, ...]], PendingHistogram] = {}
+        for handler in (*HANDLERS, *OTHER_HANDLERS):
+            # Present from the start, as Distribution's are: a dashboard sees zero, not nothing.
+            self.in_flight.labels(handler)
+
+    def series(self, handler: str, method: str) -> RequestSeries:
+        """``handler`` must be one of the fixed names; ``method`` may be anything a client sent."""
+        method = method.lower()
+        if method not in METHODS:
+            method = "other"
+        key = (handler, method)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = RequestSeries(
+                method,
+                self.in_flight.labels(handler),
+                self.histogram(self.duration, handler, method),
+                self.histogram(self.request_size, handler),
+                self.histogram(self.response_size, handler),
+            )
+        return found
+
+    def histogram(self, histogram: Histogram, *labels: str) -> PendingHistogram:
+        """A histogram's child for bounded label values, observed through the tally."""
+        key = (histogram, labels)
+        found = self._histograms.get(key)
+        if found is None:
+            found = self._histograms[key] = self.tally.histogram(histogram.labels(*labels))
+        return found
+
+    def add(self, counter: Counter | Gauge, *labels: str, amount: float = 1.0) -> None:
+        """Add to a counter's (or summed gauge's) child for bounded label values."""
+        self.tally.add(self.child(counter, *labels) if labels else counter, amount)
+
+    def child(self, counter: Counter | Gauge, *labels: str) -> Counter | Gauge:
+        """A counter's child for bounded label values, looked up once."""
+        key = (counter, labels)
+        found = self._counters.get(key)
+        if found is None:
+            found = self._counters[key] = counter.labels(*labels)
+        return found
+
+    def flush(self) -> None:
+        self.tally.flush()
+
+    def exposition(self) -> bytes:
+        """Reads every worker's files: call it in a thread, after ``flush`` on the loop."""
+        if self.directory is not None:
+            forget_dead_workers(Path(self.directory))
+        # Bucket bounds as Go writes them (le="1", not Python's le="1.0"): a dashboard's
+        # le="1" selector must find the registry's buckets as it finds Distribution's.
+        return _INTEGRAL_BOUND.sub(rb'le="\1"', generate_latest(self.registry))

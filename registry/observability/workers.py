@@ -1,0 +1,61 @@
+"""Metrics shared by the forked workers: prometheus_client's multiprocess mode.
+
+Each worker writes its samples to memory-mapped files named by its pid in one directory; a
+scrape, answered by any worker, sums the files of every worker that ever ran. So a worker that
+dies and is replaced keeps its totals (its counter files stay), while its live gauges (requests
+in flight) are removed by the next scrape. The directory is created before the workers
+are forked, since prometheus_client reads ``PROMETHEUS_MULTIPROC_DIR`` when it is imported, and
+removed when the registry stops.
+
+This module imports nothing of prometheus_client: the supervisor stays small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LIVE_GAUGE_FILES = ("gauge_livesum_{pid}.db", "gauge_liveall_{pid}.db")
+"""prometheus_client's files for gauges that describe a living process only."""
+
+
+@contextlib.contextmanager
+def shared_metrics() -> Iterator[Path]:
+    """A fresh directory for the workers' metric files, named to them through the environment."""
+    directory = Path(tempfile.mkdtemp(prefix="dockyard-metrics-"))
+    previous = os.environ.get(DIRECTORY_ENV)
+    os.environ[DIRECTORY_ENV] = str(directory)
+    try:
+        yield directory
+    finally:
+        if previous is None:
+            os.environ.pop(DIRECTORY_ENV, None)
+        else:
+            os.environ[DIRECTORY_ENV] = previous
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def forget_dead_workers(directory: Path) -> None:
+    """Drop the live gauges of workers that no longer run: what they had in flight is no longer
+    in flight. Each scrape calls this first, so a dead worker's never show."""
+    for pattern in LIVE_GAUGE_FILES:
+        for path in directory.glob(pattern.format(pid="*")):
+            pid = path.stem.rpartition("_")[2]
+            if pid.isdigit() and not _running(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process took the number: not ours, but not ours to judge
+    return True

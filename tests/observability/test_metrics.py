@@ -1,0 +1,160 @@
+"""Prometheus metrics on the debug listener: summed over the workers, surviving a worker's
+death, named and labelled as CNCF Distribution 3 names them."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.integrity.workers import process_group, serving_process
+from tests.support.pushing import OCI_MANIFEST, digest_of, expect, push_image
+from tests.support.registry import RunningRegistry
+
+from .conftest import Samples, Scraper, value
+
+pytestmark = pytest.mark.slow
+
+REQUESTS = "registry_http_requests_total"
+
+
+def fresh_connection_requests(registry: RunningRegistry, count: int) -> set[int]:
+    """``count`` GET /v2/, each on a new connection; the pids of the workers that served them."""
+    assert registry.process is not None
+    served = set()
+    for _ in range(count):
+        connection = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=10)
+        connection.request("GET", "/v2/")
+        pid = serving_process(connection, registry.port, registry.process.pid)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+        connection.close()
+        if pid is not None:
+            served.add(pid)
+    return served
+
+
+def base_gets(samples: Samples) -> float:
+    return value(samples, REQUESTS, code="200", handler="base", method="get")
+
+
+def test_a_scrape_sums_every_worker(metrics_registry: tuple[RunningRegistry, Scraper]) -> None:
+    registry, scraper = metrics_registry
+    before = base_gets(scraper.samples())
+    served = fresh_connection_requests(registry, 60)
+    assert len(served) >= 2, "the requests must have been spread over several workers"
+    for _ in range(5):  # whichever worker answers the scrape, it reports the sum
+        assert base_gets(scraper.samples()) == before + 60
+
+
+def test_metrics_are_never_on_the_public_port(metrics_registry: tuple[RunningRegistry, Scraper]) -> None:
+    registry, _ = metrics_registry
+    response = httpx.get(f"{registry.url}/metrics")
+    assert response.status_code == 404
+    assert "registry_http" not in response.text
+
+
+def test_unmatched_paths_share_one_series(metrics_registry: tuple[RunningRegistry, Scraper]) -> None:
+    registry, scraper = metrics_registry
+    for index in range(5):
+        httpx.get(f"{registry.url}/scan/{index}/{os.urandom(4).hex()}")
+    httpx.get(f"{registry.url}/ui/")  # a mounted application: its one name
+    families = scraper.families()
+    paths = {s.labels["handler"] for s in families["registry_http_requests"].samples}
+    assert "unmatched" in paths
+    assert not any("/" in handler for handler in paths)
+    samples = scraper.samples()
+    assert value(samples, REQUESTS, code="404", handler="unmatched", method="get") >= 5
+    assert (
+        sum(v for (name, labels), v in samples.items() if name == REQUESTS and ("handler", "ui") in labels)
+        >= 1
+    )
+
+
+def test_push_and_pull_figures(metrics_registry: tuple[RunningRegistry, Scraper]) -> None:
+    registry, scraper = metrics_registry
+    before = scraper.samples()
+    with httpx.Client(base_url=registry.url, timeout=60) as client:
+        layer = os.urandom(300_000)
+        location = expect(client.post("/v2/metrics/pushes/blobs/uploads/"), 202).headers["Location"]
+        during = scraper.samples()
+        expect(client.patch(location, content=layer), 202)
+        expect(client.put(location, params={"digest": digest_of(layer)}), 201)
+        manifest = push_image(client, "metrics/pushes", "v1", layer_sizes=(1000,))
+        expect(client.get(f"/v2/metrics/pushes/blobs/{digest_of(layer)}"), 200)
+        expect(client.get("/v2/metrics/pushes/manifests/v1", headers={"Accept": OCI_MANIFEST}), 200)
+    after = scraper.samples()
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert value(during, "registry_uploads_in_progress") == value(before, "registry_uploads_in_progress") + 1
+    assert value(after, "registry_uploads_in_progress") == value(before, "registry_uploads_in_progress")
+    assert grew("registry_pushed_bytes_total", type="blob") >= len(layer) + 1000
+    assert grew("registry_pushed_bytes_total", type="manifest") == len(manifest)
+    assert grew("registry_pulled_bytes_total", type="blob") == len(layer)
+    assert grew("registry_pulled_bytes_total", type="manifest") == len(manifest)
+    assert grew(REQUESTS, code="201", handler="manifest", method="put") == 1
+    assert grew(REQUESTS, code="201", handler="blob_upload_chunk", method="put") == 1
+    assert grew(REQUESTS, code="202", handler="blob_upload_chunk", method="patch") == 1
+    assert grew("registry_http_request_duration_seconds_count", handler="manifest", method="get") == 1
+    assert grew("registry_http_response_size_bytes_sum", handler="blob") == len(layer)
+    assert grew("registry_storage_action_seconds_count", action="Move", driver="filesystem") >= 2
+    assert grew("registry_storage_action_seconds_count", action="PutContent", driver="filesystem") >= 2
+    assert grew("registry_auth_requests_total", credentials="none", outcome="granted") >= 8
+
+
+def held_upload(registry: RunningRegistry) -> tuple[http.client.HTTPConnection, int]:
+    """A PATCH whose body never ends, in flight on some worker; the connection and that worker."""
+    assert registry.process is not None
+    with httpx.Client(base_url=registry.url, timeout=30) as client:
+        location = expect(client.post("/v2/metrics/held/blobs/uploads/"), 202).headers["Location"]
+    connection = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=30)
+    connection.putrequest("PATCH", location.removeprefix(registry.url))
+    connection.putheader("Content-Type", "application/octet-stream")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    connection.send(b"1000\r\n" + b"x" * 0x1000 + b"\r\n")
+    pid = None
+    deadline = time.monotonic() + 10
+    while pid is None and time.monotonic() < deadline:
+        pid = serving_process(connection, registry.port, registry.process.pid)
+    assert pid is not None
+    return connection, pid
+
+
+def wait_for(check: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_replaced_worker_keeps_its_totals_and_drops_its_in_flight(
+    metrics_registry: tuple[RunningRegistry, Scraper],
+) -> None:
+    registry, scraper = metrics_registry
+    assert registry.process is not None
+    fresh_connection_requests(registry, 30)
+    connection, victim = held_upload(registry)
+    in_flight = ("registry_http_in_flight_requests", (("handler", "blob_upload_chunk"),))
+    wait_for(lambda: scraper.samples().get(in_flight) == 1)
+    before = scraper.samples()
+    totals = {key: v for key, v in before.items() if key[0] == REQUESTS}
+    workers = set(process_group(registry.process.pid)) - {registry.process.pid}
+
+    os.kill(victim, signal.SIGKILL)
+    connection.close()
+    wait_for(lambda: len(set(process_group(registry.process.pid)) - workers - {registry.process.pid}) == 1)
+    fresh_connection_requests(registry, 10)  # the replacement starts, and serves
+
+    after = scraper.samples()
+    assert after[in_flight] == 0
+    for key, total in totals.items():
+        assert after.get(key, 0) >= total, key
+    assert base_gets(after) == base_gets(before) + 10
