@@ -17,6 +17,7 @@ from auth.cli import register as register_auth_commands
 from storage_drivers import DriverConfigError, create_driver
 
 from .config import CONFIG_ENV, Config, ConfigError, load_config
+from .cpus import usable_cpus
 from .logs import logging_config
 from .supervisor import bind, limit_malloc_arenas, supervise
 
@@ -74,13 +75,21 @@ def serve(args: argparse.Namespace) -> None:
             host,
         )
     os.environ[CONFIG_ENV] = os.path.abspath(args.config) if args.config else ""
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise SystemExit("dockyard: --workers must be at least 1")
+    workers, chosen_by = worker_count(args.workers, config)
     try:
         sock = bind(host, port)
     except OSError as exc:
         raise SystemExit(f"dockyard: cannot listen on {host}:{port}: {exc.strerror}") from None
-    log.info("serving %s storage on %s:%d with %d workers", config.storage.driver, host, port, args.workers)
+    log.info(
+        "serving %s storage on %s:%d with %d workers (%s)",
+        config.storage.driver,
+        host,
+        port,
+        workers,
+        chosen_by,
+    )
 
     def run_worker(sock: socket.socket) -> None:
         import uvicorn  # noqa: PLC0415 - the workers' imports; the supervisor stays small
@@ -103,11 +112,21 @@ def serve(args: argparse.Namespace) -> None:
         )
         server.run(sockets=[sock])
 
-    if args.workers == 1:
+    if workers == 1:
         limit_malloc_arenas()
         run_worker(sock)
     else:
-        supervise(args.workers, run_worker, sock, config.http.drain_timeout)
+        supervise(workers, run_worker, sock, config.http.drain_timeout)
+
+
+def worker_count(option: int | None, config: Config) -> tuple[int, str]:
+    """How many workers to run and what chose that number: ``--workers``, then ``http.workers``,
+    then one per CPU the process may use."""
+    if option is not None:
+        return option, "--workers"
+    if config.http.workers is not None:
+        return config.http.workers, "http.workers"
+    return usable_cpus(), "one per usable CPU"
 
 
 def forwarded_allow_ips(networks: Sequence[str]) -> list[str]:
@@ -133,7 +152,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_parser = commands.add_parser("serve", help="run the registry")
     serve_parser.add_argument("config", nargs="?", help="config.yml (default: the embedded default)")
     serve_parser.add_argument("--addr", help="HOST:PORT to listen on (overrides http.addr)")
-    serve_parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve_parser.add_argument(
+        "--workers", type=int, help="worker processes (overrides http.workers; default: one per usable CPU)"
+    )
     serve_parser.set_defaults(run=serve)
     check_parser = commands.add_parser("check-config", help="validate a config file, listing every problem")
     check_parser.add_argument("config")

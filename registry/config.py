@@ -92,6 +92,9 @@ class HTTPConfig:
     closed (Distribution's ``draintimeout``). Bounded by default: a stalled client must not hold
     a restart, and an interrupted upload resumes; 20 s plus the few seconds of exiting fit
     Kubernetes' default 30 s grace period and the shipped units' stop timeouts."""
+    workers: int | None = None
+    """Worker processes (Dockyard's own key; ``dockyard serve --workers`` overrides it). None:
+    one per usable CPU (``registry/cpus.py``), as Distribution's Go runtime uses every core."""
 
 
 @dataclass(frozen=True)
@@ -259,9 +262,10 @@ class _Parser:
 
     def _http(self) -> HTTPConfig:
         http = self.root.section("http")
-        http.warn_unknown(
-            {"addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies", "draintimeout"}
-        )
+        http.warn_unknown({
+            "addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies", "draintimeout",
+            "workers",
+        })  # fmt: skip
         if http.string("net", default="tcp") != "tcp":
             http.problem("net", "only tcp is supported")
         host = http.url("host")
@@ -273,6 +277,7 @@ class _Parser:
             headers=http.string_lists("headers"),
             trusted_proxies=self._trusted_proxies(http),
             drain_timeout=http.duration("draintimeout", default=HTTPConfig.drain_timeout),
+            workers=http.integer("workers", default=0, minimum=1) or None,
         )
 
     @staticmethod
