@@ -1,4 +1,4 @@
-"""The servers under measurement: Dockyard, Distribution 2.8 (Debian's docker-registry), nginx.
+"""The servers under measurement: Dockyard, Distribution 2.8 (Debian's docker-registry) and 3, nginx.
 
 Each listens on a free 127.0.0.1 port and keeps all its state under the benchmark's temp dir.
 """
@@ -22,6 +22,9 @@ import yaml
 from bench.http import Connection, HTTPError
 
 PROJECT = Path(__file__).resolve().parents[1]
+ANCHORS = PROJECT.parent.parent / "shared" / "anchors" / "unpack-distribution.sh"
+"""Unpacks CNCF Distribution 3.1.1's ``registry`` beside the checkouts (absent elsewhere)."""
+DISTRIBUTION3_DIR = Path("/tmp/anchors")
 
 
 def free_port() -> int:
@@ -116,19 +119,30 @@ def registry_config(root: Path, port: int) -> dict[str, Any]:
     }
 
 
-def start_registry(kind: str, name: str, workdir: Path, workers: int) -> Server:
-    """Start ``kind`` ("dockyard" or "distribution") with filesystem storage under ``workdir``."""
+def start_registry(
+    kind: str,
+    name: str,
+    workdir: Path,
+    workers: int | None,
+    root: Path | None = None,
+    binary: Path | None = None,
+) -> Server:
+    """Start ``kind`` ("dockyard", "distribution" for Debian's 2.8, or "distribution3" for the
+    ``binary`` of Distribution 3) with filesystem storage at ``root``, by default under ``workdir``;
+    Dockyard with ``workers`` workers, or its default when None."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    root = workdir / "storage"
+    root = root or workdir / "storage"
     config_path = workdir / "config.yml"
     config_path.write_text(yaml.safe_dump(registry_config(root, port)))
     if kind == "dockyard":
         command = [sys.executable, "-m", "registry", "serve", str(config_path)]
-        command += ["--workers", str(workers)]
+        command += ["--workers", str(workers)] if workers is not None else []
         process = _spawn(command, workdir, cwd=PROJECT)
     elif kind == "distribution":
         process = _spawn(["docker-registry", "serve", str(config_path)], workdir)
+    elif kind == "distribution3" and binary is not None:
+        process = _spawn([str(binary), "serve", str(config_path)], workdir)
     else:
         raise ValueError(f"unknown registry kind {kind!r}")
     server = Server(name, port, workdir, process, storage_root=root)
@@ -138,6 +152,24 @@ def start_registry(kind: str, name: str, workdir: Path, workers: int) -> Server:
         server.stop()
         raise
     return server
+
+
+def find_distribution3(binary: Path | None) -> tuple[Path | None, str]:
+    """Distribution 3.1's ``registry``: ``binary`` if given, else unpacked by ``ANCHORS``; with
+    the path, or None and why it is missing."""
+    if binary is not None:
+        if os.access(binary, os.X_OK):
+            return binary, ""
+        return None, f"{binary} is not an executable"
+    if not ANCHORS.exists():
+        return None, f"{ANCHORS} is absent; pass --distribution3 PATH to its registry binary"
+    try:
+        unpacked = subprocess.run(
+            [str(ANCHORS), str(DISTRIBUTION3_DIR)], check=True, capture_output=True, text=True, timeout=120
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"{ANCHORS} failed: {exc}"
+    return Path(unpacked.stdout.strip().splitlines()[-1]), ""
 
 
 NGINX_CONFIG = """\
