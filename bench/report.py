@@ -14,6 +14,8 @@ from bench.settings import Settings
 MiB = 1 << 20
 RSS_LIMIT_MIB = 150
 PULL_SHARE_OF_NGINX = 0.8
+PULL_CEILINGS = {"pull-full": "nginx_mbps", "tls-pull-full": "nginx_tls_mbps"}
+"""The pull rows and the machine limit (nginx serving the file itself) each must reach 80% of."""
 
 
 @dataclass
@@ -73,8 +75,9 @@ def verdict(run: Run, case: Case, ratios: list[float]) -> tuple[str, str]:
         return "", ""
     met = all(target is None or ratio > target for ratio, target in zip(ratios, wanted, strict=True))
     text = " / ".join(texts)
-    if case.key == "pull-full" and run.limits is not None:
-        share = statistics.median(run.values(case.key, run.candidate)) / run.limits.nginx_mbps
+    ceiling = PULL_CEILINGS.get(case.key)
+    if ceiling is not None and run.limits is not None:
+        share = statistics.median(run.values(case.key, run.candidate)) / getattr(run.limits, ceiling)
         text += f", >= 80% nginx ({share:.0%})"
         met = met and share >= PULL_SHARE_OF_NGINX
     return text, "yes" if met else "**no**"
@@ -223,6 +226,7 @@ def limits_table(limits: Limits) -> str:
         ["disk write + fsync, 4 MiB O_DIRECT writes (as Dockyard uploads)", fmt(limits.disk_direct_mbps)],
         ["loopback HTTP, nginx sendfile, verifying client (as the pulls)", fmt(limits.nginx_mbps)],
         ["loopback HTTP, nginx sendfile, client discards", fmt(limits.nginx_discard_mbps)],
+        ["loopback HTTPS, nginx with the shipped TLS settings, verifying client", fmt(limits.nginx_tls_mbps)],
     ]
     return table(["Machine limit", "MB/s"], rows)
 

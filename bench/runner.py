@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -28,7 +28,9 @@ from bench.workloads.catalog import CatalogWalk
 from bench.workloads.image import ManyLayerImage
 from bench.workloads.pushers import ConcurrentPushers
 from bench.workloads.small import SmallRequests
+from bench.workloads.tls import ThroughTLS
 from registry.cpus import usable_cpus
+from tests.support.tls import ServerCertificates, make_certificates
 
 BASELINE = "Distribution 2.8"
 PEER = "Distribution 3.1"
@@ -62,7 +64,9 @@ def selected(options: Options, name: str, key: str | None = None) -> bool:
     return any(name == o or (key is not None and key.startswith(o)) for o in options.only)
 
 
-def build_workloads(options: Options, workdir: Path, big: Path) -> dict[str, Workload]:
+def build_workloads(
+    options: Options, workdir: Path, big: Path, certificates: ServerCertificates, stack: ExitStack
+) -> dict[str, Workload]:
     settings = options.settings
     wanted = {
         name
@@ -72,6 +76,7 @@ def build_workloads(options: Options, workdir: Path, big: Path) -> dict[str, Wor
             "image": ("image-",),
             "pushers": ("pushers",),
             "catalog": ("catalog",),
+            "tls": ("tls-",),
         }.items()
         if not options.only
         or any(
@@ -92,6 +97,8 @@ def build_workloads(options: Options, workdir: Path, big: Path) -> dict[str, Wor
         workloads["pushers"] = ConcurrentPushers(settings, big)
     if "catalog" in wanted:
         workloads["catalog"] = CatalogWalk(settings)
+    if "tls" in wanted:
+        workloads["tls"] = ThroughTLS(settings, workdir, big, certificates, stack)
     return workloads
 
 
@@ -173,6 +180,7 @@ def run(options: Options) -> Run:
     settings = options.settings
     workdir = Path(tempfile.mkdtemp(prefix="dockyard-bench-", dir=options.tmpdir))
     sampler = RssSampler()
+    fronts = ExitStack()  # the TLS proxies the workloads start, stopped when the run ends
     try:
         meta = describe_machine(options, workdir)
         distribution3, missing = (None, "not measured when profiling")
@@ -188,11 +196,12 @@ def run(options: Options) -> Run:
         big.parent.mkdir()
         log(f"writing {settings.blob_size >> 20} MiB of random test data")
         write_random_file(big, settings.blob_size)
-        workloads = build_workloads(options, workdir, big)
+        certificates = make_certificates(workdir / "certificates")
+        workloads = build_workloads(options, workdir, big, certificates, fronts)
         limits = None
         if options.limits:
-            log("measuring machine limits (sha256, disk fsync, nginx sendfile)")
-            limits = measure_limits(workdir, big, settings.limit_size)
+            log("measuring machine limits (sha256, disk fsync, nginx sendfile, nginx TLS)")
+            limits = measure_limits(workdir, big, settings.limit_size, certificates)
         with started_servers(options, workdir, distribution3) as servers:
             for server in servers:
                 sampler.watch(server.name, server.pid)
@@ -219,6 +228,7 @@ def run(options: Options) -> Run:
             settings, server_names[0], server_names[1:], cases, observations, limits, meta, process_peaks
         )
     finally:
+        fronts.close()
         sampler.stop()
         if options.keep:
             log(f"kept {workdir}")

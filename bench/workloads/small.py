@@ -102,14 +102,18 @@ class SmallRequests:
         ]
 
     def setup(self, server: Server) -> None:
+        self.store(server)
+        for endpoint in self.endpoints:  # warm every path once before anything is timed
+            self.load(server, endpoint, concurrency=16, seconds=1)
+
+    def store(self, server: Server) -> None:
+        """The image the endpoints read, checked once."""
         with server.connect() as connection:
             push_bytes_like_docker(connection, REPOSITORY, self.config, self.config_digest)
             push_bytes_like_docker(connection, REPOSITORY, self.layer, self.layer_digest)
             for tag in self.tags:
                 put_manifest(connection, REPOSITORY, tag, self.manifest)
             self.check(connection)
-        for endpoint in self.endpoints:  # warm every path once before anything is timed
-            self.load(server, endpoint, concurrency=16, seconds=1)
 
     def check(self, connection: Connection) -> None:
         """Every endpoint answers correctly once, with the client that can check digests."""
@@ -152,8 +156,10 @@ class SmallRequests:
 
     def load(self, server: Server, endpoint: Endpoint, concurrency: int, seconds: int) -> Outcome:
         """Run wrk (or, for HEAD, bench.loadgen) against one endpoint and check every answer."""
-        url = f"http://{server.host}:{server.port}{endpoint.path}"
+        url = f"{server.scheme}://{server.host}:{server.port}{endpoint.path}"
         if endpoint.method == "HEAD":
+            if server.tls is not None:
+                raise HTTPError("bench.loadgen speaks plain HTTP only")
             headers = [f"{name}: {value}" for name, value in endpoint.headers]
             command = [
                 sys.executable,
