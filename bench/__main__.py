@@ -54,7 +54,7 @@ def parse_arguments(argv: list[str]) -> tuple[Options, Path | None]:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated workloads (blobs, small, image, pushers, catalog, tls) "
+        help="comma-separated workloads (blobs, small, image, pushers, catalog, tls, repositories) "
         "or case-key prefixes (push-, pull-range, head-blob-c16, ...)",
     )
     parser.add_argument("--no-limits", action="store_true", help="skip the machine limits")

@@ -159,6 +159,16 @@ def joined(servers: list[list[Observation]], value: Callable[[Observation], floa
     return " / ".join(fmt(statistics.median(value(o) for o in observations)) for observations in servers)
 
 
+def latency(servers: list[list[Observation]], name: str, or_mean: bool = False) -> str:
+    """A latency column: the load generator's percentile, or (``or_mean``) its mean where it
+    reports no percentiles (h2load)."""
+    if all(name in o.extra for observations in servers for o in observations):
+        return joined(servers, lambda o: o.extra[name])
+    if or_mean and all("mean_ms" in o.extra for observations in servers for o in observations):
+        return "mean " + joined(servers, lambda o: o.extra["mean_ms"])
+    return "-"
+
+
 def small_request_table(run: Run) -> str:
     rows = []
     for case in run.cases:
@@ -168,8 +178,8 @@ def small_request_table(run: Run) -> str:
         rows.append(
             [
                 case.label,
-                joined(servers, lambda o: o.extra["p50_ms"]),
-                joined(servers, lambda o: o.extra["p99_ms"]),
+                latency(servers, "p50_ms", or_mean=True),
+                latency(servers, "p99_ms"),
                 joined(servers, lambda o: o.server_cpu / o.extra["requests"] * 1e6),
                 joined(servers, lambda o: o.client_cpu / o.extra["requests"] * 1e6),
             ]

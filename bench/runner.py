@@ -27,6 +27,7 @@ from bench.workloads.blobs import LargeBlob
 from bench.workloads.catalog import CatalogWalk
 from bench.workloads.image import ManyLayerImage
 from bench.workloads.pushers import ConcurrentPushers
+from bench.workloads.repositories import NewRepositories
 from bench.workloads.small import SmallRequests
 from bench.workloads.tls import ThroughTLS
 from registry.cpus import usable_cpus
@@ -77,6 +78,7 @@ def build_workloads(
             "pushers": ("pushers",),
             "catalog": ("catalog",),
             "tls": ("tls-",),
+            "repositories": ("new-repositories",),
         }.items()
         if not options.only
         or any(
@@ -97,6 +99,8 @@ def build_workloads(
         workloads["pushers"] = ConcurrentPushers(settings, big)
     if "catalog" in wanted:
         workloads["catalog"] = CatalogWalk(settings)
+    if "repositories" in wanted:
+        workloads["repositories"] = NewRepositories(settings)
     if "tls" in wanted:
         workloads["tls"] = ThroughTLS(settings, workdir, big, certificates, stack)
     return workloads
