@@ -38,8 +38,9 @@ class ThroughTLS:
         self.certificates = certificates
         self.stack = stack  # stops every nginx when the run ends
         self.blobs = LargeBlob(settings, big, Region.of(big, 0, settings.blob_size))
-        self.small = SmallRequests(settings, workdir)
-        self.image = ManyLayerImage(settings)
+        # Repositories of their own: the rows without TLS store the same content in the same registry.
+        self.small = SmallRequests(settings, workdir, repository="bench/small-tls")
+        self.image = ManyLayerImage(settings, repository="bench/image-tls")
         self.fronts: dict[str, Server] = {}  # per registry: the same registry reached through nginx
 
     def setup(self, server: Server) -> None:
