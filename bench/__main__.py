@@ -1,4 +1,4 @@
-"""``python -m bench``: Dockyard against Distribution 2.8, side by side on this machine."""
+"""``python -m bench``: Dockyard against Distribution 2.8 and 3.1, side by side on this machine."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from bench.runner import Options, run
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 HEADER = """\
-# Benchmark results: Dockyard vs CNCF Distribution 2.8
+# Benchmark results: Dockyard vs CNCF Distribution 2.8 and 3.1
 
-Last full run of `bench/run` (see `bench/README.md` for how to read the tables). Both registries
-ran at the same time on this machine with filesystem storage in a temp dir, measured interleaved;
-each cell is the median over repetitions with the min-max range. Speedup is how many times faster
-Dockyard is (throughput ratio Dockyard/Distribution; for times, Distribution/Dockyard). MB = 10^6
-bytes. This machine is shared: "other load" in the CPU table is the CPU that processes outside the
-benchmark used during each measurement (in cores, worst repetition); rows where it is high are
-noisy.
+Last full run of `bench/run` (see `bench/README.md` for how to read the tables). The three
+registries ran at the same time on this machine, each at its default settings, with filesystem
+storage in a temp dir, measured interleaved; each cell is the median over repetitions with the
+min-max range. "vs 2.8" and "vs 3.1" say how many times faster Dockyard is (throughput ratio
+Dockyard/Distribution; for times, Distribution/Dockyard). MB = 10^6 bytes. This machine is
+shared: "other load" in the CPU table is the CPU that processes outside the benchmark used during
+each measurement (in cores, worst repetition); rows where it is high are noisy.
 
 """
 
@@ -34,7 +34,16 @@ def parse_arguments(argv: list[str]) -> tuple[Options, Path | None]:
     parser.add_argument(
         "-n", "--repetitions", type=int, help="repetitions per workload and registry (default 7, quick 2)"
     )
-    parser.add_argument("--workers", type=int, default=2, help="Dockyard worker processes")
+    parser.add_argument(
+        "--workers", type=int, help="Dockyard worker processes (default: Dockyard's own, one per usable CPU)"
+    )
+    parser.add_argument(
+        "--distribution3",
+        type=Path,
+        metavar="PATH",
+        help="Distribution 3.1's registry binary (default: unpacked from ../shared/anchors; "
+        "without it that column is skipped)",
+    )
     parser.add_argument(
         "--candidate",
         choices=["dockyard", "distribution"],
@@ -45,7 +54,7 @@ def parse_arguments(argv: list[str]) -> tuple[Options, Path | None]:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated workloads (blobs, small, image, pushers, catalog) "
+        help="comma-separated workloads (blobs, small, image, pushers, catalog, tls, repositories) "
         "or case-key prefixes (push-, pull-range, head-blob-c16, ...)",
     )
     parser.add_argument("--no-limits", action="store_true", help="skip the machine limits")
@@ -77,6 +86,7 @@ def parse_arguments(argv: list[str]) -> tuple[Options, Path | None]:
         tmpdir=args.tmpdir,
         keep=args.keep,
         profile=args.profile,
+        distribution3=args.distribution3,
     )
     output = args.output
     if output is None and not (args.quick or options.only or args.profile) and args.candidate == "dockyard":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -56,10 +57,15 @@ class Response:
 
 
 class Connection:
-    def __init__(self, host: str, port: int, timeout: float = 300.0) -> None:
+    """``tls``: speak HTTPS (HTTP/1.1), verifying the server with that context."""
+
+    def __init__(
+        self, host: str, port: int, timeout: float = 300.0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.tls = tls
         self._sock: socket.socket | None = None
         self._pending = bytearray()  # bytes received past the end of the last parsed piece
         self._recv_buffer = bytearray(RECV_SIZE)
@@ -80,6 +86,8 @@ class Connection:
         if self._sock is None:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:  # sendfile falls back to send() through the TLS layer
+                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
             self._sock = sock
         return self._sock
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench.http import FileComparer, HTTPError
 from bench.servers import start_nginx
+from tests.support.tls import ServerCertificates
 
 PIECE = 16 << 20
 DIRECT_PIECE = 4 << 20
@@ -25,6 +26,7 @@ class Limits:
     disk_direct_mbps: float
     nginx_mbps: float  # received with the same verifying client as the blob pulls
     nginx_discard_mbps: float  # received and thrown away: the loopback ceiling itself
+    nginx_tls_mbps: float  # over TLS (the shipped site's settings), verifying client
 
 
 def sha256_speed(total: int) -> float:
@@ -60,12 +62,15 @@ def disk_speed(directory: Path, total: int, direct: bool = False) -> float:
     return total / elapsed / MB
 
 
-def nginx_speed(workdir: Path, file: Path, repetitions: int = 3) -> tuple[float, float]:
-    """Median MB/s of a full GET of ``file`` from a private nginx with sendfile.
+def nginx_speed(
+    workdir: Path, file: Path, certificates: ServerCertificates | None = None, repetitions: int = 3
+) -> tuple[float, float]:
+    """Median MB/s of a full GET of ``file`` from a private nginx with sendfile (over TLS with
+    ``certificates``).
 
     Measured twice: with the byte-for-byte check the blob pulls use, and discarding the bytes.
     """
-    nginx = start_nginx(workdir / "nginx", file.parent)
+    nginx = start_nginx(workdir / ("nginx-tls" if certificates else "nginx"), file.parent, certificates)
     size = file.stat().st_size
     verified, discarded = [], []
     try:
@@ -91,12 +96,14 @@ def nginx_speed(workdir: Path, file: Path, repetitions: int = 3) -> tuple[float,
     return statistics.median(verified), statistics.median(discarded)
 
 
-def measure_limits(workdir: Path, file: Path, total: int) -> Limits:
+def measure_limits(workdir: Path, file: Path, total: int, certificates: ServerCertificates) -> Limits:
     verified, discarded = nginx_speed(workdir, file)
+    tls_verified, _ = nginx_speed(workdir, file, certificates)
     return Limits(
         sha256_mbps=sha256_speed(total),
         disk_fsync_mbps=disk_speed(workdir, total),
         disk_direct_mbps=disk_speed(workdir, total, direct=True),
         nginx_mbps=verified,
         nginx_discard_mbps=discarded,
+        nginx_tls_mbps=tls_verified,
     )

@@ -30,6 +30,7 @@ class Case:
     # Called with the server outside the measurement (untimed preparation); returns the timed part.
     prepare: Callable[[Server], Callable[[], Outcome]]
     target: float | None = None  # minimum speedup over Distribution 2.8 (from the issue)
+    peer_target: float = 1.0  # minimum speedup over Distribution 3.1: ahead on every row
     note: str = ""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.limits import Limits
@@ -13,6 +14,8 @@ from bench.settings import Settings
 MiB = 1 << 20
 RSS_LIMIT_MIB = 150
 PULL_SHARE_OF_NGINX = 0.8
+PULL_CEILINGS = {"pull-full": "nginx_mbps", "tls-pull-full": "nginx_tls_mbps"}
+"""The pull rows and the machine limit (nginx serving the file itself) each must reach 80% of."""
 
 
 @dataclass
@@ -21,7 +24,7 @@ class Run:
 
     settings: Settings
     candidate: str  # label of slot A
-    baseline: str  # label of slot B
+    baselines: list[str]  # labels of the other slots: Distribution 2.8, then 3.1 when it ran
     cases: list[Case]
     observations: dict[str, dict[str, list[Observation]]]  # case key -> server -> per repetition
     limits: Limits | None
@@ -59,17 +62,30 @@ def speedup(case: Case, candidate: list[float], baseline: list[float]) -> float:
     return a / b if case.higher_is_better else b / a
 
 
-def verdict(run: Run, case: Case, ratio: float) -> tuple[str, str]:
-    """(target text, met?) for a case; met means strictly better than the issue's target."""
-    if case.target is None:
+def targets(case: Case, baselines: list[str]) -> list[float | None]:
+    """The speedup each baseline column must beat: the issue's over 2.8, then ahead of 3.1."""
+    return [case.target if index == 0 else case.peer_target for index in range(len(baselines))]
+
+
+def verdict(run: Run, case: Case, ratios: list[float]) -> tuple[str, str]:
+    """(target text, met?) for a case; met means strictly better than every target."""
+    wanted = targets(case, run.baselines)
+    texts = [f"> {target}x" if target is not None else "-" for target in wanted]
+    if all(target is None for target in wanted):
         return "", ""
-    target = f"> {case.target}x"
-    met = ratio > case.target
-    if case.key == "pull-full" and run.limits is not None:
-        share = statistics.median(run.values(case.key, run.candidate)) / run.limits.nginx_mbps
-        target += f", >= 80% nginx ({share:.0%})"
+    met = all(target is None or ratio > target for ratio, target in zip(ratios, wanted, strict=True))
+    text = " / ".join(texts)
+    ceiling = PULL_CEILINGS.get(case.key)
+    if ceiling is not None and run.limits is not None:
+        share = statistics.median(run.values(case.key, run.candidate)) / getattr(run.limits, ceiling)
+        text += f", >= 80% nginx ({share:.0%})"
         met = met and share >= PULL_SHARE_OF_NGINX
-    return target, "yes" if met else "**no**"
+    return text, "yes" if met else "**no**"
+
+
+def short(server: str) -> str:
+    """A column heading's name for a baseline: its version."""
+    return server.removeprefix("Distribution ")
 
 
 def table(headers: list[str], rows: list[list[str]], align: str = "") -> str:
@@ -81,27 +97,38 @@ def table(headers: list[str], rows: list[list[str]], align: str = "") -> str:
 
 
 def main_table(run: Run) -> str:
-    a, b = run.candidate, run.baseline
+    a, baselines = run.candidate, run.baselines
     rows = []
     for case in run.cases:
         if case.key not in run.observations:
             continue
-        va, vb = run.values(case.key, a), run.values(case.key, b)
-        ratio = speedup(case, va, vb)
-        target, met = verdict(run, case, ratio)
+        va = run.values(case.key, a)
+        others = [run.values(case.key, b) for b in baselines]
+        ratios = [speedup(case, va, vb) for vb in others]
+        target, met = verdict(run, case, ratios)
         label = case.label + (f" ({case.note})" if case.note else "")
-        rows.append([label, case.unit, spread(va), spread(vb), f"{ratio:.2f}x", target, met])
-    peaks_a, peaks_b = run.rep_peaks(a), run.rep_peaks(b)
+        rows.append(
+            [
+                label,
+                case.unit,
+                spread(va),
+                *map(spread, others),
+                *(f"{ratio:.2f}x" for ratio in ratios),
+                target,
+                met,
+            ]
+        )
+    peaks_a = run.rep_peaks(a)
     if peaks_a:
         met = "yes" if max(peaks_a) < RSS_LIMIT_MIB else "**no**"
-        ratio = statistics.median(peaks_b) / statistics.median(peaks_a)
+        peaks = [run.rep_peaks(b) for b in baselines]
         rows.append(
             [
                 "server peak RSS, all processes (per repetition)",
                 "MiB",
                 spread(peaks_a),
-                spread(peaks_b),
-                f"{ratio:.2f}x",
+                *map(spread, peaks),
+                *(f"{statistics.median(p) / statistics.median(peaks_a):.2f}x" for p in peaks),
                 f"< {RSS_LIMIT_MIB} MiB",
                 met,
             ]
@@ -110,41 +137,56 @@ def main_table(run: Run) -> str:
         "Workload",
         "Unit",
         f"{a} median (min-max)",
-        f"{b} median (min-max)",
-        "Speedup",
-        "Target",
+        *(f"{b} median (min-max)" for b in baselines),
+        *(f"vs {short(b)}" for b in baselines),
+        "Target (" + " / ".join(f"vs {short(b)}" for b in baselines) + ")",
         "Met",
     ]
-    return table(headers, rows, "llrrrll")
+    return table(headers, rows, "ll" + "r" * (1 + 2 * len(baselines)) + "ll")
+
+
+def per_server(run: Run, key: str) -> list[list[Observation]]:
+    """The observations of ``key`` for the candidate, then each baseline."""
+    return [run.observations[key][server] for server in (run.candidate, *run.baselines)]
+
+
+def slots(run: Run) -> str:
+    return " / ".join([run.candidate, *map(short, run.baselines)])
+
+
+def joined(servers: list[list[Observation]], value: Callable[[Observation], float]) -> str:
+    """The median of ``value`` over each server's observations, ``a / b / c``."""
+    return " / ".join(fmt(statistics.median(value(o) for o in observations)) for observations in servers)
+
+
+def latency(servers: list[list[Observation]], name: str, or_mean: bool = False) -> str:
+    """A latency column: the load generator's percentile, or (``or_mean``) its mean where it
+    reports no percentiles (h2load)."""
+    if all(name in o.extra for observations in servers for o in observations):
+        return joined(servers, lambda o: o.extra[name])
+    if or_mean and all("mean_ms" in o.extra for observations in servers for o in observations):
+        return "mean " + joined(servers, lambda o: o.extra["mean_ms"])
+    return "-"
 
 
 def small_request_table(run: Run) -> str:
-    a, b = run.candidate, run.baseline
     rows = []
     for case in run.cases:
         if case.unit != "req/s" or case.key not in run.observations:
             continue
-        oa, ob = run.observations[case.key][a], run.observations[case.key][b]
-
-        def med(observations: list[Observation], name: str) -> float:
-            return statistics.median([o.extra[name] for o in observations])
-
-        def per_request(observations: list[Observation], attribute: str) -> float:
-            values = [float(getattr(o, attribute)) / o.extra["requests"] * 1e6 for o in observations]
-            return statistics.median(values)
-
+        servers = per_server(run, case.key)
         rows.append(
             [
                 case.label,
-                f"{fmt(med(oa, 'p50_ms'))} / {fmt(med(ob, 'p50_ms'))}",
-                f"{fmt(med(oa, 'p99_ms'))} / {fmt(med(ob, 'p99_ms'))}",
-                f"{fmt(per_request(oa, 'server_cpu'))} / {fmt(per_request(ob, 'server_cpu'))}",
-                f"{fmt(per_request(oa, 'client_cpu'))} / {fmt(per_request(ob, 'client_cpu'))}",
+                latency(servers, "p50_ms", or_mean=True),
+                latency(servers, "p99_ms"),
+                joined(servers, lambda o: o.server_cpu / o.extra["requests"] * 1e6),
+                joined(servers, lambda o: o.client_cpu / o.extra["requests"] * 1e6),
             ]
         )
     headers = [
         "Request",
-        f"p50 ms ({a} / {b})",
+        f"p50 ms ({slots(run)})",
         "p99 ms",
         "server CPU µs/request",
         "client CPU µs/request (wrk; HEAD: bench.loadgen)",
@@ -153,30 +195,23 @@ def small_request_table(run: Run) -> str:
 
 
 def resources_table(run: Run) -> str:
-    a, b = run.candidate, run.baseline
     rows = []
     for case in run.cases:
         if case.key not in run.observations:
             continue
-        oa, ob = run.observations[case.key][a], run.observations[case.key][b]
-
-        def med(observations: list[Observation], attribute: str, scale: float = 1.0) -> str:
-            return fmt(statistics.median(getattr(o, attribute) / scale for o in observations))
-
-        def other(observations: list[Observation]) -> str:
-            return fmt(max(o.other_cpu / o.wall for o in observations))
-
+        servers = per_server(run, case.key)
+        other = " / ".join(fmt(max(o.other_cpu / o.wall for o in observations)) for observations in servers)
         rows.append(
             [
                 case.label,
-                f"{med(oa, 'server_cpu')} / {med(ob, 'server_cpu')}",
-                f"{med(oa, 'client_cpu')} / {med(ob, 'client_cpu')}",
-                f"{med(oa, 'peak_rss', MiB)} / {med(ob, 'peak_rss', MiB)}",
-                f"{other(oa)} / {other(ob)}",
+                joined(servers, lambda o: o.server_cpu),
+                joined(servers, lambda o: o.client_cpu),
+                joined(servers, lambda o: o.peak_rss / MiB),
+                other,
             ]
         )
     headers = [
-        f"Workload ({a} / {b})",
+        f"Workload ({slots(run)})",
         "server CPU s",
         "client CPU s",
         "server peak RSS MiB",
@@ -201,6 +236,7 @@ def limits_table(limits: Limits) -> str:
         ["disk write + fsync, 4 MiB O_DIRECT writes (as Dockyard uploads)", fmt(limits.disk_direct_mbps)],
         ["loopback HTTP, nginx sendfile, verifying client (as the pulls)", fmt(limits.nginx_mbps)],
         ["loopback HTTP, nginx sendfile, client discards", fmt(limits.nginx_discard_mbps)],
+        ["loopback HTTPS, nginx with the shipped TLS settings, verifying client", fmt(limits.nginx_tls_mbps)],
     ]
     return table(["Machine limit", "MB/s"], rows)
 

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,15 +21,20 @@ from bench.measure import Case, Observation, measure
 from bench.procstat import RssSampler, thread_cpu_seconds
 from bench.profile import recording, summarize, thread_report
 from bench.report import Run
-from bench.servers import PROJECT, Server, start_registry
+from bench.servers import PROJECT, Server, find_distribution3, start_registry
 from bench.settings import Settings
 from bench.workloads.blobs import LargeBlob
 from bench.workloads.catalog import CatalogWalk
 from bench.workloads.image import ManyLayerImage
 from bench.workloads.pushers import ConcurrentPushers
+from bench.workloads.repositories import NewRepositories
 from bench.workloads.small import SmallRequests
+from bench.workloads.tls import ThroughTLS
+from registry.cpus import usable_cpus
+from tests.support.tls import ServerCertificates, make_certificates
 
 BASELINE = "Distribution 2.8"
+PEER = "Distribution 3.1"
 
 
 class Workload(Protocol):
@@ -40,13 +45,14 @@ class Workload(Protocol):
 @dataclass
 class Options:
     settings: Settings
-    workers: int
+    workers: int | None  # Dockyard's workers; None: its default (one per usable CPU)
     candidate: str  # "dockyard", or "distribution" for an A/A run of the harness itself
     only: list[str]  # workload names or case-key prefixes; empty means all
     limits: bool
     tmpdir: Path | None
     keep: bool
     profile: Path | None = None  # py-spy each case on Dockyard alone, results to this dir
+    distribution3: Path | None = None  # Distribution 3.1's binary; None: unpacked from the anchors
 
 
 def log(message: str) -> None:
@@ -59,7 +65,9 @@ def selected(options: Options, name: str, key: str | None = None) -> bool:
     return any(name == o or (key is not None and key.startswith(o)) for o in options.only)
 
 
-def build_workloads(options: Options, workdir: Path, big: Path) -> dict[str, Workload]:
+def build_workloads(
+    options: Options, workdir: Path, big: Path, certificates: ServerCertificates, stack: ExitStack
+) -> dict[str, Workload]:
     settings = options.settings
     wanted = {
         name
@@ -69,6 +77,8 @@ def build_workloads(options: Options, workdir: Path, big: Path) -> dict[str, Wor
             "image": ("image-",),
             "pushers": ("pushers",),
             "catalog": ("catalog",),
+            "tls": ("tls-",),
+            "repositories": ("new-repositories",),
         }.items()
         if not options.only
         or any(
@@ -89,15 +99,19 @@ def build_workloads(options: Options, workdir: Path, big: Path) -> dict[str, Wor
         workloads["pushers"] = ConcurrentPushers(settings, big)
     if "catalog" in wanted:
         workloads["catalog"] = CatalogWalk(settings)
+    if "repositories" in wanted:
+        workloads["repositories"] = NewRepositories(settings)
+    if "tls" in wanted:
+        workloads["tls"] = ThroughTLS(settings, workdir, big, certificates, stack)
     return workloads
 
 
 @contextmanager
-def started_servers(options: Options, workdir: Path) -> Iterator[list[Server]]:
+def started_servers(options: Options, workdir: Path, distribution3: Path | None) -> Iterator[list[Server]]:
     servers: list[Server] = []
     try:
         if options.candidate == "dockyard":
-            log(f"starting Dockyard ({options.workers} workers)")
+            log(f"starting Dockyard ({dockyard_workers(options)})")
             servers.append(start_registry("dockyard", "Dockyard", workdir / "dockyard", options.workers))
         else:
             log("starting a second Distribution in slot A (harness self-check)")
@@ -105,26 +119,38 @@ def started_servers(options: Options, workdir: Path) -> Iterator[list[Server]]:
         if options.profile is None:
             log("starting Distribution 2.8")
             servers.append(start_registry("distribution", BASELINE, workdir / "distribution", 1))
+            if distribution3 is not None:
+                log(f"starting Distribution 3.1 ({distribution3})")
+                servers.append(
+                    start_registry("distribution3", PEER, workdir / "distribution3", 1, binary=distribution3)
+                )
         yield servers
     finally:
         for server in servers:
             server.stop()
 
 
+def dockyard_workers(options: Options) -> str:
+    if options.workers is not None:
+        return f"{options.workers} workers (--workers)"
+    return f"its default: {usable_cpus()} workers, one per usable CPU"
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def describe_machine(options: Options, workdir: Path) -> dict[str, str]:
-    def command_output(*command: str) -> str:
-        try:
-            finished = subprocess.run(
-                command, check=False, capture_output=True, text=True, cwd=PROJECT, timeout=10
-            )
-        except OSError:
-            return "?"
-        return finished.stdout.strip()
+def command_output(*command: str) -> str:
+    try:
+        finished = subprocess.run(
+            command, check=False, capture_output=True, text=True, cwd=PROJECT, timeout=10
+        )
+    except OSError:
+        return "?"
+    return finished.stdout.strip()
 
+
+def describe_machine(options: Options, workdir: Path) -> dict[str, str]:
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -141,14 +167,14 @@ def describe_machine(options: Options, workdir: Path) -> dict[str, str]:
         "machine": f"{os.cpu_count()} cores ({cpu}), {int(memory) // 1024} MiB RAM, "
         f"Linux {platform.release()}, Python {platform.python_version()}",
         "registries": (
-            f"Dockyard with {options.workers} uvicorn workers"
+            f"Dockyard with {dockyard_workers(options)}"
             if options.candidate == "dockyard"
-            else "Distribution in both slots (harness self-check)"
+            else "Distribution 2.8 in slot A too (harness self-check)"
         )
-        + "; baseline "
+        + "; "
         + command_output("docker-registry", "--version"),
         "mode": ("quick" if settings.quick else "full")
-        + f", {settings.repetitions} repetitions interleaved A,B / B,A",
+        + f", {settings.repetitions} repetitions interleaved A,B,C / C,B,A",
         "temp dir filesystem": command_output("df", "--output=source,fstype", str(workdir)).splitlines()[-1],
         "load average at start": load_average(),
     }
@@ -158,19 +184,29 @@ def run(options: Options) -> Run:
     settings = options.settings
     workdir = Path(tempfile.mkdtemp(prefix="dockyard-bench-", dir=options.tmpdir))
     sampler = RssSampler()
+    fronts = ExitStack()  # the TLS proxies the workloads start, stopped when the run ends
     try:
         meta = describe_machine(options, workdir)
+        distribution3, missing = (None, "not measured when profiling")
+        if options.profile is None:
+            distribution3, missing = find_distribution3(options.distribution3)
+        if distribution3 is None:
+            log(f"skipping Distribution 3.1: {missing}")
+            meta["registries"] += f"; Distribution 3.1 skipped: {missing}"
+        else:
+            meta["registries"] += "; " + command_output(str(distribution3), "--version")
         started = time.monotonic()
         big = workdir / "data" / "big.bin"
         big.parent.mkdir()
         log(f"writing {settings.blob_size >> 20} MiB of random test data")
         write_random_file(big, settings.blob_size)
-        workloads = build_workloads(options, workdir, big)
+        certificates = make_certificates(workdir / "certificates")
+        workloads = build_workloads(options, workdir, big, certificates, fronts)
         limits = None
         if options.limits:
-            log("measuring machine limits (sha256, disk fsync, nginx sendfile)")
-            limits = measure_limits(workdir, big, settings.limit_size)
-        with started_servers(options, workdir) as servers:
+            log("measuring machine limits (sha256, disk fsync, nginx sendfile, nginx TLS)")
+            limits = measure_limits(workdir, big, settings.limit_size, certificates)
+        with started_servers(options, workdir, distribution3) as servers:
             for server in servers:
                 sampler.watch(server.name, server.pid)
             sampler.start()
@@ -193,9 +229,10 @@ def run(options: Options) -> Run:
         meta["load average at end"] = load_average()
         meta["duration"] = f"{(time.monotonic() - started) / 60:.1f} min"
         return Run(
-            settings, server_names[0], server_names[1], cases, observations, limits, meta, process_peaks
+            settings, server_names[0], server_names[1:], cases, observations, limits, meta, process_peaks
         )
     finally:
+        fronts.close()
         sampler.stop()
         if options.keep:
             log(f"kept {workdir}")
@@ -211,7 +248,7 @@ def measure_all(
     }
     for repetition in range(settings.repetitions):
         for index, case in enumerate(cases):
-            # A,B then B,A: whatever the machine does meanwhile hits both alike.
+            # A,B,C then C,B,A: whatever the machine does meanwhile hits all alike.
             order = servers if (repetition + index) % 2 == 0 else servers[::-1]
             for server in order:
                 observation = measure(server, sampler, case)

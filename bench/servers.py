@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,8 +21,13 @@ from typing import Any
 import yaml
 
 from bench.http import Connection, HTTPError
+from tests.support.tls import ServerCertificates
 
 PROJECT = Path(__file__).resolve().parents[1]
+ANCHORS = PROJECT.parent.parent / "shared" / "anchors" / "unpack-distribution.sh"
+"""Unpacks CNCF Distribution 3.1.1's ``registry`` beside the checkouts (absent elsewhere)."""
+DISTRIBUTION3_DIR = Path("/tmp/anchors")
+SHIPPED_NGINX = PROJECT / "deploy" / "nginx"
 
 
 def free_port() -> int:
@@ -39,8 +45,13 @@ class Server:
     workdir: Path
     process: subprocess.Popen[bytes]
     storage_root: Path | None = None
+    tls: ssl.SSLContext | None = None  # reached over HTTPS (a TLS proxy in front), trusting this
 
     host = "127.0.0.1"
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.tls is None else "https"
 
     @property
     def pid(self) -> int:
@@ -54,7 +65,7 @@ class Server:
         return self.log_path.read_text(errors="replace")[-size:]
 
     def connect(self) -> Connection:
-        return Connection(self.host, self.port)
+        return Connection(self.host, self.port, tls=self.tls)
 
     def wait_ready(self, path: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -121,14 +132,14 @@ def start_registry(
     kind: str,
     name: str,
     workdir: Path,
-    workers: int,
+    workers: int | None,
     root: Path | None = None,
     binary: Path | None = None,
     storage: dict[str, Any] | None = None,
 ) -> Server:
     """Start ``kind`` ("dockyard", "distribution" for Debian's 2.8, or "distribution3" for the
     ``binary`` of Distribution 3) with filesystem storage at ``root``, by default under ``workdir``,
-    or the driver section ``storage``."""
+    or the driver section ``storage``; Dockyard with ``workers`` workers, or its default when None."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     root = root or workdir / "storage"
@@ -136,7 +147,7 @@ def start_registry(
     config_path.write_text(yaml.safe_dump(registry_config(root, port, storage)))
     if kind == "dockyard":
         command = [sys.executable, "-m", "registry", "serve", str(config_path)]
-        command += ["--workers", str(workers)]
+        command += ["--workers", str(workers)] if workers is not None else []
         process = _spawn(command, workdir, cwd=PROJECT)
     elif kind == "distribution":
         process = _spawn(["docker-registry", "serve", str(config_path)], workdir)
@@ -151,6 +162,24 @@ def start_registry(
         server.stop()
         raise
     return server
+
+
+def find_distribution3(binary: Path | None) -> tuple[Path | None, str]:
+    """Distribution 3.1's ``registry``: ``binary`` if given, else unpacked by ``ANCHORS``; with
+    the path, or None and why it is missing."""
+    if binary is not None:
+        if os.access(binary, os.X_OK):
+            return binary, ""
+        return None, f"{binary} is not an executable"
+    if not ANCHORS.exists():
+        return None, f"{ANCHORS} is absent; pass --distribution3 PATH to its registry binary"
+    try:
+        unpacked = subprocess.run(
+            [str(ANCHORS), str(DISTRIBUTION3_DIR)], check=True, capture_output=True, text=True, timeout=120
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"{ANCHORS} failed: {exc}"
+    return Path(unpacked.stdout.strip().splitlines()[-1]), ""
 
 
 NGINX_CONFIG = """\
@@ -171,27 +200,45 @@ http {{
     scgi_temp_path {workdir}/scgi;
     default_type application/octet-stream;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};
         root {docroot};
+{tls}
     }}
 }}
 """
 
 
-def start_nginx(workdir: Path, docroot: Path) -> Server:
-    """A private nginx serving ``docroot`` with sendfile: the loopback ceiling for blob pulls."""
+def start_nginx(workdir: Path, docroot: Path, certificates: ServerCertificates | None = None) -> Server:
+    """A private nginx serving ``docroot`` with sendfile: the loopback ceiling for blob pulls;
+    with ``certificates``, over TLS with the shipped site's TLS settings."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     # As root, nginx workers would drop to "nobody", who cannot read a private temp dir.
     user = "user root;" if os.geteuid() == 0 else ""
-    config = NGINX_CONFIG.format(user=user, workdir=workdir, port=port, docroot=docroot)
+    tls = ""
+    if certificates is not None:
+        tls = (
+            f"        ssl_certificate {certificates.server_cert};\n"
+            f"        ssl_certificate_key {certificates.server_key};\n"
+            f"        include {SHIPPED_NGINX / 'dockyard' / 'tls.conf'};"
+        )
+    ssl_listen = " ssl" if certificates is not None else ""
+    config = NGINX_CONFIG.format(
+        user=user, workdir=workdir, port=port, docroot=docroot, ssl=ssl_listen, tls=tls
+    )
     config_path = workdir / "nginx.conf"
     config_path.write_text(config)
     process = _spawn(["nginx", "-p", str(workdir), "-c", str(config_path)], workdir)
-    server = Server("nginx", port, workdir, process)
+    context = None if certificates is None else client_context(certificates)
+    server = Server("nginx", port, workdir, process, tls=context)
     try:
         server.wait_ready("/")
     except BaseException:
         server.stop()
         raise
     return server
+
+
+def client_context(certificates: ServerCertificates) -> ssl.SSLContext:
+    """A client's TLS context that trusts only the certificates' own CA."""
+    return ssl.create_default_context(cafile=str(certificates.ca_cert))

@@ -25,6 +25,7 @@ class Settings:
     pusher_size: int = 32 * MiB
     catalog_repositories: int = 2000
     catalog_page: int = 100
+    new_repositories: int = 2000
     setup_connections: int = 8
     limit_size: int = GiB  # bytes hashed / written / served by nginx for the machine limits
     quick: bool = False
@@ -50,5 +51,6 @@ def quick(repetitions: int = 2) -> Settings:
         wrk_seconds=1,
         pusher_size=16 * MiB,
         limit_size=256 * MiB,
+        new_repositories=500,
         quick=True,
     )

@@ -19,6 +19,7 @@ from auth.cli import register as register_auth_commands
 from storage_drivers import DriverConfigError, create_driver
 
 from .config import CONFIG_ENV, SECRET_ENV, Config, ConfigError, load_config
+from .cpus import usable_cpus
 from .lifecycle.cli import register as register_lifecycle_commands
 from .logs import logging_config
 from .observability.workers import shared_metrics
@@ -79,27 +80,35 @@ def serve(args: argparse.Namespace) -> None:
         )
     os.environ[CONFIG_ENV] = os.path.abspath(args.config) if args.config else ""
     os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(32))
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise SystemExit("dockyard: --workers must be at least 1")
+    workers, chosen_by = worker_count(args.workers, config)
     sock = _listen(host, port)
     sockets = [sock]
     if config.http.debug.addr is not None:
         debug_host, debug_port = split_addr(config.http.debug.addr)
         sockets.append(_listen(debug_host, debug_port))
         log.info("debug listener (metrics, health) on %s:%d", debug_host, debug_port)
-    log.info("serving %s storage on %s:%d with %d workers", config.storage.driver, host, port, args.workers)
+    log.info(
+        "serving %s storage on %s:%d with %d workers (%s)",
+        config.storage.driver,
+        host,
+        port,
+        workers,
+        chosen_by,
+    )
 
     def run_worker(sock: socket.socket) -> None:
         import uvicorn  # noqa: PLC0415 - the workers' imports; the supervisor stays small
 
+        from .coalescing import CoalescingHTTPProtocol  # noqa: PLC0415 - imports uvicorn
         from .draining import DrainingServer  # noqa: PLC0415
-        from .tlsprobe import PlainHTTPProtocol  # noqa: PLC0415 - imports uvicorn
 
         server = DrainingServer(
             uvicorn.Config(
                 "registry.app:app_from_environment",
                 factory=True,
-                http=PlainHTTPProtocol,
+                http=CoalescingHTTPProtocol,
                 loop="uvloop" if sys.platform != "win32" else "asyncio",
                 log_config=None,  # configured above, inherited
                 access_log=False,  # the registry's own access log (registry.access) replaces it
@@ -111,13 +120,23 @@ def serve(args: argparse.Namespace) -> None:
         server.run(sockets=sockets)
 
     # One worker keeps its metrics in its own memory: only forked workers need the shared files.
-    shared = config.http.debug.prometheus and args.workers > 1
+    shared = config.http.debug.prometheus and workers > 1
     with shared_metrics() if shared else contextlib.nullcontext():
-        if args.workers == 1:
+        if workers == 1:
             limit_malloc_arenas()
             run_worker(sock)
         else:
-            supervise(args.workers, run_worker, sock, config.http.drain_timeout)
+            supervise(workers, run_worker, sock, config.http.drain_timeout)
+
+
+def worker_count(option: int | None, config: Config) -> tuple[int, str]:
+    """How many workers to run and what chose that number: ``--workers``, then ``http.workers``,
+    then one per CPU the process may use."""
+    if option is not None:
+        return option, "--workers"
+    if config.http.workers is not None:
+        return config.http.workers, "http.workers"
+    return usable_cpus(), "one per usable CPU"
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -140,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_parser = commands.add_parser("serve", help="run the registry")
     serve_parser.add_argument("config", nargs="?", help="config.yml (default: the embedded default)")
     serve_parser.add_argument("--addr", help="HOST:PORT to listen on (overrides http.addr)")
-    serve_parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve_parser.add_argument(
+        "--workers", type=int, help="worker processes (overrides http.workers; default: one per usable CPU)"
+    )
     serve_parser.set_defaults(run=serve)
     check_parser = commands.add_parser("check-config", help="validate a config file, listing every problem")
     check_parser.add_argument("config")

@@ -113,6 +113,9 @@ class HTTPConfig:
     a restart, and an interrupted upload resumes; 20 s plus the few seconds of exiting fit
     Kubernetes' default 30 s grace period and the shipped units' stop timeouts."""
     debug: DebugConfig = field(default_factory=DebugConfig)
+    workers: int | None = None
+    """Worker processes (Dockyard's own key; ``dockyard serve --workers`` overrides it). None:
+    one per usable CPU (``registry/cpus.py``), as Distribution's Go runtime uses every core."""
 
 
 @dataclass(frozen=True)
@@ -310,10 +313,10 @@ class _Parser:
 
     def _http(self) -> HTTPConfig:
         http = self.root.section("http")
-        http.warn_unknown(
-            {"addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies", "draintimeout"}
-            | {"debug"}
-        )
+        http.warn_unknown({
+            "addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies", "draintimeout",
+            "workers", "debug",
+        })  # fmt: skip
         if http.string("net", default="tcp") != "tcp":
             http.problem("net", "only tcp is supported")
         host = http.url("host")
@@ -326,6 +329,7 @@ class _Parser:
             trusted_proxies=self._trusted_proxies(http),
             drain_timeout=http.duration("draintimeout", default=HTTPConfig.drain_timeout),
             debug=self._debug(http.section("debug"), public_addr=http.string("addr")),
+            workers=http.integer("workers", default=0, minimum=1) or None,
         )
 
     @staticmethod

@@ -89,9 +89,13 @@ def _write_atomically(staging: str, full: str, data: bytes) -> None:
     the target because a concurrent delete (of a tag being pushed, say) may remove the target's
     directory at any moment; the write is then retried, as if it had come after the delete.
     """
-    os.makedirs(staging, exist_ok=True)
     temp = os.path.join(staging, f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(temp, flags, 0o644)
+    except FileNotFoundError:  # a root not made yet; after the first write it always exists
+        os.makedirs(staging, exist_ok=True)
+        fd = os.open(temp, flags, 0o644)
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.integrity.workers import process_group
 from tests.support.images import digest_of
-from tests.support.launcher import CLEAN_ENV, DOCKYARD, Launcher, write_config
+from tests.support.launcher import CLEAN_ENV, DOCKYARD, Launched, Launcher, write_config
 from tests.support.processes import free_port
 from tests.support.pushing import expect, push_blob
 
@@ -89,16 +89,50 @@ def test_workers_option_starts_that_many_worker_processes(
     launch: Launcher, tmp_path: Path, workers: int
 ) -> None:
     registry = launch(["--workers", str(workers)], cwd=tmp_path)
+    _expect_workers(registry, workers, "--workers")
+
+
+def test_without_workers_setting_one_worker_per_usable_cpu(launch: Launcher, tmp_path: Path) -> None:
+    registry = launch([], cwd=tmp_path)
+    _expect_workers(registry, len(os.sched_getaffinity(0)), "one per usable CPU")
+
+
+def test_affinity_to_one_cpu_gives_one_worker(launch: Launcher, tmp_path: Path) -> None:
+    """``taskset -c 0``, as a cpuset or ``docker run --cpuset-cpus`` would also restrict it."""
+    registry = launch([], cwd=tmp_path, command=["taskset", "-c", "0", DOCKYARD])
+    _expect_workers(registry, 1, "one per usable CPU")
+
+
+def test_http_workers_sets_the_count_and_the_option_overrides_it(launch: Launcher, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "config.yml",
+        {
+            "version": 0.1,
+            "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
+            "http": {"workers": 3},
+        },
+    )
+    _expect_workers(launch([str(config)]), 3, "http.workers")
+    _expect_workers(launch([str(config), "--workers", "1"]), 1, "--workers")
+    from_environment = launch(
+        [str(config)], env={"REGISTRY_HTTP_WORKERS": "2"}, command=["taskset", "-c", "0", DOCKYARD]
+    )
+    _expect_workers(from_environment, 2, "http.workers")
+
+
+def _expect_workers(registry: Launched, workers: int, chosen_by: str) -> None:
+    """``registry`` runs ``workers`` worker processes (one runs in the main process), as its log
+    says, and each serves."""
     deadline = time.monotonic() + 30  # the first worker answers before the others have started
     while registry.log().count("Application startup complete") < workers and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert f"with {workers} workers ({chosen_by})" in registry.log()
     spawned = [pid for pid in process_group(registry.process.pid) if _parent(pid) == registry.process.pid]
     if workers == 1:
-        assert spawned == []  # one worker runs in the main process
-        assert registry.log().count("Started server process") == 1
+        assert spawned == []
     else:
         assert len(spawned) == workers
-        assert registry.log().count("Started server process") == workers
+    assert registry.log().count("Started server process") == workers
     with registry.client() as client:
         for _ in range(10):
             expect(client.get("/v2/"), 200)

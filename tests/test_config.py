@@ -153,6 +153,16 @@ def test_every_problem_is_collected(tmp_path: Path) -> None:
     assert len(raised.value.problems) == 7
 
 
+def test_http_workers(tmp_path: Path) -> None:
+    assert _load(tmp_path, _minimal()).http.workers is None  # one per usable CPU
+    assert _load(tmp_path, {**_minimal(), "http": {"workers": 4}}).http.workers == 4
+    assert _load(tmp_path, _minimal(), {"REGISTRY_HTTP_WORKERS": "3"}).http.workers == 3
+    for wrong in (0, "many"):
+        with pytest.raises(ConfigError) as raised:
+            _load(tmp_path, {**_minimal(), "http": {"workers": wrong}})
+        assert [p for p in raised.value.problems if p.startswith("http.workers")], raised.value.problems
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("10s", 10.0), ("1m30s", 90.0), ("0", 0.0)])
 def test_http_draintimeout(tmp_path: Path, text: str, seconds: float) -> None:
     assert _load(tmp_path, {**_minimal(), "http": {"draintimeout": text}}).http.drain_timeout == seconds

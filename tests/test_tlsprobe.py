@@ -28,8 +28,10 @@ def served(tmp_path: Path) -> Iterator[tuple[ServerProcess, int]]:
     config = {**default_config(tmp_path / "data"), "http": {"addr": f"127.0.0.1:{port}"}}
     config_path = tmp_path / "config.yml"
     config_path.write_text(yaml.safe_dump(config))
+    # One worker: each worker tells about the addresses it has seen itself.
     process = ServerProcess(
-        [sys.executable, "-m", "registry", "serve", str(config_path)], tmp_path / "registry.log"
+        [sys.executable, "-m", "registry", "serve", str(config_path), "--workers", "1"],
+        tmp_path / "registry.log",
     )
     try:
         process.wait_http(f"http://127.0.0.1:{port}/v2/")

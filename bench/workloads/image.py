@@ -46,8 +46,9 @@ class Image:
 
 
 class ManyLayerImage:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, repository: str = REPOSITORY) -> None:
         self.settings = settings
+        self.repository = repository
         rng = random.Random(settings.layer_seed)
         self.sizes = [rng.randint(settings.layer_min, settings.layer_max) for _ in range(settings.layers)]
         self.content = rng.randbytes(sum(self.sizes))
@@ -85,14 +86,14 @@ class ManyLayerImage:
         image = self.new_image()
 
         def push_layer(connection: Connection, layer: tuple[str, bytes]) -> None:
-            push_bytes_like_docker(connection, REPOSITORY, layer[1], layer[0])
+            push_bytes_like_docker(connection, self.repository, layer[1], layer[0])
 
         def timed() -> Outcome:
             started = time.perf_counter()
             over_connections(server, self.settings.image_connections, image.layers, push_layer)
             with server.connect() as connection:
-                push_bytes_like_docker(connection, REPOSITORY, image.config[1], image.config[0])
-                digest = put_manifest(connection, REPOSITORY, image.tag, image.manifest)
+                push_bytes_like_docker(connection, self.repository, image.config[1], image.config[0])
+                digest = put_manifest(connection, self.repository, image.tag, image.manifest)
             elapsed = time.perf_counter() - started
             if digest != image.manifest_digest:
                 raise HTTPError("manifest digest changed on the way")
@@ -105,14 +106,14 @@ class ManyLayerImage:
         image = self.pushed[server.name]
 
         def pull_layer(connection: Connection, layer: tuple[str, bytes]) -> None:
-            get_blob(connection, REPOSITORY, layer[0], layer[1])
+            get_blob(connection, self.repository, layer[0], layer[1])
 
         def timed() -> Outcome:
             started = time.perf_counter()
             with server.connect() as connection:
-                manifest = get_manifest(connection, REPOSITORY, image.tag, image.manifest_digest)
+                manifest = get_manifest(connection, self.repository, image.tag, image.manifest_digest)
                 listed = [layer["digest"] for layer in json.loads(manifest)["layers"]]
-                get_blob(connection, REPOSITORY, image.config[0], image.config[1])
+                get_blob(connection, self.repository, image.config[0], image.config[1])
             if listed != [digest for digest, _ in image.layers]:
                 raise HTTPError("pulled manifest lists other layers")
             over_connections(server, self.settings.image_connections, image.layers, pull_layer)

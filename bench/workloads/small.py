@@ -56,9 +56,10 @@ class Endpoint:
 
 
 class SmallRequests:
-    def __init__(self, settings: Settings, workdir: Path) -> None:
+    def __init__(self, settings: Settings, workdir: Path, repository: str = REPOSITORY) -> None:
         self.settings = settings
         self.workdir = workdir
+        self.repository = repository
         rng = random.Random(4096)
         self.layer = rng.randbytes(4096)
         self.layer_digest = sha256_digest(self.layer)
@@ -72,13 +73,13 @@ class SmallRequests:
         accept = (("Accept", MANIFEST_ACCEPT["Accept"]),)
         self.endpoints = [
             Endpoint(
-                "head-blob", "HEAD blob", "HEAD", f"/v2/{REPOSITORY}/blobs/{self.layer_digest}", (), 5.8
+                "head-blob", "HEAD blob", "HEAD", f"/v2/{self.repository}/blobs/{self.layer_digest}", (), 5.8
             ),
             Endpoint(
                 "manifest-tag",
                 "GET manifest by tag",
                 "GET",
-                f"/v2/{REPOSITORY}/manifests/latest",
+                f"/v2/{self.repository}/manifests/latest",
                 accept,
                 5.3,
             ),
@@ -86,7 +87,7 @@ class SmallRequests:
                 "manifest-digest",
                 "GET manifest by digest",
                 "GET",
-                f"/v2/{REPOSITORY}/manifests/{self.manifest_digest}",
+                f"/v2/{self.repository}/manifests/{self.manifest_digest}",
                 accept,
                 6.0,
             ),
@@ -95,37 +96,41 @@ class SmallRequests:
                 "tags-list",
                 f"GET tags/list ({len(self.tags)} tags)",
                 "GET",
-                f"/v2/{REPOSITORY}/tags/list",
+                f"/v2/{self.repository}/tags/list",
                 (),
                 4.0,
             ),
         ]
 
     def setup(self, server: Server) -> None:
-        with server.connect() as connection:
-            push_bytes_like_docker(connection, REPOSITORY, self.config, self.config_digest)
-            push_bytes_like_docker(connection, REPOSITORY, self.layer, self.layer_digest)
-            for tag in self.tags:
-                put_manifest(connection, REPOSITORY, tag, self.manifest)
-            self.check(connection)
+        self.store(server)
         for endpoint in self.endpoints:  # warm every path once before anything is timed
             self.load(server, endpoint, concurrency=16, seconds=1)
 
+    def store(self, server: Server) -> None:
+        """The image the endpoints read, checked once."""
+        with server.connect() as connection:
+            push_bytes_like_docker(connection, self.repository, self.config, self.config_digest)
+            push_bytes_like_docker(connection, self.repository, self.layer, self.layer_digest)
+            for tag in self.tags:
+                put_manifest(connection, self.repository, tag, self.manifest)
+            self.check(connection)
+
     def check(self, connection: Connection) -> None:
         """Every endpoint answers correctly once, with the client that can check digests."""
-        head = connection.request("HEAD", f"/v2/{REPOSITORY}/blobs/{self.layer_digest}")
+        head = connection.request("HEAD", f"/v2/{self.repository}/blobs/{self.layer_digest}")
         head.expect(200)
         check_digest_header(head, self.layer_digest)
         if head.header("Content-Length") != str(len(self.layer)):
             raise HTTPError(f"HEAD blob Content-Length {head.header('Content-Length')!r}")
         for reference in ("latest", self.manifest_digest):
-            body = get_manifest(connection, REPOSITORY, reference, self.manifest_digest)
+            body = get_manifest(connection, self.repository, reference, self.manifest_digest)
             if json.loads(body)["mediaType"] != DOCKER_MANIFEST:
                 raise HTTPError("manifest came back with another media type")
         connection.request("GET", "/v2/").expect(200)
-        tags = json.loads(connection.request("GET", f"/v2/{REPOSITORY}/tags/list").body)
+        tags = json.loads(connection.request("GET", f"/v2/{self.repository}/tags/list").body)
         # Distribution 2.8 lists tags in directory order: compare contents, not order.
-        if tags["name"] != REPOSITORY or sorted(tags["tags"]) != sorted(self.tags):
+        if tags["name"] != self.repository or sorted(tags["tags"]) != sorted(self.tags):
             raise HTTPError(f"tags/list answered {tags}")
 
     def cases(self) -> list[Case]:
@@ -152,8 +157,10 @@ class SmallRequests:
 
     def load(self, server: Server, endpoint: Endpoint, concurrency: int, seconds: int) -> Outcome:
         """Run wrk (or, for HEAD, bench.loadgen) against one endpoint and check every answer."""
-        url = f"http://{server.host}:{server.port}{endpoint.path}"
+        url = f"{server.scheme}://{server.host}:{server.port}{endpoint.path}"
         if endpoint.method == "HEAD":
+            if server.tls is not None:
+                raise HTTPError("bench.loadgen speaks plain HTTP only")
             headers = [f"{name}: {value}" for name, value in endpoint.headers]
             command = [
                 sys.executable,

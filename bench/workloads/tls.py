@@ -1,0 +1,138 @@
+"""The rows users see behind the shipped nginx TLS site: the same nginx, site file and
+certificate in front of each registry (``deploy/nginx/dockyard-tls.conf``, with only its ports
+and upstream changed, as the deploy tests run it). Clients speak HTTP/1.1 over TLS 1.3, and
+HTTP/2 for the small requests where h2load (Debian's nghttp2-client) is installed."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+from bench.data import Region
+from bench.http import HTTPError
+from bench.measure import Case, Outcome
+from bench.servers import Server, client_context
+from bench.settings import Settings
+from bench.workloads.blobs import LargeBlob
+from bench.workloads.image import ManyLayerImage
+from bench.workloads.small import Endpoint, SmallRequests
+from tests.support.nginx import TLS_SITE, Nginx
+from tests.support.tls import ServerCertificates
+
+SMALL_ENDPOINTS = ("manifest-tag", "base")
+"""GET rows only: bench.loadgen, which measures HEAD, speaks plain HTTP."""
+CONCURRENCY = 16
+
+
+class ThroughTLS:
+    def __init__(
+        self, settings: Settings, workdir: Path, big: Path, certificates: ServerCertificates, stack: ExitStack
+    ) -> None:
+        self.settings = settings
+        self.workdir = workdir
+        self.certificates = certificates
+        self.stack = stack  # stops every nginx when the run ends
+        self.blobs = LargeBlob(settings, big, Region.of(big, 0, settings.blob_size))
+        # Repositories of their own: the rows without TLS store the same content in the same registry.
+        self.small = SmallRequests(settings, workdir, repository="bench/small-tls")
+        self.image = ManyLayerImage(settings, repository="bench/image-tls")
+        self.fronts: dict[str, Server] = {}  # per registry: the same registry reached through nginx
+
+    def setup(self, server: Server) -> None:
+        """Start nginx in front of ``server``, then store what the rows read through it (untimed)."""
+        nginx = Nginx(
+            self.workdir / "tls" / server.name.replace(" ", "-"),
+            TLS_SITE,
+            f"{server.host}:{server.port}",
+            self.certificates,
+            ipv6=False,
+        )
+        self.stack.callback(nginx.stop)
+        nginx.start()
+        front = dataclasses.replace(server, port=nginx.port, tls=client_context(self.certificates))
+        self.fronts[server.name] = front
+        self.blobs.setup(front)
+        self.small.store(front)
+        for endpoint in self._small_endpoints():
+            self.small.load(front, endpoint, CONCURRENCY, seconds=1)
+
+    def cases(self) -> list[Case]:
+        """The rows of the same names without TLS, run through each registry's nginx."""
+        blob_rows = {case.key: case for case in self.blobs.cases()}
+        small_rows = {case.key: case for case in self.small.cases()}
+        image_rows = {case.key: case for case in self.image.cases()}
+        chosen = [
+            blob_rows["push-monolithic"],
+            blob_rows["pull-full"],
+            *(small_rows[f"{key}-c{CONCURRENCY}"] for key in SMALL_ENDPOINTS),
+            image_rows["image-push"],
+            image_rows["image-pull"],
+        ]
+        rows = [
+            dataclasses.replace(
+                case,
+                key=f"tls-{case.key}",
+                label=f"{case.label}, through nginx TLS",
+                prepare=self._through_front(case.prepare),
+                target=None,  # the issue sets no bar over 2.8 here: ahead of 3.1, pulls near nginx
+                note="and >= 80% of nginx over TLS" if case.key == "pull-full" else "",
+            )
+            for case in chosen
+        ]
+        if shutil.which("h2load"):
+            rows[2:2] = [self._http2_case(endpoint) for endpoint in self._small_endpoints()]
+        return rows
+
+    def _small_endpoints(self) -> list[Endpoint]:
+        return [endpoint for endpoint in self.small.endpoints if endpoint.key in SMALL_ENDPOINTS]
+
+    def _http2_case(self, endpoint: Endpoint) -> Case:
+        def prepare(server: Server) -> Callable[[], Outcome]:
+            front = self.fronts[server.name]
+            return lambda: http2_load(front, endpoint, CONCURRENCY, self.settings.wrk_seconds)
+
+        return Case(
+            f"tls-h2-{endpoint.key}-c{CONCURRENCY}",
+            f"{endpoint.label}, concurrency {CONCURRENCY}, through nginx TLS, HTTP/2",
+            "req/s",
+            True,
+            prepare,
+        )
+
+    def _through_front(
+        self, prepare: Callable[[Server], Callable[[], Outcome]]
+    ) -> Callable[[Server], Callable[[], Outcome]]:
+        return lambda server: prepare(self.fronts[server.name])
+
+
+H2LOAD_DONE = re.compile(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed")
+H2LOAD_STATUS = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
+H2LOAD_MEAN = re.compile(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b")
+UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def http2_load(server: Server, endpoint: Endpoint, concurrency: int, seconds: int) -> Outcome:
+    """h2load over HTTP/2: ``concurrency`` connections, one request in flight on each (as wrk's
+    connections), for ``seconds``; every answer must be 2xx. h2load reports no percentiles: the
+    latency kept is the mean."""
+    headers = [argument for name, value in endpoint.headers for argument in ("-H", f"{name}: {value}")]
+    url = f"https://{server.host}:{server.port}{endpoint.path}"
+    command = ["h2load", "-D", str(seconds), "-c", str(concurrency), "-m", "1", "-t", "1", *headers, url]
+    finished = subprocess.run(command, check=False, capture_output=True, text=True, timeout=seconds + 60)
+    done = H2LOAD_DONE.search(finished.stdout)
+    statuses = H2LOAD_STATUS.search(finished.stdout)
+    mean = H2LOAD_MEAN.search(finished.stdout)
+    if finished.returncode != 0 or done is None or statuses is None or mean is None:
+        raise HTTPError(f"h2load failed ({finished.returncode}): {finished.stdout[-2000:]}{finished.stderr}")
+    succeeded, failed = int(done.group(2)), int(done.group(3))
+    # A response can be counted by status as the run ends, after its request was last counted.
+    others = sum(int(count) for count in statuses.groups()[1:])
+    if failed or others or int(statuses.group(1)) < succeeded or succeeded == 0:
+        raise HTTPError(f"{endpoint.label} over HTTP/2: {done.group(0)}; {statuses.group(0)}")
+    extra = {"requests": float(succeeded), "mean_ms": float(mean.group(1)) * UNIT_MS[mean.group(2)]}
+    return Outcome(succeeded / seconds, extra)
