@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from storage_drivers import PathNotFound, StorageDriver
+from storage_drivers import PathNotFound, StorageDriver, StorageError
 
 from ..references import RunId
 from ..storage import paths
@@ -66,8 +65,7 @@ async def garbage_collect(driver: StorageDriver, options: Options, emit: Callabl
             report = await _mark(driver, options, lease.started - options.grace_period)
             sweeping = time.monotonic()
             report.removed = await sweep(lease, report.planned)
-            with contextlib.suppress(PathNotFound):
-                await driver.delete(paths.gc_run(lease.run))
+            await _forget_run(driver, paths.gc_run(lease.run))
             report.phases["sweep"] = time.monotonic() - sweeping
     report.phases["total"] = time.monotonic() - started
     for line in report.removed.lines("eligible for deletion" if options.dry_run else "deleted"):
@@ -91,5 +89,16 @@ async def _remove_leftovers(driver: StorageDriver, current: RunId) -> None:
         return
     for run_dir in runs:
         if run_dir != paths.gc_run(current):
-            with contextlib.suppress(PathNotFound):
-                await driver.delete(run_dir)
+            await _forget_run(driver, run_dir)
+
+
+async def _forget_run(driver: StorageDriver, run_dir: str) -> None:
+    """Remove a run's records. Best effort: the sweep is over (or was never this run's), records
+    of runs other than the current one decide nothing, and the next run removes what is left. A
+    push may be writing a record there at the same moment, which S3 can refuse to delete."""
+    try:
+        await driver.delete(run_dir)
+    except PathNotFound:
+        pass
+    except StorageError as exc:
+        log.warning("garbage collection: records of a run are left for the next run: %s", exc)
