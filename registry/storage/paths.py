@@ -27,7 +27,7 @@ written by Distribution is served in place, and Distribution serves ours::
         _dockyard/gc/                                    garbage collection's records (Distribution
                                                          reads only blobs/ and repositories/)
             state                                        the maintenance lease: run, active, expiry
-            clock-<run>                                  written and stat-ed to read the storage's clock
+            clock/<run>                                  written and listed to read the storage's clock
             runs/<run>/referenced/<alg>/<hex>            a push referred to the digest during <run>
             runs/<run>/condemned/<alg>/<hex>             <run> is about to delete the digest
             runs/<run>/condemned-repositories/<sha256 of name>
@@ -184,8 +184,12 @@ def gc_state() -> str:
     return f"{GC}/state"
 
 
+def gc_clocks() -> str:
+    return f"{GC}/clock"
+
+
 def gc_clock(run: RunId) -> str:
-    return f"{GC}/clock-{run}"
+    return f"{gc_clocks()}/{run}"
 
 
 def gc_runs() -> str:

@@ -81,7 +81,7 @@ def test_chunked_upload_with_chunks_landing_on_different_replicas(
     assert set(served_by) <= {replica.host for replica in replicas}, served_by
     assert len(set(served_by)) >= 2, f"every PATCH went to one replica: {served_by}"
     for replica in replicas:  # each replica's own access log agrees with nginx's
-        logged = replica.log().count(f'"PATCH /v2/{repo}/blobs/uploads/{upload_id} HTTP/1.1" 202')
+        logged = replica.log().count(f'"PATCH /v2/{repo}/blobs/uploads/{upload_id}" 202')
         assert logged == served_by.count(replica.host), (replica.host, served_by)
     served_everywhere(replicas, repo, digest_of(data), len(data))
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.registry import PROJECT
@@ -59,7 +59,7 @@ class Browser:
         """Click what ``css`` finds (a link, a submit button) and wait for the next page."""
         page = self.find("html")
         self.find(css).click()
-        WebDriverWait(self.driver, 30).until(staleness_of(page))
+        WebDriverWait(self.driver, 30).until(lambda _: _left_document(page))
 
     def find(self, css: str) -> WebElement:
         return self.driver.find_element(By.CSS_SELECTOR, css)
@@ -129,3 +129,13 @@ def chromium(javascript: bool = True, dark: bool = False) -> Iterator[Browser]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def _left_document(element: WebElement) -> bool:
+    """Whether the page holding ``element`` is gone. Mid-navigation chromedriver may say so with
+    an inspector error ("node does not belong to the document") instead of a stale reference."""
+    try:
+        element.is_enabled()
+    except WebDriverException:  # StaleElementReferenceException among them
+        return True
+    return False
