@@ -81,7 +81,10 @@ class PushGuard:
         """Whether the run's lease was still valid when this push wrote its records, judged by the
         storage's own time for one of them (the holder stops deleting before its expiry)."""
         assert state.run is not None
-        written = (await self._driver.stat(paths.gc_referenced(state.run, recorded))).modified
+        try:
+            written = (await self._driver.stat(paths.gc_referenced(state.run, recorded))).modified
+        except PathNotFound:
+            return True  # the run ended and removed its records meanwhile: refusing is the safe side
         if written <= state.expires + CLOCK_SLACK:
             return True
         now = await read_state(self._driver)
