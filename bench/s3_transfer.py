@@ -188,8 +188,8 @@ def main() -> None:
         rgw.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"\n{args.size_mib} MiB blob, {args.repetitions} repetitions, median MB/s (min-max):")
-    for (name, case), seconds in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
-        rates = [size / s / 1e6 for s in seconds]
+    for (name, case), timings in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
+        rates = [size / s / 1e6 for s in timings]
         print(f"  {case:28} {name:22} {statistics.median(rates):7.1f}  ({min(rates):.1f}-{max(rates):.1f})")
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from tests.s3.faults import PART
 from tests.support.ceph import CephRGW
 from tests.support.nginx import HTTP_SITE, Nginx
 from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
@@ -84,3 +85,19 @@ def new_repository(request: pytest.FixtureRequest) -> Callable[[], str]:
     """Makes repository names unique to this test and run."""
     test_name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50].strip("-")
     return lambda: f"s3/{test_name}-{os.urandom(4).hex()}"
+
+
+@pytest.fixture(scope="module")
+def own_ceph(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRGW]:
+    """A Ceph of the test module's own, for tests that stop or freeze it (stopping the session's
+    would disturb other tests)."""
+    rgw = CephRGW(tmp_path_factory.mktemp(f"ceph-{request.module.__name__.rsplit('.', 1)[-1]}")).start()
+    yield rgw
+    rgw.stop()
+
+
+@pytest.fixture(scope="module")
+def own_registry(start_registry: StartRegistry, own_ceph: CephRGW) -> Iterator[RunningRegistry]:
+    running = start_registry({"storage": s3_storage(own_ceph, chunksize=PART)})
+    yield running
+    running.stop()

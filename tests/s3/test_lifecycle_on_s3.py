@@ -20,9 +20,9 @@ from tests.lifecycle.commands import blob_file, dockyard, garbage_collect, push,
 from tests.lifecycle.stress import run_load, verify_live
 from tests.support.ceph import CephRGW
 from tests.support.containers import ContainerTools
-from tests.support.images import random_image
+from tests.support.images import digest_of, random_image
 from tests.support.registry import PROJECT, RunningRegistry, StartRegistry, s3_storage
-from tests.support.served import Served, digest_of
+from tests.support.served import Served
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -20,10 +20,10 @@ from botocore.exceptions import ClientError
 
 from storage_drivers import StorageFull, StorageReadOnly, StorageUnavailable
 from storage_drivers.s3.errors import translate
-from tests.s3.test_s3_outage import CHUNK, PART, SCHEDULING, blob_key, send_chunks
+from tests.s3.faults import CHUNK, PART, SCHEDULING, blob_key, send_chunks
 from tests.support.ceph import CephRGW
 from tests.support.images import digest_of
-from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
+from tests.support.registry import RunningRegistry
 from tests.support.served import Served
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
@@ -33,20 +33,6 @@ CEILING = 30.0
 """What clients and proxies wait for an answer."""
 FROZEN = 40.0
 """Longer than the ceiling, and than one bulk attempt's read timeout."""
-
-
-@pytest.fixture(scope="module")
-def own_ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRGW]:
-    rgw = CephRGW(tmp_path_factory.mktemp("ceph-finishing")).start()
-    yield rgw
-    rgw.stop()
-
-
-@pytest.fixture(scope="module")
-def registry(start_registry: StartRegistry, own_ceph: CephRGW) -> Iterator[RunningRegistry]:
-    running = start_registry({"storage": s3_storage(own_ceph, chunksize=PART)})
-    yield running
-    running.stop()
 
 
 def _wait_for_copy(rgw: CephRGW, bucket: str, key: str, timeout: float = 60) -> None:
@@ -114,26 +100,26 @@ def _finish_cut_by(
 
 
 def test_a_finishing_put_frozen_mid_copy_answers_within_the_ceiling(
-    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+    own_registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
 ) -> None:
-    _finish_cut_by(registry, own_ceph, new_repository(), own_ceph.freeze_gateway, own_ceph.thaw_gateway)
+    _finish_cut_by(own_registry, own_ceph, new_repository(), own_ceph.freeze_gateway, own_ceph.thaw_gateway)
 
 
 def test_a_finishing_put_whose_gateway_is_killed_and_restarted(
-    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+    own_registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
 ) -> None:
-    _finish_cut_by(registry, own_ceph, new_repository(), own_ceph.stop_gateway, own_ceph.start_gateway)
+    _finish_cut_by(own_registry, own_ceph, new_repository(), own_ceph.stop_gateway, own_ceph.start_gateway)
 
 
 def test_a_bucket_refusing_writes_answers_storage_read_only(
-    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+    own_registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
 ) -> None:
     repo = new_repository()
-    http = httpx.Client(base_url=registry.url, timeout=60)
+    http = httpx.Client(base_url=own_registry.url, timeout=60)
     stored = os.urandom(MIB)
     response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest_of(stored)}, content=stored)
     assert response.status_code == 201, response.text
-    bucket = registry.storage["s3"]["bucket"]
+    bucket = own_registry.storage["s3"]["bucket"]
     s3 = own_ceph.client()
     policy = {
         "Version": "2012-10-17",
@@ -156,20 +142,29 @@ def test_a_bucket_refusing_writes_answers_storage_read_only(
             assert answer.status_code == 503, (answer.status_code, answer.text)
             assert answer.json()["errors"][0]["code"] == "STORAGE_READ_ONLY"
             assert answer.headers["Retry-After"].isdigit()
-        with Served(registry.url) as served:  # pulls go on
+        with Served(own_registry.url) as served:  # pulls go on
             assert served.verify_blob(repo, digest_of(stored), len(stored)) == len(stored)
     finally:
         s3.delete_bucket_policy(Bucket=bucket)
     pushed = os.urandom(CHUNK)
     response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest_of(pushed)}, content=pushed)
     assert response.status_code == 201, response.text
-    assert "Traceback" not in registry.log()
+    assert "Traceback" not in own_registry.log()
     http.close()
 
 
 def _client_error(code: str, status: int) -> ClientError:
     return ClientError(
-        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        {
+            "Error": {"Code": code, "Message": code},
+            "ResponseMetadata": {
+                "RequestId": "",
+                "HostId": "",
+                "HTTPStatusCode": status,
+                "HTTPHeaders": {},
+                "RetryAttempts": 0,
+            },
+        },
         "PutObject",
     )
 
@@ -181,15 +176,15 @@ def test_s3_refusals_translate_to_the_storage_conditions() -> None:
 
 
 def test_an_upload_s3_completed_while_the_answer_was_lost_is_finished_by_the_retry(
-    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+    own_registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
 ) -> None:
     """The finishing's complete_multipart_upload landed, and the freeze took its answer (and
     the clean-up after it): the upload's pending state still names a multipart upload that
     is gone, while its data object holds every byte."""
     repo = new_repository()
-    http = httpx.Client(base_url=registry.url, timeout=60)
+    http = httpx.Client(base_url=own_registry.url, timeout=60)
     path, data, digest = _uploaded(http, repo, 2 * PART)  # whole parts: no pending tail
-    bucket = registry.storage["s3"]["bucket"]
+    bucket = own_registry.storage["s3"]["bucket"]
     upload_key = f"docker/registry/v2/repositories/{repo}/_uploads/{path.rsplit('/', 1)[1]}/data"
     s3 = own_ceph.client()
     (upload,) = s3.list_multipart_uploads(Bucket=bucket, Prefix=upload_key)["Uploads"]
@@ -207,7 +202,7 @@ def test_an_upload_s3_completed_while_the_answer_was_lost_is_finished_by_the_ret
     assert more.status_code == 416, more.text  # sealed: only the finishing is left
     finished = http.put(path, params={"digest": digest})
     assert finished.status_code == 201, finished.text
-    with Served(registry.url) as served:
+    with Served(own_registry.url) as served:
         assert served.verify_blob(repo, digest, len(data)) == len(data)
     assert http.get(path).status_code == 404
     http.close()

@@ -25,8 +25,19 @@ import pytest
 
 from storage_drivers import StorageUnavailable
 from storage_drivers.s3 import S3Driver, parse_settings
-from storage_drivers.s3.clients import QUICK, CallBudget
+from storage_drivers.s3.clients import QUICK
 from storage_drivers.testsuite import pattern, read_all
+from tests.s3.faults import (
+    CHUNK,
+    MIB,
+    OCTETS,
+    PART,
+    SCHEDULING,
+    SHORT_BULK,
+    blob_key,
+    send_chunks,
+    wait_for_parts,
+)
 from tests.support.ceph import CephRGW
 from tests.support.images import (
     OCI_CONFIG,
@@ -38,63 +49,10 @@ from tests.support.images import (
     random_image,
 )
 from tests.support.pushing import push_content
-from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
+from tests.support.registry import RunningRegistry
 from tests.support.served import Served
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
-
-MIB = 1 << 20
-PART = 5 * MIB
-"""The driver's ``chunksize``: an upload's bytes go to S3 in parts of this size."""
-CHUNK = 8 * MIB + 1
-OCTETS = {"Content-Type": "application/octet-stream"}
-SHORT_BULK = CallBudget(connect=1, read=3, deadline=8)
-"""The bulk budget's mechanism at a scale a test can wait for (the real one allows 100 s)."""
-SCHEDULING = 3.0
-"""Seconds a loaded machine may add to a budget before the answer arrives."""
-
-
-def blob_key(digest: str) -> str:
-    """Where Distribution's layout keeps a blob's bytes (the registry's rootdirectory is empty)."""
-    algorithm, hex_digest = digest.split(":")
-    return f"docker/registry/v2/blobs/{algorithm}/{hex_digest[:2]}/{hex_digest}/data"
-
-
-@pytest.fixture(scope="module")
-def own_ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRGW]:
-    rgw = CephRGW(tmp_path_factory.mktemp("ceph-outage")).start()
-    yield rgw
-    rgw.stop()
-
-
-@pytest.fixture(scope="module")
-def registry(start_registry: StartRegistry, own_ceph: CephRGW) -> Iterator[RunningRegistry]:
-    running = start_registry({"storage": s3_storage(own_ceph, chunksize=PART)})
-    yield running
-    running.stop()
-
-
-def wait_for_parts(rgw: CephRGW, bucket: str, key: str, count: int, timeout: float = 60) -> None:
-    """Wait until the multipart upload at ``key`` has ``count`` parts stored."""
-    s3 = rgw.client()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for upload in s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", []):
-            parts = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"]).get("Parts", [])
-            if len(parts) >= count:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{key}: fewer than {count} parts after {timeout}s")
-
-
-def send_chunks(http: httpx.Client, path: str, data: bytes, start: int, end: int) -> None:
-    """PATCH ``data[start:end]`` in chunks of CHUNK bytes, each with its Content-Range."""
-    for first in range(start, end, CHUNK):
-        chunk = data[first : min(first + CHUNK, end)]
-        last = first + len(chunk) - 1
-        response = http.patch(path, content=chunk, headers={**OCTETS, "Content-Range": f"{first}-{last}"})
-        assert response.status_code == 202, response.text
-        assert response.headers["Range"] == f"0-{last}"
 
 
 def assert_unavailable(response: httpx.Response) -> None:
@@ -106,14 +64,14 @@ def assert_unavailable(response: httpx.Response) -> None:
 
 
 def test_radosgw_stopped_mid_push(
-    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+    own_registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
 ) -> None:
     repo = new_repository()
     data = os.urandom(6 * CHUNK)
     digest = digest_of(data)
     other = os.urandom(MIB)
     image = random_image(layers=1)
-    http = httpx.Client(base_url=registry.url, timeout=300)
+    http = httpx.Client(base_url=own_registry.url, timeout=300)
     for blob in image.blobs:  # so that only the outage can refuse its manifest
         response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": blob.digest}, content=blob.data)
         assert response.status_code == 201, response.text
@@ -121,7 +79,7 @@ def test_radosgw_stopped_mid_push(
     started = http.post(f"/v2/{repo}/blobs/uploads/")
     assert started.status_code == 202, started.text
     path = httpx.URL(started.headers["Location"]).path
-    bucket = registry.storage["s3"]["bucket"]
+    bucket = own_registry.storage["s3"]["bucket"]
     upload_key = (
         f"docker/registry/v2/repositories/{repo}/_uploads/{started.headers['Docker-Upload-UUID']}/data"
     )
@@ -182,7 +140,7 @@ def test_radosgw_stopped_mid_push(
     assert finished.status_code == 201, finished.text
 
     # The blob verifies through the registry and in the bucket; what was refused is absent.
-    with Served(registry.url) as served:
+    with Served(own_registry.url) as served:
         assert served.verify_blob(repo, digest, len(data)) == len(data)
     s3 = own_ceph.client()
     assert digest_of(s3.get_object(Bucket=bucket, Key=blob_key(digest))["Body"].read()) == digest
@@ -203,7 +161,7 @@ def test_radosgw_stopped_mid_push(
     )
     response = http.put(f"/v2/{repo}/manifests/v1", content=manifest, headers={"Content-Type": OCI_MANIFEST})
     assert response.status_code == 201, response.text
-    with Served(registry.url) as served:
+    with Served(own_registry.url) as served:
         assert served.tags(repo) == ["v1"]
         assert set(served.verify_tree(repo, "v1")) == {digest_of(manifest), config.digest, digest}
     http.close()
@@ -220,14 +178,14 @@ def timed(probe: Callable[[], object]) -> tuple[float, object]:
 
 
 def test_radosgw_frozen(
-    registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+    own_registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
 ) -> None:
     repo, image = new_repository(), random_image(layers=1)
-    url = registry.url
+    url = own_registry.url
     http = httpx.Client(base_url=url, timeout=60)
     push_content(http, repo, "v1", image)
     layer = image.layers[0].blob.digest
-    bucket = registry.storage["s3"]["bucket"]
+    bucket = own_registry.storage["s3"]["bucket"]
     settings = parse_settings(own_ceph.driver_parameters(bucket, rootdirectory="/frozen", chunksize=PART))
     data = pattern(16 * MIB, 1)
 
