@@ -67,6 +67,21 @@ async def read_tag_times(driver: StorageDriver, name: RepositoryName) -> dict[Ta
     return {tag: TagTimes(pushed.get(tag), pulled.get(tag)) for tag in pushed.keys() | pulled.keys()}
 
 
+async def tag_times(driver: StorageDriver, name: RepositoryName, tag: Tag) -> TagTimes:
+    """One tag's records (two looks, for a page of tags rather than a whole repository)."""
+
+    async def modified(path: str) -> float | None:
+        try:
+            return (await driver.stat(path)).modified
+        except PathNotFound:
+            return None
+
+    pushed, pulled = await asyncio.gather(
+        modified(paths.tag_pushed(name, tag)), modified(paths.tag_pulled(name, tag))
+    )
+    return TagTimes(pushed, pulled)
+
+
 async def record_push(
     driver: StorageDriver, name: RepositoryName, tags: Iterable[Tag], digest: Digest
 ) -> None:
