@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from registry.lifecycle.records import TagTimes, read_tag_times
 from registry.references import RepositoryName, Tag
 from storage_drivers import create_driver
 from tests.support.containers import ContainerTools
-from tests.support.images import random_image, write_oci_layout
+from tests.support.dockerd import Dockerd
+from tests.support.images import busybox_rootfs_tar, random_image, write_oci_layout
 from tests.support.registry import StartRegistry, merge
 from tests.support.served import Served
 
@@ -91,3 +93,21 @@ def test_push_and_pull_records_shared_by_replicas(
         assert served.status("DELETE", "/v2/rec/app/manifests/v1") == 202
     assert not _records(root, "rec/app", "v1").exists()
     assert set(_times(root, "rec/app")) == {Tag("v2")}
+
+
+def test_docker_push_and_pull_are_recorded(
+    start_registry: StartRegistry, dockerd: Dockerd, tmp_path: Path
+) -> None:
+    registry = start_registry(FAST_FLUSH)
+    reference = f"{registry.host}/rec/docker:v1"
+    rootfs = busybox_rootfs_tar(tmp_path / "rootfs.tar", {"etc/nonce": os.urandom(4096)})
+    dockerd.docker("import", str(rootfs), reference)
+    dockerd.docker("push", reference)
+    link = registry.root / "docker/registry/v2/repositories/rec/docker/_manifests/tags/v1/current/link"
+    digest = link.read_text()  # read from storage: a GET by tag would be a pull
+    records = _records(registry.root, "rec/docker", "v1")
+    assert json.loads((records / "pushed").read_text()) == {"digest": digest}
+    dockerd.docker("rmi", reference)
+    dockerd.docker("pull", reference)
+    _wait_for(records / "pulled")
+    dockerd.docker("rmi", reference)
