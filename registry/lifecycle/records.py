@@ -108,20 +108,23 @@ class PullRecorder:
     def __init__(self, driver: StorageDriver, interval: float) -> None:
         self._driver = driver
         self._interval = interval
-        self._pulled: set[tuple[RepositoryName, Tag]] = set()
+        self._pulled: set[tuple[str, str]] = set()
+        """(repository, reference) as requested: parsed at the flush, off the request's path."""
 
     async def listen(self, event: Event) -> None:
-        if event.action != "pull":
-            return
-        try:
-            self._pulled.add((RepositoryName.parse(event.repository), Tag.parse(event.reference)))
-        except RegistryError:
-            return  # pulled by digest: no tag to record
+        if event.action == "pull":
+            self._pulled.add((event.repository, event.reference))
 
     async def flush(self) -> None:
         """Write the records of the tags pulled since the last flush; a record that cannot be
         written is dropped (best effort), never retried into an unbounded backlog."""
-        pulled, self._pulled = self._pulled, set()
+        noted, self._pulled = self._pulled, set()
+        pulled = []
+        for repository, reference in sorted(noted):
+            try:
+                pulled.append((RepositoryName.parse(repository), Tag.parse(reference)))
+            except RegistryError:
+                continue  # pulled by digest: no tag to record
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def record(name: RepositoryName, tag: Tag) -> None:
@@ -135,7 +138,7 @@ class PullRecorder:
                 except StorageError as exc:
                     log.warning("could not record the pull time of %s:%s: %s", name, tag, exc)
 
-        await asyncio.gather(*(record(name, tag) for name, tag in sorted(pulled)))
+        await asyncio.gather(*(record(name, tag) for name, tag in pulled))
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
