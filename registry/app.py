@@ -28,6 +28,7 @@ from .config import CONFIG_ENV, SECRET_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
 from .lifecycle.http import EXTENSION as REPOSITORY_EXTENSION
 from .lifecycle.http import RepositoryEndpoint
+from .lifecycle.records import PullRecorder
 from .observability.compose import Observability
 from .observability.health import StorageHealth
 from .proxy import Proxy
@@ -126,6 +127,10 @@ def create_app(
         return json_response({"storage": "ok"})
 
     proxy = Proxy(config.proxy, storage) if config.proxy else None
+    pulls = None  # read-only mode writes nothing, pull times included
+    if not config.storage.read_only:
+        pulls = PullRecorder(storage.driver, config.storage.pull_records_interval)
+        observability.events.listen(pulls.listen)
     routes: dict[str, ASGIApp] = {
         "/": _read_only_endpoint(root),
         "/readyz": _read_only_endpoint(ready),
@@ -159,7 +164,7 @@ def create_app(
     application = Application(
         api=api,
         routes=routes,
-        lifespan=lambda: _lifespan(config, storage, controller, proxy, observability),
+        lifespan=lambda: _lifespan(config, storage, controller, proxy, observability, pulls=pulls),
         headers=config.http.headers,
         mounts=mounted,
         incidents=incidents,
@@ -216,6 +221,8 @@ async def _lifespan(
     controller: AccessController,
     proxy: Proxy | None,
     observability: Observability,
+    *,
+    pulls: PullRecorder | None,
 ) -> AsyncIterator[None]:
     purging = config.storage.upload_purging
     task = None
@@ -226,7 +233,7 @@ async def _lifespan(
             _purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run)
         )
     try:
-        async with observability.running():
+        async with observability.running(), pulls.running() if pulls else contextlib.nullcontext():
             yield
     finally:
         if task is not None:

@@ -21,6 +21,7 @@ import yaml
 from config_reader import Section
 from storage_drivers import DRIVERS
 
+from .lifecycle.policy import Keep, RetentionRule, repository_glob, tag_glob
 from .references import is_repository_name
 
 EMBEDDED_DEFAULT: dict[str, Any] = {
@@ -86,6 +87,10 @@ class StorageConfig:
     redirect: bool = True
     read_only: bool = False
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
+    retention: tuple[RetentionRule, ...] = ()
+    """``storage.maintenance.retention``: ordered, the first rule covering a repository applies."""
+    pull_records_interval: float = 60.0
+    """``storage.maintenance.pullrecords.flushinterval``: how often a worker writes pull times."""
 
 
 @dataclass(frozen=True)
@@ -291,7 +296,7 @@ class _Parser:
         maintenance = storage.section("maintenance")
         purging = maintenance.section("uploadpurging")
         readonly = maintenance.section("readonly")
-        maintenance.warn_unknown({"uploadpurging", "readonly"})
+        maintenance.warn_unknown({"uploadpurging", "readonly", "retention", "pullrecords"})
         storage.warn_unknown({driver, "delete", "redirect", "maintenance"})
         defaults = UploadPurging()
         upload_purging = UploadPurging(
@@ -309,7 +314,46 @@ class _Parser:
             redirect=not redirect.flag("disable"),
             read_only=readonly.flag("enabled"),
             upload_purging=upload_purging,
+            retention=self._retention(maintenance),
+            pull_records_interval=self._pull_records(maintenance.section("pullrecords")),
         )
+
+    @staticmethod
+    def _pull_records(section: Section) -> float:
+        section.reject_unknown({"flushinterval"})
+        return section.duration("flushinterval", default=StorageConfig.pull_records_interval, minimum=0.001)
+
+    @staticmethod
+    def _retention(maintenance: Section) -> tuple[RetentionRule, ...]:
+        rules = []
+        for entry in maintenance.section_list("retention"):
+            entry.reject_unknown({"repositories", "keep"})
+            globs = entry.string_list("repositories")
+            if not globs:
+                entry.problem("repositories", "required: one or more repository globs such as ci/**")
+            for pattern in globs:
+                try:
+                    repository_glob(pattern)
+                except ValueError as exc:
+                    entry.problem("repositories", str(exc))
+            keep = entry.section("keep")
+            keep.reject_unknown({"newest", "pushedwithin", "pulledwithin", "tags"})
+            clauses = [key for key in ("newest", "pushedwithin", "pulledwithin", "tags") if keep.given(key)]
+            if not clauses:
+                entry.problem("keep", "required: at least one of newest, pushedwithin, pulledwithin, tags")
+            patterns = keep.string_list("tags")
+            for pattern in patterns:
+                try:
+                    tag_glob(pattern)
+                except ValueError as exc:
+                    keep.problem("tags", str(exc))
+            newest = keep.integer("newest", default=0, minimum=0) if keep.given("newest") else None
+            windows = [
+                keep.duration(key, default=0.0) if keep.given(key) else None
+                for key in ("pushedwithin", "pulledwithin")
+            ]
+            rules.append(RetentionRule(tuple(globs), Keep(newest, windows[0], windows[1], tuple(patterns))))
+        return tuple(rules)
 
     def _http(self) -> HTTPConfig:
         http = self.root.section("http")

@@ -59,6 +59,8 @@ def test_a_name_whose_components_look_like_the_layout_parses_whole() -> None:
         f"{paths.uploads(NAME)}/not-an-id/data",
         f"{paths.uploads(NAME)}/{UPLOAD}",
         f"{paths.repository(NAME)}/_other/file",
+        paths.tag_pushed(NAME, TAG),  # records about content, not content: collection skips them
+        paths.tag_pulled(NAME, TAG),
         "/elsewhere/docker/registry/v2/blobs/sha256/aa/x/data",
     ],
 )
@@ -70,6 +72,9 @@ def test_builders_agree_with_their_directories() -> None:
     assert paths.blob_data(DIGEST).startswith(paths.blob(DIGEST) + "/")
     assert paths.layer_link(NAME, DIGEST).startswith(paths.layer(NAME, DIGEST) + "/")
     assert paths.tags(NAME).startswith(paths.manifests(NAME) + "/")
+    # Deleting a repository's extras (repository deletion) takes the tag records along.
+    assert paths.tag_pulled(NAME, TAG).startswith(paths.repository_extras(NAME) + "/")
+    assert paths.tag_pushed(NAME, TAG).startswith(paths.tag_record_dir(NAME, TAG) + "/")
     assert paths.repository_tree("") == paths.REPOSITORIES
     assert paths.repository_tree("team") == paths.repository(RepositoryName("team"))
     assert paths.started_at_in(paths.upload(NAME, UPLOAD)) == paths.upload_started_at(NAME, UPLOAD)

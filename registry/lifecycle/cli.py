@@ -39,6 +39,11 @@ def register(commands: Any, load: LoadConfig) -> None:
         metavar="DURATION",
         help="keep content written more recently than this (default 1h; 0s keeps nothing extra)",
     )
+    collect.add_argument(
+        "--retention",
+        action="store_true",
+        help="first untag what the storage.maintenance.retention rules do not keep",
+    )
     collect.add_argument("--quiet", action="store_true", help="do not print each item, only the summary")
     collect.set_defaults(run=lambda args: _garbage_collect(load(args.config), args))
 
@@ -86,8 +91,13 @@ def _run(config: Config, work: Callable[[StorageDriver], Awaitable[None]]) -> No
 
 
 def _garbage_collect(config: Config, args: argparse.Namespace) -> None:
-    _refuse_read_only(config, "garbage collection")
-    options = Options(args.dry_run, args.delete_untagged, args.grace_period)
+    _refuse_read_only(config, "retention" if args.retention else "garbage collection")
+    if args.retention and not config.storage.retention:
+        raise SystemExit(
+            f"dockyard: --retention: {config.source} has no rules (storage.maintenance.retention)"
+        )
+    retention = config.storage.retention if args.retention else ()
+    options = Options(args.dry_run, args.delete_untagged, args.grace_period, retention)
 
     def emit(line: str) -> None:
         if not args.quiet:

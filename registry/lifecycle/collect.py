@@ -1,4 +1,5 @@
-"""One garbage collection run: take the lease, mark, sweep, report in one log line."""
+"""One garbage collection run: take the lease, untag what retention rules do not keep, mark,
+sweep, report in one log line."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from storage_drivers import PathNotFound, StorageDriver, StorageError
 
 from ..references import RunId
 from ..storage import paths
-from .lease import holding
+from .lease import Lease, holding
 from .mark import Plan, plan, take_inventory
+from .policy import RetentionRule
+from .retention import Removal, apply_retention
 from .state import storage_now
 from .sweep import sweep
 
@@ -28,6 +31,8 @@ class Options:
     delete_untagged: bool = False
     grace_period: float = DEFAULT_GRACE_PERIOD
     """Content the storage wrote less than this long before the run started stays."""
+    retention: tuple[RetentionRule, ...] = ()
+    """Rules applied first (``retention``): the tags they do not keep are untagged."""
 
 
 @dataclass
@@ -36,10 +41,15 @@ class Report:
     """What the run deleted (a dry run: what a real run would delete)."""
     planned: Plan
     phases: dict[str, float] = field(default_factory=dict)
+    untagged: list[Removal] = field(default_factory=list)
+    """The tags retention rules removed (a dry run: would remove)."""
 
     def summary(self, dry_run: bool) -> str:
         removed, planned = self.removed, self.planned
         spared = len(planned.digests()) - len(removed.digests())
+        retained = ""
+        if "retention" in self.phases:
+            retained = f"{len(self.untagged)} tags {'would be ' if dry_run else ''}untagged by retention; "
         timing = ", ".join(f"{phase} {seconds:.2f}s" for phase, seconds in self.phases.items())
         return (
             f"garbage collection{' (dry run)' if dry_run else ''}: marked {len(planned.marked)} blobs "
@@ -48,7 +58,8 @@ class Report:
             f"{len(removed.all_revisions())} manifests, {len(removed.layers)} layer links, "
             f"{len(removed.tag_history)} tag history entries, {len(removed.referrer_entries)} referrers "
             f"entries, {len(removed.empty_repositories)} empty repositories; "
-            f"{spared} digests spared for pushes during the run; {timing}"
+            + retained
+            + f"{spared} digests spared for pushes during the run; {timing}"
         )
 
 
@@ -57,28 +68,39 @@ async def garbage_collect(driver: StorageDriver, options: Options, emit: Callabl
     started = time.monotonic()
     if options.dry_run:
         begun = await storage_now(driver, RunId(secrets.token_hex(16)))
-        report = await _mark(driver, options, begun - options.grace_period)
+        report = await _mark(driver, options, begun, None)
         report.removed = report.planned
     else:
         async with holding(driver, "garbage-collect", wait=0) as lease:
             await _remove_leftovers(driver, lease.run)
-            report = await _mark(driver, options, lease.started - options.grace_period)
+            report = await _mark(driver, options, lease.started, lease)
             sweeping = time.monotonic()
             report.removed = await sweep(lease, report.planned)
             await _forget_run(driver, paths.gc_run(lease.run))
             report.phases["sweep"] = time.monotonic() - sweeping
     report.phases["total"] = time.monotonic() - started
+    for removal in report.untagged:
+        emit(removal.line("eligible for deletion" if options.dry_run else "deleted"))
     for line in report.removed.lines("eligible for deletion" if options.dry_run else "deleted"):
         emit(line)
     log.info("%s", report.summary(options.dry_run))
     return report
 
 
-async def _mark(driver: StorageDriver, options: Options, cutoff: float) -> Report:
+async def _mark(driver: StorageDriver, options: Options, begun: float, lease: Lease | None) -> Report:
+    """Take the inventory, apply retention (``lease`` None: a dry run, which untags nothing) and
+    plan; ``begun`` is the run's start by the storage's clock."""
     marking = time.monotonic()
     inventory = await take_inventory(driver)
-    planned = plan(inventory, options.delete_untagged, cutoff)
-    return Report(planned, planned, {"mark": time.monotonic() - marking})
+    phases: dict[str, float] = {}
+    untagged: list[Removal] = []
+    if options.retention:
+        retaining = time.monotonic()
+        untagged = await apply_retention(driver, inventory, options.retention, begun, lease)
+        phases["retention"] = time.monotonic() - retaining
+    planned = plan(inventory, options.delete_untagged, begun - options.grace_period)
+    phases["mark"] = time.monotonic() - marking - phases.get("retention", 0.0)
+    return Report(planned, planned, phases, untagged)
 
 
 async def _remove_leftovers(driver: StorageDriver, current: RunId) -> None:

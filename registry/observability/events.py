@@ -1,7 +1,8 @@
 """The registry's domain events: one stream that the audit log (and later webhooks) listen to.
 
 An event says what a successful write changed: a manifest or blob pushed (or mounted), a
-manifest or blob deleted, with the account and client address that caused it. Events are made
+manifest or blob deleted, with the account and client address that caused it; or that a manifest
+was pulled (``GET`` or ``HEAD``), which the pull-time records listen for. Events are made
 from the finished exchange (route, status, the digest the registry answered with), so every
 write the API can do is covered and no handler emits anything.
 """
@@ -14,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qs
 
@@ -27,7 +29,7 @@ log = logging.getLogger("registry")
 class Event(NamedTuple):
     time: str
     action: str
-    """push, mount or delete."""
+    """push, mount, delete or pull."""
     kind: str
     """manifest, blob or repository."""
     repository: str
@@ -75,9 +77,11 @@ class EventStream:
 
 
 def event_for(exchange: Exchange, query: bytes, content_type: str | None) -> Event | None:
-    """The event a successful exchange caused, or None when it changed nothing."""
+    """The event a successful exchange caused (a write, or a pull), or None."""
     method, handler = exchange.method, exchange.handler
-    if handler == "manifest" and method == "PUT":
+    if handler == "manifest" and method in {"GET", "HEAD"}:
+        action, kind, media_type = "pull", "manifest", None
+    elif handler == "manifest" and method == "PUT":
         action, kind, media_type = "push", "manifest", content_type
     elif handler in {"manifest", "blob"} and method == "DELETE":
         action, kind, media_type = "delete", handler, None
@@ -108,7 +112,13 @@ def event_for(exchange: Exchange, query: bytes, content_type: str | None) -> Eve
 
 def _now() -> str:
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    return _second(int(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+@lru_cache(maxsize=1)
+def _second(whole: int) -> str:
+    """Formatted once per second: every manifest pull makes an event."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
 class AuditLog:
@@ -120,6 +130,8 @@ class AuditLog:
         self.path = path
 
     async def __call__(self, event: Event) -> None:
+        if event.action == "pull":
+            return  # writes only: a pull changes nothing
         record = event.record()
         line = json.dumps(record, separators=(",", ":"))
         if self.path is None:

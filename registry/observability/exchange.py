@@ -50,6 +50,8 @@ CONTENT_TYPES = {"blob": "blob", "blob_upload": "blob", "blob_upload_chunk": "bl
 """The handlers whose bodies are content, for the bytes pushed and pulled."""
 WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
 """The methods whose success can be an event (PATCH only adds to an unfinished upload)."""
+READ_METHODS = frozenset({"GET", "HEAD"})
+"""The methods of a manifest request that are a pull."""
 _PLAIN = re.compile(r'[^\s"\\=]+')
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 """What a forwarded request id may look like: nothing that could break a log line."""
@@ -265,7 +267,8 @@ class Observe:
                 extra={"data": fields, "summary": summary},
             )  # fmt: skip
             access_log.handle(record)
-        if 200 <= status < 300 and exchange.method in WRITE_METHODS:
+        pulled = exchange.handler == "manifest" and exchange.method in READ_METHODS and status in {200, 304}
+        if (200 <= status < 300 and exchange.method in WRITE_METHODS) or pulled:
             event = event_for(exchange, scope.get("query_string", b""), _content_type(scope))
             if event is not None:
                 await self.events.emit(event)

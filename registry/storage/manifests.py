@@ -17,6 +17,7 @@ from typing import Any, Literal
 from storage_drivers import PathNotFound, StorageDriver
 
 from ..errors import ErrorCode, RegistryError
+from ..lifecycle import records
 from ..lifecycle.guard import PushGuard
 from ..references import Digest, Reference, RepositoryName, Tag
 from . import paths
@@ -163,6 +164,7 @@ class Manifests:
                 ErrorCode.MANIFEST_BLOB_UNKNOWN,
                 {"digests": [str(d) for d in unsafe], "reason": "collected by garbage collection meanwhile"},
             )
+        await records.record_push(self._driver, name, tags, digest)
         return digest, manifest
 
     async def _missing(

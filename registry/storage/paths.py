@@ -16,6 +16,12 @@ written by Distribution is served in place, and Distribution serves ours::
                                                          the referrer's descriptor (JSON), kept by
                                                          Dockyard only; Distribution skips
                                                          directories whose names start with "_"
+            _dockyard/tags/<tag>/pushed                  when the tag was last pushed: the record's
+                                                         storage time (its content, JSON, names the
+                                                         manifest it was pushed with)
+            _dockyard/tags/<tag>/pulled                  when the tag was last pulled: the record's
+                                                         storage time (best effort, batched; see
+                                                         registry/lifecycle/records.py)
             _dockyard/mirror/tags/<tag>                  when the mirrored upstream last confirmed
                                                          the tag (seconds since the epoch)
             _dockyard/mirror/used/<alg>/<hex>            when a mirrored manifest or blob was last
@@ -68,6 +74,8 @@ UPLOAD_STARTED_AT = "startedat"
 DOCKYARD_DIR = "_dockyard"
 """Where the registry keeps what Distribution does not (it skips directories named ``_*``)."""
 GC = f"{ROOT}/{DOCKYARD_DIR}/gc"
+TAG_PUSHED = "pushed"
+TAG_PULLED = "pulled"
 
 
 def _digest_dir(digest: Digest) -> str:
@@ -225,6 +233,23 @@ def digest_in_records(path: str) -> Digest | None:
         return Digest.parse(f"{algorithm}:{encoded}")
     except RegistryError:
         return None
+
+
+def tag_records(name: RepositoryName) -> str:
+    """The directory of every tag's push and pull records in ``name``, by tag."""
+    return f"{REPOSITORIES}/{name}/{DOCKYARD_DIR}/tags"
+
+
+def tag_record_dir(name: RepositoryName, tag_: Tag) -> str:
+    return f"{tag_records(name)}/{tag_}"
+
+
+def tag_pushed(name: RepositoryName, tag_: Tag) -> str:
+    return f"{tag_record_dir(name, tag_)}/{TAG_PUSHED}"
+
+
+def tag_pulled(name: RepositoryName, tag_: Tag) -> str:
+    return f"{tag_record_dir(name, tag_)}/{TAG_PULLED}"
 
 
 def mirror_used(name: RepositoryName, digest: Digest) -> str:

@@ -7,6 +7,7 @@ import asyncio
 from storage_drivers import PathNotFound, StorageDriver
 
 from ..errors import ErrorCode, RegistryError
+from ..lifecycle import records
 from ..references import Digest, RepositoryName, Tag
 from . import paths
 from .links import read_link, write_link
@@ -33,10 +34,12 @@ class Tags:
         await write_link(self._driver, paths.tag_index_link(name, tag, digest), digest)
 
     async def untag(self, name: RepositoryName, tag: Tag) -> None:
+        """Delete ``tag``, then its push and pull records."""
         try:
             await self._driver.delete(paths.tag(name, tag))
         except PathNotFound:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"tag": tag}) from None
+        await records.forget_tag(self._driver, name, tag)
 
     async def pushed_at(self, name: RepositoryName, tag: Tag) -> float | None:
         """When ``tag`` was last pointed at a manifest (its current link's modification time, in

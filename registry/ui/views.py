@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import RegistryError
+from ..lifecycle.records import tag_times
 from ..references import Digest, Reference, RepositoryName, Tag
 from ..storage import Storage
 from ..storage.manifest_format import INDEXES, parse_manifest
@@ -109,6 +110,8 @@ class TagRow:
     """For an index: every platform's image together."""
     referrers: int = 0
     """How many manifests refer to it (signatures, SBOMs, attestations)."""
+    pulled_at: float | None = None
+    """When it was last pulled, as far as pulls were recorded."""
 
 
 async def read_image(storage: Storage, name: RepositoryName, reference: Reference) -> Image:
@@ -164,14 +167,18 @@ async def tag_rows(storage: Storage, name: RepositoryName, tags: list[Tag]) -> l
 
     async def row(tag: Tag) -> TagRow:
         async with limit:
-            pushed_at = await storage.tags.pushed_at(name, tag)
+            linked, times = await asyncio.gather(
+                storage.tags.pushed_at(name, tag), tag_times(storage.driver, name, tag)
+            )
+            # The later of the two: a tag pushed by Distribution after a record was written.
+            pushed_at = max((t for t in (linked, times.pushed) if t is not None), default=None)
             try:
                 image = await read_image(storage, name, tag)
             except RegistryError:
-                return TagRow(tag, None, pushed_at, None)
+                return TagRow(tag, None, pushed_at, None, pulled_at=times.pulled)
             total = image.size if not image.is_index else await _index_size(storage, name, image)
             referrers = await storage.manifests.referrers(name, image.digest, None)
-            return TagRow(tag, image, pushed_at, total, len(referrers))
+            return TagRow(tag, image, pushed_at, total, len(referrers), times.pulled)
 
     return list(await asyncio.gather(*(row(tag) for tag in tags)))
 
