@@ -15,6 +15,7 @@ from auth import AccessController
 
 from ..api.incidents import StorageIncidents
 from ..storage import Storage
+from .names import RepositoryIndex
 from .pages import Interface, create_pages
 from .search import create_search
 from .security import secured
@@ -47,8 +48,9 @@ class WebInterface:
     ) -> None:
         """``delete_enabled``: deletes are enabled and the storage is not read-only."""
         gate = Gate(controller, token_server)
-        interface = Interface(storage, gate, Sealer(secret), delete_enabled, external_url, incidents)
+        index = RepositoryIndex(storage.catalog)
+        interface = Interface(storage, index, gate, Sealer(secret), delete_enabled, external_url, incidents)
         self.pages: ASGIApp = secured(create_pages(interface))
         """Mounted at ``PREFIX``."""
-        self.search: ASGIApp = create_search(storage, gate)
+        self.search: ASGIApp = create_search(storage, index, gate)
         """Served at ``SEARCH_PATH``."""
