@@ -81,8 +81,8 @@ class TokenAccessController(AccessController):
             return None  # an external token server's rules are unknown here
         # The rules the built-in token server grants tokens by, so the same answer a token for
         # these accesses would bring.
-        acl, account = self.acl, grant.account if grant is not None else None
-        return lambda access: acl.permits(account, access.type, access.name, access.action)
+        permits = self.acl.permits_for(grant.account if grant is not None else None)
+        return lambda access: permits(access.type, access.name, access.action)
 
     def _verify(self, token: str) -> VerifiedToken:
         key = hashlib.sha256(token.encode()).digest()

@@ -8,6 +8,7 @@ where known. Stars, official and automated builds do not exist here: always 0 an
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.requests import Request
@@ -19,7 +20,7 @@ from ..errors import ErrorCode, RegistryError
 from ..references import Digest, RepositoryName, Tag
 from ..storage import Storage
 from .names import RepositoryIndex
-from .views import read_configuration, read_image
+from .views import CONCURRENT_READS, read_configuration, read_image
 from .visitor import Gate
 
 ROUTE = "search"
@@ -43,15 +44,22 @@ def create_search(storage: Storage, index: RepositoryIndex, gate: Gate) -> ASGIA
         scope[CALLER] = Caller(visitor.account, ROUTE)
         names, _ = await index.pullable(visitor, query, None, None)
         shown = names[(page - 1) * page_size : page * page_size]
+        limit = asyncio.Semaphore(CONCURRENT_READS)
+
+        async def described(name: RepositoryName) -> str:
+            async with limit:
+                return await _description(storage, name)
+
+        descriptions = await asyncio.gather(*(described(name) for name in shown))
         results = [
             {
                 "name": name,
-                "description": await _description(storage, name),
+                "description": description,
                 "star_count": 0,
                 "is_official": False,
                 "is_automated": False,
             }
-            for name in shown
+            for name, description in zip(shown, descriptions, strict=True)
         ]
         body = {
             "query": query,

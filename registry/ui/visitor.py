@@ -53,8 +53,7 @@ class Visitor:
         controller decides so, else by asking it with one set of credentials for the batch."""
         wanted = [required_access(action, target) for target in targets]
         if self.decide is not None:
-            decide = self.decide
-            return [all(decide(access) for access in accesses) for accesses in wanted]
+            return [all(map(self.decide, accesses)) for accesses in wanted]
         headers = await self.headers_for([access for accesses in wanted for access in accesses])
         return [await _granted(self.controller, headers, accesses) for accesses in wanted]
 
