@@ -48,7 +48,7 @@ class WebInterface:
     ) -> None:
         """``delete_enabled``: deletes are enabled and the storage is not read-only."""
         gate = Gate(controller, token_server)
-        index = RepositoryIndex(storage.catalog)
+        index = RepositoryIndex(storage)
         interface = Interface(storage, index, gate, Sealer(secret), delete_enabled, external_url, incidents)
         self.pages: ASGIApp = secured(create_pages(interface))
         """Mounted at ``PREFIX``."""

@@ -1,16 +1,18 @@
 """Which repositories a visitor may pull, by name: what the repository list and search show.
 
 Finding them by walking the catalog on every page view lists every repository's directory:
-a quarter of a second for 10,000 repositories on a local disk, far more on S3. So each worker
-keeps the sorted names of the last walk (``RepositoryIndex``) and filters that. A worker builds
-its list on the first page that needs it, then builds a newer one in the background, without
-making anyone wait, once the list is older than ``REFRESH_SECONDS`` or ten times as long as the
-last walk took: walking costs a worker at most a tenth of its time, even on a slow storage, and
-nothing at all while nobody browses. A new repository appears in lists and search within
-seconds (longer on a very large registry on a slow storage); its own pages never wait for that.
+a quarter of a second for 10,000 repositories on a local disk, far longer on S3. So each worker
+keeps the sorted names of a recent walk (``RepositoryIndex``) and filters that, and the walk is
+shared: whoever walks writes the names to one storage record (``paths.ui_repository_names``),
+and a worker whose list has grown old reads that record first, walking only when it is old too.
+Every worker and replica on one storage thus walks about once per refresh between them, and a
+worker that starts reads one object instead of walking.
 
-Nothing is shared between workers or replicas, so nothing needs keeping in step: each list is
-derived from the storage alone.
+A list is old after ``REFRESH_SECONDS``, or ten times as long as its walk took when that is
+longer, so walking costs at most about a tenth of one worker's time even on a slow storage, and
+nothing while nobody browses. An old list is still served while the newer one is made in the
+background: a new repository appears in lists and search within seconds (longer on a very large
+registry on a slow storage), and its own pages never wait for that.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import math
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from storage_drivers import PathNotFound, StorageError
 
 from ..access import Action
-from ..references import RepositoryName
+from ..references import RepositoryName, is_repository_name
+from ..storage import Storage, paths
 from ..storage.catalog import Catalog
 from .visitor import Visitor
 
@@ -37,34 +44,64 @@ COLD_WAIT = 0.5
 """How long a page waits for a worker's first list before walking only as far as it needs."""
 BATCH = 500
 """Names whose access is decided together."""
+RECORD_HEADER = "dockyard-repository-names 1"
+
+
+@dataclass(frozen=True, slots=True)
+class Walk:
+    """The names one walk of the catalog found."""
+
+    names: list[RepositoryName]
+    walked_at: float
+    """When the walk began (seconds since the epoch)."""
+    took: float
+    """Seconds it took."""
+
+    def fresh(self, now: float) -> bool:
+        # A record from a replica whose clock runs far ahead is not trusted to be fresh either.
+        limit = max(REFRESH_SECONDS, WALK_SHARE * self.took)
+        return -limit < now - self.walked_at < limit
+
+    def record(self) -> bytes:
+        return "\n".join([f"{RECORD_HEADER} {self.walked_at!r} {self.took!r}", *self.names]).encode()
+
+    @classmethod
+    def parse(cls, data: bytes) -> Walk | None:
+        """A record's walk; None when it is not one this version writes."""
+        try:
+            header, *names = data.decode().split("\n")
+            kind, walked_at, took = header.rsplit(" ", 2)
+            times = float(walked_at), float(took)
+        except (UnicodeDecodeError, ValueError):
+            return None
+        if kind != RECORD_HEADER or not all(math.isfinite(value) and value >= 0 for value in times):
+            return None
+        # Written by the registry, yet read as any stored text is: only valid names, in order.
+        valid = sorted(RepositoryName(name) for name in names if is_repository_name(name))
+        return cls(valid, *times)
 
 
 class RepositoryIndex:
-    """The sorted names of every repository, as of a recent walk of the catalog (per worker)."""
+    """The sorted names of every repository, as of a recent walk of the catalog."""
 
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-        self._names: list[RepositoryName] | None = None
-        self._started = 0.0
-        self._took = 0.0
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._walk: Walk | None = None
         self._building: asyncio.Task[None] | None = None
 
     async def names(self) -> Sequence[RepositoryName] | None:
-        """The names; None while the worker's first walk takes longer than ``COLD_WAIT``."""
-        age = time.monotonic() - self._started
-        if self._building is None and (
-            self._names is None or age >= max(REFRESH_SECONDS, WALK_SHARE * self._took)
-        ):
+        """The names; None while a worker's first list takes longer than ``COLD_WAIT``."""
+        if self._building is None and (self._walk is None or not self._walk.fresh(time.time())):
             self._building = asyncio.create_task(self._build())
             self._building.add_done_callback(self._built)
         building = self._building
-        if self._names is not None or building is None:
-            return self._names
-        # The first walk: a storage error reaches the page (503), as it would from the catalog.
+        if self._walk is not None or building is None:
+            return self._walk.names if self._walk is not None else None
+        # The first list: a storage error reaches the page (503), as it would from the catalog.
         done, _ = await asyncio.wait([building], timeout=COLD_WAIT)
         if done:
             building.result()
-        return self._names
+        return self._walk.names if self._walk is not None else None
 
     async def pullable(
         self, visitor: Visitor, query: str, after: str | None, limit: int | None
@@ -72,7 +109,7 @@ class RepositoryIndex:
         """Up to ``limit`` (None: every one) repositories after ``after`` whose names hold
         ``query`` and which the visitor may pull, in lexical order, and whether more follow."""
         names = await self.names()
-        batches = _listed(names, after) if names is not None else _walked(self._catalog, after)
+        batches = _listed(names, after) if names is not None else _walked(self._storage.catalog, after)
         found: list[RepositoryName] = []
         async for batch in batches:
             matching = [name for name in batch if query in name] if query else batch
@@ -85,17 +122,28 @@ class RepositoryIndex:
         return found, False
 
     async def _build(self) -> None:
-        self._started = time.monotonic()
+        recorded = await self._recorded()
+        if recorded is not None and recorded.fresh(time.time()):
+            self._walk = recorded  # another worker's or replica's walk
+            return
+        walked_at, started = time.time(), time.monotonic()
+        names, _ = await self._storage.catalog.page(sys.maxsize, None)
+        self._walk = Walk(names, walked_at, time.monotonic() - started)
         try:
-            names, _ = await self._catalog.page(sys.maxsize, None)
-        finally:
-            self._took = time.monotonic() - self._started
-        self._names = names
+            await self._storage.driver.put_content(paths.ui_repository_names(), self._walk.record())
+        except StorageError as error:  # a read-only storage, say: this worker's list still serves
+            log.info("could not share the repository list: %s", error)
+
+    async def _recorded(self) -> Walk | None:
+        try:
+            return Walk.parse(await self._storage.driver.get_content(paths.ui_repository_names()))
+        except PathNotFound:
+            return None
 
     def _built(self, task: asyncio.Task[None]) -> None:
         self._building = None
-        if not task.cancelled() and (error := task.exception()) is not None and self._names is not None:
-            # The previous list is kept; the next page view after the wait tries again.
+        if not task.cancelled() and (error := task.exception()) is not None and self._walk is not None:
+            # The previous list is kept; the next page view tries again.
             log.warning("could not refresh the repository list: %s", error)
 
 

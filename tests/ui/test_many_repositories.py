@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from auth.keygen import GeneratedKey
+from registry.storage import paths
 from tests.auth.helpers import ISSUER, SERVICE, write_htpasswd
 from tests.support.images import random_image
 from tests.support.pushing import push_content
@@ -121,3 +122,28 @@ def test_search_reaches_past_the_first_pages_and_follows_the_rules(
     while _names(_searched(registry, ops, q="app")) != expected or _listed(registry, ops) != expected:
         assert time.monotonic() < deadline, "a new repository never reached the list and search"
         time.sleep(0.5)
+
+
+def test_workers_share_a_recent_walk_through_the_storage(
+    start_registry: StartRegistry, tmp_path: Path
+) -> None:
+    """A worker reads the list another worker or replica wrote while it is recent (so a name
+    that record holds is found although no walk would find it), and walks again once it is old."""
+    root = tmp_path / "data"
+    filler = start_registry(root=root)
+    with httpx.Client(base_url=filler.url, timeout=60) as client:
+        push_content(client, "team/stored", "1.0", random_image(1, 1024))
+    record = root / paths.ui_repository_names().lstrip("/")
+    record.parent.mkdir(parents=True)
+    # As a walk that took 2 s writes it: recent for 20 s.
+    record.write_text(f"dockyard-repository-names 1 {time.time()!r} 2.0\nteam/recorded\nteam/stored")
+    registry = start_registry(root=root)
+    shown = _names(_searched(registry, {}, q="team"))
+    assert shown == ["team/recorded", "team/stored"]
+    deadline = time.monotonic() + APPEARS_WITHIN
+    while _names(_searched(registry, {}, q="team")) != ["team/stored"] or _listed(registry, {}) != [
+        "team/stored"
+    ]:
+        assert time.monotonic() < deadline, "the old record was never replaced by a walk"
+        time.sleep(0.5)
+    assert record.read_text().splitlines()[1:] == ["team/stored"]
