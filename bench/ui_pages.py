@@ -1,12 +1,17 @@
 """Server time of the web interface's pages and of ``/v1/search`` on a large store.
 
     .venv/bin/python -m bench.ui_pages [--repositories 10000] [--tags 5000] [-n 7] [--root DIR]
+                                       [--only open] [--s3]
 
 Fills a filesystem store through the storage services (``--repositories`` repositories of one
-tag each, in 100 namespaces, and one repository with ``--tags`` tags), then asks each page
-``-n`` times through the registry's ASGI application in this process, without access control,
-so the time is the server's alone (no network, no client). Prints one JSON line per page with
-the median and the slowest time, and the target of 100 ms. The store goes to a temp dir under
+tag each, in 100 namespaces, and one repository with ``--tags`` tags); with ``--s3`` copies it
+into a bucket of a throwaway Ceph RADOS Gateway and serves it from there. Times the interface's
+first list of names (a walk of the catalog, which leaves the record every worker reads), then
+asks each page ``-n`` times through the registry's ASGI application in this process, so the
+time is the server's alone (no network, no client): without access control, then (unless
+``--only open``) with the built-in token server's rules (``RULES``), anonymously and signed in
+as an account that may pull one namespace of a hundred. Prints one JSON line per page with the
+median, the 95th percentile and the target of 100 ms. The store goes to a temp dir under
 /dev/shm unless ``--root`` names one (kept, and reused when it is already filled).
 """
 
@@ -19,17 +24,22 @@ import os
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import httpx
 
 from auth.keygen import generate_token_key
+from bench.listings import S3_WRITERS
 from registry.app import create_app
 from registry.config import load_config
 from registry.references import Digest, RepositoryName, Tag
 from registry.storage import Storage, paths
+from registry.ui.names import RepositoryIndex
 from storage_drivers import create_driver
+from tests.support.ceph import CephRGW
 from tests.support.images import random_image
 
 TARGET_MS = 100.0
@@ -108,7 +118,9 @@ def token_config(directory: Path) -> dict[str, object]:
     }  # fmt: skip
 
 
-async def measure(root: Path, repetitions: int, only: str) -> list[dict[str, object]]:
+async def measure(
+    root: Path, storage: dict[str, object], repetitions: int, only: str
+) -> list[dict[str, object]]:
     setups: dict[str, dict[str, object]] = {"no access control": {}}
     if only != "open":
         setups["token rules"] = token_config(root.parent)
@@ -117,7 +129,7 @@ async def measure(root: Path, repetitions: int, only: str) -> list[dict[str, obj
         config_file = root.parent / f"{root.name}-config.yml"
         config = {
             "version": "0.1", "log": {"level": "error"},
-            "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}},
+            "storage": {**storage, "delete": {"enabled": True}},
             **extra,
         }  # fmt: skip
         config_file.write_text(json.dumps(config))  # JSON is YAML
@@ -161,6 +173,36 @@ def _percentile(values: list[float], percent: int) -> float:
     return ordered[min(len(ordered) - 1, round(percent / 100 * (len(ordered) - 1)))]
 
 
+def copy_to_bucket(root: Path, client: Any, bucket: str) -> int:
+    """Every file of the filled store as an object of ``bucket`` (the S3 driver's keys are the
+    paths), but the registry's own records; how many."""
+    files = [path for path in root.rglob("*") if path.is_file() and paths.DOCKYARD_DIR not in path.parts]
+    with ThreadPoolExecutor(S3_WRITERS) as pool:
+        for _ in pool.map(
+            lambda path: client.put_object(
+                Bucket=bucket, Key=str(path.relative_to(root)), Body=path.read_bytes()
+            ),
+            files,
+        ):
+            pass
+    return len(files)
+
+
+async def walk(storage_section: dict[str, object]) -> float:
+    """Seconds the interface's first list of names takes (a walk of the catalog), which leaves
+    the record every worker then reads."""
+    ((driver_name, parameters),) = storage_section.items()
+    assert isinstance(parameters, dict)
+    storage = Storage(create_driver(driver_name, parameters))
+    index = RepositoryIndex(storage)
+    started = time.perf_counter()
+    while await index.names() is None:  # noqa: ASYNC110 - asked as pages ask it
+        await asyncio.sleep(0.1)
+    took = time.perf_counter() - started
+    await storage.driver.close()
+    return took
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repositories", type=int, default=10_000)
@@ -169,6 +211,7 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["open", "all"], default="all", help="open: without the access-controlled runs"
     )
+    parser.add_argument("--s3", action="store_true", help="serve the store from a throwaway Ceph RGW bucket")
     parser.add_argument("--root", type=Path, help="the store (default: a temp dir under /dev/shm)")
     args = parser.parse_args()
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -177,8 +220,23 @@ def main() -> None:
     started = time.perf_counter()
     asyncio.run(fill(root, args.repositories, args.tags))
     print(json.dumps({"filled": str(root), "seconds": round(time.perf_counter() - started, 1)}))
-    for result in asyncio.run(measure(root, args.n, args.only)):
-        print(json.dumps(result))
+    rgw = CephRGW(Path(tempfile.mkdtemp(prefix="dockyard-ui-bench-ceph-"))).start() if args.s3 else None
+    try:
+        storage: dict[str, object] = {"filesystem": {"rootdirectory": str(root)}}
+        if rgw is not None:
+            bucket = rgw.create_bucket()
+            started = time.perf_counter()
+            objects = copy_to_bucket(root, rgw.client(), bucket)
+            print(json.dumps({"copied to S3": objects, "seconds": round(time.perf_counter() - started, 1)}))
+            storage = {"s3": rgw.driver_parameters(bucket)}
+        print(
+            json.dumps({"store": next(iter(storage)), "walk_seconds": round(asyncio.run(walk(storage)), 2)})
+        )
+        for result in asyncio.run(measure(root, storage, args.n, args.only)):
+            print(json.dumps(result))
+    finally:
+        if rgw is not None:
+            rgw.stop()
 
 
 if __name__ == "__main__":

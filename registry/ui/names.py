@@ -41,7 +41,8 @@ REFRESH_SECONDS = 5.0
 WALK_SHARE = 10
 """The list is rebuilt no sooner than this many times as long as the last walk took."""
 COLD_WAIT = 0.5
-"""How long a page waits for a worker's first list before walking only as far as it needs."""
+"""How long pages wait for a worker's first list (from when it began) before walking the
+catalog only as far as each needs."""
 BATCH = 500
 """Names whose access is decided together."""
 RECORD_HEADER = "dockyard-repository-names 1"
@@ -88,17 +89,21 @@ class RepositoryIndex:
         self._storage = storage
         self._walk: Walk | None = None
         self._building: asyncio.Task[None] | None = None
+        self._cold_until = 0.0
 
     async def names(self) -> Sequence[RepositoryName] | None:
         """The names; None while a worker's first list takes longer than ``COLD_WAIT``."""
         if self._building is None and (self._walk is None or not self._walk.fresh(time.time())):
             self._building = asyncio.create_task(self._build())
             self._building.add_done_callback(self._built)
+            if self._walk is None:
+                self._cold_until = time.monotonic() + COLD_WAIT
         building = self._building
         if self._walk is not None or building is None:
             return self._walk.names if self._walk is not None else None
-        # The first list: a storage error reaches the page (503), as it would from the catalog.
-        done, _ = await asyncio.wait([building], timeout=COLD_WAIT)
+        # The first list: pages wait for it until COLD_WAIT after it began, then walk themselves.
+        # A storage error reaches the page (503), as it would from the catalog.
+        done, _ = await asyncio.wait([building], timeout=max(0.0, self._cold_until - time.monotonic()))
         if done:
             building.result()
         return self._walk.names if self._walk is not None else None

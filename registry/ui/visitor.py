@@ -1,7 +1,7 @@
 """Who is browsing, and what they may do: always the registry's own access decision.
 
 Every question ("may this visitor pull these repositories?") becomes the accesses
-``registry.access.required_access`` names, put to the registry's access controller with the
+``registry.access.accesses_for`` names, put to the registry's access controller with the
 visitor's credentials, exactly as the API would put them. What the credentials are depends on
 the controller:
 
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from auth import Access, AccessController, Challenge, Denied, Grant
 
-from ..access import Action, required_access
+from ..access import Action, accesses_for
 
 if TYPE_CHECKING:
     from auth import TokenServer
@@ -51,7 +51,7 @@ class Visitor:
     async def allowed(self, action: Action, targets: Sequence[str | None]) -> list[bool]:
         """For each target, whether the controller grants ``action`` on it: by name when the
         controller decides so, else by asking it with one set of credentials for the batch."""
-        wanted = [required_access(action, target) for target in targets]
+        wanted = [accesses_for(action, target) for target in targets]
         if self.decide is not None:
             return [all(map(self.decide, accesses)) for accesses in wanted]
         headers = await self.headers_for([access for accesses in wanted for access in accesses])
