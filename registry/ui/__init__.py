@@ -43,12 +43,13 @@ class WebInterface:
         *,
         secret: str,
         delete_enabled: bool,
+        read_only: bool,
         external_url: str | None,
         incidents: StorageIncidents,
     ) -> None:
         """``delete_enabled``: deletes are enabled and the storage is not read-only."""
         gate = Gate(controller, token_server)
-        index = RepositoryIndex(storage)
+        index = RepositoryIndex(storage, shares=not read_only)
         interface = Interface(storage, index, gate, Sealer(secret), delete_enabled, external_url, incidents)
         self.pages: ASGIApp = secured(create_pages(interface))
         """Mounted at ``PREFIX``."""

@@ -85,8 +85,11 @@ class Walk:
 class RepositoryIndex:
     """The sorted names of every repository, as of a recent walk of the catalog."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, shares: bool = True) -> None:
+        """``shares``: write the record of each walk (not when the storage is to stay untouched,
+        in read-only mode); it is read in any case."""
         self._storage = storage
+        self._shares = shares
         self._walk: Walk | None = None
         self._building: asyncio.Task[None] | None = None
         self._cold_until = 0.0
@@ -133,11 +136,13 @@ class RepositoryIndex:
             return
         walked_at, started = time.time(), time.monotonic()
         names, _ = await self._storage.catalog.page(sys.maxsize, None)
-        self._walk = Walk(names, walked_at, time.monotonic() - started)
-        try:
-            await self._storage.driver.put_content(paths.ui_repository_names(), self._walk.record())
-        except StorageError as error:  # a read-only storage, say: this worker's list still serves
-            log.info("could not share the repository list: %s", error)
+        walk = Walk(names, walked_at, time.monotonic() - started)
+        if self._shares:
+            try:
+                await self._storage.driver.put_content(paths.ui_repository_names(), walk.record())
+            except StorageError as error:  # a full storage, say: this worker's list still serves
+                log.info("could not share the repository list: %s", error)
+        self._walk = walk  # (after the record: what one worker shows, the others can read)
 
     async def _recorded(self) -> Walk | None:
         try:

@@ -147,3 +147,20 @@ def test_workers_share_a_recent_walk_through_the_storage(
         assert time.monotonic() < deadline, "the old record was never replaced by a walk"
         time.sleep(0.5)
     assert record.read_text().splitlines()[1:] == ["team/stored"]
+
+
+def test_a_read_only_registry_lists_without_writing(start_registry: StartRegistry, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    filler = start_registry(root=root)
+    with httpx.Client(base_url=filler.url, timeout=60) as client:
+        push_content(client, "team/kept", "1.0", random_image(1, 1024))
+    read_only = start_registry({"storage": {"maintenance": {"readonly": {"enabled": True}}}}, root=root)
+    assert _listed(read_only, {}) == ["team/kept"]
+    assert _names(_searched(read_only, {}, q="kept")) == ["team/kept"]
+    record = root / paths.ui_repository_names().lstrip("/")
+    assert not record.exists()
+    assert _listed(filler, {}) == ["team/kept"]  # where writes are allowed, the record is written
+    deadline = time.monotonic() + APPEARS_WITHIN
+    while not record.exists():
+        assert time.monotonic() < deadline, "the registry never shared its list"
+        time.sleep(0.2)
