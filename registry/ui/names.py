@@ -5,8 +5,10 @@ a quarter of a second for 10,000 repositories on a local disk, far longer on S3.
 keeps the sorted names of a recent walk (``RepositoryIndex``) and filters that, and the walk is
 shared: whoever walks writes the names to one storage record (``paths.ui_repository_names``),
 and a worker whose list has grown old reads that record first, walking only when it is old too.
-Every worker and replica on one storage thus walks about once per refresh between them, and a
-worker that starts reads one object instead of walking.
+A worker about to walk first writes the old names back as recent for about as long as the walk
+should take, so the others keep serving them rather than walk too: every worker and replica on
+one storage walks about once per refresh between them, and a worker that starts reads one object
+instead of walking.
 
 A list is old after ``REFRESH_SECONDS``, or ten times as long as its walk took when that is
 longer, so walking costs at most about a tenth of one worker's time even on a slow storage, and
@@ -43,6 +45,9 @@ WALK_SHARE = 10
 COLD_WAIT = 0.5
 """How long pages wait for a worker's first list (from when it began) before walking the
 catalog only as far as each needs."""
+CLAIM_WALKS = 2
+CLAIM_SECONDS = 2.0
+"""A claim to walk holds for twice as long as the last walk took, and two seconds."""
 BATCH = 500
 """Names whose access is decided together."""
 RECORD_HEADER = "dockyard-repository-names 1"
@@ -58,10 +63,20 @@ class Walk:
     took: float
     """Seconds it took."""
 
+    @property
+    def lifetime(self) -> float:
+        return max(REFRESH_SECONDS, WALK_SHARE * self.took)
+
     def fresh(self, now: float) -> bool:
         # A record from a replica whose clock runs far ahead is not trusted to be fresh either.
-        limit = max(REFRESH_SECONDS, WALK_SHARE * self.took)
-        return -limit < now - self.walked_at < limit
+        return -self.lifetime < now - self.walked_at < self.lifetime
+
+    def claimed(self, now: float) -> Walk:
+        """These names, fresh again for about as long as walking anew should take: what a worker
+        that is about to walk writes first, so that the others keep serving these meanwhile
+        instead of walking too (should it never finish, the next one walks soon after)."""
+        claim = min(CLAIM_WALKS * self.took + CLAIM_SECONDS, self.lifetime)
+        return Walk(self.names, now - self.lifetime + claim, self.took)
 
     def record(self) -> bytes:
         return "\n".join([f"{RECORD_HEADER} {self.walked_at!r} {self.took!r}", *self.names]).encode()
@@ -134,15 +149,21 @@ class RepositoryIndex:
         if recorded is not None and recorded.fresh(time.time()):
             self._walk = recorded  # another worker's or replica's walk
             return
+        if recorded is not None:
+            await self._share(recorded.claimed(time.time()))
         walked_at, started = time.time(), time.monotonic()
         names, _ = await self._storage.catalog.page(sys.maxsize, None)
         walk = Walk(names, walked_at, time.monotonic() - started)
-        if self._shares:
-            try:
-                await self._storage.driver.put_content(paths.ui_repository_names(), walk.record())
-            except StorageError as error:  # a full storage, say: this worker's list still serves
-                log.info("could not share the repository list: %s", error)
+        await self._share(walk)
         self._walk = walk  # (after the record: what one worker shows, the others can read)
+
+    async def _share(self, walk: Walk) -> None:
+        if not self._shares:
+            return
+        try:
+            await self._storage.driver.put_content(paths.ui_repository_names(), walk.record())
+        except StorageError as error:  # a full storage, say: this worker's list still serves
+            log.info("could not share the repository list: %s", error)
 
     async def _recorded(self) -> Walk | None:
         try:

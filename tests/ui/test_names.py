@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from registry.references import RepositoryName
-from registry.ui.names import REFRESH_SECONDS, WALK_SHARE, Walk
+from registry.ui.names import CLAIM_SECONDS, CLAIM_WALKS, REFRESH_SECONDS, WALK_SHARE, Walk
 
 
 def test_a_record_reads_back_as_written() -> None:
@@ -47,3 +47,17 @@ def test_a_record_grows_old_with_its_walk() -> None:
     assert slow.fresh(1000.0 + WALK_SHARE * 60.0 - 1)
     assert not slow.fresh(1000.0 + WALK_SHARE * 60.0)
     assert not quick.fresh(1000.0 - 3600)  # written by a clock an hour ahead
+
+
+def test_a_claim_keeps_the_old_names_recent_while_one_worker_walks() -> None:
+    old = Walk([RepositoryName("team/app")], 1000.0, 30.0)
+    now = 1000.0 + WALK_SHARE * 30.0 + 50  # long stale
+    claim = old.claimed(now)
+    assert (claim.names, claim.took) == (old.names, old.took)
+    holds = CLAIM_WALKS * 30.0 + CLAIM_SECONDS
+    assert claim.fresh(now)
+    assert claim.fresh(now + holds - 0.5)
+    assert not claim.fresh(now + holds + 0.5)  # the walker is gone: the next one walks
+    quick = Walk([], 1000.0, 0.0).claimed(now)
+    assert quick.fresh(now + CLAIM_SECONDS - 0.5)
+    assert not quick.fresh(now + CLAIM_SECONDS + 0.5)
