@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -224,7 +225,8 @@ def main() -> None:
     started = time.perf_counter()
     asyncio.run(fill(root, args.repositories, args.tags))
     print(json.dumps({"filled": str(root), "seconds": round(time.perf_counter() - started, 1)}))
-    rgw = CephRGW(Path(tempfile.mkdtemp(prefix="dockyard-ui-bench-ceph-"))).start() if args.s3 else None
+    ceph = Path(tempfile.mkdtemp(prefix="dockyard-ui-bench-ceph-")) if args.s3 else None
+    rgw = CephRGW(ceph).start() if ceph is not None else None
     try:
         storage: dict[str, object] = {"filesystem": {"rootdirectory": str(root)}}
         if rgw is not None:
@@ -241,6 +243,8 @@ def main() -> None:
     finally:
         if rgw is not None:
             rgw.stop()
+        if ceph is not None:
+            shutil.rmtree(ceph, ignore_errors=True)
 
 
 if __name__ == "__main__":
