@@ -12,7 +12,8 @@ time is the server's alone (no network, no client): without access control, then
 ``--only open``) with the built-in token server's rules (``RULES``), anonymously and signed in
 as an account that may pull one namespace of a hundred. Prints one JSON line per page with the
 median, the 95th percentile, the median CPU time and the target of 100 ms. The store goes to a
-temp dir under /dev/shm unless ``--root`` names one (kept, and reused when it is already filled).
+temp dir under /dev/shm, removed at the end, unless ``--root`` names one (kept, and reused when
+it is already filled).
 """
 
 from __future__ import annotations
@@ -245,6 +246,8 @@ def main() -> None:
             rgw.stop()
         if ceph is not None:
             shutil.rmtree(ceph, ignore_errors=True)
+        if args.root is None:  # a temp store is not kept: it holds memory under /dev/shm
+            shutil.rmtree(root.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
