@@ -67,6 +67,15 @@ class AccessController(ABC):
         could not pull."""
         return None
 
+    def decider(self, grant: Grant | None) -> Callable[[Access], bool] | None:
+        """Whether ``authorize`` would grant each access to the holder of ``grant`` (None: a
+        caller without credentials), decided by the access's name alone; None when the
+        controller cannot (what a caller may do travels in its credentials, as with an external
+        token server's tokens).
+
+        Pages that filter thousands of repositories ask this once instead of authorizing each."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 - most controllers hold nothing to release
         """Release what the controller holds (files watched, clients)."""
 
@@ -76,3 +85,6 @@ class AllowAll(AccessController):
 
     async def authorize(self, headers: Mapping[str, str], required: Sequence[Access]) -> Grant:
         return Grant(None, frozenset(required))
+
+    def decider(self, grant: Grant | None) -> Callable[[Access], bool] | None:
+        return lambda access: True

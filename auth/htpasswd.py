@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,6 +240,11 @@ class HtpasswdAccessController(AccessController):
         if not await self.users.verify(credentials.username, credentials.password):
             raise Challenge(self.www_authenticate, "invalid username or password")
         return Grant(credentials.username, frozenset(required))
+
+    def decider(self, grant: Grant | None) -> Callable[[Access], bool] | None:
+        # A known user may do everything; without credentials, nothing (a challenge).
+        signed_in = grant is not None
+        return lambda access: signed_in
 
 
 def htpasswd_controller(section: Section) -> AccessController | None:

@@ -76,6 +76,14 @@ class TokenAccessController(AccessController):
         acl, account = self.acl, grant.account
         return lambda name: acl.permits(account, "repository", name, "pull")
 
+    def decider(self, grant: Grant | None) -> Callable[[Access], bool] | None:
+        if self.acl is None:
+            return None  # an external token server's rules are unknown here
+        # The rules the built-in token server grants tokens by, so the same answer a token for
+        # these accesses would bring.
+        permits = self.acl.permits_for(grant.account if grant is not None else None)
+        return lambda access: permits(access.type, access.name, access.action)
+
     def _verify(self, token: str) -> VerifiedToken:
         key = hashlib.sha256(token.encode()).digest()
         known = self._verified.get(key)

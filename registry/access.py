@@ -40,11 +40,9 @@ class Action(StrEnum):
 CATALOG_ACCESS = Access("registry", "catalog", "*")
 
 
-# Every request asks, mostly about the same few repositories: a lookup costs less than building
-# the accesses again.
-@functools.lru_cache(maxsize=4096)
-def required_access(action: Action, target: str | None) -> Sequence[Access]:
-    """The accesses the controller must grant for ``action`` on ``target``."""
+def accesses_for(action: Action, target: str | None) -> Sequence[Access]:
+    """The accesses the controller must grant for ``action`` on ``target``; uncached, for
+    deciding about thousands of targets at once (``required_access`` for one request's)."""
     if action is Action.PULL:
         return (Access("repository", _named(target), "pull"),)
     if action is Action.PUSH:
@@ -57,6 +55,11 @@ def required_access(action: Action, target: str | None) -> Sequence[Access]:
     if action is Action.LIST:
         return (CATALOG_ACCESS,)
     return (Access("registry", _named(target), "*"),)
+
+
+# Every request asks, mostly about the same few repositories: a lookup costs less than building
+# the accesses again.
+required_access = functools.lru_cache(maxsize=4096)(accesses_for)
 
 
 def _named(target: str | None) -> str:

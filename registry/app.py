@@ -96,6 +96,7 @@ def create_app(
         # Workers and replicas must share it to open each other's session cookies.
         secret=config.http.secret or os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32),
         delete_enabled=config.storage.delete_enabled and not config.storage.read_only,
+        read_only=config.storage.read_only,
         external_url=config.http.host,
         incidents=incidents,
     )

@@ -39,5 +39,8 @@ class ObservedAccessController(AccessController):
     def catalog_filter(self, grant: Grant) -> Callable[[str], bool] | None:
         return self.controller.catalog_filter(grant)
 
+    def decider(self, grant: Grant | None) -> Callable[[Access], bool] | None:
+        return self.controller.decider(grant)
+
     async def close(self) -> None:
         await self.controller.close()

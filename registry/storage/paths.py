@@ -38,6 +38,9 @@ written by Distribution is served in place, and Distribution serves ours::
             runs/<run>/condemned/<alg>/<hex>             <run> is about to delete the digest
             runs/<run>/condemned-repositories/<sha256 of name>
                                                          <run> is deleting the repository
+        _dockyard/ui/repositories                        every repository's name as of a recent walk
+                                                         of the catalog, shared by the web
+                                                         interface's workers (registry/ui/names.py)
 
 Builders here take validated value types only (RepositoryName, Tag, Digest,
 UploadId), so no path can be built from unchecked input. ``parse`` reads a path
@@ -186,6 +189,10 @@ def referrers(name: RepositoryName, subject: Digest) -> str:
 
 def referrer(name: RepositoryName, subject: Digest, manifest: Digest) -> str:
     return f"{referrers(name, subject)}/{_digest_dir(manifest)}"
+
+
+def ui_repository_names() -> str:
+    return f"{ROOT}/{DOCKYARD_DIR}/ui/repositories"
 
 
 def gc_state() -> str:

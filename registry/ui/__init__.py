@@ -15,6 +15,7 @@ from auth import AccessController
 
 from ..api.incidents import StorageIncidents
 from ..storage import Storage
+from .names import RepositoryIndex
 from .pages import Interface, create_pages
 from .search import create_search
 from .security import secured
@@ -42,13 +43,15 @@ class WebInterface:
         *,
         secret: str,
         delete_enabled: bool,
+        read_only: bool,
         external_url: str | None,
         incidents: StorageIncidents,
     ) -> None:
         """``delete_enabled``: deletes are enabled and the storage is not read-only."""
         gate = Gate(controller, token_server)
-        interface = Interface(storage, gate, Sealer(secret), delete_enabled, external_url, incidents)
+        index = RepositoryIndex(storage, shares=not read_only)
+        interface = Interface(storage, index, gate, Sealer(secret), delete_enabled, external_url, incidents)
         self.pages: ASGIApp = secured(create_pages(interface))
         """Mounted at ``PREFIX``."""
-        self.search: ASGIApp = create_search(storage, gate)
+        self.search: ASGIApp = create_search(storage, index, gate)
         """Served at ``SEARCH_PATH``."""

@@ -33,6 +33,7 @@ from ..api.incidents import StorageIncidents
 from ..errors import ErrorCode, RegistryError
 from ..references import Reference, RepositoryName, Tag, parse_reference
 from ..storage import Storage
+from .names import RepositoryIndex
 from .session import COOKIE, SESSION_SECONDS, Sealer, Session, new_session
 from .views import read_configuration, read_image, referrers_by_type, tag_rows
 from .visitor import Gate, Visitor
@@ -41,8 +42,6 @@ ROUTE = "ui"
 """The name requests through the interface carry in their ``Caller``."""
 REPOSITORIES_PER_PAGE = 50
 TAGS_PER_PAGE = 50
-CATALOG_BATCH = 200
-"""Names read from storage at a time while filling a page of repositories."""
 MAX_QUERY = 255
 MAX_FORM_BYTES = 16 * 1024
 MAX_FORM_FIELDS = 20
@@ -55,6 +54,7 @@ class Interface:
     """What the pages need of the registry."""
 
     storage: Storage
+    index: RepositoryIndex
     gate: Gate
     sealer: Sealer
     delete_enabled: bool
@@ -181,33 +181,12 @@ class _Pages:
     async def repositories(self, page: Page) -> Response:
         query = page.request.query_params.get("q", "")[:MAX_QUERY].strip()
         after = page.request.query_params.get("after") or None
-        names, more = await self.pullable_repositories(page.visitor, query, after, REPOSITORIES_PER_PAGE)
+        names, more = await self.ui.index.pullable(page.visitor, query, after, REPOSITORIES_PER_PAGE)
         next_link = None
         if more and names:
             next_link = "?" + urlencode({"q": query, "after": names[-1]} if query else {"after": names[-1]})
         context = {"names": names, "query": query, "next_link": next_link, "after": after}
         return await self.render(page, "repositories.html", context)
-
-    async def pullable_repositories(
-        self, visitor: Visitor, query: str, after: str | None, limit: int
-    ) -> tuple[list[RepositoryName], bool]:
-        """Up to ``limit`` repositories after ``after`` whose names hold ``query`` and which the
-        visitor may pull, in lexical order, and whether more follow."""
-        found: list[RepositoryName] = []
-        last = after
-        while True:
-            batch, more = await self.ui.storage.catalog.page(
-                CATALOG_BATCH, last, (lambda name: query in name) if query else None
-            )
-            allowed = await visitor.allowed(Action.PULL, batch)
-            for name, ok in zip(batch, allowed, strict=True):
-                if ok:
-                    if len(found) == limit:
-                        return found, True
-                    found.append(name)
-            if not more or not batch:
-                return found, False
-            last = batch[-1]
 
     async def login(self, page: Page) -> Response:
         scheme = await self.ui.gate.sign_in_scheme()

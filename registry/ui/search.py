@@ -8,31 +8,31 @@ where known. Stars, official and automated builds do not exist here: always 0 an
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..access import Action
 from ..api.context import CALLER, Caller
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest, RepositoryName, Tag
 from ..storage import Storage
-from .views import read_configuration, read_image
-from .visitor import Gate, Visitor
+from .names import RepositoryIndex
+from .views import CONCURRENT_READS, read_configuration, read_image
+from .visitor import Gate
 
 ROUTE = "search"
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
 MAX_QUERY = 255
-CATALOG_BATCH = 500
 DESCRIPTION_LABEL = "org.opencontainers.image.description"
 PREFERRED_TAG = Tag("latest")
 MAX_DESCRIPTION = 1000
 
 
-def create_search(storage: Storage, gate: Gate) -> ASGIApp:
+def create_search(storage: Storage, index: RepositoryIndex, gate: Gate) -> ASGIApp:
     async def search(scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         if request.method not in {"GET", "HEAD"}:
@@ -42,17 +42,24 @@ def create_search(storage: Storage, gate: Gate) -> ASGIApp:
         page = _positive(request, "page", 1)
         visitor = await gate.from_headers(request.headers)  # refused credentials: its challenge
         scope[CALLER] = Caller(visitor.account, ROUTE)
-        names = await _matching(storage, visitor, query)
+        names, _ = await index.pullable(visitor, query, None, None)
         shown = names[(page - 1) * page_size : page * page_size]
+        limit = asyncio.Semaphore(CONCURRENT_READS)
+
+        async def described(name: RepositoryName) -> str:
+            async with limit:
+                return await _description(storage, name)
+
+        descriptions = await asyncio.gather(*(described(name) for name in shown))
         results = [
             {
                 "name": name,
-                "description": await _description(storage, name),
+                "description": description,
                 "star_count": 0,
                 "is_official": False,
                 "is_automated": False,
             }
-            for name in shown
+            for name, description in zip(shown, descriptions, strict=True)
         ]
         body = {
             "query": query,
@@ -66,19 +73,6 @@ def create_search(storage: Storage, gate: Gate) -> ASGIApp:
         await Response(content, media_type="application/json")(scope, receive, send)
 
     return search
-
-
-async def _matching(storage: Storage, visitor: Visitor, query: str) -> list[RepositoryName]:
-    """Every repository whose name holds ``query`` that ``visitor`` may pull, in order."""
-    found: list[RepositoryName] = []
-    last = None
-    while True:
-        batch, more = await storage.catalog.page(CATALOG_BATCH, last, lambda name: query in name)
-        allowed = await visitor.allowed(Action.PULL, batch)
-        found += [name for name, ok in zip(batch, allowed, strict=True) if ok]
-        if not more or not batch:
-            return found
-        last = batch[-1]
 
 
 async def _description(storage: Storage, name: RepositoryName) -> str:

@@ -1,7 +1,7 @@
 """Who is browsing, and what they may do: always the registry's own access decision.
 
 Every question ("may this visitor pull these repositories?") becomes the accesses
-``registry.access.required_access`` names, put to the registry's access controller with the
+``registry.access.accesses_for`` names, put to the registry's access controller with the
 visitor's credentials, exactly as the API would put them. What the credentials are depends on
 the controller:
 
@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from auth import Access, AccessController, Challenge, Denied
+from auth import Access, AccessController, Challenge, Denied, Grant
 
-from ..access import Action, required_access
+from ..access import Action, accesses_for
 
 if TYPE_CHECKING:
     from auth import TokenServer
@@ -42,14 +42,18 @@ class Visitor:
     controller: AccessController
     headers_for: HeadersFor
     """The request headers that show the controller the visitor's credentials for ``accesses``."""
+    decide: Callable[[Access], bool] | None = None
+    """The controller's own decision by name for this visitor, when it can give one."""
 
     async def may(self, action: Action, target: str | None) -> bool:
         return (await self.allowed(action, [target]))[0]
 
     async def allowed(self, action: Action, targets: Sequence[str | None]) -> list[bool]:
-        """For each target, whether the controller grants ``action`` on it; one set of
-        credentials serves the whole batch."""
-        wanted = [required_access(action, target) for target in targets]
+        """For each target, whether the controller grants ``action`` on it: by name when the
+        controller decides so, else by asking it with one set of credentials for the batch."""
+        wanted = [accesses_for(action, target) for target in targets]
+        if self.decide is not None:
+            return [all(map(self.decide, accesses)) for accesses in wanted]
         headers = await self.headers_for([access for accesses in wanted for access in accesses])
         return [await _granted(self.controller, headers, accesses) for accesses in wanted]
 
@@ -110,7 +114,7 @@ class Gate:
             grant = await self.controller.authorize({"authorization": credential}, ())
         except (Challenge, Denied):
             return None
-        return self._presenting(grant.account, {"authorization": credential})
+        return self._presenting(grant, {"authorization": credential})
 
     async def from_headers(self, headers: Mapping[str, str]) -> Visitor:
         """The visitor whose request carries ``headers`` (an API client such as ``docker
@@ -124,7 +128,7 @@ class Gate:
             # asked again with a token for exactly those accesses (docker search's own token
             # carries none).
             return self._token_visitor(self.token_server, grant.account)
-        return self._presenting(grant.account, {"authorization": presented})
+        return self._presenting(grant, {"authorization": presented})
 
     async def from_headers_or_anonymous(self, headers: Mapping[str, str]) -> Visitor:
         """As ``from_headers``, anonymous when the controller refuses the credentials."""
@@ -139,16 +143,19 @@ class Gate:
             return self._token_visitor(self.token_server, None)
         return self._presenting(None, {})
 
-    def _presenting(self, account: str | None, headers: Mapping[str, str]) -> Visitor:
-        """A visitor who shows the controller ``headers`` as they are."""
+    def _presenting(self, grant: Grant | None, headers: Mapping[str, str]) -> Visitor:
+        """A visitor who shows the controller ``headers`` as they are; ``grant``: what the
+        controller answered them (None: no credentials)."""
 
         async def fixed(accesses: Sequence[Access]) -> Mapping[str, str]:
             return headers
 
-        return Visitor(account, self.controller, fixed)
+        account = grant.account if grant is not None else None
+        return Visitor(account, self.controller, fixed, self.controller.decider(grant))
 
     def _token_visitor(self, token_server: TokenServer, account: str | None) -> Visitor:
         async def minted(accesses: Sequence[Access]) -> Mapping[str, str]:
             return {"authorization": f"Bearer {token_server.access_token(account, accesses)}"}
 
-        return Visitor(account, self.controller, minted)
+        grant = Grant(account) if account is not None else None
+        return Visitor(account, self.controller, minted, self.controller.decider(grant))

@@ -55,6 +55,28 @@ def test_first_matching_rule_decides(acl: Acl, account: str | None, name: str, a
     assert acl.allowed(account, "repository", name) == allowed
 
 
+@pytest.mark.parametrize("account", [None, "alice", "mallory", "builder", "root", "bob", "bob/x"])
+def test_one_accounts_decisions_are_the_rules_decisions(acl: Acl, account: str | None) -> None:
+    """``permits_for`` (what the web interface filters thousands of names with) answers as
+    ``permits`` does, for every resource and action."""
+    permits = acl.permits_for(account)
+    resources = [("repository", name) for name in (
+        "alice/app", "bob/app", "bob/x/app", "mallory/app", "apps/web", "apps", "public/tool",
+        "library/base", "library/bases", "private/app", "anything/at/all",
+    )] + [("registry", "catalog"), ("registry", "other")]  # fmt: skip
+    decisions = [
+        (kind, name, action, permits(kind, name, action))
+        for kind, name in resources
+        for action in ("pull", "push", "delete", "*")
+    ]
+    assert decisions == [
+        (kind, name, action, acl.permits(account, kind, name, action))
+        for kind, name in resources
+        for action in ("pull", "push", "delete", "*")
+    ]
+    assert {allowed for *_, allowed in decisions} == {True, False}  # the table decides both ways
+
+
 def test_account_placeholder_only_takes_plain_names() -> None:
     """An account that is not one path component owns nothing: "bob/x" cannot claim bob/x/*."""
     acl = read_rules([{"account": "*", "repository": "${account}/*", "actions": ["push"]}], {}, [])
