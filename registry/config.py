@@ -79,6 +79,17 @@ class UploadPurging:
 
 
 @dataclass(frozen=True)
+class GarbageCollect:
+    """``storage.maintenance.garbagecollect``: the server's scheduled online collection."""
+
+    enabled: bool = False
+    interval: float = 24 * 3600.0
+    grace_period: float = 3600.0
+    """Also the default of ``dockyard garbage-collect --grace-period``."""
+    delete_untagged: bool = False
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     driver: str = "filesystem"
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +97,7 @@ class StorageConfig:
     redirect: bool = True
     read_only: bool = False
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
+    garbage_collect: GarbageCollect = field(default_factory=GarbageCollect)
 
 
 @dataclass(frozen=True)
@@ -291,7 +303,7 @@ class _Parser:
         maintenance = storage.section("maintenance")
         purging = maintenance.section("uploadpurging")
         readonly = maintenance.section("readonly")
-        maintenance.warn_unknown({"uploadpurging", "readonly"})
+        maintenance.warn_unknown({"uploadpurging", "readonly", "garbagecollect"})
         storage.warn_unknown({driver, "delete", "redirect", "maintenance"})
         defaults = UploadPurging()
         upload_purging = UploadPurging(
@@ -309,6 +321,18 @@ class _Parser:
             redirect=not redirect.flag("disable"),
             read_only=readonly.flag("enabled"),
             upload_purging=upload_purging,
+            garbage_collect=self._garbage_collect(maintenance.section("garbagecollect")),
+        )
+
+    @staticmethod
+    def _garbage_collect(section: Section) -> GarbageCollect:
+        section.reject_unknown({"enabled", "interval", "graceperiod", "deleteuntagged"})  # our own key
+        defaults = GarbageCollect()
+        return GarbageCollect(
+            enabled=section.flag("enabled", default=defaults.enabled),
+            interval=section.duration("interval", default=defaults.interval, minimum=1.0),
+            grace_period=section.duration("graceperiod", default=defaults.grace_period),
+            delete_untagged=section.flag("deleteuntagged", default=defaults.delete_untagged),
         )
 
     def _http(self) -> HTTPConfig:

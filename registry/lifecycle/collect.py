@@ -13,7 +13,7 @@ from storage_drivers import PathNotFound, StorageDriver, StorageError
 from ..references import RunId
 from ..storage import paths
 from .lease import holding
-from .mark import Plan, plan, take_inventory
+from .mark import Inventory, Plan, plan, take_inventory
 from .state import storage_now
 from .sweep import sweep
 
@@ -36,6 +36,8 @@ class Report:
     """What the run deleted (a dry run: what a real run would delete)."""
     planned: Plan
     phases: dict[str, float] = field(default_factory=dict)
+    inventory: Inventory | None = None
+    """What the mark's walk found (the usage figures come from it)."""
 
     def summary(self, dry_run: bool) -> str:
         removed, planned = self.removed, self.planned
@@ -78,7 +80,7 @@ async def _mark(driver: StorageDriver, options: Options, cutoff: float) -> Repor
     marking = time.monotonic()
     inventory = await take_inventory(driver)
     planned = plan(inventory, options.delete_untagged, cutoff)
-    return Report(planned, planned, {"mark": time.monotonic() - marking})
+    return Report(planned, planned, {"mark": time.monotonic() - marking}, inventory)
 
 
 async def _remove_leftovers(driver: StorageDriver, current: RunId) -> None:

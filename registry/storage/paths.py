@@ -32,6 +32,9 @@ written by Distribution is served in place, and Distribution serves ours::
             runs/<run>/condemned/<alg>/<hex>             <run> is about to delete the digest
             runs/<run>/condemned-repositories/<sha256 of name>
                                                          <run> is deleting the repository
+        _dockyard/usage/summary                          the latest usage figures (JSON, replaced
+                                                         whole by each usage walk or GC run; see
+                                                         registry/lifecycle/usage.py)
 
 Builders here take validated value types only (RepositoryName, Tag, Digest,
 UploadId), so no path can be built from unchecked input. ``parse`` reads a path
@@ -68,6 +71,7 @@ UPLOAD_STARTED_AT = "startedat"
 DOCKYARD_DIR = "_dockyard"
 """Where the registry keeps what Distribution does not (it skips directories named ``_*``)."""
 GC = f"{ROOT}/{DOCKYARD_DIR}/gc"
+USAGE = f"{ROOT}/{DOCKYARD_DIR}/usage"
 
 
 def _digest_dir(digest: Digest) -> str:
@@ -225,6 +229,10 @@ def digest_in_records(path: str) -> Digest | None:
         return Digest.parse(f"{algorithm}:{encoded}")
     except RegistryError:
         return None
+
+
+def usage_record() -> str:
+    return f"{USAGE}/summary"
 
 
 def mirror_used(name: RepositoryName, digest: Digest) -> str:
