@@ -77,8 +77,8 @@ class UsageEndpoint:
                 )
             document = {**found, "measured": record.get("measured")}
         response = json_response(document, headers=_measured_header(record))
-        if scope["method"] == "HEAD":
-            response = Response(b"", 200, {**response.headers, "Content-Length": str(len(response.body))})
+        if scope["method"] == "HEAD":  # the GET's headers, Content-Length included, no body
+            response = Response(b"", 200, dict(response.headers))
         await response(scope, receive, send)
 
 

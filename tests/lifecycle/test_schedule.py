@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.lifecycle.commands import blob_file, push_blob
+from tests.lifecycle.commands import blob_file, dockyard, push_blob
 from tests.support.containers import ContainerTools
 from tests.support.images import random_image, write_oci_layout
 from tests.support.registry import StartRegistry
@@ -95,9 +95,21 @@ def test_two_servers_on_one_root_take_turns_through_the_lease(
         assert "scheduled garbage collection failed" not in registry.log()
 
 
+def test_the_configured_grace_period_is_the_commands_default(start_registry: StartRegistry) -> None:
+    young = start_registry({"storage": {"maintenance": {"garbagecollect": {"graceperiod": "0s"}}}})
+    default = start_registry()
+    orphans = {}
+    for registry in (young, default):
+        with Served(registry.url) as served:
+            orphans[registry.url] = _orphan(served, "grace/app")
+        done = dockyard(registry.config_path, "garbage-collect")
+        assert done.returncode == 0, done.stderr
+    assert not (young.root / blob_file(orphans[young.url])).exists()
+    assert (default.root / blob_file(orphans[default.url])).exists()  # younger than 1h: kept
+
+
 def test_read_only_mode_turns_the_schedule_off(start_registry: StartRegistry) -> None:
     registry = start_registry(_schedule("1s", "0s", readonly={"enabled": True}))
     with Served(registry.url) as served:
         assert served.status("GET", "/v2/") == 200
     assert "scheduled garbage collection is disabled: the storage is in read-only mode" in registry.log()
-

@@ -145,6 +145,7 @@ def test_usage_figures_match_the_blobs_on_disk(
         head = served.http.head("/v2/usage/api/_dockyard/usage")
         assert head.status_code == 200
         assert head.content == b""
+        assert head.headers["Content-Length"] == str(len(one.content))
         unknown = served.http.get("/v2/usage/none/_dockyard/usage")
         assert unknown.status_code == 404
         assert unknown.json()["errors"][0]["code"] == "NAME_UNKNOWN"
