@@ -14,7 +14,7 @@ repositories the caller's catalog would (it needs the catalog's access). Both ca
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..api.responses import empty, json_response
 from ..errors import ErrorCode, RegistryError
 from ..storage import Storage
 from .repositories import HTTP_WAIT, delete_repository
-from .usage import read_record
+from .usage import parse_timestamp, read_record
 
 EXTENSION = "repository"
 """The extension's name: the path component after ``_dockyard``."""
@@ -83,8 +83,7 @@ class UsageEndpoint:
 
 
 def _measured_header(record: Mapping[str, Any]) -> dict[str, str]:
-    try:
-        measured = datetime.fromisoformat(str(record.get("measured")).replace("Z", "+00:00"))
-    except ValueError:
+    measured = parse_timestamp(record.get("measured"))
+    if measured is None:
         return {}
-    return {"Last-Modified": format_datetime(measured, usegmt=True)}
+    return {"Last-Modified": format_datetime(datetime.fromtimestamp(measured, UTC), usegmt=True)}

@@ -216,6 +216,37 @@ async def write_record(driver: StorageDriver, usage: Usage) -> None:
     await driver.put_content(paths.usage_record(), usage.encode())
 
 
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What the web interface shows beside a repository's name."""
+
+    referenced_bytes: int
+    last_push: float | None
+
+
+def figures_of(record: Mapping[str, Any] | None, names: Iterable[str]) -> dict[str, Figures]:
+    """The recorded figures of ``names`` (those the record holds)."""
+    if record is None:
+        return {}
+    wanted = set(names)
+    found = {}
+    for entry in record.get("repositories", []):
+        if not isinstance(entry, dict) or entry.get("name") not in wanted:
+            continue
+        size = entry.get("referenced_bytes")
+        if isinstance(size, int):
+            found[str(entry["name"])] = Figures(size, parse_timestamp(entry.get("last_push")))
+    return found
+
+
+def parse_timestamp(value: object) -> float | None:
+    """A time as the record writes it; None for anything else."""
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
 async def read_record(driver: StorageDriver) -> Mapping[str, Any] | None:
     """The latest usage record as its JSON document; None when no walk wrote one yet (or what is
     there cannot be read: a record is only ever replaced whole, so that means a foreign file)."""

@@ -31,6 +31,7 @@ from ..api.application import as_registry_error
 from ..api.context import CALLER, Caller
 from ..api.incidents import StorageIncidents
 from ..errors import ErrorCode, RegistryError
+from ..lifecycle.usage import figures_of, parse_timestamp, read_record
 from ..references import Reference, RepositoryName, Tag, parse_reference
 from ..storage import Storage
 from .session import COOKIE, SESSION_SECONDS, Sealer, Session, new_session
@@ -185,7 +186,16 @@ class _Pages:
         next_link = None
         if more and names:
             next_link = "?" + urlencode({"q": query, "after": names[-1]} if query else {"after": names[-1]})
-        context = {"names": names, "query": query, "next_link": next_link, "after": after}
+        # Sizes and push times come from the latest usage record: one read, no manifest fetched.
+        record = await read_record(self.ui.storage.driver)
+        context = {
+            "names": names,
+            "query": query,
+            "next_link": next_link,
+            "after": after,
+            "usage": figures_of(record, names),
+            "measured": parse_timestamp(record.get("measured")) if record is not None else None,
+        }
         return await self.render(page, "repositories.html", context)
 
     async def pullable_repositories(

@@ -1,0 +1,35 @@
+"""The repository list shows each repository's size and last push time from the usage record:
+nothing before any walk wrote one, the recorded figures after."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from registry.ui.pages import human_size
+from tests.lifecycle.commands import dockyard
+from tests.support.images import random_image
+from tests.support.pushing import push_content
+from tests.support.registry import StartRegistry
+
+ROW = re.compile(r'<li><a href="/ui/r/([^"]+)">[^<]+</a>\s*<span class="usage">([^<]+)· pushed <span title')
+
+
+def test_the_list_shows_recorded_sizes_and_push_times(start_registry: StartRegistry) -> None:
+    registry = start_registry()
+    with httpx.Client(base_url=registry.url, timeout=60) as client:
+        push_content(client, "sizes/small", "1.0", random_image(1, 1024))
+        push_content(client, "sizes/large", "1.0", random_image(3, 64 * 1024))
+        before = client.get("/ui/")
+        assert before.status_code == 200
+        assert 'class="usage"' not in before.text
+        assert "Sizes as of" not in before.text
+
+        assert dockyard(registry.config_path, "usage").returncode == 0
+        record = {r["name"]: r for r in client.get("/v2/_dockyard/usage").json()["repositories"]}
+        after = client.get("/ui/")
+        shown = {name: text.strip() for name, text in ROW.findall(after.text)}
+        assert shown == {name: human_size(r["referenced_bytes"]) for name, r in record.items()}
+        assert shown["sizes/small"] != shown["sizes/large"]
+        assert "Sizes as of" in after.text
