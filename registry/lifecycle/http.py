@@ -26,7 +26,7 @@ from ..api.responses import empty, json_response
 from ..errors import ErrorCode, RegistryError
 from ..storage import Storage
 from .repositories import HTTP_WAIT, delete_repository
-from .usage import parse_timestamp, read_record
+from .usage import Records
 
 EXTENSION = "repository"
 """The extension's name: the path component after ``_dockyard``."""
@@ -52,38 +52,38 @@ class RepositoryEndpoint:
 
 class UsageEndpoint:
     def __init__(self, storage: Storage) -> None:
-        self._storage = storage
+        self._records = Records(storage.driver)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] != scope["root_path"]:
             raise RegistryError(ErrorCode.NOT_FOUND)
         if scope["method"] not in {"GET", "HEAD"}:
             raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": "GET, HEAD"})
-        record = await read_record(self._storage.driver)
+        record = await self._records.latest()
         if record is None:
             raise RegistryError(ErrorCode.USAGE_UNKNOWN)
         name = caller_of(scope).repository
-        repositories: list[Mapping[str, Any]] = record.get("repositories", [])
+        document: Mapping[str, Any]
         if name is None:
             listed: Callable[[str], bool] | None = scope.get(CATALOG_FILTER)
+            repositories = list(record.repositories.values())
             if listed is not None:
                 repositories = [r for r in repositories if listed(str(r.get("name")))]
-            document: Mapping[str, Any] = {**record, "repositories": repositories}
+            document = {**record.document, "repositories": repositories}
         else:
-            found = next((r for r in repositories if r.get("name") == name), None)
+            found = record.repositories.get(name)
             if found is None:
                 raise RegistryError(
                     ErrorCode.NAME_UNKNOWN, {"name": name, "usage": "not in the latest record"}
                 )
-            document = {**found, "measured": record.get("measured")}
-        response = json_response(document, headers=_measured_header(record))
+            document = {**found, "measured": record.document.get("measured")}
+        response = json_response(document, headers=_measured_header(record.measured))
         if scope["method"] == "HEAD":  # the GET's headers, Content-Length included, no body
             response = Response(b"", 200, dict(response.headers))
         await response(scope, receive, send)
 
 
-def _measured_header(record: Mapping[str, Any]) -> dict[str, str]:
-    measured = parse_timestamp(record.get("measured"))
+def _measured_header(measured: float | None) -> dict[str, str]:
     if measured is None:
         return {}
     return {"Last-Modified": format_datetime(datetime.fromtimestamp(measured, UTC), usegmt=True)}

@@ -25,6 +25,7 @@ prints too, is one JSON object whose keys stay stable::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping
@@ -224,19 +225,60 @@ class Figures:
     last_push: float | None
 
 
-def figures_of(record: Mapping[str, Any] | None, names: Iterable[str]) -> dict[str, Figures]:
-    """The recorded figures of ``names`` (those the record holds)."""
-    if record is None:
-        return {}
-    wanted = set(names)
-    found = {}
-    for entry in record.get("repositories", []):
-        if not isinstance(entry, dict) or entry.get("name") not in wanted:
-            continue
-        size = entry.get("referenced_bytes")
-        if isinstance(size, int):
-            found[str(entry["name"])] = Figures(size, parse_timestamp(entry.get("last_push")))
-    return found
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The usage record as read: its JSON document, and its repositories by name."""
+
+    document: Mapping[str, Any]
+    repositories: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def measured(self) -> float | None:
+        return parse_timestamp(self.document.get("measured"))
+
+    def figures(self, names: Iterable[str]) -> dict[str, Figures]:
+        """The recorded figures of ``names`` (those the record holds)."""
+        found = {}
+        for name in names:
+            entry = self.repositories.get(name)
+            size = entry.get("referenced_bytes") if entry is not None else None
+            if entry is not None and isinstance(size, int):
+                found[name] = Figures(size, parse_timestamp(entry.get("last_push")))
+        return found
+
+
+class Records:
+    """The latest usage record for a worker's requests. A record of 10,000 repositories is over a
+    megabyte of JSON: it is parsed (on a thread) only when its storage stat changed, so a request
+    costs one stat, and every worker still sees a new record at once."""
+
+    def __init__(self, driver: StorageDriver) -> None:
+        self._driver = driver
+        self._seen: tuple[float, int] | None = None
+        self._record: Record | None = None
+
+    async def latest(self) -> Record | None:
+        try:
+            info = await self._driver.stat(paths.usage_record())
+        except PathNotFound:
+            return None
+        if self._seen != (info.modified, info.size):
+            content = await self._driver.get_content(paths.usage_record())
+            self._record = await asyncio.to_thread(_parse, content)
+            self._seen = (info.modified, info.size)
+        return self._record
+
+
+def _parse(content: bytes) -> Record | None:
+    """None for what cannot be read: a record is only ever replaced whole, so a foreign file."""
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or not isinstance(document.get("repositories"), list):
+        return None
+    named = {str(e.get("name")): e for e in document["repositories"] if isinstance(e, dict)}
+    return Record(document, named)
 
 
 def parse_timestamp(value: object) -> float | None:
@@ -245,17 +287,3 @@ def parse_timestamp(value: object) -> float | None:
         return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
-
-
-async def read_record(driver: StorageDriver) -> Mapping[str, Any] | None:
-    """The latest usage record as its JSON document; None when no walk wrote one yet (or what is
-    there cannot be read: a record is only ever replaced whole, so that means a foreign file)."""
-    try:
-        content = await driver.get_content(paths.usage_record())
-    except PathNotFound:
-        return None
-    try:
-        document = json.loads(content)
-    except ValueError:
-        return None
-    return document if isinstance(document, dict) else None

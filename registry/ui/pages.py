@@ -31,7 +31,7 @@ from ..api.application import as_registry_error
 from ..api.context import CALLER, Caller
 from ..api.incidents import StorageIncidents
 from ..errors import ErrorCode, RegistryError
-from ..lifecycle.usage import figures_of, parse_timestamp, read_record
+from ..lifecycle.usage import Records
 from ..references import Reference, RepositoryName, Tag, parse_reference
 from ..storage import Storage
 from .session import COOKIE, SESSION_SECONDS, Sealer, Session, new_session
@@ -112,6 +112,7 @@ class _Pages:
     def __init__(self, interface: Interface, templates: Jinja2Templates) -> None:
         self.ui = interface
         self.templates = templates
+        self.usage = Records(interface.storage.driver)
 
     def handler(self, handle: Handler) -> Callable[[Request], Awaitable[Response]]:
         """``handle`` with the request's session and visitor, errors as pages, the session cookie
@@ -187,14 +188,14 @@ class _Pages:
         if more and names:
             next_link = "?" + urlencode({"q": query, "after": names[-1]} if query else {"after": names[-1]})
         # Sizes and push times come from the latest usage record: one read, no manifest fetched.
-        record = await read_record(self.ui.storage.driver)
+        record = await self.usage.latest()
         context = {
             "names": names,
             "query": query,
             "next_link": next_link,
             "after": after,
-            "usage": figures_of(record, names),
-            "measured": parse_timestamp(record.get("measured")) if record is not None else None,
+            "usage": record.figures(names) if record is not None else {},
+            "measured": record.measured if record is not None else None,
         }
         return await self.render(page, "repositories.html", context)
 

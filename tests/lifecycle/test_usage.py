@@ -200,3 +200,19 @@ def test_read_only_mode_measures_without_writing_a_record(start_registry: StartR
     assert "read-only" in done.stderr
     with Served(registry.url) as served:
         assert served.http.get("/v2/_dockyard/usage").status_code == 404
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b"[1, 2]", b'{"repositories": "none"}', b"\xff\xfe"])
+def test_an_unreadable_record_reads_as_none_yet(
+    start_registry: StartRegistry, tmp_path: Path, content: bytes
+) -> None:
+    registry = start_registry(root=tmp_path / "root")
+    record = tmp_path / "root/docker/registry/v2/_dockyard/usage/summary"
+    record.parent.mkdir(parents=True)
+    record.write_bytes(content)
+    with Served(registry.url) as served:
+        for path in ("/v2/_dockyard/usage", "/v2/any/name/_dockyard/usage", "/ui/"):
+            response = served.http.get(path)
+            assert response.status_code == (200 if path == "/ui/" else 404), response.text
+            if path != "/ui/":
+                assert response.json()["errors"][0]["code"] == "USAGE_UNKNOWN"
