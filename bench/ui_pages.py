@@ -6,7 +6,9 @@ Fills a filesystem store through the storage services (``--repositories`` reposi
 tag each, in 100 namespaces, and one repository with ``--tags`` tags), then asks each page
 ``-n`` times through the registry's ASGI application in this process, without access control,
 so the time is the server's alone (no network, no client). Prints one JSON line per page with
-the median and the slowest time, and the target of 100 ms. The store goes to a temp dir under
+the median and the slowest time, and the target of 100 ms. Before the pages, a usage walk
+(``dockyard usage``'s) writes the record the repository list takes sizes from; its time is printed
+too. The store goes to a temp dir under
 /dev/shm unless ``--root`` names one (kept, and reused when it is already filled).
 """
 
@@ -25,6 +27,7 @@ import httpx
 
 from registry.app import create_app
 from registry.config import load_config
+from registry.lifecycle.usage import measure as measure_usage
 from registry.references import Digest, RepositoryName, Tag
 from registry.storage import Storage, paths
 from storage_drivers import create_driver
@@ -63,6 +66,14 @@ async def fill(root: Path, repositories: int, tags: int) -> None:
     )
     await storage.driver.close()
     marker.touch()
+
+
+async def record_usage(root: Path) -> None:
+    driver = create_driver("filesystem", {"rootdirectory": str(root)})
+    try:
+        await measure_usage(driver, record=True)
+    finally:
+        await driver.close()
 
 
 async def measure(root: Path, repetitions: int) -> list[dict[str, object]]:
@@ -113,6 +124,9 @@ def main() -> None:
     started = time.perf_counter()
     asyncio.run(fill(root, args.repositories, args.tags))
     print(json.dumps({"filled": str(root), "seconds": round(time.perf_counter() - started, 1)}))
+    started = time.perf_counter()
+    asyncio.run(record_usage(root))
+    print(json.dumps({"usage walk and record": round(time.perf_counter() - started, 1)}))
     for result in asyncio.run(measure(root, args.n)):
         print(json.dumps(result))
 
