@@ -123,13 +123,12 @@ def serve(args: argparse.Namespace) -> None:
 
     # One worker keeps its metrics in its own memory: only forked workers need the shared files.
     shared = config.http.debug.prometheus and workers > 1
-    with shared_metrics() if shared else contextlib.nullcontext():
+    with shared_metrics() if shared else contextlib.nullcontext(), _scheduler_lock():
         if workers == 1:
             limit_malloc_arenas()
             run_worker(sock)
         else:
-            with _scheduler_lock():
-                supervise(workers, run_worker, sock, config.http.drain_timeout)
+            supervise(workers, run_worker, sock, config.http.drain_timeout)
 
 
 @contextlib.contextmanager

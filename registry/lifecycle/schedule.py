@@ -124,4 +124,6 @@ class _Run:
         except Exception:
             log.exception("scheduled garbage collection failed; trying again at the next interval")
         finally:
+            with self._guard:
+                self._loop = None  # closing: a stop() from now on has nothing to cancel
             await driver.close()

@@ -202,9 +202,11 @@ async def measure(driver: StorageDriver, record: bool) -> Usage:
 
 async def collect_and_record(driver: StorageDriver, options: Options, emit: Callable[[str], None]) -> Report:
     """A garbage collection run, then (a real one) the usage record from its walk."""
+    if options.dry_run:
+        return await garbage_collect(driver, options, emit)
     measured = await storage_now(driver, RunId(secrets.token_hex(16)))
     report = await garbage_collect(driver, options, emit)
-    if not options.dry_run and report.inventory is not None:
+    if report.inventory is not None:
         await write_record(driver, usage_of(after_run(report.inventory, report.removed), measured))
     return report
 
