@@ -13,7 +13,8 @@ time is the server's alone (no network, no client): without access control, then
 as an account that may pull one namespace of a hundred. Prints one JSON line per page with the
 median, the 95th percentile, the median CPU time and the target of 100 ms. The store goes to a
 temp dir under /dev/shm, removed at the end, unless ``--root`` names one (kept, and reused when
-it is already filled).
+it is already filled). Before the pages, a usage walk (``dockyard usage``'s) writes the record the
+repository list takes sizes from; its time is printed too.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from auth.keygen import generate_token_key
 from bench.listings import S3_WRITERS
 from registry.app import create_app
 from registry.config import load_config
+from registry.lifecycle.usage import measure as measure_usage
 from registry.references import Digest, RepositoryName, Tag
 from registry.storage import Storage, paths
 from registry.ui.names import RepositoryIndex
@@ -209,6 +211,19 @@ async def walk(storage_section: dict[str, object]) -> float:
     return took
 
 
+async def record_usage(storage_section: dict[str, object]) -> float:
+    """Seconds a usage walk takes to write the record the repository list reads sizes from."""
+    ((driver_name, parameters),) = storage_section.items()
+    assert isinstance(parameters, dict)
+    driver = create_driver(driver_name, parameters)
+    started = time.perf_counter()
+    try:
+        await measure_usage(driver, record=True)
+    finally:
+        await driver.close()
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repositories", type=int, default=10_000)
@@ -239,6 +254,7 @@ def main() -> None:
         print(
             json.dumps({"store": next(iter(storage)), "walk_seconds": round(asyncio.run(walk(storage)), 2)})
         )
+        print(json.dumps({"usage walk and record": round(asyncio.run(record_usage(storage)), 1)}))
         for result in asyncio.run(measure(root, storage, args.n, args.only)):
             print(json.dumps(result))
     finally:

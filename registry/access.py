@@ -8,9 +8,10 @@ what it links); deleting needs delete. On the registry: entering (the base
 endpoint, mounted sub-applications) needs no access, only a caller the
 controller accepts; listing repositories needs ``registry:catalog:*``; an
 extension endpoint for the whole registry needs ``registry:<its name>:*``, as
-the catalog does. A cross-repository mount also wants pull on the source
-repository, which is asked for separately: without it the client gets a fresh
-upload session, never a link.
+the catalog does, except those that list repositories as the catalog does
+(``LISTING_EXTENSIONS``): they need the catalog's access. A cross-repository
+mount also wants pull on the source repository, which is asked for separately:
+without it the client gets a fresh upload session, never a link.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Action(StrEnum):
 
 
 CATALOG_ACCESS = Access("registry", "catalog", "*")
+LISTING_EXTENSIONS = frozenset({"usage"})
+"""Registry-wide extensions that name every repository (usage figures, as ``/v2/_dockyard/usage``)."""
 
 
 def accesses_for(action: Action, target: str | None) -> Sequence[Access]:
@@ -52,7 +55,7 @@ def accesses_for(action: Action, target: str | None) -> Sequence[Access]:
         return (Access("repository", _named(target), "delete"),)
     if action is Action.ENTER:
         return ()
-    if action is Action.LIST:
+    if action is Action.LIST or (action is Action.EXTENSION and target in LISTING_EXTENSIONS):
         return (CATALOG_ACCESS,)
     return (Access("registry", _named(target), "*"),)
 

@@ -27,8 +27,9 @@ from .api.responses import json_response
 from .config import CONFIG_ENV, SECRET_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
 from .lifecycle.http import EXTENSION as REPOSITORY_EXTENSION
-from .lifecycle.http import RepositoryEndpoint
+from .lifecycle.http import USAGE_EXTENSION, RepositoryEndpoint, UsageEndpoint
 from .lifecycle.records import PullRecorder
+from .lifecycle.schedule import collect_forever
 from .observability.compose import Observability
 from .observability.health import StorageHealth
 from .proxy import Proxy
@@ -148,6 +149,7 @@ def create_app(
         config.storage.read_only,
         {
             REPOSITORY_EXTENSION: RepositoryEndpoint(storage, config.storage.delete_enabled),
+            USAGE_EXTENSION: UsageEndpoint(storage),
             **(extensions or {}),
         },
         mirror_handlers=proxy.handler if proxy else None,
@@ -226,18 +228,25 @@ async def _lifespan(
     pulls: PullRecorder | None,
 ) -> AsyncIterator[None]:
     purging = config.storage.upload_purging
-    task = None
+    tasks = []
     if proxy is not None:
         proxy.start()
     if purging.enabled and not config.storage.read_only:
-        task = asyncio.create_task(
-            _purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run)
+        tasks.append(
+            asyncio.create_task(
+                _purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run)
+            )
         )
+    if config.storage.garbage_collect.enabled:
+        if config.storage.read_only:
+            log.info("scheduled garbage collection is disabled: the storage is in read-only mode")
+        else:
+            tasks.append(asyncio.create_task(collect_forever(config)))
     try:
         async with observability.running(), pulls.running() if pulls else contextlib.nullcontext():
             yield
     finally:
-        if task is not None:
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -11,7 +11,8 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 
 from auth import AuthConfigError, create_access_controller, create_token_server
 from auth.cli import is_loopback, split_addr
@@ -21,6 +22,7 @@ from storage_drivers import DriverConfigError, create_driver
 from .config import CONFIG_ENV, SECRET_ENV, Config, ConfigError, load_config
 from .cpus import usable_cpus
 from .lifecycle.cli import register as register_lifecycle_commands
+from .lifecycle.schedule import SCHEDULER_LOCK_ENV
 from .logs import logging_config
 from .observability.workers import shared_metrics
 from .supervisor import bind, limit_malloc_arenas, supervise
@@ -121,12 +123,26 @@ def serve(args: argparse.Namespace) -> None:
 
     # One worker keeps its metrics in its own memory: only forked workers need the shared files.
     shared = config.http.debug.prometheus and workers > 1
-    with shared_metrics() if shared else contextlib.nullcontext():
+    with shared_metrics() if shared else contextlib.nullcontext(), _scheduler_lock():
         if workers == 1:
             limit_malloc_arenas()
             run_worker(sock)
         else:
             supervise(workers, run_worker, sock, config.http.drain_timeout)
+
+
+@contextlib.contextmanager
+def _scheduler_lock() -> Iterator[None]:
+    """A lock file of this server's own, through which its workers choose the one that runs the
+    maintenance schedule (``registry.lifecycle.schedule``)."""
+    fd, path = tempfile.mkstemp(prefix="dockyard-scheduler-", suffix=".lock")
+    os.close(fd)
+    os.environ[SCHEDULER_LOCK_ENV] = path
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def worker_count(option: int | None, config: Config) -> tuple[int, str]:

@@ -80,6 +80,17 @@ class UploadPurging:
 
 
 @dataclass(frozen=True)
+class GarbageCollect:
+    """``storage.maintenance.garbagecollect``: the server's scheduled online collection."""
+
+    enabled: bool = False
+    interval: float = 24 * 3600.0
+    grace_period: float = 3600.0
+    """Also the default of ``dockyard garbage-collect --grace-period``."""
+    delete_untagged: bool = False
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     driver: str = "filesystem"
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +102,7 @@ class StorageConfig:
     """``storage.maintenance.retention``: ordered, the first rule covering a repository applies."""
     pull_records_interval: float = 60.0
     """``storage.maintenance.pullrecords.flushinterval``: how often a worker writes pull times."""
+    garbage_collect: GarbageCollect = field(default_factory=GarbageCollect)
 
 
 @dataclass(frozen=True)
@@ -296,7 +308,7 @@ class _Parser:
         maintenance = storage.section("maintenance")
         purging = maintenance.section("uploadpurging")
         readonly = maintenance.section("readonly")
-        maintenance.warn_unknown({"uploadpurging", "readonly", "retention", "pullrecords"})
+        maintenance.warn_unknown({"uploadpurging", "readonly", "retention", "pullrecords", "garbagecollect"})
         storage.warn_unknown({driver, "delete", "redirect", "maintenance"})
         defaults = UploadPurging()
         upload_purging = UploadPurging(
@@ -316,6 +328,18 @@ class _Parser:
             upload_purging=upload_purging,
             retention=self._retention(maintenance),
             pull_records_interval=self._pull_records(maintenance.section("pullrecords")),
+            garbage_collect=self._garbage_collect(maintenance.section("garbagecollect")),
+        )
+
+    @staticmethod
+    def _garbage_collect(section: Section) -> GarbageCollect:
+        section.reject_unknown({"enabled", "interval", "graceperiod", "deleteuntagged"})  # our own key
+        defaults = GarbageCollect()
+        return GarbageCollect(
+            enabled=section.flag("enabled", default=defaults.enabled),
+            interval=section.duration("interval", default=defaults.interval, minimum=1.0),
+            grace_period=section.duration("graceperiod", default=defaults.grace_period),
+            delete_untagged=section.flag("deleteuntagged", default=defaults.delete_untagged),
         )
 
     @staticmethod

@@ -52,6 +52,11 @@ class ErrorCode(Enum):
         503,
         "a garbage collection or repository deletion is running; retry later",
     )
+    USAGE_UNKNOWN = (
+        "USAGE_UNKNOWN",
+        404,
+        "no usage figures yet: they are recorded by `dockyard usage` and by garbage collection",
+    )
     UNKNOWN = ("UNKNOWN", 500, "unknown error")
 
     @property

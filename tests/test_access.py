@@ -13,8 +13,8 @@ NAME = "team/app"
 PULL = (Access("repository", NAME, "pull"),)
 PUSH = (Access("repository", NAME, "pull"), Access("repository", NAME, "push"))
 DELETE = (Access("repository", NAME, "delete"),)
-EXTENSION = (Access("registry", "usage", "*"),)
-"""A registry-wide extension named ``usage``: the target is the extension's name."""
+EXTENSION = (Access("registry", "tools", "*"),)
+"""A registry-wide extension named ``tools``: the target is the extension's name."""
 
 REQUIRED: dict[Route, dict[str, tuple[Access, ...]]] = {
     Route.BASE: {"GET": (), "HEAD": ()},
@@ -45,7 +45,7 @@ REQUIRED: dict[Route, dict[str, tuple[Access, ...]]] = {
 def _target(route: Route) -> str | None:
     if route in {Route.BASE, Route.CATALOG}:
         return None
-    return "usage" if route is Route.REGISTRY_EXTENSION else NAME
+    return "tools" if route is Route.REGISTRY_EXTENSION else NAME
 
 
 def test_the_table_names_every_route_and_method_the_router_allows() -> None:
@@ -59,6 +59,13 @@ def test_every_route_and_method_needs_exactly_its_access() -> None:
         for method, expected in methods.items():
             got = required_access(ACTIONS[route][method], _target(route))
             assert tuple(got) == expected, (route, method)
+
+
+def test_registry_wide_usage_needs_the_catalogs_access() -> None:
+    """It names every repository, as the catalog does."""
+    for method in ("GET", "HEAD"):
+        got = required_access(ACTIONS[Route.REGISTRY_EXTENSION][method], "usage")
+        assert tuple(got) == (Access("registry", "catalog", "*"),)
 
 
 def test_a_mount_source_needs_pull_on_it() -> None:

@@ -153,6 +153,38 @@ def test_every_problem_is_collected(tmp_path: Path) -> None:
     assert len(raised.value.problems) == 7
 
 
+def test_scheduled_garbage_collection(tmp_path: Path) -> None:
+    settings = _load(tmp_path, _minimal()).storage.garbage_collect
+    assert (settings.enabled, settings.interval, settings.grace_period, settings.delete_untagged) == (
+        False,
+        24 * 3600,
+        3600,
+        False,
+    )
+    given = {"enabled": True, "interval": "2s", "graceperiod": "0s", "deleteuntagged": "true"}
+    config = {**_minimal(), "storage": {**_minimal()["storage"], "maintenance": {"garbagecollect": given}}}
+    settings = _load(tmp_path, config).storage.garbage_collect
+    assert (settings.enabled, settings.interval, settings.grace_period, settings.delete_untagged) == (
+        True,
+        2,
+        0,
+        True,
+    )
+    environ = {"REGISTRY_STORAGE_MAINTENANCE_GARBAGECOLLECT_INTERVAL": "1h30m"}
+    assert _load(tmp_path, _minimal(), environ).storage.garbage_collect.interval == 5400
+
+
+def test_scheduled_garbage_collection_problems_are_reported(tmp_path: Path) -> None:
+    wrong = {"enabled": "sometimes", "interval": "0s", "graceperiod": "soon", "every": "1h"}
+    config = {**_minimal(), "storage": {**_minimal()["storage"], "maintenance": {"garbagecollect": wrong}}}
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, config)
+    problems = "\n".join(raised.value.problems)
+    for key in ("enabled", "interval", "graceperiod", "every"):
+        assert f"storage.maintenance.garbagecollect.{key}" in problems
+    assert len(raised.value.problems) == 4
+
+
 def test_http_workers(tmp_path: Path) -> None:
     assert _load(tmp_path, _minimal()).http.workers is None  # one per usable CPU
     assert _load(tmp_path, {**_minimal(), "http": {"workers": 4}}).http.workers == 4

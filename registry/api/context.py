@@ -19,6 +19,9 @@ from ..storage import Storage
 
 CALLER = "dockyard.caller"
 """The ASGI scope key under which a granted request carries its ``Caller``."""
+CATALOG_FILTER = "dockyard.catalog_filter"
+"""The scope key under which a registry-wide extension gets the repositories its caller's catalog
+lists (``AccessController.catalog_filter``; None: every one)."""
 
 
 class Caller(NamedTuple):  # a tuple: built on every request, and cheaper than a frozen dataclass

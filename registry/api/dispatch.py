@@ -16,7 +16,7 @@ from ..errors import ErrorCode, RegistryError
 from ..references import RepositoryName
 from ..storage import Storage
 from . import blobs, listings, manifests, uploads
-from .context import CALLER, Caller, Context, Settings
+from .context import CALLER, CATALOG_FILTER, Caller, Context, Settings
 from .router import ACTIONS, EXTENSION_ROUTES, Route, match
 
 Handler = Callable[[Context], Awaitable[Response]]
@@ -93,6 +93,8 @@ class RegistryAPI:
         caller = Caller(grant.account, found.route, name)
         scope[CALLER] = caller
         if extension is not None:
+            if found.route is Route.REGISTRY_EXTENSION:
+                scope[CATALOG_FILTER] = self.controller.catalog_filter(grant)
             await extension(_extension_scope(scope, extension_name), receive, send)
             return
         handler = HANDLERS[(found.route, "GET" if method == "HEAD" else method)]

@@ -1,9 +1,10 @@
-"""``dockyard garbage-collect`` and ``dockyard delete-repository``."""
+"""``dockyard garbage-collect``, ``dockyard delete-repository`` and ``dockyard usage``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging.config
 import sys
 from collections.abc import Awaitable, Callable
@@ -16,9 +17,10 @@ from ..config import Config
 from ..errors import RegistryError
 from ..logs import logging_config
 from ..references import RepositoryName
-from .collect import DEFAULT_GRACE_PERIOD, Options, garbage_collect
+from .collect import Options
 from .lease import LeaseBusy, LeaseLost
 from .repositories import delete_repository
+from .usage import collect_and_record, measure
 
 LoadConfig = Callable[[str | None], Config]
 
@@ -35,9 +37,9 @@ def register(commands: Any, load: LoadConfig) -> None:
     collect.add_argument(
         "--grace-period",
         type=_duration,
-        default=DEFAULT_GRACE_PERIOD,
         metavar="DURATION",
-        help="keep content written more recently than this (default 1h; 0s keeps nothing extra)",
+        help="keep content written more recently than this (default: the configured "
+        "storage.maintenance.garbagecollect.graceperiod, else 1h; 0s keeps nothing extra)",
     )
     collect.add_argument(
         "--retention",
@@ -53,6 +55,13 @@ def register(commands: Any, load: LoadConfig) -> None:
     delete.add_argument("config", help="config.yml (its storage section)")
     delete.add_argument("names", nargs="+", metavar="NAME")
     delete.set_defaults(run=lambda args: _delete_repositories(load(args.config), args))
+
+    usage = commands.add_parser(
+        "usage", help="bytes per repository (referenced, and only it references), tags, manifests"
+    )
+    usage.add_argument("config", help="config.yml (its storage section)")
+    usage.add_argument("--json", action="store_true", help="print the usage record's JSON object")
+    usage.set_defaults(run=lambda args: _usage(load(args.config), args))
 
 
 def _duration(value: str) -> float:
@@ -97,14 +106,17 @@ def _garbage_collect(config: Config, args: argparse.Namespace) -> None:
             f"dockyard: --retention: {config.source} has no rules (storage.maintenance.retention)"
         )
     retention = config.storage.retention if args.retention else ()
-    options = Options(args.dry_run, args.delete_untagged, args.grace_period, retention)
+    grace_period = args.grace_period
+    if grace_period is None:
+        grace_period = config.storage.garbage_collect.grace_period
+    options = Options(args.dry_run, args.delete_untagged, grace_period, retention)
 
     def emit(line: str) -> None:
         if not args.quiet:
             print(line, flush=True)
 
     async def work(driver: StorageDriver) -> None:
-        await garbage_collect(driver, options, emit)
+        await collect_and_record(driver, options, emit)
 
     _run(config, work)
 
@@ -130,3 +142,19 @@ def _delete_repositories(config: Config, args: argparse.Namespace) -> None:
     _run(config, work)
     if failed:
         raise SystemExit(1)
+
+
+def _usage(config: Config, args: argparse.Namespace) -> None:
+    record = not config.storage.read_only
+
+    async def work(driver: StorageDriver) -> None:
+        usage = await measure(driver, record)
+        if args.json:
+            print(json.dumps(usage.document(), indent=2, sort_keys=True))
+        else:
+            for line in usage.lines():
+                print(line)
+        if not record:
+            print("dockyard: read-only mode: the usage record was not updated", file=sys.stderr)
+
+    _run(config, work)

@@ -14,7 +14,7 @@ from storage_drivers import PathNotFound, StorageDriver, StorageError
 from ..references import RunId
 from ..storage import paths
 from .lease import Lease, holding
-from .mark import Plan, plan, take_inventory
+from .mark import Inventory, Plan, plan, take_inventory
 from .policy import RetentionRule
 from .retention import Removal, apply_retention
 from .state import storage_now
@@ -43,6 +43,8 @@ class Report:
     phases: dict[str, float] = field(default_factory=dict)
     untagged: list[Removal] = field(default_factory=list)
     """The tags retention rules removed (a dry run: would remove)."""
+    inventory: Inventory | None = None
+    """What the mark's walk found (the usage figures come from it)."""
 
     def summary(self, dry_run: bool) -> str:
         removed, planned = self.removed, self.planned
@@ -100,7 +102,7 @@ async def _mark(driver: StorageDriver, options: Options, begun: float, lease: Le
         phases["retention"] = time.monotonic() - retaining
     planned = plan(inventory, options.delete_untagged, begun - options.grace_period)
     phases["mark"] = time.monotonic() - marking - phases.get("retention", 0.0)
-    return Report(planned, planned, phases, untagged)
+    return Report(planned, planned, phases, untagged, inventory)
 
 
 async def _remove_leftovers(driver: StorageDriver, current: RunId) -> None:

@@ -41,6 +41,9 @@ written by Distribution is served in place, and Distribution serves ours::
         _dockyard/ui/repositories                        every repository's name as of a recent walk
                                                          of the catalog, shared by the web
                                                          interface's workers (registry/ui/names.py)
+        _dockyard/usage/summary                          the latest usage figures (JSON, replaced
+                                                         whole by each usage walk or GC run; see
+                                                         registry/lifecycle/usage.py)
 
 Builders here take validated value types only (RepositoryName, Tag, Digest,
 UploadId), so no path can be built from unchecked input. ``parse`` reads a path
@@ -79,6 +82,7 @@ DOCKYARD_DIR = "_dockyard"
 GC = f"{ROOT}/{DOCKYARD_DIR}/gc"
 TAG_PUSHED = "pushed"
 TAG_PULLED = "pulled"
+USAGE = f"{ROOT}/{DOCKYARD_DIR}/usage"
 
 
 def _digest_dir(digest: Digest) -> str:
@@ -257,6 +261,10 @@ def tag_pushed(name: RepositoryName, tag_: Tag) -> str:
 
 def tag_pulled(name: RepositoryName, tag_: Tag) -> str:
     return f"{tag_record_dir(name, tag_)}/{TAG_PULLED}"
+
+
+def usage_record() -> str:
+    return f"{USAGE}/summary"
 
 
 def mirror_used(name: RepositoryName, digest: Digest) -> str:

@@ -31,6 +31,7 @@ from ..api.application import as_registry_error
 from ..api.context import CALLER, Caller
 from ..api.incidents import StorageIncidents
 from ..errors import ErrorCode, RegistryError
+from ..lifecycle.usage import Records
 from ..references import Reference, RepositoryName, Tag, parse_reference
 from ..storage import Storage
 from .names import RepositoryIndex
@@ -111,6 +112,7 @@ class _Pages:
     def __init__(self, interface: Interface, templates: Jinja2Templates) -> None:
         self.ui = interface
         self.templates = templates
+        self.usage = Records(interface.storage.driver)
 
     def handler(self, handle: Handler) -> Callable[[Request], Awaitable[Response]]:
         """``handle`` with the request's session and visitor, errors as pages, the session cookie
@@ -185,7 +187,16 @@ class _Pages:
         next_link = None
         if more and names:
             next_link = "?" + urlencode({"q": query, "after": names[-1]} if query else {"after": names[-1]})
-        context = {"names": names, "query": query, "next_link": next_link, "after": after}
+        # Sizes and push times come from the latest usage record: one read, no manifest fetched.
+        record = await self.usage.latest()
+        context = {
+            "names": names,
+            "query": query,
+            "next_link": next_link,
+            "after": after,
+            "usage": record.figures(names) if record is not None else {},
+            "measured": record.measured if record is not None else None,
+        }
         return await self.render(page, "repositories.html", context)
 
     async def login(self, page: Page) -> Response:

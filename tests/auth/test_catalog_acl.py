@@ -4,6 +4,8 @@ browse it, and each account sees only the repositories it may pull, page by page
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +128,19 @@ def test_podman_search_lists_the_signed_in_users_repositories(
     anonymous = search()
     assert anonymous.returncode != 0
     assert "401" in anonymous.stderr or "unauthorized" in anonymous.stderr.lower(), anonymous.stderr
+
+
+@pytest.mark.parametrize("user", ["alice", "bob"])
+def test_registry_wide_usage_lists_what_the_account_may_pull(registry: RunningRegistry, user: str) -> None:
+    measured = subprocess.run(
+        [sys.executable, "-m", "registry", "usage", str(registry.config_path)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        check=False,
+    )
+    assert measured.returncode == 0, measured.stderr
+    token = catalog_token(registry, user)
+    usage = httpx.get(f"{registry.url}/v2/_dockyard/usage", headers={"Authorization": f"Bearer {token}"})
+    assert usage.status_code == 200, usage.text
+    assert [entry["name"] for entry in usage.json()["repositories"]] == SEEN[user]

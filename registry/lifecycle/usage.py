@@ -1,0 +1,291 @@
+"""Usage figures: how many bytes each repository refers to, and how many only it does.
+
+They come from the inventory garbage collection's mark phase takes (``mark.take_inventory``):
+``dockyard usage`` walks the storage for them alone, and every garbage collection run (the
+command's, or the server's schedule) derives them from its own walk, less what it removed.
+Either way the figures are written as one record (``paths.usage_record``), so the HTTP
+endpoint and the web interface read them without walking anything.
+
+A repository refers to the blobs its manifest revisions reach: each manifest's own blob, its
+config and layers, and, through an index, its children's. A layer link alone (an upload no
+manifest uses yet) refers to nothing, as for garbage collection. The record, which ``--json``
+prints too, is one JSON object whose keys stay stable::
+
+    {
+      "measured": "2026-12-05T21:40:00Z",    when the walk began (the storage's clock, RFC 3339)
+      "stored_bytes": 123456,                every blob under blobs/, referenced or not
+      "blobs": 42,
+      "unreferenced_bytes": 2048,            what no repository refers to (what GC may remove)
+      "repositories": [
+        {"name": "team/app", "referenced_bytes": 100000, "unique_bytes": 4096,
+         "tags": 3, "manifests": 5, "last_push": "2026-12-05T21:30:12Z" or null}
+      ]                                      sorted by name
+    }
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from storage_drivers import PathNotFound, StorageDriver
+
+from ..references import Digest, RepositoryName, RunId
+from ..storage import paths
+from .collect import Options, Report, garbage_collect
+from .mark import Inventory, Plan, Repository, take_inventory
+from .state import storage_now
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryUsage:
+    name: RepositoryName
+    referenced_bytes: int
+    unique_bytes: int
+    tags: int
+    manifests: int
+    last_push: float | None
+    """The newest manifest revision or tag link, in the storage's clock; None without either."""
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "name": str(self.name),
+            "referenced_bytes": self.referenced_bytes,
+            "unique_bytes": self.unique_bytes,
+            "tags": self.tags,
+            "manifests": self.manifests,
+            "last_push": _timestamp(self.last_push) if self.last_push is not None else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    measured: float
+    stored_bytes: int
+    blobs: int
+    unreferenced_bytes: int
+    repositories: tuple[RepositoryUsage, ...]
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "measured": _timestamp(self.measured),
+            "stored_bytes": self.stored_bytes,
+            "blobs": self.blobs,
+            "unreferenced_bytes": self.unreferenced_bytes,
+            "repositories": [repository.document() for repository in self.repositories],
+        }
+
+    def encode(self) -> bytes:
+        return json.dumps(self.document(), sort_keys=True, separators=(",", ":")).encode()
+
+    def lines(self) -> Iterable[str]:
+        """The readable table ``dockyard usage`` prints."""
+        header = ("REPOSITORY", "REFERENCED", "UNIQUE", "TAGS", "MANIFESTS", "LAST PUSH")
+        rows = [
+            (
+                str(r.name),
+                human_bytes(r.referenced_bytes),
+                human_bytes(r.unique_bytes),
+                str(r.tags),
+                str(r.manifests),
+                _timestamp(r.last_push) if r.last_push is not None else "-",
+            )
+            for r in self.repositories
+        ]
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            yield "  ".join(
+                cell.ljust(width) if i == 0 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        yield ""
+        yield (
+            f"stored: {human_bytes(self.stored_bytes)} in {self.blobs} blobs "
+            f"({self.stored_bytes} bytes); referenced by no repository: "
+            f"{human_bytes(self.unreferenced_bytes)}; measured {_timestamp(self.measured)}"
+        )
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _timestamp(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def usage_of(inventory: Inventory, measured: float) -> Usage:
+    """The figures of a walk; ``measured`` is when it began."""
+    reached = {name: _reached(repository, inventory) for name, repository in inventory.repositories.items()}
+    users: dict[Digest, int] = {}
+    for digests in reached.values():
+        for digest in digests:
+            users[digest] = users.get(digest, 0) + 1
+    sizes = {digest: size for digest, (size, _) in inventory.blobs.items()}
+    repositories = []
+    for name, repository in sorted(inventory.repositories.items()):
+        if not repository.listed and not repository.revisions:
+            continue  # only layer links or uploads: no repository the catalog lists
+        digests = reached[name]
+        times = [*repository.revisions.values(), *repository.tag_links.values()]
+        repositories.append(
+            RepositoryUsage(
+                name,
+                sum(sizes.get(d, 0) for d in digests),
+                sum(sizes.get(d, 0) for d in digests if users[d] == 1),
+                len(repository.tags),
+                len(repository.revisions),
+                max(times) if times else None,
+            )
+        )
+    stored = sum(sizes.values())
+    return Usage(
+        measured,
+        stored,
+        len(sizes),
+        sum(size for digest, size in sizes.items() if digest not in users),
+        tuple(repositories),
+    )
+
+
+def _reached(repository: Repository, inventory: Inventory) -> set[Digest]:
+    """Every digest the repository's manifest revisions reach, themselves included."""
+    found: set[Digest] = set()
+    pending = list(repository.revisions)
+    while pending:
+        digest = pending.pop()
+        if digest in found:
+            continue
+        found.add(digest)
+        references = inventory.manifests.get(digest)
+        if references is not None:
+            pending += references.blobs | references.children
+    return found
+
+
+def after_run(inventory: Inventory, removed: Plan) -> Inventory:
+    """What a walk would find once a run removed ``removed`` (without walking again)."""
+    gone = {(name, digest) for name, digest in removed.all_revisions()}
+    emptied = set(removed.empty_repositories)
+    repositories = {}
+    for name, repository in inventory.repositories.items():
+        revisions = {d: t for d, t in repository.revisions.items() if (name, d) not in gone}
+        repositories[name] = Repository(
+            revisions=revisions,
+            tag_links=repository.tag_links,
+            tags=repository.tags,
+            listed=repository.listed and name not in emptied,
+        )
+    blobs = {d: entry for d, entry in inventory.blobs.items() if d not in removed.blobs}
+    return Inventory(blobs, repositories, inventory.manifests)
+
+
+async def measure(driver: StorageDriver, record: bool) -> Usage:
+    """Walk the storage for the figures; ``record`` writes them as the usage record too (not in
+    read-only mode: the storage's clock is read by writing a probe)."""
+    measured = await storage_now(driver, RunId(secrets.token_hex(16))) if record else _now()
+    usage = usage_of(await take_inventory(driver), measured)
+    if record:
+        await write_record(driver, usage)
+    return usage
+
+
+async def collect_and_record(driver: StorageDriver, options: Options, emit: Callable[[str], None]) -> Report:
+    """A garbage collection run, then (a real one) the usage record from its walk."""
+    if options.dry_run:
+        return await garbage_collect(driver, options, emit)
+    measured = await storage_now(driver, RunId(secrets.token_hex(16)))
+    report = await garbage_collect(driver, options, emit)
+    if report.inventory is not None:
+        await write_record(driver, usage_of(after_run(report.inventory, report.removed), measured))
+    return report
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+async def write_record(driver: StorageDriver, usage: Usage) -> None:
+    await driver.put_content(paths.usage_record(), usage.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What the web interface shows beside a repository's name."""
+
+    referenced_bytes: int
+    last_push: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The usage record as read: its JSON document, and its repositories by name."""
+
+    document: Mapping[str, Any]
+    repositories: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def measured(self) -> float | None:
+        return parse_timestamp(self.document.get("measured"))
+
+    def figures(self, names: Iterable[str]) -> dict[str, Figures]:
+        """The recorded figures of ``names`` (those the record holds)."""
+        found = {}
+        for name in names:
+            entry = self.repositories.get(name)
+            size = entry.get("referenced_bytes") if entry is not None else None
+            if entry is not None and isinstance(size, int):
+                found[name] = Figures(size, parse_timestamp(entry.get("last_push")))
+        return found
+
+
+class Records:
+    """The latest usage record for a worker's requests. A record of 10,000 repositories is over a
+    megabyte of JSON: it is parsed (on a thread) only when its storage stat changed, so a request
+    costs one stat, and every worker still sees a new record at once."""
+
+    def __init__(self, driver: StorageDriver) -> None:
+        self._driver = driver
+        self._seen: tuple[float, int] | None = None
+        self._record: Record | None = None
+
+    async def latest(self) -> Record | None:
+        try:
+            info = await self._driver.stat(paths.usage_record())
+        except PathNotFound:
+            return None
+        if self._seen != (info.modified, info.size):
+            content = await self._driver.get_content(paths.usage_record())
+            self._record = await asyncio.to_thread(_parse, content)
+            self._seen = (info.modified, info.size)
+        return self._record
+
+
+def _parse(content: bytes) -> Record | None:
+    """None for what cannot be read: a record is only ever replaced whole, so a foreign file."""
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or not isinstance(document.get("repositories"), list):
+        return None
+    named = {str(e.get("name")): e for e in document["repositories"] if isinstance(e, dict)}
+    return Record(document, named)
+
+
+def parse_timestamp(value: object) -> float | None:
+    """A time as the record writes it; None for anything else."""
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None

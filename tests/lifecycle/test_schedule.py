@@ -1,0 +1,115 @@
+"""Scheduled online garbage collection (``storage.maintenance.garbagecollect``) in the real server:
+it collects an unreferenced blob while skopeo pushes and pulls, one worker of a server runs it,
+two servers on one root take turns through the lease, read-only mode turns it off."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.lifecycle.commands import blob_file, dockyard, push_blob
+from tests.support.containers import ContainerTools
+from tests.support.images import random_image, write_oci_layout
+from tests.support.registry import StartRegistry
+from tests.support.served import Served, digest_of
+
+WAIT = 180.0
+"""Bound on waiting for runs to happen on a loaded machine (not a timing assertion)."""
+SUMMARY = re.compile(r"garbage collection: marked \d+ blobs .*; removed (\d+) blobs")
+SKIPPED = "scheduled garbage collection skipped: another run holds the lease"
+
+
+def _schedule(interval: str, grace: str, **extra: Any) -> dict[str, Any]:
+    settings = {"enabled": True, "interval": interval, "graceperiod": grace}
+    return {"storage": {"maintenance": {"garbagecollect": settings, **extra}}}
+
+
+def _removed(log: str) -> list[int]:
+    """The blobs each run removed, one entry per run's summary line."""
+    return [int(match.group(1)) for match in SUMMARY.finditer(log)]
+
+
+def _orphan(served: Served, repository: str) -> str:
+    data = os.urandom(4096)
+    digest = digest_of(data)
+    push_blob(served.http, repository, data, digest)
+    return digest
+
+
+def _push(tools: ContainerTools, layout: Path, destination: str) -> None:
+    """skopeo copy; a push a running collection refused (its blobs were condemned while it
+    uploaded) is pushed again, as the refusal tells the client to."""
+    for _ in range(3):
+        done = tools.skopeo("copy", f"oci:{layout}:image", destination, check=False)
+        if done.returncode == 0:
+            return
+        assert "unknown" in done.stderr.lower(), done.stderr
+    raise AssertionError(f"push of {destination} refused three times")
+
+
+def test_the_server_collects_on_schedule_while_a_client_pushes_and_pulls(
+    start_registry: StartRegistry, container_tools: ContainerTools, tmp_path: Path
+) -> None:
+    registry = start_registry(_schedule("2s", "3s"), workers=2)
+    with Served(registry.url) as served:
+        orphan = _orphan(served, "sched/app")
+        pushed: list[str] = []
+        deadline = time.monotonic() + WAIT
+        while (registry.root / blob_file(orphan)).exists() or len(_removed(registry.log())) < 2:
+            assert time.monotonic() < deadline, registry.log()[-4000:]
+            layout = write_oci_layout(tmp_path / f"image-{len(pushed)}", {"image": random_image(layers=2)})
+            tag = f"v{len(pushed)}"
+            _push(container_tools, layout, f"docker://{registry.host}/sched/app:{tag}")
+            pushed.append(tag)
+            pulled = tmp_path / f"pulled-{tag}"
+            container_tools.skopeo("copy", f"docker://{registry.host}/sched/app:{tag}", f"dir:{pulled}")
+        for tag in pushed:
+            served.verify_tree("sched/app", tag)
+        log = registry.log()
+        assert sum(_removed(log)) >= 1, log[-4000:]
+        assert SKIPPED not in log  # one worker of the server runs the schedule
+        assert "scheduled garbage collection failed" not in log
+        usage = served.http.get("/v2/sched/app/_dockyard/usage")
+        assert usage.status_code == 200, usage.text
+        assert usage.json()["tags"] >= 1
+
+
+def test_two_servers_on_one_root_take_turns_through_the_lease(
+    start_registry: StartRegistry, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    first = start_registry(_schedule("2s", "0s"), workers=1, root=root)
+    second = start_registry(_schedule("2s", "0s"), workers=1, root=root)
+    with Served(first.url) as served:
+        orphan = _orphan(served, "turns/app")
+        deadline = time.monotonic() + WAIT
+        while (root / blob_file(orphan)).exists() or SKIPPED not in first.log() + second.log():
+            assert time.monotonic() < deadline, (first.log()[-3000:], second.log()[-3000:])
+            time.sleep(0.5)
+    runs = _removed(first.log()) + _removed(second.log())
+    assert sum(runs) == 1, runs  # the orphan went once, in one run of one server
+    for registry in (first, second):
+        assert "scheduled garbage collection failed" not in registry.log()
+
+
+def test_the_configured_grace_period_is_the_commands_default(start_registry: StartRegistry) -> None:
+    young = start_registry({"storage": {"maintenance": {"garbagecollect": {"graceperiod": "0s"}}}})
+    default = start_registry()
+    orphans = {}
+    for registry in (young, default):
+        with Served(registry.url) as served:
+            orphans[registry.url] = _orphan(served, "grace/app")
+        done = dockyard(registry.config_path, "garbage-collect")
+        assert done.returncode == 0, done.stderr
+    assert not (young.root / blob_file(orphans[young.url])).exists()
+    assert (default.root / blob_file(orphans[default.url])).exists()  # younger than 1h: kept
+
+
+def test_read_only_mode_turns_the_schedule_off(start_registry: StartRegistry) -> None:
+    registry = start_registry(_schedule("1s", "0s", readonly={"enabled": True}))
+    with Served(registry.url) as served:
+        assert served.status("GET", "/v2/") == 200
+    assert "scheduled garbage collection is disabled: the storage is in read-only mode" in registry.log()
