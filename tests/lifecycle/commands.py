@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -79,3 +81,14 @@ def push_blob(http: httpx.Client, repository: str, data: bytes, digest: str) -> 
     separator = "&" if "?" in location else "?"
     finished = http.put(f"{location}{separator}digest={digest}", content=data)
     assert finished.status_code == 201, finished.text
+
+
+def age_tag(root: Path, repository: str, tag: str, seconds: float) -> None:
+    """Make a tag look pushed ``seconds`` ago (its link, and its push record when it has one)."""
+    then = time.time() - seconds
+    for path in (
+        root / "docker/registry/v2/repositories" / repository / "_manifests/tags" / tag / "current/link",
+        root / "docker/registry/v2/repositories" / repository / "_dockyard/tags" / tag / "pushed",
+    ):
+        if path.exists():
+            os.utime(path, (then, then))

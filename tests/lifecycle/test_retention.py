@@ -4,7 +4,6 @@ exact dry run, the real run with ``--delete-untagged``, read-only mode and confi
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import yaml
 
 from registry.config import ConfigError, load_config
 from tests.integrity.layout import check_layout
-from tests.lifecycle.commands import dockyard, garbage_collect, push, stored_files
+from tests.lifecycle.commands import age_tag, dockyard, garbage_collect, push, stored_files
 from tests.support.images import Image, random_image
 from tests.support.registry import StartRegistry
 from tests.support.served import Served
@@ -27,17 +26,6 @@ RULES: list[dict[str, Any]] = [
 ]
 CONFIG = {"storage": {"maintenance": {"retention": RULES, "pullrecords": {"flushinterval": "1s"}}}}
 DAYS = 24 * 3600
-
-
-def _age(root: Path, repository: str, tag: str, seconds: float) -> None:
-    """Make a tag look pushed ``seconds`` ago (its link, and its push record when it has one)."""
-    then = time.time() - seconds
-    for path in (
-        root / REPOSITORIES / repository / "_manifests/tags" / tag / "current/link",
-        root / REPOSITORIES / repository / "_dockyard/tags" / tag / "pushed",
-    ):
-        if path.exists():
-            os.utime(path, (then, then))
 
 
 def _wait_for(path: Path) -> None:
@@ -63,12 +51,12 @@ def test_rules_untag_what_no_clause_keeps(start_registry: StartRegistry) -> None
                 images[(repository, tag)] = image = random_image(layers=1, layer_size=1024)
                 push(served, repository, tag, image)
         for index, tag in enumerate(["v1", "a1", "a2", "a3"]):  # oldest first, a4 newest
-            _age(root, "ci/app", tag, (10 - index) * DAYS)
+            age_tag(root, "ci/app", tag, (10 - index) * DAYS)
         # a4 has no push record (as if Distribution pushed it): its link's time counts.
         (root / REPOSITORIES / "ci/app/_dockyard/tags/a4/pushed").unlink()
-        _age(root, "ci/app", "a4", 30 * DAYS)
-        _age(root, "ci/keep-recent", "stale", 40 * DAYS)
-        _age(root, "other/app", "old", 400 * DAYS)
+        age_tag(root, "ci/app", "a4", 30 * DAYS)
+        age_tag(root, "ci/keep-recent", "stale", 40 * DAYS)
+        age_tag(root, "other/app", "old", 400 * DAYS)
         assert served.status("GET", "/v2/team/svc/manifests/pulled") == 200
         _wait_for(root / REPOSITORIES / "team/svc/_dockyard/tags/pulled/pulled")
         before = stored_files(root)

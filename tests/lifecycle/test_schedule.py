@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.lifecycle.commands import blob_file, dockyard, push_blob
+from tests.lifecycle.commands import age_tag, blob_file, dockyard, push, push_blob
 from tests.support.containers import ContainerTools
 from tests.support.images import random_image, write_oci_layout
 from tests.support.registry import StartRegistry
@@ -113,3 +113,28 @@ def test_read_only_mode_turns_the_schedule_off(start_registry: StartRegistry) ->
     with Served(registry.url) as served:
         assert served.status("GET", "/v2/") == 200
     assert "scheduled garbage collection is disabled: the storage is in read-only mode" in registry.log()
+
+
+def test_scheduled_runs_apply_the_retention_rules(start_registry: StartRegistry) -> None:
+    rules = [{"repositories": ["ci/**"], "keep": {"newest": 1}}]
+    config = _schedule("2s", "0s", retention=rules)
+    config["storage"]["maintenance"]["garbagecollect"]["deleteuntagged"] = True
+    registry = start_registry(config)
+    with Served(registry.url) as served:
+        images = {tag: random_image(layers=1, layer_size=1024) for tag in ("old", "older", "new")}
+        for tag, image in images.items():
+            push(served, "ci/app", tag, image)
+        age_tag(registry.root, "ci/app", "older", 20 * 24 * 3600)
+        age_tag(registry.root, "ci/app", "old", 10 * 24 * 3600)
+        deadline = time.monotonic() + WAIT
+        while served.tags("ci/app") != ["new"]:
+            assert time.monotonic() < deadline, (served.tags("ci/app"), registry.log()[-4000:])
+            time.sleep(0.5)
+        while any(
+            served.status("GET", f"/v2/ci/app/manifests/{images[tag].digest}") != 404
+            for tag in ("old", "older")
+        ):
+            assert time.monotonic() < deadline, registry.log()[-4000:]
+            time.sleep(0.5)
+        assert served.verify_tree("ci/app", "new")
+        assert "2 tags untagged by retention" in registry.log()
