@@ -28,6 +28,7 @@ from .config import CONFIG_ENV, SECRET_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
 from .lifecycle.http import EXTENSION as REPOSITORY_EXTENSION
 from .lifecycle.http import RepositoryEndpoint
+from .notifications import Notifier
 from .observability.compose import Observability
 from .observability.health import StorageHealth
 from .proxy import Proxy
@@ -73,6 +74,7 @@ def create_app(
     if driver is None:
         driver = create_driver(config.storage.driver, config.storage.parameters)
     storage = Storage(observability.driver(driver), manifest_policy(config), wrappers)
+    notifier = Notifier.from_config(config, storage.driver, observability.metrics)
     health = observability.watch_storage(driver.name, storage.check)
     token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
     controller = create_access_controller(config.auth, token_server)
@@ -159,14 +161,16 @@ def create_app(
     application = Application(
         api=api,
         routes=routes,
-        lifespan=lambda: _lifespan(config, storage, controller, proxy, observability),
+        lifespan=lambda: _lifespan(config, storage, controller, proxy, observability, notifier=notifier),
         headers=config.http.headers,
         mounts=mounted,
         incidents=incidents,
     )
-    return observability.application(
+    observed = observability.application(
         application, route_names, {prefix: prefix.strip("/") for prefix in mounted}
     )
+    # Outside the observed application: the responses it sees carry the request id.
+    return notifier.application(observed) if notifier is not None else observed
 
 
 def _gated(app: ASGIApp, health: StorageHealth) -> ASGIApp:
@@ -216,6 +220,8 @@ async def _lifespan(
     controller: AccessController,
     proxy: Proxy | None,
     observability: Observability,
+    *,
+    notifier: Notifier | None,
 ) -> AsyncIterator[None]:
     purging = config.storage.upload_purging
     task = None
@@ -226,7 +232,9 @@ async def _lifespan(
             _purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run)
         )
     try:
-        async with observability.running():
+        async with observability.running(), contextlib.AsyncExitStack() as stack:
+            if notifier is not None:
+                await stack.enter_async_context(notifier.running())
             yield
     finally:
         if task is not None:
