@@ -143,6 +143,8 @@ class Notify:
                 ]
             content_type = headers.get(b"content-type", b"").decode("latin-1")
             body = bytes(observed.body) if method == "GET" else None
+            if body is None and self.include_references:  # a HEAD: Distribution reads it anyway
+                body = await self.notifier.content(digest)
             size = _content_length(headers) or 0
             return [Happened("pull", "manifest", repository, digest, tag, content_type, size, body)]
         if route == Route.BLOB:

@@ -117,6 +117,13 @@ class Notifier:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+    async def content(self, digest: str) -> bytes | None:
+        """A manifest's bytes, for its references."""
+        try:
+            return await self.storage_driver.get_content(paths.blob_data(Digest.parse(digest)))
+        except Exception:
+            return None
+
     async def blob_size(self, digest: str) -> int:
         try:
             return (await self.storage_driver.stat(paths.blob_data(Digest.parse(digest)))).size
