@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..api.context import CALLER, Caller
 from ..api.router import Route, match
+from ..lifecycle.http import EXTENSION as REPOSITORY_DELETION
 from .events import BLOB_MEDIA_TYPE, Happened, RequestRecord, manifest_media_type
 
 if TYPE_CHECKING:
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
 MANIFEST_LIMIT = 4 << 20
 """Manifests are read whole up to this size (the registry refuses larger ones)."""
 WRITES = frozenset({"PUT", "POST", "DELETE"})
-_ROUTES = frozenset({Route.MANIFEST, Route.BLOB, Route.UPLOAD_START, Route.UPLOAD})
+_ROUTES = frozenset(
+    {Route.MANIFEST, Route.BLOB, Route.UPLOAD_START, Route.UPLOAD, Route.REPOSITORY_EXTENSION}
+)
 
 
 class Observed:
@@ -60,7 +63,10 @@ class Notify:
         if found is None or found.route not in _ROUTES or found.name is None:
             await self.app(scope, receive, send)
             return
-        if found.route in {Route.UPLOAD_START, Route.UPLOAD} and method not in {"POST", "PUT"}:
+        if (found.route in {Route.UPLOAD_START, Route.UPLOAD} and method not in {"POST", "PUT"}) or (
+            found.route == Route.REPOSITORY_EXTENSION
+            and (method != "DELETE" or found.argument != REPOSITORY_DELETION)
+        ):
             await self.app(scope, receive, send)
             return
         observed = Observed()
@@ -128,6 +134,8 @@ class Notify:
         )
         if not (pulled or (method in WRITES and 200 <= status < 300)):
             return []
+        if route == Route.REPOSITORY_EXTENSION:
+            return [Happened("delete", "repository", repository, "")]
         if route == Route.MANIFEST:
             reference = argument or ""
             tag = None if ":" in reference else reference

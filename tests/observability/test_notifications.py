@@ -3,10 +3,13 @@ queues across restarts and a kill -9, and the per-endpoint bound."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ import pytest
 import yaml
 
 from registry.config import ConfigError, load_config
+from tests.auth.helpers import write_htpasswd
 from tests.observability.conftest import (
     DISTRIBUTION3_DEFAULT,
     DISTRIBUTION3_ENV,
@@ -34,6 +38,7 @@ from tests.support.webhooks import Receiver
 
 EVENTS_V2 = "application/vnd.docker.distribution.events.v2+json"
 EVENTS_V1 = "application/vnd.docker.distribution.events.v1+json"
+PASSWORD = "correct horse battery staple"
 ACCEPT = {"Accept": f"{OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json"}
 
 
@@ -346,3 +351,57 @@ def test_the_notifications_section_is_distributions(tmp_path: Path) -> None:
     assert "notifications.endpoints[0].url" in problems
     assert "notifications.endpoints[1].ignore.actions" in problems
     assert "notifications.endpoints[2].name" in problems
+
+
+class BlackHole:
+    """Accepts connections and never answers: an endpoint stuck for good."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.socket.getsockname()[1]}/events"
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.connections.append(self.socket.accept()[0])
+
+    def close(self) -> None:
+        for connection in [*self.connections, self.socket]:
+            connection.close()
+
+
+def test_a_stuck_endpoint_holds_up_no_other_and_events_name_the_account(
+    start_registry: StartRegistry, tmp_path: Path
+) -> None:
+    healthy, stuck = Receiver().start(), BlackHole()
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": PASSWORD})
+    try:
+        registry = start_registry(
+            {
+                "auth": {"htpasswd": {"realm": "Dockyard", "path": str(htpasswd)}},
+                **notifications(
+                    {"name": "stuck", "url": stuck.url, "timeout": "600s"}, endpoint("healthy", healthy)
+                ),
+            }
+        )
+        config, layer = b'{"os":"linux"}', os.urandom(2000)
+        with httpx.Client(base_url=registry.url, auth=("alice", PASSWORD)) as client:
+            for blob in (config, layer):
+                push_blob(client, "team/gone", blob)
+            push_manifest(client, "team/gone", "v1", image_manifest(config, [layer]))
+            deleted = client.delete("/v2/team/gone/_dockyard/repository")
+            assert deleted.status_code == 202, deleted.text
+
+        events = healthy.wait_for(lambda events: len(events) >= 4 and events[-1]["action"] == "delete")
+        assert [e["action"] for e in events] == ["push", "push", "push", "delete"]
+        assert events[-1]["target"] == {"mediaType": "", "digest": "", "size": 0, "repository": "team/gone"}
+        assert {json.dumps(e["actor"]) for e in events} == {'{"name": "alice"}'}
+        assert stuck.connections  # the stuck endpoint was tried, and is still waiting
+    finally:
+        healthy.stop()
+        stuck.close()
