@@ -1,8 +1,8 @@
 """Delivering one endpoint's queue, oldest first, by the one process holding its lease.
 
-An entry is posted as one envelope (``{"events": [...]}``) and deleted once the endpoint
-answered 2xx (after following redirects); until then it is posted again, so delivery is at
-least once and in order. Failures count as Distribution's ``threshold`` and ``backoff`` mean
+The oldest entries are posted together as one envelope (``{"events": [...]}``) and deleted
+once the endpoint answered 2xx (after following redirects); until then they are posted again,
+so delivery is at least once and in order. Failures count as Distribution's ``threshold`` and ``backoff`` mean
 them: up to ``threshold`` failures in a row are retried at once, then every attempt waits
 ``backoff``. Every endpoint has its own task, so a slow or dead one delays no other, and no
 request ever waits for a delivery.
@@ -34,6 +34,11 @@ LEASE_POLL = 2.0
 BOUND_EVERY = 1.0
 """Seconds between checks of the queue's bound while deliveries fail."""
 BATCH = 100
+"""Entries listed at a time."""
+ENVELOPE_ENTRIES = 50
+ENVELOPE_BYTES = 1 << 20
+"""At most this many entries, and about this many bytes, are sent in one envelope (Distribution
+too may put unrelated events in one)."""
 
 
 class Deliverer:
@@ -96,19 +101,24 @@ class Deliverer:
             return False
         if len(entries) == BATCH or self.failures:
             entries = await self._bound(entries)
-        for entry in entries:
+        while entries:
             if not self.lease.fresh():
                 return True
-            events = await self.queue.read(entry)
-            if events is not None:
-                while not await self._post(events, entry.events):
+            group = _leading(entries)
+            entries = entries[len(group) :]
+            contents = await asyncio.gather(*(self.queue.read(entry) for entry in group))
+            present = [(entry, content) for entry, content in zip(group, contents, strict=True) if content]
+            if present:
+                # Each entry is a JSON list: their items, in order, make one envelope's list.
+                events = b"[" + b",".join(content[1:-1] for _, content in present) + b"]"
+                while not await self._post(events, sum(entry.events for entry, _ in present)):
                     await self._pause()
                     if not self.lease.fresh():
                         return True
                     recently = time.monotonic() - self.bounded_at <= BOUND_EVERY
-                    if not recently and entry not in await self._bound([entry]):
-                        break  # dropped while it failed
-            await self.queue.remove(entry)
+                    if not recently and await self._bound(group) != group:
+                        return True  # some were dropped while they failed: list again
+            await asyncio.gather(*(self.queue.remove(entry) for entry in group))
         return True
 
     async def _post(self, events: bytes, count: int) -> bool:
@@ -167,3 +177,13 @@ class Deliverer:
             self.metrics.add(self.metrics.notification_events, endpoint.name, "dropped", amount=lost)
         gone = set(dropped)
         return [entry for entry in batch if entry not in gone]
+
+
+def _leading(entries: list[Entry]) -> list[Entry]:
+    """The oldest entries that go in one envelope (at least one)."""
+    size = 0
+    for count, entry in enumerate(entries[:ENVELOPE_ENTRIES]):
+        size += entry.size
+        if count and size > ENVELOPE_BYTES:
+            return entries[:count]
+    return entries[:ENVELOPE_ENTRIES]
