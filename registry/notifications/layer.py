@@ -12,6 +12,7 @@ later (``Notifier.later``), so a worker killed outright may lose the pulls of it
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -24,6 +25,8 @@ from .events import BLOB_MEDIA_TYPE, Happened, RequestRecord, manifest_media_typ
 
 if TYPE_CHECKING:
     from .notifier import Notifier
+
+log = logging.getLogger("registry.notifications")
 
 MANIFEST_LIMIT = 4 << 20
 """Manifests are read whole up to this size (the registry refuses larger ones)."""
@@ -104,7 +107,10 @@ class Notify:
                     return
                 if not message.get("more_body", False) and not write:
                     await send(message)
-                    await self._record(scope, found.route, found.name or "", found.argument, observed)
+                    try:
+                        await self._record(scope, found.route, found.name or "", found.argument, observed)
+                    except Exception:  # the pull was answered; only its event is lost
+                        log.exception("recording the pull of %s failed", found.name)
                     return
             await send(message)
 

@@ -24,7 +24,7 @@ from ..storage import paths
 from .deliver import Deliverer
 from .events import Happened, RequestRecord, Source, event
 from .layer import Notify
-from .queue import Lease, Queue
+from .queue import Lease, Queue, new_writer
 
 log = logging.getLogger("registry.notifications")
 
@@ -48,9 +48,14 @@ class Notifier:
         port = config.http.addr.rpartition(":")[2]
         self.source = Source(f"{socket.gethostname()}:{port}", str(uuid.uuid4()))
         self.endpoints = settings.endpoints
-        self.queues = {endpoint.name: Queue(queue_driver, endpoint.name) for endpoint in self.endpoints}
+        writer = new_writer()
+        self.queues = {
+            endpoint.name: Queue(queue_driver, endpoint.name, writer) for endpoint in self.endpoints
+        }
         self.deliverers = [
-            Deliverer(endpoint, self.queues[endpoint.name], Lease(queue_driver, endpoint.name), metrics)
+            Deliverer(
+                endpoint, self.queues[endpoint.name], Lease(queue_driver, endpoint.name, writer), metrics
+            )
             for endpoint in self.endpoints
         ]
         self.pending: list[dict[str, Any]] = []

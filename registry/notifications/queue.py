@@ -33,10 +33,11 @@ RENEW_EVERY = 3.0
 SETTLE = 0.5
 PAGE = 1000
 
-WRITER = os.urandom(6).hex()
-"""This process's part of the queue keys and its name as a lease holder; made at import, in the
-worker (the supervisor never imports this package before it forks)."""
-_counter = itertools.count()
+
+def new_writer() -> str:
+    """A process's part of the queue keys and its name as a lease holder: made per application,
+    never at import, so forked workers never share one."""
+    return os.urandom(6).hex()
 
 
 @dataclass(frozen=True, order=True)
@@ -47,15 +48,17 @@ class Entry:
 
 
 class Queue:
-    def __init__(self, driver: StorageDriver, endpoint: str) -> None:
+    def __init__(self, driver: StorageDriver, endpoint: str, writer: str) -> None:
         self.driver = driver
         self.endpoint = endpoint
+        self.writer = writer
+        self.counter = itertools.count()
 
     async def put(self, events: bytes, count: int, when: int | None = None) -> None:
         """Queue the JSON list of ``count`` events, the first of which happened at ``when``
         (nanoseconds since the epoch; None: now)."""
         when = time.time_ns() if when is None else when
-        key = f"{when:019d}-{WRITER}-{next(_counter)}-{count}-{len(events)}"
+        key = f"{when:019d}-{self.writer}-{next(self.counter)}-{count}-{len(events)}"
         await self.driver.put_content(paths.notification(self.endpoint, key), events)
 
     async def entries(self, limit: int | None = None) -> list[Entry]:
@@ -94,9 +97,10 @@ class Queue:
 class Lease:
     """The claim to deliver one endpoint's queue."""
 
-    def __init__(self, driver: StorageDriver, endpoint: str) -> None:
+    def __init__(self, driver: StorageDriver, endpoint: str, writer: str) -> None:
         self.driver = driver
         self.path = paths.notification_lease(endpoint)
+        self.writer = writer
         self.renewed = 0.0
 
     async def _holder(self) -> tuple[str, float]:
@@ -107,17 +111,17 @@ class Lease:
             return "", 0.0
 
     async def _write(self, expires: float) -> None:
-        record = {"holder": WRITER, "expires": expires}
+        record = {"holder": self.writer, "expires": expires}
         await self.driver.put_content(self.path, json.dumps(record).encode())
 
     async def try_take(self) -> bool:
         holder, expires = await self._holder()
-        if holder != WRITER and time.time() <= expires:
+        if holder != self.writer and time.time() <= expires:
             return False
         await self._write(time.time() + LEASE_SECONDS)
         await asyncio.sleep(SETTLE)
         holder, _ = await self._holder()
-        if holder != WRITER:
+        if holder != self.writer:
             return False
         await self.renew()
         return True
@@ -125,7 +129,7 @@ class Lease:
     async def renew(self) -> bool:
         """Extend the claim; False when another process holds it now."""
         holder, _ = await self._holder()
-        if holder != WRITER:
+        if holder != self.writer:
             return False
         self.renewed = time.monotonic()
         await self._write(time.time() + LEASE_SECONDS)
@@ -137,5 +141,5 @@ class Lease:
 
     async def release(self) -> None:
         holder, _ = await self._holder()
-        if holder == WRITER:
+        if holder == self.writer:
             await self._write(0.0)

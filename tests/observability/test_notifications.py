@@ -156,15 +156,17 @@ def exercise(host: str, config: bytes, layers: list[bytes]) -> None:
 
 
 def test_pushes_pulls_mount_and_deletes_match_distribution(
-    start_registry: StartRegistry, start_distribution3: Any
+    start_registry: StartRegistry, start_distribution3: Any, tmp_path: Path
 ) -> None:
     ours, theirs, filtered = Receiver().start(), Receiver().start(), Receiver().start()
     try:
+        # A folder, as Distribution's: blob GETs are answered, not redirected to S3.
         registry = start_registry(
             notifications(
                 endpoint("all", ours),
                 endpoint("v1", filtered, mediatype=EVENTS_V1, ignore={"actions": ["pull"]}),
-            )
+            ),
+            root=tmp_path / "dockyard",
         )
         distribution = start_distribution3(notifications(endpoint("all", theirs)))
         config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
