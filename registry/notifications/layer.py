@@ -39,13 +39,15 @@ _ROUTES = frozenset(
 class Observed:
     """One manifest or blob request as it goes through."""
 
-    __slots__ = ("body", "headers", "request_body", "status")
+    __slots__ = ("body", "headers", "request_body", "status", "tags")
 
     def __init__(self) -> None:
         self.status = 0
         self.headers: dict[bytes, bytes] = {}
         self.body = bytearray()
         self.request_body = bytearray()
+        self.tags: list[str] = []
+        """The tags a deleted manifest had, read before the delete."""
 
 
 class Notify:
@@ -77,6 +79,9 @@ class Notify:
         keep_request = found.route == Route.MANIFEST and method == "PUT"
         keep_response = found.route == Route.MANIFEST and method == "GET" and self.include_references
         held: list[Message] = []
+        if found.route == Route.MANIFEST and method == "DELETE" and ":" in (found.argument or ""):
+            # Distribution tells of each tag the manifest's deletion removes.
+            observed.tags = await self.notifier.tags_pointing_at(found.name, found.argument or "")
 
         async def observed_receive() -> Message:
             message = await receive()
@@ -148,7 +153,10 @@ class Notify:
             if method == "DELETE":
                 if tag:
                     return [Happened("delete", "manifest", repository, "", tag=tag)]
-                return [Happened("delete", "manifest", repository, reference)]
+                deleted = [Happened("delete", "manifest", repository, reference)]
+                return deleted + [
+                    Happened("delete", "manifest", repository, "", tag=t) for t in observed.tags
+                ]
             if method == "PUT":
                 manifest = bytes(observed.request_body)
                 media_type = manifest_media_type(manifest, _header(scope, b"content-type"))

@@ -19,8 +19,9 @@ from storage_drivers import StorageDriver, create_driver
 from ..config import Config, Endpoint
 from ..errors import ErrorCode
 from ..observability.metrics import Metrics
-from ..references import Digest
+from ..references import Digest, RepositoryName
 from ..storage import paths
+from ..storage.tags import Tags
 from .deliver import Deliverer
 from .events import Happened, RequestRecord, Source, event
 from .layer import Notify
@@ -43,6 +44,7 @@ class Notifier:
         settings = config.notifications
         self.config = config
         self.storage_driver = storage_driver
+        self.tags = Tags(storage_driver)
         self.queue_driver = queue_driver
         self.include_references = settings.include_references
         port = config.http.addr.rpartition(":")[2]
@@ -128,6 +130,13 @@ class Notifier:
             return await self.storage_driver.get_content(paths.blob_data(Digest.parse(digest)))
         except Exception:
             return None
+
+    async def tags_pointing_at(self, repository: str, digest: str) -> list[str]:
+        try:
+            tags = await self.tags.pointing_at(RepositoryName.parse(repository), Digest.parse(digest))
+        except Exception:  # an unknown repository or digest: the delete fails too
+            return []
+        return [str(tag) for tag in tags]
 
     async def blob_size(self, digest: str) -> int:
         try:

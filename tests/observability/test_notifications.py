@@ -153,6 +153,8 @@ def exercise(host: str, config: bytes, layers: list[bytes]) -> None:
             image_manifest(config, layers[1:]),
         )
         assert client.delete(f"/v2/team/app/manifests/{untagged}").status_code == 202
+        tagged = digest_of(image_manifest(config, layers))
+        assert client.delete(f"/v2/team/app/manifests/{tagged}").status_code == 202  # and its tag
 
 
 def test_pushes_pulls_mount_and_deletes_match_distribution(
@@ -174,18 +176,18 @@ def test_pushes_pulls_mount_and_deletes_match_distribution(
         exercise(registry.host, config, layers)
         exercise(distribution, config, layers)
 
-        expected = theirs.wait_for(lambda events: len(events) >= 12)
+        expected = theirs.wait_for(lambda events: len(events) >= 14)
         assert [e["action"] for e in expected].count("pull") == 4
         ours.wait_for(lambda events: len(events) >= len(expected))
         assert canonical(ours.unique_events()) == canonical(expected)
         # Writes arrive in the order they were answered.
         writes = [e for e in ours.unique_events() if e["action"] != "pull"]
-        assert [e["action"] for e in writes] == ["push"] * 4 + ["mount", "delete", "push", "delete"]
+        assert [e["action"] for e in writes] == ["push"] * 4 + ["mount", "delete", "push"] + ["delete"] * 3
 
         headers, _ = ours.posts[0]
         assert headers["content-type"] == EVENTS_V2
         assert headers["x-receiver"] == "all"
-        pushes = filtered.wait_for(lambda events: len(events) >= 8)
+        pushes = filtered.wait_for(lambda events: len(events) >= 10)
         assert {e["action"] for e in pushes} == {"push", "mount", "delete"}
         assert {headers["content-type"] for headers, _ in filtered.posts} == {EVENTS_V1}
     finally:
