@@ -254,11 +254,15 @@ def push_images(host: str, repository: str, count: int) -> list[tuple[str, str]]
     return writes
 
 
+@pytest.mark.parametrize("queue", ["storage", "directory"])
 def test_events_survive_restarts_and_a_kill9_while_the_receiver_is_down(
-    start_registry: StartRegistry,
+    start_registry: StartRegistry, tmp_path: Path, queue: str
 ) -> None:
     receiver = Receiver()  # not started: down
-    registry = start_registry(notifications(endpoint("durable", receiver)), workers=2)
+    config = notifications(endpoint("durable", receiver))
+    if queue == "directory":
+        config["notifications"]["queue"] = {"directory": str(tmp_path)}
+    registry = start_registry(config, workers=2)
     written = push_images(registry.host, "durable/one", 4)
     registry.restart()
     written += push_images(registry.host, "durable/two", 4)
@@ -270,6 +274,25 @@ def test_events_survive_restarts_and_a_kill9_while_the_receiver_is_down(
         events = receiver.wait_for(lambda events: len(events) >= len(written), timeout=90)
         assert [(e["action"], e["target"]["digest"]) for e in events] == written
         assert len({e["id"] for e in events}) == len(written) == 36
+        if queue == "directory":
+            assert list(tmp_path.glob("docker/registry/v2/_dockyard/notifications/durable/lease"))
+    finally:
+        receiver.stop()
+
+
+def test_replicas_on_one_storage_deliver_each_event_once_in_order(start_registry: StartRegistry) -> None:
+    receiver = Receiver().start()
+    try:
+        first = start_registry(notifications(endpoint("shared", receiver)), workers=2)
+        second = start_registry({**notifications(endpoint("shared", receiver)), "storage": first.storage})
+        written = []
+        for round_ in range(4):
+            for registry in (first, second):
+                written += push_images(registry.host, f"replicas/r{round_}", 2)
+        events = receiver.wait_for(lambda events: len(events) >= len(written))
+        assert [(e["action"], e["target"]["digest"]) for e in events] == written
+        # One deliverer at a time: with a receiver that always answers, nothing came twice.
+        assert len(receiver.events()) == len(written) == 48
     finally:
         receiver.stop()
 
