@@ -100,14 +100,16 @@ class Notifier:
         self.pending.extend(self._events(happened, request, base_url))
 
     async def _queue(self, events: list[dict[str, Any]], when: int | None = None) -> None:
-        writes = []
+        writes, woken = [], []
         for endpoint, deliverer in zip(self.endpoints, self.deliverers, strict=True):
             wanted = [e for e in events if _wanted(endpoint, e)]
             if wanted:
                 data = json.dumps(wanted, separators=(",", ":")).encode()
                 writes.append(self.queues[endpoint.name].put(data, len(wanted), when))
-                deliverer.wake.set()
+                woken.append(deliverer)
         await asyncio.gather(*writes)
+        for deliverer in woken:  # this worker's deliverers, when they hold the lease, at once
+            deliverer.wake.set()
 
     async def _flush(self) -> None:
         events, self.pending = self.pending, []
