@@ -39,6 +39,10 @@ from tests.support.webhooks import Receiver
 EVENTS_V2 = "application/vnd.docker.distribution.events.v2+json"
 EVENTS_V1 = "application/vnd.docker.distribution.events.v1+json"
 PASSWORD = "correct horse battery staple"
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+"""Version 7, as Distribution 3 makes them."""
+RFC3339_NANO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]*[1-9])?Z")
+"""Go's RFC3339Nano in UTC: trailing zeros of the fraction trimmed."""
 ACCEPT = {"Accept": f"{OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json"}
 
 
@@ -95,8 +99,8 @@ def start_distribution3(tmp_path: Path) -> Iterator[Any]:
 
 def comparable(event: dict[str, Any]) -> dict[str, Any]:
     """What must be the same whichever registry sent it: all but ids, times and addresses."""
-    assert event["id"], event
-    assert event["timestamp"], event
+    assert UUID.fullmatch(event["id"]), event
+    assert RFC3339_NANO.fullmatch(event["timestamp"]), event
     assert set(event["request"]) >= {"id", "addr", "host", "method"}, event
     assert set(event["source"]) == {"addr", "instanceID"}, event
     target = dict(event["target"])
