@@ -30,6 +30,7 @@ from .lifecycle.http import EXTENSION as REPOSITORY_EXTENSION
 from .lifecycle.http import USAGE_EXTENSION, RepositoryEndpoint, UsageEndpoint
 from .lifecycle.records import PullRecorder
 from .lifecycle.schedule import collect_forever
+from .notifications import Notifier
 from .observability.compose import Observability
 from .observability.health import StorageHealth
 from .proxy import Proxy
@@ -75,6 +76,7 @@ def create_app(
     if driver is None:
         driver = create_driver(config.storage.driver, config.storage.parameters)
     storage = Storage(observability.driver(driver), manifest_policy(config), wrappers)
+    notifier = Notifier.from_config(config, storage.driver, observability.metrics)
     health = observability.watch_storage(driver.name, storage.check)
     token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
     controller = create_access_controller(config.auth, token_server)
@@ -167,14 +169,18 @@ def create_app(
     application = Application(
         api=api,
         routes=routes,
-        lifespan=lambda: _lifespan(config, storage, controller, proxy, observability, pulls=pulls),
+        lifespan=lambda: _lifespan(
+            config, storage, controller, proxy, observability, pulls=pulls, notifier=notifier
+        ),
         headers=config.http.headers,
         mounts=mounted,
         incidents=incidents,
     )
-    return observability.application(
+    observed = observability.application(
         application, route_names, {prefix: prefix.strip("/") for prefix in mounted}
     )
+    # Outside the observed application: the responses it sees carry the request id.
+    return notifier.application(observed) if notifier is not None else observed
 
 
 def _gated(app: ASGIApp, health: StorageHealth) -> ASGIApp:
@@ -226,6 +232,7 @@ async def _lifespan(
     observability: Observability,
     *,
     pulls: PullRecorder | None,
+    notifier: Notifier | None,
 ) -> AsyncIterator[None]:
     purging = config.storage.upload_purging
     tasks = []
@@ -243,7 +250,11 @@ async def _lifespan(
         else:
             tasks.append(asyncio.create_task(collect_forever(config)))
     try:
-        async with observability.running(), pulls.running() if pulls else contextlib.nullcontext():
+        async with observability.running(), contextlib.AsyncExitStack() as stack:
+            if pulls is not None:
+                await stack.enter_async_context(pulls.running())
+            if notifier is not None:
+                await stack.enter_async_context(notifier.running())
             yield
     finally:
         for task in tasks:

@@ -43,6 +43,7 @@ IMPLEMENTED_SECTIONS = {
     "version", "log", "loglevel", "storage", "http", "catalog", "validation", "auth", "tokenserver",
     "proxy",
     "health",
+    "notifications",
 }  # fmt: skip
 
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
@@ -170,6 +171,37 @@ class Upstream:
     cacerts: Path | None = None
 
 
+EVENTS_V2 = "application/vnd.docker.distribution.events.v2+json"
+EVENTS_V1 = "application/vnd.docker.distribution.events.v1+json"
+"""The envelope's media type: Distribution 3 sends v2; 2.8 sent the same shape as v1."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One ``notifications.endpoints`` entry; ``max_events`` and ``max_bytes`` bound its queue."""
+
+    name: str
+    url: str
+    headers: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    timeout: float = 1.0
+    threshold: int = 10
+    backoff: float = 1.0
+    ignored_media_types: frozenset[str] = frozenset()
+    ignored_actions: frozenset[str] = frozenset()
+    media_type: str = EVENTS_V2
+    max_events: int = 10_000
+    max_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
+class NotificationsConfig:
+    endpoints: tuple[Endpoint, ...] = ()
+    """The enabled endpoints only."""
+    include_references: bool = False
+    directory: str | None = None
+    """A local directory holding the queues; None: the registry's storage."""
+
+
 @dataclass(frozen=True)
 class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -181,6 +213,7 @@ class Config:
     auth: dict[str, Any] | None = None
     tokenserver: dict[str, Any] | None = None
     proxy: tuple[Upstream, ...] = ()
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     warnings: tuple[str, ...] = ()
     source: str = "embedded default"
 
@@ -266,6 +299,7 @@ class _Parser:
         validation = self._validation()
         proxy = self._proxy()
         health = self._health()
+        notifications = self._notifications()
         warnings: tuple[str, ...] = ()
         if root.unsupported:
             warnings = (
@@ -282,6 +316,7 @@ class _Parser:
             auth=auth or None,
             tokenserver=tokenserver or None,
             proxy=proxy,
+            notifications=notifications,
             warnings=warnings,
             source=source,
         )
@@ -472,6 +507,61 @@ class _Parser:
             threshold=check.integer("threshold", default=defaults.threshold, minimum=1),
         )
 
+    def _notifications(self) -> NotificationsConfig:
+        """Distribution's section unchanged, plus the registry's queue keys: ``queue.directory``
+        and the default bounds ``queue.maxevents`` / ``queue.maxbytes``, which an endpoint's own
+        ``maxevents`` / ``maxbytes`` override, and an endpoint's ``mediatype`` (v1 for receivers
+        written for Distribution 2.8)."""
+        section = self.root.section("notifications")
+        section.warn_unknown({"endpoints", "events", "queue"})
+        events = section.section("events")
+        events.warn_unknown({"includereferences"})
+        queue = section.section("queue")
+        queue.reject_unknown({"directory", "maxevents", "maxbytes"})
+        directory = queue.string("directory") or None
+        if directory is not None and not Path(directory).is_dir():
+            queue.problem("directory", f"{directory}: no such directory")
+        defaults = Endpoint("", "")
+        max_events = queue.integer("maxevents", default=defaults.max_events, minimum=1)
+        max_bytes = queue.integer("maxbytes", default=defaults.max_bytes, minimum=1)
+        endpoints: list[Endpoint] = []
+        for entry in section.section_list("endpoints"):
+            entry.warn_unknown(ENDPOINT_KEYS)
+            name = entry.string("name", required=True)
+            if not entry.given("url"):
+                entry.problem("url", "required")
+            url = entry.url("url")
+            ignore = entry.section("ignore")
+            ignore.warn_unknown({"mediatypes", "actions"})
+            actions = ignore.string_list("actions")
+            for action in actions:
+                if action not in EVENT_ACTIONS:
+                    ignore.problem("actions", f"{action!r} is not one of {', '.join(EVENT_ACTIONS)}")
+            if any(e.name == name for e in endpoints):
+                entry.problem("name", f"{name!r} names another endpoint too")
+            endpoint = Endpoint(
+                name=name,
+                url=url or "",
+                headers=entry.string_lists("headers"),
+                timeout=entry.duration("timeout", default=defaults.timeout, minimum=0.001),
+                threshold=entry.integer("threshold", default=defaults.threshold, minimum=0),
+                backoff=entry.duration("backoff", default=defaults.backoff),
+                ignored_media_types=frozenset(
+                    entry.string_list("ignoredmediatypes") + ignore.string_list("mediatypes")
+                ),
+                ignored_actions=frozenset(actions),
+                media_type=entry.choice("mediatype", (EVENTS_V2, EVENTS_V1), default=EVENTS_V2),
+                max_events=entry.integer("maxevents", default=max_events, minimum=1),
+                max_bytes=entry.integer("maxbytes", default=max_bytes, minimum=1),
+            )
+            if name and url and not entry.flag("disabled"):
+                endpoints.append(endpoint)
+        return NotificationsConfig(
+            endpoints=tuple(endpoints),
+            include_references=events.flag("includereferences"),
+            directory=directory,
+        )
+
     def _catalog(self) -> int:
         catalog = self.root.section("catalog")
         catalog.warn_unknown({"maxentries"})
@@ -563,6 +653,11 @@ class _Parser:
         )
 
 
+ENDPOINT_KEYS = frozenset({
+    "name", "disabled", "url", "headers", "timeout", "threshold", "backoff", "ignoredmediatypes",
+    "ignore", "mediatype", "maxevents", "maxbytes",
+})  # fmt: skip
+EVENT_ACTIONS = ("push", "pull", "delete", "mount")
 UPSTREAM_KEYS = frozenset({"prefix", "remoteurl", "username", "password", "ttl", "revalidate", "cacerts"})
 
 

@@ -354,7 +354,7 @@ validation:
         - ^https?://www\\.example\\.com/
 """
 UNSUPPORTED_IN_EXAMPLE = (
-    "notifications", "redis", "tags", "log.hooks", "storage.cache", "storage.tag",
+    "redis", "tags", "log.hooks", "storage.cache", "storage.tag",
     "http.http2", "http.h2c",
 )  # fmt: skip
 NON_DISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
@@ -405,6 +405,7 @@ def test_distribution_config_starts_unchanged(launch: Launcher, tmp_path: Path) 
     assert len(warnings) == 1, warnings
     assert "WARNING" in warnings[0]
     assert [key for key in UNSUPPORTED_IN_EXAMPLE if key not in warnings[0]] == []
+    assert "notifications" not in warnings[0]  # served: webhooks
     assert "service=registry" in log  # log.fields
     assert '"GET /v2/' not in log  # log.accesslog.disabled
 

@@ -148,6 +148,19 @@ class Metrics:
             ["credentials", "outcome"],
             registry=own,
         )
+        self.notification_events = Counter(
+            "registry_notifications_events_total",
+            "Webhook events by endpoint and outcome: sent (the endpoint accepted them) or dropped "
+            "(the oldest, past the endpoint's queue bound).",
+            ["endpoint", "outcome"],
+            registry=own,
+        )
+        self.notification_errors = Counter(
+            "registry_notifications_errors_total",
+            "Webhook posts that failed (no answer, or not 2xx) and will be retried.",
+            ["endpoint"],
+            registry=own,
+        )
         self.tally = Tally()
         self._series: dict[tuple[str, str], RequestSeries] = {}
         self._counters: dict[tuple[Counter | Gauge, tuple[str, ...]], Counter | Gauge] = {}

@@ -44,6 +44,11 @@ written by Distribution is served in place, and Distribution serves ours::
         _dockyard/usage/summary                          the latest usage figures (JSON, replaced
                                                          whole by each usage walk or GC run; see
                                                          registry/lifecycle/usage.py)
+        _dockyard/notifications/<endpoint>/              webhook events not yet delivered (the
+                                                         endpoint's name, or sha256-<hex of it>)
+            queue/<time>-<writer>-<counter>-<events>-<size>
+                                                         the events of one request, in order
+            lease                                        which process delivers them
 
 Builders here take validated value types only (RepositoryName, Tag, Digest,
 UploadId), so no path can be built from unchecked input. ``parse`` reads a path
@@ -54,6 +59,7 @@ answers None for anything else: a foreign file is never mistaken for content.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from ..errors import RegistryError
@@ -83,6 +89,9 @@ GC = f"{ROOT}/{DOCKYARD_DIR}/gc"
 TAG_PUSHED = "pushed"
 TAG_PULLED = "pulled"
 USAGE = f"{ROOT}/{DOCKYARD_DIR}/usage"
+NOTIFICATIONS = f"{ROOT}/{DOCKYARD_DIR}/notifications"
+_ENDPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_QUEUE_KEY = re.compile(r"[0-9]{19}-[0-9a-f]{1,32}-[0-9]{1,12}-[0-9]{1,9}-[0-9]{1,12}")
 
 
 def _digest_dir(digest: Digest) -> str:
@@ -234,6 +243,27 @@ def gc_condemned(run: RunId, digest: Digest) -> str:
 def gc_condemned_repository(run: RunId, name: RepositoryName) -> str:
     """Keyed by a hash: a name can hold "/" and be longer than a file name may be."""
     return f"{gc_run(run)}/condemned-repositories/{hashlib.sha256(name.encode()).hexdigest()}"
+
+
+def _endpoint_dir(endpoint: str) -> str:
+    """Any name an operator gives an endpoint: as written when it makes a plain path component."""
+    if _ENDPOINT_NAME.fullmatch(endpoint):
+        return f"{NOTIFICATIONS}/{endpoint}"
+    return f"{NOTIFICATIONS}/sha256-{hashlib.sha256(endpoint.encode()).hexdigest()}"
+
+
+def notification_queue(endpoint: str) -> str:
+    return f"{_endpoint_dir(endpoint)}/queue"
+
+
+def notification(endpoint: str, key: str) -> str:
+    if not _QUEUE_KEY.fullmatch(key):
+        raise ValueError(f"not a notification queue key: {key!r}")
+    return f"{notification_queue(endpoint)}/{key}"
+
+
+def notification_lease(endpoint: str) -> str:
+    return f"{_endpoint_dir(endpoint)}/lease"
 
 
 def digest_in_records(path: str) -> Digest | None:
