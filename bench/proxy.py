@@ -127,13 +127,20 @@ def run(args: argparse.Namespace) -> str:
             push_monolithic(connection, REPOSITORY, blob, file)
         caches: dict[str, Callable[[Path], Server]] = {
             "Dockyard": lambda where: start_registry(
-                "dockyard", "Dockyard", where, args.workers,
+                "dockyard",
+                "Dockyard",
+                where,
+                args.workers,
                 extra={"proxy": {"upstreams": [{"prefix": "hub", "remoteurl": upstream_url, "ttl": "0"}]}},
             ),
         }
         if distribution3 is not None:
             caches["Distribution 3.1"] = lambda where: start_registry(
-                "distribution3", "Distribution 3.1", where, None, binary=distribution3,
+                "distribution3",
+                "Distribution 3.1",
+                where,
+                None,
+                binary=distribution3,
                 extra={"proxy": {"remoteurl": upstream_url}},
             )
         names = list(caches)
@@ -141,7 +148,9 @@ def run(args: argparse.Namespace) -> str:
             order = names if repetition % 2 == 0 else names[::-1]
             rows.add("direct", "upstream", size / pull(upstream, REPOSITORY, blob) / MB)
             for name in order:
-                measure_cache(rows, name, caches[name], workdir / f"{name}-{repetition}", upstream, blob, args)
+                measure_cache(
+                    rows, name, caches[name], workdir / f"{name}-{repetition}", upstream, blob, args
+                )
             print(f"repetition {repetition + 1} of {repetitions} done", flush=True)
     finally:
         upstream.stop()
@@ -202,17 +211,22 @@ def report(rows: Rows, names: list[str], size: int, repetitions: int, clients: i
         "| --- |" + " --- |" * len(names),
         f"| direct from the upstream (reference) | {direct:,.0f}" + " | -" * (len(names) - 1) + " |",
         "| cold pull through the cache (vs direct) | "
-        + " | ".join(cell("cold", name, direct) for name in names) + " |",
+        + " | ".join(cell("cold", name, direct) for name in names)
+        + " |",
         "| ordinary pull of the layer pushed to the registry (reference) | "
-        + " | ".join(cell("ordinary", name, None) for name in names) + " |",
+        + " | ".join(cell("ordinary", name, None) for name in names)
+        + " |",
         "| warm pull through the cache (vs ordinary pull) | "
-        + " | ".join(cell("warm", name, ordinary) for name in names) + " |",
+        + " | ".join(cell("warm", name, ordinary) for name in names)
+        + " |",
         f"| cold pull, {clients} clients at once, aggregate (vs direct) | "
-        + " | ".join(cell("together", name, direct) for name in names) + " |",
+        + " | ".join(cell("together", name, direct) for name in names)
+        + " |",
         f"| upstream blob GETs for the {clients} clients | "
         + " | ".join(
             ", ".join(str(count) for count in rows.upstream_gets.get(name, [])) or "-" for name in names
-        ) + " |",
+        )
+        + " |",
     ]
     return "\n".join(lines) + "\n"
 
