@@ -149,7 +149,9 @@ class StorageDriver(ABC):
     unfinished_reads: bool = False
     """Whether ``unfinished_reader`` can read what a writer has written before its commit."""
 
-    def unfinished_reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    def unfinished_reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
         """Stream what the writer of ``path`` has written so far and not yet committed or
         cancelled: ``length`` bytes at most (all there are when None) from ``offset``, as ``reader``
         does. Only drivers that say ``unfinished_reads``; others raise NotImplementedError.

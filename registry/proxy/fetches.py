@@ -12,15 +12,17 @@ The protocol runs through storage, so every worker and replica on the same stora
    contenders the later one always sees the earlier claim: both lead only if one's clock runs
    more than SETTLE behind the other's (replicas on different hosts need synchronised clocks).
 3. **The leader downloads once**, in a task of its own: a client that goes away does not stop a
-   download others wait on. Each batch is hashed and appended to ``data``, and published as
-   ``segments/<offset>`` for the followers; the last batch is held back until the size and the
-   digest check out and ``data`` has become the blob (one move), then published, and the fetch's
-   directory is deleted. A mismatch or an upstream failure deletes the directory without publishing the last
-   batch: no client ever receives the whole of a bad blob, and the response is cut short.
-4. **Followers read the segments in order** as they appear. A missing segment with the claim gone
-   means the download ended: the rest comes from the blob if it exists, else the response is cut.
-   Clients in the leader's own worker take the batches from memory, and fall back to the segments
-   when they fall behind.
+   download others wait on. Each batch is hashed and appended to ``data``, written once. Where
+   the driver cannot read a write before its commit (S3), every batch but the last is also
+   published as ``segments/<offset>``. Once the size and the digest check out, ``data`` is
+   committed and becomes the blob (one move), and the fetch's directory is deleted. A mismatch or
+   an upstream failure deletes the directory instead: the blob never exists.
+4. **Followers read what the leader wrote**, in order, as it arrives: ``data`` itself while it is
+   written (``unfinished_reader``, the filesystem), else the segments. The last batch (it starts
+   at the last multiple of BATCH before the end) is never read from there: only from the blob,
+   once the claim is gone. So no client ever receives the whole of a bad blob: the response is
+   cut short. Clients in the leader's own worker take the batches from memory (the last once the
+   blob is in the cache), and follow like the others when they fall behind.
 
 Manifests take the same claims (``once``), without segments: they are small, so the others wait
 until the leader has stored the manifest, then read it from the cache.
@@ -54,7 +56,7 @@ SETTLE = 0.05
 HEARTBEAT = 5.0
 STALE = 30.0
 BATCH = 4 << 20
-"""Bytes per segment: each is one small-object write (an fsync on the filesystem)."""
+"""Bytes per write of the data (and per segment, where there are segments)."""
 READ_AHEAD = 2
 """Batches received from the upstream while earlier ones are hashed, written and published."""
 IN_FLIGHT = 2
@@ -315,28 +317,38 @@ class Fetches:
             yield item
 
     async def _follow(self, digest: Digest, fetch: FetchId, offset: int, size: int) -> AsyncIterator[bytes]:
+        """The blob from ``offset``: what the leader has written, as it writes it, all but the last
+        batch; then the rest from the blob once the download ended."""
+        unfinished = self._driver.unfinished_reads
+        data = paths.blob_fetch_data(digest, fetch)
+        readable = _last_batch_start(size)
         delay = POLL_FIRST
         while offset < size:
-            try:
-                segment = await self._driver.get_content(paths.blob_fetch_segment(digest, fetch, offset))
-            except PathNotFound:
-                claim = await self._claim(digest, fetch)
-                if claim is None:  # the download ended: the blob exists now, or it failed
-                    if await self._blobs.size(digest) != size:
-                        raise FetchFailed("the download of the blob failed") from None
-                    async for chunk in await self._blobs.open(digest, offset):
+            before = offset
+            # Gone (committed, cancelled, or not written yet): the claim says which.
+            with contextlib.suppress(PathNotFound):
+                if offset < readable and unfinished:
+                    async for chunk in self._driver.unfinished_reader(data, offset, readable - offset):
+                        offset += len(chunk)
                         yield chunk
-                    return
-                if not claim.live:
-                    raise FetchFailed(
-                        "the download failed" if claim.outcome else "the download stopped"
-                    ) from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, POLL_LAST)
+                elif offset < readable:
+                    segment = await self._driver.get_content(paths.blob_fetch_segment(digest, fetch, offset))
+                    offset += len(segment)
+                    yield segment
+            if offset > before:
+                delay = POLL_FIRST
                 continue
-            delay = POLL_FIRST
-            offset += len(segment)
-            yield segment
+            claim = await self._claim(digest, fetch)
+            if claim is None:  # the download ended: the blob exists now, or it failed
+                if await self._blobs.size(digest) != size:
+                    raise FetchFailed("the download of the blob failed")
+                async for chunk in await self._blobs.open(digest, offset):
+                    yield chunk
+                return
+            if not claim.live:
+                raise FetchFailed("the download failed" if claim.outcome else "the download stopped")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_LAST)
 
     async def _download(
         self,
@@ -365,7 +377,7 @@ class Fetches:
             # In the cache before the last bytes go out: a client served whole finds it there.
             await self._blobs.ingest(name, paths.blob_fetch_data(digest, fetch), digest, found.size)
             if last is not None:
-                await self._publish(digest, fetch, *last, feed)
+                feed.put(last)
             await claim.stop()
             # With the blob in place every claim on it is moot, and the digest's directory goes too.
             with contextlib.suppress(Exception):
@@ -389,17 +401,19 @@ class Fetches:
 
     async def _transfer(
         self, found: BlobDownload, digest: Digest, fetch: FetchId, writer: FileWriter, feed: _LocalFeed
-    ) -> tuple[int, bytes] | None:
-        """Hash, store and publish every batch but the last, which is returned (with its offset)
-        once the whole blob checks out and is committed, to be published when it is in the cache.
+    ) -> bytes | None:
+        """Hash and store every batch, and pass all but the last to the leader's client (and the
+        segments): the last is returned once the whole blob checks out and is committed, for the
+        client when it is in the cache.
 
-        Each of the three runs in its own lane, in order, while the next batches arrive; at most
-        IN_FLIGHT batches wait for the lanes (the disk takes its time, as in ``storage/pump.py``).
+        Hashing, writing and segments each run in a lane of their own, in order, while the next
+        batches arrive; at most IN_FLIGHT batches wait for the lanes (the disk takes its time, as in
+        ``storage/pump.py``).
         """
         hasher = new_hasher(digest.algorithm)
         hashing, writing, publishing = _Lane(), _Lane(), _Lane()
         in_flight: deque[list[asyncio.Future[None]]] = deque()
-        held: tuple[int, bytes] | None = None
+        held: bytes | None = None
         offset = 0
         try:
             async for batch in _read_ahead(_batches(found.chunks, BATCH), READ_AHEAD):
@@ -411,10 +425,14 @@ class Fetches:
                     hashing.then(partial(to_thread.run_sync, hasher.update, batch)),
                     writing.then(partial(writer.write, batch)),
                 ]
-                if held is not None:
-                    steps.append(publishing.then(partial(self._publish, digest, fetch, *held, feed)))
+                if offset < _last_batch_start(found.size):
+                    feed.put(batch)
+                    if not self._driver.unfinished_reads:
+                        steps.append(publishing.then(partial(self._publish, digest, fetch, offset, batch)))
+                else:
+                    held = batch
                 in_flight.append(steps)
-                held, offset = (offset, batch), offset + len(batch)
+                offset += len(batch)
             for steps in in_flight:
                 await asyncio.gather(*steps)
         finally:
@@ -427,11 +445,15 @@ class Fetches:
         await writer.commit()
         return held
 
-    async def _publish(
-        self, digest: Digest, fetch: FetchId, offset: int, batch: bytes, feed: _LocalFeed
-    ) -> None:
-        feed.put(batch)
+    async def _publish(self, digest: Digest, fetch: FetchId, offset: int, batch: bytes) -> None:
+        """A batch for followers where the driver cannot read the data before it is committed."""
         await self._driver.put_content(paths.blob_fetch_segment(digest, fetch, offset), batch)
+
+
+def _last_batch_start(size: int) -> int:
+    """Where the last batch of a blob of ``size`` bytes begins: followers never read from there
+    before the blob is in the cache."""
+    return max(size - 1, 0) // BATCH * BATCH
 
 
 class _NotUpstream(Exception):
