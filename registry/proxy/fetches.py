@@ -8,9 +8,12 @@ The protocol runs through storage, so every worker and replica on the same stora
 2. **The oldest live claim leads.** A claim is live while its heartbeat, rewritten by its owner
    every HEARTBEAT seconds, is younger than STALE; whoever meets a stale claim deletes it. A
    request whose claim is not the oldest live one withdraws it and follows that one. A contender
-   lists only after its own claim is written, and each waits longer than a write takes, so of two
-   contenders the later one always sees the earlier claim: both lead only if one's clock runs
-   more than SETTLE behind the other's (replicas on different hosts need synchronised clocks).
+   lists only after its own claim is written and a while longer, so of two contenders the later
+   one sees the earlier claim unless that claim's write took longer than the later one's write
+   and wait together (a stalled disk or process), or one's clock runs more than SETTLE behind
+   the other's (replicas on different hosts need synchronised clocks): then both lead, and the
+   upstream is asked twice. A request that followed a claim which then withdrew without leading
+   (it met an older one) contends again.
 3. **The leader downloads once**, in a task of its own: a client that goes away does not stop a
    download others wait on. Each batch is hashed and appended to ``data``, written once. Where
    the driver cannot read a write before its commit (S3), every batch but the last is also
@@ -179,14 +182,18 @@ class Fetches:
     ) -> Served | None:
         """The blob's bytes from the one download of it, started here or elsewhere; None when the
         blob exists by now (the caller serves it as cached) or the upstream lacks it."""
-        fetch = await self._contend(digest, source, self._cached(digest))
-        if fetch is None:
-            return None
-        leader, claim = fetch
-        if claim is None:
-            return await self._lead(name, digest, leader, source, download)
-        size = await self._size_of(digest, leader, claim)
-        return Served(size, self._follow(digest, leader, 0, size), claim.source)
+        while True:
+            fetch = await self._contend(digest, source, self._cached(digest))
+            if fetch is None:
+                return None
+            leader, claim = fetch
+            if claim is None:
+                return await self._lead(name, digest, leader, source, download)
+            size = await self._size_of(digest, leader, claim)
+            if size is not None:
+                return Served(size, self._follow(digest, leader, 0, size), claim.source)
+            # The claim withdrew before it led: it met an older one its own listing had not
+            # shown this request yet, or its registry stopped. Contend again.
 
     async def once(
         self,
@@ -270,20 +277,16 @@ class Fetches:
         with contextlib.suppress(PathNotFound):
             await self._driver.delete(paths.blob_fetch(digest, fetch))
 
-    async def _size_of(self, digest: Digest, fetch: FetchId, claim: Claim) -> int:
-        """The size the leader announces once the upstream answered."""
+    async def _size_of(self, digest: Digest, fetch: FetchId, claim: Claim) -> int | None:
+        """The size the leader announces once the upstream answered; None when its claim is gone
+        without the blob before it announced one (a failed download says why, and stays)."""
         delay = POLL_FIRST
         while claim.size is None:
             await asyncio.sleep(delay)
             delay = min(delay * 2, POLL_LAST)
             found = await self._claim(digest, fetch)
             if found is None:
-                size = await self._blobs.size(digest)
-                if size is None:
-                    raise RegistryError(
-                        ErrorCode.UPSTREAM_FAILED, {"reason": "the download of the blob failed"}
-                    )
-                return size
+                return await self._blobs.size(digest)
             if not found.live:
                 raise found.error()
             claim = found

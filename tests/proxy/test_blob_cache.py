@@ -31,11 +31,17 @@ def blob_file(root: Path, blob: Blob) -> Path:
 
 
 def upstream_gets(distribution: DistributionRegistry, path: str) -> int:
-    """Blob GETs the upstream answered, from its request log."""
+    """Blob GETs the upstream answered, from its request log. The upstream logs a response once
+    its handler has returned, which may be after the mirror's clients got their last bytes: the
+    count is read once at least one GET is there."""
     pattern = re.compile(rf'http\.request\.method=GET .*http\.request\.uri="{re.escape(path)}"')
-    return sum(
-        1 for line in distribution.log().splitlines() if "response completed" in line and pattern.search(line)
-    )
+
+    def count() -> int:
+        lines = distribution.log().splitlines()
+        return sum(1 for line in lines if "response completed" in line and pattern.search(line))
+
+    soon(lambda: count() > 0)
+    return count()
 
 
 def soon(check: Callable[[], bool], within: float = 5.0) -> bool:
