@@ -69,6 +69,9 @@ IN_FLIGHT = 2
 LOCAL_BACKLOG = 16 << 20
 """Bytes a client of the leader's worker may fall behind before it reads segments instead."""
 POLL_FIRST, POLL_LAST = 0.01, 0.25
+ONCE_ROUNDS = 3
+"""Times a request for small content contends while the claims it follows end without the work
+done; then its caller does the work itself."""
 OUTCOME_KEPT = 2.0
 """Seconds a failed download's claim says why, so that its followers answer as its client did."""
 OUTCOMES = {
@@ -205,12 +208,17 @@ class Fetches:
         """Run ``work`` unless ``done`` says it is done or another request already runs it: then
         wait until that one has finished, failed or stopped. Small content only (manifests):
         nothing is streamed."""
-        fetch = await self._contend(digest, source, done)
-        if fetch is None:
-            return
-        leader, claim = fetch
-        if claim is not None:
-            await self._ended(digest, leader)
+        for _ in range(ONCE_ROUNDS):
+            fetch = await self._contend(digest, source, done)
+            if fetch is None:
+                return
+            leader, claim = fetch
+            if claim is None:
+                break
+            if not await self._withdrawn(digest, leader) or await done():
+                return
+            # Gone without the work done: it withdrew before it led (or failed): contend again.
+        else:
             return
         keeper = _ClaimKeeper(self._driver, digest, leader, source)
         keeper.start()
@@ -220,11 +228,13 @@ class Fetches:
             await keeper.stop()
             await self._withdraw(digest, leader)
 
-    async def _ended(self, digest: Digest, fetch: FetchId) -> None:
+    async def _withdrawn(self, digest: Digest, fetch: FetchId) -> bool:
+        """Wait until the claim has ended: True when it is gone, False when it failed or stalled."""
         delay = POLL_FIRST
         while (claim := await self._claim(digest, fetch)) is not None and claim.live:
             await asyncio.sleep(delay)
             delay = min(delay * 2, POLL_LAST)
+        return claim is None
 
     def _cached(self, digest: Digest) -> Callable[[], Awaitable[bool]]:
         async def cached() -> bool:
