@@ -11,9 +11,10 @@ The protocol runs through storage, so every worker and replica on the same stora
    lists only after its own claim is written and a while longer, so of two contenders the later
    one sees the earlier claim unless that claim's write took longer than the later one's write
    and wait together (a stalled disk or process), or one's clock runs more than SETTLE behind
-   the other's (replicas on different hosts need synchronised clocks): then both lead, and the
-   upstream is asked twice. A request that followed a claim which then withdrew without leading
-   (it met an older one) contends again.
+   the other's (replicas on different hosts need synchronised clocks). For that case a leader
+   marks its claim ``leading`` at once, and the oldest claim follows a younger one so marked:
+   both lead (and the upstream is asked twice) only when the two listings and the mark cross.
+   A request that followed a claim which then withdrew without leading contends again.
 3. **The leader downloads once**, in a task of its own: a client that goes away does not stop a
    download others wait on. Each batch is hashed and appended to ``data``, written once. Where
    the driver cannot read a write before its commit (S3), every batch but the last is also
@@ -95,11 +96,15 @@ class Claim:
     size: int | None = None
     outcome: str | None = None
     """Why the download failed (a key of OUTCOMES), kept a moment for those following it."""
+    leading: bool = False
+    """Whether its owner has decided to lead (a contender's claim does not say so)."""
 
     def encode(self) -> bytes:
-        document = {"heartbeat": self.heartbeat, "source": self.source, "size": self.size}
+        document: dict[str, object] = {"heartbeat": self.heartbeat, "source": self.source, "size": self.size}
         if self.outcome is not None:
             document["outcome"] = self.outcome
+        if self.leading:
+            document["leading"] = True
         return json.dumps(document).encode()
 
     @classmethod
@@ -113,6 +118,7 @@ class Claim:
                 str(document["source"]),
                 int(size) if size is not None else None,
                 outcome if outcome in OUTCOMES else None,
+                document.get("leading") is True,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None  # torn or foreign: not a claim
@@ -257,7 +263,8 @@ class Fetches:
             entries = await self._driver.list(paths.blob_fetches(digest))
         except PathNotFound:
             entries = []
-        for fetch in sorted(filter(None, (FetchId.parse(e.rsplit("/", 1)[1]) for e in entries))):
+        fetches = sorted(filter(None, (FetchId.parse(e.rsplit("/", 1)[1]) for e in entries)))
+        for fetch in fetches:
             if fetch == mine:
                 break
             claim = await self._claim(digest, fetch)
@@ -267,6 +274,12 @@ class Fetches:
                 continue
             await self._withdraw(digest, mine)
             return fetch, claim
+        # A younger claim that already leads did not see this one (its write was slow): follow it.
+        for fetch in (f for f in fetches if f > mine):
+            claim = await self._claim(digest, fetch)
+            if claim is not None and claim.live and claim.leading:
+                await self._withdraw(digest, mine)
+                return fetch, claim
         if await done():
             await self._withdraw(digest, mine)  # finished between the caller's look and the claim
             return None
@@ -489,7 +502,7 @@ class _ClaimKeeper:
     def __init__(self, driver: StorageDriver, digest: Digest, fetch: FetchId, source: str) -> None:
         self._driver = driver
         self._path = paths.blob_fetch_claim(digest, fetch)
-        self._claim = Claim(time.time(), source)
+        self._claim = Claim(time.time(), source, leading=True)
         self._beating: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -497,11 +510,11 @@ class _ClaimKeeper:
         self._beating = asyncio.create_task(self._beat())
 
     async def announce(self, size: int) -> None:
-        self._claim = Claim(time.time(), self._claim.source, size)
+        self._claim = Claim(time.time(), self._claim.source, size, leading=True)
         await self._write()
 
     async def fail(self, outcome: str) -> None:
-        self._claim = Claim(time.time(), self._claim.source, self._claim.size, outcome)
+        self._claim = Claim(time.time(), self._claim.source, self._claim.size, outcome, leading=True)
         await self._write()
 
     async def stop(self) -> None:
@@ -515,13 +528,14 @@ class _ClaimKeeper:
             pass  # a write under way has finished
 
     async def _beat(self) -> None:
+        """Say at once that the claim leads (see ``Fetches._contend``), then keep it live."""
         while True:
-            await asyncio.sleep(HEARTBEAT)
-            self._claim = Claim(time.time(), self._claim.source, self._claim.size)
+            self._claim = Claim(time.time(), self._claim.source, self._claim.size, leading=True)
             try:
                 await self._write()
             except Exception as exc:
                 log.warning("cannot renew the claim %s: %s", self._path, exc)
+            await asyncio.sleep(HEARTBEAT)
 
     async def _write(self) -> None:
         async with self._lock:
