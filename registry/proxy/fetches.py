@@ -68,7 +68,7 @@ READ_AHEAD = 2
 IN_FLIGHT = 2
 """Batches being hashed, written and published at once."""
 LOCAL_BACKLOG = 16 << 20
-"""Bytes a client of the leader's worker may fall behind before it reads segments instead."""
+"""Bytes a client of the leader's worker may fall behind before it follows as the others do."""
 POLL_FIRST, POLL_LAST = 0.01, 0.25
 ONCE_ROUNDS = 3
 """Times a request for small content contends while the claims it follows end without the work
