@@ -136,15 +136,17 @@ def start_registry(
     root: Path | None = None,
     binary: Path | None = None,
     storage: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Server:
     """Start ``kind`` ("dockyard", "distribution" for Debian's 2.8, or "distribution3" for the
     ``binary`` of Distribution 3) with filesystem storage at ``root``, by default under ``workdir``,
-    or the driver section ``storage``; Dockyard with ``workers`` workers, or its default when None."""
+    or the driver section ``storage``; Dockyard with ``workers`` workers, or its default when None.
+    ``extra`` adds top-level config sections (``proxy``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     root = root or workdir / "storage"
     config_path = workdir / "config.yml"
-    config_path.write_text(yaml.safe_dump(registry_config(root, port, storage)))
+    config_path.write_text(yaml.safe_dump({**registry_config(root, port, storage), **(extra or {})}))
     if kind == "dockyard":
         command = [sys.executable, "-m", "registry", "serve", str(config_path)]
         command += ["--workers", str(workers)] if workers is not None else []

@@ -146,6 +146,25 @@ class StorageDriver(ABC):
             raise InvalidOffset(path, f"offset {offset} length {length}")
         return self._reader(check_path(path), offset, length)
 
+    unfinished_reads: bool = False
+    """Whether ``unfinished_reader`` can read what a writer has written before its commit."""
+
+    def unfinished_reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream what the writer of ``path`` has written so far and not yet committed or
+        cancelled: ``length`` bytes at most (all there are when None) from ``offset``, as ``reader``
+        does. Only drivers that say ``unfinished_reads``; others raise NotImplementedError.
+
+        For a reader in another worker or host following a writer while it writes (the pull-through
+        cache): the bytes are neither durable nor final, and the stream ends where the writer had
+        got when it began. Raises PathNotFound before the first chunk when no writer of ``path``
+        holds bytes (none opened, or committed, or cancelled), InvalidOffset beyond what it wrote.
+        """
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidOffset(path, f"offset {offset} length {length}")
+        return self._unfinished_reader(check_path(path), offset, length)
+
     async def writer(self, path: str, append: bool = False) -> FileWriter:
         """A writer for ``path``: a fresh one, or (``append``) one continuing a closed writer.
 
@@ -233,6 +252,9 @@ class StorageDriver(ABC):
 
     async def _redirect_url(self, path: str) -> str | None:
         return None
+
+    def _unfinished_reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        raise NotImplementedError(f"the {self.name} driver cannot read unfinished writes")
 
     async def _purge_incomplete(self, path: str, older_than: float) -> int:
         return 0  # nothing outside the stored paths: deleting an upload's directory cleans up

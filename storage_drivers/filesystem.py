@@ -266,8 +266,16 @@ class FilesystemDriver(StorageDriver):
     async def _put_content(self, path: str, data: bytes) -> None:
         await _in_thread(path, lambda: _write_atomically(self.root, self._full(path), data))
 
-    async def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
-        full = self._full(path)
+    unfinished_reads = True
+
+    def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        return self._read_file(path, self._full(path), offset, length)
+
+    def _unfinished_reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        # A writer's bytes wait in its pending file, which commit renames and cancel removes.
+        return self._read_file(path, _pending_file(self._full(path)), offset, length)
+
+    async def _read_file(self, path: str, full: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         fd = await _in_thread(path, lambda: os.open(full, os.O_RDONLY | os.O_CLOEXEC))
         try:
             size = os.fstat(fd).st_size

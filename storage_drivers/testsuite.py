@@ -74,6 +74,12 @@ async def read_all(driver: StorageDriver, path: str, offset: int = 0, length: in
     return b"".join([chunk async for chunk in driver.reader(path, offset, length)])
 
 
+async def read_unfinished(
+    driver: StorageDriver, path: str, offset: int = 0, length: int | None = None
+) -> bytes:
+    return b"".join([bytes(chunk) async for chunk in driver.unfinished_reader(path, offset, length)])
+
+
 async def write_object(driver: StorageDriver, path: str, data: bytes, piece: int = MIB) -> None:
     writer = await driver.writer(path)
     for start in range(0, len(data), piece):
@@ -273,6 +279,35 @@ class DriverConformance:
         last = await driver.writer(committed, append=True)
         await last.commit()
         assert await driver.get_content(committed) == b"replacement"
+
+    async def test_unfinished_reads_follow_a_writer(self, driver: StorageDriver, root: str) -> None:
+        path = f"{root}/followed/data"
+        if not driver.unfinished_reads:
+            with pytest.raises(NotImplementedError):
+                driver.unfinished_reader(path)
+            return
+        with pytest.raises(PathNotFound):
+            await read_unfinished(driver, path)
+        data = pattern(9 * MIB + 5, 11)
+        writer = await driver.writer(path)
+        await writer.write(data[: 4 * MIB])
+        assert await read_unfinished(driver, path) == data[: 4 * MIB]
+        await writer.write(data[4 * MIB :])
+        assert await read_unfinished(driver, path, 3 * MIB, 2 * MIB) == data[3 * MIB : 5 * MIB]
+        assert await read_unfinished(driver, path, 4 * MIB) == data[4 * MIB :]
+        with pytest.raises(InvalidOffset):
+            await read_unfinished(driver, path, len(data) + 1)
+        with pytest.raises(PathNotFound):
+            await driver.stat(path)  # still not the committed object
+        await writer.commit()
+        with pytest.raises(PathNotFound):
+            await read_unfinished(driver, path)
+        assert await read_all(driver, path) == data
+        cancelled = await driver.writer(f"{root}/followed/cancelled")
+        await cancelled.write(b"abandoned")
+        await cancelled.cancel()
+        with pytest.raises(PathNotFound):
+            await read_unfinished(driver, f"{root}/followed/cancelled")
 
     async def test_cancel_discards(self, driver: StorageDriver, root: str) -> None:
         path = f"{root}/cancelled"

@@ -58,6 +58,7 @@ class ObservedDriver(StorageDriver):
         self.driver = driver
         self.driver_name = driver.name
         self._metrics = metrics
+        self.unfinished_reads = driver.unfinished_reads
         self._seconds = {
             action: metrics.histogram(metrics.storage_seconds, action, driver.name)
             for action in STORAGE_ACTIONS
@@ -94,6 +95,10 @@ class ObservedDriver(StorageDriver):
                 yield chunk
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
+
+    def _unfinished_reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        # Untimed: its callers poll it while a writer writes, not a request's wait.
+        return self.driver._unfinished_reader(path, offset, length)
 
     async def _writer(self, path: str, append: bool) -> FileWriter:
         return await self._timed("Writer", self.driver._writer(path, append))

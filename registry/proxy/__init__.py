@@ -134,7 +134,7 @@ class Proxy:
         except FetchFailed as exc:
             raise RegistryError(ErrorCode.UPSTREAM_FAILED, {"reason": str(exc)}) from None
 
-        async def body() -> AsyncIterator[bytes]:
+        async def body() -> AsyncIterator[bytes | memoryview]:
             if head:
                 yield head
             try:
@@ -182,7 +182,9 @@ def _blob_headers(digest: Digest) -> dict[str, str]:
     }
 
 
-async def _window(chunks: AsyncIterator[bytes], first: int, length: int) -> AsyncIterator[bytes]:
+async def _window(
+    chunks: AsyncIterator[bytes | memoryview], first: int, length: int
+) -> AsyncIterator[bytes | memoryview]:
     """``length`` bytes of the stream from ``first``."""
     position, end = 0, first + length
     async for chunk in chunks:

@@ -9,6 +9,7 @@ import re
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -31,11 +32,17 @@ def blob_file(root: Path, blob: Blob) -> Path:
 
 
 def upstream_gets(distribution: DistributionRegistry, path: str) -> int:
-    """Blob GETs the upstream answered, from its request log."""
+    """Blob GETs the upstream answered, from its request log. The upstream logs a response once
+    its handler has returned, which may be after the mirror's clients got their last bytes: the
+    count is read once at least one GET is there."""
     pattern = re.compile(rf'http\.request\.method=GET .*http\.request\.uri="{re.escape(path)}"')
-    return sum(
-        1 for line in distribution.log().splitlines() if "response completed" in line and pattern.search(line)
-    )
+
+    def count() -> int:
+        lines = distribution.log().splitlines()
+        return sum(1 for line in lines if "response completed" in line and pattern.search(line))
+
+    soon(lambda: count() > 0)
+    return count()
 
 
 def soon(check: Callable[[], bool], within: float = 5.0) -> bool:
@@ -175,6 +182,35 @@ def test_replicas_sharing_a_bucket_make_one_upstream_get(
     # Cached now: each replica answers with a redirect to the bucket, not from the upstream.
     cached = httpx.get(urls[0], timeout=30)
     assert cached.status_code == 307, cached.text
+
+
+@pytest.mark.s3
+@pytest.mark.slow
+def test_followers_reading_segments_never_get_a_corrupt_blob_whole(
+    start_registry: StartRegistry,
+    upstream: Upstream,
+    distribution_upstream: DistributionRegistry,
+    ceph_rgw: CephRGW,
+) -> None:
+    # On S3 the followers read segments, not the download's data: the last batch must reach
+    # them only from the verified blob, and a corrupt one never.
+    config = {**mirror_of(distribution_upstream.url), "storage": s3_storage(ceph_rgw, redirect=False)}
+    mirror = start_registry(config=config, workers=2)
+    size = 18 << 20
+    blob = Blob("application/octet-stream", os.urandom(size))
+    upstream.push_blob("team/corrupt-s3", blob)
+    stored = blob_file(distribution_upstream.root, blob)
+    corrupted = bytearray(blob.data)
+    corrupted[size - 10] ^= 0xFF
+    stored.write_bytes(corrupted)
+    url = f"{mirror.url}/v2/hub/team/corrupt-s3/blobs/{blob.digest}"
+
+    for _ in range(2):  # and not kept: the next pulls fail again
+        with ThreadPoolExecutor(6) as pool:
+            for status, body, whole in pool.map(fetch, [url] * 6):
+                assert not (200 <= status < 300 and whole and len(body) == size), (status, len(body))
+    stored.write_bytes(blob.data)
+    assert pull_together([url] * 6) == [blob.digest] * 6
 
 
 def test_a_client_that_leaves_does_not_stop_the_download_others_wait_on(

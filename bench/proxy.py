@@ -1,0 +1,253 @@
+"""The pull-through cache: one large layer pulled through Dockyard and through Distribution 3.1 as
+caches of the same upstream, beside the same pull straight from the upstream.
+
+```sh
+.venv/bin/python -m bench.proxy                 # 1 GiB layer, 3 repetitions; writes bench/PROXY.md
+.venv/bin/python -m bench.proxy --quick         # 256 MiB, 1 repetition; prints only
+```
+
+The upstream is Debian's ``docker-registry`` (Distribution 2.8) on loopback. Each repetition
+starts every cache afresh on an empty storage root (untimed) and times, in MB/s:
+
+- cold: the first GET of the layer, which the cache fetches from the upstream while it serves it;
+- warm: the next GET, served from the cache;
+- cold, N clients: N clients GET the cold layer at once (aggregate MB/s, and the upstream's blob
+  GETs counted in its access log);
+- and, as the reference lines, the GET straight from the upstream and (Dockyard) the GET of the
+  same layer pushed to an ordinary repository of the cache.
+
+Every download is compared byte for byte with the source file. Servers run interleaved, A then B
+then B then A, so that whatever else the machine does hits all alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.api import push_monolithic
+from bench.data import Region, UniqueBlob, write_random_file
+from bench.http import FileComparer, HTTPError
+from bench.servers import Server, find_distribution3, start_registry
+
+REPOSITORY = "bench/layer"
+LOCAL_REPOSITORY = "local/layer"
+MB = 1e6
+UPSTREAM_LOG = {"log": {"level": "info", "accesslog": {"disabled": False}}}
+
+
+@dataclass
+class Rows:
+    """MB/s per (row, server), one value per repetition."""
+
+    values: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    upstream_gets: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, row: str, server: str, value: float) -> None:
+        self.values.setdefault((row, server), []).append(value)
+
+    def median(self, row: str, server: str) -> float | None:
+        found = self.values.get((row, server))
+        return statistics.median(found) if found else None
+
+
+def pull(server: Server, repository: str, blob: UniqueBlob) -> float:
+    """Seconds one GET of the whole blob takes, every byte checked."""
+    comparer = FileComparer(str(blob.region.path), blob.region.offset, blob.size)
+    try:
+        began = time.perf_counter()
+        with server.connect() as connection:
+            connection.request("GET", f"/v2/{repository}/blobs/{blob.digest}", sink=comparer).expect(200)
+        took = time.perf_counter() - began
+    finally:
+        comparer.close()
+    if not comparer.verified():
+        raise HTTPError(f"{server.name}: the pulled blob differs at {comparer.mismatch_at}")
+    return took
+
+
+def pull_together(server: Server, repository: str, blob: UniqueBlob, clients: int) -> float:
+    """Seconds until ``clients`` simultaneous GETs of the blob have all finished."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(clients + 1)
+
+    def one() -> None:
+        start.wait()
+        try:
+            pull(server, repository, blob)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - began
+
+
+def blob_gets(upstream: Server, blob: UniqueBlob) -> int:
+    return len(re.findall(rf'"GET /v2/{REPOSITORY}/blobs/{blob.digest} ', upstream.log_path.read_text()))
+
+
+def settle() -> None:
+    """Flush what the last case wrote so that its writeback does not slow the next one."""
+    os.sync()
+
+
+def run(args: argparse.Namespace) -> str:
+    size = (256 if args.quick else args.size) << 20
+    repetitions = 1 if args.quick else args.n
+    workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-", dir=args.tmpdir))
+    distribution3, missing = find_distribution3(args.distribution3)
+    if distribution3 is None:
+        print(f"Distribution 3.1 left out: {missing}")
+    source = workdir / "layer.bin"
+    write_random_file(source, size)
+    region = Region.of(source, 0, size)
+    blob = UniqueBlob(region, b"", region.digest)
+    rows = Rows()
+    upstream = start_registry("distribution", "upstream", workdir / "upstream", None, extra=UPSTREAM_LOG)
+    upstream_url = f"http://{upstream.host}:{upstream.port}"
+    try:
+        with upstream.connect() as connection, source.open("rb") as file:
+            push_monolithic(connection, REPOSITORY, blob, file)
+        caches: dict[str, Callable[[Path], Server]] = {
+            "Dockyard": lambda where: start_registry(
+                "dockyard",
+                "Dockyard",
+                where,
+                args.workers,
+                extra={"proxy": {"upstreams": [{"prefix": "hub", "remoteurl": upstream_url, "ttl": "0"}]}},
+            ),
+        }
+        if distribution3 is not None:
+            caches["Distribution 3.1"] = lambda where: start_registry(
+                "distribution3",
+                "Distribution 3.1",
+                where,
+                None,
+                binary=distribution3,
+                extra={"proxy": {"remoteurl": upstream_url}},
+            )
+        names = list(caches)
+        for repetition in range(repetitions):
+            order = names if repetition % 2 == 0 else names[::-1]
+            rows.add("direct", "upstream", size / pull(upstream, REPOSITORY, blob) / MB)
+            for name in order:
+                measure_cache(
+                    rows, name, caches[name], workdir / f"{name}-{repetition}", upstream, blob, args
+                )
+            print(f"repetition {repetition + 1} of {repetitions} done", flush=True)
+    finally:
+        upstream.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return report(rows, names, size, repetitions, args.clients)
+
+
+def measure_cache(
+    rows: Rows,
+    name: str,
+    start: Callable[[Path], Server],
+    where: Path,
+    upstream: Server,
+    blob: UniqueBlob,
+    args: argparse.Namespace,
+) -> None:
+    repository = f"hub/{REPOSITORY}" if name == "Dockyard" else REPOSITORY
+    size = blob.size
+    for case in ("single", "together"):
+        cache = start(where / case)
+        try:
+            settle()
+            before = blob_gets(upstream, blob)
+            if case == "single":
+                rows.add("cold", name, size / pull(cache, repository, blob) / MB)
+                rows.add("warm", name, size / pull(cache, repository, blob) / MB)
+                if name == "Dockyard":
+                    with cache.connect() as connection, blob.region.path.open("rb") as file:
+                        push_monolithic(connection, LOCAL_REPOSITORY, blob, file)
+                    settle()
+                    rows.add("ordinary", name, size / pull(cache, LOCAL_REPOSITORY, blob) / MB)
+            else:
+                took = pull_together(cache, repository, blob, args.clients)
+                rows.add("together", name, args.clients * size / took / MB)
+                time.sleep(1.0)  # the access log line of the last GET is written as it ends
+                rows.upstream_gets.setdefault(name, []).append(blob_gets(upstream, blob) - before)
+        finally:
+            cache.stop()
+            shutil.rmtree(where / case, ignore_errors=True)
+
+
+def report(rows: Rows, names: list[str], size: int, repetitions: int, clients: int) -> str:
+    direct = rows.median("direct", "upstream") or 0.0
+
+    def cell(row: str, name: str, against: float | None) -> str:
+        value = rows.median(row, name)
+        if value is None:
+            return "-"
+        return f"{value:,.0f}" + (f" ({value / against:.2f}x)" if against else "")
+
+    ordinary = rows.median("ordinary", "Dockyard")
+    lines = [
+        f"Layer of {size >> 20} MiB, median of {repetitions} repetition(s), MB/s; in brackets the "
+        "ratio to the reference line named in the row.",
+        "",
+        "| Row | " + " | ".join(names) + " |",
+        "| --- |" + " --- |" * len(names),
+        f"| direct from the upstream (reference) | {direct:,.0f}" + " | -" * (len(names) - 1) + " |",
+        "| cold pull through the cache (vs direct) | "
+        + " | ".join(cell("cold", name, direct) for name in names)
+        + " |",
+        "| ordinary pull of the layer pushed to the registry (reference) | "
+        + " | ".join(cell("ordinary", name, None) for name in names)
+        + " |",
+        "| warm pull through the cache (vs ordinary pull) | "
+        + " | ".join(cell("warm", name, ordinary) for name in names)
+        + " |",
+        f"| cold pull, {clients} clients at once, aggregate (vs direct) | "
+        + " | ".join(cell("together", name, direct) for name in names)
+        + " |",
+        f"| upstream blob GETs for the {clients} clients | "
+        + " | ".join(
+            ", ".join(str(count) for count in rows.upstream_gets.get(name, [])) or "-" for name in names
+        )
+        + " |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.proxy", description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1024, help="layer size in MiB (default 1024)")
+    parser.add_argument("-n", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument("--quick", action="store_true", help="256 MiB, one repetition")
+    parser.add_argument("--clients", type=int, default=8, help="clients of the cold layer at once")
+    parser.add_argument("--workers", type=int, default=None, help="Dockyard workers (default its own)")
+    parser.add_argument("--distribution3", type=Path, default=None, help="Distribution 3.1's registry")
+    parser.add_argument("--tmpdir", default=None, help="where the servers keep their storage")
+    parser.add_argument("--output", type=Path, default=None, help="write the table here too")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
+    args = parser.parse_args()
+    table = run(args)
+    print(table)
+    if args.output is not None:
+        args.output.write_text(table)
+
+
+if __name__ == "__main__":
+    main()
