@@ -93,11 +93,13 @@ async def test_a_scanned_page_costs_a_call_not_one_per_repository() -> None:
     for name in names:
         await driver.put_content(f"{paths.REPOSITORIES}/{name}/_layers/sha256/aa/link", b"")
     assert await Catalog(driver).page(100, None) == (names[:100], True)
-    # One scan; "team/app", which would come first but whose keys sort after theirs, looked up.
-    assert driver.calls == ["scan ", f"list {paths.REPOSITORIES}/team/app/_manifests"]
+    # A scan of 102 keys finds 51 names of two keys each; the next reads enough for the rest.
+    # "team/app", which would come first but whose keys sort after theirs, is looked up.
+    lookup = f"list {paths.REPOSITORIES}/team/app/_manifests"
+    assert driver.calls == ["scan ", lookup, "scan team/app-0050/_~"]
     driver.calls.clear()
     assert await Catalog(driver).page(100, "team/app-0099") == (names[100:200], True)
-    assert driver.calls == ["scan team/app-0099"]  # "team/app" sorts before ``last``
+    assert driver.calls == ["scan team/app-0099", "scan team/app-0149/_~"]  # "team/app" is before it
 
 
 async def test_a_large_repository_is_skipped_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
