@@ -14,7 +14,11 @@ from bench.settings import Settings
 MiB = 1 << 20
 RSS_LIMIT_MIB = 150
 PULL_SHARE_OF_NGINX = 0.8
-PULL_CEILINGS = {"pull-full": "nginx_mbps", "tls-pull-full": "nginx_tls_mbps"}
+PULL_CEILINGS = {
+    "pull-full": "nginx_mbps",
+    "tls-pull-full": "nginx_tls_mbps",
+    "tls-pull-accel": "nginx_tls_mbps",
+}
 """The pull rows and the machine limit (nginx serving the file itself) each must reach 80% of."""
 
 

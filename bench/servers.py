@@ -46,6 +46,7 @@ class Server:
     process: subprocess.Popen[bytes]
     storage_root: Path | None = None
     tls: ssl.SSLContext | None = None  # reached over HTTPS (a TLS proxy in front), trusting this
+    kind: str = ""  # as given to start_registry
 
     host = "127.0.0.1"
 
@@ -112,9 +113,12 @@ def _spawn(command: list[str], workdir: Path, cwd: Path | None = None) -> subpro
     )
 
 
-def registry_config(root: Path, port: int, storage: dict[str, Any] | None = None) -> dict[str, Any]:
+def registry_config(
+    root: Path, port: int, storage: dict[str, Any] | None = None, http: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The same Distribution-format config for both registries: quiet logs, no access log;
-    filesystem storage at ``root`` unless ``storage`` names another driver's section."""
+    filesystem storage at ``root`` unless ``storage`` names another driver's section; ``http``
+    adds keys to the http section."""
     return {
         "version": 0.1,
         "log": {"level": "error", "accesslog": {"disabled": True}},
@@ -124,7 +128,7 @@ def registry_config(root: Path, port: int, storage: dict[str, Any] | None = None
             # Distribution's shipped default; keeps the comparison against its usual setup.
             "cache": {"blobdescriptor": "inmemory"},
         },
-        "http": {"addr": f"127.0.0.1:{port}"},
+        "http": {"addr": f"127.0.0.1:{port}", **(http or {})},
     }
 
 
@@ -137,16 +141,18 @@ def start_registry(
     binary: Path | None = None,
     storage: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    http: dict[str, Any] | None = None,
 ) -> Server:
     """Start ``kind`` ("dockyard", "distribution" for Debian's 2.8, or "distribution3" for the
     ``binary`` of Distribution 3) with filesystem storage at ``root``, by default under ``workdir``,
     or the driver section ``storage``; Dockyard with ``workers`` workers, or its default when None.
-    ``extra`` adds top-level config sections (``proxy``)."""
+    ``extra`` adds top-level config sections (``proxy``); ``http``: keys added to the config's http
+    section."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     root = root or workdir / "storage"
     config_path = workdir / "config.yml"
-    config_path.write_text(yaml.safe_dump({**registry_config(root, port, storage), **(extra or {})}))
+    config_path.write_text(yaml.safe_dump({**registry_config(root, port, storage, http), **(extra or {})}))
     if kind == "dockyard":
         command = [sys.executable, "-m", "registry", "serve", str(config_path)]
         command += ["--workers", str(workers)] if workers is not None else []
@@ -157,7 +163,7 @@ def start_registry(
         process = _spawn([str(binary), "serve", str(config_path)], workdir)
     else:
         raise ValueError(f"unknown registry kind {kind!r}")
-    server = Server(name, port, workdir, process, storage_root=root)
+    server = Server(name, port, workdir, process, storage_root=root, kind=kind)
     try:
         server.wait_ready("/v2/")
     except BaseException:

@@ -89,6 +89,7 @@ def create_app(
         anonymous_mount=anonymous_mount,
         external_url=config.http.host,
         relative_urls=config.http.relative_urls,
+        accel_redirect=config.http.accel_redirect,
     )
 
     incidents = StorageIncidents()

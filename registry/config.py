@@ -134,6 +134,10 @@ class HTTPConfig:
     workers: int | None = None
     """Worker processes (Dockyard's own key; ``dockyard serve --workers`` overrides it). None:
     one per usable CPU (``registry/cpus.py``), as Distribution's Go runtime uses every core."""
+    accel_redirect: str | None = None
+    """``http.accelredirect`` (Dockyard's own key, filesystem storage only): the path prefix of the
+    nginx ``internal`` location that serves the storage's ``blobs/`` folder. Blob GETs are then
+    answered with ``X-Accel-Redirect`` and nginx sends the file. None: the registry sends it."""
 
 
 @dataclass(frozen=True)
@@ -300,6 +304,10 @@ class _Parser:
         proxy = self._proxy()
         health = self._health()
         notifications = self._notifications()
+        if http.accel_redirect and storage.driver != "filesystem":
+            self.problems.append(
+                "http.accelredirect: needs the filesystem driver (nginx reads the files itself)"
+            )
         warnings: tuple[str, ...] = ()
         if root.unsupported:
             warnings = (
@@ -418,7 +426,7 @@ class _Parser:
         http = self.root.section("http")
         http.warn_unknown({
             "addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies", "draintimeout",
-            "workers", "debug",
+            "workers", "debug", "accelredirect",
         })  # fmt: skip
         if http.string("net", default="tcp") != "tcp":
             http.problem("net", "only tcp is supported")
@@ -433,7 +441,19 @@ class _Parser:
             drain_timeout=http.duration("draintimeout", default=HTTPConfig.drain_timeout),
             debug=self._debug(http.section("debug"), public_addr=http.string("addr")),
             workers=http.integer("workers", default=0, minimum=1) or None,
+            accel_redirect=self._accel_redirect(http),
         )
+
+    @staticmethod
+    def _accel_redirect(http: Section) -> str | None:
+        prefix = http.string("accelredirect")
+        # Appended to it is a blob's path under blobs/, which nginx resolves against its alias.
+        if prefix and not re.fullmatch(r"/(?:[\w~-][\w.~-]*/)+", prefix, re.ASCII):
+            http.problem(
+                "accelredirect", "must be a path such as /_dockyard/blobs/ (starting and ending with /)"
+            )
+            return None
+        return prefix or None
 
     @staticmethod
     def _debug(debug: Section, public_addr: str) -> DebugConfig:

@@ -189,6 +189,20 @@ class StorageDriver(ABC):
         bound = None if after is None else listing_bound(after)
         return await self._list(check_path(path), bound, limit)
 
+    async def scan(self, path: str, after: str = "", limit: int = 1000) -> builtins.list[str] | None:
+        """Full paths of the objects (not directories) below ``path`` at any depth, in byte order
+        of the path, from the first whose path relative to ``path`` sorts after ``after`` (any
+        string), at most ``limit``: fewer only when no more follow; [] when none do.
+
+        For a store of keys, where one call reads a page of keys whatever their depth (S3's
+        ListObjectsV2 without a delimiter), and callers that would otherwise list one directory
+        per call. None when the driver has no such listing (the filesystem would walk its
+        directories to make one): callers then walk with ``list``.
+        """
+        if limit < 1:
+            raise ValueError(f"a scan limit must be positive, not {limit}")
+        return await self._scan(check_path(path), listing_bound(after), limit)
+
     async def move(self, source: str, destination: str) -> None:
         """Atomically move an object, replacing whatever is at ``destination``."""
         await self._move(check_path(source), check_path(destination))
@@ -255,6 +269,10 @@ class StorageDriver(ABC):
 
     def _unfinished_reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         raise NotImplementedError(f"the {self.name} driver cannot read unfinished writes")
+
+    async def _scan(self, path: str, after: str, limit: int) -> builtins.list[str] | None:
+        """``after`` is printable ASCII (see ``listing_bound``)."""
+        return None
 
     async def _purge_incomplete(self, path: str, older_than: float) -> int:
         return 0  # nothing outside the stored paths: deleting an upload's directory cleans up

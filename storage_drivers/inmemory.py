@@ -117,6 +117,12 @@ class InMemoryDriver(StorageDriver):
             raise PathNotFound(path)
         return [prefix + name for name in page(sorted(children), after, limit)]
 
+    async def _scan(self, path: str, after: str, limit: int) -> list[str]:
+        prefix = "/" if path == "/" else path + "/"
+        start = prefix + after
+        keys = sorted(key for key in self._objects if key.startswith(prefix) and key > start)
+        return keys[:limit]
+
     async def _move(self, source: str, destination: str) -> None:
         obj = self._get(source)
         self._store(destination, obj.data)

@@ -112,6 +112,8 @@ class DriverConformance:
     """Whether ``redirect_url`` gives URLs (which must then download the object)."""
     redirect_expiry: ClassVar[float] = 0.0
     """How long the fixture's driver keeps redirect URLs valid, when it gives them."""
+    scans: ClassVar[bool] = False
+    """Whether ``scan`` lists keys (else it must answer None)."""
 
     @pytest.fixture
     def driver(self) -> StorageDriver:
@@ -536,6 +538,49 @@ class DriverConformance:
             after = page[-1].rsplit("/", 1)[1]
         assert walked == [f"{big}/{name}" for name in names]
         assert await driver.list(big) == walked
+
+    async def test_scan_lists_keys_at_any_depth_in_byte_order(self, driver: StorageDriver, root: str) -> None:
+        """Objects below a path at any depth, in the byte order of their keys (``a-b/x`` before
+        ``a/x``, unlike names), from any ``after``, a page at a time; or None, always."""
+        names = [
+            "a/_m/x",
+            "a-b/y",
+            "a.b/z",
+            "a/0/x",
+            "a/b/c/d",
+            "b",
+            "b0/e",
+            *(f"m/{i:04d}" for i in range(1010)),
+        ]
+        limiter = anyio.CapacityLimiter(16)
+
+        async def put(name: str) -> None:
+            async with limiter:
+                await driver.put_content(f"{root}/top/{name}", b"x")
+
+        async with anyio.create_task_group() as group:
+            for name in names:
+                group.start_soon(put, name)
+        await driver.put_content(f"{root}/top-sibling", b"not below top")
+        top = f"{root}/top"
+        scanned = await driver.scan(top, limit=2000)
+        if not self.scans:
+            assert scanned is None
+            assert await driver.scan(top, after="a", limit=1) is None
+            return
+        ordered = [f"{top}/{name}" for name in sorted(names)]  # ASCII: code point order is byte order
+        assert scanned == ordered
+        for after in ["", "a", "a/", "a-b/y", "a/_", "a/_~", "b", "m/0999", "m/1009", "z", "\x00", "\u00e9"]:
+            expected = [f"{top}/{name}" for name in sorted(names) if name > after]
+            for limit in (1, 3, 1000):
+                assert await driver.scan(top, after=after, limit=limit) == expected[:limit], (after, limit)
+        walked: list[str] = []
+        while page := await driver.scan(top, after=walked[-1][len(top) + 1 :] if walked else "", limit=400):
+            walked += page
+        assert walked == ordered
+        assert await driver.scan(f"{root}/missing") == []
+        with pytest.raises(ValueError, match="limit"):
+            await driver.scan(top, limit=0)
 
     async def test_walk(self, driver: StorageDriver, root: str) -> None:
         files = {"a/1": b"1", "a/b/2": b"22", "a/b/c/3": b"333"}

@@ -195,6 +195,25 @@ def test_http_workers(tmp_path: Path) -> None:
         assert [p for p in raised.value.problems if p.startswith("http.workers")], raised.value.problems
 
 
+def test_http_accelredirect(tmp_path: Path) -> None:
+    assert _load(tmp_path, _minimal()).http.accel_redirect is None  # the registry sends blobs itself
+    given = {**_minimal(), "http": {"accelredirect": "/_dockyard/blobs/"}}
+    assert _load(tmp_path, given).http.accel_redirect == "/_dockyard/blobs/"
+    from_environment = _load(tmp_path, _minimal(), {"REGISTRY_HTTP_ACCELREDIRECT": "/internal/b/"})
+    assert from_environment.http.accel_redirect == "/internal/b/"
+    for wrong in ("_dockyard/blobs/", "/_dockyard/blobs", "/", "/../blobs/", "/a b/", "/x/?y/"):
+        with pytest.raises(ConfigError) as raised:
+            _load(tmp_path, {**_minimal(), "http": {"accelredirect": wrong}})
+        assert [p for p in raised.value.problems if p.startswith("http.accelredirect")], wrong
+
+
+def test_http_accelredirect_needs_files_nginx_can_read(tmp_path: Path) -> None:
+    on_s3 = {"version": "0.1", "storage": {"s3": {"bucket": "b", "region": "us-east-1"}}}
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, {**on_s3, "http": {"accelredirect": "/_dockyard/blobs/"}})
+    assert [p for p in raised.value.problems if p.startswith("http.accelredirect")], raised.value.problems
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("10s", 10.0), ("1m30s", 90.0), ("0", 0.0)])
 def test_http_draintimeout(tmp_path: Path, text: str, seconds: float) -> None:
     assert _load(tmp_path, {**_minimal(), "http": {"draintimeout": text}}).http.drain_timeout == seconds

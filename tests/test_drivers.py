@@ -17,6 +17,7 @@ from tests.support.ceph import CephRGW
 
 
 class TestInMemoryDriver(DriverConformance):
+    scans: ClassVar[bool] = True
     streamed_size: ClassVar[int] = 256 * MIB
     """It holds every object in memory: a smaller stream still crosses all part boundaries."""
     streamed_memory_limit: ClassVar[int] = 2 << 30
@@ -34,6 +35,7 @@ class TestFilesystemDriver(DriverConformance):
 
 @pytest.mark.s3
 class TestS3Driver(DriverConformance):
+    scans: ClassVar[bool] = True
     redirects: ClassVar[bool] = True
     redirect_expiry: ClassVar[float] = 3.0
 

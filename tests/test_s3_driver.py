@@ -392,6 +392,7 @@ class TestS3DriverWithLargeParts(DriverConformance):
 
     streamed_size: ClassVar[int] = 256 * MIB
     """TestS3Driver streams gigabytes; here the stream only needs to cross part boundaries."""
+    scans: ClassVar[bool] = True
     redirects: ClassVar[bool] = True
     redirect_expiry: ClassVar[float] = 3.0
 

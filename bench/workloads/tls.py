@@ -1,7 +1,12 @@
 """The rows users see behind the shipped nginx TLS site: the same nginx, site file and
 certificate in front of each registry (``deploy/nginx/dockyard-tls.conf``, with only its ports
 and upstream changed, as the deploy tests run it). Clients speak HTTP/1.1 over TLS 1.3, and
-HTTP/2 for the small requests where h2load (Debian's nghttp2-client) is installed."""
+HTTP/2 for the small requests where h2load (Debian's nghttp2-client) is installed.
+
+One more pull row has nginx send the file itself where the registry can hand it over: Dockyard
+with ``http.accelredirect`` (a second Dockyard on the same storage, behind its own nginx whose
+blobs location points at that storage). Distribution has no such mode: its column in that row is
+the same relay as in the plain TLS pull row."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from pathlib import Path
 from bench.data import Region
 from bench.http import HTTPError
 from bench.measure import Case, Outcome
-from bench.servers import Server, client_context
+from bench.servers import Server, client_context, start_registry
 from bench.settings import Settings
 from bench.workloads.blobs import LargeBlob
 from bench.workloads.image import ManyLayerImage
@@ -27,6 +32,8 @@ from tests.support.tls import ServerCertificates
 SMALL_ENDPOINTS = ("manifest-tag", "base")
 """GET rows only: bench.loadgen, which measures HEAD, speaks plain HTTP."""
 CONCURRENCY = 16
+ACCEL_PREFIX = "/_dockyard/blobs/"
+"""The shipped sites' internal blobs location."""
 
 
 class ThroughTLS:
@@ -42,6 +49,8 @@ class ThroughTLS:
         self.small = SmallRequests(settings, workdir, repository="bench/small-tls")
         self.image = ManyLayerImage(settings, repository="bench/image-tls")
         self.fronts: dict[str, Server] = {}  # per registry: the same registry reached through nginx
+        # Per registry: where nginx sends blobs itself when the registry can hand them over.
+        self.accel_fronts: dict[str, Server] = {}
 
     def setup(self, server: Server) -> None:
         """Start nginx in front of ``server``, then store what the rows read through it (untimed)."""
@@ -56,10 +65,36 @@ class ThroughTLS:
         nginx.start()
         front = dataclasses.replace(server, port=nginx.port, tls=client_context(self.certificates))
         self.fronts[server.name] = front
+        self.accel_fronts[server.name] = self._accel_front(server) if server.kind == "dockyard" else front
         self.blobs.setup(front)
         self.small.store(front)
         for endpoint in self._small_endpoints():
             self.small.load(front, endpoint, CONCURRENCY, seconds=1)
+
+    def _accel_front(self, server: Server) -> Server:
+        """A second Dockyard on ``server``'s storage with ``http.accelredirect``, behind an nginx
+        of its own that serves that storage's blobs; its processes are the ones measured."""
+        name = f"{server.name}-accel".replace(" ", "-")
+        accel = start_registry(
+            "dockyard",
+            name,
+            self.workdir / "tls" / name / "registry",
+            None,
+            root=server.storage_root,
+            http={"accelredirect": ACCEL_PREFIX},
+        )
+        self.stack.callback(accel.stop)
+        nginx = Nginx(
+            self.workdir / "tls" / name / "nginx",
+            TLS_SITE,
+            f"{accel.host}:{accel.port}",
+            self.certificates,
+            ipv6=False,
+            storage_root=server.storage_root,
+        )
+        self.stack.callback(nginx.stop)
+        nginx.start()
+        return dataclasses.replace(accel, port=nginx.port, tls=client_context(self.certificates))
 
     def cases(self) -> list[Case]:
         """The rows of the same names without TLS, run through each registry's nginx."""
@@ -84,8 +119,20 @@ class ThroughTLS:
             )
             for case in chosen
         ]
+        pull = blob_rows["pull-full"]
+        rows.insert(
+            2,
+            dataclasses.replace(
+                pull,
+                key="tls-pull-accel",
+                label=f"{pull.label}, through nginx TLS, sent by nginx (Dockyard: http.accelredirect)",
+                prepare=lambda server: pull.prepare(self.accel_fronts[server.name]),
+                target=None,
+                note="and >= 80% of nginx over TLS",
+            ),
+        )
         if shutil.which("h2load"):
-            rows[2:2] = [self._http2_case(endpoint) for endpoint in self._small_endpoints()]
+            rows[3:3] = [self._http2_case(endpoint) for endpoint in self._small_endpoints()]
         return rows
 
     def _small_endpoints(self) -> list[Endpoint]:

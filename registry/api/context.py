@@ -52,6 +52,8 @@ class Settings:
     """Mount by digest alone (no ``from``) is allowed only when access is not controlled."""
     external_url: str | None
     relative_urls: bool
+    accel_redirect: str | None = None
+    """nginx serves blob GETs from this internal location (``http.accelredirect``)."""
 
 
 @dataclass(frozen=True, slots=True)

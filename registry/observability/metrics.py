@@ -118,7 +118,7 @@ class Metrics:
         self.pulled_bytes = Counter(
             "registry_pulled_bytes_total",
             "Bytes of blobs and manifests the registry sent to clients (response bodies; "
-            "blobs served by a storage redirect are not counted).",
+            "blobs served by a storage redirect or by nginx through http.accelredirect are not counted).",
             ["type"],
             registry=own,
         )

@@ -29,7 +29,7 @@ from .metrics import Metrics
 T = TypeVar("T")
 STORAGE_ACTIONS = (
     "GetContent", "PutContent", "Reader", "Writer", "Stat", "List", "Move", "Delete", "RedirectURL",
-    "PurgeIncomplete", "Walk",
+    "PurgeIncomplete", "Walk", "Scan",
 )  # fmt: skip
 
 
@@ -108,6 +108,9 @@ class ObservedDriver(StorageDriver):
 
     async def _list(self, path: str, after: str | None, limit: int | None) -> builtins.list[str]:
         return await self._timed("List", self.driver._list(path, after, limit))
+
+    async def _scan(self, path: str, after: str, limit: int) -> builtins.list[str] | None:
+        return await self._timed("Scan", self.driver._scan(path, after, limit))
 
     async def _move(self, source: str, destination: str) -> None:
         await self._timed("Move", self.driver._move(source, destination))

@@ -104,7 +104,12 @@ def blob(digest: Digest) -> str:
 
 
 def blob_data(digest: Digest) -> str:
-    return f"{blob(digest)}/data"
+    return f"{BLOBS}/{blob_data_in_blobs(digest)}"
+
+
+def blob_data_in_blobs(digest: Digest) -> str:
+    """A blob's data relative to ``BLOBS``: what a web server that serves that folder is asked for."""
+    return f"{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/data"
 
 
 def repository(name: RepositoryName) -> str:

@@ -240,6 +240,23 @@ class S3Driver(StorageDriver):
         listing = self._quick.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         return bool(listing.get("Contents"))
 
+    async def _scan(self, path: str, after: str, limit: int) -> list[str]:
+        prefix = self._dir_prefix(path)
+
+        def scan() -> list[str]:
+            request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "StartAfter": prefix + after}
+            keys: list[str] = []
+            while True:
+                response = self._quick.list_objects_v2(**request, MaxKeys=min(LIST_PAGE, limit - len(keys)))
+                for item in response.get("Contents", []):
+                    if not _is_hidden(item["Key"].rpartition("/")[2]):
+                        keys.append(item["Key"])
+                if len(keys) >= limit or not response.get("IsTruncated"):
+                    return keys[:limit]
+                request["ContinuationToken"] = response["NextContinuationToken"]
+
+        return [self._path_of(key) for key in await in_thread(path, scan)]
+
     async def _move(self, source: str, destination: str) -> None:
         size = (await self._head(source))["ContentLength"]
         source_key, destination_key = self._key(source), self._key(destination)

@@ -58,12 +58,14 @@ def test_size_that_is_no_int64_is_refused_whatever_the_blob(
 ) -> None:
     config, layer = image_config(), blob(48)
     client.push_blobs(repo, config, layer)
-    body = render({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": config.descriptor(),
-        "layers": [_with_size(layer, size)],
-    }).replace(b"Infinity", b"1e400")
+    body = render(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config.descriptor(),
+            "layers": [_with_size(layer, size)],
+        }
+    ).replace(b"Infinity", b"1e400")
     response = client.put_manifest(repo, "v1", Content(body, OCI_MANIFEST))
     assert_error(response, 400, "MANIFEST_INVALID")
     assert "size" in error_text(response)

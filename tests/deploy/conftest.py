@@ -40,7 +40,8 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> ServerCertificates
 
 @pytest.fixture(scope="session")
 def start_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Nginx]]:
-    """Start nginx on a shipped site: ``start_nginx(site, upstream, certificates=None, ...)``."""
+    """Start nginx on a shipped site: ``start_nginx(site, upstream, certificates=None, ...)``;
+    ``storage_root``: the registry's filesystem root, for blobs nginx serves itself."""
     started: list[Nginx] = []
 
     def start(
@@ -49,8 +50,17 @@ def start_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
         certificates: ServerCertificates | None = None,
         extra_http: str = "",
         port: int | None = None,
+        storage_root: Path | None = None,
     ) -> Nginx:
-        nginx = Nginx(tmp_path_factory.mktemp("nginx"), site, upstream, certificates, extra_http, port)
+        nginx = Nginx(
+            tmp_path_factory.mktemp("nginx"),
+            site,
+            upstream,
+            certificates,
+            extra_http,
+            port,
+            storage_root=storage_root,
+        )
         started.append(nginx)
         return nginx.start()
 

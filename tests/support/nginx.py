@@ -7,7 +7,9 @@ How the shipped files are used (nothing is copied or rewritten except three toke
   ``/etc/nginx/dockyard/`` on a server (nginx resolves relative paths from nginx.conf's folder).
 - ``conf/site.conf`` is the shipped site file with only its ``listen`` ports (443/80 -> a free
   port on 127.0.0.1 and on ::1) and its upstream address (127.0.0.1:5000 -> the registry under
-  test) replaced; each must match exactly once, so a changed site file fails loudly.
+  test) replaced, and, for a registry that hands blob downloads to nginx (``http.accelredirect``),
+  the storage root in the blobs location's alias; each must match exactly once, so a changed site
+  file fails loudly.
 - ``conf/tls/registry.crt`` and ``registry.key`` are the certificate and key made by the test,
   where the shipped site's relative ``ssl_certificate tls/...`` lines look for them.
 - ``conf/nginx.conf`` is the small main file a distribution provides (events, logs, temp paths,
@@ -32,6 +34,7 @@ SHIPPED = PROJECT / "deploy" / "nginx"
 HTTP_SITE = SHIPPED / "dockyard-http.conf"
 TLS_SITE = SHIPPED / "dockyard-tls.conf"
 SHIPPED_UPSTREAM = "server 127.0.0.1:5000;"
+SHIPPED_STORAGE_ROOT = "alias /var/lib/dockyard/docker/registry/v2/blobs/;"
 
 _LISTEN = re.compile(r"^(\s*)(#\s*)?(listen\s+)(\[::\]:)?(80|443)\b", re.MULTILINE)
 
@@ -56,15 +59,22 @@ def free_dual_stack_port() -> int:
     raise RuntimeError("no port free on both 127.0.0.1 and ::1")
 
 
-def site_for_test(site: str, upstream: str | Sequence[str], port: int, ipv6: bool = True) -> str:
+def site_for_test(
+    site: str, upstream: str | Sequence[str], port: int, ipv6: bool = True, storage_root: Path | None = None
+) -> str:
     """``site`` with its listen ports moved to ``port`` on loopback and its upstream's server to
     ``upstream``; several addresses become one ``server`` line each (replicas, round-robin).
-    ``ipv6``: uncomment the IPv6 listen line, as the site tells operators on a host with IPv6."""
+    ``ipv6``: uncomment the IPv6 listen line, as the site tells operators on a host with IPv6.
+    ``storage_root``: the registry's filesystem root, where nginx finds the blobs it serves."""
     listens = [(bool(m.group(2)), m.group(4) or "") for m in _LISTEN.finditer(site)]
     if sorted(listens) != [(False, ""), (True, "[::]:")]:
         raise ValueError(f"expected an IPv4 listen line and a commented IPv6 one, found {listens}")
     if site.count(SHIPPED_UPSTREAM) != 1:
         raise ValueError(f"expected exactly one {SHIPPED_UPSTREAM!r} in the site file")
+    if site.count(SHIPPED_STORAGE_ROOT) != 1:
+        raise ValueError(f"expected exactly one {SHIPPED_STORAGE_ROOT!r} in the site file")
+    if storage_root is not None:
+        site = site.replace(SHIPPED_STORAGE_ROOT, f"alias {storage_root}/docker/registry/v2/blobs/;")
 
     def loopback(match: re.Match[str]) -> str:
         if match.group(4) and not ipv6:
@@ -111,10 +121,13 @@ class Nginx:
         extra_http: str = "",
         port: int | None = None,
         ipv6: bool = True,
+        storage_root: Path | None = None,
     ) -> None:
         """``extra_http`` adds directives to the http block; ``port`` is picked when not given;
-        ``ipv6``: the site's commented IPv6 listen line is uncommented."""
+        ``ipv6``: the site's commented IPv6 listen line is uncommented; ``storage_root``: the
+        registry's filesystem root, for blobs nginx serves itself (``http.accelredirect``)."""
         self.ipv6 = ipv6
+        self.storage_root = storage_root
         self.workdir = workdir
         self.site = site
         self.upstream = upstream
@@ -150,7 +163,7 @@ class Nginx:
         for name in ("logs", "tmp"):
             (self.workdir / name).mkdir(exist_ok=True)
         (conf / "dockyard").symlink_to(SHIPPED / "dockyard", target_is_directory=True)
-        site = site_for_test(self.site.read_text(), self.upstream, self.port, self.ipv6)
+        site = site_for_test(self.site.read_text(), self.upstream, self.port, self.ipv6, self.storage_root)
         (conf / "site.conf").write_text(site)
         if self.certificates is not None:
             (conf / "tls").mkdir()
