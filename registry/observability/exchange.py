@@ -13,8 +13,7 @@ as ``X-Request-Id`` and logged.
 from __future__ import annotations
 
 import ipaddress
-import json
-import logging
+import itertools
 import os
 import re
 import time
@@ -26,12 +25,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..api.context import CALLER, Caller
-from ..api.router import Route, match
+from ..api.router import Route, route_of
+from .accesslog import AccessLog
 from .events import EventStream, event_for
 from .metrics import Metrics, RequestSeries
 from .tally import Tally
-
-access_log = logging.getLogger("registry.access")
 
 HANDLER_NAMES = {
     Route.BASE: "base",
@@ -50,7 +48,6 @@ CONTENT_TYPES = {"blob": "blob", "blob_upload": "blob", "blob_upload_chunk": "bl
 """The handlers whose bodies are content, for the bytes pushed and pulled."""
 WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
 """The methods whose success can be an event (PATCH only adds to an unfinished upload)."""
-_PLAIN = re.compile(r'[^\s"\\=]+')
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 """What a forwarded request id may look like: nothing that could break a log line."""
 
@@ -97,26 +94,16 @@ class Exchange:
         }
 
 
-class AccessLine:
-    """An access log message, written out only if a text formatter asks for it (the JSON one
-    writes the fields): the common log's order first, then the rest as ``key=value``."""
+class RequestIds:
+    """Request ids unique across workers and restarts without a system call each: 64 random
+    bits drawn when a worker builds its application, then that worker's count of requests."""
 
-    __slots__ = ("fields",)
+    def __init__(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.count = itertools.count()
 
-    def __init__(self, fields: Mapping[str, object]) -> None:
-        self.fields = fields
-
-    def __str__(self) -> str:
-        fields = self.fields
-        # The path and account are the client's words: escaped, so no line can be forged.
-        path = _text(fields["path"])
-        path = path[1:-1] if path.startswith('"') else path
-        head = (
-            f'{fields["client"] or "-"} {_text(fields["account"] or "-")} "{fields["method"]} {path}" '
-            f"{fields['status']} {fields['bytes_in']} {fields['bytes_out']} {fields['duration']:.6f}s"
-        )
-        rest = ("route", "repository", "reference", "request_id", "user_agent")
-        return head + "".join(f" {key}={_text(fields[key])}" for key in rest)
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.count):016x}"
 
 
 def trusted_peer_check(networks: Sequence[str]) -> Callable[[str], bool]:
@@ -171,7 +158,9 @@ class Observe:
         self.tally = metrics.tally if metrics is not None else Tally()
         self.events = events
         self.access_logged = access_logged
+        self.access_log = AccessLog()
         self.trusted = trusted_peer_check(trusted_proxies)
+        self.request_ids = RequestIds()
         self.fixed_routes = dict(fixed_routes)
         self.mounted = {prefix.strip("/"): name for prefix, name in mounted_routes.items()}
 
@@ -225,7 +214,7 @@ class Observe:
         if handler is None and self.mounted:
             handler = self.mounted.get(path.split("/", 2)[1])  # /ui and /ui/... name "ui"
         if handler is None:
-            found = match(scope.get("raw_path") or path.encode())
+            found = route_of(scope)
             handler = HANDLER_NAMES[found.route] if found is not None else "unmatched"
         request_id = None
         user_agent = ""
@@ -239,7 +228,7 @@ class Observe:
             and self.trusted(scope["client"][0] if scope.get("client") else "")
         ):
             request_id = None
-        exchange = Exchange(scope["method"], path, handler, request_id or os.urandom(16).hex())
+        exchange = Exchange(scope["method"], path, handler, request_id or self.request_ids())
         exchange.user_agent = user_agent[:256]
         if found is not None:
             exchange.repository = found.name
@@ -255,16 +244,9 @@ class Observe:
         status = exchange.status or 500  # no response started: the connection was dropped
         if series is not None:
             self._count(scope, exchange, status, duration, series)
-        if self.access_logged and access_log.isEnabledFor(logging.INFO):
-            fields = exchange.fields(duration)
+        if self.access_logged and self.access_log.enabled():
             summary = f"{exchange.method} {exchange.path} {exchange.status}"
-            # makeRecord and handle, as Logger.info does, without its search of the call stack
-            # for a file and line no formatter here prints.
-            record = access_log.makeRecord(
-                access_log.name, logging.INFO, "", 0, AccessLine(fields), (), None,
-                extra={"data": fields, "summary": summary},
-            )  # fmt: skip
-            access_log.handle(record)
+            self.access_log.write(exchange.fields(duration), summary)
         if 200 <= status < 300 and exchange.method in WRITE_METHODS:
             event = event_for(exchange, scope.get("query_string", b""), _content_type(scope))
             if event is not None:
@@ -305,9 +287,3 @@ def _content_type(scope: Scope) -> str | None:
         if name == b"content-type":
             return str(value.decode("latin-1"))
     return None
-
-
-def _text(value: object) -> str:
-    """A value of a text log line: quoted (JSON string syntax) when empty or not one word."""
-    text = str(value)
-    return text if _PLAIN.fullmatch(text) and text.isprintable() else json.dumps(text)
