@@ -73,6 +73,7 @@ def create_app(
     if driver is None:
         driver = create_driver(config.storage.driver, config.storage.parameters)
     storage = Storage(observability.driver(driver), manifest_policy(config), wrappers)
+    observability.count_uploads(storage.uploads)
     health = observability.watch_storage(driver.name, storage.check)
     token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
     controller = create_access_controller(config.auth, token_server)

@@ -19,6 +19,7 @@ from auth import AccessController
 from storage_drivers import StorageDriver
 
 from ..config import Config
+from ..storage.uploads import SessionWatch, Uploads
 from .access import ObservedAccessController
 from .debug import DebugApp, Listeners
 from .events import AuditLog, EventStream
@@ -45,6 +46,16 @@ class Observability:
 
     def driver(self, driver: StorageDriver) -> StorageDriver:
         return driver if self.metrics is None else ObservedDriver(driver, self.metrics)
+
+    def count_uploads(self, uploads: Uploads) -> None:
+        """Keep ``registry_uploads_in_progress`` from the upload sessions storage opens and closes."""
+        metrics = self.metrics
+        if metrics is not None:
+
+            def change(step: int) -> None:
+                metrics.add(metrics.uploads, amount=step)
+
+            uploads.watch = SessionWatch(metrics.since, change)
 
     def controller(self, controller: AccessController) -> AccessController:
         return ObservedAccessController(controller, self.metrics)

@@ -268,10 +268,6 @@ class Observe:
                 metrics.add(metrics.pushed_bytes, content, amount=exchange.bytes_in)
             if exchange.bytes_out and method == "get":
                 metrics.add(metrics.pulled_bytes, content, amount=exchange.bytes_out)
-        if handler == "blob_upload" and status == 202:
-            metrics.add(metrics.uploads)
-        elif handler == "blob_upload_chunk" and status in {201, 204} and method in {"put", "delete"}:
-            metrics.add(metrics.uploads, amount=-1)
 
 
 def _request_size(scope: Scope, body: int) -> int:

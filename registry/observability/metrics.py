@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,7 +30,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .tally import PendingHistogram, Tally
-from .workers import DIRECTORY_ENV, forget_dead_workers
+from .workers import DIRECTORY_ENV, SINCE_ENV, forget_dead_workers
 
 HANDLERS = (
     "base", "manifest", "tags", "blob", "blob_upload", "blob_upload_chunk", "catalog", "referrers",
@@ -67,6 +68,8 @@ class Metrics:
     def __init__(self) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call] # no ``_created`` series: Distribution has none
         self.directory = os.environ.get(DIRECTORY_ENV) or None
+        self.since = float(os.environ.get(SINCE_ENV) or time.time())
+        """When these figures started: in every worker, the registry's start."""
         self.registry = CollectorRegistry(auto_describe=True)
         if self.directory is not None:
             # prometheus_client asks the process id on every sample written, to notice a fork;
@@ -124,7 +127,8 @@ class Metrics:
         )
         self.uploads = Gauge(
             "registry_uploads_in_progress",
-            "Blob uploads started and not yet finished or cancelled, since the registry started.",
+            "Blob upload sessions opened since the registry started and not yet finished, "
+            "cancelled or purged.",
             multiprocess_mode="sum",
             registry=own,
         )
