@@ -4,6 +4,7 @@ with the access log, and with the access log and metrics, interleaved in one run
 ```sh
 .venv/bin/python -m bench.observe                   # 5 rounds of 3 s per row and variant
 .venv/bin/python -m bench.observe -n 3 --seconds 2 --only base,head-blob
+.venv/bin/python -m bench.observe --baseline /tmp/before --variants bare,log,metrics
 ```
 
 Every variant is Dockyard from this checkout on one store, started at once:
@@ -14,6 +15,9 @@ Every variant is Dockyard from this checkout on one store, started at once:
 - ``log``: observed with the access log on (text lines to a file), metrics off: the default.
 - ``json``: as ``log`` with ``log.formatter: json``.
 - ``metrics``: as ``log`` with Prometheus metrics on the debug listener.
+
+With ``--baseline DIR`` (a checkout of another commit, e.g. ``git archive COMMIT | tar -x -C
+DIR``) every variant also runs from that source, in the same interleaved rounds: before and after.
 
 CPU is read per thread from ``/proc/PID/task/TID/schedstat`` (nanoseconds) for every process of
 each server, before and after each load; per request it is steadier than throughput on a shared
@@ -60,14 +64,17 @@ def variant_config(variant: str, root: Path, port: int) -> dict[str, Any]:
     return config
 
 
-def start(variant: str, workdir: Path, root: Path, workers: int) -> Server:
+def start(variant: str, workdir: Path, root: Path, workers: int, source: Path = PROJECT) -> Server:
+    """``variant`` of the registry whose code is in ``source``."""
     workdir.mkdir(parents=True)
     port = free_port()
     config_path = workdir / "config.yml"
     config_path.write_text(yaml.safe_dump(variant_config(variant, root, port)))
     launcher = ["-c", BARE_LAUNCHER] if variant == "bare" else ["-m", "registry"]
     command = [sys.executable, *launcher, "serve", str(config_path), "--workers", str(workers)]
-    server = Server(variant, port, workdir, _spawn(command, workdir, cwd=PROJECT), storage_root=root)
+    # The source's packages first, before the ones installed in the virtualenv.
+    command = ["env", f"PYTHONPATH={source.resolve()}", *command]
+    server = Server(workdir.name, port, workdir, _spawn(command, workdir, cwd=source), storage_root=root)
     try:
         server.wait_ready("/v2/")
     except BaseException:
@@ -99,9 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", default=",".join(ROWS), help=f"rows, of {', '.join(ROWS)}")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
+    parser.add_argument("--baseline", type=Path, help="another checkout: each variant from it too")
     args = parser.parse_args(argv)
     rows = args.only.split(",")
-    variants = args.variants.split(",")
+    sources = [("", PROJECT)] + ([("@base", args.baseline)] if args.baseline else [])
+    variants = [variant + suffix for suffix, _ in sources for variant in args.variants.split(",")]
     with tempfile.TemporaryDirectory(prefix="dockyard-observe-") as temp:
         workdir = Path(temp)
         small = SmallRequests(quick(), workdir)
@@ -110,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             for variant in variants:
                 # One store each: the same content, and no variant warms another's caches.
-                server = start(variant, workdir / variant, workdir / variant / "storage", args.workers)
+                kind, _, base = variant.partition("@")
+                source = args.baseline if base else PROJECT
+                server = start(kind, workdir / variant, workdir / variant / "storage", args.workers, source)
                 servers.append(server)
                 small.store(server)
             cpu: dict[tuple[str, str], list[float]] = {}

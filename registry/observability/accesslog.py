@@ -138,8 +138,9 @@ class AccessLog:
                 line = text_format.line(logger.name, text, created)
             with handler.lock:  # type: ignore[union-attr] # made with the handler, never None
                 try:
-                    handler.stream.write(line + handler.terminator)
-                    handler.flush()
+                    stream = handler.stream
+                    stream.write(line + handler.terminator)
+                    stream.flush()  # what handler.flush does, without taking the lock again
                 except Exception:
                     handler.handleError(logger.makeRecord(logger.name, _LEVEL, "", 0, line, (), None))
 

@@ -44,8 +44,6 @@ HANDLER_NAMES = {
     Route.REPOSITORY_EXTENSION: "extension",
 }
 """Distribution's names: every request to an upload's own URL is ``blob_upload_chunk``."""
-CONTENT_TYPES = {"blob": "blob", "blob_upload": "blob", "blob_upload_chunk": "blob", "manifest": "manifest"}
-"""The handlers whose bodies are content, for the bytes pushed and pulled."""
 WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
 """The methods whose success can be an event (PATCH only adds to an unfinished upload)."""
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
@@ -56,8 +54,8 @@ class Exchange:
     """One request as the logs tell it; filled in as the request goes through."""
 
     __slots__ = (
-        "account", "bytes_in", "bytes_out", "client", "digest", "handler", "method", "path",
-        "reference", "repository", "request_id", "started", "status", "user_agent",
+        "account", "bytes_in", "bytes_out", "client", "digest", "handler", "head_size", "method",
+        "path", "reference", "repository", "request_id", "started", "status", "user_agent",
     )  # fmt: skip
 
     def __init__(self, method: str, path: str, handler: str, request_id: str) -> None:
@@ -74,6 +72,8 @@ class Exchange:
         self.bytes_in = 0
         self.bytes_out = 0
         self.digest: str | None = None
+        self.head_size = 0
+        """Distribution's approximate size of the request line and headers, for the metrics."""
         self.started = time.perf_counter()
 
     def fields(self, duration: float) -> dict[str, object]:
@@ -149,11 +149,13 @@ class Observe:
         fixed_routes: Mapping[str, str],
         mounted_routes: Mapping[str, str],
     ) -> None:
+        self.app = app
         # uvicorn's own types are narrower than Starlette's; the ASGI protocol is the same.
-        self.app = cast(
+        self.forwarded_app = cast(
             ASGIApp,
             ProxyHeadersMiddleware(app, trusted_hosts=forwarded_allow_ips(trusted_proxies)),  # type: ignore[arg-type]
         )
+        """For requests with ``X-Forwarded-*`` headers: the others it would leave as they are."""
         self.metrics = metrics
         self.tally = metrics.tally if metrics is not None else Tally()
         self.events = events
@@ -168,7 +170,7 @@ class Observe:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange = self._begin(scope)
+        exchange, forwarded = self._begin(scope)
         series = self.metrics.series(exchange.handler, exchange.method) if self.metrics is not None else None
         if series is not None:
             self.tally.change(series.in_flight, 1)
@@ -200,14 +202,15 @@ class Observe:
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, counted_send)
+            await (self.forwarded_app if forwarded else self.app)(scope, counted_receive, counted_send)
         finally:
             if series is not None:
                 self.tally.change(series.in_flight, -1)
             if not finished:  # no response, or one cut short
                 await self._finish(scope, exchange, series)
 
-    def _begin(self, scope: Scope) -> Exchange:
+    def _begin(self, scope: Scope) -> tuple[Exchange, bool]:
+        """The exchange as the request starts, and whether it has ``X-Forwarded-*`` headers."""
         path: str = scope["path"]
         handler = self.fixed_routes.get(path)
         found = None
@@ -218,22 +221,29 @@ class Observe:
             handler = HANDLER_NAMES[found.route] if found is not None else "unmatched"
         request_id = None
         user_agent = ""
+        forwarded = False
+        method: str = scope["method"]
+        head_size = len(method) + len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
         for name, value in scope["headers"]:
+            head_size += len(name) + len(value)
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == b"user-agent":
                 user_agent = value.decode("latin-1")
+            elif name.startswith(b"x-forwarded-"):
+                forwarded = True
         if request_id is not None and not (
             REQUEST_ID.fullmatch(request_id)
             and self.trusted(scope["client"][0] if scope.get("client") else "")
         ):
             request_id = None
-        exchange = Exchange(scope["method"], path, handler, request_id or self.request_ids())
+        exchange = Exchange(method, path, handler, request_id or self.request_ids())
         exchange.user_agent = user_agent[:256]
+        exchange.head_size = head_size
         if found is not None:
             exchange.repository = found.name
             exchange.reference = found.argument
-        return exchange
+        return exchange, forwarded
 
     async def _finish(self, scope: Scope, exchange: Exchange, series: RequestSeries | None) -> None:
         duration = time.perf_counter() - exchange.started
@@ -243,7 +253,7 @@ class Observe:
             exchange.account = caller.account
         status = exchange.status or 500  # no response started: the connection was dropped
         if series is not None:
-            self._count(scope, exchange, status, duration, series)
+            self._count(exchange, status, duration, series)
         if self.access_logged and self.access_log.enabled():
             summary = f"{exchange.method} {exchange.path} {exchange.status}"
             self.access_log.write(exchange.fields(duration), summary)
@@ -252,30 +262,20 @@ class Observe:
             if event is not None:
                 await self.events.emit(event)
 
-    def _count(
-        self, scope: Scope, exchange: Exchange, status: int, duration: float, series: RequestSeries
-    ) -> None:
-        metrics = self.metrics
-        assert metrics is not None
-        handler, method = exchange.handler, series.method
-        metrics.add(metrics.requests, str(status), handler, method)
+    def _count(self, exchange: Exchange, status: int, duration: float, series: RequestSeries) -> None:
+        tally = self.tally
+        requests = series.requests.get(status)
+        if requests is None:
+            assert self.metrics is not None
+            requests = self.metrics.requests_child(series, exchange.handler, status)
+        tally.add(requests)
         series.duration.observe(duration)
-        series.request_size.observe(_request_size(scope, exchange.bytes_in))
+        series.request_size.observe(exchange.head_size + exchange.bytes_in)
         series.response_size.observe(exchange.bytes_out)
-        content = CONTENT_TYPES.get(handler)
-        if content is not None:
-            if exchange.bytes_in:
-                metrics.add(metrics.pushed_bytes, content, amount=exchange.bytes_in)
-            if exchange.bytes_out and method == "get":
-                metrics.add(metrics.pulled_bytes, content, amount=exchange.bytes_out)
-
-
-def _request_size(scope: Scope, body: int) -> int:
-    """Distribution's approximate request size: the request line's and headers' text and the body."""
-    size = len(scope["method"]) + len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
-    for name, value in scope["headers"]:
-        size += len(name) + len(value)
-    return size + body
+        if series.pushed is not None and exchange.bytes_in:
+            tally.add(series.pushed, exchange.bytes_in)
+        if series.pulled is not None and exchange.bytes_out:
+            tally.add(series.pulled, exchange.bytes_out)
 
 
 def _content_type(scope: Scope) -> str | None:

@@ -226,8 +226,7 @@ def test_uploads_in_progress_whichever_worker_closes_them(
 
 def test_uploads_in_progress_after_a_restart_and_a_purge(start_registry: StartRegistry) -> None:
     port = free_port()
-    purging = {"uploadpurging": {"enabled": True, "age": "4s", "interval": "1s"}}
-    registry = start_registry({"http": debug_section(port), "storage": {"maintenance": purging}}, workers=2)
+    registry = start_registry({"http": debug_section(port)}, workers=2)
     scraper = Scraper(port)
     opened_before = [open_upload(registry, "metrics/restarted")[0] for _ in range(2)]
     assert value(scraper.samples(), UPLOADS) == 2
@@ -235,10 +234,15 @@ def test_uploads_in_progress_after_a_restart_and_a_purge(start_registry: StartRe
     assert value(scraper.samples(), UPLOADS) == 0
     connection, _ = worker_connection(registry)
     assert call(connection, "DELETE", opened_before[0]).status == 204
+    assert value(scraper.samples(), UPLOADS) == 0  # not -1: the session was older
+    purging = {"uploadpurging": {"enabled": True, "age": "10s", "interval": "1s"}}
+    registry.config["storage"]["maintenance"] = purging
+    registry.restart()
     for _ in range(3):
         open_upload(registry, "metrics/abandoned")
-    assert value(scraper.samples(), UPLOADS) == 3  # not 2: closing an older session took nothing
-    deadline = time.monotonic() + 60
-    while value(scraper.samples(), UPLOADS) != 0:  # purged, by whichever worker
+    assert value(scraper.samples(), UPLOADS) == 3
+    deadline = time.monotonic() + 90
+    while value(scraper.samples(), UPLOADS) != 0:  # purged, by whichever worker, the older one too
         assert time.monotonic() < deadline, "abandoned uploads still counted"
     assert call(worker_connection(registry)[0], "GET", opened_before[1]).status == 404
+    assert value(scraper.samples(), UPLOADS) == 0
