@@ -19,6 +19,11 @@ Every variant is Dockyard from this checkout on one store, started at once:
 With ``--baseline DIR`` (a checkout of another commit, e.g. ``git archive COMMIT | tar -x -C
 DIR``) every variant also runs from that source, in the same interleaved rounds: before and after.
 
+With ``--in-process`` each variant is instead ``bench.asgi_cost``: the same requests through the
+ASGI application in one process (no sockets), CPU from ``time.process_time``, one process per
+variant and source, interleaved; far steadier on a busy machine, and it leaves out the server's
+fixed cost (uvicorn, the event loop, the system calls), so its differences are the code's own.
+
 CPU is read per thread from ``/proc/PID/task/TID/schedstat`` (nanoseconds) for every process of
 each server, before and after each load; per request it is steadier than throughput on a shared
 machine. The load is ``bench.small``'s (wrk, or ``bench.loadgen`` for HEAD) at concurrency 1.
@@ -27,7 +32,10 @@ machine. The load is ``bench.small``'s (wrk, or ``bench.loadgen`` for HEAD) at c
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -38,7 +46,7 @@ import yaml
 from bench.procstat import PROC, process_tree
 from bench.servers import PROJECT, Server, _spawn, free_port, registry_config
 from bench.settings import quick
-from bench.workloads.small import SmallRequests
+from bench.workloads.small import Endpoint, SmallRequests
 
 VARIANTS = ("bare", "quiet", "log", "json", "metrics")
 ROWS = ("base", "head-blob", "manifest-tag")
@@ -107,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default=",".join(ROWS), help=f"rows, of {', '.join(ROWS)}")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
     parser.add_argument("--baseline", type=Path, help="another checkout: each variant from it too")
+    parser.add_argument("--in-process", action="store_true", help="through the ASGI app, no sockets")
+    parser.add_argument("--count", type=int, default=5000, help="requests per row in process")
     args = parser.parse_args(argv)
     rows = args.only.split(",")
     sources = [("", PROJECT)] + ([("@base", args.baseline)] if args.baseline else [])
@@ -115,6 +125,12 @@ def main(argv: list[str] | None = None) -> None:
         workdir = Path(temp)
         small = SmallRequests(quick(), workdir)
         endpoints = [endpoint for endpoint in small.endpoints if endpoint.key in rows]
+        if args.in_process:
+            cpu = in_process(args, small, endpoints, variants, workdir)
+            print(f"CPU per request through the ASGI application, µs: median (min-max) of {args.rounds}")
+            print(f"rounds of {args.count} requests per row.\n")
+            table(endpoints, variants, cpu, None)
+            return
         servers: list[Server] = []
         try:
             for variant in variants:
@@ -145,17 +161,67 @@ def main(argv: list[str] | None = None) -> None:
                 server.stop()
     print(f"Server CPU per request at concurrency 1, µs: median (min-max) of {args.rounds} rounds")
     print(f"of {args.seconds} s, {args.workers} workers; req/s median in brackets.\n")
+    table(endpoints, variants, cpu, rate)
+
+
+def table(
+    endpoints: list[Endpoint],
+    variants: list[str],
+    cpu: dict[tuple[str, str], list[float]],
+    rate: dict[tuple[str, str], list[float]] | None,
+) -> None:
     print("| Row | " + " | ".join(variants) + " |")
     print("| --- |" + " --- |" * len(variants))
     for endpoint in endpoints:
         cells = []
         for variant in variants:
             values = cpu[(endpoint.key, variant)]
-            speed = statistics.median(rate[(endpoint.key, variant)])
-            cells.append(
-                f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f}) [{speed:,.0f}]"
-            )
+            cell = f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+            if rate is not None:
+                cell += f" [{statistics.median(rate[(endpoint.key, variant)]):,.0f}]"
+            cells.append(cell)
         print(f"| {endpoint.label} | " + " | ".join(cells) + " |")
+
+
+def in_process(
+    args: argparse.Namespace,
+    small: SmallRequests,
+    endpoints: list[Endpoint],
+    variants: list[str],
+    workdir: Path,
+) -> dict[tuple[str, str], list[float]]:
+    """Every variant's rows through ``bench.asgi_cost``, on one store a server filled."""
+    root = workdir / "storage"
+    filler = start("quiet", workdir / "filler", root, 1)
+    try:
+        small.store(filler)
+    finally:
+        filler.stop()
+    requests = [[e.key, e.method, e.path, [list(header) for header in e.headers]] for e in endpoints]
+    cpu: dict[tuple[str, str], list[float]] = {}
+    for number in range(args.rounds):
+        for variant in variants if number % 2 == 0 else variants[::-1]:
+            kind, _, base = variant.partition("@")
+            source = (args.baseline if base else PROJECT).resolve()
+            config = workdir / f"{variant}.yml"
+            config.write_text(yaml.safe_dump(variant_config(kind, root, free_port())))
+            spec = {
+                "config": str(config), "bare": kind == "bare", "requests": requests,
+                "count": args.count, "log": str(workdir / f"{variant}.log"),
+            }  # fmt: skip
+            finished = subprocess.run(
+                # -P: not bench/ first on the path, where http.py would hide the standard one.
+                [sys.executable, "-P", str(PROJECT / "bench" / "asgi_cost.py"), json.dumps(spec)],
+                env={**os.environ, "PYTHONPATH": str(source)},
+                cwd=source,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            for key, value in json.loads(finished.stdout).items():
+                cpu.setdefault((key, variant), []).append(value)
+        print(f"round {number + 1}/{args.rounds} done", file=sys.stderr)
+    return cpu
 
 
 if __name__ == "__main__":

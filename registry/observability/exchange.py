@@ -44,6 +44,7 @@ HANDLER_NAMES = {
     Route.REPOSITORY_EXTENSION: "extension",
 }
 """Distribution's names: every request to an upload's own URL is ``blob_upload_chunk``."""
+DIGEST_HEADER = b"docker-content-digest"
 WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
 """The methods whose success can be an event (PATCH only adds to an unfinished upload)."""
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
@@ -188,7 +189,8 @@ class Observe:
                 exchange.status = message["status"]
                 headers = message.setdefault("headers", [])
                 for name, value in headers:
-                    if name.lower() == b"docker-content-digest":
+                    # The length first: lower() on every header of every answer adds up.
+                    if len(name) == len(DIGEST_HEADER) and name.lower() == DIGEST_HEADER:
                         exchange.digest = value.decode("latin-1")
                 message["headers"] = [*headers, request_id_header]
             elif message["type"] == "http.response.body":
