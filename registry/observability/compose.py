@@ -21,7 +21,7 @@ from storage_drivers import StorageDriver
 from ..config import Config
 from ..storage.uploads import SessionWatch, Uploads
 from .access import ObservedAccessController
-from .debug import DebugApp, Listeners
+from .debug import DebugApp
 from .events import AuditLog, EventStream
 from .exchange import Observe
 from .health import StorageHealth
@@ -82,7 +82,12 @@ class Observability:
     ) -> ASGIApp:
         """``public`` observed, and the debug listener beside it when configured."""
         config = self.config
-        observed = Observe(
+        debug = config.http.debug
+        debug_app = None
+        if debug.addr is not None:
+            port = int(debug.addr.rpartition(":")[2])
+            debug_app = (port, DebugApp(self.metrics, debug.prometheus_path, self.health))
+        return Observe(
             public,
             metrics=self.metrics,
             events=self.events,
@@ -90,12 +95,8 @@ class Observability:
             trusted_proxies=config.http.trusted_proxies,
             fixed_routes=fixed_routes,
             mounted_routes=mounted_routes,
+            debug=debug_app,
         )
-        debug = config.http.debug
-        if debug.addr is None:
-            return observed
-        port = int(debug.addr.rpartition(":")[2])
-        return Listeners(observed, DebugApp(self.metrics, debug.prometheus_path, self.health), port)
 
 
 @contextlib.asynccontextmanager

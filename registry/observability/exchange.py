@@ -137,7 +137,8 @@ def forwarded_allow_ips(networks: Sequence[str]) -> list[str]:
 class Observe:
     """The ASGI layer around the public application. ``fixed_routes`` names the exact paths
     served beside the API (health checks, the token server) for the ``handler`` label, and
-    ``mounted_routes`` the one-segment prefixes of mounted applications (``/ui``)."""
+    ``mounted_routes`` the one-segment prefixes of mounted applications (``/ui``). Requests that
+    arrived on ``debug``'s port (the debug listener) go to its application, unobserved."""
 
     def __init__(
         self,
@@ -149,7 +150,9 @@ class Observe:
         trusted_proxies: Sequence[str],
         fixed_routes: Mapping[str, str],
         mounted_routes: Mapping[str, str],
+        debug: tuple[int, ASGIApp] | None = None,
     ) -> None:
+        self.debug = debug
         self.app = app
         # uvicorn's own types are narrower than Starlette's; the ASGI protocol is the same.
         self.forwarded_app = cast(
@@ -171,6 +174,11 @@ class Observe:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.debug is not None:
+            server = scope.get("server")
+            if server is not None and server[1] == self.debug[0]:
+                await self.debug[1](scope, receive, send)
+                return
         exchange, forwarded = self._begin(scope)
         series = self.metrics.series(exchange.handler, exchange.method) if self.metrics is not None else None
         if series is not None:
