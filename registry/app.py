@@ -77,6 +77,7 @@ def create_app(
         driver = create_driver(config.storage.driver, config.storage.parameters)
     storage = Storage(observability.driver(driver), manifest_policy(config), wrappers)
     notifier = Notifier.from_config(config, storage.driver, observability.metrics)
+    observability.count_uploads(storage.uploads)
     health = observability.watch_storage(driver.name, storage.check)
     token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
     controller = create_access_controller(config.auth, token_server)

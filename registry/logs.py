@@ -20,22 +20,32 @@ class JSONFormatter(logging.Formatter):
         self.fields = fields or {}
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            **self.fields,
-        }
         data = getattr(record, "data", None)
         if isinstance(data, dict):  # a record of fields (access log, audit): they are the line
-            entry["msg"] = getattr(record, "summary", "")
-            entry.update(data)
-        else:
-            entry["msg"] = record.getMessage()
+            return self.line(
+                record.name, record.levelname, record.created, getattr(record, "summary", ""), data
+            )
+        entry = self._head(record.name, record.levelname, record.created)
+        entry["msg"] = record.getMessage()
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+    def line(self, logger: str, level: str, created: float, summary: str, data: dict[str, Any]) -> str:
+        """The line of a record of fields: also written without a record (the access log)."""
+        entry = self._head(logger, level, created)
+        entry["msg"] = summary
+        entry.update(data)
+        return json.dumps(entry)
+
+    def _head(self, logger: str, level: str, created: float) -> dict[str, Any]:
+        msecs = int((created - int(created)) * 1000)  # as LogRecord computes it
+        return {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{msecs:03d}Z",
+            "level": level.lower(),
+            "logger": logger,
+            **self.fields,
+        }
 
 
 def logging_config(log: LogConfig) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.api.router import ACTIONS, Match, Route, match
+from registry.api.router import ACTIONS, Match, Route, match, route_of
 
 DIGEST = "sha256:" + "ab" * 32
 UUID = "0f0e0d0c-0b0a-4908-8706-050403020100"
@@ -129,3 +129,13 @@ def test_every_route_allows_its_methods_and_head_with_get() -> None:
 )
 def test_dockyard_components_start_extension_endpoints(path: str, expected: Match | None) -> None:
     assert match(path.encode()) == expected
+
+
+def test_a_request_is_matched_once_and_again_only_when_its_path_changed() -> None:
+    scope = {"type": "http", "path": "/v2/app/tags/list", "raw_path": b"/v2/app/tags/list"}
+    first = route_of(scope)
+    assert first == Match(Route.TAGS, "app")
+    assert route_of(scope) is first  # the kept match, not a second one
+    scope["raw_path"] = b"/v2/other/tags/list"
+    assert route_of(scope) == Match(Route.TAGS, "other")
+    assert route_of({"type": "http", "path": "/v2/"}) == Match(Route.BASE)  # no raw_path given

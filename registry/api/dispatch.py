@@ -17,7 +17,7 @@ from ..references import RepositoryName
 from ..storage import Storage
 from . import blobs, listings, manifests, uploads
 from .context import CALLER, CATALOG_FILTER, Caller, Context, Settings
-from .router import ACTIONS, EXTENSION_ROUTES, Route, match
+from .router import ACTIONS, EXTENSION_ROUTES, Route, route_of
 
 Handler = Callable[[Context], Awaitable[Response]]
 
@@ -72,7 +72,7 @@ class RegistryAPI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        found = match(scope.get("raw_path") or scope["path"].encode())
+        found = route_of(scope)
         if found is None:
             raise RegistryError(ErrorCode.NOT_FOUND)
         method = request.method

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import unquote
 
+from starlette.types import Scope
+
 from ..access import Action
 
 
@@ -131,3 +133,19 @@ def _extension(rest: list[str]) -> Match | None:
     if at == 0:
         return Match(Route.REGISTRY_EXTENSION, None, argument)
     return Match(Route.REPOSITORY_EXTENSION, "/".join(rest[:at]), argument)
+
+
+ROUTE = "dockyard.route"
+"""The ASGI scope key under which a request carries its path's match, made once."""
+
+
+def route_of(scope: Scope) -> Match | None:
+    """The route a request's path names, matched by the first layer that asks (the observing
+    layer, for its labels, before the API dispatches on it) and kept in the scope for the next."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    kept: tuple[bytes, Match | None] | None = scope.get(ROUTE)
+    if kept is not None and kept[0] == raw_path:
+        return kept[1]
+    found = match(raw_path)
+    scope[ROUTE] = (raw_path, found)
+    return found

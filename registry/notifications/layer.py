@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..api.context import CALLER, Caller
-from ..api.router import Route, match
+from ..api.router import Route, route_of
 from ..lifecycle.http import EXTENSION as REPOSITORY_DELETION
 from .events import BLOB_MEDIA_TYPE, Happened, RequestRecord, manifest_media_type
 
@@ -64,7 +64,7 @@ class Notify:
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]
-        found = match(scope.get("raw_path") or scope["path"].encode())
+        found = route_of(scope)
         if found is None or found.route not in _ROUTES or found.name is None:
             await self.app(scope, receive, send)
             return

@@ -19,8 +19,9 @@ from auth import AccessController
 from storage_drivers import StorageDriver
 
 from ..config import Config
+from ..storage.uploads import SessionWatch, Uploads
 from .access import ObservedAccessController
-from .debug import DebugApp, Listeners
+from .debug import DebugApp
 from .events import AuditLog, EventStream
 from .exchange import Observe
 from .health import StorageHealth
@@ -45,6 +46,16 @@ class Observability:
 
     def driver(self, driver: StorageDriver) -> StorageDriver:
         return driver if self.metrics is None else ObservedDriver(driver, self.metrics)
+
+    def count_uploads(self, uploads: Uploads) -> None:
+        """Keep ``registry_uploads_in_progress`` from the upload sessions storage opens and closes."""
+        metrics = self.metrics
+        if metrics is not None:
+
+            def change(step: int) -> None:
+                metrics.add(metrics.uploads, amount=step)
+
+            uploads.watch = SessionWatch(metrics.since, change)
 
     def controller(self, controller: AccessController) -> AccessController:
         return ObservedAccessController(controller, self.metrics)
@@ -71,7 +82,12 @@ class Observability:
     ) -> ASGIApp:
         """``public`` observed, and the debug listener beside it when configured."""
         config = self.config
-        observed = Observe(
+        debug = config.http.debug
+        debug_app = None
+        if debug.addr is not None:
+            port = int(debug.addr.rpartition(":")[2])
+            debug_app = (port, DebugApp(self.metrics, debug.prometheus_path, self.health))
+        return Observe(
             public,
             metrics=self.metrics,
             events=self.events,
@@ -79,12 +95,8 @@ class Observability:
             trusted_proxies=config.http.trusted_proxies,
             fixed_routes=fixed_routes,
             mounted_routes=mounted_routes,
+            debug=debug_app,
         )
-        debug = config.http.debug
-        if debug.addr is None:
-            return observed
-        port = int(debug.addr.rpartition(":")[2])
-        return Listeners(observed, DebugApp(self.metrics, debug.prometheus_path, self.health), port)
 
 
 @contextlib.asynccontextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import anyio
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from .health import StorageHealth
 from .metrics import Metrics
@@ -40,20 +40,3 @@ async def _answer(send: Send, status: int, content_type: bytes, body: bytes) -> 
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-class Listeners:
-    """Sends requests that arrived on the debug listener's port to ``debug``, all else (and the
-    lifespan) to ``public``."""
-
-    def __init__(self, public: ASGIApp, debug: ASGIApp, debug_port: int) -> None:
-        self.public = public
-        self.debug = debug
-        self.debug_port = debug_port
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        server = scope.get("server")
-        if scope["type"] == "http" and server is not None and server[1] == self.debug_port:
-            await self.debug(scope, receive, send)
-        else:
-            await self.public(scope, receive, send)

@@ -13,8 +13,7 @@ as ``X-Request-Id`` and logged.
 from __future__ import annotations
 
 import ipaddress
-import json
-import logging
+import itertools
 import os
 import re
 import time
@@ -26,12 +25,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..api.context import CALLER, Caller
-from ..api.router import Route, match
+from ..api.router import Route, route_of
+from .accesslog import AccessLog
 from .events import EventStream, event_for
 from .metrics import Metrics, RequestSeries
 from .tally import Tally
-
-access_log = logging.getLogger("registry.access")
 
 HANDLER_NAMES = {
     Route.BASE: "base",
@@ -46,13 +44,11 @@ HANDLER_NAMES = {
     Route.REPOSITORY_EXTENSION: "extension",
 }
 """Distribution's names: every request to an upload's own URL is ``blob_upload_chunk``."""
-CONTENT_TYPES = {"blob": "blob", "blob_upload": "blob", "blob_upload_chunk": "blob", "manifest": "manifest"}
-"""The handlers whose bodies are content, for the bytes pushed and pulled."""
+DIGEST_HEADER = b"docker-content-digest"
 WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
 """The methods whose success can be an event (PATCH only adds to an unfinished upload)."""
 READ_METHODS = frozenset({"GET", "HEAD"})
 """The methods of a manifest request that are a pull."""
-_PLAIN = re.compile(r'[^\s"\\=]+')
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 """What a forwarded request id may look like: nothing that could break a log line."""
 
@@ -61,8 +57,8 @@ class Exchange:
     """One request as the logs tell it; filled in as the request goes through."""
 
     __slots__ = (
-        "account", "bytes_in", "bytes_out", "client", "digest", "handler", "method", "path",
-        "reference", "repository", "request_id", "started", "status", "user_agent",
+        "account", "bytes_in", "bytes_out", "client", "digest", "handler", "head_size", "method",
+        "path", "reference", "repository", "request_id", "started", "status", "user_agent",
     )  # fmt: skip
 
     def __init__(self, method: str, path: str, handler: str, request_id: str) -> None:
@@ -79,6 +75,8 @@ class Exchange:
         self.bytes_in = 0
         self.bytes_out = 0
         self.digest: str | None = None
+        self.head_size = 0
+        """Distribution's approximate size of the request line and headers, for the metrics."""
         self.started = time.perf_counter()
 
     def fields(self, duration: float) -> dict[str, object]:
@@ -99,26 +97,16 @@ class Exchange:
         }
 
 
-class AccessLine:
-    """An access log message, written out only if a text formatter asks for it (the JSON one
-    writes the fields): the common log's order first, then the rest as ``key=value``."""
+class RequestIds:
+    """Request ids unique across workers and restarts without a system call each: 64 random
+    bits drawn when a worker builds its application, then that worker's count of requests."""
 
-    __slots__ = ("fields",)
+    def __init__(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.count = itertools.count()
 
-    def __init__(self, fields: Mapping[str, object]) -> None:
-        self.fields = fields
-
-    def __str__(self) -> str:
-        fields = self.fields
-        # The path and account are the client's words: escaped, so no line can be forged.
-        path = _text(fields["path"])
-        path = path[1:-1] if path.startswith('"') else path
-        head = (
-            f'{fields["client"] or "-"} {_text(fields["account"] or "-")} "{fields["method"]} {path}" '
-            f"{fields['status']} {fields['bytes_in']} {fields['bytes_out']} {fields['duration']:.6f}s"
-        )
-        rest = ("route", "repository", "reference", "request_id", "user_agent")
-        return head + "".join(f" {key}={_text(fields[key])}" for key in rest)
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.count):016x}"
 
 
 def trusted_peer_check(networks: Sequence[str]) -> Callable[[str], bool]:
@@ -151,7 +139,8 @@ def forwarded_allow_ips(networks: Sequence[str]) -> list[str]:
 class Observe:
     """The ASGI layer around the public application. ``fixed_routes`` names the exact paths
     served beside the API (health checks, the token server) for the ``handler`` label, and
-    ``mounted_routes`` the one-segment prefixes of mounted applications (``/ui``)."""
+    ``mounted_routes`` the one-segment prefixes of mounted applications (``/ui``). Requests that
+    arrived on ``debug``'s port (the debug listener) go to its application, unobserved."""
 
     def __init__(
         self,
@@ -163,17 +152,23 @@ class Observe:
         trusted_proxies: Sequence[str],
         fixed_routes: Mapping[str, str],
         mounted_routes: Mapping[str, str],
+        debug: tuple[int, ASGIApp] | None = None,
     ) -> None:
+        self.debug = debug
+        self.app = app
         # uvicorn's own types are narrower than Starlette's; the ASGI protocol is the same.
-        self.app = cast(
+        self.forwarded_app = cast(
             ASGIApp,
             ProxyHeadersMiddleware(app, trusted_hosts=forwarded_allow_ips(trusted_proxies)),  # type: ignore[arg-type]
         )
+        """For requests with ``X-Forwarded-*`` headers: the others it would leave as they are."""
         self.metrics = metrics
         self.tally = metrics.tally if metrics is not None else Tally()
         self.events = events
         self.access_logged = access_logged
+        self.access_log = AccessLog()
         self.trusted = trusted_peer_check(trusted_proxies)
+        self.request_ids = RequestIds()
         self.fixed_routes = dict(fixed_routes)
         self.mounted = {prefix.strip("/"): name for prefix, name in mounted_routes.items()}
 
@@ -181,7 +176,12 @@ class Observe:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange = self._begin(scope)
+        if self.debug is not None:
+            server = scope.get("server")
+            if server is not None and server[1] == self.debug[0]:
+                await self.debug[1](scope, receive, send)
+                return
+        exchange, forwarded = self._begin(scope)
         series = self.metrics.series(exchange.handler, exchange.method) if self.metrics is not None else None
         if series is not None:
             self.tally.change(series.in_flight, 1)
@@ -199,7 +199,8 @@ class Observe:
                 exchange.status = message["status"]
                 headers = message.setdefault("headers", [])
                 for name, value in headers:
-                    if name.lower() == b"docker-content-digest":
+                    # The length first: lower() on every header of every answer adds up.
+                    if len(name) == len(DIGEST_HEADER) and name.lower() == DIGEST_HEADER:
                         exchange.digest = value.decode("latin-1")
                 message["headers"] = [*headers, request_id_header]
             elif message["type"] == "http.response.body":
@@ -213,40 +214,48 @@ class Observe:
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, counted_send)
+            await (self.forwarded_app if forwarded else self.app)(scope, counted_receive, counted_send)
         finally:
             if series is not None:
                 self.tally.change(series.in_flight, -1)
             if not finished:  # no response, or one cut short
                 await self._finish(scope, exchange, series)
 
-    def _begin(self, scope: Scope) -> Exchange:
+    def _begin(self, scope: Scope) -> tuple[Exchange, bool]:
+        """The exchange as the request starts, and whether it has ``X-Forwarded-*`` headers."""
         path: str = scope["path"]
         handler = self.fixed_routes.get(path)
         found = None
         if handler is None and self.mounted:
             handler = self.mounted.get(path.split("/", 2)[1])  # /ui and /ui/... name "ui"
         if handler is None:
-            found = match(scope.get("raw_path") or path.encode())
+            found = route_of(scope)
             handler = HANDLER_NAMES[found.route] if found is not None else "unmatched"
         request_id = None
         user_agent = ""
+        forwarded = False
+        method: str = scope["method"]
+        head_size = len(method) + len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
         for name, value in scope["headers"]:
+            head_size += len(name) + len(value)
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == b"user-agent":
                 user_agent = value.decode("latin-1")
+            elif name.startswith(b"x-forwarded-"):
+                forwarded = True
         if request_id is not None and not (
             REQUEST_ID.fullmatch(request_id)
             and self.trusted(scope["client"][0] if scope.get("client") else "")
         ):
             request_id = None
-        exchange = Exchange(scope["method"], path, handler, request_id or os.urandom(16).hex())
+        exchange = Exchange(method, path, handler, request_id or self.request_ids())
         exchange.user_agent = user_agent[:256]
+        exchange.head_size = head_size
         if found is not None:
             exchange.repository = found.name
             exchange.reference = found.argument
-        return exchange
+        return exchange, forwarded
 
     async def _finish(self, scope: Scope, exchange: Exchange, series: RequestSeries | None) -> None:
         duration = time.perf_counter() - exchange.started
@@ -256,51 +265,30 @@ class Observe:
             exchange.account = caller.account
         status = exchange.status or 500  # no response started: the connection was dropped
         if series is not None:
-            self._count(scope, exchange, status, duration, series)
-        if self.access_logged and access_log.isEnabledFor(logging.INFO):
-            fields = exchange.fields(duration)
+            self._count(exchange, status, duration, series)
+        if self.access_logged and self.access_log.enabled():
             summary = f"{exchange.method} {exchange.path} {exchange.status}"
-            # makeRecord and handle, as Logger.info does, without its search of the call stack
-            # for a file and line no formatter here prints.
-            record = access_log.makeRecord(
-                access_log.name, logging.INFO, "", 0, AccessLine(fields), (), None,
-                extra={"data": fields, "summary": summary},
-            )  # fmt: skip
-            access_log.handle(record)
+            self.access_log.write(exchange.fields(duration), summary)
         pulled = exchange.handler == "manifest" and exchange.method in READ_METHODS and status in {200, 304}
         if (200 <= status < 300 and exchange.method in WRITE_METHODS) or pulled:
             event = event_for(exchange, scope.get("query_string", b""), _content_type(scope))
             if event is not None:
                 await self.events.emit(event)
 
-    def _count(
-        self, scope: Scope, exchange: Exchange, status: int, duration: float, series: RequestSeries
-    ) -> None:
-        metrics = self.metrics
-        assert metrics is not None
-        handler, method = exchange.handler, series.method
-        metrics.add(metrics.requests, str(status), handler, method)
+    def _count(self, exchange: Exchange, status: int, duration: float, series: RequestSeries) -> None:
+        tally = self.tally
+        requests = series.requests.get(status)
+        if requests is None:
+            assert self.metrics is not None
+            requests = self.metrics.requests_child(series, exchange.handler, status)
+        tally.add(requests)
         series.duration.observe(duration)
-        series.request_size.observe(_request_size(scope, exchange.bytes_in))
+        series.request_size.observe(exchange.head_size + exchange.bytes_in)
         series.response_size.observe(exchange.bytes_out)
-        content = CONTENT_TYPES.get(handler)
-        if content is not None:
-            if exchange.bytes_in:
-                metrics.add(metrics.pushed_bytes, content, amount=exchange.bytes_in)
-            if exchange.bytes_out and method == "get":
-                metrics.add(metrics.pulled_bytes, content, amount=exchange.bytes_out)
-        if handler == "blob_upload" and status == 202:
-            metrics.add(metrics.uploads)
-        elif handler == "blob_upload_chunk" and status in {201, 204} and method in {"put", "delete"}:
-            metrics.add(metrics.uploads, amount=-1)
-
-
-def _request_size(scope: Scope, body: int) -> int:
-    """Distribution's approximate request size: the request line's and headers' text and the body."""
-    size = len(scope["method"]) + len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
-    for name, value in scope["headers"]:
-        size += len(name) + len(value)
-    return size + body
+        if series.pushed is not None and exchange.bytes_in:
+            tally.add(series.pushed, exchange.bytes_in)
+        if series.pulled is not None and exchange.bytes_out:
+            tally.add(series.pulled, exchange.bytes_out)
 
 
 def _content_type(scope: Scope) -> str | None:
@@ -308,9 +296,3 @@ def _content_type(scope: Scope) -> str | None:
         if name == b"content-type":
             return str(value.decode("latin-1"))
     return None
-
-
-def _text(value: object) -> str:
-    """A value of a text log line: quoted (JSON string syntax) when empty or not one word."""
-    text = str(value)
-    return text if _PLAIN.fullmatch(text) and text.isprintable() else json.dumps(text)

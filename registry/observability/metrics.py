@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,7 +30,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .tally import PendingHistogram, Tally
-from .workers import DIRECTORY_ENV, forget_dead_workers
+from .workers import DIRECTORY_ENV, SINCE_ENV, forget_dead_workers
 
 HANDLERS = (
     "base", "manifest", "tags", "blob", "blob_upload", "blob_upload_chunk", "catalog", "referrers",
@@ -48,6 +49,8 @@ STORAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 METHODS = frozenset({"get", "head", "put", "post", "patch", "delete", "options"})
 """Methods counted by name; any other a client sends is ``other``: the series stay bounded."""
+CONTENT_TYPES = {"blob": "blob", "blob_upload": "blob", "blob_upload_chunk": "blob", "manifest": "manifest"}
+"""The handlers whose bodies are content, for the bytes pushed and pulled."""
 
 
 class RequestSeries(NamedTuple):
@@ -56,9 +59,15 @@ class RequestSeries(NamedTuple):
     method: str
     """Lower case, or ``other``."""
     in_flight: Gauge
+    requests: dict[int, Counter]
+    """By status, each added the first time a request ends with it."""
     duration: PendingHistogram
     request_size: PendingHistogram
     response_size: PendingHistogram
+    pushed: Counter | None
+    """The bytes pushed (request bodies) for content handlers, else None."""
+    pulled: Counter | None
+    """The bytes pulled (GET response bodies) for content handlers, else None."""
 
 
 class Metrics:
@@ -67,6 +76,8 @@ class Metrics:
     def __init__(self) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call] # no ``_created`` series: Distribution has none
         self.directory = os.environ.get(DIRECTORY_ENV) or None
+        self.since = float(os.environ.get(SINCE_ENV) or time.time())
+        """When these figures started: in every worker, the registry's start."""
         self.registry = CollectorRegistry(auto_describe=True)
         if self.directory is not None:
             # prometheus_client asks the process id on every sample written, to notice a fork;
@@ -124,7 +135,8 @@ class Metrics:
         )
         self.uploads = Gauge(
             "registry_uploads_in_progress",
-            "Blob uploads started and not yet finished or cancelled, since the registry started.",
+            "Blob upload sessions opened since the registry started and not yet finished, "
+            "cancelled or purged.",
             multiprocess_mode="sum",
             registry=own,
         )
@@ -177,14 +189,23 @@ class Metrics:
         key = (handler, method)
         found = self._series.get(key)
         if found is None:
+            content = CONTENT_TYPES.get(handler)
             found = self._series[key] = RequestSeries(
                 method,
                 self.in_flight.labels(handler),
+                {},
                 self.histogram(self.duration, handler, method),
                 self.histogram(self.request_size, handler),
                 self.histogram(self.response_size, handler),
+                self.pushed_bytes.labels(content) if content is not None else None,
+                self.pulled_bytes.labels(content) if content is not None and method == "get" else None,
             )
         return found
+
+    def requests_child(self, series: RequestSeries, handler: str, status: int) -> Counter:
+        """The requests counter of ``series`` for ``status``, kept in it."""
+        child = series.requests[status] = self.requests.labels(str(status), handler, series.method)
+        return child
 
     def histogram(self, histogram: Histogram, *labels: str) -> PendingHistogram:
         """A histogram's child for bounded label values, observed through the tally."""

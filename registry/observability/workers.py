@@ -16,10 +16,13 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SINCE_ENV = "DOCKYARD_METRICS_SINCE"
+"""When the workers' figures started (epoch seconds): a replaced worker counts from there too."""
 LIVE_GAUGE_FILES = ("gauge_livesum_{pid}.db", "gauge_liveall_{pid}.db")
 """prometheus_client's files for gauges that describe a living process only."""
 
@@ -28,15 +31,17 @@ LIVE_GAUGE_FILES = ("gauge_livesum_{pid}.db", "gauge_liveall_{pid}.db")
 def shared_metrics() -> Iterator[Path]:
     """A fresh directory for the workers' metric files, named to them through the environment."""
     directory = Path(tempfile.mkdtemp(prefix="dockyard-metrics-"))
-    previous = os.environ.get(DIRECTORY_ENV)
+    previous = {name: os.environ.get(name) for name in (DIRECTORY_ENV, SINCE_ENV)}
     os.environ[DIRECTORY_ENV] = str(directory)
+    os.environ[SINCE_ENV] = repr(time.time())
     try:
         yield directory
     finally:
-        if previous is None:
-            os.environ.pop(DIRECTORY_ENV, None)
-        else:
-            os.environ[DIRECTORY_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         shutil.rmtree(directory, ignore_errors=True)
 
 

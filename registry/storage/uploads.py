@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NoReturn
 
@@ -38,8 +39,19 @@ FINISH_DEADLINE = 25.0
 upload: within the 30 s clients and proxies wait, where one stalled S3 copy may take 100 s."""
 
 
+@dataclass(frozen=True)
+class SessionWatch:
+    """Told of the upload sessions this process opens (+1) and closes (-1: finished, cancelled,
+    refused for a wrong digest, purged), the closed ones only if opened at ``since`` (epoch
+    seconds) or later, so a count kept from ``since`` stays the number open whoever closes them."""
+
+    since: float
+    change: Callable[[int], None]
+
+
 class Uploads:
     def __init__(self, driver: StorageDriver, blobs: BlobService) -> None:
+        self.watch: SessionWatch | None = None
         self._driver = driver
         self._blobs = blobs
         self._hashes = HasherCache()
@@ -51,6 +63,8 @@ class Uploads:
         upload_id = UploadId(str(uuid.uuid4()))
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
         await self._driver.put_content(paths.upload_started_at(name, upload_id), started)
+        if self.watch is not None:
+            self.watch.change(1)
         self._hashes.put((name, upload_id), RunningHash(algorithm, 0, new_hasher(algorithm)))
         return upload_id
 
@@ -132,7 +146,7 @@ class Uploads:
         the answer cannot wait for it: past FINISH_DEADLINE the client is told to retry, and the
         retry finds the upload sealed, or the blob already made."""
         try:
-            await self._require(name, upload_id)
+            opened = await self._require(name, upload_id)
         except RegistryError:
             if body is None:  # a retry of a finishing whose answer was lost, when the blob is in
                 with contextlib.suppress(RegistryError):
@@ -162,7 +176,7 @@ class Uploads:
                 await writer.close()
                 raise
         finishing = asyncio.ensure_future(
-            self._finish(name, upload_id, digest, writer=writer, running=running, size=size)
+            self._finish(name, upload_id, digest, opened, writer=writer, running=running, size=size)
         )
         key = (name, upload_id)
         self._finishing[key] = finishing
@@ -174,6 +188,7 @@ class Uploads:
         name: RepositoryName,
         upload_id: UploadId,
         digest: Digest,
+        opened: float,
         *,
         writer: FileWriter | None,
         running: RunningHash | None,
@@ -203,28 +218,36 @@ class Uploads:
         try:
             # BLOB_UPLOAD_UNKNOWN: a concurrent finishing of the same upload deleted it first.
             with contextlib.suppress(RegistryError):
-                await self._delete(name, upload_id)
+                await self._delete(name, upload_id, opened)
         except StorageError as exc:
             # The blob is in place: the client gets its 201, upload purging removes the rest.
             log.warning("the finished upload %s stays until purged: %s", upload_id, exc)
         return size
 
     async def cancel(self, name: RepositoryName, upload_id: UploadId) -> None:
-        await self._require(name, upload_id)
-        await self._delete(name, upload_id)
+        opened = await self._require(name, upload_id)
+        await self._delete(name, upload_id, opened)
 
-    async def _delete(self, name: RepositoryName, upload_id: UploadId) -> None:
+    async def _delete(self, name: RepositoryName, upload_id: UploadId, opened: float) -> None:
         self._hashes.drop((name, upload_id))
         try:
             await self._driver.delete(paths.upload(name, upload_id))
         except PathNotFound:
             raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"upload": upload_id}) from None
+        self._closed(opened)
 
-    async def _require(self, name: RepositoryName, upload_id: UploadId) -> None:
+    def _closed(self, opened: float) -> None:
+        # Whole seconds: S3 keeps an object's time to the second.
+        if self.watch is not None and int(opened) >= int(self.watch.since):
+            self.watch.change(-1)
+
+    async def _require(self, name: RepositoryName, upload_id: UploadId) -> float:
+        """When the upload was opened (its start record's time); BLOB_UPLOAD_UNKNOWN if it is not."""
         try:
-            await self._driver.stat(paths.upload_started_at(name, upload_id))
+            info = await self._driver.stat(paths.upload_started_at(name, upload_id))
         except PathNotFound:
             raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"upload": upload_id}) from None
+        return info.modified
 
     def _continue(
         self, name: RepositoryName, upload_id: UploadId, writer: FileWriter, start: int | None
@@ -261,6 +284,7 @@ class Uploads:
                 if not dry_run:
                     with contextlib.suppress(PathNotFound):  # another worker purged it first
                         await self._driver.delete(entry)
+                        self._closed(started)
         return purged
 
     async def _started_at(self, upload_dir: str) -> float | None:

@@ -129,3 +129,14 @@ def test_a_path_cannot_forge_a_log_line(registry_server: RunningRegistry) -> Non
     line = next(line for line in lines if f"request_id={request_id}" in line)
     assert '"GET /v2/a\\nforged\\"line/tags/list" 400' in line
     assert not any(line.startswith("forged") for line in lines)
+
+
+def test_request_ids_are_unique_across_workers_and_restarts(start_registry: StartRegistry) -> None:
+    registry = start_registry(workers=2)
+    ids: list[str] = []
+    for _ in range(2):
+        for _ in range(150):  # a connection each, so both workers answer some
+            ids.append(httpx.get(f"{registry.url}/v2/").headers["X-Request-Id"])
+        registry.restart()
+    assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in ids)
+    assert len(set(ids)) == len(ids)

@@ -7,15 +7,18 @@ import http.client
 import os
 import signal
 import time
+from http.client import HTTPConnection, HTTPResponse
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests.integrity.workers import process_group, serving_process
+from tests.support.processes import free_port
 from tests.support.pushing import OCI_MANIFEST, digest_of, expect, push_image
-from tests.support.registry import RunningRegistry
+from tests.support.registry import RunningRegistry, StartRegistry
 
-from .conftest import Samples, Scraper, value
+from .conftest import Samples, Scraper, debug_section, value
 
 pytestmark = pytest.mark.slow
 
@@ -158,3 +161,88 @@ def test_a_replaced_worker_keeps_its_totals_and_drops_its_in_flight(
     for key, total in totals.items():
         assert after.get(key, 0) >= total, key
     assert base_gets(after) == base_gets(before) + 10
+
+
+UPLOADS = "registry_uploads_in_progress"
+
+
+def worker_connection(registry: RunningRegistry, other_than: int | None = None) -> tuple[HTTPConnection, int]:
+    """A kept-alive connection and the worker serving it, one other than ``other_than``."""
+    assert registry.process is not None
+    for _ in range(100):
+        connection = HTTPConnection("127.0.0.1", registry.port, timeout=30)
+        connection.request("GET", "/v2/")
+        pid = serving_process(connection, registry.port, registry.process.pid)
+        connection.getresponse().read()
+        if pid is not None and pid != other_than:
+            return connection, pid
+        connection.close()
+    raise AssertionError(f"no worker other than {other_than} took a connection")
+
+
+def call(connection: HTTPConnection, method: str, target: str, body: bytes = b"") -> HTTPResponse:
+    connection.request(method, target, body=body)
+    response = connection.getresponse()
+    response.read()
+    return response
+
+
+def open_upload(registry: RunningRegistry, repository: str) -> tuple[str, int]:
+    """A new upload session's path (and query), and the worker that opened it."""
+    connection, pid = worker_connection(registry)
+    response = call(connection, "POST", f"/v2/{repository}/blobs/uploads/")
+    connection.close()
+    assert response.status == 202
+    location = urlsplit(response.getheader("Location") or "")
+    return location.path + (f"?{location.query}" if location.query else ""), pid
+
+
+def with_digest(target: str, content: bytes) -> str:
+    return f"{target}{'&' if '?' in target else '?'}digest={digest_of(content)}"
+
+
+def test_uploads_in_progress_whichever_worker_closes_them(
+    metrics_registry: tuple[RunningRegistry, Scraper],
+) -> None:
+    registry, scraper = metrics_registry
+    before = value(scraper.samples(), UPLOADS)
+    finished, cancelled, refused, kept = (open_upload(registry, "metrics/sessions") for _ in range(4))
+    assert value(scraper.samples(), UPLOADS) == before + 4
+    layer = os.urandom(1000)
+    for opener, method, path, status in (
+        (finished[1], "PUT", with_digest(finished[0], layer), 201),
+        (cancelled[1], "DELETE", cancelled[0], 204),
+        (refused[1], "PUT", with_digest(refused[0], b"other content"), 400),  # the session is discarded
+    ):
+        connection, _ = worker_connection(registry, other_than=opener)
+        assert call(connection, method, path, layer if method == "PUT" else b"").status == status
+        connection.close()
+    assert call(worker_connection(registry)[0], "GET", refused[0]).status == 404
+    assert value(scraper.samples(), UPLOADS) == before + 1
+    connection, _ = worker_connection(registry, other_than=kept[1])
+    assert call(connection, "DELETE", kept[0]).status == 204
+    assert value(scraper.samples(), UPLOADS) == before
+
+
+def test_uploads_in_progress_after_a_restart_and_a_purge(start_registry: StartRegistry) -> None:
+    port = free_port()
+    registry = start_registry({"http": debug_section(port)}, workers=2)
+    scraper = Scraper(port)
+    opened_before = [open_upload(registry, "metrics/restarted")[0] for _ in range(2)]
+    assert value(scraper.samples(), UPLOADS) == 2
+    registry.restart()  # counting starts again: what is open from before is not counted
+    assert value(scraper.samples(), UPLOADS) == 0
+    connection, _ = worker_connection(registry)
+    assert call(connection, "DELETE", opened_before[0]).status == 204
+    assert value(scraper.samples(), UPLOADS) == 0  # not -1: the session was older
+    purging = {"uploadpurging": {"enabled": True, "age": "10s", "interval": "1s"}}
+    registry.config["storage"]["maintenance"] = purging
+    registry.restart()
+    for _ in range(3):
+        open_upload(registry, "metrics/abandoned")
+    assert value(scraper.samples(), UPLOADS) == 3
+    deadline = time.monotonic() + 90
+    while value(scraper.samples(), UPLOADS) != 0:  # purged, by whichever worker, the older one too
+        assert time.monotonic() < deadline, "abandoned uploads still counted"
+    assert call(worker_connection(registry)[0], "GET", opened_before[1]).status == 404
+    assert value(scraper.samples(), UPLOADS) == 0
