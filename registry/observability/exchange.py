@@ -7,7 +7,7 @@ status, bytes each way, the digest header. So no handler knows about metrics or 
 The client's address is the peer's, or, when the peer is a trusted proxy, the one it forwarded
 (uvicorn's ProxyHeadersMiddleware, run inside this layer so the peer is seen first). A trusted
 proxy's ``X-Request-Id`` is reused; otherwise the registry makes one. Either way it is sent back
-as ``X-Request-Id`` and logged.
+as ``X-Request-Id`` and logged. ``X-Forwarded-*`` headers from any other peer are removed here.
 """
 
 from __future__ import annotations
@@ -244,11 +244,17 @@ class Observe:
                 user_agent = value.decode("latin-1")
             elif name.startswith(b"x-forwarded-"):
                 forwarded = True
-        if request_id is not None and not (
-            REQUEST_ID.fullmatch(request_id)
-            and self.trusted(scope["client"][0] if scope.get("client") else "")
-        ):
-            request_id = None
+        if request_id is not None or forwarded:
+            peer_trusted = self.trusted(scope["client"][0] if scope.get("client") else "")
+            if request_id is not None and not (peer_trusted and REQUEST_ID.fullmatch(request_id)):
+                request_id = None
+            if forwarded and not peer_trusted:
+                # Set by a peer that is no proxy of ours: nothing after this layer (the token
+                # challenge's realm among them) may read them.
+                scope["headers"] = [
+                    pair for pair in scope["headers"] if not pair[0].startswith(b"x-forwarded-")
+                ]
+                forwarded = False
         exchange = Exchange(method, path, handler, request_id or self.request_ids())
         exchange.user_agent = user_agent[:256]
         exchange.head_size = head_size

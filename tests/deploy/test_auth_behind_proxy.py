@@ -26,12 +26,9 @@ PASSWORD = "proxy-" + os.urandom(6).hex()
 TOKEN_PATH = "/auth/token"
 
 
-@pytest.fixture(scope="session")
-def token_registry(
-    start_registry: StartRegistry, tmp_path_factory: pytest.TempPathFactory
-) -> RunningRegistry:
-    """A registry with the built-in token server; alice owns alice/*."""
-    workdir = tmp_path_factory.mktemp("token-auth")
+def token_auth(workdir: Path) -> dict[str, object]:
+    """The built-in token server, its realm redirected to the host each client reached
+    (``autoredirect``); alice owns alice/*."""
     keys = workdir / "token"
     htpasswd = workdir / "htpasswd"
     subprocess.run([dockyard_binary(), "generate-token-key", str(keys)], check=True, capture_output=True)
@@ -40,27 +37,32 @@ def token_registry(
         input=PASSWORD, text=True, check=True, capture_output=True,
     )  # fmt: skip
     names = {"issuer": "dockyard", "service": REGISTRY_NAME}
-    return start_registry(
-        {
-            "auth": {
-                "token": {
-                    **names,
-                    "realm": f"https://{REGISTRY_NAME}{TOKEN_PATH}",
-                    "rootcertbundle": str(keys / "token.crt"),
-                    "autoredirect": True,
-                    "autoredirectpath": TOKEN_PATH,
-                }
-            },
-            "tokenserver": {
+    return {
+        "auth": {
+            "token": {
                 **names,
-                "path": TOKEN_PATH,
-                "signingkey": str(keys / "token.key"),
-                "certificate": str(keys / "token.crt"),
-                "htpasswd": str(htpasswd),
-                "acl": [{"account": "*", "repository": "${account}/*", "actions": ["*"]}],
-            },
-        }
-    )
+                "realm": f"https://{REGISTRY_NAME}{TOKEN_PATH}",
+                "rootcertbundle": str(keys / "token.crt"),
+                "autoredirect": True,
+                "autoredirectpath": TOKEN_PATH,
+            }
+        },
+        "tokenserver": {
+            **names,
+            "path": TOKEN_PATH,
+            "signingkey": str(keys / "token.key"),
+            "certificate": str(keys / "token.crt"),
+            "htpasswd": str(htpasswd),
+            "acl": [{"account": "*", "repository": "${account}/*", "actions": ["*"]}],
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def token_registry(
+    start_registry: StartRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> RunningRegistry:
+    return start_registry(token_auth(tmp_path_factory.mktemp("token-auth")))
 
 
 @pytest.fixture(scope="session", params=["tls", "http"])
@@ -86,6 +88,18 @@ def test_challenge_realm_names_the_proxy(token_proxy: Nginx, certificates: Serve
         assert token.status_code == 200, token.text
         ping = client.get("/v2/", headers={"Authorization": f"Bearer {token.json()['token']}"})
         assert ping.status_code == 200
+
+
+def test_a_forwarded_scheme_from_a_peer_that_is_no_proxy_is_ignored(
+    start_registry: StartRegistry, tmp_path: Path
+) -> None:
+    """The client reaches the registry directly; only 127.0.0.2 is a trusted proxy."""
+    registry = start_registry({**token_auth(tmp_path), "http": {"trustedproxies": ["127.0.0.2"]}}, workers=1)
+    with httpx.Client(base_url=registry.url) as client:
+        for forged in ("http", "https"):
+            challenge = client.get("/v2/", headers={"Host": "registry.test", "X-Forwarded-Proto": forged})
+            assert challenge.status_code == 401
+            assert f'realm="https://registry.test{TOKEN_PATH}"' in challenge.headers["www-authenticate"]
 
 
 def test_docker_login_push_pull_with_tokens(
