@@ -9,7 +9,8 @@ import os
 import random
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.responses import RedirectResponse, Response
@@ -24,6 +25,7 @@ from .api.context import CALLER, Caller, Settings
 from .api.dispatch import RegistryAPI
 from .api.incidents import Condition, StorageIncidents
 from .api.responses import json_response
+from .background import running_beside
 from .config import CONFIG_ENV, SECRET_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
 from .lifecycle.http import EXTENSION as REPOSITORY_EXTENSION
@@ -237,32 +239,28 @@ async def _lifespan(
     notifier: Notifier | None,
 ) -> AsyncIterator[None]:
     purging = config.storage.upload_purging
-    tasks = []
+    work: list[Coroutine[Any, Any, None]] = []
     if proxy is not None:
         proxy.start()
     if purging.enabled and not config.storage.read_only:
-        tasks.append(
-            asyncio.create_task(
-                _purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run)
-            )
-        )
+        work.append(_purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run))
     if config.storage.garbage_collect.enabled:
         if config.storage.read_only:
             log.info("scheduled garbage collection is disabled: the storage is in read-only mode")
         else:
-            tasks.append(asyncio.create_task(collect_forever(config)))
+            work.append(collect_forever(config))
     try:
-        async with observability.running(), contextlib.AsyncExitStack() as stack:
+        async with (
+            running_beside(*work),
+            observability.running(),
+            contextlib.AsyncExitStack() as stack,
+        ):
             if pulls is not None:
                 await stack.enter_async_context(pulls.running())
             if notifier is not None:
                 await stack.enter_async_context(notifier.running())
             yield
     finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if proxy is not None:
             await proxy.close()
         await controller.close()

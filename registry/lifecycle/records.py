@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from storage_drivers import PathNotFound, StorageDriver, StorageError
 
+from ..background import running_beside
 from ..errors import RegistryError
 from ..references import Digest, RepositoryName, Tag
 from ..storage import paths
@@ -152,12 +153,9 @@ class PullRecorder:
                 except Exception:
                     log.exception("recording pull times failed; the next interval tries again")
 
-        task = asyncio.create_task(forever())
         try:
-            yield
+            async with running_beside(forever()):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             with contextlib.suppress(Exception):  # stopping: a storage failure loses pull times only
                 await self.flush()

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Send
 
 from storage_drivers import StorageDriver, create_driver
 
+from ..background import running_beside
 from ..config import Config, Endpoint
 from ..errors import ErrorCode
 from ..observability.metrics import Metrics
@@ -155,16 +156,10 @@ class Notifier:
                 await asyncio.sleep(LATER_EVERY)
                 await self._flush()
 
-        tasks = [asyncio.create_task(d.run()) for d in self.deliverers]
-        flusher = asyncio.create_task(flushing())
         try:
-            yield
+            async with running_beside(flushing(), *(d.run() for d in self.deliverers)):
+                yield
         finally:
-            for task in (flusher, *tasks):
-                task.cancel()
-            for task in (flusher, *tasks):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             await self._flush()
             for deliverer in self.deliverers:
                 await deliverer.release()

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 from auth import AccessController
 from storage_drivers import StorageDriver
 
+from ..background import running_beside
 from ..config import Config
 from ..storage.uploads import SessionWatch, Uploads
 from .access import ObservedAccessController
@@ -106,11 +107,8 @@ async def _flushing(metrics: Metrics) -> AsyncIterator[None]:
             await asyncio.sleep(FLUSH_INTERVAL)
             metrics.flush()
 
-    task = asyncio.create_task(forever())
     try:
-        yield
+        async with running_beside(forever()):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         metrics.flush()  # a worker stopping keeps every figure it counted

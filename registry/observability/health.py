@@ -12,6 +12,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from ..background import running_beside
+
 log = logging.getLogger("registry")
 
 
@@ -56,10 +58,5 @@ class StorageHealth:
                 await self.run_once()
                 await asyncio.sleep(self.interval)
 
-        task = asyncio.create_task(forever())
-        try:
+        async with running_beside(forever()):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
