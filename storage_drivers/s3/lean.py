@@ -18,6 +18,7 @@ resolution.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -62,8 +63,11 @@ class LeanReader:
         self._base = f"{endpoint_url.rstrip('/')}/{quote(settings.bucket)}/"
         self._budget = budget
         self._headers = {"User-Agent": settings.useragent} if settings.useragent else {}
+        # TLS verification as boto3 resolves it: off with skipverify, else AWS_CA_BUNDLE or the
+        # default bundle (botocore takes a path there too; the stubs know only a flag).
+        verify = False if settings.skipverify else os.environ.get("AWS_CA_BUNDLE") or True
         self._session = URLLib3Session(
-            verify=not settings.skipverify,
+            verify=cast("bool", verify),
             # A (connect, read) pair, as botocore's clients pass it; the stubs know only one number.
             timeout=cast("int", (budget.connect, budget.read)),
             max_pool_connections=64,
