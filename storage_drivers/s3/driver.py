@@ -37,9 +37,10 @@ if TYPE_CHECKING:
         ObjectIdentifierTypeDef,
     )
 
-READ_CHUNK = 4 << 20
+READ_CHUNK = 1 << 20
 """A blob read takes a thread hop per piece of this size, the next piece read while one is sent:
-at most two pieces in memory per reader."""
+at most two pieces in memory per reader. Measured on Ceph RGW, 4 MiB pieces cost a little less
+CPU but pulled a quarter slower (a piece goes out only once all its bytes are in)."""
 READ_RESUMES = 3
 """A ranged GET cut off mid-stream is resumed from where it stopped this many times."""
 DELETE_BATCH = 1000
