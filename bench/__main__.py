@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench import settings as presets
 from bench.report import render
-from bench.runner import Options, run
+from bench.runner import S3_WORKLOADS, Options, run
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -59,6 +59,12 @@ def parse_arguments(argv: list[str]) -> tuple[Options, Path | None]:
     )
     parser.add_argument("--no-limits", action="store_true", help="skip the machine limits")
     parser.add_argument(
+        "--s3",
+        action="store_true",
+        help="store on a throwaway Ceph RADOS Gateway, each registry in its own bucket, blob GETs "
+        "through the registry (storage.redirect.disable); workloads blobs, small, image, pushers",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         help=f"markdown results file (default: {RESULTS} after a full run of "
@@ -87,9 +93,15 @@ def parse_arguments(argv: list[str]) -> tuple[Options, Path | None]:
         keep=args.keep,
         profile=args.profile,
         distribution3=args.distribution3,
+        s3=args.s3,
     )
     output = args.output
-    if output is None and not (args.quick or options.only or args.profile) and args.candidate == "dockyard":
+    if args.s3:
+        options.only = options.only or list(S3_WORKLOADS)
+        if set(options.only) & {"catalog", "tls", "repositories"}:
+            parser.error(f"--s3 runs only the workloads {', '.join(S3_WORKLOADS)}")
+    partial = args.quick or args.only or args.profile or args.s3
+    if output is None and not partial and args.candidate == "dockyard":
         output = RESULTS
     return options, output
 

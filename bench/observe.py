@@ -126,10 +126,10 @@ def main(argv: list[str] | None = None) -> None:
         small = SmallRequests(quick(), workdir)
         endpoints = [endpoint for endpoint in small.endpoints if endpoint.key in rows]
         if args.in_process:
-            cpu = in_process(args, small, endpoints, variants, workdir)
+            in_process_cpu = in_process(args, small, endpoints, variants, workdir)
             print(f"CPU per request through the ASGI application, µs: median (min-max) of {args.rounds}")
             print(f"rounds of {args.count} requests per row.\n")
-            table(endpoints, variants, cpu, None)
+            table(endpoints, variants, in_process_cpu, None)
             return
         servers: list[Server] = []
         try:

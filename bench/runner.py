@@ -9,11 +9,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bench.data import Region, write_random_file
 from bench.limits import measure_limits
@@ -53,6 +53,11 @@ class Options:
     keep: bool
     profile: Path | None = None  # py-spy each case on Dockyard alone, results to this dir
     distribution3: Path | None = None  # Distribution 3.1's binary; None: unpacked from the anchors
+    s3: bool = False  # every registry on S3 (Ceph RGW, blob GETs streamed), else on the filesystem
+
+
+S3_WORKLOADS = ("blobs", "small", "image", "pushers")
+"""What runs on S3 (the others reach into the filesystem layout, or are not about storage)."""
 
 
 def log(message: str) -> None:
@@ -92,7 +97,7 @@ def build_workloads(
         log("hashing the test file")
         workloads["blobs"] = LargeBlob(settings, big, Region.of(big, 0, settings.blob_size))
     if "small" in wanted:
-        workloads["small"] = SmallRequests(settings, workdir)
+        workloads["small"] = SmallRequests(settings, workdir, tags_list=not options.s3)
     if "image" in wanted:
         workloads["image"] = ManyLayerImage(settings)
     if "pushers" in wanted:
@@ -109,25 +114,57 @@ def build_workloads(
 @contextmanager
 def started_servers(options: Options, workdir: Path, distribution3: Path | None) -> Iterator[list[Server]]:
     servers: list[Server] = []
-    try:
-        if options.candidate == "dockyard":
-            log(f"starting Dockyard ({dockyard_workers(options)})")
-            servers.append(start_registry("dockyard", "Dockyard", workdir / "dockyard", options.workers))
-        else:
-            log("starting a second Distribution in slot A (harness self-check)")
-            servers.append(start_registry("distribution", "Distribution A", workdir / "dist-a", 1))
-        if options.profile is None:
-            log("starting Distribution 2.8")
-            servers.append(start_registry("distribution", BASELINE, workdir / "distribution", 1))
-            if distribution3 is not None:
-                log(f"starting Distribution 3.1 ({distribution3})")
+    with ExitStack() as stack:
+        storage = s3_storage(options, workdir, stack)
+        try:
+            if options.candidate == "dockyard":
+                log(f"starting Dockyard ({dockyard_workers(options)})")
+                workers, dockyard = options.workers, workdir / "dockyard"
+                servers.append(start_registry("dockyard", "Dockyard", dockyard, workers, storage=storage()))
+            else:
+                log("starting a second Distribution in slot A (harness self-check)")
                 servers.append(
-                    start_registry("distribution3", PEER, workdir / "distribution3", 1, binary=distribution3)
+                    start_registry("distribution", "Distribution A", workdir / "dist-a", 1, storage=storage())
                 )
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
+            if options.profile is None:
+                log("starting Distribution 2.8")
+                servers.append(
+                    start_registry("distribution", BASELINE, workdir / "distribution", 1, storage=storage())
+                )
+                if distribution3 is not None:
+                    log(f"starting Distribution 3.1 ({distribution3})")
+                    servers.append(
+                        start_registry(
+                            "distribution3",
+                            PEER,
+                            workdir / "distribution3",
+                            1,
+                            binary=distribution3,
+                            storage=storage(),
+                        )
+                    )
+            yield servers
+        finally:
+            for server in servers:
+                server.stop()
+
+
+def s3_storage(options: Options, workdir: Path, stack: ExitStack) -> Callable[[], dict[str, Any] | None]:
+    """Each call: the ``storage`` section of the next registry, on its own bucket of one Ceph
+    RADOS Gateway started now (stopped with ``stack``) when the run is on S3; else None."""
+    if not options.s3:
+        return lambda: None
+    from tests.support.ceph import CephRGW  # noqa: PLC0415 - only S3 runs need Ceph
+
+    log("starting a Ceph RADOS Gateway")
+    rgw = CephRGW(workdir / "ceph").start()
+    stack.callback(rgw.stop)
+
+    def storage() -> dict[str, Any]:
+        parameters = rgw.driver_parameters(rgw.create_bucket("bench"))
+        return {"s3": parameters, "redirect": {"disable": True}}
+
+    return storage
 
 
 def dockyard_workers(options: Options) -> str:

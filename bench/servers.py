@@ -47,6 +47,7 @@ class Server:
     storage_root: Path | None = None
     tls: ssl.SSLContext | None = None  # reached over HTTPS (a TLS proxy in front), trusting this
     kind: str = ""  # as given to start_registry
+    s3: dict[str, Any] | None = None  # the ``storage.s3`` section when it stores on S3
 
     host = "127.0.0.1"
 
@@ -99,16 +100,24 @@ class Server:
 
     def remove_blob_data(self, digest: str) -> None:
         """Drop a pushed blob's bytes after a push workload (untimed) so disk use stays flat."""
-        shutil.rmtree(self.blob_data_dir(digest), ignore_errors=True)
+        if self.s3 is None:
+            shutil.rmtree(self.blob_data_dir(digest), ignore_errors=True)
+            return
+        algorithm, hex_digest = digest.split(":", 1)
+        key = f"docker/registry/v2/blobs/{algorithm}/{hex_digest[:2]}/{hex_digest}/data"
+        s3_client(self.s3).delete_object(Bucket=self.s3["bucket"], Key=key)
 
 
-def _spawn(command: list[str], workdir: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def _spawn(
+    command: list[str], workdir: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     log = (workdir / "server.log").open("ab")
     return subprocess.Popen(
         command,
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=cwd or workdir,
+        env=env,
         start_new_session=True,  # one process group: workers are stopped with their supervisor
     )
 
@@ -158,18 +167,42 @@ def start_registry(
         command += ["--workers", str(workers)] if workers is not None else []
         process = _spawn(command, workdir, cwd=PROJECT)
     elif kind == "distribution":
-        process = _spawn(["docker-registry", "serve", str(config_path)], workdir)
+        # Its S3 driver panics on AWS_CA_BUNDLE ("HTTPClient's transport unsupported type").
+        env = {name: value for name, value in os.environ.items() if name != "AWS_CA_BUNDLE"}
+        process = _spawn(["docker-registry", "serve", str(config_path)], workdir, env=env)
     elif kind == "distribution3" and binary is not None:
         process = _spawn([str(binary), "serve", str(config_path)], workdir)
     else:
         raise ValueError(f"unknown registry kind {kind!r}")
-    server = Server(name, port, workdir, process, storage_root=root, kind=kind)
+    server = Server(
+        name, port, workdir, process, storage_root=root, kind=kind, s3=(storage or {}).get("s3")
+    )
     try:
         server.wait_ready("/v2/")
     except BaseException:
         server.stop()
         raise
     return server
+
+
+_S3_CLIENTS: dict[tuple[str, str], Any] = {}
+
+
+def s3_client(parameters: dict[str, Any]) -> Any:
+    """A boto3 client for the bucket of a ``storage.s3`` section (one per endpoint)."""
+    key = (parameters["regionendpoint"], parameters["accesskey"])
+    clients = _S3_CLIENTS
+    if key not in clients:
+        import boto3  # noqa: PLC0415 - only S3 runs need it
+
+        clients[key] = boto3.client(
+            "s3",
+            endpoint_url=parameters["regionendpoint"],
+            aws_access_key_id=parameters["accesskey"],
+            aws_secret_access_key=parameters["secretkey"],
+            region_name=parameters["region"],
+        )
+    return clients[key]
 
 
 def find_distribution3(binary: Path | None) -> tuple[Path | None, str]:

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from auth import AuthConfigError, create_access_controller, create_token_server
 from auth.cli import is_loopback, split_addr
 from auth.cli import register as register_auth_commands
-from storage_drivers import DriverConfigError, create_driver
+from storage_drivers import DriverConfigError, check_driver
 
 from .config import CONFIG_ENV, SECRET_ENV, Config, ConfigError, load_config
 from .cpus import usable_cpus
@@ -34,7 +34,7 @@ def check(config: Config) -> list[str]:
     """Every problem that would stop the registry from starting with ``config``."""
     problems = []
     try:
-        create_driver(config.storage.driver, config.storage.parameters)
+        check_driver(config.storage.driver, config.storage.parameters)
     except DriverConfigError as exc:
         problems += exc.problems
     try:

@@ -7,6 +7,7 @@ an optional dependency of one driver never burdens the others.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Protocol
 
 from .base import (
@@ -37,6 +38,7 @@ __all__ = [
     "StorageFull",
     "StorageReadOnly",
     "StorageUnavailable",
+    "check_driver",
     "create_driver",
 ]
 
@@ -46,6 +48,9 @@ DRIVERS: dict[str, str] = {
     "s3": "storage_drivers.s3:S3Driver",
 }
 """Configuration name -> "module:class" of every driver."""
+CHECKS: dict[str, str] = {"s3": "storage_drivers.s3.settings:check_parameters"}
+"""Configuration name -> "module:function" that checks a driver's parameters without building
+it, for drivers whose building loads much (a process that only checks stays small)."""
 
 
 class _DriverClass(Protocol):
@@ -70,3 +75,15 @@ def create_driver(name: str, parameters: Parameters) -> StorageDriver:
         ) from exc
     driver_class: _DriverClass = getattr(module, class_name)
     return driver_class.from_parameters(parameters)
+
+
+def check_driver(name: str, parameters: Parameters) -> None:
+    """Raise DriverConfigError listing what is wrong with ``storage.<name>``, as create_driver
+    would, without building the driver where it has a lighter check."""
+    target = CHECKS.get(name)
+    if target is None:
+        create_driver(name, parameters)
+        return
+    module_name, function_name = target.split(":")
+    check: Callable[[Parameters], None] = getattr(importlib.import_module(module_name), function_name)
+    check(parameters)

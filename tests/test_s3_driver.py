@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 import textwrap
 import threading
@@ -20,9 +21,18 @@ import anyio
 import httpx
 import pytest
 
-from storage_drivers import DriverConfigError, StorageDriver, StorageError, StorageUnavailable, create_driver
+from storage_drivers import (
+    DriverConfigError,
+    PathNotFound,
+    StorageDriver,
+    StorageError,
+    StorageUnavailable,
+    check_driver,
+    create_driver,
+)
 from storage_drivers.s3 import S3Driver, parse_settings
 from storage_drivers.s3.clients import CallBudget
+from storage_drivers.s3.driver import READ_CHUNK
 from storage_drivers.s3.writer import pending_key
 from storage_drivers.testsuite import MIB, DriverConformance, pattern, read_all
 from tests.support.ceph import CephRGW
@@ -228,6 +238,59 @@ class TestRedirects:
         async with httpx.AsyncClient() as client:
             assert (await client.get(url)).content == b"via the public endpoint"
         await driver.close()
+
+
+@pytest.mark.s3
+class TestSmallReadsAndReadAhead:
+    """Links, manifests and stat go through the signed path on path-style endpoints, boto3
+    elsewhere; both answer alike. Blob reads come in pieces with the next one read ahead."""
+
+    @pytest.mark.parametrize("path_style", [True, False], ids=["signed-path", "boto3"])
+    async def test_small_reads_answer_as_boto3_does(
+        self, ceph_rgw: CephRGW, s3_bucket: str, path_style: bool
+    ) -> None:
+        parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT, forcepathstyle=path_style)
+        driver = S3Driver(parse_settings(parameters))
+        try:
+            assert (driver._lean is not None) is path_style
+            key = f"registry-root/links/{path_style}/link"
+            ceph_rgw.client().put_object(Bucket=s3_bucket, Key=key, Body=b"sha256:abc")
+            stored = ceph_rgw.client().head_object(Bucket=s3_bucket, Key=key)
+            assert await driver.get_content(f"/links/{path_style}/link") == b"sha256:abc"
+            info = await driver.stat(f"/links/{path_style}/link")
+            assert (info.size, info.modified) == (10, stored["LastModified"].timestamp())
+            assert not info.is_dir
+            with pytest.raises(PathNotFound):
+                await driver.get_content(f"/links/{path_style}/absent")
+            with pytest.raises(PathNotFound):
+                await driver.stat(f"/links/{path_style}/absent")
+            assert (await driver.stat(f"/links/{path_style}")).is_dir
+        finally:
+            await driver.close()
+
+    async def test_reads_across_pieces_and_stopped_early(self, driver: S3Driver) -> None:
+        data = pattern(3 * READ_CHUNK + 12345, seed=7)
+        await driver.put_content("/blobs/big", data)
+        assert await read_all(driver, "/blobs/big") == data
+        start, length = READ_CHUNK - 5, 2 * READ_CHUNK + 10
+        assert await read_all(driver, "/blobs/big", start, length) == data[start : start + length]
+        pieces = driver.reader("/blobs/big")
+        assert await anext(pieces) == data[:READ_CHUNK]
+        await pieces.aclose()  # the piece read ahead is waited for, then the stream closed
+        assert await read_all(driver, "/blobs/big", len(data) - 3) == data[-3:]
+
+    def test_checking_the_configuration_leaves_boto3_unloaded(self) -> None:
+        script = textwrap.dedent(
+            """
+            import sys
+            from storage_drivers import check_driver
+            check_driver("s3", {"bucket": "b", "region": "r", "regionendpoint": "http://127.0.0.1:1"})
+            assert "boto3" not in sys.modules and "botocore" not in sys.modules, "boto3 loaded"
+            """
+        )
+        subprocess.run([sys.executable, "-c", script], check=True)
+        with pytest.raises(DriverConfigError, match="bucket"):
+            check_driver("s3", {"region": "r"})
 
 
 class _Failing(BaseHTTPRequestHandler):

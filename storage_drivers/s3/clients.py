@@ -74,6 +74,17 @@ def _backoff(attempt: int) -> float:
     return random.random() * min(BACKOFF_BASE * 2.0 ** (attempt - 1), BACKOFF_MAX)  # noqa: S311
 
 
+def retry_delay(budget: CallBudget, attempts: int, started: float) -> float | None:
+    """Seconds to wait before retrying a transient failure after ``attempts`` attempts of a
+    call started at ``started`` (monotonic), or None when the budget allows no more."""
+    if attempts >= budget.attempts:
+        return None
+    delay = _backoff(attempts)
+    if time.monotonic() - started + delay + budget.worst_attempt > budget.deadline:
+        return None
+    return delay
+
+
 class _RetryWithinDeadline:
     """botocore event handlers: stamp each call's start; decide each retry and its delay."""
 
@@ -100,13 +111,9 @@ class _RetryWithinDeadline:
             transient = is_transient(code, int(http_response.status_code))
         else:
             transient = False
-        if not transient or attempts >= self._budget.attempts:
+        if not transient:
             return None
-        delay = _backoff(attempts)
-        started: float = request_dict["context"].get(_STARTED, time.monotonic())
-        if time.monotonic() - started + delay + self._budget.worst_attempt > self._budget.deadline:
-            return None
-        return delay
+        return retry_delay(self._budget, attempts, request_dict["context"].get(_STARTED, time.monotonic()))
 
 
 def make_client(

@@ -9,6 +9,7 @@ the caller.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,13 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver, StorageError
 from ..config import Parameters
 from .clients import BULK, QUICK, CallBudget, S3Clients, make_client
 from .errors import TRANSIENT_TRANSPORT, in_thread, status_code, translate
+from .lean import LeanReader, ObjectHead
 from .settings import MAX_PART, S3Settings, parse_settings
 from .writer import HIDDEN_PREFIX, S3Writer
 
@@ -36,12 +38,20 @@ if TYPE_CHECKING:
     )
 
 READ_CHUNK = 1 << 20
+"""A blob read takes a thread hop per piece of this size, the next piece read while one is sent:
+at most two pieces in memory per reader. Measured on Ceph RGW, 4 MiB pieces cost a little less
+CPU but pulled a quarter slower (a piece goes out only once all its bytes are in)."""
 READ_RESUMES = 3
 """A ranged GET cut off mid-stream is resumed from where it stopped this many times."""
 DELETE_BATCH = 1000
 """The most keys one DeleteObjects request takes."""
 LIST_PAGE = 1000
 """The most keys one ListObjectsV2 answer holds."""
+
+
+def _read_ahead(body: StreamingBody) -> asyncio.Future[bytes]:
+    """The next ``READ_CHUNK`` bytes of ``body``, read in a worker thread from now on."""
+    return asyncio.ensure_future(to_thread.run_sync(body.read, READ_CHUNK))
 
 
 def _is_hidden(name: str) -> bool:
@@ -77,6 +87,10 @@ class S3Driver(StorageDriver):
             if settings.redirectendpoint
             else self._quick
         )
+        # The hot small reads (links, manifests, stat) skip boto3's per-call work where they can.
+        self._lean = LeanReader.create(
+            session.get_credentials(), settings, self._quick.meta.endpoint_url, quick
+        )
 
     @classmethod
     def from_parameters(cls, parameters: Parameters) -> S3Driver:
@@ -91,17 +105,24 @@ class S3Driver(StorageDriver):
     def _path_of(self, key: str) -> str:
         return "/" + key[len(self._prefix) :]
 
-    async def _head(self, path: str) -> dict[str, Any]:
-        key = self._key(path)
-        head = await in_thread(path, lambda: self._quick.head_object(Bucket=self.bucket, Key=key))
-        return dict(head)
+    async def _head(self, path: str) -> ObjectHead:
+        key, lean = self._key(path), self._lean
+
+        def head() -> ObjectHead:
+            if lean is not None:
+                return lean.head(key)
+            answer = self._quick.head_object(Bucket=self.bucket, Key=key)
+            return ObjectHead(answer["ContentLength"], answer["LastModified"].timestamp())
+
+        return await in_thread(path, head)
 
     async def _get_content(self, path: str) -> bytes:
-        key = self._key(path)
+        key, lean = self._key(path), self._lean
 
         def get() -> bytes:
-            response = self._quick.get_object(Bucket=self.bucket, Key=key)
-            return response["Body"].read()
+            if lean is not None:
+                return lean.get(key)
+            return self._quick.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
         return await in_thread(path, get)
 
@@ -118,11 +139,12 @@ class S3Driver(StorageDriver):
         key = self._key(path)
         end = None if length is None else offset + length
         if end == offset:
-            if offset > (await self._head(path))["ContentLength"]:
+            if offset > (await self._head(path)).size:
                 raise InvalidOffset(path, f"offset {offset} beyond the end")
             return
         position, resumes, etag = offset, 0, ""
         body: StreamingBody | None = None
+        pending: asyncio.Future[bytes] | None = None
         try:
             while end is None or position < end:
                 if body is None:
@@ -134,23 +156,31 @@ class S3Driver(StorageDriver):
                         response = await self._get_object(path, request)
                     except InvalidOffset:
                         # Range starts at or past the end: an empty read at the end, else an error.
-                        if position > (await self._head(path))["ContentLength"]:
+                        if position > (await self._head(path)).size:
                             raise
                         return
                     body, etag = response["Body"], response["ETag"]
                 try:
-                    chunk = await to_thread.run_sync(body.read, READ_CHUNK)
+                    chunk = await (pending if pending is not None else _read_ahead(body))
                 except TRANSIENT_TRANSPORT as exc:
+                    pending = None
                     body.close()
                     body, resumes = None, resumes + 1
                     if resumes > READ_RESUMES:
                         raise translate(path, exc) from exc
                     continue
+                pending = None
                 if not chunk:
                     return
                 position += len(chunk)
+                if end is None or position < end:
+                    pending = _read_ahead(body)  # the next piece arrives while this one goes out
                 yield chunk
         finally:
+            if pending is not None:
+                # The read must end before its body is closed, even when the caller is cancelled.
+                with CancelScope(shield=True), contextlib.suppress(Exception):
+                    await pending
             if body is not None:
                 body.close()
 
@@ -166,7 +196,7 @@ class S3Driver(StorageDriver):
     async def _stat(self, path: str) -> FileInfo:
         with contextlib.suppress(PathNotFound):
             head = await self._head(path)
-            return FileInfo(path, head["ContentLength"], head["LastModified"].timestamp())
+            return FileInfo(path, head.size, head.modified)
         prefix = self._dir_prefix(path)
         listing = await in_thread(
             path, lambda: self._quick.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
@@ -258,7 +288,7 @@ class S3Driver(StorageDriver):
         return [self._path_of(key) for key in await in_thread(path, scan)]
 
     async def _move(self, source: str, destination: str) -> None:
-        size = (await self._head(source))["ContentLength"]
+        size = (await self._head(source)).size
         source_key, destination_key = self._key(source), self._key(destination)
         if size <= self.settings.multipartcopythresholdsize or size == 0:
             await in_thread(
@@ -402,5 +432,7 @@ class S3Driver(StorageDriver):
 
     async def close(self) -> None:
         await to_thread.run_sync(self._clients.close)
+        if self._lean is not None:
+            await to_thread.run_sync(self._lean.close)
         if self._presigner is not self._quick:
             await to_thread.run_sync(self._presigner.close)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.util import find_spec
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -150,3 +151,11 @@ def parse_settings(parameters: Parameters) -> S3Settings:
     if problems:
         raise DriverConfigError(problems)
     return S3Settings(**values)
+
+
+def check_parameters(parameters: Parameters) -> None:
+    """What ``S3Driver.from_parameters`` would refuse, found without loading boto3: the
+    settings, and that boto3 is installed."""
+    parse_settings(parameters)
+    if find_spec("boto3") is None:
+        raise DriverConfigError(["storage driver 's3' needs a package that is not installed: boto3"])
