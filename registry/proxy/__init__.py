@@ -94,9 +94,10 @@ class Proxy:
         if not remote:
             raise RegistryError(ErrorCode.NAME_UNKNOWN, {"name": name})
         unknown = RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)})
-        if await self._linked(name, digest):
+        cached = await self._cached_blob(ctx)
+        if cached is not None:
             self._uses.used(name, digest)
-            return await blob_api.get_blob(ctx)
+            return cached
         if await self._storage.blobs.size(digest) is not None:
             # Cached for another repository: this one may have it only if its upstream does.
             if await mirror.blob_size(remote, digest) is None:
@@ -148,12 +149,16 @@ class Proxy:
 
         return StreamingResponse(body(), status, headers)
 
-    async def _linked(self, name: RepositoryName, digest: Digest) -> bool:
+    @staticmethod
+    async def _cached_blob(ctx: Context) -> Response | None:
+        """The blob served as any blob of this repository is; None when the repository does not
+        hold it (yet). One look at storage, as for an ordinary pull: a warm pull costs no more."""
         try:
-            await self._storage.blobs.stat(name, digest)
-        except RegistryError:
-            return False
-        return True
+            return await blob_api.get_blob(ctx)
+        except RegistryError as exc:
+            if exc.code is ErrorCode.BLOB_UNKNOWN:
+                return None
+            raise
 
     async def _list_tags(self, mirror: Mirror, ctx: Context) -> Response:
         """The upstream's tags list when it answers, else the cached view."""

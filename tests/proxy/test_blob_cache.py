@@ -233,6 +233,31 @@ def test_a_client_that_leaves_does_not_stop_the_download_others_wait_on(
     assert blob_file(mirror.root, blob).read_bytes() == blob.data
 
 
+def test_a_cached_blob_answers_ranges_and_conditions_as_any_blob_without_the_upstream(
+    upstream: Upstream, distribution_upstream: DistributionRegistry, mirror: RunningRegistry
+) -> None:
+    blob = Blob("application/octet-stream", os.urandom(1 << 20))
+    upstream.push_blob("team/cached", blob)
+    url = f"{mirror.url}/v2/hub/team/cached/blobs/{blob.digest}"
+    assert httpx.get(url, timeout=60).content == blob.data  # cold: now cached and linked
+
+    part = httpx.get(url, headers={"Range": "bytes=10-19"}, timeout=30)
+    assert part.status_code == 206
+    assert part.content == blob.data[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{len(blob.data)}"
+    beyond = httpx.get(url, headers={"Range": f"bytes={len(blob.data)}-"}, timeout=30)
+    assert_error(beyond, 416, "SIZE_INVALID")
+    unchanged = httpx.get(url, headers={"If-None-Match": f'"{blob.digest}"'}, timeout=30)
+    assert unchanged.status_code == 304
+    head = httpx.head(url, timeout=30)
+    assert head.status_code == 200
+    assert head.headers["Content-Length"] == str(len(blob.data))
+    assert upstream_gets(distribution_upstream, f"/v2/team/cached/blobs/{blob.digest}") == 1
+    # Served from the cache alone: the upstream was not asked whether it still has the blob.
+    asked = re.compile(rf'http\.request\.method=HEAD .*http\.request\.uri="[^"]*{blob.digest}"')
+    assert not asked.search(distribution_upstream.log())
+
+
 def test_an_upstream_that_dies_mid_blob_leaves_nothing_behind(
     start_registry: StartRegistry, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
