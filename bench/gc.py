@@ -222,9 +222,14 @@ class BucketStores:
         return {"s3": self.rgw.driver_parameters(bucket)}
 
 
-def measure(stores: FilesystemStores | BucketStores, workdir: Path, repetitions: int, untagged: bool) -> Results:
+def measure(
+    stores: FilesystemStores | BucketStores, workdir: Path, repetitions: int, untagged: bool
+) -> Results:
     results: Results = {"dry run": {}, "sweep": {}}
-    registries = {"Dockyard": (dockyard, dockyard_blobs), "Distribution 2.8": (distribution, distribution_blobs)}
+    registries = {
+        "Dockyard": (dockyard, dockyard_blobs),
+        "Distribution 2.8": (distribution, distribution_blobs),
+    }
     for repetition in range(repetitions):
         order = list(registries.items())
         if repetition % 2:
@@ -248,8 +253,8 @@ def measure(stores: FilesystemStores | BucketStores, workdir: Path, repetitions:
 
 def render(where: str, results: Results, repetitions: int) -> str:
     lines = [
-        f"| Store | Run | Dockyard s | Distribution 2.8 s | Dockyard's lead | Blobs removed | "
-        f"Peak RSS MB (Dockyard / 2.8) |",
+        "| Store | Run | Dockyard s | Distribution 2.8 s | Dockyard's lead | Blobs removed | "
+        "Peak RSS MB (Dockyard / 2.8) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for case, runs in results.items():
@@ -276,7 +281,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gc", description=__doc__)
     parser.add_argument("-n", "--repetitions", type=int, default=3)
     parser.add_argument("--s3", action="store_true", help="on a throwaway Ceph RADOS Gateway")
-    parser.add_argument("--delete-untagged", action="store_true", help="both registries with --delete-untagged")
+    parser.add_argument(
+        "--delete-untagged", action="store_true", help="both registries with --delete-untagged"
+    )
     parser.add_argument("--tmpdir", type=Path, help="where the stores go (default: $TMPDIR)")
     parser.add_argument("--build-only", type=Path, help="only write the filesystem store there")
     parser.add_argument("--output", type=Path, help="also append the table to this markdown file")

@@ -23,6 +23,7 @@ from ..errors import RegistryError
 from ..references import Digest, RepositoryName, Tag
 from ..storage import paths
 from ..storage.manifest_format import parse_stored_manifest
+from .digests import BlobTable, DigestSet, from_raw, raw
 
 CONCURRENCY = 32
 """Walks, manifest and tag reads in flight at once."""
@@ -68,7 +69,7 @@ class Repository:
 
 @dataclass
 class Inventory:
-    blobs: dict[Digest, tuple[int, float]] = field(default_factory=dict)
+    blobs: BlobTable = field(default_factory=BlobTable)
     """Size and storage time of every blob's data."""
     repositories: dict[RepositoryName, Repository] = field(default_factory=dict)
     manifests: dict[Digest, References | None] = field(default_factory=dict)
@@ -79,7 +80,7 @@ class Inventory:
 class Plan:
     """What a run removes, in the order it removes it."""
 
-    marked: set[Digest] = field(default_factory=set)
+    marked: DigestSet = field(default_factory=DigestSet)
     kept_manifests: int = 0
     tag_history: list[tuple[RepositoryName, Tag, Digest]] = field(default_factory=list)
     revisions: list[list[tuple[RepositoryName, Digest]]] = field(default_factory=list)
@@ -330,7 +331,7 @@ def _digests_in(content: bytes) -> set[Digest]:
 
 def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
     """What a run removes: everything not reachable, not younger than ``cutoff``."""
-    result = Plan()
+    result = Plan(DigestSet(inventory.blobs))
     deleted_revisions: dict[RepositoryName, set[Digest]] = {}
     pending: list[Digest] = []
     for name, repository in inventory.repositories.items():
@@ -365,14 +366,14 @@ def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
             if referrer in deleted or referrer not in repository.revisions
         ]
     young_layers = {
-        d
+        raw(d)
         for repository in inventory.repositories.values()
         for d, t in repository.layers.items()
         if t > cutoff
     }
-    for digest, (size, modified) in inventory.blobs.items():
-        if digest not in result.marked and digest not in young_layers and modified <= cutoff:
-            result.blobs[digest] = size
+    for key, size, modified in inventory.blobs.rows():
+        if modified <= cutoff and not result.marked.holds_raw(key) and key not in young_layers:
+            result.blobs[from_raw(key)] = size
     for name, repository in sorted(inventory.repositories.items()):
         for digest, modified in sorted(repository.layers.items(), key=lambda item: str(item[0])):
             orphaned = digest not in inventory.blobs and modified <= cutoff and digest not in result.marked
