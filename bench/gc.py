@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -138,6 +139,8 @@ def write_config(path: Path, storage: dict[str, Any]) -> Path:
 @dataclass
 class Run:
     seconds: float
+    cpu: float
+    """User and system CPU seconds of the command (its threads included)."""
     peak_rss_mb: float
     blobs: int
     """Blobs the run removed (or would)."""
@@ -146,6 +149,7 @@ class Run:
 def timed(command: list[str], output: Path, count: Callable[[str], int]) -> Run:
     """Run ``command`` to completion, sampling its RSS; its output goes to ``output``."""
     started = time.perf_counter()
+    cpu_before = _children_cpu()
     with output.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         peak = 0.0
@@ -155,7 +159,12 @@ def timed(command: list[str], output: Path, count: Callable[[str], int]) -> Run:
     seconds = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"{command[0]} failed:\n{output.read_text(errors='replace')[-3000:]}")
-    return Run(seconds, peak, count(output.read_text(errors="replace")))
+    return Run(seconds, _children_cpu() - cpu_before, peak, count(output.read_text(errors="replace")))
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _rss_mb(pid: int) -> float:
@@ -238,12 +247,12 @@ def measure(
         for name, (command, count) in order:
             run = timed(command(shared, True, untagged), workdir / f"{name}-dry.log", count)
             results["dry run"].setdefault(name, []).append(run)
-            log(f"{name} dry run: {run.seconds:.2f} s, {run.blobs} blobs, peak RSS {run.peak_rss_mb:.0f} MB")
+            log(f"{name} dry run: {run.seconds:.2f} s, CPU {run.cpu:.2f} s, {run.blobs} blobs")
         for name, (command, count) in order:
             config = write_config(workdir / f"{name}-{repetition}.yml", stores.fresh(f"sweep-{name}"))
             run = timed(command(config, False, untagged), workdir / f"{name}-sweep.log", count)
             results["sweep"].setdefault(name, []).append(run)
-            log(f"{name} sweep: {run.seconds:.2f} s, {run.blobs} blobs, peak RSS {run.peak_rss_mb:.0f} MB")
+            log(f"{name} sweep: {run.seconds:.2f} s, CPU {run.cpu:.2f} s, {run.blobs} blobs")
         for case in results.values():
             found = {name: runs[-1].blobs for name, runs in case.items()}
             if len(set(found.values())) != 1:
@@ -253,18 +262,19 @@ def measure(
 
 def render(where: str, results: Results, repetitions: int) -> str:
     lines = [
-        "| Store | Run | Dockyard s | Distribution 2.8 s | Dockyard's lead | Blobs removed | "
-        "Peak RSS MB (Dockyard / 2.8) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| Store | Run | Dockyard s | Distribution 2.8 s | Dockyard's lead | CPU s (Dockyard / 2.8) | "
+        "Blobs removed | Peak RSS MB (Dockyard / 2.8) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for case, runs in results.items():
         ours, theirs = runs["Dockyard"], runs["Distribution 2.8"]
         mine = statistics.median(r.seconds for r in ours)
         other = statistics.median(r.seconds for r in theirs)
+        cpu = f"{statistics.median(r.cpu for r in ours):.2f} / {statistics.median(r.cpu for r in theirs):.2f}"
         rss = f"{max(r.peak_rss_mb for r in ours):.0f} / {max(r.peak_rss_mb for r in theirs):.0f}"
         lines.append(
             f"| {where} | {case} | {mine:.2f} ({_spread(ours)}) | {other:.2f} ({_spread(theirs)}) | "
-            f"{other / mine:.1f}x | {ours[0].blobs:,} | {rss} |"
+            f"{other / mine:.1f}x | {cpu} | {ours[0].blobs:,} | {rss} |"
         )
     return "\n".join(lines) + f"\n\nMedians of {repetitions} repetitions (min-max in brackets).\n"
 
