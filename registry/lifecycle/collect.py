@@ -76,7 +76,7 @@ async def garbage_collect(driver: StorageDriver, options: Options, emit: Callabl
 
 async def _mark(driver: StorageDriver, options: Options, cutoff: float) -> Report:
     marking = time.monotonic()
-    inventory = await take_inventory(driver)
+    inventory = await take_inventory(driver, tag_targets=options.delete_untagged)
     planned = plan(inventory, options.delete_untagged, cutoff)
     return Report(planned, planned, {"mark": time.monotonic() - marking})
 

@@ -74,6 +74,8 @@ class Inventory:
     repositories: dict[RepositoryName, Repository] = field(default_factory=dict)
     manifests: dict[Digest, References | None] = field(default_factory=dict)
     """What each revision's manifest refers to; None when its content is missing."""
+    tag_targets: bool = True
+    """Whether each tag's link was read (``Repository.tags``); else only its presence is known."""
 
 
 @dataclass
@@ -245,8 +247,10 @@ async def _walk_into(driver: StorageDriver, directory: str, found: Callable[[Fil
         pass  # not there (yet, or any more: a repository deleted while the scan ran)
 
 
-async def take_inventory(driver: StorageDriver) -> Inventory:
-    inventory = Inventory()
+async def take_inventory(driver: StorageDriver, *, tag_targets: bool = True) -> Inventory:
+    """Everything stored. ``tag_targets=False`` leaves tag links unread (a run that keeps every
+    manifest needs only to know a tag is there): on S3 a request saved per tag."""
+    inventory = Inventory(tag_targets=tag_targets)
     repositories = inventory.repositories
 
     def found(info: FileInfo) -> None:
@@ -268,7 +272,12 @@ async def take_inventory(driver: StorageDriver) -> Inventory:
         await bounded(await _shards(driver), lambda shard: _walk_into(driver, shard, found))
     else:
         await _scan(driver, found, listed)
-    tag_links = [(name, tag) for name, repository in repositories.items() for tag in repository.tag_links]
+    tag_links = [
+        (name, tag)
+        for name, repository in repositories.items()
+        for tag in repository.tag_links
+        if tag_targets
+    ]
     targets = await _read_all(driver, [paths.tag_current_link(*key) for key in tag_links], _link_target)
     for (name, tag), target in zip(tag_links, targets, strict=True):
         if target is not None:
@@ -330,7 +339,10 @@ def _digests_in(content: bytes) -> set[Digest]:
 
 
 def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
-    """What a run removes: everything not reachable, not younger than ``cutoff``."""
+    """What a run removes: everything not reachable, not younger than ``cutoff``.
+    ``delete_untagged`` needs an inventory with ``tag_targets``."""
+    if delete_untagged and not inventory.tag_targets:
+        raise ValueError("deleting untagged manifests needs the tags' targets")
     result = Plan(DigestSet(inventory.blobs))
     deleted_revisions: dict[RepositoryName, set[Digest]] = {}
     pending: list[Digest] = []
@@ -351,7 +363,8 @@ def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
             pending += references.blobs | references.children
     for name, repository in sorted(inventory.repositories.items()):
         deleted = {d for d in deleted_revisions[name] if d not in result.marked}
-        if repository.listed and not repository.tags and not set(repository.revisions) - deleted:
+        tagged = repository.tags if inventory.tag_targets else repository.tag_links
+        if repository.listed and not tagged and not set(repository.revisions) - deleted:
             result.empty_repositories.append(name)
         for wave, digests in enumerate(_waves(deleted, inventory.manifests)):
             if wave == len(result.revisions):
