@@ -19,6 +19,7 @@ _NAME = re.compile(rf"{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*")
 _TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 _DIGEST = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _FETCH_ID = re.compile(r"[0-9]{20}-[0-9a-f]{8}")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -70,6 +71,8 @@ class Digest:
 
     @classmethod
     def parse(cls, value: str) -> Digest:
+        if value.startswith("sha256:") and _SHA256_HEX.fullmatch(value, 7):
+            return cls("sha256", value[7:])  # the usual case, once over the string
         match = _DIGEST.fullmatch(value)
         if not match:
             raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": value[:200]})

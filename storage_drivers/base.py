@@ -14,9 +14,10 @@ driver's root.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -122,9 +123,17 @@ class FileWriter(ABC):
 
 
 class StorageDriver(ABC):
-    """Bytes at paths. Implement the ``_`` methods; the public ones check paths."""
+    """Bytes at paths. Implement the ``_`` methods; the public ones check paths.
+
+    The ``*_many`` methods serve walks over the whole store (garbage collection): a driver
+    answers a batch in as few calls as it can (the filesystem: one thread hop; S3: one
+    ``DeleteObjects`` per 1,000 keys); the defaults loop over the single-path methods.
+    """
 
     name: ClassVar[str]
+    listing_carries_stats: ClassVar[bool] = False
+    """Whether ``walk`` gets sizes and times from the listing itself (S3), so that walking a
+    tree costs no more than listing its names; on a filesystem every file is a stat."""
 
     async def get_content(self, path: str) -> bytes:
         """The whole content of a small object."""
@@ -234,6 +243,32 @@ class StorageDriver(ABC):
         """
         return await self._purge_incomplete(check_path(path), older_than)
 
+    async def list_many(self, paths: Sequence[str]) -> builtins.list[builtins.list[str] | None]:
+        """``list`` of each directory whole, in order; None where nothing is stored below."""
+        for path in paths:
+            check_path(path)
+        return await self._list_many(paths)
+
+    async def stat_many(self, paths: Sequence[str]) -> builtins.list[FileInfo | None]:
+        """``stat`` of each path, in order; None where nothing is stored."""
+        for path in paths:
+            check_path(path)
+        return await self._stat_many(paths)
+
+    async def get_many(self, paths: Sequence[str]) -> builtins.list[bytes | None]:
+        """``get_content`` of each small object, in order; None where nothing is stored."""
+        for path in paths:
+            check_path(path)
+        return await self._get_many(paths)
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        """Delete the objects (not directories) at ``paths``; those already gone are skipped.
+        A directory an object leaves empty goes with it, as on S3 where directories are only
+        key prefixes. Not atomic: when it raises, any of the objects may be gone or not."""
+        for path in paths:
+            check_path(path)
+        await self._delete_many(paths)
+
     async def close(self) -> None:  # noqa: B027 - most drivers hold nothing to release
         """Release connections and threads."""
 
@@ -279,3 +314,35 @@ class StorageDriver(ABC):
 
     @abstractmethod
     def _walk(self, path: str) -> AsyncIterator[FileInfo]: ...
+
+    async def _list_many(self, paths: Sequence[str]) -> builtins.list[builtins.list[str] | None]:
+        found: builtins.list[builtins.list[str] | None] = []
+        for path in paths:
+            try:
+                found.append(await self._list(path, None, None))
+            except PathNotFound:
+                found.append(None)
+        return found
+
+    async def _stat_many(self, paths: Sequence[str]) -> builtins.list[FileInfo | None]:
+        found: builtins.list[FileInfo | None] = []
+        for path in paths:
+            try:
+                found.append(await self._stat(path))
+            except PathNotFound:
+                found.append(None)
+        return found
+
+    async def _get_many(self, paths: Sequence[str]) -> builtins.list[bytes | None]:
+        found: builtins.list[bytes | None] = []
+        for path in paths:
+            try:
+                found.append(await self._get_content(path))
+            except PathNotFound:
+                found.append(None)
+        return found
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            with contextlib.suppress(PathNotFound):
+                await self._delete(path)

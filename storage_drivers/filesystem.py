@@ -389,6 +389,77 @@ class FilesystemDriver(StorageDriver):
 
         await _in_thread(path, delete)
 
+    async def _list_many(self, paths: Sequence[str]) -> list[list[str] | None]:
+        return await to_thread.run_sync(self._list_all, paths)
+
+    def _list_all(self, paths: Sequence[str]) -> list[list[str] | None]:
+        found: list[list[str] | None] = []
+        for path in paths:
+            try:
+                names = os.listdir(self._full(path))
+            except OSError as exc:
+                if exc.errno not in {errno.ENOENT, errno.ENOTDIR}:
+                    raise _translate(path, exc) from exc
+                found.append(None)
+                continue
+            prefix = "" if path == "/" else path
+            found.append(sorted(f"{prefix}/{name}" for name in names if not name.startswith(TEMP_PREFIX)))
+        return found
+
+    async def _stat_many(self, paths: Sequence[str]) -> list[FileInfo | None]:
+        return await to_thread.run_sync(self._stat_all, paths)
+
+    def _stat_all(self, paths: Sequence[str]) -> list[FileInfo | None]:
+        found: list[FileInfo | None] = []
+        for path in paths:
+            try:
+                st = os.stat(self._full(path))
+            except OSError as exc:
+                if exc.errno not in {errno.ENOENT, errno.ENOTDIR}:
+                    raise _translate(path, exc) from exc
+                found.append(None)
+                continue
+            is_dir = (st.st_mode & 0o170000) == 0o040000
+            found.append(FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir))
+        return found
+
+    async def _get_many(self, paths: Sequence[str]) -> list[bytes | None]:
+        return await to_thread.run_sync(self._get_all, paths)
+
+    def _get_all(self, paths: Sequence[str]) -> list[bytes | None]:
+        found: list[bytes | None] = []
+        for path in paths:
+            try:
+                fd = os.open(self._full(path), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno not in {errno.ENOENT, errno.ENOTDIR}:
+                    raise _translate(path, exc) from exc
+                found.append(None)
+                continue
+            try:
+                found.append(_read_fd(fd, os.fstat(fd).st_size))
+            except OSError as exc:
+                raise _translate(path, exc) from exc
+            finally:
+                os.close(fd)
+        return found
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        await to_thread.run_sync(self._delete_all, paths)
+
+    def _delete_all(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            full = self._full(path)
+            try:
+                os.unlink(full)
+            except OSError as exc:
+                if exc.errno not in {errno.ENOENT, errno.ENOTDIR}:
+                    raise _translate(path, exc) from exc
+            # The directory goes too when that left it empty; a write that lands in it first
+            # keeps it (rmdir refuses a directory that holds anything).
+            with contextlib.suppress(OSError):  # not empty, or gone already
+                os.rmdir(os.path.dirname(full))
+
     async def _purge_incomplete(self, path: str, older_than: float) -> int:
         """Remove what crashed writers left: temp files in the staging area (the root) and
         pending files or half-deleted trees below ``path``, older than ``older_than`` seconds."""
@@ -501,9 +572,11 @@ def _scan_with_stats(full: str) -> list[tuple[str, bool, int, float]]:
             if entry.name.startswith(TEMP_PREFIX):
                 continue
             try:
-                is_dir = entry.is_dir(follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):  # the type comes with the entry: no stat
+                    entries.append((entry.name, True, 0, 0.0))
+                    continue
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            entries.append((entry.name, is_dir, st.st_size, st.st_mtime))
+            entries.append((entry.name, False, st.st_size, st.st_mtime))
     return entries

@@ -54,6 +54,7 @@ class _InMemoryWriter(FileWriter):
 
 class InMemoryDriver(StorageDriver):
     name = "inmemory"
+    listing_carries_stats = True
 
     def __init__(self) -> None:
         self._objects: dict[str, _Object] = {}

@@ -596,6 +596,50 @@ class DriverConformance:
         with pytest.raises(PathNotFound):
             [info async for info in driver.walk(f"{root}/missing")]
 
+    async def test_batched_reads(self, driver: StorageDriver, root: str) -> None:
+        await driver.put_content(f"{root}/d/one/link", b"1")
+        await driver.put_content(f"{root}/d/two/link", b"22")
+        await driver.put_content(f"{root}/d-sibling", b"x")
+        wanted = [f"{root}/d/two/link", f"{root}/d/missing/link", f"{root}/d/one/link"]
+        assert await driver.get_many(wanted) == [b"22", None, b"1"]
+        stats = await driver.stat_many(wanted)
+        assert [None if info is None else (info.path, info.size) for info in stats] == [
+            (f"{root}/d/two/link", 2),
+            None,
+            (f"{root}/d/one/link", 1),
+        ]
+        directories = [f"{root}/d", f"{root}/missing", f"{root}/d/one"]
+        assert await driver.list_many(directories) == [
+            [f"{root}/d/one", f"{root}/d/two"],
+            None,
+            [f"{root}/d/one/link"],
+        ]
+        assert await driver.get_many([]) == []
+        assert await driver.stat_many([]) == []
+
+    async def test_delete_many(self, driver: StorageDriver, root: str) -> None:
+        for name in ("a/1/link", "a/2/link", "a/2/other", "a/3/link", "a-b/link"):
+            await driver.put_content(f"{root}/{name}", b"x")
+        await driver.delete_many([f"{root}/a/1/link", f"{root}/a/2/link", f"{root}/a/gone/link"])
+        await driver.delete_many([])
+        # The emptied directory goes with its object; one still holding something stays.
+        assert await driver.list(f"{root}/a") == [f"{root}/a/2", f"{root}/a/3"]
+        assert await driver.get_many([f"{root}/a/2/other", f"{root}/a/3/link", f"{root}/a-b/link"]) == [
+            b"x",
+            b"x",
+            b"x",
+        ]
+        with pytest.raises(InvalidPath):
+            await driver.delete_many([f"{root}/a/3/link", "../escape"])
+        assert await driver.get_content(f"{root}/a/3/link") == b"x"  # nothing deleted: paths checked first
+        many = [f"{root}/many/{index:04d}" for index in range(1500)]  # more than one S3 request
+        async with anyio.create_task_group() as group:
+            for path in many:
+                group.start_soon(driver.put_content, path, b"m")
+        await driver.delete_many(many)
+        with pytest.raises(PathNotFound):
+            await driver.list(f"{root}/many")
+
     async def test_move_over_existing(self, driver: StorageDriver, root: str) -> None:
         source, destination = f"{root}/uploads/1/data", f"{root}/blobs/ab/data"
         await driver.put_content(source, b"new content")

@@ -11,22 +11,30 @@ and so do the blobs a young layer link points at: the layers of an image still b
 from __future__ import annotations
 
 import asyncio
+import enum
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from storage_drivers import PathNotFound, StorageDriver
+from storage_drivers import FileInfo, PathNotFound, StorageDriver
 
 from ..errors import RegistryError
 from ..references import Digest, RepositoryName, Tag
 from ..storage import paths
-from ..storage.catalog import walk_repositories
-from ..storage.links import read_link
-from ..storage.manifest_format import parse_manifest, stored_media_type
+from ..storage.manifest_format import parse_stored_manifest
+from .digests import BlobTable, DigestSet, from_raw, raw
 
 CONCURRENCY = 32
-"""Manifest and tag reads in flight at once."""
+"""Walks, manifest and tag reads in flight at once."""
+READ_BATCH = 64
+"""Manifests or tag links read in one driver call."""
+STAT_BATCH = 256
+"""Files stat-ed in one driver call."""
+LIST_BATCH = 64
+"""Directories listed in one driver call."""
+FAN_OUT = 64
+"""A repositories tree with fewer top-level directories is walked from the level below."""
 
 _DIGEST_TEXT = re.compile(r"\b(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})\b")
 
@@ -61,18 +69,20 @@ class Repository:
 
 @dataclass
 class Inventory:
-    blobs: dict[Digest, tuple[int, float]] = field(default_factory=dict)
+    blobs: BlobTable = field(default_factory=BlobTable)
     """Size and storage time of every blob's data."""
     repositories: dict[RepositoryName, Repository] = field(default_factory=dict)
     manifests: dict[Digest, References | None] = field(default_factory=dict)
     """What each revision's manifest refers to; None when its content is missing."""
+    tag_targets: bool = True
+    """Whether each tag's link was read (``Repository.tags``); else only its presence is known."""
 
 
 @dataclass
 class Plan:
     """What a run removes, in the order it removes it."""
 
-    marked: set[Digest] = field(default_factory=set)
+    marked: DigestSet = field(default_factory=DigestSet)
     kept_manifests: int = 0
     tag_history: list[tuple[RepositoryName, Tag, Digest]] = field(default_factory=list)
     revisions: list[list[tuple[RepositoryName, Digest]]] = field(default_factory=list)
@@ -121,67 +131,191 @@ class Plan:
 
 
 async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[R]]) -> list[R]:
-    """``work`` over ``items`` with at most CONCURRENCY in flight, results in order."""
-    gate = asyncio.Semaphore(CONCURRENCY)
+    """``work`` over ``items`` with at most CONCURRENCY in flight, results in order. A fixed set of
+    workers takes the items in turn: a task per item would cost more than a small read."""
+    pending = list(enumerate(items))
+    results: list[R | None] = [None] * len(pending)
+    pending.reverse()
 
-    async def one(item: T) -> R:
-        async with gate:
-            return await work(item)
+    async def worker() -> None:
+        while pending:
+            index, item = pending.pop()
+            results[index] = await work(item)
 
-    return await asyncio.gather(*(one(item) for item in items))
+    await asyncio.gather(*(worker() for _ in range(min(CONCURRENCY, len(pending)))))
+    return results  # type: ignore[return-value]  # every slot was filled
 
 
-async def _walk(driver: StorageDriver, top: str) -> AsyncIterator[tuple[paths.StoragePath, float, int]]:
-    """Every object of the layout below ``top``; nothing when ``top`` does not exist yet. Any other
-    listing error propagates: a partial listing must never read as "nothing there"."""
+async def _children(driver: StorageDriver, directory: str) -> list[str]:
     try:
-        async for info in driver.walk(top):
-            parsed = paths.parse(info.path)
-            if parsed is not None:
-                yield parsed, info.modified, info.size
+        return await driver.list(directory)
     except PathNotFound:
-        return
+        return []
 
 
-async def take_inventory(driver: StorageDriver) -> Inventory:
-    inventory = Inventory()
-    async for item, modified, size in _walk(driver, paths.BLOBS):
-        if isinstance(item, paths.BlobData):
-            inventory.blobs[item.digest] = (size, modified)
+async def _shards(driver: StorageDriver) -> list[str]:
+    """Directories whose walks together cover the layout's blobs and repositories, to walk side
+    by side (on S3, listings of separate prefixes in parallel): each blob prefix directory, and
+    the repositories tree two levels down when its top level is small (``team/app-1``...)."""
+    algorithms = await _children(driver, paths.BLOBS)
+    prefixes = await bounded(algorithms, lambda directory: _children(driver, directory))
+    shards = [prefix for listed in prefixes for prefix in listed]
+    top = await _children(driver, paths.REPOSITORIES)
+    if len(top) >= FAN_OUT:
+        return shards + top
+    below = await bounded(top, lambda directory: _children(driver, directory))
+    return shards + [child for listed in below for child in listed]
+
+
+class _Kind(enum.Enum):
+    """What a directory holds, as the scan lists it."""
+
+    BLOBS = enum.auto()  # <algorithm>/<two hex>/<hex>/data
+    TREE = enum.auto()  # name components of repositories, or a repository's own ``_*`` directories
+    ALGORITHMS = enum.auto()  # <algorithm>/<hex>/<file>
+    HEXES = enum.auto()  # <hex>/<file>
+    MANIFESTS = enum.auto()  # revisions/ and tags/
+    TAGS = enum.auto()  # <tag>/current/link and <tag>/index/
+
+
+async def _scan(
+    driver: StorageDriver, found: Callable[[FileInfo], None], listed: Callable[[str], None]
+) -> None:
+    """The layout's objects, found by listing names and stat-ing the files they must hold: where
+        every stat costs a call (a filesystem), one stat per link instead of a walk into each link's
+        own directory. One level of the tree at a time, listings and stats in batches. ``listed`` gets
+    each ``_manifests`` directory: what puts a repository in the catalog, even when empty."""
+    level: list[tuple[str, _Kind, str]] = [
+        (paths.BLOBS, _Kind.BLOBS, "data"),
+        (paths.REPOSITORIES, _Kind.TREE, ""),
+    ]
+    while level:
+        children_of = await _in_batches(
+            driver.list_many, [directory for directory, _, _ in level], LIST_BATCH
+        )
+        below: list[tuple[str, _Kind, str]] = []
+        files: list[str] = []
+        walks: list[str] = []
+        for (_, kind, file), children in zip(level, children_of, strict=True):
+            for child in children or ():
+                if kind is _Kind.BLOBS:
+                    below.append((child, _Kind.ALGORITHMS, file))
+                elif kind is _Kind.ALGORITHMS:
+                    below.append((child, _Kind.HEXES, file))
+                elif kind is _Kind.HEXES:
+                    files.append(f"{child}/{file}")
+                elif kind is _Kind.TAGS:
+                    files.append(f"{child}/current/link")
+                    below.append((f"{child}/index", _Kind.ALGORITHMS, "link"))
+                elif kind is _Kind.MANIFESTS:
+                    leaf = child.rpartition("/")[2]
+                    if leaf == "revisions":
+                        below.append((child, _Kind.ALGORITHMS, "link"))
+                    elif leaf == "tags":
+                        below.append((child, _Kind.TAGS, ""))
+                else:
+                    leaf = child.rpartition("/")[2]
+                    if leaf == paths.LAYERS_DIR:
+                        below.append((child, _Kind.ALGORITHMS, "link"))
+                    elif leaf == paths.MANIFESTS_DIR:
+                        listed(child)
+                        below.append((child, _Kind.MANIFESTS, ""))
+                    elif leaf == paths.DOCKYARD_DIR:
+                        walks.append(child)
+                    elif not leaf.startswith("_"):  # uploads are not needed
+                        below.append((child, _Kind.TREE, ""))
+        for info in await _in_batches(driver.stat_many, files, STAT_BATCH):
+            if info is not None and not info.is_dir:
+                found(info)
+        await bounded(walks, lambda directory: _walk_into(driver, directory, found))
+        level = below
+
+
+async def _in_batches(
+    call: Callable[[list[str]], Awaitable[list[R]]], items: list[str], size: int
+) -> list[R]:
+    """``call`` over ``items`` in batches of ``size``, results flattened in order."""
+    batches = [items[start : start + size] for start in range(0, len(items), size)]
+    return [result for answered in await bounded(batches, call) for result in answered]
+
+
+async def _walk_into(driver: StorageDriver, directory: str, found: Callable[[FileInfo], None]) -> None:
+    try:
+        async for info in driver.walk(directory):
+            found(info)
+    except PathNotFound:
+        pass  # not there (yet, or any more: a repository deleted while the scan ran)
+
+
+async def take_inventory(driver: StorageDriver, *, tag_targets: bool = True) -> Inventory:
+    """Everything stored. ``tag_targets=False`` leaves tag links unread (a run that keeps every
+    manifest needs only to know a tag is there): on S3 a request saved per tag."""
+    inventory = Inventory(tag_targets=tag_targets)
     repositories = inventory.repositories
-    async for item, modified, _ in _walk(driver, paths.REPOSITORIES):
-        if isinstance(item, paths.UploadFile | paths.BlobData):
-            continue
-        repository = repositories.setdefault(item.name, Repository())
-        if isinstance(item, paths.ManifestRevisionLink):
-            repository.revisions[item.digest] = modified
-        elif isinstance(item, paths.TagCurrentLink):
-            repository.tag_links[item.tag] = modified
-        elif isinstance(item, paths.TagIndexLink):
-            repository.tag_history.append((item.tag, item.digest))
-        elif isinstance(item, paths.LayerLink):
-            repository.layers[item.digest] = modified
-        elif isinstance(item, paths.ReferrerEntry):
-            repository.referrer_entries.append((item.subject, item.manifest))
-    async for name in walk_repositories(driver, paths.MANIFESTS_DIR):
-        repositories.setdefault(name, Repository()).listed = True  # even with empty directories only
-    tag_links = [(name, tag) for name, repository in repositories.items() for tag in repository.tag_links]
-    targets = await bounded(tag_links, lambda key: read_link(driver, paths.tag_current_link(*key)))
+
+    def found(info: FileInfo) -> None:
+        item = paths.parse(info.path)
+        if isinstance(item, paths.BlobData):
+            inventory.blobs[item.digest] = (info.size, info.modified)
+        elif item is not None and not isinstance(item, paths.UploadFile):
+            repository = repositories.setdefault(item.name, Repository())
+            _add(repository, item, info.modified)
+            if isinstance(item, _IN_MANIFESTS):  # S3 has no empty directories: objects make it listed
+                repository.listed = True
+
+    def listed(directory: str) -> None:
+        name = paths.repository_with_manifests(directory)
+        if name is not None:
+            repositories.setdefault(name, Repository()).listed = True
+
+    if driver.listing_carries_stats:
+        await bounded(await _shards(driver), lambda shard: _walk_into(driver, shard, found))
+    else:
+        await _scan(driver, found, listed)
+    tag_links = [
+        (name, tag)
+        for name, repository in repositories.items()
+        for tag in repository.tag_links
+        if tag_targets
+    ]
+    targets = await _read_all(driver, [paths.tag_current_link(*key) for key in tag_links], _link_target)
     for (name, tag), target in zip(tag_links, targets, strict=True):
         if target is not None:
             repositories[name].tags[tag] = target
-    digests = sorted({d for repository in repositories.values() for d in repository.revisions}, key=str)
-    found = await bounded(digests, lambda digest: read_references(driver, digest))
-    inventory.manifests = dict(zip(digests, found, strict=True))
+    digests = list({d for repository in repositories.values() for d in repository.revisions})
+    found_references = await _read_all(driver, [paths.blob_data(d) for d in digests], references_of)
+    inventory.manifests = dict(zip(digests, found_references, strict=True))
     return inventory
 
 
-async def read_references(driver: StorageDriver, digest: Digest) -> References | None:
+async def _read_all(driver: StorageDriver, files: list[str], read: Callable[[bytes], R]) -> list[R | None]:
+    """``read`` of each file's content (None for a missing file), read in batches."""
+    batches = [files[start : start + READ_BATCH] for start in range(0, len(files), READ_BATCH)]
+    contents = await bounded(batches, driver.get_many)
+    return [None if content is None else read(content) for batch in contents for content in batch]
+
+
+def _link_target(content: bytes) -> Digest | None:
     try:
-        content = await driver.get_content(paths.blob_data(digest))
-    except PathNotFound:
-        return None
-    return references_of(content)
+        return Digest.parse(content.decode("ascii", "replace").strip())
+    except RegistryError:
+        return None  # a torn or foreign file is treated as absent, never as content
+
+
+_IN_MANIFESTS = (paths.ManifestRevisionLink, paths.TagCurrentLink, paths.TagIndexLink)
+
+
+def _add(repository: Repository, item: paths.StoragePath, modified: float) -> None:
+    if isinstance(item, paths.ManifestRevisionLink):
+        repository.revisions[item.digest] = modified
+    elif isinstance(item, paths.TagCurrentLink):
+        repository.tag_links[item.tag] = modified
+    elif isinstance(item, paths.TagIndexLink):
+        repository.tag_history.append((item.tag, item.digest))
+    elif isinstance(item, paths.LayerLink):
+        repository.layers[item.digest] = modified
+    elif isinstance(item, paths.ReferrerEntry):
+        repository.referrer_entries.append((item.subject, item.manifest))
 
 
 def references_of(content: bytes) -> References:
@@ -189,7 +323,7 @@ def references_of(content: bytes) -> References:
     schema 1, a foreign format) keeps every digest written anywhere in it: never delete what
     cannot be read."""
     try:
-        manifest = parse_manifest(content, stored_media_type(content))
+        manifest = parse_stored_manifest(content)
     except RegistryError:
         return References(frozenset(_digests_in(content)))
     return References(
@@ -205,8 +339,11 @@ def _digests_in(content: bytes) -> set[Digest]:
 
 
 def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
-    """What a run removes: everything not reachable, not younger than ``cutoff``."""
-    result = Plan()
+    """What a run removes: everything not reachable, not younger than ``cutoff``.
+    ``delete_untagged`` needs an inventory with ``tag_targets``."""
+    if delete_untagged and not inventory.tag_targets:
+        raise ValueError("deleting untagged manifests needs the tags' targets")
+    result = Plan(DigestSet(inventory.blobs))
     deleted_revisions: dict[RepositoryName, set[Digest]] = {}
     pending: list[Digest] = []
     for name, repository in inventory.repositories.items():
@@ -226,7 +363,8 @@ def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
             pending += references.blobs | references.children
     for name, repository in sorted(inventory.repositories.items()):
         deleted = {d for d in deleted_revisions[name] if d not in result.marked}
-        if repository.listed and not repository.tags and not set(repository.revisions) - deleted:
+        tagged = repository.tags if inventory.tag_targets else repository.tag_links
+        if repository.listed and not tagged and not set(repository.revisions) - deleted:
             result.empty_repositories.append(name)
         for wave, digests in enumerate(_waves(deleted, inventory.manifests)):
             if wave == len(result.revisions):
@@ -241,14 +379,14 @@ def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
             if referrer in deleted or referrer not in repository.revisions
         ]
     young_layers = {
-        d
+        raw(d)
         for repository in inventory.repositories.values()
         for d, t in repository.layers.items()
         if t > cutoff
     }
-    for digest, (size, modified) in inventory.blobs.items():
-        if digest not in result.marked and digest not in young_layers and modified <= cutoff:
-            result.blobs[digest] = size
+    for key, size, modified in inventory.blobs.rows():
+        if modified <= cutoff and not result.marked.holds_raw(key) and key not in young_layers:
+            result.blobs[from_raw(key)] = size
     for name, repository in sorted(inventory.repositories.items()):
         for digest, modified in sorted(repository.layers.items(), key=lambda item: str(item[0])):
             orphaned = digest not in inventory.blobs and modified <= cutoff and digest not in result.marked

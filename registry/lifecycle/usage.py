@@ -38,6 +38,7 @@ from storage_drivers import PathNotFound, StorageDriver
 from ..references import Digest, RepositoryName, RunId
 from ..storage import paths
 from .collect import Options, Report, garbage_collect
+from .digests import BlobTable
 from .mark import Inventory, Plan, Repository, take_inventory
 from .state import storage_now
 
@@ -143,7 +144,7 @@ def usage_of(inventory: Inventory, measured: float) -> Usage:
                 name,
                 sum(sizes.get(d, 0) for d in digests),
                 sum(sizes.get(d, 0) for d in digests if users[d] == 1),
-                len(repository.tags),
+                len(repository.tag_links),  # every tag, whether or not the walk read its link
                 len(repository.revisions),
                 max(times) if times else None,
             )
@@ -186,8 +187,11 @@ def after_run(inventory: Inventory, removed: Plan) -> Inventory:
             tags=repository.tags,
             listed=repository.listed and name not in emptied,
         )
-    blobs = {d: entry for d, entry in inventory.blobs.items() if d not in removed.blobs}
-    return Inventory(blobs, repositories, inventory.manifests)
+    blobs = BlobTable()
+    for digest, entry in inventory.blobs.items():
+        if digest not in removed.blobs:
+            blobs[digest] = entry
+    return Inventory(blobs, repositories, inventory.manifests, inventory.tag_targets)
 
 
 async def measure(driver: StorageDriver, record: bool) -> Usage:

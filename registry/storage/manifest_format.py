@@ -81,7 +81,16 @@ def media_type_of(content_type: str | None) -> str:
 
 def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
     """Validate a pushed manifest and say what it references; MANIFEST_INVALID otherwise."""
+    return _manifest_of(_load_json(body), content_type)
+
+
+def parse_stored_manifest(body: bytes) -> Manifest:
+    """``parse_manifest(body, stored_media_type(body))``, reading the JSON once."""
     document = _load_json(body)
+    return _manifest_of(document, _declared_media_type(document))
+
+
+def _manifest_of(document: dict[str, Any], content_type: str | None) -> Manifest:
     declared = document.get("mediaType")
     if declared is not None and not isinstance(declared, str):
         raise invalid("mediaType must be a string")
@@ -100,12 +109,14 @@ def stored_media_type(body: bytes) -> str:
         document = json.loads(body)
     except ValueError:
         return OCI_MANIFEST
-    declared = document.get("mediaType") if isinstance(document, dict) else None
+    return _declared_media_type(document) if isinstance(document, dict) else OCI_MANIFEST
+
+
+def _declared_media_type(document: dict[str, Any]) -> str:
+    declared = document.get("mediaType")
     if isinstance(declared, str) and declared:
         return declared
-    if isinstance(document, dict) and "manifests" in document:
-        return OCI_INDEX
-    return OCI_MANIFEST
+    return OCI_INDEX if "manifests" in document else OCI_MANIFEST
 
 
 def _decide_media_type(header_type: str, declared: str | None, document: dict[str, Any]) -> str:

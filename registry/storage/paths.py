@@ -58,6 +58,7 @@ answers None for anything else: a foreign file is never mistaken for content.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -120,6 +121,14 @@ def repository_tree(prefix: str) -> str:
     """A directory of the repositories tree by the name components above it ("" for the top),
     as a walk over the tree meets them: they are listed entries, not yet a repository name."""
     return f"{REPOSITORIES}/{prefix}" if prefix else REPOSITORIES
+
+
+def repository_with_manifests(path: str) -> RepositoryName | None:
+    """The repository whose ``manifests`` directory ``path`` is, if it is one."""
+    name = path.removeprefix(REPOSITORIES + "/").removesuffix("/" + MANIFESTS_DIR)
+    if path != f"{REPOSITORIES}/{name}/{MANIFESTS_DIR}" or not is_repository_name(name):
+        return None
+    return RepositoryName(name)
 
 
 def manifests(name: RepositoryName) -> str:
@@ -391,17 +400,23 @@ def parse(path: str) -> StoragePath | None:
         return _parse_blob(path[len(BLOBS) + 1 :].split("/"))
     if not path.startswith(REPOSITORIES + "/"):
         return None
-    parts = path[len(REPOSITORIES) + 1 :].split("/")
     # The repository name ends before the first component that starts with "_": a name
     # component never does, and every directory the layout keeps in a repository does.
-    cut = next((i for i, part in enumerate(parts) if part.startswith("_")), None)
-    if not cut or not is_repository_name("/".join(parts[:cut])):
+    head, _, rest = path[len(REPOSITORIES) + 1 :].partition("/_")
+    name = _repository_name(head)
+    if name is None or not rest:
         return None
-    name = RepositoryName("/".join(parts[:cut]))
+    parts = f"_{rest}".split("/")
     try:
-        return _parse_in_repository(name, parts[cut:])
+        return _parse_in_repository(name, parts)
     except RegistryError:
         return None  # a component that no builder would write
+
+
+@functools.lru_cache(maxsize=4096)
+def _repository_name(value: str) -> RepositoryName | None:
+    """Remembered: a walk meets the same name once for every file of the repository."""
+    return RepositoryName(value) if is_repository_name(value) else None
 
 
 def _parse_blob(parts: list[str]) -> BlobData | None:

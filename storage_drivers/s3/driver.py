@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,7 @@ def _is_hidden(name: str) -> bool:
 
 class S3Driver(StorageDriver):
     name = "s3"
+    listing_carries_stats = True
 
     def __init__(
         self,
@@ -354,21 +355,26 @@ class S3Driver(StorageDriver):
                 Bucket=self.bucket, Prefix=prefix
             ):
                 keys.extend(item["Key"] for item in page.get("Contents", []))
-            for start in range(0, len(keys), DELETE_BATCH):
-                batch: list[ObjectIdentifierTypeDef] = [
-                    {"Key": k} for k in keys[start : start + DELETE_BATCH]
-                ]
-                result = self._bulk.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
-                )
-                if result.get("Errors"):
-                    first = result["Errors"][0]
-                    raise StorageError(path, f"S3 refused to delete {first.get('Key')}: {first.get('Code')}")
+            self._delete_keys(path, keys)
             aborted = self._abort_uploads(prefix, older_than=None)
             return bool(keys) or aborted > 0
 
         if not await in_thread(path, delete_all):
             raise PathNotFound(path)
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        keys = [self._key(path) for path in paths]
+        if keys:
+            await in_thread(paths[0], lambda: self._delete_keys(paths[0], keys))
+
+    def _delete_keys(self, path: str, keys: list[str]) -> None:
+        """``DeleteObjects``, 1,000 keys a request; S3 counts a key already gone as deleted."""
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in keys[start : start + DELETE_BATCH]]
+            result = self._bulk.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            if result.get("Errors"):
+                first = result["Errors"][0]
+                raise StorageError(path, f"S3 refused to delete {first.get('Key')}: {first.get('Code')}")
 
     def _existing(self, key: str) -> list[str]:
         """``[key]`` if an object is stored there, else ``[]``."""

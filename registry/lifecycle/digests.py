@@ -1,0 +1,124 @@
+"""Compact digest collections for a walk over every blob: the marked set and the blob table.
+
+A ``Digest`` costs about 160 bytes (the object and its 64-character hex string); a store of
+millions of blobs holds each one here as its raw bytes instead (32 for sha256, 64 for sha512,
+which tells the algorithm apart), a blob's size and time in two arrays, and whether it is marked
+in one bit. ``bench/gc_memory.py`` measures what a million blobs cost.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, MutableSet
+
+from ..references import Digest
+
+_ALGORITHMS = {32: "sha256", 64: "sha512"}
+
+
+def raw(digest: Digest) -> bytes:
+    return bytes.fromhex(digest.hex)
+
+
+def from_raw(key: bytes) -> Digest:
+    return Digest(_ALGORITHMS[len(key)], key.hex())
+
+
+class DigestSet(MutableSet[Digest]):
+    """A set of digests: a bit per row of ``table`` for the digests it holds (the marked blobs,
+    nearly all of them), raw bytes for the others (a manifest whose blob is missing)."""
+
+    __slots__ = ("_bits", "_count", "_others", "_table")
+
+    def __init__(self, table: BlobTable | None = None) -> None:
+        self._table = table if table is not None else BlobTable()
+        self._bits = bytearray((len(self._table) + 7) // 8)
+        self._count = 0
+        self._others: set[bytes] = set()
+
+    @classmethod
+    def _from_iterable(cls, digests: Iterable[Digest]) -> set[Digest]:  # type: ignore[override]
+        """What set operations (``|``, ``&``...) give: a plain set, as small as their result."""
+        return set(digests)
+
+    def __contains__(self, digest: object) -> bool:
+        return isinstance(digest, Digest) and self.holds_raw(raw(digest))
+
+    def holds_raw(self, key: bytes) -> bool:
+        row = self._table.row(key)
+        if row is None or row >= len(self._bits) * 8:
+            return key in self._others
+        return bool(self._bits[row >> 3] & (1 << (row & 7)))
+
+    def __iter__(self) -> Iterator[Digest]:
+        for key, row in self._table.row_items():
+            if row < len(self._bits) * 8 and self._bits[row >> 3] & (1 << (row & 7)):
+                yield from_raw(key)
+        yield from (from_raw(key) for key in self._others)
+
+    def __len__(self) -> int:
+        return self._count + len(self._others)
+
+    def add(self, digest: Digest) -> None:
+        key = raw(digest)
+        row = self._table.row(key)
+        if row is None or row >= len(self._bits) * 8:  # not a blob of the table (as it was)
+            self._others.add(key)
+        elif not self._bits[row >> 3] & (1 << (row & 7)):
+            self._bits[row >> 3] |= 1 << (row & 7)
+            self._count += 1
+
+    def discard(self, digest: Digest) -> None:
+        key = raw(digest)
+        row = self._table.row(key)
+        if row is None or row >= len(self._bits) * 8:
+            self._others.discard(key)
+        elif self._bits[row >> 3] & (1 << (row & 7)):
+            self._bits[row >> 3] &= ~(1 << (row & 7)) & 0xFF
+            self._count -= 1
+
+
+class BlobTable(Mapping[Digest, tuple[int, float]]):
+    """Every blob's size and storage time, by digest: a row number per raw digest, the sizes
+    and times in arrays (a row costs 16 bytes there, not two Python numbers and a tuple)."""
+
+    __slots__ = ("_rows", "_sizes", "_times")
+
+    def __init__(self) -> None:
+        self._rows: dict[bytes, int] = {}
+        self._sizes = array("q")
+        self._times = array("d")
+
+    def __setitem__(self, digest: Digest, value: tuple[int, float]) -> None:
+        key = raw(digest)
+        row = self._rows.get(key)
+        if row is None:
+            self._rows[key] = len(self._sizes)
+            self._sizes.append(value[0])
+            self._times.append(value[1])
+        else:
+            self._sizes[row], self._times[row] = value
+
+    def __getitem__(self, digest: Digest) -> tuple[int, float]:
+        row = self._rows[raw(digest)]
+        return self._sizes[row], self._times[row]
+
+    def __contains__(self, digest: object) -> bool:
+        return isinstance(digest, Digest) and raw(digest) in self._rows
+
+    def __iter__(self) -> Iterator[Digest]:
+        return (from_raw(key) for key in self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def row(self, key: bytes) -> int | None:
+        return self._rows.get(key)
+
+    def row_items(self) -> Iterator[tuple[bytes, int]]:
+        return iter(self._rows.items())
+
+    def rows(self) -> Iterator[tuple[bytes, int, float]]:
+        """(raw digest, size, time) of every blob, without building a ``Digest`` for each."""
+        sizes, times = self._sizes, self._times
+        return ((key, sizes[row], times[row]) for key, row in self._rows.items())

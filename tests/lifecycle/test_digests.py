@@ -1,0 +1,48 @@
+"""The compact digest collections the mark keeps for every blob."""
+
+from __future__ import annotations
+
+from registry.lifecycle.digests import BlobTable, DigestSet
+from registry.references import Digest
+
+
+def digest(number: int, algorithm: str = "sha256") -> Digest:
+    return Digest.of(str(number).encode(), algorithm)
+
+
+def test_blob_table_is_a_mapping_of_sizes_and_times() -> None:
+    table = BlobTable()
+    table[digest(1)] = (10, 1.5)
+    table[digest(2, "sha512")] = (20, 2.5)
+    table[digest(1)] = (11, 3.25)  # replaced, not added
+    assert len(table) == 2
+    assert table[digest(1)] == (11, 3.25)
+    assert table.get(digest(2, "sha512")) == (20, 2.5)
+    assert digest(3) not in table
+    assert table.get(digest(3)) is None
+    assert set(table) == {digest(1), digest(2, "sha512")}
+    assert dict(table.items()) == {digest(1): (11, 3.25), digest(2, "sha512"): (20, 2.5)}
+
+
+def test_digest_set_holds_table_rows_and_others() -> None:
+    table = BlobTable()
+    for number in range(20):
+        table[digest(number)] = (number, float(number))
+    marked = DigestSet(table)
+    for number in (0, 7, 8, 19, 7):
+        marked.add(digest(number))
+    marked.add(digest(100))  # no blob of the table: a manifest whose blob is missing
+    marked.add(digest(101, "sha512"))
+    assert len(marked) == 6
+    assert digest(7) in marked
+    assert digest(6) not in marked
+    assert digest(101, "sha512") in marked
+    assert digest(101) not in marked
+    assert set(marked) == {digest(n) for n in (0, 7, 8, 19, 100)} | {digest(101, "sha512")}
+    marked.discard(digest(7))
+    marked.discard(digest(100))
+    marked.discard(digest(5))
+    assert len(marked) == 4
+    assert digest(7) not in marked
+    assert digest(100) not in marked
+    assert marked | {digest(5)} == {digest(n) for n in (0, 5, 8, 19)} | {digest(101, "sha512")}

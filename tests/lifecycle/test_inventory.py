@@ -1,0 +1,107 @@
+"""The mark's two ways of finding what is stored see the same store: on the filesystem it lists
+names and stats the files they must hold; where listings carry sizes and times (S3, in memory)
+it walks. Both must find every object of the layout and nothing else: an object the mark misses
+is one whose references the sweep deletes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.gc import blob_key, store_objects
+from registry.lifecycle.mark import Inventory, take_inventory
+from registry.references import Digest
+from storage_drivers.filesystem import FilesystemDriver
+from storage_drivers.inmemory import InMemoryDriver
+
+ROOT = "docker/registry/v2"
+SUBJECT = Digest.of(b"subject")
+REFERRER = Digest.of(b"referrer")
+INDEX = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": str(SUBJECT), "size": 1}
+        ],
+    }
+).encode()
+INDEX_DIGEST = Digest.of(INDEX)
+
+
+def extra_objects() -> list[tuple[str, bytes]]:
+    """Beyond what bench.gc writes: nested repositories, a repository with only layer links, a
+    referrers index, an upload, an index manifest, a sha512 blob, and files the layout never
+    writes (which the mark must ignore)."""
+    team = f"{ROOT}/repositories/team"
+    link = str(INDEX_DIGEST).encode()
+    return [
+        (blob_key(str(INDEX_DIGEST)), INDEX),
+        (f"{team}/_manifests/revisions/sha256/{INDEX_DIGEST.hex}/link", link),
+        (f"{team}/_manifests/tags/latest/current/link", link),
+        (f"{team}/_manifests/tags/latest/index/sha256/{INDEX_DIGEST.hex}/link", link),
+        (f"{team}/app/_manifests/tags/v1/current/link", link),
+        (f"{team}/app/_layers/sha256/{SUBJECT.hex}/link", str(SUBJECT).encode()),
+        (f"{team}/app/_dockyard/referrers/sha256/{SUBJECT.hex}/sha256/{REFERRER.hex}", b"{}"),
+        (f"{team}/app/_uploads/0f8e3c52-0000-4000-8000-000000000000/data", b"partial"),
+        (f"{ROOT}/repositories/only-layers/_layers/sha256/{SUBJECT.hex}/link", str(SUBJECT).encode()),
+        (f"{ROOT}/blobs/sha512/ab/{'ab' * 64}/data", b"sha512 content"),
+        (f"{ROOT}/blobs/sha256/zz/not-a-digest/data", b"foreign"),
+        (f"{ROOT}/repositories/team/app/_layers/sha256/{SUBJECT.hex}/other", b"foreign"),
+        (f"{ROOT}/repositories/Upper/_manifests/tags/x/current/link", link),
+    ]
+
+
+def summary(inventory: Inventory) -> dict[str, Any]:
+    """Everything but times (the two stores were written at different moments)."""
+    return {
+        "blobs": {str(d): size for d, (size, _) in inventory.blobs.items()},
+        "manifests": {str(d): references for d, references in inventory.manifests.items()},
+        "repositories": {
+            name: {
+                "revisions": sorted(map(str, repository.revisions)),
+                "tag_links": sorted(repository.tag_links),
+                "tags": {tag: str(d) for tag, d in repository.tags.items()},
+                "history": sorted((tag, str(d)) for tag, d in repository.tag_history),
+                "layers": sorted(map(str, repository.layers)),
+                "referrers": sorted((str(s), str(r)) for s, r in repository.referrer_entries),
+                "listed": repository.listed,
+            }
+            for name, repository in inventory.repositories.items()
+        },
+    }
+
+
+async def test_listing_and_stat_finds_what_a_walk_finds(tmp_path: Path) -> None:
+    objects = [*store_objects(repositories=3), *extra_objects()]
+    on_disk = FilesystemDriver(str(tmp_path))
+    in_memory = InMemoryDriver()
+    for key, content in objects:
+        await on_disk.put_content(f"/{key}", content)
+        await in_memory.put_content(f"/{key}", content)
+    (tmp_path / ROOT / "repositories" / "empty" / "_manifests").mkdir(parents=True)  # listed, nothing in it
+    assert not on_disk.listing_carries_stats
+    assert in_memory.listing_carries_stats
+
+    scanned = summary(await take_inventory(on_disk))
+    walked = summary(await take_inventory(in_memory))
+
+    assert scanned["repositories"].pop("empty") == {
+        "revisions": [],
+        "tag_links": [],
+        "tags": {},
+        "history": [],
+        "layers": [],
+        "referrers": [],
+        "listed": True,
+    }
+    assert scanned == walked
+    assert len(scanned["blobs"]) == 3 * 20 + 2  # bench.gc's 20 blobs a repository, the index, sha512
+    app = scanned["repositories"]["team/app"]
+    assert app["tags"] == {"v1": str(INDEX_DIGEST)}
+    assert app["referrers"] == [(str(SUBJECT), str(REFERRER))]
+    assert app["listed"] is True
+    assert scanned["repositories"]["only-layers"]["listed"] is False
+    assert "Upper" not in scanned["repositories"]
+    assert scanned["manifests"][str(INDEX_DIGEST)].children == frozenset({SUBJECT})
