@@ -57,6 +57,8 @@ def test_rules_untag_what_no_clause_keeps(start_registry: StartRegistry) -> None
         age_tag(root, "ci/app", "a4", 30 * DAYS)
         age_tag(root, "ci/keep-recent", "stale", 40 * DAYS)
         age_tag(root, "other/app", "old", 400 * DAYS)
+        for repository in ("team/svc", "team/svc/cache"):  # pushed long ago, never pulled
+            age_tag(root, repository, "idle", DAYS)
         assert served.status("GET", "/v2/team/svc/manifests/pulled") == 200
         _wait_for(root / REPOSITORIES / "team/svc/_dockyard/tags/pulled/pulled")
         before = stored_files(root)
