@@ -97,10 +97,11 @@ def _write_atomically(staging: str, full: str, data: bytes) -> None:
         os.makedirs(staging, exist_ok=True)
         fd = os.open(temp, flags, 0o644)
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+        try:
+            _write_all(fd, data)
+            os.fdatasync(fd)  # the content and its size; the inode's times need no disk write
+        finally:
+            os.close(fd)
         for _ in range(RENAME_ATTEMPTS):
             if _place(staging, temp, full):
                 return
@@ -109,6 +110,12 @@ def _write_atomically(staging: str, full: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _place(staging: str, temp: str, full: str) -> bool:
@@ -125,7 +132,13 @@ def _place(staging: str, temp: str, full: str) -> bool:
         top = os.path.dirname(top)
     tree = os.path.join(staging, f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
     inside = os.path.join(tree, os.path.relpath(full, top))
-    os.makedirs(os.path.dirname(inside))
+    # The tree is new and private: one mkdir per level, without makedirs' stat of each.
+    directory = tree
+    os.mkdir(directory)
+    for part in os.path.relpath(parent, top).split(os.sep):
+        if part != os.curdir:
+            directory = os.path.join(directory, part)
+            os.mkdir(directory)
     os.rename(temp, inside)
     try:
         os.rename(tree, top)  # replaces an empty directory made meanwhile, fails on a full one
