@@ -17,7 +17,6 @@ from typing import Any, Literal
 from storage_drivers import PathNotFound, StorageDriver
 
 from ..errors import ErrorCode, RegistryError
-from ..lifecycle import records
 from ..lifecycle.guard import PushGuard
 from ..references import Digest, Reference, RepositoryName, Tag
 from . import paths
@@ -153,7 +152,7 @@ class Manifests:
             await self._referrers.add(name, manifest.subject.digest, descriptor)
         tags = ((reference,) if isinstance(reference, Tag) else ()) + extra_tags
         for tag in tags:
-            await self._tags.tag(name, tag, digest)
+            await self._tags.tag(name, tag, digest, pushed=True)
         referenced = {digest, *(d.digest for d in manifest.blobs), *(d.digest for d in manifest.children)}
         unsafe = await self._guard.unsafe(
             gc_state, name, referenced, lambda: self._missing(name, manifest, digest, len(content))
@@ -164,7 +163,6 @@ class Manifests:
                 ErrorCode.MANIFEST_BLOB_UNKNOWN,
                 {"digests": [str(d) for d in unsafe], "reason": "collected by garbage collection meanwhile"},
             )
-        await records.record_push(self._driver, name, tags, digest)
         return digest, manifest
 
     async def _missing(

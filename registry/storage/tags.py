@@ -23,15 +23,21 @@ class Tags:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"tag": tag})
         return digest
 
-    async def tag(self, name: RepositoryName, tag: Tag, digest: Digest) -> None:
-        """Point ``tag`` at ``digest``, then record it in the tag's history.
+    async def tag(self, name: RepositoryName, tag: Tag, digest: Digest, pushed: bool = False) -> None:
+        """Point ``tag`` at ``digest``, then record it in the tag's history (and, for a push,
+        write the tag's push record at the same time: neither depends on the other, and each
+        durable write waits for the disk).
 
         The current link comes first: a tag's directory appears together with it (drivers make
         an object and its missing directories appear at once), so a listed tag always points
         somewhere, even after a crash between the two writes.
         """
         await write_link(self._driver, paths.tag_current_link(name, tag), digest)
-        await write_link(self._driver, paths.tag_index_link(name, tag, digest), digest)
+        history = write_link(self._driver, paths.tag_index_link(name, tag, digest), digest)
+        if pushed:
+            await asyncio.gather(history, records.record_push(self._driver, name, (tag,), digest))
+        else:
+            await history
 
     async def untag(self, name: RepositoryName, tag: Tag) -> None:
         """Delete ``tag``, then its push and pull records."""
