@@ -10,7 +10,7 @@ from ..errors import ErrorCode, RegistryError
 from ..lifecycle import records
 from ..references import Digest, RepositoryName, Tag
 from . import paths
-from .links import read_link, write_link
+from .links import read_link
 
 
 class Tags:
@@ -23,21 +23,23 @@ class Tags:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"tag": tag})
         return digest
 
-    async def tag(self, name: RepositoryName, tag: Tag, digest: Digest, pushed: bool = False) -> None:
-        """Point ``tag`` at ``digest``, then record it in the tag's history (and, for a push,
-        write the tag's push record at the same time: neither depends on the other, and each
-        durable write waits for the disk).
+    async def tag(self, name: RepositoryName, tag: Tag, digest: Digest) -> None:
+        """Point ``tag`` at ``digest`` and record it in the tag's history."""
+        await self._driver.put_contents(self.links(name, tag, digest))
+
+    @staticmethod
+    def links(name: RepositoryName, tag: Tag, digest: Digest) -> list[tuple[str, bytes]]:
+        """The writes that point ``tag`` at ``digest``, in the order they must appear.
 
         The current link comes first: a tag's directory appears together with it (drivers make
         an object and its missing directories appear at once), so a listed tag always points
         somewhere, even after a crash between the two writes.
         """
-        await write_link(self._driver, paths.tag_current_link(name, tag), digest)
-        history = write_link(self._driver, paths.tag_index_link(name, tag, digest), digest)
-        if pushed:
-            await asyncio.gather(history, records.record_push(self._driver, name, (tag,), digest))
-        else:
-            await history
+        content = paths.link_content(digest)
+        return [
+            (paths.tag_current_link(name, tag), content),
+            (paths.tag_index_link(name, tag, digest), content),
+        ]
 
     async def untag(self, name: RepositoryName, tag: Tag) -> None:
         """Delete ``tag``, then its push and pull records."""
