@@ -158,7 +158,10 @@ def _discard(temps: Iterable[str]) -> None:
 
 
 def _sync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # deleted meanwhile (a tag deleted while pushed): as if the write came before it
     try:
         os.fsync(fd)
     finally:
