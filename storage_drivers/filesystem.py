@@ -340,9 +340,7 @@ class FilesystemDriver(StorageDriver):
         """Every object's temp file written and synced at the same time, in threads of their own
         (syncs that overlap share the disk's journal commits), then renamed into place in order
         (see ``_place_in_order``): one or two waits for the disk instead of one per object."""
-        if len(items) < 2:
-            for path, data in items:
-                await self._put_content(path, data)
+        if not items:
             return
         staged = await asyncio.gather(
             *(_in_thread(path, functools.partial(_stage, self.root, data)) for path, data in items),
