@@ -145,6 +145,12 @@ class StorageDriver(ABC):
         directory."""
         await self._put_content(check_path(path), data)
 
+    async def put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store small objects as ``put_content`` does, each visible only after those before it:
+        a reader, or what a crash leaves, sees a prefix of them in order, never one without the
+        ones before it. A driver may write them at once and wait for the disk once."""
+        await self._put_contents([(check_path(path), data) for path, data in items])
+
     def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """Stream ``length`` bytes (to the end when None) from ``offset``, in large chunks (bytes,
         or memoryviews a driver can hand out without copying).
@@ -277,6 +283,10 @@ class StorageDriver(ABC):
 
     @abstractmethod
     async def _put_content(self, path: str, data: bytes) -> None: ...
+
+    async def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
+        for path, data in items:  # one after another: each is visible before the next is written
+            await self._put_content(path, data)
 
     @abstractmethod
     def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]: ...

@@ -8,16 +8,18 @@ file stays on the event loop, where it costs less than the thread hop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import errno
+import functools
 import itertools
 import mmap
 import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TypeVar
 
 from anyio import to_thread
@@ -89,6 +91,17 @@ def _write_atomically(staging: str, full: str, data: bytes) -> None:
     the target because a concurrent delete (of a tag being pushed, say) may remove the target's
     directory at any moment; the write is then retried, as if it had come after the delete.
     """
+    temp = _stage(staging, data)
+    try:
+        _place_retrying(staging, temp, full)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _stage(staging: str, data: bytes) -> str:
+    """A new temp file in ``staging`` holding ``data``, on disk; its path."""
     temp = os.path.join(staging, f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
@@ -97,43 +110,100 @@ def _write_atomically(staging: str, full: str, data: bytes) -> None:
         os.makedirs(staging, exist_ok=True)
         fd = os.open(temp, flags, 0o644)
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        for _ in range(RENAME_ATTEMPTS):
-            if _place(staging, temp, full):
-                return
-        raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
+        _write_all(fd, data)
+        os.fdatasync(fd)  # the content and its size; the inode's times need no disk write
     except BaseException:
+        os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
+    os.close(fd)
+    return temp
 
 
-def _place(staging: str, temp: str, full: str) -> bool:
-    """Rename ``temp`` to ``full``; False when a racing create or delete calls for another try."""
+def _place_retrying(staging: str, temp: str, full: str) -> str:
+    """Rename ``temp`` to ``full`` (see ``_place``); the directory that gained an entry."""
+    for _ in range(RENAME_ATTEMPTS):
+        changed = _place(staging, temp, full)
+        if changed is not None:
+            return changed
+    raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
+
+
+def _place_in_order(staging: str, staged: Sequence[tuple[str, str]]) -> None:
+    """Rename each ``(temp, full)`` in order, then sync the directories that gained entries.
+
+    A journaling filesystem logs the renames in the order they are made, so a crash keeps a
+    prefix of them; syncing the directories makes them all durable before the caller answers
+    (on ext4 and XFS the first sync commits the whole log, the others find nothing left to do).
+    Temp files not placed are removed on failure.
+    """
+    changed: dict[str, None] = {}  # in order, once each
+    placed = 0
+    try:
+        for temp, full in staged:
+            changed[_place_retrying(staging, temp, full)] = None
+            placed += 1
+    except BaseException:
+        _discard(temp for temp, _ in staged[placed:])
+        raise
+    for directory in changed:
+        _sync_directory(directory)
+
+
+def _discard(temps: Iterable[str]) -> None:
+    for temp in temps:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+
+
+def _sync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # deleted meanwhile (a tag deleted while pushed): as if the write came before it
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _place(staging: str, temp: str, full: str) -> str | None:
+    """Rename ``temp`` to ``full``; the directory that gained an entry, or None when a racing
+    create or delete calls for another try."""
     parent = os.path.dirname(full)
     if os.path.isdir(parent):
         try:
             os.replace(temp, full)
         except FileNotFoundError:
-            return False  # the directory was deleted meanwhile
-        return True
+            return None  # the directory was deleted meanwhile
+        return parent
     top = parent  # the highest missing directory: the one that appears
     while not os.path.isdir(os.path.dirname(top)):
         top = os.path.dirname(top)
     tree = os.path.join(staging, f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
     inside = os.path.join(tree, os.path.relpath(full, top))
-    os.makedirs(os.path.dirname(inside))
+    # The tree is new and private: one mkdir per level, without makedirs' stat of each.
+    directory = tree
+    os.mkdir(directory)
+    for part in os.path.relpath(parent, top).split(os.sep):
+        if part != os.curdir:
+            directory = os.path.join(directory, part)
+            os.mkdir(directory)
     os.rename(temp, inside)
     try:
         os.rename(tree, top)  # replaces an empty directory made meanwhile, fails on a full one
     except OSError:
         os.rename(inside, temp)
         shutil.rmtree(tree, ignore_errors=True)
-        return False
-    return True
+        return None
+    return os.path.dirname(top)
 
 
 def _writeback_starter() -> Callable[[int, int, int], None]:
@@ -265,6 +335,24 @@ class FilesystemDriver(StorageDriver):
 
     async def _put_content(self, path: str, data: bytes) -> None:
         await _in_thread(path, lambda: _write_atomically(self.root, self._full(path), data))
+
+    async def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Every object's temp file written and synced at the same time, in threads of their own
+        (syncs that overlap share the disk's journal commits), then renamed into place in order
+        (see ``_place_in_order``): one or two waits for the disk instead of one per object."""
+        if not items:
+            return
+        staged = await asyncio.gather(
+            *(_in_thread(path, functools.partial(_stage, self.root, data)) for path, data in items),
+            return_exceptions=True,
+        )
+        temps = [temp for temp in staged if isinstance(temp, str)]
+        for failure in staged:
+            if isinstance(failure, BaseException):
+                _discard(temps)
+                raise failure
+        pairs = [(temp, self._full(path)) for temp, (path, _) in zip(temps, items, strict=True)]
+        await _in_thread(items[0][0], lambda: _place_in_order(self.root, pairs))
 
     unfinished_reads = True
 

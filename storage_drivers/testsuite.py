@@ -136,6 +136,19 @@ class DriverConformance:
         assert await driver.get_content(path) == b"3"
         assert (await driver.stat(path)).size == 1
 
+    async def test_put_contents_stores_each_object(self, driver: StorageDriver, root: str) -> None:
+        await driver.put_content(f"{root}/batch/old", b"before")
+        items = [
+            (f"{root}/batch/new/a/link", b"first"),
+            (f"{root}/batch/old", b"replaced"),
+            (f"{root}/batch/new/b/link", b"third"),
+        ]
+        await driver.put_contents(items)
+        for path, data in items:
+            assert await driver.get_content(path) == data
+        await driver.put_contents([])
+        assert await driver.list(f"{root}/batch/new") == [f"{root}/batch/new/a", f"{root}/batch/new/b"]
+
     async def test_empty_content(self, driver: StorageDriver, root: str) -> None:
         await driver.put_content(f"{root}/empty", b"")
         assert await driver.get_content(f"{root}/empty") == b""

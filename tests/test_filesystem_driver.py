@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import mmap
 import os
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from storage_drivers import StorageError
 from storage_drivers.filesystem import TEMP_PREFIX, FilesystemDriver
 from tests.support.residency import resident_fraction
 
@@ -154,3 +156,37 @@ async def test_large_aligned_appends_bypass_the_page_cache_and_others_do_not(tmp
     assert cached_fraction(tmp_path / "buffered") > 0.99  # the measurement can see cached pages
     assert (tmp_path / "direct").read_bytes() == bytes(aligned) * 3 + b"an unaligned tail"
     assert (tmp_path / "buffered").read_bytes() == unaligned * 3
+
+
+async def test_a_batch_of_writes_appears_in_order_and_a_failure_leaves_no_temp_files(tmp_path: Path) -> None:
+    """``put_contents`` renames in the order given: a reader polling meanwhile never finds a later
+    object without the earlier ones; when one cannot be placed, those after it are not placed
+    and their staged files are removed."""
+    driver = FilesystemDriver(str(tmp_path))
+    rounds = 20
+    current = 0
+    seen: list[list[bool]] = []
+
+    def poll() -> None:
+        while current < rounds:
+            top = tmp_path / "r" / str(current)
+            # Latest first: a later object seen, the earlier ones must be there when looked at next.
+            state = [(top / str(i) / "link").exists() for i in reversed(range(6))]
+            seen.append(state[::-1])
+
+    polling = asyncio.ensure_future(asyncio.to_thread(poll))
+    for round_ in range(rounds):
+        current = round_
+        await driver.put_contents([(f"/r/{round_}/{i}/link", b"sha256:x") for i in range(6)])
+    current = rounds
+    await polling
+    assert seen
+    for state in seen:
+        assert state == sorted(state, reverse=True), state  # a prefix: True... then False...
+
+    (tmp_path / "r" / "file").write_bytes(b"a file, not a directory")
+    with pytest.raises(StorageError):
+        await driver.put_contents([("/r/first", b"1"), ("/r/file/second", b"2"), ("/r/third", b"3")])
+    assert (tmp_path / "r" / "first").read_bytes() == b"1"
+    assert not (tmp_path / "r" / "third").exists()
+    assert [name for name in os.listdir(tmp_path) if name.startswith(TEMP_PREFIX)] == []

@@ -3,7 +3,9 @@ every worker and replica, for retention policies and the web interface.
 
 A record's time is the storage's modification time of its object, as a listing reports it: the
 same clock garbage collection reads, so retention never compares one machine's clock with
-another's. A push writes its tag's ``pushed`` record once the push is acknowledged. Pulls never
+another's. A push writes its tag's ``pushed`` record beside the tag's history link; a push
+refused after that (garbage collection took what it refers to) deletes the tag and so its
+records. Pulls never
 write on the request's path: each worker notes the tags pulled (by tag, ``GET`` or ``HEAD``) in
 a set and writes each one's ``pulled`` record at most once per flush interval, in the background.
 A worker that dies loses at most one interval of pull times: they are best effort. A tag deleted
@@ -86,7 +88,7 @@ async def tag_times(driver: StorageDriver, name: RepositoryName, tag: Tag) -> Ta
 async def record_push(
     driver: StorageDriver, name: RepositoryName, tags: Iterable[Tag], digest: Digest
 ) -> None:
-    """After an acknowledged push: the tags' push records. Best effort: a push is not refused for
+    """The tags' push records, written with their links. Best effort: a push is not refused for
     its record (readers then fall back to the tag link's own time)."""
     content = json.dumps({"digest": str(digest)}).encode()
     for tag in tags:

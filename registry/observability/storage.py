@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import ClassVar, TypeVar
 
 from storage_drivers import (
@@ -83,6 +83,9 @@ class ObservedDriver(StorageDriver):
 
     async def _put_content(self, path: str, data: bytes) -> None:
         await self._timed("PutContent", self.driver._put_content(path, data))
+
+    async def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
+        await self._timed("PutContent", self.driver._put_contents(items))
 
     async def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         chunks = self.driver._reader(path, offset, length)

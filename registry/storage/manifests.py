@@ -21,7 +21,7 @@ from ..lifecycle import records
 from ..lifecycle.guard import PushGuard
 from ..references import Digest, Reference, RepositoryName, Tag
 from . import paths
-from .links import has_link, write_link
+from .links import has_link
 from .manifest_format import Descriptor, Manifest, check_urls, parse_manifest, stored_media_type
 from .referrers import Referrers, descriptor_of
 from .services import BlobService
@@ -147,13 +147,19 @@ class Manifests:
         blob_path = paths.blob_data(digest)
         if await self._blobs.size(digest) != len(content):
             await self._driver.put_content(blob_path, content)
-        await write_link(self._driver, paths.manifest_revision_link(name, digest), digest)
+        # The revision, then the referrer entry, then the tags: a tag or a referrer never points
+        # at a revision that is not there, even after a crash. One batch: the driver writes them
+        # at once and makes them visible in this order.
+        links = [(paths.manifest_revision_link(name, digest), paths.link_content(digest))]
         if manifest.subject is not None:
             descriptor = descriptor_of(manifest, digest, len(content))
-            await self._referrers.add(name, manifest.subject.digest, descriptor)
+            links.append(self._referrers.entry(name, manifest.subject.digest, descriptor))
         tags = ((reference,) if isinstance(reference, Tag) else ()) + extra_tags
         for tag in tags:
-            await self._tags.tag(name, tag, digest)
+            links += self._tags.links(name, tag, digest)
+        await asyncio.gather(
+            self._driver.put_contents(links), records.record_push(self._driver, name, tags, digest)
+        )
         referenced = {digest, *(d.digest for d in manifest.blobs), *(d.digest for d in manifest.children)}
         unsafe = await self._guard.unsafe(
             gc_state, name, referenced, lambda: self._missing(name, manifest, digest, len(content))
@@ -164,7 +170,6 @@ class Manifests:
                 ErrorCode.MANIFEST_BLOB_UNKNOWN,
                 {"digests": [str(d) for d in unsafe], "reason": "collected by garbage collection meanwhile"},
             )
-        await records.record_push(self._driver, name, tags, digest)
         return digest, manifest
 
     async def _missing(

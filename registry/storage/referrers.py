@@ -39,9 +39,15 @@ class Referrers:
         self._driver = driver
 
     async def add(self, name: RepositoryName, subject: Digest, descriptor: dict[str, Any]) -> None:
+        await self._driver.put_content(*self.entry(name, subject, descriptor))
+
+    @staticmethod
+    def entry(name: RepositoryName, subject: Digest, descriptor: dict[str, Any]) -> tuple[str, bytes]:
+        """The write that lists ``descriptor`` among the referrers of ``subject``."""
         digest = Digest.parse(descriptor["digest"])
-        data = json.dumps(descriptor, separators=(",", ":"), sort_keys=True).encode()
-        await self._driver.put_content(paths.referrer(name, subject, digest), data)
+        return paths.referrer(name, subject, digest), json.dumps(
+            descriptor, separators=(",", ":"), sort_keys=True
+        ).encode()
 
     async def remove(self, name: RepositoryName, subject: Digest, digest: Digest) -> None:
         with contextlib.suppress(PathNotFound):  # never indexed, or removed already

@@ -10,7 +10,7 @@ from ..errors import ErrorCode, RegistryError
 from ..lifecycle import records
 from ..references import Digest, RepositoryName, Tag
 from . import paths
-from .links import read_link, write_link
+from .links import read_link
 
 
 class Tags:
@@ -24,14 +24,22 @@ class Tags:
         return digest
 
     async def tag(self, name: RepositoryName, tag: Tag, digest: Digest) -> None:
-        """Point ``tag`` at ``digest``, then record it in the tag's history.
+        """Point ``tag`` at ``digest`` and record it in the tag's history."""
+        await self._driver.put_contents(self.links(name, tag, digest))
+
+    @staticmethod
+    def links(name: RepositoryName, tag: Tag, digest: Digest) -> list[tuple[str, bytes]]:
+        """The writes that point ``tag`` at ``digest``, in the order they must appear.
 
         The current link comes first: a tag's directory appears together with it (drivers make
         an object and its missing directories appear at once), so a listed tag always points
         somewhere, even after a crash between the two writes.
         """
-        await write_link(self._driver, paths.tag_current_link(name, tag), digest)
-        await write_link(self._driver, paths.tag_index_link(name, tag, digest), digest)
+        content = paths.link_content(digest)
+        return [
+            (paths.tag_current_link(name, tag), content),
+            (paths.tag_index_link(name, tag, digest), content),
+        ]
 
     async def untag(self, name: RepositoryName, tag: Tag) -> None:
         """Delete ``tag``, then its push and pull records."""

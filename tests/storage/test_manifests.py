@@ -89,7 +89,7 @@ async def test_a_push_writes_content_then_revision_then_referrer_then_tags_then_
         paths.tag_index_link(APP, tag("sbom"), digest),
         paths.tag_current_link(APP, tag("extra")),
         paths.tag_index_link(APP, tag("extra"), digest),
-        paths.tag_pushed(APP, tag("sbom")),  # the push records, once the push may be acknowledged
+        paths.tag_pushed(APP, tag("sbom")),
         paths.tag_pushed(APP, tag("extra")),
     ]
 
