@@ -481,56 +481,36 @@ class FilesystemDriver(StorageDriver):
         return await to_thread.run_sync(self._list_all, paths)
 
     def _list_all(self, paths: Sequence[str]) -> list[list[str] | None]:
-        found: list[list[str] | None] = []
-        for path in paths:
-            try:
-                names = os.listdir(self._full(path))
-            except OSError as exc:
-                if exc.errno not in {errno.ENOENT, errno.ENOTDIR}:
-                    raise _translate(path, exc) from exc
-                found.append(None)
-                continue
+        def names(path: str) -> list[str]:
             prefix = "" if path == "/" else path
-            found.append(sorted(f"{prefix}/{name}" for name in names if not name.startswith(TEMP_PREFIX)))
-        return found
+            found = os.listdir(self._full(path))
+            return sorted(f"{prefix}/{name}" for name in found if not name.startswith(TEMP_PREFIX))
+
+        return _each_present(paths, names)
 
     async def _stat_many(self, paths: Sequence[str]) -> list[FileInfo | None]:
         return await to_thread.run_sync(self._stat_all, paths)
 
     def _stat_all(self, paths: Sequence[str]) -> list[FileInfo | None]:
-        found: list[FileInfo | None] = []
-        for path in paths:
-            try:
-                st = os.stat(self._full(path))
-            except OSError as exc:
-                if exc.errno not in {errno.ENOENT, errno.ENOTDIR}:
-                    raise _translate(path, exc) from exc
-                found.append(None)
-                continue
+        def info(path: str) -> FileInfo:
+            st = os.stat(self._full(path))
             is_dir = (st.st_mode & 0o170000) == 0o040000
-            found.append(FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir))
-        return found
+            return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir)
+
+        return _each_present(paths, info)
 
     async def _get_many(self, paths: Sequence[str]) -> list[bytes | None]:
         return await to_thread.run_sync(self._get_all, paths)
 
     def _get_all(self, paths: Sequence[str]) -> list[bytes | None]:
-        found: list[bytes | None] = []
-        for path in paths:
+        def content(path: str) -> bytes:
+            fd = os.open(self._full(path), os.O_RDONLY | os.O_CLOEXEC)
             try:
-                fd = os.open(self._full(path), os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as exc:
-                if exc.errno not in {errno.ENOENT, errno.ENOTDIR}:
-                    raise _translate(path, exc) from exc
-                found.append(None)
-                continue
-            try:
-                found.append(_read_fd(fd, os.fstat(fd).st_size))
-            except OSError as exc:
-                raise _translate(path, exc) from exc
+                return _read_fd(fd, os.fstat(fd).st_size)
             finally:
                 os.close(fd)
-        return found
+
+        return _each_present(paths, content)
 
     async def _delete_many(self, paths: Sequence[str]) -> None:
         await to_thread.run_sync(self._delete_all, paths)
@@ -668,3 +648,16 @@ def _scan_with_stats(full: str) -> list[tuple[str, bool, int, float]]:
                 continue
             entries.append((entry.name, False, st.st_size, st.st_mtime))
     return entries
+
+
+def _each_present(paths: Sequence[str], read: Callable[[str], _T]) -> list[_T | None]:
+    """``read`` of each path, in order; None where nothing is stored (a batch's missing paths)."""
+    found: list[_T | None] = []
+    for path in paths:
+        try:
+            found.append(read(path))
+        except OSError as exc:
+            if exc.errno not in {errno.ENOENT, errno.ENOTDIR}:
+                raise _translate(path, exc) from exc
+            found.append(None)
+    return found
