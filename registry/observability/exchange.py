@@ -30,7 +30,6 @@ from ..api.router import Route, route_of
 from .accesslog import AccessLog
 from .events import WRITE_METHODS, EventStream, event_for
 from .metrics import Metrics, RequestSeries
-from .tally import Tally
 
 HANDLER_NAMES = {
     Route.BASE: "base",
@@ -162,7 +161,6 @@ class Observe:
         )
         """For requests with ``X-Forwarded-*`` headers: the others it would leave as they are."""
         self.metrics = metrics
-        self.tally = metrics.tally if metrics is not None else Tally()
         self.events = events
         self.access_logged = access_logged
         self.access_log = AccessLog()
@@ -183,7 +181,7 @@ class Observe:
         exchange, forwarded = self._begin(scope)
         series = self.metrics.series(exchange.handler, exchange.method) if self.metrics is not None else None
         if series is not None:
-            self.tally.change(series.in_flight, 1)
+            series.in_flight.value += 1
         request_id_header = (b"x-request-id", exchange.request_id.encode())
         finished = False
 
@@ -216,7 +214,7 @@ class Observe:
             await (self.forwarded_app if forwarded else self.app)(scope, counted_receive, counted_send)
         finally:
             if series is not None:
-                self.tally.change(series.in_flight, -1)
+                series.in_flight.value -= 1
             if not finished:  # no response, or one cut short
                 await self._finish(scope, exchange, series)
 
@@ -283,19 +281,18 @@ class Observe:
                 await self.events.emit(event)
 
     def _count(self, exchange: Exchange, status: int, duration: float, series: RequestSeries) -> None:
-        tally = self.tally
         requests = series.requests.get(status)
         if requests is None:
             assert self.metrics is not None
-            requests = self.metrics.requests_child(series, exchange.handler, status)
-        tally.add(requests)
+            requests = self.metrics.requests_count(series, exchange.handler, status)
+        requests.value += 1
         series.duration.observe(duration)
         series.request_size.observe(exchange.head_size + exchange.bytes_in)
         series.response_size.observe(exchange.bytes_out)
-        if series.pushed is not None and exchange.bytes_in:
-            tally.add(series.pushed, exchange.bytes_in)
-        if series.pulled is not None and exchange.bytes_out:
-            tally.add(series.pulled, exchange.bytes_out)
+        if series.pushed is not None:
+            series.pushed.value += exchange.bytes_in
+        if series.pulled is not None:
+            series.pulled.value += exchange.bytes_out
 
 
 def _content_type(scope: Scope) -> str | None:
