@@ -180,11 +180,9 @@ def create_app(
         mounts=mounted,
         incidents=incidents,
     )
-    observed = observability.application(
-        application, route_names, {prefix: prefix.strip("/") for prefix in mounted}
-    )
-    # Outside the observed application: the responses it sees carry the request id.
-    return notifier.application(observed) if notifier is not None else observed
+    # Inside the observing layer: the access log, metrics and audit see a refused write's 503.
+    notified = notifier.application(application) if notifier is not None else application
+    return observability.application(notified, route_names, {prefix: prefix.strip("/") for prefix in mounted})
 
 
 def _gated(app: ASGIApp, health: StorageHealth) -> ASGIApp:

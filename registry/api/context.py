@@ -19,6 +19,8 @@ from ..storage import Storage
 
 CALLER = "dockyard.caller"
 """The ASGI scope key under which a granted request carries its ``Caller``."""
+REQUEST_ID = "dockyard.request_id"
+"""The scope key under which the observing layer gives what it wraps the request's id."""
 CATALOG_FILTER = "dockyard.catalog_filter"
 """The scope key under which a registry-wide extension gets the repositories its caller's catalog
 lists (``AccessController.catalog_filter``; None: every one)."""

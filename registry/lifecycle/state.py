@@ -66,14 +66,19 @@ async def read_state(driver: StorageDriver) -> GCState:
 
 
 async def storage_now(driver: StorageDriver, run: RunId) -> float:
-    """The storage's current time: the modification time it gives an object written now, as a
-    listing reports it. The inventory's times come from listings too, and S3 gives a stat only
-    whole seconds (``Last-Modified``) where its listings carry milliseconds: a stat-ed probe could
-    make content written earlier in the same second look younger than the run."""
-    probe = paths.gc_clock(run)
+    """The storage's current time, read with a probe named after ``run``."""
+    return await storage_time(driver, paths.gc_clock(run))
+
+
+async def storage_time(driver: StorageDriver, probe: str) -> float:
+    """The storage's current time: the modification time it gives an object written now at
+    ``probe`` (a path of its own), as a listing reports it. The inventory's times come from
+    listings too, and S3 gives a stat only whole seconds (``Last-Modified``) where its listings
+    carry milliseconds: a stat-ed probe could make content written earlier in the same second
+    look younger than the run."""
     await driver.put_content(probe, b"")
     try:
-        async for info in driver.walk(paths.gc_clocks()):
+        async for info in driver.walk(probe.rpartition("/")[0]):
             if info.path == probe:
                 return info.modified
         return (await driver.stat(probe)).modified  # a listing that lags behind the write

@@ -1,7 +1,9 @@
 """The ASGI layer that sees what manifest and blob requests did, and queues their events.
 
-It sits outside the observability layer, so the response it sees already carries the request
-id, and the scope the client address a trusted proxy forwarded and the caller's account.
+It sits inside the observing layer (``registry.observability.exchange``), so the access log,
+the metrics and the audit log see the status the client finally got, a refusal included; the
+scope carries the request id, the client address a trusted proxy forwarded and the caller's
+account. What counts as a write is ``write_of``'s rule, the one the audit log follows.
 
 A successful write (blob or manifest push, mount, delete) is held back whole, status line
 included, until its events are in every endpoint's durable queue: a client that has the
@@ -18,9 +20,10 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..api.context import CALLER, Caller
-from ..api.router import Route, route_of
+from ..api.context import CALLER, REQUEST_ID, Caller
+from ..api.router import Match, Route, route_of
 from ..lifecycle.http import EXTENSION as REPOSITORY_DELETION
+from ..observability.events import Write, write_of
 from .events import BLOB_MEDIA_TYPE, Happened, RequestRecord, manifest_media_type
 
 if TYPE_CHECKING:
@@ -104,7 +107,7 @@ class Notify:
                     held.append(message)
                     if message.get("more_body", False):
                         return
-                    if not await self._record(scope, found.route, found.name or "", found.argument, observed):
+                    if not await self._record(scope, found, observed):
                         await self.notifier.refuse(send)
                         return
                     for answer in held:
@@ -113,7 +116,7 @@ class Notify:
                 if not message.get("more_body", False) and not write:
                     await send(message)
                     try:
-                        await self._record(scope, found.route, found.name or "", found.argument, observed)
+                        await self._record(scope, found, observed)
                     except Exception:  # the pull was answered; only its event is lost
                         log.exception("recording the pull of %s failed", found.name)
                     return
@@ -121,67 +124,53 @@ class Notify:
 
         await self.app(scope, observed_receive, observed_send)
 
-    async def _record(
-        self, scope: Scope, route: Route, repository: str, argument: str | None, observed: Observed
-    ) -> bool:
+    async def _record(self, scope: Scope, found: Match, observed: Observed) -> bool:
         """Queue what the request did; False when a write's events could not be queued."""
-        happened = await self._happened(scope, route, repository, argument, observed)
+        happened = await self._happened(scope, found, observed)
         if not happened:
             return True
-        request = self._request(scope, observed)
+        request = self._request(scope)
         base_url = self.external_url or f"{scope.get('scheme', 'http')}://{_header(scope, b'host') or ''}"
         if scope["method"] in WRITES:
             return await self.notifier.now(happened, request, base_url)
         self.notifier.later(happened, request, base_url)
         return True
 
-    async def _happened(
-        self, scope: Scope, route: Route, repository: str, argument: str | None, observed: Observed
-    ) -> list[Happened]:
-        method, status, headers = scope["method"], observed.status, observed.headers
-        digest = headers.get(b"docker-content-digest", b"").decode("latin-1")
+    async def _happened(self, scope: Scope, found: Match, observed: Observed) -> list[Happened]:
+        method, status = scope["method"], observed.status
+        digest = observed.headers.get(b"docker-content-digest", b"").decode("latin-1")
+        if method in WRITES:
+            write = write_of(found, method, status, scope.get("query_string", b""), digest or None)
+            return await self._written(scope, write, observed) if write is not None else []
         pulled = method in {"GET", "HEAD"} and (
-            200 <= status < 300 or (route == Route.BLOB and status in {302, 307})
+            200 <= status < 300 or (found.route == Route.BLOB and status in {302, 307})
         )
-        if not (pulled or (method in WRITES and 200 <= status < 300)):
-            return []
-        if route == Route.REPOSITORY_EXTENSION:
+        return await self._pulled(found, method, digest, observed) if pulled else []
+
+    async def _written(self, scope: Scope, write: Write, observed: Observed) -> list[Happened]:
+        repository, reference = write.repository, write.reference
+        if write.kind == "repository":
             return [Happened("delete", "repository", repository, "")]
-        if route == Route.MANIFEST:
-            reference = argument or ""
+        if write.kind == "manifest":
             tag = None if ":" in reference else reference
-            if method == "DELETE":
+            if write.action == "delete":
                 if tag:
                     return [Happened("delete", "manifest", repository, "", tag=tag)]
                 deleted = [Happened("delete", "manifest", repository, reference)]
                 return deleted + [
                     Happened("delete", "manifest", repository, "", tag=t) for t in observed.tags
                 ]
-            if method == "PUT":
-                manifest = bytes(observed.request_body)
-                media_type = manifest_media_type(manifest, _header(scope, b"content-type"))
-                return [
-                    Happened("push", "manifest", repository, digest, tag, media_type, len(manifest), manifest)
-                ]
-            content_type = headers.get(b"content-type", b"").decode("latin-1")
-            body = bytes(observed.body) if method == "GET" else None
-            if body is None and self.include_references:  # a HEAD: Distribution reads it anyway
-                body = await self.notifier.content(digest)
-            size = _content_length(headers) or 0
-            return [Happened("pull", "manifest", repository, digest, tag, content_type, size, body)]
-        if route == Route.BLOB:
-            if method == "DELETE":
-                return [Happened("delete", "blob", repository, argument or "")]
-            digest = digest or argument or ""
-            length = _content_length(headers) if status != 206 else _range_total(headers)
-            if status in {302, 307} or length is None:
-                length = await self.notifier.blob_size(digest)
-            return [Happened("pull", "blob", repository, digest, None, BLOB_MEDIA_TYPE, length)]
-        if status != 201 or not digest:  # an upload started or continued, nothing pushed yet
-            return []
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            manifest = bytes(observed.request_body)
+            media_type = manifest_media_type(manifest, _header(scope, b"content-type"))
+            digest = write.digest or ""
+            size = len(manifest)
+            return [Happened("push", "manifest", repository, digest, tag, media_type, size, manifest)]
+        if write.action == "delete":
+            return [Happened("delete", "blob", repository, reference)]
+        digest = write.digest or ""
         size = await self.notifier.blob_size(digest)
-        if route == Route.UPLOAD_START and "mount" in query:
+        if write.action == "mount":
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             source = query.get("from", [""])[0] or None
             return [
                 Happened(
@@ -190,12 +179,30 @@ class Notify:
             ]
         return [Happened("push", "blob", repository, digest, None, BLOB_MEDIA_TYPE, size)]
 
+    async def _pulled(self, found: Match, method: str, digest: str, observed: Observed) -> list[Happened]:
+        repository, argument = found.name or "", found.argument
+        status, headers = observed.status, observed.headers
+        if found.route == Route.MANIFEST:
+            reference = argument or ""
+            tag = None if ":" in reference else reference
+            content_type = headers.get(b"content-type", b"").decode("latin-1")
+            body = bytes(observed.body) if method == "GET" else None
+            if body is None and self.include_references:  # a HEAD: Distribution reads it anyway
+                body = await self.notifier.content(digest)
+            size = _content_length(headers) or 0
+            return [Happened("pull", "manifest", repository, digest, tag, content_type, size, body)]
+        digest = digest or argument or ""
+        length = _content_length(headers) if status != 206 else _range_total(headers)
+        if status in {302, 307} or length is None:
+            length = await self.notifier.blob_size(digest)
+        return [Happened("pull", "blob", repository, digest, None, BLOB_MEDIA_TYPE, length)]
+
     @staticmethod
-    def _request(scope: Scope, observed: Observed) -> RequestRecord:
+    def _request(scope: Scope) -> RequestRecord:
         client = scope.get("client")
         caller: Caller | None = scope.get(CALLER)
         return RequestRecord(
-            id=observed.headers.get(b"x-request-id", b"").decode("latin-1"),
+            id=scope.get(REQUEST_ID, ""),
             addr=f"{client[0]}:{client[1]}" if client else "",
             host=_header(scope, b"host") or "",
             method=scope["method"],

@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import socket
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,7 +25,7 @@ from ..storage.tags import Tags
 from .deliver import Deliverer
 from .events import Happened, RequestRecord, Source, event
 from .layer import Notify
-from .queue import Lease, Queue, new_writer
+from .queue import Lease, Queue, StorageClock, new_writer
 
 log = logging.getLogger("registry.notifications")
 
@@ -52,8 +51,10 @@ class Notifier:
         self.source = Source(f"{socket.gethostname()}:{port}", str(uuid.uuid4()))
         self.endpoints = settings.endpoints
         writer = new_writer()
+        self.clock = StorageClock(queue_driver, writer)
         self.queues = {
-            endpoint.name: Queue(queue_driver, endpoint.name, writer) for endpoint in self.endpoints
+            endpoint.name: Queue(queue_driver, endpoint.name, writer, self.clock)
+            for endpoint in self.endpoints
         }
         self.deliverers = [
             Deliverer(
@@ -97,7 +98,7 @@ class Notifier:
     def later(self, happened: list[Happened], request: RequestRecord, base_url: str) -> None:
         """Queue a pull's events with the next batch."""
         if not self.pending:
-            self.pending_since = time.time_ns()
+            self.pending_since = self.clock.now()
         self.pending.extend(self._events(happened, request, base_url))
 
     async def _queue(self, events: list[dict[str, Any]], when: int | None = None) -> None:
@@ -157,7 +158,9 @@ class Notifier:
                 await self._flush()
 
         try:
-            async with running_beside(flushing(), *(d.run() for d in self.deliverers)):
+            async with running_beside(
+                flushing(), self.clock.keep_measuring(), *(d.run() for d in self.deliverers)
+            ):
                 yield
         finally:
             await self._flush()

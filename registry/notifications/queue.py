@@ -7,11 +7,20 @@ a random id per process), and the number of events and bytes in the name let the
 bound the queue from a listing alone. Objects are written with ``put_content`` (atomic, durable) and deleted
 only once the endpoint has accepted them.
 
-The lease: a small record naming the holder and when its claim expires. A process takes it
-when it is free or expired, writes its claim, waits ``SETTLE`` seconds and reads it back:
-processes that raced all wrote before any reads back, so they all read the same winner. The
-holder renews it every ``RENEW_EVERY`` seconds; a holder that dies (``kill -9``) leaves a claim
-that expires ``LEASE_SECONDS`` later, and another process takes over where it stopped.
+The time in a name is the storage's (``StorageClock``): each process measures how far its own
+clock is from the storage's when it starts and every ``CLOCK_EVERY`` seconds, so replicas whose
+clocks disagree still queue in the order their writes were answered (to within the time one
+probe takes).
+
+The lease: a small record naming the holder and how many times it renewed its claim. A process
+takes it when it is free, or when the record has not changed for ``LEASE_SECONDS`` by the
+taker's own monotonic clock: no process compares its clock with another's, so a skewed clock
+can neither steal a live holder's lease nor keep a dead one's. A taker writes its claim, waits
+``SETTLE`` seconds and reads it back: processes that raced all wrote before any reads back, so
+they all read the same winner. The holder renews it every ``RENEW_EVERY`` seconds and stops
+delivering once its last renewal is ``LEASE_SECONDS - RENEW_EVERY`` old, before anyone can
+judge it dead; a holder that dies (``kill -9``) leaves a record that stops changing, and
+``LEASE_SECONDS`` later another process takes over where it stopped.
 """
 
 from __future__ import annotations
@@ -20,14 +29,22 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
+import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from storage_drivers import PathNotFound, StorageDriver
 
+from ..lifecycle.state import storage_time
 from ..storage import paths
 
+log = logging.getLogger("registry.notifications")
+
+CLOCK_EVERY = 60.0
+"""Seconds between measures of the storage's clock."""
 LEASE_SECONDS = 15.0
 RENEW_EVERY = 3.0
 SETTLE = 0.5
@@ -40,6 +57,35 @@ def new_writer() -> str:
     return os.urandom(6).hex()
 
 
+class StorageClock:
+    """The storage's time in nanoseconds since the epoch: ``local`` (this process's clock) plus
+    the offset last measured against the storage."""
+
+    def __init__(self, driver: StorageDriver, writer: str, local: Callable[[], int] = time.time_ns) -> None:
+        self.driver = driver
+        self.probe = paths.notification_clock(writer)
+        self.local = local
+        self.offset = 0
+
+    def now(self) -> int:
+        return self.local() + self.offset
+
+    async def measure(self) -> None:
+        before = self.local()
+        stored = await storage_time(self.driver, self.probe)
+        after = self.local()
+        self.offset = round(stored * 1e9) - (before + after) // 2
+
+    async def keep_measuring(self) -> None:
+        """Measure now and every ``CLOCK_EVERY`` seconds; a failure keeps the last offset."""
+        while True:
+            try:
+                await self.measure()
+            except Exception as exc:
+                log.warning("reading the notification queue's storage clock failed: %s", exc)
+            await asyncio.sleep(CLOCK_EVERY)
+
+
 @dataclass(frozen=True, order=True)
 class Entry:
     key: str
@@ -48,16 +94,17 @@ class Entry:
 
 
 class Queue:
-    def __init__(self, driver: StorageDriver, endpoint: str, writer: str) -> None:
+    def __init__(self, driver: StorageDriver, endpoint: str, writer: str, clock: StorageClock) -> None:
         self.driver = driver
         self.endpoint = endpoint
         self.writer = writer
+        self.clock = clock
         self.counter = itertools.count()
 
     async def put(self, events: bytes, count: int, when: int | None = None) -> None:
         """Queue the JSON list of ``count`` events, the first of which happened at ``when``
-        (nanoseconds since the epoch; None: now)."""
-        when = time.time_ns() if when is None else when
+        (the storage clock's nanoseconds; None: now)."""
+        when = self.clock.now() if when is None else when
         key = f"{when:019d}-{self.writer}-{next(self.counter)}-{count}-{len(events)}"
         await self.driver.put_content(paths.notification(self.endpoint, key), events)
 
@@ -97,49 +144,68 @@ class Queue:
 class Lease:
     """The claim to deliver one endpoint's queue."""
 
-    def __init__(self, driver: StorageDriver, endpoint: str, writer: str) -> None:
+    def __init__(
+        self,
+        driver: StorageDriver,
+        endpoint: str,
+        writer: str,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.driver = driver
         self.path = paths.notification_lease(endpoint)
         self.writer = writer
-        self.renewed = 0.0
+        self.monotonic = monotonic
+        self.renewed = -math.inf
+        self.renewals = 0
+        self.seen: tuple[str, int] | None = None
+        """The record as last read by ``try_take``, and since when (``seen_at``) it is unchanged."""
+        self.seen_at = 0.0
 
-    async def _holder(self) -> tuple[str, float]:
+    async def _record(self) -> tuple[str, int]:
+        """The holder ("" when free) and its count of renewals."""
         try:
             record = json.loads(await self.driver.get_content(self.path))
-            return str(record["holder"]), float(record["expires"])
-        except (PathNotFound, ValueError, KeyError, TypeError):
-            return "", 0.0
+            return str(record["holder"]), int(record.get("renewals", 0))
+        except (PathNotFound, ValueError, KeyError, TypeError, AttributeError):
+            return "", 0
 
-    async def _write(self, expires: float) -> None:
-        record = {"holder": self.writer, "expires": expires}
+    async def _write(self, holder: str) -> None:
+        self.renewals += 1
+        record = {"holder": holder, "renewals": self.renewals}
         await self.driver.put_content(self.path, json.dumps(record).encode())
 
     async def try_take(self) -> bool:
-        holder, expires = await self._holder()
-        if holder != self.writer and time.time() <= expires:
+        record = await self._record()
+        now = self.monotonic()
+        if record != self.seen:
+            self.seen, self.seen_at = record, now
+        holder, renewals = record
+        if holder and holder != self.writer and now - self.seen_at < LEASE_SECONDS:
             return False
-        await self._write(time.time() + LEASE_SECONDS)
+        self.renewals = max(self.renewals, renewals)  # a new record, never one seen before
+        await self._write(self.writer)
         await asyncio.sleep(SETTLE)
-        holder, _ = await self._holder()
+        holder, _ = await self._record()
         if holder != self.writer:
             return False
-        await self.renew()
-        return True
+        return await self.renew()
 
     async def renew(self) -> bool:
         """Extend the claim; False when another process holds it now."""
-        holder, _ = await self._holder()
+        holder, _ = await self._record()
         if holder != self.writer:
             return False
-        self.renewed = time.monotonic()
-        await self._write(time.time() + LEASE_SECONDS)
+        renewing = self.monotonic()
+        await self._write(self.writer)
+        self.renewed = renewing
         return True
 
     def fresh(self) -> bool:
-        """Whether the last renewal leaves the claim certainly this process's."""
-        return time.monotonic() - self.renewed < LEASE_SECONDS - RENEW_EVERY
+        """Whether the last renewal leaves the claim certainly this process's: nobody judges a
+        record dead before it has stood unchanged for ``LEASE_SECONDS``."""
+        return self.monotonic() - self.renewed < LEASE_SECONDS - RENEW_EVERY
 
     async def release(self) -> None:
-        holder, _ = await self._holder()
+        holder, _ = await self._record()
         if holder == self.writer:
-            await self._write(0.0)
+            await self._write("")

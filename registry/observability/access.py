@@ -4,22 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from starlette.datastructures import Headers
+
 from auth import Access, AccessController, Challenge, Denied, Grant
 
 from .metrics import Metrics
+from .tally import Count
+
+OUTCOMES = ("granted", "challenged", "denied")
+
+
+_KINDS = {b"basic": "basic", b"bearer": "bearer", b"": "none"}
 
 
 def credentials_kind(headers: Mapping[str, str]) -> str:
-    # Looked for first: a missing key costs a raised KeyError in Mapping.get.
-    authorization = headers["authorization"] if "authorization" in headers else ""  # noqa: SIM401
-    scheme = authorization.partition(" ")[0].lower()
-    return scheme if scheme in {"basic", "bearer"} else "none" if not scheme else "other"
+    """``basic``, ``bearer``, ``none`` or ``other``: the scheme of the ``Authorization`` header."""
+    if isinstance(headers, Headers):  # the API's: one pass over the raw pairs, nothing decoded
+        for name, value in headers.raw:
+            if name == b"authorization":
+                return _KINDS.get(value.partition(b" ")[0].lower(), "other")
+        return "none"
+    scheme = headers.get("authorization", "").partition(" ")[0].lower().encode("latin-1")
+    return _KINDS.get(scheme, "other")
 
 
 class ObservedAccessController(AccessController):
     def __init__(self, controller: AccessController, metrics: Metrics | None) -> None:
         self.controller = controller
         self._metrics = metrics
+        self._counts: dict[str, dict[str, Count]] = {outcome: {} for outcome in OUTCOMES}
+        """By outcome, then credentials' kind: each slot made the first time it is counted."""
 
     async def authorize(self, headers: Mapping[str, str], required: Sequence[Access]) -> Grant:
         kind = credentials_kind(headers) if self._metrics is not None else ""
@@ -35,8 +49,13 @@ class ObservedAccessController(AccessController):
         return grant
 
     def _count(self, kind: str, outcome: str) -> None:
-        if self._metrics is not None:
-            self._metrics.add(self._metrics.auth, kind, outcome)
+        metrics = self._metrics
+        if metrics is not None:
+            counts = self._counts[outcome]
+            count = counts.get(kind)
+            if count is None:
+                count = counts[kind] = metrics.count(metrics.auth, kind, outcome)
+            count.value += 1
 
     def catalog_filter(self, grant: Grant) -> Callable[[str], bool] | None:
         return self.controller.catalog_filter(grant)

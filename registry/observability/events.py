@@ -1,10 +1,12 @@
-"""The registry's domain events: one stream that the audit log (and later webhooks) listen to.
+"""The registry's domain events: what a successful request did, said once for every listener.
 
-An event says what a successful write changed: a manifest or blob pushed (or mounted), a
-manifest or blob deleted, with the account and client address that caused it; or that a manifest
-was pulled (``GET`` or ``HEAD``), which the pull-time records listen for. Events are made
-from the finished exchange (route, status, the digest the registry answered with), so every
-write the API can do is covered and no handler emits anything.
+``write_of`` is the one rule for "a successful write happened": a manifest or blob pushed (or
+mounted), a manifest or blob deleted, a repository deleted. It reads the finished exchange (the
+route, the method, the status the client got, the digest the registry answered with), so every
+write the API can do is covered and no handler emits anything. The webhooks
+(``registry.notifications.layer``) build Distribution's events from it; the ``EventStream``
+here tells the audit log, and the pull-time records, which also hear of manifest pulls
+(``GET`` or ``HEAD``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qs
+
+from ..api.router import Match, Route
+from ..lifecycle.http import EXTENSION as REPOSITORY_DELETION
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -76,32 +81,70 @@ class EventStream:
                 log.exception("recording %s %s %s failed", event.action, event.kind, event.repository)
 
 
-def event_for(exchange: Exchange, query: bytes, content_type: str | None) -> Event | None:
-    """The event a successful exchange caused (a write, or a pull), or None."""
-    method, handler = exchange.method, exchange.handler
-    if handler == "manifest" and method in {"GET", "HEAD"}:
-        action, kind, media_type = "pull", "manifest", None
-    elif handler == "manifest" and method == "PUT":
-        action, kind, media_type = "push", "manifest", content_type
-    elif handler in {"manifest", "blob"} and method == "DELETE":
-        action, kind, media_type = "delete", handler, None
-    elif handler == "blob_upload_chunk" and method == "PUT":
-        action, kind, media_type = "push", "blob", None
-    elif handler == "extension" and method == "DELETE" and exchange.repository:
-        action, kind, media_type = "delete", "repository", None
-    elif handler == "blob_upload" and method == "POST" and exchange.status == 201:
-        mounted = b"mount=" in query and "from" in parse_qs(query.decode("latin-1"))
-        action, kind, media_type = ("mount" if mounted else "push"), "blob", None
-    else:
+class Write(NamedTuple):
+    """A successful write, as every listener is told of it."""
+
+    action: str
+    """push, mount or delete."""
+    kind: str
+    """manifest, blob or repository."""
+    repository: str
+    reference: str
+    """The tag or digest the client named; an uploaded blob's digest; empty for a repository."""
+    digest: str | None
+    """The digest the registry answered with (a deleted blob's: the one named)."""
+
+
+WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
+"""The methods whose success can be a write (PATCH only adds to an unfinished upload)."""
+
+
+def write_of(found: Match | None, method: str, status: int, query: bytes, digest: str | None) -> Write | None:
+    """The write a finished request did, from its route, method, the status the client got and
+    the ``Docker-Content-Digest`` it was answered with; None when it wrote nothing."""
+    if found is None or found.name is None or not 200 <= status < 300 or method not in WRITE_METHODS:
         return None
-    digest = exchange.digest or (exchange.reference if kind == "blob" and method == "DELETE" else None)
-    reference = exchange.reference if handler in {"manifest", "blob"} else digest
+    route, repository, argument = found.route, found.name, found.argument or ""
+    if route == Route.MANIFEST and method in {"PUT", "DELETE"}:
+        return Write("push" if method == "PUT" else "delete", "manifest", repository, argument, digest)
+    if route == Route.BLOB and method == "DELETE":
+        return Write("delete", "blob", repository, argument, digest or argument)
+    if route == Route.REPOSITORY_EXTENSION and method == "DELETE" and argument == REPOSITORY_DELETION:
+        return Write("delete", "repository", repository, "", digest)
+    # An upload finished (PUT), or a blob pushed or mounted in one request (POST): 201 and its
+    # digest. Anything else (202) started or continued an upload.
+    if status != 201 or not digest:
+        return None
+    if route == Route.UPLOAD and method == "PUT":
+        return Write("push", "blob", repository, digest, digest)
+    if route == Route.UPLOAD_START and method == "POST":
+        mounted = b"mount=" in query and "mount" in parse_qs(query.decode("latin-1"))
+        return Write("mount" if mounted else "push", "blob", repository, digest, digest)
+    return None
+
+
+def event_for(
+    exchange: Exchange, found: Match | None, query: bytes, content_type: str | None
+) -> Event | None:
+    """The event a finished exchange caused (a write, or a manifest pull), or None."""
+    method = exchange.method
+    if exchange.handler == "manifest" and method in {"GET", "HEAD"}:
+        if exchange.status not in {200, 304}:
+            return None
+        action, kind, media_type = "pull", "manifest", None
+        reference, digest = exchange.reference or "", exchange.digest
+    else:
+        write = write_of(found, method, exchange.status, query, exchange.digest)
+        if write is None:
+            return None
+        action, kind, reference, digest = write.action, write.kind, write.reference, write.digest
+        media_type = content_type if kind == "manifest" and action == "push" else None
     return Event(
         time=_now(),
         action=action,
         kind=kind,
         repository=exchange.repository or "",
-        reference=reference or "",
+        reference=reference,
         digest=digest,
         media_type=media_type,
         account=exchange.account,

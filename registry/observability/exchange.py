@@ -7,7 +7,8 @@ status, bytes each way, the digest header. So no handler knows about metrics or 
 The client's address is the peer's, or, when the peer is a trusted proxy, the one it forwarded
 (uvicorn's ProxyHeadersMiddleware, run inside this layer so the peer is seen first). A trusted
 proxy's ``X-Request-Id`` is reused; otherwise the registry makes one. Either way it is sent back
-as ``X-Request-Id`` and logged. ``X-Forwarded-*`` headers from any other peer are removed here.
+as ``X-Request-Id``, logged, and given to the layers inside in the scope (``REQUEST_ID``).
+``X-Forwarded-*`` headers from any other peer are removed here.
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ from typing import cast
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from ..api.context import CALLER, Caller
+from ..api.context import CALLER, REQUEST_ID, Caller
 from ..api.router import Route, route_of
 from .accesslog import AccessLog
-from .events import EventStream, event_for
+from .events import WRITE_METHODS, EventStream, event_for
 from .metrics import Metrics, RequestSeries
-from .tally import Tally
 
 HANDLER_NAMES = {
     Route.BASE: "base",
@@ -45,11 +45,9 @@ HANDLER_NAMES = {
 }
 """Distribution's names: every request to an upload's own URL is ``blob_upload_chunk``."""
 DIGEST_HEADER = b"docker-content-digest"
-WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
-"""The methods whose success can be an event (PATCH only adds to an unfinished upload)."""
 READ_METHODS = frozenset({"GET", "HEAD"})
 """The methods of a manifest request that are a pull."""
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+FORWARDED_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 """What a forwarded request id may look like: nothing that could break a log line."""
 
 
@@ -163,7 +161,6 @@ class Observe:
         )
         """For requests with ``X-Forwarded-*`` headers: the others it would leave as they are."""
         self.metrics = metrics
-        self.tally = metrics.tally if metrics is not None else Tally()
         self.events = events
         self.access_logged = access_logged
         self.access_log = AccessLog()
@@ -184,7 +181,7 @@ class Observe:
         exchange, forwarded = self._begin(scope)
         series = self.metrics.series(exchange.handler, exchange.method) if self.metrics is not None else None
         if series is not None:
-            self.tally.change(series.in_flight, 1)
+            series.in_flight.value += 1
         request_id_header = (b"x-request-id", exchange.request_id.encode())
         finished = False
 
@@ -217,7 +214,7 @@ class Observe:
             await (self.forwarded_app if forwarded else self.app)(scope, counted_receive, counted_send)
         finally:
             if series is not None:
-                self.tally.change(series.in_flight, -1)
+                series.in_flight.value -= 1
             if not finished:  # no response, or one cut short
                 await self._finish(scope, exchange, series)
 
@@ -246,7 +243,7 @@ class Observe:
                 forwarded = True
         if request_id is not None or forwarded:
             peer_trusted = self.trusted(scope["client"][0] if scope.get("client") else "")
-            if request_id is not None and not (peer_trusted and REQUEST_ID.fullmatch(request_id)):
+            if request_id is not None and not (peer_trusted and FORWARDED_ID.fullmatch(request_id)):
                 request_id = None
             if forwarded and not peer_trusted:
                 # Set by a peer that is no proxy of ours: nothing after this layer (the token
@@ -256,6 +253,7 @@ class Observe:
                 ]
                 forwarded = False
         exchange = Exchange(method, path, handler, request_id or self.request_ids())
+        scope[REQUEST_ID] = exchange.request_id
         exchange.user_agent = user_agent[:256]
         exchange.head_size = head_size
         if found is not None:
@@ -277,24 +275,24 @@ class Observe:
             self.access_log.write(exchange.fields(duration), summary)
         pulled = exchange.handler == "manifest" and exchange.method in READ_METHODS and status in {200, 304}
         if (200 <= status < 300 and exchange.method in WRITE_METHODS) or pulled:
-            event = event_for(exchange, scope.get("query_string", b""), _content_type(scope))
+            query = scope.get("query_string", b"")
+            event = event_for(exchange, route_of(scope), query, _content_type(scope))
             if event is not None:
                 await self.events.emit(event)
 
     def _count(self, exchange: Exchange, status: int, duration: float, series: RequestSeries) -> None:
-        tally = self.tally
         requests = series.requests.get(status)
         if requests is None:
             assert self.metrics is not None
-            requests = self.metrics.requests_child(series, exchange.handler, status)
-        tally.add(requests)
+            requests = self.metrics.requests_count(series, exchange.handler, status)
+        requests.value += 1
         series.duration.observe(duration)
         series.request_size.observe(exchange.head_size + exchange.bytes_in)
         series.response_size.observe(exchange.bytes_out)
-        if series.pushed is not None and exchange.bytes_in:
-            tally.add(series.pushed, exchange.bytes_in)
-        if series.pulled is not None and exchange.bytes_out:
-            tally.add(series.pulled, exchange.bytes_out)
+        if series.pushed is not None:
+            series.pushed.value += exchange.bytes_in
+        if series.pulled is not None:
+            series.pulled.value += exchange.bytes_out
 
 
 def _content_type(scope: Scope) -> str | None:

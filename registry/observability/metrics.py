@@ -29,7 +29,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from .tally import PendingHistogram, Tally
+from .tally import Count, Live, PendingHistogram, Tally
 from .workers import DIRECTORY_ENV, SINCE_ENV, forget_dead_workers
 
 HANDLERS = (
@@ -54,19 +54,20 @@ CONTENT_TYPES = {"blob": "blob", "blob_upload": "blob", "blob_upload_chunk": "bl
 
 
 class RequestSeries(NamedTuple):
-    """One handler and method's series, looked up once: ``labels()`` is costly per request."""
+    """One handler and method's slots, looked up once: ``labels()`` is costly per request."""
 
     method: str
     """Lower case, or ``other``."""
-    in_flight: Gauge
-    requests: dict[int, Counter]
+    in_flight: Live
+    """Shared by every method of the handler."""
+    requests: dict[int, Count]
     """By status, each added the first time a request ends with it."""
     duration: PendingHistogram
     request_size: PendingHistogram
     response_size: PendingHistogram
-    pushed: Counter | None
+    pushed: Count | None
     """The bytes pushed (request bodies) for content handlers, else None."""
-    pulled: Counter | None
+    pulled: Count | None
     """The bytes pulled (GET response bodies) for content handlers, else None."""
 
 
@@ -175,57 +176,73 @@ class Metrics:
         )
         self.tally = Tally()
         self._series: dict[tuple[str, str], RequestSeries] = {}
-        self._counters: dict[tuple[Counter | Gauge, tuple[str, ...]], Counter | Gauge] = {}
+        self._in_flight: dict[str, Live] = {}
+        self._counts: dict[tuple[Counter | Gauge, tuple[str, ...]], Count] = {}
         self._histograms: dict[tuple[Histogram, tuple[str, ...]], PendingHistogram] = {}
         for handler in (*HANDLERS, *OTHER_HANDLERS):
             # Present from the start, as Distribution's are: a dashboard sees zero, not nothing.
-            self.in_flight.labels(handler)
+            self._live(handler)
 
     def series(self, handler: str, method: str) -> RequestSeries:
-        """``handler`` must be one of the fixed names; ``method`` may be anything a client sent."""
-        method = method.lower()
-        if method not in METHODS:
-            method = "other"
+        """``handler`` must be one of the fixed names; ``method`` may be anything a client sent
+        (kept as sent: a client's few spellings each find their series at once)."""
         key = (handler, method)
         found = self._series.get(key)
         if found is None:
-            content = CONTENT_TYPES.get(handler)
-            found = self._series[key] = RequestSeries(
-                method,
-                self.in_flight.labels(handler),
-                {},
-                self.histogram(self.duration, handler, method),
-                self.histogram(self.request_size, handler),
-                self.histogram(self.response_size, handler),
-                self.pushed_bytes.labels(content) if content is not None else None,
-                self.pulled_bytes.labels(content) if content is not None and method == "get" else None,
-            )
+            label = method.lower()
+            if label not in METHODS:
+                label = "other"
+            found = self._series.get((handler, label))
+            if found is None:
+                found = self._series[(handler, label)] = self._new_series(handler, label)
+            if len(self._series) < 1000:  # unknown methods: the series stay few, the keys too
+                self._series[key] = found
         return found
 
-    def requests_child(self, series: RequestSeries, handler: str, status: int) -> Counter:
-        """The requests counter of ``series`` for ``status``, kept in it."""
-        child = series.requests[status] = self.requests.labels(str(status), handler, series.method)
-        return child
+    def _new_series(self, handler: str, method: str) -> RequestSeries:
+        content = CONTENT_TYPES.get(handler)
+        return RequestSeries(
+            method,
+            self._live(handler),
+            {},
+            self.histogram(self.duration, handler, method),
+            self.histogram(self.request_size, handler),
+            self.histogram(self.response_size, handler),
+            self.count(self.pushed_bytes, content) if content is not None else None,
+            self.count(self.pulled_bytes, content) if content is not None and method == "get" else None,
+        )
+
+    def _live(self, handler: str) -> Live:
+        found = self._in_flight.get(handler)
+        if found is None:
+            found = self._in_flight[handler] = self.tally.live(self.in_flight.labels(handler))
+        return found
+
+    def requests_count(self, series: RequestSeries, handler: str, status: int) -> Count:
+        """The requests counter's slot of ``series`` for ``status``, kept in it."""
+        count = series.requests[status] = self.count(self.requests, str(status), handler, series.method)
+        return count
 
     def histogram(self, histogram: Histogram, *labels: str) -> PendingHistogram:
-        """A histogram's child for bounded label values, observed through the tally."""
+        """A histogram child's slot for bounded label values."""
         key = (histogram, labels)
         found = self._histograms.get(key)
         if found is None:
             found = self._histograms[key] = self.tally.histogram(histogram.labels(*labels))
         return found
 
-    def add(self, counter: Counter | Gauge, *labels: str, amount: float = 1.0) -> None:
-        """Add to a counter's (or summed gauge's) child for bounded label values."""
-        self.tally.add(self.child(counter, *labels) if labels else counter, amount)
-
-    def child(self, counter: Counter | Gauge, *labels: str) -> Counter | Gauge:
-        """A counter's child for bounded label values, looked up once."""
+    def count(self, counter: Counter | Gauge, *labels: str) -> Count:
+        """A counter child's (or summed gauge child's) slot for bounded label values, made once:
+        keep it, and add to its ``value``."""
         key = (counter, labels)
-        found = self._counters.get(key)
+        found = self._counts.get(key)
         if found is None:
-            found = self._counters[key] = counter.labels(*labels)
+            found = self._counts[key] = self.tally.count(counter.labels(*labels) if labels else counter)
         return found
+
+    def add(self, counter: Counter | Gauge, *labels: str, amount: float = 1.0) -> None:
+        """Add to a counter's (or summed gauge's) child, for what is too rare to keep its slot."""
+        self.count(counter, *labels).value += amount
 
     def flush(self) -> None:
         self.tally.flush()

@@ -72,7 +72,12 @@ class ObservedDriver(StorageDriver):
             self._failed(action, exc)
             raise
         finally:
-            self._seconds[action].observe(time.perf_counter() - started)
+            seconds = self._seconds.get(action)
+            if seconds is None:  # a batch's (ListMany, StatMany, ...): one per batch, shown once used
+                seconds = self._seconds[action] = self._metrics.histogram(
+                    self._metrics.storage_seconds, action, self.driver_name
+                )
+            seconds.observe(time.perf_counter() - started)
 
     def _failed(self, action: str, exc: Exception) -> None:
         metrics = self._metrics
@@ -126,6 +131,18 @@ class ObservedDriver(StorageDriver):
 
     async def _purge_incomplete(self, path: str, older_than: float) -> int:
         return await self._timed("PurgeIncomplete", self.driver._purge_incomplete(path, older_than))
+
+    async def _list_many(self, paths: Sequence[str]) -> builtins.list[builtins.list[str] | None]:
+        return await self._timed("ListMany", self.driver._list_many(paths))
+
+    async def _stat_many(self, paths: Sequence[str]) -> builtins.list[FileInfo | None]:
+        return await self._timed("StatMany", self.driver._stat_many(paths))
+
+    async def _get_many(self, paths: Sequence[str]) -> builtins.list[bytes | None]:
+        return await self._timed("GetMany", self.driver._get_many(paths))
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        await self._timed("DeleteMany", self.driver._delete_many(paths))
 
     async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
         started = time.perf_counter()

@@ -2,10 +2,12 @@
 
 Each sample written to prometheus_client's multiprocess files costs about a microsecond and a
 half of Python, and a small request touches fifteen: a quarter of its own cost. So a request
-only adds to plain numbers here, and ``flush`` writes the sums: every ``FLUSH_INTERVAL``,
-before this worker answers a scrape, and when the worker stops. A scrape may therefore miss
-another worker's last fraction of a second (Prometheus scrapes every 15 s or so), and a worker
-killed outright loses at most that fraction; nothing else changes.
+only adds to plain numbers here, in slots made once per labelled child (``Count``, ``Live``,
+``PendingHistogram``) and kept by whoever adds to them, and ``flush`` writes the sums: every
+``FLUSH_INTERVAL``, before this worker answers a scrape, and when the worker stops. A scrape
+may therefore miss another worker's last fraction of a second (Prometheus scrapes every 15 s or
+so), and a worker killed outright (``kill -9``) loses at most that fraction of its counts,
+which Prometheus takes as it takes any counter reset; nothing else changes.
 
 Everything here runs on the worker's event loop thread, so nothing needs a lock.
 """
@@ -47,32 +49,60 @@ class PendingHistogram:
         self.total = 0.0
 
 
+class Count:
+    """What a counter's child (or a summed gauge's) gained since the last flush: a request adds
+    to ``value``, one attribute, and nothing else."""
+
+    __slots__ = ("child", "value")
+
+    def __init__(self, child: Counter | Gauge) -> None:
+        self.child = child
+        self.value = 0.0
+
+    def flush(self) -> None:
+        if self.value:
+            value, self.value = self.value, 0.0
+            self.child.inc(value)
+
+
+class Live:
+    """A gauge of what goes on now in this worker (requests in flight): its value, set on the
+    child at each flush when it changed."""
+
+    __slots__ = ("child", "value", "written")
+
+    def __init__(self, child: Gauge) -> None:
+        self.child = child
+        self.value = 0
+        self.written = 0
+
+    def flush(self) -> None:
+        if self.value != self.written:
+            self.written = self.value
+            self.child.set(self.value)
+
+
 class Tally:
+    """Every slot a worker adds to, each made once for its child, written out by ``flush``."""
+
     def __init__(self) -> None:
-        self.added: dict[Counter | Gauge, float] = {}
-        self.live: dict[Gauge, int] = {}
-        """Gauges of what is going on now (requests in flight), set to their value at each flush."""
-        self.written: dict[Gauge, int] = {}
-        self.histograms: list[PendingHistogram] = []
+        self.slots: list[Count | Live | PendingHistogram] = []
 
-    def add(self, child: Counter | Gauge, amount: float = 1.0) -> None:
-        self.added[child] = self.added.get(child, 0.0) + amount
+    def count(self, child: Counter | Gauge) -> Count:
+        count = Count(child)
+        self.slots.append(count)
+        return count
 
-    def change(self, child: Gauge, step: int) -> None:
-        self.live[child] = self.live.get(child, 0) + step
+    def live(self, child: Gauge) -> Live:
+        live = Live(child)
+        self.slots.append(live)
+        return live
 
     def histogram(self, child: Histogram) -> PendingHistogram:
         pending = PendingHistogram(child)
-        self.histograms.append(pending)
+        self.slots.append(pending)
         return pending
 
     def flush(self) -> None:
-        added, self.added = self.added, {}
-        for child, amount in added.items():
-            child.inc(amount)
-        for gauge, value in self.live.items():
-            if self.written.get(gauge) != value:
-                gauge.set(value)
-                self.written[gauge] = value
-        for histogram in self.histograms:
-            histogram.flush()
+        for slot in self.slots:
+            slot.flush()

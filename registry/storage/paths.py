@@ -49,6 +49,8 @@ written by Distribution is served in place, and Distribution serves ours::
             queue/<time>-<writer>-<counter>-<events>-<size>
                                                          the events of one request, in order
             lease                                        which process delivers them
+        _dockyard/notifications/_clock/<writer>          written and listed to read the storage's
+                                                         clock (no endpoint's name starts with "_")
 
 Builders here take validated value types only (RepositoryName, Tag, Digest,
 UploadId), so no path can be built from unchecked input. ``parse`` reads a path
@@ -92,6 +94,7 @@ TAG_PULLED = "pulled"
 USAGE = f"{ROOT}/{DOCKYARD_DIR}/usage"
 NOTIFICATIONS = f"{ROOT}/{DOCKYARD_DIR}/notifications"
 _ENDPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_WRITER = re.compile(r"[0-9a-f]{1,32}")
 _QUEUE_KEY = re.compile(r"[0-9]{19}-[0-9a-f]{1,32}-[0-9]{1,12}-[0-9]{1,9}-[0-9]{1,12}")
 
 
@@ -278,6 +281,12 @@ def notification(endpoint: str, key: str) -> str:
 
 def notification_lease(endpoint: str) -> str:
     return f"{_endpoint_dir(endpoint)}/lease"
+
+
+def notification_clock(writer: str) -> str:
+    if not _WRITER.fullmatch(writer):
+        raise ValueError(f"not a notification queue writer: {writer!r}")
+    return f"{NOTIFICATIONS}/_clock/{writer}"
 
 
 def digest_in_records(path: str) -> Digest | None:

@@ -438,3 +438,43 @@ def test_a_stuck_endpoint_holds_up_no_other_and_events_name_the_account(
     finally:
         healthy.stop()
         stuck.close()
+
+
+def test_a_write_whose_events_cannot_be_queued_is_logged_counted_and_audited_as_refused(
+    start_registry: StartRegistry, tmp_path: Path
+) -> None:
+    receiver = Receiver()  # never started: nothing is delivered anyway
+    queue, audit, debug_port = tmp_path / "queue", tmp_path / "audit.log", free_port()
+    queue.mkdir()
+    config = notifications(endpoint("blocked", receiver))
+    config["notifications"]["queue"] = {"directory": str(queue)}
+    registry = start_registry(
+        {
+            **config,
+            "http": debug_section(debug_port),
+            "log": {"formatter": "json", "audit": {"path": str(audit)}},
+        }
+    )
+    # A file where the endpoint's queue directory goes: no event can be written into it.
+    blocked = queue / "docker/registry/v2/_dockyard/notifications/blocked/queue"
+    shutil.rmtree(blocked, ignore_errors=True)
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_bytes(b"")
+    data = os.urandom(1000)
+    with httpx.Client(base_url=registry.url) as client:
+        location = client.post("/v2/blocked/app/blobs/uploads/").headers["Location"]
+        separator = "&" if "?" in location else "?"
+        refused = client.put(f"{location}{separator}digest={digest_of(data)}", content=data)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["errors"][0]["code"] == "UNAVAILABLE"
+
+    request_id = refused.headers["X-Request-Id"]
+    lines = [json.loads(line) for line in registry.log().splitlines() if line.startswith("{")]
+    (line,) = [e for e in lines if e.get("logger") == "registry.access" and e.get("request_id") == request_id]
+    assert (line["method"], line["route"], line["status"]) == ("PUT", "blob_upload_chunk", 503)
+    samples = Scraper(debug_port).samples()
+    labels = {"handler": "blob_upload_chunk", "method": "put"}
+    assert value(samples, "registry_http_requests_total", code="503", **labels) == 1
+    assert value(samples, "registry_http_requests_total", code="201", **labels) == 0
+    audited = audit.read_text() if audit.exists() else ""
+    assert '"action":"push"' not in audited, audited
