@@ -115,6 +115,7 @@ def rounds(
                 row.setdefault("server CPU, s", []).append(observation.server_cpu)
                 row.setdefault("event loops, s", []).append(loop)
                 row.setdefault("other threads, s", []).append(threads)
+                row.setdefault("peak RSS, MB", []).append(observation.peak_rss / 1e6)
                 row.setdefault("other load, cores", []).append(observation.other_cpu / observation.wall)
         print(f"round {number + 1}/{count} done (sha256 {hashing:,.0f} MB/s)", file=sys.stderr)
     return results
@@ -125,7 +126,7 @@ def report(cases: list[Case], names: list[str], results: Results) -> None:
     print("| --- | --- |" + " --- |" * len(names))
     for case in cases:
         for measure_name in results[(case.key, names[0])]:
-            digits = 0 if measure_name in {"MB/s", "% of sha256"} else 2
+            digits = 0 if measure_name in {"MB/s", "% of sha256", "peak RSS, MB"} else 2
             cells = [spread(results[(case.key, name)][measure_name], digits) for name in names]
             print(f"| {case.key} | {measure_name} | " + " | ".join(cells) + " |")
 
