@@ -352,3 +352,17 @@ def test_a_client_gone_mid_body_is_a_disconnect(served: tuple[Served, BodyReader
         sock.sendall(_head("PUT", "/upload", "Content-Length: 2\r\n") + b"ok")
         answer, _ = _answer(sock)
     assert answer["total"] == 2
+
+
+def test_a_connection_that_closes_after_its_request_still_closes(served: tuple[Served, BodyReader]) -> None:
+    server, _ = served
+    blob = os.urandom(2 * MIB)
+    with server.connect() as sock:
+        sock.sendall(
+            f"PUT /upload HTTP/1.0\r\nHost: registry\r\nContent-Length: {len(blob)}\r\n\r\n".encode() + blob
+        )
+        answer, rest = _answer(sock)
+        assert answer["total"] == len(blob)
+        assert answer["raw"] > 0
+        assert rest == b""
+        assert sock.recv(1) == b"", "the connection stayed open after an HTTP/1.0 request"
