@@ -123,6 +123,7 @@ class RawBody(asyncio.BufferedProtocol):
             self._abandoned
             or cycle is None
             or cycle.scope is not self._scope
+            or not cycle.more_body
             or cycle.response_complete
             or cycle.disconnected
             or cycle.waiting_for_100_continue
