@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .tlsprobe import PlainHTTPProtocol
+from .rawbody import RawBodyProtocol
 
 RESPONSE_HEAD = b"HTTP/1.1 "
 INTERIM_HEAD = b"HTTP/1.1 1"
@@ -93,7 +93,7 @@ class CoalescingTransport(asyncio.Transport):
         self._transport.set_write_buffer_limits(high, low)
 
 
-class CoalescingHTTPProtocol(PlainHTTPProtocol):
+class CoalescingHTTPProtocol(RawBodyProtocol):
     """The registry's HTTP protocol, sending each response's head with its body."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

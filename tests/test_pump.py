@@ -12,7 +12,7 @@ import pytest
 
 from registry.references import Hasher
 from registry.storage.batches import ALIGNMENT, BatchBuffers
-from registry.storage.pump import IN_FLIGHT, MAX_BATCH, MIN_BATCH, RunningHash, pump
+from registry.storage.pump import IN_FLIGHT, MAX_BATCH, MIN_BATCH, IteratedBody, RunningHash, pump
 from storage_drivers import FileWriter
 from storage_drivers.inmemory import InMemoryDriver
 
@@ -66,9 +66,12 @@ def running_sha256() -> RunningHash:
     return RunningHash("sha256", 0, hashlib.sha256())
 
 
-async def stream(pieces: list[bytes]) -> AsyncIterator[bytes]:
-    for piece in pieces:
-        yield piece
+def stream(pieces: list[bytes]) -> IteratedBody:
+    async def each() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    return IteratedBody(each())
 
 
 @pytest.mark.parametrize("already_written", [0, 5])

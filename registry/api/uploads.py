@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 from starlette.responses import Response
 
 from ..errors import ErrorCode, RegistryError
+from ..rawbody import raw_body
 from ..references import Digest, RepositoryName, UploadId, parse_algorithm
+from .bodies import RequestBody
 from .context import Context
 from .responses import empty
 
@@ -67,13 +69,13 @@ def _chunk_start(ctx: Context) -> int | None:
     return first
 
 
-def _body(ctx: Context) -> AsyncIterator[bytes] | None:
+def _body(ctx: Context) -> RequestBody | None:
     headers = ctx.request.headers
     if headers.get("content-length") == "0":
         return None
     if "content-length" not in headers and "transfer-encoding" not in headers:
         return None
-    return ctx.request.stream()
+    return RequestBody(ctx.request.receive, raw_body(ctx.request.scope))
 
 
 async def start_upload(ctx: Context) -> Response:

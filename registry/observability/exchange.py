@@ -27,6 +27,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..api.context import CALLER, REQUEST_ID, Caller
 from ..api.router import Route, route_of
+from ..rawbody import raw_body
 from .accesslog import AccessLog
 from .events import WRITE_METHODS, EventStream, event_for
 from .metrics import Metrics, RequestSeries
@@ -267,6 +268,9 @@ class Observe:
         caller: Caller | None = scope.get(CALLER)
         if caller is not None:
             exchange.account = caller.account
+        raw = raw_body(scope)
+        if raw is not None:  # the body's bytes read past the ASGI messages
+            exchange.bytes_in += raw.received
         status = exchange.status or 500  # no response started: the connection was dropped
         if series is not None:
             self._count(exchange, status, duration, series)

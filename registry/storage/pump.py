@@ -1,6 +1,7 @@
 """The upload data path: a request body written and hashed in large batches off the event loop.
 
-A body is gathered into page-aligned batches; each batch is written in one worker-thread call
+A body is read into page-aligned batches (``Body.fill``: where the connection allows, straight
+from the socket, see ``registry/rawbody.py``); each batch is written in one worker-thread call
 and hashed in another, in order, while the next batches arrive. A request is answered once its
 bytes are written, while its last batches may still be hashed. The running hash lives in a small
 per-process cache: it is only an optimisation (the session logic in ``uploads.py`` hashes the
@@ -15,6 +16,7 @@ import mmap
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from anyio import to_thread
 
@@ -36,6 +38,38 @@ while the one before it is still being hashed."""
 UPLOAD_MEMORY = 12 << 20
 """The batches of all uploads arriving at one worker stay within this where they can (never
 below MIN_BATCH each); a lone upload gets MAX_BATCH."""
+
+
+class Body(Protocol):
+    """A request body as the upload path reads it."""
+
+    async def fill(self, view: memoryview) -> int:
+        """Copy the body's next bytes into ``view``; fewer than ``len(view)`` only when the body
+        ends. Returns the count."""
+        ...
+
+
+class IteratedBody:
+    """A ``Body`` read from pieces of any size."""
+
+    def __init__(self, pieces: AsyncIterator[bytes]) -> None:
+        self._pieces = pieces
+        self._piece = memoryview(b"")
+
+    async def fill(self, view: memoryview) -> int:
+        filled = 0
+        while filled < len(view):
+            if not self._piece:
+                piece = await anext(self._pieces, None)
+                if piece is None:
+                    break
+                self._piece = memoryview(piece)
+                continue
+            count = min(len(self._piece), len(view) - filled)
+            view[filled : filled + count] = self._piece[:count]
+            self._piece = self._piece[count:]
+            filled += count
+        return filled
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +114,7 @@ class Receiver:
         self._buffers = BatchBuffers(MAX_BATCH, keep=BUFFERS_KEPT)
         self._receiving = 0
 
-    async def write(
-        self, body: AsyncIterator[bytes], writer: FileWriter, running: RunningHash | None
-    ) -> RunningHash | None:
+    async def write(self, body: Body, writer: FileWriter, running: RunningHash | None) -> RunningHash | None:
         """Write ``body`` at the end of ``writer``; the running hash, extended, when there is one."""
         self._receiving += 1
         try:
@@ -99,13 +131,13 @@ class Receiver:
 
 
 async def pump(
-    body: AsyncIterator[bytes],
+    body: Body,
     writer: FileWriter,
     running: RunningHash | None,
     batch_size: Callable[[], int],
     buffers: BatchBuffers,
 ) -> asyncio.Future[None] | None:
-    """Gather ``body`` into batches of ``batch_size()`` bytes (asked anew for each batch) and write
+    """Read ``body`` into batches of ``batch_size()`` bytes (asked anew for each batch) and write
     and hash each in worker threads while the next ones arrive; IN_FLIGHT batches at most wait for
     the threads. The first batch ends at a multiple of ALIGNMENT in the file, so that the others
     start at one.
@@ -114,26 +146,23 @@ async def pump(
     ``running`` (and its own unfinished hashing): the next request need not wait for it.
     """
     lanes = _Lanes(writer, running, buffers)
-    wanted = batch_size()
-    batch, filled = buffers.take(wanted), 0
-    wanted -= writer.size % ALIGNMENT
+    size = batch_size()
+    wanted = size - writer.size % ALIGNMENT
     try:
-        async for piece in body:
-            view = memoryview(piece)
-            while view:
-                count = min(len(view), wanted - filled)
-                batch[filled : filled + count] = view[:count]
-                filled += count
-                view = view[count:]
-                if filled == wanted:
-                    await lanes.flush(batch, filled)
-                    wanted = batch_size()
-                    batch, filled = buffers.take(wanted), 0
-        if filled:
-            await lanes.flush(batch, filled)
-        else:
-            buffers.give_back(batch)
-        return await lanes.written()
+        while True:
+            batch = buffers.take(size)
+            try:
+                filled = await body.fill(memoryview(batch)[:wanted])
+            except BaseException:
+                buffers.give_back(batch)
+                raise
+            if filled:
+                await lanes.flush(batch, filled)
+            else:
+                buffers.give_back(batch)
+            if filled < wanted:
+                return await lanes.written()
+            size = wanted = batch_size()
     finally:
         # A write still running in a thread must end before anyone closes the writer.
         await lanes.settle()

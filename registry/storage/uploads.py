@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NoReturn
@@ -29,7 +29,7 @@ from storage_drivers import FileWriter, PathNotFound, StorageDriver, StorageErro
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest, RepositoryName, UploadId, new_hasher
 from . import paths
-from .pump import HasherCache, Receiver, RunningHash
+from .pump import Body, HasherCache, Receiver, RunningHash
 from .services import BlobService
 
 log = logging.getLogger("registry")
@@ -111,7 +111,7 @@ class Uploads:
         self,
         name: RepositoryName,
         upload_id: UploadId,
-        body: AsyncIterator[bytes],
+        body: Body,
         start: int | None = None,
     ) -> int:
         """Append ``body``; when ``start`` is given it must equal the current size (else 416 and
@@ -136,7 +136,7 @@ class Uploads:
         name: RepositoryName,
         upload_id: UploadId,
         digest: Digest,
-        body: AsyncIterator[bytes] | None = None,
+        body: Body | None = None,
         start: int | None = None,
     ) -> int:
         """Append the last chunk, verify the whole upload against ``digest`` and make it a blob of
@@ -334,8 +334,5 @@ def _refuse_beyond_sealed(size: int, start: int | None) -> NoReturn:
     )
 
 
-async def _has_bytes(body: AsyncIterator[bytes]) -> bool:
-    async for piece in body:
-        if piece:
-            return True
-    return False
+async def _has_bytes(body: Body) -> bool:
+    return await body.fill(memoryview(bytearray(1))) > 0

@@ -63,6 +63,28 @@ def test_copy_oci_layout_in_inspect_and_copy_out(
         assert stored.read_bytes() == blob.data
 
 
+def test_copy_large_layers_in_and_out(
+    container_tools: ContainerTools,
+    target_registry: RegistryEndpoint,
+    served: Served,
+    new_repository: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    """Layers of several MiB: bodies large enough for the registry to read them past its HTTP
+    parser, from a stock client, whole and in order."""
+    image = random_image(layers=2, layer_size=3 << 20)
+    assert all(len(layer.blob.data) > 4 << 20 for layer in image.layers)
+    write_oci_layout(tmp_path / "layout", {"v1": image})
+    repository = new_repository("large")
+    reference = f"docker://{target_registry.host}/{repository}:v1"
+    container_tools.skopeo("copy", f"oci:{tmp_path / 'layout'}:v1", reference)
+    assert set(served.verify_tree(repository, "v1")) == {b.digest for b in every_blob(image)}
+    container_tools.skopeo("copy", reference, f"oci:{tmp_path / 'out'}:copied")
+    for blob in every_blob(image):
+        stored = tmp_path / "out" / "blobs" / "sha256" / blob.digest.removeprefix("sha256:")
+        assert stored.read_bytes() == blob.data
+
+
 def test_copy_docker_archive_in_and_out(
     container_tools: ContainerTools,
     target_registry: RegistryEndpoint,

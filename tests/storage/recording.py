@@ -10,6 +10,7 @@ import pytest
 from registry.errors import ErrorCode, RegistryError
 from registry.references import Digest, RepositoryName, Tag
 from registry.storage import Storage
+from registry.storage.pump import IteratedBody
 from storage_drivers.inmemory import InMemoryDriver
 from tests.support.images import Image
 
@@ -38,9 +39,12 @@ def tag(name: str) -> Tag:
     return Tag.parse(name)
 
 
-async def body(*chunks: bytes) -> AsyncIterator[bytes]:
-    for chunk in chunks:
-        yield chunk
+def body(*chunks: bytes) -> IteratedBody:
+    async def each() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    return IteratedBody(each())
 
 
 async def put_blob(storage: Storage, name: RepositoryName, data: bytes) -> Digest:
