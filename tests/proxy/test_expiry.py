@@ -56,7 +56,7 @@ def test_unused_content_expires_and_content_in_use_stays(
     used, unused = random_image(layers=1), random_image(layers=1)
     upstream.push("team/used", "1.0", used)
     upstream.push("team/unused", "1.0", unused)
-    with httpx.Client(base_url=mirror.url, timeout=30) as client:
+    with httpx.Client(base_url=mirror.url, timeout=30, follow_redirects=True) as client:
         pull(client, "hub/team/used", used)
         pull(client, "hub/team/unused", unused)
         # A blob is linked once the download that served it is verified: just after its last byte.
