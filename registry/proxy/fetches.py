@@ -17,7 +17,7 @@ The protocol runs through storage, so every worker and replica on the same stora
    A request that followed a claim which then withdrew without leading contends again.
 
    Where the driver creates objects exclusively (``creates_exclusively``: the filesystem's
-   link(2)), there is no such window: after writing its claim, a request creates
+   link(2), S3's conditional PUT), there is no such window: after writing its claim, a request creates
    ``fetches/<digest>/leader`` naming it, and the one request whose create succeeds leads; the
    others follow the claim the record names. The record goes with the download's directory, or,
    when the download fails, at once (the failed claim stays a moment for its followers). A record
