@@ -1,14 +1,15 @@
-"""One HTTP/1.1 GET whose body is received straight into the caller's memory (plain HTTP).
+"""One HTTP/1.1 GET whose body is received straight into the caller's memory.
 
 A blob from the upstream is most of a cold pull's CPU: through an HTTP client every byte is
 read into a new ``bytes``, appended to the parser's buffer, sliced out of it again, and copied
-into the batch that is hashed and written. Here the socket writes into the caller's buffer
-itself: ``asyncio.BufferedProtocol`` hands the transport the free part
+into the batch that is hashed and written. Here the socket (or, over TLS, the decryption)
+writes into the caller's buffer itself: ``asyncio.BufferedProtocol`` hands the transport the free part
 of that buffer. The response head is parsed here; the body is taken only by its
 ``Content-Length``, on a connection used for this one request (``Connection: close``), so no
 other framing is ever needed: an answer without a length is refused by the caller.
 
-Errors are the standard ones, translated by the caller: ``OSError`` for the connection,
+Errors are the standard ones, translated by the caller: ``OSError`` (``ssl.SSLError``
+included) for the connection,
 ``TimeoutError`` when connecting takes too long or the upstream sends nothing for ``idle``
 seconds, ``MalformedAnswer`` for an answer that is not HTTP.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from collections.abc import Mapping
 from typing import cast
 from urllib.parse import urlsplit
@@ -25,6 +27,8 @@ import httpx
 
 HEAD_LIMIT = 64 << 10
 """The largest response head read (status line and headers)."""
+CIPHER_CHUNK = 256 << 10
+"""Bytes of TLS records received at a time, before they are decrypted into the reader's buffer."""
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})(?: [^\r\n]*)?")
 _FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*?)[ \t]*")
 _UNSAFE = re.compile(r"[\x00-\x20\x7f-\uffff]")
@@ -41,8 +45,16 @@ class _Receiver(asyncio.BufferedProtocol):
     between two reads), which the next read takes first. Reading pauses whenever neither has
     room, so the socket's own buffer, and then TCP, hold the sender back."""
 
-    def __init__(self, idle: float) -> None:
+    def __init__(self, idle: float, context: ssl.SSLContext | None, host: str) -> None:
         self._idle = idle
+        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = (
+            context.wrap_bio(self._incoming, self._outgoing, server_hostname=host) if context else None
+        )
+        """Over TLS, the registry's own layer over the plain socket: the transport's would drop
+        what it has not handed over when the peer closes while reading is paused (uvloop)."""
+        self._cipher = bytearray(CIPHER_CHUNK if context else 0)
+        self.handshaken = False
         self.transport: asyncio.Transport | None = None
         self._spill = bytearray(HEAD_LIMIT)
         self._spilled = 0
@@ -58,6 +70,10 @@ class _Receiver(asyncio.BufferedProtocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self._cipher) if self._tls is not None else self._plain_buffer()
+
+    def _plain_buffer(self) -> memoryview:
+        """Where the next plain bytes go: the reader's buffer while it has room, else the small one."""
         if self._target is not None and self._filled < len(self._target):
             self._into_target = True
             return self._target[self._filled :]
@@ -66,6 +82,17 @@ class _Receiver(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self._received += nbytes
+        if self._tls is not None:
+            self._incoming.write(memoryview(self._cipher)[:nbytes])
+            if self.handshaken:
+                self.decrypt()
+            else:
+                self._wake()
+            return
+        self._delivered(nbytes)
+
+    def _delivered(self, nbytes: int) -> None:
+        """``nbytes`` of plain bytes written where ``get_buffer`` (or ``decrypt``) chose."""
         if self._into_target:
             self._filled += nbytes
             if self._target is not None and self._filled == len(self._target):
@@ -77,15 +104,57 @@ class _Receiver(asyncio.BufferedProtocol):
                 self._pause()
             self._wake()
 
+    def decrypt(self) -> None:
+        """Decrypt what has arrived into the reader's buffer or the small one, while either has
+        room; what does not fit stays in the TLS layer, and reading pauses."""
+        assert self._tls is not None
+        while not self._ended:
+            into = self._plain_buffer()
+            if not into:
+                self._pause()
+                return
+            try:
+                # With a buffer to fill, the count filled (typeshed knows only the other form).
+                count = cast(int, self._tls.read(len(into), into))
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:  # the peer's close_notify
+                count = 0
+            except ssl.SSLError as exc:
+                self._error, count = exc, 0
+            if not count:
+                self._ended = True
+                self._wake()
+                break
+            self._delivered(count)
+        self.flush()
+
+    def flush(self) -> None:
+        """Send what the TLS layer has to say (the handshake, the request, key updates)."""
+        if self._tls is not None and self.transport is not None and self._outgoing.pending:
+            self.transport.write(self._outgoing.read())
+
     def eof_received(self) -> bool:
+        if self._tls is not None:
+            self._incoming.write_eof()
+            if self.handshaken:
+                self.decrypt()
+            self._wake()
+            return False
         self._ended = True
         self._wake()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._ended = True
         if exc is not None:
             self._error = exc
+        if self._tls is not None and exc is None and self.handshaken:
+            # What the TLS layer holds is still to be read: the end is its close_notify or EOF.
+            if not self._incoming.eof:
+                self._incoming.write_eof()
+            self.decrypt()
+        else:
+            self._ended = True
         self._wake()
 
     def _pause(self) -> None:
@@ -122,6 +191,8 @@ class _Receiver(asyncio.BufferedProtocol):
         """The response head, up to its blank line; what follows it stays for ``read_into``."""
         start = 0
         while True:
+            if self._tls is not None and self.handshaken:
+                self.decrypt()
             end = self._spill.find(b"\r\n\r\n", max(start - 3, 0), self._spilled)
             if end >= 0:
                 head = bytes(self._spill[:end])
@@ -148,6 +219,30 @@ class _Receiver(asyncio.BufferedProtocol):
         self._spill[:rest] = self._spill[count : self._spilled]
         self._spilled = rest
 
+    async def handshake(self) -> None:
+        """The TLS handshake, over the plain connection (a no-op without TLS)."""
+        if self._tls is None:
+            return
+        while True:
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.flush()
+                if self._ended or self._incoming.eof:
+                    raise ConnectionResetError("the connection ended during the TLS handshake") from None
+                await self._wait()
+        self.handshaken = True
+        self.flush()
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        if self._tls is None:
+            self.transport.write(data)
+            return
+        self._tls.write(data)
+        self.flush()
+
     async def read_into(self, buffer: memoryview) -> int:
         """Fill ``buffer``; fewer bytes only when the connection ended first."""
         filled = self._take_spill(buffer)
@@ -156,6 +251,10 @@ class _Receiver(asyncio.BufferedProtocol):
         self._target, self._filled = buffer, filled
         try:
             while self._filled < len(buffer) and not self._ended:
+                if self._tls is not None:
+                    self.decrypt()  # what the TLS layer already holds comes first
+                    if self._filled == len(buffer) or self._ended:
+                        break
                 self._resume()
                 await self._wait()
             return self._filled
@@ -191,13 +290,15 @@ class RawResponse:
             self._receiver.transport.abort()
 
 
-async def get(url: str, headers: Mapping[str, str], connect: float, idle: float) -> RawResponse:
-    """Send ``GET url`` (plain HTTP) with ``headers`` on a new connection and read the response's
-    head."""
+async def get(
+    url: str, headers: Mapping[str, str], context: ssl.SSLContext, connect: float, idle: float
+) -> RawResponse:
+    """Send ``GET url`` with ``headers`` on a new connection (TLS with ``context`` for https) and
+    read the response's head."""
     parts = urlsplit(url)
-    host = parts.hostname
-    if not host or parts.scheme != "http":
-        raise MalformedAnswer("not an http URL")
+    host, secure = parts.hostname, parts.scheme == "https"
+    if not host or parts.scheme not in {"http", "https"}:
+        raise MalformedAnswer("not an http(s) URL")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     authority = parts.netloc.rpartition("@")[2]
     fields = {"Host": authority, **headers, "Connection": "close"}
@@ -205,21 +306,20 @@ async def get(url: str, headers: Mapping[str, str], connect: float, idle: float)
         raise MalformedAnswer("a request target or header the registry does not send")
     request = f"GET {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout(connect):
-        transport, receiver = await loop.create_connection(
-            lambda: _Receiver(idle),
-            host,
-            parts.port or 80,
-        )
+    receiver = _Receiver(idle, context if secure else None, host)
     try:
-        transport.write(request.encode("ascii"))
+        async with asyncio.timeout(connect):
+            await loop.create_connection(lambda: receiver, host, parts.port or (443 if secure else 80))
+            await receiver.handshake()
+        receiver.send(request.encode("ascii"))
         while True:
             status, fields_received = _parse_head(await receiver.head())
             if status >= 200 or status == 101:
                 return RawResponse(url, status, fields_received, receiver)
             # An interim answer (100 Continue and the like): the final one follows.
     except BaseException:
-        transport.abort()
+        if receiver.transport is not None:
+            receiver.transport.abort()
         raise
 
 

@@ -115,8 +115,7 @@ class BlobDownload:
 
 class _ClientResponse:
     """A streamed answer of the HTTP client, read as a ``_BlobResponse`` (one copy more): for
-    downloads over TLS, and through an HTTP proxy named in the environment (which the client
-    honours)."""
+    downloads through an HTTP proxy named in the environment, which the client honours."""
 
     def __init__(self, response: httpx.Response) -> None:
         self.url = str(response.url)
@@ -220,9 +219,10 @@ class UpstreamClient:
         self.url = upstream.remote_url
         self._username = upstream.username
         self._password = upstream.password
+        self._context = _ssl_context(str(upstream.cacerts) if upstream.cacerts else None)
         self._http = httpx.AsyncClient(
             timeout=TIMEOUTS,
-            verify=_ssl_context(str(upstream.cacerts) if upstream.cacerts else None),
+            verify=self._context,
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
         )
@@ -285,20 +285,19 @@ class UpstreamClient:
         raise self.failure(response)
 
     async def _get(self, url: str, credentials: dict[str, str]) -> _BlobResponse:
-        """A blob GET, its body received into the reader's memory: straight from the socket over
-        plain HTTP; through the HTTP client over TLS, and where the environment names a proxy.
-
-        (Over TLS, uvloop's transport drops what it has not handed over yet when the other side
-        closes while reading is paused, as it is between two batches: a TLS layer of the
-        registry's own, over the plain socket, would be needed there.)"""
+        """A blob GET, its body received into the reader's memory (through the HTTP client only
+        where the environment names a proxy)."""
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **credentials}
-        if self._proxies or urlsplit(url).scheme != "http":
+        if self._proxies:
             request = self._http.build_request("GET", url, headers=headers)
             return _ClientResponse(await self._send(request, stream=True))
         try:
-            return await rawget.get(url, headers, TIMEOUTS.connect or 0, TIMEOUTS.read or 0)
+            return await rawget.get(url, headers, self._context, TIMEOUTS.connect or 0, TIMEOUTS.read or 0)
         except TimeoutError:
             raise UpstreamUnavailable(f"{_origin(url)} did not answer in time") from None
+        except ssl.SSLCertVerificationError:
+            host = urlsplit(url).hostname
+            raise UpstreamRefused(f"{host} sent a certificate the registry does not trust") from None
         except rawget.MalformedAnswer as exc:
             raise UpstreamRefused(f"{_origin(url)}: {exc}") from None
         except OSError as exc:

@@ -128,6 +128,10 @@ def test_an_upstream_certificate_from_an_untrusted_ca_is_refused(
     response = httpx.get(f"{mirror.url}/v2/secure/vendor/tool/manifests/2.0", timeout=60)
     error = assert_error(response, 502, "UNKNOWN")
     assert "certificate the registry does not trust" in error["detail"]["reason"]
+    # Blob downloads make their own TLS connections: the same check, the same answer.
+    blob = httpx.get(f"{mirror.url}/v2/secure/vendor/tool/blobs/sha256:{'1' * 64}", timeout=60)
+    error = assert_error(blob, 502, "UNKNOWN")
+    assert "certificate the registry does not trust" in error["detail"]["reason"]
     assert not Stored(mirror).exists(f"{V2}/repositories/secure")
 
 
