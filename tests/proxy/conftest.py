@@ -122,13 +122,21 @@ class Stored:
 
     def exists(self, path: str) -> bool:
         """Whether a file or a directory (anything below it) is stored at ``path``."""
+        return self.each_exists([path])[0]
 
-        async def exists(driver: StorageDriver) -> bool:
-            try:
-                await driver.stat(path)
-            except PathNotFound:
-                return False
-            return True
+    def each_exists(self, paths: list[str]) -> list[bool]:
+        """``exists`` for each of ``paths``, through one driver."""
+
+        async def exists(driver: StorageDriver) -> list[bool]:
+            found = []
+            for path in paths:
+                try:
+                    await driver.stat(path)
+                except PathNotFound:
+                    found.append(False)
+                else:
+                    found.append(True)
+            return found
 
         return self._run(exists)
 
