@@ -10,12 +10,17 @@ The upstream is Debian's ``docker-registry`` (Distribution 2.8) on loopback. Eac
 starts every cache afresh on an empty storage root (untimed) and times, in MB/s:
 
 - cold: the first GET of the layer, which the cache fetches from the upstream while it serves it;
-- warm: the next GET, served from the cache, its files dropped from the page cache first (as for
-  the ordinary pull below: both read the disk);
+- first warm: the next GET, served from the cache, its files dropped from the page cache first:
+  the first read from disk after the cold pull's writes, which costs several times the CPU of
+  later reads in every registry (the kernel finding memory for it);
+- warm: ``--rounds`` more such GETs, interleaved with the ordinary pulls below (warm first, then
+  ordinary first, and so on), each read from disk as well;
 - cold, N clients: N clients GET the cold layer at once (aggregate MB/s, and the upstream's blob
   GETs counted in its access log);
-- and, as the reference lines, the GET straight from the upstream and (Dockyard) the GET of the
-  same layer pushed to an ordinary repository of the cache.
+- and, as the reference lines, the GET straight from the upstream, the same GET through nginx
+  relaying to the upstream (``proxy_pass``, nothing stored: what a third process in the path costs
+  on the same CPUs) and (Dockyard) the GET of another layer of the same size pushed to an
+  ordinary repository of the cache (another, so that it too is read for the first time).
 
 Every download is compared byte for byte with the source file. Servers run interleaved, A then B
 then B then A, so that whatever else the machine does hits all alike.
@@ -38,11 +43,12 @@ from pathlib import Path
 from bench.api import push_monolithic
 from bench.data import Region, UniqueBlob, write_random_file
 from bench.http import FileComparer, HTTPError
-from bench.servers import Server, find_distribution3, start_registry
+from bench.servers import Server, find_distribution3, start_nginx, start_registry
 
 REPOSITORY = "bench/layer"
 LOCAL_REPOSITORY = "local/layer"
 MB = 1e6
+CPU_ROWS = ("cold", "first warm", "warm", "ordinary")
 UPSTREAM_LOG = {"log": {"level": "info", "accesslog": {"disabled": False}}}
 
 
@@ -104,6 +110,23 @@ def blob_gets(upstream: Server, blob: UniqueBlob) -> int:
     return len(re.findall(rf'"GET /v2/{REPOSITORY}/blobs/{blob.digest} ', upstream.log_path.read_text()))
 
 
+def process_cpu(server: Server) -> float:
+    """CPU seconds the server's process and its workers used so far (Linux /proc), steadier on a
+    busy machine than the wall time of a pull."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [server.pid]
+    while pids:
+        pid = pids.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            pids += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            continue  # gone meanwhile
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 def settle() -> None:
     """Flush what the last case wrote so that its writeback does not slow the next one."""
     os.sync()
@@ -112,9 +135,8 @@ def settle() -> None:
 def from_disk(root: Path) -> None:
     """Drop the files under ``root`` from the page cache, so that the next pull reads the disk.
 
-    The warm and ordinary pulls read the same blob (the push of the layer finds it cached), so
-    without this the first reads the disk and the second the memory the first filled; and a
-    cache that writes through the page cache would be measured against one that does not."""
+    Without this a pull may read the memory an earlier one filled; and a cache that writes
+    through the page cache would be measured against one that does not."""
     settle()  # only clean pages can be dropped
     for directory, _, files in os.walk(root):
         for file in files:
@@ -139,10 +161,16 @@ def run(args: argparse.Namespace) -> str:
     write_random_file(source, size)
     region = Region.of(source, 0, size)
     blob = UniqueBlob(region, b"", region.digest)
+    pushed_source = workdir / "pushed.bin"  # another layer of the same size, for ordinary pulls
+    write_random_file(pushed_source, size)
+    pushed_region = Region.of(pushed_source, 0, size)
+    pushed = UniqueBlob(pushed_region, b"", pushed_region.digest)
     rows = Rows()
     upstream = start_registry("distribution", "upstream", workdir / "upstream", None, extra=UPSTREAM_LOG)
     upstream_url = f"http://{upstream.host}:{upstream.port}"
+    relay: Server | None = None
     try:
+        relay = start_nginx(workdir / "relay", workdir, proxy_to=upstream_url)
         with upstream.connect() as connection, source.open("rb") as file:
             push_monolithic(connection, REPOSITORY, blob, file)
         caches: dict[str, Callable[[Path], Server]] = {
@@ -167,12 +195,15 @@ def run(args: argparse.Namespace) -> str:
         for repetition in range(repetitions):
             order = names if repetition % 2 == 0 else names[::-1]
             rows.add("direct", "upstream", size / pull(upstream, REPOSITORY, blob) / MB)
+            rows.add("relayed", "upstream", size / pull(relay, REPOSITORY, blob) / MB)
             for name in order:
                 measure_cache(
-                    rows, name, caches[name], workdir / f"{name}-{repetition}", upstream, blob, args
+                    rows, name, caches[name], workdir / f"{name}-{repetition}", upstream, blob, pushed, args
                 )
             print(f"repetition {repetition + 1} of {repetitions} done", flush=True)
     finally:
+        if relay is not None:
+            relay.stop()
         upstream.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -186,6 +217,7 @@ def measure_cache(
     where: Path,
     upstream: Server,
     blob: UniqueBlob,
+    pushed: UniqueBlob,
     args: argparse.Namespace,
 ) -> None:
     repository = f"hub/{REPOSITORY}" if name == "Dockyard" else REPOSITORY
@@ -197,14 +229,21 @@ def measure_cache(
             settle()
             before = blob_gets(upstream, blob)
             if case == "single":
+                cpu = process_cpu(cache)
                 rows.add("cold", name, size / pull(cache, repository, blob) / MB)
-                from_disk(cache.storage_root)
-                rows.add("warm", name, size / pull(cache, repository, blob) / MB)
+                rows.add("cold cpu", name, process_cpu(cache) - cpu)
+                pulls = [("warm", repository, blob)]
                 if name == "Dockyard":
-                    with cache.connect() as connection, blob.region.path.open("rb") as file:
-                        push_monolithic(connection, LOCAL_REPOSITORY, blob, file)
-                    from_disk(cache.storage_root)
-                    rows.add("ordinary", name, size / pull(cache, LOCAL_REPOSITORY, blob) / MB)
+                    with cache.connect() as connection, pushed.region.path.open("rb") as file:
+                        push_monolithic(connection, LOCAL_REPOSITORY, pushed, file)
+                    pulls.append(("ordinary", LOCAL_REPOSITORY, pushed))
+                # The first read from disk after the cold pull's writes costs several times the CPU
+                # of later ones, in both registries and whichever layer it reads (the kernel finding
+                # memory for it): a row of its own, before the interleaved rounds.
+                measure_pull(rows, "first warm", name, cache, repository, blob)
+                for round_ in range(args.rounds):  # interleaved: warm first, then ordinary first
+                    for row, source, pulled in pulls if round_ % 2 == 0 else pulls[::-1]:
+                        measure_pull(rows, row, name, cache, source, pulled)
             else:
                 took = pull_together(cache, repository, blob, args.clients)
                 rows.add("together", name, args.clients * size / took / MB)
@@ -213,6 +252,18 @@ def measure_cache(
         finally:
             cache.stop()
             shutil.rmtree(where / case, ignore_errors=True)
+
+
+def measure_pull(rows: Rows, row: str, name: str, cache: Server, repository: str, blob: UniqueBlob) -> None:
+    """One pull read from disk: MB/s and the CPU seconds of the server's processes."""
+    assert cache.storage_root is not None
+    from_disk(cache.storage_root)
+    cpu = process_cpu(cache)
+    rate = blob.size / pull(cache, repository, blob) / MB
+    cpu = process_cpu(cache) - cpu
+    rows.add(row, name, rate)
+    rows.add(f"{row} cpu", name, cpu)
+    print(f"  {name}: {row} {rate:,.0f} MB/s, {cpu:.2f} CPU s", flush=True)
 
 
 def report(rows: Rows, names: list[str], size: int, repetitions: int, clients: int) -> str:
@@ -232,6 +283,10 @@ def report(rows: Rows, names: list[str], size: int, repetitions: int, clients: i
         "| Row | " + " | ".join(names) + " |",
         "| --- |" + " --- |" * len(names),
         f"| direct from the upstream (reference) | {direct:,.0f}" + " | -" * (len(names) - 1) + " |",
+        "| through nginx `proxy_pass`, storing nothing (vs direct) | "
+        + cell("relayed", "upstream", direct)
+        + " | -" * (len(names) - 1)
+        + " |",
         "| cold pull through the cache (vs direct) | "
         + " | ".join(cell("cold", name, direct) for name in names)
         + " |",
@@ -241,8 +296,16 @@ def report(rows: Rows, names: list[str], size: int, repetitions: int, clients: i
         "| warm pull through the cache (vs ordinary pull) | "
         + " | ".join(cell("warm", name, ordinary) for name in names)
         + " |",
+        "| first warm pull, the first read after the cold pull's writes (vs ordinary pull) | "
+        + " | ".join(cell("first warm", name, ordinary) for name in names)
+        + " |",
         f"| cold pull, {clients} clients at once, aggregate (vs direct) | "
         + " | ".join(cell("together", name, direct) for name in names)
+        + " |",
+        "| CPU seconds of the server's processes per pull: cold, first warm, warm, ordinary | "
+        + " | ".join(
+            ", ".join(f"{rows.median(f'{row} cpu', name) or 0:.2f}" for row in CPU_ROWS) for name in names
+        )
         + " |",
         f"| upstream blob GETs for the {clients} clients | "
         + " | ".join(
@@ -259,6 +322,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=3, help="repetitions (default 3)")
     parser.add_argument("--quick", action="store_true", help="256 MiB, one repetition")
     parser.add_argument("--clients", type=int, default=8, help="clients of the cold layer at once")
+    parser.add_argument("--rounds", type=int, default=3, help="warm and ordinary pulls per repetition")
     parser.add_argument("--workers", type=int, default=None, help="Dockyard workers (default its own)")
     parser.add_argument("--distribution3", type=Path, default=None, help="Distribution 3.1's registry")
     parser.add_argument("--tmpdir", default=None, help="where the servers keep their storage")

@@ -243,29 +243,34 @@ http {{
     server {{
         listen 127.0.0.1:{port}{ssl};
         root {docroot};
-{tls}
+{directives}
     }}
 }}
 """
 
 
-def start_nginx(workdir: Path, docroot: Path, certificates: ServerCertificates | None = None) -> Server:
+def start_nginx(
+    workdir: Path, docroot: Path, certificates: ServerCertificates | None = None, proxy_to: str | None = None
+) -> Server:
     """A private nginx serving ``docroot`` with sendfile: the loopback ceiling for blob pulls;
-    with ``certificates``, over TLS with the shipped site's TLS settings."""
+    with ``certificates``, over TLS with the shipped site's TLS settings. With ``proxy_to`` (a
+    URL), it passes every request there instead, storing nothing: what relaying costs."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     # As root, nginx workers would drop to "nobody", who cannot read a private temp dir.
     user = "user root;" if os.geteuid() == 0 else ""
-    tls = ""
+    directives = ""
     if certificates is not None:
-        tls = (
+        directives = (
             f"        ssl_certificate {certificates.server_cert};\n"
             f"        ssl_certificate_key {certificates.server_key};\n"
             f"        include {SHIPPED_NGINX / 'dockyard' / 'tls.conf'};"
         )
+    if proxy_to is not None:
+        directives += f"\n        location / {{ proxy_pass {proxy_to}; proxy_buffering off; }}"
     ssl_listen = " ssl" if certificates is not None else ""
     config = NGINX_CONFIG.format(
-        user=user, workdir=workdir, port=port, docroot=docroot, ssl=ssl_listen, tls=tls
+        user=user, workdir=workdir, port=port, docroot=docroot, ssl=ssl_listen, directives=directives
     )
     config_path = workdir / "nginx.conf"
     config_path.write_text(config)
@@ -273,7 +278,7 @@ def start_nginx(workdir: Path, docroot: Path, certificates: ServerCertificates |
     context = None if certificates is None else client_context(certificates)
     server = Server("nginx", port, workdir, process, tls=context)
     try:
-        server.wait_ready("/")
+        server.wait_ready("/v2/" if proxy_to is not None else "/")
     except BaseException:
         server.stop()
         raise

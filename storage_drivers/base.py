@@ -151,6 +151,16 @@ class StorageDriver(ABC):
         ones before it. A driver may write them at once and wait for the disk once."""
         await self._put_contents([(check_path(path), data) for path, data in items])
 
+    creates_exclusively: bool = False
+    """Whether ``create_content`` can store an object only where none is, as one atomic step."""
+
+    async def create_content(self, path: str, data: bytes) -> bool:
+        """Store a small object as ``put_content`` does, but only if nothing is stored at ``path``:
+        False, and nothing changed, when something is. Of any number of concurrent calls for one
+        path, in any workers or hosts, exactly one stores. Only drivers that say
+        ``creates_exclusively``; others raise NotImplementedError."""
+        return await self._create_content(check_path(path), data)
+
     def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """Stream ``length`` bytes (to the end when None) from ``offset``, in large chunks (bytes,
         or memoryviews a driver can hand out without copying).
@@ -314,6 +324,9 @@ class StorageDriver(ABC):
 
     def _unfinished_reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         raise NotImplementedError(f"the {self.name} driver cannot read unfinished writes")
+
+    async def _create_content(self, path: str, data: bytes) -> bool:
+        raise NotImplementedError(f"the {self.name} driver cannot create objects exclusively")
 
     async def _scan(self, path: str, after: str, limit: int) -> builtins.list[str] | None:
         """``after`` is printable ASCII (see ``listing_bound``)."""

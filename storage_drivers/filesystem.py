@@ -184,6 +184,39 @@ def _place(staging: str, temp: str, full: str) -> str | None:
         except FileNotFoundError:
             return None  # the directory was deleted meanwhile
         return parent
+    return _place_with_directories(staging, temp, full)
+
+
+def _create_exclusively(staging: str, full: str, data: bytes) -> bool:
+    """Write ``data`` to ``full`` unless something is there: a hard link of a staged file
+    (link(2) never replaces), or, where the directory is missing, the file together with its
+    directories (nothing can be in a directory that does not exist yet)."""
+    temp = _stage(staging, data)
+    try:
+        for _ in range(RENAME_ATTEMPTS):
+            parent = os.path.dirname(full)
+            if os.path.isdir(parent):
+                try:
+                    os.link(temp, full)
+                except FileExistsError:
+                    return False
+                except FileNotFoundError:
+                    continue  # the directory was deleted meanwhile
+                _sync_directory(parent)
+                return True
+            changed = _place_with_directories(staging, temp, full)
+            if changed is not None:
+                _sync_directory(changed)
+                return True
+        raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
+    finally:
+        with contextlib.suppress(FileNotFoundError):  # renamed into place
+            os.unlink(temp)
+
+
+def _place_with_directories(staging: str, temp: str, full: str) -> str | None:
+    """``_place`` where ``full``'s directory is missing: it appears with the file in it."""
+    parent = os.path.dirname(full)
     top = parent  # the highest missing directory: the one that appears
     while not os.path.isdir(os.path.dirname(top)):
         top = os.path.dirname(top)
@@ -335,6 +368,11 @@ class FilesystemDriver(StorageDriver):
 
     async def _put_content(self, path: str, data: bytes) -> None:
         await _in_thread(path, lambda: _write_atomically(self.root, self._full(path), data))
+
+    creates_exclusively = True
+
+    async def _create_content(self, path: str, data: bytes) -> bool:
+        return await _in_thread(path, lambda: _create_exclusively(self.root, self._full(path), data))
 
     async def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Every object's temp file written and synced at the same time, in threads of their own

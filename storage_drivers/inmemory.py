@@ -87,6 +87,14 @@ class InMemoryDriver(StorageDriver):
     async def _put_content(self, path: str, data: bytes) -> None:
         self._store(path, bytes(data))
 
+    creates_exclusively = True  # one process, and no await between the look and the store
+
+    async def _create_content(self, path: str, data: bytes) -> bool:
+        if path in self._objects:
+            return False
+        self._store(path, bytes(data))
+        return True
+
     async def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         data = self._get(path).data
         if offset > len(data):

@@ -149,6 +149,36 @@ class DriverConformance:
         await driver.put_contents([])
         assert await driver.list(f"{root}/batch/new") == [f"{root}/batch/new/a", f"{root}/batch/new/b"]
 
+    async def test_create_content_stores_only_where_nothing_is(
+        self, driver: StorageDriver, root: str
+    ) -> None:
+        path = f"{root}/created/deeper/object"
+        if not driver.creates_exclusively:
+            with pytest.raises(NotImplementedError):
+                await driver.create_content(path, b"first")
+            return
+        assert await driver.create_content(path, b"first")
+        assert not await driver.create_content(path, b"second")
+        assert await driver.get_content(path) == b"first"
+        await driver.delete(path)
+        assert await driver.create_content(path, b"after the delete")
+        assert await driver.get_content(path) == b"after the delete"
+        # Many at once, where the directory does not exist yet and where it does: one stores.
+        contenders = [f"contender {index}".encode() for index in range(16)]
+        for contested in (f"{root}/contested/object", f"{root}/created/deeper/sibling"):
+            results: dict[int, bool] = {}
+
+            async def create(index: int, path: str, results: dict[int, bool]) -> None:
+                results[index] = await driver.create_content(path, contenders[index])
+
+            async with anyio.create_task_group() as group:
+                for index in range(len(contenders)):
+                    group.start_soon(create, index, contested, results)
+            created = [index for index, stored in results.items() if stored]
+            assert len(created) == 1, results
+            assert await driver.get_content(contested) == contenders[created[0]]
+        assert await driver.list(f"{root}/contested") == [f"{root}/contested/object"]
+
     async def test_empty_content(self, driver: StorageDriver, root: str) -> None:
         await driver.put_content(f"{root}/empty", b"")
         assert await driver.get_content(f"{root}/empty") == b""

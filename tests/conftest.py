@@ -53,14 +53,18 @@ def start_registry(
     Storage is, in this order: the driver ``config`` names in its ``storage`` section (e.g.
     ``{"storage": other.storage}`` serves another registry's content), a filesystem ``root``
     (e.g. one written by another registry), else a new one of the ``--registry-storage`` kind.
-    Every registry started is stopped at the end of the session.
+    ``env`` adds environment variables to the server's. Every registry started is stopped at the
+    end of the session.
     """
     backend = request.config.getoption("registry_storage")
     rgw: CephRGW | None = request.getfixturevalue("ceph_rgw") if backend != "filesystem" else None
     started: list[RunningRegistry] = []
 
     def start(
-        config: dict[str, Any] | None = None, workers: int = 2, root: Path | None = None
+        config: dict[str, Any] | None = None,
+        workers: int = 2,
+        root: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> RunningRegistry:
         workdir = tmp_path_factory.mktemp("registry")
         config = config or {}
@@ -73,7 +77,7 @@ def start_registry(
         base = default_config(storage=storage)
         if backend == "s3-noredirect":
             base["storage"]["redirect"] = {"disable": True}
-        registry = RunningRegistry(workdir, configure(base, config), workers)
+        registry = RunningRegistry(workdir, configure(base, config), workers, env=env)
         started.append(registry)
         return registry.start()
 

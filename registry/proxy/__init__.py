@@ -51,11 +51,13 @@ class Proxy:
         self._expiring: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Begin writing last uses and expiring unused content (with ``ttl: 0`` everywhere, only
-        the former: the lifecycle machinery may want to know)."""
+        """Begin writing last uses, expiring unused content and removing abandoned downloads
+        (with ``ttl: 0`` everywhere, no expiry: the lifecycle machinery may want the uses)."""
         ttls = [m.upstream.ttl for m in self._mirrors.mirrors if m.upstream.ttl > 0]
         interval = interval_for(min(ttls)) if ttls else LONGEST_INTERVAL
-        self._expiring = asyncio.create_task(keep_expiring(self._uses, self._expiry, interval))
+        self._expiring = asyncio.create_task(
+            keep_expiring(self._uses, self._expiry, self._fetches.sweep, interval)
+        )
 
     async def close(self) -> None:
         if self._expiring is not None:

@@ -5,6 +5,9 @@ time of their last use to storage in one batch every few seconds (``_dockyard/mi
 a busy mirror writes one small record per item and interval, not one per pull. Content that was
 never served since it was cached counts from when it was cached (its link's time).
 
+Downloads a registry abandoned (it stopped while downloading) are removed in the same round,
+with ``ttl: 0`` too (see ``fetches.ABANDONED``).
+
 Expiry removes what a mirrored repository has not used for ``ttl``: a manifest with the tags
 pointing at it (tags first, as every delete goes), and a blob's link. The blob's bytes stay until
 garbage collection finds nothing referencing them, as for any unlinked blob. Every worker runs
@@ -18,7 +21,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from storage_drivers import PathNotFound, StorageDriver
 
@@ -118,8 +121,13 @@ class Expiry:
             await self._driver.delete(paths.mirror_used(name, digest))
 
 
-async def keep_expiring(recorder: UseRecorder, expiry: Expiry, interval: float) -> None:
-    """Write the uses and run expiry every ``interval`` seconds, until cancelled."""
+async def keep_expiring(
+    recorder: UseRecorder, expiry: Expiry, abandoned: Callable[[], Awaitable[int]], interval: float
+) -> None:
+    """Write the uses, run expiry and remove ``abandoned`` downloads every ``interval`` seconds,
+    until cancelled; the last also at once (a registry that starts may follow one that stopped
+    while downloading)."""
+    await _remove_abandoned(abandoned)
     await asyncio.sleep(random.uniform(0, interval))  # noqa: S311 - jitter only
     while True:
         try:
@@ -129,4 +137,15 @@ async def keep_expiring(recorder: UseRecorder, expiry: Expiry, interval: float) 
                 log.info("expired %d unused items from the mirror cache", expired)
         except Exception:
             log.exception("mirror cache expiry failed; retrying at the next interval")
+        await _remove_abandoned(abandoned)
         await asyncio.sleep(interval)
+
+
+async def _remove_abandoned(abandoned: Callable[[], Awaitable[int]]) -> None:
+    try:
+        removed = await abandoned()
+    except Exception:
+        log.exception("removing abandoned downloads failed; retrying at the next interval")
+        return
+    if removed:
+        log.info("removed %d abandoned downloads from the mirror cache", removed)

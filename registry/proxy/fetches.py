@@ -15,6 +15,15 @@ The protocol runs through storage, so every worker and replica on the same stora
    marks its claim ``leading`` at once, and the oldest claim follows a younger one so marked:
    both lead (and the upstream is asked twice) only when the two listings and the mark cross.
    A request that followed a claim which then withdrew without leading contends again.
+
+   Where the driver creates objects exclusively (``creates_exclusively``: the filesystem's
+   link(2), S3's conditional PUT), there is no such window: after writing its claim, a request creates
+   ``fetches/<digest>/leader`` naming it, and the one request whose create succeeds leads; the
+   others follow the claim the record names. The record goes with the download's directory, or,
+   when the download fails, at once (the failed claim stays a moment for its followers). A record
+   whose claim is stale is removed by whoever meets it; two requests that meet it at the same
+   moment may both lead, the one case left where the upstream is asked twice (after a registry
+   died while downloading).
 3. **The leader downloads once**, in a task of its own: a client that goes away does not stop a
    download others wait on. Each batch is hashed and appended to ``data``, written once. Where
    the driver cannot read a write before its commit (S3), every batch but the last is also
@@ -45,6 +54,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from anyio import to_thread
 
@@ -75,6 +85,9 @@ ONCE_ROUNDS = 3
 done; then its caller does the work itself."""
 OUTCOME_KEPT = 2.0
 """Seconds a failed download's claim says why, so that its followers answer as its client did."""
+ABANDONED = 600.0
+"""Seconds after its last heartbeat a download's directory is left over from a registry that
+stopped: the cache's expiry removes it (a request for the same blob removes it sooner)."""
 OUTCOMES = {
     "absent": ErrorCode.BLOB_UNKNOWN,
     "unavailable": ErrorCode.UPSTREAM_UNAVAILABLE,
@@ -149,23 +162,56 @@ class Served:
     """Where the download comes from (for a client of another repository to confirm access)."""
 
 
+class _Batch:
+    """Page-aligned memory the upstream's bytes are received into, returned to its pool for the
+    next batch once everything that holds it (the hash, the write, the segment, the client)
+    has let go of it: allocating, and zeroing, fresh memory for every batch costs CPU."""
+
+    __slots__ = ("_free", "_holders", "_memory", "view")
+
+    def __init__(self, free: list[memoryview]) -> None:
+        self._free = free
+        self._memory = free.pop() if free else _aligned(BATCH)
+        self.view = self._memory
+        """The bytes received (all of the memory but at the blob's end)."""
+        self._holders = 0
+
+    async def receive(self, download: BlobDownload, length: int) -> int:
+        received = await download.read_into(self._memory[:length])
+        self.view = self._memory[:received]
+        return received
+
+    def hold(self) -> None:
+        self._holders += 1
+
+    def release(self) -> None:
+        self._holders -= 1
+        if self._holders == 0:
+            self._free.append(self._memory)
+
+    def hold_until(self, done: asyncio.Future[Any]) -> None:
+        self.hold()
+        done.add_done_callback(lambda _: self.release())
+
+
 class _LocalFeed:
     """The batches of a download for the client of the request that started it."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[memoryview | BaseException | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[_Batch | BaseException | None] = asyncio.Queue()
         self.queued = 0
         self.detached = False
         self.size: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
-    def put(self, batch: memoryview) -> None:
+    def put(self, batch: _Batch) -> None:
         if self.detached:
             return
-        if self.queued + len(batch) > LOCAL_BACKLOG:
+        if self.queued + len(batch.view) > LOCAL_BACKLOG:
             self.detached = True
             self.queue.put_nowait(None)  # read the rest from the segments
             return
-        self.queued += len(batch)
+        batch.hold()
+        self.queued += len(batch.view)
         self.queue.put_nowait(batch)
 
     def fail(self, error: BaseException) -> None:
@@ -232,7 +278,7 @@ class Fetches:
             await work()
         finally:
             await keeper.stop()
-            await self._withdraw(digest, leader)
+            await self._unlead(digest, leader)
 
     async def _withdrawn(self, digest: Digest, fetch: FetchId) -> bool:
         """Wait until the claim has ended: True when it is gone, False when it failed or stalled."""
@@ -258,6 +304,8 @@ class Fetches:
         await self._driver.put_content(
             paths.blob_fetch_claim(digest, mine), Claim(time.time(), source).encode()
         )
+        if self._driver.creates_exclusively:
+            return await self._contend_exclusively(digest, mine, done)
         await asyncio.sleep(max(SETTLE, 2 * (time.monotonic() - began)))
         try:
             entries = await self._driver.list(paths.blob_fetches(digest))
@@ -285,10 +333,93 @@ class Fetches:
             return None
         return mine, None
 
+    async def _contend_exclusively(
+        self, digest: Digest, mine: FetchId, done: Callable[[], Awaitable[bool]]
+    ) -> tuple[FetchId, Claim | None] | None:
+        """``_contend`` where the storage creates objects exclusively: the claim that creates
+        ``leader`` leads, and every other one follows the claim it names."""
+        leader = paths.blob_fetch_leader(digest)
+        delay = POLL_FIRST
+        while True:
+            if await self._driver.create_content(leader, mine.encode()):
+                if await done():
+                    await self._unlead(digest, mine)  # finished between the look and the claim
+                    return None
+                return mine, None
+            try:
+                named = FetchId.parse((await self._driver.get_content(leader)).decode(errors="replace"))
+            except PathNotFound:
+                continue  # ended meanwhile: contend again
+            if named == mine:  # created after all: a retried create whose first try succeeded
+                return mine, None
+            claim = await self._claim(digest, named) if named is not None else None
+            if named is not None and claim is not None and claim.live:
+                await self._withdraw(digest, mine)
+                return named, claim
+            # The claim it names failed (its owner removes the record at once), ended, or stopped
+            # without ending: a stale one, or a record without a claim that is old enough to be
+            # left over, is removed by whoever meets it.
+            if (claim is not None and claim.stale) or (
+                claim is None and (named is None or await self._abandoned(named))
+            ):
+                await self._unlead(digest, named)
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_LAST)
+
+    async def _unlead(self, digest: Digest, fetch: FetchId | None, keep_claim: bool = False) -> None:
+        """Remove the leader record if it names ``fetch`` (None: a record that names no claim),
+        and the claim unless ``keep_claim``. Only the claim's owner, or whoever finds the claim
+        stale, does: so a record is never removed for a claim that is alive."""
+        leader = paths.blob_fetch_leader(digest)
+        if self._driver.creates_exclusively:
+            with contextlib.suppress(PathNotFound):
+                named = FetchId.parse((await self._driver.get_content(leader)).decode(errors="replace"))
+                if named == fetch:
+                    await self._driver.delete(leader)
+        if fetch is not None and not keep_claim:
+            await self._withdraw(digest, fetch)
+
+    async def sweep(self) -> int:
+        """Remove the downloads abandoned for ABANDONED seconds, and leader records naming none
+        of the claims left; how many downloads."""
+        removed = 0
+        for digest in await self._downloaded_digests():
+            try:
+                entries = await self._driver.list(paths.blob_fetches(digest))
+            except PathNotFound:
+                continue
+            names = [entry.rsplit("/", 1)[1] for entry in entries]
+            for fetch in filter(None, map(FetchId.parse, names)):
+                claim = await self._claim(digest, fetch)
+                heartbeat = claim.heartbeat if claim is not None else _created(fetch)
+                if time.time() - heartbeat > ABANDONED:
+                    await self._withdraw(digest, fetch)
+                    removed += 1
+            leader = paths.blob_fetch_leader(digest)
+            if leader in entries:
+                with contextlib.suppress(PathNotFound):
+                    named = FetchId.parse((await self._driver.get_content(leader)).decode(errors="replace"))
+                    if named is None or (
+                        time.time() - _created(named) > ABANDONED and await self._claim(digest, named) is None
+                    ):
+                        await self._driver.delete(leader)
+        return removed
+
+    async def _downloaded_digests(self) -> list[Digest]:
+        digests = []
+        with contextlib.suppress(PathNotFound):
+            for algorithm_dir in await self._driver.list(paths.FETCHES):
+                algorithm = algorithm_dir.rsplit("/", 1)[1]
+                with contextlib.suppress(PathNotFound):
+                    for entry in await self._driver.list(algorithm_dir):
+                        with contextlib.suppress(RegistryError):  # a foreign entry
+                            digests.append(Digest.parse(f"{algorithm}:{entry.rsplit('/', 1)[1]}"))
+        return digests
+
     async def _abandoned(self, fetch: FetchId) -> bool:
         """Whether a fetch directory without a readable claim is old enough to be left over."""
-        created = int(fetch.split("-", 1)[0]) / 1e9
-        return time.time() - created > STALE
+        return time.time() - _created(fetch) > STALE
 
     async def _claim(self, digest: Digest, fetch: FetchId) -> Claim | None:
         try:
@@ -332,6 +463,7 @@ class Fetches:
         self, feed: _LocalFeed, digest: Digest, fetch: FetchId, size: int
     ) -> AsyncIterator[bytes | memoryview]:
         offset = 0
+        sent: deque[_Batch] = deque()
         while offset < size:
             item = await feed.queue.get()
             if item is None:
@@ -340,9 +472,15 @@ class Fetches:
                 return
             if isinstance(item, BaseException):
                 raise FetchFailed(str(item))
-            feed.queued -= len(item)
-            offset += len(item)
-            yield item
+            feed.queued -= len(item.view)
+            offset += len(item.view)
+            yield item.view
+            # Asked for the next: the response has sent this batch, and the transport may keep
+            # (a view of) the end of it and of the one before, never of an older one. The last
+            # two of the response are never released, only dropped: their memory is not reused.
+            sent.append(item)
+            if len(sent) > 2:
+                sent.popleft().release()
 
     async def _follow(self, digest: Digest, fetch: FetchId, offset: int, size: int) -> AsyncIterator[bytes]:
         """The blob from ``offset``: what the leader has written, as it writes it, all but the last
@@ -406,6 +544,7 @@ class Fetches:
             await self._blobs.ingest(name, paths.blob_fetch_data(digest, fetch), digest, found.size)
             if last is not None:
                 feed.put(last)
+                last.release()
             await claim.stop()
             # With the blob in place every claim on it is moot, and the digest's directory goes too.
             with contextlib.suppress(Exception):
@@ -422,17 +561,18 @@ class Fetches:
                 log.warning("download of %s from %s failed: %s", digest, source, exc)
             with contextlib.suppress(Exception):
                 await claim.fail(_outcome(exc))
+                await self._unlead(digest, fetch, keep_claim=True)  # the next request may lead
                 await asyncio.sleep(OUTCOME_KEPT)
         finally:
             with contextlib.suppress(Exception):
-                await self._withdraw(digest, fetch)
+                await self._unlead(digest, fetch)
 
     async def _transfer(
         self, found: BlobDownload, digest: Digest, fetch: FetchId, writer: FileWriter, feed: _LocalFeed
-    ) -> memoryview | None:
+    ) -> _Batch | None:
         """Hash and store every batch, and pass all but the last to the leader's client (and the
-        segments): the last is returned once the whole blob checks out and is committed, for the
-        client when it is in the cache.
+        segments): the last is returned, held, once the whole blob checks out and is committed,
+        for the client when it is in the cache.
 
         Hashing, writing and segments each run in a lane of their own, in order, while the next
         batches arrive; at most IN_FLIGHT batches wait for the lanes (the disk takes its time, as in
@@ -441,26 +581,27 @@ class Fetches:
         hasher = new_hasher(digest.algorithm)
         hashing, writing, publishing = _Lane(), _Lane(), _Lane()
         in_flight: deque[list[asyncio.Future[None]]] = deque()
-        held: memoryview | None = None
+        held: _Batch | None = None
         offset = 0
         try:
-            async for batch in _read_ahead(_batches(found.chunks, BATCH), READ_AHEAD):
-                if offset + len(batch) > found.size:
-                    raise FetchFailed(f"the upstream sent more than the {found.size} bytes it announced")
+            async for batch in _received(found, READ_AHEAD):
                 if len(in_flight) >= IN_FLIGHT:
                     await asyncio.gather(*in_flight.popleft())
+                view = batch.view
                 steps = [
-                    hashing.then(partial(to_thread.run_sync, hasher.update, batch)),
-                    writing.then(partial(writer.write, batch)),
+                    hashing.then(partial(to_thread.run_sync, hasher.update, view)),
+                    writing.then(partial(writer.write, view)),
                 ]
                 if offset < _last_batch_start(found.size):
                     feed.put(batch)
                     if not self._driver.unfinished_reads:
-                        steps.append(publishing.then(partial(self._publish, digest, fetch, offset, batch)))
+                        steps.append(publishing.then(partial(self._publish, digest, fetch, offset, view)))
                 else:
                     held = batch
+                    held.hold()
+                batch.hold_until(asyncio.gather(*steps, return_exceptions=True))
                 in_flight.append(steps)
-                offset += len(batch)
+                offset += len(view)
             for steps in in_flight:
                 await asyncio.gather(*steps)
         finally:
@@ -476,6 +617,11 @@ class Fetches:
     async def _publish(self, digest: Digest, fetch: FetchId, offset: int, batch: memoryview) -> None:
         """A batch for followers where the driver cannot read the data before it is committed."""
         await self._driver.put_content(paths.blob_fetch_segment(digest, fetch, offset), bytes(batch))
+
+
+def _created(fetch: FetchId) -> float:
+    """When a claim was made (its id says), in seconds since the epoch."""
+    return int(fetch.split("-", 1)[0]) / 1e9
 
 
 def _last_batch_start(size: int) -> int:
@@ -560,42 +706,34 @@ class _Lane:
         return self._last
 
 
-async def _batches(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[memoryview]:
-    """The stream regrouped into pieces of ``size`` bytes (the last one shorter), each made by
-    one copy of the bytes received into page-aligned memory: the filesystem driver writes such
-    pieces directly to disk, for a small fraction of the CPU a write through the page cache costs
-    (``storage_drivers/direct_writes.py``). Every piece has memory of its own, as the client, the
-    hash, the write and the segments are done with it at different times."""
-    batch, filled = _aligned(size), 0
-    async for chunk in chunks:
-        view = memoryview(chunk)
-        while view:
-            taken = min(len(view), size - filled)
-            batch[filled : filled + taken] = view[:taken]
-            filled, view = filled + taken, view[taken:]
-            if filled == size:
-                yield batch
-                batch, filled = _aligned(size), 0
-    if filled:
-        yield batch[:filled]
-
-
 def _aligned(size: int) -> memoryview:
-    """``size`` writable bytes starting on a page boundary."""
+    """``size`` writable bytes starting on a page boundary (zeroed: the cost of a new one)."""
     memory = bytearray(size + ALIGNMENT)
     start = -ctypes.addressof(ctypes.c_char.from_buffer(memory)) % ALIGNMENT
     return memoryview(memory)[start : start + size]
 
 
-async def _read_ahead(batches: AsyncIterator[memoryview], depth: int) -> AsyncIterator[memoryview]:
-    """The same batches, received by a task of their own up to ``depth`` ahead of the consumer, so
-    that the upstream keeps sending while the consumer writes."""
-    queue: asyncio.Queue[memoryview | BaseException | None] = asyncio.Queue(depth)
+async def _received(found: BlobDownload, depth: int) -> AsyncIterator[_Batch]:
+    """The download in batches of BATCH bytes (the last one shorter), received straight into
+    page-aligned memory (the filesystem driver writes such batches directly to disk: see
+    ``storage_drivers/direct_writes.py``) by a task of its own, up to ``depth`` batches ahead of
+    the consumer, so that the upstream keeps sending while the consumer writes. The stream ends
+    early when the upstream did."""
+    queue: asyncio.Queue[_Batch | BaseException | None] = asyncio.Queue(depth)
+    free: list[memoryview] = []
 
     async def receive() -> None:
+        offset = 0
         try:
-            async for batch in batches:
-                await queue.put(batch)
+            while offset < found.size:
+                batch = _Batch(free)
+                wanted = min(BATCH, found.size - offset)
+                received = await batch.receive(found, wanted)
+                if received:
+                    await queue.put(batch)
+                if received < wanted:
+                    break
+                offset += received
         except Exception as exc:
             await queue.put(exc)
             return

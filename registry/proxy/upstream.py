@@ -21,15 +21,17 @@ import json
 import re
 import ssl
 import time
+import urllib.request
 from collections import OrderedDict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
 import httpx
 
 from ..config import Upstream
+from . import rawget
 
 # httpcore reads a connection 64 KiB at a time and parses every read: a blob of gigabytes costs
 # as much CPU in those reads as in hashing and storing it, and caps a cold pull well below what
@@ -38,6 +40,7 @@ from ..config import Upstream
 # unaffected: a read returns what has arrived.
 httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = 1 << 20
 
+USER_AGENT = "dockyard-mirror"
 TIMEOUTS = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=10.0)
 """``read`` is the idle timeout: a download may take any time while bytes keep arriving."""
 MAX_REDIRECTS = 5
@@ -77,14 +80,71 @@ class Answer:
     content: bytes
 
 
+class _BlobResponse(Protocol):
+    """An answer to a blob GET whose body is read into the reader's memory."""
+
+    url: str
+    status_code: int
+    headers: httpx.Headers
+    length: int | None
+
+    async def read_into(self, buffer: memoryview) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class BlobDownload:
     size: int
-    chunks: AsyncIterator[bytes]
-    response: httpx.Response
+    response: _BlobResponse
+
+    async def read_into(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` with the next bytes of the blob; fewer only at its end (or when the
+        upstream stopped short: the caller compares what it got with ``size``)."""
+        try:
+            return await self.response.read_into(buffer)
+        except TimeoutError:
+            raise UpstreamUnavailable(f"{_origin(self.response.url)} stopped sending") from None
+        except (OSError, rawget.MalformedAnswer) as exc:
+            origin = _origin(self.response.url)
+            raise UpstreamUnavailable(f"{origin} broke off ({type(exc).__name__})") from None
 
     async def close(self) -> None:
         await self.response.aclose()
+
+
+class _ClientResponse:
+    """A streamed answer of the HTTP client, read as a ``_BlobResponse`` (one copy more): for
+    downloads through an HTTP proxy named in the environment, which the client honours."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.url = str(response.url)
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.length = rawget.content_length(response.headers)
+        self._response = response
+        self._chunks = response.aiter_raw()
+        self._rest = memoryview(b"")
+
+    async def read_into(self, buffer: memoryview) -> int:
+        filled = 0
+        while filled < len(buffer):
+            if not self._rest:
+                try:
+                    self._rest = memoryview(await anext(self._chunks))
+                except StopAsyncIteration:
+                    break
+                except httpx.TimeoutException:
+                    raise TimeoutError from None
+                except httpx.TransportError as exc:
+                    raise ConnectionResetError(type(exc).__name__) from None
+            taken = min(len(self._rest), len(buffer) - filled)
+            buffer[filled : filled + taken] = self._rest[:taken]
+            self._rest, filled = self._rest[taken:], filled + taken
+        return filled
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
 
 
 def _ssl_context(cacerts: str | None) -> ssl.SSLContext:
@@ -138,6 +198,12 @@ def _caused_by_tls(exc: BaseException) -> bool:
     return False
 
 
+def _origin(url: str) -> str:
+    """A URL's scheme, host and port: what messages name (a redirect's query may hold a signature)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """The scheme (lower case) and parameters of a ``WWW-Authenticate`` challenge."""
     scheme, _, rest = header.strip().partition(" ")
@@ -153,12 +219,15 @@ class UpstreamClient:
         self.url = upstream.remote_url
         self._username = upstream.username
         self._password = upstream.password
+        self._context = _ssl_context(str(upstream.cacerts) if upstream.cacerts else None)
         self._http = httpx.AsyncClient(
             timeout=TIMEOUTS,
-            verify=_ssl_context(str(upstream.cacerts) if upstream.cacerts else None),
+            verify=self._context,
             follow_redirects=False,
-            headers={"User-Agent": "dockyard-mirror"},
+            headers={"User-Agent": USER_AGENT},
         )
+        self._proxies = bool(urllib.request.getproxies())
+        """Whether the environment names HTTP proxies: the HTTP client follows those rules."""
         self._tokens: OrderedDict[str, _Token] = OrderedDict()
         self._basic = False
         """Whether the upstream asked for Basic credentials."""
@@ -183,19 +252,56 @@ class UpstreamClient:
     async def download(self, repository: str, digest: str) -> BlobDownload | None:
         """The blob's bytes as they arrive, following redirects to blob storage; None when the
         upstream does not have it."""
-        response = await self._redirected(
-            "GET", await self._authorized("GET", repository, f"blobs/{digest}", {})
-        )
+        url = f"{self.url}/v2/{repository}/blobs/{digest}"
+        scope = f"repository:{repository}:pull"
+        sent = self._credentials(scope)
+        response = await self._get(url, sent)
+        if response.status_code == 401:
+            await response.aclose()
+            challenge = response.headers.get("www-authenticate", "")
+            await self._answer(challenge, scope, sent.get("Authorization", ""))
+            response = await self._get(url, self._credentials(scope))
+        for _ in range(MAX_REDIRECTS):
+            if response.status_code not in REDIRECTS:
+                break
+            await response.aclose()
+            location = response.headers.get("location")
+            if not location:
+                raise UpstreamRefused("the upstream answered a redirect without a location")
+            target = urljoin(response.url, location)
+            await self._check_target(target, "a blob redirect")
+            response = await self._get(target, {})  # without credentials: see _redirected
+        else:
+            await response.aclose()
+            raise UpstreamRefused("the upstream redirected too many times")
         if response.status_code == 200:
-            length = response.headers.get("content-length", "")
-            if not length.isdigit():
+            if response.length is None:
                 await response.aclose()
                 raise UpstreamRefused("the upstream sent a blob without its length")
-            return BlobDownload(int(length), self._body(response), response)
+            return BlobDownload(response.length, response)
         await response.aclose()
         if response.status_code == 404:
             return None
         raise self.failure(response)
+
+    async def _get(self, url: str, credentials: dict[str, str]) -> _BlobResponse:
+        """A blob GET, its body received into the reader's memory (through the HTTP client only
+        where the environment names a proxy)."""
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **credentials}
+        if self._proxies:
+            request = self._http.build_request("GET", url, headers=headers)
+            return _ClientResponse(await self._send(request, stream=True))
+        try:
+            return await rawget.get(url, headers, self._context, TIMEOUTS.connect or 0, TIMEOUTS.read or 0)
+        except TimeoutError:
+            raise UpstreamUnavailable(f"{_origin(url)} did not answer in time") from None
+        except ssl.SSLCertVerificationError:
+            host = urlsplit(url).hostname
+            raise UpstreamRefused(f"{host} sent a certificate the registry does not trust") from None
+        except rawget.MalformedAnswer as exc:
+            raise UpstreamRefused(f"{_origin(url)}: {exc}") from None
+        except OSError as exc:
+            raise UpstreamUnavailable(f"{_origin(url)} cannot be reached ({type(exc).__name__})") from None
 
     async def blob_size(self, repository: str, digest: str) -> int | None:
         """The blob's size by a HEAD; None when the upstream does not have it."""
@@ -330,15 +436,6 @@ class UpstreamClient:
             raise UpstreamUnavailable(f"{self.url} cannot be reached ({type(exc).__name__})") from None
         return response
 
-    async def _body(self, response: httpx.Response) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in response.aiter_raw():
-                yield chunk
-        except httpx.TimeoutException:
-            raise UpstreamUnavailable(f"{self.url} stopped sending") from None
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"{self.url} broke off ({type(exc).__name__})") from None
-
     async def _read(self, response: httpx.Response) -> bytes:
         content = bytearray()
         try:
@@ -352,7 +449,7 @@ class UpstreamClient:
             raise UpstreamUnavailable(f"{self.url} broke off ({type(exc).__name__})") from None
         return bytes(content)
 
-    def failure(self, response: httpx.Response | Answer) -> Exception:
+    def failure(self, response: httpx.Response | Answer | _BlobResponse) -> Exception:
         """What an answer that is neither the content nor "not found" means."""
         status = response.status_code
         if status == 429 or status >= 500:

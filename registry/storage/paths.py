@@ -26,6 +26,8 @@ written by Distribution is served in place, and Distribution serves ours::
                                                          the tag (seconds since the epoch)
             _dockyard/mirror/used/<alg>/<hex>            when a mirrored manifest or blob was last
                                                          served (seconds since the epoch)
+        _dockyard/fetches/<alg>/<hex>/leader             the fetch id that leads (storage that
+                                                         creates objects exclusively only)
         _dockyard/fetches/<alg>/<hex>/<fetch id>/        a mirrored blob being downloaded
             claim                                        who downloads it (see registry/proxy/fetches.py)
             data                                         the bytes so far; moved to blobs/ once verified
@@ -89,6 +91,7 @@ UPLOAD_STARTED_AT = "startedat"
 DOCKYARD_DIR = "_dockyard"
 """Where the registry keeps what Distribution does not (it skips directories named ``_*``)."""
 GC = f"{ROOT}/{DOCKYARD_DIR}/gc"
+FETCHES = f"{ROOT}/{DOCKYARD_DIR}/fetches"
 TAG_PUSHED = "pushed"
 TAG_PULLED = "pulled"
 USAGE = f"{ROOT}/{DOCKYARD_DIR}/usage"
@@ -329,7 +332,11 @@ def mirror_tag_checked(name: RepositoryName, tag_: Tag) -> str:
 
 
 def blob_fetches(digest: Digest) -> str:
-    return f"{ROOT}/{DOCKYARD_DIR}/fetches/{_digest_dir(digest)}"
+    return f"{FETCHES}/{_digest_dir(digest)}"
+
+
+def blob_fetch_leader(digest: Digest) -> str:
+    return f"{blob_fetches(digest)}/leader"
 
 
 def blob_fetch(digest: Digest, fetch: FetchId) -> str:

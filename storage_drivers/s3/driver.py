@@ -136,6 +136,28 @@ class S3Driver(StorageDriver):
             ),
         )
 
+    creates_exclusively = True
+    """By a conditional PUT (``If-None-Match: *``), which Ceph RGW and AWS S3 honour. A create
+    whose answer was lost, and that the client retried, answers False though it stored: a
+    caller that stores a value of its own can tell by reading it (the mirror's leader record
+    does)."""
+
+    async def _create_content(self, path: str, data: bytes) -> bool:
+        key, body = self._key(path), bytes(data)
+
+        def create() -> bool:
+            try:
+                self._quick.put_object(
+                    Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", **self.settings.put_arguments()
+                )
+            except ClientError as exc:
+                if status_code(exc) == 412:  # PreconditionFailed: something is stored there
+                    return False
+                raise
+            return True
+
+        return await in_thread(path, create)
+
     async def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         key = self._key(path)
         end = None if length is None else offset + length

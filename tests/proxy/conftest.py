@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from storage_drivers import PathNotFound, StorageDriver, create_driver
 from tests.auth.helpers import write_htpasswd
 from tests.support.distribution import DistributionRegistry
 from tests.support.images import Blob, Image, ImageIndex
 from tests.support.registry import RunningRegistry, StartRegistry
 
+_T = TypeVar("_T")
+
 UPSTREAM_USER = "mirror-bot"
+V2 = "/docker/registry/v2"
 UPSTREAM_PASSWORD = "upstream-password-7f3a"
 
 
@@ -81,3 +86,70 @@ def mirror_of(url: str, prefix: str = "hub", **options: Any) -> dict[str, Any]:
 def mirror(start_registry: StartRegistry, distribution_upstream: DistributionRegistry) -> RunningRegistry:
     """A registry mirroring the upstream under ``hub/`` (two workers), revalidating tags after 2 s."""
     return start_registry(config=mirror_of(distribution_upstream.url, revalidate="2s"), workers=2)
+
+
+def blob_data(digest: str) -> str:
+    """Where a blob's bytes are stored (a storage path)."""
+    hex_digest = digest.removeprefix("sha256:")
+    return f"{V2}/blobs/sha256/{hex_digest[:2]}/{hex_digest}/data"
+
+
+class Stored:
+    """A registry's storage, read through the driver it is configured with: the tests check
+    what a mirror stored the same way on every backend."""
+
+    def __init__(self, registry: RunningRegistry) -> None:
+        ((self._name, self._parameters),) = registry.storage.items()
+
+    def _run(self, use: Callable[[StorageDriver], Awaitable[_T]]) -> _T:
+        async def run() -> _T:
+            driver = create_driver(self._name, self._parameters)
+            try:
+                return await use(driver)
+            finally:
+                await driver.close()
+
+        return asyncio.run(run())
+
+    def read(self, path: str) -> bytes | None:
+        async def read(driver: StorageDriver) -> bytes | None:
+            try:
+                return await driver.get_content(path)
+            except PathNotFound:
+                return None
+
+        return self._run(read)
+
+    def exists(self, path: str) -> bool:
+        """Whether a file or a directory (anything below it) is stored at ``path``."""
+        return self.each_exists([path])[0]
+
+    def each_exists(self, paths: list[str]) -> list[bool]:
+        """``exists`` for each of ``paths``, through one driver."""
+
+        async def exists(driver: StorageDriver) -> list[bool]:
+            found = []
+            for path in paths:
+                try:
+                    await driver.stat(path)
+                except PathNotFound:
+                    found.append(False)
+                else:
+                    found.append(True)
+            return found
+
+        return self._run(exists)
+
+    def files(self, path: str) -> list[str]:
+        """Every file below ``path``."""
+
+        async def files(driver: StorageDriver) -> list[str]:
+            try:
+                return [info.path async for info in driver.walk(path)]
+            except PathNotFound:
+                return []
+
+        return self._run(files)
+
+    def write(self, path: str, data: bytes) -> None:
+        self._run(lambda driver: driver.put_content(path, data))

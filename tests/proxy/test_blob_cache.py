@@ -19,9 +19,11 @@ from tests.api.client import assert_error
 from tests.support.ceph import CephRGW
 from tests.support.distribution import DistributionRegistry
 from tests.support.images import Blob
+from tests.support.nginx import main_config, nginx_binary
+from tests.support.processes import ServerProcess, free_port
 from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
 
-from .conftest import Upstream, mirror_of
+from .conftest import V2, Stored, Upstream, blob_data, mirror_of
 
 pytestmark = pytest.mark.interop
 
@@ -95,13 +97,13 @@ def test_a_corrupt_upstream_blob_never_reaches_a_client_whole_nor_the_cache(
         assert not (200 <= status < 300 and whole and len(body) == size), (status, len(body))
         if whole:  # refused before the first byte: the spec's error JSON
             assert status == 502, status
-        assert not blob_file(mirror.root, blob).exists()
+        assert not Stored(mirror).exists(blob_data(blob.digest))
 
     stored.write_bytes(blob.data)  # repaired upstream: the right bytes now
     status, body, whole = fetch(url)
     assert (status, whole) == (200, True)
     assert hashlib.sha256(body).hexdigest() == blob.digest.removeprefix("sha256:")
-    assert blob_file(mirror.root, blob).read_bytes() == blob.data
+    assert Stored(mirror).read(blob_data(blob.digest)) == blob.data
 
 
 def test_a_blob_the_upstream_lacks_is_unknown(mirror: RunningRegistry) -> None:
@@ -230,7 +232,7 @@ def test_a_client_that_leaves_does_not_stop_the_download_others_wait_on(
                 received.update(chunk)
     assert f"sha256:{received.hexdigest()}" == blob.digest
     assert upstream_gets(distribution_upstream, f"/v2/team/leaving/blobs/{blob.digest}") == 1
-    assert blob_file(mirror.root, blob).read_bytes() == blob.data
+    assert Stored(mirror).read(blob_data(blob.digest)) == blob.data
 
 
 def test_a_cached_blob_answers_ranges_and_conditions_as_any_blob_without_the_upstream(
@@ -241,7 +243,7 @@ def test_a_cached_blob_answers_ranges_and_conditions_as_any_blob_without_the_ups
     url = f"{mirror.url}/v2/hub/team/cached/blobs/{blob.digest}"
     assert httpx.get(url, timeout=60).content == blob.data  # cold: now cached and linked
 
-    part = httpx.get(url, headers={"Range": "bytes=10-19"}, timeout=30)
+    part = httpx.get(url, headers={"Range": "bytes=10-19"}, timeout=30, follow_redirects=True)
     assert part.status_code == 206
     assert part.content == blob.data[10:20]
     assert part.headers["Content-Range"] == f"bytes 10-19/{len(blob.data)}"
@@ -278,9 +280,9 @@ def test_an_upstream_that_dies_mid_blob_leaves_nothing_behind(
         with pytest.raises(httpx.HTTPError):  # cut short, never completed
             received += sum(len(chunk) for chunk in chunks)
     assert received < len(blob.data)
-    assert not blob_file(mirror.root, blob).exists()
-    fetches = mirror.root / "docker/registry/v2/_dockyard/fetches/sha256"
-    assert soon(lambda: not any(p.is_file() for p in fetches.rglob("*")))
+    storage = Stored(mirror)
+    assert not storage.exists(blob_data(blob.digest))
+    assert soon(lambda: not storage.files(f"{V2}/_dockyard/fetches/sha256"))
     after = httpx.get(url, timeout=30)
     assert_error(after, 503, "UNAVAILABLE")
     distribution.stop()
@@ -295,3 +297,42 @@ def test_concurrent_requests_for_a_blob_the_upstream_lacks_are_all_unknown(mirro
 
     for response in asyncio.run(get_all()):
         assert_error(response, 404, "BLOB_UNKNOWN")
+
+
+def test_downloads_go_through_the_http_proxy_the_environment_names(
+    start_registry: StartRegistry,
+    upstream: Upstream,
+    distribution_upstream: DistributionRegistry,
+    tmp_path: Path,
+) -> None:
+    proxy_port = free_port()
+    site = (
+        f"server {{\n    listen 127.0.0.1:{proxy_port};\n"
+        "    location = /_ready { return 204; }\n"
+        "    client_max_body_size 0;\n"  # the registry's S3 requests go through it too
+        "    location / { proxy_pass http://$http_host$request_uri; proxy_buffering off; }\n}\n"
+    )
+    for directory in ("conf", "logs", "tmp"):
+        (tmp_path / directory).mkdir()
+    (tmp_path / "conf" / "site.conf").write_text(site)
+    (tmp_path / "conf" / "nginx.conf").write_text(main_config())
+    command = [nginx_binary(), "-p", f"{tmp_path}/", "-c", str(tmp_path / "conf" / "nginx.conf")]
+    command += ["-e", str(tmp_path / "logs" / "error.log")]
+    command += ["-g", f"daemon off; pid {tmp_path / 'nginx.pid'};"]
+    forward = ServerProcess(command, tmp_path / "logs" / "nginx.out")
+    try:
+        forward.wait_http(f"http://127.0.0.1:{proxy_port}/_ready")
+        proxy = {"HTTP_PROXY": f"http://127.0.0.1:{proxy_port}"}
+        mirror = start_registry(config=mirror_of(distribution_upstream.url), workers=1, env=proxy)
+        blob = Blob("application/octet-stream", os.urandom(9 << 20))
+        upstream.push_blob("team/proxied", blob)
+        url = f"{mirror.url}/v2/hub/team/proxied/blobs/{blob.digest}"
+
+        status, body, whole = fetch(url)
+        assert (status, whole) == (200, True)
+        assert body == blob.data
+        requests = (tmp_path / "logs" / "access.log").read_text()
+        relayed = rf'"GET http://[^ ]+/v2/team/proxied/blobs/{blob.digest} HTTP/1.1" 200 '
+        assert re.search(relayed, requests), requests
+    finally:
+        forward.stop()

@@ -17,7 +17,7 @@ from tests.support.distribution import DistributionRegistry
 from tests.support.images import every_blob, multi_arch_index, random_image, read_dir_layout
 from tests.support.registry import RunningRegistry, StartRegistry
 
-from .conftest import UPSTREAM_PASSWORD, Upstream, mirror_of
+from .conftest import UPSTREAM_PASSWORD, V2, Stored, Upstream, blob_data, mirror_of
 
 pytestmark = pytest.mark.interop
 
@@ -47,9 +47,9 @@ def test_skopeo_pulls_a_multi_platform_index_by_tag_and_by_digest(
     assert read_dir_layout(tmp_path / "by-digest") == {blob.digest for blob in every_blob(arm)}
 
     # Everything is in the mirror's own storage now, linked into the mirrored repository.
-    root = mirror.root / "docker/registry/v2"
+    storage = Stored(mirror)
     for blob in every_blob(index):
-        assert (root / "blobs/sha256" / blob.digest[7:9] / blob.digest[7:] / "data").read_bytes() == blob.data
+        assert storage.read(blob_data(blob.digest)) == blob.data
     tags = get(mirror, "/v2/hub/team/app/tags/list")
     assert tags.json() == {"name": "hub/team/app", "tags": ["1.0"]}
 
@@ -64,7 +64,7 @@ def test_tags_list_passes_the_upstreams_through(upstream: Upstream, mirror: Runn
     assert listed["name"] == "hub/team/listed"
     assert sorted(listed["tags"]) == ["a", "b", "c"]  # in the upstream's order (2.8 does not sort)
     # Nothing was pulled, yet the upstream's tags are listed: passed through, not cached.
-    assert not (mirror.root / "docker/registry/v2/repositories/hub/team/listed").exists()
+    assert not Stored(mirror).exists(f"{V2}/repositories/hub/team/listed")
 
 
 def test_a_moved_tag_is_seen_after_the_revalidation_window(

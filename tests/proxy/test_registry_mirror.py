@@ -14,7 +14,7 @@ from tests.support.dockerd import Dockerd
 from tests.support.images import random_image
 from tests.support.registry import RunningRegistry, StartRegistry
 
-from .conftest import UPSTREAM_PASSWORD, UPSTREAM_USER, Upstream
+from .conftest import UPSTREAM_PASSWORD, UPSTREAM_USER, V2, Stored, Upstream
 
 pytestmark = [pytest.mark.interop, pytest.mark.clients]
 
@@ -47,8 +47,8 @@ def test_docker_pulls_docker_hub_names_through_the_mirror(
     mirrored_dockerd.docker("pull", "mirrored-busybox:1.0")
     pulled = mirrored_dockerd.docker("image", "inspect", "--format", "{{.Id}}", "mirrored-busybox:1.0")
     assert pulled.stdout.strip() == image.config.digest
-    stored = whole_mirror.root / "docker/registry/v2/repositories/library/mirrored-busybox"
-    assert (stored / "_manifests/tags/1.0/current/link").read_text() == image.digest
+    stored = f"{V2}/repositories/library/mirrored-busybox/_manifests/tags/1.0/current/link"
+    assert Stored(whole_mirror).read(stored) == image.digest.encode()
 
 
 def test_every_push_is_refused(

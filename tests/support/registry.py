@@ -40,6 +40,8 @@ class RunningRegistry:
     workers: int
     port: int = field(default_factory=free_port)
     process: ServerProcess | None = None
+    env: dict[str, str] | None = None
+    """Environment variables the server runs with, besides the tests' own."""
 
     @property
     def host(self) -> str:
@@ -72,7 +74,7 @@ class RunningRegistry:
         self.config_path.write_text(yaml.safe_dump(self.config))
         command = [sys.executable, "-m", "registry", "serve", str(self.config_path)]
         command += ["--workers", str(self.workers)]
-        self.process = ServerProcess(command, self.workdir / "registry.log", cwd=self.workdir)
+        self.process = ServerProcess(command, self.workdir / "registry.log", env=self.env, cwd=self.workdir)
         self.process.wait_http(f"{self.url}/v2/")
         return self
 
