@@ -1,0 +1,160 @@
+"""``kill -9`` of a server in the middle of its scheduled collection's sweep (filesystem).
+
+The store holds live images (tagged, an index with untagged children) and thousands of untagged
+manifests with their own blobs, enough that the sweep takes a while. The server is killed as
+soon as its run has begun deleting. Then, before anything else touches the root, no tag points
+at a missing manifest and no manifest at a missing blob; the run's lease is still held by the
+dead process. The server starts again: a push reusing a blob the dead run was deleting is
+refused until that lease expires, then acknowledged; every live image pulls whole, and the next
+run takes the lease over and finishes the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integrity.layout import check_layout
+from tests.lifecycle.commands import blob_file, push, revision_file
+from tests.support.images import digest_of, image_index, random_image
+from tests.support.pushing import image_manifest, push_blob
+from tests.support.registry import RunningRegistry, StartRegistry
+from tests.support.served import Served
+
+pytestmark = pytest.mark.slow
+
+JUNK_REPOSITORIES = 8
+JUNK_PER_REPOSITORY = 500
+WAIT = 240.0
+"""Bound on waiting for runs on a loaded machine (not a timing assertion)."""
+GC = Path("docker/registry/v2/_dockyard/gc")
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _write(root: Path, relative: str, data: bytes) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _layer_link(repository: str, digest: str) -> str:
+    algorithm, encoded = digest.split(":")
+    return f"docker/registry/v2/repositories/{repository}/_layers/{algorithm}/{encoded}/link"
+
+
+def _write_junk(root: Path) -> list[tuple[str, str, str]]:
+    """Untagged manifests, each with a layer of its own, written as a registry stores them:
+    (repository, manifest digest, layer digest) of each."""
+    junk = []
+    config = b'{"architecture":"amd64","os":"linux"}'
+    for r in range(JUNK_REPOSITORIES):
+        repository = f"junk/r{r}"
+        _write(root, blob_file(digest_of(config)), config)
+        _write(root, _layer_link(repository, digest_of(config)), digest_of(config).encode())
+        for _ in range(JUNK_PER_REPOSITORY):
+            layer = os.urandom(64)
+            manifest = image_manifest(config, [layer])
+            for data in (layer, manifest):
+                _write(root, blob_file(digest_of(data)), data)
+            _write(root, _layer_link(repository, digest_of(layer)), digest_of(layer).encode())
+            _write(root, revision_file(repository, digest_of(manifest)), digest_of(manifest).encode())
+            junk.append((repository, digest_of(manifest), digest_of(layer)))
+    return junk
+
+
+def _state(root: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((root / GC / "state").read_text())
+    return document
+
+
+def _schedule(registry: RunningRegistry) -> None:
+    settings = {"enabled": True, "interval": "2s", "graceperiod": "0s", "deleteuntagged": True}
+    registry.config["storage"]["maintenance"] = {"garbagecollect": settings}
+
+
+def _push_until_acknowledged(served: Served, repository: str, layer: bytes) -> None:
+    """Push an image of ``layer`` (skipping its upload when HEAD says the repository has it) under
+    ``rescued``; pushed again while refused, as the refusal tells clients to."""
+    config = os.urandom(32)
+    manifest = image_manifest(config, [layer])
+    deadline = time.monotonic() + WAIT
+    while True:
+        if served.status("HEAD", f"/v2/{repository}/blobs/{digest_of(layer)}") != 200:
+            push_blob(served.http, repository, layer)
+        push_blob(served.http, repository, config)
+        response = served.http.put(
+            f"/v2/{repository}/manifests/rescued", content=manifest, headers={"Content-Type": OCI_MANIFEST}
+        )
+        if response.status_code == 201:
+            return
+        assert response.json()["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN", response.text
+        assert time.monotonic() < deadline, response.text
+        time.sleep(1)
+
+
+def test_a_server_killed_mid_sweep_leaves_no_dangling_reference_and_the_next_run_finishes(
+    start_registry: StartRegistry, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    registry = start_registry(workers=2, root=root)
+    live: list[tuple[str, str]] = []
+    with Served(registry.url) as served:
+        for i in range(3):
+            push(served, "live/app", f"v{i}", random_image(layers=2, layer_size=4096))
+            live.append(("live/app", f"v{i}"))
+        children = [random_image(layers=1, layer_size=4096, architecture=a) for a in ("amd64", "arm64")]
+        push(served, "live/multi", "latest", image_index(children))
+        live.append(("live/multi", "latest"))
+    registry.stop()
+    junk = _write_junk(root)
+
+    _schedule(registry)
+    registry.start()
+    revisions = [root / revision_file(r, m) for r, m, _ in junk]
+    deadline = time.monotonic() + WAIT
+    while all(path.exists() for path in revisions):  # until the sweep has begun deleting
+        assert time.monotonic() < deadline, registry.log()[-4000:]
+        time.sleep(0.005)
+    registry.kill9()
+
+    # Mid-sweep: some of the garbage went, some is left.
+    blobs_left = [layer for _, _, layer in junk if (root / blob_file(layer)).exists()]
+    assert blobs_left, "the run finished before the kill: make the store bigger"
+    # Whatever the moment, references go before their targets.
+    assert check_layout(root).problems == []
+    dead = _state(root)
+    assert dead["active"]  # the dead process still holds the lease, until it expires
+    assert (root / GC / "runs" / dead["run"] / "decided").exists()
+
+    reused = blobs_left[-1]
+    repository = next(r for r, _, layer in junk if layer == reused)
+    reused_data = (root / blob_file(reused)).read_bytes()
+    registry.start()
+    with Served(registry.url) as served:
+        # A blob the dead run decided to delete and did not delete yet, in a new image: refused
+        # while the dead run's lease lasts, acknowledged once it expired (its markers are void
+        # then), and kept by the next run.
+        _push_until_acknowledged(served, repository, reused_data)
+        live.append((repository, "rescued"))
+        for name, tag in live:
+            served.verify_tree(name, tag)
+
+        # The next run takes the lease over from the dead one and finishes its work.
+        deadline = time.monotonic() + WAIT
+        while any((root / blob_file(layer)).exists() for layer in blobs_left if layer != reused):
+            assert time.monotonic() < deadline, registry.log()[-4000:]
+            time.sleep(0.5)
+        while (root / GC / "runs" / dead["run"]).exists():
+            assert time.monotonic() < deadline, registry.log()[-4000:]
+            time.sleep(0.5)
+        assert _state(root)["run"] != dead["run"]
+        for name, tag in live:
+            served.verify_tree(name, tag)
+        assert not any((root / revision_file(r, m)).exists() for r, m, _ in junk)
+        assert check_layout(root).problems == []
+        assert "scheduled garbage collection failed" not in registry.log()
