@@ -77,12 +77,14 @@ def _schedule(registry: RunningRegistry) -> None:
     registry.config["storage"]["maintenance"] = {"garbagecollect": settings}
 
 
-def _push_until_acknowledged(served: Served, repository: str, layer: bytes) -> None:
+def _push_until_acknowledged(served: Served, repository: str, layer: bytes) -> int:
     """Push an image of ``layer`` (skipping its upload when HEAD says the repository has it) under
-    ``rescued``; pushed again while refused, as the refusal tells clients to."""
+    ``rescued``; pushed again while refused, as the refusal tells clients to. How many times it
+    was refused."""
     config = os.urandom(32)
     manifest = image_manifest(config, [layer])
     deadline = time.monotonic() + WAIT
+    refused = 0
     while True:
         if served.status("HEAD", f"/v2/{repository}/blobs/{digest_of(layer)}") != 200:
             push_blob(served.http, repository, layer)
@@ -91,15 +93,18 @@ def _push_until_acknowledged(served: Served, repository: str, layer: bytes) -> N
             f"/v2/{repository}/manifests/rescued", content=manifest, headers={"Content-Type": OCI_MANIFEST}
         )
         if response.status_code == 201:
-            return
+            return refused
+        refused += 1
         assert response.json()["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN", response.text
         assert time.monotonic() < deadline, response.text
         time.sleep(1)
 
 
+@pytest.mark.parametrize("phase", ["manifests", "blobs"])
 def test_a_server_killed_mid_sweep_leaves_no_dangling_reference_and_the_next_run_finishes(
-    start_registry: StartRegistry, tmp_path: Path
+    start_registry: StartRegistry, tmp_path: Path, phase: str
 ) -> None:
+    """``phase``: the kill comes once the sweep deletes junk manifests' revisions, or their blobs."""
     root = tmp_path / "root"
     registry = start_registry(workers=2, root=root)
     live: list[tuple[str, str]] = []
@@ -115,15 +120,19 @@ def test_a_server_killed_mid_sweep_leaves_no_dangling_reference_and_the_next_run
 
     _schedule(registry)
     registry.start()
-    revisions = [root / revision_file(r, m) for r, m, _ in junk]
+    if phase == "manifests":
+        watched = [root / revision_file(r, m) for r, m, _ in junk]
+    else:
+        watched = [root / blob_file(layer) for _, _, layer in junk]
     deadline = time.monotonic() + WAIT
-    while all(path.exists() for path in revisions):  # until the sweep has begun deleting
+    while all(path.exists() for path in watched):  # until the sweep deletes those
         assert time.monotonic() < deadline, registry.log()[-4000:]
         time.sleep(0.005)
     registry.kill9()
 
     # Mid-sweep: some of the garbage went, some is left.
     blobs_left = [layer for _, _, layer in junk if (root / blob_file(layer)).exists()]
+    revisions_left = sum((root / revision_file(r, m)).exists() for r, m, _ in junk)
     assert blobs_left, "the run finished before the kill: make the store bigger"
     # Whatever the moment, references go before their targets.
     assert check_layout(root).problems == []
@@ -139,7 +148,7 @@ def test_a_server_killed_mid_sweep_leaves_no_dangling_reference_and_the_next_run
         # A blob the dead run decided to delete and did not delete yet, in a new image: refused
         # while the dead run's lease lasts, acknowledged once it expired (its markers are void
         # then), and kept by the next run.
-        _push_until_acknowledged(served, repository, reused_data)
+        refused = _push_until_acknowledged(served, repository, reused_data)
         live.append((repository, "rescued"))
         for name, tag in live:
             served.verify_tree(name, tag)
@@ -158,3 +167,5 @@ def test_a_server_killed_mid_sweep_leaves_no_dangling_reference_and_the_next_run
         assert not any((root / revision_file(r, m)).exists() for r, m, _ in junk)
         assert check_layout(root).problems == []
         assert "scheduled garbage collection failed" not in registry.log()
+    left = f"{revisions_left} of {len(junk)} junk revisions and {len(blobs_left)} junk layers left"
+    print(f"killed with {left}; the push reusing one was refused {refused} times")
