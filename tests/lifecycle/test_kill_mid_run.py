@@ -36,35 +36,43 @@ GC = Path("docker/registry/v2/_dockyard/gc")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
-def _write(root: Path, relative: str, data: bytes) -> None:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def _layer_link(repository: str, digest: str) -> str:
+def layer_link(repository: str, digest: str) -> str:
     algorithm, encoded = digest.split(":")
     return f"docker/registry/v2/repositories/{repository}/_layers/{algorithm}/{encoded}/link"
 
 
-def _write_junk(root: Path) -> list[tuple[str, str, str]]:
-    """Untagged manifests, each with a layer of its own, written as a registry stores them:
-    (repository, manifest digest, layer digest) of each."""
-    junk = []
-    config = b'{"architecture":"amd64","os":"linux"}'
-    for r in range(JUNK_REPOSITORIES):
+JUNK_CONFIG = b'{"architecture":"amd64","os":"linux"}'
+
+
+def junk_files(repositories: int, per_repository: int) -> tuple[dict[str, bytes], list[tuple[str, str, str]]]:
+    """Untagged manifests, each with a layer of its own (and a config they share), as a registry
+    stores them: the files (relative path -> content), and (repository, manifest digest, layer
+    digest) of each manifest."""
+    files: dict[str, bytes] = {}
+    made = []
+    config = digest_of(JUNK_CONFIG)
+    for r in range(repositories):
         repository = f"junk/r{r}"
-        _write(root, blob_file(digest_of(config)), config)
-        _write(root, _layer_link(repository, digest_of(config)), digest_of(config).encode())
-        for _ in range(JUNK_PER_REPOSITORY):
+        files[blob_file(config)] = JUNK_CONFIG
+        files[layer_link(repository, config)] = config.encode()
+        for _ in range(per_repository):
             layer = os.urandom(64)
-            manifest = image_manifest(config, [layer])
-            for data in (layer, manifest):
-                _write(root, blob_file(digest_of(data)), data)
-            _write(root, _layer_link(repository, digest_of(layer)), digest_of(layer).encode())
-            _write(root, revision_file(repository, digest_of(manifest)), digest_of(manifest).encode())
-            junk.append((repository, digest_of(manifest), digest_of(layer)))
-    return junk
+            manifest = image_manifest(JUNK_CONFIG, [layer])
+            files[blob_file(digest_of(layer))] = layer
+            files[blob_file(digest_of(manifest))] = manifest
+            files[layer_link(repository, digest_of(layer))] = digest_of(layer).encode()
+            files[revision_file(repository, digest_of(manifest))] = digest_of(manifest).encode()
+            made.append((repository, digest_of(manifest), digest_of(layer)))
+    return files, made
+
+
+def _write_junk(root: Path) -> list[tuple[str, str, str]]:
+    files, made = junk_files(JUNK_REPOSITORIES, JUNK_PER_REPOSITORY)
+    for relative, data in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return made
 
 
 def _state(root: Path) -> dict[str, Any]:
@@ -72,12 +80,14 @@ def _state(root: Path) -> dict[str, Any]:
     return document
 
 
+SCHEDULE = {"enabled": True, "interval": "2s", "graceperiod": "0s", "deleteuntagged": True}
+
+
 def _schedule(registry: RunningRegistry) -> None:
-    settings = {"enabled": True, "interval": "2s", "graceperiod": "0s", "deleteuntagged": True}
-    registry.config["storage"]["maintenance"] = {"garbagecollect": settings}
+    registry.config["storage"]["maintenance"] = {"garbagecollect": SCHEDULE}
 
 
-def _push_until_acknowledged(served: Served, repository: str, layer: bytes) -> int:
+def push_until_acknowledged(served: Served, repository: str, layer: bytes) -> int:
     """Push an image of ``layer`` (skipping its upload when HEAD says the repository has it) under
     ``rescued``; pushed again while refused, as the refusal tells clients to. How many times it
     was refused."""
@@ -148,7 +158,7 @@ def test_a_server_killed_mid_sweep_leaves_no_dangling_reference_and_the_next_run
         # A blob the dead run decided to delete and did not delete yet, in a new image: refused
         # while the dead run's lease lasts, acknowledged once it expired (its markers are void
         # then), and kept by the next run.
-        refused = _push_until_acknowledged(served, repository, reused_data)
+        refused = push_until_acknowledged(served, repository, reused_data)
         live.append((repository, "rescued"))
         for name, tag in live:
             served.verify_tree(name, tag)
