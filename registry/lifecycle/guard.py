@@ -22,6 +22,11 @@ and break the acknowledged push, so the push waits until
 
 Then the content's presence is checked as for any push. The wait is bounded by the run's lease:
 a holder that stops renewing it lets the push go on ``LEASE_SECONDS`` later.
+
+A push refused because content is already gone (no marker involved: a run that ended, a client's
+delete) withdraws the same way. An identical push that uploaded that content again and was
+acknowledged between this push's check and its withdrawal would lose its tag: tag files carry
+only a digest, so a withdrawal cannot tell whose they are. That window is a few storage calls.
 """
 
 from __future__ import annotations
