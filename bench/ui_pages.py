@@ -38,6 +38,7 @@ from auth.keygen import generate_token_key
 from bench.listings import S3_WRITERS
 from registry.app import create_app
 from registry.config import load_config
+from registry.lifecycle.guard import PushGuard
 from registry.lifecycle.usage import measure as measure_usage
 from registry.references import Digest, RepositoryName, Tag
 from registry.storage import Storage, paths
@@ -55,7 +56,8 @@ async def fill(root: Path, repositories: int, tags: int) -> None:
     marker = root / f"filled-{repositories}-{tags}"
     if marker.exists():
         return
-    storage = Storage(create_driver("filesystem", {"rootdirectory": str(root)}))
+    driver = create_driver("filesystem", {"rootdirectory": str(root)})
+    storage = Storage(driver, PushGuard(driver))
     image = random_image(layers=2, layer_size=4096)
     for blob in image.blobs:
         await storage.driver.put_content(paths.blob_data(Digest.parse(blob.digest)), blob.data)
@@ -201,7 +203,8 @@ async def walk(storage_section: dict[str, object]) -> float:
     the record every worker then reads."""
     ((driver_name, parameters),) = storage_section.items()
     assert isinstance(parameters, dict)
-    storage = Storage(create_driver(driver_name, parameters))
+    driver = create_driver(driver_name, parameters)
+    storage = Storage(driver, PushGuard(driver))
     index = RepositoryIndex(storage)
     started = time.perf_counter()
     while await index.names() is None:  # noqa: ASYNC110 - asked as pages ask it

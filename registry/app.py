@@ -28,6 +28,7 @@ from .api.responses import json_response
 from .background import running_beside
 from .config import CONFIG_ENV, SECRET_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
+from .lifecycle.guard import PushGuard
 from .lifecycle.http import EXTENSION as REPOSITORY_EXTENSION
 from .lifecycle.http import USAGE_EXTENSION, RepositoryEndpoint, UsageEndpoint
 from .lifecycle.records import PullRecorder
@@ -77,7 +78,8 @@ def create_app(
     observability = Observability.from_config(config)
     if driver is None:
         driver = create_driver(config.storage.driver, config.storage.parameters)
-    storage = Storage(observability.driver(driver), manifest_policy(config), wrappers)
+    measured = observability.driver(driver)
+    storage = Storage(measured, PushGuard(measured), manifest_policy(config), wrappers)
     notifier = Notifier.from_config(config, storage.driver, observability.metrics)
     observability.count_uploads(storage.uploads)
     health = observability.watch_storage(driver.name, storage.check)

@@ -5,14 +5,28 @@ A manifest push is the one place where references are created. It reads the stat
 before its existence checks and again after writing its links. When nothing changed and no
 run is active, the push is acknowledged: two tiny reads per manifest push, nothing per blob.
 Otherwise it writes a "referenced during run R" record for every digest it refers to (the
-manifest itself included), then checks again that each still exists and that run R has not
-condemned it (nor the repository). Any failure refuses the push with MANIFEST_BLOB_UNKNOWN:
-the client uploads again; the registry never acknowledges an image a run is deleting.
+manifest itself, its blobs, its index children and theirs), then checks again that each still
+exists and that run R has not condemned it (nor the repository).
 
-A refused push withdraws the tags it wrote (those still naming its manifest) and the revision
-link it created, so nothing visible points at what the run deletes. Two pushes of the very same
-manifest to the same repository, one checked just before a marker and one just after, can
-therefore lose the acknowledged one's tag or revision (never leave it pointing at deleted content).
+A push that finds a marker waits for the run's decision instead of refusing at once: another
+push of the very same manifest may have been acknowledged just before the marker was written,
+and the tags and revision link the two wrote are the same files. Refusing would withdraw them
+and break the acknowledged push, so the push waits until
+
+- the run decided (its "decided" record): a digest whose marker is still there is deleted, and
+  no acknowledged push can refer to it (it would have been spared), so the push is refused with
+  MANIFEST_BLOB_UNKNOWN and withdraws what it wrote; a digest whose marker went was spared;
+- or the run is over, or its lease ran out (its holder deletes nothing more then): whether the
+  content is still there decides;
+- for a repository marker: it went (the repository stays), or the run is over.
+
+Then the content's presence is checked as for any push. The wait is bounded by the run's lease:
+a holder that stops renewing it lets the push go on ``LEASE_SECONDS`` later.
+
+A push refused because content is already gone (no marker involved: a run that ended, a client's
+delete) withdraws the same way. An identical push that uploaded that content again and was
+acknowledged between this push's check and its withdrawal would lose its tag: tag files carry
+only a digest, so a withdrawal cannot tell whose they are. That window is a few storage calls.
 """
 
 from __future__ import annotations
@@ -22,12 +36,14 @@ from collections.abc import Awaitable, Callable, Collection
 
 from storage_drivers import PathNotFound, StorageDriver
 
-from ..references import Digest, RepositoryName
+from ..references import Digest, RepositoryName, RunId
 from ..storage import paths
 from .state import GCState, read_state
 
 CLOCK_SLACK = 2.0
 """Seconds of disagreement allowed between the storage's timestamps (S3 HEAD has whole seconds)."""
+POLL_EVERY = 0.25
+"""Seconds between two looks at a run whose decision a push waits for."""
 
 
 class PushGuard:
@@ -42,53 +58,68 @@ class PushGuard:
         self,
         before: GCState,
         name: RepositoryName,
-        referenced: Collection[Digest],
+        referenced: Callable[[], Awaitable[Collection[Digest]]],
         missing: Callable[[], Awaitable[list[Digest]]],
     ) -> list[Digest]:
         """After the push wrote its links: the digests that make it unsafe to acknowledge (gone,
-        or condemned by the active run); empty when the push may be acknowledged."""
+        or deleted by the active run); empty when the push may be acknowledged. ``referenced`` is
+        only called with a run active; with one that condemned any of it, this waits for the
+        run's decision (see the module's text)."""
         after = await read_state(self._driver)
         if after == before and not after.active:
             return []
-        condemned: list[Digest] = []
+        doomed: list[Digest] = []
         run = after.run
         if after.active and run is not None:
+            digests = sorted(await referenced(), key=str)
             await asyncio.gather(
-                *(self._driver.put_content(paths.gc_referenced(run, d), b"") for d in referenced)
+                *(self._driver.put_content(paths.gc_referenced(run, d), b"") for d in digests)
             )
-            condemned = await self._condemned(after, name, referenced)
+            doomed = await self._decision(run, name, digests)
         gone = await missing()
-        return sorted(set(condemned) | set(gone), key=str)
+        return sorted(set(doomed) | set(gone), key=str)
 
-    async def _condemned(
-        self, state: GCState, name: RepositoryName, digests: Collection[Digest]
-    ) -> list[Digest]:
-        assert state.run is not None
-        run = state.run
-        ordered = list(digests)
+    async def _decision(self, run: RunId, name: RepositoryName, digests: list[Digest]) -> list[Digest]:
+        """The digests run ``run`` deletes of those the push recorded (all of them when it deletes
+        the repository), once that is decided; empty as soon as nothing of them is condemned, and
+        when the run can no longer delete."""
+        condemned, repository = await self._markers(run, name, digests)
+        while condemned or repository:
+            state = await read_state(self._driver)
+            if state.run != run or not state.active or await self._expired(run, digests[0], state):
+                return []  # the run deletes nothing more: what is still there stays
+            # The decision first, the markers after it: a marker seen then is one the run keeps.
+            decided = await self._exists(paths.gc_decided(run))
+            condemned, repository = await self._markers(run, name, digests)
+            if decided and condemned and not repository:
+                return condemned
+            if condemned or repository:
+                await asyncio.sleep(POLL_EVERY)
+        return []  # never condemned, or spared
+
+    async def _markers(
+        self, run: RunId, name: RepositoryName, digests: list[Digest]
+    ) -> tuple[list[Digest], bool]:
+        """The digests run ``run`` condemned, and whether it condemned the repository (which
+        condemns every digest: the repository's links go)."""
         found = await asyncio.gather(
-            *(self._exists(paths.gc_condemned(run, d)) for d in ordered),
+            *(self._exists(paths.gc_condemned(run, d)) for d in digests),
             self._exists(paths.gc_condemned_repository(run, name)),
         )
-        condemned = [d for d, hit in zip(ordered, found, strict=False) if hit]
         if found[-1]:
-            condemned = ordered  # the repository itself is being deleted
-        if condemned and not await self._lease_holds(state, ordered[0]):
-            return []  # the markers of a run whose lease ran out are void
-        return condemned
+            return digests, True
+        return [d for d, hit in zip(digests, found, strict=False) if hit], False
 
-    async def _lease_holds(self, state: GCState, recorded: Digest) -> bool:
-        """Whether the run's lease was still valid when this push wrote its records, judged by the
-        storage's own time for one of them (the holder stops deleting before its expiry)."""
-        assert state.run is not None
+    async def _expired(self, run: RunId, recorded: Digest, state: GCState) -> bool:
+        """Whether the run's lease ran out, by the storage's own time: the modification time of
+        this push's record, written again now (the holder stops deleting before its expiry)."""
+        record = paths.gc_referenced(run, recorded)
+        await self._driver.put_content(record, b"")
         try:
-            written = (await self._driver.stat(paths.gc_referenced(state.run, recorded))).modified
+            now = (await self._driver.stat(record)).modified
         except PathNotFound:
-            return True  # the run ended and removed its records meanwhile: refusing is the safe side
-        if written <= state.expires + CLOCK_SLACK:
-            return True
-        now = await read_state(self._driver)
-        return now.run == state.run and now.active and written <= now.expires + CLOCK_SLACK
+            return False  # the run ended and removed its records: the next look sees it
+        return now > state.expires + CLOCK_SLACK
 
     async def _exists(self, path: str) -> bool:
         try:

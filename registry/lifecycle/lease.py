@@ -10,8 +10,9 @@ recent enough to leave ``MARGIN`` seconds of lease: a holder that lost the lease
 paused longer than that, stops before deleting anything more.
 
 When a holder dies its lease expires ``LEASE_SECONDS`` after its last renewal. Meanwhile pushes
-take the careful path and may be refused by its markers; after the expiry those markers are
-void (``guard``), and the next run takes the lease over and deletes the dead run's records.
+take the careful path, and one that found a marker of the dead run waits; after the expiry the
+markers are void (``guard``), and the next run takes the lease over, deletes the dead run's
+records and finishes its work (what the dead run planned and did not delete is still garbage).
 """
 
 from __future__ import annotations
@@ -55,14 +56,17 @@ class LeaseLost(Exception):
 
 
 class Lease:
-    """A held lease; ``started`` is when it was taken, in the storage's clock."""
+    """A held lease; ``started`` is when it was taken, in the storage's clock, which is
+    ``clock_offset`` seconds ahead of this process's."""
 
-    def __init__(self, driver: StorageDriver, run: RunId, operation: str, started: float) -> None:
+    def __init__(
+        self, driver: StorageDriver, run: RunId, operation: str, started: float, clock_offset: float
+    ) -> None:
         self.driver = driver
         self.run = run
         self.operation = operation
         self.started = started
-        self._clock_offset = started - time.time()
+        self._clock_offset = clock_offset
         self._renewed = time.monotonic()
         self._lost = False
 
@@ -71,6 +75,11 @@ class Lease:
         return GCState(self.run, active, expires, _holder(), self.operation)
 
     async def renew(self) -> None:
+        if self._lapsed():
+            # Pushes may already treat the lease as expired: a holder that was paused (or could
+            # not write) that long never takes it back, even when nobody else took it meanwhile.
+            self._lost = True
+            raise LeaseLost(f"run {self.run} could not renew its lease in time")
         if (await read_state(self.driver)).run != self.run:
             self._lost = True
             raise LeaseLost(f"run {self.run} lost the lease")
@@ -80,12 +89,15 @@ class Lease:
 
     async def check(self) -> None:
         """Raise LeaseLost unless the lease is certainly still this run's for MARGIN seconds."""
-        if self._lost or time.monotonic() - self._renewed > LEASE_SECONDS - MARGIN:
+        if self._lost or self._lapsed():
             raise LeaseLost(f"run {self.run} cannot renew its lease in time")
         state = await read_state(self.driver)
         if state.run != self.run or not state.active:
             self._lost = True
             raise LeaseLost(f"run {self.run} lost the lease to {state.run}")
+
+    def _lapsed(self) -> bool:
+        return time.monotonic() - self._renewed > LEASE_SECONDS - MARGIN
 
     async def release(self) -> None:
         if (await read_state(self.driver)).run == self.run:
@@ -110,6 +122,10 @@ async def try_take(driver: StorageDriver, operation: str) -> Lease:
     """Take the lease, or raise LeaseBusy."""
     run = RunId(secrets.token_hex(16))
     current = await read_state(driver)
+    # Read as listings give it (S3: milliseconds; a stat has whole seconds), just before the
+    # claim: the run's start, against which the inventory's listed times are compared. This
+    # process's clock is read before the storage's, so the expiries it writes err late.
+    local = time.time()
     now = await storage_now(driver, run)
     if current.active and now <= current.expires:
         raise LeaseBusy(current)
@@ -119,8 +135,7 @@ async def try_take(driver: StorageDriver, operation: str) -> Lease:
     winner = await read_state(driver)
     if winner.run != run:
         raise LeaseBusy(winner)
-    started = (await driver.stat(paths.gc_state())).modified
-    lease = Lease(driver, run, operation, started)
+    lease = Lease(driver, run, operation, now, now - local)
     await lease.renew()  # the settle time is not lost from the lease
     return lease
 

@@ -4,7 +4,8 @@ last manifest and tag were deleted leaves the catalog the same way.
 
 It runs under the maintenance lease with a "repository condemned" marker, so a push racing it is
 either acknowledged before the deletion starts (and then deleted with the name, tags first) or
-refused (``guard``); never left half there. Only the repository's own ``_*`` directories go:
+waits for the deletion to end and is refused when its links went with it (``guard``); never
+left half there. Only the repository's own ``_*`` directories go:
 ``team`` and ``team/app`` are separate repositories, one inside the other's directory.
 """
 
@@ -77,7 +78,8 @@ async def forget_if_empty(driver: StorageDriver, name: RepositoryName) -> None:
 async def remove_if_empty(lease: Lease, name: RepositoryName) -> bool:
     """Under a held lease: drop ``name``'s manifests directory (what puts it in the catalog) when it
     holds no revision and no tag. The marker is written before the second look, so a push that
-    finished before it is seen there, and a push that checks after it is refused (``guard``)."""
+    finished before it is seen there, and a push that checks after it waits for the outcome: the
+    marker removed (the repository stays), or the run's end (``guard``)."""
     driver = lease.driver
     marker = paths.gc_condemned_repository(lease.run, name)
     await driver.put_content(marker, b"")

@@ -16,19 +16,25 @@ The protocol, with the push's side in ``guard`` and the lease in ``lease``:
 2. It marks (``mark``). Pushes that finished before the record changed wrote their links
    before the mark began, so the mark sees them.
 3. It writes a "condemned by R" marker for every digest it plans to delete something of.
-4. Then it lists R's "referenced" records once, spares those digests, and deletes the rest.
+4. Then it lists R's "referenced" records once, spares those digests (removes their markers),
+   writes "R decided", and deletes the rest: the markers left.
 5. It removes its records and sets the record inactive.
 
 A push whose two reads of the record differ, or show R active, writes "referenced during R"
 for every digest it refers to, then checks each still exists and is not condemned. If its
 check ran before the marker was written, its record was written before that, so the listing
 in step 4 (later still) finds it and the digest is spared. If its check ran after, it sees the
-marker (or the content already gone) and refuses. Either way no acknowledged push refers to
-deleted content, whatever the grace period: an old unreferenced blob that a client skipped
-uploading because HEAD said it exists, or mounted from another repository, is covered the same
-way as a fresh one. Storage that lists what was written before (S3 is strongly consistent) is
-all it assumes. The holder checks its lease before each batch of deletes, so a run that lost
-it (paused, partitioned) deletes nothing more; markers of a run whose lease expired are void.
+marker and waits for step 4's decision: a marker still there after "R decided" means the
+digest goes, and the push is refused; a marker gone means it was spared (a push checked
+before it, or this push's record was listed) and the push goes on. So a refused push only ever
+withdraws links to content no acknowledged push refers to: two pushes of the same manifest,
+one checked before a marker and one after, write the same tag and revision files, and the
+second cannot withdraw the first's. Either way no acknowledged push refers to deleted content,
+whatever the grace period: an old unreferenced blob that a client skipped uploading because
+HEAD said it exists, or mounted from another repository, is covered the same way as a fresh
+one. Storage that lists what was written before (S3 is strongly consistent) is all it assumes.
+The holder checks its lease before each batch of deletes, so a run that lost it (paused,
+partitioned) deletes nothing more; a push waiting for a run whose lease expired goes on.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ async def sweep(lease: Lease, planned: Plan) -> Plan:
     spared = await referenced_during(driver, lease)
     doomed = planned.without(spared)
     await _deletes(lease, [paths.gc_condemned(run, d) for d in sorted(spared & set(condemned), key=str)])
+    await lease.check()
+    await driver.put_content(paths.gc_decided(run), b"")
     await _deletes(lease, [paths.tag_index_link(*item) for item in doomed.tag_history])
     for wave in doomed.revisions:
         await _deletes(lease, [paths.manifest_revision_link(*item) for item in wave])

@@ -35,7 +35,9 @@ class MirroredManifests:
         self._driver = driver
         self._storage = storage
         self._fetches = fetches
-        self._writer = Manifests(driver, storage.blobs, storage.tags, storage.referrers, MIRRORED)
+        self._writer = Manifests(
+            driver, storage.blobs, storage.tags, storage.referrers, MIRRORED, guard=storage.guard
+        )
 
     async def refresh(self, mirror: Mirror, name: RepositoryName, reference: Reference) -> None:
         """Make the cache hold ``reference`` as the upstream has it now, or as cached when the

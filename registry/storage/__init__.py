@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from storage_drivers import PathNotFound, StorageDriver
 
@@ -19,6 +19,9 @@ from .referrers import Referrers
 from .services import BlobService, ManifestService
 from .tags import Tags
 from .uploads import Uploads
+
+if TYPE_CHECKING:
+    from ..lifecycle.guard import PushGuard
 
 __all__ = [
     "BlobService",
@@ -48,19 +51,26 @@ class Wrappers:
 class Storage:
     """Every storage service over one driver, composed once: a wrapped service is also what the
     services built on it use (uploads finish into the wrapped blob store, manifests check and
-    reference blobs through it)."""
+    reference blobs through it). ``guard`` is the manifest push's side of garbage collection
+    (``registry.lifecycle.guard``), given by whoever assembles the registry: the lifecycle is
+    built on storage, not the other way round."""
 
     def __init__(
-        self, driver: StorageDriver, policy: ManifestPolicy | None = None, wrappers: Wrappers | None = None
+        self,
+        driver: StorageDriver,
+        guard: PushGuard,
+        policy: ManifestPolicy | None = None,
+        wrappers: Wrappers | None = None,
     ) -> None:
         wrap = wrappers or Wrappers()
         self.driver = driver
+        self.guard = guard
         self.blobs = wrap.blobs(BlobStore(driver))
         self.uploads = Uploads(driver, self.blobs)
         self.tags = Tags(driver)
         self.referrers = Referrers(driver)
         self.manifests = wrap.manifests(
-            Manifests(driver, self.blobs, self.tags, self.referrers, policy or ManifestPolicy())
+            Manifests(driver, self.blobs, self.tags, self.referrers, policy or ManifestPolicy(), guard=guard)
         )
         self.catalog = Catalog(driver)
 

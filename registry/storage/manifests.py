@@ -12,13 +12,12 @@ import contextlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from storage_drivers import PathNotFound, StorageDriver
 
 from ..errors import ErrorCode, RegistryError
 from ..lifecycle import records
-from ..lifecycle.guard import PushGuard
 from ..references import Digest, Reference, RepositoryName, Tag
 from . import paths
 from .links import has_link
@@ -26,6 +25,9 @@ from .manifest_format import Descriptor, Manifest, check_urls, parse_manifest, s
 from .referrers import Referrers, descriptor_of
 from .services import BlobService
 from .tags import Tags
+
+if TYPE_CHECKING:
+    from ..lifecycle.guard import PushGuard
 
 IndexPolicy = Literal["all", "none", "list"]
 
@@ -92,6 +94,8 @@ class Manifests:
         tags: Tags,
         referrers: Referrers,
         policy: ManifestPolicy,
+        *,
+        guard: PushGuard,
     ) -> None:
         self._driver = driver
         self._blobs = blobs
@@ -99,7 +103,7 @@ class Manifests:
         self._referrers = referrers
         self._policy = policy
         self._cache = _ContentCache()
-        self._guard = PushGuard(driver)
+        self._guard = guard
 
     async def resolve(self, name: RepositoryName, reference: Reference) -> Digest:
         if isinstance(reference, Tag):
@@ -160,9 +164,11 @@ class Manifests:
         await asyncio.gather(
             self._driver.put_contents(links), records.record_push(self._driver, name, tags, digest)
         )
-        referenced = {digest, *(d.digest for d in manifest.blobs), *(d.digest for d in manifest.children)}
         unsafe = await self._guard.unsafe(
-            gc_state, name, referenced, lambda: self._missing(name, manifest, digest, len(content))
+            gc_state,
+            name,
+            lambda: self._reachable(name, manifest, digest),
+            lambda: self._missing(name, manifest, digest, len(content)),
         )
         if unsafe:
             await self._withdraw(name, manifest, digest, tags, had_revision)
@@ -172,6 +178,27 @@ class Manifests:
             )
         return digest, manifest
 
+    async def _reachable(self, name: RepositoryName, manifest: Manifest, digest: Digest) -> set[Digest]:
+        """Every digest the push makes reachable: the manifest, its blobs and children, and what
+        those children refer to in turn (a collection spares content digest by digest, and the
+        children of an untagged index may be condemned with it). Children not stored in ``name``
+        (reference checks off) add only their digest."""
+        found = {digest}
+        level = [manifest]
+        while level:
+            found.update(d.digest for m in level for d in m.blobs)
+            children = sorted({c.digest for m in level for c in m.children} - found, key=str)
+            found.update(children)
+            level = [m for m in await asyncio.gather(*(self._parsed(name, c) for c in children)) if m]
+        return found
+
+    async def _parsed(self, name: RepositoryName, digest: Digest) -> Manifest | None:
+        try:
+            stored = await self.get(name, digest)
+            return parse_manifest(stored.content, stored.media_type)
+        except RegistryError:
+            return None
+
     async def _missing(
         self, name: RepositoryName, manifest: Manifest, digest: Digest, size: int
     ) -> list[Digest]:
@@ -180,10 +207,23 @@ class Manifests:
         checks = []
         if self._policy.check_references:
             checks += [(d.digest, self._has_blob(name, d.digest)) for d in manifest.blobs]
-            checks += [(d.digest, self.exists(name, d.digest)) for d in self._children_to_check(manifest)]
+            children = self._children_to_check(manifest)
+            checks += [(d.digest, self._child_whole(name, d.digest)) for d in children]
         checks.append((digest, self._stored_whole(name, digest, size)))
         results = await asyncio.gather(*(check for _, check in checks))
         return [d for (d, _), ok in zip(checks, results, strict=True) if not ok]
+
+    async def _child_whole(self, name: RepositoryName, digest: Digest) -> bool:
+        """Whether a child manifest is in ``name`` with what it refers to (a run collecting the
+        children of an untagged index may have deleted a child's blob meanwhile)."""
+        child = await self._parsed(name, digest)
+        if child is None:
+            return False
+        whole = await asyncio.gather(
+            *(self._has_blob(name, d.digest) for d in child.blobs),
+            *(self._child_whole(name, c.digest) for c in self._children_to_check(child)),
+        )
+        return all(whole)
 
     async def _stored_whole(self, name: RepositoryName, digest: Digest, size: int) -> bool:
         return await self.exists(name, digest) and await self._blobs.size(digest) == size

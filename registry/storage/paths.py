@@ -38,6 +38,8 @@ written by Distribution is served in place, and Distribution serves ours::
             clock/<run>                                  written and listed to read the storage's clock
             runs/<run>/referenced/<alg>/<hex>            a push referred to the digest during <run>
             runs/<run>/condemned/<alg>/<hex>             <run> is about to delete the digest
+            runs/<run>/decided                           <run> spared what pushes referred to: the
+                                                         markers left are what it deletes
             runs/<run>/condemned-repositories/<sha256 of name>
                                                          <run> is deleting the repository
         _dockyard/ui/repositories                        every repository's name as of a recent walk
@@ -258,6 +260,10 @@ def gc_referenced(run: RunId, digest: Digest) -> str:
 
 def gc_condemned(run: RunId, digest: Digest) -> str:
     return f"{gc_run(run)}/condemned/{_digest_dir(digest)}"
+
+
+def gc_decided(run: RunId) -> str:
+    return f"{gc_run(run)}/decided"
 
 
 def gc_condemned_repository(run: RunId, name: RepositoryName) -> str:

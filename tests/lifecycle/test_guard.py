@@ -1,13 +1,15 @@
 """The manifest push's side of the collection protocol, through the real server: with a run active
-(the state record written as a run writes it), a push that refers to a condemned blob is refused
-and leaves no tag, push record or revision behind; a run's markers are void once its lease expired; a push
-during a run records what it refers to for the sweep to spare."""
+(the state record written as a run writes it), a push that refers to a blob the run decided to
+delete is refused and leaves no tag, push record or revision behind; one that finds a marker before
+the decision waits for it; a run's markers are void once its lease expired; a push during a run
+records what it refers to for the sweep to spare."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,10 @@ def _condemn(registry: RunningRegistry, run: str, digest: str) -> None:
     marker.write_bytes(b"")
 
 
+def _decide(registry: RunningRegistry, run: str) -> None:
+    (registry.root / GC / "runs" / run / "decided").write_bytes(b"")
+
+
 def _unreferenced(served: Served) -> Image:
     """An image whose manifest was deleted: its blobs are stored, linked, and referred to by nothing."""
     image = random_image(layers=1)
@@ -67,6 +73,7 @@ def test_a_push_referring_to_condemned_content_is_refused_and_withdrawn(
         run = _run_active(registry, expires_in=600)
         layer = image.layers[0].blob.digest
         _condemn(registry, run, layer)
+        _decide(registry, run)
 
         status, body = _put(served, "again", image)
 
@@ -103,3 +110,29 @@ def test_a_push_with_nothing_condemned_is_acknowledged_during_a_run(start_regist
         served.verify_tree("guard/app", "again")
         recorded = list((registry.root / GC / "runs" / run / "referenced").rglob("*"))
         assert len([p for p in recorded if p.is_file()]) == 3
+
+
+def test_a_push_that_finds_a_marker_waits_for_the_runs_end(start_registry: StartRegistry) -> None:
+    """Before the run decided, a marker may yet be lifted (another push referred to the digest in
+    time): the push waits; the run ends without deleting it, and the push is acknowledged."""
+    registry = start_registry()
+    with Served(registry.url) as served:
+        image = _unreferenced(served)
+        run = _run_active(registry, expires_in=600)
+        marker = registry.root / GC / "runs" / run / "condemned" / image.config.digest.replace(":", "/")
+        _condemn(registry, run, image.config.digest)
+        with ThreadPoolExecutor(1) as pool:
+            pushing = pool.submit(_put, served, "again", image)
+            referenced = registry.root / GC / "runs" / run / "referenced"
+            deadline = time.monotonic() + 60
+            while not (referenced.exists() and any(referenced.rglob("*"))):
+                assert not pushing.done(), pushing.result()
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(1)  # not a timing assertion: the push had time to answer, and must not have
+            assert not pushing.done()
+            marker.unlink()  # spared ...
+            record = json.loads((registry.root / GC / "state").read_text())
+            (registry.root / GC / "state").write_text(json.dumps({**record, "active": False}))  # ... run over
+            assert pushing.result(timeout=60)[0] == 201
+        served.verify_tree("guard/app", "again")

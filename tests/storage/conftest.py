@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from registry.lifecycle.guard import PushGuard
 from registry.storage import Storage
 
 from .recording import RecordingDriver
@@ -16,4 +17,4 @@ def driver() -> RecordingDriver:
 
 @pytest.fixture
 def storage(driver: RecordingDriver) -> Storage:
-    return Storage(driver)
+    return Storage(driver, PushGuard(driver))

@@ -4,6 +4,7 @@ that never leaves a tag or a referrer pointing at nothing."""
 from __future__ import annotations
 
 from registry.errors import ErrorCode
+from registry.lifecycle.guard import PushGuard
 from registry.references import Digest
 from registry.storage import ManifestPolicy, Storage, paths
 from tests.support.images import OCI_MANIFEST, artifact, image_index, random_image
@@ -107,14 +108,15 @@ async def test_a_manifest_pushed_to_a_second_repository_reuses_the_stored_conten
 async def test_an_index_needs_its_children_unless_the_policy_says_otherwise(driver: RecordingDriver) -> None:
     children = [random_image(layers=1, layer_size=64, architecture=arch) for arch in ("amd64", "arm64")]
     index = image_index(children)
-    strict = Storage(driver)
+    strict = Storage(driver, PushGuard(driver))
     await put_image(strict, APP, children[0])
     with raises(ErrorCode.MANIFEST_BLOB_UNKNOWN):
         await strict.manifests.put(APP, tag("multi"), index.manifest.data, index.manifest.media_type)
 
-    listed = Storage(driver, ManifestPolicy(index_children="list", index_platforms=(("linux", "amd64"),)))
+    policy = ManifestPolicy(index_children="list", index_platforms=(("linux", "amd64"),))
+    listed = Storage(driver, PushGuard(driver), policy)
     await listed.manifests.put(APP, tag("multi"), index.manifest.data, index.manifest.media_type)
-    lenient = Storage(driver, ManifestPolicy(index_children="none"))
+    lenient = Storage(driver, PushGuard(driver), ManifestPolicy(index_children="none"))
     await lenient.manifests.put(OTHER, tag("multi"), index.manifest.data, index.manifest.media_type)
     assert await lenient.manifests.resolve(OTHER, tag("multi")) == Digest.parse(index.digest)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from registry.lifecycle.guard import PushGuard
 from registry.references import Digest
 from registry.storage import ManifestPolicy, Storage, paths
 from tests.support.images import (
@@ -73,7 +74,8 @@ async def test_referrers_listed_at_the_referrers_tag_count_when_their_subject_ma
 ) -> None:
     """Clients of registries without the referrers API keep an index under ``sha256-<hex>``; entries
     whose manifest names another subject (or is missing) are left out."""
-    storage = Storage(driver, ManifestPolicy(index_children="none"))  # the index may list missing ones
+    # The index may list missing manifests.
+    storage = Storage(driver, PushGuard(driver), ManifestPolicy(index_children="none"))
     subject = random_image(layers=1, layer_size=64)
     subject_digest = Digest.parse(subject.digest)
     indexed = await push_referrer(storage, subject, SBOM)

@@ -7,6 +7,7 @@ import os
 import time
 
 from registry.errors import ErrorCode
+from registry.lifecycle.guard import PushGuard
 from registry.references import Digest, UploadId
 from registry.storage import Storage, paths
 
@@ -98,7 +99,7 @@ async def test_another_worker_continues_and_completes_an_upload(
     driver (another worker) continues it, and hashes what it did not see arrive."""
     upload = await storage.uploads.start(APP)
     await storage.uploads.append(APP, upload, body(b"first half, "))
-    other_worker = Storage(driver)
+    other_worker = Storage(driver, PushGuard(driver))
     assert await other_worker.uploads.size(APP, upload) == 12
     await other_worker.uploads.append(APP, upload, body(b"second half"), start=12)
     digest = Digest.of(b"first half, second half")
