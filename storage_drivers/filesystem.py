@@ -130,14 +130,10 @@ def _place_retrying(staging: str, temp: str, full: str) -> str:
     raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
 
 
-def _place_in_order(staging: str, staged: Sequence[tuple[str, str]]) -> None:
-    """Rename each ``(temp, full)`` in order, then sync the directories that gained entries.
-
-    A journaling filesystem logs the renames in the order they are made, so a crash keeps a
-    prefix of them; syncing the directories makes them all durable before the caller answers
-    (on ext4 and XFS the first sync commits the whole log, the others find nothing left to do).
-    Temp files not placed are removed on failure.
-    """
+def _place_in_order(staging: str, staged: Sequence[tuple[str, str]]) -> list[str]:
+    """Rename each ``(temp, full)`` in order; the directories that gained entries, which the
+    caller syncs. A journaling filesystem logs the renames in the order they are made, so a
+    crash keeps a prefix of them. Temp files not placed are removed on failure."""
     changed: dict[str, None] = {}  # in order, once each
     placed = 0
     try:
@@ -147,8 +143,7 @@ def _place_in_order(staging: str, staged: Sequence[tuple[str, str]]) -> None:
     except BaseException:
         _discard(temp for temp, _ in staged[placed:])
         raise
-    for directory in changed:
-        _sync_directory(directory)
+    return list(changed)
 
 
 def _discard(temps: Iterable[str]) -> None:
@@ -352,7 +347,21 @@ class FilesystemDriver(StorageDriver):
                 _discard(temps)
                 raise failure
         pairs = [(temp, self._full(path)) for temp, (path, _) in zip(temps, items, strict=True)]
-        await _in_thread(items[0][0], lambda: _place_in_order(self.root, pairs))
+
+        def place() -> list[str]:
+            changed = _place_in_order(self.root, pairs)
+            if len(changed) == 1:  # one wait for the disk either way: no second trip to a thread
+                _sync_directory(changed[0])
+                return []
+            return changed
+
+        # Every directory that gained an entry is synced before the caller answers. Each sync
+        # waits for the disk (a cache flush even when the journal holds nothing new, as on ext4
+        # when the first sync has committed the renames): the waits overlap, in threads of their
+        # own, rather than add up (a new repository's manifest changes three directories).
+        path = items[0][0]
+        unsynced = await _in_thread(path, place)
+        await asyncio.gather(*(_in_thread(path, functools.partial(_sync_directory, d)) for d in unsynced))
 
     unfinished_reads = True
 
