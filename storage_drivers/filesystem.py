@@ -632,14 +632,17 @@ def _populate(mapped: mmap.mmap, start: int, length: int) -> None:
 
 
 def _read_fd(fd: int, size: int) -> bytes:
+    """The ``size`` bytes ``fstat`` found, without a last read to find the end: stored files are
+    replaced, never changed in place. A file it found empty is read to its end."""
     chunks: list[bytes] = []
-    remaining = size
-    while True:
-        chunk = os.read(fd, max(remaining, 1 << 16))
+    got = 0
+    while size == 0 or got < size:
+        chunk = os.read(fd, max(size - got, 1 << 16))
         if not chunk:
-            return b"".join(chunks)
+            break
         chunks.append(chunk)
-        remaining -= len(chunk)
+        got += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _scan_with_stats(full: str) -> list[tuple[str, bool, int, float]]:
