@@ -94,16 +94,7 @@ class CoalescingTransport(asyncio.Transport):
 
 
 class CoalescingHTTPProtocol(PlainHTTPProtocol):
-    """The registry's HTTP protocol, sending each response's head with its body.
-
-    An idle keep-alive connection is closed ``timeout_keep_alive`` seconds after its last
-    response, as uvicorn does; but where uvicorn starts a timer after every response and cancels
-    it at the next request, here one timer serves a whole run of requests: when it fires, it
-    closes the connection if it has been idle long enough, or waits for the rest of the time.
-    """
-
-    _idle_since: float | None = None
-    """When the last response completed, while no request has arrived since."""
+    """The registry's HTTP protocol, sending each response's head with its body."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport))
@@ -111,34 +102,4 @@ class CoalescingHTTPProtocol(PlainHTTPProtocol):
     def on_response_complete(self) -> None:
         if isinstance(self.transport, CoalescingTransport):
             self.transport.flush()
-        self.server_state.total_requests += 1
-        if self.transport.is_closing():
-            return
-        self.flow.resume_reading()
-        if self.pipeline:
-            cycle, app = self.pipeline.pop()
-            self._start_asgi_task(cycle, app)
-            return
-        self._idle_since = self.loop.time()
-        if self.timeout_keep_alive_task is None:
-            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_due)
-
-    def _unset_keepalive_if_required(self) -> None:
-        """Bytes arrived (or the connection ended): no longer idle; the timer stays."""
-        self._idle_since = None
-
-    def _keep_alive_due(self) -> None:
-        self.timeout_keep_alive_task = None
-        if self._idle_since is None:
-            return  # a request is under way: its response starts the timer again
-        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
-        if left > 0:
-            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_due)
-        else:
-            self.timeout_keep_alive_handler()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        if self.timeout_keep_alive_task is not None:
-            self.timeout_keep_alive_task.cancel()
-            self.timeout_keep_alive_task = None
+        super().on_response_complete()
