@@ -619,7 +619,10 @@ async def _mapped_chunks(mapped: mmap.mmap, start: int, end: int) -> AsyncIterat
         await to_thread.run_sync(_populate, mapped, aligned, stop - aligned)
         yield view[position:stop]
         sent.append((aligned, stop - aligned))
-        if len(sent) > 2:  # the transport may still hold the last two windows
+        if len(sent) > 1:
+            # The window before this one has gone out: the server waits for the transport to
+            # drain before each write. Should a few bytes of it remain, dropping the pages from
+            # the process loses nothing: the mapping faults them in again from the page cache.
             mapped.madvise(mmap.MADV_DONTNEED, *sent.pop(0))
         position = stop
 
