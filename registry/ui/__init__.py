@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from anyio import to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import AccessController
@@ -67,7 +68,8 @@ class WebInterface:
 
 
 class BuiltWhenFirstUsed:
-    """The application ``create`` makes, made at its first request (in each worker)."""
+    """The application ``create`` makes, made at its first request (in each worker), in a
+    thread: its imports take a moment that other requests need not wait for."""
 
     def __init__(self, create: Callable[[], ASGIApp]) -> None:
         self._create = create
@@ -75,5 +77,5 @@ class BuiltWhenFirstUsed:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
-            self._app = self._create()
+            self._app = await to_thread.run_sync(self._create)
         await self._app(scope, receive, send)
