@@ -10,7 +10,7 @@ import random
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.responses import RedirectResponse, Response
@@ -35,12 +35,10 @@ from .lifecycle.schedule import collect_forever
 from .notifications import Notifier
 from .observability.compose import Observability
 from .observability.health import StorageHealth
+from .proxy import Proxy
 from .storage import ManifestPolicy, Storage, Wrappers
 from .ui import PREFIX as UI_PREFIX
 from .ui import SEARCH_PATH, WebInterface
-
-if TYPE_CHECKING:
-    from .proxy import Proxy
 
 log = logging.getLogger("registry")
 
@@ -136,12 +134,7 @@ def create_app(
                 return json_response({"storage": name}, 503)
         return json_response({"storage": "ok"})
 
-    proxy: Proxy | None = None
-    if config.proxy:
-        # Only a mirror loads the HTTP client it fetches with (httpx, a few MB per worker).
-        from .proxy import Proxy  # noqa: PLC0415
-
-        proxy = Proxy(config.proxy, storage)
+    proxy = Proxy(config.proxy, storage) if config.proxy else None
     pulls = None  # read-only mode writes nothing, pull times included
     if not config.storage.read_only:
         pulls = PullRecorder(storage.driver, config.storage.pull_records_interval)

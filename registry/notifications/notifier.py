@@ -23,6 +23,7 @@ from ..observability.metrics import Metrics
 from ..references import Digest, RepositoryName
 from ..storage import paths
 from ..storage.tags import Tags
+from .deliver import Deliverer
 from .events import Happened, RequestRecord, Source, event
 from .layer import Notify
 from .queue import Lease, Queue, new_writer
@@ -50,9 +51,6 @@ class Notifier:
         port = config.http.addr.rpartition(":")[2]
         self.source = Source(f"{socket.gethostname()}:{port}", str(uuid.uuid4()))
         self.endpoints = settings.endpoints
-        # Only a registry with endpoints loads the HTTP client (httpx, a few MB per worker).
-        from .deliver import Deliverer  # noqa: PLC0415
-
         writer = new_writer()
         self.queues = {
             endpoint.name: Queue(queue_driver, endpoint.name, writer) for endpoint in self.endpoints
