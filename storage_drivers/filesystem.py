@@ -130,14 +130,10 @@ def _place_retrying(staging: str, temp: str, full: str) -> str:
     raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
 
 
-def _place_in_order(staging: str, staged: Sequence[tuple[str, str]]) -> None:
-    """Rename each ``(temp, full)`` in order, then sync the directories that gained entries.
-
-    A journaling filesystem logs the renames in the order they are made, so a crash keeps a
-    prefix of them; syncing the directories makes them all durable before the caller answers
-    (on ext4 and XFS the first sync commits the whole log, the others find nothing left to do).
-    Temp files not placed are removed on failure.
-    """
+def _place_in_order(staging: str, staged: Sequence[tuple[str, str]]) -> list[str]:
+    """Rename each ``(temp, full)`` in order; the directories that gained entries, which the
+    caller syncs. A journaling filesystem logs the renames in the order they are made, so a
+    crash keeps a prefix of them. Temp files not placed are removed on failure."""
     changed: dict[str, None] = {}  # in order, once each
     placed = 0
     try:
@@ -147,8 +143,7 @@ def _place_in_order(staging: str, staged: Sequence[tuple[str, str]]) -> None:
     except BaseException:
         _discard(temp for temp, _ in staged[placed:])
         raise
-    for directory in changed:
-        _sync_directory(directory)
+    return list(changed)
 
 
 def _discard(temps: Iterable[str]) -> None:
@@ -390,7 +385,21 @@ class FilesystemDriver(StorageDriver):
                 _discard(temps)
                 raise failure
         pairs = [(temp, self._full(path)) for temp, (path, _) in zip(temps, items, strict=True)]
-        await _in_thread(items[0][0], lambda: _place_in_order(self.root, pairs))
+
+        def place() -> list[str]:
+            changed = _place_in_order(self.root, pairs)
+            if len(changed) == 1:  # one wait for the disk either way: no second trip to a thread
+                _sync_directory(changed[0])
+                return []
+            return changed
+
+        # Every directory that gained an entry is synced before the caller answers. Each sync
+        # waits for the disk (a cache flush even when the journal holds nothing new, as on ext4
+        # when the first sync has committed the renames): the waits overlap, in threads of their
+        # own, rather than add up (a new repository's manifest changes three directories).
+        path = items[0][0]
+        unsynced = await _in_thread(path, place)
+        await asyncio.gather(*(_in_thread(path, functools.partial(_sync_directory, d)) for d in unsynced))
 
     unfinished_reads = True
 
@@ -648,7 +657,10 @@ async def _mapped_chunks(mapped: mmap.mmap, start: int, end: int) -> AsyncIterat
         await to_thread.run_sync(_populate, mapped, aligned, stop - aligned)
         yield view[position:stop]
         sent.append((aligned, stop - aligned))
-        if len(sent) > 2:  # the transport may still hold the last two windows
+        if len(sent) > 1:
+            # The window before this one has gone out: the server waits for the transport to
+            # drain before each write. Should a few bytes of it remain, dropping the pages from
+            # the process loses nothing: the mapping faults them in again from the page cache.
             mapped.madvise(mmap.MADV_DONTNEED, *sent.pop(0))
         position = stop
 
@@ -661,14 +673,17 @@ def _populate(mapped: mmap.mmap, start: int, length: int) -> None:
 
 
 def _read_fd(fd: int, size: int) -> bytes:
+    """The ``size`` bytes ``fstat`` found, without a last read to find the end: stored files are
+    replaced, never changed in place. A file it found empty is read to its end."""
     chunks: list[bytes] = []
-    remaining = size
-    while True:
-        chunk = os.read(fd, max(remaining, 1 << 16))
+    got = 0
+    while size == 0 or got < size:
+        chunk = os.read(fd, max(size - got, 1 << 16))
         if not chunk:
-            return b"".join(chunks)
+            break
         chunks.append(chunk)
-        remaining -= len(chunk)
+        got += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _scan_with_stats(full: str) -> list[tuple[str, bool, int, float]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -225,3 +227,24 @@ async def test_api_requests_carry_the_caller_in_their_scope(htpasswd_config: Con
 def test_nothing_is_mounted_where_it_would_bypass_the_api(tmp_path: Path, prefix: str) -> None:
     with pytest.raises(ValueError, match="outside /v2"):
         create_app(_config(tmp_path), driver=InMemoryDriver(), mounts={prefix: _recorder([])})
+
+
+def test_a_worker_loads_the_interface_only_when_used(tmp_path: Path) -> None:
+    """A registry built from the default configuration imports neither the web interface's
+    templates nor its session sealing (megabytes per worker) until the interface's first page."""
+    program = """
+import sys
+from starlette.testclient import TestClient
+from registry.app import create_app
+from registry.config import load_config
+app = create_app(load_config(None))
+with TestClient(app) as client:
+    assert client.get("/v2/").status_code == 200
+    print(sorted(name for name in ("jinja2", "cryptography") if name in sys.modules))
+    assert client.get("/ui/").status_code == 200
+    print(sorted(name for name in ("jinja2", "cryptography") if name in sys.modules))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split("\n")[:2] == ["[]", "['cryptography', 'jinja2']"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import mmap
 
 from registry.storage.batches import ALIGNMENT, BatchBuffers
@@ -37,3 +38,18 @@ def test_buffers_beyond_the_kept_ones_are_dropped() -> None:
         buffers.give_back(buffer)
     again = [buffers.take(SIZE) for _ in range(3)]
     assert sum(any(buffer is old for old in taken) for buffer in again) == 2
+
+
+async def test_kept_buffers_are_dropped_once_uploads_stop() -> None:
+    """A worker that has stopped receiving uploads gives their memory back; one still receiving
+    keeps reusing its buffers."""
+    buffers = BatchBuffers(SIZE, keep=2, release_after=0.5)
+    buffer = buffers.take(SIZE)
+    buffer[:] = b"\1" * SIZE
+    buffers.give_back(buffer)
+    for _ in range(12):  # busy for longer than release_after, never idle that long
+        await asyncio.sleep(0.05)
+        assert buffers.take(SIZE) is buffer
+        buffers.give_back(buffer)
+    await asyncio.sleep(2.0)
+    assert buffers.take(SIZE) is not buffer

@@ -8,11 +8,12 @@ from typing import ClassVar
 
 import pytest
 
-from storage_drivers import StorageDriver
+from storage_drivers import InvalidPath, StorageDriver
+from storage_drivers.base import check_path
 from storage_drivers.filesystem import FilesystemDriver
 from storage_drivers.inmemory import InMemoryDriver
 from storage_drivers.s3 import S3Driver, parse_settings
-from storage_drivers.testsuite import MIB, DriverConformance
+from storage_drivers.testsuite import INVALID_PATHS, MIB, DriverConformance
 from tests.support.ceph import CephRGW
 
 
@@ -53,3 +54,14 @@ class TestS3Driver(DriverConformance):
         driver = S3Driver(parse_settings(parameters), redirect_expiry=self.redirect_expiry)
         yield driver
         await driver.close()
+
+
+@pytest.mark.parametrize("path", ["/a", "/a/b-c_d.e", "/...", "/a/.b", "/a/b..", "/a/..b/c", "/.a/..."])
+def test_paths_with_dots_that_are_not_dot_components_are_valid(path: str) -> None:
+    assert check_path(path) == path
+
+
+@pytest.mark.parametrize("path", INVALID_PATHS)
+def test_invalid_paths_are_refused_before_any_driver(path: str) -> None:
+    with pytest.raises(InvalidPath):
+        check_path(path)

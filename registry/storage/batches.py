@@ -4,16 +4,23 @@ The body arrives in pieces of a quarter megabyte or less; each batch copies them
 which is then hashed in a single call and written in a single call (directly to disk, bypassing
 the page cache, by a driver that can). Memory mapped afresh for every batch would be faulted in
 page by page, so a few buffers are kept: a chunked push makes one request per chunk, and each
-request would otherwise start on cold memory.
+request would otherwise start on cold memory. Buffers left idle for ``RELEASE_AFTER`` are
+dropped: a worker that has stopped receiving uploads does not hold their memory while it serves
+everything else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import mmap
+import time
 
 ALIGNMENT = mmap.PAGESIZE
 """Batches start on a page boundary in memory and, all but a request's first, at a multiple of
 this in the file."""
+RELEASE_AFTER = 1.0
+"""Seconds of no upload activity after which the kept buffers are dropped: a chunked push's next
+request (or a docker push's next layer) comes sooner and finds them warm."""
 
 
 class BatchBuffers:
@@ -24,13 +31,17 @@ class BatchBuffers:
     beyond the batches it is now taken for.
     """
 
-    def __init__(self, size: int, keep: int) -> None:
+    def __init__(self, size: int, keep: int, release_after: float = RELEASE_AFTER) -> None:
         self.size = size
         self._keep = keep
         self._idle: list[mmap.mmap] = []
+        self._release_after = release_after
+        self._used_at = 0.0
+        self._release: asyncio.TimerHandle | None = None
 
     def take(self, batch_size: int) -> mmap.mmap:
         """A buffer for batches of up to ``batch_size`` bytes (a multiple of ALIGNMENT)."""
+        self._used_at = time.monotonic()
         if not self._idle:
             return mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)  # anonymous: private is cheapest
         buffer = self._idle.pop()
@@ -40,5 +51,23 @@ class BatchBuffers:
 
     def give_back(self, buffer: mmap.mmap) -> None:
         """Keep ``buffer`` for reuse, or drop it (it is unmapped once nothing refers to it)."""
+        self._used_at = time.monotonic()
         if len(self._idle) < self._keep:
             self._idle.append(buffer)
+            if self._release is None:
+                self._release_later(self._release_after)
+
+    def _release_later(self, delay: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # used outside an event loop: kept until taken
+        self._release = loop.call_later(delay, self._release_if_idle)
+
+    def _release_if_idle(self) -> None:
+        self._release = None
+        idle_for = time.monotonic() - self._used_at
+        if idle_for < self._release_after:
+            self._release_later(self._release_after - idle_for)
+        else:
+            self._idle.clear()

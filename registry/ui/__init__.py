@@ -7,19 +7,19 @@ only where the visitor may delete.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from starlette.types import ASGIApp
+from anyio import to_thread
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import AccessController
 
 from ..api.incidents import StorageIncidents
 from ..storage import Storage
 from .names import RepositoryIndex
-from .pages import Interface, create_pages
 from .search import create_search
 from .security import secured
-from .session import Sealer
 from .visitor import Gate
 
 if TYPE_CHECKING:
@@ -50,8 +50,32 @@ class WebInterface:
         """``delete_enabled``: deletes are enabled and the storage is not read-only."""
         gate = Gate(controller, token_server)
         index = RepositoryIndex(storage, shares=not read_only)
-        interface = Interface(storage, index, gate, Sealer(secret), delete_enabled, external_url, incidents)
-        self.pages: ASGIApp = secured(create_pages(interface))
+
+        def create() -> ASGIApp:
+            # The pages' templates (jinja2) and session cookies (cryptography) cost a worker
+            # megabytes; most workers of a registry never serve a page.
+            from .pages import Interface, create_pages  # noqa: PLC0415
+            from .session import Sealer  # noqa: PLC0415
+
+            sealer = Sealer(secret)
+            interface = Interface(storage, index, gate, sealer, delete_enabled, external_url, incidents)
+            return secured(create_pages(interface))
+
+        self.pages: ASGIApp = BuiltWhenFirstUsed(create)
         """Mounted at ``PREFIX``."""
         self.search: ASGIApp = create_search(storage, index, gate)
         """Served at ``SEARCH_PATH``."""
+
+
+class BuiltWhenFirstUsed:
+    """The application ``create`` makes, made at its first request (in each worker), in a
+    thread: its imports take a moment that other requests need not wait for."""
+
+    def __init__(self, create: Callable[[], ASGIApp]) -> None:
+        self._create = create
+        self._app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            self._app = await to_thread.run_sync(self._create)
+        await self._app(scope, receive, send)
