@@ -36,7 +36,7 @@ from .notifications import Notifier
 from .observability.compose import Observability
 from .observability.health import StorageHealth
 from .proxy import Proxy
-from .storage import ManifestPolicy, Storage, Wrappers
+from .storage import DescriptorCache, ManifestPolicy, Storage, Wrappers
 from .ui import PREFIX as UI_PREFIX
 from .ui import SEARCH_PATH, WebInterface
 
@@ -77,7 +77,9 @@ def create_app(
     observability = Observability.from_config(config)
     if driver is None:
         driver = create_driver(config.storage.driver, config.storage.parameters)
-    storage = Storage(observability.driver(driver), manifest_policy(config), wrappers)
+    cache = config.storage.descriptor_cache
+    descriptors = DescriptorCache(cache.size, cache.expiry) if cache is not None else None
+    storage = Storage(observability.driver(driver), manifest_policy(config), wrappers, descriptors)
     notifier = Notifier.from_config(config, storage.driver, observability.metrics)
     observability.count_uploads(storage.uploads)
     health = observability.watch_storage(driver.name, storage.check)
