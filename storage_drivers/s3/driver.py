@@ -374,7 +374,10 @@ class S3Driver(StorageDriver):
     def _existing(self, key: str) -> list[str]:
         """``[key]`` if an object is stored there, else ``[]``."""
         try:
-            self._quick.head_object(Bucket=self.bucket, Key=key)
+            if self._lean is not None:
+                self._lean.head(key)
+            else:
+                self._quick.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if status_code(exc) != 404:
                 raise
