@@ -8,7 +8,7 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from bench.data import UniqueBlob
-from bench.http import Connection, FileBody, HTTPError, Response
+from bench.http import Connection, FileBody, HTTPError, Redirects, Response
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -130,6 +130,18 @@ def get_manifest(connection: Connection, repository: str, reference: str, digest
     if sha256_digest(response.body) != digest:
         raise HTTPError(f"manifest {repository}:{reference} body does not match {digest}")
     return response.body
+
+
+def get_blob_redirected(
+    connection: Connection, storage: Redirects, repository: str, digest: str, expected: bytes
+) -> None:
+    """GET a blob from a registry that redirects it to storage, and the content from there."""
+    answer = connection.request("GET", f"/v2/{repository}/blobs/{digest}")
+    answer.expect(307)
+    response = storage.get(answer.header("Location"))
+    response.expect(200)
+    if response.body != expected:
+        raise HTTPError(f"blob {digest} came back different from storage")
 
 
 def get_blob(connection: Connection, repository: str, digest: str, expected: bytes) -> None:

@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 RECV_SIZE = 4 << 20
 
@@ -227,6 +228,38 @@ class Connection:
         response.body_size = total
         if sink is None:
             response.body = bytes(collected)
+
+
+class Redirects:
+    """Keep-alive connections to where registries redirect blob GETs (the storage's presigned
+    URLs), one per host; used by one thread at a time."""
+
+    def __init__(self) -> None:
+        self._connections: dict[tuple[str, int], Connection] = {}
+
+    def get(
+        self, location: str, headers: Mapping[str, str] | None = None, sink: BodySink | None = None
+    ) -> Response:
+        url = urlsplit(location)
+        if url.scheme != "http" or url.hostname is None:
+            raise HTTPError(f"cannot follow a redirect to {location[:200]!r}")
+        key = (url.hostname, url.port or 80)
+        connection = self._connections.get(key)
+        if connection is None:
+            connection = self._connections[key] = Connection(*key)
+        target = url.path + (f"?{url.query}" if url.query else "")
+        return connection.request("GET", target, headers=headers, sink=sink)
+
+    def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
+
+    def __enter__(self) -> Redirects:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class FileComparer:

@@ -32,6 +32,9 @@ class Case:
     target: float | None = None  # minimum speedup over Distribution 2.8 (from the issue)
     peer_target: float = 1.0  # minimum speedup over Distribution 3.1: ahead on every row
     note: str = ""
+    redirected: bool = False
+    """Measured on the server's redirecting twin (``Server.redirecting``, S3 runs): the registry
+    answers blob GETs with presigned URLs and the client fetches from storage."""
 
 
 @dataclass
@@ -47,8 +50,13 @@ class Observation:
 
 def measure(server: Server, sampler: RssSampler, case: Case) -> Observation:
     timed = case.prepare(server)
-    tree = sampler.tree(server.name)
-    sampler.reset_peak(server.name)
+    measured = server
+    if case.redirected:
+        if server.redirecting is None:
+            raise ValueError(f"{case.key} needs {server.name} with a redirecting twin")
+        measured = server.redirecting
+    tree = sampler.tree(measured.name)
+    sampler.reset_peak(measured.name)
     server_before = cpu_seconds(tree)
     client_before = own_cpu_seconds()
     busy_before = machine_task_seconds()
@@ -64,7 +72,7 @@ def measure(server: Server, sampler: RssSampler, case: Case) -> Observation:
         client_cpu=client,
         other_cpu=max(0.0, busy - server_cpu - client),
         wall=wall,
-        peak_rss=sampler.peak(server.name),
+        peak_rss=sampler.peak(measured.name),
         extra=outcome.extra,
     )
     if outcome.cleanup is not None:

@@ -95,11 +95,11 @@ def build_workloads(
     workloads: dict[str, Workload] = {}
     if "blobs" in wanted:
         log("hashing the test file")
-        workloads["blobs"] = LargeBlob(settings, big, Region.of(big, 0, settings.blob_size))
+        workloads["blobs"] = LargeBlob(settings, big, Region.of(big, 0, settings.blob_size), options.s3)
     if "small" in wanted:
         workloads["small"] = SmallRequests(settings, workdir, tags_list=not options.s3)
     if "image" in wanted:
-        workloads["image"] = ManyLayerImage(settings)
+        workloads["image"] = ManyLayerImage(settings, redirects=options.s3)
     if "pushers" in wanted:
         workloads["pushers"] = ConcurrentPushers(settings, big)
     if "catalog" in wanted:
@@ -116,37 +116,45 @@ def started_servers(options: Options, workdir: Path, distribution3: Path | None)
     servers: list[Server] = []
     with ExitStack() as stack:
         storage = s3_storage(options, workdir, stack)
+
+        def start(kind: str, name: str, folder: str, workers: int | None, binary: Path | None = None) -> None:
+            section = storage()
+            server = start_registry(kind, name, workdir / folder, workers, binary=binary, storage=section)
+            servers.append(server)
+            if section is not None:
+                # On S3 the same registry again on the same bucket, redirecting blob GETs.
+                redirecting = {**section, "redirect": {"disable": False}}
+                server.redirecting = start_registry(
+                    kind,
+                    redirected(name),
+                    workdir / f"{folder}-redirects",
+                    workers,
+                    binary=binary,
+                    storage=redirecting,
+                )
+
         try:
             if options.candidate == "dockyard":
                 log(f"starting Dockyard ({dockyard_workers(options)})")
-                workers, dockyard = options.workers, workdir / "dockyard"
-                servers.append(start_registry("dockyard", "Dockyard", dockyard, workers, storage=storage()))
+                start("dockyard", "Dockyard", "dockyard", options.workers)
             else:
                 log("starting a second Distribution in slot A (harness self-check)")
-                servers.append(
-                    start_registry("distribution", "Distribution A", workdir / "dist-a", 1, storage=storage())
-                )
+                start("distribution", "Distribution A", "dist-a", 1)
             if options.profile is None:
                 log("starting Distribution 2.8")
-                servers.append(
-                    start_registry("distribution", BASELINE, workdir / "distribution", 1, storage=storage())
-                )
+                start("distribution", BASELINE, "distribution", 1)
                 if distribution3 is not None:
                     log(f"starting Distribution 3.1 ({distribution3})")
-                    servers.append(
-                        start_registry(
-                            "distribution3",
-                            PEER,
-                            workdir / "distribution3",
-                            1,
-                            binary=distribution3,
-                            storage=storage(),
-                        )
-                    )
+                    start("distribution3", PEER, "distribution3", 1, binary=distribution3)
             yield servers
         finally:
             for server in servers:
                 server.stop()
+
+
+def redirected(name: str) -> str:
+    """The name of a server's redirecting twin in the logs and the RSS accounting."""
+    return f"{name} (redirects)"
 
 
 def s3_storage(options: Options, workdir: Path, stack: ExitStack) -> Callable[[], dict[str, Any] | None]:
@@ -246,6 +254,8 @@ def run(options: Options) -> Run:
         with started_servers(options, workdir, distribution3) as servers:
             for server in servers:
                 sampler.watch(server.name, server.pid)
+                if server.redirecting is not None:
+                    sampler.watch(server.redirecting.name, server.redirecting.pid)
             sampler.start()
             for name, workload in workloads.items():
                 for server in servers:

@@ -48,6 +48,9 @@ class Server:
     tls: ssl.SSLContext | None = None  # reached over HTTPS (a TLS proxy in front), trusting this
     kind: str = ""  # as given to start_registry
     s3: dict[str, Any] | None = None  # the ``storage.s3`` section when it stores on S3
+    redirecting: Server | None = None
+    """S3 runs: the same registry on the same bucket with redirects on (blob GETs answered with
+    presigned URLs), for the rows that measure them."""
 
     host = "127.0.0.1"
 
@@ -81,6 +84,8 @@ class Server:
         raise TimeoutError(f"{self.name} did not answer within {timeout}s:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 15.0) -> None:
+        if self.redirecting is not None:
+            self.redirecting.stop(timeout)
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -174,9 +179,7 @@ def start_registry(
         process = _spawn([str(binary), "serve", str(config_path)], workdir)
     else:
         raise ValueError(f"unknown registry kind {kind!r}")
-    server = Server(
-        name, port, workdir, process, storage_root=root, kind=kind, s3=(storage or {}).get("s3")
-    )
+    server = Server(name, port, workdir, process, storage_root=root, kind=kind, s3=(storage or {}).get("s3"))
     try:
         server.wait_ready("/v2/")
     except BaseException:

@@ -10,7 +10,7 @@ import random
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Headers
 from starlette.responses import RedirectResponse, Response
@@ -33,13 +33,15 @@ from .lifecycle.http import EXTENSION as REPOSITORY_EXTENSION
 from .lifecycle.http import USAGE_EXTENSION, RepositoryEndpoint, UsageEndpoint
 from .lifecycle.records import PullRecorder
 from .lifecycle.schedule import collect_forever
-from .notifications import Notifier
 from .observability.compose import Observability
 from .observability.health import StorageHealth
-from .proxy import Proxy
-from .storage import ManifestPolicy, Storage, Wrappers
+from .storage import DescriptorCache, ManifestPolicy, Storage, Wrappers
 from .ui import PREFIX as UI_PREFIX
 from .ui import SEARCH_PATH, WebInterface
+
+if TYPE_CHECKING:
+    from .notifications import Notifier
+    from .proxy import Proxy
 
 log = logging.getLogger("registry")
 
@@ -79,8 +81,10 @@ def create_app(
     if driver is None:
         driver = create_driver(config.storage.driver, config.storage.parameters)
     measured = observability.driver(driver)
-    storage = Storage(measured, PushGuard(measured), manifest_policy(config), wrappers)
-    notifier = Notifier.from_config(config, storage.driver, observability.metrics)
+    cache = config.storage.descriptor_cache
+    descriptors = DescriptorCache(cache.size, cache.expiry) if cache is not None else None
+    storage = Storage(measured, PushGuard(measured), manifest_policy(config), wrappers, descriptors)
+    notifier = _notifier(config, storage.driver, observability)
     observability.count_uploads(storage.uploads)
     health = observability.watch_storage(driver.name, storage.check)
     token_server = create_token_server(config.tokenserver, auth=config.auth, embedded=True)
@@ -136,7 +140,7 @@ def create_app(
                 return json_response({"storage": name}, 503)
         return json_response({"storage": "ok"})
 
-    proxy = Proxy(config.proxy, storage) if config.proxy else None
+    proxy = _proxy(config, storage)
     pulls = None  # read-only mode writes nothing, pull times included
     if not config.storage.read_only:
         pulls = PullRecorder(storage.driver, config.storage.pull_records_interval)
@@ -185,6 +189,24 @@ def create_app(
     # Inside the observing layer: the access log, metrics and audit see a refused write's 503.
     notified = notifier.application(application) if notifier is not None else application
     return observability.application(notified, route_names, {prefix: prefix.strip("/") for prefix in mounted})
+
+
+def _notifier(config: Config, driver: StorageDriver, observability: Observability) -> Notifier | None:
+    """The webhooks' notifier, when endpoints are configured. Webhooks and mirrors need httpx
+    (about 5 MiB in every worker): their modules are imported only when configured."""
+    if not config.notifications.endpoints:
+        return None
+    from .notifications import Notifier  # noqa: PLC0415 - see the docstring
+
+    return Notifier.from_config(config, driver, observability.metrics)
+
+
+def _proxy(config: Config, storage: Storage) -> Proxy | None:
+    if not config.proxy:
+        return None
+    from .proxy import Proxy  # noqa: PLC0415 - as the notifier's
+
+    return Proxy(config.proxy, storage)
 
 
 def _gated(app: ASGIApp, health: StorageHealth) -> ASGIApp:

@@ -92,6 +92,18 @@ class GarbageCollect:
 
 
 @dataclass(frozen=True)
+class DescriptorCacheConfig:
+    """``storage.cache.blobdescriptor: inmemory``: each worker keeps what it read of which
+    repository holds which blob and manifest (``registry/storage/descriptors.py``)."""
+
+    size: int = 10_000
+    """``blobdescriptorsize``: entries per worker; 0 bounds them by the expiry alone."""
+    expiry: float = 5.0
+    """``blobdescriptorexpiry`` (Dockyard's key): seconds an entry is believed, so the longest a
+    delete made through another worker or replica goes unseen."""
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     driver: str = "filesystem"
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -104,6 +116,8 @@ class StorageConfig:
     pull_records_interval: float = 60.0
     """``storage.maintenance.pullrecords.flushinterval``: how often a worker writes pull times."""
     garbage_collect: GarbageCollect = field(default_factory=GarbageCollect)
+    descriptor_cache: DescriptorCacheConfig | None = None
+    """None: every read asks the storage (no ``storage.cache.blobdescriptor``)."""
 
 
 @dataclass(frozen=True)
@@ -352,7 +366,7 @@ class _Parser:
         purging = maintenance.section("uploadpurging")
         readonly = maintenance.section("readonly")
         maintenance.warn_unknown({"uploadpurging", "readonly", "retention", "pullrecords", "garbagecollect"})
-        storage.warn_unknown({driver, "delete", "redirect", "maintenance"})
+        storage.warn_unknown({driver, "delete", "redirect", "maintenance", "cache"})
         defaults = UploadPurging()
         upload_purging = UploadPurging(
             enabled=purging.flag("enabled", default=defaults.enabled),
@@ -372,6 +386,22 @@ class _Parser:
             retention=self._retention(maintenance),
             pull_records_interval=self._pull_records(maintenance.section("pullrecords")),
             garbage_collect=self._garbage_collect(maintenance.section("garbagecollect")),
+            descriptor_cache=self._descriptor_cache(storage.section("cache")),
+        )
+
+    @staticmethod
+    def _descriptor_cache(cache: Section) -> DescriptorCacheConfig | None:
+        cache.warn_unknown({"blobdescriptor", "layerinfo", "blobdescriptorsize", "blobdescriptorexpiry"})
+        key = "blobdescriptor" if cache.given("blobdescriptor") else "layerinfo"  # its former name
+        kind = cache.string(key).strip()
+        if kind.lower() != "inmemory":
+            if kind:  # redis, or a name Distribution does not know either: no cache, as there
+                cache.unsupported.append(f"{cache.where(key)}: {kind}")
+            return None
+        defaults = DescriptorCacheConfig()
+        return DescriptorCacheConfig(
+            size=cache.integer("blobdescriptorsize", default=defaults.size, minimum=0),
+            expiry=cache.duration("blobdescriptorexpiry", default=defaults.expiry, minimum=0.001),
         )
 
     @staticmethod

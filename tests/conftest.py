@@ -42,6 +42,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where registries the tests start store their content unless a test names its own: "
         + "; ".join(f"{name}: {what}" for name, what in STORAGE_BACKENDS.items()),
     )
+    parser.addoption(
+        "--blob-descriptor-cache",
+        action="store_true",
+        help="registries the tests start keep a blob descriptor cache "
+        "(storage.cache.blobdescriptor: inmemory) unless a test's config says otherwise",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +63,7 @@ def start_registry(
     end of the session.
     """
     backend = request.config.getoption("registry_storage")
+    descriptor_cache = request.config.getoption("blob_descriptor_cache")
     rgw: CephRGW | None = request.getfixturevalue("ceph_rgw") if backend != "filesystem" else None
     started: list[RunningRegistry] = []
 
@@ -77,6 +84,8 @@ def start_registry(
         base = default_config(storage=storage)
         if backend == "s3-noredirect":
             base["storage"]["redirect"] = {"disable": True}
+        if descriptor_cache:
+            base["storage"]["cache"] = {"blobdescriptor": "inmemory"}
         registry = RunningRegistry(workdir, configure(base, config), workers, env=env)
         started.append(registry)
         return registry.start()

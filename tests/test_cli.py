@@ -175,7 +175,7 @@ def test_check_config_names_unsupported_keys_in_one_warning(tmp_path: Path) -> N
             "version": 0.1,
             "storage": {
                 "filesystem": {"rootdirectory": str(tmp_path)},
-                "cache": {"blobdescriptor": "inmemory"},
+                "cache": {"blobdescriptor": "redis"},  # no Redis here: no cache, with a warning
             },
             "notifications": {"endpoints": []},
             "redis": {"addr": "localhost:6379"},

@@ -185,6 +185,41 @@ def test_scheduled_garbage_collection_problems_are_reported(tmp_path: Path) -> N
     assert len(raised.value.problems) == 4
 
 
+def _with_cache(cache: dict[str, Any]) -> dict[str, Any]:
+    return {**_minimal(), "storage": {**_minimal()["storage"], "cache": cache}}
+
+
+def test_blob_descriptor_cache(tmp_path: Path) -> None:
+    assert _load(tmp_path, _minimal()).storage.descriptor_cache is None  # every read asks storage
+    cache = _load(tmp_path, _with_cache({"blobdescriptor": "inmemory"})).storage.descriptor_cache
+    assert (cache.size, cache.expiry) == (10_000, 5.0)  # Distribution's size; Dockyard's expiry
+    given = {"blobdescriptor": "inmemory", "blobdescriptorsize": 0, "blobdescriptorexpiry": "1m"}
+    cache = _load(tmp_path, _with_cache(given)).storage.descriptor_cache
+    assert (cache.size, cache.expiry) == (0, 60.0)
+    assert _load(tmp_path, _with_cache({"layerinfo": "inmemory"})).storage.descriptor_cache is not None
+    environ = {"REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR": "inmemory"}
+    loaded = _load(tmp_path, _minimal(), environ)
+    assert loaded.storage.descriptor_cache is not None
+    assert loaded.warnings == ()
+
+
+def test_a_blob_descriptor_cache_the_registry_lacks_is_named_in_the_warning(tmp_path: Path) -> None:
+    loaded = _load(tmp_path, _with_cache({"blobdescriptor": "redis"}))
+    assert loaded.storage.descriptor_cache is None
+    [warning] = loaded.warnings
+    assert "storage.cache.blobdescriptor: redis" in warning
+
+
+def test_blob_descriptor_cache_problems_are_reported(tmp_path: Path) -> None:
+    wrong = {"blobdescriptor": "inmemory", "blobdescriptorsize": -1, "blobdescriptorexpiry": "0s"}
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, _with_cache(wrong))
+    problems = "\n".join(raised.value.problems)
+    for key in ("blobdescriptorsize", "blobdescriptorexpiry"):
+        assert f"storage.cache.{key}" in problems
+    assert len(raised.value.problems) == 2
+
+
 def test_http_workers(tmp_path: Path) -> None:
     assert _load(tmp_path, _minimal()).http.workers is None  # one per usable CPU
     assert _load(tmp_path, {**_minimal(), "http": {"workers": 4}}).http.workers == 4
@@ -373,7 +408,7 @@ validation:
         - ^https?://www\\.example\\.com/
 """
 UNSUPPORTED_IN_EXAMPLE = (
-    "redis", "tags", "log.hooks", "storage.cache", "storage.tag",
+    "redis", "tags", "log.hooks", "storage.tag",
     "http.http2", "http.h2c",
 )  # fmt: skip
 NON_DISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"

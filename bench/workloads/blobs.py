@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.api import check_digest_header, delete_blob, push_chunked, push_monolithic
 from bench.data import Region, UniqueBlob
-from bench.http import FileComparer, HTTPError
+from bench.http import FileComparer, HTTPError, Redirects
 from bench.measure import Case, Outcome
 from bench.servers import Server
 from bench.settings import Settings
@@ -46,11 +46,13 @@ def discard_pushed(server: Server, repository: str, digests: list[str]) -> Calla
 
 
 class LargeBlob:
-    def __init__(self, settings: Settings, path: Path, region: Region) -> None:
+    def __init__(self, settings: Settings, path: Path, region: Region, redirects: bool = False) -> None:
+        """``redirects``: also the pull rows through each server's redirecting twin (S3 runs)."""
         self.settings = settings
         self.path = path
         self.region = region  # the whole test file
         self.pull_blob = UniqueBlob(region, b"", region.digest)
+        self.redirects = redirects
 
     def setup(self, server: Server) -> None:
         """Store the blob the pull cases read (untimed)."""
@@ -91,6 +93,31 @@ class LargeBlob:
             ),
             Case(
                 "pull-range", f"pull {range_size} Range GET of it", "MB/s", True, self.pull_range, target=1.1
+            ),
+            *self._redirected_cases(size, range_size),
+        ]
+
+    def _redirected_cases(self, size: str, range_size: str) -> list[Case]:
+        if not self.redirects:
+            return []
+        return [
+            Case(
+                "pull-full-redirect",
+                f"pull {size} blob, full GET via redirect to storage",
+                "MB/s",
+                True,
+                self.pull_full_redirected,
+                target=1.1,
+                redirected=True,
+            ),
+            Case(
+                "pull-range-redirect",
+                f"pull {range_size} Range GET via redirect to storage",
+                "MB/s",
+                True,
+                self.pull_range_redirected,
+                target=1.1,
+                redirected=True,
             ),
         ]
 
@@ -151,6 +178,39 @@ class LargeBlob:
             return Outcome(length / elapsed / MB, {"seconds": elapsed})
 
         return timed
+
+    def _pull_redirected(self, server: Server, start: int, length: int) -> Callable[[], Outcome]:
+        """GET from the server's redirecting twin, then the content from where it points."""
+        assert server.redirecting is not None
+        twin = server.redirecting
+        whole = start == 0 and length == self.pull_blob.size
+        headers = {} if whole else {"Range": f"bytes={start}-{start + length - 1}"}
+
+        def timed() -> Outcome:
+            comparer = FileComparer(str(self.path), start, length)
+            try:
+                with twin.connect() as connection, Redirects() as storage:
+                    started = time.perf_counter()
+                    answer = connection.request(
+                        "GET", f"/v2/{PULL_REPOSITORY}/blobs/{self.pull_blob.digest}", headers=headers
+                    )
+                    answer.expect(307)
+                    response = storage.get(answer.header("Location"), headers, comparer)
+                    elapsed = time.perf_counter() - started
+            finally:
+                comparer.close()
+            response.expect(200 if whole else 206)
+            if not comparer.verified():
+                raise HTTPError(f"pulled bytes differ from the blob at {comparer.mismatch_at}")
+            return Outcome(length / elapsed / MB, {"seconds": elapsed})
+
+        return timed
+
+    def pull_full_redirected(self, server: Server) -> Callable[[], Outcome]:
+        return self._pull_redirected(server, 0, self.pull_blob.size)
+
+    def pull_range_redirected(self, server: Server) -> Callable[[], Outcome]:
+        return self._pull_redirected(server, self.settings.range_start, self.settings.range_length)
 
     def pull_full(self, server: Server) -> Callable[[], Outcome]:
         return self._pull(server, 0, self.pull_blob.size)

@@ -11,19 +11,22 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from bench.api import (
     get_blob,
+    get_blob_redirected,
     get_manifest,
     image_manifest,
     push_bytes_like_docker,
     put_manifest,
     sha256_digest,
 )
-from bench.http import Connection, HTTPError
+from bench.http import Connection, HTTPError, Redirects
 from bench.measure import Case, Outcome
 from bench.parallel import over_connections
 from bench.servers import Server
@@ -46,9 +49,11 @@ class Image:
 
 
 class ManyLayerImage:
-    def __init__(self, settings: Settings, repository: str = REPOSITORY) -> None:
+    def __init__(self, settings: Settings, repository: str = REPOSITORY, redirects: bool = False) -> None:
+        """``redirects``: also the pull row through each server's redirecting twin (S3 runs)."""
         self.settings = settings
         self.repository = repository
+        self.redirects = redirects
         rng = random.Random(settings.layer_seed)
         self.sizes = [rng.randint(settings.layer_min, settings.layer_max) for _ in range(settings.layers)]
         self.content = rng.randbytes(sum(self.sizes))
@@ -62,10 +67,15 @@ class ManyLayerImage:
         total = sum(self.sizes) / 1e6
         layers = f"{self.settings.layers} layers ({total:.0f} MB)"
         connections = f"{self.settings.image_connections} connections"
-        return [
+        cases = [
             Case("image-push", f"push image of {layers}, {connections}", "s", False, self.push, target=1.6),
             Case("image-pull", f"pull image of {layers}, {connections}", "s", False, self.pull, target=1.5),
         ]
+        if self.redirects:
+            label = f"pull image of {layers}, {connections}, via redirects to storage"
+            pull = Case("image-pull-redirect", label, "s", False, self.pull_redirected, redirected=True)
+            cases.append(pull)
+        return cases
 
     def new_image(self) -> Image:
         number = next(self.pushes)
@@ -118,6 +128,42 @@ class ManyLayerImage:
                 raise HTTPError("pulled manifest lists other layers")
             over_connections(server, self.settings.image_connections, image.layers, pull_layer)
             elapsed = time.perf_counter() - started
+            return Outcome(elapsed, {"MB/s": image.size / elapsed / 1e6})
+
+        return timed
+
+    def pull_redirected(self, server: Server) -> Callable[[], Outcome]:
+        """The pull, from the server's redirecting twin: every blob GET answers 307 and the client
+        fetches it from storage over a connection of its own (one per client connection)."""
+        image = self.pushed[server.name]
+        assert server.redirecting is not None
+        twin = server.redirecting
+        local = threading.local()
+        opened: list[Redirects] = []
+
+        def storage() -> Redirects:
+            if not hasattr(local, "redirects"):
+                local.redirects = Redirects()
+                opened.append(local.redirects)
+            return cast("Redirects", local.redirects)
+
+        def pull_layer(connection: Connection, layer: tuple[str, bytes]) -> None:
+            get_blob_redirected(connection, storage(), self.repository, layer[0], layer[1])
+
+        def timed() -> Outcome:
+            try:
+                started = time.perf_counter()
+                with twin.connect() as connection:
+                    manifest = get_manifest(connection, self.repository, image.tag, image.manifest_digest)
+                    listed = [layer["digest"] for layer in json.loads(manifest)["layers"]]
+                    get_blob_redirected(connection, storage(), self.repository, *image.config)
+                if listed != [digest for digest, _ in image.layers]:
+                    raise HTTPError("pulled manifest lists other layers")
+                over_connections(twin, self.settings.image_connections, image.layers, pull_layer)
+                elapsed = time.perf_counter() - started
+            finally:
+                for redirects in opened:
+                    redirects.close()
             return Outcome(elapsed, {"MB/s": image.size / elapsed / 1e6})
 
         return timed

@@ -46,7 +46,10 @@ class RepositoryEndpoint:
             raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": "DELETE"})
         if not self._delete_enabled:
             raise RegistryError(ErrorCode.DELETE_DISABLED)
-        await delete_repository(self._storage.driver, name, HTTP_WAIT)
+        try:
+            await delete_repository(self._storage.driver, name, HTTP_WAIT)
+        finally:
+            self._storage.forget_repository(name)
         await empty(202)(scope, receive, send)
 
 

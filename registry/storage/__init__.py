@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 from storage_drivers import PathNotFound, StorageDriver
 
+from ..references import RepositoryName
 from . import paths
 from .blobs import BlobStore
 from .catalog import Catalog, walk_repositories
+from .descriptors import CachedBlobs, DescriptorCache
 from .manifests import ManifestPolicy, Manifests, StoredManifest
 from .referrers import Referrers
 from .services import BlobService, ManifestService
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BlobService",
+    "DescriptorCache",
     "ManifestPolicy",
     "ManifestService",
     "Storage",
@@ -53,7 +56,11 @@ class Storage:
     services built on it use (uploads finish into the wrapped blob store, manifests check and
     reference blobs through it). ``guard`` is the manifest push's side of garbage collection
     (``registry.lifecycle.guard``), given by whoever assembles the registry: the lifecycle is
-    built on storage, not the other way round."""
+    built on storage, not the other way round.
+
+    With a ``descriptors`` cache, what clients read answers from it where it can: ``blobs`` is
+    the wrapped blob service behind the cache, while uploads and manifest pushes use the wrapped
+    one directly, so every check a write decides on reads storage (``descriptors``)."""
 
     def __init__(
         self,
@@ -61,18 +68,34 @@ class Storage:
         guard: PushGuard,
         policy: ManifestPolicy | None = None,
         wrappers: Wrappers | None = None,
+        descriptors: DescriptorCache | None = None,
     ) -> None:
         wrap = wrappers or Wrappers()
         self.driver = driver
         self.guard = guard
-        self.blobs = wrap.blobs(BlobStore(driver))
-        self.uploads = Uploads(driver, self.blobs)
+        self.descriptors = descriptors
+        blobs = wrap.blobs(BlobStore(driver))
+        self.uploads = Uploads(driver, blobs)
         self.tags = Tags(driver)
         self.referrers = Referrers(driver)
         self.manifests = wrap.manifests(
-            Manifests(driver, self.blobs, self.tags, self.referrers, policy or ManifestPolicy(), guard=guard)
+            Manifests(
+                driver,
+                blobs,
+                self.tags,
+                self.referrers,
+                policy or ManifestPolicy(),
+                guard=guard,
+                descriptors=descriptors,
+            )
         )
+        self.blobs: BlobService = blobs if descriptors is None else CachedBlobs(blobs, descriptors)
         self.catalog = Catalog(driver)
+
+    def forget_repository(self, name: RepositoryName) -> None:
+        """After ``name`` was deleted: this worker's descriptor cache drops what it knew of it."""
+        if self.descriptors is not None:
+            self.descriptors.forget_repository(name)
 
     async def purge_uploads(self, age: float, dry_run: bool = False) -> list[str]:
         """Delete uploads started more than ``age`` seconds ago in every repository, and what

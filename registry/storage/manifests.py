@@ -20,6 +20,7 @@ from ..errors import ErrorCode, RegistryError
 from ..lifecycle import records
 from ..references import Digest, Reference, RepositoryName, Tag
 from . import paths
+from .descriptors import DescriptorCache
 from .links import has_link
 from .manifest_format import Descriptor, Manifest, check_urls, parse_manifest, stored_media_type
 from .referrers import Referrers, descriptor_of
@@ -96,8 +97,10 @@ class Manifests:
         policy: ManifestPolicy,
         *,
         guard: PushGuard,
+        descriptors: DescriptorCache | None = None,
     ) -> None:
         self._driver = driver
+        self._descriptors = descriptors
         self._blobs = blobs
         self._tags = tags
         self._referrers = referrers
@@ -112,7 +115,7 @@ class Manifests:
 
     async def get(self, name: RepositoryName, reference: Reference) -> StoredManifest:
         digest = await self.resolve(name, reference)
-        if not await self.exists(name, digest):
+        if not await self._known(name, digest):
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"reference": str(reference)})
         cached = self._cache.get(digest)
         if cached is not None:
@@ -126,7 +129,22 @@ class Manifests:
         return StoredManifest(digest, media_type, content)
 
     async def exists(self, name: RepositoryName, digest: Digest) -> bool:
+        """Whether storage holds the revision: what pushes decide on, never the cache."""
         return await has_link(self._driver, paths.manifest_revision_link(name, digest), digest)
+
+    async def _known(self, name: RepositoryName, digest: Digest) -> bool:
+        """Whether ``name`` holds the manifest, for a client's read: from the descriptor cache
+        when it knows."""
+        cache = self._descriptors
+        if cache is None:
+            return await self.exists(name, digest)
+        if cache.has_manifest(name, digest):
+            return True
+        since = cache.generation
+        if not await self.exists(name, digest):
+            return False
+        cache.hold_manifest(name, digest, since)
+        return True
 
     async def put(
         self,
@@ -145,9 +163,13 @@ class Manifests:
                 ErrorCode.DIGEST_INVALID, {"expected": str(reference), "computed": str(digest)}
             )
         gc_state = await self._guard.begin()
-        _, had_revision = await asyncio.gather(
-            self._check_references(name, manifest), self.exists(name, digest)
-        )
+        try:
+            _, had_revision = await asyncio.gather(
+                self._check_references(name, manifest), self.exists(name, digest)
+            )
+        except RegistryError as exc:
+            self._forget_missing(name, manifest, exc)
+            raise
         blob_path = paths.blob_data(digest)
         if await self._blobs.size(digest) != len(content):
             await self._driver.put_content(blob_path, content)
@@ -172,10 +194,12 @@ class Manifests:
         )
         if unsafe:
             await self._withdraw(name, manifest, digest, tags, had_revision)
-            raise RegistryError(
+            refused = RegistryError(
                 ErrorCode.MANIFEST_BLOB_UNKNOWN,
                 {"digests": [str(d) for d in unsafe], "reason": "collected by garbage collection meanwhile"},
             )
+            self._forget_missing(name, manifest, refused)
+            raise refused
         return digest, manifest
 
     async def _reachable(self, name: RepositoryName, manifest: Manifest, digest: Digest) -> set[Digest]:
@@ -198,6 +222,14 @@ class Manifests:
             return parse_manifest(stored.content, stored.media_type)
         except RegistryError:
             return None
+
+    def _forget_missing(self, name: RepositoryName, manifest: Manifest, refused: RegistryError) -> None:
+        """A push refused for content ``name`` lacks: a cached HEAD may have told the client a
+        blob was there (collected meanwhile), so its next attempt must see storage."""
+        if self._descriptors is None or refused.code is not ErrorCode.MANIFEST_BLOB_UNKNOWN:
+            return
+        for descriptor in (*manifest.blobs, *manifest.children):
+            self._descriptors.forget(name, descriptor.digest)
 
     async def _missing(
         self, name: RepositoryName, manifest: Manifest, digest: Digest, size: int
@@ -279,6 +311,8 @@ class Manifests:
 
     async def delete(self, name: RepositoryName, digest: Digest) -> None:
         """Remove a manifest from ``name``: first the tags pointing at it, then the revision."""
+        if self._descriptors is not None:
+            self._descriptors.forget(name, digest)
         stored = await self.get(name, digest)
         for tag in await self._tags.pointing_at(name, digest):
             with contextlib.suppress(RegistryError):  # untagged concurrently
@@ -287,6 +321,9 @@ class Manifests:
             await self._driver.delete(paths.manifest_revision(name, digest))
         except PathNotFound:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"digest": str(digest)}) from None
+        finally:
+            if self._descriptors is not None:
+                self._descriptors.forget(name, digest)
         try:
             subject = parse_manifest(stored.content, stored.media_type).subject
         except RegistryError:

@@ -18,9 +18,10 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 COOKIE = "dockyard_session"
 SESSION_SECONDS = 30 * 60
@@ -48,8 +49,19 @@ class Sealer:
     """Seals sessions into cookie values and opens them; makes and checks CSRF tokens."""
 
     def __init__(self, secret: str) -> None:
-        self._aead = AESGCM(_derive(secret, b"session cookie"))
+        self._aead_key = _derive(secret, b"session cookie")
+        self._cipher: AESGCM | None = None
         self._csrf_key = _derive(secret, b"csrf token")
+
+    @property
+    def _aead(self) -> AESGCM:
+        """Made on first use: cryptography costs each worker about 9 MiB of memory, and a
+        registry whose interface nobody signs in to never needs it."""
+        if self._cipher is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
+            self._cipher = AESGCM(self._aead_key)
+        return self._cipher
 
     def seal(self, session: Session) -> str:
         document = {"n": session.nonce, "e": session.expires, "a": session.account, "c": session.credential}
@@ -61,6 +73,8 @@ class Sealer:
         """The session a cookie value holds; None when it is missing, not ours, or expired."""
         if not value or len(value) > MAX_COOKIE_CHARACTERS:
             return None
+        from cryptography.exceptions import InvalidTag  # noqa: PLC0415 - loaded with the cipher
+
         try:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
             plain = self._aead.decrypt(raw[:_AEAD_NONCE_BYTES], raw[_AEAD_NONCE_BYTES:], COOKIE.encode())

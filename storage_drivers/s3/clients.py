@@ -24,6 +24,9 @@ time out before the call's deadline. What is left surfaces as StorageUnavailable
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -31,7 +34,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.loaders import JSONFileLoader, Loader
 
 from .errors import TRANSIENT_TRANSPORT, is_transient
 from .settings import S3Settings
@@ -114,6 +119,34 @@ class _RetryWithinDeadline:
         if not transient:
             return None
         return retry_delay(self._budget, attempts, request_dict["context"].get(_STARTED, time.monotonic()))
+
+
+class _PlainJSONFiles(JSONFileLoader):
+    """botocore's data files (the S3 service model, the endpoint tables) parsed into plain dicts
+    instead of OrderedDicts: the same order, and about 4 MiB less in every worker."""
+
+    def load_file(self, file_path: str) -> Any:
+        for extension, opener in ((".json", open), (".json.gz", gzip.open)):
+            if os.path.isfile(file_path + extension):
+                with opener(file_path + extension, "rb") as file:
+                    return json.loads(file.read())
+        return None
+
+
+def new_session(settings: S3Settings) -> boto3.session.Session:
+    """A boto3 session with the settings' credentials and region, its data files read lean."""
+    core = botocore.session.Session()
+    data_path = core.get_config_variable("data_path")  # AWS_DATA_PATH, as botocore reads it
+    extra = (
+        [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)] if data_path else []
+    )
+    core.register_component("data_loader", Loader(extra_search_paths=extra, file_loader=_PlainJSONFiles()))
+    return boto3.session.Session(
+        aws_access_key_id=settings.accesskey,
+        aws_secret_access_key=settings.secretkey,
+        region_name=settings.region,
+        botocore_session=core,
+    )
 
 
 def make_client(

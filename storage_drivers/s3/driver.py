@@ -16,13 +16,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from anyio import CancelScope, to_thread
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver, StorageError
 from ..config import Parameters
-from .clients import BULK, QUICK, CallBudget, S3Clients, make_client
+from .clients import BULK, QUICK, CallBudget, S3Clients, make_client, new_session
 from .errors import TRANSIENT_TRANSPORT, in_thread, status_code, translate
 from .lean import LeanReader, ObjectHead
 from .settings import MAX_PART, S3Settings, parse_settings
@@ -76,11 +75,7 @@ class S3Driver(StorageDriver):
         self.bucket = settings.bucket
         self.redirect_expiry = redirect_expiry
         self._prefix = settings.key_prefix
-        session = boto3.session.Session(
-            aws_access_key_id=settings.accesskey,
-            aws_secret_access_key=settings.secretkey,
-            region_name=settings.region,
-        )
+        session = new_session(settings)
         self._clients = S3Clients.create(session, settings, settings.regionendpoint, quick, bulk)
         self._quick, self._bulk = self._clients.quick, self._clients.bulk
         self._presigner: S3Client = (
@@ -401,7 +396,10 @@ class S3Driver(StorageDriver):
     def _existing(self, key: str) -> list[str]:
         """``[key]`` if an object is stored there, else ``[]``."""
         try:
-            self._quick.head_object(Bucket=self.bucket, Key=key)
+            if self._lean is not None:
+                self._lean.head(key)
+            else:
+                self._quick.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if status_code(exc) != 404:
                 raise

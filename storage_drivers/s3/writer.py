@@ -22,7 +22,7 @@ the tail as the last part and completes the upload (a single PUT when no part wa
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..base import FileWriter, PathNotFound, StorageError
 from .clients import S3Clients
@@ -168,22 +168,28 @@ class S3Writer(FileWriter):
             )
             self._upload_id = created["UploadId"]
         upload_id, number = self._upload_id, len(self._parts) + 1
-        with memoryview(self._buffer) as view:
-            body = bytes(view[:length])
-        uploaded = await in_thread(
-            self._path,
-            lambda: self._bulk.upload_part(
-                Bucket=self._bucket,
-                Key=self._key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=body,
-                ContentLength=length,
-            ),
-        )
+        # The buffer itself goes up, cut to the part: no copy of the part (botocore sends a
+        # bytearray body as it is, where bytes would be copied once more behind the headers).
+        body, self._buffer = self._buffer, self._buffer[length:]
+        del body[length:]
+        try:
+            uploaded = await in_thread(
+                self._path,
+                lambda: self._bulk.upload_part(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=cast("bytes", body),  # botocore takes a bytearray; the stubs know bytes
+                    ContentLength=length,
+                ),
+            )
+        except BaseException:
+            body += self._buffer  # a failed part leaves the bytes to retry or persist
+            self._buffer = body
+            raise
         self._parts.append({"PartNumber": number, "ETag": uploaded["ETag"]})
         self._parts_size += length
-        del self._buffer[:length]  # only now: a failed part leaves the bytes to retry or persist
 
     async def close(self) -> None:
         if self._closed:
@@ -216,6 +222,7 @@ class S3Writer(FileWriter):
         await self._load_tail()
         size = self.size
         if self._upload_id is None:
+            # One PUT stores all its bytes or none: nothing to check after it.
             body = bytes(self._buffer)
             await in_thread(
                 self._path,
@@ -223,6 +230,7 @@ class S3Writer(FileWriter):
                     Bucket=self._bucket, Key=self._key, Body=body, **self._settings.put_arguments()
                 ),
             )
+            self._closed = True
         else:
             if self._buffer:
                 await self._upload_part(len(self._buffer))
@@ -236,12 +244,13 @@ class S3Writer(FileWriter):
                     MultipartUpload={"Parts": parts},
                 ),
             )
-        self._closed = True
-        stored = await in_thread(
-            self._path, lambda: self._quick.head_object(Bucket=self._bucket, Key=self._key)
-        )
-        if stored["ContentLength"] != size:
-            raise StorageError(self._path, f"stored {stored['ContentLength']} bytes, wrote {size}")
+            self._closed = True
+            # Completing drops parts it was not given: the object must hold every byte written.
+            stored = await in_thread(
+                self._path, lambda: self._quick.head_object(Bucket=self._bucket, Key=self._key)
+            )
+            if stored["ContentLength"] != size:
+                raise StorageError(self._path, f"stored {stored['ContentLength']} bytes, wrote {size}")
         await self._delete_pending()
 
     async def cancel(self) -> None:
