@@ -149,6 +149,19 @@ class DriverConformance:
         await driver.put_contents([])
         assert await driver.list(f"{root}/batch/new") == [f"{root}/batch/new/a", f"{root}/batch/new/b"]
 
+    @pytest.mark.parametrize("durable", [True, False])
+    async def test_put_many_stores_each_object(self, driver: StorageDriver, root: str, durable: bool) -> None:
+        await driver.put_content(f"{root}/many/old", b"before")
+        items = [(f"{root}/many/new/{n}/marker", b"") for n in range(40)]
+        items += [(f"{root}/many/old", b"replaced"), (f"{root}/many/other", b"content")]
+        await driver.put_many(items, durable=durable)
+        for path, data in items:
+            assert await driver.get_content(path) == data
+        assert len(await driver.list(f"{root}/many/new")) == 40
+        await driver.put_many([], durable=durable)
+        with pytest.raises(InvalidPath):
+            await driver.put_many([(f"{root}/many/../escape", b"")], durable=durable)
+
     async def test_empty_content(self, driver: StorageDriver, root: str) -> None:
         await driver.put_content(f"{root}/empty", b"")
         assert await driver.get_content(f"{root}/empty") == b""
