@@ -20,7 +20,7 @@ from typing import TypeVar
 from storage_drivers import FileInfo, PathNotFound, StorageDriver
 
 from ..errors import RegistryError
-from ..references import Digest, RepositoryName, Tag
+from ..references import HEX_LENGTHS, Digest, RepositoryName, Tag, is_repository_name
 from ..storage import paths
 from ..storage.manifest_format import parse_stored_manifest
 from .digests import BlobTable, DigestSet, from_raw, raw
@@ -76,6 +76,8 @@ class Inventory:
     """What each revision's manifest refers to; None when its content is missing."""
     tag_targets: bool = True
     """Whether each tag's link was read (``Repository.tags``); else only its presence is known."""
+    tag_history: bool = True
+    """Whether tag history links were looked for (``Repository.tag_history``)."""
 
 
 @dataclass
@@ -170,65 +172,143 @@ async def _shards(driver: StorageDriver) -> list[str]:
 class _Kind(enum.Enum):
     """What a directory holds, as the scan lists it."""
 
-    BLOBS = enum.auto()  # <algorithm>/<two hex>/<hex>/data
+    BLOBS = enum.auto()  # <algorithm>/
+    BLOB_PREFIXES = enum.auto()  # <two hex>/
+    BLOB_DIRS = enum.auto()  # <hex>/data
     TREE = enum.auto()  # name components of repositories, or a repository's own ``_*`` directories
-    ALGORITHMS = enum.auto()  # <algorithm>/<hex>/<file>
-    HEXES = enum.auto()  # <hex>/<file>
     MANIFESTS = enum.auto()  # revisions/ and tags/
     TAGS = enum.auto()  # <tag>/current/link and <tag>/index/
+    LINK_ALGORITHMS = enum.auto()  # <algorithm>/
+    LINK_DIRS = enum.auto()  # <hex>/link
 
 
-async def _scan(
-    driver: StorageDriver, found: Callable[[FileInfo], None], listed: Callable[[str], None]
-) -> None:
+class _Found(enum.Enum):
+    """What a file the scan stats is."""
+
+    BLOB = enum.auto()
+    LAYER = enum.auto()
+    REVISION = enum.auto()
+    TAG = enum.auto()
+    HISTORY = enum.auto()
+
+
+_NO_NAME = RepositoryName("")
+_NO_TAG = Tag("")
+
+
+@dataclass(frozen=True, slots=True)
+class _At:
+    """Where a listed directory is: what its files will be, and of which repository."""
+
+    found: _Found = _Found.BLOB
+    name: RepositoryName = _NO_NAME
+    tag: Tag = _NO_TAG
+    algorithm: str = ""
+    prefix: str = ""
+    """The name components above (a TREE), or the two hex digits of a blob directory."""
+
+
+_HEX = {algorithm: re.compile(f"[0-9a-f]{{{length}}}") for algorithm, length in HEX_LENGTHS.items()}
+
+
+def _digest(algorithm: str, encoded: str) -> Digest | None:
+    """The digest a directory of the layout is named after; None for a name it never writes."""
+    pattern = _HEX.get(algorithm)
+    return Digest(algorithm, encoded) if pattern is not None and pattern.fullmatch(encoded) else None
+
+
+async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> None:
     """The layout's objects, found by listing names and stat-ing the files they must hold: where
-        every stat costs a call (a filesystem), one stat per link instead of a walk into each link's
-        own directory. One level of the tree at a time, listings and stats in batches. ``listed`` gets
-    each ``_manifests`` directory: what puts a repository in the catalog, even when empty."""
-    level: list[tuple[str, _Kind, str]] = [
-        (paths.BLOBS, _Kind.BLOBS, "data"),
-        (paths.REPOSITORIES, _Kind.TREE, ""),
+    every stat costs a call (a filesystem), one stat per link instead of a walk into each link's
+    own directory. One level of the tree at a time, listings and stats in batches; what each
+    file is comes from where it was listed, so no path is parsed back. Tag history links are
+    listed only with ``history``."""
+    repositories = inventory.repositories
+    level: list[tuple[str, _Kind, _At]] = [
+        (paths.BLOBS, _Kind.BLOBS, _At()),
+        (paths.REPOSITORIES, _Kind.TREE, _At()),
     ]
     while level:
         children_of = await _in_batches(
             driver.list_many, [directory for directory, _, _ in level], LIST_BATCH
         )
-        below: list[tuple[str, _Kind, str]] = []
+        below: list[tuple[str, _Kind, _At]] = []
         files: list[str] = []
+        found: list[tuple[_At, Digest | None]] = []
         walks: list[str] = []
-        for (_, kind, file), children in zip(level, children_of, strict=True):
+        for (_, kind, at), children in zip(level, children_of, strict=True):
             for child in children or ():
-                if kind is _Kind.BLOBS:
-                    below.append((child, _Kind.ALGORITHMS, file))
-                elif kind is _Kind.ALGORITHMS:
-                    below.append((child, _Kind.HEXES, file))
-                elif kind is _Kind.HEXES:
-                    files.append(f"{child}/{file}")
+                leaf = child.rpartition("/")[2]
+                if kind is _Kind.LINK_DIRS or kind is _Kind.BLOB_DIRS:
+                    digest = _digest(at.algorithm, leaf)
+                    if digest is None or (kind is _Kind.BLOB_DIRS and leaf[:2] != at.prefix):
+                        continue
+                    files.append(f"{child}/link" if kind is _Kind.LINK_DIRS else f"{child}/data")
+                    found.append((at, digest))
+                elif kind is _Kind.LINK_ALGORITHMS or kind is _Kind.BLOBS:
+                    if leaf in HEX_LENGTHS:
+                        step = _Kind.LINK_DIRS if kind is _Kind.LINK_ALGORITHMS else _Kind.BLOB_PREFIXES
+                        below.append((child, step, _At(at.found, at.name, at.tag, leaf)))
+                elif kind is _Kind.BLOB_PREFIXES:
+                    below.append((child, _Kind.BLOB_DIRS, _At(algorithm=at.algorithm, prefix=leaf)))
                 elif kind is _Kind.TAGS:
-                    files.append(f"{child}/current/link")
-                    below.append((f"{child}/index", _Kind.ALGORITHMS, "link"))
+                    tag = _tag(leaf)
+                    if tag is not None:
+                        files.append(f"{child}/current/link")
+                        found.append((_At(_Found.TAG, at.name, tag), None))
+                        if history:
+                            at_history = _At(_Found.HISTORY, at.name, tag)
+                            below.append((f"{child}/index", _Kind.LINK_ALGORITHMS, at_history))
                 elif kind is _Kind.MANIFESTS:
-                    leaf = child.rpartition("/")[2]
                     if leaf == "revisions":
-                        below.append((child, _Kind.ALGORITHMS, "link"))
+                        below.append((child, _Kind.LINK_ALGORITHMS, _At(_Found.REVISION, at.name)))
                     elif leaf == "tags":
-                        below.append((child, _Kind.TAGS, ""))
-                else:
-                    leaf = child.rpartition("/")[2]
+                        below.append((child, _Kind.TAGS, at))
+                elif not leaf.startswith("_"):  # a TREE: a name component (uploads are not needed)
+                    below.append(
+                        (child, _Kind.TREE, _At(prefix=f"{at.prefix}/{leaf}" if at.prefix else leaf))
+                    )
+                elif leaf == paths.DOCKYARD_DIR:
+                    walks.append(child)
+                elif leaf in (paths.LAYERS_DIR, paths.MANIFESTS_DIR) and is_repository_name(at.prefix):
+                    name = RepositoryName(at.prefix)
                     if leaf == paths.LAYERS_DIR:
-                        below.append((child, _Kind.ALGORITHMS, "link"))
-                    elif leaf == paths.MANIFESTS_DIR:
-                        listed(child)
-                        below.append((child, _Kind.MANIFESTS, ""))
-                    elif leaf == paths.DOCKYARD_DIR:
-                        walks.append(child)
-                    elif not leaf.startswith("_"):  # uploads are not needed
-                        below.append((child, _Kind.TREE, ""))
-        for info in await _in_batches(driver.stat_many, files, STAT_BATCH):
+                        below.append((child, _Kind.LINK_ALGORITHMS, _At(_Found.LAYER, name)))
+                    else:
+                        repositories.setdefault(name, Repository()).listed = True
+                        below.append((child, _Kind.MANIFESTS, _At(name=name)))
+        for (at, digest), info in zip(
+            found, await _in_batches(driver.stat_many, files, STAT_BATCH), strict=True
+        ):
             if info is not None and not info.is_dir:
-                found(info)
-        await bounded(walks, lambda directory: _walk_into(driver, directory, found))
+                _record(inventory, at, digest, info)
+        await bounded(walks, lambda directory: _walk_into(driver, directory, _finder(inventory)))
         level = below
+
+
+def _tag(name: str) -> Tag | None:
+    try:
+        return Tag.parse(name)
+    except RegistryError:
+        return None  # a directory no push writes
+
+
+def _record(inventory: Inventory, at: _At, digest: Digest | None, info: FileInfo) -> None:
+    if at.found is _Found.BLOB:
+        assert digest is not None
+        inventory.blobs[digest] = (info.size, info.modified)
+        return
+    repository = inventory.repositories.setdefault(at.name, Repository())
+    if at.found is _Found.TAG:
+        repository.tag_links[at.tag] = info.modified
+        return
+    assert digest is not None
+    if at.found is _Found.LAYER:
+        repository.layers[digest] = info.modified
+    elif at.found is _Found.REVISION:
+        repository.revisions[digest] = info.modified
+    else:
+        repository.tag_history.append((at.tag, digest))
 
 
 async def _in_batches(
@@ -247,31 +327,20 @@ async def _walk_into(driver: StorageDriver, directory: str, found: Callable[[Fil
         pass  # not there (yet, or any more: a repository deleted while the scan ran)
 
 
-async def take_inventory(driver: StorageDriver, *, tag_targets: bool = True) -> Inventory:
+async def take_inventory(
+    driver: StorageDriver, *, tag_targets: bool = True, tag_history: bool = True
+) -> Inventory:
     """Everything stored. ``tag_targets=False`` leaves tag links unread (a run that keeps every
-    manifest needs only to know a tag is there): on S3 a request saved per tag."""
-    inventory = Inventory(tag_targets=tag_targets)
+    manifest needs only to know a tag is there): on S3 a request saved per tag.
+    ``tag_history=False`` lets the scan of a filesystem skip each tag's history links, which
+    only a run that deletes untagged manifests needs (a walk finds them at no cost)."""
+    inventory = Inventory(tag_targets=tag_targets, tag_history=tag_history)
     repositories = inventory.repositories
-
-    def found(info: FileInfo) -> None:
-        item = paths.parse(info.path)
-        if isinstance(item, paths.BlobData):
-            inventory.blobs[item.digest] = (info.size, info.modified)
-        elif item is not None and not isinstance(item, paths.UploadFile):
-            repository = repositories.setdefault(item.name, Repository())
-            _add(repository, item, info.modified)
-            if isinstance(item, _IN_MANIFESTS):  # S3 has no empty directories: objects make it listed
-                repository.listed = True
-
-    def listed(directory: str) -> None:
-        name = paths.repository_with_manifests(directory)
-        if name is not None:
-            repositories.setdefault(name, Repository()).listed = True
-
     if driver.listing_carries_stats:
+        found = _finder(inventory)
         await bounded(await _shards(driver), lambda shard: _walk_into(driver, shard, found))
     else:
-        await _scan(driver, found, listed)
+        await _scan(driver, inventory, tag_history)
     tag_links = [
         (name, tag)
         for name, repository in repositories.items()
@@ -286,6 +355,23 @@ async def take_inventory(driver: StorageDriver, *, tag_targets: bool = True) -> 
     found_references = await _read_all(driver, [paths.blob_data(d) for d in digests], references_of)
     inventory.manifests = dict(zip(digests, found_references, strict=True))
     return inventory
+
+
+def _finder(inventory: Inventory) -> Callable[[FileInfo], None]:
+    """What takes each file a walk finds into ``inventory``."""
+    repositories = inventory.repositories
+
+    def found(info: FileInfo) -> None:
+        item = paths.parse(info.path)
+        if isinstance(item, paths.BlobData):
+            inventory.blobs[item.digest] = (info.size, info.modified)
+        elif item is not None and not isinstance(item, paths.UploadFile):
+            repository = repositories.setdefault(item.name, Repository())
+            _add(repository, item, info.modified)
+            if isinstance(item, _IN_MANIFESTS):  # S3 has no empty directories: objects make it listed
+                repository.listed = True
+
+    return found
 
 
 async def _read_all(driver: StorageDriver, files: list[str], read: Callable[[bytes], R]) -> list[R | None]:
@@ -341,8 +427,8 @@ def _digests_in(content: bytes) -> set[Digest]:
 def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
     """What a run removes: everything not reachable, not younger than ``cutoff``.
     ``delete_untagged`` needs an inventory with ``tag_targets``."""
-    if delete_untagged and not inventory.tag_targets:
-        raise ValueError("deleting untagged manifests needs the tags' targets")
+    if delete_untagged and not (inventory.tag_targets and inventory.tag_history):
+        raise ValueError("deleting untagged manifests needs the tags' targets and history")
     result = Plan(DigestSet(inventory.blobs))
     deleted_revisions: dict[RepositoryName, set[Digest]] = {}
     pending: list[Digest] = []
