@@ -154,8 +154,9 @@ class StorageDriver(ABC):
     async def put_many(self, items: Sequence[tuple[str, bytes]], *, durable: bool = True) -> None:
         """Store small objects as ``put_content`` does, in no particular order: a crash may keep
         any of them. ``durable=False`` lets the driver skip waiting for the disk: a crash of the
-        machine may then lose objects it wrote, or keep them empty. For records that such a crash
-        makes meaningless anyway (garbage collection's markers, void once their run is gone)."""
+        machine may then lose objects it wrote, keep them empty, or leave the directories made
+        for them. For records that such a crash makes meaningless anyway (garbage collection's
+        markers, void once their run is gone)."""
         await self._put_many([(check_path(path), data) for path, data in items], durable)
 
     def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
