@@ -204,11 +204,11 @@ Results = dict[str, dict[str, list[Run]]]
 
 
 class FilesystemStores:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, repositories: int) -> None:
         self.workdir = workdir
         self.original = workdir / "original"
         started = time.perf_counter()
-        files = build_store(self.original)
+        files = build_store(self.original, repositories)
         log(f"filesystem store: {files} files written in {time.perf_counter() - started:.1f} s")
 
     def fresh(self, label: str) -> dict[str, Any]:
@@ -220,13 +220,14 @@ class FilesystemStores:
 
 
 class BucketStores:
-    def __init__(self, rgw: CephRGW) -> None:
+    def __init__(self, rgw: CephRGW, repositories: int) -> None:
         self.rgw = rgw
+        self.repositories = repositories
 
     def fresh(self, label: str) -> dict[str, Any]:
         bucket = self.rgw.create_bucket()
         started = time.perf_counter()
-        objects = build_bucket(self.rgw.client(), bucket)
+        objects = build_bucket(self.rgw.client(), bucket, self.repositories)
         log(f"bucket {bucket}: {objects} objects written in {time.perf_counter() - started:.1f} s")
         return {"s3": self.rgw.driver_parameters(bucket)}
 
@@ -294,18 +295,25 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--delete-untagged", action="store_true", help="both registries with --delete-untagged"
     )
+    parser.add_argument(
+        "--repositories", type=int, default=REPOSITORIES, help="a smaller store to try changes on"
+    )
     parser.add_argument("--tmpdir", type=Path, help="where the stores go (default: $TMPDIR)")
     parser.add_argument("--build-only", type=Path, help="only write the filesystem store there")
     parser.add_argument("--output", type=Path, help="also append the table to this markdown file")
     args = parser.parse_args(argv)
     if args.build_only is not None:
-        files = build_store(args.build_only)
+        files = build_store(args.build_only, args.repositories)
         log(f"{files} files written below {args.build_only}")
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="dockyard-gc-", dir=args.tmpdir))
     rgw = CephRGW(workdir / "ceph").start() if args.s3 else None
     try:
-        stores = BucketStores(rgw) if rgw is not None else FilesystemStores(workdir)
+        stores = (
+            BucketStores(rgw, args.repositories)
+            if rgw is not None
+            else FilesystemStores(workdir, args.repositories)
+        )
         load_before = os.getloadavg()[0]
         results = measure(stores, workdir, args.repetitions, args.delete_untagged)
         load_after = os.getloadavg()[0]

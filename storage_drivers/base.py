@@ -161,6 +161,14 @@ class StorageDriver(ABC):
         ``creates_exclusively``; others raise NotImplementedError."""
         return await self._create_content(check_path(path), data)
 
+    async def put_many(self, items: Sequence[tuple[str, bytes]], *, durable: bool = True) -> None:
+        """Store small objects as ``put_content`` does, in no particular order: a crash may keep
+        any of them. ``durable=False`` lets the driver skip waiting for the disk: a crash of the
+        machine may then lose objects it wrote, keep them empty, or leave the directories made
+        for them. For records that such a crash makes meaningless anyway (garbage collection's
+        markers, void once their run is gone)."""
+        await self._put_many([(check_path(path), data) for path, data in items], durable)
+
     def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """Stream ``length`` bytes (to the end when None) from ``offset``, in large chunks (bytes,
         or memoryviews a driver can hand out without copying).
@@ -296,6 +304,10 @@ class StorageDriver(ABC):
 
     async def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
         for path, data in items:  # one after another: each is visible before the next is written
+            await self._put_content(path, data)
+
+    async def _put_many(self, items: Sequence[tuple[str, bytes]], durable: bool) -> None:
+        for path, data in items:
             await self._put_content(path, data)
 
     @abstractmethod

@@ -182,6 +182,19 @@ class DriverConformance:
             assert await driver.get_content(contested) == contenders[created[0]]
         assert await driver.list(f"{root}/contested") == [f"{root}/contested/object"]
 
+    @pytest.mark.parametrize("durable", [True, False])
+    async def test_put_many_stores_each_object(self, driver: StorageDriver, root: str, durable: bool) -> None:
+        await driver.put_content(f"{root}/many/old", b"before")
+        items = [(f"{root}/many/new/{n}/marker", b"") for n in range(40)]
+        items += [(f"{root}/many/old", b"replaced"), (f"{root}/many/other", b"content")]
+        await driver.put_many(items, durable=durable)
+        for path, data in items:
+            assert await driver.get_content(path) == data
+        assert len(await driver.list(f"{root}/many/new")) == 40
+        await driver.put_many([], durable=durable)
+        with pytest.raises(InvalidPath):
+            await driver.put_many([(f"{root}/many/../escape", b"")], durable=durable)
+
     async def test_empty_content(self, driver: StorageDriver, root: str) -> None:
         await driver.put_content(f"{root}/empty", b"")
         assert await driver.get_content(f"{root}/empty") == b""

@@ -268,6 +268,27 @@ class TestSmallReadsAndReadAhead:
         finally:
             await driver.close()
 
+    @pytest.mark.parametrize("path_style", [True, False], ids=["signed-path", "boto3"])
+    async def test_batch_writes_store_as_boto3_does(
+        self, ceph_rgw: CephRGW, s3_bucket: str, path_style: bool
+    ) -> None:
+        parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT, forcepathstyle=path_style)
+        driver = S3Driver(parse_settings(parameters))
+        absent = ceph_rgw.driver_parameters(f"{s3_bucket}-absent", forcepathstyle=path_style)
+        nowhere = S3Driver(parse_settings(absent))
+        try:
+            items = [(f"/markers/{path_style}/{n}", b"" if n % 2 else b"content") for n in range(40)]
+            await driver.put_many(items, durable=False)
+            for path, data in items:
+                stored = ceph_rgw.client().get_object(Bucket=s3_bucket, Key=f"registry-root{path}")
+                assert (stored["Body"].read(), stored["ContentType"]) == (data, "application/octet-stream")
+            with pytest.raises(StorageError) as refused:
+                await nowhere.put_many([("/markers/one", b"")], durable=False)
+            assert "NoSuchBucket" in str(refused.value)  # the S3 error code, read from the answer
+        finally:
+            await driver.close()
+            await nowhere.close()
+
     async def test_reads_across_pieces_and_stopped_early(self, driver: S3Driver) -> None:
         data = pattern(3 * READ_CHUNK + 12345, seed=7)
         await driver.put_content("/blobs/big", data)

@@ -93,8 +93,13 @@ async def _mark(driver: StorageDriver, options: Options, begun: float, lease: Le
     """Take the inventory, apply retention (``lease`` None: a dry run, which untags nothing) and
     plan; ``begun`` is the run's start by the storage's clock."""
     marking = time.monotonic()
-    # Retention and --delete-untagged need to know where each tag points; a plain run does not.
-    inventory = await take_inventory(driver, tag_targets=options.delete_untagged or bool(options.retention))
+    # Retention and --delete-untagged need to know where each tag points, and only
+    # --delete-untagged deletes tag history; a plain run needs neither.
+    inventory = await take_inventory(
+        driver,
+        tag_targets=options.delete_untagged or bool(options.retention),
+        tag_history=options.delete_untagged,
+    )
     phases: dict[str, float] = {}
     untagged: list[Removal] = []
     if options.retention:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,9 +21,9 @@ from typing import TypeVar
 from storage_drivers import FileInfo, PathNotFound, StorageDriver
 
 from ..errors import RegistryError
-from ..references import Digest, RepositoryName, Tag
+from ..references import HEX_LENGTHS, Digest, RepositoryName, Tag, is_repository_name
 from ..storage import paths
-from ..storage.manifest_format import parse_stored_manifest
+from ..storage.manifest_format import IMAGE_MANIFESTS, INDEXES, parse_stored_manifest
 from .digests import BlobTable, DigestSet, from_raw, raw
 
 CONCURRENCY = 32
@@ -76,6 +77,8 @@ class Inventory:
     """What each revision's manifest refers to; None when its content is missing."""
     tag_targets: bool = True
     """Whether each tag's link was read (``Repository.tags``); else only its presence is known."""
+    tag_history: bool = True
+    """Whether tag history links were looked for (``Repository.tag_history``)."""
 
 
 @dataclass
@@ -170,65 +173,141 @@ async def _shards(driver: StorageDriver) -> list[str]:
 class _Kind(enum.Enum):
     """What a directory holds, as the scan lists it."""
 
-    BLOBS = enum.auto()  # <algorithm>/<two hex>/<hex>/data
+    BLOBS = enum.auto()  # <algorithm>/
+    BLOB_PREFIXES = enum.auto()  # <two hex>/
+    BLOB_DIRS = enum.auto()  # <hex>/data
     TREE = enum.auto()  # name components of repositories, or a repository's own ``_*`` directories
-    ALGORITHMS = enum.auto()  # <algorithm>/<hex>/<file>
-    HEXES = enum.auto()  # <hex>/<file>
     MANIFESTS = enum.auto()  # revisions/ and tags/
     TAGS = enum.auto()  # <tag>/current/link and <tag>/index/
+    LINK_ALGORITHMS = enum.auto()  # <algorithm>/
+    LINK_DIRS = enum.auto()  # <hex>/link
 
 
-async def _scan(
-    driver: StorageDriver, found: Callable[[FileInfo], None], listed: Callable[[str], None]
-) -> None:
+class _Found(enum.Enum):
+    """What a file the scan stats is."""
+
+    BLOB = enum.auto()
+    LAYER = enum.auto()
+    REVISION = enum.auto()
+    TAG = enum.auto()
+    HISTORY = enum.auto()
+
+
+_NO_NAME = RepositoryName("")
+_NO_TAG = Tag("")
+
+
+@dataclass(frozen=True, slots=True)
+class _At:
+    """Where a listed directory is: what its files will be, and of which repository."""
+
+    found: _Found = _Found.BLOB
+    name: RepositoryName = _NO_NAME
+    tag: Tag = _NO_TAG
+    algorithm: str = ""
+    prefix: str = ""
+    """The name components above (a TREE), or the two hex digits of a blob directory."""
+
+
+def _digest(algorithm: str, encoded: str) -> Digest | None:
+    """The digest a directory of the layout is named after; None for a name it never writes."""
+    if len(encoded) != HEX_LENGTHS.get(algorithm) or encoded.strip("0123456789abcdef"):
+        return None  # (what strip leaves is what is not lowercase hex)
+    return Digest(algorithm, encoded)
+
+
+async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> None:
     """The layout's objects, found by listing names and stat-ing the files they must hold: where
-        every stat costs a call (a filesystem), one stat per link instead of a walk into each link's
-        own directory. One level of the tree at a time, listings and stats in batches. ``listed`` gets
-    each ``_manifests`` directory: what puts a repository in the catalog, even when empty."""
-    level: list[tuple[str, _Kind, str]] = [
-        (paths.BLOBS, _Kind.BLOBS, "data"),
-        (paths.REPOSITORIES, _Kind.TREE, ""),
+    every stat costs a call (a filesystem), one stat per link instead of a walk into each link's
+    own directory. One level of the tree at a time, listings and stats in batches; what each
+    file is comes from where it was listed, so no path is parsed back. Tag history links are
+    listed only with ``history``."""
+    repositories = inventory.repositories
+    level: list[tuple[str, _Kind, _At]] = [
+        (paths.BLOBS, _Kind.BLOBS, _At()),
+        (paths.REPOSITORIES, _Kind.TREE, _At()),
     ]
     while level:
         children_of = await _in_batches(
             driver.list_many, [directory for directory, _, _ in level], LIST_BATCH
         )
-        below: list[tuple[str, _Kind, str]] = []
+        below: list[tuple[str, _Kind, _At]] = []
         files: list[str] = []
+        found: list[tuple[_At, Digest | None]] = []
         walks: list[str] = []
-        for (_, kind, file), children in zip(level, children_of, strict=True):
+        for (_, kind, at), children in zip(level, children_of, strict=True):
             for child in children or ():
-                if kind is _Kind.BLOBS:
-                    below.append((child, _Kind.ALGORITHMS, file))
-                elif kind is _Kind.ALGORITHMS:
-                    below.append((child, _Kind.HEXES, file))
-                elif kind is _Kind.HEXES:
-                    files.append(f"{child}/{file}")
+                leaf = child.rpartition("/")[2]
+                if kind is _Kind.LINK_DIRS or kind is _Kind.BLOB_DIRS:
+                    digest = _digest(at.algorithm, leaf)
+                    if digest is None or (kind is _Kind.BLOB_DIRS and leaf[:2] != at.prefix):
+                        continue
+                    files.append(f"{child}/link" if kind is _Kind.LINK_DIRS else f"{child}/data")
+                    found.append((at, digest))
+                elif kind is _Kind.LINK_ALGORITHMS or kind is _Kind.BLOBS:
+                    if leaf in HEX_LENGTHS:
+                        step = _Kind.LINK_DIRS if kind is _Kind.LINK_ALGORITHMS else _Kind.BLOB_PREFIXES
+                        below.append((child, step, _At(at.found, at.name, at.tag, leaf)))
+                elif kind is _Kind.BLOB_PREFIXES:
+                    below.append((child, _Kind.BLOB_DIRS, _At(algorithm=at.algorithm, prefix=leaf)))
                 elif kind is _Kind.TAGS:
-                    files.append(f"{child}/current/link")
-                    below.append((f"{child}/index", _Kind.ALGORITHMS, "link"))
+                    tag = _tag(leaf)
+                    if tag is not None:
+                        files.append(f"{child}/current/link")
+                        found.append((_At(_Found.TAG, at.name, tag), None))
+                        if history:
+                            at_history = _At(_Found.HISTORY, at.name, tag)
+                            below.append((f"{child}/index", _Kind.LINK_ALGORITHMS, at_history))
                 elif kind is _Kind.MANIFESTS:
-                    leaf = child.rpartition("/")[2]
                     if leaf == "revisions":
-                        below.append((child, _Kind.ALGORITHMS, "link"))
+                        below.append((child, _Kind.LINK_ALGORITHMS, _At(_Found.REVISION, at.name)))
                     elif leaf == "tags":
-                        below.append((child, _Kind.TAGS, ""))
-                else:
-                    leaf = child.rpartition("/")[2]
+                        below.append((child, _Kind.TAGS, at))
+                elif not leaf.startswith("_"):  # a TREE: a name component (uploads are not needed)
+                    below.append(
+                        (child, _Kind.TREE, _At(prefix=f"{at.prefix}/{leaf}" if at.prefix else leaf))
+                    )
+                elif leaf == paths.DOCKYARD_DIR:
+                    walks.append(child)
+                elif leaf in (paths.LAYERS_DIR, paths.MANIFESTS_DIR) and is_repository_name(at.prefix):
+                    name = RepositoryName(at.prefix)
                     if leaf == paths.LAYERS_DIR:
-                        below.append((child, _Kind.ALGORITHMS, "link"))
-                    elif leaf == paths.MANIFESTS_DIR:
-                        listed(child)
-                        below.append((child, _Kind.MANIFESTS, ""))
-                    elif leaf == paths.DOCKYARD_DIR:
-                        walks.append(child)
-                    elif not leaf.startswith("_"):  # uploads are not needed
-                        below.append((child, _Kind.TREE, ""))
-        for info in await _in_batches(driver.stat_many, files, STAT_BATCH):
+                        below.append((child, _Kind.LINK_ALGORITHMS, _At(_Found.LAYER, name)))
+                    else:
+                        repositories.setdefault(name, Repository()).listed = True
+                        below.append((child, _Kind.MANIFESTS, _At(name=name)))
+        for (at, digest), info in zip(
+            found, await _in_batches(driver.stat_many, files, STAT_BATCH), strict=True
+        ):
             if info is not None and not info.is_dir:
-                found(info)
-        await bounded(walks, lambda directory: _walk_into(driver, directory, found))
+                _record(inventory, at, digest, info)
+        await bounded(walks, lambda directory: _walk_into(driver, directory, _finder(inventory)))
         level = below
+
+
+def _tag(name: str) -> Tag | None:
+    try:
+        return Tag.parse(name)
+    except RegistryError:
+        return None  # a directory no push writes
+
+
+def _record(inventory: Inventory, at: _At, digest: Digest | None, info: FileInfo) -> None:
+    if at.found is _Found.BLOB:
+        assert digest is not None
+        inventory.blobs[digest] = (info.size, info.modified)
+        return
+    repository = inventory.repositories.setdefault(at.name, Repository())
+    if at.found is _Found.TAG:
+        repository.tag_links[at.tag] = info.modified
+        return
+    assert digest is not None
+    if at.found is _Found.LAYER:
+        repository.layers[digest] = info.modified
+    elif at.found is _Found.REVISION:
+        repository.revisions[digest] = info.modified
+    else:
+        repository.tag_history.append((at.tag, digest))
 
 
 async def _in_batches(
@@ -247,31 +326,20 @@ async def _walk_into(driver: StorageDriver, directory: str, found: Callable[[Fil
         pass  # not there (yet, or any more: a repository deleted while the scan ran)
 
 
-async def take_inventory(driver: StorageDriver, *, tag_targets: bool = True) -> Inventory:
+async def take_inventory(
+    driver: StorageDriver, *, tag_targets: bool = True, tag_history: bool = True
+) -> Inventory:
     """Everything stored. ``tag_targets=False`` leaves tag links unread (a run that keeps every
-    manifest needs only to know a tag is there): on S3 a request saved per tag."""
-    inventory = Inventory(tag_targets=tag_targets)
+    manifest needs only to know a tag is there): on S3 a request saved per tag.
+    ``tag_history=False`` lets the scan of a filesystem skip each tag's history links, which
+    only a run that deletes untagged manifests needs (a walk finds them at no cost)."""
+    inventory = Inventory(tag_targets=tag_targets, tag_history=tag_history)
     repositories = inventory.repositories
-
-    def found(info: FileInfo) -> None:
-        item = paths.parse(info.path)
-        if isinstance(item, paths.BlobData):
-            inventory.blobs[item.digest] = (info.size, info.modified)
-        elif item is not None and not isinstance(item, paths.UploadFile):
-            repository = repositories.setdefault(item.name, Repository())
-            _add(repository, item, info.modified)
-            if isinstance(item, _IN_MANIFESTS):  # S3 has no empty directories: objects make it listed
-                repository.listed = True
-
-    def listed(directory: str) -> None:
-        name = paths.repository_with_manifests(directory)
-        if name is not None:
-            repositories.setdefault(name, Repository()).listed = True
-
     if driver.listing_carries_stats:
+        found = _finder(inventory)
         await bounded(await _shards(driver), lambda shard: _walk_into(driver, shard, found))
     else:
-        await _scan(driver, found, listed)
+        await _scan(driver, inventory, tag_history)
     tag_links = [
         (name, tag)
         for name, repository in repositories.items()
@@ -286,6 +354,23 @@ async def take_inventory(driver: StorageDriver, *, tag_targets: bool = True) -> 
     found_references = await _read_all(driver, [paths.blob_data(d) for d in digests], references_of)
     inventory.manifests = dict(zip(digests, found_references, strict=True))
     return inventory
+
+
+def _finder(inventory: Inventory) -> Callable[[FileInfo], None]:
+    """What takes each file a walk finds into ``inventory``."""
+    repositories = inventory.repositories
+
+    def found(info: FileInfo) -> None:
+        item = paths.parse(info.path)
+        if isinstance(item, paths.BlobData):
+            inventory.blobs[item.digest] = (info.size, info.modified)
+        elif item is not None and not isinstance(item, paths.UploadFile):
+            repository = repositories.setdefault(item.name, Repository())
+            _add(repository, item, info.modified)
+            if isinstance(item, _IN_MANIFESTS):  # S3 has no empty directories: objects make it listed
+                repository.listed = True
+
+    return found
 
 
 async def _read_all(driver: StorageDriver, files: list[str], read: Callable[[bytes], R]) -> list[R | None]:
@@ -321,7 +406,10 @@ def _add(repository: Repository, item: paths.StoragePath, modified: float) -> No
 def references_of(content: bytes) -> References:
     """What a stored manifest refers to. A manifest the registry would not accept today (Docker
     schema 1, a foreign format) keeps every digest written anywhere in it: never delete what
-    cannot be read."""
+    cannot be read. Plain manifests take a shortcut (``_plain_references``)."""
+    plain = _plain_references(content)
+    if plain is not None:
+        return plain
     try:
         manifest = parse_stored_manifest(content)
     except RegistryError:
@@ -333,6 +421,81 @@ def references_of(content: bytes) -> References:
     )
 
 
+_PLAIN_FIELDS = frozenset(
+    {"schemaVersion", "mediaType", "artifactType", "config", "layers", "manifests", "subject", "annotations"}
+)
+
+
+def _plain_references(content: bytes) -> References | None:
+    """What an image manifest or index refers to, read without validating every field (a tenth
+    of the full parse's time); None for anything unusual, which the full parse then decides.
+
+    It answers only when the digests it names as references are exactly every digest written
+    in the manifest, so it never keeps less than the full parse: at most, of a manifest the
+    registry would refuse today, it keeps the same digests as children or subject where the
+    full parse keeps them as blobs, and children and referrers of kept manifests stay too."""
+    try:
+        text = content.decode("utf-8")
+        document = json.loads(text)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    if (
+        type(document) is not dict
+        or type(document.get("schemaVersion")) is not int
+        or document["schemaVersion"] != 2
+        or not document.keys() <= _PLAIN_FIELDS
+    ):
+        return None
+    media_type = document.get("mediaType")
+    blobs: list[str] | None = []
+    children: list[str] | None = []
+    if "manifests" in document:
+        if (
+            "config" in document
+            or "layers" in document
+            or (media_type is not None and media_type not in INDEXES)
+        ):
+            return None
+        children = _named(document["manifests"])
+    else:
+        config, layers = document.get("config"), document.get("layers")
+        if type(layers) is not list or (media_type is not None and media_type not in IMAGE_MANIFESTS):
+            return None
+        blobs = _named([config, *layers])
+    subject = _named([document["subject"]]) if "subject" in document else []
+    if blobs is None or children is None or subject is None:
+        return None
+    # Every digest written in the text must be one of those named: where each named one is
+    # written starts as many digests as the text holds ("sha256:" cannot occur inside another).
+    written = text.count("sha256:") + text.count("sha512:")
+    if sum(text.count(digest) for digest in {*blobs, *children, *subject}) != written:
+        return None  # a digest elsewhere (an annotation, a foreign layer's URL...)
+    try:
+        return References(
+            frozenset(map(Digest.parse, blobs)),
+            frozenset(map(Digest.parse, children)),
+            Digest.parse(subject[0]) if subject else None,
+        )
+    except RegistryError:
+        return None  # a malformed digest
+
+
+def _named(descriptors: object) -> list[str] | None:
+    """The digests of a list of descriptors; None unless each is an object with a digest string
+    and no URLs (a non-distributable layer's blob is not stored: the full parse decides)."""
+    if type(descriptors) is not list:
+        return None
+    found = []
+    for descriptor in descriptors:
+        if type(descriptor) is not dict or "urls" in descriptor:
+            return None
+        digest = descriptor.get("digest")
+        if type(digest) is not str:
+            return None
+        found.append(digest)
+    return found
+
+
 def _digests_in(content: bytes) -> set[Digest]:
     text = content.decode("utf-8", "replace")
     return {Digest.parse(match.group(1)) for match in _DIGEST_TEXT.finditer(text)}
@@ -341,8 +504,8 @@ def _digests_in(content: bytes) -> set[Digest]:
 def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
     """What a run removes: everything not reachable, not younger than ``cutoff``.
     ``delete_untagged`` needs an inventory with ``tag_targets``."""
-    if delete_untagged and not inventory.tag_targets:
-        raise ValueError("deleting untagged manifests needs the tags' targets")
+    if delete_untagged and not (inventory.tag_targets and inventory.tag_history):
+        raise ValueError("deleting untagged manifests needs the tags' targets and history")
     result = Plan(DigestSet(inventory.blobs))
     deleted_revisions: dict[RepositoryName, set[Digest]] = {}
     pending: list[Digest] = []

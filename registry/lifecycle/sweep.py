@@ -44,7 +44,7 @@ from storage_drivers import PathNotFound, StorageDriver
 from ..references import Digest
 from ..storage import paths
 from .lease import Lease
-from .mark import Plan, bounded
+from .mark import Plan
 from .repositories import remove_if_empty
 
 BATCH = 1000
@@ -89,9 +89,14 @@ async def referenced_during(driver: StorageDriver, lease: Lease) -> set[Digest]:
 
 
 async def _writes(lease: Lease, markers: list[str]) -> None:
+    """Markers need not reach the disk before the sweep goes on: they only matter while the run
+    lives and holds its lease. Whoever reads one (a push's check) reads the same storage the
+    run wrote to, which shows a write at once; a crash of the machine that loses some also ends
+    the run, whose markers are then void (``guard``) and whose deletes were all made after every
+    marker was visible."""
     for start in range(0, len(markers), BATCH):
         await lease.check()
-        await bounded(markers[start : start + BATCH], lambda path: lease.driver.put_content(path, b""))
+        await lease.driver.put_many([(path, b"") for path in markers[start : start + BATCH]], durable=False)
 
 
 async def _deletes(lease: Lease, files: list[str]) -> None:

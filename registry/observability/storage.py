@@ -59,6 +59,7 @@ class ObservedDriver(StorageDriver):
         self.driver_name = driver.name
         self._metrics = metrics
         self.unfinished_reads = driver.unfinished_reads
+        self.creates_exclusively = driver.creates_exclusively
         self._seconds = {
             action: metrics.histogram(metrics.storage_seconds, action, driver.name)
             for action in STORAGE_ACTIONS
@@ -91,6 +92,12 @@ class ObservedDriver(StorageDriver):
 
     async def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
         await self._timed("PutContent", self.driver._put_contents(items))
+
+    async def _put_many(self, items: Sequence[tuple[str, bytes]], durable: bool) -> None:
+        await self._timed("PutMany", self.driver._put_many(items, durable))
+
+    async def _create_content(self, path: str, data: bytes) -> bool:
+        return await self._timed("CreateContent", self.driver._create_content(path, data))
 
     async def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         chunks = self.driver._reader(path, offset, length)

@@ -1,11 +1,12 @@
-"""Signed GET and HEAD of one small object without boto3's per-call machinery.
+"""Signed GET, HEAD and PUT of one small object without boto3's per-call machinery.
 
 A boto3 call builds its request through a chain of events, validates and serialises its
 parameters and parses the answer into a dictionary: about 1.1 ms of CPU per call on this
 machine, against 0.4 ms for the same request signed with botocore's own SigV4 signer and sent
 through botocore's own urllib3 session. The registry's hottest requests (GET of a manifest by
 tag, HEAD of a blob) each make two such calls, so they take this path: the link and manifest
-reads and the HEAD behind ``stat``. Everything else keeps boto3.
+reads and the HEAD behind ``stat``; garbage collection's thousands of empty markers take it
+too (``put_many``). Everything else keeps boto3.
 
 The calls keep the ``QUICK`` budget and retry rules of clients.py, and fail with the same
 botocore exceptions a boto3 call raises (``ClientError`` with the S3 error code, the transport
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -50,7 +52,7 @@ class ObjectHead:
 
 
 class LeanReader:
-    """GET and HEAD of objects in one bucket, signed with SigV4, within one call budget."""
+    """GET, HEAD and PUT of small objects in one bucket, signed with SigV4, within one call budget."""
 
     def __init__(
         self,
@@ -87,18 +89,24 @@ class LeanReader:
         """The object's bytes (small objects only: the answer is read whole)."""
         return self._call("GET", key).content
 
+    def put(self, key: str, body: bytes, headers: Mapping[str, str]) -> None:
+        """Store a small object, with ``headers`` (``S3Settings.put_headers``)."""
+        self._call("PUT", key, body, headers)
+
     def head(self, key: str) -> ObjectHead:
         response = self._call("HEAD", key)
         modified = response.headers.get("Last-Modified", "")
         return ObjectHead(int(response.headers["Content-Length"]), _http_date(modified))
 
-    def _call(self, method: str, key: str) -> AWSResponse:
+    def _call(
+        self, method: str, key: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> AWSResponse:
         started = time.monotonic()
         attempts = 0
         while True:
             attempts += 1
             try:
-                response = self._send(method, key)
+                response = self._send(method, key, body, headers)
             except TRANSIENT_TRANSPORT:
                 delay = retry_delay(self._budget, attempts, started)
                 if delay is None:
@@ -113,9 +121,9 @@ class LeanReader:
                     raise error
             time.sleep(delay)
 
-    def _send(self, method: str, key: str) -> AWSResponse:
+    def _send(self, method: str, key: str, body: bytes, headers: Mapping[str, str] | None) -> AWSResponse:
         url = self._base + quote(key, safe="/~")
-        request = AWSRequest(method=method, url=url, headers=dict(self._headers))
+        request = AWSRequest(method=method, url=url, data=body, headers={**self._headers, **(headers or {})})
         self._auth.add_auth(request)
         return self._session.send(request.prepare())
 
@@ -126,13 +134,16 @@ class LeanReader:
 def _client_error(method: str, response: AWSResponse) -> ClientError:
     """The ClientError boto3 raises for this answer: the S3 error code from the body, or the
     status alone (a HEAD answer has no body)."""
-    found = _ERROR_CODE.search(response.content) if method == "GET" else None
+    found = _ERROR_CODE.search(response.content) if method != "HEAD" else None
     code = found.group(1).decode("ascii", "replace") if found else str(response.status_code)
     parsed: Any = {
         "Error": {"Code": code, "Message": ""},
         "ResponseMetadata": {"HTTPStatusCode": response.status_code},
     }
-    return ClientError(parsed, "GetObject" if method == "GET" else "HeadObject")
+    return ClientError(parsed, _OPERATIONS[method])
+
+
+_OPERATIONS = {"GET": "GetObject", "HEAD": "HeadObject", "PUT": "PutObject"}
 
 
 def _http_date(value: str) -> float:

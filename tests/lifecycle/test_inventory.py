@@ -6,11 +6,14 @@ is one whose references the sweep deletes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench.gc import blob_key, store_objects
-from registry.lifecycle.mark import Inventory, take_inventory
+from registry.lifecycle.mark import Inventory, plan, take_inventory
 from registry.references import Digest
 from storage_drivers.filesystem import FilesystemDriver
 from storage_drivers.inmemory import InMemoryDriver
@@ -50,6 +53,9 @@ def extra_objects() -> list[tuple[str, bytes]]:
         (f"{ROOT}/blobs/sha256/zz/not-a-digest/data", b"foreign"),
         (f"{ROOT}/repositories/team/app/_layers/sha256/{SUBJECT.hex}/other", b"foreign"),
         (f"{ROOT}/repositories/Upper/_manifests/tags/x/current/link", link),
+        (f"{ROOT}/blobs/sha256/00/{'ab' * 32}/data", b"under another prefix"),
+        (f"{team}/_manifests/tags/.hidden/current/link", link),
+        (f"{team}/_manifests/revisions/sha256/{'AB' * 32}/link", link),
     ]
 
 
@@ -73,13 +79,18 @@ def summary(inventory: Inventory) -> dict[str, Any]:
     }
 
 
-async def test_listing_and_stat_finds_what_a_walk_finds(tmp_path: Path) -> None:
-    objects = [*store_objects(repositories=3), *extra_objects()]
+async def stores(tmp_path: Path) -> tuple[FilesystemDriver, InMemoryDriver]:
+    """The same objects on disk and in memory."""
     on_disk = FilesystemDriver(str(tmp_path))
     in_memory = InMemoryDriver()
-    for key, content in objects:
+    for key, content in [*store_objects(repositories=3), *extra_objects()]:
         await on_disk.put_content(f"/{key}", content)
         await in_memory.put_content(f"/{key}", content)
+    return on_disk, in_memory
+
+
+async def test_listing_and_stat_finds_what_a_walk_finds(tmp_path: Path) -> None:
+    on_disk, in_memory = await stores(tmp_path)
     (tmp_path / ROOT / "repositories" / "empty" / "_manifests").mkdir(parents=True)  # listed, nothing in it
     assert not on_disk.listing_carries_stats
     assert in_memory.listing_carries_stats
@@ -105,3 +116,26 @@ async def test_listing_and_stat_finds_what_a_walk_finds(tmp_path: Path) -> None:
     assert scanned["repositories"]["only-layers"]["listed"] is False
     assert "Upper" not in scanned["repositories"]
     assert scanned["manifests"][str(INDEX_DIGEST)].children == frozenset({SUBJECT})
+
+
+async def test_a_scan_without_tag_history_lists_no_index_and_cannot_delete_untagged(tmp_path: Path) -> None:
+    on_disk, in_memory = await stores(tmp_path)
+    listed: list[str] = []
+    list_many = on_disk.list_many
+
+    async def recording(directories: Sequence[str]) -> list[list[str] | None]:
+        listed.extend(directories)
+        return await list_many(directories)
+
+    on_disk.list_many = recording  # type: ignore[method-assign]
+    without = await take_inventory(on_disk, tag_targets=False, tag_history=False)
+
+    assert listed
+    assert not [directory for directory in listed if "/index" in directory]
+    walked = summary(await take_inventory(in_memory, tag_targets=False))
+    for repository in walked["repositories"].values():
+        repository["history"] = []
+    assert summary(without) == walked
+    plan(without, delete_untagged=False, cutoff=float("inf"))
+    with pytest.raises(ValueError, match="history"):
+        plan(without, delete_untagged=True, cutoff=float("inf"))
