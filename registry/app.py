@@ -299,6 +299,8 @@ async def _purge_uploads_forever(storage: Storage, age: float, interval: float, 
             if purged:
                 verb = "would purge" if dry_run else "purged"
                 log.info("%s %d abandoned uploads", verb, len(purged))
+        except StorageError as exc:  # an outage, not a fault of the registry: no traceback
+            log.warning("upload purging stopped, the storage failed: %s; retrying at the next interval", exc)
         except Exception:
             log.exception("upload purging failed; retrying at the next interval")
         await asyncio.sleep(interval)

@@ -152,6 +152,8 @@ class PullRecorder:
                 await asyncio.sleep(self._interval)
                 try:
                     await self.flush()
+                except StorageError as exc:  # an outage, not a fault of the registry: no traceback
+                    log.warning("recording pull times stopped, the storage failed: %s", exc)
                 except Exception:
                     log.exception("recording pull times failed; the next interval tries again")
 

@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-from storage_drivers import PathNotFound, StorageDriver
+from storage_drivers import PathNotFound, StorageDriver, StorageError
 
 from ..errors import RegistryError
 from ..references import HEX_LENGTHS, Digest, RepositoryName
@@ -135,6 +135,10 @@ async def keep_expiring(
             expired = await expiry.run()
             if expired:
                 log.info("expired %d unused items from the mirror cache", expired)
+        except StorageError as exc:  # an outage, not a fault of the registry: no traceback
+            log.warning(
+                "mirror cache expiry stopped, the storage failed: %s; retrying at the next interval", exc
+            )
         except Exception:
             log.exception("mirror cache expiry failed; retrying at the next interval")
         await _remove_abandoned(abandoned)
@@ -144,6 +148,11 @@ async def keep_expiring(
 async def _remove_abandoned(abandoned: Callable[[], Awaitable[int]]) -> None:
     try:
         removed = await abandoned()
+    except StorageError as exc:
+        log.warning(
+            "removing abandoned downloads stopped, the storage failed: %s; retrying at the next interval", exc
+        )
+        return
     except Exception:
         log.exception("removing abandoned downloads failed; retrying at the next interval")
         return
