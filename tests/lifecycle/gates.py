@@ -26,7 +26,7 @@ class Gate:
 
 
 class GatedDriver(FilesystemDriver):
-    """Writes (``put``), listings (``walk``) and stats (``stat``) of matching paths pass gates."""
+    """Writes (``put``: single, ordered batches and unordered batches), listings (``walk``) and stats (``stat``) of matching paths pass gates."""
 
     def __init__(self, root: str) -> None:
         super().__init__(root)
@@ -59,6 +59,13 @@ class GatedDriver(FilesystemDriver):
         for path, _ in items:
             await self._before("put", path)
         await super()._put_contents(items)
+        for path, _ in items:
+            self._after("put", path)
+
+    async def _put_many(self, items: Sequence[tuple[str, bytes]], durable: bool) -> None:
+        for path, _ in items:
+            await self._before("put", path)
+        await super()._put_many(items, durable)
         for path, _ in items:
             self._after("put", path)
 
