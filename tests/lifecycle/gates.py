@@ -26,7 +26,8 @@ class Gate:
 
 
 class GatedDriver(FilesystemDriver):
-    """Writes (``put``: single, ordered batches and unordered batches), listings (``walk``) and stats (``stat``) of matching paths pass gates."""
+    """Writes (``put``: single, in ordered batches, in unordered batches), listings (``walk``) and
+    stats (``stat``) of matching paths pass gates."""
 
     def __init__(self, root: str) -> None:
         super().__init__(root)
