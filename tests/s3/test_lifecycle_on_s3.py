@@ -142,7 +142,9 @@ def test_a_hung_gateway_stops_the_run_with_a_clear_error(
             thawed.cancel()
             ceph_rgw.thaw_gateway()
         assert run.returncode != 0, stderr
-        assert "the storage failed; nothing more was changed" in stderr, stderr[-3000:]
+        # Whichever notices first: a storage call past its budget, or the lease it cannot renew.
+        stopped = ("the storage failed; nothing more was changed", "stopped before deleting anything more")
+        assert any(message in stderr for message in stopped), stderr[-3000:]
         served.verify_tree("s3hang/app", "kept")
 
 
