@@ -25,7 +25,7 @@ from .api.context import CALLER, Caller, Settings
 from .api.dispatch import RegistryAPI
 from .api.incidents import Condition, StorageIncidents
 from .api.responses import json_response
-from .background import running_beside
+from .background import one_round, running_beside
 from .config import CONFIG_ENV, SECRET_ENV, Config, load_config
 from .errors import ErrorCode, RegistryError
 from .lifecycle.guard import PushGuard
@@ -294,13 +294,9 @@ async def _purge_uploads_forever(storage: Storage, age: float, interval: float, 
     Distribution does) keeps a fresh start, or many workers at once, from walking storage together."""
     await asyncio.sleep(random.uniform(0, min(interval, 3600.0)))  # noqa: S311 - jitter only
     while True:
-        try:
+        with one_round(log, "upload purging"):
             purged = await storage.purge_uploads(age, dry_run)
             if purged:
                 verb = "would purge" if dry_run else "purged"
                 log.info("%s %d abandoned uploads", verb, len(purged))
-        except StorageError as exc:  # an outage, not a fault of the registry: no traceback
-            log.warning("upload purging stopped, the storage failed: %s; retrying at the next interval", exc)
-        except Exception:
-            log.exception("upload purging failed; retrying at the next interval")
         await asyncio.sleep(interval)

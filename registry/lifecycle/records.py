@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from storage_drivers import PathNotFound, StorageDriver, StorageError
 
-from ..background import running_beside
+from ..background import one_round, running_beside
 from ..errors import RegistryError
 from ..references import Digest, RepositoryName, Tag
 from ..storage import paths
@@ -150,12 +150,8 @@ class PullRecorder:
         async def forever() -> None:
             while True:
                 await asyncio.sleep(self._interval)
-                try:
+                with one_round(log, "recording pull times"):
                     await self.flush()
-                except StorageError as exc:  # an outage, not a fault of the registry: no traceback
-                    log.warning("recording pull times stopped, the storage failed: %s", exc)
-                except Exception:
-                    log.exception("recording pull times failed; the next interval tries again")
 
         try:
             async with running_beside(forever()):

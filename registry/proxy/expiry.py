@@ -23,8 +23,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-from storage_drivers import PathNotFound, StorageDriver, StorageError
+from storage_drivers import PathNotFound, StorageDriver
 
+from ..background import one_round
 from ..errors import RegistryError
 from ..references import HEX_LENGTHS, Digest, RepositoryName
 from ..storage import Storage, paths
@@ -130,31 +131,17 @@ async def keep_expiring(
     await _remove_abandoned(abandoned)
     await asyncio.sleep(random.uniform(0, interval))  # noqa: S311 - jitter only
     while True:
-        try:
+        with one_round(log, "mirror cache expiry"):
             await recorder.flush()
             expired = await expiry.run()
             if expired:
                 log.info("expired %d unused items from the mirror cache", expired)
-        except StorageError as exc:  # an outage, not a fault of the registry: no traceback
-            log.warning(
-                "mirror cache expiry stopped, the storage failed: %s; retrying at the next interval", exc
-            )
-        except Exception:
-            log.exception("mirror cache expiry failed; retrying at the next interval")
         await _remove_abandoned(abandoned)
         await asyncio.sleep(interval)
 
 
 async def _remove_abandoned(abandoned: Callable[[], Awaitable[int]]) -> None:
-    try:
+    with one_round(log, "removing abandoned downloads"):
         removed = await abandoned()
-    except StorageError as exc:
-        log.warning(
-            "removing abandoned downloads stopped, the storage failed: %s; retrying at the next interval", exc
-        )
-        return
-    except Exception:
-        log.exception("removing abandoned downloads failed; retrying at the next interval")
-        return
-    if removed:
-        log.info("removed %d abandoned downloads from the mirror cache", removed)
+        if removed:
+            log.info("removed %d abandoned downloads from the mirror cache", removed)
