@@ -131,7 +131,7 @@ class StorageDriver(ABC):
     """
 
     name: ClassVar[str]
-    listing_carries_stats: ClassVar[bool] = False
+    listing_carries_stats: bool = False
     """Whether ``walk`` gets sizes and times from the listing itself (S3), so that walking a
     tree costs no more than listing its names; on a filesystem every file is a stat."""
 

@@ -60,6 +60,7 @@ class ObservedDriver(StorageDriver):
         self._metrics = metrics
         self.unfinished_reads = driver.unfinished_reads
         self.creates_exclusively = driver.creates_exclusively
+        self.listing_carries_stats = driver.listing_carries_stats
         self._seconds = {
             action: metrics.histogram(metrics.storage_seconds, action, driver.name)
             for action in STORAGE_ACTIONS
