@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .keepalive import IdleSpellProtocol
 from .rawbody import RawBodyProtocol
 
 RESPONSE_HEAD = b"HTTP/1.1 "
@@ -93,8 +94,10 @@ class CoalescingTransport(asyncio.Transport):
         self._transport.set_write_buffer_limits(high, low)
 
 
-class CoalescingHTTPProtocol(RawBodyProtocol):
-    """The registry's HTTP protocol, sending each response's head with its body."""
+class CoalescingHTTPProtocol(RawBodyProtocol, IdleSpellProtocol):
+    """The registry's HTTP protocol, sending each response's head with its body, reading large
+    bodies raw, and keeping one keep-alive timer per idle spell (``IdleSpellProtocol`` comes
+    last of the registry's classes: its response hook replaces uvicorn's)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport))

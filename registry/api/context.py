@@ -58,8 +58,7 @@ class Settings:
     """nginx serves blob GETs from this internal location (``http.accelredirect``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(NamedTuple):  # a tuple, as ``Caller``: one per request, built in a fifth of the time
     request: Request
     storage: Storage
     settings: Settings

@@ -10,13 +10,16 @@ from ..errors import ErrorCode, RegistryError
 from ..references import Digest
 from ..storage.manifest_format import OCI_INDEX
 from .context import Context
-from .responses import json_response
+from .responses import EncodedResponse, json_response
 
 DEFAULT_CATALOG_PAGE = 100
 
 
+_BASE_HEADERS = ((b"content-length", b"2"), (b"content-type", b"application/json"))
+
+
 async def base(ctx: Context) -> Response:
-    return Response(b"{}", media_type="application/json")  # the most frequent request: no encoding
+    return EncodedResponse(200, [*_BASE_HEADERS], b"{}")  # the most frequent request: no encoding
 
 
 def _page_size(ctx: Context, default: int | None, maximum: int | None) -> int | None:

@@ -10,6 +10,18 @@ from starlette.responses import Response
 from ..errors import RegistryError
 
 
+class EncodedResponse(Response):
+    """A response whose headers come encoded, as the server sends them: Starlette's ``Response``
+    encodes a dictionary's names and values on every response, which the most frequent small
+    answers (``/v2/``, HEAD of a blob) need not pay. Names must be lower case."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+        self.status_code = status
+        self.raw_headers = headers
+        self.body = body
+        self.background = None
+
+
 def error_response(error: RegistryError, method: str = "GET") -> Response:
     body = json.dumps(error.body()).encode()
     headers = {"Content-Type": "application/json; charset=utf-8", **error.headers}

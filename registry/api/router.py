@@ -24,8 +24,8 @@ translates into the access decision's words (``ACTIONS``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from starlette.types import Scope
@@ -78,8 +78,7 @@ ACTIONS: dict[Route, dict[str, Action]] = {
 decision's target is the repository name, or for a registry-wide extension its name."""
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):  # a tuple: one per request, cheaper to build than a frozen dataclass
     route: Route
     name: str | None = None
     """The repository name as written in the path, not yet validated."""

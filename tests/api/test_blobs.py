@@ -42,6 +42,35 @@ def test_head_blob(client: RegistryClient, repo: str, pushed: Content) -> None:
     assert response.headers["Content-Length"] == str(SIZE)
 
 
+BLOB_HEADERS = (
+    "Docker-Content-Digest",
+    "ETag",
+    "Cache-Control",
+    "Accept-Ranges",
+    "Content-Type",
+    "Content-Length",
+)
+
+
+def test_head_answers_the_headers_get_does(client: RegistryClient, repo: str, pushed: Content) -> None:
+    got = client.get(f"/v2/{repo}/blobs/{pushed.digest}")
+    head = client.head(f"/v2/{repo}/blobs/{pushed.digest}")
+    assert {name: head.headers.get(name) for name in BLOB_HEADERS} == {
+        name: got.headers.get(name) for name in BLOB_HEADERS
+    }
+    assert head.headers["Cache-Control"] == "max-age=31536000"
+    assert head.headers["ETag"] == f'"{pushed.digest}"'
+
+
+def test_conditional_head_with_etag(client: RegistryClient, repo: str, pushed: Content) -> None:
+    response = client.head(
+        f"/v2/{repo}/blobs/{pushed.digest}", headers={"If-None-Match": f'"{pushed.digest}"'}
+    )
+    assert response.status_code == 304
+    assert response.headers["Docker-Content-Digest"] == pushed.digest
+    assert "Content-Type" not in response.headers
+
+
 def test_blob_is_scoped_to_its_repository(client: RegistryClient, pushed: Content, new_repo: NewRepo) -> None:
     other = new_repo()
     assert_error(client.get(f"/v2/{other}/blobs/{pushed.digest}"), 404, "BLOB_UNKNOWN")
