@@ -26,15 +26,13 @@ def credentials_kind(headers: Mapping[str, str]) -> str:
 
 
 class ObservedAccessController(AccessController):
-    def __init__(self, controller: AccessController, metrics: Metrics | None) -> None:
+    def __init__(self, controller: AccessController, metrics: Metrics) -> None:
         self.controller = controller
         self._metrics = metrics
         self._granted: dict[str, Count] = {}
         """By credentials' kind: the slot every granted request adds to, made the first time."""
 
     async def authorize(self, headers: Mapping[str, str], required: Sequence[Access]) -> Grant:
-        if self._metrics is None:
-            return await self.controller.authorize(headers, required)
         kind = credentials_kind(headers)
         try:
             grant = await self.controller.authorize(headers, required)
@@ -53,7 +51,6 @@ class ObservedAccessController(AccessController):
     def _count(self, kind: str, outcome: str) -> None:
         """A refusal, rarer: its slot is found by its labels."""
         metrics = self._metrics
-        assert metrics is not None
         metrics.add(metrics.auth, kind, outcome)
 
     def catalog_filter(self, grant: Grant) -> Callable[[str], bool] | None:
