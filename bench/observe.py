@@ -5,6 +5,7 @@ with the access log, and with the access log and metrics, interleaved in one run
 .venv/bin/python -m bench.observe                   # 5 rounds of 3 s per row and variant
 .venv/bin/python -m bench.observe -n 3 --seconds 2 --only base,head-blob
 .venv/bin/python -m bench.observe --baseline /tmp/before --variants bare,log,metrics
+.venv/bin/python -m bench.observe --bytecodes --variants log,metrics --baseline /tmp/before
 ```
 
 Every variant is Dockyard from this checkout on one store, started at once:
@@ -18,6 +19,10 @@ Every variant is Dockyard from this checkout on one store, started at once:
 
 With ``--baseline DIR`` (a checkout of another commit, e.g. ``git archive COMMIT | tar -x -C
 DIR``) every variant also runs from that source, in the same interleaved rounds: before and after.
+
+With ``--bytecodes``, in process too, each row's figure is the Python bytecodes a request
+executes: it leaves out C code (bisect, dict lookups, the system calls) but no load on the
+machine moves it, so a difference of a few dozen is real.
 
 With ``--in-process`` each variant is instead ``bench.asgi_cost``: the same requests through the
 ASGI application in one process (no sockets), CPU from ``time.process_time``, one process per
@@ -117,6 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout: each variant from it too")
     parser.add_argument("--in-process", action="store_true", help="through the ASGI app, no sockets")
     parser.add_argument("--count", type=int, default=5000, help="requests per row in process")
+    parser.add_argument(
+        "--bytecodes", action="store_true", help="in process: Python bytecodes per request, not CPU"
+    )
     args = parser.parse_args(argv)
     rows = args.only.split(",")
     sources = [("", PROJECT)] + ([("@base", args.baseline)] if args.baseline else [])
@@ -125,10 +133,13 @@ def main(argv: list[str] | None = None) -> None:
         workdir = Path(temp)
         small = SmallRequests(quick(), workdir)
         endpoints = [endpoint for endpoint in small.endpoints if endpoint.key in rows]
-        if args.in_process:
+        if args.in_process or args.bytecodes:
             in_process_cpu = in_process(args, small, endpoints, variants, workdir)
-            print(f"CPU per request through the ASGI application, µs: median (min-max) of {args.rounds}")
-            print(f"rounds of {args.count} requests per row.\n")
+            if args.bytecodes:
+                print("Python bytecodes per request through the ASGI application (200 requests per row).\n")
+            else:
+                print(f"CPU per request through the ASGI application, µs: median (min-max) of {args.rounds}")
+                print(f"rounds of {args.count} requests per row.\n")
             table(endpoints, variants, in_process_cpu, None)
             return
         servers: list[Server] = []
@@ -199,7 +210,7 @@ def in_process(
         filler.stop()
     requests = [[e.key, e.method, e.path, [list(header) for header in e.headers]] for e in endpoints]
     cpu: dict[tuple[str, str], list[float]] = {}
-    for number in range(args.rounds):
+    for number in range(1 if args.bytecodes else args.rounds):  # bytecodes: the same every round
         for variant in variants if number % 2 == 0 else variants[::-1]:
             kind, _, base = variant.partition("@")
             source = (args.baseline if base else PROJECT).resolve()
@@ -207,7 +218,7 @@ def in_process(
             config.write_text(yaml.safe_dump(variant_config(kind, root, free_port())))
             spec = {
                 "config": str(config), "bare": kind == "bare", "requests": requests,
-                "count": args.count, "log": str(workdir / f"{variant}.log"),
+                "count": args.count, "log": str(workdir / f"{variant}.log"), "bytecodes": args.bytecodes,
             }  # fmt: skip
             finished = subprocess.run(
                 # -P: not bench/ first on the path, where http.py would hide the standard one.

@@ -11,7 +11,6 @@ import os
 import secrets
 import socket
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 
 from auth import AuthConfigError, create_access_controller, create_token_server
@@ -133,16 +132,17 @@ def serve(args: argparse.Namespace) -> None:
 
 @contextlib.contextmanager
 def _scheduler_lock() -> Iterator[None]:
-    """A lock file of this server's own, through which its workers choose the one that runs the
-    maintenance schedule (``registry.lifecycle.schedule``)."""
-    fd, path = tempfile.mkstemp(prefix="dockyard-scheduler-", suffix=".lock")
-    os.close(fd)
-    os.environ[SCHEDULER_LOCK_ENV] = path
+    """A lock of this server's own, through which its workers choose the one that runs the
+    maintenance schedule (``registry.lifecycle.schedule``): an anonymous in-memory file whose
+    descriptor the forked workers inherit and each open anew through ``/proc/self/fd`` (a lock
+    of its own to take). It is named in no directory, so a server killed outright leaves
+    nothing behind."""
+    fd = os.memfd_create("dockyard-scheduler")  # close-on-exec: only the forked workers have it
+    os.environ[SCHEDULER_LOCK_ENV] = f"/proc/self/fd/{fd}"
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        os.close(fd)
 
 
 def worker_count(option: int | None, config: Config) -> tuple[int, str]:

@@ -1,8 +1,8 @@
 """Online garbage collection on a schedule, inside the server (``storage.maintenance.garbagecollect``).
 
 Every ``interval`` one worker of a server runs a collection, then writes the usage record from
-its walk (``usage``). Which worker: the one holding an exclusive lock on a local file the
-server's supervisor names for its workers (``SCHEDULER_LOCK_ENV``); the others wait for it to
+its walk (``usage``). Which worker: the one holding an exclusive lock on a file the
+server's supervisor opened for its workers (``SCHEDULER_LOCK_ENV``); the others wait for it to
 die and take over. Between servers or replicas on one storage the maintenance lease decides
 (``lease``): a run that finds it busy is skipped with a log line and tried again at the next
 interval. A run goes on a thread with an event loop and a storage driver of its own, so walking
@@ -25,8 +25,8 @@ from .lease import LeaseBusy, LeaseLost
 from .usage import collect_and_record
 
 SCHEDULER_LOCK_ENV = "DOCKYARD_SCHEDULER_LOCK"
-"""A local file the workers of one server lock to choose the one that runs the schedule; without
-it (a server of one process) the process runs it."""
+"""The path (``/proc/self/fd/N``) of a file the workers of one server lock to choose the one
+that runs the schedule; without it (the process was started otherwise) the process runs it."""
 
 log = logging.getLogger("registry")
 
@@ -63,8 +63,10 @@ async def collect_forever(config: Config) -> None:
 
 
 class WorkerLock:
-    """An exclusive lock on a local file, taken without waiting and kept until the process ends
-    (or ``release``): the kernel drops it when its holder dies, and another worker takes it."""
+    """An exclusive lock on a file, taken without waiting and kept until the process ends (or
+    ``release``): the kernel drops it when its holder dies, and another worker takes it. Each
+    worker opens the file itself, even when it inherited a descriptor of it: a lock belongs to
+    one opening, and an inherited one would be every worker's."""
 
     def __init__(self, path: str | None) -> None:
         self._path = path
@@ -74,7 +76,7 @@ class WorkerLock:
         """Whether this process holds the lock, taking it when it is free; no path: always."""
         if self._path is None or self._fd is not None:
             return True
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self._path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,9 +11,6 @@ from auth import Access, AccessController, Challenge, Denied, Grant
 from .metrics import Metrics
 from .tally import Count
 
-OUTCOMES = ("granted", "challenged", "denied")
-
-
 _KINDS = {b"basic": "basic", b"bearer": "bearer", b"": "none"}
 
 
@@ -29,14 +26,14 @@ def credentials_kind(headers: Mapping[str, str]) -> str:
 
 
 class ObservedAccessController(AccessController):
-    def __init__(self, controller: AccessController, metrics: Metrics | None) -> None:
+    def __init__(self, controller: AccessController, metrics: Metrics) -> None:
         self.controller = controller
         self._metrics = metrics
-        self._counts: dict[str, dict[str, Count]] = {outcome: {} for outcome in OUTCOMES}
-        """By outcome, then credentials' kind: each slot made the first time it is counted."""
+        self._granted: dict[str, Count] = {}
+        """By credentials' kind: the slot every granted request adds to, made the first time."""
 
     async def authorize(self, headers: Mapping[str, str], required: Sequence[Access]) -> Grant:
-        kind = credentials_kind(headers) if self._metrics is not None else ""
+        kind = credentials_kind(headers)
         try:
             grant = await self.controller.authorize(headers, required)
         except Challenge:
@@ -45,17 +42,16 @@ class ObservedAccessController(AccessController):
         except Denied:
             self._count(kind, "denied")
             raise
-        self._count(kind, "granted")
+        granted = self._granted.get(kind)
+        if granted is None:
+            granted = self._granted[kind] = self._metrics.count(self._metrics.auth, kind, "granted")
+        granted.value += 1
         return grant
 
     def _count(self, kind: str, outcome: str) -> None:
+        """A refusal, rarer: its slot is found by its labels."""
         metrics = self._metrics
-        if metrics is not None:
-            counts = self._counts[outcome]
-            count = counts.get(kind)
-            if count is None:
-                count = counts[kind] = metrics.count(metrics.auth, kind, outcome)
-            count.value += 1
+        metrics.add(metrics.auth, kind, outcome)
 
     def catalog_filter(self, grant: Grant) -> Callable[[str], bool] | None:
         return self.controller.catalog_filter(grant)

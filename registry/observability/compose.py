@@ -1,8 +1,8 @@
 """The observability parts built from the configuration, for ``create_app`` to compose.
 
 ``Observability.from_config`` builds the parts; the application composes them in three places:
-the storage driver and the access controller are wrapped (storage timings, auth outcomes and
-the account), and the public application is wrapped once (``Observe``: request metrics, the
+the storage driver and the access controller are wrapped when metrics are on (storage timings,
+auth outcomes), and the public application is wrapped once (``Observe``: request metrics, the
 access log, the request id, the events the audit log listens to), beside the debug listener.
 """
 
@@ -59,7 +59,7 @@ class Observability:
             uploads.watch = SessionWatch(metrics.since, change)
 
     def controller(self, controller: AccessController) -> AccessController:
-        return ObservedAccessController(controller, self.metrics)
+        return controller if self.metrics is None else ObservedAccessController(controller, self.metrics)
 
     def watch_storage(self, name: str, check: Callable[[], Awaitable[None]]) -> StorageHealth | None:
         """The periodic storage check ``health.storagedriver`` asks for, or None."""

@@ -273,7 +273,7 @@ class Observe:
             exchange.bytes_in += raw.received
         status = exchange.status or 500  # no response started: the connection was dropped
         if series is not None:
-            self._count(exchange, status, duration, series)
+            series.record(status, duration, exchange.head_size, exchange.bytes_in, exchange.bytes_out)
         if self.access_logged and self.access_log.enabled():
             summary = f"{exchange.method} {exchange.path} {exchange.status}"
             self.access_log.write(exchange.fields(duration), summary)
@@ -283,20 +283,6 @@ class Observe:
             event = event_for(exchange, route_of(scope), query, _content_type(scope))
             if event is not None:
                 await self.events.emit(event)
-
-    def _count(self, exchange: Exchange, status: int, duration: float, series: RequestSeries) -> None:
-        requests = series.requests.get(status)
-        if requests is None:
-            assert self.metrics is not None
-            requests = self.metrics.requests_count(series, exchange.handler, status)
-        requests.value += 1
-        series.duration.observe(duration)
-        series.request_size.observe(exchange.head_size + exchange.bytes_in)
-        series.response_size.observe(exchange.bytes_out)
-        if series.pushed is not None:
-            series.pushed.value += exchange.bytes_in
-        if series.pulled is not None:
-            series.pulled.value += exchange.bytes_out
 
 
 def _content_type(scope: Scope) -> str | None:

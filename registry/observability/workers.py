@@ -5,7 +5,10 @@ scrape, answered by any worker, sums the files of every worker that ever ran. So
 dies and is replaced keeps its totals (its counter files stay), while its live gauges (requests
 in flight) are removed by the next scrape. The directory is created before the workers
 are forked, since prometheus_client reads ``PROMETHEUS_MULTIPROC_DIR`` when it is imported, and
-removed when the registry stops.
+removed when the registry stops. A registry killed outright cannot remove its own: the next one
+started with the same temporary directory does. It knows a dead registry's directory by the
+lock on its ``lock`` file, which the registry and its workers hold as long as one of them runs
+(and the kernel drops when the last dies, whatever killed it).
 
 This module imports nothing of prometheus_client: the supervisor stays small.
 """
@@ -13,6 +16,7 @@ This module imports nothing of prometheus_client: the supervisor stays small.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -27,16 +31,24 @@ LIVE_GAUGE_FILES = ("gauge_livesum_{pid}.db", "gauge_liveall_{pid}.db")
 """prometheus_client's files for gauges that describe a living process only."""
 
 
+PREFIX = "dockyard-metrics-"
+LOCK = "lock"
+"""Held while the registry runs; prometheus_client reads only the ``.db`` files beside it."""
+
+
 @contextlib.contextmanager
 def shared_metrics() -> Iterator[Path]:
     """A fresh directory for the workers' metric files, named to them through the environment."""
-    directory = Path(tempfile.mkdtemp(prefix="dockyard-metrics-"))
+    temporary = Path(tempfile.gettempdir())
+    _forget_dead_registries(temporary)
+    directory, lock = _locked_directory(temporary)
     previous = {name: os.environ.get(name) for name in (DIRECTORY_ENV, SINCE_ENV)}
     os.environ[DIRECTORY_ENV] = str(directory)
     os.environ[SINCE_ENV] = repr(time.time())
     try:
         yield directory
     finally:
+        os.close(lock)
         for name, value in previous.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -54,6 +66,35 @@ def forget_dead_workers(directory: Path) -> None:
             if pid.isdigit() and not _running(int(pid)):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+
+
+def _locked_directory(temporary: Path) -> tuple[Path, int]:
+    """A new directory and its lock, held (the forked workers inherit it: held while one runs)."""
+    while True:
+        directory = Path(tempfile.mkdtemp(prefix=PREFIX, dir=temporary))
+        lock = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (directory / LOCK).exists():
+            return directory, lock
+        # Another registry starting took the lock first, before this one could, and removed it.
+        os.close(lock)
+
+
+def _forget_dead_registries(temporary: Path) -> None:
+    """Remove the metric directories of registries killed outright: those whose lock is free. A
+    directory without its lock file yet is one a registry is making: it is left alone."""
+    for directory in temporary.glob(f"{PREFIX}*"):
+        try:
+            lock = os.open(directory / LOCK, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:  # none (being made, or not a registry's), or another user's
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(directory, ignore_errors=True)
+        except BlockingIOError:
+            pass  # a running registry's
+        finally:
+            os.close(lock)
 
 
 def _running(pid: int) -> bool:

@@ -4,16 +4,19 @@ two servers on one root take turns through the lease, read-only mode turns it of
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
+from tests.integrity.workers import process_group
 from tests.lifecycle.commands import age_tag, blob_file, dockyard, push, push_blob
 from tests.support.containers import ContainerTools
 from tests.support.images import random_image, write_oci_layout
-from tests.support.registry import StartRegistry
+from tests.support.registry import RunningRegistry, StartRegistry
 from tests.support.served import Served, digest_of
 
 WAIT = 180.0
@@ -138,3 +141,64 @@ def test_scheduled_runs_apply_the_retention_rules(start_registry: StartRegistry)
             time.sleep(0.5)
         assert served.verify_tree("ci/app", "new")
         assert "2 tags untagged by retention" in registry.log()
+
+
+def _lock_holders(workers: list[int]) -> set[int]:
+    """The workers holding the scheduler's lock: flock locks on the file the workers inherited
+    (``/proc/locks`` names each by its holder's pid and the file's inode)."""
+    inodes = set()
+    for pid in workers:
+        with contextlib.suppress(OSError):  # a worker that just died
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                if os.readlink(fd).startswith("/memfd:dockyard-scheduler"):
+                    inodes.add(os.stat(fd).st_ino)
+    assert len(inodes) == 1, inodes  # one file, shared by every worker of the server
+    (inode,) = inodes
+    holders = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == "FLOCK" and int(fields[5].rsplit(":", 1)[1]) == inode:
+            holders.add(int(fields[4]))
+    return holders
+
+
+def _one_holder(registry: RunningRegistry, deadline: float) -> tuple[int, list[int]]:
+    """The one worker holding the scheduler's lock once one does, and every worker."""
+    assert registry.process is not None
+    while True:
+        members = process_group(registry.process.pid)
+        workers = [pid for pid in members if pid != registry.process.pid]
+        holders = _lock_holders(workers) if len(workers) == registry.workers else set()
+        if holders:
+            assert len(holders) == 1, holders
+            (holder,) = holders
+            assert holder in workers
+            return holder, workers
+        assert time.monotonic() < deadline, registry.log()[-4000:]
+        time.sleep(0.2)
+
+
+def test_one_worker_holds_the_schedule_and_a_killed_server_leaves_no_lock_file(
+    start_registry: StartRegistry, tmp_path: Path
+) -> None:
+    """The workers choose one scheduler through a lock on a file in no directory: another
+    worker takes it when its holder dies, and a server killed outright leaves no file behind
+    (in its temporary directory or anywhere)."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    registry = start_registry(_schedule("1s", "1h"), workers=3, env={"TMPDIR": str(temporary)})
+    deadline = time.monotonic() + WAIT
+    holder, workers = _one_holder(registry, deadline)
+    while not _removed(registry.log()):  # the holder runs the schedule
+        assert time.monotonic() < deadline, registry.log()[-4000:]
+        time.sleep(0.2)
+    assert _one_holder(registry, deadline)[0] == holder
+    os.kill(holder, signal.SIGKILL)  # the supervisor starts another; a survivor takes the lock
+    while True:
+        successor, workers = _one_holder(registry, deadline)
+        if successor != holder:
+            break
+        time.sleep(0.2)
+    assert successor in workers
+    registry.kill9()
+    assert list(temporary.iterdir()) == []

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from http.client import HTTPConnection, HTTPResponse
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -246,3 +247,28 @@ def test_uploads_in_progress_after_a_restart_and_a_purge(start_registry: StartRe
         assert time.monotonic() < deadline, "abandoned uploads still counted"
     assert call(worker_connection(registry)[0], "GET", opened_before[1]).status == 404
     assert value(scraper.samples(), UPLOADS) == 0
+
+
+def test_the_next_registry_removes_the_metrics_of_one_killed_outright(
+    start_registry: StartRegistry, tmp_path: Path
+) -> None:
+    """A registry killed with ``kill -9`` cannot remove its workers' metric files; the next one
+    started with the same temporary directory does, and leaves those of a running one alone."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {"TMPDIR": str(temporary)}
+    killed = start_registry({"http": debug_section(free_port())}, workers=2, env=env)
+    (killed_files,) = temporary.iterdir()
+    running = start_registry({"http": debug_section(free_port())}, workers=2, env=env)
+    (running_files,) = set(temporary.iterdir()) - {killed_files}
+    assert killed_files.name.startswith("dockyard-metrics-")
+    fresh_connection_requests(killed, 5)
+    killed.kill9()
+    assert set(temporary.iterdir()) == {killed_files, running_files}  # nothing else left behind
+    started = start_registry({"http": debug_section(free_port())}, workers=2, env=env)
+    assert not killed_files.exists()
+    assert running_files.exists()
+    assert len(list(temporary.iterdir())) == 2  # the running registry's and the new one's
+    for registry in (running, started):
+        registry.stop()
+    assert list(temporary.iterdir()) == []
