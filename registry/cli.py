@@ -106,14 +106,14 @@ def serve(args: argparse.Namespace) -> None:
     def run_worker(sock: socket.socket) -> None:
         import uvicorn  # noqa: PLC0415 - the workers' imports; the supervisor stays small
 
-        from .coalescing import CoalescingHTTPProtocol  # noqa: PLC0415 - imports uvicorn
         from .draining import DrainingServer  # noqa: PLC0415
+        from .zerocopy import ZeroCopyHTTPProtocol  # noqa: PLC0415 - imports uvicorn
 
         server = DrainingServer(
             uvicorn.Config(
                 "registry.app:app_from_environment",
                 factory=True,
-                http=CoalescingHTTPProtocol,
+                http=ZeroCopyHTTPProtocol,
                 loop="uvloop" if sys.platform != "win32" else "asyncio",
                 log_config=None,  # configured above, inherited
                 access_log=False,  # the registry's own access log (registry.access) replaces it

@@ -28,6 +28,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from ..api.context import CALLER, REQUEST_ID, Caller
 from ..api.router import Route, route_of
 from ..rawbody import raw_body
+from ..zerocopy import ZEROCOPY_SEND
 from .accesslog import AccessLog
 from .events import WRITE_METHODS, EventStream, event_for
 from .metrics import Metrics, RequestSeries
@@ -46,6 +47,8 @@ HANDLER_NAMES = {
 }
 """Distribution's names: every request to an upload's own URL is ``blob_upload_chunk``."""
 DIGEST_HEADER = b"docker-content-digest"
+BODY_MESSAGES = frozenset({"http.response.body", ZEROCOPY_SEND})
+"""Messages carrying a response's body: bytes, or (a ``count`` of) a file the server sends."""
 READ_METHODS = frozenset({"GET", "HEAD"})
 """The methods of a manifest request that are a pull."""
 FORWARDED_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
@@ -211,8 +214,8 @@ class Observe:
                     if len(name) == len(DIGEST_HEADER) and name.lower() == DIGEST_HEADER:
                         exchange.digest = value.decode("latin-1")
                 message["headers"] = [*headers, request_id_header]
-            elif message["type"] == "http.response.body":
-                exchange.bytes_out += len(message.get("body", b""))
+            elif message["type"] in BODY_MESSAGES:
+                exchange.bytes_out += message.get("count", 0) or len(message.get("body", b""))
                 if not message.get("more_body", False):
                     # Logged and recorded before the client has the whole answer, so whoever
                     # acts on the answer finds the access line and the audit record written.

@@ -137,6 +137,9 @@ class ObservedDriver(StorageDriver):
     async def _redirect_url(self, path: str) -> str | None:
         return await self._timed("RedirectURL", self.driver._redirect_url(path))
 
+    async def _open_local(self, path: str) -> int | None:
+        return await self._timed("OpenLocal", self.driver._open_local(path))
+
     async def _purge_incomplete(self, path: str, older_than: float) -> int:
         return await self._timed("PurgeIncomplete", self.driver._purge_incomplete(path, older_than))
 
