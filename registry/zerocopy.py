@@ -1,10 +1,13 @@
 """Files sent from the page cache to the socket by the kernel (``sendfile``), not through the process.
 
-A plain connection offers the ASGI ``http.response.zerocopysend`` extension: the application sends
-the response head as usual, then ``{"type": "http.response.zerocopysend", "file": <file object>,
-"offset": ..., "count": ..., "more_body": ...}``; the bytes go from the file to the socket
-without being read into the process. Behind a proxy on the same machine (the shipped nginx sites,
-best over a unix socket) this is most of what relaying a download costs the registry.
+A connection on a unix socket (``http.net: unix``: a proxy on the same machine) offers the ASGI
+``http.response.zerocopysend`` extension: the application sends the response head as usual, then
+``{"type": "http.response.zerocopysend", "file": <file object>, "offset": ..., "count": ...,
+"more_body": ...}``; the bytes go from the file to the socket without being read into the
+process. Behind nginx relaying a download through TLS, the registry's part of the work then
+nearly disappears (``bench/TLS.md``). TCP connections are not offered it: over loopback, pages
+sent by ``sendfile`` cost the receiving proxy more than the registry saves (nginx took a third
+more CPU per pull), and they keep the registry's large writes.
 
 The file is sent in windows: a worker thread first brings a window's pages into the page cache,
 so a cold file never blocks the event loop, then the loop sends them with non-blocking
@@ -39,13 +42,20 @@ def offers_zerocopy(scope: Any) -> bool:
 
 
 class ZeroCopyHTTPProtocol(CoalescingHTTPProtocol):
-    """The registry's HTTP protocol, offering ``http.response.zerocopysend`` on plain connections."""
+    """The registry's HTTP protocol, offering ``http.response.zerocopysend`` on unix sockets."""
 
     _stalled: asyncio.Future[None] | None = None
     """While a file waits for the socket to take more: woken when the connection is lost."""
 
+    _unix = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        self._unix = sock is not None and sock.family == socket.AF_UNIX
+        super().connection_made(transport)
+
     def on_headers_complete(self) -> None:
-        plain = self.scheme == "http" and isinstance(self.transport, CoalescingTransport)
+        plain = self._unix and isinstance(self.transport, CoalescingTransport)
         if plain:
             scope = cast(dict[str, Any], self.scope)
             scope["extensions"] = {**scope.get("extensions", {}), ZEROCOPY_SEND: {}}
@@ -93,10 +103,9 @@ class ZeroCopyHTTPProtocol(CoalescingHTTPProtocol):
         out = os.dup(sock.fileno())
         try:
             transport.flush()  # the response head, held for the body's first write
-            if sock.family == socket.AF_UNIX:
-                # A unix socket queues 200 KiB by default: larger batches, fewer wake-ups.
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UNIX_SEND_BUFFER)
+            # A unix socket queues 200 KiB by default: larger batches, fewer wake-ups.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UNIX_SEND_BUFFER)
             while transport.get_write_buffer_size():
                 await self._writable(out)
             position, end = offset, offset + count

@@ -1,6 +1,7 @@
-"""Blob downloads from filesystem storage go from the file to the socket with ``sendfile``: the
-system calls of the registry's worker, traced while it answers, carry the bytes in ``sendfile``
-and none in writes. Every answer stays complete and in order on a keep-alive connection (full,
+"""Blob downloads from filesystem storage over a unix socket (``http.net: unix``, nginx on the
+same machine) go from the file to the socket with ``sendfile``: the system calls of the
+registry's worker, traced while it answers, carry the bytes in ``sendfile`` and none in writes;
+over TCP, in writes. Every answer stays complete and in order on a keep-alive connection (full,
 ranges, a HEAD and an error after them), and a client that leaves mid-download costs the next
 one nothing."""
 
@@ -12,13 +13,15 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.integrity.workers import process_group
+from tests.support.launcher import CLEAN_ENV, DOCKYARD, wait_for_socket, write_config
+from tests.support.processes import ServerProcess
 from tests.support.pushing import push_blob
 from tests.support.registry import RunningRegistry, StartRegistry
 
@@ -27,33 +30,76 @@ SIZE = (24 << 20) + 12345
 SYSCALL = re.compile(r"^\d+\s+(sendfile|write|writev|sendmsg|sendto)\(.*\)\s+=\s+(\d+)", re.MULTILINE)
 
 
-@pytest.fixture(scope="module")
-def one_worker(start_registry: StartRegistry, tmp_path_factory: pytest.TempPathFactory) -> RunningRegistry:
-    """Filesystem storage, one worker: the process to trace."""
-    return start_registry(workers=1, root=tmp_path_factory.mktemp("zerocopy") / "data")
+class Listener:
+    """One registry process (one worker, the process to trace) and how to reach it."""
+
+    def __init__(self, pid: int, address: str | tuple[str, int], log: Callable[[], str]) -> None:
+        self.pid = pid
+        self.address = address
+        self.log = log
+
+    def connect(self) -> socket.socket:
+        if isinstance(self.address, str):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self.address)
+            return sock
+        return socket.create_connection(self.address)
+
+    def client(self) -> httpx.Client:
+        if isinstance(self.address, str):
+            transport = httpx.HTTPTransport(uds=self.address)
+            return httpx.Client(transport=transport, base_url="http://registry", timeout=60)
+        return httpx.Client(base_url=f"http://{self.address[0]}:{self.address[1]}", timeout=60)
 
 
 @pytest.fixture(scope="module")
-def blob(one_worker: RunningRegistry) -> tuple[str, bytes]:
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("zerocopy") / "data"
+
+
+@pytest.fixture(scope="module")
+def over_tcp(start_registry: StartRegistry, root: Path) -> Listener:
+    registry: RunningRegistry = start_registry(workers=1, root=root)
+    assert registry.process is not None
+    return Listener(registry.process.pid, ("127.0.0.1", registry.port), registry.log)
+
+
+@pytest.fixture(scope="module")
+def over_unix(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
+    workdir = tmp_path_factory.mktemp("zerocopy-unix")
+    path = workdir / "registry.sock"
+    config = write_config(
+        workdir / "config.yml",
+        {
+            "version": 0.1,
+            "storage": {"filesystem": {"rootdirectory": str(root)}},
+            "http": {"net": "unix", "addr": str(path)},
+        },
+    )
+    command = [DOCKYARD, "serve", str(config), "--workers", "1"]
+    process = ServerProcess(command, workdir / "serve.log", env=CLEAN_ENV)
+    try:
+        wait_for_socket(process, path)
+        yield Listener(process.pid, str(path), process.log)
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def blob(over_tcp: Listener) -> tuple[str, bytes]:
     content = os.urandom(SIZE)
-    with httpx.Client(base_url=one_worker.url, timeout=60) as client:
+    with over_tcp.client() as client:
         digest = push_blob(client, "zerocopy/blobs", content)
     return digest, content
 
 
-def worker_pid(registry: RunningRegistry) -> int:
-    assert registry.process is not None
-    leader = registry.process.pid
-    workers = [pid for pid in process_group(leader) if pid != leader]
-    return workers[0] if workers else leader
-
-
-def traced_sends(registry: RunningRegistry, workdir: Path, action: Callable[[], None]) -> dict[str, int]:
-    """Bytes each sending system call of the worker carried while ``action`` ran."""
+def traced_sends(pid: int, workdir: Path, action: Callable[[], None]) -> dict[str, int]:
+    """Bytes the sending system calls of process ``pid`` (and its workers) carried while ``action`` ran."""
     out = workdir / "strace.out"
+    pids = [str(member) for member in process_group(pid)]
     tracer = subprocess.Popen(
         ["strace", "-f", "-qq", "-e", "trace=sendfile,write,writev,sendmsg,sendto", "-o", str(out),
-         "-p", str(worker_pid(registry))],
+         *(argument for member in pids for argument in ("-p", member))],
         stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -68,21 +114,28 @@ def traced_sends(registry: RunningRegistry, workdir: Path, action: Callable[[], 
     return sent
 
 
-def test_the_file_goes_to_the_socket_by_sendfile(
-    one_worker: RunningRegistry, blob: tuple[str, bytes], tmp_path: Path
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_the_file_goes_to_a_unix_socket_by_sendfile(
+    request: pytest.FixtureRequest, kind: str, blob: tuple[str, bytes], tmp_path: Path
 ) -> None:
+    listener: Listener = request.getfixturevalue(f"over_{kind}")
     digest, _content = blob
     received: list[bytes] = []
 
     def download() -> None:
-        response = httpx.get(f"{one_worker.url}/v2/zerocopy/blobs/blobs/{digest}", timeout=60)
+        with listener.client() as client:
+            response = client.get(f"/v2/zerocopy/blobs/blobs/{digest}")
         assert response.status_code == 200
         received.append(response.content)
 
-    sent = traced_sends(one_worker, tmp_path, download)
+    sent = traced_sends(listener.pid, tmp_path, download)
     assert hashlib.sha256(received[0]).hexdigest() == digest.removeprefix("sha256:")
-    assert sent["sendfile"] == SIZE
-    assert sent["write"] < 4096  # the response head only
+    if kind == "unix":
+        assert sent["sendfile"] == SIZE
+        assert sent["write"] < 4096  # the response head only
+    else:
+        assert sent["sendfile"] == 0
+        assert sent["write"] > SIZE
 
 
 class Responses:
@@ -109,7 +162,7 @@ class Responses:
         return head, body
 
 
-def test_answers_in_order_on_one_connection(one_worker: RunningRegistry, blob: tuple[str, bytes]) -> None:
+def test_answers_in_order_on_one_connection(over_unix: Listener, blob: tuple[str, bytes]) -> None:
     digest, content = blob
     path = f"/v2/zerocopy/blobs/blobs/{digest}"
     requests = [
@@ -118,7 +171,7 @@ def test_answers_in_order_on_one_connection(one_worker: RunningRegistry, blob: t
         ("GET", "Range: bytes=-100\r\n"),
         ("GET", f"Range: bytes={SIZE - 1}-\r\n"),
     ]
-    with socket.create_connection(("127.0.0.1", one_worker.port)) as sock:
+    with over_unix.connect() as sock:
         # All sent at once: pipelined requests are answered one after another.
         sock.sendall(b"".join(f"{m} {path} HTTP/1.1\r\nHost: r\r\n{h}\r\n".encode() for m, h in requests))
         responses = Responses(sock)
@@ -138,17 +191,18 @@ def test_answers_in_order_on_one_connection(one_worker: RunningRegistry, blob: t
 
 
 def test_a_client_leaving_mid_download_leaves_the_worker_serving(
-    one_worker: RunningRegistry, blob: tuple[str, bytes]
+    over_unix: Listener, blob: tuple[str, bytes]
 ) -> None:
     digest, content = blob
     path = f"/v2/zerocopy/blobs/blobs/{digest}"
     for _ in range(3):
-        with socket.create_connection(("127.0.0.1", one_worker.port)) as sock:
+        with over_unix.connect() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: r\r\n\r\n".encode())
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         # closed with most of the blob unsent
-    response = httpx.get(f"{one_worker.url}{path}", timeout=60)
+    with over_unix.client() as client:
+        response = client.get(path)
     assert response.status_code == 200
     assert response.content == content
-    assert "Traceback" not in one_worker.log()
+    assert "Traceback" not in over_unix.log()

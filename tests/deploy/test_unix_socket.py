@@ -8,14 +8,13 @@ import hashlib
 import os
 import socket
 import stat
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.launcher import CLEAN_ENV, DOCKYARD, write_config
+from tests.support.launcher import CLEAN_ENV, DOCKYARD, wait_for_socket, write_config
 from tests.support.nginx import TLS_SITE, Nginx
 from tests.support.processes import ServerProcess
 from tests.support.tls import ServerCertificates
@@ -37,20 +36,6 @@ def serve_on_socket(workdir: Path, path: Path) -> ServerProcess:
     )
     command = [DOCKYARD, "serve", str(config), "--workers", "2"]
     return ServerProcess(command, workdir / "serve.log", env=CLEAN_ENV)
-
-
-def wait_for_socket(process: ServerProcess, path: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not process.running():
-            raise RuntimeError(f"the registry exited early:\n{process.log()[-4000:]}")
-        try:
-            with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), timeout=2) as direct:
-                direct.get("http://registry/v2/")
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing answered on {path}:\n{process.log()[-4000:]}")
 
 
 @pytest.fixture(scope="module")
