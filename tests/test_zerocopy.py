@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -206,3 +207,38 @@ def test_a_client_leaving_mid_download_leaves_the_worker_serving(
     assert response.status_code == 200
     assert response.content == content
     assert "Traceback" not in over_unix.log()
+
+
+def test_a_stalled_download_ends_with_the_drain(blob: tuple[str, bytes], root: Path, tmp_path: Path) -> None:
+    """SIGTERM while a client takes nothing of a file being sent: at the drain timeout the
+    connection is closed and the send ends with it; the worker exits on its own, cleanly."""
+    digest, _content = blob
+    path = tmp_path / "registry.sock"
+    config = write_config(
+        tmp_path / "config.yml",
+        {
+            "version": 0.1,
+            "storage": {"filesystem": {"rootdirectory": str(root)}},
+            "http": {"net": "unix", "addr": str(path), "draintimeout": "1s"},
+        },
+    )
+    process = ServerProcess(
+        [DOCKYARD, "serve", str(config), "--workers", "1"], tmp_path / "serve.log", env=CLEAN_ENV
+    )
+    try:
+        wait_for_socket(process, path)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(str(path))
+            stalled.sendall(f"GET /v2/zerocopy/blobs/blobs/{digest} HTTP/1.1\r\nHost: r\r\n\r\n".encode())
+            assert stalled.recv(4096).startswith(b"HTTP/1.1 200")
+            time.sleep(0.5)  # the send is waiting for the socket to take more
+            process.signal_group(signal.SIGTERM)
+            # uvicorn ends a clean stop by raising the signal again; an overdue one exits with 1.
+            assert process.process.wait(timeout=30) in {0, -signal.SIGTERM}
+    finally:
+        process.stop()
+    log = process.log()
+    assert "drain timeout (1s): closing 1 connections" in log
+    assert "exiting without them" not in log
+    assert "Traceback" not in log
