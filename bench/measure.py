@@ -35,6 +35,9 @@ class Case:
     redirected: bool = False
     """Measured on the server's redirecting twin (``Server.redirecting``, S3 runs): the registry
     answers blob GETs with presigned URLs and the client fetches from storage."""
+    measured: Callable[[Server], Server] | None = None
+    """The server whose processes the row measures, when the timed part reaches another instance
+    of the registry than ``server`` (behind a front of its own)."""
 
 
 @dataclass
@@ -55,6 +58,10 @@ def measure(server: Server, sampler: RssSampler, case: Case) -> Observation:
         if server.redirecting is None:
             raise ValueError(f"{case.key} needs {server.name} with a redirecting twin")
         measured = server.redirecting
+    elif case.measured is not None:
+        measured = case.measured(server)
+        if not sampler.watching(measured.name):
+            sampler.watch(measured.name, measured.pid)
     tree = sampler.tree(measured.name)
     sampler.reset_peak(measured.name)
     server_before = cpu_seconds(tree)

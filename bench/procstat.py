@@ -134,6 +134,10 @@ class RssSampler:
             self._peaks[name] = 0
             self._process_peaks[name] = {}
 
+    def watching(self, name: str) -> bool:
+        with self._lock:
+            return name in self._roots
+
     def start(self) -> None:
         self._thread.start()
 

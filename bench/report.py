@@ -18,6 +18,7 @@ PULL_CEILINGS = {
     "pull-full": "nginx_mbps",
     "tls-pull-full": "nginx_tls_mbps",
     "tls-pull-accel": "nginx_tls_mbps",
+    "tls-pull-unix": "nginx_tls_mbps",
 }
 """The pull rows and the machine limit (nginx serving the file itself) each must reach 80% of."""
 

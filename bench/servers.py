@@ -47,6 +47,7 @@ class Server:
     storage_root: Path | None = None
     tls: ssl.SSLContext | None = None  # reached over HTTPS (a TLS proxy in front), trusting this
     kind: str = ""  # as given to start_registry
+    binary: Path | None = None  # Distribution 3's, as given to start_registry
     s3: dict[str, Any] | None = None  # the ``storage.s3`` section when it stores on S3
     redirecting: Server | None = None
     """S3 runs: the same registry on the same bucket with redirects on (blob GETs answered with
@@ -156,16 +157,20 @@ def start_registry(
     storage: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     http: dict[str, Any] | None = None,
+    unix_socket: Path | None = None,
 ) -> Server:
     """Start ``kind`` ("dockyard", "distribution" for Debian's 2.8, or "distribution3" for the
     ``binary`` of Distribution 3) with filesystem storage at ``root``, by default under ``workdir``,
     or the driver section ``storage``; Dockyard with ``workers`` workers, or its default when None.
     ``extra`` adds top-level config sections (``proxy``); ``http``: keys added to the config's http
-    section."""
+    section. ``unix_socket``: it listens there (``http.net: unix``), and the caller waits for it
+    through whatever it puts in front."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     root = root or workdir / "storage"
     config_path = workdir / "config.yml"
+    if unix_socket is not None:
+        http = {**(http or {}), "net": "unix", "addr": str(unix_socket)}
     config_path.write_text(yaml.safe_dump({**registry_config(root, port, storage, http), **(extra or {})}))
     if kind == "dockyard":
         command = [sys.executable, "-m", "registry", "serve", str(config_path)]
@@ -179,7 +184,10 @@ def start_registry(
         process = _spawn([str(binary), "serve", str(config_path)], workdir)
     else:
         raise ValueError(f"unknown registry kind {kind!r}")
-    server = Server(name, port, workdir, process, storage_root=root, kind=kind, s3=(storage or {}).get("s3"))
+    s3 = (storage or {}).get("s3")
+    server = Server(name, port, workdir, process, storage_root=root, kind=kind, binary=binary, s3=s3)
+    if unix_socket is not None:
+        return server
     try:
         server.wait_ready("/v2/")
     except BaseException:

@@ -24,7 +24,7 @@ from .lifecycle.cli import register as register_lifecycle_commands
 from .lifecycle.schedule import SCHEDULER_LOCK_ENV
 from .logs import logging_config
 from .observability.workers import shared_metrics
-from .supervisor import bind, limit_malloc_arenas, supervise
+from .supervisor import bind, bind_unix, limit_malloc_arenas, supervise
 
 log = logging.getLogger("registry")
 
@@ -66,14 +66,18 @@ def _load(path: str | None) -> Config:
 
 def serve(args: argparse.Namespace) -> None:
     config = _load(args.config)
-    try:
-        host, port = split_addr(args.addr or config.http.addr)
-    except ValueError as exc:
-        raise SystemExit(f"dockyard: --addr: {exc}") from None
+    # --addr is always HOST:PORT, also in place of a unix socket.
+    socket_path = config.http.addr if config.http.net == "unix" and not args.addr else None
+    host, port = "", 0
+    if socket_path is None:
+        try:
+            host, port = split_addr(args.addr or config.http.addr)
+        except ValueError as exc:
+            raise SystemExit(f"dockyard: --addr: {exc}") from None
     logging.config.dictConfig(logging_config(config.log))
     for warning in config.warnings:
         log.warning("%s", warning)
-    if config.auth is None and not is_loopback(host):
+    if config.auth is None and socket_path is None and not is_loopback(host):
         log.warning(
             "listening on %s without authentication: anyone who can reach this address can push "
             "and delete; configure auth (see README) or listen on 127.0.0.1",
@@ -84,17 +88,16 @@ def serve(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 1:
         raise SystemExit("dockyard: --workers must be at least 1")
     workers, chosen_by = worker_count(args.workers, config)
-    sock = _listen(host, port)
+    sock = _listen(host, port) if socket_path is None else _listen_unix(socket_path)
     sockets = [sock]
     if config.http.debug.addr is not None:
         debug_host, debug_port = split_addr(config.http.debug.addr)
         sockets.append(_listen(debug_host, debug_port))
         log.info("debug listener (metrics, health) on %s:%d", debug_host, debug_port)
     log.info(
-        "serving %s storage on %s:%d with %d workers (%s)",
+        "serving %s storage on %s with %d workers (%s)",
         config.storage.driver,
-        host,
-        port,
+        socket_path or f"{host}:{port}",
         workers,
         chosen_by,
     )
@@ -102,14 +105,14 @@ def serve(args: argparse.Namespace) -> None:
     def run_worker(sock: socket.socket) -> None:
         import uvicorn  # noqa: PLC0415 - the workers' imports; the supervisor stays small
 
-        from .coalescing import CoalescingHTTPProtocol  # noqa: PLC0415 - imports uvicorn
         from .draining import DrainingServer  # noqa: PLC0415
+        from .zerocopy import ZeroCopyHTTPProtocol  # noqa: PLC0415 - imports uvicorn
 
         server = DrainingServer(
             uvicorn.Config(
                 "registry.app:app_from_environment",
                 factory=True,
-                http=CoalescingHTTPProtocol,
+                http=ZeroCopyHTTPProtocol,
                 loop="uvloop" if sys.platform != "win32" else "asyncio",
                 log_config=None,  # configured above, inherited
                 access_log=False,  # the registry's own access log (registry.access) replaces it
@@ -123,11 +126,16 @@ def serve(args: argparse.Namespace) -> None:
     # One worker keeps its metrics in its own memory: only forked workers need the shared files.
     shared = config.http.debug.prometheus and workers > 1
     with shared_metrics() if shared else contextlib.nullcontext(), _scheduler_lock():
-        if workers == 1:
-            limit_malloc_arenas()
-            run_worker(sock)
-        else:
-            supervise(workers, run_worker, sock, config.http.drain_timeout)
+        try:
+            if workers == 1:
+                limit_malloc_arenas()
+                run_worker(sock)
+            else:
+                supervise(workers, run_worker, sock, config.http.drain_timeout)
+        finally:
+            if socket_path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(socket_path)
 
 
 @contextlib.contextmanager
@@ -160,6 +168,13 @@ def _listen(host: str, port: int) -> socket.socket:
         return bind(host, port)
     except OSError as exc:
         raise SystemExit(f"dockyard: cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _listen_unix(path: str) -> socket.socket:
+    try:
+        return bind_unix(path)
+    except OSError as exc:
+        raise SystemExit(f"dockyard: cannot listen on {path}: {exc.strerror}") from None
 
 
 def check_config(args: argparse.Namespace) -> None:

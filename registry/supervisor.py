@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterable
 
@@ -43,6 +44,28 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+SOCKET_MODE = 0o660
+"""A unix socket's file: the registry's user and group connect (the proxy's user joins the group)."""
+
+
+def bind_unix(path: str) -> socket.socket:
+    """Listen on a unix socket at ``path``, replacing the socket file a previous run left there
+    (any other kind of file there is an error, not replaced)."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, SOCKET_MODE)  # not left to the umask: the proxy's group needs to connect
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock
 

@@ -252,6 +252,12 @@ class StorageDriver(ABC):
         """
         return await self._redirect_url(check_path(path))
 
+    async def open_local(self, path: str) -> int | None:
+        """A read-only file descriptor of the object, when it is a file of this machine (the
+        caller closes it), for a server to send without reading it; None when the storage is
+        elsewhere. PathNotFound when it does not exist."""
+        return await self._open_local(check_path(path))
+
     def walk(self, path: str) -> AsyncIterator[FileInfo]:
         """Every object (not directory) below ``path``, in no particular order. A listing that
         fails raises, however far the walk got: garbage collection must never read a partial
@@ -332,6 +338,9 @@ class StorageDriver(ABC):
     async def _delete(self, path: str) -> None: ...
 
     async def _redirect_url(self, path: str) -> str | None:
+        return None
+
+    async def _open_local(self, path: str) -> int | None:
         return None
 
     def _unfinished_reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:

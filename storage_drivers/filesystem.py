@@ -439,6 +439,10 @@ class FilesystemDriver(StorageDriver):
 
     unfinished_reads = True
 
+    async def _open_local(self, path: str) -> int | None:
+        full = self._full(path)
+        return await _in_thread(path, lambda: os.open(full, os.O_RDONLY | os.O_CLOEXEC))
+
     def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         return self._read_file(path, self._full(path), offset, length)
 

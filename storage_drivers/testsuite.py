@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import os
 import random
 import resource
 import secrets
@@ -117,6 +118,8 @@ class DriverConformance:
     """How long the fixture's driver keeps redirect URLs valid, when it gives them."""
     scans: ClassVar[bool] = False
     """Whether ``scan`` lists keys (else it must answer None)."""
+    local_files: ClassVar[bool] = False
+    """Whether ``open_local`` gives descriptors of files on this machine (else it answers None)."""
 
     @pytest.fixture
     def driver(self) -> StorageDriver:
@@ -779,6 +782,7 @@ class DriverConformance:
             "move to": lambda: driver.move(good, bad),
             "delete": lambda: driver.delete(bad),
             "redirect_url": lambda: driver.redirect_url(bad),
+            "open_local": lambda: driver.open_local(bad),
             "stat": lambda: driver.stat(bad),
             "list": lambda: driver.list(bad),
             "list page": lambda: driver.list(bad, after="a", limit=5),
@@ -787,6 +791,26 @@ class DriverConformance:
         }
         assert await _misbehaving(calls, InvalidPath) == {}
         assert await driver.get_content(good) == b"x"
+
+    # -- local files -----------------------------------------------------------------
+
+    async def test_open_local(self, driver: StorageDriver, root: str) -> None:
+        path = f"{root}/blob"
+        data = pattern(MIB + 3, 5)
+        await driver.put_content(path, data)
+        fd = await driver.open_local(path)
+        if not self.local_files:
+            assert fd is None
+            return
+        assert fd is not None
+        try:
+            assert os.pread(fd, len(data) + 1, 0) == data
+            with pytest.raises(OSError, match="Bad file descriptor"):  # read-only
+                os.pwrite(fd, b"x", 0)
+        finally:
+            os.close(fd)
+        with pytest.raises(PathNotFound):
+            await driver.open_local(f"{root}/missing")
 
     # -- redirects -------------------------------------------------------------------
 

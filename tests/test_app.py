@@ -50,6 +50,10 @@ class CountingBlobs:
     async def redirect_url(self, digest: Digest) -> str | None:
         return await self.inner.redirect_url(digest)
 
+    async def open_local(self, digest: Digest) -> int | None:
+        self.opened.append(digest)
+        return await self.inner.open_local(digest)
+
     async def mount(self, name: RepositoryName, source: RepositoryName | None, digest: Digest) -> int | None:
         return await self.inner.mount(name, source, digest)
 

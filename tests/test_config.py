@@ -665,3 +665,24 @@ def test_location_urls_follow_http_host_and_relativeurls(
         assert location.startswith(prefix), location
     assert blob.endswith(f"/v2/urls/app/blobs/{digest_of(b'abc')}")
     assert locations[3].endswith(f"/v2/urls/app/manifests/{digest_of(manifest)}")
+
+
+def test_http_net_unix_takes_a_socket_path(tmp_path: Path) -> None:
+    config = _load(tmp_path, {**_minimal(), "http": {"net": "unix", "addr": "/run/dockyard/registry.sock"}})
+    assert (config.http.net, config.http.addr) == ("unix", "/run/dockyard/registry.sock")
+    assert _load(tmp_path, _minimal()).http.net == "tcp"
+
+
+@pytest.mark.parametrize(
+    ("http", "problem"),
+    [
+        ({"net": "unix", "addr": "registry.sock"}, "http.addr"),
+        ({"net": "unix", "addr": "127.0.0.1:5000"}, "http.addr"),
+        ({"net": "unix"}, "http.addr"),
+        ({"net": "udp", "addr": ":5000"}, "http.net"),
+    ],
+)
+def test_http_net_and_addr_must_agree(tmp_path: Path, http: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, {**_minimal(), "http": http})
+    assert [p for p in raised.value.problems if p.startswith(problem)], raised.value.problems

@@ -29,6 +29,8 @@ class TestInMemoryDriver(DriverConformance):
 
 
 class TestFilesystemDriver(DriverConformance):
+    local_files: ClassVar[bool] = True
+
     @pytest.fixture
     def driver(self, tmp_path: Path) -> StorageDriver:
         return FilesystemDriver(str(tmp_path / "storage"))

@@ -3,10 +3,12 @@ certificate in front of each registry (``deploy/nginx/dockyard-tls.conf``, with 
 and upstream changed, as the deploy tests run it). Clients speak HTTP/1.1 over TLS 1.3, and
 HTTP/2 for the small requests where h2load (Debian's nghttp2-client) is installed.
 
-One more pull row has nginx send the file itself where the registry can hand it over: Dockyard
-with ``http.accelredirect`` (a second Dockyard on the same storage, behind its own nginx whose
-blobs location points at that storage). Distribution has no such mode: its column in that row is
-the same relay as in the plain TLS pull row."""
+Two more pull rows: each registry relayed over a unix socket (a second instance of each on the
+same storage with ``http.net: unix``, behind its own nginx whose upstream is that socket), and
+nginx sending the file itself where the registry can hand it over: Dockyard with
+``http.accelredirect`` (a second Dockyard on the same storage, behind its own nginx whose blobs
+location points at that storage). Distribution has no such mode: its column in that row is the
+same relay as in the plain TLS pull row."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import dataclasses
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -51,6 +54,7 @@ class ThroughTLS:
         self.fronts: dict[str, Server] = {}  # per registry: the same registry reached through nginx
         # Per registry: where nginx sends blobs itself when the registry can hand them over.
         self.accel_fronts: dict[str, Server] = {}
+        self.unix_fronts: dict[str, Server] = {}  # per registry: the same relayed over a unix socket
 
     def setup(self, server: Server) -> None:
         """Start nginx in front of ``server``, then store what the rows read through it (untimed)."""
@@ -66,6 +70,7 @@ class ThroughTLS:
         front = dataclasses.replace(server, port=nginx.port, tls=client_context(self.certificates))
         self.fronts[server.name] = front
         self.accel_fronts[server.name] = self._accel_front(server) if server.kind == "dockyard" else front
+        self.unix_fronts[server.name] = self._unix_front(server)
         self.blobs.setup(front)
         self.small.store(front)
         for endpoint in self._small_endpoints():
@@ -95,6 +100,34 @@ class ThroughTLS:
         self.stack.callback(nginx.stop)
         nginx.start()
         return dataclasses.replace(accel, port=nginx.port, tls=client_context(self.certificates))
+
+    def _unix_front(self, server: Server) -> Server:
+        """A second instance of ``server``'s registry on its storage, listening on a unix socket
+        behind an nginx of its own; its processes are the ones measured."""
+        name = f"{server.name}-unix".replace(" ", "-")
+        workdir = self.workdir / "tls" / name
+        # A short path: a unix socket's address holds 107 bytes at most.
+        socket_dir = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
+        self.stack.callback(shutil.rmtree, socket_dir, ignore_errors=True)
+        unix = start_registry(
+            server.kind,
+            name,
+            workdir / "registry",
+            None,
+            root=server.storage_root,
+            binary=server.binary,
+            storage={"s3": server.s3} if server.s3 else None,
+            unix_socket=socket_dir / "registry.sock",
+        )
+        self.stack.callback(unix.stop)
+        nginx = Nginx(
+            workdir / "nginx", TLS_SITE, f"unix:{socket_dir / 'registry.sock'}", self.certificates, ipv6=False
+        )
+        self.stack.callback(nginx.stop)
+        nginx.start()
+        front = dataclasses.replace(unix, port=nginx.port, tls=client_context(self.certificates))
+        front.wait_ready("/v2/")  # nginx answers 502 until the registry listens
+        return front
 
     def cases(self) -> list[Case]:
         """The rows of the same names without TLS, run through each registry's nginx."""
@@ -127,12 +160,25 @@ class ThroughTLS:
                 key="tls-pull-accel",
                 label=f"{pull.label}, through nginx TLS, sent by nginx (Dockyard: http.accelredirect)",
                 prepare=lambda server: pull.prepare(self.accel_fronts[server.name]),
+                measured=lambda server: self.accel_fronts[server.name],
+                target=None,
+                note="and >= 80% of nginx over TLS",
+            ),
+        )
+        rows.insert(
+            3,
+            dataclasses.replace(
+                pull,
+                key="tls-pull-unix",
+                label=f"{pull.label}, through nginx TLS, relayed over a unix socket",
+                prepare=lambda server: pull.prepare(self.unix_fronts[server.name]),
+                measured=lambda server: self.unix_fronts[server.name],
                 target=None,
                 note="and >= 80% of nginx over TLS",
             ),
         )
         if shutil.which("h2load"):
-            rows[3:3] = [self._http2_case(endpoint) for endpoint in self._small_endpoints()]
+            rows[4:4] = [self._http2_case(endpoint) for endpoint in self._small_endpoints()]
         return rows
 
     def _small_endpoints(self) -> list[Endpoint]:

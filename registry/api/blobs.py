@@ -9,8 +9,9 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest
 from ..storage import paths
+from ..zerocopy import offers_zerocopy
 from .context import Context
-from .responses import EncodedResponse, empty
+from .responses import EncodedResponse, ZeroCopyResponse, empty
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 IMMUTABLE = "max-age=31536000"
@@ -91,6 +92,10 @@ async def get_blob(ctx: Context) -> Response:
         headers.pop("Content-Range", None)
         headers["X-Accel-Redirect"] = ctx.settings.accel_redirect + paths.blob_data_in_blobs(digest)
         return Response(b"", 200, headers)
+    if offers_zerocopy(request.scope):
+        fd = await ctx.storage.blobs.open_local(digest)
+        if fd is not None:  # the server sends the file: no byte passes through the process
+            return ZeroCopyResponse(fd, first, length, status, headers)
     body = await ctx.storage.blobs.open(digest, first, length)
     headers["Content-Length"] = str(length)
     return StreamingResponse(body, status, headers)

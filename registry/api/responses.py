@@ -1,13 +1,16 @@
-"""Building responses: the spec's error JSON, JSON bodies, empty answers."""
+"""Building responses: the spec's error JSON, JSON bodies, empty answers, files the server sends."""
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ..errors import RegistryError
+from ..zerocopy import ZEROCOPY_SEND
 
 
 class EncodedResponse(Response):
@@ -42,3 +45,21 @@ def json_response(
 
 def empty(status: int, headers: dict[str, str] | None = None) -> Response:
     return Response(b"", status, {"Content-Length": "0", **(headers or {})})
+
+
+class ZeroCopyResponse(Response):
+    """``length`` bytes of the open file ``fd`` from ``offset``, which the server sends from the
+    file itself (``http.response.zerocopysend``: only where the scope offers it); closes ``fd``."""
+
+    def __init__(self, fd: int, offset: int, length: int, status: int, headers: dict[str, str]) -> None:
+        super().__init__(None, status, {**headers, "Content-Length": str(length)})
+        self.file = os.fdopen(fd, "rb", buffering=0)
+        self.offset = offset
+        self.length = length
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self.file:
+            head = {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            await send(head)
+            body = {"type": ZEROCOPY_SEND, "file": self.file, "offset": self.offset, "count": self.length}
+            await send(body)

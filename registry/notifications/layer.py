@@ -24,6 +24,7 @@ from ..api.context import CALLER, REQUEST_ID, Caller
 from ..api.router import Match, Route, route_of
 from ..lifecycle.http import EXTENSION as REPOSITORY_DELETION
 from ..observability.events import Write, write_of
+from ..observability.exchange import BODY_MESSAGES
 from .events import BLOB_MEDIA_TYPE, Happened, RequestRecord, manifest_media_type
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class Notify:
                 if write and 200 <= observed.status < 300:
                     held.append(message)
                     return
-            elif message["type"] == "http.response.body":
+            elif message["type"] in BODY_MESSAGES:
                 if keep_response and len(observed.body) <= MANIFEST_LIMIT:
                     observed.body += message.get("body", b"")
                 if held:

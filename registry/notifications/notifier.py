@@ -47,8 +47,9 @@ class Notifier:
         self.tags = Tags(storage_driver)
         self.queue_driver = queue_driver
         self.include_references = settings.include_references
-        port = config.http.addr.rpartition(":")[2]
-        self.source = Source(f"{socket.gethostname()}:{port}", str(uuid.uuid4()))
+        host = socket.gethostname()
+        address = f"{host}:{config.http.addr.rpartition(':')[2]}" if config.http.net == "tcp" else host
+        self.source = Source(address, str(uuid.uuid4()))
         self.endpoints = settings.endpoints
         writer = new_writer()
         self.clock = StorageClock(queue_driver, writer)

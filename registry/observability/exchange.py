@@ -28,6 +28,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from ..api.context import CALLER, REQUEST_ID, Caller
 from ..api.router import Route, route_of
 from ..rawbody import raw_body
+from ..zerocopy import ZEROCOPY_SEND
 from .accesslog import AccessLog
 from .events import WRITE_METHODS, EventStream, event_for
 from .metrics import Metrics, RequestSeries
@@ -46,6 +47,8 @@ HANDLER_NAMES = {
 }
 """Distribution's names: every request to an upload's own URL is ``blob_upload_chunk``."""
 DIGEST_HEADER = b"docker-content-digest"
+BODY_MESSAGES = frozenset({"http.response.body", ZEROCOPY_SEND})
+"""Messages carrying a response's body: bytes, or (a ``count`` of) a file the server sends."""
 READ_METHODS = frozenset({"GET", "HEAD"})
 """The methods of a manifest request that are a pull."""
 FORWARDED_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
@@ -125,6 +128,13 @@ def trusted_peer_check(networks: Sequence[str]) -> Callable[[str], bool]:
     return trusted
 
 
+def unix_peer(scope: Scope) -> bool:
+    """Whether the request came over a unix socket: no peer address, the socket's path as the
+    server's address."""
+    server = scope.get("server")
+    return scope.get("client") is None and server is not None and server[1] is None
+
+
 def forwarded_allow_ips(networks: Sequence[str]) -> list[str]:
     """The peers uvicorn believes ``X-Forwarded-*`` from: the configured networks, each IPv4 one
     also in the IPv4-mapped IPv6 form its peers have on a dual-stack listener (``[::]:5000``)."""
@@ -161,6 +171,9 @@ class Observe:
             ProxyHeadersMiddleware(app, trusted_hosts=forwarded_allow_ips(trusted_proxies)),  # type: ignore[arg-type]
         )
         """For requests with ``X-Forwarded-*`` headers: the others it would leave as they are."""
+        self.local_forwarded_app = cast(ASGIApp, ProxyHeadersMiddleware(app, trusted_hosts="*"))  # type: ignore[arg-type]
+        """The same for requests over a unix socket (``http.net: unix``), which has no peer
+        address: its file's permissions chose who may connect, a proxy on this machine."""
         self.metrics = metrics
         self.events = events
         self.access_logged = access_logged
@@ -201,8 +214,8 @@ class Observe:
                     if len(name) == len(DIGEST_HEADER) and name.lower() == DIGEST_HEADER:
                         exchange.digest = value.decode("latin-1")
                 message["headers"] = [*headers, request_id_header]
-            elif message["type"] == "http.response.body":
-                exchange.bytes_out += len(message.get("body", b""))
+            elif message["type"] in BODY_MESSAGES:
+                exchange.bytes_out += message.get("count", 0) or len(message.get("body", b""))
                 if not message.get("more_body", False):
                     # Logged and recorded before the client has the whole answer, so whoever
                     # acts on the answer finds the access line and the audit record written.
@@ -212,7 +225,10 @@ class Observe:
             await send(message)
 
         try:
-            await (self.forwarded_app if forwarded else self.app)(scope, counted_receive, counted_send)
+            app = self.app
+            if forwarded:
+                app = self.local_forwarded_app if unix_peer(scope) else self.forwarded_app
+            await app(scope, counted_receive, counted_send)
         finally:
             if series is not None:
                 series.in_flight.value -= 1
@@ -243,7 +259,7 @@ class Observe:
             elif name.startswith(b"x-forwarded-"):
                 forwarded = True
         if request_id is not None or forwarded:
-            peer_trusted = self.trusted(scope["client"][0] if scope.get("client") else "")
+            peer_trusted = unix_peer(scope) or self.trusted(scope["client"][0] if scope.get("client") else "")
             if request_id is not None and not (peer_trusted and FORWARDED_ID.fullmatch(request_id)):
                 request_id = None
             if forwarded and not peer_trusted:

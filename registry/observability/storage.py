@@ -33,7 +33,9 @@ STORAGE_ACTIONS = (
     "PurgeIncomplete", "Walk", "Scan",
 )  # fmt: skip
 """Timed from the start: their series are there before the first call."""
-BATCH_ACTIONS = ("PutMany", "CreateContent", "ListMany", "StatMany", "GetMany", "DeleteMany")
+BATCH_ACTIONS = (
+    "PutMany", "CreateContent", "ListMany", "StatMany", "GetMany", "DeleteMany", "OpenLocal",
+)  # fmt: skip
 """Timed once per batch (or for drivers that have the call), each series shown once used."""
 
 
@@ -160,6 +162,9 @@ class ObservedDriver(StorageDriver):
 
     def _redirect_url(self, path: str) -> Coroutine[Any, Any, str | None]:
         return self._actions["RedirectURL"].timed(self.driver._redirect_url(path))
+
+    def _open_local(self, path: str) -> Coroutine[Any, Any, int | None]:
+        return self._actions["OpenLocal"].timed(self.driver._open_local(path))
 
     def _purge_incomplete(self, path: str, older_than: float) -> Coroutine[Any, Any, int]:
         return self._actions["PurgeIncomplete"].timed(self.driver._purge_incomplete(path, older_than))

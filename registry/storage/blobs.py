@@ -47,6 +47,12 @@ class BlobStore:
     async def redirect_url(self, digest: Digest) -> str | None:
         return await self._driver.redirect_url(paths.blob_data(digest))
 
+    async def open_local(self, digest: Digest) -> int | None:
+        try:
+            return await self._driver.open_local(paths.blob_data(digest))
+        except PathNotFound:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN) from None
+
     async def link(self, name: RepositoryName, digest: Digest) -> None:
         await write_link(self._driver, paths.layer_link(name, digest), digest)
 

@@ -135,6 +135,14 @@ class CachedBlobs:
     async def redirect_url(self, digest: Digest) -> str | None:
         return await self._inner.redirect_url(digest)
 
+    async def open_local(self, digest: Digest) -> int | None:
+        try:
+            return await self._inner.open_local(digest)
+        except RegistryError as exc:
+            if exc.code is ErrorCode.BLOB_UNKNOWN:
+                self._cache.forget_digest(digest)  # collected meanwhile
+            raise
+
     async def mount(self, name: RepositoryName, source: RepositoryName | None, digest: Digest) -> int | None:
         since = self._cache.generation
         size = await self._inner.mount(name, source, digest)

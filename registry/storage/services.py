@@ -30,6 +30,10 @@ class BlobService(Protocol):
     async def redirect_url(self, digest: Digest) -> str | None:
         """Where clients can fetch the blob from storage directly, when the driver offers it."""
 
+    async def open_local(self, digest: Digest) -> int | None:
+        """A read-only descriptor of the blob's file on this machine (the caller closes it), or
+        None when the storage is elsewhere; BLOB_UNKNOWN when it is gone."""
+
     async def mount(self, name: RepositoryName, source: RepositoryName | None, digest: Digest) -> int | None:
         """Link a blob into ``name`` from ``source`` (or from anywhere when None); its size, or
         None when it cannot be mounted."""

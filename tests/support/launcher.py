@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -77,3 +78,18 @@ def launch(tmp_path: Path) -> Iterator[Launcher]:
 def write_config(path: Path, config: dict[str, object] | str) -> Path:
     path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
     return path
+
+
+def wait_for_socket(process: ServerProcess, path: Path, timeout: float = 30.0) -> None:
+    """Until a registry listening on the unix socket ``path`` answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.running():
+            raise RuntimeError(f"the registry exited early:\n{process.log()[-4000:]}")
+        try:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), timeout=2) as direct:
+                direct.get("http://registry/v2/")
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing answered on {path}:\n{process.log()[-4000:]}")

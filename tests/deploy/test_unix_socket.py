@@ -1,0 +1,114 @@
+"""The registry on a unix socket (``http.net: unix``) behind the shipped TLS site, whose upstream
+names the socket: the one line an operator changes. The socket has no peer address: the
+registry believes the proxy's ``X-Forwarded-*`` over it, so Location URLs keep the https scheme."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.launcher import CLEAN_ENV, DOCKYARD, wait_for_socket, write_config
+from tests.support.nginx import TLS_SITE, Nginx
+from tests.support.processes import ServerProcess
+from tests.support.tls import ServerCertificates
+
+from .conftest import trusting
+from .flows import Upload
+
+pytestmark = pytest.mark.nginx
+
+
+def serve_on_socket(workdir: Path, path: Path) -> ServerProcess:
+    config = write_config(
+        workdir / "config.yml",
+        {
+            "version": 0.1,
+            "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}},
+            "http": {"net": "unix", "addr": str(path)},
+        },
+    )
+    command = [DOCKYARD, "serve", str(config), "--workers", "2"]
+    return ServerProcess(command, workdir / "serve.log", env=CLEAN_ENV)
+
+
+@pytest.fixture(scope="module")
+def socket_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    workdir = tmp_path_factory.mktemp("unix")
+    path = workdir / "registry.sock"
+    process = serve_on_socket(workdir, path)
+    try:
+        wait_for_socket(process, path)
+        yield path
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def unix_proxy(
+    start_nginx: Callable[..., Nginx], socket_path: Path, certificates: ServerCertificates
+) -> Nginx:
+    return start_nginx(TLS_SITE, f"unix:{socket_path}", certificates)
+
+
+@pytest.fixture
+def client(unix_proxy: Nginx, certificates: ServerCertificates) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=unix_proxy.url, verify=trusting(certificates), timeout=120) as http:
+        yield http
+
+
+def test_the_socket_is_for_the_registrys_user_and_group(socket_path: Path) -> None:
+    mode = socket_path.stat().st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == 0o660
+
+
+def test_push_and_pull_through_the_tls_site(client: httpx.Client, unix_proxy: Nginx) -> None:
+    repository = f"unix/r-{os.urandom(4).hex()}"
+    content = os.urandom(9 * (1 << 20) + 17)
+    upload = Upload(client, repository).start()
+    # The proxy's X-Forwarded-Proto is believed over the socket: the scheme clients used.
+    assert upload.location.startswith(f"https://{unix_proxy.host}/v2/{repository}/blobs/uploads/")
+    digest = upload.finish(content)
+    assert digest == f"sha256:{hashlib.sha256(content).hexdigest()}"
+
+    pulled = hashlib.sha256()
+    with client.stream("GET", f"/v2/{repository}/blobs/{digest}") as response:
+        assert response.status_code == 200
+        assert response.headers["docker-content-digest"] == digest
+        for piece in response.iter_bytes():
+            pulled.update(piece)
+    assert f"sha256:{pulled.hexdigest()}" == digest
+    ranged = client.get(f"/v2/{repository}/blobs/{digest}", headers={"Range": "bytes=5-9"})
+    assert (ranged.status_code, ranged.content) == (206, content[5:10])
+
+
+def test_a_stale_socket_is_replaced_and_removed_at_stop(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+        stale.bind(str(path))  # left behind as by a registry that was killed
+    process = serve_on_socket(tmp_path, path)
+    try:
+        wait_for_socket(process, path)
+    finally:
+        process.stop()
+    assert not path.exists()
+
+
+def test_another_file_at_the_path_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sock"
+    path.write_text("not a socket")
+    process = serve_on_socket(tmp_path, path)
+    try:
+        process.process.wait(timeout=30)
+    finally:
+        process.stop()
+    assert process.process.returncode != 0
+    assert f"cannot listen on {path}" in process.log()
+    assert path.read_text() == "not a socket"
