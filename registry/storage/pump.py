@@ -2,11 +2,11 @@
 
 A body is read into page-aligned batches (``Body.fill``: where the connection allows, straight
 from the socket, see ``registry/rawbody.py``); each batch is written in one worker-thread call
-and hashed in another, in order, while the next batches arrive. A request is answered once its
-bytes are written, while its last batches may still be hashed. The running hash lives in a small
-per-process cache: it is only an optimisation (the session logic in ``uploads.py`` hashes the
-stored data again when the finishing worker did not see every byte). How the sizes below were
-chosen is written down in ``bench/README.md``.
+and hashed by a thread that takes the batches in order, while the next batches arrive. A request
+is answered once its bytes are written, while its last batches may still be hashed. The running
+hash lives in a small per-process cache: it is only an optimisation (the session logic in
+``uploads.py`` hashes the stored data again when the finishing worker did not see every byte).
+How the sizes below were chosen is written down in ``bench/README.md`` and ``bench/PUSH.md``.
 """
 
 from __future__ import annotations
