@@ -189,7 +189,7 @@ class _Lanes:
         """Start writing and hashing ``batch``, after waiting while IN_FLIGHT batches are."""
         if len(self._in_flight) >= IN_FLIGHT:
             for step in self._in_flight.popleft():
-                await asyncio.shield(step)  # a cancelled wait leaves the step going on
+                await step
         data = memoryview(batch)[:length]
         unfinished = 1 if self._hashing is None else 2
 
