@@ -694,7 +694,8 @@ async def _mapped_chunks(mapped: mmap.mmap, start: int, end: int) -> AsyncIterat
     while position < end:
         stop = min(position + MAP_CHUNK, end)
         aligned = position - position % mmap.PAGESIZE
-        await to_thread.run_sync(_populate, mapped, aligned, stop - aligned)
+        ahead = min(end, stop + MAP_CHUNK) - stop
+        await to_thread.run_sync(_populate, mapped, aligned, stop - aligned, ahead)
         yield view[position:stop]
         sent.append((aligned, stop - aligned))
         if len(sent) > 1:
@@ -705,11 +706,19 @@ async def _mapped_chunks(mapped: mmap.mmap, start: int, end: int) -> AsyncIterat
         position = stop
 
 
-def _populate(mapped: mmap.mmap, start: int, length: int) -> None:
+def _populate(mapped: mmap.mmap, start: int, length: int, ahead: int) -> None:
+    """Bring ``length`` bytes from ``start`` into the mapping and start reading the ``ahead``
+    bytes after them from disk, without waiting: a cold blob's next window then arrives while
+    this one is sent, rather than after it (a blob just pushed is cold: uploads are written
+    around the page cache). For pages already cached the read-ahead costs a lookup."""
     try:
         mapped.madvise(MADV_POPULATE_READ, start, length)
     except OSError:  # an older kernel: ask for read-ahead instead
         mapped.madvise(mmap.MADV_WILLNEED, start, length)
+    if ahead > 0:
+        stop = start + length
+        following = stop - stop % mmap.PAGESIZE
+        mapped.madvise(mmap.MADV_WILLNEED, following, stop - following + ahead)
 
 
 def _read_fd(fd: int, size: int) -> bytes:

@@ -172,3 +172,92 @@ async def test_hashing_outlives_the_request_and_the_next_one_continues_it() -> N
     await writer.commit()
     digest = await RunningHash("sha256", 0, hasher, hashing).hexdigest()
     assert digest == hashlib.sha256(b"".join(first + second)).hexdigest()
+
+
+class CountingHasher:
+    """sha256 that takes its time and counts, in the hashing thread, the batches it finished;
+    it can fail at a given batch, and tells whether a batch's memory changed while it hashed."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.inner = hashlib.sha256()
+        self.finished = 0
+        self.changed_while_hashed = False
+        self.fail_at = fail_at
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None:
+        if self.finished == self.fail_at:
+            raise ValueError("hashing failed")
+        before = bytes(data)
+        time.sleep(0.02)
+        self.changed_while_hashed |= bytes(data) != before
+        self.inner.update(before)
+        self.finished += 1
+
+    def hexdigest(self) -> str:
+        return self.inner.hexdigest()
+
+    def copy(self) -> Hasher:
+        raise NotImplementedError
+
+
+def numbered_batches(count: int) -> list[bytes]:
+    return [bytes([number + 1]) * MIN_BATCH for number in range(count)]
+
+
+async def test_hashing_goes_on_while_the_event_loop_is_busy() -> None:
+    hasher = CountingHasher()
+    buffers = BatchBuffers(MIN_BATCH, keep=2 * IN_FLIGHT + 1)
+    writer = await InMemoryDriver().writer("/upload/data")
+    body = numbered_batches(IN_FLIGHT + 1)
+    hashing = await pump(stream(body), writer, RunningHash("sha256", 0, hasher), lambda: MIN_BATCH, buffers)
+    assert hashing is not None
+    queued = len(body) - hasher.finished
+    assert queued > 1, "nothing left to hash once the request was done"
+    # The event loop is busy: it can start no thread call meanwhile.
+    time.sleep(0.1 + 0.05 * queued)  # noqa: ASYNC251
+    assert hasher.finished == len(body), "the hashing waited for the event loop between batches"
+    await hashing
+    assert hasher.hexdigest() == hashlib.sha256(b"".join(body)).hexdigest()
+
+
+async def test_a_failed_hashing_fails_the_upload_and_hashes_nothing_after_it() -> None:
+    hasher = CountingHasher(fail_at=2)
+    buffers = BatchBuffers(MIN_BATCH, keep=2 * IN_FLIGHT + 1)
+    writer = await InMemoryDriver().writer("/upload/data")
+    body = numbered_batches(10)
+
+    async def receive_and_hash() -> None:
+        hashing = await pump(
+            stream(body), writer, RunningHash("sha256", 0, hasher), lambda: MIN_BATCH, buffers
+        )
+        if hashing is not None:
+            await hashing
+
+    with pytest.raises(ValueError, match="hashing failed"):
+        await receive_and_hash()
+    await asyncio.sleep(0.1)
+    assert hasher.finished == 2, "a batch was hashed after a failed one"
+
+
+async def test_a_buffer_goes_back_only_once_its_hashing_is_done_even_when_nobody_waits() -> None:
+    hasher = CountingHasher()
+    buffers = BatchBuffers(MIN_BATCH, keep=2 * IN_FLIGHT + 1)
+    writer = await InMemoryDriver().writer("/upload/data")
+    body = numbered_batches(IN_FLIGHT + 1)
+    running = RunningHash("sha256", 0, hasher)
+    hashing = await pump(stream(body), writer, running, lambda: MIN_BATCH, buffers)
+    assert hashing is not None
+    assert hasher.finished < len(body) - 1, "the request waited for its hashing"
+    # The finishing request goes away while the last batches are being hashed.
+    finishing = asyncio.ensure_future(RunningHash("sha256", 0, hasher, hashing).hexdigest())
+    await asyncio.sleep(0)
+    finishing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await finishing
+    # Whatever was given back may be reused at once: the next upload fills it.
+    while buffers._idle:
+        buffers.take(MIN_BATCH)[:] = bytes(MIN_BATCH)
+    await asyncio.sleep(0.05 * len(body))
+    assert hasher.finished == len(body)
+    reused = hasher.changed_while_hashed or hasher.hexdigest() != hashlib.sha256(b"".join(body)).hexdigest()
+    assert not reused, "a buffer was reused before its batch was hashed"

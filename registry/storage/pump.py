@@ -2,17 +2,18 @@
 
 A body is read into page-aligned batches (``Body.fill``: where the connection allows, straight
 from the socket, see ``registry/rawbody.py``); each batch is written in one worker-thread call
-and hashed in another, in order, while the next batches arrive. A request is answered once its
-bytes are written, while its last batches may still be hashed. The running hash lives in a small
-per-process cache: it is only an optimisation (the session logic in ``uploads.py`` hashes the
-stored data again when the finishing worker did not see every byte). How the sizes below were
-chosen is written down in ``bench/README.md``.
+and hashed by a thread that takes the batches in order, while the next batches arrive. A request
+is answered once its bytes are written, while its last batches may still be hashed. The running
+hash lives in a small per-process cache: it is only an optimisation (the session logic in
+``uploads.py`` hashes the stored data again when the finishing worker did not see every byte).
+How the sizes below were chosen is written down in ``bench/README.md`` and ``bench/PUSH.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import mmap
+import threading
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -169,16 +170,18 @@ async def pump(
 
 
 class _Lanes:
-    """Writes batches in order in one lane and hashes them in order in another: each lane is a
-    chain of worker-thread calls, a batch's call starting once the batch before it is done. A
-    batch's buffer goes back once both are done with it."""
+    """Writes batches in order in one lane and hashes them in order in another. The writes are a
+    chain of the writer's calls, a batch's call starting once the batch before it is written; the
+    hashing is one worker thread taking the batches one after another (``_HashLane``). A batch's
+    buffer goes back once both are done with it."""
 
     def __init__(self, writer: FileWriter, running: RunningHash | None, buffers: BatchBuffers) -> None:
         self._writer = writer
-        self._hasher = running.hasher if running else None
         self._buffers = buffers
         self._last_write: asyncio.Future[None] | None = None
-        self._last_hash = hashing = running.hashing if running else None
+        hashing = running.hashing if running else None
+        self._hashing = _HashLane(running.hasher, hashing) if running else None
+        self._last_hash = hashing
         # Steps of the batches in flight; an earlier request's hashing counts as one of them.
         self._in_flight: deque[list[asyncio.Future[None]]] = deque([[hashing]] if hashing else [])
 
@@ -188,22 +191,21 @@ class _Lanes:
             for step in self._in_flight.popleft():
                 await step
         data = memoryview(batch)[:length]
-        self._last_write = asyncio.ensure_future(_after(self._last_write, self._writer.write, data))
-        steps: list[asyncio.Future[None]] = [self._last_write]
-        if self._hasher is not None:
-            self._last_hash = asyncio.ensure_future(_after(self._last_hash, _hash, self._hasher, data))
-            steps.append(self._last_hash)
-        self._in_flight.append(steps)
-        unfinished = len(steps)
+        unfinished = 1 if self._hashing is None else 2
 
-        def release(_: asyncio.Future[None]) -> None:
+        def release() -> None:
             nonlocal unfinished
             unfinished -= 1
             if not unfinished:
                 self._buffers.give_back(batch)
 
-        for step in steps:
-            step.add_done_callback(release)
+        self._last_write = asyncio.ensure_future(_after(self._last_write, self._writer.write, data))
+        self._last_write.add_done_callback(lambda _: release())
+        steps: list[asyncio.Future[None]] = [self._last_write]
+        if self._hashing is not None:
+            self._last_hash = self._hashing.hash(data, release)
+            steps.append(self._last_hash)
+        self._in_flight.append(steps)
 
     async def written(self) -> asyncio.Future[None] | None:
         """Wait until every batch is written (raising the first failure); the hashing left."""
@@ -229,13 +231,78 @@ class _Lanes:
             raise asyncio.CancelledError
 
 
+class _HashLane:
+    """Hashes batches in order in one worker thread that takes each next batch itself, as soon as
+    it is done with the one before: hashing is what bounds a push, and a trip through the event
+    loop between batches would leave it waiting whenever the loop is busy reading the socket.
+
+    The thread runs while batches are queued and ends when none is; the next batch starts another.
+    After a failure every later batch fails with the same error, unhashed."""
+
+    def __init__(self, hasher: Hasher, after: asyncio.Future[None] | None) -> None:
+        self._hasher = hasher
+        self._after = after
+        """The hashing of an earlier request of the same upload, which comes first."""
+        self._loop = asyncio.get_running_loop()
+        self._lock = threading.Lock()
+        self._queued: deque[tuple[memoryview, asyncio.Future[None], Callable[[], None]]] = deque()
+        self._running = False
+        self._failure: BaseException | None = None
+        self._thread: asyncio.Future[None] | None = None
+
+    def hash(self, data: memoryview, done: Callable[[], None]) -> asyncio.Future[None]:
+        """Queue ``data``; the future tells when it is hashed. ``done`` is called, on the event
+        loop, once the thread no longer reads ``data``, whether or not anyone still waits."""
+        future = self._loop.create_future()
+        with self._lock:
+            self._queued.append((data, future, done))
+            if self._running:
+                return future
+            self._running = True
+        self._thread = asyncio.ensure_future(self._run())
+        return future
+
+    async def _run(self) -> None:
+        if self._after is not None:
+            after, self._after = self._after, None
+            await asyncio.wait([after])
+            if after.cancelled():
+                self._failure = asyncio.CancelledError()
+            else:
+                self._failure = after.exception()
+        await to_thread.run_sync(self._hash_queued)
+
+    def _hash_queued(self) -> None:
+        """In the worker thread: hash the queued batches until there are none."""
+        while True:
+            with self._lock:
+                if not self._queued:
+                    self._running = False
+                    return
+                data, future, done = self._queued.popleft()
+            if self._failure is None:
+                try:
+                    self._hasher.update(data)
+                except BaseException as exc:  # handed to whoever waits for it
+                    self._failure = exc
+            self._loop.call_soon_threadsafe(_resolve, future, self._failure, done)
+
+
+def _resolve(future: asyncio.Future[None], failure: BaseException | None, done: Callable[[], None]) -> None:
+    done()
+    if future.done():  # cancelled by a waiter
+        return
+    if failure is None:
+        future.set_result(None)
+    elif isinstance(failure, asyncio.CancelledError):
+        future.cancel()  # the earlier request's hashing was cancelled
+    else:
+        future.set_exception(failure)
+
+
 async def _after(
     previous: asyncio.Future[None] | None, step: Callable[..., Awaitable[None]], *args: object
 ) -> None:
     if previous is not None:
         await previous
     await step(*args)
-
-
-async def _hash(hasher: Hasher, data: memoryview) -> None:
-    await to_thread.run_sync(hasher.update, data)
