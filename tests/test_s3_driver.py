@@ -33,6 +33,7 @@ from storage_drivers import (
 from storage_drivers.s3 import S3Driver, parse_settings
 from storage_drivers.s3.clients import CallBudget
 from storage_drivers.s3.driver import READ_CHUNK
+from storage_drivers.s3.lean import LeanObjects
 from storage_drivers.s3.writer import pending_key
 from storage_drivers.testsuite import MIB, DriverConformance, pattern, read_all
 from tests.support.ceph import CephRGW
@@ -242,7 +243,7 @@ class TestRedirects:
 
 @pytest.mark.s3
 class TestSmallReadsAndReadAhead:
-    """Links, manifests and stat go through the signed path on path-style endpoints, boto3
+    """Requests on small objects go through the signed path on path-style endpoints, boto3
     elsewhere; both answer alike. Blob reads come in pieces with the next one read ahead."""
 
     @pytest.mark.parametrize("path_style", [True, False], ids=["signed-path", "boto3"])
@@ -252,7 +253,7 @@ class TestSmallReadsAndReadAhead:
         parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT, forcepathstyle=path_style)
         driver = S3Driver(parse_settings(parameters))
         try:
-            assert (driver._lean is not None) is path_style
+            assert isinstance(driver._objects, LeanObjects) is path_style
             key = f"registry-root/links/{path_style}/link"
             ceph_rgw.client().put_object(Bucket=s3_bucket, Key=key, Body=b"sha256:abc")
             stored = ceph_rgw.client().head_object(Bucket=s3_bucket, Key=key)
@@ -288,6 +289,52 @@ class TestSmallReadsAndReadAhead:
         finally:
             await driver.close()
             await nowhere.close()
+
+    @pytest.mark.parametrize("path_style", [True, False], ids=["signed-path", "boto3"])
+    async def test_small_writes_answer_as_boto3_does(
+        self, ceph_rgw: CephRGW, s3_bucket: str, path_style: bool
+    ) -> None:
+        """A layer's push on S3: start record, writer state and tail, copy into place, clean-up."""
+        parameters = ceph_rgw.driver_parameters(
+            s3_bucket, rootdirectory=ROOT, forcepathstyle=path_style, storageclass="STANDARD"
+        )
+        driver = S3Driver(parse_settings(parameters))
+        folder = f"/writes/{path_style}"
+        prefix = f"registry-root{folder}/"
+        try:
+            assert isinstance(driver._bulk_objects, LeanObjects) is path_style
+            assert await driver.create_content(f"{folder}/upload/startedat", b"now")
+            assert not await driver.create_content(f"{folder}/upload/startedat", b"later")
+            writer = await driver.writer(f"{folder}/upload/data")
+            await writer.write(b"first ")
+            await writer.close()
+            pending = ceph_rgw.client().head_object(Bucket=s3_bucket, Key=pending_key(f"{prefix}upload/data"))
+            assert (pending["ContentLength"], pending["Metadata"]) == (
+                6,
+                {"upload-id": "", "parts": "0", "offset": "0"},
+            )
+            writer = await driver.writer(f"{folder}/upload/data", append=True)
+            assert writer.size == 6
+            await writer.write(b"second")
+            await writer.commit()
+            assert keys(ceph_rgw, s3_bucket, prefix) == [f"{prefix}upload/data", f"{prefix}upload/startedat"]
+            await driver.move(f"{folder}/upload/data", f"{folder}/blob/data")
+            stored = ceph_rgw.client().get_object(Bucket=s3_bucket, Key=f"{prefix}blob/data")
+            assert (stored["Body"].read(), stored["ContentType"]) == (
+                b"first second",
+                "application/octet-stream",
+            )
+            with pytest.raises(PathNotFound):
+                await driver.stat(f"{folder}/upload/data")
+            assert (await driver.stat(f"{folder}/upload")).is_dir
+            await driver.delete_many([f"{folder}/upload/startedat", f"{folder}/upload/data"])
+            assert keys(ceph_rgw, s3_bucket, prefix) == [f"{prefix}blob/data"]
+            with pytest.raises(PathNotFound):
+                await driver.stat(f"{folder}/upload")
+            with pytest.raises(PathNotFound):
+                await driver.move(f"{folder}/upload/data", f"{folder}/elsewhere")
+        finally:
+            await driver.close()
 
     async def test_reads_across_pieces_and_stopped_early(self, driver: S3Driver) -> None:
         data = pattern(3 * READ_CHUNK + 12345, seed=7)
