@@ -333,6 +333,14 @@ class TestSmallReadsAndReadAhead:
                 await driver.stat(f"{folder}/upload")
             with pytest.raises(PathNotFound):
                 await driver.move(f"{folder}/upload/data", f"{folder}/elsewhere")
+            # Committed with no byte of its own: the pending object is copied into place.
+            writer = await driver.writer(f"{folder}/other/data")
+            await writer.write(b"tail only")
+            await writer.close()
+            writer = await driver.writer(f"{folder}/other/data", append=True)
+            await writer.commit()
+            assert await driver.get_content(f"{folder}/other/data") == b"tail only"
+            assert keys(ceph_rgw, s3_bucket, f"{prefix}other/") == [f"{prefix}other/data"]
         finally:
             await driver.close()
 

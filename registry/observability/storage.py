@@ -122,6 +122,9 @@ class ObservedDriver(StorageDriver):
     async def _stat(self, path: str) -> FileInfo:
         return await self._timed("Stat", self.driver._stat(path))
 
+    async def _file_size(self, path: str) -> int | None:
+        return await self._timed("Stat", self.driver._file_size(path))
+
     async def _list(self, path: str, after: str | None, limit: int | None) -> builtins.list[str]:
         return await self._timed("List", self.driver._list(path, after, limit))
 

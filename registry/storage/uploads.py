@@ -102,10 +102,7 @@ class Uploads:
         return writer, writer.size
 
     async def _sealed_size(self, data_path: str) -> int | None:
-        try:
-            return (await self._driver.stat(data_path)).size
-        except PathNotFound:
-            return None
+        return await self._driver.file_size(data_path)
 
     async def append(
         self,

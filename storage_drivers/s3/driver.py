@@ -223,6 +223,12 @@ class S3Driver(StorageDriver):
         # S3 has no directories; the first object below stands in for its modification time.
         return FileInfo(path, 0, modified, is_dir=True)
 
+    async def _file_size(self, path: str) -> int | None:
+        try:
+            return (await self._head(path)).size  # a HEAD alone: S3 keeps a directory apart
+        except PathNotFound:
+            return None
+
     async def _list(self, path: str, after: str | None, limit: int | None) -> list[str]:
         prefix = self._dir_prefix(path)
         names = await in_thread(path, lambda: self._children(prefix, after, limit))

@@ -86,8 +86,9 @@ class ObjectCalls(Protocol):
 
     def put(self, key: str, body: bytes, arguments: Mapping[str, Any]) -> None: ...
 
-    def copy(self, source: str, key: str, arguments: Mapping[str, Any]) -> None:
-        """Copy ``source`` to ``key`` in the bucket (up to 5 GiB), with new ``arguments``."""
+    def copy(self, source: str, key: str, arguments: Mapping[str, Any], if_match: str = "") -> None:
+        """Copy ``source`` (the version with ETag ``if_match``, if given) to ``key`` in the bucket
+        (up to 5 GiB), with new ``arguments``."""
         ...
 
     def delete(self, key: str) -> None: ...
@@ -152,12 +153,14 @@ class LeanObjects:
     def put(self, key: str, body: bytes, arguments: Mapping[str, Any]) -> None:
         self._call("PUT", key, body=body, headers=_put_headers(arguments))
 
-    def copy(self, source: str, key: str, arguments: Mapping[str, Any]) -> None:
+    def copy(self, source: str, key: str, arguments: Mapping[str, Any], if_match: str = "") -> None:
         headers = {
             **_put_headers(arguments),
             "x-amz-copy-source": quote(f"{self._bucket}/{source}", safe="/~"),
             "x-amz-metadata-directive": "REPLACE",
         }
+        if if_match:
+            headers["x-amz-copy-source-if-match"] = if_match
         self._call("PUT", key, headers=headers, copying=True)
 
     def delete(self, key: str) -> None:
@@ -251,13 +254,13 @@ class BotoObjects:
     def put(self, key: str, body: bytes, arguments: Mapping[str, Any]) -> None:
         self._client.put_object(Bucket=self._bucket, Key=key, Body=body, **arguments)
 
-    def copy(self, source: str, key: str, arguments: Mapping[str, Any]) -> None:
+    def copy(self, source: str, key: str, arguments: Mapping[str, Any], if_match: str = "") -> None:
         self._client.copy_object(
             Bucket=self._bucket,
             Key=key,
             CopySource={"Bucket": self._bucket, "Key": source},
             MetadataDirective="REPLACE",
-            **arguments,
+            **({**arguments, "CopySourceIfMatch": if_match} if if_match else arguments),
         )
 
     def delete(self, key: str) -> None:

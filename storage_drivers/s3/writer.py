@@ -219,11 +219,20 @@ class S3Writer(FileWriter):
 
     async def commit(self) -> None:
         self._require_open()
+        arguments = self._settings.put_arguments()
+        if self._upload_id is None and self._unloaded_tail and not self._buffer:
+            # Every byte is in the pending object read by resume: S3 copies that very version
+            # into place, where reading it back and writing it again takes two requests.
+            source, etag = self._pending_key, self._tail_etag or ""
+            await in_thread(self._path, lambda: self._bulk_objects.copy(source, self._key, arguments, etag))
+            self._closed = True
+            await self._delete_pending()
+            return
         await self._load_tail()
         size = self.size
         if self._upload_id is None:
             # One PUT stores all its bytes or none: nothing to check after it.
-            body, arguments = bytes(self._buffer), self._settings.put_arguments()
+            body = bytes(self._buffer)
             await in_thread(self._path, lambda: self._bulk_objects.put(self._key, body, arguments))
             self._closed = True
         else:
