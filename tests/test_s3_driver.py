@@ -324,6 +324,8 @@ class TestSmallReadsAndReadAhead:
                 b"first second",
                 "application/octet-stream",
             )
+            assert await read_all(driver, f"{folder}/blob/data", 6) == b"second"
+            assert await read_all(driver, f"{folder}/blob/data", 12) == b""
             with pytest.raises(PathNotFound):
                 await driver.stat(f"{folder}/upload/data")
             assert (await driver.stat(f"{folder}/upload")).is_dir

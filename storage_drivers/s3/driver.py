@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from anyio import CancelScope, to_thread
@@ -167,18 +168,18 @@ class S3Driver(StorageDriver):
         try:
             while end is None or position < end:
                 if body is None:
-                    wanted = f"bytes={position}-{'' if end is None else end - 1}"
-                    request: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": wanted}
-                    if etag:
-                        request["IfMatch"] = etag  # a resumed read must not splice a replaced object
+                    # A resumed read asks for the version it began with: it never splices a
+                    # replaced object.
                     try:
-                        response = await self._get_object(path, request)
+                        opened = await in_thread(
+                            path, partial(self._bulk_objects.open, key, position, end, etag)
+                        )
                     except InvalidOffset:
                         # Range starts at or past the end: an empty read at the end, else an error.
                         if position > (await self._head(path)).size:
                             raise
                         return
-                    body, etag = response["Body"], response["ETag"]
+                    body, etag = opened[0], opened[1]
                 try:
                     chunk = await (pending if pending is not None else _read_ahead(body))
                 except TRANSIENT_TRANSPORT as exc:
@@ -202,9 +203,6 @@ class S3Driver(StorageDriver):
                     await pending
             if body is not None:
                 body.close()
-
-    async def _get_object(self, path: str, request: dict[str, Any]) -> Any:
-        return await in_thread(path, lambda: self._bulk.get_object(**request))
 
     async def _writer(self, path: str, append: bool) -> FileWriter:
         key = self._key(path)

@@ -38,6 +38,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.exceptions import ClientError
 from botocore.httpsession import URLLib3Session
+from botocore.response import StreamingBody
 
 from .clients import CallBudget, retry_delay
 from .errors import TRANSIENT_TRANSPORT, is_transient
@@ -81,6 +82,11 @@ class ObjectCalls(Protocol):
     ``IfNoneMatch``)."""
 
     def get(self, key: str, if_match: str = "") -> bytes: ...
+
+    def open(self, key: str, first: int, end: int | None, if_match: str = "") -> tuple[StreamingBody, str]:
+        """The object's bytes from ``first`` to ``end`` (exclusive; None: to its end) as a stream
+        to read and close, and the ETag of the version they come from."""
+        ...
 
     def head(self, key: str) -> ObjectHead: ...
 
@@ -138,6 +144,14 @@ class LeanObjects:
     def get(self, key: str, if_match: str = "") -> bytes:
         return self._call("GET", key, headers={"If-Match": if_match} if if_match else None).content
 
+    def open(self, key: str, first: int, end: int | None, if_match: str = "") -> tuple[StreamingBody, str]:
+        headers = _range(first, end)
+        if if_match:
+            headers["If-Match"] = if_match
+        response = self._call("GET", key, headers=headers, stream=True)
+        # botocore's own stream: its reads raise botocore's errors, as a boto3 GetObject's do.
+        return StreamingBody(response.raw, int(response.headers["Content-Length"])), response.headers["ETag"]
+
     def head(self, key: str) -> ObjectHead:
         headers = self._call("HEAD", key).headers
         metadata = {
@@ -194,13 +208,15 @@ class LeanObjects:
         headers: Mapping[str, str] | None = None,
         query: str = "",
         copying: bool = False,
+        stream: bool = False,
     ) -> AWSResponse:
+        """The answer of a request retried within the budget; with ``stream``, its body unread."""
         started = time.monotonic()
         attempts = 0
         while True:
             attempts += 1
             try:
-                response = self._send(method, key, body, headers, query)
+                response = self._send(method, key, body=body, headers=headers, query=query, stream=stream)
             except TRANSIENT_TRANSPORT:
                 delay = retry_delay(self._budget, attempts, started)
                 if delay is None:
@@ -219,10 +235,23 @@ class LeanObjects:
             time.sleep(delay)
 
     def _send(
-        self, method: str, key: str, body: bytes, headers: Mapping[str, str] | None, query: str
+        self,
+        method: str,
+        key: str,
+        *,
+        body: bytes,
+        headers: Mapping[str, str] | None,
+        query: str,
+        stream: bool,
     ) -> AWSResponse:
         url = self._base + quote(key, safe="/~") + (f"?{query}" if query else "")
-        request = AWSRequest(method=method, url=url, data=body, headers={**self._headers, **(headers or {})})
+        request = AWSRequest(
+            method=method,
+            url=url,
+            data=body,
+            headers={**self._headers, **(headers or {})},
+            stream_output=stream,
+        )
         self._auth.add_auth(request)
         return self._session.send(request.prepare())
 
@@ -241,6 +270,14 @@ class BotoObjects:
         if if_match:
             return self._client.get_object(Bucket=self._bucket, Key=key, IfMatch=if_match)["Body"].read()
         return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+
+    def open(self, key: str, first: int, end: int | None, if_match: str = "") -> tuple[StreamingBody, str]:
+        wanted = _range(first, end)["Range"]
+        if if_match:
+            answer = self._client.get_object(Bucket=self._bucket, Key=key, Range=wanted, IfMatch=if_match)
+        else:
+            answer = self._client.get_object(Bucket=self._bucket, Key=key, Range=wanted)
+        return answer["Body"], answer["ETag"]
 
     def head(self, key: str) -> ObjectHead:
         answer = self._client.head_object(Bucket=self._bucket, Key=key)
@@ -280,6 +317,10 @@ class BotoObjects:
 
     def close(self) -> None:
         """The boto3 client is closed with the others (clients.S3Clients)."""
+
+
+def _range(first: int, end: int | None) -> dict[str, str]:
+    return {"Range": f"bytes={first}-{'' if end is None else end - 1}"}
 
 
 def _put_headers(arguments: Mapping[str, Any]) -> dict[str, str]:
