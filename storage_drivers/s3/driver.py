@@ -91,6 +91,12 @@ class S3Driver(StorageDriver):
         self._bulk_objects: ObjectCalls = LeanObjects.create(
             credentials, settings, endpoint_url, bulk
         ) or BotoObjects(self._bulk, self.bucket)
+        self._presigns: ObjectCalls = (
+            LeanObjects.create(credentials, settings, self._presigner.meta.endpoint_url, quick)
+            or BotoObjects(self._presigner, self.bucket)
+            if settings.redirectendpoint
+            else self._objects
+        )
         self._writer_calls = WriterCalls(
             self._clients, self.bucket, settings, self._objects, self._bulk_objects
         )
@@ -425,12 +431,7 @@ class S3Driver(StorageDriver):
 
     async def _redirect_url(self, path: str) -> str | None:
         key, expiry = self._key(path), int(self.redirect_expiry)
-        return await in_thread(
-            path,
-            lambda: self._presigner.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expiry
-            ),
-        )
+        return await in_thread(path, lambda: self._presigns.presign(key, expiry))
 
     async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
         prefix = self._dir_prefix(path)
@@ -451,3 +452,4 @@ class S3Driver(StorageDriver):
         await to_thread.run_sync(self._bulk_objects.close)
         if self._presigner is not self._quick:
             await to_thread.run_sync(self._presigner.close)
+            await to_thread.run_sync(self._presigns.close)
