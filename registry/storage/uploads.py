@@ -214,10 +214,10 @@ class Uploads:
         await self._blobs.ingest(name, data_path, digest, size)
         self._hashes.drop((name, upload_id))
         try:
-            # A finished upload holds its start record at most (its data was committed, then
-            # moved or dropped): one batch delete, where deleting the folder lists it first
-            # (S3: a listing of keys and one of multipart uploads).
-            await self._driver.delete_many([paths.upload_started_at(name, upload_id), data_path])
+            # A finished upload holds its start record alone (its data was committed, then moved
+            # or dropped by ingest): deleting that one object takes one request, where deleting
+            # the folder lists it first (S3: a listing of keys and one of multipart uploads).
+            await self._driver.delete_many([paths.upload_started_at(name, upload_id)])
         except StorageError as exc:
             # The blob is in place: the client gets its 201, upload purging removes the rest.
             log.warning("the finished upload %s stays until purged: %s", upload_id, exc)

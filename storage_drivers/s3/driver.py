@@ -386,6 +386,9 @@ class S3Driver(StorageDriver):
 
     def _delete_keys(self, path: str, keys: list[str]) -> None:
         """``DeleteObjects``, 1,000 keys a request; S3 counts a key already gone as deleted."""
+        if len(keys) == 1:
+            self._objects.delete(keys[0])  # a plain DELETE costs less than a batch of one
+            return
         for start in range(0, len(keys), DELETE_BATCH):
             refused = self._bulk_objects.delete_keys(keys[start : start + DELETE_BATCH])
             if refused is not None:
