@@ -5,9 +5,10 @@ parameters and parses the answer into a dictionary: about 1.1 ms of CPU per call
 machine, against 0.4 ms for the same request signed with botocore's own SigV4 signer and sent
 through botocore's own urllib3 session. A pushed layer makes a score of small requests (the
 upload's start record, the writer's state, the tail, the copy into place, the link, the
-clean-up) and a pull two per blob (link, stat), so every request on small objects takes this
-path: GET, HEAD, PUT, DELETE and server-side copy of one object, the one-key listing behind a
-directory's ``stat``, and DeleteObjects. Transfers of parts and blob reads keep boto3.
+clean-up) and a pull three per blob (link, stat, the read), so these take this path: GET, HEAD,
+PUT, DELETE and server-side copy of one object, the GET that opens a blob read (streamed through
+botocore's ``StreamingBody``), the one-key listing behind a directory's ``stat``, DeleteObjects
+and presigned URLs. Part uploads, completing them and copies in parts keep boto3.
 
 ``ObjectCalls`` is what the driver and the writer call; ``BotoObjects`` serves it through boto3
 where this path does not apply: only path-style addressing with SigV4 takes it
