@@ -181,6 +181,37 @@ class TestUploads:
         assert await read_all(driver, path) == b"".join(requests) + b"end"
         await driver.close()
 
+    async def test_many_writers_at_once_upload_smaller_parts(self, ceph_rgw: CephRGW, s3_bucket: str) -> None:
+        """Past BUFFERED_LIMIT held by the process's writers, parts are S3's minimum, not chunksize."""
+        parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT, chunksize=12 * MIB)
+        driver = S3Driver(parse_settings(parameters))
+        data = pattern(9 * MIB, seed=3)
+        try:
+            writers = [await driver.writer(f"/uploads/many/{n}/data") for n in range(3)]
+            for writer in writers:
+                await writer.write(data)  # 9, 18, then 27 MiB held: the third uploads a part
+            client = ceph_rgw.client()
+            sizes = []
+            for n in range(3):
+                listed = client.list_multipart_uploads(
+                    Bucket=s3_bucket, Prefix=f"registry-root/uploads/many/{n}/"
+                )
+                sizes.append(
+                    [
+                        part["Size"]
+                        for upload in listed.get("Uploads", [])
+                        for part in client.list_parts(
+                            Bucket=s3_bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        ).get("Parts", [])
+                    ]
+                )
+            assert sizes == [[], [], [5 * MIB]]
+            for n, writer in enumerate(writers):
+                await writer.commit()
+                assert await read_all(driver, f"/uploads/many/{n}/data") == data
+        finally:
+            await driver.close()
+
     async def test_crash_while_closing_keeps_the_size_exact(self, driver: S3Driver) -> None:
         """close() uploads a part, then dies before recording it: the part holds the old tail."""
         path, big = "/uploads/crashed-closing/data", S3Driver(replace(driver.settings, chunksize=8 * MIB))

@@ -5,8 +5,8 @@ requests of any size, each possibly served by another worker or host. So the wri
 keeps, durably and with nothing in process memory between requests:
 
 - parts in an S3 multipart upload at the object's own key: ``chunksize`` bytes each as
-  data arrives, and on ``close`` whatever is left if it is at least 5 MiB (S3 lets parts
-  differ in size), and
+  data arrives (5 MiB while many uploads at once fill the process's writers), and on
+  ``close`` whatever is left if it is at least 5 MiB (S3 lets parts differ in size), and
 - the bytes after the last part, fewer than 5 MiB, in a pending object beside the key
   (``<dir>/.dockyard-pending-<name>``), whose metadata records the upload id, how many
   parts it follows and at which offset.
@@ -22,6 +22,7 @@ the tail as the last part and completes the upload (a single PUT when no part wa
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,7 +30,7 @@ from ..base import FileWriter, PathNotFound, StorageError
 from .clients import S3Clients
 from .errors import in_thread
 from .lean import ObjectCalls
-from .settings import MIN_PART, S3Settings
+from .settings import MIB, MIN_PART, S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -37,6 +38,18 @@ if TYPE_CHECKING:
 PENDING_PREFIX = ".dockyard-pending-"
 HIDDEN_PREFIX = ".dockyard-"
 """Names the driver keeps for itself; listings and walks never show them."""
+
+
+BUFFERED_LIMIT = 20 * MIB
+"""Bytes the writers of one process may hold before they upload parts of S3's minimum size
+instead of ``chunksize``: many uploads at once would otherwise each hold up to a whole part."""
+_LIVE: weakref.WeakSet[S3Writer] = weakref.WeakSet()
+
+
+def _part_size(chunksize: int) -> int:
+    """The size of the next part a writer uploads: ``chunksize``, or S3's minimum while the
+    process's writers hold more than BUFFERED_LIMIT."""
+    return MIN_PART if sum(len(writer._buffer) for writer in _LIVE) > BUFFERED_LIMIT else chunksize
 
 
 def pending_key(key: str) -> str:
@@ -86,6 +99,7 @@ class S3Writer(FileWriter):
         self._tail_etag: str | None = None
         self._dirty = True
         self._closed = False
+        _LIVE.add(self)
 
     @classmethod
     async def resume(cls, calls: WriterCalls, path: str, key: str) -> S3Writer:
@@ -162,9 +176,8 @@ class S3Writer(FileWriter):
         await self._load_tail()
         self._buffer += data
         self._dirty = True
-        chunk = self._settings.chunksize
-        while len(self._buffer) >= chunk:
-            await self._upload_part(chunk)
+        while len(self._buffer) >= (part := _part_size(self._settings.chunksize)):
+            await self._upload_part(part)
 
     async def _upload_part(self, length: int) -> None:
         if self._upload_id is None:
