@@ -500,6 +500,9 @@ class DriverConformance:
             await driver.stat(f"{root}/di")
         with pytest.raises(PathNotFound):
             await driver.stat(f"{root}/dir/sub/file/below")
+        assert await driver.file_size(f"{root}/dir/sub/file") == 5
+        for absent in (f"{root}/dir", f"{root}/dir/sub", f"{root}/di", f"{root}/dir/sub/file/below"):
+            assert await driver.file_size(absent) is None
 
     async def test_list_direct_children(self, driver: StorageDriver, root: str) -> None:
         for path in ("a/file", "a/dir/deep/file", "a/other", "a-b/x", "ab", "ab2/y"):

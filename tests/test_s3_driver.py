@@ -33,6 +33,7 @@ from storage_drivers import (
 from storage_drivers.s3 import S3Driver, parse_settings
 from storage_drivers.s3.clients import CallBudget
 from storage_drivers.s3.driver import READ_CHUNK
+from storage_drivers.s3.lean import LeanObjects
 from storage_drivers.s3.writer import pending_key
 from storage_drivers.testsuite import MIB, DriverConformance, pattern, read_all
 from tests.support.ceph import CephRGW
@@ -180,6 +181,37 @@ class TestUploads:
         assert await read_all(driver, path) == b"".join(requests) + b"end"
         await driver.close()
 
+    async def test_many_writers_at_once_upload_smaller_parts(self, ceph_rgw: CephRGW, s3_bucket: str) -> None:
+        """Past BUFFERED_LIMIT held by the process's writers, parts are S3's minimum, not chunksize."""
+        parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT, chunksize=12 * MIB)
+        driver = S3Driver(parse_settings(parameters))
+        data = pattern(9 * MIB, seed=3)
+        try:
+            writers = [await driver.writer(f"/uploads/many/{n}/data") for n in range(3)]
+            for writer in writers:
+                await writer.write(data)  # 9, 18, then 27 MiB held: the third uploads a part
+            client = ceph_rgw.client()
+            sizes = []
+            for n in range(3):
+                listed = client.list_multipart_uploads(
+                    Bucket=s3_bucket, Prefix=f"registry-root/uploads/many/{n}/"
+                )
+                sizes.append(
+                    [
+                        part["Size"]
+                        for upload in listed.get("Uploads", [])
+                        for part in client.list_parts(
+                            Bucket=s3_bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        ).get("Parts", [])
+                    ]
+                )
+            assert sizes == [[], [], [5 * MIB]]
+            for n, writer in enumerate(writers):
+                await writer.commit()
+                assert await read_all(driver, f"/uploads/many/{n}/data") == data
+        finally:
+            await driver.close()
+
     async def test_crash_while_closing_keeps_the_size_exact(self, driver: S3Driver) -> None:
         """close() uploads a part, then dies before recording it: the part holds the old tail."""
         path, big = "/uploads/crashed-closing/data", S3Driver(replace(driver.settings, chunksize=8 * MIB))
@@ -242,7 +274,7 @@ class TestRedirects:
 
 @pytest.mark.s3
 class TestSmallReadsAndReadAhead:
-    """Links, manifests and stat go through the signed path on path-style endpoints, boto3
+    """Requests on small objects go through the signed path on path-style endpoints, boto3
     elsewhere; both answer alike. Blob reads come in pieces with the next one read ahead."""
 
     @pytest.mark.parametrize("path_style", [True, False], ids=["signed-path", "boto3"])
@@ -252,7 +284,7 @@ class TestSmallReadsAndReadAhead:
         parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT, forcepathstyle=path_style)
         driver = S3Driver(parse_settings(parameters))
         try:
-            assert (driver._lean is not None) is path_style
+            assert isinstance(driver._objects, LeanObjects) is path_style
             key = f"registry-root/links/{path_style}/link"
             ceph_rgw.client().put_object(Bucket=s3_bucket, Key=key, Body=b"sha256:abc")
             stored = ceph_rgw.client().head_object(Bucket=s3_bucket, Key=key)
@@ -288,6 +320,62 @@ class TestSmallReadsAndReadAhead:
         finally:
             await driver.close()
             await nowhere.close()
+
+    @pytest.mark.parametrize("path_style", [True, False], ids=["signed-path", "boto3"])
+    async def test_small_writes_answer_as_boto3_does(
+        self, ceph_rgw: CephRGW, s3_bucket: str, path_style: bool
+    ) -> None:
+        """A layer's push on S3: start record, writer state and tail, copy into place, clean-up."""
+        parameters = ceph_rgw.driver_parameters(
+            s3_bucket, rootdirectory=ROOT, forcepathstyle=path_style, storageclass="STANDARD"
+        )
+        driver = S3Driver(parse_settings(parameters))
+        folder = f"/writes/{path_style}"
+        prefix = f"registry-root{folder}/"
+        try:
+            assert isinstance(driver._bulk_objects, LeanObjects) is path_style
+            assert await driver.create_content(f"{folder}/upload/startedat", b"now")
+            assert not await driver.create_content(f"{folder}/upload/startedat", b"later")
+            writer = await driver.writer(f"{folder}/upload/data")
+            await writer.write(b"first ")
+            await writer.close()
+            pending = ceph_rgw.client().head_object(Bucket=s3_bucket, Key=pending_key(f"{prefix}upload/data"))
+            assert (pending["ContentLength"], pending["Metadata"]) == (
+                6,
+                {"upload-id": "", "parts": "0", "offset": "0"},
+            )
+            writer = await driver.writer(f"{folder}/upload/data", append=True)
+            assert writer.size == 6
+            await writer.write(b"second")
+            await writer.commit()
+            assert keys(ceph_rgw, s3_bucket, prefix) == [f"{prefix}upload/data", f"{prefix}upload/startedat"]
+            await driver.move(f"{folder}/upload/data", f"{folder}/blob/data")
+            stored = ceph_rgw.client().get_object(Bucket=s3_bucket, Key=f"{prefix}blob/data")
+            assert (stored["Body"].read(), stored["ContentType"]) == (
+                b"first second",
+                "application/octet-stream",
+            )
+            assert await read_all(driver, f"{folder}/blob/data", 6) == b"second"
+            assert await read_all(driver, f"{folder}/blob/data", 12) == b""
+            with pytest.raises(PathNotFound):
+                await driver.stat(f"{folder}/upload/data")
+            assert (await driver.stat(f"{folder}/upload")).is_dir
+            await driver.delete_many([f"{folder}/upload/startedat", f"{folder}/upload/data"])
+            assert keys(ceph_rgw, s3_bucket, prefix) == [f"{prefix}blob/data"]
+            with pytest.raises(PathNotFound):
+                await driver.stat(f"{folder}/upload")
+            with pytest.raises(PathNotFound):
+                await driver.move(f"{folder}/upload/data", f"{folder}/elsewhere")
+            # Committed with no byte of its own: the pending object is copied into place.
+            writer = await driver.writer(f"{folder}/other/data")
+            await writer.write(b"tail only")
+            await writer.close()
+            writer = await driver.writer(f"{folder}/other/data", append=True)
+            await writer.commit()
+            assert await driver.get_content(f"{folder}/other/data") == b"tail only"
+            assert keys(ceph_rgw, s3_bucket, f"{prefix}other/") == [f"{prefix}other/data"]
+        finally:
+            await driver.close()
 
     async def test_reads_across_pieces_and_stopped_early(self, driver: S3Driver) -> None:
         data = pattern(3 * READ_CHUNK + 12345, seed=7)

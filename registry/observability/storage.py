@@ -146,6 +146,9 @@ class ObservedDriver(StorageDriver):
     def _stat(self, path: str) -> Coroutine[Any, Any, FileInfo]:
         return self._stat_timed(self.driver._stat(path))
 
+    def _file_size(self, path: str) -> Coroutine[Any, Any, int | None]:
+        return self._stat_timed(self.driver._file_size(path))
+
     def _list(
         self, path: str, after: str | None, limit: int | None
     ) -> Coroutine[Any, Any, builtins.list[str]]:

@@ -19,10 +19,7 @@ class BlobStore:
 
     async def size(self, digest: Digest) -> int | None:
         """The size of the stored content, or None when the registry does not hold it."""
-        try:
-            return (await self._driver.stat(paths.blob_data(digest))).size
-        except PathNotFound:
-            return None
+        return await self._driver.file_size(paths.blob_data(digest))
 
     async def stat(self, name: RepositoryName, digest: Digest) -> int:
         """The size of a blob that ``name`` holds; BLOB_UNKNOWN otherwise."""

@@ -102,10 +102,7 @@ class Uploads:
         return writer, writer.size
 
     async def _sealed_size(self, data_path: str) -> int | None:
-        try:
-            return (await self._driver.stat(data_path)).size
-        except PathNotFound:
-            return None
+        return await self._driver.file_size(data_path)
 
     async def append(
         self,
@@ -215,13 +212,17 @@ class Uploads:
                 {"expected": str(digest), "computed": f"{digest.algorithm}:{computed}"},
             )
         await self._blobs.ingest(name, data_path, digest, size)
+        self._hashes.drop((name, upload_id))
         try:
-            # BLOB_UPLOAD_UNKNOWN: a concurrent finishing of the same upload deleted it first.
-            with contextlib.suppress(RegistryError):
-                await self._delete(name, upload_id, opened)
+            # A finished upload holds its start record alone (its data was committed, then moved
+            # or dropped by ingest): deleting that one object takes one request, where deleting
+            # the folder lists it first (S3: a listing of keys and one of multipart uploads).
+            await self._driver.delete_many([paths.upload_started_at(name, upload_id)])
         except StorageError as exc:
             # The blob is in place: the client gets its 201, upload purging removes the rest.
             log.warning("the finished upload %s stays until purged: %s", upload_id, exc)
+        else:
+            self._closed(opened)
         return size
 
     async def cancel(self, name: RepositoryName, upload_id: UploadId) -> None:

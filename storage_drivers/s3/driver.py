@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from anyio import CancelScope, to_thread
@@ -23,18 +24,14 @@ from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDri
 from ..config import Parameters
 from .clients import BULK, QUICK, CallBudget, S3Clients, make_client, new_session
 from .errors import TRANSIENT_TRANSPORT, in_thread, status_code, translate
-from .lean import LeanReader, ObjectHead
+from .lean import BotoObjects, LeanObjects, ObjectCalls, ObjectHead
 from .settings import MAX_PART, S3Settings, parse_settings
-from .writer import HIDDEN_PREFIX, S3Writer
+from .writer import HIDDEN_PREFIX, S3Writer, WriterCalls
 
 if TYPE_CHECKING:
     from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import (
-        CompletedPartTypeDef,
-        MultipartUploadTypeDef,
-        ObjectIdentifierTypeDef,
-    )
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, MultipartUploadTypeDef
 
 READ_CHUNK = 1 << 20
 """A blob read takes a thread hop per piece of this size, the next piece read while one is sent:
@@ -85,9 +82,23 @@ class S3Driver(StorageDriver):
             if settings.redirectendpoint
             else self._quick
         )
-        # The hot small reads (links, manifests, stat) skip boto3's per-call work where they can.
-        self._lean = LeanReader.create(
-            session.get_credentials(), settings, self._quick.meta.endpoint_url, quick
+        # Requests on small objects skip boto3's per-call work where they can (lean.py): those of
+        # the quick budget, and those that move up to a part or make the server copy (bulk).
+        credentials, endpoint_url = session.get_credentials(), self._quick.meta.endpoint_url
+        self._objects: ObjectCalls = LeanObjects.create(
+            credentials, settings, endpoint_url, quick
+        ) or BotoObjects(self._quick, self.bucket)
+        self._bulk_objects: ObjectCalls = LeanObjects.create(
+            credentials, settings, endpoint_url, bulk
+        ) or BotoObjects(self._bulk, self.bucket)
+        self._presigns: ObjectCalls = (
+            LeanObjects.create(credentials, settings, self._presigner.meta.endpoint_url, quick)
+            or BotoObjects(self._presigner, self.bucket)
+            if settings.redirectendpoint
+            else self._objects
+        )
+        self._writer_calls = WriterCalls(
+            self._clients, self.bucket, settings, self._objects, self._bulk_objects
         )
 
     @classmethod
@@ -104,34 +115,16 @@ class S3Driver(StorageDriver):
         return "/" + key[len(self._prefix) :]
 
     async def _head(self, path: str) -> ObjectHead:
-        key, lean = self._key(path), self._lean
-
-        def head() -> ObjectHead:
-            if lean is not None:
-                return lean.head(key)
-            answer = self._quick.head_object(Bucket=self.bucket, Key=key)
-            return ObjectHead(answer["ContentLength"], answer["LastModified"].timestamp())
-
-        return await in_thread(path, head)
+        key = self._key(path)
+        return await in_thread(path, lambda: self._objects.head(key))
 
     async def _get_content(self, path: str) -> bytes:
-        key, lean = self._key(path), self._lean
-
-        def get() -> bytes:
-            if lean is not None:
-                return lean.get(key)
-            return self._quick.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-
-        return await in_thread(path, get)
+        key = self._key(path)
+        return await in_thread(path, lambda: self._objects.get(key))
 
     async def _put_content(self, path: str, data: bytes) -> None:
-        key, body = self._key(path), bytes(data)
-        await in_thread(
-            path,
-            lambda: self._quick.put_object(
-                Bucket=self.bucket, Key=key, Body=body, **self.settings.put_arguments()
-            ),
-        )
+        key, body, arguments = self._key(path), bytes(data), self.settings.put_arguments()
+        await in_thread(path, lambda: self._objects.put(key, body, arguments))
 
     creates_exclusively = True
     """By a conditional PUT (``If-None-Match: *``), which Ceph RGW and AWS S3 honour. A create
@@ -141,12 +134,11 @@ class S3Driver(StorageDriver):
 
     async def _create_content(self, path: str, data: bytes) -> bool:
         key, body = self._key(path), bytes(data)
+        arguments = {**self.settings.put_arguments(), "IfNoneMatch": "*"}
 
         def create() -> bool:
             try:
-                self._quick.put_object(
-                    Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", **self.settings.put_arguments()
-                )
+                self._objects.put(key, body, arguments)
             except ClientError as exc:
                 if status_code(exc) == 412:  # PreconditionFailed: something is stored there
                     return False
@@ -156,22 +148,13 @@ class S3Driver(StorageDriver):
         return await in_thread(path, create)
 
     async def _put_many(self, items: Sequence[tuple[str, bytes]], durable: bool) -> None:
-        """Side by side, signed without boto3 where the reads are (lean.py); S3 answers a PUT once
-        the object is stored, so ``durable`` changes nothing."""
+        """Side by side; S3 answers a PUT once the object is stored, so ``durable`` changes nothing."""
         pending = list(reversed(items))
-        lean, headers = self._lean, self.settings.put_headers()
-
-        async def put(path: str, data: bytes) -> None:
-            if lean is None:
-                await self._put_content(path, data)
-            else:
-                key, body = self._key(path), bytes(data)
-                await in_thread(path, lambda: lean.put(key, body, headers))
 
         async def worker() -> None:
             try:
                 while pending:
-                    await put(*pending.pop())
+                    await self._put_content(*pending.pop())
             except BaseException:
                 pending.clear()  # the other workers stop after their current write
                 raise
@@ -191,18 +174,18 @@ class S3Driver(StorageDriver):
         try:
             while end is None or position < end:
                 if body is None:
-                    wanted = f"bytes={position}-{'' if end is None else end - 1}"
-                    request: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": wanted}
-                    if etag:
-                        request["IfMatch"] = etag  # a resumed read must not splice a replaced object
+                    # A resumed read asks for the version it began with: it never splices a
+                    # replaced object.
                     try:
-                        response = await self._get_object(path, request)
+                        opened = await in_thread(
+                            path, partial(self._bulk_objects.open, key, position, end, etag)
+                        )
                     except InvalidOffset:
                         # Range starts at or past the end: an empty read at the end, else an error.
                         if position > (await self._head(path)).size:
                             raise
                         return
-                    body, etag = response["Body"], response["ETag"]
+                    body, etag = opened[0], opened[1]
                 try:
                     chunk = await (pending if pending is not None else _read_ahead(body))
                 except TRANSIENT_TRANSPORT as exc:
@@ -227,28 +210,28 @@ class S3Driver(StorageDriver):
             if body is not None:
                 body.close()
 
-    async def _get_object(self, path: str, request: dict[str, Any]) -> Any:
-        return await in_thread(path, lambda: self._bulk.get_object(**request))
-
     async def _writer(self, path: str, append: bool) -> FileWriter:
         key = self._key(path)
         if append:
-            return await S3Writer.resume(self._clients, self.bucket, self.settings, path, key)
-        return S3Writer(self._clients, self.bucket, self.settings, path, key)
+            return await S3Writer.resume(self._writer_calls, path, key)
+        return S3Writer(self._writer_calls, path, key)
 
     async def _stat(self, path: str) -> FileInfo:
         with contextlib.suppress(PathNotFound):
             head = await self._head(path)
             return FileInfo(path, head.size, head.modified)
         prefix = self._dir_prefix(path)
-        listing = await in_thread(
-            path, lambda: self._quick.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
-        )
-        contents = listing.get("Contents", [])
-        if not contents:
+        modified = await in_thread(path, lambda: self._objects.first_modified(prefix))
+        if modified is None:
             raise PathNotFound(path)
         # S3 has no directories; the first object below stands in for its modification time.
-        return FileInfo(path, 0, contents[0]["LastModified"].timestamp(), is_dir=True)
+        return FileInfo(path, 0, modified, is_dir=True)
+
+    async def _file_size(self, path: str) -> int | None:
+        try:
+            return (await self._head(path)).size  # a HEAD alone: S3 keeps a directory apart
+        except PathNotFound:
+            return None
 
     async def _list(self, path: str, after: str | None, limit: int | None) -> list[str]:
         prefix = self._dir_prefix(path)
@@ -334,19 +317,11 @@ class S3Driver(StorageDriver):
         size = (await self._head(source)).size
         source_key, destination_key = self._key(source), self._key(destination)
         if size <= self.settings.multipartcopythresholdsize or size == 0:
-            await in_thread(
-                source,
-                lambda: self._bulk.copy_object(
-                    Bucket=self.bucket,
-                    Key=destination_key,
-                    CopySource={"Bucket": self.bucket, "Key": source_key},
-                    MetadataDirective="REPLACE",
-                    **self.settings.put_arguments(),
-                ),
-            )
+            arguments = self.settings.put_arguments()
+            await in_thread(source, lambda: self._bulk_objects.copy(source_key, destination_key, arguments))
         else:
             await in_thread(source, lambda: self._multipart_copy(source_key, destination_key, size))
-        await in_thread(source, lambda: self._quick.delete_object(Bucket=self.bucket, Key=source_key))
+        await in_thread(source, lambda: self._objects.delete(source_key))
 
     def _multipart_copy(self, source_key: str, destination_key: str, size: int) -> None:
         """Copy ``size`` bytes server-side in parts, several at once (needed above 5 GiB)."""
@@ -411,20 +386,18 @@ class S3Driver(StorageDriver):
 
     def _delete_keys(self, path: str, keys: list[str]) -> None:
         """``DeleteObjects``, 1,000 keys a request; S3 counts a key already gone as deleted."""
+        if len(keys) == 1:
+            self._objects.delete(keys[0])  # a plain DELETE costs less than a batch of one
+            return
         for start in range(0, len(keys), DELETE_BATCH):
-            batch: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in keys[start : start + DELETE_BATCH]]
-            result = self._bulk.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
-            if result.get("Errors"):
-                first = result["Errors"][0]
-                raise StorageError(path, f"S3 refused to delete {first.get('Key')}: {first.get('Code')}")
+            refused = self._bulk_objects.delete_keys(keys[start : start + DELETE_BATCH])
+            if refused is not None:
+                raise StorageError(path, f"S3 refused to delete {refused[0]}: {refused[1]}")
 
     def _existing(self, key: str) -> list[str]:
         """``[key]`` if an object is stored there, else ``[]``."""
         try:
-            if self._lean is not None:
-                self._lean.head(key)
-            else:
-                self._quick.head_object(Bucket=self.bucket, Key=key)
+            self._objects.head(key)
         except ClientError as exc:
             if status_code(exc) != 404:
                 raise
@@ -461,12 +434,7 @@ class S3Driver(StorageDriver):
 
     async def _redirect_url(self, path: str) -> str | None:
         key, expiry = self._key(path), int(self.redirect_expiry)
-        return await in_thread(
-            path,
-            lambda: self._presigner.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expiry
-            ),
-        )
+        return await in_thread(path, lambda: self._presigns.presign(key, expiry))
 
     async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
         prefix = self._dir_prefix(path)
@@ -483,7 +451,8 @@ class S3Driver(StorageDriver):
 
     async def close(self) -> None:
         await to_thread.run_sync(self._clients.close)
-        if self._lean is not None:
-            await to_thread.run_sync(self._lean.close)
+        await to_thread.run_sync(self._objects.close)
+        await to_thread.run_sync(self._bulk_objects.close)
         if self._presigner is not self._quick:
             await to_thread.run_sync(self._presigner.close)
+            await to_thread.run_sync(self._presigns.close)

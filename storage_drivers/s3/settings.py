@@ -96,18 +96,6 @@ class S3Settings:
             arguments["ACL"] = self.objectacl
         return arguments
 
-    def put_headers(self) -> dict[str, str]:
-        """``put_arguments`` as the headers of a PUT request (the signed requests of lean.py)."""
-        return {_PUT_HEADERS[name]: str(value) for name, value in self.put_arguments().items()}
-
-
-_PUT_HEADERS = {
-    "ContentType": "Content-Type",
-    "ServerSideEncryption": "x-amz-server-side-encryption",
-    "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id",
-    "StorageClass": "x-amz-storage-class",
-    "ACL": "x-amz-acl",
-}
 
 _STRINGS = (
     "accesskey",

@@ -5,8 +5,8 @@ requests of any size, each possibly served by another worker or host. So the wri
 keeps, durably and with nothing in process memory between requests:
 
 - parts in an S3 multipart upload at the object's own key: ``chunksize`` bytes each as
-  data arrives, and on ``close`` whatever is left if it is at least 5 MiB (S3 lets parts
-  differ in size), and
+  data arrives (5 MiB while many uploads at once fill the process's writers), and on
+  ``close`` whatever is left if it is at least 5 MiB (S3 lets parts differ in size), and
 - the bytes after the last part, fewer than 5 MiB, in a pending object beside the key
   (``<dir>/.dockyard-pending-<name>``), whose metadata records the upload id, how many
   parts it follows and at which offset.
@@ -22,12 +22,15 @@ the tail as the last part and completes the upload (a single PUT when no part wa
 from __future__ import annotations
 
 import contextlib
+import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ..base import FileWriter, PathNotFound, StorageError
 from .clients import S3Clients
 from .errors import in_thread
-from .settings import MIN_PART, S3Settings
+from .lean import ObjectCalls
+from .settings import MIB, MIN_PART, S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -35,6 +38,18 @@ if TYPE_CHECKING:
 PENDING_PREFIX = ".dockyard-pending-"
 HIDDEN_PREFIX = ".dockyard-"
 """Names the driver keeps for itself; listings and walks never show them."""
+
+
+BUFFERED_LIMIT = 20 * MIB
+"""Bytes the writers of one process may hold before they upload parts of S3's minimum size
+instead of ``chunksize``: many uploads at once would otherwise each hold up to a whole part."""
+_LIVE: weakref.WeakSet[S3Writer] = weakref.WeakSet()
+
+
+def _part_size(chunksize: int) -> int:
+    """The size of the next part a writer uploads: ``chunksize``, or S3's minimum while the
+    process's writers hold more than BUFFERED_LIMIT."""
+    return MIN_PART if sum(len(writer._buffer) for writer in _LIVE) > BUFFERED_LIMIT else chunksize
 
 
 def pending_key(key: str) -> str:
@@ -52,11 +67,26 @@ def _gapless(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return run
 
 
+@dataclass(frozen=True)
+class WriterCalls:
+    """What a writer calls S3 through: boto3 for the multipart upload and its parts, and the
+    small-object calls (lean.py) for its state, its tail and single PUTs."""
+
+    clients: S3Clients
+    bucket: str
+    settings: S3Settings
+    objects: ObjectCalls
+    """Within the quick budget: the pending object's HEAD and DELETE, the check of a commit."""
+    bulk_objects: ObjectCalls
+    """Within the bulk budget: the tail (up to 5 MiB) read and written, a single PUT."""
+
+
 class S3Writer(FileWriter):
-    def __init__(self, clients: S3Clients, bucket: str, settings: S3Settings, path: str, key: str) -> None:
-        self._quick, self._bulk = clients.quick, clients.bulk
-        self._bucket = bucket
-        self._settings = settings
+    def __init__(self, calls: WriterCalls, path: str, key: str) -> None:
+        self._quick, self._bulk = calls.clients.quick, calls.clients.bulk
+        self._objects, self._bulk_objects = calls.objects, calls.bulk_objects
+        self._bucket = calls.bucket
+        self._settings = calls.settings
         self._path = path
         self._key = key
         self._pending_key = pending_key(key)
@@ -69,30 +99,26 @@ class S3Writer(FileWriter):
         self._tail_etag: str | None = None
         self._dirty = True
         self._closed = False
+        _LIVE.add(self)
 
     @classmethod
-    async def resume(
-        cls, clients: S3Clients, bucket: str, settings: S3Settings, path: str, key: str
-    ) -> S3Writer:
+    async def resume(cls, calls: WriterCalls, path: str, key: str) -> S3Writer:
         """Continue what a closed (not committed or cancelled) writer left at ``key``, or start empty."""
-        writer = cls(clients, bucket, settings, path, key)
+        writer = cls(calls, path, key)
         await writer._load_state()
         return writer
 
     async def _load_state(self) -> None:
         try:
-            head = await in_thread(
-                self._path, lambda: self._quick.head_object(Bucket=self._bucket, Key=self._pending_key)
-            )
+            head = await in_thread(self._path, lambda: self._objects.head(self._pending_key))
         except PathNotFound:
             self._dirty = False  # nothing to continue, nothing to persist yet
             return
-        metadata = head.get("Metadata", {})
-        upload_id = metadata.get("upload-id") or None
-        recorded_parts = int(metadata.get("parts", "0"))
-        recorded_offset = int(metadata.get("offset", "0"))
-        self._tail_etag = head["ETag"]
-        self._unloaded_tail = head["ContentLength"]
+        upload_id = head.metadata.get("upload-id") or None
+        recorded_parts = int(head.metadata.get("parts", "0"))
+        recorded_offset = int(head.metadata.get("offset", "0"))
+        self._tail_etag = head.etag
+        self._unloaded_tail = head.size
         self._dirty = False
         if upload_id is None:
             return
@@ -139,11 +165,7 @@ class S3Writer(FileWriter):
         if not self._unloaded_tail:
             return
         etag = self._tail_etag or ""
-        response = await in_thread(
-            self._path,
-            lambda: self._bulk.get_object(Bucket=self._bucket, Key=self._pending_key, IfMatch=etag),
-        )
-        tail = await in_thread(self._path, response["Body"].read)
+        tail = await in_thread(self._path, lambda: self._bulk_objects.get(self._pending_key, etag))
         if len(tail) != self._unloaded_tail:
             raise StorageError(self._path, "the pending tail changed while it was read")
         self._buffer[:0] = tail
@@ -154,9 +176,8 @@ class S3Writer(FileWriter):
         await self._load_tail()
         self._buffer += data
         self._dirty = True
-        chunk = self._settings.chunksize
-        while len(self._buffer) >= chunk:
-            await self._upload_part(chunk)
+        while len(self._buffer) >= (part := _part_size(self._settings.chunksize)):
+            await self._upload_part(part)
 
     async def _upload_part(self, length: int) -> None:
         if self._upload_id is None:
@@ -206,30 +227,26 @@ class S3Writer(FileWriter):
             "parts": str(len(self._parts)),
             "offset": str(self._parts_size),
         }
-        await in_thread(
-            self._path,
-            lambda: self._bulk.put_object(
-                Bucket=self._bucket,
-                Key=self._pending_key,
-                Body=tail,
-                Metadata=metadata,
-                ContentType="application/octet-stream",
-            ),
-        )
+        arguments = {"ContentType": "application/octet-stream", "Metadata": metadata}
+        await in_thread(self._path, lambda: self._bulk_objects.put(self._pending_key, tail, arguments))
 
     async def commit(self) -> None:
         self._require_open()
+        arguments = self._settings.put_arguments()
+        if self._upload_id is None and self._unloaded_tail and not self._buffer:
+            # Every byte is in the pending object read by resume: S3 copies that very version
+            # into place, where reading it back and writing it again takes two requests.
+            source, etag = self._pending_key, self._tail_etag or ""
+            await in_thread(self._path, lambda: self._bulk_objects.copy(source, self._key, arguments, etag))
+            self._closed = True
+            await self._delete_pending()
+            return
         await self._load_tail()
         size = self.size
         if self._upload_id is None:
             # One PUT stores all its bytes or none: nothing to check after it.
             body = bytes(self._buffer)
-            await in_thread(
-                self._path,
-                lambda: self._bulk.put_object(
-                    Bucket=self._bucket, Key=self._key, Body=body, **self._settings.put_arguments()
-                ),
-            )
+            await in_thread(self._path, lambda: self._bulk_objects.put(self._key, body, arguments))
             self._closed = True
         else:
             if self._buffer:
@@ -246,11 +263,9 @@ class S3Writer(FileWriter):
             )
             self._closed = True
             # Completing drops parts it was not given: the object must hold every byte written.
-            stored = await in_thread(
-                self._path, lambda: self._quick.head_object(Bucket=self._bucket, Key=self._key)
-            )
-            if stored["ContentLength"] != size:
-                raise StorageError(self._path, f"stored {stored['ContentLength']} bytes, wrote {size}")
+            stored = await in_thread(self._path, lambda: self._objects.head(self._key))
+            if stored.size != size:
+                raise StorageError(self._path, f"stored {stored.size} bytes, wrote {size}")
         await self._delete_pending()
 
     async def cancel(self) -> None:
@@ -267,7 +282,4 @@ class S3Writer(FileWriter):
         await self._delete_pending()
 
     async def _delete_pending(self) -> None:
-        await in_thread(
-            self._path,
-            lambda: self._quick.delete_object(Bucket=self._bucket, Key=self._pending_key),
-        )
+        await in_thread(self._path, lambda: self._objects.delete(self._pending_key))

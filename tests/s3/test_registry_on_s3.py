@@ -1,5 +1,6 @@
 """The registry on S3: blob GETs answered with presigned URLs (or streamed when redirects are
-disabled), and a bucket shared with CNCF Distribution 2.8 in both directions."""
+disabled), finished uploads that leave nothing behind, and a bucket shared with CNCF
+Distribution 2.8 in both directions."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.ceph import CephRGW
 from tests.support.containers import ContainerTools
 from tests.support.images import every_blob, random_image, write_oci_layout
 from tests.support.processes import ServerProcess, free_port
-from tests.support.pushing import push_blob
+from tests.support.pushing import push_blob, push_blob_chunked
 from tests.support.registry import RunningRegistry
 from tests.support.served import Served
 
@@ -80,6 +82,29 @@ def test_blob_get_is_streamed_when_redirects_are_disabled(
         ranged = http.get(f"/v2/{repo}/blobs/{digest}", headers={"Range": "bytes=1048570-2097160"})
         assert ranged.status_code == 206
         assert ranged.content == data[1048570:2097161]
+
+
+def test_finished_uploads_leave_nothing_in_the_bucket(
+    on_s3: httpx.Client,
+    s3_registry_server: RunningRegistry,
+    ceph_rgw: CephRGW,
+    new_repository: Callable[[], str],
+) -> None:
+    """Single PUTs, multipart uploads and content the registry already held: once each push is
+    answered, its upload folder is gone, multipart upload included."""
+    repo = new_repository()
+    small, large = os.urandom(3000), os.urandom(12 * MIB + 5)
+    pushed = [
+        push_blob_chunked(on_s3, repo, small, 1000),
+        push_blob_chunked(on_s3, repo, large, 4 * MIB),
+        push_blob(on_s3, repo, small),  # held already: the upload is dropped, not moved
+    ]
+    for digest, data in zip(pushed, (small, large, small), strict=True):
+        assert on_s3.get(f"/v2/{repo}/blobs/{digest}", follow_redirects=True).content == data
+    bucket, s3 = s3_registry_server.storage["s3"]["bucket"], ceph_rgw.client()
+    prefix = f"docker/registry/v2/repositories/{repo}/_uploads/"
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []) == []
+    assert s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []) == []
 
 
 class Distribution:
