@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ LIST_BATCH = 64
 """Directories listed in one driver call."""
 FAN_OUT = 64
 """A repositories tree with fewer top-level directories is walked from the level below."""
+
+log = logging.getLogger("registry")
 
 _DIGEST_TEXT = re.compile(r"\b(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})\b")
 
@@ -79,6 +82,8 @@ class Inventory:
     """Whether each tag's link was read (``Repository.tags``); else only its presence is known."""
     tag_history: bool = True
     """Whether tag history links were looked for (``Repository.tag_history``)."""
+    foreign: list[str] = field(default_factory=list)
+    """Names found where the layout writes none (``lost+found``, a stray file), skipped."""
 
 
 @dataclass
@@ -156,18 +161,44 @@ async def _children(driver: StorageDriver, directory: str) -> list[str]:
         return []
 
 
-async def _shards(driver: StorageDriver) -> list[str]:
+async def _shards(driver: StorageDriver, inventory: Inventory) -> list[str]:
     """Directories whose walks together cover the layout's blobs and repositories, to walk side
     by side (on S3, listings of separate prefixes in parallel): each blob prefix directory, and
     the repositories tree two levels down when its top level is small (``team/app-1``...)."""
-    algorithms = await _children(driver, paths.BLOBS)
+    foreign = inventory.foreign
+    algorithms = _layouts(await _children(driver, paths.BLOBS), _is_algorithm, foreign)
     prefixes = await bounded(algorithms, lambda directory: _children(driver, directory))
-    shards = [prefix for listed in prefixes for prefix in listed]
-    top = await _children(driver, paths.REPOSITORIES)
+    shards = [prefix for listed in prefixes for prefix in _layouts(listed, _is_prefix, foreign)]
+    top = _layouts(await _children(driver, paths.REPOSITORIES), is_repository_name, foreign)
     if len(top) >= FAN_OUT:
         return shards + top
     below = await bounded(top, lambda directory: _children(driver, directory))
-    return shards + [child for listed in below for child in listed]
+    return shards + [child for listed in below for child in _layouts(listed, _is_in_repository_tree, foreign)]
+
+
+def _layouts(children: list[str], fits: Callable[[str], bool], foreign: list[str]) -> list[str]:
+    """The ``children`` whose last component ``fits``; the others go to ``foreign``."""
+    kept: list[str] = []
+    for child in children:
+        (kept if fits(child.rpartition("/")[2]) else foreign).append(child)
+    return kept
+
+
+def _is_algorithm(name: str) -> bool:
+    return name in HEX_LENGTHS
+
+
+def _is_prefix(name: str) -> bool:
+    return len(name) == 2 and not name.strip("0123456789abcdef")
+
+
+_REPOSITORY_DIRS = frozenset({paths.LAYERS_DIR, paths.MANIFESTS_DIR, paths.UPLOADS_DIR, paths.DOCKYARD_DIR})
+
+
+def _is_in_repository_tree(name: str) -> bool:
+    """A name component, or one of the directories a repository keeps: below any other name
+    the layout holds no repository."""
+    return is_repository_name(name) or name in _REPOSITORY_DIRS
 
 
 class _Kind(enum.Enum):
@@ -222,7 +253,6 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
     own directory. One level of the tree at a time, listings and stats in batches; what each
     file is comes from where it was listed, so no path is parsed back. Tag history links are
     listed only with ``history``."""
-    repositories = inventory.repositories
     level: list[tuple[str, _Kind, _At]] = [
         (paths.BLOBS, _Kind.BLOBS, _At()),
         (paths.REPOSITORIES, _Kind.TREE, _At()),
@@ -241,6 +271,7 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
                 if kind is _Kind.LINK_DIRS or kind is _Kind.BLOB_DIRS:
                     digest = _digest(at.algorithm, leaf)
                     if digest is None or (kind is _Kind.BLOB_DIRS and leaf[:2] != at.prefix):
+                        inventory.foreign.append(child)
                         continue
                     files.append(f"{child}/link" if kind is _Kind.LINK_DIRS else f"{child}/data")
                     found.append((at, digest))
@@ -248,34 +279,30 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
                     if leaf in HEX_LENGTHS:
                         step = _Kind.LINK_DIRS if kind is _Kind.LINK_ALGORITHMS else _Kind.BLOB_PREFIXES
                         below.append((child, step, _At(at.found, at.name, at.tag, leaf)))
+                    else:
+                        inventory.foreign.append(child)
                 elif kind is _Kind.BLOB_PREFIXES:
-                    below.append((child, _Kind.BLOB_DIRS, _At(algorithm=at.algorithm, prefix=leaf)))
+                    if _is_prefix(leaf):
+                        below.append((child, _Kind.BLOB_DIRS, _At(algorithm=at.algorithm, prefix=leaf)))
+                    else:
+                        inventory.foreign.append(child)
                 elif kind is _Kind.TAGS:
                     tag = _tag(leaf)
-                    if tag is not None:
-                        files.append(f"{child}/current/link")
-                        found.append((_At(_Found.TAG, at.name, tag), None))
-                        if history:
-                            at_history = _At(_Found.HISTORY, at.name, tag)
-                            below.append((f"{child}/index", _Kind.LINK_ALGORITHMS, at_history))
+                    if tag is None:
+                        inventory.foreign.append(child)
+                        continue
+                    files.append(f"{child}/current/link")
+                    found.append((_At(_Found.TAG, at.name, tag), None))
+                    if history:
+                        at_history = _At(_Found.HISTORY, at.name, tag)
+                        below.append((f"{child}/index", _Kind.LINK_ALGORITHMS, at_history))
                 elif kind is _Kind.MANIFESTS:
                     if leaf == "revisions":
                         below.append((child, _Kind.LINK_ALGORITHMS, _At(_Found.REVISION, at.name)))
                     elif leaf == "tags":
                         below.append((child, _Kind.TAGS, at))
-                elif not leaf.startswith("_"):  # a TREE: a name component (uploads are not needed)
-                    below.append(
-                        (child, _Kind.TREE, _At(prefix=f"{at.prefix}/{leaf}" if at.prefix else leaf))
-                    )
-                elif leaf == paths.DOCKYARD_DIR:
-                    walks.append(child)
-                elif leaf in (paths.LAYERS_DIR, paths.MANIFESTS_DIR) and is_repository_name(at.prefix):
-                    name = RepositoryName(at.prefix)
-                    if leaf == paths.LAYERS_DIR:
-                        below.append((child, _Kind.LINK_ALGORITHMS, _At(_Found.LAYER, name)))
-                    else:
-                        repositories.setdefault(name, Repository()).listed = True
-                        below.append((child, _Kind.MANIFESTS, _At(name=name)))
+                else:
+                    _in_tree(inventory, at, child, below=below, walks=walks)
         for (at, digest), info in zip(
             found, await _in_batches(driver.stat_many, files, STAT_BATCH), strict=True
         ):
@@ -283,6 +310,32 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
                 _record(inventory, at, digest, info)
         await bounded(walks, lambda directory: _walk_into(driver, directory, _finder(inventory)))
         level = below
+
+
+def _in_tree(
+    inventory: Inventory,
+    at: _At,
+    child: str,
+    *,
+    below: list[tuple[str, _Kind, _At]],
+    walks: list[str],
+) -> None:
+    """A name in the repositories tree: a name component to list, or a repository's own
+    directory (uploads are not needed)."""
+    leaf = child.rpartition("/")[2]
+    if not _is_in_repository_tree(leaf):
+        inventory.foreign.append(child)
+    elif not leaf.startswith("_"):
+        below.append((child, _Kind.TREE, _At(prefix=f"{at.prefix}/{leaf}" if at.prefix else leaf)))
+    elif leaf == paths.DOCKYARD_DIR:
+        walks.append(child)
+    elif leaf in (paths.LAYERS_DIR, paths.MANIFESTS_DIR) and is_repository_name(at.prefix):
+        name = RepositoryName(at.prefix)
+        if leaf == paths.LAYERS_DIR:
+            below.append((child, _Kind.LINK_ALGORITHMS, _At(_Found.LAYER, name)))
+        else:
+            inventory.repositories.setdefault(name, Repository()).listed = True
+            below.append((child, _Kind.MANIFESTS, _At(name=name)))
 
 
 def _tag(name: str) -> Tag | None:
@@ -337,7 +390,7 @@ async def take_inventory(
     repositories = inventory.repositories
     if driver.listing_carries_stats:
         found = _finder(inventory)
-        await bounded(await _shards(driver), lambda shard: _walk_into(driver, shard, found))
+        await bounded(await _shards(driver, inventory), lambda shard: _walk_into(driver, shard, found))
     else:
         await _scan(driver, inventory, tag_history)
     tag_links = [
@@ -353,6 +406,13 @@ async def take_inventory(
     digests = list({d for repository in repositories.values() for d in repository.revisions})
     found_references = await _read_all(driver, [paths.blob_data(d) for d in digests], references_of)
     inventory.manifests = dict(zip(digests, found_references, strict=True))
+    if inventory.foreign:
+        log.warning(
+            "garbage collection: skipped %d names the storage layout does not write (left in "
+            "place), such as %s",
+            len(inventory.foreign),
+            inventory.foreign[0],
+        )
     return inventory
 
 
