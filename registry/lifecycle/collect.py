@@ -15,7 +15,7 @@ from storage_drivers import PathNotFound, StorageDriver, StorageError
 from ..references import RunId
 from ..storage import paths
 from .lease import Lease, claim, confirmed
-from .mark import Inventory, Plan, plan, take_inventory
+from .mark import Inventory, Plan, Stat, plan_stating, take_inventory
 from .policy import RetentionRule
 from .retention import Removal, apply_retention
 from .state import storage_now
@@ -103,11 +103,18 @@ async def garbage_collect(driver: StorageDriver, options: Options, emit: Callabl
 
 async def _inventory(driver: StorageDriver, options: Options) -> Inventory:
     # Retention and --delete-untagged need to know where each tag points, and only
-    # --delete-untagged deletes tag history; a plain run needs neither.
+    # --delete-untagged deletes tag history; a plain run needs neither. A real run's usage
+    # figures need every blob's size and every link's time but the layers'; a dry run only what
+    # its rules compare (the plan stats the unmarked blobs and their layer links itself).
+    stat = Stat.BLOBS | Stat.REVISIONS | Stat.TAGS
+    if options.dry_run:
+        stat = Stat.REVISIONS if options.delete_untagged else Stat(0)
+        stat |= Stat.TAGS if options.retention else Stat(0)
     return await take_inventory(
         driver,
         tag_targets=options.delete_untagged or bool(options.retention),
         tag_history=options.delete_untagged,
+        stat=stat,
     )
 
 
@@ -130,7 +137,7 @@ async def _mark(
         retaining = time.monotonic()
         untagged = await apply_retention(driver, inventory, options.retention, begun, lease)
         phases["retention"] = time.monotonic() - retaining
-    planned = plan(inventory, options.delete_untagged, begun - options.grace_period)
+    planned = await plan_stating(driver, inventory, options.delete_untagged, begun - options.grace_period)
     phases["mark"] = time.monotonic() - marking - phases.get("retention", 0.0)
     return Report(planned, planned, phases, untagged, inventory)
 

@@ -14,6 +14,7 @@ import asyncio
 import enum
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,10 +41,28 @@ FAN_OUT = 64
 
 log = logging.getLogger("registry")
 
+UNSTATED = math.inf
+"""The time of a file the scan listed and did not stat: as young as can be, so nothing of it
+is deleted unless it is stat-ed first (``plan_stating``)."""
+
 _DIGEST_TEXT = re.compile(r"\b(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})\b")
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Stat(enum.Flag):
+    """The files a scan of a filesystem stats; the others are taken as there, ``UNSTATED``, from
+    their directory's listing (a walk of S3 gives every time at no cost)."""
+
+    BLOBS = enum.auto()
+    """Sizes and times of blob data: usage figures need all of them, a plan the unmarked ones."""
+    LAYERS = enum.auto()
+    REVISIONS = enum.auto()
+    """Times of revision links: what --delete-untagged and usage figures compare."""
+    TAGS = enum.auto()
+    """Times of tag links: what retention rules and usage figures compare."""
+    ALL = BLOBS | LAYERS | REVISIONS | TAGS
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +101,8 @@ class Inventory:
     """Whether each tag's link was read (``Repository.tags``); else only its presence is known."""
     tag_history: bool = True
     """Whether tag history links were looked for (``Repository.tag_history``)."""
+    stated: Stat = Stat.ALL
+    """The files whose sizes and times were read; the others' are ``UNSTATED``."""
     foreign: list[str] = field(default_factory=list)
     """Names found where the layout writes none (``lost+found``, a stray file), skipped."""
 
@@ -303,11 +324,7 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
                         below.append((child, _Kind.TAGS, at))
                 else:
                     _in_tree(inventory, at, child, below=below, walks=walks)
-        for (at, digest), info in zip(
-            found, await _in_batches(driver.stat_many, files, STAT_BATCH), strict=True
-        ):
-            if info is not None and not info.is_dir:
-                _record(inventory, at, digest, info)
+        await _take(driver, inventory, found, files)
         await bounded(walks, lambda directory: _walk_into(driver, directory, _finder(inventory)))
         level = below
 
@@ -336,6 +353,31 @@ def _in_tree(
         else:
             inventory.repositories.setdefault(name, Repository()).listed = True
             below.append((child, _Kind.MANIFESTS, _At(name=name)))
+
+
+async def _take(
+    driver: StorageDriver, inventory: Inventory, found: list[tuple[_At, Digest | None]], files: list[str]
+) -> None:
+    """Record each file found, stat-ed when ``inventory.stated`` says (else ``UNSTATED``)."""
+    stated: list[tuple[_At, Digest | None, str]] = []
+    for (at, digest), file in zip(found, files, strict=True):
+        if _STATS[at.found] & inventory.stated:
+            stated.append((at, digest, file))
+        else:
+            _record(inventory, at, digest, FileInfo(file, 0, UNSTATED))
+    infos = await _in_batches(driver.stat_many, [file for _, _, file in stated], STAT_BATCH)
+    for (at, digest, _), info in zip(stated, infos, strict=True):
+        if info is not None and not info.is_dir:
+            _record(inventory, at, digest, info)
+
+
+_STATS = {
+    _Found.BLOB: Stat.BLOBS,
+    _Found.LAYER: Stat.LAYERS,
+    _Found.REVISION: Stat.REVISIONS,
+    _Found.TAG: Stat.TAGS,
+    _Found.HISTORY: Stat.ALL,  # always stat-ed: only --delete-untagged lists them
+}
 
 
 def _tag(name: str) -> Tag | None:
@@ -380,7 +422,7 @@ async def _walk_into(driver: StorageDriver, directory: str, found: Callable[[Fil
 
 
 async def take_inventory(
-    driver: StorageDriver, *, tag_targets: bool = True, tag_history: bool = True
+    driver: StorageDriver, *, tag_targets: bool = True, tag_history: bool = True, stat: Stat = Stat.ALL
 ) -> Inventory:
     """Everything stored. ``tag_targets=False`` leaves tag links unread (a run that keeps every
     manifest needs only to know a tag is there): on S3 a request saved per tag.
@@ -392,6 +434,7 @@ async def take_inventory(
         found = _finder(inventory)
         await bounded(await _shards(driver, inventory), lambda shard: _walk_into(driver, shard, found))
     else:
+        inventory.stated = stat
         await _scan(driver, inventory, tag_history)
     tag_links = [
         (name, tag)
@@ -564,8 +607,30 @@ def _digests_in(content: bytes) -> set[Digest]:
 def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
     """What a run removes: everything not reachable, not younger than ``cutoff``.
     ``delete_untagged`` needs an inventory with ``tag_targets``."""
+    if ~inventory.stated & (Stat.BLOBS | Stat.LAYERS):
+        raise ValueError("a plan needs the blobs' and layer links' times: see plan_stating")
+    marked, deleted_revisions = _mark(inventory, delete_untagged, cutoff)
+    return _plan(inventory, marked, deleted_revisions, cutoff)
+
+
+async def plan_stating(
+    driver: StorageDriver, inventory: Inventory, delete_untagged: bool, cutoff: float
+) -> Plan:
+    """``plan``, for an inventory whose scan left files unstated: it stats those the plan needs
+    first (blobs not marked, layer links to them), once it knows what is marked."""
+    marked, deleted_revisions = _mark(inventory, delete_untagged, cutoff)
+    await _stat_unmarked(driver, inventory, marked.marked)
+    return _plan(inventory, marked, deleted_revisions, cutoff)
+
+
+def _mark(
+    inventory: Inventory, delete_untagged: bool, cutoff: float
+) -> tuple[Plan, dict[RepositoryName, set[Digest]]]:
+    """A plan with only what is marked, and each repository's revisions not kept."""
     if delete_untagged and not (inventory.tag_targets and inventory.tag_history):
         raise ValueError("deleting untagged manifests needs the tags' targets and history")
+    if delete_untagged and not inventory.stated & Stat.REVISIONS:
+        raise ValueError("deleting untagged manifests needs the revisions' times")
     result = Plan(DigestSet(inventory.blobs))
     deleted_revisions: dict[RepositoryName, set[Digest]] = {}
     pending: list[Digest] = []
@@ -584,6 +649,40 @@ def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
         references = inventory.manifests.get(digest)
         if references is not None:
             pending += references.blobs | references.children
+    return result, deleted_revisions
+
+
+async def _stat_unmarked(driver: StorageDriver, inventory: Inventory, marked: DigestSet) -> None:
+    """Sizes and times of the unstated blobs not marked and of the unstated layer links to content
+    not marked. A layer link not there any more is forgotten; a blob directory without data
+    stays unstated (there is nothing to delete)."""
+    blobs = [
+        from_raw(key)
+        for key, _, modified in inventory.blobs.rows()
+        if modified == UNSTATED and not marked.holds_raw(key)
+    ]
+    layers = [
+        (name, digest)
+        for name, repository in inventory.repositories.items()
+        for digest, modified in repository.layers.items()
+        if modified == UNSTATED and digest not in marked
+    ]
+    files = [paths.blob_data(d) for d in blobs] + [paths.layer_link(*item) for item in layers]
+    infos = await _in_batches(driver.stat_many, files, STAT_BATCH)
+    for digest, info in zip(blobs, infos, strict=False):
+        if info is not None and not info.is_dir:
+            inventory.blobs[digest] = (info.size, info.modified)
+    for (name, digest), info in zip(layers, infos[len(blobs) :], strict=True):
+        if info is not None and not info.is_dir:
+            inventory.repositories[name].layers[digest] = info.modified
+        else:
+            del inventory.repositories[name].layers[digest]
+
+
+def _plan(
+    inventory: Inventory, result: Plan, deleted_revisions: dict[RepositoryName, set[Digest]], cutoff: float
+) -> Plan:
+    """The rest of ``plan``, on what ``_mark`` gave."""
     for name, repository in sorted(inventory.repositories.items()):
         deleted = {d for d in deleted_revisions[name] if d not in result.marked}
         tagged = repository.tags if inventory.tag_targets else repository.tag_links
@@ -608,7 +707,12 @@ def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
         if t > cutoff
     }
     for key, size, modified in inventory.blobs.rows():
-        if modified <= cutoff and not result.marked.holds_raw(key) and key not in young_layers:
+        if (
+            modified <= cutoff
+            and modified != UNSTATED
+            and not result.marked.holds_raw(key)
+            and key not in young_layers
+        ):
             result.blobs[from_raw(key)] = size
     for name, repository in sorted(inventory.repositories.items()):
         for digest, modified in sorted(repository.layers.items(), key=lambda item: str(item[0])):
