@@ -359,16 +359,17 @@ async def _take(
     driver: StorageDriver, inventory: Inventory, found: list[tuple[_At, Digest | None]], files: list[str]
 ) -> None:
     """Record each file found, stat-ed when ``inventory.stated`` says (else ``UNSTATED``)."""
+    kinds = {kind for kind, flag in _STATS.items() if flag & inventory.stated}
     stated: list[tuple[_At, Digest | None, str]] = []
     for (at, digest), file in zip(found, files, strict=True):
-        if _STATS[at.found] & inventory.stated:
+        if at.found in kinds:
             stated.append((at, digest, file))
         else:
-            _record(inventory, at, digest, FileInfo(file, 0, UNSTATED))
+            _record(inventory, at, digest, 0, UNSTATED)
     infos = await _in_batches(driver.stat_many, [file for _, _, file in stated], STAT_BATCH)
     for (at, digest, _), info in zip(stated, infos, strict=True):
         if info is not None and not info.is_dir:
-            _record(inventory, at, digest, info)
+            _record(inventory, at, digest, info.size, info.modified)
 
 
 _STATS = {
@@ -387,20 +388,20 @@ def _tag(name: str) -> Tag | None:
         return None  # a directory no push writes
 
 
-def _record(inventory: Inventory, at: _At, digest: Digest | None, info: FileInfo) -> None:
+def _record(inventory: Inventory, at: _At, digest: Digest | None, size: int, modified: float) -> None:
     if at.found is _Found.BLOB:
         assert digest is not None
-        inventory.blobs[digest] = (info.size, info.modified)
+        inventory.blobs[digest] = (size, modified)
         return
     repository = inventory.repositories.setdefault(at.name, Repository())
     if at.found is _Found.TAG:
-        repository.tag_links[at.tag] = info.modified
+        repository.tag_links[at.tag] = modified
         return
     assert digest is not None
     if at.found is _Found.LAYER:
-        repository.layers[digest] = info.modified
+        repository.layers[digest] = modified
     elif at.found is _Found.REVISION:
-        repository.revisions[digest] = info.modified
+        repository.revisions[digest] = modified
     else:
         repository.tag_history.append((at.tag, digest))
 
@@ -573,14 +574,15 @@ def _plain_references(content: bytes) -> References | None:
     written = text.count("sha256:") + text.count("sha512:")
     if sum(text.count(digest) for digest in {*blobs, *children, *subject}) != written:
         return None  # a digest elsewhere (an annotation, a foreign layer's URL...)
-    try:
-        return References(
-            frozenset(map(Digest.parse, blobs)),
-            frozenset(map(Digest.parse, children)),
-            Digest.parse(subject[0]) if subject else None,
-        )
-    except RegistryError:
+    written_as = (*blobs, *children, *subject)
+    digests = [d for d in (_digest(*text.partition(":")[::2]) for text in written_as) if d is not None]
+    if len(digests) != len(written_as):
         return None  # a malformed digest
+    return References(
+        frozenset(digests[: len(blobs)]),
+        frozenset(digests[len(blobs) : len(blobs) + len(children)]),
+        digests[-1] if subject else None,
+    )
 
 
 def _named(descriptors: object) -> list[str] | None:
