@@ -3,18 +3,19 @@ sweep, report in one log line."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from storage_drivers import PathNotFound, StorageDriver, StorageError
 
 from ..references import RunId
 from ..storage import paths
-from .lease import Lease, holding
-from .mark import Inventory, Plan, plan, take_inventory
+from .lease import Lease, claim, confirmed
+from .mark import Inventory, Plan, Stat, plan_stating, take_inventory
 from .policy import RetentionRule
 from .retention import Removal, apply_retention
 from .state import storage_now
@@ -70,16 +71,27 @@ async def garbage_collect(driver: StorageDriver, options: Options, emit: Callabl
     started = time.monotonic()
     if options.dry_run:
         begun = await storage_now(driver, RunId(secrets.token_hex(16)))
-        report = await _mark(driver, options, begun, None)
+        report = await _mark(driver, options, begun, None, walk=_inventory(driver, options), marking=started)
         report.removed = report.planned
     else:
-        async with holding(driver, "garbage-collect", wait=0) as lease:
-            await _remove_leftovers(driver, lease.run)
-            report = await _mark(driver, options, lease.started, lease)
-            sweeping = time.monotonic()
-            report.removed = await sweep(lease, report.planned)
-            await _forget_run(driver, paths.gc_run(lease.run))
-            report.phases["sweep"] = time.monotonic() - sweeping
+        claimed = await claim(driver, "garbage-collect")
+        # The walk only reads: it starts with the claim (pushes that finished before it wrote
+        # their links before it), runs through the lease's settle time, and is dropped unread
+        # when another run takes the lease.
+        walking = asyncio.create_task(_inventory(driver, options))
+        try:
+            async with confirmed(claimed) as lease:
+                await _remove_leftovers(driver, lease.run)
+                report = await _mark(driver, options, lease.started, lease, walk=walking, marking=started)
+                sweeping = time.monotonic()
+                report.removed = await sweep(lease, report.planned)
+                await _forget_run(driver, paths.gc_run(lease.run))
+                report.phases["sweep"] = time.monotonic() - sweeping
+        finally:
+            walking.cancel()
+            await asyncio.wait([walking])
+            if not walking.cancelled():
+                walking.exception()  # the lease's failure is the one to report
     report.phases["total"] = time.monotonic() - started
     for removal in report.untagged:
         emit(removal.line("eligible for deletion" if options.dry_run else "deleted"))
@@ -89,24 +101,43 @@ async def garbage_collect(driver: StorageDriver, options: Options, emit: Callabl
     return report
 
 
-async def _mark(driver: StorageDriver, options: Options, begun: float, lease: Lease | None) -> Report:
-    """Take the inventory, apply retention (``lease`` None: a dry run, which untags nothing) and
-    plan; ``begun`` is the run's start by the storage's clock."""
-    marking = time.monotonic()
+async def _inventory(driver: StorageDriver, options: Options) -> Inventory:
     # Retention and --delete-untagged need to know where each tag points, and only
-    # --delete-untagged deletes tag history; a plain run needs neither.
-    inventory = await take_inventory(
+    # --delete-untagged deletes tag history; a plain run needs neither. A real run's usage
+    # figures need every blob's size and every link's time but the layers'; a dry run only what
+    # its rules compare (the plan stats the unmarked blobs and their layer links itself).
+    stat = Stat.BLOBS | Stat.REVISIONS | Stat.TAGS
+    if options.dry_run:
+        stat = Stat.REVISIONS if options.delete_untagged else Stat(0)
+        stat |= Stat.TAGS if options.retention else Stat(0)
+    return await take_inventory(
         driver,
         tag_targets=options.delete_untagged or bool(options.retention),
         tag_history=options.delete_untagged,
+        stat=stat,
     )
+
+
+async def _mark(
+    driver: StorageDriver,
+    options: Options,
+    begun: float,
+    lease: Lease | None,
+    *,
+    walk: Awaitable[Inventory],
+    marking: float,
+) -> Report:
+    """Apply retention to what ``walk`` found (``lease`` None: a dry run, which untags nothing)
+    and plan; ``begun`` is the run's start by the storage's clock, ``marking`` when the walk
+    began (``time.monotonic``)."""
+    inventory = await walk
     phases: dict[str, float] = {}
     untagged: list[Removal] = []
     if options.retention:
         retaining = time.monotonic()
         untagged = await apply_retention(driver, inventory, options.retention, begun, lease)
         phases["retention"] = time.monotonic() - retaining
-    planned = plan(inventory, options.delete_untagged, begun - options.grace_period)
+    planned = await plan_stating(driver, inventory, options.delete_untagged, begun - options.grace_period)
     phases["mark"] = time.monotonic() - marking - phases.get("retention", 0.0)
     return Report(planned, planned, phases, untagged, inventory)
 

@@ -8,14 +8,14 @@ Otherwise it writes a "referenced during run R" record for every digest it refer
 manifest itself, its blobs, its index children and theirs), then checks again that each still
 exists and that run R has not condemned it (nor the repository).
 
-A push that finds a marker waits for the run's decision instead of refusing at once: another
-push of the very same manifest may have been acknowledged just before the marker was written,
-and the tags and revision link the two wrote are the same files. Refusing would withdraw them
-and break the acknowledged push, so the push waits until
+A push that finds a digest in a marker (``markers``) waits for the run's decision instead of
+refusing at once: another push of the very same manifest may have been acknowledged just before
+the marker was written, and the tags and revision link the two wrote are the same files.
+Refusing would withdraw them and break the acknowledged push, so the push waits until
 
-- the run decided (its "decided" record): a digest whose marker is still there is deleted, and
-  no acknowledged push can refer to it (it would have been spared), so the push is refused with
-  MANIFEST_BLOB_UNKNOWN and withdraws what it wrote; a digest whose marker went was spared;
+- the run decided (its "decided" record): a digest its markers still list is deleted, and no
+  acknowledged push can refer to it (it would have been spared), so the push is refused with
+  MANIFEST_BLOB_UNKNOWN and withdraws what it wrote; a digest they no longer list was spared;
 - or the run is over, or its lease ran out (its holder deletes nothing more then): whether the
   content is still there decides;
 - for a repository marker: it went (the repository stays), or the run is over.
@@ -38,6 +38,7 @@ from storage_drivers import PathNotFound, StorageDriver
 
 from ..references import Digest, RepositoryName, RunId
 from ..storage import paths
+from . import markers
 from .state import GCState, read_state
 
 CLOCK_SLACK = 2.0
@@ -88,7 +89,7 @@ class PushGuard:
             state = await read_state(self._driver)
             if state.run != run or not state.active or await self._expired(run, digests[0], state):
                 return []  # the run deletes nothing more: what is still there stays
-            # The decision first, the markers after it: a marker seen then is one the run keeps.
+            # The decision first, the markers after it: a digest listed then is one the run deletes.
             decided = await self._exists(paths.gc_decided(run))
             condemned, repository = await self._markers(run, name, digests)
             if decided and condemned and not repository:
@@ -102,13 +103,14 @@ class PushGuard:
     ) -> tuple[list[Digest], bool]:
         """The digests run ``run`` condemned, and whether it condemned the repository (which
         condemns every digest: the repository's links go)."""
-        found = await asyncio.gather(
-            *(self._exists(paths.gc_condemned(run, d)) for d in digests),
-            self._exists(paths.gc_condemned_repository(run, name)),
+        wanted = sorted({paths.gc_condemned(run, d) for d in digests})
+        contents, repository = await asyncio.gather(
+            self._driver.get_many(wanted), self._exists(paths.gc_condemned_repository(run, name))
         )
-        if found[-1]:
+        if repository:
             return digests, True
-        return [d for d, hit in zip(digests, found, strict=False) if hit], False
+        listed = set[str]().union(*(markers.listed(c) for c in contents if c is not None))
+        return [d for d in digests if str(d) in listed], False
 
     async def _expired(self, run: RunId, recorded: Digest, state: GCState) -> bool:
         """Whether the run's lease ran out, by the storage's own time: the modification time of

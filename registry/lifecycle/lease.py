@@ -4,10 +4,12 @@ every process and replica on one storage.
 Taking it: read the state record; when it is idle, or its holder's lease has expired by the
 storage's clock, write it with a fresh run id, wait ``SETTLE`` seconds, and read it back.
 Takers that raced both wrote before either reads back, so both read the same winner and the
-other backs off. The holder renews the lease every ``RENEW_EVERY`` seconds and, before each
-batch of deletes, checks that the record still names its run and that its last renewal is
-recent enough to leave ``MARGIN`` seconds of lease: a holder that lost the lease, or that was
-paused longer than that, stops before deleting anything more.
+other backs off. A taker may read meanwhile (``Claim``): pushes from the claim on take the
+careful path; it writes and deletes only once the lease is confirmed. The holder renews the
+lease every ``RENEW_EVERY`` seconds and, before each batch of deletes, checks that the record
+still names its run and that its last renewal is recent enough to leave ``MARGIN`` seconds of
+lease: a holder that lost the lease, or that was paused longer than that, stops before deleting
+anything more.
 
 When a holder dies its lease expires ``LEASE_SECONDS`` after its last renewal. Meanwhile pushes
 take the careful path, and one that found a marker of the dead run waits; after the expiry the
@@ -60,14 +62,22 @@ class Lease:
     ``clock_offset`` seconds ahead of this process's."""
 
     def __init__(
-        self, driver: StorageDriver, run: RunId, operation: str, started: float, clock_offset: float
+        self,
+        driver: StorageDriver,
+        run: RunId,
+        operation: str,
+        started: float,
+        clock_offset: float,
+        *,
+        renewed: float,
     ) -> None:
         self.driver = driver
         self.run = run
         self.operation = operation
         self.started = started
         self._clock_offset = clock_offset
-        self._renewed = time.monotonic()
+        self._renewed = renewed
+        """When the expiry last written was computed (``time.monotonic``)."""
         self._lost = False
 
     def _record(self, active: bool) -> GCState:
@@ -118,26 +128,56 @@ def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-async def try_take(driver: StorageDriver, operation: str) -> Lease:
-    """Take the lease, or raise LeaseBusy."""
+class Claim:
+    """The lease written and not yet confirmed. From the claim on, pushes see the record changed
+    and take the careful path, so work that only reads (the mark) may start at once; nothing may
+    be written or deleted before ``confirm``, and what was read is dropped when it fails."""
+
+    def __init__(
+        self, driver: StorageDriver, claim: GCState, started: float, clock_offset: float, claimed: float
+    ) -> None:
+        self.driver = driver
+        self._claim = claim
+        self._started = started
+        self._clock_offset = clock_offset
+        self._claimed = claimed
+        self._written = time.monotonic()
+
+    async def confirm(self) -> Lease:
+        """The lease, once the settle time has passed and the record still names this claim's
+        run; else raise LeaseBusy."""
+        await asyncio.sleep(max(0.0, SETTLE - (time.monotonic() - self._written)))
+        winner = await read_state(self.driver)
+        run = self._claim.run
+        if winner.run != run or run is None:
+            raise LeaseBusy(winner)
+        lease = Lease(
+            self.driver, run, self._claim.operation, self._started, self._clock_offset, renewed=self._claimed
+        )
+        await lease.renew()  # the settle time is not lost from the lease
+        return lease
+
+
+async def claim(driver: StorageDriver, operation: str) -> Claim:
+    """Write a claim of the lease (``Claim.confirm`` then takes it), or raise LeaseBusy."""
     run = RunId(secrets.token_hex(16))
     current = await read_state(driver)
     # Read as listings give it (S3: milliseconds; a stat has whole seconds), just before the
     # claim: the run's start, against which the inventory's listed times are compared. This
     # process's clock is read before the storage's, so the expiries it writes err late.
+    claimed = time.monotonic()
     local = time.time()
     now = await storage_now(driver, run)
     if current.active and now <= current.expires:
         raise LeaseBusy(current)
-    claim = GCState(run, True, now + LEASE_SECONDS, _holder(), operation)
-    await driver.put_content(paths.gc_state(), claim.encode())
-    await asyncio.sleep(SETTLE)
-    winner = await read_state(driver)
-    if winner.run != run:
-        raise LeaseBusy(winner)
-    lease = Lease(driver, run, operation, now, now - local)
-    await lease.renew()  # the settle time is not lost from the lease
-    return lease
+    record = GCState(run, True, now + LEASE_SECONDS, _holder(), operation)
+    await driver.put_content(paths.gc_state(), record.encode())
+    return Claim(driver, record, now, now - local, claimed)
+
+
+async def try_take(driver: StorageDriver, operation: str) -> Lease:
+    """Take the lease, or raise LeaseBusy."""
+    return await (await claim(driver, operation)).confirm()
 
 
 async def take(driver: StorageDriver, operation: str, wait: float) -> Lease:
@@ -155,7 +195,19 @@ async def take(driver: StorageDriver, operation: str, wait: float) -> Lease:
 @contextlib.asynccontextmanager
 async def holding(driver: StorageDriver, operation: str, wait: float) -> AsyncIterator[Lease]:
     """Hold the lease for the block, renewed in the background, released at the end."""
-    lease = await take(driver, operation, wait)
+    async with _kept(await take(driver, operation, wait)) as lease:
+        yield lease
+
+
+@contextlib.asynccontextmanager
+async def confirmed(claimed: Claim) -> AsyncIterator[Lease]:
+    """``holding``, for a lease already claimed."""
+    async with _kept(await claimed.confirm()) as lease:
+        yield lease
+
+
+@contextlib.asynccontextmanager
+async def _kept(lease: Lease) -> AsyncIterator[Lease]:
     renewing = asyncio.create_task(lease.keep_renewed())
     try:
         yield lease

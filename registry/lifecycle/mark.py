@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,10 +39,30 @@ LIST_BATCH = 64
 FAN_OUT = 64
 """A repositories tree with fewer top-level directories is walked from the level below."""
 
+log = logging.getLogger("registry")
+
+UNSTATED = math.inf
+"""The time of a file the scan listed and did not stat: as young as can be, so nothing of it
+is deleted unless it is stat-ed first (``plan_stating``)."""
+
 _DIGEST_TEXT = re.compile(r"\b(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})\b")
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Stat(enum.Flag):
+    """The files a scan of a filesystem stats; the others are taken as there, ``UNSTATED``, from
+    their directory's listing (a walk of S3 gives every time at no cost)."""
+
+    BLOBS = enum.auto()
+    """Sizes and times of blob data: usage figures need all of them, a plan the unmarked ones."""
+    LAYERS = enum.auto()
+    REVISIONS = enum.auto()
+    """Times of revision links: what --delete-untagged and usage figures compare."""
+    TAGS = enum.auto()
+    """Times of tag links: what retention rules and usage figures compare."""
+    ALL = BLOBS | LAYERS | REVISIONS | TAGS
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +101,10 @@ class Inventory:
     """Whether each tag's link was read (``Repository.tags``); else only its presence is known."""
     tag_history: bool = True
     """Whether tag history links were looked for (``Repository.tag_history``)."""
+    stated: Stat = Stat.ALL
+    """The files whose sizes and times were read; the others' are ``UNSTATED``."""
+    foreign: list[str] = field(default_factory=list)
+    """Names found where the layout writes none (``lost+found``, a stray file), skipped."""
 
 
 @dataclass
@@ -156,18 +182,44 @@ async def _children(driver: StorageDriver, directory: str) -> list[str]:
         return []
 
 
-async def _shards(driver: StorageDriver) -> list[str]:
+async def _shards(driver: StorageDriver, inventory: Inventory) -> list[str]:
     """Directories whose walks together cover the layout's blobs and repositories, to walk side
     by side (on S3, listings of separate prefixes in parallel): each blob prefix directory, and
     the repositories tree two levels down when its top level is small (``team/app-1``...)."""
-    algorithms = await _children(driver, paths.BLOBS)
+    foreign = inventory.foreign
+    algorithms = _layouts(await _children(driver, paths.BLOBS), _is_algorithm, foreign)
     prefixes = await bounded(algorithms, lambda directory: _children(driver, directory))
-    shards = [prefix for listed in prefixes for prefix in listed]
-    top = await _children(driver, paths.REPOSITORIES)
+    shards = [prefix for listed in prefixes for prefix in _layouts(listed, _is_prefix, foreign)]
+    top = _layouts(await _children(driver, paths.REPOSITORIES), is_repository_name, foreign)
     if len(top) >= FAN_OUT:
         return shards + top
     below = await bounded(top, lambda directory: _children(driver, directory))
-    return shards + [child for listed in below for child in listed]
+    return shards + [child for listed in below for child in _layouts(listed, _is_in_repository_tree, foreign)]
+
+
+def _layouts(children: list[str], fits: Callable[[str], bool], foreign: list[str]) -> list[str]:
+    """The ``children`` whose last component ``fits``; the others go to ``foreign``."""
+    kept: list[str] = []
+    for child in children:
+        (kept if fits(child.rpartition("/")[2]) else foreign).append(child)
+    return kept
+
+
+def _is_algorithm(name: str) -> bool:
+    return name in HEX_LENGTHS
+
+
+def _is_prefix(name: str) -> bool:
+    return len(name) == 2 and not name.strip("0123456789abcdef")
+
+
+_REPOSITORY_DIRS = frozenset({paths.LAYERS_DIR, paths.MANIFESTS_DIR, paths.UPLOADS_DIR, paths.DOCKYARD_DIR})
+
+
+def _is_in_repository_tree(name: str) -> bool:
+    """A name component, or one of the directories a repository keeps: below any other name
+    the layout holds no repository."""
+    return is_repository_name(name) or name in _REPOSITORY_DIRS
 
 
 class _Kind(enum.Enum):
@@ -222,7 +274,6 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
     own directory. One level of the tree at a time, listings and stats in batches; what each
     file is comes from where it was listed, so no path is parsed back. Tag history links are
     listed only with ``history``."""
-    repositories = inventory.repositories
     level: list[tuple[str, _Kind, _At]] = [
         (paths.BLOBS, _Kind.BLOBS, _At()),
         (paths.REPOSITORIES, _Kind.TREE, _At()),
@@ -241,6 +292,7 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
                 if kind is _Kind.LINK_DIRS or kind is _Kind.BLOB_DIRS:
                     digest = _digest(at.algorithm, leaf)
                     if digest is None or (kind is _Kind.BLOB_DIRS and leaf[:2] != at.prefix):
+                        inventory.foreign.append(child)
                         continue
                     files.append(f"{child}/link" if kind is _Kind.LINK_DIRS else f"{child}/data")
                     found.append((at, digest))
@@ -248,41 +300,85 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
                     if leaf in HEX_LENGTHS:
                         step = _Kind.LINK_DIRS if kind is _Kind.LINK_ALGORITHMS else _Kind.BLOB_PREFIXES
                         below.append((child, step, _At(at.found, at.name, at.tag, leaf)))
+                    else:
+                        inventory.foreign.append(child)
                 elif kind is _Kind.BLOB_PREFIXES:
-                    below.append((child, _Kind.BLOB_DIRS, _At(algorithm=at.algorithm, prefix=leaf)))
+                    if _is_prefix(leaf):
+                        below.append((child, _Kind.BLOB_DIRS, _At(algorithm=at.algorithm, prefix=leaf)))
+                    else:
+                        inventory.foreign.append(child)
                 elif kind is _Kind.TAGS:
                     tag = _tag(leaf)
-                    if tag is not None:
-                        files.append(f"{child}/current/link")
-                        found.append((_At(_Found.TAG, at.name, tag), None))
-                        if history:
-                            at_history = _At(_Found.HISTORY, at.name, tag)
-                            below.append((f"{child}/index", _Kind.LINK_ALGORITHMS, at_history))
+                    if tag is None:
+                        inventory.foreign.append(child)
+                        continue
+                    files.append(f"{child}/current/link")
+                    found.append((_At(_Found.TAG, at.name, tag), None))
+                    if history:
+                        at_history = _At(_Found.HISTORY, at.name, tag)
+                        below.append((f"{child}/index", _Kind.LINK_ALGORITHMS, at_history))
                 elif kind is _Kind.MANIFESTS:
                     if leaf == "revisions":
                         below.append((child, _Kind.LINK_ALGORITHMS, _At(_Found.REVISION, at.name)))
                     elif leaf == "tags":
                         below.append((child, _Kind.TAGS, at))
-                elif not leaf.startswith("_"):  # a TREE: a name component (uploads are not needed)
-                    below.append(
-                        (child, _Kind.TREE, _At(prefix=f"{at.prefix}/{leaf}" if at.prefix else leaf))
-                    )
-                elif leaf == paths.DOCKYARD_DIR:
-                    walks.append(child)
-                elif leaf in (paths.LAYERS_DIR, paths.MANIFESTS_DIR) and is_repository_name(at.prefix):
-                    name = RepositoryName(at.prefix)
-                    if leaf == paths.LAYERS_DIR:
-                        below.append((child, _Kind.LINK_ALGORITHMS, _At(_Found.LAYER, name)))
-                    else:
-                        repositories.setdefault(name, Repository()).listed = True
-                        below.append((child, _Kind.MANIFESTS, _At(name=name)))
-        for (at, digest), info in zip(
-            found, await _in_batches(driver.stat_many, files, STAT_BATCH), strict=True
-        ):
-            if info is not None and not info.is_dir:
-                _record(inventory, at, digest, info)
+                else:
+                    _in_tree(inventory, at, child, below=below, walks=walks)
+        await _take(driver, inventory, found, files)
         await bounded(walks, lambda directory: _walk_into(driver, directory, _finder(inventory)))
         level = below
+
+
+def _in_tree(
+    inventory: Inventory,
+    at: _At,
+    child: str,
+    *,
+    below: list[tuple[str, _Kind, _At]],
+    walks: list[str],
+) -> None:
+    """A name in the repositories tree: a name component to list, or a repository's own
+    directory (uploads are not needed)."""
+    leaf = child.rpartition("/")[2]
+    if not _is_in_repository_tree(leaf):
+        inventory.foreign.append(child)
+    elif not leaf.startswith("_"):
+        below.append((child, _Kind.TREE, _At(prefix=f"{at.prefix}/{leaf}" if at.prefix else leaf)))
+    elif leaf == paths.DOCKYARD_DIR:
+        walks.append(child)
+    elif leaf in (paths.LAYERS_DIR, paths.MANIFESTS_DIR) and is_repository_name(at.prefix):
+        name = RepositoryName(at.prefix)
+        if leaf == paths.LAYERS_DIR:
+            below.append((child, _Kind.LINK_ALGORITHMS, _At(_Found.LAYER, name)))
+        else:
+            inventory.repositories.setdefault(name, Repository()).listed = True
+            below.append((child, _Kind.MANIFESTS, _At(name=name)))
+
+
+async def _take(
+    driver: StorageDriver, inventory: Inventory, found: list[tuple[_At, Digest | None]], files: list[str]
+) -> None:
+    """Record each file found, stat-ed when ``inventory.stated`` says (else ``UNSTATED``)."""
+    kinds = {kind for kind, flag in _STATS.items() if flag & inventory.stated}
+    stated: list[tuple[_At, Digest | None, str]] = []
+    for (at, digest), file in zip(found, files, strict=True):
+        if at.found in kinds:
+            stated.append((at, digest, file))
+        else:
+            _record(inventory, at, digest, 0, UNSTATED)
+    infos = await _in_batches(driver.stat_many, [file for _, _, file in stated], STAT_BATCH)
+    for (at, digest, _), info in zip(stated, infos, strict=True):
+        if info is not None and not info.is_dir:
+            _record(inventory, at, digest, info.size, info.modified)
+
+
+_STATS = {
+    _Found.BLOB: Stat.BLOBS,
+    _Found.LAYER: Stat.LAYERS,
+    _Found.REVISION: Stat.REVISIONS,
+    _Found.TAG: Stat.TAGS,
+    _Found.HISTORY: Stat.ALL,  # always stat-ed: only --delete-untagged lists them
+}
 
 
 def _tag(name: str) -> Tag | None:
@@ -292,20 +388,20 @@ def _tag(name: str) -> Tag | None:
         return None  # a directory no push writes
 
 
-def _record(inventory: Inventory, at: _At, digest: Digest | None, info: FileInfo) -> None:
+def _record(inventory: Inventory, at: _At, digest: Digest | None, size: int, modified: float) -> None:
     if at.found is _Found.BLOB:
         assert digest is not None
-        inventory.blobs[digest] = (info.size, info.modified)
+        inventory.blobs[digest] = (size, modified)
         return
     repository = inventory.repositories.setdefault(at.name, Repository())
     if at.found is _Found.TAG:
-        repository.tag_links[at.tag] = info.modified
+        repository.tag_links[at.tag] = modified
         return
     assert digest is not None
     if at.found is _Found.LAYER:
-        repository.layers[digest] = info.modified
+        repository.layers[digest] = modified
     elif at.found is _Found.REVISION:
-        repository.revisions[digest] = info.modified
+        repository.revisions[digest] = modified
     else:
         repository.tag_history.append((at.tag, digest))
 
@@ -327,7 +423,7 @@ async def _walk_into(driver: StorageDriver, directory: str, found: Callable[[Fil
 
 
 async def take_inventory(
-    driver: StorageDriver, *, tag_targets: bool = True, tag_history: bool = True
+    driver: StorageDriver, *, tag_targets: bool = True, tag_history: bool = True, stat: Stat = Stat.ALL
 ) -> Inventory:
     """Everything stored. ``tag_targets=False`` leaves tag links unread (a run that keeps every
     manifest needs only to know a tag is there): on S3 a request saved per tag.
@@ -337,8 +433,9 @@ async def take_inventory(
     repositories = inventory.repositories
     if driver.listing_carries_stats:
         found = _finder(inventory)
-        await bounded(await _shards(driver), lambda shard: _walk_into(driver, shard, found))
+        await bounded(await _shards(driver, inventory), lambda shard: _walk_into(driver, shard, found))
     else:
+        inventory.stated = stat
         await _scan(driver, inventory, tag_history)
     tag_links = [
         (name, tag)
@@ -353,6 +450,13 @@ async def take_inventory(
     digests = list({d for repository in repositories.values() for d in repository.revisions})
     found_references = await _read_all(driver, [paths.blob_data(d) for d in digests], references_of)
     inventory.manifests = dict(zip(digests, found_references, strict=True))
+    if inventory.foreign:
+        log.warning(
+            "garbage collection: skipped %d names the storage layout does not write (left in "
+            "place), such as %s",
+            len(inventory.foreign),
+            inventory.foreign[0],
+        )
     return inventory
 
 
@@ -470,14 +574,15 @@ def _plain_references(content: bytes) -> References | None:
     written = text.count("sha256:") + text.count("sha512:")
     if sum(text.count(digest) for digest in {*blobs, *children, *subject}) != written:
         return None  # a digest elsewhere (an annotation, a foreign layer's URL...)
-    try:
-        return References(
-            frozenset(map(Digest.parse, blobs)),
-            frozenset(map(Digest.parse, children)),
-            Digest.parse(subject[0]) if subject else None,
-        )
-    except RegistryError:
+    written_as = (*blobs, *children, *subject)
+    digests = [d for d in (_digest(*text.partition(":")[::2]) for text in written_as) if d is not None]
+    if len(digests) != len(written_as):
         return None  # a malformed digest
+    return References(
+        frozenset(digests[: len(blobs)]),
+        frozenset(digests[len(blobs) : len(blobs) + len(children)]),
+        digests[-1] if subject else None,
+    )
 
 
 def _named(descriptors: object) -> list[str] | None:
@@ -504,8 +609,30 @@ def _digests_in(content: bytes) -> set[Digest]:
 def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
     """What a run removes: everything not reachable, not younger than ``cutoff``.
     ``delete_untagged`` needs an inventory with ``tag_targets``."""
+    if ~inventory.stated & (Stat.BLOBS | Stat.LAYERS):
+        raise ValueError("a plan needs the blobs' and layer links' times: see plan_stating")
+    marked, deleted_revisions = _mark(inventory, delete_untagged, cutoff)
+    return _plan(inventory, marked, deleted_revisions, cutoff)
+
+
+async def plan_stating(
+    driver: StorageDriver, inventory: Inventory, delete_untagged: bool, cutoff: float
+) -> Plan:
+    """``plan``, for an inventory whose scan left files unstated: it stats those the plan needs
+    first (blobs not marked, layer links to them), once it knows what is marked."""
+    marked, deleted_revisions = _mark(inventory, delete_untagged, cutoff)
+    await _stat_unmarked(driver, inventory, marked.marked)
+    return _plan(inventory, marked, deleted_revisions, cutoff)
+
+
+def _mark(
+    inventory: Inventory, delete_untagged: bool, cutoff: float
+) -> tuple[Plan, dict[RepositoryName, set[Digest]]]:
+    """A plan with only what is marked, and each repository's revisions not kept."""
     if delete_untagged and not (inventory.tag_targets and inventory.tag_history):
         raise ValueError("deleting untagged manifests needs the tags' targets and history")
+    if delete_untagged and not inventory.stated & Stat.REVISIONS:
+        raise ValueError("deleting untagged manifests needs the revisions' times")
     result = Plan(DigestSet(inventory.blobs))
     deleted_revisions: dict[RepositoryName, set[Digest]] = {}
     pending: list[Digest] = []
@@ -524,6 +651,40 @@ def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
         references = inventory.manifests.get(digest)
         if references is not None:
             pending += references.blobs | references.children
+    return result, deleted_revisions
+
+
+async def _stat_unmarked(driver: StorageDriver, inventory: Inventory, marked: DigestSet) -> None:
+    """Sizes and times of the unstated blobs not marked and of the unstated layer links to content
+    not marked. A layer link not there any more is forgotten; a blob directory without data
+    stays unstated (there is nothing to delete)."""
+    blobs = [
+        from_raw(key)
+        for key, _, modified in inventory.blobs.rows()
+        if modified == UNSTATED and not marked.holds_raw(key)
+    ]
+    layers = [
+        (name, digest)
+        for name, repository in inventory.repositories.items()
+        for digest, modified in repository.layers.items()
+        if modified == UNSTATED and digest not in marked
+    ]
+    files = [paths.blob_data(d) for d in blobs] + [paths.layer_link(*item) for item in layers]
+    infos = await _in_batches(driver.stat_many, files, STAT_BATCH)
+    for digest, info in zip(blobs, infos, strict=False):
+        if info is not None and not info.is_dir:
+            inventory.blobs[digest] = (info.size, info.modified)
+    for (name, digest), info in zip(layers, infos[len(blobs) :], strict=True):
+        if info is not None and not info.is_dir:
+            inventory.repositories[name].layers[digest] = info.modified
+        else:
+            del inventory.repositories[name].layers[digest]
+
+
+def _plan(
+    inventory: Inventory, result: Plan, deleted_revisions: dict[RepositoryName, set[Digest]], cutoff: float
+) -> Plan:
+    """The rest of ``plan``, on what ``_mark`` gave."""
     for name, repository in sorted(inventory.repositories.items()):
         deleted = {d for d in deleted_revisions[name] if d not in result.marked}
         tagged = repository.tags if inventory.tag_targets else repository.tag_links
@@ -548,7 +709,12 @@ def plan(inventory: Inventory, delete_untagged: bool, cutoff: float) -> Plan:
         if t > cutoff
     }
     for key, size, modified in inventory.blobs.rows():
-        if modified <= cutoff and not result.marked.holds_raw(key) and key not in young_layers:
+        if (
+            modified <= cutoff
+            and modified != UNSTATED
+            and not result.marked.holds_raw(key)
+            and key not in young_layers
+        ):
             result.blobs[from_raw(key)] = size
     for name, repository in sorted(inventory.repositories.items()):
         for digest, modified in sorted(repository.layers.items(), key=lambda item: str(item[0])):

@@ -11,21 +11,25 @@ Last, repositories left with no manifest and no tag leave the catalog (``reposit
 
 The protocol, with the push's side in ``guard`` and the lease in ``lease``:
 
-1. The run takes the lease; the record now says "run R active". Its start time is the
+1. The run claims the lease; the record now says "run R active". Its start time is the
    storage's time for that record.
-2. It marks (``mark``). Pushes that finished before the record changed wrote their links
-   before the mark began, so the mark sees them.
-3. It writes a "condemned by R" marker for every digest it plans to delete something of.
-4. Then it lists R's "referenced" records once, spares those digests (removes their markers),
-   writes "R decided", and deletes the rest: the markers left.
+2. It marks (``mark``), starting while the claim settles (the mark only reads; a run that does
+   not get the lease drops it). Pushes that finished before the record changed wrote their
+   links before the mark began, so the mark sees them. Nothing below happens before the lease
+   is confirmed.
+3. It writes "condemned by R" markers listing every digest it plans to delete something of
+   (``markers``: one object per group of digests).
+4. Then it lists R's "referenced" records once, spares those digests (writes the markers that
+   list them again without them, or removes those left empty), writes "R decided", and deletes
+   the rest: the digests the markers still list.
 5. It removes its records and sets the record inactive.
 
 A push whose two reads of the record differ, or show R active, writes "referenced during R"
 for every digest it refers to, then checks each still exists and is not condemned. If its
 check ran before the marker was written, its record was written before that, so the listing
 in step 4 (later still) finds it and the digest is spared. If its check ran after, it sees the
-marker and waits for step 4's decision: a marker still there after "R decided" means the
-digest goes, and the push is refused; a marker gone means it was spared (a push checked
+marker and waits for step 4's decision: a digest still listed after "R decided" goes, and
+the push is refused; one no longer listed was spared (a push checked
 before it, or this push's record was listed) and the push goes on. So a refused push only ever
 withdraws links to content no acknowledged push refers to: two pushes of the same manifest,
 one checked before a marker and one after, write the same tag and revision files, and the
@@ -43,6 +47,7 @@ from storage_drivers import PathNotFound, StorageDriver
 
 from ..references import Digest
 from ..storage import paths
+from . import markers
 from .lease import Lease
 from .mark import Plan
 from .repositories import remove_if_empty
@@ -56,11 +61,17 @@ async def sweep(lease: Lease, planned: Plan) -> Plan:
     was deleted."""
     driver = lease.driver
     run = lease.run
-    condemned = sorted(planned.digests(), key=str)
-    await _writes(lease, [paths.gc_condemned(run, d) for d in condemned])
+    condemned = markers.grouped(run, planned.digests())
+    await _writes(lease, [(path, markers.encode(digests)) for path, digests in condemned.items()])
     spared = await referenced_during(driver, lease)
     doomed = planned.without(spared)
-    await _deletes(lease, [paths.gc_condemned(run, d) for d in sorted(spared & set(condemned), key=str)])
+    lifted = {
+        path: [d for d in digests if d not in spared]
+        for path, digests in condemned.items()
+        if not spared.isdisjoint(digests)
+    }
+    await _writes(lease, [(path, markers.encode(left)) for path, left in lifted.items() if left])
+    await _deletes(lease, [path for path, left in lifted.items() if not left])
     await lease.check()
     await driver.put_content(paths.gc_decided(run), b"")
     await _deletes(lease, [paths.tag_index_link(*item) for item in doomed.tag_history])
@@ -88,15 +99,15 @@ async def referenced_during(driver: StorageDriver, lease: Lease) -> set[Digest]:
     return found
 
 
-async def _writes(lease: Lease, markers: list[str]) -> None:
+async def _writes(lease: Lease, written: list[tuple[str, bytes]]) -> None:
     """Markers need not reach the disk before the sweep goes on: they only matter while the run
     lives and holds its lease. Whoever reads one (a push's check) reads the same storage the
     run wrote to, which shows a write at once; a crash of the machine that loses some also ends
     the run, whose markers are then void (``guard``) and whose deletes were all made after every
     marker was visible."""
-    for start in range(0, len(markers), BATCH):
+    for start in range(0, len(written), BATCH):
         await lease.check()
-        await lease.driver.put_many([(path, b"") for path in markers[start : start + BATCH]], durable=False)
+        await lease.driver.put_many(written[start : start + BATCH], durable=False)
 
 
 async def _deletes(lease: Lease, files: list[str]) -> None:

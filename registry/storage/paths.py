@@ -37,7 +37,9 @@ written by Distribution is served in place, and Distribution serves ours::
             state                                        the maintenance lease: run, active, expiry
             clock/<run>                                  written and listed to read the storage's clock
             runs/<run>/referenced/<alg>/<hex>            a push referred to the digest during <run>
-            runs/<run>/condemned/<alg>/<hex>             <run> is about to delete the digest
+            runs/<run>/condemned/<alg>/<first two hex>   <run> is about to delete the digests it
+                                                         lists (one a line), those whose hex
+                                                         starts so (registry/lifecycle/markers.py)
             runs/<run>/decided                           <run> spared what pushes referred to: the
                                                          markers left are what it deletes
             runs/<run>/condemned-repositories/<sha256 of name>
@@ -259,7 +261,9 @@ def gc_referenced(run: RunId, digest: Digest) -> str:
 
 
 def gc_condemned(run: RunId, digest: Digest) -> str:
-    return f"{gc_run(run)}/condemned/{_digest_dir(digest)}"
+    """The marker that lists ``digest`` when ``run`` condemned it, with the other condemned
+    digests of its algorithm whose hex starts with the same two digits."""
+    return f"{gc_run(run)}/condemned/{digest.algorithm}/{digest.hex[:2]}"
 
 
 def gc_decided(run: RunId) -> str:

@@ -26,12 +26,12 @@ class Gate:
 
 
 class GatedDriver(FilesystemDriver):
-    """Writes (``put``: single, in ordered batches, in unordered batches), listings (``walk``) and
-    stats (``stat``) of matching paths pass gates."""
+    """Writes (``put``: single, in ordered batches, in unordered batches), listings (``walk``),
+    stats (``stat``) and batched reads (``get``) of matching paths pass gates."""
 
     def __init__(self, root: str) -> None:
         super().__init__(root)
-        self._gates: dict[str, list[Gate]] = {"put": [], "walk": [], "stat": []}
+        self._gates: dict[str, list[Gate]] = {"put": [], "walk": [], "stat": [], "get": []}
 
     def gate(self, operation: str, matches: Callable[[str], bool], closed: bool = True) -> Gate:
         gate = Gate(matches)
@@ -76,6 +76,15 @@ class GatedDriver(FilesystemDriver):
             return await super()._stat(path)
         finally:
             self._after("stat", path)
+
+    async def _get_many(self, paths: Sequence[str]) -> list[bytes | None]:
+        for path in paths:
+            await self._before("get", path)
+        try:
+            return await super()._get_many(paths)
+        finally:
+            for path in paths:
+                self._after("get", path)
 
     async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
         await self._before("walk", path)

@@ -139,6 +139,42 @@ def test_grace_period_keeps_young_content(start_registry: StartRegistry) -> None
         assert served.status("GET", f"/v2/gc/young/manifests/{untagged.digest}") == 404
 
 
+def test_names_the_layout_does_not_write_are_skipped_and_left_in_place(start_registry: StartRegistry) -> None:
+    """``lost+found`` (a name no storage path may hold) and stray files beside the blobs and
+    repositories: the collection logs them once, leaves them, and collects as usual."""
+    registry = start_registry()
+    with Served(registry.url) as served:
+        kept = random_image(layers=1)
+        push(served, "gc/app", "kept", kept)
+        orphan = _orphan(served, "gc/app")
+        v2 = registry.root / "docker/registry/v2"
+        blob_dir = (registry.root / blob_file(orphan)).parent
+        foreign = [
+            v2 / "blobs/lost+found/x",
+            v2 / "blobs/sha256/lost+found/x",
+            v2 / "blobs/sha256/stray.tmp",
+            blob_dir.parent / "stray.tmp",
+            blob_dir.parent / ("0" * 64) / "data",  # under a prefix it does not start with
+            v2 / "repositories/lost+found/x",
+            v2 / "repositories/gc/lost+found/_layers/x",
+            v2 / "repositories/gc/app/_layers/sha256/stray.tmp",
+            v2 / "repositories/gc/app/_manifests/tags/lost+found/current/link",
+        ]
+        for path in foreign:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(kept.digest)
+
+        for flags in (("--dry-run",), ()):
+            done = garbage_collect(registry.config_path, *flags, "--grace-period", "0s")
+            assert f"blob {'eligible for deletion' if flags else 'deleted'}: {orphan}" in done.stdout
+            skipped = [line for line in done.stderr.splitlines() if "does not write" in line]
+            assert len(skipped) == 1, done.stderr
+            assert "skipped 9 names" in skipped[0], skipped
+        assert all(path.read_text() == kept.digest for path in foreign)
+        assert not (registry.root / blob_file(orphan)).exists()
+        served.verify_tree("gc/app", "kept")
+
+
 def test_read_only_mode_refuses_garbage_collection(start_registry: StartRegistry, tmp_path: Path) -> None:
     registry = start_registry()
     config = yaml.safe_load(registry.config_path.read_text())

@@ -37,10 +37,18 @@ def _run_active(registry: RunningRegistry, expires_in: float) -> str:
     return run
 
 
+def _marker(registry: RunningRegistry, run: str, digest: str) -> Path:
+    """The marker that lists ``digest`` when the run condemns it, with the digests of its
+    algorithm whose hex starts with the same two digits."""
+    algorithm, hex_ = digest.split(":")
+    return registry.root / GC / "runs" / run / "condemned" / algorithm / hex_[:2]
+
+
 def _condemn(registry: RunningRegistry, run: str, digest: str) -> None:
-    marker = registry.root / GC / "runs" / run / "condemned" / digest.replace(":", "/")
+    marker = _marker(registry, run, digest)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_bytes(b"")
+    with marker.open("a") as listed:
+        listed.write(f"{digest}\n")
 
 
 def _decide(registry: RunningRegistry, run: str) -> None:
@@ -119,7 +127,7 @@ def test_a_push_that_finds_a_marker_waits_for_the_runs_end(start_registry: Start
     with Served(registry.url) as served:
         image = _unreferenced(served)
         run = _run_active(registry, expires_in=600)
-        marker = registry.root / GC / "runs" / run / "condemned" / image.config.digest.replace(":", "/")
+        marker = _marker(registry, run, image.config.digest)
         _condemn(registry, run, image.config.digest)
         with ThreadPoolExecutor(1) as pool:
             pushing = pool.submit(_put, served, "again", image)
@@ -135,4 +143,20 @@ def test_a_push_that_finds_a_marker_waits_for_the_runs_end(start_registry: Start
             record = json.loads((registry.root / GC / "state").read_text())
             (registry.root / GC / "state").write_text(json.dumps({**record, "active": False}))  # ... run over
             assert pushing.result(timeout=60)[0] == 201
+        served.verify_tree("guard/app", "again")
+
+
+def test_a_marker_condemns_only_the_digests_it_lists(start_registry: StartRegistry) -> None:
+    """A marker holds the condemned digests sharing their first two hex digits: one that lists
+    another digest of that group, decided, leaves the push alone."""
+    registry = start_registry()
+    with Served(registry.url) as served:
+        image = _unreferenced(served)
+        run = _run_active(registry, expires_in=600)
+        layer = image.layers[0].blob.digest
+        neighbour = layer[: len("sha256:") + 2] + ("0" if layer[-1] != "0" else "1") * 62
+        _condemn(registry, run, neighbour)
+        _decide(registry, run)
+        assert _marker(registry, run, layer).is_file()
+        assert _put(served, "again", image)[0] == 201
         served.verify_tree("guard/app", "again")

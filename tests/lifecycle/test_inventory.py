@@ -6,6 +6,7 @@ is one whose references the sweep deletes."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from typing import Any
 import pytest
 
 from bench.gc import blob_key, store_objects
-from registry.lifecycle.mark import Inventory, plan, take_inventory
+from registry.lifecycle.mark import Inventory, Stat, plan, plan_stating, take_inventory
 from registry.references import Digest
+from registry.storage import paths
 from storage_drivers.filesystem import FilesystemDriver
 from storage_drivers.inmemory import InMemoryDriver
 
@@ -139,3 +141,31 @@ async def test_a_scan_without_tag_history_lists_no_index_and_cannot_delete_untag
     plan(without, delete_untagged=False, cutoff=float("inf"))
     with pytest.raises(ValueError, match="history"):
         plan(without, delete_untagged=True, cutoff=float("inf"))
+
+
+async def test_a_scan_that_stats_nothing_plans_what_a_full_scan_plans(tmp_path: Path) -> None:
+    """Unstated files are young until the plan stats what it needs: the unmarked blobs (their
+    sizes and times) and the layer links to them, a fraction of the store."""
+    on_disk, _ = await stores(tmp_path)
+    stated: list[str] = []
+    stat_many = on_disk.stat_many
+
+    async def recording(paths: Sequence[str]) -> list[Any]:
+        stated.extend(paths)
+        return await stat_many(paths)
+
+    cutoff = time.time() + 60  # everything is old enough
+    full = plan(await take_inventory(on_disk, tag_targets=False, tag_history=False), False, cutoff)
+    on_disk.stat_many = recording  # type: ignore[method-assign]
+    lazy = await take_inventory(on_disk, tag_targets=False, tag_history=False, stat=Stat(0))
+    with pytest.raises(ValueError, match="plan_stating"):
+        plan(lazy, delete_untagged=False, cutoff=cutoff)
+    assert not stated
+    planned = await plan_stating(on_disk, lazy, False, cutoff)
+
+    assert list(planned.lines("deleted")) == list(full.lines("deleted"))
+    assert planned.blobs == full.blobs
+    assert planned.blobs
+    assert planned.layers
+    assert len(stated) < len(full.marked)
+    assert set(stated) >= {paths.blob_data(d) for d in full.blobs}

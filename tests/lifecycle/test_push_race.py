@@ -65,7 +65,7 @@ async def test_a_push_after_the_marker_cannot_undo_an_identical_acknowledged_pus
     # B checks what it refers to before anything is linked again (so the revision is new to it),
     # then is held before writing its links.
     b_links = pusher_b.gate("put", lambda path: "/_manifests/revisions/" in path)
-    b_checked = pusher_b.gate("stat", lambda path: "/condemned/" in path, closed=False)
+    b_checked = pusher_b.gate("get", lambda path: "/condemned/" in path, closed=False)
     push_b = _push(_storage(pusher_b), image)
     await b_links.reached.wait()
 
