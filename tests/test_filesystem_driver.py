@@ -184,9 +184,27 @@ async def test_a_batch_of_writes_appears_in_order_and_a_failure_leaves_no_temp_f
     for state in seen:
         assert state == sorted(state, reverse=True), state  # a prefix: True... then False...
 
-    (tmp_path / "r" / "file").write_bytes(b"a file, not a directory")
+    (tmp_path / "r" / "directory").mkdir()
+    (tmp_path / "r" / "directory" / "inside").write_bytes(b"a directory, not a file")
     with pytest.raises(StorageError):
-        await driver.put_contents([("/r/first", b"1"), ("/r/file/second", b"2"), ("/r/third", b"3")])
+        await driver.put_contents([("/r/first", b"1"), ("/r/directory", b"2"), ("/r/third", b"3")])
     assert (tmp_path / "r" / "first").read_bytes() == b"1"
     assert not (tmp_path / "r" / "third").exists()
-    assert [name for name in os.listdir(tmp_path) if name.startswith(TEMP_PREFIX)] == []
+    assert _temp_files(tmp_path) == []
+
+    # One that cannot even be written (a file where a directory must be): none is placed.
+    (tmp_path / "r" / "file").write_bytes(b"a file, not a directory")
+    with pytest.raises(StorageError):
+        await driver.put_contents([("/r/new/first", b"1"), ("/r/file/second", b"2"), ("/r/new/third", b"3")])
+    assert not (tmp_path / "r" / "new").exists()
+    assert _temp_files(tmp_path) == []
+
+
+def _temp_files(root: Path) -> list[str]:
+    """Staged files and trees left anywhere below ``root``."""
+    return [
+        os.path.join(directory, name)
+        for directory, subdirectories, files in os.walk(root)
+        for name in subdirectories + files
+        if name.startswith(TEMP_PREFIX)
+    ]
