@@ -133,21 +133,75 @@ def _stage(root: str, full: str, data: bytes, sync: bool = True) -> _Staged:
     name = f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
     parent = os.path.dirname(full)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    try:
+    for _ in range(RENAME_ATTEMPTS):
         staged = _Staged(full, os.path.join(parent, name), full, os.path.join(parent, name))
-        fd = os.open(staged.file, flags, 0o644)
-    except FileNotFoundError:
-        staged = _stage_tree(root, full, name)
-        fd = os.open(staged.file, flags, 0o644)
+        try:
+            fd = os.open(staged.file, flags, 0o644)
+            break
+        except FileNotFoundError:
+            pass
+        try:
+            staged = _stage_tree(root, full, name)
+            fd = os.open(staged.file, flags, 0o644)
+            break
+        except FileNotFoundError:  # a delete took the directory the tree was made in
+            _discard([staged])
+    else:
+        raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
+    try:
+        _fill(fd, data, sync)
+    except BaseException:
+        _discard([staged])
+        raise
+    return staged
+
+
+def _fill(fd: int, data: bytes, sync: bool) -> None:
+    """Write ``data`` to the new file ``fd``, on disk (``sync``), and close it."""
     try:
         _write_all(fd, data)
         if sync:
             os.fdatasync(fd)  # the content and its size; the inode's times need no disk write
-    except BaseException:
+    finally:
         os.close(fd)
-        _discard([staged])
+
+
+def _missing_top(root: str, directory: str) -> str | None:
+    """The highest missing directory on the way to ``directory`` below ``root``; None when
+    ``directory`` exists (or when the root itself is missing: ``_stage`` makes it)."""
+    if os.path.isdir(directory):
+        return None
+    top = directory
+    while top != root and not os.path.isdir(os.path.dirname(top)):
+        top = os.path.dirname(top)
+    return None if top == root else top
+
+
+def _stage_together(root: str, top: str, items: Sequence[tuple[str, bytes]]) -> list[_Staged]:
+    """Objects whose directories are missing below the same ``top``, written (and synced) in one
+    private tree (see ``_stage``), which one rename places: they appear together, with each
+    directory made once. Should a delete take ``top``'s parent meanwhile, each is staged alone."""
+    tree = os.path.join(os.path.dirname(top), f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
+    made = {os.curdir}
+    staged = []
+    try:
+        os.mkdir(tree)
+        for full, data in items:
+            directory = os.curdir
+            for part in os.path.relpath(os.path.dirname(full), top).split(os.sep):
+                directory = os.path.normpath(os.path.join(directory, part))
+                if directory not in made:
+                    os.mkdir(os.path.join(tree, directory))
+                    made.add(directory)
+            item = _Staged(full, tree, top, os.path.join(tree, os.path.relpath(full, top)))
+            _fill(os.open(item.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), data, True)
+            staged.append(item)
+    except FileNotFoundError:  # a delete took the directory the tree was made in
+        shutil.rmtree(tree, ignore_errors=True)
+        return [_stage(root, full, data) for full, data in items]
+    except BaseException:
+        shutil.rmtree(tree, ignore_errors=True)
         raise
-    os.close(fd)
     return staged
 
 
@@ -172,11 +226,12 @@ def _stage_tree(root: str, full: str, name: str) -> _Staged:
     return _Staged(full, tree, top, os.path.join(tree, os.path.relpath(full, top)))
 
 
-def _place(staged: _Staged, exclusive: bool = False) -> str | None:
+def _place(staged: _Staged, exclusive: bool = False, alone: bool = True) -> str | None:
     """Make a staged object visible, by one rename in the common case; the directory that gained
     an entry, or None (the staged object discarded) when a delete took the directory it was
     staged in or the one it goes to: stage it again. ``exclusive``: a link(2) of the file, which
-    never replaces, raising FileExistsError when something is stored."""
+    never replaces, raising FileExistsError when something is stored. Not ``alone`` (a tree
+    holding several objects): None as well when the tree's top was made meanwhile."""
     source, target = staged.path, staged.top
     while True:
         try:
@@ -190,6 +245,9 @@ def _place(staged: _Staged, exclusive: bool = False) -> str | None:
         except OSError as exc:
             if target == staged.full or exc.errno not in {errno.ENOTEMPTY, errno.EEXIST}:
                 raise
+            if not alone:
+                _discard([staged])
+                return None
             # ``target`` was made meanwhile (by a write beside this one): what goes below it moves
             # in instead, one level down.
             part = os.path.relpath(staged.full, target).split(os.sep)[0]
@@ -201,19 +259,26 @@ def _place(staged: _Staged, exclusive: bool = False) -> str | None:
 
 
 def _place_in_order(root: str, staged: Sequence[_Staged], data: Sequence[bytes]) -> list[str]:
-    """Place each staged object in order (restaged when a delete took it); the directories that
-    gained entries, which the caller syncs. A journaling filesystem logs the renames in the
-    order they are made, so a crash keeps a prefix of them. Objects not placed are discarded on
-    failure."""
+    """Place each staged object in order, the objects of a shared tree (consecutive) at once;
+    the directories that gained entries, which the caller syncs. A journaling filesystem logs
+    the renames in the order they are made, so a crash keeps a prefix of them. What a delete
+    or a concurrent write kept from being placed as staged is written again, one by one; what
+    is not placed is discarded on failure."""
     changed: dict[str, None] = {}  # in order, once each
     placed = 0
     try:
-        for item, content in zip(staged, data, strict=True):
-            found = _place(item, False)
-            if found is None:
-                found = _write_atomically(root, item.full, content)
-            changed[found] = None
-            placed += 1
+        while placed < len(staged):
+            item = staged[placed]
+            count = 1
+            while placed + count < len(staged) and staged[placed + count].path == item.path:
+                count += 1
+            found = _place(item, alone=count == 1)
+            if found is not None:
+                changed[found] = None
+            else:
+                for index in range(placed, placed + count):
+                    changed[_write_atomically(root, staged[index].full, data[index])] = None
+            placed += count
     except BaseException:
         _discard(staged[placed:])
         raise
@@ -421,14 +486,28 @@ class FilesystemDriver(StorageDriver):
         ``_place_in_order``): one or two waits for the disk instead of one per object."""
         if not items:
             return
+        # Consecutive objects whose directories are missing below the same directory are
+        # written in one tree (a new repository's manifest: its revision and tag links), each
+        # group in a thread of its own. Looking up what exists is a few stats, here.
+        groups: list[tuple[str, str | None, list[tuple[str, bytes]]]] = []  # (first path, top, group)
+        for path, data in items:
+            full = self._full(path)
+            top = _missing_top(self.root, os.path.dirname(full))
+            if top is not None and groups and groups[-1][1] == top:
+                groups[-1][2].append((full, data))
+            else:
+                groups.append((path, top, [(full, data)]))
+
+        def stage(top: str | None, group: list[tuple[str, bytes]]) -> list[_Staged]:
+            if top is None or len(group) == 1:
+                return [_stage(self.root, full, data) for full, data in group]
+            return _stage_together(self.root, top, group)
+
         staged = await asyncio.gather(
-            *(
-                _in_thread(path, functools.partial(_stage, self.root, self._full(path), data))
-                for path, data in items
-            ),
+            *(_in_thread(path, functools.partial(stage, top, group)) for path, top, group in groups),
             return_exceptions=True,
         )
-        written = [item for item in staged if isinstance(item, _Staged)]
+        written = [item for group in staged if isinstance(group, list) for item in group]
         for failure in staged:
             if isinstance(failure, BaseException):
                 _discard(written)
