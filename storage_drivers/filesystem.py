@@ -178,9 +178,9 @@ def _missing_top(root: str, directory: str) -> str | None:
 
 
 def _stage_together(root: str, top: str, items: Sequence[tuple[str, bytes]]) -> list[_Staged]:
-    """Objects whose directories are missing below the same ``top``, written in one private tree
-    (see ``_stage``; the caller syncs each file), which one rename places: they appear together,
-    with each directory made once. Should a delete take ``top``'s parent meanwhile, each is staged alone."""
+    """Objects whose directories are missing below the same ``top``, written (and synced) in one
+    private tree (see ``_stage``), which one rename places: they appear together, with each
+    directory made once. Should a delete take ``top``'s parent meanwhile, each is staged alone."""
     tree = os.path.join(os.path.dirname(top), f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
     made = {os.curdir}
     staged = []
@@ -194,7 +194,7 @@ def _stage_together(root: str, top: str, items: Sequence[tuple[str, bytes]]) -> 
                     os.mkdir(os.path.join(tree, directory))
                     made.add(directory)
             item = _Staged(full, tree, top, os.path.join(tree, os.path.relpath(full, top)))
-            _fill(os.open(item.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), data, False)
+            _fill(os.open(item.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), data, True)
             staged.append(item)
     except FileNotFoundError:  # a delete took the directory the tree was made in
         shutil.rmtree(tree, ignore_errors=True)
@@ -314,18 +314,6 @@ def _make_directories(directory: str) -> str:
         top = os.path.dirname(top)
     os.makedirs(directory, exist_ok=True)
     return os.path.dirname(top)
-
-
-def _sync_file(path: str) -> None:
-    """Wait until the content of the staged file ``path`` is on disk."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return  # a delete took its directory: placing it fails and writes it again, synced
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sync_directory(directory: str) -> None:
@@ -510,23 +498,14 @@ class FilesystemDriver(StorageDriver):
             else:
                 groups.append((path, top, [(full, data)]))
 
-        async def stage(path: str, top: str | None, group: list[tuple[str, bytes]]) -> list[_Staged]:
+        def stage(top: str | None, group: list[tuple[str, bytes]]) -> list[_Staged]:
             if top is None or len(group) == 1:
-                return await _in_thread(path, lambda: [_stage(self.root, full, data) for full, data in group])
-            together = await _in_thread(path, functools.partial(_stage_together, self.root, top, group))
-            # Written without waiting for the disk: their syncs overlap, in threads of their own.
-            synced = await asyncio.gather(
-                *(_in_thread(path, functools.partial(_sync_file, item.file)) for item in together),
-                return_exceptions=True,
-            )
-            for failure in synced:
-                if isinstance(failure, BaseException):
-                    _discard(together)
-                    raise failure
-            return together
+                return [_stage(self.root, full, data) for full, data in group]
+            return _stage_together(self.root, top, group)
 
         staged = await asyncio.gather(
-            *(stage(path, top, group) for path, top, group in groups), return_exceptions=True
+            *(_in_thread(path, functools.partial(stage, top, group)) for path, top, group in groups),
+            return_exceptions=True,
         )
         written = [item for group in staged if isinstance(group, list) for item in group]
         for failure in staged:
