@@ -20,6 +20,7 @@ import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from anyio import to_thread
@@ -86,75 +87,211 @@ async def _in_thread(path: str, func: Callable[[], _T]) -> _T:
         raise _translate(path, exc) from exc
 
 
-def _write_atomically(staging: str, full: str, data: bytes, sync: bool = True) -> None:
-    """Write and (``sync``) fsync a temp file in ``staging`` (the root), then rename it to ``full``.
+def _write_atomically(root: str, full: str, data: bytes, sync: bool = True, exclusive: bool = False) -> str:
+    """Write ``data`` to ``full`` so that a reader, or a crash, sees the old content or the new
+    one, never a torn one (see ``_stage`` and ``_place``); the directory that gained an entry,
+    which the caller syncs when it wants the write to survive a power loss. ``sync``: the content
+    is on disk before it is visible. ``exclusive``: FileExistsError, and nothing changed, when
+    something is stored at ``full``.
 
-    Missing parent directories appear together with the file: they are built around it in the
-    staging area and renamed into place in one step, so a crash never leaves an empty directory
-    behind (an empty tag directory would be a tag pointing nowhere). The temp file is not beside
-    the target because a concurrent delete (of a tag being pushed, say) may remove the target's
-    directory at any moment; the write is then retried, as if it had come after the delete.
+    A concurrent delete (of a tag being pushed, say) may remove the directory the object was
+    staged in at any moment; the write is then made again, as if it had come after the delete.
     """
-    temp = _stage(staging, data, sync)
-    try:
-        _place_retrying(staging, temp, full)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-def _stage(staging: str, data: bytes, sync: bool = True) -> str:
-    """A new temp file in ``staging`` holding ``data``, on disk (``sync``); its path."""
-    temp = os.path.join(staging, f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    try:
-        fd = os.open(temp, flags, 0o644)
-    except FileNotFoundError:  # a root not made yet; after the first write it always exists
-        os.makedirs(staging, exist_ok=True)
-        fd = os.open(temp, flags, 0o644)
-    try:
-        _write_all(fd, data)
-        if sync:
-            os.fdatasync(fd)  # the content and its size; the inode's times need no disk write
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    os.close(fd)
-    return temp
-
-
-def _place_retrying(staging: str, temp: str, full: str) -> str:
-    """Rename ``temp`` to ``full`` (see ``_place``); the directory that gained an entry."""
     for _ in range(RENAME_ATTEMPTS):
-        changed = _place(staging, temp, full)
+        staged = _stage(root, full, data, sync)
+        try:
+            changed = _place(staged, exclusive)
+        except BaseException:
+            _discard([staged])
+            raise
         if changed is not None:
             return changed
     raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
 
 
-def _place_in_order(staging: str, staged: Sequence[tuple[str, str]]) -> list[str]:
-    """Rename each ``(temp, full)`` in order; the directories that gained entries, which the
-    caller syncs. A journaling filesystem logs the renames in the order they are made, so a
-    crash keeps a prefix of them. Temp files not placed are removed on failure."""
+@dataclass(frozen=True)
+class _Staged:
+    """An object written beside where it goes and not visible yet."""
+
+    full: str
+    """Where it goes."""
+    path: str
+    """What one rename makes visible: a temp file beside ``full``, or a private tree."""
+    top: str
+    """What ``path`` is renamed to: ``full``, or the highest of its missing directories."""
+    file: str
+    """The object's content: ``path`` itself, or ``full``'s place inside the tree."""
+
+
+def _stage(root: str, full: str, data: bytes, sync: bool = True) -> _Staged:
+    """``data`` in a hidden temp file in ``full``'s directory, on disk (``sync``). Where that
+    directory is missing, the file is written at its final name inside a private tree, made in
+    the nearest directory that exists, holding the missing directories: one rename then makes
+    the directories appear together with the file, so a crash never leaves an empty directory
+    (an empty tag directory would be a tag pointing nowhere). Staging beside the target, not in
+    one shared directory, keeps concurrent writes from queueing on that directory's lock."""
+    name = f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
+    parent = os.path.dirname(full)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    for _ in range(RENAME_ATTEMPTS):
+        staged = _Staged(full, os.path.join(parent, name), full, os.path.join(parent, name))
+        try:
+            fd = os.open(staged.file, flags, 0o644)
+            break
+        except FileNotFoundError:
+            pass
+        try:
+            staged = _stage_tree(root, full, name)
+            fd = os.open(staged.file, flags, 0o644)
+            break
+        except FileNotFoundError:  # a delete took the directory the tree was made in
+            _discard([staged])
+    else:
+        raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
+    try:
+        _fill(fd, data, sync)
+    except BaseException:
+        _discard([staged])
+        raise
+    return staged
+
+
+def _fill(fd: int, data: bytes, sync: bool) -> None:
+    """Write ``data`` to the new file ``fd``, on disk (``sync``), and close it."""
+    try:
+        _write_all(fd, data)
+        if sync:
+            os.fdatasync(fd)  # the content and its size; the inode's times need no disk write
+    finally:
+        os.close(fd)
+
+
+def _missing_top(root: str, directory: str) -> str | None:
+    """The highest missing directory on the way to ``directory`` below ``root``; None when
+    ``directory`` exists (or when the root itself is missing: ``_stage`` makes it)."""
+    if os.path.isdir(directory):
+        return None
+    top = directory
+    while top != root and not os.path.isdir(os.path.dirname(top)):
+        top = os.path.dirname(top)
+    return None if top == root else top
+
+
+def _stage_together(root: str, top: str, items: Sequence[tuple[str, bytes]]) -> list[_Staged]:
+    """Objects whose directories are missing below the same ``top``, written (and synced) in one
+    private tree (see ``_stage``), which one rename places: they appear together, with each
+    directory made once. Should a delete take ``top``'s parent meanwhile, each is staged alone."""
+    tree = os.path.join(os.path.dirname(top), f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
+    made = {os.curdir}
+    staged = []
+    try:
+        os.mkdir(tree)
+        for full, data in items:
+            directory = os.curdir
+            for part in os.path.relpath(os.path.dirname(full), top).split(os.sep):
+                directory = os.path.normpath(os.path.join(directory, part))
+                if directory not in made:
+                    os.mkdir(os.path.join(tree, directory))
+                    made.add(directory)
+            item = _Staged(full, tree, top, os.path.join(tree, os.path.relpath(full, top)))
+            _fill(os.open(item.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), data, True)
+            staged.append(item)
+    except FileNotFoundError:  # a delete took the directory the tree was made in
+        shutil.rmtree(tree, ignore_errors=True)
+        return [_stage(root, full, data) for full, data in items]
+    except BaseException:
+        shutil.rmtree(tree, ignore_errors=True)
+        raise
+    return staged
+
+
+def _stage_tree(root: str, full: str, name: str) -> _Staged:
+    """The private tree ``name`` for ``_stage``, with the directories above ``full`` made in it."""
+    parent = os.path.dirname(full)
+    if not os.path.isdir(root):
+        os.makedirs(root, exist_ok=True)  # before the first write only: staging stays inside
+    top = parent  # the highest missing directory: the one that appears
+    while top != root and not os.path.isdir(os.path.dirname(top)):
+        top = os.path.dirname(top)
+    if top == root:  # the root was missing and ``full`` goes right in it
+        return _Staged(full, os.path.join(root, name), full, os.path.join(root, name))
+    tree = os.path.join(os.path.dirname(top), name)
+    # The tree is new and private: one mkdir per level, without makedirs' stat of each.
+    directory = tree
+    os.mkdir(directory)
+    for part in os.path.relpath(parent, top).split(os.sep):
+        if part != os.curdir:
+            directory = os.path.join(directory, part)
+            os.mkdir(directory)
+    return _Staged(full, tree, top, os.path.join(tree, os.path.relpath(full, top)))
+
+
+def _place(staged: _Staged, exclusive: bool = False, alone: bool = True) -> str | None:
+    """Make a staged object visible, by one rename in the common case; the directory that gained
+    an entry, or None (the staged object discarded) when a delete took the directory it was
+    staged in or the one it goes to: stage it again. ``exclusive``: a link(2) of the file, which
+    never replaces, raising FileExistsError when something is stored. Not ``alone`` (a tree
+    holding several objects): None as well when the tree's top was made meanwhile."""
+    source, target = staged.path, staged.top
+    while True:
+        try:
+            if exclusive and target == staged.full:
+                os.link(source, target)
+            else:
+                os.rename(source, target)  # a directory replaces only an empty one
+        except FileNotFoundError:
+            _discard([staged])
+            return None
+        except OSError as exc:
+            if target == staged.full or exc.errno not in {errno.ENOTEMPTY, errno.EEXIST}:
+                raise
+            if not alone:
+                _discard([staged])
+                return None
+            # ``target`` was made meanwhile (by a write beside this one): what goes below it moves
+            # in instead, one level down.
+            part = os.path.relpath(staged.full, target).split(os.sep)[0]
+            source, target = os.path.join(source, part), os.path.join(target, part)
+            continue
+        if source != staged.path or exclusive:
+            _discard([staged])  # the tree's emptied directories, or the file linked into place
+        return os.path.dirname(target)
+
+
+def _place_in_order(root: str, staged: Sequence[_Staged], data: Sequence[bytes]) -> list[str]:
+    """Place each staged object in order, the objects of a shared tree (consecutive) at once;
+    the directories that gained entries, which the caller syncs. A journaling filesystem logs
+    the renames in the order they are made, so a crash keeps a prefix of them. What a delete
+    or a concurrent write kept from being placed as staged is written again, one by one; what
+    is not placed is discarded on failure."""
     changed: dict[str, None] = {}  # in order, once each
     placed = 0
     try:
-        for temp, full in staged:
-            changed[_place_retrying(staging, temp, full)] = None
-            placed += 1
+        while placed < len(staged):
+            item = staged[placed]
+            count = 1
+            while placed + count < len(staged) and staged[placed + count].path == item.path:
+                count += 1
+            found = _place(item, alone=count == 1)
+            if found is not None:
+                changed[found] = None
+            else:
+                for index in range(placed, placed + count):
+                    changed[_write_atomically(root, staged[index].full, data[index])] = None
+            placed += count
     except BaseException:
-        _discard(temp for temp, _ in staged[placed:])
+        _discard(staged[placed:])
         raise
     return list(changed)
 
 
-def _discard(temps: Iterable[str]) -> None:
-    for temp in temps:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
+def _discard(staged: Iterable[_Staged]) -> None:
+    for item in staged:
+        if item.path == item.file:
+            with contextlib.suppress(OSError):
+                os.unlink(item.path)
+        else:
+            shutil.rmtree(item.path, ignore_errors=True)
 
 
 def _create_empty(full: str) -> None:
@@ -167,6 +304,16 @@ def _create_empty(full: str) -> None:
         except FileNotFoundError:  # the directory is not there (yet, or any more)
             os.makedirs(os.path.dirname(full), exist_ok=True)
     raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
+
+
+def _make_directories(directory: str) -> str:
+    """Make ``directory`` and any missing one above it; the directory that gained an entry (the
+    parent of the highest one made), the one to sync."""
+    top = directory
+    while not os.path.isdir(os.path.dirname(top)):
+        top = os.path.dirname(top)
+    os.makedirs(directory, exist_ok=True)
+    return os.path.dirname(top)
 
 
 def _sync_directory(directory: str) -> None:
@@ -184,71 +331,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _place(staging: str, temp: str, full: str) -> str | None:
-    """Rename ``temp`` to ``full``; the directory that gained an entry, or None when a racing
-    create or delete calls for another try."""
-    parent = os.path.dirname(full)
-    if os.path.isdir(parent):
-        try:
-            os.replace(temp, full)
-        except FileNotFoundError:
-            return None  # the directory was deleted meanwhile
-        return parent
-    return _place_with_directories(staging, temp, full)
-
-
-def _create_exclusively(staging: str, full: str, data: bytes) -> bool:
-    """Write ``data`` to ``full`` unless something is there: a hard link of a staged file
-    (link(2) never replaces), or, where the directory is missing, the file together with its
-    directories (nothing can be in a directory that does not exist yet)."""
-    temp = _stage(staging, data)
-    try:
-        for _ in range(RENAME_ATTEMPTS):
-            parent = os.path.dirname(full)
-            if os.path.isdir(parent):
-                try:
-                    os.link(temp, full)
-                except FileExistsError:
-                    return False
-                except FileNotFoundError:
-                    continue  # the directory was deleted meanwhile
-                _sync_directory(parent)
-                return True
-            changed = _place_with_directories(staging, temp, full)
-            if changed is not None:
-                _sync_directory(changed)
-                return True
-        raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
-    finally:
-        with contextlib.suppress(FileNotFoundError):  # renamed into place
-            os.unlink(temp)
-
-
-def _place_with_directories(staging: str, temp: str, full: str) -> str | None:
-    """``_place`` where ``full``'s directory is missing: it appears with the file in it."""
-    parent = os.path.dirname(full)
-    top = parent  # the highest missing directory: the one that appears
-    while not os.path.isdir(os.path.dirname(top)):
-        top = os.path.dirname(top)
-    tree = os.path.join(staging, f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
-    inside = os.path.join(tree, os.path.relpath(full, top))
-    # The tree is new and private: one mkdir per level, without makedirs' stat of each.
-    directory = tree
-    os.mkdir(directory)
-    for part in os.path.relpath(parent, top).split(os.sep):
-        if part != os.curdir:
-            directory = os.path.join(directory, part)
-            os.mkdir(directory)
-    os.rename(temp, inside)
-    try:
-        os.rename(tree, top)  # replaces an empty directory made meanwhile, fails on a full one
-    except OSError:
-        os.rename(inside, temp)
-        shutil.rmtree(tree, ignore_errors=True)
-        return None
-    return os.path.dirname(top)
 
 
 def _writeback_starter() -> Callable[[int, int, int], None]:
@@ -379,32 +461,61 @@ class FilesystemDriver(StorageDriver):
             os.close(fd)
 
     async def _put_content(self, path: str, data: bytes) -> None:
-        await _in_thread(path, lambda: _write_atomically(self.root, self._full(path), data))
+        def put() -> None:
+            # Synced before the answer: the rename must survive a power loss, not only the bytes.
+            _sync_directory(_write_atomically(self.root, self._full(path), data))
+
+        await _in_thread(path, put)
 
     creates_exclusively = True
 
     async def _create_content(self, path: str, data: bytes) -> bool:
-        return await _in_thread(path, lambda: _create_exclusively(self.root, self._full(path), data))
+        def create() -> bool:
+            try:
+                changed = _write_atomically(self.root, self._full(path), data, exclusive=True)
+            except FileExistsError:
+                return False
+            _sync_directory(changed)
+            return True
+
+        return await _in_thread(path, create)
 
     async def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """Every object's temp file written and synced at the same time, in threads of their own
-        (syncs that overlap share the disk's journal commits), then renamed into place in order
-        (see ``_place_in_order``): one or two waits for the disk instead of one per object."""
+        """Every object written and synced at the same time, in threads of their own (syncs that
+        overlap share the disk's journal commits), then renamed into place in order (see
+        ``_place_in_order``): one or two waits for the disk instead of one per object."""
         if not items:
             return
+        # Consecutive objects whose directories are missing below the same directory are
+        # written in one tree (a new repository's manifest: its revision and tag links), each
+        # group in a thread of its own. Looking up what exists is a few stats, here.
+        groups: list[tuple[str, str | None, list[tuple[str, bytes]]]] = []  # (first path, top, group)
+        for path, data in items:
+            full = self._full(path)
+            top = _missing_top(self.root, os.path.dirname(full))
+            if top is not None and groups and groups[-1][1] == top:
+                groups[-1][2].append((full, data))
+            else:
+                groups.append((path, top, [(full, data)]))
+
+        def stage(top: str | None, group: list[tuple[str, bytes]]) -> list[_Staged]:
+            if top is None or len(group) == 1:
+                return [_stage(self.root, full, data) for full, data in group]
+            return _stage_together(self.root, top, group)
+
         staged = await asyncio.gather(
-            *(_in_thread(path, functools.partial(_stage, self.root, data)) for path, data in items),
+            *(_in_thread(path, functools.partial(stage, top, group)) for path, top, group in groups),
             return_exceptions=True,
         )
-        temps = [temp for temp in staged if isinstance(temp, str)]
+        written = [item for group in staged if isinstance(group, list) for item in group]
         for failure in staged:
             if isinstance(failure, BaseException):
-                _discard(temps)
+                _discard(written)
                 raise failure
-        pairs = [(temp, self._full(path)) for temp, (path, _) in zip(temps, items, strict=True)]
+        contents = [data for _, data in items]
 
         def place() -> list[str]:
-            changed = _place_in_order(self.root, pairs)
+            changed = _place_in_order(self.root, written, contents)
             if len(changed) == 1:  # one wait for the disk either way: no second trip to a thread
                 _sync_directory(changed[0])
                 return []
@@ -413,7 +524,7 @@ class FilesystemDriver(StorageDriver):
         # Every directory that gained an entry is synced before the caller answers. Each sync
         # waits for the disk (a cache flush even when the journal holds nothing new, as on ext4
         # when the first sync has committed the renames): the waits overlap, in threads of their
-        # own, rather than add up (a new repository's manifest changes three directories).
+        # own, rather than add up.
         path = items[0][0]
         unsynced = await _in_thread(path, place)
         await asyncio.gather(*(_in_thread(path, functools.partial(_sync_directory, d)) for d in unsynced))
@@ -426,8 +537,7 @@ class FilesystemDriver(StorageDriver):
 
     def _put_all_unsynced(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Each object written with no wait for the disk. An empty one is simply created where
-        it goes (it has no content to tear), away from the staging area all other writes share;
-        others are written and renamed into place."""
+        it goes (it has no content to tear); others are written and renamed into place."""
         for path, data in items:
             try:
                 if data:
@@ -532,9 +642,16 @@ class FilesystemDriver(StorageDriver):
         src, dst = self._full(source), self._full(destination)
 
         def move() -> None:
-            os.stat(src)  # a missing source is PathNotFound even when the parent must be made
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            os.replace(src, dst)
+            parent = os.path.dirname(dst)
+            try:
+                os.replace(src, dst)
+                changed = parent
+            except FileNotFoundError:
+                os.stat(src)  # a missing source is PathNotFound even when the parent must be made
+                changed = _make_directories(parent)
+                os.replace(src, dst)
+            # Before the answer: a pushed blob's content is this rename, and a link to it follows.
+            _sync_directory(changed)
 
         await _in_thread(source, move)
 
@@ -616,8 +733,9 @@ class FilesystemDriver(StorageDriver):
                 os.rmdir(os.path.dirname(full))
 
     async def _purge_incomplete(self, path: str, older_than: float) -> int:
-        """Remove what crashed writers left: temp files in the staging area (the root) and
-        pending files or half-deleted trees below ``path``, older than ``older_than`` seconds."""
+        """Remove what crashed writers left below ``path`` (temp files and trees staged beside
+        their targets, pending files, half-deleted trees) and in the root (where earlier versions
+        staged every write), older than ``older_than`` seconds."""
         cutoff = time.time() - older_than
         top = self._full(path)
 

@@ -184,9 +184,71 @@ async def test_a_batch_of_writes_appears_in_order_and_a_failure_leaves_no_temp_f
     for state in seen:
         assert state == sorted(state, reverse=True), state  # a prefix: True... then False...
 
-    (tmp_path / "r" / "file").write_bytes(b"a file, not a directory")
+    (tmp_path / "r" / "directory").mkdir()
+    (tmp_path / "r" / "directory" / "inside").write_bytes(b"a directory, not a file")
     with pytest.raises(StorageError):
-        await driver.put_contents([("/r/first", b"1"), ("/r/file/second", b"2"), ("/r/third", b"3")])
+        await driver.put_contents([("/r/first", b"1"), ("/r/directory", b"2"), ("/r/third", b"3")])
     assert (tmp_path / "r" / "first").read_bytes() == b"1"
     assert not (tmp_path / "r" / "third").exists()
-    assert [name for name in os.listdir(tmp_path) if name.startswith(TEMP_PREFIX)] == []
+    assert _temp_files(tmp_path) == []
+
+    # One that cannot even be written (a file where a directory must be): none is placed.
+    (tmp_path / "r" / "file").write_bytes(b"a file, not a directory")
+    with pytest.raises(StorageError):
+        await driver.put_contents([("/r/new/first", b"1"), ("/r/file/second", b"2"), ("/r/new/third", b"3")])
+    assert not (tmp_path / "r" / "new").exists()
+    assert _temp_files(tmp_path) == []
+
+
+def _temp_files(root: Path) -> list[str]:
+    """Staged files and trees left anywhere below ``root``."""
+    return [
+        os.path.join(directory, name)
+        for directory, subdirectories, files in os.walk(root)
+        for name in subdirectories + files
+        if name.startswith(TEMP_PREFIX)
+    ]
+
+
+async def test_every_acknowledged_write_syncs_the_directory_that_gained_an_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename is durable once its directory is: each write answers only after the directory
+    holding its new entry (the file's, or the highest new directory's parent) was synced."""
+    synced: list[Path] = []
+    fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    driver = FilesystemDriver(str(tmp_path))
+    await driver.put_content("/repo/existing/first", b"1")  # makes the directories
+
+    def gained(write: str) -> list[Path]:
+        found = list(synced)
+        del synced[:]
+        assert found, f"{write} synced no directory"
+        return found
+
+    await driver.put_content("/repo/existing/link", b"sha256:x")
+    assert tmp_path / "repo" / "existing" in gained("a write into an existing directory")
+    await driver.put_content("/repo/new/deeper/link", b"sha256:x")
+    assert tmp_path / "repo" in gained("a write making directories")
+    assert await driver.create_content("/repo/other/link", b"sha256:x")
+    assert tmp_path / "repo" in gained("an exclusive create")
+    await driver.put_content("/uploads/data", b"content")
+    del synced[:]
+    await driver.move("/uploads/data", "/blobs/ab/abcd/data")
+    assert tmp_path in gained("a move making directories")
+    await driver.put_content("/uploads/data", b"content")
+    del synced[:]
+    await driver.move("/uploads/data", "/blobs/ab/abcd/data")
+    assert tmp_path / "blobs" / "ab" / "abcd" in gained("a move into an existing directory")
+    await driver.put_contents(
+        [("/repo/m/revision/link", b"1"), ("/repo/m/tags/t/link", b"2"), ("/repo/x/link", b"3")]
+    )
+    assert {tmp_path / "repo"} <= set(gained("a batch"))
+    assert (tmp_path / "repo" / "m" / "tags" / "t" / "link").read_bytes() == b"2"
+    assert _temp_files(tmp_path) == []

@@ -85,17 +85,12 @@ async def tag_times(driver: StorageDriver, name: RepositoryName, tag: Tag) -> Ta
     return TagTimes(pushed, pulled)
 
 
-async def record_push(
-    driver: StorageDriver, name: RepositoryName, tags: Iterable[Tag], digest: Digest
-) -> None:
-    """The tags' push records, written with their links. Best effort: a push is not refused for
-    its record (readers then fall back to the tag link's own time)."""
+def push_records(name: RepositoryName, tags: Iterable[Tag], digest: Digest) -> list[tuple[str, bytes]]:
+    """The tags' push records, as objects to write in the batch of their links, after them: one
+    wait for the disk for both, and a crash keeps no record of a push whose links are not all
+    there."""
     content = json.dumps({"digest": str(digest)}).encode()
-    for tag in tags:
-        try:
-            await driver.put_content(paths.tag_pushed(name, tag), content)
-        except StorageError as exc:
-            log.warning("could not record the push time of %s:%s: %s", name, tag, exc)
+    return [(paths.tag_pushed(name, tag), content) for tag in tags]
 
 
 async def forget_tag(driver: StorageDriver, name: RepositoryName, tag: Tag) -> None:
