@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 import uvloop
 from starlette.types import Receive, Scope, Send
-from uvicorn.server import ServerState
 
 from registry.coalescing import CoalescingHTTPProtocol
+from tests.support.loopserver import LoopServer
 
 TIMEOUT = 2
 """The keep-alive timeout the server is given, in seconds."""
@@ -29,45 +27,20 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-class Server:
-    """The protocol serving ``app`` on a loop in a thread, counting the timers it starts."""
+class Server(LoopServer):
+    """The registry's protocol serving ``app`` with a keep-alive timeout of ``TIMEOUT``, noting
+    for each idle timer that fired whether it started another."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.timers = 0
-        config = uvicorn.Config(app, lifespan="off", log_config=None, timeout_keep_alive=TIMEOUT)
-        state = ServerState()
-        server = self
+        checks: list[bool] = []
 
         class Counted(CoalescingHTTPProtocol):
             def _idle_check(self) -> None:
                 super()._idle_check()
-                server.checks.append(self._idle_timer is not None)
+                checks.append(self._idle_timer is not None)
 
-        self.checks: list[bool] = []
-        """For each timer that fired: whether it started another."""
-        self.thread = threading.Thread(target=loop.run_forever, daemon=True)
-        self.thread.start()
-
-        def protocol() -> CoalescingHTTPProtocol:
-            return Counted(config=config, server_state=state, app_state={}, _loop=loop)
-
-        started = asyncio.run_coroutine_threadsafe(loop.create_server(protocol, "127.0.0.1", 0), loop)
-        self.server = started.result(10)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self.server.close()
-            await self.server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        self.checks = checks
+        super().__init__(loop, app, Counted, timeout_keep_alive=TIMEOUT)
 
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

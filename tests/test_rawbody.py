@@ -10,22 +10,18 @@ import json
 import os
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 import uvloop
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp as ASGIApplication
 from starlette.types import Receive, Scope, Send
-from uvicorn.server import ServerState
 
 from registry.api.bodies import RequestBody
-from registry.coalescing import CoalescingHTTPProtocol
 from registry.rawbody import RAW_MIN, raw_body
+from tests.support.loopserver import LoopServer
 from tests.support.registry import RunningRegistry
 
 MIB = 1 << 20
@@ -189,37 +185,6 @@ def test_a_client_gone_mid_body_leaves_the_upload_to_resume_on_another_connectio
 # --- the protocol itself, on both event loops: which bytes went past the parser -----------------
 
 
-class Served:
-    """``CoalescingHTTPProtocol`` (the registry's own) serving ``app`` on a loop in a thread."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, app: ASGIApplication) -> None:
-        self.loop = loop
-        config = uvicorn.Config(app, lifespan="off", log_config=None, http=CoalescingHTTPProtocol)
-        state = ServerState()
-        self.thread = threading.Thread(target=loop.run_forever, daemon=True)
-        self.thread.start()
-
-        def protocol() -> CoalescingHTTPProtocol:
-            return CoalescingHTTPProtocol(config=config, server_state=state, app_state={}, _loop=loop)
-
-        started = asyncio.run_coroutine_threadsafe(loop.create_server(protocol, "127.0.0.1", 0), loop)
-        self.server = started.result(10)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self.server.close()
-            await self.server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 class BodyReader:
     """An application that reads each request's body as the upload path does, in batches of
     ``batch`` bytes, up to ``?stop=N`` bytes, and answers what it read and how."""
@@ -254,13 +219,16 @@ class BodyReader:
         await send({"type": "http.response.body", "body": answer})
 
 
+Served = tuple[LoopServer, BodyReader]
+"""A server of the protocol and the application it serves."""
+
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(params=sorted(LOOPS))
-def served(request: pytest.FixtureRequest) -> Iterator[tuple[Served, BodyReader]]:
+def served(request: pytest.FixtureRequest) -> Iterator[Served]:
     app = BodyReader()
-    served = Served(LOOPS[request.param](), app)
+    served = LoopServer(LOOPS[request.param](), app)
     try:
         yield served, app
     finally:
@@ -273,7 +241,9 @@ def _answer(sock: socket.socket, pending: bytes = b"") -> tuple[dict[str, Any], 
     return json.loads(body), rest
 
 
-def test_past_the_parser_the_body_goes_straight_into_the_buffers(served: tuple[Served, BodyReader]) -> None:
+def test_past_the_parser_the_body_goes_straight_into_the_buffers(
+    served: Served,
+) -> None:
     server, _ = served
     blob = os.urandom(3 * MIB + 5)
     with server.connect() as sock:
@@ -291,7 +261,7 @@ def test_past_the_parser_the_body_goes_straight_into_the_buffers(served: tuple[S
         assert (answer["total"], rest) == (0, b"")
 
 
-def test_after_100_continue_the_body_goes_past_the_parser(served: tuple[Served, BodyReader]) -> None:
+def test_after_100_continue_the_body_goes_past_the_parser(served: Served) -> None:
     server, _ = served
     blob = os.urandom(RAW_MIN + 1)
     with server.connect() as sock:
@@ -309,9 +279,7 @@ def test_after_100_continue_the_body_goes_past_the_parser(served: tuple[Served, 
     [(RAW_MIN - 1, ""), (2 * MIB, "Transfer-Encoding: chunked\r\n")],
     ids=["small", "chunked-encoding"],
 )
-def test_small_and_chunked_bodies_take_the_parsers_path(
-    served: tuple[Served, BodyReader], size: int, headers: str
-) -> None:
+def test_small_and_chunked_bodies_take_the_parsers_path(served: Served, size: int, headers: str) -> None:
     server, _ = served
     blob = os.urandom(size)
     if headers:
@@ -327,7 +295,9 @@ def test_small_and_chunked_bodies_take_the_parsers_path(
     assert answer == {"total": size, "sha256": hashlib.sha256(blob).hexdigest(), "raw": None}
 
 
-def test_a_body_left_unread_is_dropped_and_the_connection_goes_on(served: tuple[Served, BodyReader]) -> None:
+def test_a_body_left_unread_is_dropped_and_the_connection_goes_on(
+    served: Served,
+) -> None:
     server, _ = served
     blob = os.urandom(6 * MIB)
     with server.connect() as sock:
@@ -340,7 +310,7 @@ def test_a_body_left_unread_is_dropped_and_the_connection_goes_on(served: tuple[
         assert answer == {"total": 3, "sha256": hashlib.sha256(b"abc").hexdigest(), "raw": None}
 
 
-def test_a_client_gone_mid_body_is_a_disconnect(served: tuple[Served, BodyReader]) -> None:
+def test_a_client_gone_mid_body_is_a_disconnect(served: Served) -> None:
     server, app = served
     with server.connect() as sock:
         sock.sendall(_head("PUT", "/upload", f"Content-Length: {8 * MIB}\r\n"))
@@ -354,7 +324,9 @@ def test_a_client_gone_mid_body_is_a_disconnect(served: tuple[Served, BodyReader
     assert answer["total"] == 2
 
 
-def test_a_connection_that_closes_after_its_request_still_closes(served: tuple[Served, BodyReader]) -> None:
+def test_a_connection_that_closes_after_its_request_still_closes(
+    served: Served,
+) -> None:
     server, _ = served
     blob = os.urandom(2 * MIB)
     with server.connect() as sock:
