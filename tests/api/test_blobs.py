@@ -53,13 +53,17 @@ BLOB_HEADERS = (
 
 
 def test_head_answers_the_headers_get_does(client: RegistryClient, repo: str, pushed: Content) -> None:
-    got = client.get(f"/v2/{repo}/blobs/{pushed.digest}")
     head = client.head(f"/v2/{repo}/blobs/{pushed.digest}")
+    assert head.headers["Cache-Control"] == "max-age=31536000"
+    assert head.headers["ETag"] == f'"{pushed.digest}"'
+    assert head.headers["Docker-Content-Digest"] == pushed.digest
+    assert head.headers["Content-Length"] == str(SIZE)
+    got = client.get(f"/v2/{repo}/blobs/{pushed.digest}")
+    if got.history:  # redirected to storage (S3), which answers with headers of its own
+        return
     assert {name: head.headers.get(name) for name in BLOB_HEADERS} == {
         name: got.headers.get(name) for name in BLOB_HEADERS
     }
-    assert head.headers["Cache-Control"] == "max-age=31536000"
-    assert head.headers["ETag"] == f'"{pushed.digest}"'
 
 
 def test_conditional_head_with_etag(client: RegistryClient, repo: str, pushed: Content) -> None:
