@@ -153,30 +153,23 @@ class ThroughTLS:
             for case in chosen
         ]
         pull = blob_rows["pull-full"]
+
+        def pull_through(key: str, how: str, fronts: dict[str, Server]) -> Case:
+            return dataclasses.replace(
+                pull,
+                key=key,
+                label=f"{pull.label}, through nginx TLS, {how}",
+                prepare=lambda server: pull.prepare(fronts[server.name]),
+                measured=lambda server: fronts[server.name],
+                target=None,
+                note="and >= 80% of nginx over TLS",
+            )
+
         rows.insert(
             2,
-            dataclasses.replace(
-                pull,
-                key="tls-pull-accel",
-                label=f"{pull.label}, through nginx TLS, sent by nginx (Dockyard: http.accelredirect)",
-                prepare=lambda server: pull.prepare(self.accel_fronts[server.name]),
-                measured=lambda server: self.accel_fronts[server.name],
-                target=None,
-                note="and >= 80% of nginx over TLS",
-            ),
+            pull_through("tls-pull-accel", "sent by nginx (Dockyard: http.accelredirect)", self.accel_fronts),
         )
-        rows.insert(
-            3,
-            dataclasses.replace(
-                pull,
-                key="tls-pull-unix",
-                label=f"{pull.label}, through nginx TLS, relayed over a unix socket",
-                prepare=lambda server: pull.prepare(self.unix_fronts[server.name]),
-                measured=lambda server: self.unix_fronts[server.name],
-                target=None,
-                note="and >= 80% of nginx over TLS",
-            ),
-        )
+        rows.insert(3, pull_through("tls-pull-unix", "relayed over a unix socket", self.unix_fronts))
         if shutil.which("h2load"):
             rows[4:4] = [self._http2_case(endpoint) for endpoint in self._small_endpoints()]
         return rows
