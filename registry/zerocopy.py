@@ -26,13 +26,14 @@ from typing import Any, cast
 
 from anyio import to_thread
 
+from storage_drivers.filesystem import populate
+
 from .coalescing import CoalescingHTTPProtocol, CoalescingTransport
 
 ZEROCOPY_SEND = "http.response.zerocopysend"
 """The ASGI extension's name, in ``scope["extensions"]`` and as the message's type."""
 WINDOW = 8 << 20
 """Bytes brought into the page cache before each run of ``sendfile`` calls."""
-MADV_POPULATE_READ = 22  # Linux 5.14; Python's mmap module does not name it yet
 UNIX_SEND_BUFFER = 1 << 20
 """Bytes a unix socket may queue (the kernel doubles it, within ``net.core.wmem_max``)."""
 
@@ -147,7 +148,4 @@ def _page_in(fd: int, start: int, length: int) -> None:
     """Bring the pages of ``length`` bytes from ``start`` into the page cache, waiting for them."""
     base = start - start % mmap.ALLOCATIONGRANULARITY
     with contextlib.closing(mmap.mmap(fd, start + length - base, prot=mmap.PROT_READ, offset=base)) as mapped:
-        try:
-            mapped.madvise(MADV_POPULATE_READ)
-        except OSError:  # an older kernel: ask for read-ahead instead
-            mapped.madvise(mmap.MADV_WILLNEED)
+        populate(mapped, 0, len(mapped), 0)

@@ -813,7 +813,7 @@ async def _mapped_chunks(mapped: mmap.mmap, start: int, end: int) -> AsyncIterat
         stop = min(position + MAP_CHUNK, end)
         aligned = position - position % mmap.PAGESIZE
         ahead = min(end, stop + MAP_CHUNK) - stop
-        await to_thread.run_sync(_populate, mapped, aligned, stop - aligned, ahead)
+        await to_thread.run_sync(populate, mapped, aligned, stop - aligned, ahead)
         yield view[position:stop]
         sent.append((aligned, stop - aligned))
         if len(sent) > 1:
@@ -824,7 +824,7 @@ async def _mapped_chunks(mapped: mmap.mmap, start: int, end: int) -> AsyncIterat
         position = stop
 
 
-def _populate(mapped: mmap.mmap, start: int, length: int, ahead: int) -> None:
+def populate(mapped: mmap.mmap, start: int, length: int, ahead: int) -> None:
     """Bring ``length`` bytes from ``start`` into the mapping and start reading the ``ahead``
     bytes after them from disk, without waiting: a cold blob's next window then arrives while
     this one is sent, rather than after it (a blob just pushed is cold: uploads are written
