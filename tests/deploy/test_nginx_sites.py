@@ -136,6 +136,21 @@ def test_docker_older_than_1_6_is_refused(client: httpx.Client, user_agent: str)
     assert response.headers.get_list(API_VERSION) == ["registry/2.0"]
 
 
+def test_docker_older_than_1_6_is_refused_on_blob_downloads_too(
+    client: httpx.Client, repository: str
+) -> None:
+    """Blob downloads have a location of their own (larger reads from the registry)."""
+    digest = "sha256:" + "0" * 64
+    old = {"User-Agent": "docker/1.5.0 go/go1.4.1"}
+    refused = client.get(f"/v2/{repository}/blobs/{digest}", headers=old)
+    assert refused.status_code == 404
+    assert "nginx" in refused.text  # answered by nginx, never forwarded
+    assert refused.headers.get_list(API_VERSION) == ["registry/2.0"]
+    unknown = client.get(f"/v2/{repository}/blobs/{digest}")
+    assert unknown.status_code == 404
+    assert unknown.json()["errors"][0]["code"] == "BLOB_UNKNOWN"  # the registry's answer
+
+
 @pytest.mark.parametrize(
     "user_agent",
     ["docker/1.6.0 go/go1.4.2", "docker/1.5.0-dev", "docker/20.10.24+dfsg1 go/go1.19.8",
