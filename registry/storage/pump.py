@@ -330,6 +330,9 @@ def _resolve(future: asyncio.Future[None], failure: BaseException | None, done: 
         future.cancel()  # the earlier request's hashing was cancelled
     else:
         future.set_exception(failure)
+        # Every later batch fails with it too, and the pump raises the first it meets: the rest
+        # are not waited for, and are not worth a "never retrieved" report each.
+        future.exception()
 
 
 async def _after(
