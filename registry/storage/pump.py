@@ -259,7 +259,7 @@ class _ThreadLane:
     def __init__(self, work: Callable[[memoryview], object], after: asyncio.Future[None] | None) -> None:
         self._work = work
         self._after = after
-        """The lane of an earlier request of the same upload, which comes first."""
+        """The work on the last batch of an earlier request of the same upload, which comes first."""
         self._loop = asyncio.get_running_loop()
         self._ready = threading.Condition()
         self._queued: deque[tuple[memoryview, asyncio.Future[None], Callable[[], None]]] = deque()
