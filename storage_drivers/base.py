@@ -17,7 +17,7 @@ import builtins
 import contextlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -108,6 +108,13 @@ class FileWriter(ABC):
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data``; callers pass large buffers (the registry: 0.5 to 4 MiB, page-aligned)
         and reuse them once this returns, so a driver that keeps bytes for later must copy them."""
+
+    def blocking_write(self) -> Callable[[memoryview], None] | None:
+        """A function that does what ``write`` does, called in a worker thread instead of awaited
+        (for a caller that keeps one thread writing batch after batch); calls never overlap, and
+        ``close``, ``commit`` and ``cancel`` come only after the last one returned. ``None``, the
+        default, where a driver's writes are asynchronous only."""
+        return None
 
     @abstractmethod
     async def close(self) -> None:

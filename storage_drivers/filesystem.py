@@ -383,16 +383,23 @@ class _FilesystemWriter(FileWriter):
         return self._fd
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        fd = self._require_fd()
-        view = memoryview(data).cast("B")
-        offset, start, end = self._size, self._written_back, self._size + len(view)
+        self._require_fd()
+        await to_thread.run_sync(self._write_here, memoryview(data))
 
-        def append() -> None:
+    def blocking_write(self) -> Callable[[memoryview], None]:
+        return self._write_here
+
+    def _write_here(self, data: memoryview) -> None:
+        """Append ``data`` in the calling thread (never the event loop's)."""
+        fd = self._require_fd()
+        view = data.cast("B")
+        offset, start, end = self._size, self._written_back, self._size + len(view)
+        try:
             self._appender.append(view, offset)
             if end - start >= WRITEBACK_STEP:
                 _start_writeback(fd, start, end - start)
-
-        await _in_thread(self._path, append)
+        except OSError as exc:
+            raise _translate(self._path, exc) from exc
         self._size = end
         if end - start >= WRITEBACK_STEP:
             self._written_back = end

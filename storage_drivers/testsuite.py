@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import anyio
 import pytest
+from anyio import to_thread
 
 from .base import FileInfo, FileWriter, InvalidOffset, InvalidPath, PathNotFound, StorageDriver
 
@@ -304,6 +305,33 @@ class DriverConformance:
             expected += buffer[start : start + length]
             assert writer.size == len(expected)
             if seed % 2:
+                writer = await reopened(driver, path, writer, len(expected))
+        await writer.commit()
+        assert await read_all(driver, path) == bytes(expected)
+
+    async def test_blocking_writes_append_as_writes_do(self, driver: StorageDriver, root: str) -> None:
+        """Where a writer offers ``blocking_write``: called in worker threads, mixed with awaited
+        writes and reopenings, it appends and counts as ``write`` does."""
+        path = f"{root}/blocking"
+        writer = await driver.writer(path)
+        if writer.blocking_write() is None:
+            await writer.cancel()
+            return  # writes are asynchronous only, which every other test covers
+        buffer = mmap.mmap(-1, 4 * MIB)
+        slices = [(0, 4 * MIB), (0, MIB + 5), (4096, MIB), (7, 3), (0, 2 * MIB)]
+        expected = bytearray()
+        for seed, (start, length) in enumerate(slices):
+            buffer[:] = pattern(4 * MIB, seed)
+            view = memoryview(buffer)[start : start + length]
+            if seed % 2:
+                await writer.write(view)
+            else:
+                blocking = writer.blocking_write()
+                assert blocking is not None
+                await to_thread.run_sync(blocking, view)
+            expected += view
+            assert writer.size == len(expected)
+            if seed % 3 == 2:
                 writer = await reopened(driver, path, writer, len(expected))
         await writer.commit()
         assert await read_all(driver, path) == bytes(expected)

@@ -6,7 +6,7 @@ import asyncio
 import mmap
 
 from registry.storage.batches import ALIGNMENT, BatchBuffers
-from tests.support.residency import resident_fraction
+from tests.support.residency import page_advice, resident_fraction
 
 SIZE = 4 << 20
 
@@ -28,6 +28,22 @@ def test_a_kept_buffer_is_reused_and_shrinks_to_smaller_batches() -> None:
     assert buffers.take(4 * ALIGNMENT) is buffer  # many uploads now: small batches
     assert resident_bytes(buffer) == 4 * ALIGNMENT
     assert buffer[: 4 * ALIGNMENT] == b"\1" * 4 * ALIGNMENT
+
+
+def test_full_batches_ask_for_huge_pages_and_smaller_ones_never() -> None:
+    """A lone upload's batches fill their buffers: two huge pages instead of 1,024 small ones to
+    fault in, pin for the direct write and look up. A buffer taken for a smaller batch must not
+    hold a huge page its batch does not fill, then or later."""
+    buffers = BatchBuffers(SIZE, keep=2)
+    full, small = buffers.take(SIZE), buffers.take(SIZE // 8)
+    assert page_advice(full) == {"hg"}
+    assert page_advice(small) == {"nh"}
+    buffers.give_back(full)
+    assert buffers.take(SIZE // 8) is full
+    assert page_advice(full) == {"nh"}
+    buffers.give_back(full)
+    assert buffers.take(SIZE) is full
+    assert page_advice(full) == {"nh"}, "a buffer once shrunk may be filled again, not grown"
 
 
 def test_buffers_beyond_the_kept_ones_are_dropped() -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
+from anyio import to_thread
 
 from registry.references import Hasher
+from registry.storage import pump as pump_module
 from registry.storage.batches import ALIGNMENT, BatchBuffers
 from registry.storage.pump import IN_FLIGHT, MAX_BATCH, MIN_BATCH, IteratedBody, RunningHash, pump
 from storage_drivers import FileWriter
@@ -261,3 +264,110 @@ async def test_a_buffer_goes_back_only_once_its_hashing_is_done_even_when_nobody
     assert hasher.finished == len(body)
     reused = hasher.changed_while_hashed or hasher.hexdigest() != hashlib.sha256(b"".join(body)).hexdigest()
     assert not reused, "a buffer was reused before its batch was hashed"
+
+
+class ThreadWriter(FileWriter):
+    """Keeps what it is given; offers blocking writes that take their time and record, in the
+    writing thread, when each one finished. One can fail."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.content = bytearray()
+        self.finished: list[float] = []
+        self.threads: set[int] = set()
+        self.running = 0
+        self.fail_at = fail_at
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        raise AssertionError("a writer with blocking writes was written from the event loop")
+
+    def blocking_write(self) -> Callable[[memoryview], None]:
+        return self._write
+
+    def _write(self, data: memoryview) -> None:
+        self.running += 1
+        try:
+            self.threads.add(threading.get_ident())
+            time.sleep(0.05)  # longer than the network takes between two batches
+            if len(self.finished) == self.fail_at:
+                raise OSError("disk full")
+            self.content += data
+            self.finished.append(time.monotonic())
+        finally:
+            self.running -= 1
+
+    async def close(self) -> None:
+        pass
+
+    async def commit(self) -> None:
+        pass
+
+    async def cancel(self) -> None:
+        pass
+
+
+class LoopBlockingBody:
+    """Batches of a body; while the pump fills the one numbered ``block_at``, the event loop is
+    busy (as it is reading a socket) for ``seconds``; when that ended is recorded."""
+
+    def __init__(self, batches: list[bytes], block_at: int, seconds: float) -> None:
+        self._inner = IteratedBody(self._each(batches))
+        self._block_at = block_at
+        self._seconds = seconds
+        self.blocked_until = 0.0
+
+    async def _each(self, batches: list[bytes]) -> AsyncIterator[bytes]:
+        for number, batch in enumerate(batches):
+            await asyncio.sleep(0.01)  # the network: the event loop runs between batches
+            if number == self._block_at:
+                time.sleep(self._seconds)  # noqa: ASYNC251
+                self.blocked_until = time.monotonic()
+            yield batch
+
+    async def fill(self, view: memoryview) -> int:
+        return await self._inner.fill(view)
+
+
+async def test_writes_go_on_while_the_event_loop_is_busy() -> None:
+    writer = ThreadWriter()
+    buffers = BatchBuffers(MIN_BATCH, keep=2 * IN_FLIGHT + 1)
+    batches = numbered_batches(IN_FLIGHT + 2)
+    body = LoopBlockingBody(batches, block_at=IN_FLIGHT, seconds=0.2 + 0.05 * IN_FLIGHT)
+    hashing = await pump(body, writer, running_sha256(), lambda: MIN_BATCH, buffers)
+    assert hashing is not None
+    await hashing
+    assert writer.content == b"".join(batches)
+    assert threading.get_ident() not in writer.threads
+    assert max(writer.finished[:IN_FLIGHT]) < body.blocked_until, (
+        "the writes waited for the event loop between batches"
+    )
+
+
+async def test_a_failed_blocking_write_stops_the_upload_and_writes_nothing_after_it() -> None:
+    writer = ThreadWriter(fail_at=2)
+    buffers = BatchBuffers(MIN_BATCH, keep=2 * IN_FLIGHT + 1)
+    with pytest.raises(OSError, match="disk full"):
+        await pump(stream(numbered_batches(10)), writer, running_sha256(), lambda: MIN_BATCH, buffers)
+    assert writer.running == 0, "a write was still running when the pump gave up"
+    await asyncio.sleep(0.1)
+    assert len(writer.finished) == 2, "a batch was written after a failed one"
+    assert writer.content == b"".join(numbered_batches(2))
+
+
+async def test_a_finished_request_holds_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lanes' threads wait for more batches only while the request may bring them."""
+    monkeypatch.setattr(pump_module, "LINGER", 60.0)
+    limiter = to_thread.current_default_thread_limiter()
+    writer = ThreadWriter()
+    buffers = BatchBuffers(MIN_BATCH, keep=2 * IN_FLIGHT + 1)
+    hashing = await pump(stream(numbered_batches(5)), writer, running_sha256(), lambda: MIN_BATCH, buffers)
+    assert hashing is not None
+    await hashing
+    for _ in range(100):
+        if not limiter.borrowed_tokens:
+            break
+        await asyncio.sleep(0.05)
+    assert limiter.borrowed_tokens == 0, "a lane's thread still waits for batches"

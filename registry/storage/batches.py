@@ -12,6 +12,7 @@ everything else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mmap
 import time
 
@@ -43,9 +44,10 @@ class BatchBuffers:
         """A buffer for batches of up to ``batch_size`` bytes (a multiple of ALIGNMENT)."""
         self._used_at = time.monotonic()
         if not self._idle:
-            return mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)  # anonymous: private is cheapest
+            return _mapped(self.size, huge=batch_size == self.size)
         buffer = self._idle.pop()
         if batch_size < self.size:
+            _advise(buffer, "MADV_NOHUGEPAGE")  # for good: a huge page would hold more than asked
             buffer.madvise(mmap.MADV_DONTNEED, batch_size, self.size - batch_size)
         return buffer
 
@@ -71,3 +73,19 @@ class BatchBuffers:
             self._release_later(self._release_after - idle_for)
         else:
             self._idle.clear()
+
+
+def _mapped(size: int, huge: bool) -> mmap.mmap:
+    """Anonymous memory (private is cheapest). ``huge``, for batches as large as the buffer: in
+    huge pages where the kernel has them, so that a 4 MiB batch is two pages instead of 1,024 to
+    fault in, for the disk's direct write to pin, and for the socket's copy and the hashing to
+    look up (``bench/PUSH.md``). Smaller batches keep small pages, which they fill."""
+    buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+    _advise(buffer, "MADV_HUGEPAGE" if huge else "MADV_NOHUGEPAGE")
+    return buffer
+
+
+def _advise(buffer: mmap.mmap, advice: str) -> None:
+    if hasattr(mmap, advice):
+        with contextlib.suppress(OSError):  # a kernel built without huge pages
+            buffer.madvise(getattr(mmap, advice))

@@ -33,6 +33,9 @@ and make larger disk writes. Both are multiples of ALIGNMENT."""
 IN_FLIGHT = 2
 """Batches of one upload being written and hashed while the next one fills: with two, the threads
 still have work while the event loop is busy elsewhere. Each upload holds one more, filling."""
+LINGER = 0.02
+"""Seconds a lane's thread waits for the next batch before it ends: batches of a push at full
+speed come every few milliseconds, and a slow client's should not hold a thread."""
 BUFFERS_KEPT = 2 * IN_FLIGHT + 1
 """Buffers a worker keeps for reuse: a lone chunked push holds this many when a request starts
 while the one before it is still being hashed."""
@@ -170,17 +173,19 @@ async def pump(
 
 
 class _Lanes:
-    """Writes batches in order in one lane and hashes them in order in another. The writes are a
-    chain of the writer's calls, a batch's call starting once the batch before it is written; the
-    hashing is one worker thread taking the batches one after another (``_HashLane``). A batch's
-    buffer goes back once both are done with it."""
+    """Writes batches in order in one lane and hashes them in order in another. Each lane is a
+    worker thread taking the batches one after another (``_ThreadLane``); a writer that can only
+    write asynchronously (S3 parts) gets a chain of its calls instead, a batch's call starting
+    once the batch before it is written. A batch's buffer goes back once both are done with it."""
 
     def __init__(self, writer: FileWriter, running: RunningHash | None, buffers: BatchBuffers) -> None:
         self._writer = writer
         self._buffers = buffers
+        blocking = writer.blocking_write()
+        self._writing = _ThreadLane(blocking, None) if blocking is not None else None
         self._last_write: asyncio.Future[None] | None = None
         hashing = running.hashing if running else None
-        self._hashing = _HashLane(running.hasher, hashing) if running else None
+        self._hashing = _ThreadLane(running.hasher.update, hashing) if running else None
         self._last_hash = hashing
         # Steps of the batches in flight; an earlier request's hashing counts as one of them.
         self._in_flight: deque[list[asyncio.Future[None]]] = deque([[hashing]] if hashing else [])
@@ -199,11 +204,14 @@ class _Lanes:
             if not unfinished:
                 self._buffers.give_back(batch)
 
-        self._last_write = asyncio.ensure_future(_after(self._last_write, self._writer.write, data))
-        self._last_write.add_done_callback(lambda _: release())
+        if self._writing is not None:
+            self._last_write = self._writing.submit(data, release)
+        else:
+            self._last_write = asyncio.ensure_future(_after(self._last_write, self._writer.write, data))
+            self._last_write.add_done_callback(lambda _: release())
         steps: list[asyncio.Future[None]] = [self._last_write]
         if self._hashing is not None:
-            self._last_hash = self._hashing.hash(data, release)
+            self._last_hash = self._hashing.submit(data, release)
             steps.append(self._last_hash)
         self._in_flight.append(steps)
 
@@ -214,53 +222,75 @@ class _Lanes:
         return self._last_hash
 
     async def settle(self) -> None:
-        """Wait, without raising, until no batch is being written: even when cancelled, which is
-        raised only afterwards (a write into a closed descriptor could land in another file).
-        Each write starts after the one before it, so the last one tells."""
-        if self._last_write is None:
+        """No more batches: wait, without raising, until none is being written, even when
+        cancelled, which is raised only afterwards (a write into a closed descriptor could land in
+        another file). The hashing goes on."""
+        if self._hashing is not None:
+            self._hashing.close()
+        if self._writing is not None:
+            self._writing.close()
+            last = self._writing.idle()
+        else:
+            last = self._last_write  # each write starts after the one before it
+        if last is None:
             return
         cancelled = False
-        while not self._last_write.done():
+        while not last.done():
             try:
-                await asyncio.wait([self._last_write])
+                await asyncio.wait([last])
             except asyncio.CancelledError:
                 cancelled = True
-        if not self._last_write.cancelled():
-            self._last_write.exception()  # retrieved: the error that stopped the upload is raised
+        if not last.cancelled():
+            last.exception()  # retrieved: the error that stopped the upload is raised
         if cancelled:
             raise asyncio.CancelledError
 
 
-class _HashLane:
-    """Hashes batches in order in one worker thread that takes each next batch itself, as soon as
-    it is done with the one before: hashing is what bounds a push, and a trip through the event
-    loop between batches would leave it waiting whenever the loop is busy reading the socket.
+class _ThreadLane:
+    """Runs ``work`` on batches in order in one worker thread that takes each next batch itself,
+    as soon as it is done with the one before: a trip through the event loop between batches
+    would leave the hashing (what bounds a push) or the disk waiting whenever the loop is busy
+    reading the socket.
 
-    The thread runs while batches are queued and ends when none is; the next batch starts another.
-    After a failure every later batch fails with the same error, unhashed."""
+    The thread waits up to LINGER for the next batch, and ends when none comes or the lane is
+    closed with none queued; a later batch starts another. After a failure every later batch
+    fails with the same error, untouched."""
 
-    def __init__(self, hasher: Hasher, after: asyncio.Future[None] | None) -> None:
-        self._hasher = hasher
+    def __init__(self, work: Callable[[memoryview], object], after: asyncio.Future[None] | None) -> None:
+        self._work = work
         self._after = after
-        """The hashing of an earlier request of the same upload, which comes first."""
+        """The work on the last batch of an earlier request of the same upload, which comes first."""
         self._loop = asyncio.get_running_loop()
-        self._lock = threading.Lock()
+        self._ready = threading.Condition()
         self._queued: deque[tuple[memoryview, asyncio.Future[None], Callable[[], None]]] = deque()
         self._running = False
+        self._closed = False
         self._failure: BaseException | None = None
         self._thread: asyncio.Future[None] | None = None
 
-    def hash(self, data: memoryview, done: Callable[[], None]) -> asyncio.Future[None]:
-        """Queue ``data``; the future tells when it is hashed. ``done`` is called, on the event
-        loop, once the thread no longer reads ``data``, whether or not anyone still waits."""
+    def submit(self, data: memoryview, done: Callable[[], None]) -> asyncio.Future[None]:
+        """Queue ``data``; the future tells when the work on it is done. ``done`` is called, on
+        the event loop, once the thread no longer reads ``data``, whether or not anyone still
+        waits."""
         future = self._loop.create_future()
-        with self._lock:
+        with self._ready:
             self._queued.append((data, future, done))
             if self._running:
+                self._ready.notify()
                 return future
             self._running = True
         self._thread = asyncio.ensure_future(self._run())
         return future
+
+    def close(self) -> None:
+        """No more batches: the thread ends once the queued ones are done."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+
+    def idle(self) -> asyncio.Future[None] | None:
+        """Done once no thread runs the work (after ``close``)."""
+        return self._thread
 
     async def _run(self) -> None:
         if self._after is not None:
@@ -270,19 +300,21 @@ class _HashLane:
                 self._failure = asyncio.CancelledError()
             else:
                 self._failure = after.exception()
-        await to_thread.run_sync(self._hash_queued)
+        await to_thread.run_sync(self._take_queued)
 
-    def _hash_queued(self) -> None:
-        """In the worker thread: hash the queued batches until there are none."""
+    def _take_queued(self) -> None:
+        """In the worker thread: work on the queued batches until none comes."""
         while True:
-            with self._lock:
+            with self._ready:
+                if not self._queued and not self._closed:
+                    self._ready.wait(LINGER)
                 if not self._queued:
                     self._running = False
                     return
                 data, future, done = self._queued.popleft()
             if self._failure is None:
                 try:
-                    self._hasher.update(data)
+                    self._work(data)
                 except BaseException as exc:  # handed to whoever waits for it
                     self._failure = exc
             self._loop.call_soon_threadsafe(_resolve, future, self._failure, done)
@@ -298,6 +330,9 @@ def _resolve(future: asyncio.Future[None], failure: BaseException | None, done: 
         future.cancel()  # the earlier request's hashing was cancelled
     else:
         future.set_exception(failure)
+        # Every later batch fails with it too, and the pump raises the first it meets: the rest
+        # are not waited for, and are not worth a "never retrieved" report each.
+        future.exception()
 
 
 async def _after(
