@@ -302,7 +302,9 @@ class Observe:
         pulled = exchange.handler == "manifest" and exchange.method in READ_METHODS and status in {200, 304}
         if (200 <= status < 300 and exchange.method in WRITE_METHODS) or pulled:
             query = scope.get("query_string", b"")
-            return event_for(exchange, route_of(scope), query, _content_type(scope))
+            # Only a pushed manifest's event carries the request's type: a pull skips the search.
+            content_type = _content_type(scope) if exchange.method in WRITE_METHODS else None
+            return event_for(exchange, route_of(scope), query, content_type)
         return None
 
 
