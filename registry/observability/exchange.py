@@ -198,6 +198,8 @@ class Observe:
             series.in_flight.value += 1
         request_id_header = (b"x-request-id", exchange.request_id.encode())
         finished = False
+        # The digest header is read for the events only: writes and manifest pulls.
+        eventful = exchange.method in WRITE_METHODS or exchange.handler == "manifest"
 
         async def counted_receive() -> Message:
             message = await receive()
@@ -209,7 +211,7 @@ class Observe:
             if message["type"] == "http.response.start":
                 exchange.status = message["status"]
                 headers = message.setdefault("headers", [])
-                for name, value in headers:
+                for name, value in headers if eventful else ():
                     # The length first: lower() on every header of every answer adds up.
                     if len(name) == len(DIGEST_HEADER) and name.lower() == DIGEST_HEADER:
                         exchange.digest = value.decode("latin-1")
