@@ -11,9 +11,10 @@ only the event loop's I/O and the system calls, so the two differ by what the pr
 With ``--baseline DIR`` (a checkout of another commit, e.g. ``git archive COMMIT | tar -x -C
 DIR``) each round measures both sources, each in a process of its own, alternating which goes
 first. The registry is configured as ``bench/run`` configures it (filesystem storage, quiet logs,
-the descriptor cache); the rows are ``/v2/``, HEAD of a blob and GET of a manifest by tag, each
-checked for a 200 first. Figures are CPU µs per request (``time.process_time``): the median and
-the range over rounds. The loop is uvloop, as the registry's workers run.
+the descriptor cache); the rows are ``/v2/``, HEAD of a blob, GET of a manifest by tag and GET
+of the tags list, each checked for a 200 first. Figures are CPU µs per request
+(``time.process_time``): the median and the range over rounds. The loop is uvloop, as the
+registry's workers run.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ ROWS = {
     "base": "GET /v2/",
     "head-blob": "HEAD /v2/bench/small/blobs/{blob}",
     "manifest-tag": "GET /v2/bench/small/manifests/latest",
+    "tags-list": "GET /v2/bench/small/tags/list",
 }
 CLIENT_HEADERS = b"Host: 127.0.0.1:5000\r\nUser-Agent: bench\r\n"
 MANIFEST_ACCEPT = b"Accept: application/vnd.oci.image.manifest.v1+json\r\n"

@@ -12,7 +12,7 @@ from ..references import Digest, Tag, parse_reference
 from ..storage import StoredManifest
 from ..storage.manifest_format import IMAGE_MANIFESTS, INDEXES, media_type_of
 from .context import Context
-from .responses import empty
+from .responses import EncodedResponse, empty
 
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_TAGS_PER_PUSH = 100
@@ -53,17 +53,19 @@ async def get_manifest(ctx: Context) -> Response:
     reference = parse_reference(ctx.argument)
     stored = await ctx.storage.manifests.get(ctx.name, reference)
     stored = await _negotiate(ctx, stored, isinstance(reference, Tag))
-    etag = f'"{stored.digest}"'
-    headers = {
-        "Content-Type": stored.media_type,
-        "Docker-Content-Digest": str(stored.digest),
-        "ETag": etag,
-    }
+    digest = str(stored.digest)
+    etag = f'"{digest}"'
     if ctx.request.headers.get("if-none-match") == etag:
-        return empty(304, {k: v for k, v in headers.items() if k != "Content-Type"})
-    if ctx.request.method == "HEAD":
-        return Response(b"", 200, {**headers, "Content-Length": str(len(stored.content))})
-    return Response(stored.content, 200, headers)
+        return empty(304, {"Docker-Content-Digest": digest, "ETag": etag})
+    # A pull's every answer: its headers given as sent, no dictionary to encode.
+    content = stored.content
+    headers = [
+        (b"content-type", stored.media_type.encode("latin-1")),
+        (b"docker-content-digest", digest.encode()),
+        (b"etag", etag.encode()),
+        (b"content-length", b"%d" % len(content)),
+    ]
+    return EncodedResponse(200, headers, b"" if ctx.request.method == "HEAD" else content)
 
 
 async def _read_manifest_body(ctx: Context) -> bytes:

@@ -39,8 +39,20 @@ def json_response(
     headers: dict[str, str] | None = None,
     media_type: str = "application/json",
 ) -> Response:
+    """``document`` as compact JSON; ``media_type`` must not be ``text/*`` (no charset is added)."""
     body = json.dumps(document, separators=(",", ":")).encode()
-    return Response(body, status, headers, media_type=media_type)
+    return EncodedResponse(status, [*_encoded(headers), *_typed(body, media_type)], body)
+
+
+def _encoded(headers: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
+    """Headers as the server sends them, in Starlette's encoding: the names in lower case."""
+    if not headers:
+        return []
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
+def _typed(body: bytes, media_type: str) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    return (b"content-length", b"%d" % len(body)), (b"content-type", media_type.encode("latin-1"))
 
 
 def empty(status: int, headers: dict[str, str] | None = None) -> Response:

@@ -30,7 +30,7 @@ from ..api.router import Route, route_of
 from ..rawbody import raw_body
 from ..zerocopy import ZEROCOPY_SEND
 from .accesslog import AccessLog
-from .events import WRITE_METHODS, EventStream, event_for
+from .events import WRITE_METHODS, Event, EventStream, event_for
 from .metrics import Metrics, RequestSeries
 
 HANDLER_NAMES = {
@@ -198,6 +198,8 @@ class Observe:
             series.in_flight.value += 1
         request_id_header = (b"x-request-id", exchange.request_id.encode())
         finished = False
+        # The digest header is read for the events only: writes and manifest pulls.
+        eventful = exchange.method in WRITE_METHODS or exchange.handler == "manifest"
 
         async def counted_receive() -> Message:
             message = await receive()
@@ -209,7 +211,7 @@ class Observe:
             if message["type"] == "http.response.start":
                 exchange.status = message["status"]
                 headers = message.setdefault("headers", [])
-                for name, value in headers:
+                for name, value in headers if eventful else ():
                     # The length first: lower() on every header of every answer adds up.
                     if len(name) == len(DIGEST_HEADER) and name.lower() == DIGEST_HEADER:
                         exchange.digest = value.decode("latin-1")
@@ -221,7 +223,9 @@ class Observe:
                     # acts on the answer finds the access line and the audit record written.
                     nonlocal finished
                     finished = True
-                    await self._finish(scope, exchange, series)
+                    event = self._finish(scope, exchange, series)
+                    if event is not None:
+                        await self.events.emit(event)
             await send(message)
 
         try:
@@ -233,7 +237,9 @@ class Observe:
             if series is not None:
                 series.in_flight.value -= 1
             if not finished:  # no response, or one cut short
-                await self._finish(scope, exchange, series)
+                event = self._finish(scope, exchange, series)
+                if event is not None:
+                    await self.events.emit(event)
 
     def _begin(self, scope: Scope) -> tuple[Exchange, bool]:
         """The exchange as the request starts, and whether it has ``X-Forwarded-*`` headers."""
@@ -278,7 +284,9 @@ class Observe:
             exchange.reference = found.argument
         return exchange, forwarded
 
-    async def _finish(self, scope: Scope, exchange: Exchange, series: RequestSeries | None) -> None:
+    def _finish(self, scope: Scope, exchange: Exchange, series: RequestSeries | None) -> Event | None:
+        """Records and logs the finished exchange; the event it caused, for the caller to emit
+        (awaited only when there is one: most requests cause none)."""
         duration = time.perf_counter() - exchange.started
         exchange.client = scope["client"][0] if scope.get("client") else ""
         caller: Caller | None = scope.get(CALLER)
@@ -296,9 +304,10 @@ class Observe:
         pulled = exchange.handler == "manifest" and exchange.method in READ_METHODS and status in {200, 304}
         if (200 <= status < 300 and exchange.method in WRITE_METHODS) or pulled:
             query = scope.get("query_string", b"")
-            event = event_for(exchange, route_of(scope), query, _content_type(scope))
-            if event is not None:
-                await self.events.emit(event)
+            # Only a pushed manifest's event carries the request's type: a pull skips the search.
+            content_type = _content_type(scope) if exchange.method in WRITE_METHODS else None
+            return event_for(exchange, route_of(scope), query, content_type)
+        return None
 
 
 def _content_type(scope: Scope) -> str | None:

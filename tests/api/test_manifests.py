@@ -524,6 +524,28 @@ def test_conditional_get_with_etag(client: RegistryClient, repo: str) -> None:
     assert again.status_code == 304
     assert again.content == b""
     assert again.headers["Docker-Content-Digest"] == image.manifest.digest
+    assert again.headers["ETag"] == response.headers["ETag"]
+    assert "Content-Type" not in again.headers
+
+
+MANIFEST_HEADERS = ("Content-Type", "Docker-Content-Digest", "ETag", "Content-Length")
+
+
+@pytest.mark.parametrize("by", ["tag", "digest"])
+def test_head_answers_the_headers_get_does(client: RegistryClient, repo: str, by: str) -> None:
+    image = client.push_image(repo, "v1")
+    reference = "v1" if by == "tag" else image.manifest.digest
+    got = client.get_manifest(repo, reference)
+    head = client.get_manifest(repo, reference, method="HEAD")
+    assert head.status_code == got.status_code == 200
+    expected = {
+        "Content-Type": image.manifest.media_type,
+        "Docker-Content-Digest": image.manifest.digest,
+        "ETag": f'"{image.manifest.digest}"',
+        "Content-Length": str(image.manifest.size),
+    }
+    assert {name: got.headers.get(name) for name in MANIFEST_HEADERS} == expected
+    assert {name: head.headers.get(name) for name in MANIFEST_HEADERS} == expected
 
 
 def test_push_without_content_type_uses_the_declared_media_type(client: RegistryClient, repo: str) -> None:

@@ -41,6 +41,18 @@ def test_list_all_tags(client: RegistryClient, tagged: str) -> None:
     response = tags_page(client, f"/v2/{tagged}/tags/list")
     assert response.json() == {"name": tagged, "tags": ORDERED}
     assert "Link" not in response.headers
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Content-Length"] == str(len(response.content))
+
+
+def test_head_of_the_list_answers_the_headers_get_does(client: RegistryClient, tagged: str) -> None:
+    got = tags_page(client, f"/v2/{tagged}/tags/list?n=4")
+    head = client.head(f"/v2/{tagged}/tags/list?n=4")
+    assert head.status_code == 200
+    assert head.content == b""
+    for name in ("Content-Type", "Content-Length", "Link"):
+        assert head.headers.get(name) == got.headers.get(name), name
+    assert got.headers["Link"]
 
 
 @pytest.mark.parametrize("page_size", [1, 4, 5, 14])
