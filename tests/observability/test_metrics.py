@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from registry.observability.tally import FLUSH_INTERVAL
 from tests.integrity.workers import process_group, serving_process
 from tests.support.processes import free_port
 from tests.support.pushing import OCI_MANIFEST, digest_of, expect, push_image
@@ -162,6 +163,24 @@ def test_a_replaced_worker_keeps_its_totals_and_drops_its_in_flight(
     for key, total in totals.items():
         assert after.get(key, 0) >= total, key
     assert base_gets(after) == base_gets(before) + 10
+
+
+def test_a_killed_workers_published_counts_reach_the_next_scrape(
+    metrics_registry: tuple[RunningRegistry, Scraper],
+) -> None:
+    """``kill -9`` loses at most what a worker counted since its last flush: once that flush is
+    past, every request it served is in the next scrape, exactly."""
+    registry, scraper = metrics_registry
+    assert registry.process is not None
+    before = base_gets(scraper.samples())
+    connection, victim = worker_connection(registry)  # one GET /v2/, then 20 more on it
+    for _ in range(20):
+        assert call(connection, "GET", "/v2/").status == 200
+    time.sleep(2 * FLUSH_INTERVAL)
+    os.kill(victim, signal.SIGKILL)
+    connection.close()
+    wait_for(lambda: victim not in process_group(registry.process.pid))
+    assert base_gets(scraper.samples()) == before + 21
 
 
 UPLOADS = "registry_uploads_in_progress"
