@@ -7,6 +7,7 @@ import http.client
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -242,6 +243,37 @@ def test_uploads_in_progress_whichever_worker_closes_them(
     connection, _ = worker_connection(registry, other_than=kept[1])
     assert call(connection, "DELETE", kept[0]).status == 204
     assert value(scraper.samples(), UPLOADS) == before
+
+
+def test_uploads_in_progress_counts_each_session_closed_once(start_registry: StartRegistry) -> None:
+    """Sessions closed by several requests at once, from several workers (two finishing PUTs and
+    a DELETE, or a failed PUT and a DELETE): each is counted closed once, by whichever closed it."""
+    port = free_port()
+    registry = start_registry({"http": debug_section(port)}, workers=3)
+    scraper = Scraper(port)
+    layer = os.urandom(1 << 20)
+
+    def racing(target: str, requests: list[tuple[str, str, bytes]]) -> list[int]:
+        connections = [worker_connection(registry)[0] for _ in requests]
+        with ThreadPoolExecutor(len(requests)) as pool:
+            statuses = list(
+                pool.map(lambda pair: call(pair[0], *pair[1]).status, zip(connections, requests, strict=True))
+            )
+        for connection in connections:
+            connection.close()
+        return statuses
+
+    for round_ in range(12):
+        target, _ = open_upload(registry, f"metrics/race{round_ % 3}")
+        connection, _ = worker_connection(registry)
+        assert call(connection, "PATCH", target, layer).status == 202
+        connection.close()
+        put = ("PUT", with_digest(target, layer), b"")
+        wrong = ("PUT", with_digest(target, b"other content"), b"")
+        requests = [put, put, ("DELETE", target, b"")] if round_ % 2 else [wrong, ("DELETE", target, b"")]
+        statuses = racing(target, requests)
+        assert set(statuses) <= {201, 204, 400, 404}, statuses
+    assert value(scraper.samples(), UPLOADS) == 0
 
 
 def test_uploads_in_progress_after_a_restart_and_a_purge(start_registry: StartRegistry) -> None:
