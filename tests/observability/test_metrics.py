@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection, HTTPResponse
@@ -323,3 +324,45 @@ def test_the_next_registry_removes_the_metrics_of_one_killed_outright(
     for registry in (running, started):
         registry.stop()
     assert list(temporary.iterdir()) == []
+
+
+def test_an_older_versions_metric_directories_go_once_their_processes_ended(
+    start_registry: StartRegistry, tmp_path: Path
+) -> None:
+    """Directories an older version left (no lock file: its processes named by its files) are
+    removed by the next registry started there once none of those processes runs; one still
+    running, and one being made (no lock file yet, just made), are left alone."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    dead_pid = _ended_pid()
+    long_ago = time.time() - 3600
+
+    def older_version(name: str, pid: int, age: float) -> Path:
+        directory = temporary / f"dockyard-metrics-{name}"
+        directory.mkdir()
+        for kind in ("counter", "histogram", "gauge_livesum"):
+            (directory / f"{kind}_{pid}.db").write_bytes(b"\0" * 16)
+        os.utime(directory, (age, age))
+        return directory
+
+    dead = older_version("dead", dead_pid, long_ago)
+    running = older_version("running", os.getpid(), long_ago)
+    empty = temporary / "dockyard-metrics-empty"  # an older version's, that never counted
+    empty.mkdir()
+    os.utime(empty, (long_ago, long_ago))
+    being_made = temporary / "dockyard-metrics-new"
+    being_made.mkdir()
+    registry = start_registry({"http": debug_section(free_port())}, workers=2, env={"TMPDIR": str(temporary)})
+    assert not dead.exists()
+    assert not empty.exists()
+    assert running.exists()
+    assert being_made.exists()
+    registry.stop()
+    assert sorted(temporary.iterdir()) == sorted([running, being_made])
+
+
+def _ended_pid() -> int:
+    """The pid of a process that ran and ended."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
