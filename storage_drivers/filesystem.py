@@ -470,6 +470,7 @@ class FilesystemDriver(StorageDriver):
         await _in_thread(path, put)
 
     creates_exclusively = True
+    deletes_exactly = True  # unlink
 
     async def _create_content(self, path: str, data: bytes) -> bool:
         def create() -> bool:

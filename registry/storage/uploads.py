@@ -221,10 +221,10 @@ class Uploads:
         self._hashes.drop((name, upload_id))
         started_at = paths.upload_started_at(name, upload_id)
         try:
-            await self._close_session(started_at, opened)
-            # The start record was all the upload held (its data was committed, then moved or
-            # dropped by ingest): one request removes what is left of its directory.
-            await self._driver.delete_many([started_at])
+            if await self._close_session(started_at, opened) and self._driver.deletes_exactly:
+                # The start record was all the upload held (its data was committed, then moved
+                # or dropped by ingest): its emptied directory goes too.
+                await self._driver.delete_many([started_at])
         except StorageError as exc:
             # The blob is in place: the client gets its 201, upload purging removes the rest.
             log.warning("the finished upload %s stays until purged: %s", upload_id, exc)
@@ -245,12 +245,16 @@ class Uploads:
     async def _close_session(self, started_at: str, opened: float) -> bool:
         """Remove the session's start record; whether this call removed it. Only the request that
         removed it counts the session closed, so finishing, cancelling and purging, racing in any
-        workers, count it once (a file's removal is one atomic step: exactly one request gets to
-        remove it; on S3 a HEAD then a DELETE, two at the same instant could both)."""
-        try:
-            await self._driver.delete(started_at)
-        except PathNotFound:
-            return False
+        workers, count it once. Where a delete cannot tell (S3: one DELETE request, answered
+        alike whether the object was there), it removes the record and says so: closings racing
+        at the same instant may then both count."""
+        if not self._driver.deletes_exactly:
+            await self._driver.delete_many([started_at])
+        else:
+            try:
+                await self._driver.delete(started_at)
+            except PathNotFound:
+                return False
         # Whole seconds: S3 keeps an object's time to the second.
         if self.watch is not None and int(opened) >= int(self.watch.since):
             self.watch.change(-1)
