@@ -31,16 +31,10 @@ class PendingHistogram:
 
     def __init__(self, child: Histogram) -> None:
         self.child = child
-        # The child's own bounds: prometheus_client keeps them (with +Inf last), and its sum and
+        # The child's own bounds (with +Inf last): prometheus_client keeps them, and its sum and
         # bucket values, in these attributes; tests/observability checks them after every push.
-        upper: list[float] = child._upper_bounds
-        finite = upper[:-1]
-        self.bounds: list[float] | list[int] = (
-            [int(bound) for bound in finite] if all(bound.is_integer() for bound in finite) else finite
-        )
-        """The finite bounds, searched by ``bisect_left`` (past the last: the +Inf bucket). Whole
-        numbers as ``int``: sizes, counted in ``int``, compare faster with their own kind."""
-        self.counts = [0] * len(upper)
+        self.bounds: list[float] = child._upper_bounds
+        self.counts = [0] * len(self.bounds)
         self.total = 0.0
 
     def observe(self, value: float) -> None:
