@@ -161,6 +161,11 @@ class StorageDriver(ABC):
     creates_exclusively: bool = False
     """Whether ``create_content`` can store an object only where none is, as one atomic step."""
 
+    deletes_exactly: bool = False
+    """Whether ``delete`` of one object is one atomic step, as cheap as ``delete_many`` of it:
+    of concurrent deletes of it, in any workers, exactly one succeeds, the others raise
+    PathNotFound. (S3 answers a DELETE alike whether the object was there or not.)"""
+
     async def create_content(self, path: str, data: bytes) -> bool:
         """Store a small object as ``put_content`` does, but only if nothing is stored at ``path``:
         False, and nothing changed, when something is. Of any number of concurrent calls for one

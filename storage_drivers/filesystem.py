@@ -416,6 +416,8 @@ class _FilesystemWriter(FileWriter):
         def publish() -> None:
             os.fdatasync(fd)
             os.replace(self._pending_path, self._full_path)
+            # The rename too, as every other write's: committed data survives a crash as such.
+            _sync_directory(os.path.dirname(self._full_path))
 
         try:
             await _in_thread(self._path, publish)
@@ -475,6 +477,7 @@ class FilesystemDriver(StorageDriver):
         await _in_thread(path, put)
 
     creates_exclusively = True
+    deletes_exactly = True  # unlink
 
     async def _create_content(self, path: str, data: bytes) -> bool:
         def create() -> bool:

@@ -88,6 +88,7 @@ class InMemoryDriver(StorageDriver):
         self._store(path, bytes(data))
 
     creates_exclusively = True  # one process, and no await between the look and the store
+    deletes_exactly = True
 
     async def _create_content(self, path: str, data: bytes) -> bool:
         if path in self._objects:

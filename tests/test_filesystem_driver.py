@@ -251,4 +251,10 @@ async def test_every_acknowledged_write_syncs_the_directory_that_gained_an_entry
     )
     assert {tmp_path / "repo"} <= set(gained("a batch"))
     assert (tmp_path / "repo" / "m" / "tags" / "t" / "link").read_bytes() == b"2"
+    writer = await driver.writer("/uploads/u/data")
+    await writer.write(b"upload")
+    del synced[:]
+    await writer.commit()  # an upload's data, renamed from its pending file
+    assert tmp_path / "uploads" / "u" in gained("a writer's commit")
+    assert (tmp_path / "uploads" / "u" / "data").read_bytes() == b"upload"
     assert _temp_files(tmp_path) == []

@@ -193,8 +193,11 @@ class Observe:
                 await self.debug[1](scope, receive, send)
                 return
         exchange, forwarded = self._begin(scope)
-        series = self.metrics.series(exchange.handler, exchange.method) if self.metrics is not None else None
-        if series is not None:
+        metrics = self.metrics
+        series = None
+        if metrics is not None:
+            key = (exchange.handler, exchange.method)
+            series = metrics.known_series.get(key) or metrics.series(*key)
             series.in_flight.value += 1
         request_id_header = (b"x-request-id", exchange.request_id.encode())
         finished = False

@@ -49,6 +49,8 @@ STORAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 METHODS = frozenset({"get", "head", "put", "post", "patch", "delete", "options"})
 """Methods counted by name; any other a client sends is ``other``: the series stay bounded."""
+BODY_METHODS = frozenset({"put", "post", "patch"})
+"""The methods whose request bodies are content; the API reads no other request's body."""
 CONTENT_TYPES = {"blob": "blob", "blob_upload": "blob", "blob_upload_chunk": "blob", "manifest": "manifest"}
 """The handlers whose bodies are content, for the bytes pushed and pulled."""
 
@@ -74,8 +76,10 @@ class RequestSeries:
         self.duration = metrics.histogram(metrics.duration, handler, method)
         self.request_size = metrics.histogram(metrics.request_size, handler)
         self.response_size = metrics.histogram(metrics.response_size, handler)
-        self.pushed = metrics.count(metrics.pushed_bytes, content) if content is not None else None
-        """The bytes pushed (request bodies) for content handlers, else None."""
+        pushed = metrics.count(metrics.pushed_bytes, content) if content is not None else None
+        self.pushed = pushed if method in BODY_METHODS else None
+        """The bytes pushed (request bodies) for content handlers' methods that send content
+        (the series is shown from the first request of any), else None."""
         self.pulled = (
             metrics.count(metrics.pulled_bytes, content) if content is not None and method == "get" else None
         )
@@ -212,7 +216,8 @@ class Metrics:
             registry=own,
         )
         self.tally = Tally()
-        self._series: dict[tuple[str, str], RequestSeries] = {}
+        self.known_series: dict[tuple[str, str], RequestSeries] = {}
+        """By handler and method as sent: what ``series`` made, for a lookup without a call."""
         self._in_flight: dict[str, Live] = {}
         self._counts: dict[tuple[Counter | Gauge, tuple[str, ...]], Count] = {}
         self._histograms: dict[tuple[Histogram, tuple[str, ...]], PendingHistogram] = {}
@@ -224,16 +229,16 @@ class Metrics:
         """``handler`` must be one of the fixed names; ``method`` may be anything a client sent
         (kept as sent: a client's few spellings each find their series at once)."""
         key = (handler, method)
-        found = self._series.get(key)
+        found = self.known_series.get(key)
         if found is None:
             label = method.lower()
             if label not in METHODS:
                 label = "other"
-            found = self._series.get((handler, label))
+            found = self.known_series.get((handler, label))
             if found is None:
-                found = self._series[(handler, label)] = RequestSeries(self, handler, label)
-            if len(self._series) < 1000:  # unknown methods: the series stay few, the keys too
-                self._series[key] = found
+                found = self.known_series[(handler, label)] = RequestSeries(self, handler, label)
+            if len(self.known_series) < 1000:  # unknown methods: the series stay few, the keys too
+                self.known_series[key] = found
         return found
 
     def live(self, handler: str) -> Live:

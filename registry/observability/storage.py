@@ -100,6 +100,7 @@ class ObservedDriver(StorageDriver):
         self.driver = driver
         self.unfinished_reads = driver.unfinished_reads
         self.creates_exclusively = driver.creates_exclusively
+        self.deletes_exactly = driver.deletes_exactly
         self.listing_carries_stats = driver.listing_carries_stats
         self._actions = {
             action: _Action(action, metrics, driver.name, action in STORAGE_ACTIONS)

@@ -8,7 +8,8 @@ are forked, since prometheus_client reads ``PROMETHEUS_MULTIPROC_DIR`` when it i
 removed when the registry stops. A registry killed outright cannot remove its own: the next one
 started with the same temporary directory does. It knows a dead registry's directory by the
 lock on its ``lock`` file, which the registry and its workers hold as long as one of them runs
-(and the kernel drops when the last dies, whatever killed it).
+(and the kernel drops when the last dies, whatever killed it); an older version's directory,
+which has no lock file, by its files' names: the pids of its processes, none of which runs.
 
 This module imports nothing of prometheus_client: the supervisor stays small.
 """
@@ -34,6 +35,8 @@ LIVE_GAUGE_FILES = ("gauge_livesum_{pid}.db", "gauge_liveall_{pid}.db")
 PREFIX = "dockyard-metrics-"
 LOCK = "lock"
 """Held while the registry runs; prometheus_client reads only the ``.db`` files beside it."""
+MAKING_SECONDS = 60.0
+"""Past this age a directory without a lock file is not one a registry is making."""
 
 
 @contextlib.contextmanager
@@ -81,12 +84,16 @@ def _locked_directory(temporary: Path) -> tuple[Path, int]:
 
 
 def _forget_dead_registries(temporary: Path) -> None:
-    """Remove the metric directories of registries killed outright: those whose lock is free. A
-    directory without its lock file yet is one a registry is making: it is left alone."""
+    """Remove the metric directories of registries killed outright: those whose lock is free,
+    and those of older versions, which kept no lock file, once none of their writers runs."""
     for directory in temporary.glob(f"{PREFIX}*"):
         try:
             lock = os.open(directory / LOCK, os.O_RDWR | os.O_CLOEXEC)
-        except OSError:  # none (being made, or not a registry's), or another user's
+        except FileNotFoundError:
+            if _abandoned(directory):
+                shutil.rmtree(directory, ignore_errors=True)
+            continue
+        except OSError:  # another user's, or not a directory
             continue
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -95,6 +102,20 @@ def _forget_dead_registries(temporary: Path) -> None:
             pass  # a running registry's
         finally:
             os.close(lock)
+
+
+def _abandoned(directory: Path) -> bool:
+    """Whether a directory without a lock file is an older version's whose processes all ended
+    (each names its files by its pid). One a registry is making lacks its lock file for an
+    instant: a directory younger than MAKING_SECONDS is left alone, as is another user's."""
+    try:
+        made = directory.stat()
+        writers = {path.stem.rpartition("_")[2] for path in directory.glob("*.db")}
+    except OSError:
+        return False
+    if made.st_uid != os.getuid() or time.time() - made.st_mtime < MAKING_SECONDS:
+        return False
+    return not any(_running(int(pid)) for pid in writers if pid.isdigit())
 
 
 def _running(pid: int) -> bool:

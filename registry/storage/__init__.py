@@ -22,6 +22,12 @@ from .services import BlobService, ManifestService
 from .tags import Tags
 from .uploads import Uploads
 
+STAGED_WRITE_AGE = 3600.0
+"""Seconds since its last write past which a staged file outside the uploads is a dead writer's:
+a live one (a blob's move, a record's write, a mirror's download, which fails after 30 s without
+bytes) writes it within seconds. Upload purging's ``age`` may be shorter: it bounds uploads."""
+
+
 if TYPE_CHECKING:
     from ..lifecycle.guard import PushGuard
 
@@ -99,13 +105,17 @@ class Storage:
 
     async def purge_uploads(self, age: float, dry_run: bool = False) -> list[str]:
         """Delete uploads started more than ``age`` seconds ago in every repository, and what
-        the driver keeps of unfinished writes that old (S3 multipart uploads)."""
+        the driver keeps of unfinished writes that old (S3 multipart uploads, files a writer
+        killed mid-write staged beside their targets): in the repositories, and, at least
+        STAGED_WRITE_AGE old, beside the blobs and the registry's own records."""
         older_than = time.time() - age
         purged: list[str] = []
         async for name in walk_repositories(self.driver, paths.UPLOADS_DIR):
             purged += await self.uploads.purge(name, older_than, dry_run)
         if not dry_run:
             await self.driver.purge_incomplete(paths.REPOSITORIES, age)
+            for path in (paths.BLOBS, paths.DOCKYARD):
+                await self.driver.purge_incomplete(path, max(age, STAGED_WRITE_AGE))
         return purged
 
     async def check(self) -> None:

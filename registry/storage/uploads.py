@@ -193,36 +193,41 @@ class Uploads:
     ) -> int:
         """Commit the upload's data (unless sealed), verify it and make it the blob; its size."""
         data_path = paths.upload_data(name, upload_id)
-        if writer is not None:
-            try:
-                await writer.commit()
-            except BaseException:
-                self._hashes.drop((name, upload_id))
-                await writer.close()
-                raise
-            size = writer.size
-        if running is not None and running.algorithm == digest.algorithm:
-            computed = await running.hexdigest()
-        else:
-            computed = await self._hash_stored(data_path, digest.algorithm)
-        if computed != digest.hex:
-            await self.cancel(name, upload_id)
-            raise RegistryError(
-                ErrorCode.DIGEST_INVALID,
-                {"expected": str(digest), "computed": f"{digest.algorithm}:{computed}"},
-            )
-        await self._blobs.ingest(name, data_path, digest, size)
-        self._hashes.drop((name, upload_id))
         try:
-            # A finished upload holds its start record alone (its data was committed, then moved
-            # or dropped by ingest): deleting that one object takes one request, where deleting
-            # the folder lists it first (S3: a listing of keys and one of multipart uploads).
-            await self._driver.delete_many([paths.upload_started_at(name, upload_id)])
+            if writer is not None:
+                try:
+                    await writer.commit()
+                except BaseException:
+                    self._hashes.drop((name, upload_id))
+                    await writer.close()
+                    raise
+                size = writer.size
+            if running is not None and running.algorithm == digest.algorithm:
+                computed = await running.hexdigest()
+            else:
+                computed = await self._hash_stored(data_path, digest.algorithm)
+            if computed != digest.hex:
+                with contextlib.suppress(RegistryError):  # cancelled by its client meanwhile
+                    await self.cancel(name, upload_id)
+                raise RegistryError(
+                    ErrorCode.DIGEST_INVALID,
+                    {"expected": str(digest), "computed": f"{digest.algorithm}:{computed}"},
+                )
+            await self._blobs.ingest(name, data_path, digest, size)
+        except PathNotFound:
+            # Cancelled, purged or finished by another request meanwhile: its data is gone.
+            self._hashes.drop((name, upload_id))
+            raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"upload": upload_id}) from None
+        self._hashes.drop((name, upload_id))
+        started_at = paths.upload_started_at(name, upload_id)
+        try:
+            if await self._close_session(started_at, opened) and self._driver.deletes_exactly:
+                # The start record was all the upload held (its data was committed, then moved
+                # or dropped by ingest): its emptied directory goes too.
+                await self._driver.delete_many([started_at])
         except StorageError as exc:
             # The blob is in place: the client gets its 201, upload purging removes the rest.
             log.warning("the finished upload %s stays until purged: %s", upload_id, exc)
-        else:
-            self._closed(opened)
         return size
 
     async def cancel(self, name: RepositoryName, upload_id: UploadId) -> None:
@@ -231,16 +236,29 @@ class Uploads:
 
     async def _delete(self, name: RepositoryName, upload_id: UploadId, opened: float) -> None:
         self._hashes.drop((name, upload_id))
-        try:
+        if not await self._close_session(paths.upload_started_at(name, upload_id), opened):
+            # Closed by another request meanwhile (finished, cancelled, purged): it removes the rest.
+            raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"upload": upload_id})
+        with contextlib.suppress(PathNotFound):
             await self._driver.delete(paths.upload(name, upload_id))
-        except PathNotFound:
-            raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"upload": upload_id}) from None
-        self._closed(opened)
 
-    def _closed(self, opened: float) -> None:
+    async def _close_session(self, started_at: str, opened: float) -> bool:
+        """Remove the session's start record; whether this call removed it. Only the request that
+        removed it counts the session closed, so finishing, cancelling and purging, racing in any
+        workers, count it once. Where a delete cannot tell (S3: one DELETE request, answered
+        alike whether the object was there), it removes the record and says so: closings racing
+        at the same instant may then both count."""
+        if not self._driver.deletes_exactly:
+            await self._driver.delete_many([started_at])
+        else:
+            try:
+                await self._driver.delete(started_at)
+            except PathNotFound:
+                return False
         # Whole seconds: S3 keeps an object's time to the second.
         if self.watch is not None and int(opened) >= int(self.watch.since):
             self.watch.change(-1)
+        return True
 
     async def _require(self, name: RepositoryName, upload_id: UploadId) -> float:
         """When the upload was opened (its start record's time); BLOB_UPLOAD_UNKNOWN if it is not."""
@@ -283,9 +301,11 @@ class Uploads:
             if started is not None and started < older_than:
                 purged.append(entry)
                 if not dry_run:
+                    # Counted closed only if its start record was still there: a directory left
+                    # without it was counted when the record went.
+                    await self._close_session(paths.started_at_in(entry), started)
                     with contextlib.suppress(PathNotFound):  # another worker purged it first
                         await self._driver.delete(entry)
-                        self._closed(started)
         return purged
 
     async def _started_at(self, upload_dir: str) -> float | None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.support.pushing import error_codes, expect, start_upload
+from registry.storage import STAGED_WRITE_AGE
+from tests.support.pushing import error_codes, expect, push_blob, push_blob_chunked, start_upload
 from tests.support.registry import RunningRegistry, StartRegistry
 
 AGE_SECONDS = 3
@@ -82,3 +84,64 @@ def test_dry_run_and_disabled_purging_keep_uploads(start_registry: StartRegistry
             assert expect(client.get(locations[registry.port]), 204).headers["Range"] == "0-3"
         assert len(_upload_dirs(registry, name)) == 1
     assert "purge" not in disabled.log()
+
+
+def _plant(path: Path, age: float, tree: bool = False) -> Path:
+    """A staged write (a file, or a private tree) last written ``age`` seconds ago."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if tree:
+        (path / "sha256" / "ab").mkdir(parents=True)
+        (path / "sha256" / "ab" / "link").write_bytes(b"sha256:" + b"0" * 64)
+    else:
+        path.write_bytes(os.urandom(100))
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return path
+
+
+def test_writes_a_kill_left_are_purged_and_live_ones_kept(start_registry: StartRegistry) -> None:
+    """Staged files beside the blobs and in the registry's own records, left by writers killed
+    mid-write, go with upload purging once older than STAGED_WRITE_AGE (however short the
+    uploads' age); younger ones, a writer still writing and pushes under way are left alone."""
+    registry = start_registry(_purging())
+    name = "purge/leftovers"
+    with httpx.Client(base_url=registry.url, timeout=30) as client:
+        digest = push_blob(client, name, os.urandom(5000))
+    v2 = registry.root / "docker/registry/v2"
+    group = v2 / "blobs/sha256" / digest.removeprefix("sha256:")[:2]
+    dead = STAGED_WRITE_AGE + 600
+    leftovers = [
+        _plant(group / ".dockyard-0123456789abcdef.tmp", dead),
+        _plant(group / digest.removeprefix("sha256:") / ".dockyard-pending-data", dead),
+        _plant(v2 / "_dockyard/gc/.dockyard-fedcba9876543210.tmp", dead, tree=True),
+        _plant(v2 / "_dockyard/notifications/hook/.dockyard-1111111111111111.tmp", dead),
+    ]
+    kept = [
+        _plant(group / ".dockyard-2222222222222222.tmp", STAGED_WRITE_AGE - 600),  # past the uploads' age
+        _plant(v2 / "_dockyard/fetches/.dockyard-pending-data", 0),
+    ]
+    live = group / ".dockyard-3333333333333333.tmp"
+    stop = threading.Event()
+
+    def write_slowly() -> None:  # a writer still writing: its file is never old
+        with live.open("wb") as file:
+            while not stop.wait(0.2):
+                file.write(os.urandom(1000))
+                file.flush()
+
+    writer = threading.Thread(target=write_slowly)
+    writer.start()
+    pushed = []
+    try:
+        with httpx.Client(base_url=registry.url, timeout=30) as client:
+            deadline = time.monotonic() + 4 * INTERVAL_SECONDS + 20
+            while any(path.exists() for path in leftovers):
+                assert time.monotonic() < deadline, [path for path in leftovers if path.exists()]
+                content = os.urandom(200_000)
+                pushed.append((push_blob_chunked(client, name, content, 64_000), content))
+            for digest, content in pushed:  # every push during the purges is whole
+                assert expect(client.get(f"/v2/{name}/blobs/{digest}"), 200).content == content
+    finally:
+        stop.set()
+        writer.join()
+    assert all(path.exists() for path in [*kept, live])

@@ -6,7 +6,9 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from registry.observability.tally import FLUSH_INTERVAL
 from tests.integrity.workers import process_group, serving_process
 from tests.support.processes import free_port
 from tests.support.pushing import OCI_MANIFEST, digest_of, expect, push_image
@@ -164,6 +167,24 @@ def test_a_replaced_worker_keeps_its_totals_and_drops_its_in_flight(
     assert base_gets(after) == base_gets(before) + 10
 
 
+def test_a_killed_workers_published_counts_reach_the_next_scrape(
+    metrics_registry: tuple[RunningRegistry, Scraper],
+) -> None:
+    """``kill -9`` loses at most what a worker counted since its last flush: once that flush is
+    past, every request it served is in the next scrape, exactly."""
+    registry, scraper = metrics_registry
+    assert registry.process is not None
+    before = base_gets(scraper.samples())
+    connection, victim = worker_connection(registry)  # one GET /v2/, then 20 more on it
+    for _ in range(20):
+        assert call(connection, "GET", "/v2/").status == 200
+    time.sleep(2 * FLUSH_INTERVAL)
+    os.kill(victim, signal.SIGKILL)
+    connection.close()
+    wait_for(lambda: victim not in process_group(registry.process.pid))
+    assert base_gets(scraper.samples()) == before + 21
+
+
 UPLOADS = "registry_uploads_in_progress"
 
 
@@ -225,6 +246,37 @@ def test_uploads_in_progress_whichever_worker_closes_them(
     assert value(scraper.samples(), UPLOADS) == before
 
 
+def test_uploads_in_progress_counts_each_session_closed_once(start_registry: StartRegistry) -> None:
+    """Sessions closed by several requests at once, from several workers (two finishing PUTs and
+    a DELETE, or a failed PUT and a DELETE): each is counted closed once, by whichever closed it."""
+    port = free_port()
+    registry = start_registry({"http": debug_section(port)}, workers=3)
+    scraper = Scraper(port)
+    layer = os.urandom(1 << 20)
+
+    def racing(target: str, requests: list[tuple[str, str, bytes]]) -> list[int]:
+        connections = [worker_connection(registry)[0] for _ in requests]
+        with ThreadPoolExecutor(len(requests)) as pool:
+            statuses = list(
+                pool.map(lambda pair: call(pair[0], *pair[1]).status, zip(connections, requests, strict=True))
+            )
+        for connection in connections:
+            connection.close()
+        return statuses
+
+    for round_ in range(12):
+        target, _ = open_upload(registry, f"metrics/race{round_ % 3}")
+        connection, _ = worker_connection(registry)
+        assert call(connection, "PATCH", target, layer).status == 202
+        connection.close()
+        put = ("PUT", with_digest(target, layer), b"")
+        wrong = ("PUT", with_digest(target, b"other content"), b"")
+        requests = [put, put, ("DELETE", target, b"")] if round_ % 2 else [wrong, ("DELETE", target, b"")]
+        statuses = racing(target, requests)
+        assert set(statuses) <= {201, 204, 400, 404}, statuses
+    assert value(scraper.samples(), UPLOADS) == 0
+
+
 def test_uploads_in_progress_after_a_restart_and_a_purge(start_registry: StartRegistry) -> None:
     port = free_port()
     registry = start_registry({"http": debug_section(port)}, workers=2)
@@ -272,3 +324,45 @@ def test_the_next_registry_removes_the_metrics_of_one_killed_outright(
     for registry in (running, started):
         registry.stop()
     assert list(temporary.iterdir()) == []
+
+
+def test_an_older_versions_metric_directories_go_once_their_processes_ended(
+    start_registry: StartRegistry, tmp_path: Path
+) -> None:
+    """Directories an older version left (no lock file: its processes named by its files) are
+    removed by the next registry started there once none of those processes runs; one still
+    running, and one being made (no lock file yet, just made), are left alone."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    dead_pid = _ended_pid()
+    long_ago = time.time() - 3600
+
+    def older_version(name: str, pid: int, age: float) -> Path:
+        directory = temporary / f"dockyard-metrics-{name}"
+        directory.mkdir()
+        for kind in ("counter", "histogram", "gauge_livesum"):
+            (directory / f"{kind}_{pid}.db").write_bytes(b"\0" * 16)
+        os.utime(directory, (age, age))
+        return directory
+
+    dead = older_version("dead", dead_pid, long_ago)
+    running = older_version("running", os.getpid(), long_ago)
+    empty = temporary / "dockyard-metrics-empty"  # an older version's, that never counted
+    empty.mkdir()
+    os.utime(empty, (long_ago, long_ago))
+    being_made = temporary / "dockyard-metrics-new"
+    being_made.mkdir()
+    registry = start_registry({"http": debug_section(free_port())}, workers=2, env={"TMPDIR": str(temporary)})
+    assert not dead.exists()
+    assert not empty.exists()
+    assert running.exists()
+    assert being_made.exists()
+    registry.stop()
+    assert sorted(temporary.iterdir()) == sorted([running, being_made])
+
+
+def _ended_pid() -> int:
+    """The pid of a process that ran and ended."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
