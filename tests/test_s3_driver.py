@@ -388,6 +388,28 @@ class TestSmallReadsAndReadAhead:
         await pieces.aclose()  # the piece read ahead is waited for, then the stream closed
         assert await read_all(driver, "/blobs/big", len(data) - 3) == data[-3:]
 
+    async def test_keys_that_need_encoding_are_signed_as_s3_checks(
+        self, ceph_rgw: CephRGW, s3_bucket: str
+    ) -> None:
+        """The signed path writes the canonical URI and query S3 recomputes: a key with spaces,
+        reserved and non-ASCII characters (a ``rootdirectory`` may hold them) is stored, read,
+        listed and deleted under its own name."""
+        driver = S3Driver(parse_settings(ceph_rgw.driver_parameters(s3_bucket)))
+        objects = driver._objects
+        assert isinstance(objects, LeanObjects)
+        odd = "odd/a b+c=d&e;f,g@h:i$j'k(l)m!n*o~p\u00fc%20q"
+        try:
+            await anyio.to_thread.run_sync(lambda: objects.put(f"{odd}/file", b"stored", {}))
+            assert await anyio.to_thread.run_sync(lambda: objects.get(f"{odd}/file")) == b"stored"
+            assert (await anyio.to_thread.run_sync(lambda: objects.head(f"{odd}/file"))).size == 6
+            assert await anyio.to_thread.run_sync(lambda: objects.first_modified(f"{odd}/"))
+            assert keys(ceph_rgw, s3_bucket, "odd/") == [f"{odd}/file"]
+            refused = await anyio.to_thread.run_sync(lambda: objects.delete_keys([f"{odd}/file", f"{odd}/x"]))
+            assert refused is None
+            assert keys(ceph_rgw, s3_bucket, "odd/") == []
+        finally:
+            await driver.close()
+
     def test_checking_the_configuration_leaves_boto3_unloaded(self) -> None:
         script = textwrap.dedent(
             """
@@ -489,6 +511,74 @@ class TestTransientFailures:
         with pytest.raises(StorageUnavailable):
             await driver.put_content("/blob", b"x")
         await driver.close()
+
+
+class _Forgetful(BaseHTTPRequestHandler):
+    """An S3 endpoint serving one object, that closes each connection after its answer without
+    saying so (as a server dropping idle keep-alive connections does), and cuts the first GET of
+    the object short after ``cut`` bytes."""
+
+    protocol_version = "HTTP/1.1"
+    content = pattern(3 * MIB + 5, seed=3)
+    cut = MIB + 7
+    ranges: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        wanted = self.headers.get("Range", "bytes=0-")
+        type(self).ranges.append(wanted)
+        first_text, _, last_text = wanted.removeprefix("bytes=").partition("-")
+        first = int(first_text)
+        last = int(last_text) if last_text else len(self.content) - 1
+        body = self.content[first : last + 1]
+        self.send_response(206 if "Range" in self.headers else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", '"one-version"')
+        self.end_headers()
+        self.wfile.write(body[: self.cut] if len(type(self).ranges) == 1 else body)
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def forgetful_endpoint() -> Iterator[tuple[str, type[_Forgetful]]]:
+    handler = type("Handler", (_Forgetful,), {"ranges": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+class TestSignedConnections:
+    async def test_a_read_cut_short_resumes_where_it_stopped(
+        self, forgetful_endpoint: tuple[str, type[_Forgetful]]
+    ) -> None:
+        endpoint, handler = forgetful_endpoint
+        driver = offline_driver(endpoint, attempts=1)
+        try:
+            assert await read_all(driver, "/blob") == handler.content
+            assert handler.ranges[0] == "bytes=0-"
+            # Every byte that arrived is kept: the read resumes right after the last one, once.
+            assert handler.ranges[1:] == [f"bytes={handler.cut}-"]
+        finally:
+            await driver.close()
+
+    async def test_a_connection_the_server_closed_is_not_a_failure(
+        self, forgetful_endpoint: tuple[str, type[_Forgetful]]
+    ) -> None:
+        """With one attempt per call, every call after the first finds its kept-alive connection
+        closed by the server, and sends again on a new one."""
+        endpoint, handler = forgetful_endpoint
+        handler.ranges.append("")  # no cut
+        driver = offline_driver(endpoint, attempts=1)
+        try:
+            for _ in range(3):
+                assert await driver.get_content("/blob") == handler.content
+        finally:
+            await driver.close()
 
 
 class TestConfiguration:

@@ -24,12 +24,11 @@ from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDri
 from ..config import Parameters
 from .clients import BULK, QUICK, CallBudget, S3Clients, make_client, new_session
 from .errors import TRANSIENT_TRANSPORT, in_thread, status_code, translate
-from .lean import BotoObjects, LeanObjects, ObjectCalls, ObjectHead
+from .lean import BotoObjects, LeanObjects, ObjectCalls, ObjectHead, Readable
 from .settings import MAX_PART, S3Settings, parse_settings
 from .writer import HIDDEN_PREFIX, S3Writer, WriterCalls
 
 if TYPE_CHECKING:
-    from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, MultipartUploadTypeDef
 
@@ -47,7 +46,7 @@ PUTS_IN_FLIGHT = 32
 """Small objects a batch write sends at once."""
 
 
-def _read_ahead(body: StreamingBody) -> asyncio.Future[bytes]:
+def _read_ahead(body: Readable) -> asyncio.Future[bytes]:
     """The next ``READ_CHUNK`` bytes of ``body``, read in a worker thread from now on."""
     return asyncio.ensure_future(to_thread.run_sync(body.read, READ_CHUNK))
 
@@ -169,7 +168,7 @@ class S3Driver(StorageDriver):
                 raise InvalidOffset(path, f"offset {offset} beyond the end")
             return
         position, resumes, etag = offset, 0, ""
-        body: StreamingBody | None = None
+        body: Readable | None = None
         pending: asyncio.Future[bytes] | None = None
         try:
             while end is None or position < end:
