@@ -315,8 +315,9 @@ class S3Driver(StorageDriver):
 
         return [self._path_of(key) for key in await in_thread(path, scan)]
 
-    async def _move(self, source: str, destination: str) -> None:
-        size = (await self._head(source)).size
+    async def _move(self, source: str, destination: str, size: int | None) -> None:
+        if size is None:
+            size = (await self._head(source)).size
         source_key, destination_key = self._key(source), self._key(destination)
         if size <= self.settings.multipartcopythresholdsize or size == 0:
             arguments = self.settings.put_arguments()
