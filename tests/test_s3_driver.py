@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -38,6 +40,7 @@ from storage_drivers.s3.writer import pending_key
 from storage_drivers.testsuite import MIB, DriverConformance, pattern, read_all
 from tests.support.ceph import CephRGW
 from tests.support.processes import free_port
+from tests.support.tls import make_certificates
 
 ROOT = "/registry-root"
 
@@ -552,7 +555,74 @@ def forgetful_endpoint() -> Iterator[tuple[str, type[_Forgetful]]]:
     server.server_close()
 
 
+@pytest.fixture
+def tls_gateway(ceph_rgw: CephRGW, tmp_path: Any) -> Iterator[tuple[str, str]]:
+    """The gateway behind a TLS terminator that relays bytes unchanged: its https endpoint and
+    the CA file that trusts it."""
+    certificates = make_certificates(tmp_path / "tls")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.server_cert, certificates.server_key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    gateway = ceph_rgw.endpoint.removeprefix("http://").rpartition(":")
+
+    def relay(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            target.close()
+            source.close()
+
+    def serve() -> None:
+        while True:
+            try:
+                accepted, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                client = context.wrap_socket(accepted, server_side=True)
+            except OSError:
+                accepted.close()  # a client that refused the certificate
+                continue
+            upstream = socket.create_connection((gateway[0], int(gateway[2])))
+            threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=relay, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}", str(certificates.ca_cert)
+    listener.close()
+
+
+SHORT = CallBudget(connect=1, read=2, deadline=4, attempts=2)
+
+
 class TestSignedConnections:
+    async def test_over_tls_with_the_bundle_boto3_trusts(
+        self, tls_gateway: tuple[str, str], s3_bucket: str, ceph_rgw: CephRGW, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Over TLS the payload is sent unsigned, the certificate checked against AWS_CA_BUNDLE
+        (or not at all with ``skipverify``), and a server it does not trust is refused."""
+        endpoint, bundle = tls_gateway
+        parameters = {**ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT), "regionendpoint": endpoint}
+        untrusted = S3Driver(parse_settings({**parameters, "secure": True}), quick=SHORT, bulk=SHORT)
+        skipping = S3Driver(parse_settings({**parameters, "secure": True, "skipverify": True}))
+        monkeypatch.setenv("AWS_CA_BUNDLE", bundle)
+        driver = S3Driver(parse_settings({**parameters, "secure": True}))
+        data = pattern(2 * READ_CHUNK + 3, seed=5)
+        try:
+            assert isinstance(driver._objects, LeanObjects)
+            await driver.put_content("/tls/blob", data)
+            assert await read_all(driver, "/tls/blob") == data
+            assert (await driver.stat("/tls/blob")).size == len(data)
+            assert await skipping.get_content("/tls/blob") == data
+            with pytest.raises(StorageUnavailable):
+                await untrusted.get_content("/tls/blob")
+        finally:
+            for opened in (driver, skipping, untrusted):
+                await opened.close()
+
     async def test_a_read_cut_short_resumes_where_it_stopped(
         self, forgetful_endpoint: tuple[str, type[_Forgetful]]
     ) -> None:
