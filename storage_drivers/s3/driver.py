@@ -33,12 +33,14 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, MultipartUploadTypeDef
 
 READ_CHUNK = (512 - 8) << 10
-"""A blob read takes a thread hop per piece of this size, the next piece read while one is sent:
-at most two pieces in memory per reader. Kept under the workers' malloc mapping threshold
-(512 KiB, registry/supervisor.py), so each piece reuses freed heap memory: 1 MiB pieces were each
+"""A blob read comes in pieces of this size, kept under the workers' malloc mapping threshold
+(512 KiB, registry/supervisor.py) so that each reuses freed heap memory: 1 MiB pieces were each
 a fresh mapping, whose page faults and zeroing made a pull through the registry cost 0.26 s of
 CPU per 256 MiB against 0.14 s in 504 KiB pieces (Ceph RGW, one worker). 4 MiB pieces pulled a
 quarter slower (a piece goes out only once all its bytes are in)."""
+PIECES_PER_HOP = 2
+"""Pieces read in one worker-thread call, the next ones read while these are sent: at most
+twice this many pieces in memory per reader."""
 READ_RESUMES = 3
 """A ranged GET cut off mid-stream is resumed from where it stopped this many times."""
 DELETE_BATCH = 1000
@@ -49,9 +51,20 @@ PUTS_IN_FLIGHT = 32
 """Small objects a batch write sends at once."""
 
 
-def _read_ahead(body: Readable) -> asyncio.Future[bytes]:
-    """The next ``READ_CHUNK`` bytes of ``body``, read in a worker thread from now on."""
-    return asyncio.ensure_future(to_thread.run_sync(body.read, READ_CHUNK))
+def _read_ahead(body: Readable) -> asyncio.Future[list[bytes]]:
+    """The next pieces of ``body``, read in a worker thread from now on."""
+    return asyncio.ensure_future(to_thread.run_sync(_pieces, body))
+
+
+def _pieces(body: Readable) -> list[bytes]:
+    """Up to PIECES_PER_HOP pieces of ``body``; none at its end."""
+    pieces = []
+    for _ in range(PIECES_PER_HOP):
+        piece = body.read(READ_CHUNK)
+        if not piece:
+            break
+        pieces.append(piece)
+    return pieces
 
 
 def _is_hidden(name: str) -> bool:
@@ -172,7 +185,7 @@ class S3Driver(StorageDriver):
             return
         position, resumes, etag = offset, 0, ""
         body: Readable | None = None
-        pending: asyncio.Future[bytes] | None = None
+        pending: asyncio.Future[list[bytes]] | None = None
         try:
             while end is None or position < end:
                 if body is None:
@@ -189,8 +202,9 @@ class S3Driver(StorageDriver):
                         return
                     body, etag = opened[0], opened[1]
                 try:
-                    chunk = await (pending if pending is not None else _read_ahead(body))
+                    pieces = await (pending if pending is not None else _read_ahead(body))
                 except TRANSIENT_TRANSPORT as exc:
+                    # The pieces of the failed read are dropped whole; it resumes at ``position``.
                     pending = None
                     body.close()
                     body, resumes = None, resumes + 1
@@ -198,12 +212,13 @@ class S3Driver(StorageDriver):
                         raise translate(path, exc) from exc
                     continue
                 pending = None
-                if not chunk:
+                if not pieces:
                     return
-                position += len(chunk)
+                position += sum(len(piece) for piece in pieces)
                 if end is None or position < end:
-                    pending = _read_ahead(body)  # the next piece arrives while this one goes out
-                yield chunk
+                    pending = _read_ahead(body)  # the next pieces arrive while these go out
+                for piece in pieces:
+                    yield piece
         finally:
             if pending is not None:
                 # The read must end before its body is closed, even when the caller is cancelled.
