@@ -334,12 +334,17 @@ class S3Driver(StorageDriver):
         if size is None:
             size = (await self._head(source)).size
         source_key, destination_key = self._key(source), self._key(destination)
-        if size <= self.settings.multipartcopythresholdsize or size == 0:
-            arguments = self.settings.put_arguments()
-            await in_thread(source, lambda: self._bulk_objects.copy(source_key, destination_key, arguments))
-        else:
-            await in_thread(source, lambda: self._multipart_copy(source_key, destination_key, size))
-        await in_thread(source, lambda: self._objects.delete(source_key))
+        arguments = self.settings.put_arguments()
+        single = size <= self.settings.multipartcopythresholdsize or size == 0
+
+        def move() -> None:  # one thread hop for the copy and the deletion after it
+            if single:
+                self._bulk_objects.copy(source_key, destination_key, arguments)
+            else:
+                self._multipart_copy(source_key, destination_key, size)
+            self._objects.delete(source_key)
+
+        await in_thread(source, move)
 
     def _multipart_copy(self, source_key: str, destination_key: str, size: int) -> None:
         """Copy ``size`` bytes server-side in parts, several at once (needed above 5 GiB)."""
