@@ -253,9 +253,10 @@ class StorageDriver(ABC):
             raise ValueError(f"a scan limit must be positive, not {limit}")
         return await self._scan(check_path(path), listing_bound(after), limit)
 
-    async def move(self, source: str, destination: str) -> None:
-        """Atomically move an object, replacing whatever is at ``destination``."""
-        await self._move(check_path(source), check_path(destination))
+    async def move(self, source: str, destination: str, size: int | None = None) -> None:
+        """Atomically move an object, replacing whatever is at ``destination``. ``size``: the
+        source's size, when the caller knows it (S3 then copies without asking for it)."""
+        await self._move(check_path(source), check_path(destination), size)
 
     async def delete(self, path: str) -> None:
         """Delete an object, or a directory and everything below it."""
@@ -349,7 +350,7 @@ class StorageDriver(ABC):
         """``after`` is printable ASCII (see ``listing_bound``)."""
 
     @abstractmethod
-    async def _move(self, source: str, destination: str) -> None: ...
+    async def _move(self, source: str, destination: str, size: int | None) -> None: ...
 
     @abstractmethod
     async def _delete(self, path: str) -> None: ...

@@ -648,7 +648,7 @@ class FilesystemDriver(StorageDriver):
         self._listings.remember(full, listed_at, st, packed)
         return packed
 
-    async def _move(self, source: str, destination: str) -> None:
+    async def _move(self, source: str, destination: str, size: int | None) -> None:
         src, dst = self._full(source), self._full(destination)
 
         def move() -> None:

@@ -133,7 +133,7 @@ class InMemoryDriver(StorageDriver):
         keys = sorted(key for key in self._objects if key.startswith(prefix) and key > start)
         return keys[:limit]
 
-    async def _move(self, source: str, destination: str) -> None:
+    async def _move(self, source: str, destination: str, size: int | None) -> None:
         obj = self._get(source)
         self._store(destination, obj.data)
         del self._objects[source]

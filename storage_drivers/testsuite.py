@@ -742,7 +742,7 @@ class DriverConformance:
         with pytest.raises(PathNotFound):
             await driver.get_content(source)
         await driver.put_content(source, b"to a fresh directory")
-        await driver.move(source, f"{root}/fresh/dir/data")
+        await driver.move(source, f"{root}/fresh/dir/data", size=20)  # the caller knows the size
         assert await driver.get_content(f"{root}/fresh/dir/data") == b"to a fresh directory"
 
     async def test_move_large_object(self, driver: StorageDriver, root: str) -> None:
@@ -751,6 +751,8 @@ class DriverConformance:
         await driver.put_content(f"{root}/moved", b"replaced")
         await driver.move(f"{root}/large", f"{root}/moved")
         assert await read_all(driver, f"{root}/moved") == data
+        await driver.move(f"{root}/moved", f"{root}/known", size=len(data))
+        assert await read_all(driver, f"{root}/known") == data
         with pytest.raises(PathNotFound):
             await driver.stat(f"{root}/large")
 
@@ -792,6 +794,7 @@ class DriverConformance:
             "list": lambda: driver.list(missing),
             "list page": lambda: driver.list(missing, after="a", limit=5),
             "move": lambda: driver.move(missing, f"{root}/elsewhere"),
+            "move of a known size": lambda: driver.move(missing, f"{root}/elsewhere", size=1),
             "delete": lambda: driver.delete(missing),
             "walk": lambda: _drain(driver.walk(missing)),
         }

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -38,6 +40,7 @@ from storage_drivers.s3.writer import pending_key
 from storage_drivers.testsuite import MIB, DriverConformance, pattern, read_all
 from tests.support.ceph import CephRGW
 from tests.support.processes import free_port
+from tests.support.tls import make_certificates
 
 ROOT = "/registry-root"
 
@@ -388,6 +391,28 @@ class TestSmallReadsAndReadAhead:
         await pieces.aclose()  # the piece read ahead is waited for, then the stream closed
         assert await read_all(driver, "/blobs/big", len(data) - 3) == data[-3:]
 
+    async def test_keys_that_need_encoding_are_signed_as_s3_checks(
+        self, ceph_rgw: CephRGW, s3_bucket: str
+    ) -> None:
+        """The signed path writes the canonical URI and query S3 recomputes: a key with spaces,
+        reserved and non-ASCII characters (a ``rootdirectory`` may hold them) is stored, read,
+        listed and deleted under its own name."""
+        driver = S3Driver(parse_settings(ceph_rgw.driver_parameters(s3_bucket)))
+        objects = driver._objects
+        assert isinstance(objects, LeanObjects)
+        odd = "odd/a b+c=d&e;f,g@h:i$j'k(l)m!n*o~p\u00fc%20q"
+        try:
+            await anyio.to_thread.run_sync(lambda: objects.put(f"{odd}/file", b"stored", {}))
+            assert await anyio.to_thread.run_sync(lambda: objects.get(f"{odd}/file")) == b"stored"
+            assert (await anyio.to_thread.run_sync(lambda: objects.head(f"{odd}/file"))).size == 6
+            assert await anyio.to_thread.run_sync(lambda: objects.first_modified(f"{odd}/"))
+            assert keys(ceph_rgw, s3_bucket, "odd/") == [f"{odd}/file"]
+            refused = await anyio.to_thread.run_sync(lambda: objects.delete_keys([f"{odd}/file", f"{odd}/x"]))
+            assert refused is None
+            assert keys(ceph_rgw, s3_bucket, "odd/") == []
+        finally:
+            await driver.close()
+
     def test_checking_the_configuration_leaves_boto3_unloaded(self) -> None:
         script = textwrap.dedent(
             """
@@ -489,6 +514,142 @@ class TestTransientFailures:
         with pytest.raises(StorageUnavailable):
             await driver.put_content("/blob", b"x")
         await driver.close()
+
+
+class _Forgetful(BaseHTTPRequestHandler):
+    """An S3 endpoint serving one object, that closes each connection after its answer without
+    saying so (as a server dropping idle keep-alive connections does), and cuts the first GET of
+    the object short after ``cut`` bytes."""
+
+    protocol_version = "HTTP/1.1"
+    content = pattern(3 * MIB + 5, seed=3)
+    cut = MIB + 7
+    ranges: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        wanted = self.headers.get("Range", "bytes=0-")
+        type(self).ranges.append(wanted)
+        first_text, _, last_text = wanted.removeprefix("bytes=").partition("-")
+        first = int(first_text)
+        last = int(last_text) if last_text else len(self.content) - 1
+        body = self.content[first : last + 1]
+        self.send_response(206 if "Range" in self.headers else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", '"one-version"')
+        self.end_headers()
+        self.wfile.write(body[: self.cut] if len(type(self).ranges) == 1 else body)
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def forgetful_endpoint() -> Iterator[tuple[str, type[_Forgetful]]]:
+    handler = type("Handler", (_Forgetful,), {"ranges": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def tls_gateway(ceph_rgw: CephRGW, tmp_path: Any) -> Iterator[tuple[str, str]]:
+    """The gateway behind a TLS terminator that relays bytes unchanged: its https endpoint and
+    the CA file that trusts it."""
+    certificates = make_certificates(tmp_path / "tls")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.server_cert, certificates.server_key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    gateway = ceph_rgw.endpoint.removeprefix("http://").rpartition(":")
+
+    def relay(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            target.close()
+            source.close()
+
+    def serve() -> None:
+        while True:
+            try:
+                accepted, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                client = context.wrap_socket(accepted, server_side=True)
+            except OSError:
+                accepted.close()  # a client that refused the certificate
+                continue
+            upstream = socket.create_connection((gateway[0], int(gateway[2])))
+            threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=relay, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}", str(certificates.ca_cert)
+    listener.close()
+
+
+SHORT = CallBudget(connect=1, read=2, deadline=4, attempts=2)
+
+
+class TestSignedConnections:
+    async def test_over_tls_with_the_bundle_boto3_trusts(
+        self, tls_gateway: tuple[str, str], s3_bucket: str, ceph_rgw: CephRGW, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Over TLS the payload is sent unsigned, the certificate checked against AWS_CA_BUNDLE
+        (or not at all with ``skipverify``), and a server it does not trust is refused."""
+        endpoint, bundle = tls_gateway
+        parameters = {**ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT), "regionendpoint": endpoint}
+        untrusted = S3Driver(parse_settings({**parameters, "secure": True}), quick=SHORT, bulk=SHORT)
+        skipping = S3Driver(parse_settings({**parameters, "secure": True, "skipverify": True}))
+        monkeypatch.setenv("AWS_CA_BUNDLE", bundle)
+        driver = S3Driver(parse_settings({**parameters, "secure": True}))
+        data = pattern(2 * READ_CHUNK + 3, seed=5)
+        try:
+            assert isinstance(driver._objects, LeanObjects)
+            await driver.put_content("/tls/blob", data)
+            assert await read_all(driver, "/tls/blob") == data
+            assert (await driver.stat("/tls/blob")).size == len(data)
+            assert await skipping.get_content("/tls/blob") == data
+            with pytest.raises(StorageUnavailable):
+                await untrusted.get_content("/tls/blob")
+        finally:
+            for opened in (driver, skipping, untrusted):
+                await opened.close()
+
+    async def test_a_read_cut_short_resumes_where_it_stopped(
+        self, forgetful_endpoint: tuple[str, type[_Forgetful]]
+    ) -> None:
+        endpoint, handler = forgetful_endpoint
+        driver = offline_driver(endpoint, attempts=1)
+        try:
+            assert await read_all(driver, "/blob") == handler.content
+            assert handler.ranges[0] == "bytes=0-"
+            # Resumed once, where the pieces handed out end: within what arrived before the cut.
+            assert len(handler.ranges) == 2
+            assert 0 < int(handler.ranges[1].removeprefix("bytes=").rstrip("-")) <= handler.cut
+        finally:
+            await driver.close()
+
+    async def test_a_connection_the_server_closed_is_not_a_failure(
+        self, forgetful_endpoint: tuple[str, type[_Forgetful]]
+    ) -> None:
+        """With one attempt per call, every call after the first finds its kept-alive connection
+        closed by the server, and sends again on a new one."""
+        endpoint, handler = forgetful_endpoint
+        handler.ranges.append("")  # no cut
+        driver = offline_driver(endpoint, attempts=1)
+        try:
+            for _ in range(3):
+                assert await driver.get_content("/blob") == handler.content
+        finally:
+            await driver.close()
 
 
 class TestConfiguration:

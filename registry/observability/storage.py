@@ -158,8 +158,8 @@ class ObservedDriver(StorageDriver):
     def _scan(self, path: str, after: str, limit: int) -> Coroutine[Any, Any, builtins.list[str] | None]:
         return self._actions["Scan"].timed(self.driver._scan(path, after, limit))
 
-    def _move(self, source: str, destination: str) -> Coroutine[Any, Any, None]:
-        return self._actions["Move"].timed(self.driver._move(source, destination))
+    def _move(self, source: str, destination: str, size: int | None) -> Coroutine[Any, Any, None]:
+        return self._actions["Move"].timed(self.driver._move(source, destination, size))
 
     def _delete(self, path: str) -> Coroutine[Any, Any, None]:
         return self._actions["Delete"].timed(self.driver._delete(path))

@@ -91,7 +91,7 @@ class BlobStore:
                 await self._driver.delete(source_path)
             return
         try:
-            await self._driver.move(source_path, paths.blob_data(digest))
+            await self._driver.move(source_path, paths.blob_data(digest), size)
         except PathNotFound:
             # Gone from the upload: fine when a concurrent finishing of it (a client's retry
             # while the first went on past its answer) has just made the blob.

@@ -237,9 +237,13 @@ class S3Writer(FileWriter):
             # Every byte is in the pending object read by resume: S3 copies that very version
             # into place, where reading it back and writing it again takes two requests.
             source, etag = self._pending_key, self._tail_etag or ""
-            await in_thread(self._path, lambda: self._bulk_objects.copy(source, self._key, arguments, etag))
-            self._closed = True
-            await self._delete_pending()
+
+            def copy_into_place() -> None:  # and delete the pending object, in one thread hop
+                self._bulk_objects.copy(source, self._key, arguments, etag)
+                self._closed = True
+                self._objects.delete(source)
+
+            await in_thread(self._path, copy_into_place)
             return
         await self._load_tail()
         size = self.size

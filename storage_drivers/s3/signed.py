@@ -1,0 +1,294 @@
+"""SigV4-signed HTTP/1.1 requests to one S3 endpoint, on ``http.client`` connections.
+
+The driver's small requests (lean.py) go through here rather than through botocore's request
+objects, signer and urllib3 pool: on this machine a HEAD costs about 0.14 ms of CPU this way
+against 0.4 ms through botocore's own pieces, and a small PUT leaves in one segment (headers and
+body in one send) where urllib3's two sends waited up to 40 ms on the peer's delayed ACK.
+
+Signing follows AWS Signature Version 4 for S3 with path-style URLs: the canonical URI is the
+path as sent, the payload is hashed over plain HTTP and declared ``UNSIGNED-PAYLOAD`` over TLS
+(botocore's choice for S3), and every header sent but the user agent is signed. Failures raise
+botocore's own exceptions, as botocore's urllib3 session does, so the driver's retry rules and
+error translation treat both paths alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
+
+from botocore.exceptions import (
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    ReadTimeoutError,
+)
+from botocore.httpsession import get_cert_path
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
+
+    from .clients import CallBudget
+
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_UNSIGNED = "UNSIGNED-PAYLOAD"
+_IDLE_CONNECTIONS = 64
+"""Keep-alive connections kept per endpoint and budget, as boto3's pool keeps."""
+
+
+class Answer:
+    """An S3 answer: status, headers (case-insensitive) and the whole body (empty for a HEAD or
+    a streamed answer)."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+class Stream:
+    """The body of a streamed answer, read in pieces in a worker thread. A stream cut short or
+    stalled raises botocore's errors (as botocore's ``StreamingBody`` does); one read to its end
+    gives its connection back for reuse."""
+
+    def __init__(
+        self,
+        pool: SignedRequests,
+        connection: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+        length: int,
+    ) -> None:
+        self._pool, self._response = pool, response
+        self._connection: http.client.HTTPConnection | None = connection
+        self._left = length
+
+    def read(self, size: int) -> bytes:
+        if self._left <= 0:
+            return b""
+        try:
+            chunk = self._response.read(min(size, self._left))
+        except TimeoutError as exc:
+            self.close()
+            raise ReadTimeoutError(endpoint_url=self._pool.endpoint, error=exc) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise ConnectionClosedError(endpoint_url=self._pool.endpoint) from exc
+        if not chunk:
+            self.close()
+            raise IncompleteReadError(actual_bytes=0, expected_bytes=self._left)
+        self._left -= len(chunk)
+        if self._left == 0:
+            self.close()
+        return chunk
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            if self._left == 0:
+                self._pool.release(connection)
+            else:
+                # Unread bytes: the connection cannot carry another request.
+                self._response.close()
+                connection.close()
+
+
+class SignedRequests:
+    """Signed requests to ``endpoint`` (``http[s]://host[:port]``) within ``budget``'s timeouts;
+    blocking, safe to call from many threads at once."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: Credentials,
+        region: str,
+        budget: CallBudget,
+        *,
+        verify: bool | str,
+        user_agent: str = "",
+    ) -> None:
+        parts = urlsplit(endpoint)
+        self.endpoint = endpoint
+        self._tls = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if self._tls else 80)
+        self._host_header = parts.netloc
+        self._credentials, self._region = credentials, region
+        self._budget = budget
+        self._user_agent = user_agent
+        self._context: ssl.SSLContext | None = None
+        if self._tls:
+            if verify is False:
+                self._context = ssl._create_unverified_context()  # noqa: S323 - skipverify asks for it
+            else:
+                # The bundle boto3 trusts: AWS_CA_BUNDLE's path, else botocore's default one.
+                bundle = verify if isinstance(verify, str) else get_cert_path(True)
+                self._context = ssl.create_default_context(cafile=bundle)
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._keys: tuple[str, str, bytes] = ("", "", b"")  # (secret, day, signing key)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        *,
+        stream: bool = False,
+    ) -> tuple[Answer, Stream | None]:
+        """One attempt of a request on ``path`` (already quoted); with ``stream``, a 2xx answer's
+        body is left to read from the returned ``Stream``."""
+        target = path
+        canonical_query = ""
+        if query:
+            canonical_query = "&".join(
+                f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}"
+                for name, value in sorted(query.items())
+            )
+            target = f"{path}?{canonical_query}"
+        signed = self._sign(method, path, canonical_query, headers or {}, body)
+        if self._user_agent:
+            signed["User-Agent"] = self._user_agent
+        while True:
+            connection = self._connection()
+            fresh = connection.sock is None
+            if fresh:
+                self._open(connection)
+            try:
+                response = self._exchange(connection, method, target, signed, body)
+            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected) as exc:
+                connection.close()
+                if not fresh:
+                    continue  # a kept-alive connection the server had closed: once more on a new one
+                raise ConnectionClosedError(endpoint_url=self.endpoint) from exc
+            except TimeoutError as exc:
+                connection.close()
+                raise ReadTimeoutError(endpoint_url=self.endpoint, error=exc) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                raise HTTPClientError(error=exc) from exc
+            break
+        if stream and 200 <= response.status < 300 and method != "HEAD":
+            length = int(response.headers.get("Content-Length", "0"))
+            return Answer(response.status, response.headers, b""), Stream(self, connection, response, length)
+        try:
+            content = response.read()
+        except TimeoutError as exc:
+            connection.close()
+            raise ReadTimeoutError(endpoint_url=self.endpoint, error=exc) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            raise ConnectionClosedError(endpoint_url=self.endpoint) from exc
+        self.release(connection)  # closed already if the server said so: it reopens when next used
+        return Answer(response.status, response.headers, content), None
+
+    def _exchange(
+        self,
+        connection: http.client.HTTPConnection,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> http.client.HTTPResponse:
+        sock = connection.sock
+        # As urllib3 waits: ``connect`` for the server to take the request, ``read`` for its answer.
+        sock.settimeout(self._budget.connect)
+        # http.client sends a bytes body with the headers, in one segment when it fits.
+        connection.request(method, target, body=body or None, headers=headers)
+        sock.settimeout(self._budget.read)
+        return connection.getresponse()
+
+    def _open(self, connection: http.client.HTTPConnection) -> None:
+        try:
+            connection.connect()
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(endpoint_url=self.endpoint, error=exc) from exc
+        except OSError as exc:
+            raise EndpointConnectionError(endpoint_url=self.endpoint, error=exc) from exc
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        """An idle connection (unopened if its server closed it), else a new one."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        if self._context is not None:
+            return http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._budget.connect, context=self._context
+            )
+        return http.client.HTTPConnection(self._host, self._port, timeout=self._budget.connect)
+
+    def release(self, connection: http.client.HTTPConnection) -> None:
+        """Keep a connection whose last answer was read whole for the next request."""
+        with self._lock:
+            if len(self._idle) < _IDLE_CONNECTIONS:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    def _sign(
+        self, method: str, path: str, canonical_query: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, str]:
+        """The request's headers with its SigV4 ``Authorization``."""
+        frozen = self._credentials.get_frozen_credentials()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        day = stamp[:8]
+        payload = _EMPTY_SHA256
+        if self._tls:
+            payload = _UNSIGNED
+        elif body:
+            payload = hashlib.sha256(body).hexdigest()
+        signed = {name.lower(): str(value).strip() for name, value in headers.items()}
+        signed.update({"host": self._host_header, "x-amz-date": stamp, "x-amz-content-sha256": payload})
+        if frozen.token:
+            signed["x-amz-security-token"] = frozen.token
+        names = sorted(signed)
+        listed = ";".join(names)
+        canonical = "\n".join(
+            (
+                method,
+                path,
+                canonical_query,
+                *(f"{name}:{signed[name]}" for name in names),
+                "",
+                listed,
+                payload,
+            )
+        )
+        scope = f"{day}/{self._region}/s3/aws4_request"
+        to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        key = self._signing_key(frozen.secret_key or "", day)
+        signature = hmac.new(key, to_sign.encode(), hashlib.sha256)
+        signed["authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={frozen.access_key}/{scope}, "
+            f"SignedHeaders={listed}, Signature={signature.hexdigest()}"
+        )
+        return signed
+
+    def _signing_key(self, secret: str, day: str) -> bytes:
+        """The day's key, derived once a day (and again when the credentials change)."""
+        cached = self._keys
+        if cached[0] == secret and cached[1] == day:
+            return cached[2]
+        key = f"AWS4{secret}".encode()
+        for part in (day, self._region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        self._keys = (secret, day, key)
+        return key
