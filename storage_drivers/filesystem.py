@@ -488,12 +488,17 @@ class FilesystemDriver(StorageDriver):
             return
         # Consecutive objects whose directories are missing below the same directory are
         # written in one tree (a new repository's manifest: its revision and tag links), each
-        # group in a thread of its own. Looking up what exists is a few stats, here.
+        # group in a thread of its own. Looking up what exists is a few stats, here, on the event
+        # loop: none for an object below the missing directory found for the one before it.
         groups: list[tuple[str, str | None, list[tuple[str, bytes]]]] = []  # (first path, top, group)
         for path, data in items:
             full = self._full(path)
+            last_top = groups[-1][1] if groups else None
+            if last_top is not None and full.startswith(last_top + os.sep):
+                groups[-1][2].append((full, data))
+                continue
             top = _missing_top(self.root, os.path.dirname(full))
-            if top is not None and groups and groups[-1][1] == top:
+            if top is not None and top == last_top:
                 groups[-1][2].append((full, data))
             else:
                 groups.append((path, top, [(full, data)]))
