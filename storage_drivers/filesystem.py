@@ -498,12 +498,17 @@ class FilesystemDriver(StorageDriver):
             return
         # Consecutive objects whose directories are missing below the same directory are
         # written in one tree (a new repository's manifest: its revision and tag links), each
-        # group in a thread of its own. Looking up what exists is a few stats, here.
+        # group in a thread of its own. Looking up what exists is a few stats, here, on the event
+        # loop: none for an object below the missing directory found for the one before it.
         groups: list[tuple[str, str | None, list[tuple[str, bytes]]]] = []  # (first path, top, group)
         for path, data in items:
             full = self._full(path)
+            last_top = groups[-1][1] if groups else None
+            if last_top is not None and full.startswith(last_top + os.sep):
+                groups[-1][2].append((full, data))
+                continue
             top = _missing_top(self.root, os.path.dirname(full))
-            if top is not None and groups and groups[-1][1] == top:
+            if top is not None and top == last_top:
                 groups[-1][2].append((full, data))
             else:
                 groups.append((path, top, [(full, data)]))
@@ -513,30 +518,36 @@ class FilesystemDriver(StorageDriver):
                 return [_stage(self.root, full, data) for full, data in group]
             return _stage_together(self.root, top, group)
 
-        staged = await asyncio.gather(
-            *(_in_thread(path, functools.partial(stage, top, group)) for path, top, group in groups),
-            return_exceptions=True,
-        )
-        written = [item for group in staged if isinstance(group, list) for item in group]
-        for failure in staged:
-            if isinstance(failure, BaseException):
-                _discard(written)
-                raise failure
         contents = [data for _, data in items]
 
-        def place() -> list[str]:
+        def place(written: list[_Staged]) -> list[str]:
             changed = _place_in_order(self.root, written, contents)
             if len(changed) == 1:  # one wait for the disk either way: no second trip to a thread
                 _sync_directory(changed[0])
                 return []
             return changed
 
+        path = items[0][0]
+        if len(groups) == 1:
+            # One group (a new repository's manifest: one tree; a lone link): no writes to
+            # overlap, so staging, placing and syncing take one trip to a thread, not two.
+            _, top, group = groups[0]
+            unsynced = await _in_thread(path, lambda: place(stage(top, group)))
+        else:
+            staged = await asyncio.gather(
+                *(_in_thread(first, functools.partial(stage, top, group)) for first, top, group in groups),
+                return_exceptions=True,
+            )
+            written = [item for group in staged if isinstance(group, list) for item in group]
+            for failure in staged:
+                if isinstance(failure, BaseException):
+                    _discard(written)
+                    raise failure
+            unsynced = await _in_thread(path, functools.partial(place, written))
         # Every directory that gained an entry is synced before the caller answers. Each sync
         # waits for the disk (a cache flush even when the journal holds nothing new, as on ext4
         # when the first sync has committed the renames): the waits overlap, in threads of their
         # own, rather than add up.
-        path = items[0][0]
-        unsynced = await _in_thread(path, place)
         await asyncio.gather(*(_in_thread(path, functools.partial(_sync_directory, d)) for d in unsynced))
 
     async def _put_many(self, items: Sequence[tuple[str, bytes]], durable: bool) -> None:

@@ -257,4 +257,8 @@ async def test_every_acknowledged_write_syncs_the_directory_that_gained_an_entry
     await writer.commit()  # an upload's data, renamed from its pending file
     assert tmp_path / "uploads" / "u" in gained("a writer's commit")
     assert (tmp_path / "uploads" / "u" / "data").read_bytes() == b"upload"
+    # One new tree (a new repository's manifest: written, placed and synced in one thread call).
+    await driver.put_contents([("/repo/n/revision/link", b"1"), ("/repo/n/tags/t/link", b"2")])
+    assert gained("a batch placed by one rename") == [tmp_path / "repo"]
+    assert (tmp_path / "repo" / "n" / "revision" / "link").read_bytes() == b"1"
     assert _temp_files(tmp_path) == []

@@ -1,11 +1,11 @@
-"""When each tag was pushed and last pulled: small records in storage beside the tag, shared by
-every worker and replica, for retention policies and the web interface.
+"""When each tag was pushed and last pulled, shared by every worker and replica, for retention
+policies and the web interface.
 
-A record's time is the storage's modification time of its object, as a listing reports it: the
-same clock garbage collection reads, so retention never compares one machine's clock with
-another's. A push writes its tag's ``pushed`` record beside the tag's history link; a push
-refused after that (garbage collection took what it refers to) deletes the tag and so its
-records. Pulls never
+A time is the storage's modification time of an object, as a listing reports it: the same clock
+garbage collection reads, so retention never compares one machine's clock with another's. When a
+tag was pushed is its current link's time: every push rewrites that link (Distribution's too), so
+a push writes nothing more. Earlier versions also wrote a ``pushed`` record per tag, which is
+still read (the later of the two times counts). Pulls are recorded beside the tag and never
 write on the request's path: each worker notes the tags pulled (by tag, ``GET`` or ``HEAD``) in
 a set and writes each one's ``pulled`` record at most once per flush interval, in the background.
 A worker that dies loses at most one interval of pull times: they are best effort. A tag deleted
@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +27,7 @@ from storage_drivers import PathNotFound, StorageDriver, StorageError
 
 from ..background import one_round, running_beside
 from ..errors import RegistryError
-from ..references import Digest, RepositoryName, Tag
+from ..references import RepositoryName, Tag
 from ..storage import paths
 
 if TYPE_CHECKING:
@@ -83,14 +82,6 @@ async def tag_times(driver: StorageDriver, name: RepositoryName, tag: Tag) -> Ta
         modified(paths.tag_pushed(name, tag)), modified(paths.tag_pulled(name, tag))
     )
     return TagTimes(pushed, pulled)
-
-
-def push_records(name: RepositoryName, tags: Iterable[Tag], digest: Digest) -> list[tuple[str, bytes]]:
-    """The tags' push records, as objects to write in the batch of their links, after them: one
-    wait for the disk for both, and a crash keeps no record of a push whose links are not all
-    there."""
-    content = json.dumps({"digest": str(digest)}).encode()
-    return [(paths.tag_pushed(name, tag), content) for tag in tags]
 
 
 async def forget_tag(driver: StorageDriver, name: RepositoryName, tag: Tag) -> None:

@@ -3,10 +3,10 @@ collection run, so the same run collects what only they kept (with ``delete_unta
 
 Each repository follows the first rule whose globs cover it (``policy``); a repository no rule
 covers keeps every tag. A tag is kept when any clause of the rule keeps it. Times are the
-storage's: a tag was pushed at its push record's time (``records``), or, for a tag pushed
-before the registry kept records (or by Distribution), at its current link's modification time,
-whichever is later; it was pulled at its pull record's time, and a tag with no pull record was
-never pulled as far as the registry knows. Windows count back from the run's start.
+storage's: a tag was pushed at its current link's modification time, or at the push record an
+earlier version wrote (``records``), whichever is later; it was pulled at its pull record's
+time, and a tag with no pull record was never pulled as far as the registry knows. Windows count
+back from the run's start.
 
 The untag is the API's tag delete (``Tags.untag``), under the run's lease. A tag a push moved or
 wrote again since the run looked is left alone: the push is newer than the decision.

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from storage_drivers import PathNotFound, StorageDriver
 
 from ..errors import ErrorCode, RegistryError
-from ..lifecycle import records
 from ..references import Digest, Reference, RepositoryName, Tag
 from . import paths
 from .descriptors import DescriptorCache
@@ -173,9 +172,10 @@ class Manifests:
         blob_path = paths.blob_data(digest)
         if await self._blobs.size(digest) != len(content):
             await self._driver.put_content(blob_path, content)
-        # The revision, then the referrer entry, then the tags and their push records: a tag or a
+        # The revision, then the referrer entry, then the tags: a tag or a
         # referrer never points at a revision that is not there, even after a crash. One batch:
-        # the driver writes them at once and makes them visible in this order.
+        # the driver writes them at once and makes them visible in this order. The tag's current
+        # link, rewritten by every push, is also the record of when the tag was pushed.
         links = [(paths.manifest_revision_link(name, digest), paths.link_content(digest))]
         if manifest.subject is not None:
             descriptor = descriptor_of(manifest, digest, len(content))
@@ -183,7 +183,7 @@ class Manifests:
         tags = ((reference,) if isinstance(reference, Tag) else ()) + extra_tags
         for tag in tags:
             links += self._tags.links(name, tag, digest)
-        await self._driver.put_contents(links + records.push_records(name, tags, digest))
+        await self._driver.put_contents(links)
         unsafe = await self._guard.unsafe(
             gc_state,
             name,

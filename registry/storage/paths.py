@@ -17,8 +17,9 @@ written by Distribution is served in place, and Distribution serves ours::
                                                          Dockyard only; Distribution skips
                                                          directories whose names start with "_"
             _dockyard/tags/<tag>/pushed                  when the tag was last pushed: the record's
-                                                         storage time (its content, JSON, names the
-                                                         manifest it was pushed with)
+                                                         storage time (written by earlier versions,
+                                                         still read; the current link's time says
+                                                         the same and is what a push writes now)
             _dockyard/tags/<tag>/pulled                  when the tag was last pulled: the record's
                                                          storage time (best effort, batched; see
                                                          registry/lifecycle/records.py)

@@ -1,6 +1,6 @@
 """The manifest push's side of the collection protocol, through the real server: with a run active
 (the state record written as a run writes it), a push that refers to a blob the run decided to
-delete is refused and leaves no tag, push record or revision behind; one that finds a marker before
+delete is refused and leaves no tag or revision behind; one that finds a marker before
 the decision waits for it; a run's markers are void once its lease expired; a push during a run
 records what it refers to for the sweep to spare."""
 
@@ -90,10 +90,8 @@ def test_a_push_referring_to_condemned_content_is_refused_and_withdrawn(
         assert layer in body["errors"][0]["detail"]["digests"]
         assert served.tags("guard/app") == ["keep"]
         assert served.status("GET", f"/v2/guard/app/manifests/{image.digest}") == 404
-        # The push record, written beside the tag's links, went with the tag.
-        records = registry.root / "docker/registry/v2/repositories/guard/app/_dockyard/tags"
-        assert (records / "keep" / "pushed").is_file()
-        assert not (records / "again").exists()
+        tags = registry.root / "docker/registry/v2/repositories/guard/app/_manifests/tags"
+        assert not (tags / "again").exists()
         referenced = registry.root / GC / "runs" / run / "referenced"
         recorded = {f"{p.parent.name}:{p.name}" for p in referenced.rglob("*") if p.is_file()}
         assert recorded == {image.digest, layer, image.config.digest}

@@ -1,11 +1,10 @@
-"""Tag push and pull records: written on push by a real client, on pull after the worker's flush,
-shared by two server processes on one root, gone with the tag, and read back by the reader
-retention and the web interface use."""
+"""Tag pull records: written on pull after the worker's flush, shared by two server processes on
+one root, gone with the tag, and read back by the reader retention and the web interface use. A
+push writes no record: its time is the tag's current link's, which every push rewrites."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from pathlib import Path
@@ -25,6 +24,10 @@ RECORDS = "docker/registry/v2/repositories/{name}/_dockyard/tags/{tag}"
 
 def _records(root: Path, name: str, tag: str) -> Path:
     return root / RECORDS.format(name=name, tag=tag)
+
+
+def _current_link(root: Path, name: str, tag: str) -> Path:
+    return root / f"docker/registry/v2/repositories/{name}/_manifests/tags/{tag}/current/link"
 
 
 def _wait_for(path: Path, newer_than: float = 0.0) -> float:
@@ -58,19 +61,17 @@ def test_push_and_pull_records_shared_by_replicas(
     layout = write_oci_layout(tmp_path / "layout", {"v1": image, "v2": other})
 
     container_tools.skopeo("copy", f"oci:{layout}:v1", f"docker://{first.host}/rec/app:v1")
-    pushed = _records(root, "rec/app", "v1") / "pushed"
-    assert json.loads(pushed.read_text()) == {"digest": image.digest}
-    assert not (_records(root, "rec/app", "v1") / "pulled").exists()
+    pushed = _current_link(root, "rec/app", "v1")
+    assert pushed.read_text() == image.digest
+    assert not _records(root, "rec/app", "v1").exists()  # the push time is the link's
     container_tools.skopeo("copy", f"oci:{layout}:v2", f"docker://{second.host}/rec/app:v2")
-    assert json.loads((_records(root, "rec/app", "v2") / "pushed").read_text()) == {"digest": other.digest}
+    assert _current_link(root, "rec/app", "v2").read_text() == other.digest
+    assert not _records(root, "rec/app", "v2").exists()
 
     # A pull through the other replica is recorded in the shared storage after its flush.
     container_tools.skopeo("inspect", f"docker://{second.host}/rec/app:v1")
     pulled_at = _wait_for(_records(root, "rec/app", "v1") / "pulled")
-    times = _times(root, "rec/app")
-    assert set(times) == {Tag("v1"), Tag("v2")}
-    assert times[Tag("v1")] == TagTimes(pushed.stat().st_mtime, pulled_at)
-    assert times[Tag("v2")].pulled is None
+    assert _times(root, "rec/app") == {Tag("v1"): TagTimes(None, pulled_at)}
 
     # HEAD by tag (how containerd resolves a tag) is a pull too, through either replica; pulls
     # by digest name no tag and record nothing.
@@ -81,12 +82,13 @@ def test_push_and_pull_records_shared_by_replicas(
     _wait_for(_records(root, "rec/app", "v2") / "pulled")
     assert not _records(root, "rec/app", "missing").exists()
 
-    # A pushed tag moved by a new push gets a newer push record.
+    # A pushed tag moved by a new push gets a newer push time: its current link is written again.
     before = pushed.stat().st_mtime
     time.sleep(0.05)  # filesystem timestamps must be able to differ
     container_tools.skopeo("copy", f"oci:{layout}:v2", f"docker://{first.host}/rec/app:v1")
     assert pushed.stat().st_mtime > before
-    assert json.loads(pushed.read_text()) == {"digest": other.digest}
+    assert pushed.read_text() == other.digest
+    assert not (_records(root, "rec/app", "v1") / "pushed").exists()
 
     # Deleting a tag through the API deletes its records.
     with Served(second.url) as served:
@@ -103,11 +105,13 @@ def test_docker_push_and_pull_are_recorded(
     rootfs = busybox_rootfs_tar(tmp_path / "rootfs.tar", {"etc/nonce": os.urandom(4096)})
     dockerd.docker("import", str(rootfs), reference)
     dockerd.docker("push", reference)
-    link = registry.root / "docker/registry/v2/repositories/rec/docker/_manifests/tags/v1/current/link"
-    digest = link.read_text()  # read from storage: a GET by tag would be a pull
+    link = _current_link(registry.root, "rec/docker", "v1")
+    pushed_at = link.stat().st_mtime  # read from storage: a GET by tag would be a pull
     records = _records(registry.root, "rec/docker", "v1")
-    assert json.loads((records / "pushed").read_text()) == {"digest": digest}
+    assert not records.exists()  # the push's time is its current link's
     dockerd.docker("rmi", reference)
     dockerd.docker("pull", reference)
-    _wait_for(records / "pulled")
+    pulled_at = _wait_for(records / "pulled")
+    assert _times(registry.root, "rec/docker") == {Tag("v1"): TagTimes(None, pulled_at)}
+    assert link.stat().st_mtime == pushed_at  # a pull leaves the push time alone
     dockerd.docker("rmi", reference)
