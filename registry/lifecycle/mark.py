@@ -28,8 +28,6 @@ from ..storage import paths
 from ..storage.manifest_format import IMAGE_MANIFESTS, INDEXES, parse_stored_manifest
 from .digests import BlobTable, DigestSet, from_raw, raw
 
-CONCURRENCY = 32
-"""Walks, manifest and tag reads in flight at once."""
 READ_BATCH = 64
 """Manifests or tag links read in one driver call."""
 STAT_BATCH = 256
@@ -159,9 +157,10 @@ class Plan:
             yield f"empty repository {verb}: {name}"
 
 
-async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[R]]) -> list[R]:
-    """``work`` over ``items`` with at most CONCURRENCY in flight, results in order. A fixed set of
-    workers takes the items in turn: a task per item would cost more than a small read."""
+async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[R]], in_flight: int) -> list[R]:
+    """``work`` over ``items`` with at most ``in_flight`` at once (the driver's
+    ``batches_in_flight``), results in order. A fixed set of workers takes the items in turn: a
+    task per item would cost more than a small read."""
     pending = list(enumerate(items))
     results: list[R | None] = [None] * len(pending)
     pending.reverse()
@@ -171,7 +170,7 @@ async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[R]]) -> list
             index, item = pending.pop()
             results[index] = await work(item)
 
-    await asyncio.gather(*(worker() for _ in range(min(CONCURRENCY, len(pending)))))
+    await asyncio.gather(*(worker() for _ in range(min(in_flight, len(pending)))))
     return results  # type: ignore[return-value]  # every slot was filled
 
 
@@ -188,12 +187,14 @@ async def _shards(driver: StorageDriver, inventory: Inventory) -> list[str]:
     the repositories tree two levels down when its top level is small (``team/app-1``...)."""
     foreign = inventory.foreign
     algorithms = _layouts(await _children(driver, paths.BLOBS), _is_algorithm, foreign)
-    prefixes = await bounded(algorithms, lambda directory: _children(driver, directory))
+    prefixes = await bounded(
+        algorithms, lambda directory: _children(driver, directory), driver.batches_in_flight
+    )
     shards = [prefix for listed in prefixes for prefix in _layouts(listed, _is_prefix, foreign)]
     top = _layouts(await _children(driver, paths.REPOSITORIES), is_repository_name, foreign)
     if len(top) >= FAN_OUT:
         return shards + top
-    below = await bounded(top, lambda directory: _children(driver, directory))
+    below = await bounded(top, lambda directory: _children(driver, directory), driver.batches_in_flight)
     return shards + [child for listed in below for child in _layouts(listed, _is_in_repository_tree, foreign)]
 
 
@@ -280,7 +281,7 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
     ]
     while level:
         children_of = await _in_batches(
-            driver.list_many, [directory for directory, _, _ in level], LIST_BATCH
+            driver.list_many, [directory for directory, _, _ in level], LIST_BATCH, driver.batches_in_flight
         )
         below: list[tuple[str, _Kind, _At]] = []
         files: list[str] = []
@@ -325,7 +326,11 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
                 else:
                     _in_tree(inventory, at, child, below=below, walks=walks)
         await _take(driver, inventory, found, files)
-        await bounded(walks, lambda directory: _walk_into(driver, directory, _finder(inventory)))
+        await bounded(
+            walks,
+            lambda directory: _walk_into(driver, directory, _finder(inventory)),
+            driver.batches_in_flight,
+        )
         level = below
 
 
@@ -366,7 +371,9 @@ async def _take(
             stated.append((at, digest, file))
         else:
             _record(inventory, at, digest, 0, UNSTATED)
-    infos = await _in_batches(driver.stat_many, [file for _, _, file in stated], STAT_BATCH)
+    infos = await _in_batches(
+        driver.stat_many, [file for _, _, file in stated], STAT_BATCH, driver.batches_in_flight
+    )
     for (at, digest, _), info in zip(stated, infos, strict=True):
         if info is not None and not info.is_dir:
             _record(inventory, at, digest, info.size, info.modified)
@@ -407,11 +414,11 @@ def _record(inventory: Inventory, at: _At, digest: Digest | None, size: int, mod
 
 
 async def _in_batches(
-    call: Callable[[list[str]], Awaitable[list[R]]], items: list[str], size: int
+    call: Callable[[list[str]], Awaitable[list[R]]], items: list[str], size: int, in_flight: int
 ) -> list[R]:
     """``call`` over ``items`` in batches of ``size``, results flattened in order."""
     batches = [items[start : start + size] for start in range(0, len(items), size)]
-    return [result for answered in await bounded(batches, call) for result in answered]
+    return [result for answered in await bounded(batches, call, in_flight) for result in answered]
 
 
 async def _walk_into(driver: StorageDriver, directory: str, found: Callable[[FileInfo], None]) -> None:
@@ -433,7 +440,8 @@ async def take_inventory(
     repositories = inventory.repositories
     if driver.listing_carries_stats:
         found = _finder(inventory)
-        await bounded(await _shards(driver, inventory), lambda shard: _walk_into(driver, shard, found))
+        shards = await _shards(driver, inventory)
+        await bounded(shards, lambda shard: _walk_into(driver, shard, found), driver.batches_in_flight)
     else:
         inventory.stated = stat
         await _scan(driver, inventory, tag_history)
@@ -480,7 +488,7 @@ def _finder(inventory: Inventory) -> Callable[[FileInfo], None]:
 async def _read_all(driver: StorageDriver, files: list[str], read: Callable[[bytes], R]) -> list[R | None]:
     """``read`` of each file's content (None for a missing file), read in batches."""
     batches = [files[start : start + READ_BATCH] for start in range(0, len(files), READ_BATCH)]
-    contents = await bounded(batches, driver.get_many)
+    contents = await bounded(batches, driver.get_many, driver.batches_in_flight)
     return [None if content is None else read(content) for batch in contents for content in batch]
 
 
@@ -670,7 +678,7 @@ async def _stat_unmarked(driver: StorageDriver, inventory: Inventory, marked: Di
         if modified == UNSTATED and digest not in marked
     ]
     files = [paths.blob_data(d) for d in blobs] + [paths.layer_link(*item) for item in layers]
-    infos = await _in_batches(driver.stat_many, files, STAT_BATCH)
+    infos = await _in_batches(driver.stat_many, files, STAT_BATCH, driver.batches_in_flight)
     for digest, info in zip(blobs, infos, strict=False):
         if info is not None and not info.is_dir:
             inventory.blobs[digest] = (info.size, info.modified)
