@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -103,6 +103,8 @@ class Inventory:
     """The files whose sizes and times were read; the others' are ``UNSTATED``."""
     foreign: list[str] = field(default_factory=list)
     """Names found where the layout writes none (``lost+found``, a stray file), skipped."""
+    recalled: int = 0
+    """How many manifests' references came from the last run's record instead of a read."""
 
 
 @dataclass
@@ -430,12 +432,19 @@ async def _walk_into(driver: StorageDriver, directory: str, found: Callable[[Fil
 
 
 async def take_inventory(
-    driver: StorageDriver, *, tag_targets: bool = True, tag_history: bool = True, stat: Stat = Stat.ALL
+    driver: StorageDriver,
+    *,
+    tag_targets: bool = True,
+    tag_history: bool = True,
+    stat: Stat = Stat.ALL,
+    known: Mapping[Digest, References] | None = None,
 ) -> Inventory:
     """Everything stored. ``tag_targets=False`` leaves tag links unread (a run that keeps every
     manifest needs only to know a tag is there): on S3 a request saved per tag.
     ``tag_history=False`` lets the scan of a filesystem skip each tag's history links, which
-    only a run that deletes untagged manifests needs (a walk finds them at no cost)."""
+    only a run that deletes untagged manifests needs (a walk finds them at no cost). The
+    manifests ``known`` holds (the last run's findings, ``known.py``) are not read again, unless
+    their blob was not found: then they are read, so that missing content refers to nothing."""
     inventory = Inventory(tag_targets=tag_targets, tag_history=tag_history)
     repositories = inventory.repositories
     if driver.listing_carries_stats:
@@ -455,9 +464,20 @@ async def take_inventory(
     for (name, tag), target in zip(tag_links, targets, strict=True):
         if target is not None:
             repositories[name].tags[tag] = target
-    digests = list({d for repository in repositories.values() for d in repository.revisions})
-    found_references = await _read_all(driver, [paths.blob_data(d) for d in digests], references_of)
-    inventory.manifests = dict(zip(digests, found_references, strict=True))
+    known = known or {}
+    manifests: dict[Digest, References | None] = {}
+    for repository in repositories.values():
+        for digest in repository.revisions:
+            recalled = known.get(digest)
+            if recalled is not None and digest in inventory.blobs:
+                manifests[digest] = recalled
+            else:
+                manifests.setdefault(digest, None)
+    unread = [digest for digest, references in manifests.items() if references is None]
+    read = await _read_all(driver, [paths.blob_data(d) for d in unread], references_of)
+    manifests.update(zip(unread, read, strict=True))
+    inventory.manifests = manifests
+    inventory.recalled = len(manifests) - len(unread)
     if inventory.foreign:
         log.warning(
             "garbage collection: skipped %d names the storage layout does not write (left in "

@@ -1,0 +1,141 @@
+"""The record of what each manifest refers to, which spares the next run reading the manifests:
+a usable record is used, and one that is torn, garbled or of another version is ignored and
+replaced, never trusted."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from bench.gc import build_store
+from registry.lifecycle import known
+from registry.lifecycle.collect import Options, garbage_collect
+from registry.lifecycle.mark import References
+from registry.references import Digest
+from registry.storage import paths
+from storage_drivers.filesystem import FilesystemDriver
+
+ROOT = "docker/registry/v2"
+A, B, C, D = (Digest.of(name.encode()) for name in ("a", "b", "c", "d"))
+LONG = Digest.of(b"long", "sha512")
+MANIFESTS: dict[Digest, References | None] = {
+    A: References(frozenset({B, LONG}), frozenset(), None),
+    C: References(frozenset(), frozenset({A}), D),
+    D: References(),
+    LONG: None,  # its content was missing: nothing to remember
+}
+
+
+def test_a_record_gives_back_what_it_was_written_with() -> None:
+    assert known.decode(known.encode(MANIFESTS)) == {d: r for d, r in MANIFESTS.items() if r is not None}
+    assert known.decode(known.encode({})) == {}
+
+
+def _signed(body: bytes) -> bytes:
+    return hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda record: record[: len(record) // 2],  # torn
+        lambda record: record[:-2] + bytes([record[-2] ^ 1]) + record[-1:],  # a flipped bit
+        lambda record: b"",
+        lambda record: b"\x00" * 64,
+        lambda record: record.replace(b'"version":1', b'"version":2'),
+        lambda record: _signed(record.partition(b"\n")[2].replace(b'"version":1', b'"version":2')),
+        lambda record: _signed(b'{"version":1,"digests":["sha256:nothex"],"manifests":[[0,[],[],-1]]}'),
+        lambda record: _signed(b'{"version":1,"digests":[],"manifests":[[0,[],[],-1]]}'),
+        lambda record: _signed(b'{"version":1,"digests":[]}'),
+        lambda record: _signed(b"[1, 2]"),
+        lambda record: _signed(b"not json"),
+    ],
+)
+def test_a_damaged_record_is_refused(damage: object) -> None:
+    record = known.encode(MANIFESTS)
+    assert callable(damage)
+    assert known.decode(damage(record)) is None
+
+
+class _Reads(FilesystemDriver):
+    """Records the manifests' blobs read."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.blobs_read: list[str] = []
+
+    async def _get_many(self, paths_: Sequence[str]) -> list[bytes | None]:
+        self.blobs_read += [path for path in paths_ if path.endswith("/data")]
+        return await super()._get_many(paths_)
+
+
+async def _dry_run(driver: FilesystemDriver) -> list[str]:
+    lines: list[str] = []
+    await garbage_collect(driver, Options(dry_run=True, grace_period=0), lines.append)
+    return lines
+
+
+async def test_a_run_reads_only_the_manifests_the_last_run_did_not_record(tmp_path: Path) -> None:
+    build_store(tmp_path, repositories=3)  # 27 manifests
+    record = tmp_path / paths.gc_references().lstrip("/")
+    first = _Reads(str(tmp_path))
+    expected = await _dry_run(first)
+    assert len(first.blobs_read) == 27
+    assert len(known.decode(record.read_bytes()) or {}) == 27
+
+    again = _Reads(str(tmp_path))
+    assert await _dry_run(again) == expected
+    assert again.blobs_read == []
+
+    build_store(tmp_path / "more", repositories=4)  # one repository more, the same three before it
+    added = tmp_path / "more" / ROOT / "repositories" / "gc" / "r-0003"
+    added.rename(tmp_path / ROOT / "repositories" / "gc" / "r-0003")
+    for blob in (tmp_path / "more" / ROOT / "blobs" / "sha256").glob("*/*"):
+        target = tmp_path / ROOT / "blobs" / "sha256" / blob.parent.name / blob.name
+        if not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            blob.rename(target)
+    grown = _Reads(str(tmp_path))
+    assert len(await _dry_run(grown)) > len(expected)
+    assert len(grown.blobs_read) == 9
+    assert len(known.decode(record.read_bytes()) or {}) == 36
+
+
+@pytest.mark.parametrize(
+    "record_content",
+    [b"garbage", None],
+    ids=["garbage", "torn"],
+)
+async def test_a_damaged_record_is_ignored_and_replaced(tmp_path: Path, record_content: bytes | None) -> None:
+    build_store(tmp_path, repositories=3)
+    record = tmp_path / paths.gc_references().lstrip("/")
+    expected = await _dry_run(FilesystemDriver(str(tmp_path)))
+    good = record.read_bytes()
+    record.write_bytes(record_content if record_content is not None else good[: len(good) - 100])
+
+    driver = _Reads(str(tmp_path))
+    assert await _dry_run(driver) == expected
+    assert len(driver.blobs_read) == 27
+    assert record.read_bytes() == good
+
+
+async def test_a_recorded_manifest_whose_blob_is_gone_is_read(tmp_path: Path) -> None:
+    """Missing content refers to nothing: the record must not keep its references alive."""
+    build_store(tmp_path, repositories=1)
+    driver = _Reads(str(tmp_path))
+    await _dry_run(driver)
+    revisions = tmp_path / ROOT / "repositories" / "gc" / "r-0000" / "_manifests" / "revisions" / "sha256"
+    gone = sorted(revisions.iterdir())[0].name
+    blob = tmp_path / ROOT / "blobs" / "sha256" / gone[:2] / gone
+    (blob / "data").unlink()
+    blob.rmdir()
+
+    again = _Reads(str(tmp_path))
+    await _dry_run(again)
+    assert again.blobs_read == [f"/{ROOT}/blobs/sha256/{gone[:2]}/{gone}/data"]
+    recorded = known.decode((tmp_path / paths.gc_references().lstrip("/")).read_bytes())
+    assert recorded is not None
+    assert Digest("sha256", gone) not in recorded
