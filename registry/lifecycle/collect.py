@@ -105,8 +105,8 @@ async def garbage_collect(driver: StorageDriver, options: Options, emit: Callabl
 @dataclass(frozen=True, slots=True)
 class _Walk:
     inventory: Inventory
-    record_is_current: bool
-    """Whether the record of manifests' references (``known``) holds exactly what was found."""
+    recorded: known.Known
+    """The last run's record of references and sizes, which the walk used."""
 
 
 async def _inventory(driver: StorageDriver, options: Options) -> _Walk:
@@ -124,10 +124,10 @@ async def _inventory(driver: StorageDriver, options: Options) -> _Walk:
         tag_targets=options.delete_untagged or bool(options.retention),
         tag_history=options.delete_untagged,
         stat=stat,
-        known=recorded,
+        known=recorded.references,
+        sizes=recorded.sizes,
     )
-    current = inventory.recalled == len(inventory.manifests) == len(recorded)
-    return _Walk(inventory, current)
+    return _Walk(inventory, recorded)
 
 
 async def _mark(
@@ -145,8 +145,6 @@ async def _mark(
     found differs from it (a dry run too: it is no part of the registry's content)."""
     walked = await walk
     inventory = walked.inventory
-    if not walked.record_is_current:
-        await known.save(driver, inventory.manifests)
     phases: dict[str, float] = {}
     untagged: list[Removal] = []
     if options.retention:
@@ -154,6 +152,9 @@ async def _mark(
         untagged = await apply_retention(driver, inventory, options.retention, begun, lease)
         phases["retention"] = time.monotonic() - retaining
     planned = await plan_stating(driver, inventory, options.delete_untagged, begun - options.grace_period)
+    record = known.found(inventory, walked.recorded)  # after the plan's stats
+    if record != walked.recorded:
+        await known.save(driver, record)
     phases["mark"] = time.monotonic() - marking - phases.get("retention", 0.0)
     return Report(planned, planned, phases, untagged, inventory)
 

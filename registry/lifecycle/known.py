@@ -1,12 +1,13 @@
-"""What each manifest refers to, remembered from one garbage collection run to the next.
+"""What each manifest refers to and each blob's size, remembered from one garbage collection
+run to the next.
 
-A manifest is stored under the digest of its content, so what it refers to
-(``mark.references_of``) never changes: a run that finds a manifest in the last run's record
-does not read and parse it again. The record is one object (``paths.gc_references``) that each
-run replaces whole with the manifests it found, so it never holds more than the store. It is
-only a shortcut: a record that is missing, torn, of another version, or that does not match
-its checksum is ignored (the run reads every manifest, as without it) and the run writes a new
-one.
+Content is stored under its digest, so neither what a manifest refers to
+(``mark.references_of``) nor a blob's size ever changes: a run that finds a manifest in the last
+run's record does not read and parse it again, and does not stat a blob for its size (a real
+run's usage figures need every size). The record is one object (``paths.gc_references``) that
+each run replaces whole with what it found, so it never holds more than the store. It is only
+a shortcut: a record that is missing, torn, of another version, or that does not match its
+checksum is ignored (the run reads every manifest, as without it) and the run writes a new one.
 """
 
 from __future__ import annotations
@@ -14,50 +15,77 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from storage_drivers import PathNotFound, StorageDriver, StorageError
 
 from ..errors import RegistryError
-from ..references import Digest
+from ..references import HEX_LENGTHS, Digest
 from ..storage import paths
-from .mark import References
+from .mark import UNSTATED, Inventory, References
 
 VERSION = 1
 """Raise it when ``references_of`` changes what it finds: a record of another version is
 ignored."""
 
+_ALGORITHMS = {length // 2: algorithm for algorithm, length in HEX_LENGTHS.items()}
+"""By the length of a raw digest."""
+
 log = logging.getLogger("registry")
 
 
-async def load(driver: StorageDriver) -> dict[Digest, References]:
+@dataclass
+class Known:
+    references: dict[Digest, References] = field(default_factory=dict)
+    """By manifest."""
+    sizes: dict[bytes, int] = field(default_factory=dict)
+    """By blob, as raw digests (``digests.raw``)."""
+
+
+async def load(driver: StorageDriver) -> Known:
     """The last run's record; empty when there is none or it cannot be used."""
     try:
         content = await driver.get_content(paths.gc_references())
     except PathNotFound:
-        return {}
+        return Known()
     known = decode(content)
     if known is None:
         log.warning(
-            "garbage collection: the record of manifests' references is unusable; reading every manifest"
+            "garbage collection: the record of references and sizes is unusable; reading every manifest"
         )
-        return {}
+        return Known()
     return known
 
 
-async def save(driver: StorageDriver, manifests: Mapping[Digest, References | None]) -> None:
-    """Replace the record with ``manifests`` (those whose content was missing left out). Best
-    effort: a run that cannot write it has done its work, and the next one reads more."""
+async def save(driver: StorageDriver, known: Known) -> None:
+    """Replace the record. Best effort: a run that cannot write it has done its work, and the
+    next one reads more."""
     try:
-        await driver.put_content(paths.gc_references(), encode(manifests))
+        await driver.put_content(paths.gc_references(), encode(known))
     except StorageError as exc:
-        log.warning("garbage collection: the record of manifests' references was not written: %s", exc)
+        log.warning("garbage collection: the record of references and sizes was not written: %s", exc)
 
 
-def encode(manifests: Mapping[Digest, References | None]) -> bytes:
+def found(inventory: Inventory, recorded: Known) -> Known:
+    """The record after a run that found ``inventory`` with ``recorded``: the references of its
+    manifests (not those whose content was missing), and the sizes of its blobs, stat-ed or
+    recorded before."""
+    references = {d: r for d, r in inventory.manifests.items() if r is not None}
+    sizes: dict[bytes, int] = {}
+    earlier = recorded.sizes
+    for key, size, modified in inventory.blobs.rows():
+        if modified != UNSTATED:
+            sizes[key] = size
+        elif key in earlier:
+            sizes[key] = earlier[key]
+    return Known(references, sizes)
+
+
+def encode(known: Known) -> bytes:
     """The record: the SHA-256 of the rest in hex, a newline, then JSON holding each digest once
-    (``digests``) and each manifest as [its digest, [blobs], [children], subject or -1], by
-    position in ``digests``."""
+    (``digests``), each manifest as [its digest, [blobs], [children], subject or -1] by position
+    in ``digests``, and by digest algorithm the raw digests of blobs, one hex string, with
+    their sizes."""
     index: dict[Digest, int] = {}
 
     def at(digest: Digest) -> int:
@@ -70,15 +98,22 @@ def encode(manifests: Mapping[Digest, References | None]) -> bytes:
             [at(d) for d in references.children],
             -1 if references.subject is None else at(references.subject),
         ]
-        for digest, references in manifests.items()
-        if references is not None
+        for digest, references in known.references.items()
     ]
-    document = {"version": VERSION, "digests": [str(d) for d in index], "manifests": entries}
+    by_length: dict[int, tuple[list[bytes], list[int]]] = {}
+    for key, size in known.sizes.items():
+        keys, values = by_length.setdefault(len(key), ([], []))
+        keys.append(key)
+        values.append(size)
+    sizes = {
+        _ALGORITHMS[length]: [b"".join(keys).hex(), values] for length, (keys, values) in by_length.items()
+    }
+    document = {"version": VERSION, "digests": [str(d) for d in index], "manifests": entries, "sizes": sizes}
     body = json.dumps(document, separators=(",", ":")).encode()
     return hashlib.sha256(body).hexdigest().encode() + b"\n" + body
 
 
-def decode(content: bytes) -> dict[Digest, References] | None:
+def decode(content: bytes) -> Known | None:
     """What ``encode`` wrote; None for anything else."""
     checksum, _, body = content.partition(b"\n")
     if hashlib.sha256(body).hexdigest().encode() != checksum:
@@ -88,13 +123,22 @@ def decode(content: bytes) -> dict[Digest, References] | None:
         if document["version"] != VERSION:
             return None
         digests = [Digest.parse(text) for text in document["digests"]]
-        known: dict[Digest, References] = {}
+        references: dict[Digest, References] = {}
         for digest, blobs, children, subject in document["manifests"]:
-            known[digests[digest]] = References(
+            references[digests[digest]] = References(
                 frozenset(digests[i] for i in blobs),
                 frozenset(digests[i] for i in children),
                 digests[subject] if subject >= 0 else None,
             )
-    except (ValueError, TypeError, KeyError, IndexError, RegistryError):
-        return None  # a checksum that matches over a body we did not write
-    return known
+        sizes: dict[bytes, int] = {}
+        for algorithm, (keys, values) in document["sizes"].items():
+            length = HEX_LENGTHS[algorithm] // 2
+            joined = bytes.fromhex(keys)
+            if len(joined) != length * len(values) or not all(type(v) is int and v >= 0 for v in values):
+                return None
+            sizes.update(
+                zip((joined[at : at + length] for at in range(0, len(joined), length)), values, strict=True)
+            )
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RegistryError):
+        return None  # a checksum that matches over a body this module did not write
+    return Known(references, sizes)

@@ -54,7 +54,9 @@ class Stat(enum.Flag):
     their directory's listing (a walk of S3 gives every time at no cost)."""
 
     BLOBS = enum.auto()
-    """Sizes and times of blob data: usage figures need all of them, a plan the unmarked ones."""
+    """Sizes of blob data: usage figures need all of them. A blob whose size the last run
+    recorded (``known``) is not stat-ed: its time stays ``UNSTATED`` until the plan stats it,
+    which it does for the blobs not marked, the only ones whose times it compares."""
     LAYERS = enum.auto()
     REVISIONS = enum.auto()
     """Times of revision links: what --delete-untagged and usage figures compare."""
@@ -271,12 +273,16 @@ def _digest(algorithm: str, encoded: str) -> Digest | None:
     return Digest(algorithm, encoded)
 
 
-async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> None:
+async def _scan(
+    driver: StorageDriver, inventory: Inventory, history: bool, sizes: Mapping[bytes, int]
+) -> None:
     """The layout's objects, found by listing names and stat-ing the files they must hold: where
     every stat costs a call (a filesystem), one stat per link instead of a walk into each link's
     own directory. One level of the tree at a time, listings and stats in batches; what each
     file is comes from where it was listed, so no path is parsed back. Tag history links are
-    listed only with ``history``."""
+    listed only with ``history``. A blob whose size ``sizes`` holds (by raw digest) is not
+    stat-ed for it."""
+    stat_blobs = bool(inventory.stated & Stat.BLOBS)
     level: list[tuple[str, _Kind, _At]] = [
         (paths.BLOBS, _Kind.BLOBS, _At()),
         (paths.REPOSITORIES, _Kind.TREE, _At()),
@@ -292,12 +298,14 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
         for (_, kind, at), children in zip(level, children_of, strict=True):
             for child in children or ():
                 leaf = child.rpartition("/")[2]
-                if kind is _Kind.LINK_DIRS or kind is _Kind.BLOB_DIRS:
+                if kind is _Kind.BLOB_DIRS:
+                    _blob(inventory, at, child, sizes if stat_blobs else None, files=files, found=found)
+                elif kind is _Kind.LINK_DIRS:
                     digest = _digest(at.algorithm, leaf)
-                    if digest is None or (kind is _Kind.BLOB_DIRS and leaf[:2] != at.prefix):
+                    if digest is None:
                         inventory.foreign.append(child)
                         continue
-                    files.append(f"{child}/link" if kind is _Kind.LINK_DIRS else f"{child}/data")
+                    files.append(f"{child}/link")
                     found.append((at, digest))
                 elif kind is _Kind.LINK_ALGORITHMS or kind is _Kind.BLOBS:
                     if leaf in HEX_LENGTHS:
@@ -334,6 +342,31 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
             driver.batches_in_flight,
         )
         level = below
+
+
+def _blob(
+    inventory: Inventory,
+    at: _At,
+    child: str,
+    sizes: Mapping[bytes, int] | None,
+    *,
+    files: list[str],
+    found: list[tuple[_At, Digest | None]],
+) -> None:
+    """A blob's directory. Its data goes to be stat-ed (``files``, ``found``) unless ``sizes`` is
+    None (nothing is) or holds its size; else it is recorded at once with that size (or 0) and
+    time ``UNSTATED``, by raw digest: no ``Digest`` is built for the blobs never looked at again."""
+    leaf = child.rpartition("/")[2]
+    if _digest(at.algorithm, leaf) is None or leaf[:2] != at.prefix:
+        inventory.foreign.append(child)
+        return
+    key = bytes.fromhex(leaf)
+    size = sizes.get(key) if sizes is not None else 0
+    if size is None:
+        files.append(f"{child}/data")
+        found.append((at, Digest(at.algorithm, leaf)))
+    else:
+        inventory.blobs.put_raw(key, size, UNSTATED)
 
 
 def _in_tree(
@@ -438,13 +471,15 @@ async def take_inventory(
     tag_history: bool = True,
     stat: Stat = Stat.ALL,
     known: Mapping[Digest, References] | None = None,
+    sizes: Mapping[bytes, int] | None = None,
 ) -> Inventory:
     """Everything stored. ``tag_targets=False`` leaves tag links unread (a run that keeps every
     manifest needs only to know a tag is there): on S3 a request saved per tag.
     ``tag_history=False`` lets the scan of a filesystem skip each tag's history links, which
     only a run that deletes untagged manifests needs (a walk finds them at no cost). The
     manifests ``known`` holds (the last run's findings, ``known.py``) are not read again, unless
-    their blob was not found: then they are read, so that missing content refers to nothing."""
+    their blob was not found: then they are read, so that missing content refers to nothing; nor
+    are the blobs whose ``sizes`` it holds stat-ed."""
     inventory = Inventory(tag_targets=tag_targets, tag_history=tag_history)
     repositories = inventory.repositories
     if driver.listing_carries_stats:
@@ -453,7 +488,7 @@ async def take_inventory(
         await bounded(shards, lambda shard: _walk_into(driver, shard, found), driver.batches_in_flight)
     else:
         inventory.stated = stat
-        await _scan(driver, inventory, tag_history)
+        await _scan(driver, inventory, tag_history, sizes or {})
     tag_links = [
         (name, tag)
         for name, repository in repositories.items()
