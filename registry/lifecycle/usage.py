@@ -37,6 +37,7 @@ from storage_drivers import PathNotFound, StorageDriver
 
 from ..references import Digest, RepositoryName, RunId
 from ..storage import paths
+from . import known
 from .collect import Options, Report, garbage_collect
 from .digests import BlobTable, raw
 from .mark import Inventory, Plan, Repository, take_inventory
@@ -201,7 +202,8 @@ async def measure(driver: StorageDriver, record: bool) -> Usage:
     """Walk the storage for the figures; ``record`` writes them as the usage record too (not in
     read-only mode: the storage's clock is read by writing a probe)."""
     measured = await storage_now(driver, RunId(secrets.token_hex(16))) if record else _now()
-    usage = usage_of(await take_inventory(driver), measured)
+    recorded = await known.load(driver)  # what the last collection found: fewer reads and stats
+    usage = usage_of(await take_inventory(driver, known=recorded.references, sizes=recorded.sizes), measured)
     if record:
         await write_record(driver, usage)
     return usage

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from registry.lifecycle import known
 from registry.lifecycle.collect import Options, garbage_collect
 from registry.lifecycle.digests import raw
 from registry.lifecycle.mark import References
-from registry.lifecycle.usage import collect_and_record
+from registry.lifecycle.usage import collect_and_record, measure
 from registry.references import Digest
 from registry.storage import paths
 from storage_drivers import FileInfo
@@ -207,3 +208,16 @@ async def test_a_real_run_stats_only_the_blobs_whose_sizes_were_not_recorded(tmp
             del repository["last_push"]
     assert figures[0]["stored_bytes"] > 0
     assert figures[0] == figures[1] == figures[2]
+
+
+async def test_the_usage_command_uses_the_record_and_measures_the_same(tmp_path: Path) -> None:
+    build_store(tmp_path, repositories=3)
+    before = _Stats(str(tmp_path))
+    cold = await measure(before, record=False)
+    assert len(before.blobs_stated) == 60
+    await collect_and_record(before, Options(grace_period=3600), lambda line: None)  # removes nothing
+
+    after = _Reads(str(tmp_path))
+    warm = await measure(after, record=False)
+    assert after.blobs_read == []
+    assert replace(warm, measured=0) == replace(cold, measured=0)
