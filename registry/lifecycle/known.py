@@ -59,9 +59,10 @@ async def load(driver: StorageDriver) -> Known:
 
 async def save(driver: StorageDriver, known: Known) -> None:
     """Replace the record. Best effort: a run that cannot write it has done its work, and the
-    next one reads more."""
+    next one reads more; nor need it wait for the disk (a crash that tears it only costs the
+    next run its shortcut)."""
     try:
-        await driver.put_content(paths.gc_references(), encode(known))
+        await driver.put_many([(paths.gc_references(), encode(known))], durable=False)
     except StorageError as exc:
         log.warning("garbage collection: the record of references and sizes was not written: %s", exc)
 
