@@ -141,8 +141,8 @@ async def _mark(
 ) -> Report:
     """Apply retention to what ``walk`` found (``lease`` None: a dry run, which untags nothing)
     and plan; ``begun`` is the run's start by the storage's clock, ``marking`` when the walk
-    began (``time.monotonic``). The record of manifests' references is replaced when what was
-    found differs from it (a dry run too: it is no part of the registry's content)."""
+    began (``time.monotonic``). The record of references and sizes (``known``) is replaced when
+    what was found differs from it (a dry run too: it is no part of the registry's content)."""
     walked = await walk
     inventory = walked.inventory
     phases: dict[str, float] = {}

@@ -105,8 +105,6 @@ class Inventory:
     """The files whose sizes and times were read; the others' are ``UNSTATED``."""
     foreign: list[str] = field(default_factory=list)
     """Names found where the layout writes none (``lost+found``, a stray file), skipped."""
-    recalled: int = 0
-    """How many manifests' references came from the last run's record instead of a read."""
 
 
 @dataclass
@@ -512,7 +510,6 @@ async def take_inventory(
     read = await _read_all(driver, [paths.blob_data(d) for d in unread], references_of)
     manifests.update(zip(unread, read, strict=True))
     inventory.manifests = manifests
-    inventory.recalled = len(manifests) - len(unread)
     if inventory.foreign:
         log.warning(
             "garbage collection: skipped %d names the storage layout does not write (left in "
