@@ -13,6 +13,10 @@ garbage-collect CONFIG`` (Distribution 2.8: no grace period), first with ``--dry
 same copy, then a real run on a copy each; A,B then B,A. Both print every item; the output goes
 to a file, and the counts of removed blobs are checked to be equal. With ``--s3`` the store is a
 bucket on a throwaway Ceph RADOS Gateway, rebuilt for each real run.
+
+On the filesystem, Dockyard's runs find the record of manifests' references and blob sizes a
+real run leaves for the next (``registry/lifecycle/known.py``), as a scheduled collection finds
+it; ``--cold`` measures runs without it (the first run on a store). S3 runs are always cold.
 """
 
 from __future__ import annotations
@@ -203,13 +207,29 @@ Results = dict[str, dict[str, list[Run]]]
 """case ("dry run", "sweep") -> registry -> runs."""
 
 
+RECORD = f"{ROOT}/_dockyard/gc/references"
+"""What Dockyard's last run found (``registry/lifecycle/known.py``)."""
+
+
 class FilesystemStores:
-    def __init__(self, workdir: Path, repositories: int) -> None:
+    def __init__(self, workdir: Path, repositories: int, warm: bool) -> None:
         self.workdir = workdir
         self.original = workdir / "original"
         started = time.perf_counter()
         files = build_store(self.original, repositories)
         log(f"filesystem store: {files} files written in {time.perf_counter() - started:.1f} s")
+        if warm:
+            self._prime()
+
+    def _prime(self) -> None:
+        """Leave in the store the record a real run writes, as a scheduled collection finds it
+        from the run before: one real run on a copy, untimed, whose record is copied back."""
+        config = write_config(self.workdir / "prime.yml", self.fresh("prime"))
+        subprocess.run([*dockyard(config, False, False), "--quiet"], check=True, stdout=subprocess.DEVNULL)
+        (self.original / RECORD).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.workdir / "prime" / RECORD, self.original / RECORD)
+        shutil.rmtree(self.workdir / "prime")
+        log("Dockyard's record of references and sizes primed by a real run")
 
     def fresh(self, label: str) -> dict[str, Any]:
         copy = self.workdir / label
@@ -298,6 +318,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--repositories", type=int, default=REPOSITORIES, help="a smaller store to try changes on"
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="Dockyard without the record a previous run leaves (filesystem; S3 is always cold)",
+    )
     parser.add_argument("--tmpdir", type=Path, help="where the stores go (default: $TMPDIR)")
     parser.add_argument("--build-only", type=Path, help="only write the filesystem store there")
     parser.add_argument("--output", type=Path, help="also append the table to this markdown file")
@@ -312,12 +337,12 @@ def main(argv: list[str]) -> int:
         stores = (
             BucketStores(rgw, args.repositories)
             if rgw is not None
-            else FilesystemStores(workdir, args.repositories)
+            else FilesystemStores(workdir, args.repositories, warm=not args.cold)
         )
         load_before = os.getloadavg()[0]
         results = measure(stores, workdir, args.repetitions, args.delete_untagged)
         load_after = os.getloadavg()[0]
-        where = "Ceph RGW" if rgw is not None else "filesystem"
+        where = "Ceph RGW" if rgw is not None else "filesystem" + (", cold" if args.cold else "")
         if args.delete_untagged:
             where += ", --delete-untagged"
         text = render(where, results, args.repetitions)

@@ -141,6 +141,10 @@ class StorageDriver(ABC):
     listing_carries_stats: bool = False
     """Whether ``walk`` gets sizes and times from the listing itself (S3), so that walking a
     tree costs no more than listing its names; on a filesystem every file is a stat."""
+    batches_in_flight: int = 32
+    """How many ``*_many`` calls and walks a pass over the whole store keeps in flight: enough
+    to overlap remote round trips (S3). A local filesystem answers from the CPU, so more calls
+    than cores only hand the interpreter's lock between threads."""
 
     async def get_content(self, path: str) -> bytes:
         """The whole content of a small object."""

@@ -432,6 +432,7 @@ class _FilesystemWriter(FileWriter):
 
 class FilesystemDriver(StorageDriver):
     name = "filesystem"
+    batches_in_flight = 2
 
     def __init__(self, rootdirectory: str) -> None:
         self.root = os.path.abspath(rootdirectory)

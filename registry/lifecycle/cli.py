@@ -113,7 +113,7 @@ def _garbage_collect(config: Config, args: argparse.Namespace) -> None:
 
     def emit(line: str) -> None:
         if not args.quiet:
-            print(line, flush=True)
+            print(line)  # all at the end of the run: buffered, not a write each
 
     async def work(driver: StorageDriver) -> None:
         await collect_and_record(driver, options, emit)

@@ -14,6 +14,7 @@ from storage_drivers import PathNotFound, StorageDriver, StorageError
 
 from ..references import RunId
 from ..storage import paths
+from . import known
 from .lease import Lease, claim, confirmed
 from .mark import Inventory, Plan, Stat, plan_stating, take_inventory
 from .policy import RetentionRule
@@ -101,7 +102,14 @@ async def garbage_collect(driver: StorageDriver, options: Options, emit: Callabl
     return report
 
 
-async def _inventory(driver: StorageDriver, options: Options) -> Inventory:
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    inventory: Inventory
+    recorded: known.Known
+    """The last run's record of references and sizes, which the walk used."""
+
+
+async def _inventory(driver: StorageDriver, options: Options) -> _Walk:
     # Retention and --delete-untagged need to know where each tag points, and only
     # --delete-untagged deletes tag history; a plain run needs neither. A real run's usage
     # figures need every blob's size and every link's time but the layers'; a dry run only what
@@ -110,12 +118,16 @@ async def _inventory(driver: StorageDriver, options: Options) -> Inventory:
     if options.dry_run:
         stat = Stat.REVISIONS if options.delete_untagged else Stat(0)
         stat |= Stat.TAGS if options.retention else Stat(0)
-    return await take_inventory(
+    recorded = await known.load(driver)
+    inventory = await take_inventory(
         driver,
         tag_targets=options.delete_untagged or bool(options.retention),
         tag_history=options.delete_untagged,
         stat=stat,
+        known=recorded.references,
+        sizes=recorded.sizes,
     )
+    return _Walk(inventory, recorded)
 
 
 async def _mark(
@@ -124,13 +136,15 @@ async def _mark(
     begun: float,
     lease: Lease | None,
     *,
-    walk: Awaitable[Inventory],
+    walk: Awaitable[_Walk],
     marking: float,
 ) -> Report:
     """Apply retention to what ``walk`` found (``lease`` None: a dry run, which untags nothing)
     and plan; ``begun`` is the run's start by the storage's clock, ``marking`` when the walk
-    began (``time.monotonic``)."""
-    inventory = await walk
+    began (``time.monotonic``). The record of references and sizes (``known``) is replaced when
+    what was found differs from it (a dry run too: it is no part of the registry's content)."""
+    walked = await walk
+    inventory = walked.inventory
     phases: dict[str, float] = {}
     untagged: list[Removal] = []
     if options.retention:
@@ -138,6 +152,9 @@ async def _mark(
         untagged = await apply_retention(driver, inventory, options.retention, begun, lease)
         phases["retention"] = time.monotonic() - retaining
     planned = await plan_stating(driver, inventory, options.delete_untagged, begun - options.grace_period)
+    record = known.found(inventory, walked.recorded)  # after the plan's stats
+    if record != walked.recorded:
+        await known.save(driver, record)
     phases["mark"] = time.monotonic() - marking - phases.get("retention", 0.0)
     return Report(planned, planned, phases, untagged, inventory)
 

@@ -90,14 +90,17 @@ class BlobTable(Mapping[Digest, tuple[int, float]]):
         self._times = array("d")
 
     def __setitem__(self, digest: Digest, value: tuple[int, float]) -> None:
-        key = raw(digest)
+        self.put_raw(raw(digest), *value)
+
+    def put_raw(self, key: bytes, size: int, modified: float) -> None:
+        """Set a blob's size and time by its raw digest."""
         row = self._rows.get(key)
         if row is None:
             self._rows[key] = len(self._sizes)
-            self._sizes.append(value[0])
-            self._times.append(value[1])
+            self._sizes.append(size)
+            self._times.append(modified)
         else:
-            self._sizes[row], self._times[row] = value
+            self._sizes[row], self._times[row] = size, modified
 
     def __getitem__(self, digest: Digest) -> tuple[int, float]:
         row = self._rows[raw(digest)]

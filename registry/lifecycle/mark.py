@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -28,8 +28,6 @@ from ..storage import paths
 from ..storage.manifest_format import IMAGE_MANIFESTS, INDEXES, parse_stored_manifest
 from .digests import BlobTable, DigestSet, from_raw, raw
 
-CONCURRENCY = 32
-"""Walks, manifest and tag reads in flight at once."""
 READ_BATCH = 64
 """Manifests or tag links read in one driver call."""
 STAT_BATCH = 256
@@ -56,7 +54,9 @@ class Stat(enum.Flag):
     their directory's listing (a walk of S3 gives every time at no cost)."""
 
     BLOBS = enum.auto()
-    """Sizes and times of blob data: usage figures need all of them, a plan the unmarked ones."""
+    """Sizes of blob data: usage figures need all of them. A blob whose size the last run
+    recorded (``known``) is not stat-ed: its time stays ``UNSTATED`` until the plan stats it,
+    which it does for the blobs not marked, the only ones whose times it compares."""
     LAYERS = enum.auto()
     REVISIONS = enum.auto()
     """Times of revision links: what --delete-untagged and usage figures compare."""
@@ -159,9 +159,10 @@ class Plan:
             yield f"empty repository {verb}: {name}"
 
 
-async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[R]]) -> list[R]:
-    """``work`` over ``items`` with at most CONCURRENCY in flight, results in order. A fixed set of
-    workers takes the items in turn: a task per item would cost more than a small read."""
+async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[R]], in_flight: int) -> list[R]:
+    """``work`` over ``items`` with at most ``in_flight`` at once (the driver's
+    ``batches_in_flight``), results in order. A fixed set of workers takes the items in turn: a
+    task per item would cost more than a small read."""
     pending = list(enumerate(items))
     results: list[R | None] = [None] * len(pending)
     pending.reverse()
@@ -171,7 +172,7 @@ async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[R]]) -> list
             index, item = pending.pop()
             results[index] = await work(item)
 
-    await asyncio.gather(*(worker() for _ in range(min(CONCURRENCY, len(pending)))))
+    await asyncio.gather(*(worker() for _ in range(min(in_flight, len(pending)))))
     return results  # type: ignore[return-value]  # every slot was filled
 
 
@@ -188,12 +189,14 @@ async def _shards(driver: StorageDriver, inventory: Inventory) -> list[str]:
     the repositories tree two levels down when its top level is small (``team/app-1``...)."""
     foreign = inventory.foreign
     algorithms = _layouts(await _children(driver, paths.BLOBS), _is_algorithm, foreign)
-    prefixes = await bounded(algorithms, lambda directory: _children(driver, directory))
+    prefixes = await bounded(
+        algorithms, lambda directory: _children(driver, directory), driver.batches_in_flight
+    )
     shards = [prefix for listed in prefixes for prefix in _layouts(listed, _is_prefix, foreign)]
     top = _layouts(await _children(driver, paths.REPOSITORIES), is_repository_name, foreign)
     if len(top) >= FAN_OUT:
         return shards + top
-    below = await bounded(top, lambda directory: _children(driver, directory))
+    below = await bounded(top, lambda directory: _children(driver, directory), driver.batches_in_flight)
     return shards + [child for listed in below for child in _layouts(listed, _is_in_repository_tree, foreign)]
 
 
@@ -268,19 +271,23 @@ def _digest(algorithm: str, encoded: str) -> Digest | None:
     return Digest(algorithm, encoded)
 
 
-async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> None:
+async def _scan(
+    driver: StorageDriver, inventory: Inventory, history: bool, sizes: Mapping[bytes, int]
+) -> None:
     """The layout's objects, found by listing names and stat-ing the files they must hold: where
     every stat costs a call (a filesystem), one stat per link instead of a walk into each link's
     own directory. One level of the tree at a time, listings and stats in batches; what each
     file is comes from where it was listed, so no path is parsed back. Tag history links are
-    listed only with ``history``."""
+    listed only with ``history``. A blob whose size ``sizes`` holds (by raw digest) is not
+    stat-ed for it."""
+    stat_blobs = bool(inventory.stated & Stat.BLOBS)
     level: list[tuple[str, _Kind, _At]] = [
         (paths.BLOBS, _Kind.BLOBS, _At()),
         (paths.REPOSITORIES, _Kind.TREE, _At()),
     ]
     while level:
         children_of = await _in_batches(
-            driver.list_many, [directory for directory, _, _ in level], LIST_BATCH
+            driver.list_many, [directory for directory, _, _ in level], LIST_BATCH, driver.batches_in_flight
         )
         below: list[tuple[str, _Kind, _At]] = []
         files: list[str] = []
@@ -289,12 +296,14 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
         for (_, kind, at), children in zip(level, children_of, strict=True):
             for child in children or ():
                 leaf = child.rpartition("/")[2]
-                if kind is _Kind.LINK_DIRS or kind is _Kind.BLOB_DIRS:
+                if kind is _Kind.BLOB_DIRS:
+                    _blob(inventory, at, child, sizes if stat_blobs else None, files=files, found=found)
+                elif kind is _Kind.LINK_DIRS:
                     digest = _digest(at.algorithm, leaf)
-                    if digest is None or (kind is _Kind.BLOB_DIRS and leaf[:2] != at.prefix):
+                    if digest is None:
                         inventory.foreign.append(child)
                         continue
-                    files.append(f"{child}/link" if kind is _Kind.LINK_DIRS else f"{child}/data")
+                    files.append(f"{child}/link")
                     found.append((at, digest))
                 elif kind is _Kind.LINK_ALGORITHMS or kind is _Kind.BLOBS:
                     if leaf in HEX_LENGTHS:
@@ -325,8 +334,37 @@ async def _scan(driver: StorageDriver, inventory: Inventory, history: bool) -> N
                 else:
                     _in_tree(inventory, at, child, below=below, walks=walks)
         await _take(driver, inventory, found, files)
-        await bounded(walks, lambda directory: _walk_into(driver, directory, _finder(inventory)))
+        await bounded(
+            walks,
+            lambda directory: _walk_into(driver, directory, _finder(inventory)),
+            driver.batches_in_flight,
+        )
         level = below
+
+
+def _blob(
+    inventory: Inventory,
+    at: _At,
+    child: str,
+    sizes: Mapping[bytes, int] | None,
+    *,
+    files: list[str],
+    found: list[tuple[_At, Digest | None]],
+) -> None:
+    """A blob's directory. Its data goes to be stat-ed (``files``, ``found``) unless ``sizes`` is
+    None (nothing is) or holds its size; else it is recorded at once with that size (or 0) and
+    time ``UNSTATED``, by raw digest: no ``Digest`` is built for the blobs never looked at again."""
+    leaf = child.rpartition("/")[2]
+    if _digest(at.algorithm, leaf) is None or leaf[:2] != at.prefix:
+        inventory.foreign.append(child)
+        return
+    key = bytes.fromhex(leaf)
+    size = sizes.get(key) if sizes is not None else 0
+    if size is None:
+        files.append(f"{child}/data")
+        found.append((at, Digest(at.algorithm, leaf)))
+    else:
+        inventory.blobs.put_raw(key, size, UNSTATED)
 
 
 def _in_tree(
@@ -366,7 +404,9 @@ async def _take(
             stated.append((at, digest, file))
         else:
             _record(inventory, at, digest, 0, UNSTATED)
-    infos = await _in_batches(driver.stat_many, [file for _, _, file in stated], STAT_BATCH)
+    infos = await _in_batches(
+        driver.stat_many, [file for _, _, file in stated], STAT_BATCH, driver.batches_in_flight
+    )
     for (at, digest, _), info in zip(stated, infos, strict=True):
         if info is not None and not info.is_dir:
             _record(inventory, at, digest, info.size, info.modified)
@@ -407,11 +447,11 @@ def _record(inventory: Inventory, at: _At, digest: Digest | None, size: int, mod
 
 
 async def _in_batches(
-    call: Callable[[list[str]], Awaitable[list[R]]], items: list[str], size: int
+    call: Callable[[list[str]], Awaitable[list[R]]], items: list[str], size: int, in_flight: int
 ) -> list[R]:
     """``call`` over ``items`` in batches of ``size``, results flattened in order."""
     batches = [items[start : start + size] for start in range(0, len(items), size)]
-    return [result for answered in await bounded(batches, call) for result in answered]
+    return [result for answered in await bounded(batches, call, in_flight) for result in answered]
 
 
 async def _walk_into(driver: StorageDriver, directory: str, found: Callable[[FileInfo], None]) -> None:
@@ -423,20 +463,30 @@ async def _walk_into(driver: StorageDriver, directory: str, found: Callable[[Fil
 
 
 async def take_inventory(
-    driver: StorageDriver, *, tag_targets: bool = True, tag_history: bool = True, stat: Stat = Stat.ALL
+    driver: StorageDriver,
+    *,
+    tag_targets: bool = True,
+    tag_history: bool = True,
+    stat: Stat = Stat.ALL,
+    known: Mapping[Digest, References] | None = None,
+    sizes: Mapping[bytes, int] | None = None,
 ) -> Inventory:
     """Everything stored. ``tag_targets=False`` leaves tag links unread (a run that keeps every
     manifest needs only to know a tag is there): on S3 a request saved per tag.
     ``tag_history=False`` lets the scan of a filesystem skip each tag's history links, which
-    only a run that deletes untagged manifests needs (a walk finds them at no cost)."""
+    only a run that deletes untagged manifests needs (a walk finds them at no cost). The
+    manifests ``known`` holds (the last run's findings, ``known.py``) are not read again, unless
+    their blob was not found: then they are read, so that missing content refers to nothing; nor
+    are the blobs whose ``sizes`` it holds stat-ed."""
     inventory = Inventory(tag_targets=tag_targets, tag_history=tag_history)
     repositories = inventory.repositories
     if driver.listing_carries_stats:
         found = _finder(inventory)
-        await bounded(await _shards(driver, inventory), lambda shard: _walk_into(driver, shard, found))
+        shards = await _shards(driver, inventory)
+        await bounded(shards, lambda shard: _walk_into(driver, shard, found), driver.batches_in_flight)
     else:
         inventory.stated = stat
-        await _scan(driver, inventory, tag_history)
+        await _scan(driver, inventory, tag_history, sizes or {})
     tag_links = [
         (name, tag)
         for name, repository in repositories.items()
@@ -447,9 +497,19 @@ async def take_inventory(
     for (name, tag), target in zip(tag_links, targets, strict=True):
         if target is not None:
             repositories[name].tags[tag] = target
-    digests = list({d for repository in repositories.values() for d in repository.revisions})
-    found_references = await _read_all(driver, [paths.blob_data(d) for d in digests], references_of)
-    inventory.manifests = dict(zip(digests, found_references, strict=True))
+    known = known or {}
+    manifests: dict[Digest, References | None] = {}
+    for repository in repositories.values():
+        for digest in repository.revisions:
+            recalled = known.get(digest)
+            if recalled is not None and digest in inventory.blobs:
+                manifests[digest] = recalled
+            else:
+                manifests.setdefault(digest, None)
+    unread = [digest for digest, references in manifests.items() if references is None]
+    read = await _read_all(driver, [paths.blob_data(d) for d in unread], references_of)
+    manifests.update(zip(unread, read, strict=True))
+    inventory.manifests = manifests
     if inventory.foreign:
         log.warning(
             "garbage collection: skipped %d names the storage layout does not write (left in "
@@ -480,7 +540,7 @@ def _finder(inventory: Inventory) -> Callable[[FileInfo], None]:
 async def _read_all(driver: StorageDriver, files: list[str], read: Callable[[bytes], R]) -> list[R | None]:
     """``read`` of each file's content (None for a missing file), read in batches."""
     batches = [files[start : start + READ_BATCH] for start in range(0, len(files), READ_BATCH)]
-    contents = await bounded(batches, driver.get_many)
+    contents = await bounded(batches, driver.get_many, driver.batches_in_flight)
     return [None if content is None else read(content) for batch in contents for content in batch]
 
 
@@ -670,7 +730,7 @@ async def _stat_unmarked(driver: StorageDriver, inventory: Inventory, marked: Di
         if modified == UNSTATED and digest not in marked
     ]
     files = [paths.blob_data(d) for d in blobs] + [paths.layer_link(*item) for item in layers]
-    infos = await _in_batches(driver.stat_many, files, STAT_BATCH)
+    infos = await _in_batches(driver.stat_many, files, STAT_BATCH, driver.batches_in_flight)
     for digest, info in zip(blobs, infos, strict=False):
         if info is not None and not info.is_dir:
             inventory.blobs[digest] = (info.size, info.modified)

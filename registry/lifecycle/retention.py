@@ -64,7 +64,9 @@ async def apply_retention(
         for start in range(0, len(removals), BATCH):
             batch = removals[start : start + BATCH]
             await lease.check()
-            untagged = await bounded(batch, lambda removal: _untag(driver, removal, lease.started))
+            untagged = await bounded(
+                batch, lambda removal: _untag(driver, removal, lease.started), driver.batches_in_flight
+            )
             done += [removal for removal, ok in zip(batch, untagged, strict=True) if ok]
         removals = done
     for removal in removals:
@@ -81,7 +83,7 @@ async def select(
         for name in sorted(inventory.repositories)
         if (found := rule_for(rules, name)) is not None
     ]
-    records = await bounded(covered, lambda item: read_tag_times(driver, item[0]))
+    records = await bounded(covered, lambda item: read_tag_times(driver, item[0]), driver.batches_in_flight)
     removals = []
     for (name, (number, rule)), times in zip(covered, records, strict=True):
         repository = inventory.repositories[name]

@@ -37,8 +37,9 @@ from storage_drivers import PathNotFound, StorageDriver
 
 from ..references import Digest, RepositoryName, RunId
 from ..storage import paths
+from . import known
 from .collect import Options, Report, garbage_collect
-from .digests import BlobTable
+from .digests import BlobTable, raw
 from .mark import Inventory, Plan, Repository, take_inventory
 from .state import storage_now
 
@@ -132,7 +133,9 @@ def usage_of(inventory: Inventory, measured: float) -> Usage:
     for digests in reached.values():
         for digest in digests:
             users[digest] = users.get(digest, 0) + 1
-    sizes = {digest: size for digest, (size, _) in inventory.blobs.items()}
+    # By raw digest, as the table keeps them: no ``Digest`` built per blob.
+    sizes = {key: size for key, size, _ in inventory.blobs.rows()}
+    size_of = {digest: sizes.get(raw(digest), 0) for digest in users}
     repositories = []
     for name, repository in sorted(inventory.repositories.items()):
         if not repository.listed and not repository.revisions:
@@ -142,19 +145,19 @@ def usage_of(inventory: Inventory, measured: float) -> Usage:
         repositories.append(
             RepositoryUsage(
                 name,
-                sum(sizes.get(d, 0) for d in digests),
-                sum(sizes.get(d, 0) for d in digests if users[d] == 1),
+                sum(size_of[d] for d in digests),
+                sum(size_of[d] for d in digests if users[d] == 1),
                 len(repository.tag_links),  # every tag, whether or not the walk read its link
                 len(repository.revisions),
                 max(times) if times else None,
             )
         )
-    stored = sum(sizes.values())
+    referenced = {raw(digest) for digest in users}
     return Usage(
         measured,
-        stored,
+        sum(sizes.values()),
         len(sizes),
-        sum(size for digest, size in sizes.items() if digest not in users),
+        sum(size for key, size in sizes.items() if key not in referenced),
         tuple(repositories),
     )
 
@@ -187,10 +190,11 @@ def after_run(inventory: Inventory, removed: Plan) -> Inventory:
             tags=repository.tags,
             listed=repository.listed and name not in emptied,
         )
+    deleted = {raw(digest) for digest in removed.blobs}
     blobs = BlobTable()
-    for digest, entry in inventory.blobs.items():
-        if digest not in removed.blobs:
-            blobs[digest] = entry
+    for key, size, modified in inventory.blobs.rows():
+        if key not in deleted:
+            blobs.put_raw(key, size, modified)
     return Inventory(blobs, repositories, inventory.manifests, inventory.tag_targets)
 
 
@@ -198,7 +202,8 @@ async def measure(driver: StorageDriver, record: bool) -> Usage:
     """Walk the storage for the figures; ``record`` writes them as the usage record too (not in
     read-only mode: the storage's clock is read by writing a probe)."""
     measured = await storage_now(driver, RunId(secrets.token_hex(16))) if record else _now()
-    usage = usage_of(await take_inventory(driver), measured)
+    recorded = await known.load(driver)  # what the last collection found: fewer reads and stats
+    usage = usage_of(await take_inventory(driver, known=recorded.references, sizes=recorded.sizes), measured)
     if record:
         await write_record(driver, usage)
     return usage

@@ -36,6 +36,8 @@ written by Distribution is served in place, and Distribution serves ours::
         _dockyard/gc/                                    garbage collection's records (Distribution
                                                          reads only blobs/ and repositories/)
             state                                        the maintenance lease: run, active, expiry
+            references                                   what each manifest refers to, as the last
+                                                         run found (registry/lifecycle/known.py)
             clock/<run>                                  written and listed to read the storage's clock
             runs/<run>/referenced/<alg>/<hex>            a push referred to the digest during <run>
             runs/<run>/condemned/<alg>/<first two hex>   <run> is about to delete the digests it
@@ -236,6 +238,10 @@ def ui_repository_names() -> str:
 
 def gc_state() -> str:
     return f"{GC}/state"
+
+
+def gc_references() -> str:
+    return f"{GC}/references"
 
 
 def gc_clocks() -> str:

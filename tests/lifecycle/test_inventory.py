@@ -5,6 +5,7 @@ is one whose references the sweep deletes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -13,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from bench.gc import blob_key, store_objects
+from bench.gc import blob_key, build_store, store_objects
 from registry.lifecycle.mark import Inventory, Stat, plan, plan_stating, take_inventory
 from registry.references import Digest
 from registry.storage import paths
+from storage_drivers import FileInfo
 from storage_drivers.filesystem import FilesystemDriver
 from storage_drivers.inmemory import InMemoryDriver
 
@@ -169,3 +171,46 @@ async def test_a_scan_that_stats_nothing_plans_what_a_full_scan_plans(tmp_path: 
     assert planned.layers
     assert len(stated) < len(full.marked)
     assert set(stated) >= {paths.blob_data(d) for d in full.blobs}
+
+
+class _CountingDriver(FilesystemDriver):
+    """Counts the batch calls in flight at once."""
+
+    def __init__(self, root: str, in_flight: int) -> None:
+        super().__init__(root)
+        self.batches_in_flight = in_flight
+        self.now = 0
+        self.most = 0
+
+    async def _counted(self, call: Any, paths: Sequence[str]) -> Any:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await asyncio.sleep(0.002)  # room for the others to start
+            return await call(paths)
+        finally:
+            self.now -= 1
+
+    async def _list_many(self, paths: Sequence[str]) -> list[list[str] | None]:
+        return await self._counted(super()._list_many, paths)  # type: ignore[no-any-return]
+
+    async def _stat_many(self, paths: Sequence[str]) -> list[FileInfo | None]:
+        return await self._counted(super()._stat_many, paths)  # type: ignore[no-any-return]
+
+    async def _get_many(self, paths: Sequence[str]) -> list[bytes | None]:
+        return await self._counted(super()._get_many, paths)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+async def test_the_scan_keeps_as_many_batches_in_flight_as_the_driver_says(
+    tmp_path: Path, in_flight: int
+) -> None:
+    build_store(tmp_path, repositories=100)  # levels of 100 directories, 900 manifests: many batches
+    driver = _CountingDriver(str(tmp_path), in_flight)
+    inventory = await take_inventory(driver)
+    assert len(inventory.manifests) == 900
+    assert driver.most == in_flight
+
+
+def test_the_filesystem_keeps_fewer_batches_in_flight_than_remote_storage() -> None:
+    assert FilesystemDriver.batches_in_flight < InMemoryDriver.batches_in_flight

@@ -1,0 +1,145 @@
+"""What each manifest refers to and each blob's size, remembered from one garbage collection
+run to the next.
+
+Content is stored under its digest, so neither what a manifest refers to
+(``mark.references_of``) nor a blob's size ever changes: a run that finds a manifest in the last
+run's record does not read and parse it again, and does not stat a blob for its size (a real
+run's usage figures need every size). The record is one object (``paths.gc_references``) that
+each run replaces whole with what it found, so it never holds more than the store. It is only
+a shortcut: a record that is missing, torn, of another version, or that does not match its
+checksum is ignored (the run reads every manifest, as without it) and the run writes a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+
+from storage_drivers import PathNotFound, StorageDriver, StorageError
+
+from ..errors import RegistryError
+from ..references import HEX_LENGTHS, Digest
+from ..storage import paths
+from .mark import UNSTATED, Inventory, References
+
+VERSION = 1
+"""Raise it when ``references_of`` changes what it finds: a record of another version is
+ignored."""
+
+_ALGORITHMS = {length // 2: algorithm for algorithm, length in HEX_LENGTHS.items()}
+"""By the length of a raw digest."""
+
+log = logging.getLogger("registry")
+
+
+@dataclass
+class Known:
+    references: dict[Digest, References] = field(default_factory=dict)
+    """By manifest."""
+    sizes: dict[bytes, int] = field(default_factory=dict)
+    """By blob, as raw digests (``digests.raw``)."""
+
+
+async def load(driver: StorageDriver) -> Known:
+    """The last run's record; empty when there is none or it cannot be used."""
+    try:
+        content = await driver.get_content(paths.gc_references())
+    except PathNotFound:
+        return Known()
+    known = decode(content)
+    if known is None:
+        log.warning(
+            "garbage collection: the record of references and sizes is unusable; reading every manifest"
+        )
+        return Known()
+    return known
+
+
+async def save(driver: StorageDriver, known: Known) -> None:
+    """Replace the record. Best effort: a run that cannot write it has done its work, and the
+    next one reads more; nor need it wait for the disk (a crash that tears it only costs the
+    next run its shortcut)."""
+    try:
+        await driver.put_many([(paths.gc_references(), encode(known))], durable=False)
+    except StorageError as exc:
+        log.warning("garbage collection: the record of references and sizes was not written: %s", exc)
+
+
+def found(inventory: Inventory, recorded: Known) -> Known:
+    """The record after a run that found ``inventory`` with ``recorded``: the references of its
+    manifests (not those whose content was missing), and the sizes of its blobs, stat-ed or
+    recorded before."""
+    references = {d: r for d, r in inventory.manifests.items() if r is not None}
+    sizes: dict[bytes, int] = {}
+    earlier = recorded.sizes
+    for key, size, modified in inventory.blobs.rows():
+        if modified != UNSTATED:
+            sizes[key] = size
+        elif key in earlier:
+            sizes[key] = earlier[key]
+    return Known(references, sizes)
+
+
+def encode(known: Known) -> bytes:
+    """The record: the SHA-256 of the rest in hex, a newline, then JSON holding each digest once
+    (``digests``), each manifest as [its digest, [blobs], [children], subject or -1] by position
+    in ``digests``, and by digest algorithm the raw digests of blobs, one hex string, with
+    their sizes."""
+    index: dict[Digest, int] = {}
+
+    def at(digest: Digest) -> int:
+        return index.setdefault(digest, len(index))
+
+    entries = [
+        [
+            at(digest),
+            [at(d) for d in references.blobs],
+            [at(d) for d in references.children],
+            -1 if references.subject is None else at(references.subject),
+        ]
+        for digest, references in known.references.items()
+    ]
+    by_length: dict[int, tuple[list[bytes], list[int]]] = {}
+    for key, size in known.sizes.items():
+        keys, values = by_length.setdefault(len(key), ([], []))
+        keys.append(key)
+        values.append(size)
+    sizes = {
+        _ALGORITHMS[length]: [b"".join(keys).hex(), values] for length, (keys, values) in by_length.items()
+    }
+    document = {"version": VERSION, "digests": [str(d) for d in index], "manifests": entries, "sizes": sizes}
+    body = json.dumps(document, separators=(",", ":")).encode()
+    return hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+def decode(content: bytes) -> Known | None:
+    """What ``encode`` wrote; None for anything else."""
+    checksum, _, body = content.partition(b"\n")
+    if hashlib.sha256(body).hexdigest().encode() != checksum:
+        return None  # torn, or not ours
+    try:
+        document = json.loads(body)
+        if document["version"] != VERSION:
+            return None
+        digests = [Digest.parse(text) for text in document["digests"]]
+        references: dict[Digest, References] = {}
+        for digest, blobs, children, subject in document["manifests"]:
+            references[digests[digest]] = References(
+                frozenset(digests[i] for i in blobs),
+                frozenset(digests[i] for i in children),
+                digests[subject] if subject >= 0 else None,
+            )
+        sizes: dict[bytes, int] = {}
+        for algorithm, (keys, values) in document["sizes"].items():
+            length = HEX_LENGTHS[algorithm] // 2
+            joined = bytes.fromhex(keys)
+            if len(joined) != length * len(values) or not all(type(v) is int and v >= 0 for v in values):
+                return None
+            sizes.update(
+                zip((joined[at : at + length] for at in range(0, len(joined), length)), values, strict=True)
+            )
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RegistryError):
+        return None  # a checksum that matches over a body this module did not write
+    return Known(references, sizes)

@@ -1,0 +1,223 @@
+"""The record of what each manifest refers to, which spares the next run reading the manifests:
+a usable record is used, and one that is torn, garbled or of another version is ignored and
+replaced, never trusted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bench.gc import build_store
+from registry.lifecycle import known
+from registry.lifecycle.collect import Options, garbage_collect
+from registry.lifecycle.digests import raw
+from registry.lifecycle.mark import References
+from registry.lifecycle.usage import collect_and_record, measure
+from registry.references import Digest
+from registry.storage import paths
+from storage_drivers import FileInfo
+from storage_drivers.filesystem import FilesystemDriver
+
+ROOT = "docker/registry/v2"
+A, B, C, D = (Digest.of(name.encode()) for name in ("a", "b", "c", "d"))
+LONG = Digest.of(b"long", "sha512")
+RECORD = known.Known(
+    {
+        A: References(frozenset({B, LONG}), frozenset(), None),
+        C: References(frozenset(), frozenset({A}), D),
+        D: References(),
+    },
+    {raw(A): 10, raw(B): 0, raw(LONG): 1 << 40},
+)
+
+
+def test_a_record_gives_back_what_it_was_written_with() -> None:
+    assert known.decode(known.encode(RECORD)) == RECORD
+    assert known.decode(known.encode(known.Known())) == known.Known()
+
+
+def _signed(body: bytes) -> bytes:
+    return hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda record: record[: len(record) // 2],  # torn
+        lambda record: record[:-2] + bytes([record[-2] ^ 1]) + record[-1:],  # a flipped bit
+        lambda record: b"",
+        lambda record: b"\x00" * 64,
+        lambda record: record.replace(b'"version":1', b'"version":2'),
+        lambda record: _signed(record.partition(b"\n")[2].replace(b'"version":1', b'"version":2')),
+        lambda record: _signed(b'{"version":1,"digests":["sha256:nothex"],"manifests":[[0,[],[],-1]]}'),
+        lambda record: _signed(b'{"version":1,"digests":[],"manifests":[[0,[],[],-1]]}'),
+        lambda record: _signed(b'{"version":1,"digests":[],"manifests":[]}'),
+        lambda record: _signed(b'{"version":1,"digests":[],"manifests":[],"sizes":{"sha256":["ab",[1]]}}'),
+        lambda record: _signed(b'{"version":1,"digests":[],"manifests":[],"sizes":{"md5":["",[]]}}'),
+        lambda record: _signed(b'{"version":1,"digests":[],"manifests":[],"sizes":{"sha256":["zz",[]]}}'),
+        lambda record: _signed(
+            b'{"version":1,"digests":[],"manifests":[],"sizes":{"sha256":["' + b"ab" * 32 + b'",[-1]]}}'
+        ),
+        lambda record: _signed(b"[1, 2]"),
+        lambda record: _signed(b"not json"),
+    ],
+)
+def test_a_damaged_record_is_refused(damage: object) -> None:
+    record = known.encode(RECORD)
+    assert callable(damage)
+    assert known.decode(damage(record)) is None
+
+
+class _Reads(FilesystemDriver):
+    """Records the manifests' blobs read."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.blobs_read: list[str] = []
+
+    async def _get_many(self, paths_: Sequence[str]) -> list[bytes | None]:
+        self.blobs_read += [path for path in paths_ if path.endswith("/data")]
+        return await super()._get_many(paths_)
+
+
+def _references(record: Path) -> dict[Digest, References]:
+    decoded = known.decode(record.read_bytes())
+    assert decoded is not None
+    return decoded.references
+
+
+async def _dry_run(driver: FilesystemDriver) -> list[str]:
+    lines: list[str] = []
+    await garbage_collect(driver, Options(dry_run=True, grace_period=0), lines.append)
+    return lines
+
+
+async def test_a_run_reads_only_the_manifests_the_last_run_did_not_record(tmp_path: Path) -> None:
+    build_store(tmp_path, repositories=3)  # 27 manifests
+    record = tmp_path / paths.gc_references().lstrip("/")
+    first = _Reads(str(tmp_path))
+    expected = await _dry_run(first)
+    assert len(first.blobs_read) == 27
+    assert len(_references(record)) == 27
+
+    again = _Reads(str(tmp_path))
+    assert await _dry_run(again) == expected
+    assert again.blobs_read == []
+
+    build_store(tmp_path / "more", repositories=4)  # one repository more, the same three before it
+    added = tmp_path / "more" / ROOT / "repositories" / "gc" / "r-0003"
+    added.rename(tmp_path / ROOT / "repositories" / "gc" / "r-0003")
+    for blob in (tmp_path / "more" / ROOT / "blobs" / "sha256").glob("*/*"):
+        target = tmp_path / ROOT / "blobs" / "sha256" / blob.parent.name / blob.name
+        if not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            blob.rename(target)
+    grown = _Reads(str(tmp_path))
+    assert len(await _dry_run(grown)) > len(expected)
+    assert len(grown.blobs_read) == 9
+    assert len(_references(record)) == 36
+
+
+@pytest.mark.parametrize(
+    "record_content",
+    [b"garbage", None],
+    ids=["garbage", "torn"],
+)
+async def test_a_damaged_record_is_ignored_and_replaced(tmp_path: Path, record_content: bytes | None) -> None:
+    build_store(tmp_path, repositories=3)
+    record = tmp_path / paths.gc_references().lstrip("/")
+    expected = await _dry_run(FilesystemDriver(str(tmp_path)))
+    good = record.read_bytes()
+    record.write_bytes(record_content if record_content is not None else good[: len(good) - 100])
+
+    driver = _Reads(str(tmp_path))
+    assert await _dry_run(driver) == expected
+    assert len(driver.blobs_read) == 27
+    assert record.read_bytes() == good
+
+
+async def test_a_recorded_manifest_whose_blob_is_gone_is_read(tmp_path: Path) -> None:
+    """Missing content refers to nothing: the record must not keep its references alive."""
+    build_store(tmp_path, repositories=1)
+    driver = _Reads(str(tmp_path))
+    await _dry_run(driver)
+    revisions = tmp_path / ROOT / "repositories" / "gc" / "r-0000" / "_manifests" / "revisions" / "sha256"
+    gone = sorted(revisions.iterdir())[0].name
+    blob = tmp_path / ROOT / "blobs" / "sha256" / gone[:2] / gone
+    (blob / "data").unlink()
+    blob.rmdir()
+
+    again = _Reads(str(tmp_path))
+    await _dry_run(again)
+    assert again.blobs_read == [f"/{ROOT}/blobs/sha256/{gone[:2]}/{gone}/data"]
+    assert Digest("sha256", gone) not in _references(tmp_path / paths.gc_references().lstrip("/"))
+
+
+class _Stats(FilesystemDriver):
+    """Records the blobs stat-ed."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.blobs_stated: list[str] = []
+
+    async def _stat_many(self, paths_: Sequence[str]) -> list[FileInfo | None]:
+        self.blobs_stated += [path for path in paths_ if path.endswith("/data")]
+        return await super()._stat_many(paths_)
+
+
+async def test_a_real_run_stats_only_the_blobs_whose_sizes_were_not_recorded(tmp_path: Path) -> None:
+    """Usage figures need every blob's size; the record gives those it holds, and the plan still
+    stats the blobs it deletes, for their times."""
+    for store in ("measured", "recorded"):
+        build_store(tmp_path / store, repositories=3)  # 60 blobs, 6 of them garbage
+    measured = _Stats(str(tmp_path / "measured"))
+    expected = await collect_and_record(measured, Options(grace_period=0), lambda line: None)
+    assert len(measured.blobs_stated) == 60
+
+    recorded = _Stats(str(tmp_path / "recorded"))
+    await _dry_run(recorded)  # stats only the 6 it would delete: the record holds their sizes
+    await _dry_run(recorded)  # finds the 6 in the record, stats them for their times again
+    assert len(recorded.blobs_stated) == 12
+    record = known.decode((tmp_path / "recorded" / paths.gc_references().lstrip("/")).read_bytes())
+    assert record is not None
+    assert len(record.sizes) == 6
+    first = await collect_and_record(recorded, Options(grace_period=0), lambda line: None)
+    assert len(recorded.blobs_stated) == 12 + 54 + 6  # the 54 not recorded, the 6 to delete
+    assert list(first.removed.lines("deleted")) == list(expected.removed.lines("deleted"))
+
+    build_store(tmp_path / "again", repositories=3)
+    again = _Stats(str(tmp_path / "again"))
+    (tmp_path / "again" / paths.gc_references().lstrip("/")).parent.mkdir(parents=True)
+    (tmp_path / "again" / paths.gc_references().lstrip("/")).write_bytes(
+        (tmp_path / "recorded" / paths.gc_references().lstrip("/")).read_bytes()
+    )
+    await collect_and_record(again, Options(grace_period=0), lambda line: None)
+    assert len(again.blobs_stated) == 6  # every size recorded: only the blobs it deletes
+    figures = [
+        json.loads((tmp_path / store / paths.usage_record().lstrip("/")).read_bytes())
+        for store in ("measured", "recorded", "again")
+    ]
+    for figure in figures:
+        del figure["measured"]
+        for repository in figure["repositories"]:
+            del repository["last_push"]
+    assert figures[0]["stored_bytes"] > 0
+    assert figures[0] == figures[1] == figures[2]
+
+
+async def test_the_usage_command_uses_the_record_and_measures_the_same(tmp_path: Path) -> None:
+    build_store(tmp_path, repositories=3)
+    before = _Stats(str(tmp_path))
+    cold = await measure(before, record=False)
+    assert len(before.blobs_stated) == 60
+    await collect_and_record(before, Options(grace_period=3600), lambda line: None)  # removes nothing
+
+    after = _Reads(str(tmp_path))
+    warm = await measure(after, record=False)
+    assert after.blobs_read == []
+    assert replace(warm, measured=0) == replace(cold, measured=0)
