@@ -5,6 +5,7 @@ parts larger than S3's minimum, so that closing writers upload parts of every si
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -451,15 +452,24 @@ class _Failing(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def failing_endpoint() -> Iterator[tuple[str, type[_Failing]]]:
-    handler = type("Handler", (_Failing,), {"requests": 0})
+@contextlib.contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` answering on a loopback port in a thread; its base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def failing_endpoint() -> Iterator[tuple[str, type[_Failing]]]:
+    handler = type("Handler", (_Failing,), {"requests": 0})
+    with _serving(handler) as url:
+        yield url, handler
 
 
 def offline_driver(endpoint: str, attempts: int, deadline: float = 60) -> S3Driver:
@@ -547,12 +557,8 @@ class _Forgetful(BaseHTTPRequestHandler):
 @pytest.fixture
 def forgetful_endpoint() -> Iterator[tuple[str, type[_Forgetful]]]:
     handler = type("Handler", (_Forgetful,), {"ranges": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
+    with _serving(handler) as url:
+        yield url, handler
 
 
 @pytest.fixture
