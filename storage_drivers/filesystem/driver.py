@@ -1,16 +1,14 @@
 """Local filesystem driver: a path maps to a file below ``rootdirectory``.
 
-Small objects are replaced by temp file + fsync + rename, so a reader (or a
-crash) sees the old content or the new one, never a torn one. Large reads and
-writes go to worker threads in large batches; a stat or the read of a tiny
-file stays on the event loop, where it costs less than the thread hop.
+Small objects are replaced whole (``staging``), so a reader (or a crash) sees the old content or
+the new one, never a torn one. Large reads and writes go to worker threads in large batches; a
+stat or the read of a tiny file stays on the event loop, where it costs less than the thread hop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
 import functools
 import itertools
@@ -19,33 +17,31 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 from anyio import to_thread
 
-from . import listings
-from .base import (
-    FileInfo,
-    FileWriter,
-    InvalidOffset,
-    InvalidPath,
-    PathNotFound,
-    StorageDriver,
-    StorageError,
-    StorageFull,
-    StorageReadOnly,
+from .. import listings
+from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver
+from ..config import DriverConfigError, Parameters
+from .errors import in_thread, translate
+from .staging import (
+    TEMP_PREFIX,
+    Staged,
+    create_empty,
+    discard,
+    make_directories,
+    missing_top,
+    place_in_order,
+    stage,
+    stage_together,
+    sync_directory,
+    write_atomically,
 )
-from .config import DriverConfigError, Parameters
-from .direct_writes import DirectAppender
+from .writer import FilesystemWriter, pending_file
 
 _T = TypeVar("_T")
-
-TEMP_PREFIX = ".dockyard-"
-"""Names of in-flight temp files; never listed. Valid path components cannot start the same way
-in the registry's layout, which only writes names it validated."""
-
 SMALL_FILE = 256 << 10
 """Files up to this size are read on the event loop: a page-cache read is cheaper than a thread hop."""
 INLINE_ENTRIES = 1024
@@ -54,10 +50,6 @@ repository's directory holds a handful, and reading a thousand takes a fraction 
 MAP_CHUNK = 4 << 20
 """Bytes of a mapped blob handed to the sender at a time."""
 MADV_POPULATE_READ = 22  # Linux 5.14; Python's mmap module does not name it yet
-WRITEBACK_STEP = 8 << 20
-"""Bytes written before the kernel is asked to start writing them to disk."""
-RENAME_ATTEMPTS = 100
-"""Each failed attempt means a delete of the directory raced the write; the write then lands after it."""
 DELETE_SWEEPS = 20
 """Passes over a renamed tree being deleted (see ``_delete``)."""
 PARTS = 4
@@ -66,368 +58,6 @@ PART_MIN = 64
 """Fewer items than this are not split further: a thread hop costs about as much as a few."""
 WALK_BATCH = 1000
 """Files a walk collects in a worker thread before handing them to the event loop."""
-
-
-def _translate(path: str, exc: OSError) -> StorageError:
-    if exc.errno in {errno.ENOENT, errno.ENOTDIR}:
-        return PathNotFound(path)
-    if exc.errno in {errno.EISDIR, errno.ENAMETOOLONG}:
-        return InvalidPath(path, os.strerror(exc.errno))
-    if exc.errno in {errno.ENOSPC, errno.EDQUOT}:
-        return StorageFull(path, os.strerror(exc.errno))
-    if exc.errno == errno.EROFS:
-        return StorageReadOnly(path, os.strerror(exc.errno))
-    return StorageError(path, os.strerror(exc.errno or 0) or str(exc))
-
-
-async def _in_thread(path: str, func: Callable[[], _T]) -> _T:
-    try:
-        return await to_thread.run_sync(func)
-    except OSError as exc:
-        raise _translate(path, exc) from exc
-
-
-def _write_atomically(root: str, full: str, data: bytes, sync: bool = True, exclusive: bool = False) -> str:
-    """Write ``data`` to ``full`` so that a reader, or a crash, sees the old content or the new
-    one, never a torn one (see ``_stage`` and ``_place``); the directory that gained an entry,
-    which the caller syncs when it wants the write to survive a power loss. ``sync``: the content
-    is on disk before it is visible. ``exclusive``: FileExistsError, and nothing changed, when
-    something is stored at ``full``.
-
-    A concurrent delete (of a tag being pushed, say) may remove the directory the object was
-    staged in at any moment; the write is then made again, as if it had come after the delete.
-    """
-    for _ in range(RENAME_ATTEMPTS):
-        staged = _stage(root, full, data, sync)
-        try:
-            changed = _place(staged, exclusive)
-        except BaseException:
-            _discard([staged])
-            raise
-        if changed is not None:
-            return changed
-    raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
-
-
-@dataclass(frozen=True)
-class _Staged:
-    """An object written beside where it goes and not visible yet."""
-
-    full: str
-    """Where it goes."""
-    path: str
-    """What one rename makes visible: a temp file beside ``full``, or a private tree."""
-    top: str
-    """What ``path`` is renamed to: ``full``, or the highest of its missing directories."""
-    file: str
-    """The object's content: ``path`` itself, or ``full``'s place inside the tree."""
-
-
-def _stage(root: str, full: str, data: bytes, sync: bool = True) -> _Staged:
-    """``data`` in a hidden temp file in ``full``'s directory, on disk (``sync``). Where that
-    directory is missing, the file is written at its final name inside a private tree, made in
-    the nearest directory that exists, holding the missing directories: one rename then makes
-    the directories appear together with the file, so a crash never leaves an empty directory
-    (an empty tag directory would be a tag pointing nowhere). Staging beside the target, not in
-    one shared directory, keeps concurrent writes from queueing on that directory's lock."""
-    name = f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
-    parent = os.path.dirname(full)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    for _ in range(RENAME_ATTEMPTS):
-        staged = _Staged(full, os.path.join(parent, name), full, os.path.join(parent, name))
-        try:
-            fd = os.open(staged.file, flags, 0o644)
-            break
-        except FileNotFoundError:
-            pass
-        try:
-            staged = _stage_tree(root, full, name)
-            fd = os.open(staged.file, flags, 0o644)
-            break
-        except FileNotFoundError:  # a delete took the directory the tree was made in
-            _discard([staged])
-    else:
-        raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
-    try:
-        _fill(fd, data, sync)
-    except BaseException:
-        _discard([staged])
-        raise
-    return staged
-
-
-def _fill(fd: int, data: bytes, sync: bool) -> None:
-    """Write ``data`` to the new file ``fd``, on disk (``sync``), and close it."""
-    try:
-        _write_all(fd, data)
-        if sync:
-            os.fdatasync(fd)  # the content and its size; the inode's times need no disk write
-    finally:
-        os.close(fd)
-
-
-def _missing_top(root: str, directory: str) -> str | None:
-    """The highest missing directory on the way to ``directory`` below ``root``; None when
-    ``directory`` exists (or when the root itself is missing: ``_stage`` makes it)."""
-    if os.path.isdir(directory):
-        return None
-    top = directory
-    while top != root and not os.path.isdir(os.path.dirname(top)):
-        top = os.path.dirname(top)
-    return None if top == root else top
-
-
-def _stage_together(root: str, top: str, items: Sequence[tuple[str, bytes]]) -> list[_Staged]:
-    """Objects whose directories are missing below the same ``top``, written (and synced) in one
-    private tree (see ``_stage``), which one rename places: they appear together, with each
-    directory made once. Should a delete take ``top``'s parent meanwhile, each is staged alone."""
-    tree = os.path.join(os.path.dirname(top), f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
-    made = {os.curdir}
-    staged = []
-    try:
-        os.mkdir(tree)
-        for full, data in items:
-            directory = os.curdir
-            for part in os.path.relpath(os.path.dirname(full), top).split(os.sep):
-                directory = os.path.normpath(os.path.join(directory, part))
-                if directory not in made:
-                    os.mkdir(os.path.join(tree, directory))
-                    made.add(directory)
-            item = _Staged(full, tree, top, os.path.join(tree, os.path.relpath(full, top)))
-            _fill(os.open(item.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), data, True)
-            staged.append(item)
-    except FileNotFoundError:  # a delete took the directory the tree was made in
-        shutil.rmtree(tree, ignore_errors=True)
-        return [_stage(root, full, data) for full, data in items]
-    except BaseException:
-        shutil.rmtree(tree, ignore_errors=True)
-        raise
-    return staged
-
-
-def _stage_tree(root: str, full: str, name: str) -> _Staged:
-    """The private tree ``name`` for ``_stage``, with the directories above ``full`` made in it."""
-    parent = os.path.dirname(full)
-    if not os.path.isdir(root):
-        os.makedirs(root, exist_ok=True)  # before the first write only: staging stays inside
-    top = parent  # the highest missing directory: the one that appears
-    while top != root and not os.path.isdir(os.path.dirname(top)):
-        top = os.path.dirname(top)
-    if top == root:  # the root was missing and ``full`` goes right in it
-        return _Staged(full, os.path.join(root, name), full, os.path.join(root, name))
-    tree = os.path.join(os.path.dirname(top), name)
-    # The tree is new and private: one mkdir per level, without makedirs' stat of each.
-    directory = tree
-    os.mkdir(directory)
-    for part in os.path.relpath(parent, top).split(os.sep):
-        if part != os.curdir:
-            directory = os.path.join(directory, part)
-            os.mkdir(directory)
-    return _Staged(full, tree, top, os.path.join(tree, os.path.relpath(full, top)))
-
-
-def _place(staged: _Staged, exclusive: bool = False, alone: bool = True) -> str | None:
-    """Make a staged object visible, by one rename in the common case; the directory that gained
-    an entry, or None (the staged object discarded) when a delete took the directory it was
-    staged in or the one it goes to: stage it again. ``exclusive``: a link(2) of the file, which
-    never replaces, raising FileExistsError when something is stored. Not ``alone`` (a tree
-    holding several objects): None as well when the tree's top was made meanwhile."""
-    source, target = staged.path, staged.top
-    while True:
-        try:
-            if exclusive and target == staged.full:
-                os.link(source, target)
-            else:
-                os.rename(source, target)  # a directory replaces only an empty one
-        except FileNotFoundError:
-            _discard([staged])
-            return None
-        except OSError as exc:
-            if target == staged.full or exc.errno not in {errno.ENOTEMPTY, errno.EEXIST}:
-                raise
-            if not alone:
-                _discard([staged])
-                return None
-            # ``target`` was made meanwhile (by a write beside this one): what goes below it moves
-            # in instead, one level down.
-            part = os.path.relpath(staged.full, target).split(os.sep)[0]
-            source, target = os.path.join(source, part), os.path.join(target, part)
-            continue
-        if source != staged.path or exclusive:
-            _discard([staged])  # the tree's emptied directories, or the file linked into place
-        return os.path.dirname(target)
-
-
-def _place_in_order(root: str, staged: Sequence[_Staged], data: Sequence[bytes]) -> list[str]:
-    """Place each staged object in order, the objects of a shared tree (consecutive) at once;
-    the directories that gained entries, which the caller syncs. A journaling filesystem logs
-    the renames in the order they are made, so a crash keeps a prefix of them. What a delete
-    or a concurrent write kept from being placed as staged is written again, one by one; what
-    is not placed is discarded on failure."""
-    changed: dict[str, None] = {}  # in order, once each
-    placed = 0
-    try:
-        while placed < len(staged):
-            item = staged[placed]
-            count = 1
-            while placed + count < len(staged) and staged[placed + count].path == item.path:
-                count += 1
-            found = _place(item, alone=count == 1)
-            if found is not None:
-                changed[found] = None
-            else:
-                for index in range(placed, placed + count):
-                    changed[_write_atomically(root, staged[index].full, data[index])] = None
-            placed += count
-    except BaseException:
-        _discard(staged[placed:])
-        raise
-    return list(changed)
-
-
-def _discard(staged: Iterable[_Staged]) -> None:
-    for item in staged:
-        if item.path == item.file:
-            with contextlib.suppress(OSError):
-                os.unlink(item.path)
-        else:
-            shutil.rmtree(item.path, ignore_errors=True)
-
-
-def _create_empty(full: str) -> None:
-    """Create (or empty) the file ``full`` and any missing directory above it."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-    for _ in range(RENAME_ATTEMPTS):
-        try:
-            os.close(os.open(full, flags, 0o644))
-            return
-        except FileNotFoundError:  # the directory is not there (yet, or any more)
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-    raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
-
-
-def _make_directories(directory: str) -> str:
-    """Make ``directory`` and any missing one above it; the directory that gained an entry (the
-    parent of the highest one made), the one to sync."""
-    top = directory
-    while not os.path.isdir(os.path.dirname(top)):
-        top = os.path.dirname(top)
-    os.makedirs(directory, exist_ok=True)
-    return os.path.dirname(top)
-
-
-def _sync_directory(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        return  # deleted meanwhile (a tag deleted while pushed): as if the write came before it
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _writeback_starter() -> Callable[[int, int, int], None]:
-    """``start(fd, offset, length)``: begin writing a file range to disk without waiting.
-
-    Done as bytes arrive, the ``fdatasync`` of ``commit`` then only waits for the last few
-    megabytes instead of the whole blob (Linux ``sync_file_range``; elsewhere a no-op).
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        sync_file_range = libc.sync_file_range
-    except (OSError, AttributeError):
-        return lambda fd, offset, length: None
-    sync_file_range.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-    sync_file_range.restype = ctypes.c_int
-    write_only = 2  # SYNC_FILE_RANGE_WRITE: start writeback of dirty pages, do not wait
-
-    def start(fd: int, offset: int, length: int) -> None:
-        sync_file_range(fd, offset, length, write_only)  # a failure only loses the head start
-
-    return start
-
-
-_start_writeback = _writeback_starter()
-
-
-def _pending_file(full: str) -> str:
-    """Where a writer's bytes wait for ``commit``: a hidden file beside the target."""
-    directory, name = os.path.split(full)
-    return os.path.join(directory, f"{TEMP_PREFIX}pending-{name}")
-
-
-class _FilesystemWriter(FileWriter):
-    def __init__(self, path: str, full_path: str, fd: int, size: int) -> None:
-        self._path = path
-        self._full_path = full_path
-        self._pending_path = _pending_file(full_path)
-        self._fd: int | None = fd
-        self._appender = DirectAppender(fd, self._pending_path)
-        self._size = size
-        self._written_back = size
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def _require_fd(self) -> int:
-        if self._fd is None:
-            raise StorageError(self._path, "writer already closed")
-        return self._fd
-
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._require_fd()
-        await to_thread.run_sync(self._write_here, memoryview(data))
-
-    def blocking_write(self) -> Callable[[memoryview], None]:
-        return self._write_here
-
-    def _write_here(self, data: memoryview) -> None:
-        """Append ``data`` in the calling thread (never the event loop's)."""
-        fd = self._require_fd()
-        view = data.cast("B")
-        offset, start, end = self._size, self._written_back, self._size + len(view)
-        try:
-            self._appender.append(view, offset)
-            if end - start >= WRITEBACK_STEP:
-                _start_writeback(fd, start, end - start)
-        except OSError as exc:
-            raise _translate(self._path, exc) from exc
-        self._size = end
-        if end - start >= WRITEBACK_STEP:
-            self._written_back = end
-
-    async def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            self._appender.close()
-            os.close(fd)
-
-    async def commit(self) -> None:
-        fd = self._require_fd()
-
-        def publish() -> None:
-            os.fdatasync(fd)
-            os.replace(self._pending_path, self._full_path)
-            # The rename too, as every other write's: committed data survives a crash as such.
-            _sync_directory(os.path.dirname(self._full_path))
-
-        try:
-            await _in_thread(self._path, publish)
-        finally:
-            await self.close()
-
-    async def cancel(self) -> None:
-        await self.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self._pending_path)
 
 
 class FilesystemDriver(StorageDriver):
@@ -459,23 +89,23 @@ class FilesystemDriver(StorageDriver):
         try:
             fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
-            raise _translate(path, exc) from exc
+            raise translate(path, exc) from exc
         try:
             size = os.fstat(fd).st_size
             if size <= SMALL_FILE:
                 return _read_fd(fd, size)
-            return await _in_thread(path, lambda: _read_fd(fd, size))
+            return await in_thread(path, lambda: _read_fd(fd, size))
         except OSError as exc:
-            raise _translate(path, exc) from exc
+            raise translate(path, exc) from exc
         finally:
             os.close(fd)
 
     async def _put_content(self, path: str, data: bytes) -> None:
         def put() -> None:
             # Synced before the answer: the rename must survive a power loss, not only the bytes.
-            _sync_directory(_write_atomically(self.root, self._full(path), data))
+            sync_directory(write_atomically(self.root, self._full(path), data))
 
-        await _in_thread(path, put)
+        await in_thread(path, put)
 
     creates_exclusively = True
     deletes_exactly = True  # unlink
@@ -483,18 +113,18 @@ class FilesystemDriver(StorageDriver):
     async def _create_content(self, path: str, data: bytes) -> bool:
         def create() -> bool:
             try:
-                changed = _write_atomically(self.root, self._full(path), data, exclusive=True)
+                changed = write_atomically(self.root, self._full(path), data, exclusive=True)
             except FileExistsError:
                 return False
-            _sync_directory(changed)
+            sync_directory(changed)
             return True
 
-        return await _in_thread(path, create)
+        return await in_thread(path, create)
 
     async def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Every object written and synced at the same time, in threads of their own (syncs that
         overlap share the disk's journal commits), then renamed into place in order (see
-        ``_place_in_order``): one or two waits for the disk instead of one per object."""
+        ``place_in_order``): one or two waits for the disk instead of one per object."""
         if not items:
             return
         # Consecutive objects whose directories are missing below the same directory are
@@ -508,23 +138,23 @@ class FilesystemDriver(StorageDriver):
             if last_top is not None and full.startswith(last_top + os.sep):
                 groups[-1][2].append((full, data))
                 continue
-            top = _missing_top(self.root, os.path.dirname(full))
+            top = missing_top(self.root, os.path.dirname(full))
             if top is not None and top == last_top:
                 groups[-1][2].append((full, data))
             else:
                 groups.append((path, top, [(full, data)]))
 
-        def stage(top: str | None, group: list[tuple[str, bytes]]) -> list[_Staged]:
+        def stage_group(top: str | None, group: list[tuple[str, bytes]]) -> list[Staged]:
             if top is None or len(group) == 1:
-                return [_stage(self.root, full, data) for full, data in group]
-            return _stage_together(self.root, top, group)
+                return [stage(self.root, full, data) for full, data in group]
+            return stage_together(self.root, top, group)
 
         contents = [data for _, data in items]
 
-        def place(written: list[_Staged]) -> list[str]:
-            changed = _place_in_order(self.root, written, contents)
+        def place(written: list[Staged]) -> list[str]:
+            changed = place_in_order(self.root, written, contents)
             if len(changed) == 1:  # one wait for the disk either way: no second trip to a thread
-                _sync_directory(changed[0])
+                sync_directory(changed[0])
                 return []
             return changed
 
@@ -533,23 +163,26 @@ class FilesystemDriver(StorageDriver):
             # One group (a new repository's manifest: one tree; a lone link): no writes to
             # overlap, so staging, placing and syncing take one trip to a thread, not two.
             _, top, group = groups[0]
-            unsynced = await _in_thread(path, lambda: place(stage(top, group)))
+            unsynced = await in_thread(path, lambda: place(stage_group(top, group)))
         else:
             staged = await asyncio.gather(
-                *(_in_thread(first, functools.partial(stage, top, group)) for first, top, group in groups),
+                *(
+                    in_thread(first, functools.partial(stage_group, top, group))
+                    for first, top, group in groups
+                ),
                 return_exceptions=True,
             )
             written = [item for group in staged if isinstance(group, list) for item in group]
             for failure in staged:
                 if isinstance(failure, BaseException):
-                    _discard(written)
+                    discard(written)
                     raise failure
-            unsynced = await _in_thread(path, functools.partial(place, written))
+            unsynced = await in_thread(path, functools.partial(place, written))
         # Every directory that gained an entry is synced before the caller answers. Each sync
         # waits for the disk (a cache flush even when the journal holds nothing new, as on ext4
         # when the first sync has committed the renames): the waits overlap, in threads of their
         # own, rather than add up.
-        await asyncio.gather(*(_in_thread(path, functools.partial(_sync_directory, d)) for d in unsynced))
+        await asyncio.gather(*(in_thread(path, functools.partial(sync_directory, d)) for d in unsynced))
 
     async def _put_many(self, items: Sequence[tuple[str, bytes]], durable: bool) -> None:
         if durable:
@@ -563,27 +196,27 @@ class FilesystemDriver(StorageDriver):
         for path, data in items:
             try:
                 if data:
-                    _write_atomically(self.root, self._full(path), data, sync=False)
+                    write_atomically(self.root, self._full(path), data, sync=False)
                 else:
-                    _create_empty(self._full(path))
+                    create_empty(self._full(path))
             except OSError as exc:
-                raise _translate(path, exc) from exc
+                raise translate(path, exc) from exc
 
     unfinished_reads = True
 
     async def _open_local(self, path: str) -> int | None:
         full = self._full(path)
-        return await _in_thread(path, lambda: os.open(full, os.O_RDONLY | os.O_CLOEXEC))
+        return await in_thread(path, lambda: os.open(full, os.O_RDONLY | os.O_CLOEXEC))
 
     def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         return self._read_file(path, self._full(path), offset, length)
 
     def _unfinished_reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         # A writer's bytes wait in its pending file, which commit renames and cancel removes.
-        return self._read_file(path, _pending_file(self._full(path)), offset, length)
+        return self._read_file(path, pending_file(self._full(path)), offset, length)
 
     async def _read_file(self, path: str, full: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
-        fd = await _in_thread(path, lambda: os.open(full, os.O_RDONLY | os.O_CLOEXEC))
+        fd = await in_thread(path, lambda: os.open(full, os.O_RDONLY | os.O_CLOEXEC))
         try:
             size = os.fstat(fd).st_size
             if offset > size:
@@ -606,17 +239,17 @@ class FilesystemDriver(StorageDriver):
                 raise IsADirectoryError(errno.EISDIR, "a directory is stored there", full)
             os.makedirs(os.path.dirname(full), exist_ok=True)
             flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (0 if append else os.O_TRUNC)
-            fd = os.open(_pending_file(full), flags, 0o644)
+            fd = os.open(pending_file(full), flags, 0o644)
             return fd, os.fstat(fd).st_size
 
-        fd, size = await _in_thread(path, open_file)
-        return _FilesystemWriter(path, full, fd, size)
+        fd, size = await in_thread(path, open_file)
+        return FilesystemWriter(path, full, fd, size)
 
     async def _stat(self, path: str) -> FileInfo:
         try:
             st = os.stat(self._full(path))
         except OSError as exc:
-            raise _translate(path, exc) from exc
+            raise translate(path, exc) from exc
         is_dir = (st.st_mode & 0o170000) == 0o040000
         return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir)
 
@@ -636,7 +269,7 @@ class FilesystemDriver(StorageDriver):
         except NotADirectoryError:
             raise PathNotFound(path) from None
         except OSError as exc:
-            raise _translate(path, exc) from exc
+            raise translate(path, exc) from exc
         with entries:
             # The first entries are read here, the rest of a large directory in a thread.
             names = [entry.name for entry in itertools.islice(entries, INLINE_ENTRIES)]
@@ -656,7 +289,7 @@ class FilesystemDriver(StorageDriver):
                     listed = sorted(name for name in names if not name.startswith(TEMP_PREFIX))
                     return listings.SortedNames(listed), os.stat(full)
 
-                packed, st = await _in_thread(path, list_rest)
+                packed, st = await in_thread(path, list_rest)
         self._listings.remember(full, listed_at, st, packed)
         return packed
 
@@ -670,12 +303,12 @@ class FilesystemDriver(StorageDriver):
                 changed = parent
             except FileNotFoundError:
                 os.stat(src)  # a missing source is PathNotFound even when the parent must be made
-                changed = _make_directories(parent)
+                changed = make_directories(parent)
                 os.replace(src, dst)
             # Before the answer: a pushed blob's content is this rename, and a link to it follows.
-            _sync_directory(changed)
+            sync_directory(changed)
 
-        await _in_thread(source, move)
+        await in_thread(source, move)
 
     async def _delete(self, path: str) -> None:
         full = self._full(path)
@@ -701,7 +334,7 @@ class FilesystemDriver(StorageDriver):
             except IsADirectoryError:  # made again (by a concurrent write) since the check
                 delete_tree()
 
-        await _in_thread(path, delete)
+        await in_thread(path, delete)
 
     async def _list_many(self, paths: Sequence[str]) -> list[list[str] | None]:
         return await to_thread.run_sync(self._list_all, paths)
@@ -748,7 +381,7 @@ class FilesystemDriver(StorageDriver):
                 os.unlink(full)
             except OSError as exc:
                 if exc.errno not in {errno.ENOENT, errno.ENOTDIR}:
-                    raise _translate(path, exc) from exc
+                    raise translate(path, exc) from exc
             # The directory goes too when that left it empty; a write that lands in it first
             # keeps it (rmdir refuses a directory that holds anything).
             with contextlib.suppress(OSError):  # not empty, or gone already
@@ -808,7 +441,7 @@ class FilesystemDriver(StorageDriver):
             except OSError as exc:
                 if directory != top and isinstance(exc, FileNotFoundError | NotADirectoryError):
                     continue  # removed while walking
-                raise _translate(directory, exc) from exc  # never a shorter walk: GC would delete
+                raise translate(directory, exc) from exc  # never a shorter walk: GC would delete
             prefix = "" if directory == "/" else directory
             for name, is_dir, size, mtime in entries:
                 child = f"{prefix}/{name}"
@@ -909,6 +542,6 @@ def _each_present(paths: Sequence[str], read: Callable[[str], _T]) -> list[_T | 
             found.append(read(path))
         except OSError as exc:
             if exc.errno not in {errno.ENOENT, errno.ENOTDIR}:
-                raise _translate(path, exc) from exc
+                raise translate(path, exc) from exc
             found.append(None)
     return found

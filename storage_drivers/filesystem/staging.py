@@ -1,0 +1,265 @@
+"""Writes a reader, or a crash, sees whole or not at all: each object is staged beside where it
+goes (a temp file, or a private tree of the missing directories), placed with one rename, and the
+directory that gained it synced."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+TEMP_PREFIX = ".dockyard-"
+"""Names of in-flight temp files; never listed. Valid path components cannot start the same way
+in the registry's layout, which only writes names it validated."""
+RENAME_ATTEMPTS = 100
+"""Each failed attempt means a delete of the directory raced the write; the write then lands after it."""
+
+
+def write_atomically(root: str, full: str, data: bytes, sync: bool = True, exclusive: bool = False) -> str:
+    """Write ``data`` to ``full`` so that a reader, or a crash, sees the old content or the new
+    one, never a torn one (see ``stage`` and ``_place``); the directory that gained an entry,
+    which the caller syncs when it wants the write to survive a power loss. ``sync``: the content
+    is on disk before it is visible. ``exclusive``: FileExistsError, and nothing changed, when
+    something is stored at ``full``.
+
+    A concurrent delete (of a tag being pushed, say) may remove the directory the object was
+    staged in at any moment; the write is then made again, as if it had come after the delete.
+    """
+    for _ in range(RENAME_ATTEMPTS):
+        staged = stage(root, full, data, sync)
+        try:
+            changed = _place(staged, exclusive)
+        except BaseException:
+            discard([staged])
+            raise
+        if changed is not None:
+            return changed
+    raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """An object written beside where it goes and not visible yet."""
+
+    full: str
+    """Where it goes."""
+    path: str
+    """What one rename makes visible: a temp file beside ``full``, or a private tree."""
+    top: str
+    """What ``path`` is renamed to: ``full``, or the highest of its missing directories."""
+    file: str
+    """The object's content: ``path`` itself, or ``full``'s place inside the tree."""
+
+
+def stage(root: str, full: str, data: bytes, sync: bool = True) -> Staged:
+    """``data`` in a hidden temp file in ``full``'s directory, on disk (``sync``). Where that
+    directory is missing, the file is written at its final name inside a private tree, made in
+    the nearest directory that exists, holding the missing directories: one rename then makes
+    the directories appear together with the file, so a crash never leaves an empty directory
+    (an empty tag directory would be a tag pointing nowhere). Staging beside the target, not in
+    one shared directory, keeps concurrent writes from queueing on that directory's lock."""
+    name = f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
+    parent = os.path.dirname(full)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    for _ in range(RENAME_ATTEMPTS):
+        staged = Staged(full, os.path.join(parent, name), full, os.path.join(parent, name))
+        try:
+            fd = os.open(staged.file, flags, 0o644)
+            break
+        except FileNotFoundError:
+            pass
+        try:
+            staged = _stage_tree(root, full, name)
+            fd = os.open(staged.file, flags, 0o644)
+            break
+        except FileNotFoundError:  # a delete took the directory the tree was made in
+            discard([staged])
+    else:
+        raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
+    try:
+        _fill(fd, data, sync)
+    except BaseException:
+        discard([staged])
+        raise
+    return staged
+
+
+def _fill(fd: int, data: bytes, sync: bool) -> None:
+    """Write ``data`` to the new file ``fd``, on disk (``sync``), and close it."""
+    try:
+        _write_all(fd, data)
+        if sync:
+            os.fdatasync(fd)  # the content and its size; the inode's times need no disk write
+    finally:
+        os.close(fd)
+
+
+def missing_top(root: str, directory: str) -> str | None:
+    """The highest missing directory on the way to ``directory`` below ``root``; None when
+    ``directory`` exists (or when the root itself is missing: ``stage`` makes it)."""
+    if os.path.isdir(directory):
+        return None
+    top = directory
+    while top != root and not os.path.isdir(os.path.dirname(top)):
+        top = os.path.dirname(top)
+    return None if top == root else top
+
+
+def stage_together(root: str, top: str, items: Sequence[tuple[str, bytes]]) -> list[Staged]:
+    """Objects whose directories are missing below the same ``top``, written (and synced) in one
+    private tree (see ``stage``), which one rename places: they appear together, with each
+    directory made once. Should a delete take ``top``'s parent meanwhile, each is staged alone."""
+    tree = os.path.join(os.path.dirname(top), f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
+    made = {os.curdir}
+    staged = []
+    try:
+        os.mkdir(tree)
+        for full, data in items:
+            directory = os.curdir
+            for part in os.path.relpath(os.path.dirname(full), top).split(os.sep):
+                directory = os.path.normpath(os.path.join(directory, part))
+                if directory not in made:
+                    os.mkdir(os.path.join(tree, directory))
+                    made.add(directory)
+            item = Staged(full, tree, top, os.path.join(tree, os.path.relpath(full, top)))
+            _fill(os.open(item.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), data, True)
+            staged.append(item)
+    except FileNotFoundError:  # a delete took the directory the tree was made in
+        shutil.rmtree(tree, ignore_errors=True)
+        return [stage(root, full, data) for full, data in items]
+    except BaseException:
+        shutil.rmtree(tree, ignore_errors=True)
+        raise
+    return staged
+
+
+def _stage_tree(root: str, full: str, name: str) -> Staged:
+    """The private tree ``name`` for ``stage``, with the directories above ``full`` made in it."""
+    parent = os.path.dirname(full)
+    if not os.path.isdir(root):
+        os.makedirs(root, exist_ok=True)  # before the first write only: staging stays inside
+    top = parent  # the highest missing directory: the one that appears
+    while top != root and not os.path.isdir(os.path.dirname(top)):
+        top = os.path.dirname(top)
+    if top == root:  # the root was missing and ``full`` goes right in it
+        return Staged(full, os.path.join(root, name), full, os.path.join(root, name))
+    tree = os.path.join(os.path.dirname(top), name)
+    # The tree is new and private: one mkdir per level, without makedirs' stat of each.
+    directory = tree
+    os.mkdir(directory)
+    for part in os.path.relpath(parent, top).split(os.sep):
+        if part != os.curdir:
+            directory = os.path.join(directory, part)
+            os.mkdir(directory)
+    return Staged(full, tree, top, os.path.join(tree, os.path.relpath(full, top)))
+
+
+def _place(staged: Staged, exclusive: bool = False, alone: bool = True) -> str | None:
+    """Make a staged object visible, by one rename in the common case; the directory that gained
+    an entry, or None (the staged object discarded) when a delete took the directory it was
+    staged in or the one it goes to: stage it again. ``exclusive``: a link(2) of the file, which
+    never replaces, raising FileExistsError when something is stored. Not ``alone`` (a tree
+    holding several objects): None as well when the tree's top was made meanwhile."""
+    source, target = staged.path, staged.top
+    while True:
+        try:
+            if exclusive and target == staged.full:
+                os.link(source, target)
+            else:
+                os.rename(source, target)  # a directory replaces only an empty one
+        except FileNotFoundError:
+            discard([staged])
+            return None
+        except OSError as exc:
+            if target == staged.full or exc.errno not in {errno.ENOTEMPTY, errno.EEXIST}:
+                raise
+            if not alone:
+                discard([staged])
+                return None
+            # ``target`` was made meanwhile (by a write beside this one): what goes below it moves
+            # in instead, one level down.
+            part = os.path.relpath(staged.full, target).split(os.sep)[0]
+            source, target = os.path.join(source, part), os.path.join(target, part)
+            continue
+        if source != staged.path or exclusive:
+            discard([staged])  # the tree's emptied directories, or the file linked into place
+        return os.path.dirname(target)
+
+
+def place_in_order(root: str, staged: Sequence[Staged], data: Sequence[bytes]) -> list[str]:
+    """Place each staged object in order, the objects of a shared tree (consecutive) at once;
+    the directories that gained entries, which the caller syncs. A journaling filesystem logs
+    the renames in the order they are made, so a crash keeps a prefix of them. What a delete
+    or a concurrent write kept from being placed as staged is written again, one by one; what
+    is not placed is discarded on failure."""
+    changed: dict[str, None] = {}  # in order, once each
+    placed = 0
+    try:
+        while placed < len(staged):
+            item = staged[placed]
+            count = 1
+            while placed + count < len(staged) and staged[placed + count].path == item.path:
+                count += 1
+            found = _place(item, alone=count == 1)
+            if found is not None:
+                changed[found] = None
+            else:
+                for index in range(placed, placed + count):
+                    changed[write_atomically(root, staged[index].full, data[index])] = None
+            placed += count
+    except BaseException:
+        discard(staged[placed:])
+        raise
+    return list(changed)
+
+
+def discard(staged: Iterable[Staged]) -> None:
+    for item in staged:
+        if item.path == item.file:
+            with contextlib.suppress(OSError):
+                os.unlink(item.path)
+        else:
+            shutil.rmtree(item.path, ignore_errors=True)
+
+
+def create_empty(full: str) -> None:
+    """Create (or empty) the file ``full`` and any missing directory above it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    for _ in range(RENAME_ATTEMPTS):
+        try:
+            os.close(os.open(full, flags, 0o644))
+            return
+        except FileNotFoundError:  # the directory is not there (yet, or any more)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+    raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
+
+
+def make_directories(directory: str) -> str:
+    """Make ``directory`` and any missing one above it; the directory that gained an entry (the
+    parent of the highest one made), the one to sync."""
+    top = directory
+    while not os.path.isdir(os.path.dirname(top)):
+        top = os.path.dirname(top)
+    os.makedirs(directory, exist_ok=True)
+    return os.path.dirname(top)
+
+
+def sync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # deleted meanwhile (a tag deleted while pushed): as if the write came before it
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
