@@ -15,8 +15,9 @@ from storage_drivers import PathNotFound, StorageDriver, StorageError
 from ..references import RunId
 from ..storage import paths
 from . import known
+from .inventory import Inventory, Stat, take_inventory
 from .lease import Lease, claim, confirmed
-from .mark import Inventory, Plan, Stat, plan_stating, take_inventory
+from .mark import Plan, plan_stating
 from .policy import RetentionRule
 from .retention import Removal, apply_retention
 from .state import storage_now

@@ -2,9 +2,9 @@
 run to the next.
 
 Content is stored under its digest, so neither what a manifest refers to
-(``mark.references_of``) nor a blob's size ever changes: a run that finds a manifest in the last
-run's record does not read and parse it again, and does not stat a blob for its size (a real
-run's usage figures need every size). The record is one object (``paths.gc_references``) that
+(``manifest_references.references_of``) nor a blob's size ever changes: a run that finds a
+manifest in the last run's record does not read and parse it again, and does not stat a blob for
+its size (a real run's usage figures need every size). The record is one object (``paths.gc_references``) that
 each run replaces whole with what it found, so it never holds more than the store. It is only
 a shortcut: a record that is missing, torn, of another version, or that does not match its
 checksum is ignored (the run reads every manifest, as without it) and the run writes a new one.
@@ -22,7 +22,8 @@ from storage_drivers import PathNotFound, StorageDriver, StorageError
 from ..errors import RegistryError
 from ..references import HEX_LENGTHS, Digest
 from ..storage import paths
-from .mark import UNSTATED, Inventory, References
+from .inventory import UNSTATED, Inventory
+from .manifest_references import References
 
 VERSION = 1
 """Raise it when ``references_of`` changes what it finds: a record of another version is

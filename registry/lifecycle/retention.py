@@ -25,8 +25,8 @@ from ..storage import paths
 from ..storage.links import read_link
 from ..storage.tags import Tags
 from .guard import CLOCK_SLACK
+from .inventory import Inventory, Repository, bounded
 from .lease import Lease
-from .mark import Inventory, Repository, bounded
 from .policy import Keep, RetentionRule, rule_for
 from .records import TagTimes, read_tag_times
 

@@ -1,6 +1,6 @@
 """Usage figures: how many bytes each repository refers to, and how many only it does.
 
-They come from the inventory garbage collection's mark phase takes (``mark.take_inventory``):
+They come from the inventory garbage collection's mark phase takes (``inventory.take_inventory``):
 ``dockyard usage`` walks the storage for them alone, and every garbage collection run (the
 command's, or the server's schedule) derives them from its own walk, less what it removed.
 Either way the figures are written as one record (``paths.usage_record``), so the HTTP
@@ -40,7 +40,8 @@ from ..storage import paths
 from . import known
 from .collect import Options, Report, garbage_collect
 from .digests import BlobTable, raw
-from .mark import Inventory, Plan, Repository, take_inventory
+from .inventory import Inventory, Repository, take_inventory
+from .mark import Plan
 from .state import storage_now
 
 

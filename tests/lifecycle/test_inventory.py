@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from bench.gc import blob_key, build_store, store_objects
-from registry.lifecycle.mark import Inventory, Stat, plan, plan_stating, take_inventory
+from registry.lifecycle.inventory import Inventory, Stat, take_inventory
+from registry.lifecycle.mark import plan, plan_stating
 from registry.references import Digest
 from registry.storage import paths
 from storage_drivers import FileInfo

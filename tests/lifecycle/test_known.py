@@ -16,7 +16,7 @@ from bench.gc import build_store
 from registry.lifecycle import known
 from registry.lifecycle.collect import Options, garbage_collect
 from registry.lifecycle.digests import raw
-from registry.lifecycle.mark import References
+from registry.lifecycle.manifest_references import References
 from registry.lifecycle.usage import collect_and_record, measure
 from registry.references import Digest
 from registry.storage import paths

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from registry.lifecycle.mark import References, references_of
+from registry.lifecycle.manifest_references import References, references_of
 from registry.references import Digest
 
 CONFIG, LAYER, OTHER, SUBJECT = (Digest.of(name.encode()) for name in ("config", "layer", "other", "subject"))
