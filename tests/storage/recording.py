@@ -26,8 +26,8 @@ class RecordingDriver(InMemoryDriver):
         await super()._put_content(path, data)
         self.written.append(path)
 
-    async def _move(self, source: str, destination: str) -> None:
-        await super()._move(source, destination)
+    async def _move(self, source: str, destination: str, size: int | None) -> None:
+        await super()._move(source, destination, size)
         self.written.append(destination)
 
 
