@@ -48,6 +48,14 @@ class SessionWatch:
     since: float
     change: Callable[[int], None]
 
+    def opened_since(self, opened: float) -> bool:
+        """Whether a session whose start record is dated ``opened`` was opened at ``since`` or
+        later. A store that keeps times to the second (S3) is compared by the second; a finer
+        time exactly, so a session opened just before a restart is not taken for a newer one."""
+        if opened == int(opened):
+            return opened >= int(self.since)
+        return opened >= self.since
+
 
 class Uploads:
     def __init__(self, driver: StorageDriver, blobs: BlobService) -> None:
@@ -255,8 +263,7 @@ class Uploads:
                 await self._driver.delete(started_at)
             except PathNotFound:
                 return False
-        # Whole seconds: S3 keeps an object's time to the second.
-        if self.watch is not None and int(opened) >= int(self.watch.since):
+        if self.watch is not None and self.watch.opened_since(opened):
             self.watch.change(-1)
         return True
 
