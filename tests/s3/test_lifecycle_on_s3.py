@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from registry.lifecycle.lease import try_take
+from registry.lifecycle.state import decode
 from registry.references import Digest
 from registry.storage import paths
 from storage_drivers import create_driver
@@ -45,6 +46,18 @@ def _keys(rgw: CephRGW, registry: RunningRegistry) -> set[str]:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=registry.storage["s3"]["bucket"]):
         keys |= {item["Key"] for item in page.get("Contents", []) if "/_dockyard/gc/" not in item["Key"]}
     return keys
+
+
+def _claimed(rgw: CephRGW, registry: RunningRegistry) -> bool:
+    """Whether a collection's claim on the lease is in the registry's bucket."""
+    client = rgw.client()
+    suffix = paths.gc_state().lstrip("/")
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=registry.storage["s3"]["bucket"]):
+        for item in page.get("Contents", []):
+            if item["Key"].endswith(suffix):
+                body = client.get_object(Bucket=registry.storage["s3"]["bucket"], Key=item["Key"])["Body"]
+                return decode(body.read()).run is not None
+    return False
 
 
 def test_collects_on_s3_and_dry_run_lists_what_a_run_removes(
@@ -132,7 +145,13 @@ def test_a_hung_gateway_stops_the_run_with_a_clear_error(
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(2.5)  # holding the lease: marking or sweeping
+        # Frozen while the run holds its claim: it settles two seconds before it may delete, and
+        # a run of this size can finish in little more than that.
+        deadline = time.monotonic() + 60
+        while not _claimed(ceph_rgw, registry):
+            assert run.poll() is None, "the run ended before it was seen claiming the lease"
+            assert time.monotonic() < deadline, "the run never claimed the lease"
+            time.sleep(0.05)
         ceph_rgw.freeze_gateway()
         thawed = threading.Timer(60, ceph_rgw.thaw_gateway)
         thawed.start()
