@@ -19,11 +19,11 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
 """What ``dockyard serve`` runs with no config file: data under ./data, deletes enabled."""
 
 CONFIG_ENV = "DOCKYARD_CONFIG"
+"""How ``dockyard serve`` tells its worker processes which config file to load (empty: the
+embedded default)."""
 SECRET_ENV = "DOCKYARD_SECRET"  # noqa: S105 - the variable's name, not a secret
 """What ``dockyard serve`` hands its workers when ``http.secret`` is not set: one random secret,
 so every worker opens the web interface's session cookies."""
-"""How ``dockyard serve`` tells its worker processes which config file to load (empty: the
-embedded default)."""
 ENV_PREFIX = "REGISTRY_"
 
 
