@@ -127,7 +127,7 @@ class InMemoryDriver(StorageDriver):
             raise PathNotFound(path)
         return [prefix + name for name in page(sorted(children), after, limit)]
 
-    async def _scan(self, path: str, after: str, limit: int) -> list[str]:
+    async def _scan(self, path: str, after: str, limit: int) -> list[str] | None:
         prefix = "/" if path == "/" else path + "/"
         start = prefix + after
         keys = sorted(key for key in self._objects if key.startswith(prefix) and key > start)

@@ -44,7 +44,7 @@ NOT_DURATIONS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("text", "seconds"), GO_DURATIONS + SECONDS)
+@pytest.mark.parametrize(("text", "seconds"), [*GO_DURATIONS, *SECONDS])
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds, abs=1e-12)
 

@@ -15,7 +15,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -388,6 +388,7 @@ class TestSmallReadsAndReadAhead:
         start, length = READ_CHUNK - 5, 2 * READ_CHUNK + 10
         assert await read_all(driver, "/blobs/big", start, length) == data[start : start + length]
         pieces = driver.reader("/blobs/big")
+        assert isinstance(pieces, AsyncGenerator)  # closable early, as a client hanging up closes it
         assert await anext(pieces) == data[:READ_CHUNK]
         await pieces.aclose()  # the piece read ahead is waited for, then the stream closed
         assert await read_all(driver, "/blobs/big", len(data) - 3) == data[-3:]

@@ -28,9 +28,10 @@ from ..errors import ErrorCode, RegistryError
 from ..references import Digest, RepositoryName, parse_reference
 from ..storage import Storage
 from .expiry import LONGEST_INTERVAL, Expiry, UseRecorder, interval_for, keep_expiring
-from .fetches import Fetches, FetchFailed, Served
+from .fetches import Fetches, Served
 from .manifests import MirroredManifests
 from .mirrors import Mirror, Mirrors
+from .transfer import FetchFailed
 from .upstream import UpstreamRefused, UpstreamUnavailable
 
 __all__ = ["Proxy"]

@@ -26,6 +26,37 @@ from tests.support.images import (
 )
 from tests.support.images import DOCKER_LIST as DOCKER_MANIFEST_LIST
 
+# The media types and digest helper of tests.support.images are part of this module's surface.
+__all__ = [
+    "ALL_MANIFEST_TYPES",
+    "CONFIG_TYPE_OF_IMAGE",
+    "DOCKER_CONFIG",
+    "DOCKER_FOREIGN_LAYER",
+    "DOCKER_LAYER",
+    "DOCKER_MANIFEST",
+    "DOCKER_MANIFEST_LIST",
+    "EMPTY",
+    "IMAGE_TYPE_OF_LIST",
+    "LAYER_TYPE_OF_IMAGE",
+    "OCI_CONFIG",
+    "OCI_EMPTY",
+    "OCI_INDEX",
+    "OCI_LAYER",
+    "OCI_MANIFEST",
+    "OCI_NONDISTRIBUTABLE_LAYER",
+    "Content",
+    "Style",
+    "blob",
+    "digest_of",
+    "empty_descriptor",
+    "foreign_layer",
+    "image_config",
+    "image_manifest",
+    "index",
+    "platform",
+    "render",
+]
+
 OCI_NONDISTRIBUTABLE_LAYER = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"

@@ -128,7 +128,12 @@ async def test_the_filesystem_driver_pages_a_settled_directory_without_reading_i
     assert len(await driver.list(directory)) == len(TAGS)
     scandirs: list[str] = []
     real_scandir = os.scandir
-    monkeypatch.setattr(os, "scandir", lambda path: scandirs.append(path) or real_scandir(path))
+
+    def counting_scandir(path: str) -> Iterator[os.DirEntry[str]]:
+        scandirs.append(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting_scandir)
     after = None
     for _ in range(50):
         page = await driver.list(directory, after=after, limit=100)

@@ -34,7 +34,7 @@ def token_registry(start_registry: StartRegistry, server: TokenServerProcess) ->
 
 def fetch_token(server: TokenServerProcess, user: str | None, *scopes: str) -> str:
     auth = (user, PASSWORDS[user]) if user else None
-    query = [("service", SERVICE), *(("scope", scope) for scope in scopes)]
+    query = (("service", SERVICE), *(("scope", scope) for scope in scopes))
     response = httpx.get(server.url, params=query, auth=auth, timeout=10)
     response.raise_for_status()
     return str(response.json()["token"])

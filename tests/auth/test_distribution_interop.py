@@ -57,7 +57,7 @@ def pair(
 
 def token(server: TokenServerProcess, user: str | None, *scopes: str) -> str:
     auth = (user, PASSWORDS[user]) if user else None
-    params = [("service", SERVICE), *(("scope", scope) for scope in scopes)]
+    params = (("service", SERVICE), *(("scope", scope) for scope in scopes))
     response = httpx.get(server.url, params=params, auth=auth, timeout=10)
     response.raise_for_status()
     return str(response.json()["token"])

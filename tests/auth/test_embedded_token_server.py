@@ -41,7 +41,7 @@ def realm_token(registry: RunningRegistry, user: str, *scopes: str) -> str:
     challenge = httpx.get(f"{registry.url}/v2/", timeout=10)
     realm = challenge_params(challenge.headers["www-authenticate"])[1]["realm"]
     assert realm == f"{registry.url}/auth/token"
-    query = [("service", SERVICE), *(("scope", scope) for scope in scopes)]
+    query = (("service", SERVICE), *(("scope", scope) for scope in scopes))
     response = httpx.get(realm, params=query, auth=(user, PASSWORDS[user]), timeout=10)
     assert response.status_code == 200, response.text
     return str(response.json()["token"])

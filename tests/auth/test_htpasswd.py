@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -13,7 +12,6 @@ import bcrypt
 import pytest
 
 from auth import AuthConfigError, Challenge, create_access_controller
-from auth import htpasswd as htpasswd_module
 from auth.base import Access
 from auth.htpasswd import HtpasswdAccessController, HtpasswdUsers, parse_htpasswd
 from auth.htpasswd_edit import remove_user, set_password
@@ -29,7 +27,7 @@ def basic_header(user: str, password: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def checkpw_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+def checkpw_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """Every hash bcrypt.checkpw is asked to check, in order."""
     calls: list[bytes] = []
     real = bcrypt.checkpw
@@ -38,7 +36,7 @@ def checkpw_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
         calls.append(hashed)
         return real(password, hashed)
 
-    monkeypatch.setattr(htpasswd_module.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(bcrypt, "checkpw", counting)  # the module auth.htpasswd calls
     return calls
 
 

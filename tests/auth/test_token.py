@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
-import hashlib
+import functools
 import hmac
 import json
 import time
@@ -110,7 +110,7 @@ async def test_hs256_keyed_with_the_public_key_is_refused(
         token = forge(
             {"alg": "HS256", "typ": "JWT", "kid": es256_key.key_id},
             claims([repo_access("team/app", "pull")]),
-            lambda data, secret=secret: hmac.new(secret, data, hashlib.sha256).digest(),
+            functools.partial(hmac.digest, secret, digest="sha256"),
         )
         assert (await refused(controller, token, [PULL]))["error"] == "invalid_token"
 

@@ -25,7 +25,7 @@ from .servers import PASSWORDS, TokenServerProcess
 def get(
     server: TokenServerProcess, *scopes: str, auth: tuple[str, str] | None = None, **params: str
 ) -> httpx.Response:
-    query = [("service", SERVICE), *(("scope", scope) for scope in scopes), *params.items()]
+    query = (("service", SERVICE), *(("scope", scope) for scope in scopes), *params.items())
     return httpx.get(server.url, params=query, auth=auth, timeout=10)
 
 

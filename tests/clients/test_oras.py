@@ -7,6 +7,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import oras.client
 import oras.oci
@@ -30,8 +31,15 @@ def oras_client(target_registry: RegistryEndpoint) -> oras.client.OrasClient:
     return oras.client.OrasClient(hostname=target_registry.host, insecure=True)
 
 
+class PushOptions(TypedDict, total=False):
+    manifest_annotations: dict[str, str]
+    subject: oras.oci.Subject
+    do_chunked: bool
+    chunk_size: int
+
+
 def push_artifact(
-    client: oras.client.OrasClient, reference: str, directory: Path, **options: object
+    client: oras.client.OrasClient, reference: str, directory: Path, **options: Unpack[PushOptions]
 ) -> dict[str, str]:
     """Push two files of fresh random content, typed by the config media type; returns digests."""
     files = {
@@ -48,7 +56,7 @@ def push_artifact(
         manifest_config=f"{directory / 'config.json'}:{ARTIFACT_TYPE}",
         disable_path_validation=True,
         quiet=True,
-        **options,
+        **options,  # type: ignore[arg-type]  # oras annotates subject as str, takes an oras.oci.Subject
     )
     assert response.status_code == 201, response.text
     return {name: sha256_file(directory / name) for name in files}

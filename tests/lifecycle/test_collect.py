@@ -24,9 +24,9 @@ from tests.lifecycle.commands import (
     revision_file,
     stored_files,
 )
-from tests.support.images import artifact, image_index, random_image
+from tests.support.images import artifact, digest_of, image_index, random_image
 from tests.support.registry import PROJECT, RunningRegistry, StartRegistry
-from tests.support.served import Served, digest_of
+from tests.support.served import Served
 
 GC_COMMAND = (sys.executable, "-m", "registry", "garbage-collect")
 

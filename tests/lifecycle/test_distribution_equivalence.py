@@ -28,12 +28,13 @@ from tests.support.images import (
     ImageIndex,
     Layer,
     artifact,
+    digest_of,
     image_index,
     json_bytes,
     random_image,
 )
 from tests.support.registry import StartRegistry, default_config
-from tests.support.served import Served, digest_of
+from tests.support.served import Served
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 

@@ -128,9 +128,9 @@ async def test_a_scan_without_tag_history_lists_no_index_and_cannot_delete_untag
     listed: list[str] = []
     list_many = on_disk.list_many
 
-    async def recording(directories: Sequence[str]) -> list[list[str] | None]:
-        listed.extend(directories)
-        return await list_many(directories)
+    async def recording(paths: Sequence[str]) -> list[list[str] | None]:
+        listed.extend(paths)
+        return await list_many(paths)
 
     on_disk.list_many = recording  # type: ignore[method-assign]
     without = await take_inventory(on_disk, tag_targets=False, tag_history=False)

@@ -20,7 +20,7 @@ from registry.storage import Storage, paths
 from registry.storage.manifest_format import Manifest
 from storage_drivers import PathNotFound
 from tests.lifecycle.gates import GatedDriver, first
-from tests.storage.recording import put_image
+from tests.storage.recording import manifests_of, put_image
 from tests.support.images import Image, image_index, random_image
 
 APP = RepositoryName.parse("race/app")
@@ -94,8 +94,8 @@ async def test_a_push_after_the_marker_cannot_undo_an_identical_acknowledged_pus
 
     # A's acknowledged push is whole: tag, revision, every blob.
     served = _storage(GatedDriver(str(tmp_path)))
-    assert await served.manifests.resolve(APP, TAG) == digest
-    assert await served.manifests.exists(APP, digest)
+    assert await manifests_of(served).resolve(APP, TAG) == digest
+    assert await manifests_of(served).exists(APP, digest)
     for blob in image.blobs:
         assert await served.blobs.stat(APP, Digest.parse(blob.digest)) == len(blob.data)
     # The run spared what the pushes referred to, so B is acknowledged as well.
@@ -130,8 +130,8 @@ async def test_a_push_after_the_decision_is_refused_and_withdraws_its_links(tmp_
 
     served = _storage(GatedDriver(str(tmp_path)))
     with pytest.raises(RegistryError):
-        await served.manifests.resolve(APP, TAG)
-    assert not await served.manifests.exists(APP, Digest.parse(image.digest))
+        await manifests_of(served).resolve(APP, TAG)
+    assert not await manifests_of(served).exists(APP, Digest.parse(image.digest))
     for blob in image.blobs:
         assert not await _stored(tmp_path, paths.blob_data(Digest.parse(blob.digest)))
 
@@ -158,8 +158,8 @@ async def test_a_push_during_a_run_keeps_what_the_children_of_its_index_refer_to
     await run
 
     served = _storage(GatedDriver(str(tmp_path)))
-    assert await served.manifests.resolve(APP, TAG) == digest
+    assert await manifests_of(served).resolve(APP, TAG) == digest
     for child in index.images:
-        assert await served.manifests.exists(APP, Digest.parse(child.digest))
+        assert await manifests_of(served).exists(APP, Digest.parse(child.digest))
         for blob in child.blobs:
             assert await served.blobs.stat(APP, Digest.parse(blob.digest)) == len(blob.data)

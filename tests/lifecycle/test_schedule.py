@@ -15,9 +15,9 @@ from typing import Any
 from tests.integrity.workers import process_group
 from tests.lifecycle.commands import age_tag, blob_file, dockyard, push, push_blob
 from tests.support.containers import ContainerTools
-from tests.support.images import random_image, write_oci_layout
+from tests.support.images import digest_of, random_image, write_oci_layout
 from tests.support.registry import RunningRegistry, StartRegistry
-from tests.support.served import Served, digest_of
+from tests.support.served import Served
 
 WAIT = 180.0
 """Bound on waiting for runs to happen on a loaded machine (not a timing assertion)."""

@@ -23,13 +23,14 @@ from tests.support.images import (
     Blob,
     Image,
     Layer,
+    digest_of,
     json_bytes,
     random_image,
     random_layer,
     write_oci_layout,
 )
 from tests.support.registry import RunningRegistry, StartRegistry
-from tests.support.served import Served, digest_of
+from tests.support.served import Served
 
 
 def _image(layers: list[Layer]) -> Image:

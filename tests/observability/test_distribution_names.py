@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.images import OCI_MANIFEST, digest_of
 from tests.support.processes import free_port
-from tests.support.pushing import OCI_MANIFEST, digest_of, expect, image_manifest
+from tests.support.pushing import expect, image_manifest
 from tests.support.registry import StartRegistry
 
 from .conftest import Scraper, debug_section

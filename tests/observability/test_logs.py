@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from tests.auth.helpers import write_htpasswd
-from tests.support.pushing import OCI_MANIFEST, digest_of, expect, image_manifest, push_blob
+from tests.support.images import OCI_MANIFEST, digest_of
+from tests.support.pushing import expect, image_manifest, push_blob
 from tests.support.registry import RunningRegistry, StartRegistry
 
 PASSWORD = "correct horse battery staple"

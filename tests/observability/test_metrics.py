@@ -18,8 +18,9 @@ import pytest
 
 from registry.observability.tally import FLUSH_INTERVAL
 from tests.integrity.workers import process_group, serving_process
+from tests.support.images import OCI_MANIFEST, digest_of
 from tests.support.processes import free_port
-from tests.support.pushing import OCI_MANIFEST, digest_of, expect, push_image
+from tests.support.pushing import expect, push_image
 from tests.support.registry import RunningRegistry, StartRegistry
 
 from .conftest import Samples, Scraper, debug_section, value

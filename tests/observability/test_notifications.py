@@ -30,9 +30,9 @@ from tests.observability.conftest import (
     value,
 )
 from tests.support.dockerd import Dockerd
-from tests.support.images import digest_of
+from tests.support.images import OCI_MANIFEST, digest_of
 from tests.support.processes import ServerProcess, free_port
-from tests.support.pushing import OCI_MANIFEST, image_manifest
+from tests.support.pushing import image_manifest
 from tests.support.registry import StartRegistry
 from tests.support.webhooks import Receiver
 

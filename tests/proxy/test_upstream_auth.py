@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -70,7 +71,7 @@ def token_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenUp
 
 def mirror_config(
     upstream: TokenUpstream, password: str = PASSWORDS[MIRROR_ACCOUNT], **extra: object
-) -> dict:
+) -> dict[str, Any]:
     entry = {
         "prefix": "secure",
         "remoteurl": upstream.url,

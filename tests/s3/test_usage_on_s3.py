@@ -13,9 +13,9 @@ import pytest
 
 from tests.lifecycle.commands import dockyard, push, push_blob
 from tests.support.ceph import CephRGW
-from tests.support.images import Image, random_image
+from tests.support.images import Image, digest_of, random_image
 from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
-from tests.support.served import Served, digest_of
+from tests.support.served import Served
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 

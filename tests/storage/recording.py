@@ -10,6 +10,7 @@ import pytest
 from registry.errors import ErrorCode, RegistryError
 from registry.references import Digest, RepositoryName, Tag
 from registry.storage import Storage
+from registry.storage.manifests import Manifests
 from registry.storage.pump import IteratedBody
 from storage_drivers.inmemory import InMemoryDriver
 from tests.support.images import Image
@@ -29,6 +30,13 @@ class RecordingDriver(InMemoryDriver):
     async def _move(self, source: str, destination: str, size: int | None) -> None:
         await super()._move(source, destination, size)
         self.written.append(destination)
+
+
+def manifests_of(storage: Storage) -> Manifests:
+    """The unwrapped manifest service, for its tag and revision reads (``resolve``, ``exists``),
+    which the protocol a wrapper implements leaves out."""
+    assert isinstance(storage.manifests, Manifests)
+    return storage.manifests
 
 
 def repository(name: str) -> RepositoryName:

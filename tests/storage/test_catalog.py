@@ -40,7 +40,7 @@ class CountingDriver(InMemoryDriver):
         super().__init__()
         self.calls: list[str] = []
 
-    async def _scan(self, path: str, after: str, limit: int) -> list[str]:
+    async def _scan(self, path: str, after: str, limit: int) -> list[str] | None:
         self.calls.append(f"scan {after}")
         return await super()._scan(path, after, limit)
 

@@ -9,7 +9,7 @@ from registry.references import Digest
 from registry.storage import ManifestPolicy, Storage, paths
 from tests.support.images import OCI_MANIFEST, artifact, image_index, random_image
 
-from .recording import RecordingDriver, put_blob, put_image, raises, repository, tag
+from .recording import RecordingDriver, manifests_of, put_blob, put_image, raises, repository, tag
 
 APP = repository("team/app")
 OTHER = repository("team/other")
@@ -29,9 +29,9 @@ async def test_a_manifest_is_served_by_tag_and_by_digest_as_pushed(storage: Stor
             OCI_MANIFEST,
             image.manifest.data,
         )
-    assert await storage.manifests.resolve(APP, tag("v1")) == digest
-    assert await storage.manifests.exists(APP, digest)
-    assert not await storage.manifests.exists(OTHER, digest)
+    assert await manifests_of(storage).resolve(APP, tag("v1")) == digest
+    assert await manifests_of(storage).exists(APP, digest)
+    assert not await manifests_of(storage).exists(OTHER, digest)
 
 
 async def test_unknown_references_are_manifest_unknown(storage: Storage) -> None:
@@ -67,7 +67,7 @@ async def test_a_digest_reference_must_match_the_content(storage: Storage) -> No
         await put_blob(storage, APP, blob.data)
     with raises(ErrorCode.DIGEST_INVALID):
         await storage.manifests.put(APP, Digest.of(b"other"), image.manifest.data, OCI_MANIFEST)
-    assert not await storage.manifests.exists(APP, Digest.parse(image.digest))
+    assert not await manifests_of(storage).exists(APP, Digest.parse(image.digest))
 
 
 async def test_a_push_writes_content_then_revision_then_referrer_then_tags(
@@ -116,7 +116,7 @@ async def test_an_index_needs_its_children_unless_the_policy_says_otherwise(driv
     await listed.manifests.put(APP, tag("multi"), index.manifest.data, index.manifest.media_type)
     lenient = Storage(driver, PushGuard(driver), ManifestPolicy(index_children="none"))
     await lenient.manifests.put(OTHER, tag("multi"), index.manifest.data, index.manifest.media_type)
-    assert await lenient.manifests.resolve(OTHER, tag("multi")) == Digest.parse(index.digest)
+    assert await manifests_of(lenient).resolve(OTHER, tag("multi")) == Digest.parse(index.digest)
 
 
 async def test_delete_removes_the_revision_and_every_tag_pointing_at_it(storage: Storage) -> None:
@@ -125,9 +125,9 @@ async def test_delete_removes_the_revision_and_every_tag_pointing_at_it(storage:
     digest = await put_image(storage, APP, image, tags=["v1", "latest"])
     await put_image(storage, OTHER, image, tags=["v1"])
     await storage.manifests.delete(APP, digest)
-    assert not await storage.manifests.exists(APP, digest)
+    assert not await manifests_of(storage).exists(APP, digest)
     assert await storage.tags.all_names(APP) == ["v2"]
-    assert await storage.manifests.resolve(APP, tag("v2")) == kept
+    assert await manifests_of(storage).resolve(APP, tag("v2")) == kept
     assert (await storage.manifests.get(OTHER, tag("v1"))).digest == digest  # other repositories keep it
     assert await storage.blobs.size(digest) == len(image.manifest.data)  # content stays for GC
     with raises(ErrorCode.MANIFEST_UNKNOWN):

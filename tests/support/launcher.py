@@ -75,7 +75,7 @@ def launch(tmp_path: Path) -> Iterator[Launcher]:
     launcher.stop_all()
 
 
-def write_config(path: Path, config: dict[str, object] | str) -> Path:
+def write_config(path: Path, config: Mapping[str, object] | str) -> Path:
     path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
     return path
 

@@ -15,7 +15,9 @@ from .conftest import DESCRIPTION, PASSWORDS, Filled
 pytestmark = pytest.mark.clients  # the registry searched was filled by buildah and skopeo
 
 
-def search(registry: RunningRegistry, headers: dict[str, str] | None = None, **params: str) -> httpx.Response:
+def search(
+    registry: RunningRegistry, headers: dict[str, str] | None = None, /, **params: str
+) -> httpx.Response:
     return httpx.get(f"{registry.url}/v1/search", params=params, headers=headers or {}, timeout=30)
 
 
