@@ -324,6 +324,14 @@ class Reading(ConformanceSettings):
         with pytest.raises(PathNotFound):
             await driver.stat(f"{root}/large")
 
+    async def test_delete_takes_the_directory_it_empties(self, driver: StorageDriver, root: str) -> None:
+        for name in ("upload/one/startedat", "upload/two/startedat", "upload/two/data"):
+            await driver.put_content(f"{root}/{name}", b"x")
+        await driver.delete(f"{root}/upload/one/startedat")
+        await driver.delete(f"{root}/upload/two/startedat")
+        assert await driver.list(f"{root}/upload") == [f"{root}/upload/two"]
+        assert await driver.get_content(f"{root}/upload/two/data") == b"x"
+
     async def test_delete_leaves_prefix_siblings(self, driver: StorageDriver, root: str) -> None:
         for name in ("a/x", "a/y/z", "ab/c", "a-b", "a.b/c", "abc"):
             await driver.put_content(f"{root}/{name}", b"x")
