@@ -266,6 +266,8 @@ async def _lifespan(
         proxy.start()
     if purging.enabled and not config.storage.read_only:
         work.append(_purge_uploads_forever(storage, purging.age, purging.interval, purging.dry_run))
+    elif not config.storage.read_only:
+        work.append(_purge_staged_writes_forever(storage, purging.interval))
     if config.storage.garbage_collect.enabled:
         if config.storage.read_only:
             log.info("scheduled garbage collection is disabled: the storage is in read-only mode")
@@ -287,6 +289,18 @@ async def _lifespan(
             await proxy.close()
         await controller.close()
         await storage.driver.close()
+
+
+async def _purge_staged_writes_forever(storage: Storage, interval: float) -> None:
+    """With upload purging off: what killed writers left (``Storage.purge_staged_writes``), on
+    upload purging's schedule and start jitter."""
+    await asyncio.sleep(random.uniform(0, min(interval, 3600.0)))  # noqa: S311 - jitter only
+    while True:
+        with one_round(log, "removing interrupted writes"):
+            removed = await storage.purge_staged_writes()
+            if removed:
+                log.info("removed %d files of interrupted writes", removed)
+        await asyncio.sleep(interval)
 
 
 async def _purge_uploads_forever(storage: Storage, age: float, interval: float, dry_run: bool) -> None:

@@ -263,7 +263,8 @@ class StorageDriver(ABC):
         await self._move(check_path(source), check_path(destination), size)
 
     async def delete(self, path: str) -> None:
-        """Delete an object, or a directory and everything below it."""
+        """Delete an object, or a directory and everything below it. A directory an object
+        leaves empty goes with it, as with ``delete_many``."""
         await self._delete(check_path(path))
 
     async def redirect_url(self, path: str) -> str | None:

@@ -33,7 +33,15 @@ class ObservedAccessController(AccessController):
         """By credentials' kind: the slot every granted request adds to, made the first time."""
 
     async def authorize(self, headers: Mapping[str, str], required: Sequence[Access]) -> Grant:
-        kind = credentials_kind(headers)
+        # credentials_kind's pass over the API's headers, written out: a call less per request.
+        if isinstance(headers, Headers):
+            kind = "none"
+            for name, value in headers.raw:
+                if name == b"authorization":
+                    kind = _KINDS.get(value.partition(b" ")[0].lower(), "other")
+                    break
+        else:
+            kind = credentials_kind(headers)
         try:
             grant = await self.controller.authorize(headers, required)
         except Challenge:
@@ -42,10 +50,11 @@ class ObservedAccessController(AccessController):
         except Denied:
             self._count(kind, "denied")
             raise
-        granted = self._granted.get(kind)
-        if granted is None:
-            granted = self._granted[kind] = self._metrics.count(self._metrics.auth, kind, "granted")
-        granted.value += 1
+        try:
+            self._granted[kind].value += 1
+        except KeyError:  # the kind's first grant: its slot, made once
+            self._granted[kind] = self._metrics.count(self._metrics.auth, kind, "granted")
+            self._granted[kind].value += 1
         return grant
 
     def _count(self, kind: str, outcome: str) -> None:

@@ -16,6 +16,7 @@ import os
 import re
 import time
 from bisect import bisect_left
+from collections import defaultdict
 from pathlib import Path
 
 from prometheus_client import (
@@ -56,11 +57,17 @@ CONTENT_TYPES = {"blob": "blob", "blob_upload": "blob", "blob_upload_chunk": "bl
 
 
 class RequestSeries:
-    """One handler and method's slots, looked up once: ``labels()`` is costly per request."""
+    """One handler and method's slots, looked up once: ``labels()`` is costly per request.
+
+    A request adds to its status's count and its duration's bucket at once. Its sizes are only
+    counted by exact value (``request_sizes``, ``response_sizes``) and put in their buckets by
+    ``settle``, before each flush: small requests come in a few sizes over and over, so a
+    request costs one dictionary update per size rather than a bisection and a sum. The
+    dictionaries hold at most one entry per size seen since the last flush."""
 
     __slots__ = (
         "duration", "handler", "in_flight", "method", "metrics", "pulled", "pushed", "request_size",
-        "requests", "response_size",
+        "request_sizes", "requests", "response_size", "response_sizes",
     )  # fmt: skip
 
     def __init__(self, metrics: Metrics, handler: str, method: str) -> None:
@@ -76,40 +83,61 @@ class RequestSeries:
         self.duration = metrics.histogram(metrics.duration, handler, method)
         self.request_size = metrics.histogram(metrics.request_size, handler)
         self.response_size = metrics.histogram(metrics.response_size, handler)
+        self.request_sizes: defaultdict[int, int] = defaultdict(int)
+        self.response_sizes: defaultdict[int, int] = defaultdict(int)
         pushed = metrics.count(metrics.pushed_bytes, content) if content is not None else None
         self.pushed = pushed if method in BODY_METHODS else None
         """The bytes pushed (request bodies) for content handlers' methods that send content
-        (the series is shown from the first request of any), else None."""
+        (the series is shown from the first request of any), else None: ``PushSeries`` adds."""
         self.pulled = (
             metrics.count(metrics.pulled_bytes, content) if content is not None and method == "get" else None
         )
-        """The bytes pulled (GET response bodies) for content handlers, else None."""
+        """The bytes pulled (GET response bodies) for content handlers, else None: the sum of
+        the response sizes, added by ``settle``."""
 
     def record(self, status: int, seconds: float, head: int, body_in: int, body_out: int) -> None:
         """A finished request's every update (``head``: the size of its request line and headers).
-        The three histograms' are written out here rather than through ``PendingHistogram.observe``:
-        a call less each, on every request."""
-        requests = self.requests.get(status)
-        if requests is None:
-            metrics = self.metrics
-            requests = self.requests[status] = metrics.count(
-                metrics.requests, str(status), self.handler, self.method
-            )
-        requests.value += 1
+        The duration's is written out here rather than through ``PendingHistogram.observe``: a
+        call less on every request. A status not seen before is found by ``KeyError``, which
+        costs nothing until raised, where a ``get`` would cost a call on every request."""
+        try:
+            self.requests[status].value += 1
+        except KeyError:
+            self._first(status)
         histogram = self.duration
         histogram.counts[bisect_left(histogram.bounds, seconds)] += 1  # the first bucket with le >= value
         histogram.total += seconds
-        received = head + body_in
-        histogram = self.request_size
-        histogram.counts[bisect_left(histogram.bounds, received)] += 1
-        histogram.total += received
-        histogram = self.response_size
-        histogram.counts[bisect_left(histogram.bounds, body_out)] += 1
-        histogram.total += body_out
-        if self.pushed is not None:
-            self.pushed.value += body_in
-        if self.pulled is not None:
-            self.pulled.value += body_out
+        self.request_sizes[head + body_in] += 1
+        self.response_sizes[body_out] += 1
+
+    def _first(self, status: int) -> None:
+        metrics = self.metrics
+        count = metrics.count(metrics.requests, str(status), self.handler, self.method)
+        self.requests[status] = count
+        count.value += 1
+
+    def settle(self) -> None:
+        """The sizes counted since the last flush, into their histograms (and the bytes pulled)."""
+        if self.request_sizes:
+            self.request_size.observe_counted(self.request_sizes)
+            self.request_sizes.clear()
+        if self.response_sizes:
+            pulled = self.response_size.observe_counted(self.response_sizes)
+            if self.pulled is not None:
+                self.pulled.value += pulled
+            self.response_sizes.clear()
+
+
+class PushSeries(RequestSeries):
+    """The series of a method that sends content (PUT, POST, PATCH) to a content handler: its
+    requests add their bodies' bytes to those pushed."""
+
+    __slots__ = ()
+
+    def record(self, status: int, seconds: float, head: int, body_in: int, body_out: int) -> None:
+        super().record(status, seconds, head, body_in, body_out)
+        assert self.pushed is not None
+        self.pushed.value += body_in
 
 
 class Metrics:
@@ -218,6 +246,8 @@ class Metrics:
         self.tally = Tally()
         self.known_series: dict[tuple[str, str], RequestSeries] = {}
         """By handler and method as sent: what ``series`` made, for a lookup without a call."""
+        self._series: list[RequestSeries] = []
+        """Each series once, to settle before a flush."""
         self._in_flight: dict[str, Live] = {}
         self._counts: dict[tuple[Counter | Gauge, tuple[str, ...]], Count] = {}
         self._histograms: dict[tuple[Histogram, tuple[str, ...]], PendingHistogram] = {}
@@ -236,7 +266,10 @@ class Metrics:
                 label = "other"
             found = self.known_series.get((handler, label))
             if found is None:
-                found = self.known_series[(handler, label)] = RequestSeries(self, handler, label)
+                pushes = label in BODY_METHODS and handler in CONTENT_TYPES
+                found = (PushSeries if pushes else RequestSeries)(self, handler, label)
+                self.known_series[(handler, label)] = found
+                self._series.append(found)
             if len(self.known_series) < 1000:  # unknown methods: the series stay few, the keys too
                 self.known_series[key] = found
         return found
@@ -270,6 +303,8 @@ class Metrics:
         self.count(counter, *labels).value += amount
 
     def flush(self) -> None:
+        for series in self._series:
+            series.settle()
         self.tally.flush()
 
     def exposition(self) -> bytes:

@@ -18,6 +18,7 @@ Everything here runs on the worker's event loop thread, so nothing needs a lock.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -40,6 +41,16 @@ class PendingHistogram:
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1  # the first bucket with value <= le
         self.total += value
+
+    def observe_counted(self, counted: Mapping[int, int]) -> int:
+        """Observations counted by value (value: how many times): their sum."""
+        counts, bounds = self.counts, self.bounds
+        added = 0
+        for value, times in counted.items():
+            counts[bisect_left(bounds, value)] += times
+            added += value * times
+        self.total += added
+        return added
 
     def flush(self) -> None:
         if not any(self.counts):

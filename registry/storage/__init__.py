@@ -114,9 +114,22 @@ class Storage:
             purged += await self.uploads.purge(name, older_than, dry_run)
         if not dry_run:
             await self.driver.purge_incomplete(paths.REPOSITORIES, age)
-            for path in (paths.BLOBS, paths.DOCKYARD):
-                await self.driver.purge_incomplete(path, max(age, STAGED_WRITE_AGE))
+            await self.purge_staged_writes(age)
         return purged
+
+    async def purge_staged_writes(self, age: float = STAGED_WRITE_AGE) -> int:
+        """Delete what writers killed mid-write left beside the blobs and in the registry's own
+        records (staged files, S3 multipart copies) at least STAGED_WRITE_AGE old; how many.
+
+        Done with upload purging, and without it too: nothing live is that old there, and a
+        blob's staged copy is as large as the blob. The repositories' leftovers wait for upload
+        purging, whose switch they follow: there a driver's unfinished writes are upload
+        sessions (S3's multipart uploads) the operator may keep, and staged link writes are a
+        few bytes each."""
+        removed = 0
+        for path in (paths.BLOBS, paths.DOCKYARD):
+            removed += await self.driver.purge_incomplete(path, max(age, STAGED_WRITE_AGE))
+        return removed
 
     async def check(self) -> None:
         """Raise when the storage cannot be reached (a missing root is fine: nothing pushed yet)."""

@@ -229,10 +229,9 @@ class Uploads:
         self._hashes.drop((name, upload_id))
         started_at = paths.upload_started_at(name, upload_id)
         try:
-            if await self._close_session(started_at, opened) and self._driver.deletes_exactly:
-                # The start record was all the upload held (its data was committed, then moved
-                # or dropped by ingest): its emptied directory goes too.
-                await self._driver.delete_many([started_at])
+            # The start record was all the upload held (its data was committed, then moved or
+            # dropped by ingest): its delete takes the emptied directory too.
+            await self._close_session(started_at, opened)
         except StorageError as exc:
             # The blob is in place: the client gets its 201, upload purging removes the rest.
             log.warning("the finished upload %s stays until purged: %s", upload_id, exc)

@@ -333,6 +333,11 @@ class FilesystemDriver(StorageDriver):
                 os.unlink(full)
             except IsADirectoryError:  # made again (by a concurrent write) since the check
                 delete_tree()
+                return
+            # Its directory goes too when that left it empty, as with delete_many, in this same
+            # thread hop; a write that lands in it first keeps it (rmdir refuses).
+            with contextlib.suppress(OSError):  # not empty, or gone already
+                os.rmdir(os.path.dirname(full))
 
         await in_thread(path, delete)
 

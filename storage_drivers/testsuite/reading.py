@@ -324,6 +324,14 @@ class Reading(ConformanceSettings):
         with pytest.raises(PathNotFound):
             await driver.stat(f"{root}/large")
 
+    async def test_delete_takes_the_directory_it_empties(self, driver: StorageDriver, root: str) -> None:
+        for name in ("upload/one/startedat", "upload/two/startedat", "upload/two/data"):
+            await driver.put_content(f"{root}/{name}", b"x")
+        await driver.delete(f"{root}/upload/one/startedat")
+        await driver.delete(f"{root}/upload/two/startedat")
+        assert await driver.list(f"{root}/upload") == [f"{root}/upload/two"]
+        assert await driver.get_content(f"{root}/upload/two/data") == b"x"
+
     async def test_delete_leaves_prefix_siblings(self, driver: StorageDriver, root: str) -> None:
         for name in ("a/x", "a/y/z", "ab/c", "a-b", "a.b/c", "abc"):
             await driver.put_content(f"{root}/{name}", b"x")
@@ -337,6 +345,35 @@ class Reading(ConformanceSettings):
         with pytest.raises(PathNotFound):
             await driver.get_content(f"{root}/a-b")
         assert await driver.get_content(f"{root}/ab/c") == b"x"
+
+    async def test_racing_deletes_of_one_object(self, driver: StorageDriver, root: str) -> None:
+        """Two deleters of one object at once: with ``deletes_exactly`` exactly one is told it
+        deleted it and the other PathNotFound, as is a delete of what was never there; a driver
+        without the flag may tell both it deleted it, but never neither, and never fails else."""
+        with pytest.raises(PathNotFound):
+            await driver.delete(f"{root}/never/link")
+
+        async def delete(path: str, done: list[bool]) -> None:
+            try:
+                await driver.delete(path)
+            except PathNotFound:
+                return
+            done.append(True)
+
+        for number in range(20):
+            path = f"{root}/raced/{number}/link"
+            await driver.put_content(path, b"sha256:" + b"0" * 64)
+            done: list[bool] = []
+            async with anyio.create_task_group() as group:
+                group.start_soon(delete, path, done)
+                group.start_soon(delete, path, done)
+            assert done, f"round {number}: neither deleter deleted it"
+            if driver.deletes_exactly:
+                assert len(done) == 1, f"round {number}: both deleters were told they deleted it"
+            with pytest.raises(PathNotFound):
+                await driver.stat(path)
+            with pytest.raises(PathNotFound):
+                await driver.delete(path)
 
     async def test_delete_directory_with_open_writer(self, driver: StorageDriver, root: str) -> None:
         upload = f"{root}/_uploads/one"

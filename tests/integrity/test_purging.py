@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from registry.storage import STAGED_WRITE_AGE
 from tests.support.pushing import error_codes, expect, push_blob, push_blob_chunked, start_upload
@@ -99,11 +100,15 @@ def _plant(path: Path, age: float, tree: bool = False) -> Path:
     return path
 
 
-def test_writes_a_kill_left_are_purged_and_live_ones_kept(start_registry: StartRegistry) -> None:
+@pytest.mark.parametrize("uploads_purged", [True, False], ids=["with-upload-purging", "without"])
+def test_writes_a_kill_left_are_purged_and_live_ones_kept(
+    start_registry: StartRegistry, uploads_purged: bool
+) -> None:
     """Staged files beside the blobs and in the registry's own records, left by writers killed
-    mid-write, go with upload purging once older than STAGED_WRITE_AGE (however short the
-    uploads' age); younger ones, a writer still writing and pushes under way are left alone."""
-    registry = start_registry(_purging())
+    mid-write, go once older than STAGED_WRITE_AGE (however short the uploads' age), on upload
+    purging's schedule whether upload purging is on or off; younger ones, a writer still writing
+    and pushes under way are left alone."""
+    registry = start_registry(_purging(enabled=uploads_purged))
     name = "purge/leftovers"
     with httpx.Client(base_url=registry.url, timeout=30) as client:
         digest = push_blob(client, name, os.urandom(5000))

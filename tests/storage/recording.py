@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 
 import pytest
 
@@ -17,11 +17,13 @@ from tests.support.images import Image
 
 
 class RecordingDriver(InMemoryDriver):
-    """Keeps, in order, every path that content was put or moved to."""
+    """Keeps, in order, every path that content was put or moved to, and every delete call."""
 
     def __init__(self) -> None:
         super().__init__()
         self.written: list[str] = []
+        self.deletes: list[tuple[str, ...]] = []
+        """Each ``delete`` as its path, each ``delete_many`` as its paths."""
 
     async def _put_content(self, path: str, data: bytes) -> None:
         await super()._put_content(path, data)
@@ -30,6 +32,14 @@ class RecordingDriver(InMemoryDriver):
     async def _move(self, source: str, destination: str, size: int | None) -> None:
         await super()._move(source, destination, size)
         self.written.append(destination)
+
+    async def _delete(self, path: str) -> None:
+        self.deletes.append((path,))
+        await super()._delete(path)
+
+    async def _delete_many(self, paths: Sequence[str]) -> None:
+        self.deletes.append(tuple(paths))
+        await super()._delete_many(paths)
 
 
 def manifests_of(storage: Storage) -> Manifests:

@@ -6,10 +6,13 @@ import hashlib
 import os
 import time
 
+import pytest
+
 from registry.errors import ErrorCode
 from registry.lifecycle.guard import PushGuard
 from registry.references import Digest, UploadId
 from registry.storage import Storage, paths
+from storage_drivers import PathNotFound
 
 from .recording import RecordingDriver, body, raises, repository
 
@@ -52,6 +55,19 @@ async def test_complete_makes_the_upload_a_blob_of_its_repository_and_ends_it(
         await storage.uploads.size(APP, upload)
     with raises(ErrorCode.BLOB_UNKNOWN):
         await storage.blobs.stat(OTHER, digest)
+
+
+async def test_complete_closes_the_session_with_one_delete(storage: Storage, driver: RecordingDriver) -> None:
+    """Its start record's delete is all that is left of the upload once its data is the blob's, and
+    takes the emptied directory with it: one call to the driver (one thread hop on a filesystem)."""
+    data = os.urandom(3000)
+    upload = await storage.uploads.start(APP)
+    await storage.uploads.append(APP, upload, body(data))
+    driver.deletes.clear()
+    await storage.uploads.complete(APP, upload, Digest.of(data))
+    assert driver.deletes == [(paths.upload_started_at(APP, upload),)]
+    with pytest.raises(PathNotFound):
+        await driver.list(paths.upload(APP, upload))
 
 
 async def test_complete_without_a_body_and_an_empty_blob(storage: Storage) -> None:
