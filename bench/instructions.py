@@ -138,5 +138,6 @@ def main(argv: list[str] | None = None) -> None:
             cells.append(f"{(on - off) / 1000:+,.1f}k ({(on - off) / off:+.1%})")
         print(f"| {endpoint.label} | " + " | ".join(cells) + " |")
 
+
 if __name__ == "__main__":
     main()
