@@ -4,6 +4,7 @@ sweep, report in one log line."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -181,3 +182,9 @@ async def _forget_run(driver: StorageDriver, run_dir: str) -> None:
         pass
     except StorageError as exc:
         log.warning("garbage collection: records of a run are left for the next run: %s", exc)
+        return
+    # Deleting a tree leaves the directory above it on a filesystem; deleting one object takes
+    # its directory along when that left it empty, and nothing else: the run's path, gone now,
+    # takes ``runs/`` along unless another run's records (or a push's) are in it.
+    with contextlib.suppress(StorageError):
+        await driver.delete_many([run_dir])

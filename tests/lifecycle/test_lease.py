@@ -124,3 +124,14 @@ async def test_two_collections_at_once_only_one_sweeps(tmp_path: Path) -> None:
     report = await run
     assert orphan in report.removed.blobs
     assert not (tmp_path / paths.blob_data(orphan).lstrip("/")).exists()
+
+
+async def test_a_finished_run_leaves_no_records_of_runs(tmp_path: Path) -> None:
+    data = os.urandom(64)
+    orphan = Digest("sha256", hashlib.sha256(data).hexdigest())
+    driver = FilesystemDriver(str(tmp_path))
+    await driver.put_content(paths.blob_data(orphan), data)
+    await garbage_collect(driver, Options(grace_period=0.0), lambda line: None)
+    gc = tmp_path / paths.GC.lstrip("/")
+    assert not (gc / "runs").exists()
+    assert sorted(p.name for p in gc.iterdir()) == ["lease", "references", "state"]
