@@ -114,12 +114,14 @@ class _Walk:
 async def _inventory(driver: StorageDriver, options: Options) -> _Walk:
     # Retention and --delete-untagged need to know where each tag points, and only
     # --delete-untagged deletes tag history; a plain run needs neither. A real run's usage
-    # figures need every blob's size and every link's time but the layers'; a dry run only what
-    # its rules compare (the plan stats the unmarked blobs and their layer links itself).
-    stat = Stat.BLOBS | Stat.REVISIONS | Stat.TAGS
+    # figures need every blob's size and every revision link's time (``usage``: the last push);
+    # a dry run only what its rules compare (the plan stats the unmarked blobs and their layer
+    # links itself). Tag links' times only retention compares.
+    stat = Stat.TAGS if options.retention else Stat(0)
     if options.dry_run:
-        stat = Stat.REVISIONS if options.delete_untagged else Stat(0)
-        stat |= Stat.TAGS if options.retention else Stat(0)
+        stat |= Stat.REVISIONS if options.delete_untagged else Stat(0)
+    else:
+        stat |= Stat.BLOBS | Stat.REVISIONS
     recorded = await known.load(driver)
     inventory = await take_inventory(
         driver,
