@@ -210,6 +210,18 @@ async def test_a_real_run_takes_the_last_push_from_revision_links_and_stats_no_t
     assert last_push == {"gc/r-0000": "2023-11-14T22:21:40Z", "gc/r-0001": "2023-11-14T22:13:20Z"}
 
 
+async def test_delete_untagged_lists_tag_history_without_stating_it(tmp_path: Path) -> None:
+    build_store(tmp_path, repositories=2)
+    driver = _Stated(str(tmp_path))
+    report = await garbage_collect(
+        driver, Options(dry_run=True, delete_untagged=True, grace_period=0), lambda line: None
+    )
+    assert report.inventory is not None
+    assert all(repository.tag_history for repository in report.inventory.repositories.values())
+    assert [path for path in driver.stated if "/index/" in path] == []
+    assert any("/_manifests/revisions/" in path for path in driver.stated)  # their times: compared
+
+
 async def test_a_real_run_stats_only_the_blobs_whose_sizes_were_not_recorded(tmp_path: Path) -> None:
     """Usage figures need every blob's size; the record gives those it holds, and the plan still
     stats the blobs it deletes, for their times."""
