@@ -147,8 +147,8 @@ def test_a_hung_gateway_stops_the_run_with_a_clear_error(
             stderr=subprocess.PIPE,
             text=True,
         )
-        # Frozen while the run holds its claim: it settles two seconds before it may delete, and
-        # a run of this size can finish in little more than that.
+        # Frozen as soon as the run's claim is in the bucket: it takes the lease at once (the
+        # gateway creates exclusively), and a run of this size finishes soon after.
         deadline = time.monotonic() + 60
         while not _claimed(ceph_rgw, registry):
             assert run.poll() is None, "the run ended before it was seen claiming the lease"
