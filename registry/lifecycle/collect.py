@@ -4,6 +4,7 @@ sweep, report in one log line."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -113,12 +114,14 @@ class _Walk:
 async def _inventory(driver: StorageDriver, options: Options) -> _Walk:
     # Retention and --delete-untagged need to know where each tag points, and only
     # --delete-untagged deletes tag history; a plain run needs neither. A real run's usage
-    # figures need every blob's size and every link's time but the layers'; a dry run only what
-    # its rules compare (the plan stats the unmarked blobs and their layer links itself).
-    stat = Stat.BLOBS | Stat.REVISIONS | Stat.TAGS
+    # figures need every blob's size and every revision link's time (``usage``: the last push);
+    # a dry run only what its rules compare (the plan stats the unmarked blobs and their layer
+    # links itself). Tag links' times only retention compares.
+    stat = Stat.TAGS if options.retention else Stat(0)
     if options.dry_run:
-        stat = Stat.REVISIONS if options.delete_untagged else Stat(0)
-        stat |= Stat.TAGS if options.retention else Stat(0)
+        stat |= Stat.REVISIONS if options.delete_untagged else Stat(0)
+    else:
+        stat |= Stat.BLOBS | Stat.REVISIONS
     recorded = await known.load(driver)
     inventory = await take_inventory(
         driver,
@@ -181,3 +184,9 @@ async def _forget_run(driver: StorageDriver, run_dir: str) -> None:
         pass
     except StorageError as exc:
         log.warning("garbage collection: records of a run are left for the next run: %s", exc)
+        return
+    # Deleting a tree leaves the directory above it on a filesystem; deleting one object takes
+    # its directory along when that left it empty, and nothing else: the run's path, gone now,
+    # takes ``runs/`` along unless another run's records (or a push's) are in it.
+    with contextlib.suppress(StorageError):
+        await driver.delete_many([run_dir])

@@ -340,8 +340,9 @@ _STATS = {
     _Found.LAYER: Stat.LAYERS,
     _Found.REVISION: Stat.REVISIONS,
     _Found.TAG: Stat.TAGS,
-    _Found.HISTORY: Stat.ALL,  # always stat-ed: only --delete-untagged lists them
 }
+"""Tag history links are never stat-ed: nothing compares their times, and one the listing shows
+whose file is missing (a crashed write's directory) only costs the sweep a delete of nothing."""
 
 
 def _tag(name: str) -> Tag | None:

@@ -1,15 +1,39 @@
 """The maintenance lease: one garbage collection run or repository deletion at a time, across
 every process and replica on one storage.
 
-Taking it: read the state record; when it is idle, or its holder's lease has expired by the
-storage's clock, write it with a fresh run id, wait ``SETTLE`` seconds, and read it back.
-Takers that raced both wrote before either reads back, so both read the same winner and the
-other backs off. A taker may read meanwhile (``Claim``): pushes from the claim on take the
-careful path; it writes and deletes only once the lease is confirmed. The holder renews the
-lease every ``RENEW_EVERY`` seconds and, before each batch of deletes, checks that the record
-still names its run and that its last renewal is recent enough to leave ``MARGIN`` seconds of
-lease: a holder that lost the lease, or that was paused longer than that, stops before deleting
-anything more.
+The state record (``state``) says which run holds the lease, whether it is active, and until
+when by the storage's clock; pushes read it (``guard``). A taker first reads it: a holder whose
+lease has not expired by the storage's clock keeps it. How a taker then wins depends on the
+storage.
+
+Storage that creates objects exclusively (``creates_exclusively``: the filesystem's link, S3's
+``If-None-Match: *``): every claim creates the next *generation*, ``lease/<n+1>`` after the
+highest listed ``lease/<n>``, holding its record (run and an expiry ``LEASE_SECONDS`` after the
+storage's time of the claim). It may do so only when generation n's holder is done: its run is
+the one the state record names and that record is inactive or expired, or the state record does
+not name it yet (its holder died between its create and its write) and the expiry in the file
+has passed. Of takers that raced for n+1 exactly one creates it; the others back off. A taker
+that created n+1 then lists again and backs off if a higher generation exists: it can only have
+created n+1 long after listing n if n+1 had been created and removed meanwhile, and a holder
+removes only generations below its own, after it created that one. So each generation has one
+creator, who found every earlier holder done, and only the highest holds the lease: no takers'
+writes to wait for, and the winner writes the state record at once. A dead holder's lease is
+taken over the same way: once the state record (or, before it names the dead run, the dead
+run's own file) says its lease expired, the next generation is free.
+
+Other storage: the taker writes the state record with a fresh run id, waits ``SETTLE`` seconds,
+and reads it back. Takers that raced both wrote before either reads back, so both read the same
+winner and the other backs off. (Every process on one storage must decide alike: a process of
+a version that settles does not look at generations.)
+
+Either way the claim is in the state record before anything else happens. A taker may read
+meanwhile (``Claim``): pushes from the claim on take the careful path; it writes and deletes
+only once the lease is confirmed (the record read back still names its run). The holder renews
+the lease every ``RENEW_EVERY`` seconds and, before each batch of deletes, checks that the
+record still names its run and that its last renewal is recent enough to leave ``MARGIN``
+seconds of lease: a holder that lost the lease, or that was paused longer than that, stops
+before deleting anything more. Its lease is counted from before its claim was written, so its
+own view of it always ends before the storage's.
 
 When a holder dies its lease expires ``LEASE_SECONDS`` after its last renewal. Meanwhile pushes
 take the careful path, and one that found a marker of the dead run waits; after the expiry the
@@ -28,11 +52,11 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
-from storage_drivers import StorageDriver
+from storage_drivers import PathNotFound, StorageDriver, StorageError
 
 from ..references import RunId
 from ..storage import paths
-from .state import GCState, read_state, storage_now
+from .state import GCState, decode, read_state, storage_now
 
 LEASE_SECONDS = 30.0
 RENEW_EVERY = 5.0
@@ -134,19 +158,27 @@ class Claim:
     be written or deleted before ``confirm``, and what was read is dropped when it fails."""
 
     def __init__(
-        self, driver: StorageDriver, claim: GCState, started: float, clock_offset: float, claimed: float
+        self,
+        driver: StorageDriver,
+        claim: GCState,
+        started: float,
+        clock_offset: float,
+        claimed: float,
+        *,
+        settle: float,
     ) -> None:
         self.driver = driver
         self._claim = claim
         self._started = started
         self._clock_offset = clock_offset
         self._claimed = claimed
+        self._settle = settle
         self._written = time.monotonic()
 
     async def confirm(self) -> Lease:
-        """The lease, once the settle time has passed and the record still names this claim's
-        run; else raise LeaseBusy."""
-        await asyncio.sleep(max(0.0, SETTLE - (time.monotonic() - self._written)))
+        """The lease, once the settle time (if any) has passed and the record still names this
+        claim's run; else raise LeaseBusy."""
+        await asyncio.sleep(max(0.0, self._settle - (time.monotonic() - self._written)))
         winner = await read_state(self.driver)
         run = self._claim.run
         if winner.run != run or run is None:
@@ -171,8 +203,60 @@ async def claim(driver: StorageDriver, operation: str) -> Claim:
     if current.active and now <= current.expires:
         raise LeaseBusy(current)
     record = GCState(run, True, now + LEASE_SECONDS, _holder(), operation)
+    generation = None
+    if driver.creates_exclusively:
+        generation = await _create_generation(driver, record, current, now)
     await driver.put_content(paths.gc_state(), record.encode())
-    return Claim(driver, record, now, now - local, claimed)
+    if generation is not None:
+        await _remove_generations_below(driver, generation)
+    return Claim(driver, record, now, now - local, claimed, settle=SETTLE if generation is None else 0.0)
+
+
+async def _create_generation(driver: StorageDriver, record: GCState, current: GCState, now: float) -> int:
+    """Create the lease's next generation holding ``record``, or raise LeaseBusy (the module's
+    text says why that is safe); ``current`` is the state record as read at ``now``."""
+    last = await _last_generation(driver)
+    if last:
+        try:
+            holder = decode(await driver.get_content(paths.gc_lease(last)))
+        except PathNotFound:
+            raise LeaseBusy(current) from None  # removed by a newer holder since the listing
+        # The state record judges its own run (above); a claim it does not name yet lasts as
+        # long as the expiry its file carries.
+        if holder.run != current.run and now <= holder.expires:
+            raise LeaseBusy(holder)
+    mine = last + 1
+    encoded = record.encode()
+    if not await driver.create_content(paths.gc_lease(mine), encoded):
+        # S3 answers a create it retried after a lost answer as refused, though it stored it.
+        try:
+            stored = await driver.get_content(paths.gc_lease(mine))
+        except PathNotFound:
+            stored = b""
+        if stored != encoded:
+            raise LeaseBusy(decode(stored) if stored else current)
+    if await _last_generation(driver) != mine:
+        raise LeaseBusy(current)  # created long after the listing, once a newer one removed it
+    return mine
+
+
+async def _last_generation(driver: StorageDriver) -> int:
+    try:
+        listed = await driver.list(paths.gc_leases())
+    except PathNotFound:
+        return 0
+    generations = [g for g in map(paths.gc_lease_generation, listed) if g is not None]
+    return max(generations, default=0)
+
+
+async def _remove_generations_below(driver: StorageDriver, generation: int) -> None:
+    """Best effort: earlier generations decide nothing once a later one exists."""
+    try:
+        listed = await driver.list(paths.gc_leases())
+        earlier = [p for p in listed if (paths.gc_lease_generation(p) or generation) < generation]
+        await driver.delete_many(earlier)
+    except (PathNotFound, StorageError) as exc:
+        log.warning("maintenance lease: earlier generations are left for the next run: %s", exc)
 
 
 async def try_take(driver: StorageDriver, operation: str) -> Lease:

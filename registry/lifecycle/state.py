@@ -8,7 +8,6 @@ same storage gave: a process's own clock is used for elapsed time, never for a t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -83,5 +82,4 @@ async def storage_time(driver: StorageDriver, probe: str) -> float:
                 return info.modified
         return (await driver.stat(probe)).modified  # a listing that lags behind the write
     finally:
-        with contextlib.suppress(PathNotFound):
-            await driver.delete(probe)
+        await driver.delete_many([probe])  # its directory too, on a filesystem, when left empty

@@ -13,10 +13,10 @@ The protocol, with the push's side in ``guard`` and the lease in ``lease``:
 
 1. The run claims the lease; the record now says "run R active". Its start time is the
    storage's time for that record.
-2. It marks (``mark``), starting while the claim settles (the mark only reads; a run that does
-   not get the lease drops it). Pushes that finished before the record changed wrote their
-   links before the mark began, so the mark sees them. Nothing below happens before the lease
-   is confirmed.
+2. It marks (``mark``), starting once the claim is written (while it settles, on storage that
+   cannot create exclusively; the mark only reads; a run that does not get the lease drops it).
+   Pushes that finished before the record changed wrote their links before the mark began, so
+   the mark sees them. Nothing below happens before the lease is confirmed.
 3. It writes "condemned by R" markers listing every digest it plans to delete something of
    (``markers``: one object per group of digests).
 4. Then it lists R's "referenced" records once, spares those digests (writes the markers that

@@ -40,7 +40,7 @@ from ..storage import paths
 from . import known
 from .collect import Options, Report, garbage_collect
 from .digests import BlobTable, raw
-from .inventory import Inventory, Repository, take_inventory
+from .inventory import UNSTATED, Inventory, Repository, take_inventory
 from .mark import Plan
 from .state import storage_now
 
@@ -53,7 +53,9 @@ class RepositoryUsage:
     tags: int
     manifests: int
     last_push: float | None
-    """The newest manifest revision or tag link, in the storage's clock; None without either."""
+    """The newest manifest revision link, in the storage's clock; None without any. Every
+    manifest push rewrites its revision link, with its tags' links in the same write (the
+    registry's and Distribution's alike), so tag links are not stat-ed for it."""
 
     def document(self) -> dict[str, Any]:
         return {
@@ -142,7 +144,7 @@ def usage_of(inventory: Inventory, measured: float) -> Usage:
         if not repository.listed and not repository.revisions:
             continue  # only layer links or uploads: no repository the catalog lists
         digests = reached[name]
-        times = [*repository.revisions.values(), *repository.tag_links.values()]
+        times = [t for t in repository.revisions.values() if t != UNSTATED]
         repositories.append(
             RepositoryUsage(
                 name,

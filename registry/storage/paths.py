@@ -36,6 +36,9 @@ written by Distribution is served in place, and Distribution serves ours::
         _dockyard/gc/                                    garbage collection's records (Distribution
                                                          reads only blobs/ and repositories/)
             state                                        the maintenance lease: run, active, expiry
+            lease/<generation>                           the claim that took the lease (storage that
+                                                         creates objects exclusively only; 20
+                                                         digits, the latest kept)
             references                                   what each manifest refers to, as the last
                                                          run found (registry/lifecycle/known.py)
             clock/<run>                                  written and listed to read the storage's clock
@@ -238,6 +241,20 @@ def ui_repository_names() -> str:
 
 def gc_state() -> str:
     return f"{GC}/state"
+
+
+def gc_leases() -> str:
+    return f"{GC}/lease"
+
+
+def gc_lease(generation: int) -> str:
+    return f"{gc_leases()}/{generation:020d}"
+
+
+def gc_lease_generation(path: str) -> int | None:
+    """The generation a path listed in ``gc_leases`` names; None for anything else."""
+    name = path.rpartition("/")[2]
+    return int(name) if len(name) == 20 and name.isdigit() else None
 
 
 def gc_references() -> str:

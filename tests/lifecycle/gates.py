@@ -26,12 +26,13 @@ class Gate:
 
 
 class GatedDriver(FilesystemDriver):
-    """Writes (``put``: single, in ordered batches, in unordered batches), listings (``walk``),
-    stats (``stat``) and batched reads (``get``) of matching paths pass gates."""
+    """Writes (``put``: single, in ordered batches, in unordered batches), exclusive creates
+    (``create``), listings (``walk``), stats (``stat``) and batched reads (``get``) of matching
+    paths pass gates."""
 
     def __init__(self, root: str) -> None:
         super().__init__(root)
-        self._gates: dict[str, list[Gate]] = {"put": [], "walk": [], "stat": [], "get": []}
+        self._gates: dict[str, list[Gate]] = {"put": [], "create": [], "walk": [], "stat": [], "get": []}
 
     def gate(self, operation: str, matches: Callable[[str], bool], closed: bool = True) -> Gate:
         gate = Gate(matches)
@@ -55,6 +56,13 @@ class GatedDriver(FilesystemDriver):
         await self._before("put", path)
         await super()._put_content(path, data)
         self._after("put", path)
+
+    async def _create_content(self, path: str, data: bytes) -> bool:
+        await self._before("create", path)
+        try:
+            return await super()._create_content(path, data)
+        finally:
+            self._after("create", path)
 
     async def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
         for path, _ in items:

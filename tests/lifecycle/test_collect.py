@@ -4,6 +4,7 @@ mode, two runs at once, and ``kill -9`` in the middle of a sweep."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from registry.lifecycle.collect import Options
+from registry.lifecycle.collect import garbage_collect as collect
 from tests.integrity.layout import check_layout
 from tests.lifecycle.commands import (
     blob_file,
@@ -24,6 +27,7 @@ from tests.lifecycle.commands import (
     revision_file,
     stored_files,
 )
+from tests.lifecycle.gates import GatedDriver, first
 from tests.support.images import artifact, digest_of, image_index, random_image
 from tests.support.registry import PROJECT, RunningRegistry, StartRegistry
 from tests.support.served import Served
@@ -187,26 +191,27 @@ def test_read_only_mode_refuses_garbage_collection(start_registry: StartRegistry
         assert "read-only mode" in done.stderr, done.stderr
 
 
-def test_two_runs_at_once_one_sweeps(start_registry: StartRegistry) -> None:
+async def test_two_runs_at_once_one_sweeps(start_registry: StartRegistry) -> None:
+    """A run that holds the lease (held at its markers, in this process) and the command run
+    meanwhile: the command is refused, the holder sweeps."""
     registry = start_registry()
     with Served(registry.url) as served:
         image = random_image(layers=2)
         push(served, "gc/twice", "v1", image)
         orphans = [_orphan(served, "gc/twice") for _ in range(20)]
-        command = [*GC_COMMAND, str(registry.config_path)]
-        runs = [
-            subprocess.Popen(
-                [*command, "--grace-period", "0s"],
-                cwd=PROJECT,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            for _ in range(2)
-        ]
-        results = [(run.wait(timeout=120), run.stderr.read().decode()) for run in runs if run.stderr]
-        codes = sorted(code for code, _ in results)
-        assert codes == [0, 1], results
-        assert "another maintenance run holds the lease" in next(err for code, err in results if code)
+        holding = GatedDriver(str(registry.root))
+        marking = holding.gate("put", lambda path: "/condemned/" in path)
+        run = asyncio.create_task(collect(holding, Options(grace_period=0.0), lambda line: None))
+        await first(marking.reached, run)
+        assert not run.done(), run
+        refused = await asyncio.to_thread(
+            dockyard, registry.config_path, "garbage-collect", "--grace-period", "0s"
+        )
+        assert refused.returncode == 1, refused
+        assert "another maintenance run holds the lease" in refused.stderr
+        assert all((registry.root / blob_file(d)).exists() for d in orphans)
+        marking.open()
+        await run
         assert not any((registry.root / blob_file(d)).exists() for d in orphans)
         served.verify_tree("gc/twice", "v1")
         assert check_layout(registry.root).problems == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -168,6 +169,57 @@ class _Stats(FilesystemDriver):
     async def _stat_many(self, paths_: Sequence[str]) -> list[FileInfo | None]:
         self.blobs_stated += [path for path in paths_ if path.endswith("/data")]
         return await super()._stat_many(paths_)
+
+
+class _Stated(FilesystemDriver):
+    """Records every path stat-ed."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.stated: list[str] = []
+
+    async def _stat_many(self, paths_: Sequence[str]) -> list[FileInfo | None]:
+        self.stated += paths_
+        return await super()._stat_many(paths_)
+
+    async def _stat(self, path: str) -> FileInfo:
+        self.stated.append(path)
+        return await super()._stat(path)
+
+
+async def test_a_real_run_takes_the_last_push_from_revision_links_and_stats_no_tag_link(
+    tmp_path: Path,
+) -> None:
+    """Every manifest push rewrites its revision link (its tags' links in the same write): the
+    newest revision link is the last push, and tag links are not stat-ed for it."""
+    build_store(tmp_path, repositories=2)
+    repositories = tmp_path / paths.REPOSITORIES.lstrip("/") / "gc"
+    links = sorted(repositories.rglob("link"))
+    for link in links:
+        os.utime(link, (1_700_000_000, 1_700_000_000))
+    newest = next(link for link in links if "r-0000" in str(link) and "/revisions/" in str(link))
+    os.utime(newest, (1_700_000_500, 1_700_000_500))
+    ignored = next(link for link in links if "r-0001" in str(link) and "/tags/" in str(link))
+    os.utime(ignored, (1_700_000_900, 1_700_000_900))  # a tag link alone: not a manifest push
+    driver = _Stated(str(tmp_path))
+    await collect_and_record(driver, Options(grace_period=0), lambda line: None)
+    assert [path for path in driver.stated if "/_manifests/tags/" in path] == []
+    assert any("/_manifests/revisions/" in path for path in driver.stated)
+    usage = json.loads((tmp_path / paths.usage_record().lstrip("/")).read_bytes())
+    last_push = {repository["name"]: repository["last_push"] for repository in usage["repositories"]}
+    assert last_push == {"gc/r-0000": "2023-11-14T22:21:40Z", "gc/r-0001": "2023-11-14T22:13:20Z"}
+
+
+async def test_delete_untagged_lists_tag_history_without_stating_it(tmp_path: Path) -> None:
+    build_store(tmp_path, repositories=2)
+    driver = _Stated(str(tmp_path))
+    report = await garbage_collect(
+        driver, Options(dry_run=True, delete_untagged=True, grace_period=0), lambda line: None
+    )
+    assert report.inventory is not None
+    assert all(repository.tag_history for repository in report.inventory.repositories.values())
+    assert [path for path in driver.stated if "/index/" in path] == []
+    assert any("/_manifests/revisions/" in path for path in driver.stated)  # their times: compared
 
 
 async def test_a_real_run_stats_only_the_blobs_whose_sizes_were_not_recorded(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ two servers on one root take turns through the lease, read-only mode turns it of
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -12,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from registry.lifecycle.lease import holding
+from storage_drivers.filesystem import FilesystemDriver
 from tests.integrity.workers import process_group
 from tests.lifecycle.commands import age_tag, blob_file, dockyard, push, push_blob
 from tests.support.containers import ContainerTools
@@ -83,19 +86,35 @@ def test_the_server_collects_on_schedule_while_a_client_pushes_and_pulls(
 def test_two_servers_on_one_root_take_turns_through_the_lease(
     start_registry: StartRegistry, tmp_path: Path
 ) -> None:
+    """While another process holds the lease both servers skip their runs; once it is released,
+    the orphan goes once, in one run of one server."""
     root = tmp_path / "root"
     first = start_registry(_schedule("2s", "0s"), workers=1, root=root)
     second = start_registry(_schedule("2s", "0s"), workers=1, root=root)
+    deadline = time.monotonic() + WAIT
+
+    async def hold_while_both_skip() -> str:
+        async with holding(FilesystemDriver(str(root)), "garbage-collect", WAIT):  # renewed
+            orphan = await asyncio.to_thread(_orphan, served, "turns/app")
+            await asyncio.to_thread(_until_both_skipped, first, second, deadline)
+            assert (root / blob_file(orphan)).exists()
+        return orphan
+
     with Served(first.url) as served:
-        orphan = _orphan(served, "turns/app")
-        deadline = time.monotonic() + WAIT
-        while (root / blob_file(orphan)).exists() or SKIPPED not in first.log() + second.log():
+        orphan = asyncio.run(hold_while_both_skip())
+        while (root / blob_file(orphan)).exists():
             assert time.monotonic() < deadline, (first.log()[-3000:], second.log()[-3000:])
             time.sleep(0.5)
     runs = _removed(first.log()) + _removed(second.log())
     assert sum(runs) == 1, runs  # the orphan went once, in one run of one server
     for registry in (first, second):
         assert "scheduled garbage collection failed" not in registry.log()
+
+
+def _until_both_skipped(first: RunningRegistry, second: RunningRegistry, deadline: float) -> None:
+    while SKIPPED not in first.log() or SKIPPED not in second.log():
+        assert time.monotonic() < deadline, (first.log()[-3000:], second.log()[-3000:])
+        time.sleep(0.5)
 
 
 def test_the_configured_grace_period_is_the_commands_default(start_registry: StartRegistry) -> None:

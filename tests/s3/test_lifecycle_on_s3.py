@@ -5,6 +5,7 @@ hangs during a run: the run stops with a clear error and breaks nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import subprocess
@@ -21,6 +22,7 @@ from registry.lifecycle.state import decode
 from registry.references import Digest
 from registry.storage import paths
 from storage_drivers import create_driver
+from tests.lifecycle import lease_cases
 from tests.lifecycle.commands import blob_file, dockyard, garbage_collect, push, push_blob
 from tests.lifecycle.stress import run_load, verify_live
 from tests.support.ceph import CephRGW
@@ -145,8 +147,8 @@ def test_a_hung_gateway_stops_the_run_with_a_clear_error(
             stderr=subprocess.PIPE,
             text=True,
         )
-        # Frozen while the run holds its claim: it settles two seconds before it may delete, and
-        # a run of this size can finish in little more than that.
+        # Frozen as soon as the run's claim is in the bucket: it takes the lease at once (the
+        # gateway creates exclusively), and a run of this size finishes soon after.
         deadline = time.monotonic() + 60
         while not _claimed(ceph_rgw, registry):
             assert run.poll() is None, "the run ended before it was seen claiming the lease"
@@ -167,24 +169,53 @@ def test_a_hung_gateway_stops_the_run_with_a_clear_error(
         served.verify_tree("s3hang/app", "kept")
 
 
-def test_two_runs_at_once_on_s3_one_sweeps(registry: RunningRegistry, ceph_rgw: CephRGW) -> None:
+async def test_two_runs_at_once_on_s3_one_sweeps(registry: RunningRegistry, ceph_rgw: CephRGW) -> None:
+    """While one run holds the lease (taken in this process) the command is refused; once it is
+    released the command sweeps."""
     with Served(registry.url) as served:
         push(served, "s3twice/app", "v1", random_image(layers=1))
         orphans = [os.urandom(700) for _ in range(10)]
         for orphan in orphans:
             push_blob(served.http, "s3twice/app", orphan, digest_of(orphan))
-        command = [sys.executable, "-m", "registry", "garbage-collect", str(registry.config_path)]
-        runs = [
-            subprocess.Popen(
-                [*command, "--grace-period", "0s"], cwd=PROJECT, stderr=subprocess.PIPE, text=True
+        driver = create_driver("s3", registry.storage["s3"])
+        try:
+            holder = await try_take(driver, "garbage-collect")
+            refused = await asyncio.to_thread(
+                dockyard, registry.config_path, "garbage-collect", "--grace-period", "0s"
             )
-            for _ in range(2)
-        ]
-        results = [(run.wait(timeout=120), run.communicate()[1]) for run in runs]
-        assert sorted(code for code, _ in results) == [0, 1], results
-        assert "another maintenance run holds the lease" in next(err for code, err in results if code)
+            assert refused.returncode == 1, refused
+            assert "another maintenance run holds the lease" in refused.stderr
+            assert {blob_file(digest_of(o)) for o in orphans} <= _keys(ceph_rgw, registry)
+            await holder.release()
+        finally:
+            await driver.close()
+        garbage_collect(registry.config_path, "--grace-period", "0s")
         assert not {blob_file(digest_of(o)) for o in orphans} & _keys(ceph_rgw, registry)
         served.verify_tree("s3twice/app", "v1")
+
+
+async def test_of_many_takers_on_s3_exactly_one_takes_the_lease(ceph_rgw: CephRGW) -> None:
+    parameters = ceph_rgw.driver_parameters(ceph_rgw.create_bucket())
+    drivers = [create_driver("s3", parameters) for _ in range(6)]
+    try:
+        await lease_cases.exactly_one_of_many_takers_wins(drivers)
+    finally:
+        for driver in drivers:
+            await driver.close()
+
+
+async def test_a_dead_holders_lease_on_s3_is_taken_over_once_it_expired(
+    ceph_rgw: CephRGW, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parameters = ceph_rgw.driver_parameters(ceph_rgw.create_bucket())
+    dead, taker = create_driver("s3", parameters), create_driver("s3", parameters)
+    try:
+        await lease_cases.a_dead_holders_lease_is_taken_over_once_it_expired(dead, taker, monkeypatch)
+        monkeypatch.undo()
+        await lease_cases.a_claim_its_holder_never_recorded_is_taken_over_once_it_expired(taker, monkeypatch)
+    finally:
+        await dead.close()
+        await taker.close()
 
 
 async def test_a_run_starts_at_the_time_s3_listings_give(ceph_rgw: CephRGW) -> None:
