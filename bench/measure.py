@@ -38,6 +38,9 @@ class Case:
     measured: Callable[[Server], Server] | None = None
     """The server whose processes the row measures, when the timed part reaches another instance
     of the registry than ``server`` (behind a front of its own)."""
+    reference: str | None = None
+    """A pull row's nginx reference (``bench.references``), measured in each of its repetitions
+    beside the registries: the row must reach 80% of it."""
 
 
 @dataclass

@@ -14,13 +14,7 @@ from bench.settings import Settings
 MiB = 1 << 20
 RSS_LIMIT_MIB = 150
 PULL_SHARE_OF_NGINX = 0.8
-PULL_CEILINGS = {
-    "pull-full": "nginx_mbps",
-    "tls-pull-full": "nginx_tls_mbps",
-    "tls-pull-accel": "nginx_tls_mbps",
-    "tls-pull-unix": "nginx_tls_mbps",
-}
-"""The pull rows and the machine limit (nginx serving the file itself) each must reach 80% of."""
+"""The share of nginx serving the file itself (the row's reference) each pull row must reach."""
 
 
 @dataclass
@@ -35,9 +29,17 @@ class Run:
     limits: Limits | None
     meta: dict[str, str] = field(default_factory=dict)
     process_peaks: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    references: dict[str, list[Observation]] = field(default_factory=dict)
+    """Per pull row: its nginx reference, measured in each repetition (``bench.references``)."""
 
     def values(self, key: str, server: str) -> list[float]:
         return [o.value for o in self.observations[key][server]]
+
+    def shares(self, key: str, server: str) -> list[float]:
+        """Per repetition: the row's value on ``server`` over its reference's in that repetition."""
+        references = [o.value for o in self.references[key]]
+        values = self.values(key, server)
+        return [value / reference for value, reference in zip(values, references, strict=True)]
 
     def rep_peaks(self, server: str) -> list[float]:
         """Peak RSS (MiB) of each repetition: the largest peak over its cases."""
@@ -80,9 +82,8 @@ def verdict(run: Run, case: Case, ratios: list[float]) -> tuple[str, str]:
         return "", ""
     met = all(target is None or ratio > target for ratio, target in zip(ratios, wanted, strict=True))
     text = " / ".join(texts)
-    ceiling = PULL_CEILINGS.get(case.key)
-    if ceiling is not None and run.limits is not None:
-        share = statistics.median(run.values(case.key, run.candidate)) / getattr(run.limits, ceiling)
+    if case.key in run.references:
+        share = statistics.median(run.shares(case.key, run.candidate))
         text += f", >= 80% nginx ({share:.0%})"
         met = met and share >= PULL_SHARE_OF_NGINX
     return text, "yes" if met else "**no**"
@@ -234,6 +235,36 @@ def processes_table(run: Run) -> str:
     return table(["Server", "Process", "peak RSS MiB"], rows, "llr")
 
 
+def shares_table(run: Run) -> str:
+    """Each pull row against nginx serving the file itself in the same repetitions."""
+    rows = []
+    for case in run.cases:
+        if case.key not in run.references:
+            continue
+        reference = run.references[case.key]
+        rows.append(
+            [
+                case.label,
+                case.reference or "",
+                spread([o.value for o in reference]),
+                fmt(statistics.median(o.server_cpu for o in reference)),
+                *(share_spread(run.shares(case.key, server)) for server in (run.candidate, *run.baselines)),
+            ]
+        )
+    headers = [
+        "Pull",
+        "Reference",
+        "reference MB/s",
+        "reference CPU s",
+        *(f"{short(server)}: share median (min to max)" for server in (run.candidate, *run.baselines)),
+    ]
+    return table(headers, rows, "ll" + "r" * (len(headers) - 2))
+
+
+def share_spread(shares: list[float]) -> str:
+    return f"{statistics.median(shares):.0%} ({min(shares):.0%} to {max(shares):.0%})"
+
+
 def limits_table(limits: Limits) -> str:
     rows = [
         ["sha256 on one core (hashlib, 16 MiB buffers)", fmt(limits.sha256_mbps)],
@@ -271,6 +302,11 @@ def render(run: Run) -> str:
         f"## Run\n\n{meta}",
         "## Results\n\n" + main_table(run),
     ]
+    if run.references:
+        parts.append(
+            "## Pulls against nginx serving the file, measured in the same repetitions\n\n"
+            + shares_table(run)
+        )
     if run.limits is not None:
         parts.append("## Machine limits (same run)\n\n" + limits_table(run.limits))
     if any(case.unit == "req/s" and case.key in run.observations for case in run.cases):

@@ -20,6 +20,7 @@ from bench.limits import measure_limits
 from bench.measure import Case, Observation, measure
 from bench.procstat import RssSampler, thread_cpu_seconds
 from bench.profile import recording, summarize, thread_report
+from bench.references import References
 from bench.report import Run
 from bench.servers import PROJECT, Server, find_distribution3, start_registry
 from bench.settings import Settings
@@ -270,13 +271,22 @@ def run(options: Options) -> Run:
             if options.profile is not None:
                 profile_all(servers[0], sampler, cases, options.profile)
                 raise SystemExit(0)
-            observations = measure_all(settings, servers, sampler, cases)
+            references = References(workdir, big, certificates, sampler, fronts)
+            observations, reference_observations = measure_all(settings, servers, sampler, cases, references)
             server_names = [server.name for server in servers]
             process_peaks = {name: sampler.process_peaks(name) for name in server_names}
         meta["load average at end"] = load_average()
         meta["duration"] = f"{(time.monotonic() - started) / 60:.1f} min"
         return Run(
-            settings, server_names[0], server_names[1:], cases, observations, limits, meta, process_peaks
+            settings,
+            server_names[0],
+            server_names[1:],
+            cases,
+            observations,
+            limits,
+            meta,
+            process_peaks,
+            reference_observations,
         )
     finally:
         fronts.close()
@@ -288,18 +298,31 @@ def run(options: Options) -> Run:
 
 
 def measure_all(
-    settings: Settings, servers: list[Server], sampler: RssSampler, cases: list[Case]
-) -> dict[str, dict[str, list[Observation]]]:
+    settings: Settings, servers: list[Server], sampler: RssSampler, cases: list[Case], references: References
+) -> tuple[dict[str, dict[str, list[Observation]]], dict[str, list[Observation]]]:
+    """Every case on every server, per repetition; and per pull row, its nginx reference in
+    each repetition (``bench.references``)."""
     observations: dict[str, dict[str, list[Observation]]] = {
         case.key: {server.name: [] for server in servers} for case in cases
     }
+    reference_observations: dict[str, list[Observation]] = {
+        case.key: [] for case in cases if case.reference is not None
+    }
     for repetition in range(settings.repetitions):
         for index, case in enumerate(cases):
-            # A,B,C then C,B,A: whatever the machine does meanwhile hits all alike.
-            order = servers if (repetition + index) % 2 == 0 else servers[::-1]
-            for server in order:
-                observation = measure(server, sampler, case)
-                observations[case.key][server.name].append(observation)
+            # A,B,C then C,B,A: whatever the machine does meanwhile hits all alike. A pull row's
+            # reference goes first, then last: ref,A,B,C / C,B,A,ref.
+            order: list[tuple[Server, Case]] = [(server, case) for server in servers]
+            if case.reference is not None:
+                order.insert(0, (references.server(case.reference), references.case(case.reference)))
+            if (repetition + index) % 2 == 1:
+                order.reverse()
+            for server, measured in order:
+                observation = measure(server, sampler, measured)
+                if measured is case:
+                    observations[case.key][server.name].append(observation)
+                else:
+                    reference_observations[case.key].append(observation)
                 log(
                     f"rep {repetition + 1}/{settings.repetitions} {case.key:<22} "
                     f"{server.name:<17} {observation.value:>10.2f} {case.unit:<5} "
@@ -307,7 +330,7 @@ def measure_all(
                     f"client CPU {observation.client_cpu:5.2f}s "
                     f"RSS {observation.peak_rss >> 20} MiB"
                 )
-    return observations
+    return observations, reference_observations
 
 
 def profile_all(server: Server, sampler: RssSampler, cases: list[Case], directory: Path) -> None:

@@ -28,7 +28,12 @@ from tests.support.registry import RunningRegistry, StartRegistry
 
 SIZE = (24 << 20) + 12345
 """Several of the sender's windows, and not a whole number of pages."""
-SYSCALL = re.compile(r"^\d+\s+(sendfile|write|writev|sendmsg|sendto)\(.*\)\s+=\s+(\d+)", re.MULTILINE)
+SYSCALL = re.compile(
+    r"^\d+\s+(?:<\.\.\. )?(sendfile|write|writev|sendmsg|sendto)(?:\(.*\)| resumed>.*)\s+=\s+(\d+)",
+    re.MULTILINE,
+)
+"""A sending call's bytes, also where strace splits it (``<... write resumed>) = N``) around
+another thread's call (the worker thread bringing in the next window's pages)."""
 
 
 class Listener:

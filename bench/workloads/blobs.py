@@ -11,6 +11,7 @@ from bench.api import check_digest_header, delete_blob, push_chunked, push_monol
 from bench.data import Region, UniqueBlob
 from bench.http import FileComparer, HTTPError, Redirects
 from bench.measure import Case, Outcome
+from bench.references import NGINX
 from bench.servers import Server
 from bench.settings import Settings
 
@@ -90,6 +91,7 @@ class LargeBlob:
                 self.pull_full,
                 target=1.1,
                 note="and >= 80% of nginx sendfile",
+                reference=NGINX,
             ),
             Case(
                 "pull-range", f"pull {range_size} Range GET of it", "MB/s", True, self.pull_range, target=1.1

@@ -24,6 +24,7 @@ from pathlib import Path
 from bench.data import Region
 from bench.http import HTTPError
 from bench.measure import Case, Outcome
+from bench.references import NGINX_TLS
 from bench.servers import Server, client_context, start_registry
 from bench.settings import Settings
 from bench.workloads.blobs import LargeBlob
@@ -149,6 +150,7 @@ class ThroughTLS:
                 prepare=self._through_front(case.prepare),
                 target=None,  # the issue sets no bar over 2.8 here: ahead of 3.1, pulls near nginx
                 note="and >= 80% of nginx over TLS" if case.key == "pull-full" else "",
+                reference=NGINX_TLS if case.key == "pull-full" else None,
             )
             for case in chosen
         ]
@@ -163,6 +165,7 @@ class ThroughTLS:
                 measured=lambda server: fronts[server.name],
                 target=None,
                 note="and >= 80% of nginx over TLS",
+                reference=NGINX_TLS,
             )
 
         rows.insert(
