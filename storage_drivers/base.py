@@ -109,6 +109,13 @@ class FileWriter(ABC):
         """Append ``data``; callers pass large buffers (the registry: 0.5 to 4 MiB, page-aligned)
         and reuse them once this returns, so a driver that keeps bytes for later must copy them."""
 
+    def expect(self, length: int, final: bool) -> None:  # noqa: B027 - most drivers need no plan
+        """Say that the next writes bring exactly ``length`` bytes in all, and that ``commit``
+        (``final``) or ``close`` follows them; called before those writes, if at all. A driver
+        may plan on it (S3 streams parts of known length rather than holding them). Should the
+        writes end early, ``close`` still keeps a prefix of what they brought (``size`` says
+        how much), and ``commit`` may refuse."""
+
     def blocking_write(self) -> Callable[[memoryview], None] | None:
         """A function that does what ``write`` does, called in a worker thread instead of awaited
         (for a caller that keeps one thread writing batch after batch); calls never overlap, and

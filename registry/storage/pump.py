@@ -118,8 +118,20 @@ class Receiver:
         self._buffers = BatchBuffers(MAX_BATCH, keep=BUFFERS_KEPT)
         self._receiving = 0
 
-    async def write(self, body: Body, writer: FileWriter, running: RunningHash | None) -> RunningHash | None:
-        """Write ``body`` at the end of ``writer``; the running hash, extended, when there is one."""
+    async def write(
+        self,
+        body: Body,
+        writer: FileWriter,
+        running: RunningHash | None,
+        *,
+        length: int | None = None,
+        final: bool = False,
+    ) -> RunningHash | None:
+        """Write ``body`` at the end of ``writer``; the running hash, extended, when there is one.
+        ``length``, when the request declares it, lets the writer plan its writes (``expect``);
+        ``final``: the writer is committed next."""
+        if length is not None:
+            writer.expect(length, final)
         self._receiving += 1
         try:
             hashing = await pump(body, writer, running, self._batch_size, self._buffers)

@@ -112,8 +112,9 @@ class S3Driver(StorageDriver):
             if settings.redirectendpoint
             else self._objects
         )
+        streams = self._bulk_objects if isinstance(self._bulk_objects, LeanObjects) else None
         self._writer_calls = WriterCalls(
-            self._clients, self.bucket, settings, self._objects, self._bulk_objects
+            self._clients, self.bucket, settings, self._objects, self._bulk_objects, streams
         )
 
     @classmethod
