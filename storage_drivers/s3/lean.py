@@ -246,6 +246,18 @@ class LeanObjects:
             time.sleep(delay)
 
     @staticmethod
+    def send(outgoing: Outgoing, data: memoryview | bytes) -> None:
+        """Send on a streamed request's body; a server that refused the request before its end
+        raises its error answer, as boto3 would."""
+        try:
+            outgoing.send(data)
+        except TRANSIENT_TRANSPORT:
+            answer = outgoing.early_answer
+            if answer is not None and answer.status >= 300:
+                raise _client_error("PUT", answer, answer.status) from None
+            raise
+
+    @staticmethod
     def finished(outgoing: Outgoing) -> Answer:
         """The answer to a streamed PUT, an error answer raised as boto3 raises it (not retried:
         the body is gone)."""

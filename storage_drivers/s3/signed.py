@@ -14,6 +14,7 @@ error translation treat both paths alike.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _UNSIGNED = "UNSIGNED-PAYLOAD"
+_EARLY_ANSWER_WAIT = 1.0
+"""Seconds a streamed request whose sending failed waits for the answer that may explain it."""
 _IDLE_CONNECTIONS = 64
 """Keep-alive connections kept per endpoint and budget, as boto3's pool keeps."""
 
@@ -111,6 +114,8 @@ class Outgoing:
         self._pool, self._connection = pool, connection
         self.left = length
         """Body bytes still to send."""
+        self.early_answer: Answer | None = None
+        """What the server answered before the body's end, when it refused the request so."""
 
     def send(self, data: memoryview | bytes) -> None:
         if len(data) > self.left:
@@ -120,6 +125,7 @@ class Outgoing:
             # As urllib3 waits: ``connect`` for the server to take each piece.
             self._connection.sock.sendall(data)
         except (OSError, http.client.HTTPException) as exc:
+            self.early_answer = self._answer_sent_early()
             self.abandon()
             raise _sending_error(self._pool.endpoint, exc) from exc
         except BaseException:
@@ -145,6 +151,15 @@ class Outgoing:
             raise
         self._pool.release(connection)
         return Answer(response.status, response.headers, content)
+
+    def _answer_sent_early(self) -> Answer | None:
+        """The answer a server sends before closing on a request it refuses without reading
+        its body (an unknown upload, a quota, a denial), if it can still be read."""
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            self._connection.sock.settimeout(_EARLY_ANSWER_WAIT)
+            response = self._connection.getresponse()
+            return Answer(response.status, response.headers, response.read())
+        return None
 
     def abandon(self) -> None:
         """Give up the request: the server sees its connection close before the body's end."""

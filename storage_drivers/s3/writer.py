@@ -223,11 +223,13 @@ class S3Writer(FileWriter):
         assert expected is not None  # only offered after expect
         if len(data) > expected:
             raise StorageError(self._path, f"{len(data)} bytes written where {expected} were announced")
+        streams = self._streams
+        assert streams is not None
         try:
             while data:
                 piece = self._piece or self._open_piece()
                 count = min(len(data), piece.outgoing.left)
-                piece.outgoing.send(data[:count])
+                streams.send(piece.outgoing, data[:count])
                 self._sent += count
                 self._expected = expected = expected - count
                 data = data[count:]
@@ -269,11 +271,13 @@ class S3Writer(FileWriter):
         return piece
 
     def _send_tail(self, piece: _Piece) -> None:
+        streams = self._streams
+        assert streams is not None
         stream, _ = self._bulk_objects.open(self._pending_key, 0, None, self._tail_etag or "")
         new_bytes = piece.length - piece.tail
         try:
             while (left := piece.outgoing.left - new_bytes) > 0:
-                piece.outgoing.send(stream.read(min(TAIL_PIECE, left)))
+                streams.send(piece.outgoing, stream.read(min(TAIL_PIECE, left)))
         finally:
             stream.close()
 
