@@ -148,6 +148,11 @@ class StorageDriver(ABC):
     listing_carries_stats: bool = False
     """Whether ``walk`` gets sizes and times from the listing itself (S3), so that walking a
     tree costs no more than listing its names; on a filesystem every file is a stat."""
+    upload_memory: tuple[int, int] | None = None
+    """(bytes, smallest batch): what the batches of all the uploads arriving at one worker may
+    hold, for a driver whose writes need less than the registry's default, which is sized for
+    large direct writes to disk. A driver that sends each batch on to a socket gains only fewer
+    thread hops from larger ones. None: the default."""
     batches_in_flight: int = 32
     """How many ``*_many`` calls and walks a pass over the whole store keeps in flight: enough
     to overlap remote round trips (S3). A local filesystem answers from the CPU, so more calls

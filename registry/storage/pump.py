@@ -112,11 +112,13 @@ class HasherCache:
 
 
 class Receiver:
-    """Writes request bodies of the uploads arriving at this worker, sharing one memory budget."""
+    """Writes request bodies of the uploads arriving at this worker, sharing one memory budget:
+    ``memory`` bytes in batches of at least ``smallest``."""
 
-    def __init__(self) -> None:
+    def __init__(self, memory: int = UPLOAD_MEMORY, smallest: int = MIN_BATCH) -> None:
         self._buffers = BatchBuffers(MAX_BATCH, keep=BUFFERS_KEPT)
         self._receiving = 0
+        self._memory, self._smallest = memory, smallest
 
     async def write(
         self,
@@ -142,8 +144,8 @@ class Receiver:
         return RunningHash(running.algorithm, writer.size, running.hasher, hashing)
 
     def _batch_size(self) -> int:
-        share = UPLOAD_MEMORY // ((IN_FLIGHT + 1) * self._receiving)
-        return max(MIN_BATCH, min(MAX_BATCH, share - share % ALIGNMENT))
+        share = self._memory // ((IN_FLIGHT + 1) * self._receiving)
+        return max(self._smallest, min(MAX_BATCH, share - share % ALIGNMENT))
 
 
 async def pump(

@@ -63,7 +63,7 @@ class Uploads:
         self._driver = driver
         self._blobs = blobs
         self._hashes = HasherCache()
-        self._receiver = Receiver()
+        self._receiver = Receiver(*driver.upload_memory) if driver.upload_memory else Receiver()
         self._finishing: dict[tuple[str, str], asyncio.Future[int]] = {}
         """Finishings under way in this process, by (name, id): some outlive their request."""
 
