@@ -109,6 +109,13 @@ class FileWriter(ABC):
         """Append ``data``; callers pass large buffers (the registry: 0.5 to 4 MiB, page-aligned)
         and reuse them once this returns, so a driver that keeps bytes for later must copy them."""
 
+    def expect(self, length: int, final: bool) -> None:  # noqa: B027 - most drivers need no plan
+        """Say that the next writes bring exactly ``length`` bytes in all, and that ``commit``
+        (``final``) or ``close`` follows them; called before those writes, if at all. A driver
+        may plan on it (S3 streams parts of known length rather than holding them). Should the
+        writes end early, ``close`` still keeps a prefix of what they brought (``size`` says
+        how much), and ``commit`` may refuse."""
+
     def blocking_write(self) -> Callable[[memoryview], None] | None:
         """A function that does what ``write`` does, called in a worker thread instead of awaited
         (for a caller that keeps one thread writing batch after batch); calls never overlap, and
@@ -141,6 +148,11 @@ class StorageDriver(ABC):
     listing_carries_stats: bool = False
     """Whether ``walk`` gets sizes and times from the listing itself (S3), so that walking a
     tree costs no more than listing its names; on a filesystem every file is a stat."""
+    upload_memory: tuple[int, int] | None = None
+    """(bytes, smallest batch): what the batches of all the uploads arriving at one worker may
+    hold, for a driver whose writes need less than the registry's default, which is sized for
+    large direct writes to disk. A driver that sends each batch on to a socket gains only fewer
+    thread hops from larger ones. None: the default."""
     batches_in_flight: int = 32
     """How many ``*_many`` calls and walks a pass over the whole store keeps in flight: enough
     to overlap remote round trips (S3). A local filesystem answers from the CPU, so more calls

@@ -371,3 +371,38 @@ async def test_a_finished_request_holds_no_thread(monkeypatch: pytest.MonkeyPatc
             break
         await asyncio.sleep(0.05)
     assert limiter.borrowed_tokens == 0, "a lane's thread still waits for batches"
+
+
+async def test_a_receiver_shares_its_budget_among_the_uploads_it_receives() -> None:
+    """Four uploads at once on a Receiver of 3 MiB in batches of at least 64 KiB (a driver's
+    ``upload_memory``): once all four are receiving, each batch is a quarter of a third of the
+    budget (three batches per upload), 256 KiB; the content arrives whole."""
+    receiver = pump_module.Receiver(3 << 20, 64 << 10)
+    everyone_started = asyncio.Event()
+    entered = 0
+
+    async def each(data: bytes) -> AsyncIterator[bytes]:
+        nonlocal entered
+        entered += 1
+        if entered == 4:
+            everyone_started.set()
+        await everyone_started.wait()
+        for start in range(0, len(data), 64 << 10):
+            yield data[start : start + (64 << 10)]
+
+    driver = InMemoryDriver()
+    bodies = [random.Random(seed).randbytes(3 << 20) for seed in range(4)]
+    writers = [RecordingWriter(await driver.writer(f"/budget/{n}")) for n in range(4)]
+    await asyncio.gather(
+        *(
+            receiver.write(IteratedBody(each(body)), writer, None)
+            for body, writer in zip(bodies, writers, strict=True)
+        )
+    )
+    for body, writer in zip(bodies, writers, strict=True):
+        lengths = [length for _, length in writer.writes]
+        assert sum(lengths) == len(body)
+        assert max(lengths[1:-1]) == 256 << 10, lengths  # the first batch was sized before the others came
+        await writer.commit()
+    for n, body in enumerate(bodies):
+        assert await driver.get_content(f"/budget/{n}") == body

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -262,6 +263,69 @@ class TestUploads:
 
 
 @pytest.mark.s3
+class TestStreamedParts:
+    """Writes announced with ``expect`` (a request's Content-Length) go to S3 as they arrive."""
+
+    async def test_announced_parts_are_streamed_not_held(self, ceph_rgw: CephRGW, s3_bucket: str) -> None:
+        parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT, chunksize=20 * MIB)
+        driver = S3Driver(parse_settings(parameters))
+        path, data = "/uploads/streamed/data", pattern(47 * MIB + 3, 21)
+        buffer, source = bytearray(MIB), memoryview(data)
+        try:
+            writer = await driver.writer(path, append=True)
+            writer.expect(len(data), final=True)
+            blocking = writer.blocking_write()
+            assert blocking is not None
+            tracemalloc.start()
+            try:
+                for start in range(0, len(data), MIB):
+                    piece = source[start : start + MIB]
+                    buffer[: len(piece)] = piece
+                    await anyio.to_thread.run_sync(blocking, memoryview(buffer)[: len(piece)])
+                    assert writer.size == start + len(piece)
+                held = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert held < 4 * MIB, f"{held} bytes held while writing parts of 20 MiB"
+            await writer.commit()
+            stored = ceph_rgw.client().head_object(Bucket=s3_bucket, Key="registry-root" + path)
+            assert stored["ETag"].endswith('-3"'), "20 MiB, 20 MiB, then the last 7 MiB"
+            assert await read_all(driver, path) == data
+        finally:
+            await driver.close()
+
+    async def test_a_part_refused_while_streamed_fails_with_the_s3_error(
+        self, ceph_rgw: CephRGW, s3_bucket: str
+    ) -> None:
+        """The multipart upload aborted (purged) while a part streams: the write fails with the
+        driver's error for S3's answer, the part is dropped, nothing is committed."""
+        parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT, chunksize=10 * MIB)
+        driver = S3Driver(parse_settings(parameters))
+        path, key, data = "/uploads/aborted/data", "registry-root/uploads/aborted/data", pattern(30 * MIB, 22)
+        s3 = ceph_rgw.client()
+        try:
+            writer = await driver.writer(path, append=True)
+            writer.expect(len(data), final=False)
+            await writer.write(data[: 12 * MIB])  # part 1 stored, part 2 under way
+            (upload,) = s3.list_multipart_uploads(Bucket=s3_bucket, Prefix=key)["Uploads"]
+            s3.abort_multipart_upload(Bucket=s3_bucket, Key=key, UploadId=upload["UploadId"])
+
+            async def write_the_rest() -> None:
+                for start in range(12 * MIB, len(data), MIB):
+                    await writer.write(data[start : start + MIB])
+
+            with pytest.raises(PathNotFound):
+                await write_the_rest()
+            assert writer.size == 10 * MIB, "what S3 had stored before, not the part dropped"
+            await writer.close()
+            with pytest.raises(PathNotFound):
+                await driver.writer(path, append=True)  # its multipart upload is gone
+            with pytest.raises(PathNotFound):
+                await driver.stat(path)
+        finally:
+            await driver.close()
+
+
 class TestRedirects:
     async def test_redirect_endpoint_replaces_the_host(self, ceph_rgw: CephRGW, s3_bucket: str) -> None:
         public = f"http://localhost:{ceph_rgw.rgw_port}"

@@ -69,6 +69,15 @@ def _chunk_start(ctx: Context) -> int | None:
     return first
 
 
+def _length(ctx: Context) -> int | None:
+    """The body's declared length; None when it is sent in chunks of unannounced size."""
+    headers = ctx.request.headers
+    length = headers.get("content-length")
+    if length is None or "transfer-encoding" in headers or not length.isdigit():
+        return None
+    return int(length)
+
+
 def _body(ctx: Context) -> RequestBody | None:
     headers = ctx.request.headers
     if headers.get("content-length") == "0":
@@ -94,7 +103,7 @@ async def start_upload(ctx: Context) -> Response:
     if digest_param is not None:
         digest = Digest.parse(digest_param)
         upload_id = await storage.uploads.start(ctx.name, digest.algorithm)
-        await storage.uploads.complete(ctx.name, upload_id, digest, _body(ctx))
+        await storage.uploads.complete(ctx.name, upload_id, digest, _body(ctx), length=_length(ctx))
         return _blob_created(ctx, digest)
     upload_id = await storage.uploads.start(ctx.name, algorithm)
     return empty(202, _upload_headers(ctx, upload_id, 0))
@@ -117,7 +126,7 @@ async def append_chunk(ctx: Context) -> Response:
             raise RegistryError(ErrorCode.UPLOAD_RANGE_INVALID, headers={"Range": range_header(size)})
     else:
         with _answering_range():
-            size = await uploads.append(ctx.name, upload_id, body, start)
+            size = await uploads.append(ctx.name, upload_id, body, start, length=_length(ctx))
     return empty(202, _upload_headers(ctx, upload_id, size))
 
 
@@ -129,7 +138,9 @@ async def finish_upload(ctx: Context) -> Response:
     digest = Digest.parse(digest_param)
     start = _chunk_start(ctx)
     with _answering_range():
-        await ctx.storage.uploads.complete(ctx.name, upload_id, digest, _body(ctx), start)
+        await ctx.storage.uploads.complete(
+            ctx.name, upload_id, digest, _body(ctx), start, length=_length(ctx)
+        )
     return _blob_created(ctx, digest)
 
 

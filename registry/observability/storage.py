@@ -103,6 +103,7 @@ class ObservedDriver(StorageDriver):
         self.deletes_exactly = driver.deletes_exactly
         self.listing_carries_stats = driver.listing_carries_stats
         self.batches_in_flight = driver.batches_in_flight
+        self.upload_memory = driver.upload_memory
         self._actions = {
             action: _Action(action, metrics, driver.name, action in STORAGE_ACTIONS)
             for action in (*STORAGE_ACTIONS, *BATCH_ACTIONS)

@@ -112,14 +112,28 @@ class HasherCache:
 
 
 class Receiver:
-    """Writes request bodies of the uploads arriving at this worker, sharing one memory budget."""
+    """Writes request bodies of the uploads arriving at this worker, sharing one memory budget:
+    ``memory`` bytes in batches of at least ``smallest``."""
 
-    def __init__(self) -> None:
+    def __init__(self, memory: int = UPLOAD_MEMORY, smallest: int = MIN_BATCH) -> None:
         self._buffers = BatchBuffers(MAX_BATCH, keep=BUFFERS_KEPT)
         self._receiving = 0
+        self._memory, self._smallest = memory, smallest
 
-    async def write(self, body: Body, writer: FileWriter, running: RunningHash | None) -> RunningHash | None:
-        """Write ``body`` at the end of ``writer``; the running hash, extended, when there is one."""
+    async def write(
+        self,
+        body: Body,
+        writer: FileWriter,
+        running: RunningHash | None,
+        *,
+        length: int | None = None,
+        final: bool = False,
+    ) -> RunningHash | None:
+        """Write ``body`` at the end of ``writer``; the running hash, extended, when there is one.
+        ``length``, when the request declares it, lets the writer plan its writes (``expect``);
+        ``final``: the writer is committed next."""
+        if length is not None:
+            writer.expect(length, final)
         self._receiving += 1
         try:
             hashing = await pump(body, writer, running, self._batch_size, self._buffers)
@@ -130,8 +144,8 @@ class Receiver:
         return RunningHash(running.algorithm, writer.size, running.hasher, hashing)
 
     def _batch_size(self) -> int:
-        share = UPLOAD_MEMORY // ((IN_FLIGHT + 1) * self._receiving)
-        return max(MIN_BATCH, min(MAX_BATCH, share - share % ALIGNMENT))
+        share = self._memory // ((IN_FLIGHT + 1) * self._receiving)
+        return max(self._smallest, min(MAX_BATCH, share - share % ALIGNMENT))
 
 
 async def pump(

@@ -63,7 +63,7 @@ class Uploads:
         self._driver = driver
         self._blobs = blobs
         self._hashes = HasherCache()
-        self._receiver = Receiver()
+        self._receiver = Receiver(*driver.upload_memory) if driver.upload_memory else Receiver()
         self._finishing: dict[tuple[str, str], asyncio.Future[int]] = {}
         """Finishings under way in this process, by (name, id): some outlive their request."""
 
@@ -118,15 +118,19 @@ class Uploads:
         upload_id: UploadId,
         body: Body,
         start: int | None = None,
+        *,
+        length: int | None = None,
     ) -> int:
-        """Append ``body``; when ``start`` is given it must equal the current size (else 416 and
-        nothing changes). Returns the new size."""
+        """Append ``body`` (of ``length`` bytes, when its request declares it); when ``start`` is
+        given it must equal the current size (else 416 and nothing changes). Returns the new size."""
         await self._require(name, upload_id)
         writer, sealed = await self._open(paths.upload_data(name, upload_id))
         if writer is None:
             _refuse_beyond_sealed(sealed, start)
         try:
-            running = await self._receiver.write(body, writer, self._continue(name, upload_id, writer, start))
+            running = await self._receiver.write(
+                body, writer, self._continue(name, upload_id, writer, start), length=length
+            )
         except BaseException:
             self._hashes.drop((name, upload_id))
             await writer.close()
@@ -143,9 +147,12 @@ class Uploads:
         digest: Digest,
         body: Body | None = None,
         start: int | None = None,
+        *,
+        length: int | None = None,
     ) -> int:
-        """Append the last chunk, verify the whole upload against ``digest`` and make it a blob of
-        ``name``. A mismatch discards the upload (DIGEST_INVALID). Returns the blob's size.
+        """Append the last chunk (of ``length`` bytes, when its request declares it), verify the
+        whole upload against ``digest`` and make it a blob of ``name``. A mismatch discards the
+        upload (DIGEST_INVALID). Returns the blob's size.
 
         Once the body is written the rest (commit, verify, ingest) goes on to its end even when
         the answer cannot wait for it: past FINISH_DEADLINE the client is told to retry, and the
@@ -175,7 +182,7 @@ class Uploads:
             try:
                 running = self._continue(name, upload_id, writer, start)
                 if body is not None:
-                    running = await self._receiver.write(body, writer, running)
+                    running = await self._receiver.write(body, writer, running, length=length, final=True)
             except BaseException:
                 self._hashes.drop((name, upload_id))
                 await writer.close()

@@ -74,6 +74,9 @@ def _is_hidden(name: str) -> bool:
 class S3Driver(StorageDriver):
     name = "s3"
     listing_carries_stats = True
+    # Streamed parts send each batch on as it comes: 8 uploads at once on a worker hold 6 MiB
+    # in batches of 256 KiB instead of 12 MiB in batches of 512 KiB (bench/S3.md).
+    upload_memory = (4 << 20, 256 << 10)
 
     def __init__(
         self,
@@ -112,8 +115,9 @@ class S3Driver(StorageDriver):
             if settings.redirectendpoint
             else self._objects
         )
+        streams = self._bulk_objects if isinstance(self._bulk_objects, LeanObjects) else None
         self._writer_calls = WriterCalls(
-            self._clients, self.bucket, settings, self._objects, self._bulk_objects
+            self._clients, self.bucket, settings, self._objects, self._bulk_objects, streams
         )
 
     @classmethod

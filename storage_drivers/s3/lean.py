@@ -43,7 +43,7 @@ from botocore.exceptions import ClientError
 from .clients import CallBudget, retry_delay
 from .errors import TRANSIENT_TRANSPORT, is_transient
 from .settings import S3Settings
-from .signed import Answer, SignedRequests, Stream
+from .signed import Answer, Outgoing, SignedRequests, Stream
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -217,6 +217,54 @@ class LeanObjects:
         query = {"list-type": "2", "max-keys": "1", "prefix": prefix}
         found = _LAST_MODIFIED.search(self._call("GET", "", query=query)[0].body)
         return _iso_date(found.group(1).decode()) if found else None
+
+    def start_put(self, key: str, length: int, arguments: Mapping[str, Any]) -> Outgoing:
+        """A PUT of ``length`` bytes sent as they arrive (``Outgoing``; its answer from
+        ``finished``), with boto3's put_object ``arguments``."""
+        return self._start(key, None, _put_headers(arguments), length)
+
+    def start_part(self, key: str, upload_id: str, number: int, length: int) -> Outgoing:
+        """An UploadPart of ``length`` bytes sent as they arrive; its ETag from ``finished``."""
+        return self._start(key, {"partNumber": str(number), "uploadId": upload_id}, {}, length)
+
+    def _start(
+        self, key: str, query: Mapping[str, str] | None, headers: Mapping[str, str], length: int
+    ) -> Outgoing:
+        """A streamed request, its connection retried within the budget: no byte of its body
+        has left yet."""
+        path = self._path + quote(key, safe="/~")
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return self._requests.start("PUT", path, query, headers, length)
+            except TRANSIENT_TRANSPORT:
+                delay = retry_delay(self._budget, attempts, started)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+
+    @staticmethod
+    def send(outgoing: Outgoing, data: memoryview | bytes) -> None:
+        """Send on a streamed request's body; a server that refused the request before its end
+        raises its error answer, as boto3 would."""
+        try:
+            outgoing.send(data)
+        except TRANSIENT_TRANSPORT:
+            answer = outgoing.early_answer
+            if answer is not None and answer.status >= 300:
+                raise _client_error("PUT", answer, answer.status) from None
+            raise
+
+    @staticmethod
+    def finished(outgoing: Outgoing) -> Answer:
+        """The answer to a streamed PUT, an error answer raised as boto3 raises it (not retried:
+        the body is gone)."""
+        answer = outgoing.finish()
+        if answer.status >= 300:
+            raise _client_error("PUT", answer, answer.status)
+        return answer
 
     def presign(self, key: str, expires: int) -> str:
         request = AWSRequest(method="GET", url=self._base + quote(key, safe="/~"))

@@ -14,6 +14,7 @@ error translation treat both paths alike.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _UNSIGNED = "UNSIGNED-PAYLOAD"
+_EARLY_ANSWER_WAIT = 1.0
+"""Seconds a streamed request whose sending failed waits for the answer that may explain it."""
 _IDLE_CONNECTIONS = 64
 """Keep-alive connections kept per endpoint and budget, as boto3's pool keeps."""
 
@@ -102,6 +105,76 @@ class Stream:
                 connection.close()
 
 
+class Outgoing:
+    """A request under way whose body is sent as it arrives: ``send`` exactly the declared length
+    in all, then ``finish`` for the answer. Nothing is kept to send again: a failure (raised as
+    botocore's errors) or ``abandon`` closes the connection, and the server drops the request."""
+
+    def __init__(self, pool: SignedRequests, connection: http.client.HTTPConnection, length: int) -> None:
+        self._pool, self._connection = pool, connection
+        self.left = length
+        """Body bytes still to send."""
+        self.early_answer: Answer | None = None
+        """What the server answered before the body's end, when it refused the request so."""
+
+    def send(self, data: memoryview | bytes) -> None:
+        if len(data) > self.left:
+            self.abandon()
+            raise ValueError(f"{len(data)} bytes sent where {self.left} were left")
+        try:
+            # As urllib3 waits: ``connect`` for the server to take each piece.
+            self._connection.sock.sendall(data)
+        except (OSError, http.client.HTTPException) as exc:
+            self.early_answer = self._answer_sent_early()
+            self.abandon()
+            raise _sending_error(self._pool.endpoint, exc) from exc
+        except BaseException:
+            self.abandon()
+            raise
+        self.left -= len(data)
+
+    def finish(self) -> Answer:
+        """The server's answer, once every byte was sent; the connection is kept for reuse."""
+        if self.left:
+            self.abandon()
+            raise ValueError(f"{self.left} bytes of the body were never sent")
+        connection = self._connection
+        try:
+            connection.sock.settimeout(self._pool.budget.read)
+            response = connection.getresponse()
+            content = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.abandon()
+            raise _sending_error(self._pool.endpoint, exc) from exc
+        except BaseException:
+            self.abandon()
+            raise
+        self._pool.release(connection)
+        return Answer(response.status, response.headers, content)
+
+    def _answer_sent_early(self) -> Answer | None:
+        """The answer a server sends before closing on a request it refuses without reading
+        its body (an unknown upload, a quota, a denial), if it can still be read."""
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            self._connection.sock.settimeout(_EARLY_ANSWER_WAIT)
+            response = self._connection.getresponse()
+            return Answer(response.status, response.headers, response.read())
+        return None
+
+    def abandon(self) -> None:
+        """Give up the request: the server sees its connection close before the body's end."""
+        self._connection.close()
+
+
+def _sending_error(endpoint: str, exc: OSError | http.client.HTTPException) -> Exception:
+    """botocore's error for a failure while a streamed request is sent or answered."""
+    if isinstance(exc, TimeoutError):
+        return ReadTimeoutError(endpoint_url=endpoint, error=exc)
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)):
+        return ConnectionClosedError(endpoint_url=endpoint)
+    return HTTPClientError(error=exc)
+
+
 class SignedRequests:
     """Signed requests to ``endpoint`` (``http[s]://host[:port]``) within ``budget``'s timeouts;
     blocking, safe to call from many threads at once."""
@@ -123,7 +196,7 @@ class SignedRequests:
         self._port = parts.port or (443 if self._tls else 80)
         self._host_header = parts.netloc
         self._credentials, self._region = credentials, region
-        self._budget = budget
+        self.budget = budget
         self._user_agent = user_agent
         self._context: ssl.SSLContext | None = None
         if self._tls:
@@ -149,14 +222,7 @@ class SignedRequests:
     ) -> tuple[Answer, Stream | None]:
         """One attempt of a request on ``path`` (already quoted); with ``stream``, a 2xx answer's
         body is left to read from the returned ``Stream``."""
-        target = path
-        canonical_query = ""
-        if query:
-            canonical_query = "&".join(
-                f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}"
-                for name, value in sorted(query.items())
-            )
-            target = f"{path}?{canonical_query}"
+        target, canonical_query = self._target(path, query)
         signed = self._sign(method, path, canonical_query, headers or {}, body)
         if self._user_agent:
             signed["User-Agent"] = self._user_agent
@@ -193,6 +259,39 @@ class SignedRequests:
         self.release(connection)  # closed already if the server said so: it reopens when next used
         return Answer(response.status, response.headers, content), None
 
+    def start(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        length: int,
+    ) -> Outgoing:
+        """A request whose body of ``length`` bytes the caller sends piece by piece as it arrives
+        (``Outgoing``). Its payload is declared unsigned, since its hash is not known before its
+        bytes. It goes on a new connection: a kept-alive one the server had closed would fail
+        only once body bytes were sent, and those cannot be sent again."""
+        target, canonical_query = self._target(path, query)
+        signed = self._sign(method, path, canonical_query, headers, b"", unsigned=True)
+        if self._user_agent:
+            signed["User-Agent"] = self._user_agent
+        signed["Content-Length"] = str(length)
+        connection = self._new_connection()
+        self._open(connection)
+        try:
+            connection.sock.settimeout(self.budget.connect)
+            connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+            for name, value in signed.items():
+                connection.putheader(name, value)
+            connection.endheaders()
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            raise _sending_error(self.endpoint, exc) from exc
+        except BaseException:
+            connection.close()
+            raise
+        return Outgoing(self, connection, length)
+
     def _exchange(
         self,
         connection: http.client.HTTPConnection,
@@ -203,11 +302,21 @@ class SignedRequests:
     ) -> http.client.HTTPResponse:
         sock = connection.sock
         # As urllib3 waits: ``connect`` for the server to take the request, ``read`` for its answer.
-        sock.settimeout(self._budget.connect)
+        sock.settimeout(self.budget.connect)
         # http.client sends a bytes body with the headers, in one segment when it fits.
         connection.request(method, target, body=body or None, headers=headers)
-        sock.settimeout(self._budget.read)
+        sock.settimeout(self.budget.read)
         return connection.getresponse()
+
+    @staticmethod
+    def _target(path: str, query: Mapping[str, str] | None) -> tuple[str, str]:
+        """The request target and the canonical query string of ``path`` with ``query``."""
+        if not query:
+            return path, ""
+        canonical_query = "&".join(
+            f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}" for name, value in sorted(query.items())
+        )
+        return f"{path}?{canonical_query}", canonical_query
 
     def _open(self, connection: http.client.HTTPConnection) -> None:
         try:
@@ -223,11 +332,14 @@ class SignedRequests:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
+        return self._new_connection()
+
+    def _new_connection(self) -> http.client.HTTPConnection:
         if self._context is not None:
             return http.client.HTTPSConnection(
-                self._host, self._port, timeout=self._budget.connect, context=self._context
+                self._host, self._port, timeout=self.budget.connect, context=self._context
             )
-        return http.client.HTTPConnection(self._host, self._port, timeout=self._budget.connect)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.budget.connect)
 
     def release(self, connection: http.client.HTTPConnection) -> None:
         """Keep a connection whose last answer was read whole for the next request."""
@@ -244,14 +356,22 @@ class SignedRequests:
             connection.close()
 
     def _sign(
-        self, method: str, path: str, canonical_query: str, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        path: str,
+        canonical_query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        unsigned: bool = False,
     ) -> dict[str, str]:
-        """The request's headers with its SigV4 ``Authorization``."""
+        """The request's headers with its SigV4 ``Authorization``; ``unsigned`` declares the
+        payload ``UNSIGNED-PAYLOAD`` even over plain HTTP (a body not in hand to hash)."""
         frozen = self._credentials.get_frozen_credentials()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         day = stamp[:8]
         payload = _EMPTY_SHA256
-        if self._tls:
+        if self._tls or unsigned:
             payload = _UNSIGNED
         elif body:
             payload = hashlib.sha256(body).hexdigest()

@@ -17,20 +17,43 @@ or more never sends a byte to S3 twice. A part uploaded after the pending object
 written (a writer that died before ``close``, or during it) already contains that tail,
 which the part count reveals, so the size is exact even after a crash. ``commit`` uploads
 the tail as the last part and completes the upload (a single PUT when no part was needed).
+
+Streamed requests. When the writer is told how many bytes a request brings (``expect``: the
+request's Content-Length) and the endpoint takes signed requests (lean.py), nothing is held:
+the bytes still to come are planned into pieces of known length, and each piece is one
+request whose body is sent as the bytes arrive (signed.py's ``Outgoing``, payload unsigned):
+
+- a part of ``chunksize`` bytes (or all that is left, when less than ``chunksize`` + 5 MiB,
+  so that no piece under S3's minimum follows it), the stored tail streamed in first;
+- what is left under 5 MiB at the end of a request that more requests follow: the new
+  pending object (tail and new bytes), its metadata known before its first byte;
+- the whole object, in one PUT, when the request finishes an upload with no parts and
+  fewer than ``chunksize`` bytes in all.
+
+A streamed piece cannot be sent again: its bytes are in no buffer. When one fails (or its
+request ends before its bytes did), the request gives up the piece (S3 drops a request cut
+short) and fails; what is stored is the parts and the pending object before it, so the upload
+stays resumable at ``size`` (which no longer counts the lost bytes). A request of unknown length
+(``Transfer-Encoding: chunked``) cannot be planned so: its bytes are held until a part is
+full, as above.
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from ..base import FileWriter, PathNotFound, StorageError
 from .clients import S3Clients
-from .errors import in_thread
-from .lean import ObjectCalls
-from .settings import MIB, MIN_PART, S3Settings
+from .errors import in_thread, translate
+from .lean import LeanObjects, ObjectCalls
+from .settings import MAX_PART, MIB, MIN_PART, S3Settings
+from .signed import Outgoing
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -79,6 +102,24 @@ class WriterCalls:
     """Within the quick budget: the pending object's HEAD and DELETE, the check of a commit."""
     bulk_objects: ObjectCalls
     """Within the bulk budget: the tail (up to 5 MiB) read and written, a single PUT."""
+    streams: LeanObjects | None = None
+    """Within the bulk budget, where the endpoint takes them: requests streamed as bytes arrive."""
+
+
+TAIL_PIECE = 256 << 10
+"""Bytes of a stored tail read at a time while it is streamed into a part."""
+
+
+@dataclass
+class _Piece:
+    """One streamed request under way: a part, the pending object or the whole object."""
+
+    outgoing: Outgoing
+    length: int
+    number: int
+    """The part's number; 0 for the pending object, -1 for the whole object."""
+    tail: int
+    """Bytes of the stored tail it carries before the new ones."""
 
 
 class S3Writer(FileWriter):
@@ -99,6 +140,16 @@ class S3Writer(FileWriter):
         self._tail_etag: str | None = None
         self._dirty = True
         self._closed = False
+        self._streams = calls.streams
+        self._expected: int | None = None
+        """Bytes the request still brings, when ``expect`` told (and writes are streamed)."""
+        self._final = False
+        self._piece: _Piece | None = None
+        self._sent = 0
+        """New bytes sent in the piece under way (its tail is still counted as the tail)."""
+        self._stored_whole = False
+        self._pending_stored = True
+        """Whether a pending object may be stored (unknown, so true, until ``resume`` looked)."""
         _LIVE.add(self)
 
     @classmethod
@@ -113,6 +164,7 @@ class S3Writer(FileWriter):
             head = await in_thread(self._path, lambda: self._objects.head(self._pending_key))
         except PathNotFound:
             self._dirty = False  # nothing to continue, nothing to persist yet
+            self._pending_stored = False
             return
         upload_id = head.metadata.get("upload-id") or None
         recorded_parts = int(head.metadata.get("parts", "0"))
@@ -155,7 +207,111 @@ class S3Writer(FileWriter):
 
     @property
     def size(self) -> int:
-        return self._parts_size + self._unloaded_tail + len(self._buffer)
+        return self._parts_size + self._unloaded_tail + len(self._buffer) + self._sent
+
+    def expect(self, length: int, final: bool) -> None:
+        if self._streams is not None and not self._buffer and self._piece is None:
+            self._expected, self._final = length, final
+
+    def blocking_write(self) -> Callable[[memoryview], None] | None:
+        return self._stream if self._expected is not None else None
+
+    def _stream(self, data: memoryview) -> None:
+        """Send ``data`` on in the pieces planned for the expected bytes (in a worker thread)."""
+        self._require_open()
+        expected = self._expected
+        assert expected is not None  # only offered after expect
+        if len(data) > expected:
+            raise StorageError(self._path, f"{len(data)} bytes written where {expected} were announced")
+        streams = self._streams
+        assert streams is not None
+        try:
+            while data:
+                piece = self._piece or self._open_piece()
+                count = min(len(data), piece.outgoing.left)
+                streams.send(piece.outgoing, data[:count])
+                self._sent += count
+                self._expected = expected = expected - count
+                data = data[count:]
+                if not piece.outgoing.left:
+                    self._finish_piece(piece)
+        except BaseException as exc:
+            self._drop_piece()
+            if isinstance(exc, (BotoCoreError, ClientError)):
+                raise translate(self._path, exc) from exc
+            raise
+
+    def _open_piece(self) -> _Piece:
+        streams = self._streams
+        assert streams is not None
+        assert self._expected is not None
+        tail = self._unloaded_tail
+        available = tail + self._expected
+        chunk = self._settings.chunksize
+        if self._upload_id is None and self._final and available < chunk:
+            outgoing = streams.start_put(self._key, available, self._settings.put_arguments())
+            piece = _Piece(outgoing, available, -1, tail)
+        elif available >= MIN_PART or (self._final and self._upload_id is not None):
+            # All that is left, rather than a part of chunksize followed by one too small.
+            length = available if available < chunk + MIN_PART and available <= MAX_PART else chunk
+            if self._upload_id is None:
+                created = self._quick.create_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, **self._settings.put_arguments()
+                )
+                self._upload_id = created["UploadId"]
+            number = len(self._parts) + 1
+            outgoing = streams.start_part(self._key, self._upload_id, number, length)
+            piece = _Piece(outgoing, length, number, tail)
+        else:
+            arguments = {"ContentType": "application/octet-stream", "Metadata": self._state_metadata()}
+            piece = _Piece(streams.start_put(self._pending_key, available, arguments), available, 0, tail)
+        self._piece = piece
+        if tail:
+            self._send_tail(piece)
+        return piece
+
+    def _send_tail(self, piece: _Piece) -> None:
+        streams = self._streams
+        assert streams is not None
+        stream, _ = self._bulk_objects.open(self._pending_key, 0, None, self._tail_etag or "")
+        new_bytes = piece.length - piece.tail
+        try:
+            while (left := piece.outgoing.left - new_bytes) > 0:
+                streams.send(piece.outgoing, stream.read(min(TAIL_PIECE, left)))
+        finally:
+            stream.close()
+
+    def _finish_piece(self, piece: _Piece) -> None:
+        assert self._streams is not None
+        answer = self._streams.finished(piece.outgoing)
+        self._piece, self._sent = None, 0
+        if piece.number > 0:
+            self._parts.append({"PartNumber": piece.number, "ETag": answer.headers["ETag"]})
+            self._parts_size += piece.length
+            self._unloaded_tail = 0
+            self._dirty = True  # the pending object still records the parts before this one
+        elif piece.number == 0:
+            self._unloaded_tail = piece.length
+            self._tail_etag = answer.headers["ETag"]
+            self._dirty = False
+            self._pending_stored = True
+        else:
+            self._parts_size, self._unloaded_tail = piece.length, 0
+            self._stored_whole = True
+
+    def _drop_piece(self) -> None:
+        """Give up the piece under way: its new bytes are lost, the stored tail stays as it was."""
+        piece, self._piece = self._piece, None
+        if piece is not None:
+            piece.outgoing.abandon()
+            self._sent = 0
+
+    def _state_metadata(self) -> dict[str, str]:
+        return {
+            "upload-id": self._upload_id or "",
+            "parts": str(len(self._parts)),
+            "offset": str(self._parts_size),
+        }
 
     def _require_open(self) -> None:
         if self._closed:
@@ -173,6 +329,10 @@ class S3Writer(FileWriter):
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         self._require_open()
+        if self._expected is not None:
+            view = memoryview(data)
+            await in_thread(self._path, lambda: self._stream(view))
+            return
         await self._load_tail()
         self._buffer += data
         self._dirty = True
@@ -216,22 +376,30 @@ class S3Writer(FileWriter):
         if self._closed:
             return
         self._closed = True
+        self._drop_piece()  # the request ended (or failed) inside a streamed piece
+        if self._stored_whole:
+            # Every byte is at the key already: a later writer finds the upload sealed.
+            await self._delete_pending()
+            return
         if not self._dirty:
             return
+        await self._load_tail()
         if len(self._buffer) >= MIN_PART:
             # A part now rather than a tail the next request would read back and write again.
             await self._upload_part(len(self._buffer))
         tail = bytes(self._buffer)
-        metadata = {
-            "upload-id": self._upload_id or "",
-            "parts": str(len(self._parts)),
-            "offset": str(self._parts_size),
-        }
-        arguments = {"ContentType": "application/octet-stream", "Metadata": metadata}
+        arguments = {"ContentType": "application/octet-stream", "Metadata": self._state_metadata()}
         await in_thread(self._path, lambda: self._bulk_objects.put(self._pending_key, tail, arguments))
+        self._pending_stored = True
 
     async def commit(self) -> None:
         self._require_open()
+        if self._piece is not None or self._expected:
+            raise StorageError(self._path, "the request ended before the bytes it announced")
+        if self._stored_whole:
+            self._closed = True
+            await self._delete_pending()
+            return
         arguments = self._settings.put_arguments()
         if self._upload_id is None and self._unloaded_tail and not self._buffer:
             # Every byte is in the pending object read by resume: S3 copies that very version
@@ -245,6 +413,9 @@ class S3Writer(FileWriter):
 
             await in_thread(self._path, copy_into_place)
             return
+        if self._upload_id is not None and self._unloaded_tail and not self._buffer:
+            # The tail becomes the last part by a copy on the server, not read back and sent.
+            await in_thread(self._path, self._copy_tail_as_part)
         await self._load_tail()
         size = self.size
         if self._upload_id is None:
@@ -272,8 +443,24 @@ class S3Writer(FileWriter):
                 raise StorageError(self._path, f"stored {stored.size} bytes, wrote {size}")
         await self._delete_pending()
 
+    def _copy_tail_as_part(self) -> None:
+        assert self._upload_id is not None
+        number = len(self._parts) + 1
+        copied = self._bulk.upload_part_copy(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            CopySource={"Bucket": self._bucket, "Key": self._pending_key},
+            CopySourceIfMatch=self._tail_etag or "*",
+        )
+        self._parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+        self._parts_size += self._unloaded_tail
+        self._unloaded_tail = 0
+
     async def cancel(self) -> None:
         self._closed = True
+        self._drop_piece()
         if self._upload_id is not None:
             upload_id = self._upload_id
             with contextlib.suppress(PathNotFound):  # already aborted, e.g. by upload purging
@@ -286,4 +473,6 @@ class S3Writer(FileWriter):
         await self._delete_pending()
 
     async def _delete_pending(self) -> None:
-        await in_thread(self._path, lambda: self._objects.delete(self._pending_key))
+        if self._pending_stored:
+            await in_thread(self._path, lambda: self._objects.delete(self._pending_key))
+            self._pending_stored = False

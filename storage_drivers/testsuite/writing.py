@@ -229,6 +229,69 @@ class Writing(ConformanceSettings):
         await writer.commit()
         assert await read_all(driver, path) == bytes(expected)
 
+    @pytest.mark.parametrize(
+        "requests",
+        [
+            # Each request's length, announced; the last one is committed.
+            [3 * MIB + 1, 4 * MIB, 1, 12 * MIB + 5, 2 * MIB + 7],
+            [MIB, 2 * MIB],
+            [6 * MIB, MIB, 0],
+            [17 * MIB + 3],
+            [5 * MIB - 1, 5 * MIB + 1, 9 * MIB, 3],
+        ],
+        ids=["crossing-parts", "tail-then-final", "tail-left-at-commit", "one-request", "boundaries"],
+    )
+    async def test_announced_writes_across_reopenings(
+        self, driver: StorageDriver, root: str, requests: list[int]
+    ) -> None:
+        """Writes announced with ``expect`` (as the registry announces a request's declared
+        length), in uneven slices of a reused buffer, through ``blocking_write`` where offered,
+        each request continued by a new writer: the content is every byte in order."""
+        path = f"{root}/announced"
+        buffer = mmap.mmap(-1, 4 * MIB)
+        expected = bytearray()
+        writer = await driver.writer(path, append=True)
+        for number, length in enumerate(requests, 1):
+            final = number == len(requests)
+            data = pattern(length, number)
+            writer.expect(length, final)
+            blocking = writer.blocking_write()
+            for start in range(0, length, 3 * MIB + 4093):
+                piece = data[start : start + 3 * MIB + 4093]
+                buffer[: len(piece)] = piece
+                view = memoryview(buffer)[: len(piece)]
+                if blocking is not None:
+                    await to_thread.run_sync(blocking, view)
+                else:
+                    await writer.write(view)
+            expected += data
+            assert writer.size == len(expected)
+            if not final:
+                writer = await reopened(driver, path, writer, len(expected))
+        await writer.commit()
+        assert await read_all(driver, path) == bytes(expected)
+
+    async def test_announced_writes_cut_short_keep_a_prefix(self, driver: StorageDriver, root: str) -> None:
+        """A request that ends before the bytes it announced (a client gone): the writer keeps a
+        prefix of what came, at least what earlier requests stored, and the upload goes on from
+        there to the right content."""
+        path = f"{root}/cut-short"
+        data = pattern(16 * MIB, 3)
+        writer = await driver.writer(path, append=True)
+        writer.expect(2 * MIB, final=False)
+        await writer.write(data[: 2 * MIB])
+        writer = await reopened(driver, path, writer, 2 * MIB)
+        writer.expect(12 * MIB, final=False)
+        await writer.write(data[2 * MIB : 9 * MIB + 5])  # then nothing more
+        await writer.close()
+        resumed = await driver.writer(path, append=True)
+        kept = resumed.size
+        assert 2 * MIB <= kept <= 9 * MIB + 5
+        resumed.expect(len(data) - kept, final=True)
+        await resumed.write(data[kept:])
+        await resumed.commit()
+        assert await read_all(driver, path) == data
+
     async def test_fresh_writer_starts_empty(self, driver: StorageDriver, root: str) -> None:
         path = f"{root}/restarted"
         writer = await driver.writer(path)

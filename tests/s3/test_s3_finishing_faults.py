@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from storage_drivers import StorageFull, StorageReadOnly, StorageUnavailable
 from storage_drivers.s3.errors import translate
-from tests.s3.faults import CHUNK, PART, SCHEDULING, blob_key, send_chunks
+from tests.s3.faults import CHUNK, SCHEDULING, blob_key, send_chunks
 from tests.support.ceph import CephRGW
 from tests.support.images import digest_of
 from tests.support.registry import RunningRegistry
@@ -183,7 +183,7 @@ def test_an_upload_s3_completed_while_the_answer_was_lost_is_finished_by_the_ret
     is gone, while its data object holds every byte."""
     repo = new_repository()
     http = httpx.Client(base_url=own_registry.url, timeout=60)
-    path, data, digest = _uploaded(http, repo, 2 * PART)  # whole parts: no pending tail
+    path, data, digest = _uploaded(http, repo, 2 * CHUNK)  # each chunk a part: no pending tail
     bucket = own_registry.storage["s3"]["bucket"]
     upload_key = f"docker/registry/v2/repositories/{repo}/_uploads/{path.rsplit('/', 1)[1]}/data"
     s3 = own_ceph.client()
