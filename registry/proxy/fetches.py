@@ -56,8 +56,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from anyio import to_thread
-
+from offload import to_thread
 from storage_drivers import FileWriter, PathNotFound, StorageDriver
 
 from ..errors import ErrorCode, RegistryError
@@ -589,7 +588,7 @@ class Fetches:
                     await asyncio.gather(*in_flight.popleft())
                 view = batch.view
                 steps = [
-                    hashing.then(partial(to_thread.run_sync, hasher.update, view)),
+                    hashing.then(partial(to_thread, hasher.update, view)),
                     writing.then(partial(writer.write, view)),
                 ]
                 if offset < _last_batch_start(found.size):

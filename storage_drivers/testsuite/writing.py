@@ -7,7 +7,8 @@ import mmap
 
 import anyio
 import pytest
-from anyio import to_thread
+
+from offload import to_thread
 
 from ..base import InvalidOffset, InvalidPath, PathNotFound, StorageDriver
 from .settings import ConformanceSettings
@@ -221,7 +222,7 @@ class Writing(ConformanceSettings):
             else:
                 blocking = writer.blocking_write()
                 assert blocking is not None
-                await to_thread.run_sync(blocking, view)
+                await to_thread(blocking, view)
             expected += view
             assert writer.size == len(expected)
             if seed % 3 == 2:
