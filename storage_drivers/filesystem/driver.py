@@ -107,6 +107,11 @@ class FilesystemDriver(StorageDriver):
 
         await in_thread(path, put)
 
+    async def _put_content_unsynced(self, path: str, data: bytes) -> None:
+        # The content is on disk before it appears (never an empty link after a crash); the
+        # rename is made durable by the next sync of the filesystem's journal.
+        await in_thread(path, lambda: write_atomically(self.root, self._full(path), data))
+
     creates_exclusively = True
     deletes_exactly = True  # unlink
 

@@ -37,6 +37,18 @@ class Writing(ConformanceSettings):
         assert await driver.get_content(path) == b"3"
         assert (await driver.stat(path)).size == 1
 
+    async def test_put_content_unsynced_stores_and_replaces_like_put_content(
+        self, driver: StorageDriver, root: str
+    ) -> None:
+        path = f"{root}/unsynced/deeper/link"
+        await driver.put_content_unsynced(path, b"sha256:first")
+        assert await driver.get_content(path) == b"sha256:first"
+        await driver.put_content_unsynced(path, b"sha256:second")
+        assert await driver.get_content(path) == b"sha256:second"
+        assert await driver.list(f"{root}/unsynced") == [f"{root}/unsynced/deeper"]
+        with pytest.raises(InvalidPath):
+            await driver.put_content_unsynced(f"{root}/../escape", b"x")
+
     async def test_put_contents_stores_each_object(self, driver: StorageDriver, root: str) -> None:
         await driver.put_content(f"{root}/batch/old", b"before")
         items = [
