@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-import anyio.to_thread
 import bcrypt
+
+from offload import to_thread
 
 from .base import Access, AccessController, Challenge, Grant
 from .credentials import basic_credentials, challenge
@@ -141,7 +142,7 @@ class HtpasswdUsers:
         now = time.monotonic()
         if now >= self._next_stat:
             self._next_stat = now + STAT_INTERVAL
-            await anyio.to_thread.run_sync(self._reload_if_changed)
+            await to_thread(self._reload_if_changed)
         return self._entries
 
     def _reload_if_changed(self) -> None:
@@ -198,10 +199,8 @@ class HtpasswdUsers:
         if self._limiter is None:  # created lazily: it belongs to the running event loop
             self._limiter = anyio.CapacityLimiter(BCRYPT_THREADS)
         candidate = password.encode("utf-8")[:BCRYPT_MAX_PASSWORD]
-        matched = await anyio.to_thread.run_sync(
-            bcrypt.checkpw, candidate, hashed if hashed is not None else dummy,
-            limiter=self._limiter,
-        )  # fmt: skip
+        async with self._limiter:
+            matched = await to_thread(bcrypt.checkpw, candidate, hashed if hashed is not None else dummy)
         return matched and hashed is not None
 
     def _cached(self, key: bytes, hashed: bytes) -> bool:

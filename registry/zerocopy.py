@@ -24,8 +24,7 @@ import os
 import socket
 from typing import Any, cast
 
-from anyio import to_thread
-
+from offload import to_thread
 from storage_drivers.filesystem import populate
 
 from .coalescing import CoalescingHTTPProtocol, CoalescingTransport
@@ -112,7 +111,7 @@ class ZeroCopyHTTPProtocol(CoalescingHTTPProtocol):
             position, end = offset, offset + count
             while position < end:
                 stop = min(position + WINDOW, end)
-                await to_thread.run_sync(_page_in, fd, position, stop - position)
+                await to_thread(_page_in, fd, position, stop - position)
                 while position < stop:
                     if transport.is_closing():
                         raise ConnectionAbortedError("the connection was closed")

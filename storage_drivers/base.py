@@ -168,6 +168,15 @@ class StorageDriver(ABC):
         directory."""
         await self._put_content(check_path(path), data)
 
+    async def put_content_unsynced(self, path: str, data: bytes) -> None:
+        """Store a small object as ``put_content`` does, whole or not at all, but without waiting
+        until its appearance survives a crash of the machine: it does once a later
+        ``put_content`` or ``put_contents`` has returned (a journaling filesystem commits its
+        changes in order, so the later write's sync commits this one too; an object store keeps
+        every write). For an object that matters only through a later write: a mount's link,
+        which a pull finds only through the manifest pushed after it."""
+        await self._put_content_unsynced(check_path(path), data)
+
     async def put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Store small objects as ``put_content`` does, each visible only after those before it:
         a reader, or what a crash leaves, sees a prefix of them in order, never one without the
@@ -342,6 +351,9 @@ class StorageDriver(ABC):
 
     @abstractmethod
     async def _put_content(self, path: str, data: bytes) -> None: ...
+
+    async def _put_content_unsynced(self, path: str, data: bytes) -> None:
+        await self._put_content(path, data)
 
     async def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
         for path, data in items:  # one after another: each is visible before the next is written

@@ -6,6 +6,7 @@ import asyncio
 import mmap
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -262,3 +263,37 @@ async def test_every_acknowledged_write_syncs_the_directory_that_gained_an_entry
     assert gained("a batch placed by one rename") == [tmp_path / "repo"]
     assert (tmp_path / "repo" / "n" / "revision" / "link").read_bytes() == b"1"
     assert _temp_files(tmp_path) == []
+
+
+async def test_an_unsynced_write_has_its_content_on_disk_before_it_appears_and_syncs_no_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mount's link: never empty after a crash, made durable by the next synced write."""
+    calls: list[tuple[str, Path]] = []
+    fsync, fdatasync, rename = os.fsync, os.fdatasync, os.rename
+
+    def recording(kind: str, call: Callable[[int], None]) -> Callable[[int], None]:
+        def record(fd: int) -> None:
+            calls.append((kind, Path(os.readlink(f"/proc/self/fd/{fd}"))))
+            call(fd)
+
+        return record
+
+    def recording_rename(source: str, target: str) -> None:
+        calls.append(("rename", Path(target)))
+        rename(source, target)
+
+    monkeypatch.setattr(os, "fsync", recording("fsync", fsync))
+    monkeypatch.setattr(os, "fdatasync", recording("fdatasync", fdatasync))
+    monkeypatch.setattr(os, "rename", recording_rename)
+    driver = FilesystemDriver(str(tmp_path))
+    await driver.put_content("/repo/existing/first", b"1")
+    for path in ("/repo/existing/link", "/repo/new/_layers/sha256/abcd/link"):
+        del calls[:]
+        await driver.put_content_unsynced(path, b"sha256:abcd")
+        kinds = [kind for kind, _ in calls]
+        assert kinds == ["fdatasync", "rename"], f"{path}: {calls}"
+        assert (tmp_path / path.lstrip("/")).read_bytes() == b"sha256:abcd"
+    del calls[:]
+    await driver.put_contents([("/repo/new/_manifests/revisions/link", b"1")])
+    assert calls[-1][0] == "fsync", "the manifest's batch ends without a sync"

@@ -25,7 +25,6 @@ prints too, is one JSON object whose keys stay stable::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from offload import to_thread
 from storage_drivers import PathNotFound, StorageDriver
 
 from ..references import Digest, RepositoryName, RunId
@@ -278,7 +278,7 @@ class Records:
             return None
         if self._seen != (info.modified, info.size):
             content = await self._driver.get_content(paths.usage_record())
-            self._record = await asyncio.to_thread(_parse, content)
+            self._record = await to_thread(_parse, content)
             self._seen = (info.modified, info.size)
         return self._record
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 
-import anyio
 from starlette.types import Receive, Scope, Send
+
+from offload import to_thread
 
 from .health import StorageHealth
 from .metrics import Metrics
@@ -27,7 +28,7 @@ class DebugApp:
         path = scope["path"]
         if self.metrics is not None and path == self.metrics_path:
             self.metrics.flush()  # this worker's figures are exact; the others' flush on their own
-            exposition = await anyio.to_thread.run_sync(self.metrics.exposition)
+            exposition = await to_thread(self.metrics.exposition)
             await _answer(send, 200, EXPOSITION_TYPE, exposition)
         elif path == "/debug/health":
             failing = self.health.failing() if self.health is not None else {}

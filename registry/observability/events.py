@@ -11,7 +11,6 @@ here tells the audit log, and the pull-time records, which also hear of manifest
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -20,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qs
+
+from offload import to_thread
 
 from ..api.router import Match, Route
 from ..lifecycle.http import EXTENSION as REPOSITORY_DELETION
@@ -181,7 +182,7 @@ class AuditLog:
             summary = f"{event.action} {event.kind} {event.repository}@{event.reference}"
             audit_log.info("%s", line, extra={"data": record, "summary": summary})
             return
-        await asyncio.to_thread(_append, self.path, (line + "\n").encode())
+        await to_thread(_append, self.path, (line + "\n").encode())
 
 
 def _append(path: str, data: bytes) -> None:

@@ -14,8 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from anyio import to_thread
-
+from offload import to_thread
 from storage_drivers import FileWriter, StorageDriver
 
 from ..references import Digest, FetchId, new_hasher
@@ -124,7 +123,7 @@ async def transfer(
                 await asyncio.gather(*in_flight.popleft())
             view = batch.view
             steps = [
-                hashing.then(partial(to_thread.run_sync, hasher.update, view)),
+                hashing.then(partial(to_thread, hasher.update, view)),
                 writing.then(partial(writer.write, view)),
             ]
             if offset < last_batch_start(found.size):

@@ -66,7 +66,11 @@ class BlobStore:
             if found is None:
                 return None
             size = found
-        await self.link(name, digest)
+        # Not synced: a pull finds a mounted blob only through a manifest, and the manifest PUT
+        # that refers to it reads this link first and syncs its own renames after, which commits
+        # this one too. A crash of the machine before that PUT may lose the mount (never tear
+        # it): the push had not finished, and the client mounts the blob again.
+        await write_link(self._driver, paths.layer_link(name, digest), digest, synced=False)
         return size
 
     async def unlink(self, name: RepositoryName, digest: Digest) -> None:

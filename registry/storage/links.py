@@ -25,5 +25,9 @@ async def has_link(driver: StorageDriver, path: str, digest: Digest) -> bool:
     return await read_link(driver, path) == digest
 
 
-async def write_link(driver: StorageDriver, path: str, digest: Digest) -> None:
-    await driver.put_content(path, paths.link_content(digest))
+async def write_link(driver: StorageDriver, path: str, digest: Digest, *, synced: bool = True) -> None:
+    """``synced=False``: see ``StorageDriver.put_content_unsynced``."""
+    if synced:
+        await driver.put_content(path, paths.link_content(digest))
+    else:
+        await driver.put_content_unsynced(path, paths.link_content(digest))

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from anyio import to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import AccessController
+from offload import to_thread
 
 from ..api.incidents import StorageIncidents
 from ..storage import Storage
@@ -77,5 +77,5 @@ class BuiltWhenFirstUsed:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
-            self._app = await to_thread.run_sync(self._create)
+            self._app = await to_thread(self._create)
         await self._app(scope, receive, send)

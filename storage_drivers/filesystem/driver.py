@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
-from anyio import to_thread
+from offload import to_thread
 
 from .. import listings
 from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver
@@ -109,6 +109,11 @@ class FilesystemDriver(StorageDriver):
             sync_directory(write_atomically(self.root, self._full(path), data))
 
         await in_thread(path, put)
+
+    async def _put_content_unsynced(self, path: str, data: bytes) -> None:
+        # The content is on disk before it appears (never an empty link after a crash); the
+        # rename is made durable by the next sync of the filesystem's journal.
+        await in_thread(path, lambda: write_atomically(self.root, self._full(path), data))
 
     creates_exclusively = True
     deletes_exactly = True  # unlink
@@ -345,7 +350,7 @@ class FilesystemDriver(StorageDriver):
         await in_thread(path, delete)
 
     async def _list_many(self, paths: Sequence[str]) -> list[list[str] | None]:
-        return await to_thread.run_sync(self._list_all, paths)
+        return await to_thread(self._list_all, paths)
 
     def _list_all(self, paths: Sequence[str]) -> list[list[str] | None]:
         def names(path: str) -> list[str]:
@@ -356,7 +361,7 @@ class FilesystemDriver(StorageDriver):
         return _each_present(paths, names)
 
     async def _stat_many(self, paths: Sequence[str]) -> list[FileInfo | None]:
-        return await to_thread.run_sync(self._stat_all, paths)
+        return await to_thread(self._stat_all, paths)
 
     def _stat_all(self, paths: Sequence[str]) -> list[FileInfo | None]:
         def info(path: str) -> FileInfo:
@@ -367,7 +372,7 @@ class FilesystemDriver(StorageDriver):
         return _each_present(paths, info)
 
     async def _get_many(self, paths: Sequence[str]) -> list[bytes | None]:
-        return await to_thread.run_sync(self._get_all, paths)
+        return await to_thread(self._get_all, paths)
 
     def _get_all(self, paths: Sequence[str]) -> list[bytes | None]:
         def content(path: str) -> bytes:
@@ -424,7 +429,7 @@ class FilesystemDriver(StorageDriver):
             return removed
 
         try:
-            return await to_thread.run_sync(sweep)
+            return await to_thread(sweep)
         except FileNotFoundError:
             return 0  # nothing stored yet
 
@@ -433,7 +438,7 @@ class FilesystemDriver(StorageDriver):
         while pending:
             # Many directories per trip to a worker thread: a tree of small directories (the
             # layout keeps one per link) is walked at the speed of scandir, not of thread hops.
-            found = await to_thread.run_sync(self._scan_some, pending, path)
+            found = await to_thread(self._scan_some, pending, path)
             for info in found:
                 yield info
 
@@ -476,7 +481,7 @@ async def _mapped_chunks(mapped: mmap.mmap, start: int, end: int) -> AsyncIterat
         stop = min(position + MAP_CHUNK, end)
         aligned = position - position % mmap.PAGESIZE
         ahead = min(end, stop + MAP_CHUNK) - stop
-        await to_thread.run_sync(populate, mapped, aligned, stop - aligned, ahead)
+        await to_thread(populate, mapped, aligned, stop - aligned, ahead)
         yield view[position:stop]
         sent.append((aligned, stop - aligned))
         if len(sent) > 1:
@@ -539,7 +544,7 @@ async def _in_parts(work: Callable[[Sequence[_T]], None], items: Sequence[_T]) -
     and those waits overlap."""
     size = max(PART_MIN, -(-len(items) // PARTS))
     parts = [items[start : start + size] for start in range(0, len(items), size)]
-    await asyncio.gather(*(to_thread.run_sync(work, part) for part in parts))
+    await asyncio.gather(*(to_thread(work, part) for part in parts))
 
 
 def _each_present(paths: Sequence[str], read: Callable[[str], _T]) -> list[_T | None]:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
-from anyio import to_thread
+from offload import to_thread
 
 from ..base import InvalidPath, PathNotFound, StorageError, StorageFull, StorageReadOnly
 
@@ -29,6 +29,6 @@ def translate(path: str, exc: OSError) -> StorageError:
 
 async def in_thread(path: str, func: Callable[[], _T]) -> _T:
     try:
-        return await to_thread.run_sync(func)
+        return await to_thread(func)
     except OSError as exc:
         raise translate(path, exc) from exc

@@ -17,8 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from anyio import CancelScope, to_thread
+from anyio import CancelScope
 from botocore.exceptions import BotoCoreError, ClientError
+
+from offload import to_thread
 
 from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver, StorageError
 from ..config import Parameters
@@ -53,7 +55,7 @@ PUTS_IN_FLIGHT = 32
 
 def _read_ahead(body: Readable) -> asyncio.Future[list[bytes]]:
     """The next pieces of ``body``, read in a worker thread from now on."""
-    return asyncio.ensure_future(to_thread.run_sync(_pieces, body))
+    return asyncio.ensure_future(to_thread(_pieces, body))
 
 
 def _pieces(body: Readable) -> list[bytes]:
@@ -477,9 +479,9 @@ class S3Driver(StorageDriver):
             raise PathNotFound(path)
 
     async def close(self) -> None:
-        await to_thread.run_sync(self._clients.close)
-        await to_thread.run_sync(self._objects.close)
-        await to_thread.run_sync(self._bulk_objects.close)
+        await to_thread(self._clients.close)
+        await to_thread(self._objects.close)
+        await to_thread(self._bulk_objects.close)
         if self._presigner is not self._quick:
-            await to_thread.run_sync(self._presigner.close)
-            await to_thread.run_sync(self._presigns.close)
+            await to_thread(self._presigner.close)
+            await to_thread(self._presigns.close)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from anyio import to_thread
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -22,6 +21,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
     ResponseStreamingError,
 )
+
+from offload import to_thread
 
 from ..base import InvalidOffset, PathNotFound, StorageError, StorageFull, StorageReadOnly, StorageUnavailable
 
@@ -95,6 +96,6 @@ def translate(path: str, exc: Exception) -> StorageError:
 async def in_thread(path: str, call: Callable[[], _T]) -> _T:
     """Run a blocking boto3 call in a worker thread, translating its errors."""
     try:
-        return await to_thread.run_sync(call)
+        return await to_thread(call)
     except (BotoCoreError, ClientError) as exc:
         raise translate(path, exc) from exc

@@ -7,7 +7,8 @@ import mmap
 
 import anyio
 import pytest
-from anyio import to_thread
+
+from offload import to_thread
 
 from ..base import InvalidOffset, InvalidPath, PathNotFound, StorageDriver
 from .settings import ConformanceSettings
@@ -35,6 +36,18 @@ class Writing(ConformanceSettings):
         await driver.put_content(path, b"3")
         assert await driver.get_content(path) == b"3"
         assert (await driver.stat(path)).size == 1
+
+    async def test_put_content_unsynced_stores_and_replaces_like_put_content(
+        self, driver: StorageDriver, root: str
+    ) -> None:
+        path = f"{root}/unsynced/deeper/link"
+        await driver.put_content_unsynced(path, b"sha256:first")
+        assert await driver.get_content(path) == b"sha256:first"
+        await driver.put_content_unsynced(path, b"sha256:second")
+        assert await driver.get_content(path) == b"sha256:second"
+        assert await driver.list(f"{root}/unsynced") == [f"{root}/unsynced/deeper"]
+        with pytest.raises(InvalidPath):
+            await driver.put_content_unsynced(f"{root}/../escape", b"x")
 
     async def test_put_contents_stores_each_object(self, driver: StorageDriver, root: str) -> None:
         await driver.put_content(f"{root}/batch/old", b"before")
@@ -221,7 +234,7 @@ class Writing(ConformanceSettings):
             else:
                 blocking = writer.blocking_write()
                 assert blocking is not None
-                await to_thread.run_sync(blocking, view)
+                await to_thread(blocking, view)
             expected += view
             assert writer.size == len(expected)
             if seed % 3 == 2:
@@ -261,7 +274,7 @@ class Writing(ConformanceSettings):
                 buffer[: len(piece)] = piece
                 view = memoryview(buffer)[: len(piece)]
                 if blocking is not None:
-                    await to_thread.run_sync(blocking, view)
+                    await to_thread(blocking, view)
                 else:
                     await writer.write(view)
             expected += data
