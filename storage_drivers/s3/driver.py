@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from .clients import BULK, QUICK, CallBudget, S3Clients, make_client, new_sessio
 from .errors import TRANSIENT_TRANSPORT, in_thread, status_code, translate
 from .lean import BotoObjects, LeanObjects, ObjectCalls, ObjectHead, Readable
 from .settings import MAX_PART, S3Settings, parse_settings
+from .signed import Stream
 from .writer import HIDDEN_PREFIX, S3Writer, WriterCalls
 
 if TYPE_CHECKING:
@@ -49,6 +50,32 @@ LIST_PAGE = 1000
 """The most keys one ListObjectsV2 answer holds."""
 PUTS_IN_FLIGHT = 32
 """Small objects a batch write sends at once."""
+
+
+async def _received(body: Stream) -> AsyncGenerator[bytes]:
+    """``body`` read on the event loop, each piece as it arrives (at most READ_CHUNK)."""
+    try:
+        while piece := await body.receive(READ_CHUNK):
+            yield piece
+    finally:
+        body.close()
+
+
+async def _read_in_threads(body: Readable) -> AsyncGenerator[bytes]:
+    """``body`` read in worker threads, the next pieces while these are sent."""
+    pending: asyncio.Future[list[bytes]] | None = _read_ahead(body)
+    try:
+        while pending is not None:
+            pieces = await pending
+            pending = _read_ahead(body) if pieces else None
+            for piece in pieces:
+                yield piece
+    finally:
+        if pending is not None:
+            # The read must end before its body is closed, even when the caller is cancelled.
+            with CancelScope(shield=True), contextlib.suppress(Exception):
+                await pending
+        body.close()
 
 
 def _read_ahead(body: Readable) -> asyncio.Future[list[bytes]]:
@@ -184,48 +211,28 @@ class S3Driver(StorageDriver):
                 raise InvalidOffset(path, f"offset {offset} beyond the end")
             return
         position, resumes, etag = offset, 0, ""
-        body: Readable | None = None
-        pending: asyncio.Future[list[bytes]] | None = None
-        try:
-            while end is None or position < end:
-                if body is None:
-                    # A resumed read asks for the version it began with: it never splices a
-                    # replaced object.
-                    try:
-                        opened = await in_thread(
-                            path, partial(self._bulk_objects.open, key, position, end, etag)
-                        )
-                    except InvalidOffset:
-                        # Range starts at or past the end: an empty read at the end, else an error.
-                        if position > (await self._head(path)).size:
-                            raise
-                        return
-                    body, etag = opened[0], opened[1]
-                try:
-                    pieces = await (pending if pending is not None else _read_ahead(body))
-                except TRANSIENT_TRANSPORT as exc:
-                    # The pieces of the failed read are dropped whole; it resumes at ``position``.
-                    pending = None
-                    body.close()
-                    body, resumes = None, resumes + 1
-                    if resumes > READ_RESUMES:
-                        raise translate(path, exc) from exc
-                    continue
-                pending = None
-                if not pieces:
-                    return
-                position += sum(len(piece) for piece in pieces)
-                if end is None or position < end:
-                    pending = _read_ahead(body)  # the next pieces arrive while these go out
-                for piece in pieces:
+        while end is None or position < end:
+            # A resumed read asks for the version it began with: it never splices a replaced object.
+            try:
+                body, etag = await in_thread(path, partial(self._bulk_objects.open, key, position, end, etag))
+            except InvalidOffset:
+                # Range starts at or past the end: an empty read at the end, else an error.
+                if position > (await self._head(path)).size:
+                    raise
+                return
+            pieces = _received(body) if isinstance(body, Stream) and body.on_loop else _read_in_threads(body)
+            try:
+                async for piece in pieces:
+                    position += len(piece)
                     yield piece
-        finally:
-            if pending is not None:
-                # The read must end before its body is closed, even when the caller is cancelled.
-                with CancelScope(shield=True), contextlib.suppress(Exception):
-                    await pending
-            if body is not None:
-                body.close()
+                return
+            except TRANSIENT_TRANSPORT as exc:
+                # Cut off mid-stream: resumed at ``position``, after the last piece handed out.
+                resumes += 1
+                if resumes > READ_RESUMES:
+                    raise translate(path, exc) from exc
+            finally:
+                await pieces.aclose()
 
     async def _writer(self, path: str, append: bool) -> FileWriter:
         key = self._key(path)

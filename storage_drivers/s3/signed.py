@@ -14,6 +14,7 @@ error translation treat both paths alike.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import http.client
@@ -21,7 +22,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
@@ -44,6 +45,8 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _UNSIGNED = "UNSIGNED-PAYLOAD"
 _IDLE_CONNECTIONS = 64
 """Keep-alive connections kept per endpoint and budget, as boto3's pool keeps."""
+_EARLY_READ = 64 << 10
+"""The most a streamed answer's first read takes in the worker thread that sent the request."""
 
 
 class Answer:
@@ -57,9 +60,14 @@ class Answer:
 
 
 class Stream:
-    """The body of a streamed answer, read in pieces in a worker thread. A stream cut short or
-    stalled raises botocore's errors (as botocore's ``StreamingBody`` does); one read to its end
-    gives its connection back for reuse."""
+    """The body of a streamed answer. A stream cut short or stalled raises botocore's errors (as
+    botocore's ``StreamingBody`` does); one read to its end gives its connection back for reuse.
+
+    Over plain HTTP it is read on the event loop (``receive``): the socket is made non-blocking
+    and read as its bytes arrive, with no thread hop per piece (each hop woke a worker thread and
+    then the event loop: most of a pull's CPU above the copying itself). Over TLS it is read in a
+    worker thread (``read``): a non-blocking TLS socket hands out one 16 KiB record per call.
+    """
 
     def __init__(
         self,
@@ -70,22 +78,76 @@ class Stream:
     ) -> None:
         self._pool, self._response = pool, response
         self._connection: http.client.HTTPConnection | None = connection
+        self._socket = connection.sock  # kept: the connection lets go of it on "Connection: close"
         self._left = length
+        self.on_loop = not pool.tls
+        """Whether ``receive`` reads it; else ``read``, in a worker thread."""
+        self._early = b""
+        if self.on_loop and length:
+            # What http.client buffered past the headers, taken while still in the worker thread
+            # (at most one read of the socket): ``receive`` reads the socket alone.
+            self._early = self._guarded(lambda: response.fp.read1(min(length, _EARLY_READ)))
 
     def read(self, size: int) -> bytes:
+        """Up to ``size`` next bytes, blocking (b"" at the end)."""
         if self._left <= 0:
             return b""
+        return self._count(self._guarded(lambda: self._response.read(min(size, self._left))))
+
+    async def receive(self, size: int) -> bytes:
+        """Up to ``size`` next bytes as they arrive, read on the running event loop (b"" at the
+        end); a stream with ``on_loop`` only."""
+        if self._early:
+            early, self._early = self._early, b""
+            return self._count(early)
+        if self._left <= 0:
+            return b""
+        sock = self._socket
+        sock.setblocking(False)  # _exchange sets the timeouts back before the connection's next use
+        while True:
+            try:
+                return self._count(sock.recv(min(size, self._left)))
+            except BlockingIOError:
+                await self._readable(sock)
+            except OSError as exc:
+                self.close()
+                raise ConnectionClosedError(endpoint_url=self._pool.endpoint) from exc
+
+    async def _readable(self, sock: socket.socket) -> None:
+        """Until ``sock`` has bytes to read, or the budget's read timeout passes."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(sock, wake)
         try:
-            chunk = self._response.read(min(size, self._left))
+            async with asyncio.timeout(self._pool.read_timeout):
+                await ready
+        except TimeoutError as exc:
+            self.close()
+            raise ReadTimeoutError(endpoint_url=self._pool.endpoint, error=exc) from exc
+        finally:
+            loop.remove_reader(sock)
+
+    def _guarded(self, read: Callable[[], bytes]) -> bytes:
+        """``read()``, its failures raised as botocore's."""
+        try:
+            return read()
         except TimeoutError as exc:
             self.close()
             raise ReadTimeoutError(endpoint_url=self._pool.endpoint, error=exc) from exc
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise ConnectionClosedError(endpoint_url=self._pool.endpoint) from exc
+
+    def _count(self, chunk: bytes) -> bytes:
         if not chunk:
+            left = self._left
             self.close()
-            raise IncompleteReadError(actual_bytes=0, expected_bytes=self._left)
+            raise IncompleteReadError(actual_bytes=0, expected_bytes=left)
         self._left -= len(chunk)
         if self._left == 0:
             self.close()
@@ -94,12 +156,11 @@ class Stream:
     def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
+            self._response.close()  # the connection takes a request again only once it is
             if self._left == 0:
                 self._pool.release(connection)
             else:
-                # Unread bytes: the connection cannot carry another request.
-                self._response.close()
-                connection.close()
+                connection.close()  # unread bytes: the connection cannot carry another request
 
 
 class SignedRequests:
@@ -118,15 +179,16 @@ class SignedRequests:
     ) -> None:
         parts = urlsplit(endpoint)
         self.endpoint = endpoint
-        self._tls = parts.scheme == "https"
+        self.tls = parts.scheme == "https"
+        self.read_timeout = budget.read
         self._host = parts.hostname or ""
-        self._port = parts.port or (443 if self._tls else 80)
+        self._port = parts.port or (443 if self.tls else 80)
         self._host_header = parts.netloc
         self._credentials, self._region = credentials, region
         self._budget = budget
         self._user_agent = user_agent
         self._context: ssl.SSLContext | None = None
-        if self._tls:
+        if self.tls:
             if verify is False:
                 self._context = ssl._create_unverified_context()  # noqa: S323 - skipverify asks for it
             else:
@@ -251,7 +313,7 @@ class SignedRequests:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         day = stamp[:8]
         payload = _EMPTY_SHA256
-        if self._tls:
+        if self.tls:
             payload = _UNSIGNED
         elif body:
             payload = hashlib.sha256(body).hexdigest()
