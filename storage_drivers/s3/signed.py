@@ -103,7 +103,8 @@ class Stream:
         if self._left <= 0:
             return b""
         sock = self._socket
-        sock.setblocking(False)  # _exchange sets the timeouts back before the connection's next use
+        if sock.gettimeout() != 0.0:  # once: _exchange sets the timeouts back before the next request
+            sock.setblocking(False)
         while True:
             try:
                 return self._count(sock.recv(min(size, self._left)))
