@@ -19,10 +19,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio
 import httpx
 import pytest
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from storage_drivers import (
     DriverConfigError,
@@ -274,6 +278,57 @@ class TestRedirects:
         async with httpx.AsyncClient() as client:
             assert (await client.get(url)).content == b"via the public endpoint"
         await driver.close()
+
+    async def test_presigned_urls_are_checked_by_the_gateway(self, ceph_rgw: CephRGW, s3_bucket: str) -> None:
+        """URLs signed without boto3 (on the event loop, static credentials) open the object,
+        and only that object: the gateway refuses a changed key, expiry or signature."""
+        driver = S3Driver(parse_settings(ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT)))
+        objects = driver._objects
+        assert isinstance(objects, LeanObjects)
+        assert objects.presigns_inline
+        odd = "presigned/a b+c=d&e;f,g@h:i$j'k(l)m!n*o~p\u00fc%20q"  # a rootdirectory may hold these
+        try:
+            await anyio.to_thread.run_sync(lambda: objects.put(odd, b"signed by hand", {}))
+            await driver.put_content("/presigned/other", b"not this one")
+            async with httpx.AsyncClient() as client:
+                url = objects.presign(odd, 60)
+                assert (await client.get(url)).content == b"signed by hand"
+                url = await driver.redirect_url("/presigned/other")
+                assert url is not None
+                assert (await client.get(url)).content == b"not this one"
+                signature = url.rpartition("=")[2]
+                forged = url[: -len(signature)] + format(int(signature, 16) ^ 1, "064x")
+                elsewhere = f"{ceph_rgw.endpoint}/{s3_bucket}/{quote(odd)}?{url.partition('?')[2]}"
+                longer = url.replace("X-Amz-Expires=", "X-Amz-Expires=9")
+                for refused in (forged, elsewhere, longer):
+                    assert (await client.get(refused)).status_code == 403, refused
+        finally:
+            await anyio.to_thread.run_sync(lambda: objects.delete(odd))
+            await driver.close()
+
+    @pytest.mark.parametrize(
+        "endpoint",
+        ["http://127.0.0.1:7480", "http://s3.example:80", "https://S3.Example:443/prefix", "https://[::1]:8443"],
+    )
+    @pytest.mark.parametrize("token", [None, "session/token+="])
+    def test_presigned_urls_match_botocore(self, endpoint: str, token: str | None) -> None:
+        """The same query, signature included, as botocore's presigner for the same second."""
+        credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+        parameters = {"bucket": "the-bucket", "region": "eu-west-3", "regionendpoint": endpoint}
+        settings = parse_settings({**parameters, "forcepathstyle": True})
+        budget = CallBudget(connect=1, read=1, deadline=1)
+        objects = LeanObjects.create(credentials, settings, endpoint, budget)
+        assert objects is not None
+        key = "docker/registry/v2/blobs/sha256/ab/ab cd~é/data"
+        for _ in range(5):  # until both sign within one second
+            ours = objects.presign(key, 1200)
+            request = AWSRequest(method="GET", url=f"{endpoint}/the-bucket/{quote(key, safe='/~')}")
+            S3SigV4QueryAuth(credentials, "s3", "eu-west-3", expires=1200).add_auth(request)
+            theirs = str(request.url)
+            if parse_qs(urlsplit(ours).query)["X-Amz-Date"] == parse_qs(urlsplit(theirs).query)["X-Amz-Date"]:
+                break
+        assert ours.partition("?")[0] == theirs.partition("?")[0]
+        assert parse_qs(urlsplit(ours).query) == parse_qs(urlsplit(theirs).query)
 
 
 @pytest.mark.s3

@@ -36,8 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape, unescape
 
-from botocore.auth import S3SigV4QueryAuth
-from botocore.awsrequest import AWSRequest
+from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ClientError
 
 from .clients import CallBudget, retry_delay
@@ -120,6 +119,10 @@ class ObjectCalls(Protocol):
         """When the first key below ``prefix`` was last modified; None when there is none."""
         ...
 
+    presigns_inline: bool
+    """Whether ``presign`` is quick computation alone, fit for the event loop: no request, no
+    credential refresh."""
+
     def presign(self, key: str, expires: int) -> str:
         """A URL to GET the object, valid for ``expires`` seconds."""
         ...
@@ -133,11 +136,12 @@ class LeanObjects:
     def __init__(
         self, credentials: Credentials, settings: S3Settings, endpoint_url: str, budget: CallBudget
     ) -> None:
-        self._credentials, self._region = credentials, settings.region
         self._bucket = settings.bucket
         self._path = f"{urlsplit(endpoint_url).path.rstrip('/')}/{quote(settings.bucket)}/"
         self._base = f"{endpoint_url.rstrip('/')}/{quote(settings.bucket)}/"
         self._budget = budget
+        # Refreshable credentials (an instance role, a web identity) may fetch new ones when read.
+        self.presigns_inline = not isinstance(credentials, RefreshableCredentials)
         # TLS verification as boto3 resolves it: off with skipverify, else AWS_CA_BUNDLE or the
         # default bundle.
         verify = False if settings.skipverify else os.environ.get("AWS_CA_BUNDLE") or True
@@ -219,9 +223,8 @@ class LeanObjects:
         return _iso_date(found.group(1).decode()) if found else None
 
     def presign(self, key: str, expires: int) -> str:
-        request = AWSRequest(method="GET", url=self._base + quote(key, safe="/~"))
-        S3SigV4QueryAuth(self._credentials, "s3", self._region, expires=expires).add_auth(request)
-        return str(request.url)
+        quoted = quote(key, safe="/~")
+        return f"{self._base}{quoted}?{self._requests.presign(self._path + quoted, expires)}"
 
     def _call(
         self,
@@ -265,6 +268,8 @@ class LeanObjects:
 
 class BotoObjects:
     """``ObjectCalls`` through a boto3 client, for endpoints the lean path does not serve."""
+
+    presigns_inline = False
 
     def __init__(self, client: S3Client, bucket: str) -> None:
         self._client = client

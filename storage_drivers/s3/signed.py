@@ -185,6 +185,10 @@ class SignedRequests:
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if self.tls else 80)
         self._host_header = parts.netloc
+        # The Host a client following a presigned URL sends: without a default port.
+        self._url_host = f"[{self._host}]" if ":" in self._host else self._host
+        if parts.port is not None and parts.port != (443 if self.tls else 80):
+            self._url_host += f":{parts.port}"
         self._credentials, self._region = credentials, region
         self._budget = budget
         self._user_agent = user_agent
@@ -215,10 +219,7 @@ class SignedRequests:
         target = path
         canonical_query = ""
         if query:
-            canonical_query = "&".join(
-                f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}"
-                for name, value in sorted(query.items())
-            )
+            canonical_query = _canonical_query(query)
             target = f"{path}?{canonical_query}"
         signed = self._sign(method, path, canonical_query, headers or {}, body)
         if self._user_agent:
@@ -336,14 +337,38 @@ class SignedRequests:
             )
         )
         scope = f"{day}/{self._region}/s3/aws4_request"
-        to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        key = self._signing_key(frozen.secret_key or "", day)
-        signature = hmac.new(key, to_sign.encode(), hashlib.sha256)
+        signature = self._signature(frozen.secret_key or "", stamp, scope, canonical)
         signed["authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={frozen.access_key}/{scope}, "
-            f"SignedHeaders={listed}, Signature={signature.hexdigest()}"
+            f"SignedHeaders={listed}, Signature={signature}"
         )
         return signed
+
+    def presign(self, path: str, expires: int) -> str:
+        """The query that lets its bearer GET ``path`` (quoted as sent) for ``expires`` seconds:
+        SigV4 query signing with the host the only signed header and the payload unsigned, as
+        botocore's presigner writes it. Computation alone, with the day's key cached: no request,
+        and a credential refresh only where the credentials are refreshable."""
+        frozen = self._credentials.get_frozen_credentials()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        scope = f"{stamp[:8]}/{self._region}/s3/aws4_request"
+        query = {
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Credential": f"{frozen.access_key}/{scope}",
+            "X-Amz-Date": stamp,
+            "X-Amz-Expires": str(expires),
+            "X-Amz-SignedHeaders": "host",
+        }
+        if frozen.token:
+            query["X-Amz-Security-Token"] = frozen.token
+        canonical_query = _canonical_query(query)
+        canonical = f"GET\n{path}\n{canonical_query}\nhost:{self._url_host}\n\nhost\n{_UNSIGNED}"
+        signature = self._signature(frozen.secret_key or "", stamp, scope, canonical)
+        return f"{canonical_query}&X-Amz-Signature={signature}"
+
+    def _signature(self, secret: str, stamp: str, scope: str, canonical: str) -> str:
+        to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        return hmac.new(self._signing_key(secret, stamp[:8]), to_sign.encode(), hashlib.sha256).hexdigest()
 
     def _signing_key(self, secret: str, day: str) -> bytes:
         """The day's key, derived once a day (and again when the credentials change)."""
@@ -355,3 +380,10 @@ class SignedRequests:
             key = hmac.new(key, part.encode(), hashlib.sha256).digest()
         self._keys = (secret, day, key)
         return key
+
+
+def _canonical_query(query: Mapping[str, str]) -> str:
+    """``query`` as SigV4 signs it (and as sent): sorted, every value percent-encoded."""
+    return "&".join(
+        f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}" for name, value in sorted(query.items())
+    )
