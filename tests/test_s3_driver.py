@@ -681,6 +681,9 @@ class TestSignedConnections:
             assert isinstance(driver._objects, LeanObjects)
             await driver.put_content("/tls/blob", data)
             assert await read_all(driver, "/tls/blob") == data
+            # Read in worker threads over TLS: a range ending where a hop's pieces end, and one not.
+            assert await read_all(driver, "/tls/blob", 5, 2 * READ_CHUNK) == data[5 : 5 + 2 * READ_CHUNK]
+            assert await read_all(driver, "/tls/blob", 7, READ_CHUNK) == data[7 : 7 + READ_CHUNK]
             assert (await driver.stat("/tls/blob")).size == len(data)
             assert await skipping.get_content("/tls/blob") == data
             with pytest.raises(StorageUnavailable):

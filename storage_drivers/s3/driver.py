@@ -61,13 +61,16 @@ async def _received(body: Stream) -> AsyncGenerator[bytes]:
         body.close()
 
 
-async def _read_in_threads(body: Readable) -> AsyncGenerator[bytes]:
-    """``body`` read in worker threads, the next pieces while these are sent."""
+async def _read_in_threads(body: Readable, length: int | None) -> AsyncGenerator[bytes]:
+    """``body`` (``length`` bytes; None: to its end) read in worker threads, the next pieces
+    while these are sent."""
     pending: asyncio.Future[list[bytes]] | None = _read_ahead(body)
     try:
         while pending is not None:
             pieces = await pending
-            pending = _read_ahead(body) if pieces else None
+            if length is not None:
+                length -= sum(len(piece) for piece in pieces)
+            pending = _read_ahead(body) if pieces and (length is None or length > 0) else None
             for piece in pieces:
                 yield piece
     finally:
@@ -220,7 +223,10 @@ class S3Driver(StorageDriver):
                 if position > (await self._head(path)).size:
                     raise
                 return
-            pieces = _received(body) if isinstance(body, Stream) and body.on_loop else _read_in_threads(body)
+            if isinstance(body, Stream) and body.on_loop:
+                pieces = _received(body)
+            else:
+                pieces = _read_in_threads(body, None if end is None else end - position)
             try:
                 async for piece in pieces:
                     position += len(piece)
