@@ -15,8 +15,9 @@ blob's GET must answer 307; the client does not follow it). One worker each (``-
 no descriptor cache unless ``--cache`` (Distribution's ``inmemory`` and Dockyard's, whose entries
 expire after 5 s), so that a redirected GET reads the repository's link and the blob's HEAD.
 Every round runs both cases on every registry, the order reversed every other round; CPU is
-the servers' threads' scheduler time (``/proc/PID/task/TID/schedstat``, nanoseconds). Prints
-the median (min to max) per case and registry.
+the servers' processes' user and system time from ``/proc`` (10 ms ticks; the sum over threads
+would lose the worker threads that end between two samples). Prints the median (min to max)
+per case and registry.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.observe import tree_cpu_ns
+from bench.procstat import cpu_seconds, process_tree
 from bench.servers import PROJECT, Server, _spawn, find_distribution3, free_port, registry_config
 from tests.support.ceph import CephRGW
 
@@ -74,32 +75,37 @@ def push(http: httpx.Client, data: bytes) -> str:
     return digest
 
 
+def server_cpu(server: Server) -> float:
+    """CPU seconds of the server's processes, threads that have ended included (10 ms ticks)."""
+    return cpu_seconds(process_tree(server.pid))
+
+
 def full_get(server: Server, digest: str, size: int) -> float:
     """Server CPU seconds of one streamed GET of the blob."""
     with httpx.Client(base_url=f"http://{server.host}:{server.port}", timeout=600) as http:
-        before = tree_cpu_ns(server.pid)
+        before = server_cpu(server)
         received = 0
         with http.stream("GET", f"/v2/{REPOSITORY}/blobs/{digest}") as response:
             if response.status_code != 200:
                 raise RuntimeError(f"{server.name}: GET answered {response.status_code}")
             for chunk in response.iter_raw(MiB):
                 received += len(chunk)
-        used = tree_cpu_ns(server.pid) - before
+        used = server_cpu(server) - before
     if received != size:
         raise RuntimeError(f"{server.name}: {received} bytes of {size}")
-    return used / 1e9
+    return used
 
 
 def redirected_gets(server: Server, digests: list[str]) -> float:
     """Server CPU milliseconds per GET answered with a redirect."""
     with httpx.Client(base_url=f"http://{server.host}:{server.port}", timeout=60) as http:
-        before = tree_cpu_ns(server.pid)
+        before = server_cpu(server)
         for digest in digests:
             response = http.get(f"/v2/{REPOSITORY}/blobs/{digest}")
             if response.status_code != 307:
                 raise RuntimeError(f"{server.name}: redirect answered {response.status_code}")
-        used = tree_cpu_ns(server.pid) - before
-    return used / 1e6 / len(digests)
+        used = server_cpu(server) - before
+    return used * 1000 / len(digests)
 
 
 def spread(values: list[float], digits: int) -> str:

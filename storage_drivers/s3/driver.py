@@ -34,14 +34,14 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, MultipartUploadTypeDef
 
 READ_CHUNK = (512 - 8) << 10
-"""A blob read comes in pieces of this size, kept under the workers' malloc mapping threshold
+"""A blob read comes in pieces of at most this size, kept under the workers' malloc mapping threshold
 (512 KiB, registry/supervisor.py) so that each reuses freed heap memory: 1 MiB pieces were each
 a fresh mapping, whose page faults and zeroing made a pull through the registry cost 0.26 s of
 CPU per 256 MiB against 0.14 s in 504 KiB pieces (Ceph RGW, one worker). 4 MiB pieces pulled a
 quarter slower (a piece goes out only once all its bytes are in)."""
 PIECES_PER_HOP = 2
-"""Pieces read in one worker-thread call, the next ones read while these are sent: at most
-twice this many pieces in memory per reader."""
+"""Pieces read in one worker-thread call where reads take threads (TLS, boto3's bodies), the
+next ones read while these are sent: at most twice this many pieces in memory per reader."""
 READ_RESUMES = 3
 """A ranged GET cut off mid-stream is resumed from where it stopped this many times."""
 DELETE_BATCH = 1000
