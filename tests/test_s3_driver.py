@@ -614,6 +614,49 @@ class _Forgetful(BaseHTTPRequestHandler):
         pass
 
 
+class _KeptAlive(BaseHTTPRequestHandler):
+    """An S3 endpoint keeping connections alive: GETs answer in chunks (Transfer-Encoding), HEADs
+    with a length; ``/b/missing`` is NoSuchKey, and the first GET of ``/b/flaky`` a 503."""
+
+    protocol_version = "HTTP/1.1"
+    content = pattern(100_000, seed=9)
+    peers: ClassVar[set[int]] = set()
+    requests: ClassVar[list[str]] = []
+
+    def _answer(self, status: int, body: bytes, chunked: bool) -> None:
+        type(self).peers.add(self.client_address[1])
+        type(self).requests.append(f"{self.command} {self.path}")
+        self.send_response(status)
+        self.send_header("ETag", '"v1"')
+        self.send_header("Last-Modified", "Sun, 06 Dec 2026 04:18:46 GMT")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for start in range(0, len(body), 30_000):
+                piece = body[start : start + 30_000]
+                self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\nX-Trailer: t\r\n\r\n")
+        else:
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/b/missing":
+            self._answer(404, b"<Error><Code>NoSuchKey</Code></Error>", chunked=False)
+        elif self.path == "/b/flaky" and type(self).requests.count("GET /b/flaky") == 0:
+            self._answer(503, b"<Error><Code>SlowDown</Code></Error>", chunked=False)
+        else:
+            self._answer(200, self.content, chunked=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(200, self.content, chunked=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture
 def forgetful_endpoint() -> Iterator[tuple[str, type[_Forgetful]]]:
     handler = type("Handler", (_Forgetful,), {"ranges": []})
@@ -691,6 +734,25 @@ class TestSignedConnections:
         finally:
             for opened in (driver, skipping, untrusted):
                 await opened.close()
+
+    async def test_small_requests_on_a_kept_alive_connection(self) -> None:
+        """After the first request opened a connection, GETs and HEADs go out on it from the event
+        loop: chunked answers read whole, S3's errors raised as they are, a 503 retried."""
+        handler = type("Handler", (_KeptAlive,), {"peers": set(), "requests": []})
+        with _serving(handler) as endpoint:
+            driver = offline_driver(endpoint, attempts=3)
+            try:
+                for _ in range(3):
+                    assert await driver.get_content("/blob") == handler.content
+                    assert (await driver.stat("/blob")).size == len(handler.content)
+                with pytest.raises(PathNotFound):
+                    await driver.get_content("/missing")
+                assert await driver.get_content("/flaky") == handler.content
+                assert handler.requests.count("GET /b/flaky") == 2
+                assert len(handler.requests) == 9
+                assert len(handler.peers) == 1, "every request on the connection the first opened"
+            finally:
+                await driver.close()
 
     async def test_a_read_cut_short_resumes_where_it_stopped(
         self, forgetful_endpoint: tuple[str, type[_Forgetful]]

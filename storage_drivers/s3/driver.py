@@ -160,12 +160,16 @@ class S3Driver(StorageDriver):
         return "/" + key[len(self._prefix) :]
 
     async def _head(self, path: str) -> ObjectHead:
-        key = self._key(path)
-        return await in_thread(path, lambda: self._objects.head(key))
+        try:
+            return await self._objects.head_async(self._key(path))
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(path, exc) from exc
 
     async def _get_content(self, path: str) -> bytes:
-        key = self._key(path)
-        return await in_thread(path, lambda: self._objects.get(key))
+        try:
+            return await self._objects.get_async(self._key(path))
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(path, exc) from exc
 
     async def _put_content(self, path: str, data: bytes) -> None:
         key, body, arguments = self._key(path), bytes(data), self.settings.put_arguments()
