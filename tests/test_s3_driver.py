@@ -616,10 +616,12 @@ class _Forgetful(BaseHTTPRequestHandler):
 
 class _KeptAlive(BaseHTTPRequestHandler):
     """An S3 endpoint keeping connections alive: GETs answer in chunks (Transfer-Encoding), HEADs
-    with a length; ``/b/missing`` is NoSuchKey, and the first GET of ``/b/flaky`` a 503."""
+    with a length; ``/b/missing`` is NoSuchKey, the first GET of ``/b/flaky`` a 503, and
+    ``/b/large`` comes with a length, in many reads."""
 
     protocol_version = "HTTP/1.1"
     content = pattern(100_000, seed=9)
+    large = pattern(3 * MIB + 1, seed=10)
     peers: ClassVar[set[int]] = set()
     requests: ClassVar[list[str]] = []
 
@@ -647,6 +649,8 @@ class _KeptAlive(BaseHTTPRequestHandler):
             self._answer(404, b"<Error><Code>NoSuchKey</Code></Error>", chunked=False)
         elif self.path == "/b/flaky" and type(self).requests.count("GET /b/flaky") == 0:
             self._answer(503, b"<Error><Code>SlowDown</Code></Error>", chunked=False)
+        elif self.path == "/b/large":
+            self._answer(200, self.large, chunked=False)
         else:
             self._answer(200, self.content, chunked=True)
 
@@ -749,7 +753,8 @@ class TestSignedConnections:
                     await driver.get_content("/missing")
                 assert await driver.get_content("/flaky") == handler.content
                 assert handler.requests.count("GET /b/flaky") == 2
-                assert len(handler.requests) == 9
+                assert await driver.get_content("/large") == handler.large
+                assert len(handler.requests) == 10
                 assert len(handler.peers) == 1, "every request on the connection the first opened"
             finally:
                 await driver.close()

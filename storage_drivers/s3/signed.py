@@ -489,24 +489,26 @@ async def _exchange_on_loop(sock: socket.socket, request: bytes, head_only: bool
     _version, status_text, *_reason = status_line.split(b" ", 2)
     headers = http.client.parse_headers(io.BytesIO(header_lines + b"\r\n\r\n"))
     status = int(status_text)
-    body = bytes(received[end + 4 :])
+    if status < 200:
+        raise ValueError(f"an interim answer ({status}) to a request that asked for none")
+    body = received[end + 4 :]
     reusable = "close" not in headers.get("Connection", "").lower()
-    if head_only or status in (204, 304) or 100 <= status < 200:
+    if head_only or status in (204, 304):
         return Answer(status, headers, b""), reusable and not body
     if "chunked" in headers.get("Transfer-Encoding", "").lower():
-        return Answer(status, headers, await _dechunked(sock, body)), reusable
+        return Answer(status, headers, await _dechunked(sock, bytes(body))), reusable
     length = headers.get("Content-Length")
     if length is None:  # the body ends where the connection does
         while chunk := await _received(sock):
             body += chunk
-        return Answer(status, headers, body), False
+        return Answer(status, headers, bytes(body)), False
     wanted = int(length)
     while len(body) < wanted:
         chunk = await _received(sock)
         if not chunk:
-            raise http.client.IncompleteRead(body, wanted - len(body))
+            raise http.client.IncompleteRead(bytes(body), wanted - len(body))
         body += chunk
-    return Answer(status, headers, body[:wanted]), reusable and len(body) == wanted
+    return Answer(status, headers, bytes(body[:wanted])), reusable and len(body) == wanted
 
 
 async def _dechunked(sock: socket.socket, received: bytes) -> bytes:
