@@ -20,10 +20,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio
 import httpx
 import pytest
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from storage_drivers import (
     DriverConfigError,
@@ -339,6 +343,62 @@ class TestRedirects:
             assert (await client.get(url)).content == b"via the public endpoint"
         await driver.close()
 
+    async def test_presigned_urls_are_checked_by_the_gateway(self, ceph_rgw: CephRGW, s3_bucket: str) -> None:
+        """URLs signed without boto3 (on the event loop, static credentials) open the object,
+        and only that object: the gateway refuses a changed key, expiry or signature."""
+        driver = S3Driver(parse_settings(ceph_rgw.driver_parameters(s3_bucket, rootdirectory=ROOT)))
+        objects = driver._objects
+        assert isinstance(objects, LeanObjects)
+        assert objects.presigns_inline
+        odd = "presigned/a b+c=d&e;f,g@h:i$j'k(l)m!n*o~p\u00fc%20q"  # a rootdirectory may hold these
+        try:
+            await anyio.to_thread.run_sync(lambda: objects.put(odd, b"signed by hand", {}))
+            await driver.put_content("/presigned/other", b"not this one")
+            async with httpx.AsyncClient() as client:
+                url = objects.presign(odd, 60)
+                assert (await client.get(url)).content == b"signed by hand"
+                redirected = await driver.redirect_url("/presigned/other")
+                assert redirected is not None
+                assert (await client.get(redirected)).content == b"not this one"
+                signature = url.rpartition("=")[2]
+                forged = url[: -len(signature)] + format(int(signature, 16) ^ 1, "064x")
+                elsewhere = f"{ceph_rgw.endpoint}/{s3_bucket}/{quote(odd)}?{url.partition('?')[2]}"
+                longer = url.replace("X-Amz-Expires=", "X-Amz-Expires=9")
+                for refused in (forged, elsewhere, longer):
+                    assert (await client.get(refused)).status_code == 403, refused
+        finally:
+            await anyio.to_thread.run_sync(lambda: objects.delete(odd))
+            await driver.close()
+
+    @pytest.mark.parametrize(
+        "endpoint",
+        [
+            "http://127.0.0.1:7480",
+            "http://s3.example:80",
+            "https://S3.Example:443/prefix",
+            "https://[::1]:8443",
+        ],
+    )
+    @pytest.mark.parametrize("token", [None, "session/token+="])
+    def test_presigned_urls_match_botocore(self, endpoint: str, token: str | None) -> None:
+        """The same query, signature included, as botocore's presigner for the same second."""
+        credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+        parameters = {"bucket": "the-bucket", "region": "eu-west-3", "regionendpoint": endpoint}
+        settings = parse_settings({**parameters, "forcepathstyle": True})
+        budget = CallBudget(connect=1, read=1, deadline=1)
+        objects = LeanObjects.create(credentials, settings, endpoint, budget)
+        assert objects is not None
+        key = "docker/registry/v2/blobs/sha256/ab/ab cd~é/data"
+        for _ in range(5):  # until both sign within one second
+            ours = objects.presign(key, 1200)
+            request = AWSRequest(method="GET", url=f"{endpoint}/the-bucket/{quote(key, safe='/~')}")
+            S3SigV4QueryAuth(credentials, "s3", "eu-west-3", expires=1200).add_auth(request)
+            theirs = str(request.url)
+            if parse_qs(urlsplit(ours).query)["X-Amz-Date"] == parse_qs(urlsplit(theirs).query)["X-Amz-Date"]:
+                break
+        assert ours.partition("?")[0] == theirs.partition("?")[0]
+        assert parse_qs(urlsplit(ours).query) == parse_qs(urlsplit(theirs).query)
+
 
 @pytest.mark.s3
 class TestSmallReadsAndReadAhead:
@@ -453,9 +513,14 @@ class TestSmallReadsAndReadAhead:
         assert await read_all(driver, "/blobs/big", start, length) == data[start : start + length]
         pieces = driver.reader("/blobs/big")
         assert isinstance(pieces, AsyncGenerator)  # closable early, as a client hanging up closes it
-        assert await anext(pieces) == data[:READ_CHUNK]
-        await pieces.aclose()  # the piece read ahead is waited for, then the stream closed
+        first = await anext(pieces)
+        assert 0 < len(first) <= READ_CHUNK, "pieces as they arrive"
+        assert first == data[: len(first)]
+        await pieces.aclose()  # the stream is closed with bytes unread: its connection is dropped
         assert await read_all(driver, "/blobs/big", len(data) - 3) == data[-3:]
+        # Connections a read left (non-blocking, read on the event loop) carry the next requests.
+        for _ in range(3):
+            assert await driver.get_content("/blobs/big") == data
 
     async def test_keys_that_need_encoding_are_signed_as_s3_checks(
         self, ceph_rgw: CephRGW, s3_bucket: str
@@ -619,6 +684,53 @@ class _Forgetful(BaseHTTPRequestHandler):
         pass
 
 
+class _KeptAlive(BaseHTTPRequestHandler):
+    """An S3 endpoint keeping connections alive: GETs answer in chunks (Transfer-Encoding), HEADs
+    with a length; ``/b/missing`` is NoSuchKey, the first GET of ``/b/flaky`` a 503, and
+    ``/b/large`` comes with a length, in many reads."""
+
+    protocol_version = "HTTP/1.1"
+    content = pattern(100_000, seed=9)
+    large = pattern(3 * MIB + 1, seed=10)
+    peers: ClassVar[set[int]] = set()
+    requests: ClassVar[list[str]] = []
+
+    def _answer(self, status: int, body: bytes, chunked: bool) -> None:
+        type(self).peers.add(self.client_address[1])
+        type(self).requests.append(f"{self.command} {self.path}")
+        self.send_response(status)
+        self.send_header("ETag", '"v1"')
+        self.send_header("Last-Modified", "Sun, 06 Dec 2026 04:18:46 GMT")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for start in range(0, len(body), 30_000):
+                piece = body[start : start + 30_000]
+                self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\nX-Trailer: t\r\n\r\n")
+        else:
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/b/missing":
+            self._answer(404, b"<Error><Code>NoSuchKey</Code></Error>", chunked=False)
+        elif self.path == "/b/flaky" and type(self).requests.count("GET /b/flaky") == 0:
+            self._answer(503, b"<Error><Code>SlowDown</Code></Error>", chunked=False)
+        elif self.path == "/b/large":
+            self._answer(200, self.large, chunked=False)
+        else:
+            self._answer(200, self.content, chunked=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(200, self.content, chunked=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture
 def forgetful_endpoint() -> Iterator[tuple[str, type[_Forgetful]]]:
     handler = type("Handler", (_Forgetful,), {"ranges": []})
@@ -686,6 +798,9 @@ class TestSignedConnections:
             assert isinstance(driver._objects, LeanObjects)
             await driver.put_content("/tls/blob", data)
             assert await read_all(driver, "/tls/blob") == data
+            # Read in worker threads over TLS: a range ending where a hop's pieces end, and one not.
+            assert await read_all(driver, "/tls/blob", 5, 2 * READ_CHUNK) == data[5 : 5 + 2 * READ_CHUNK]
+            assert await read_all(driver, "/tls/blob", 7, READ_CHUNK) == data[7 : 7 + READ_CHUNK]
             assert (await driver.stat("/tls/blob")).size == len(data)
             assert await skipping.get_content("/tls/blob") == data
             with pytest.raises(StorageUnavailable):
@@ -693,6 +808,31 @@ class TestSignedConnections:
         finally:
             for opened in (driver, skipping, untrusted):
                 await opened.close()
+
+    async def test_small_requests_on_a_kept_alive_connection(self) -> None:
+        """After the first request opened a connection, GETs and HEADs go out on it from the event
+        loop: chunked answers read whole, S3's errors raised as they are, a 503 retried."""
+
+        class Handler(_KeptAlive):  # counts of its own
+            peers: ClassVar[set[int]] = set()
+            requests: ClassVar[list[str]] = []
+
+        handler = Handler
+        with _serving(handler) as endpoint:
+            driver = offline_driver(endpoint, attempts=3)
+            try:
+                for _ in range(3):
+                    assert await driver.get_content("/blob") == handler.content
+                    assert (await driver.stat("/blob")).size == len(handler.content)
+                with pytest.raises(PathNotFound):
+                    await driver.get_content("/missing")
+                assert await driver.get_content("/flaky") == handler.content
+                assert handler.requests.count("GET /b/flaky") == 2
+                assert await driver.get_content("/large") == handler.large
+                assert len(handler.requests) == 10
+                assert len(handler.peers) == 1, "every request on the connection the first opened"
+            finally:
+                await driver.close()
 
     async def test_a_read_cut_short_resumes_where_it_stopped(
         self, forgetful_endpoint: tuple[str, type[_Forgetful]]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from .clients import BULK, QUICK, CallBudget, S3Clients, make_client, new_sessio
 from .errors import TRANSIENT_TRANSPORT, in_thread, status_code, translate
 from .lean import BotoObjects, LeanObjects, ObjectCalls, ObjectHead, Readable
 from .settings import MAX_PART, S3Settings, parse_settings
+from .signed import Stream
 from .writer import HIDDEN_PREFIX, S3Writer, WriterCalls
 
 if TYPE_CHECKING:
@@ -35,14 +36,14 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, MultipartUploadTypeDef
 
 READ_CHUNK = (512 - 8) << 10
-"""A blob read comes in pieces of this size, kept under the workers' malloc mapping threshold
+"""A blob read comes in pieces of at most this size, kept under the workers' malloc mapping threshold
 (512 KiB, registry/supervisor.py) so that each reuses freed heap memory: 1 MiB pieces were each
 a fresh mapping, whose page faults and zeroing made a pull through the registry cost 0.26 s of
 CPU per 256 MiB against 0.14 s in 504 KiB pieces (Ceph RGW, one worker). 4 MiB pieces pulled a
 quarter slower (a piece goes out only once all its bytes are in)."""
 PIECES_PER_HOP = 2
-"""Pieces read in one worker-thread call, the next ones read while these are sent: at most
-twice this many pieces in memory per reader."""
+"""Pieces read in one worker-thread call where reads take threads (TLS, boto3's bodies), the
+next ones read while these are sent: at most twice this many pieces in memory per reader."""
 READ_RESUMES = 3
 """A ranged GET cut off mid-stream is resumed from where it stopped this many times."""
 DELETE_BATCH = 1000
@@ -51,6 +52,35 @@ LIST_PAGE = 1000
 """The most keys one ListObjectsV2 answer holds."""
 PUTS_IN_FLIGHT = 32
 """Small objects a batch write sends at once."""
+
+
+async def _received(body: Stream) -> AsyncGenerator[bytes]:
+    """``body`` read on the event loop, each piece as it arrives (at most READ_CHUNK)."""
+    try:
+        while piece := await body.receive(READ_CHUNK):
+            yield piece
+    finally:
+        body.close()
+
+
+async def _read_in_threads(body: Readable, length: int | None) -> AsyncGenerator[bytes]:
+    """``body`` (``length`` bytes; None: to its end) read in worker threads, the next pieces
+    while these are sent."""
+    pending: asyncio.Future[list[bytes]] | None = _read_ahead(body)
+    try:
+        while pending is not None:
+            pieces = await pending
+            if length is not None:
+                length -= sum(len(piece) for piece in pieces)
+            pending = _read_ahead(body) if pieces and (length is None or length > 0) else None
+            for piece in pieces:
+                yield piece
+    finally:
+        if pending is not None:
+            # The read must end before its body is closed, even when the caller is cancelled.
+            with CancelScope(shield=True), contextlib.suppress(Exception):
+                await pending
+        body.close()
 
 
 def _read_ahead(body: Readable) -> asyncio.Future[list[bytes]]:
@@ -136,12 +166,16 @@ class S3Driver(StorageDriver):
         return "/" + key[len(self._prefix) :]
 
     async def _head(self, path: str) -> ObjectHead:
-        key = self._key(path)
-        return await in_thread(path, lambda: self._objects.head(key))
+        try:
+            return await self._objects.head_async(self._key(path))
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(path, exc) from exc
 
     async def _get_content(self, path: str) -> bytes:
-        key = self._key(path)
-        return await in_thread(path, lambda: self._objects.get(key))
+        try:
+            return await self._objects.get_async(self._key(path))
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(path, exc) from exc
 
     async def _put_content(self, path: str, data: bytes) -> None:
         key, body, arguments = self._key(path), bytes(data), self.settings.put_arguments()
@@ -190,48 +224,31 @@ class S3Driver(StorageDriver):
                 raise InvalidOffset(path, f"offset {offset} beyond the end")
             return
         position, resumes, etag = offset, 0, ""
-        body: Readable | None = None
-        pending: asyncio.Future[list[bytes]] | None = None
-        try:
-            while end is None or position < end:
-                if body is None:
-                    # A resumed read asks for the version it began with: it never splices a
-                    # replaced object.
-                    try:
-                        opened = await in_thread(
-                            path, partial(self._bulk_objects.open, key, position, end, etag)
-                        )
-                    except InvalidOffset:
-                        # Range starts at or past the end: an empty read at the end, else an error.
-                        if position > (await self._head(path)).size:
-                            raise
-                        return
-                    body, etag = opened[0], opened[1]
-                try:
-                    pieces = await (pending if pending is not None else _read_ahead(body))
-                except TRANSIENT_TRANSPORT as exc:
-                    # The pieces of the failed read are dropped whole; it resumes at ``position``.
-                    pending = None
-                    body.close()
-                    body, resumes = None, resumes + 1
-                    if resumes > READ_RESUMES:
-                        raise translate(path, exc) from exc
-                    continue
-                pending = None
-                if not pieces:
-                    return
-                position += sum(len(piece) for piece in pieces)
-                if end is None or position < end:
-                    pending = _read_ahead(body)  # the next pieces arrive while these go out
-                for piece in pieces:
+        while end is None or position < end:
+            # A resumed read asks for the version it began with: it never splices a replaced object.
+            try:
+                body, etag = await in_thread(path, partial(self._bulk_objects.open, key, position, end, etag))
+            except InvalidOffset:
+                # Range starts at or past the end: an empty read at the end, else an error.
+                if position > (await self._head(path)).size:
+                    raise
+                return
+            if isinstance(body, Stream) and body.on_loop:
+                pieces = _received(body)
+            else:
+                pieces = _read_in_threads(body, None if end is None else end - position)
+            try:
+                async for piece in pieces:
+                    position += len(piece)
                     yield piece
-        finally:
-            if pending is not None:
-                # The read must end before its body is closed, even when the caller is cancelled.
-                with CancelScope(shield=True), contextlib.suppress(Exception):
-                    await pending
-            if body is not None:
-                body.close()
+                return
+            except TRANSIENT_TRANSPORT as exc:
+                # Cut off mid-stream: resumed at ``position``, after the last piece handed out.
+                resumes += 1
+                if resumes > READ_RESUMES:
+                    raise translate(path, exc) from exc
+            finally:
+                await pieces.aclose()
 
     async def _writer(self, path: str, append: bool) -> FileWriter:
         key = self._key(path)
@@ -463,6 +480,8 @@ class S3Driver(StorageDriver):
 
     async def _redirect_url(self, path: str) -> str | None:
         key, expiry = self._key(path), int(self.redirect_expiry)
+        if self._presigns.presigns_inline:
+            return self._presigns.presign(key, expiry)  # tens of microseconds: less than a thread hop
         return await in_thread(path, lambda: self._presigns.presign(key, expiry))
 
     async def _walk(self, path: str) -> AsyncIterator[FileInfo]:

@@ -21,10 +21,12 @@ so errors.translate treats both paths alike.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import calendar
 import contextlib
 import hashlib
+import http.client
 import os
 import re
 import time
@@ -32,12 +34,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape, unescape
 
-from botocore.auth import S3SigV4QueryAuth
-from botocore.awsrequest import AWSRequest
+from anyio import to_thread
+from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ClientError
 
 from .clients import CallBudget, retry_delay
@@ -103,6 +106,14 @@ class ObjectCalls(Protocol):
 
     def head(self, key: str) -> ObjectHead: ...
 
+    async def head_async(self, key: str) -> ObjectHead:
+        """``head`` without blocking the event loop."""
+        ...
+
+    async def get_async(self, key: str) -> bytes:
+        """``get`` without blocking the event loop."""
+        ...
+
     def put(self, key: str, body: bytes, arguments: Mapping[str, Any]) -> None: ...
 
     def copy(self, source: str, key: str, arguments: Mapping[str, Any], if_match: str = "") -> None:
@@ -120,6 +131,10 @@ class ObjectCalls(Protocol):
         """When the first key below ``prefix`` was last modified; None when there is none."""
         ...
 
+    presigns_inline: bool
+    """Whether ``presign`` is quick computation alone, fit for the event loop: no request, no
+    credential refresh."""
+
     def presign(self, key: str, expires: int) -> str:
         """A URL to GET the object, valid for ``expires`` seconds."""
         ...
@@ -133,11 +148,12 @@ class LeanObjects:
     def __init__(
         self, credentials: Credentials, settings: S3Settings, endpoint_url: str, budget: CallBudget
     ) -> None:
-        self._credentials, self._region = credentials, settings.region
         self._bucket = settings.bucket
         self._path = f"{urlsplit(endpoint_url).path.rstrip('/')}/{quote(settings.bucket)}/"
         self._base = f"{endpoint_url.rstrip('/')}/{quote(settings.bucket)}/"
         self._budget = budget
+        # Refreshable credentials (an instance role, a web identity) may fetch new ones when read.
+        self.presigns_inline = not isinstance(credentials, RefreshableCredentials)
         # TLS verification as boto3 resolves it: off with skipverify, else AWS_CA_BUNDLE or the
         # default bundle.
         verify = False if settings.skipverify else os.environ.get("AWS_CA_BUNDLE") or True
@@ -172,16 +188,41 @@ class LeanObjects:
         return stream, answer.headers["ETag"]
 
     def head(self, key: str) -> ObjectHead:
-        headers = self._call("HEAD", key)[0].headers
-        metadata = {
-            name[len(_META) :]: value for name, value in headers.items() if name.lower().startswith(_META)
-        }
-        return ObjectHead(
-            int(headers["Content-Length"]),
-            _http_date(headers.get("Last-Modified", "")),
-            headers.get("ETag", ""),
-            metadata,
-        )
+        return _object_head(self._call("HEAD", key)[0].headers)
+
+    async def head_async(self, key: str) -> ObjectHead:
+        return _object_head((await self._call_async("HEAD", key)).headers)
+
+    async def get_async(self, key: str) -> bytes:
+        return (await self._call_async("GET", key)).body
+
+    async def _call_async(self, method: str, key: str) -> Answer:
+        """``_call`` of a bodiless request without blocking the event loop: the first attempt
+        on the loop itself when a kept-alive connection is idle (no thread hop), the rest, when
+        there is no such connection or a retry is due, in a worker thread, within one budget."""
+        started = time.monotonic()
+        path = self._path + quote(key, safe="/~")
+        failure: Exception
+        try:
+            answer = await self._requests.send_on_loop(method, path)
+        except TRANSIENT_TRANSPORT as exc:
+            failure = exc
+        else:
+            if answer is None:  # no kept-alive connection: the first attempt goes in a thread
+                return await to_thread.run_sync(partial(self._call_once_more, method, key, started, 0))
+            if answer.status < 300:
+                return answer
+            failure = _client_error(method, answer, answer.status)
+            if not is_transient(failure.response["Error"]["Code"], answer.status):
+                raise failure
+        delay = retry_delay(self._budget, 1, started)
+        if delay is None:
+            raise failure
+        await asyncio.sleep(delay)
+        return await to_thread.run_sync(partial(self._call_once_more, method, key, started, 1))
+
+    def _call_once_more(self, method: str, key: str, started: float, attempts: int) -> Answer:
+        return self._call(method, key, started=started, attempts=attempts)[0]
 
     def put(self, key: str, body: bytes, arguments: Mapping[str, Any]) -> None:
         self._call("PUT", key, body=body, headers=_put_headers(arguments))
@@ -267,9 +308,8 @@ class LeanObjects:
         return answer
 
     def presign(self, key: str, expires: int) -> str:
-        request = AWSRequest(method="GET", url=self._base + quote(key, safe="/~"))
-        S3SigV4QueryAuth(self._credentials, "s3", self._region, expires=expires).add_auth(request)
-        return str(request.url)
+        quoted = quote(key, safe="/~")
+        return f"{self._base}{quoted}?{self._requests.presign(self._path + quoted, expires)}"
 
     def _call(
         self,
@@ -281,11 +321,13 @@ class LeanObjects:
         query: Mapping[str, str] | None = None,
         copying: bool = False,
         stream: bool = False,
+        started: float | None = None,
+        attempts: int = 0,
     ) -> tuple[Answer, Stream | None]:
-        """The answer of a request retried within the budget; with ``stream``, its body to read."""
+        """The answer of a request retried within the budget; with ``stream``, its body to read.
+        ``started`` and ``attempts``: of a call whose first attempts were made elsewhere."""
         path = self._path + quote(key, safe="/~")
-        started = time.monotonic()
-        attempts = 0
+        started = time.monotonic() if started is None else started
         while True:
             attempts += 1
             try:
@@ -314,6 +356,8 @@ class LeanObjects:
 class BotoObjects:
     """``ObjectCalls`` through a boto3 client, for endpoints the lean path does not serve."""
 
+    presigns_inline = False
+
     def __init__(self, client: S3Client, bucket: str) -> None:
         self._client = client
         self._bucket = bucket
@@ -330,6 +374,12 @@ class BotoObjects:
         else:
             answer = self._client.get_object(Bucket=self._bucket, Key=key, Range=wanted)
         return answer["Body"], answer["ETag"]
+
+    async def head_async(self, key: str) -> ObjectHead:
+        return await to_thread.run_sync(self.head, key)
+
+    async def get_async(self, key: str) -> bytes:
+        return await to_thread.run_sync(self.get, key)
 
     def head(self, key: str) -> ObjectHead:
         answer = self._client.head_object(Bucket=self._bucket, Key=key)
@@ -378,6 +428,18 @@ class BotoObjects:
 
 def _range(first: int, end: int | None) -> dict[str, str]:
     return {"Range": f"bytes={first}-{'' if end is None else end - 1}"}
+
+
+def _object_head(headers: http.client.HTTPMessage) -> ObjectHead:
+    metadata = {
+        name[len(_META) :]: value for name, value in headers.items() if name.lower().startswith(_META)
+    }
+    return ObjectHead(
+        int(headers["Content-Length"]),
+        _http_date(headers.get("Last-Modified", "")),
+        headers.get("ETag", ""),
+        metadata,
+    )
 
 
 def _put_headers(arguments: Mapping[str, Any]) -> dict[str, str]:

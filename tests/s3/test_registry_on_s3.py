@@ -84,6 +84,39 @@ def test_blob_get_is_streamed_when_redirects_are_disabled(
         assert ranged.content == data[1048570:2097161]
 
 
+@pytest.mark.parametrize("redirects", [True, False], ids=["redirected", "streamed"])
+def test_blob_missing_from_the_bucket_is_unknown(
+    redirects: bool,
+    request: pytest.FixtureRequest,
+    ceph_rgw: CephRGW,
+    new_repository: Callable[[], str],
+) -> None:
+    """A blob whose data is gone while its repository's link stays (as Distribution's garbage
+    collection leaves links) answers 404 BLOB_UNKNOWN, never a redirect to nothing or a body cut
+    short; so does a blob the repository never held. What is stored streams whole and in ranges."""
+    server: RunningRegistry = request.getfixturevalue(
+        "s3_registry_server" if redirects else "s3_registry_server_noredirect"
+    )
+    repo = new_repository()
+    data = os.urandom(2 * MIB + 3)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        kept, gone = push_blob(http, repo, data), push_blob(http, repo, os.urandom(1000))
+        fetched = http.get(f"/v2/{repo}/blobs/{kept}", follow_redirects=True)
+        assert fetched.content == data
+        last = {"Range": "bytes=-700000"}
+        suffix = http.get(f"/v2/{repo}/blobs/{kept}", headers=last, follow_redirects=True)
+        assert suffix.status_code == 206
+        assert suffix.content == data[-700000:]
+        hex_digest = gone.removeprefix("sha256:")
+        key = f"docker/registry/v2/blobs/sha256/{hex_digest[:2]}/{hex_digest}/data"
+        ceph_rgw.client().delete_object(Bucket=server.storage["s3"]["bucket"], Key=key)
+        unheld = "sha256:" + "0" * 64
+        for digest in (gone, unheld):
+            missing = http.get(f"/v2/{repo}/blobs/{digest}")
+            assert missing.status_code == 404, missing.text
+            assert missing.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+
+
 def test_finished_uploads_leave_nothing_in_the_bucket(
     on_s3: httpx.Client,
     s3_registry_server: RunningRegistry,
