@@ -360,10 +360,10 @@ class TestRedirects:
                 redirected = await driver.redirect_url("/presigned/other")
                 assert redirected is not None
                 assert (await client.get(redirected)).content == b"not this one"
-                signature = url.rpartition("=")[2]
-                forged = url[: -len(signature)] + format(int(signature, 16) ^ 1, "064x")
-                elsewhere = f"{ceph_rgw.endpoint}/{s3_bucket}/{quote(odd)}?{url.partition('?')[2]}"
-                longer = url.replace("X-Amz-Expires=", "X-Amz-Expires=9")
+                signature = redirected.rpartition("=")[2]
+                forged = redirected[: -len(signature)] + format(int(signature, 16) ^ 1, "064x")
+                elsewhere = f"{ceph_rgw.endpoint}/{s3_bucket}/{quote(odd)}?{redirected.partition('?')[2]}"
+                longer = redirected.replace("X-Amz-Expires=", "X-Amz-Expires=9")
                 for refused in (forged, elsewhere, longer):
                     assert (await client.get(refused)).status_code == 403, refused
         finally:

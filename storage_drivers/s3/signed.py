@@ -102,6 +102,9 @@ class Stream:
 
     def read(self, size: int) -> bytes:
         """Up to ``size`` next bytes, blocking (b"" at the end)."""
+        if self._early:  # a plain-HTTP stream read in a thread (the writer re-reading a tail)
+            early, self._early = self._early[:size], self._early[size:]
+            return self._count(early)
         if self._left <= 0:
             return b""
         return self._count(self._guarded(lambda: self._response.read(min(size, self._left))))
