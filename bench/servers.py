@@ -196,6 +196,20 @@ def start_registry(
     return server
 
 
+def start_floor(kind: str, workers: int, workdir: Path) -> Server:
+    """One of ``bench.floor``'s servers (``protocol`` or ``uvicorn``) with ``workers`` processes."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [sys.executable, "-m", "bench.floor", kind, str(port), str(workers)]
+    server = Server(f"{kind} x{workers}", port, workdir, _spawn(command, workdir, cwd=PROJECT), kind=kind)
+    try:
+        server.wait_ready("/v2/")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 _S3_CLIENTS: dict[tuple[str, str], Any] = {}
 
 
