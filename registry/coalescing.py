@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .addresses import KnownAddressProtocol
 from .keepalive import IdleSpellProtocol
 from .rawbody import RawBodyProtocol
 
@@ -94,10 +95,11 @@ class CoalescingTransport(asyncio.Transport):
         self._transport.set_write_buffer_limits(high, low)
 
 
-class CoalescingHTTPProtocol(RawBodyProtocol, IdleSpellProtocol):
+class CoalescingHTTPProtocol(RawBodyProtocol, IdleSpellProtocol, KnownAddressProtocol):
     """The registry's HTTP protocol, sending each response's head with its body, reading large
-    bodies raw, and keeping one keep-alive timer per idle spell (``IdleSpellProtocol`` comes
-    last of the registry's classes: its response hook replaces uvicorn's)."""
+    bodies raw, keeping one keep-alive timer per idle spell and taking the connection's
+    addresses from the event loop (``IdleSpellProtocol`` and ``KnownAddressProtocol`` come last
+    of the registry's classes: their hooks replace uvicorn's)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport))
