@@ -42,6 +42,7 @@ class Limits:
     nginx_mbps: float  # received with the same verifying client as the blob pulls
     nginx_discard_mbps: float  # received and thrown away: the loopback ceiling itself
     nginx_tls_mbps: float  # over TLS (the shipped site's settings), verifying client
+    python_base_rps: dict[int, float]  # GET /v2/ by concurrency from the bare uvloop protocol
 
 
 def sha256_speed(total: int) -> float:
@@ -111,7 +112,9 @@ def nginx_speed(
     return statistics.median(verified), statistics.median(discarded)
 
 
-def measure_limits(workdir: Path, file: Path, total: int, certificates: ServerCertificates) -> Limits:
+def measure_limits(
+    workdir: Path, file: Path, total: int, certificates: ServerCertificates, seconds: float
+) -> Limits:
     verified, discarded = nginx_speed(workdir, file)
     tls_verified, _ = nginx_speed(workdir, file, certificates)
     return Limits(
@@ -121,7 +124,19 @@ def measure_limits(workdir: Path, file: Path, total: int, certificates: ServerCe
         nginx_mbps=verified,
         nginx_discard_mbps=discarded,
         nginx_tls_mbps=tls_verified,
+        python_base_rps=python_server_speed(workdir / "floor", seconds),
     )
+
+
+def python_server_speed(workdir: Path, seconds: float) -> dict[int, float]:
+    """GET /v2/ at the small rows' concurrencies from the bare uvloop protocol with the
+    registry's default worker count: the limit of a Python server on this machine."""
+    server = start_floor("protocol", usable_cpus(), workdir)
+    try:
+        wrk_run(server, 1, 1)  # warm
+        return {concurrency: wrk_run(server, concurrency, seconds).rate for concurrency in BASE_CONCURRENCIES}
+    finally:
+        server.stop()
 
 
 @dataclass
@@ -140,6 +155,8 @@ class Target:
     runs: dict[int, list[Run]] = field(default_factory=dict)  # by concurrency
 
 
+BASE_CONCURRENCIES = (1, 16)
+"""The GET /v2/ rows of ``bench/run`` (``base-c1``, ``base-c16``)."""
 WRK_REQUESTS = re.compile(r"(\d+) requests in ")
 
 
