@@ -257,12 +257,16 @@ def small_table(targets: list[Target], concurrencies: list[int]) -> str:
     headings = []
     for concurrency in concurrencies:
         headings += [f"c{concurrency} req/s", f"c{concurrency} CPU µs/req"]
+    headings.append("other load, cores")
     lines = ["| Server | " + " | ".join(headings) + " |", "| --- |" + " ---: |" * len(headings)]
     for target in targets:
         cells = []
         for concurrency in concurrencies:
             runs = target.runs[concurrency]
             cells += [spread([run.rate for run in runs]), spread([run.cpu_us for run in runs], 1)]
+        cells.append(
+            f"{statistics.median(run.other_cores for runs in target.runs.values() for run in runs):.2f}"
+        )
         lines.append(f"| {target.name} | " + " | ".join(cells) + " |")
     others = [run.other_cores for target in targets for runs in target.runs.values() for run in runs]
     lines.append("")
