@@ -70,8 +70,9 @@ class DrainingServer(uvicorn.Server):
             self._loop.call_soon_threadsafe(self._exiting.set)
 
     def _stop_accepting(self) -> None:
-        """Close the listening sockets now rather than at uvicorn's next tick, up to 0.1 s later:
-        until every process has closed its copy, new connections are queued, and reset after."""
+        """Close the listening sockets in the signal's own turn of the loop, before uvicorn's
+        shutdown does: until every process has closed its copy, new connections are queued, and
+        reset after."""
         for server in getattr(self, "servers", []):  # none before start-up has finished
             server.close()
 
