@@ -8,6 +8,9 @@ sharing one socket, as the registry's workers do, each on a uvloop event loop:
   application. What is left is the kernel, the loopback and the event loop.
 - ``uvicorn``: uvicorn's own HTTP protocol (httptools) and an ASGI application that answers at
   once with those headers and body: the web server's part of a request, without the registry's.
+- ``registry-protocol``: the same application behind the registry's HTTP protocol (uvicorn's,
+  with one write per answer and one keep-alive timer per idle spell): what the registry's
+  application adds is the difference between this and the registry.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 import uvloop
@@ -71,12 +76,14 @@ def serve_protocol(sock: socket.socket) -> None:
     uvloop.run(main())
 
 
-def serve_uvicorn(sock: socket.socket) -> None:
-    import uvicorn  # noqa: PLC0415 - only this kind needs it
+def serve_uvicorn(sock: socket.socket, registry_protocol: bool = False) -> None:
+    import uvicorn  # noqa: PLC0415 - only these kinds need it
+
+    from registry.zerocopy import ZeroCopyHTTPProtocol  # noqa: PLC0415 - imports uvicorn
 
     config = uvicorn.Config(
         trivial_app,
-        http="httptools",
+        http=ZeroCopyHTTPProtocol if registry_protocol else "httptools",
         loop="uvloop",
         log_config=None,
         access_log=False,
@@ -88,7 +95,12 @@ def serve_uvicorn(sock: socket.socket) -> None:
 
 def main(argv: list[str]) -> None:
     kind, port, workers = argv[0], int(argv[1]), int(argv[2])
-    serve = {"protocol": serve_protocol, "uvicorn": serve_uvicorn}[kind]
+    kinds: dict[str, Callable[[socket.socket], None]] = {
+        "protocol": serve_protocol,
+        "uvicorn": serve_uvicorn,
+        "registry-protocol": partial(serve_uvicorn, registry_protocol=True),
+    }
+    serve = kinds[kind]
     sock = bind("127.0.0.1", port)
     children = []
     for _ in range(workers - 1):

@@ -204,6 +204,7 @@ def small_targets(workdir: Path, distribution3: Path | None) -> list[Target]:
     for kind, label in (
         ("protocol", "uvloop protocol, fixed answer"),
         ("uvicorn", "uvicorn, trivial ASGI app"),
+        ("registry-protocol", "the registry's protocol, trivial ASGI app"),
     ):
         for workers in counts:
             start = partial(start_floor, kind, workers, workdir / f"{kind}-{workers}")
