@@ -213,6 +213,8 @@ def small_targets(workdir: Path, distribution3: Path | None) -> list[Target]:
         default = " (default)" if workers == cpus else ""
         start = partial(start_registry, "dockyard", "Dockyard", workdir / f"dockyard-{workers}", workers)
         targets.append(Target(f"Dockyard, {workers_text(workers)}{default}", start))
+    start = partial(start_nginx, workdir / "nginx", workdir, fixed_base=True)
+    targets.insert(0, Target("nginx, fixed answer, 1 worker (the load generator and loopback)", start))
     if distribution3 is not None:
         start = partial(
             start_registry,
