@@ -2,9 +2,10 @@
 
 uvicorn asks the transport for its socket and calls ``getsockname`` and ``getpeername`` on it.
 uvloop has already read both as it accepted the connection, and its socket object is a stand-in
-that makes a new Python socket, and system calls, for each question: four ``getsockname`` and
-``getpeername`` calls more per connection. The transport's ``sockname`` and ``peername`` are
-the addresses it read (asyncio's event loop reads them at accept as well).
+that makes a new Python socket, and system calls, for each question: with the socket's family,
+which the registry's protocol used to check, five calls more per connection (four
+``getsockname``, one ``getpeername``). The transport's ``sockname`` and ``peername`` are the
+addresses it read (asyncio's event loop reads them at accept as well).
 """
 
 from __future__ import annotations
