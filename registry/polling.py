@@ -21,6 +21,7 @@ import time
 import weakref
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 WINDOW = 60e-6
 """Seconds a worker polls after an answer: a client on the same machine answers within it."""
@@ -67,14 +68,14 @@ class Poller:
             self._loop.call_soon(self._poll)
 
 
-_pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Poller] = weakref.WeakKeyDictionary()
+_pollers: weakref.WeakKeyDictionary[ServerState, Poller] = weakref.WeakKeyDictionary()
 
 
-def poller(loop: asyncio.AbstractEventLoop) -> Poller:
-    """The poller of ``loop``."""
-    found = _pollers.get(loop)
+def poller(server: ServerState, loop: asyncio.AbstractEventLoop) -> Poller:
+    """The poller of a worker's server, whose connections ``loop`` serves."""
+    found = _pollers.get(server)
     if found is None:
-        found = _pollers[loop] = Poller(loop)
+        found = _pollers[server] = Poller(loop)
     return found
 
 
@@ -82,11 +83,11 @@ class PollingProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, polling after an answer that leaves the worker idle."""
 
     def data_received(self, data: bytes) -> None:
-        poller(self.loop).arrived()
+        poller(self.server_state, self.loop).arrived()
         super().data_received(data)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         # The answering request's task is still among the worker's tasks.
         if not self.transport.is_closing() and not self.pipeline and len(self.tasks) <= 1:
-            poller(self.loop).answered()
+            poller(self.server_state, self.loop).answered()

@@ -100,6 +100,6 @@ def test_answers_are_unchanged_and_an_idle_worker_stops_polling(loop_kind: str) 
                 assert answer == expected
                 time.sleep(0.01)
             time.sleep(0.05)
-            assert not poller(server.loop).polling
+            assert not poller(server.state, server.loop).polling
     finally:
         server.close()

@@ -30,7 +30,7 @@ class LoopServer:
     ) -> None:
         self.loop = loop
         config = uvicorn.Config(app, lifespan="off", log_config=None, http=protocol, **settings)
-        state = ServerState()
+        self.state = state = ServerState()
         self.thread = threading.Thread(target=loop.run_forever, daemon=True)
         self.thread.start()
 
