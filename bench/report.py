@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.limits import Limits
+from bench.limits import BASE_CONCURRENCIES, Limits
 from bench.measure import Case, Observation
 from bench.settings import Settings
 
@@ -15,6 +15,8 @@ MiB = 1 << 20
 RSS_LIMIT_MIB = 150
 PULL_SHARE_OF_NGINX = 0.8
 """The share of nginx serving the file itself (the row's reference) each pull row must reach."""
+BASE_ROWS = {f"base-c{concurrency}": concurrency for concurrency in BASE_CONCURRENCIES}
+"""The GET /v2/ rows, shown beside the rate of a bare Python server (informative, no target)."""
 
 
 @dataclass
@@ -86,6 +88,9 @@ def verdict(run: Run, case: Case, ratios: list[float]) -> tuple[str, str]:
         share = statistics.median(run.shares(case.key, run.candidate))
         text += f", >= 80% nginx ({share:.0%})"
         met = met and share >= PULL_SHARE_OF_NGINX
+    base = BASE_ROWS.get(case.key)
+    if base is not None and run.limits is not None and base in run.limits.python_base_rps:
+        text += f" (Python limit {fmt(run.limits.python_base_rps[base])})"
     return text, "yes" if met else "**no**"
 
 
@@ -274,7 +279,12 @@ def limits_table(limits: Limits) -> str:
         ["loopback HTTP, nginx sendfile, client discards", fmt(limits.nginx_discard_mbps)],
         ["loopback HTTPS, nginx with the shipped TLS settings, verifying client", fmt(limits.nginx_tls_mbps)],
     ]
-    return table(["Machine limit", "MB/s"], rows)
+    rows = [[label, value, "MB/s"] for label, value in rows]
+    rows += [
+        [f"GET /v2/, concurrency {concurrency}, bare uvloop protocol, default workers", fmt(rate), "req/s"]
+        for concurrency, rate in sorted(limits.python_base_rps.items())
+    ]
+    return table(["Machine limit", "value", "unit"], rows, "lrl")
 
 
 def other_load(run: Run) -> str:

@@ -250,8 +250,8 @@ def run(options: Options) -> Run:
         workloads = build_workloads(options, workdir, big, certificates, fronts)
         limits = None
         if options.limits:
-            log("measuring machine limits (sha256, disk fsync, nginx sendfile, nginx TLS)")
-            limits = measure_limits(workdir, big, settings.limit_size, certificates)
+            log("measuring machine limits (sha256, disk fsync, nginx sendfile, nginx TLS, Python server)")
+            limits = measure_limits(workdir, big, settings.limit_size, certificates, settings.wrk_seconds)
         with started_servers(options, workdir, distribution3) as servers:
             for server in servers:
                 sampler.watch(server.name, server.pid)

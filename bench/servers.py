@@ -196,6 +196,20 @@ def start_registry(
     return server
 
 
+def start_floor(kind: str, workers: int, workdir: Path) -> Server:
+    """One of ``bench.floor``'s servers (``protocol`` or ``uvicorn``) with ``workers`` processes."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [sys.executable, "-m", "bench.floor", kind, str(port), str(workers)]
+    server = Server(f"{kind} x{workers}", port, workdir, _spawn(command, workdir, cwd=PROJECT), kind=kind)
+    try:
+        server.wait_ready("/v2/")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 _S3_CLIENTS: dict[tuple[str, str], Any] = {}
 
 
@@ -261,11 +275,17 @@ http {{
 
 
 def start_nginx(
-    workdir: Path, docroot: Path, certificates: ServerCertificates | None = None, proxy_to: str | None = None
+    workdir: Path,
+    docroot: Path,
+    certificates: ServerCertificates | None = None,
+    proxy_to: str | None = None,
+    fixed_base: bool = False,
 ) -> Server:
     """A private nginx serving ``docroot`` with sendfile: the loopback ceiling for blob pulls;
     with ``certificates``, over TLS with the shipped site's TLS settings. With ``proxy_to`` (a
-    URL), it passes every request there instead, storing nothing: what relaying costs."""
+    URL), it passes every request there instead, storing nothing: what relaying costs. With
+    ``fixed_base``, it answers GET ``/v2/`` itself as a registry does (``{}``, JSON, the API
+    version header): the ceiling of the small requests for the load generator and the loopback."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     # As root, nginx workers would drop to "nobody", who cannot read a private temp dir.
@@ -279,6 +299,11 @@ def start_nginx(
         )
     if proxy_to is not None:
         directives += f"\n        location / {{ proxy_pass {proxy_to}; proxy_buffering off; }}"
+    if fixed_base:
+        directives += (
+            "\n        location = /v2/ { default_type application/json;"
+            " add_header Docker-Distribution-Api-Version registry/2.0; return 200 '{}'; }"
+        )
     ssl_listen = " ssl" if certificates is not None else ""
     config = NGINX_CONFIG.format(
         user=user, workdir=workdir, port=port, docroot=docroot, ssl=ssl_listen, directives=directives
@@ -289,7 +314,7 @@ def start_nginx(
     context = None if certificates is None else client_context(certificates)
     server = Server("nginx", port, workdir, process, tls=context)
     try:
-        server.wait_ready("/v2/" if proxy_to is not None else "/")
+        server.wait_ready("/v2/" if proxy_to is not None or fixed_base else "/")
     except BaseException:
         server.stop()
         raise

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .addresses import KnownAddressProtocol
 from .keepalive import IdleSpellProtocol
+from .polling import PollingProtocol
 from .rawbody import RawBodyProtocol
 
 RESPONSE_HEAD = b"HTTP/1.1 "
@@ -94,10 +96,12 @@ class CoalescingTransport(asyncio.Transport):
         self._transport.set_write_buffer_limits(high, low)
 
 
-class CoalescingHTTPProtocol(RawBodyProtocol, IdleSpellProtocol):
+class CoalescingHTTPProtocol(RawBodyProtocol, PollingProtocol, IdleSpellProtocol, KnownAddressProtocol):
     """The registry's HTTP protocol, sending each response's head with its body, reading large
-    bodies raw, and keeping one keep-alive timer per idle spell (``IdleSpellProtocol`` comes
-    last of the registry's classes: its response hook replaces uvicorn's)."""
+    bodies raw, polling for a moment after an answer that leaves the worker idle, keeping one
+    keep-alive timer per idle spell and taking the connection's addresses from the event loop
+    (``IdleSpellProtocol`` and ``KnownAddressProtocol`` come last of the registry's classes:
+    their hooks replace uvicorn's)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport))

@@ -10,11 +10,16 @@ stalls in the middle of an upload would hold a restart. Here the wait is bounded
 - ``EXIT_GRACE`` later the process ends whatever its requests are doing (a request blocked on
   storage): storage holds nothing half-written that a later request could see, as after
   ``kill -9``.
+
+uvicorn's server also wakes ten times a second to look for the signal and, every tenth time, to
+renew the ``date`` of its answers. Here the signal wakes the server itself, and the date is renewed
+as each second of the clock begins: one wake-up a second for an idle worker, not ten.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -28,6 +33,10 @@ from .supervisor import EXIT_GRACE
 
 log = logging.getLogger("registry")
 
+DATE_LAG = 0.001
+"""Seconds after the clock's second begins that the date header is renewed: a timer that fires a
+little early must still see the new second."""
+
 
 class DrainingServer(uvicorn.Server):
     """Serves until SIGTERM or SIGINT, then stops within ``drain_timeout`` plus EXIT_GRACE."""
@@ -37,10 +46,17 @@ class DrainingServer(uvicorn.Server):
         self._drain_timeout = drain_timeout
         self._signalled_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._exiting = asyncio.Event()  # bound to the loop that first waits for it
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
+
+    async def main_loop(self) -> None:
+        # uvicorn's ``on_tick`` with a count that is a multiple of ten renews the date header.
+        while not await self.on_tick(0):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exiting.wait(), 1.0 - time.time() % 1.0 + DATE_LAG)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._signalled_at is None:
@@ -50,10 +66,13 @@ class DrainingServer(uvicorn.Server):
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._stop_accepting)
         super().handle_exit(sig, frame)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._exiting.set)
 
     def _stop_accepting(self) -> None:
-        """Close the listening sockets now rather than at uvicorn's next tick, up to 0.1 s later:
-        until every process has closed its copy, new connections are queued, and reset after."""
+        """Close the listening sockets in the signal's own turn of the loop, before uvicorn's
+        shutdown does: until every process has closed its copy, new connections are queued, and
+        reset after."""
         for server in getattr(self, "servers", []):  # none before start-up has finished
             server.close()
 

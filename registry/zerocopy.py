@@ -50,9 +50,8 @@ class ZeroCopyHTTPProtocol(CoalescingHTTPProtocol):
     _unix = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        sock = transport.get_extra_info("socket")
-        self._unix = sock is not None and sock.family == socket.AF_UNIX
         super().connection_made(transport)
+        self._unix = self.server is not None and self.server[1] is None  # a path, no port
 
     def on_headers_complete(self) -> None:
         plain = self._unix and isinstance(self.transport, CoalescingTransport)

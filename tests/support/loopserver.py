@@ -16,28 +16,34 @@ from registry.coalescing import CoalescingHTTPProtocol
 
 
 class LoopServer:
-    """``protocol`` (the registry's own by default) serving ``app`` on ``loop`` in a thread;
-    ``settings`` go to uvicorn's configuration (e.g. ``timeout_keep_alive``)."""
+    """``protocol`` (the registry's own by default) serving ``app`` on ``loop`` in a thread, on
+    a TCP port of 127.0.0.1 or the unix socket ``path``; ``settings`` go to uvicorn's
+    configuration (e.g. ``timeout_keep_alive``)."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         app: ASGIApp,
         protocol: type[CoalescingHTTPProtocol] = CoalescingHTTPProtocol,
+        path: str | None = None,
         **settings: Any,
     ) -> None:
         self.loop = loop
         config = uvicorn.Config(app, lifespan="off", log_config=None, http=protocol, **settings)
-        state = ServerState()
+        self.state = state = ServerState()
         self.thread = threading.Thread(target=loop.run_forever, daemon=True)
         self.thread.start()
 
         def serving() -> CoalescingHTTPProtocol:
             return protocol(config=config, server_state=state, app_state={}, _loop=loop)
 
-        started = asyncio.run_coroutine_threadsafe(loop.create_server(serving, "127.0.0.1", 0), loop)
-        self.server = started.result(10)
-        self.port = self.server.sockets[0].getsockname()[1]
+        listening = (
+            loop.create_server(serving, "127.0.0.1", 0)
+            if path is None
+            else loop.create_unix_server(serving, path)
+        )
+        self.server = asyncio.run_coroutine_threadsafe(listening, loop).result(10)
+        self.port = self.server.sockets[0].getsockname()[1] if path is None else 0
 
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=30)
