@@ -8,8 +8,6 @@ import asyncio
 import json
 import re
 import socket
-import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 import uvloop
 from starlette.types import Receive, Scope, Send
 
-from tests.integrity.workers import process_group
+from tests.integrity.workers import traced
 from tests.support.loopserver import LoopServer
 from tests.support.registry import StartRegistry
 
@@ -82,20 +80,10 @@ def test_a_worker_asks_the_kernel_for_addresses_once_per_connection(
     registry = start_registry(workers=1)
     assert registry.process is not None
     out = tmp_path / "strace.out"
-    pids = [str(member) for member in process_group(registry.process.pid)]
-    tracer = subprocess.Popen(
-        ["strace", "-f", "-qq", "-e", "trace=getsockname,getpeername", "-o", str(out),
-         *(argument for member in pids for argument in ("-p", member))],
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        time.sleep(1.0)  # attached (strace has no signal for it but its first output)
+    with traced(registry.process.pid, "getsockname,getpeername", out):
         for _ in range(CONNECTIONS):
             with httpx.Client(base_url=f"http://127.0.0.1:{registry.port}") as client:
                 assert client.get("/v2/").status_code == 200
-    finally:
-        tracer.terminate()
-        tracer.wait(timeout=10)
     calls = ADDRESS_CALL.findall(out.read_text())
     assert calls.count("getsockname") == CONNECTIONS
     assert calls.count("getpeername") == CONNECTIONS

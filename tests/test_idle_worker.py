@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import calendar
 import re
-import subprocess
 import time
 from email.utils import parsedate
 from pathlib import Path
 
 import httpx
 
-from tests.integrity.workers import process_group
+from tests.integrity.workers import traced
 from tests.support.registry import StartRegistry
 
 WATCHED = 4.0
@@ -26,17 +25,8 @@ def test_an_idle_worker_wakes_about_once_a_second(start_registry: StartRegistry,
     registry = start_registry(workers=1)
     assert registry.process is not None
     out = tmp_path / "strace.out"
-    pids = [str(member) for member in process_group(registry.process.pid)]
-    tracer = subprocess.Popen(
-        ["strace", "-f", "-qq", "-e", "trace=epoll_pwait,epoll_wait", "-o", str(out),
-         *(argument for member in pids for argument in ("-p", member))],
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
+    with traced(registry.process.pid, "epoll_pwait,epoll_wait", out):
         time.sleep(WATCHED)
-    finally:
-        tracer.terminate()
-        tracer.wait(timeout=10)
     sleeps = [timeout for timeout in SLEEP.findall(out.read_text()) if timeout != "0"]
     assert 0 < len(sleeps) <= 2 * WATCHED  # ten a second would be 40
 

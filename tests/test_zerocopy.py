@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integrity.workers import process_group
+from tests.integrity.workers import traced
 from tests.support.launcher import CLEAN_ENV, DOCKYARD, wait_for_socket, write_config
 from tests.support.processes import ServerProcess
 from tests.support.pushing import push_blob
@@ -102,18 +101,8 @@ def blob(over_tcp: Listener) -> tuple[str, bytes]:
 def traced_sends(pid: int, workdir: Path, action: Callable[[], None]) -> dict[str, int]:
     """Bytes the sending system calls of process ``pid`` (and its workers) carried while ``action`` ran."""
     out = workdir / "strace.out"
-    pids = [str(member) for member in process_group(pid)]
-    tracer = subprocess.Popen(
-        ["strace", "-f", "-qq", "-e", "trace=sendfile,write,writev,sendmsg,sendto", "-o", str(out),
-         *(argument for member in pids for argument in ("-p", member))],
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        time.sleep(1.0)  # attached (strace has no signal for it but its first output)
+    with traced(pid, "sendfile,write,writev,sendmsg,sendto", out):
         action()
-    finally:
-        tracer.terminate()
-        tracer.wait(timeout=10)
     sent = {"sendfile": 0, "write": 0}
     for call, result in SYSCALL.findall(out.read_text()):
         sent["sendfile" if call == "sendfile" else "write"] += int(result)

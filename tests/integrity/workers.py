@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -36,6 +40,24 @@ def process_group(leader: int) -> list[int]:
         if int(fields[2]) == leader:  # the process group id
             members.append(int(entry.name))
     return members
+
+
+@contextlib.contextmanager
+def traced(leader: int, syscalls: str, out: Path) -> Iterator[None]:
+    """strace of ``syscalls`` (strace's ``trace=`` list) in the group ``leader`` started, written
+    to ``out`` for the duration of the block."""
+    pids = [str(member) for member in process_group(leader)]
+    tracer = subprocess.Popen(
+        ["strace", "-f", "-qq", "-e", f"trace={syscalls}", "-o", str(out),
+         *(argument for member in pids for argument in ("-p", member))],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)  # attached (strace has no signal for it but its first output)
+        yield
+    finally:
+        tracer.terminate()
+        tracer.wait(timeout=10)
 
 
 def serving_process(connection: http.client.HTTPConnection, server_port: int, leader: int) -> int | None:
