@@ -87,13 +87,8 @@ def start(variant: str, workdir: Path, root: Path, workers: int, source: Path = 
     command = [sys.executable, *launcher, "serve", str(config_path), "--workers", str(workers)]
     # The source's packages first, before the ones installed in the virtualenv.
     command = ["env", f"PYTHONPATH={source.resolve()}", *command]
-    server = Server(workdir.name, port, workdir, _spawn(command, workdir, cwd=source), storage_root=root)
-    try:
-        server.wait_ready("/v2/")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    process = _spawn(command, workdir, cwd=source)
+    return Server(workdir.name, port, workdir, process, storage_root=root).ready()
 
 
 def tree_cpu_ns(root: int) -> int:

@@ -51,13 +51,7 @@ def start(name: str, workdir: Path, storage: dict[str, Any], command: list[str],
         del config["storage"]["cache"]
     config_path = workdir / "config.yml"
     config_path.write_text(yaml.safe_dump(config))
-    server = Server(name, port, workdir, _spawn([*command, str(config_path)], workdir, cwd=workdir))
-    try:
-        server.wait_ready("/v2/")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return Server(name, port, workdir, _spawn([*command, str(config_path)], workdir, cwd=workdir)).ready()
 
 
 def dockyard(source: Path, workers: int) -> list[str]:
