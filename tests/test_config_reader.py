@@ -3,12 +3,13 @@ every section reads (Go's ``time.ParseDuration``, plus a bare integer of seconds
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from config_reader import Section, parse_duration
+from config_reader import Section, parse_address, parse_duration
 from registry.config import ConfigError, load_config
 from storage_drivers import DRIVERS
 
@@ -230,6 +231,26 @@ def test_address_needs_host_and_port(addr: str) -> None:
     problems: list[str] = []
     Section("http", {"addr": addr}, problems).address("addr", default=":5000")
     assert problems == [f"http.addr: {addr!r} is not HOST:PORT"]
+    # What listens splits the address with the same syntax, refusing it in the same words.
+    with pytest.raises(ValueError, match=r"^" + re.escape(f"{addr!r} is not HOST:PORT") + "$"):
+        parse_address(addr)
+
+
+@pytest.mark.parametrize(
+    ("addr", "host", "port"),
+    [
+        (":5000", "0.0.0.0", 5000),
+        ("127.0.0.1:0", "127.0.0.1", 0),
+        ("[::1]:5000", "::1", 5000),
+        ("[::]:443", "::", 443),
+        ("registry.example.com:65535", "registry.example.com", 65535),
+    ],
+)
+def test_an_address_splits_into_the_host_and_port_to_listen_on(addr: str, host: str, port: int) -> None:
+    assert parse_address(addr) == (host, port)
+    problems: list[str] = []
+    assert Section("http", {"addr": addr}, problems).address("addr", default=":5000") == addr
+    assert problems == []
 
 
 def test_existing_file(tmp_path: Path) -> None:

@@ -163,6 +163,23 @@ def test_every_section_refuses_a_non_duration_in_the_same_words(
     assert expiration == f"tokenserver.expiration: {message}"
 
 
+@pytest.mark.parametrize("text", ["nonsense", "localhost:99999", "127.0.0.1:", "::1:5000", "a_b:80"])
+def test_the_registry_and_the_token_server_refuse_a_bad_address_in_the_same_words(
+    tmp_path: Path, es256_key: GeneratedKey, text: str
+) -> None:
+    path = write_both(tmp_path, es256_key, {}, addr=text)
+    config = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**config, "http": {"addr": text}}))
+    with pytest.raises(ConfigError) as registry_error:
+        load_config(path, {})
+    [http_addr] = registry_error.value.problems
+    parsed = registry_error.value.config
+    assert parsed is not None
+    [token_addr] = problems_of({"tokenserver": parsed.tokenserver}, embedded=False)
+    assert http_addr == f"http.addr: {text!r} is not HOST:PORT"
+    assert token_addr == f"tokenserver.addr: {text!r} is not HOST:PORT"
+
+
 def test_environment_overrides_read_durations_alike(tmp_path: Path, es256_key: GeneratedKey) -> None:
     config = load_config(
         write_both(tmp_path, es256_key, {}),
