@@ -7,6 +7,7 @@ It imports nothing of the registry, auth or the drivers, so each of them can use
 
 from .addresses import parse_address
 from .durations import parse_duration
+from .files import read_named_file
 from .section import Section
 
-__all__ = ["Section", "parse_address", "parse_duration"]
+__all__ = ["Section", "parse_address", "parse_duration", "read_named_file"]

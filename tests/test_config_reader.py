@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config_reader import Section, parse_address, parse_duration
+from config_reader import Section, parse_address, parse_duration, read_named_file
 from registry.config import ConfigError, load_config
 from storage_drivers import DRIVERS
 
@@ -342,3 +342,16 @@ def test_storage_driver_names_come_from_the_driver_registry(tmp_path: Path) -> N
         load_config(path, {})
     assert raised.value.problems == [f"storage.azure: unsupported driver (supported: {', '.join(DRIVERS)})"]
     assert set(DRIVERS) == {"filesystem", "inmemory", "s3"}
+
+
+def test_a_named_file_that_cannot_be_read_is_one_problem(tmp_path: Path) -> None:
+    present = tmp_path / "present"
+    present.write_bytes(b"\x00pem")
+    problems: list[str] = []
+    assert read_named_file(present, problems, "auth.token.jwks") == b"\x00pem"
+    assert read_named_file(tmp_path / "absent", problems, "tokenserver.signingkey") is None
+    assert read_named_file(tmp_path, problems, "tokenserver.certificate") is None
+    assert problems == [
+        f"tokenserver.signingkey: cannot read {tmp_path / 'absent'}: No such file or directory",
+        f"tokenserver.certificate: cannot read {tmp_path}: Is a directory",
+    ]
