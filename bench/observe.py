@@ -51,6 +51,7 @@ import yaml
 from bench.procstat import PROC, process_tree
 from bench.servers import PROJECT, Server, _spawn, free_port, registry_config
 from bench.settings import quick
+from bench.summary import spread
 from bench.workloads.small import Endpoint, SmallRequests
 
 VARIANTS = ("bare", "quiet", "log", "json", "metrics")
@@ -133,8 +134,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.bytecodes:
                 print("Python bytecodes per request through the ASGI application (200 requests per row).\n")
             else:
-                print(f"CPU per request through the ASGI application, µs: median (min-max) of {args.rounds}")
-                print(f"rounds of {args.count} requests per row.\n")
+                print("CPU per request through the ASGI application, µs: median (min to max)")
+                print(f"of {args.rounds} rounds of {args.count} requests per row.\n")
             table(endpoints, variants, in_process_cpu, None)
             return
         servers: list[Server] = []
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             for server in servers:
                 server.stop()
-    print(f"Server CPU per request at concurrency 1, µs: median (min-max) of {args.rounds} rounds")
+    print(f"Server CPU per request at concurrency 1, µs: median (min to max) of {args.rounds} rounds")
     print(f"of {args.seconds} s, {args.workers} workers; req/s median in brackets.\n")
     table(endpoints, variants, cpu, rate)
 
@@ -181,8 +182,7 @@ def table(
     for endpoint in endpoints:
         cells = []
         for variant in variants:
-            values = cpu[(endpoint.key, variant)]
-            cell = f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+            cell = spread(cpu[(endpoint.key, variant)], 1)
             if rate is not None:
                 cell += f" [{statistics.median(rate[(endpoint.key, variant)]):,.0f}]"
             cells.append(cell)

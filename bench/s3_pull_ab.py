@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +35,7 @@ import yaml
 
 from bench.procstat import cpu_seconds, process_tree
 from bench.servers import PROJECT, Server, _spawn, find_distribution3, free_port, registry_config
+from bench.summary import spread
 from tests.support.ceph import CephRGW
 
 MiB = 1 << 20
@@ -100,10 +100,6 @@ def redirected_gets(server: Server, digests: list[str]) -> float:
                 raise RuntimeError(f"{server.name}: redirect answered {response.status_code}")
         used = server_cpu(server) - before
     return used * 1000 / len(digests)
-
-
-def spread(values: list[float], digits: int) -> str:
-    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f} to {max(values):.{digits}f})"
 
 
 def main(argv: list[str] | None = None) -> None:
