@@ -186,6 +186,14 @@ class Section:
             return None
         return text
 
+    def url_path(self, key: str, *, default: str) -> str:
+        """The path part of a URL the registry answers on, such as ``/metrics``."""
+        text = self.string(key, default=default)
+        if not text.startswith("/"):
+            self.problem(key, "must start with /")
+            return default
+        return text
+
     def address(self, key: str, *, default: str) -> str:
         """HOST:PORT to listen on; the syntax is ``addresses.parse_address``'s."""
         text = self.string(key, default=default)

@@ -130,6 +130,7 @@ def test_every_problem_is_collected_and_each_accessor_falls_back_to_its_default(
           list: {not: a list}
           level: loud
           url: registry.example.com
+          path: metrics
           addr: nonsense
           items: just-text
           nested: text
@@ -146,6 +147,7 @@ def test_every_problem_is_collected_and_each_accessor_falls_back_to_its_default(
     assert s.string_list("list") == []
     assert s.choice("level", ("error", "info"), default="info") == "info"
     assert s.url("url") is None
+    assert s.url_path("path", default="/metrics") == "/metrics"
     assert s.string("required", required=True) == ""
     s.address("addr", default=":5000")
     assert s.section_list("items") == []
@@ -160,6 +162,7 @@ def test_every_problem_is_collected_and_each_accessor_falls_back_to_its_default(
         "s.list: must be a list of strings",
         "s.level: 'loud' is not one of error, info",
         "s.url: must be a URL such as https://registry.example.com",
+        "s.path: must start with /",
         "s.required: required",
         "s.addr: 'nonsense' is not HOST:PORT",
         "s.items: must be a list of mappings",
@@ -189,6 +192,7 @@ def test_a_key_with_nothing_after_it_is_absent_in_every_accessor() -> None:
         assert s.string_list(key) == []
         assert s.section_list(key) == []
         assert s.url(key) is None
+        assert s.url_path(key, default="/d") == "/d"
         assert dict(s.section(key).values) == {}
     assert problems == []
 
