@@ -28,9 +28,10 @@ from pathlib import Path
 import yaml
 
 from bench.observe import variant_config
-from bench.servers import PROJECT, Server, _spawn, free_port
+from bench.servers import PROJECT, Server, _spawn
 from bench.settings import quick
 from bench.workloads.small import Endpoint, SmallRequests
+from tests.support.processes import free_port
 
 ROWS = ("head-blob", "manifest-tag", "base", "tags-list")
 LAUNCHER = """\

@@ -29,7 +29,8 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.servers import PROJECT, free_port
+from bench.servers import PROJECT
+from tests.support.processes import free_port
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

@@ -49,10 +49,11 @@ from typing import Any
 import yaml
 
 from bench.procstat import PROC, process_tree
-from bench.servers import PROJECT, Server, _spawn, free_port, registry_config
+from bench.servers import PROJECT, Server, _spawn, registry_config
 from bench.settings import quick
 from bench.summary import spread
 from bench.workloads.small import Endpoint, SmallRequests
+from tests.support.processes import free_port
 
 VARIANTS = ("bare", "quiet", "log", "json", "metrics")
 ROWS = ("base", "head-blob", "manifest-tag")

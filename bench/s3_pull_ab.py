@@ -34,9 +34,10 @@ import httpx
 import yaml
 
 from bench.procstat import cpu_seconds, process_tree
-from bench.servers import PROJECT, Server, _spawn, find_distribution3, free_port, registry_config
+from bench.servers import PROJECT, Server, _spawn, find_distribution3, registry_config
 from bench.summary import spread
 from tests.support.ceph import CephRGW
+from tests.support.processes import free_port
 
 MiB = 1 << 20
 REPOSITORY = "bench/s3-pull"

@@ -9,7 +9,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 
 from bench.http import Connection, HTTPError
+from tests.support.processes import free_port
 from tests.support.tls import ServerCertificates
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -28,12 +28,6 @@ ANCHORS = PROJECT.parent.parent / "shared" / "anchors" / "unpack-distribution.sh
 """Unpacks CNCF Distribution 3.1.1's ``registry`` beside the checkouts (absent elsewhere)."""
 DISTRIBUTION3_DIR = Path("/tmp/anchors")
 SHIPPED_NGINX = PROJECT / "deploy" / "nginx"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
