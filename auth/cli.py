@@ -19,6 +19,8 @@ from typing import Any, NoReturn
 
 import yaml
 
+from config_reader import parse_address
+
 from .section import AuthConfigError
 
 
@@ -55,14 +57,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.run(args)
 
 
-def split_addr(addr: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT``."""
-    host, separator, port = addr.rpartition(":")
-    if not separator or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise ValueError(f"{addr!r} is not HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an empty host means all
-
-
 def fail(message: str, status: int = 1) -> NoReturn:
     print(message, file=sys.stderr)
     raise SystemExit(status)
@@ -88,7 +82,7 @@ def run_token_server(args: argparse.Namespace) -> None:
         fail(f"{args.config} has no tokenserver section", 2)
     settings = server.settings
     try:
-        host, port = split_addr(args.addr or settings.addr)
+        host, port = parse_address(args.addr or settings.addr)
     except ValueError as error:
         fail(str(error), 2)
     if settings.tls_certificate is None and not is_loopback(host):

@@ -23,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
+from config_reader import read_named_file
+
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
 VerifyingKey = PublicKey | bytes
 """A public key, or the secret of a symmetric (``oct``) JWKS key."""
@@ -132,10 +134,8 @@ def as_public_key(key: object) -> PublicKey | None:
 
 def load_certificates(path: Path, problems: list[str], key: str) -> list[x509.Certificate]:
     """Every certificate in a PEM bundle."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        problems.append(f"{key}: cannot read {path}: {error.strerror or error}")
+    data = read_named_file(path, problems, key)
+    if data is None:
         return []
     try:
         certificates = x509.load_pem_x509_certificates(data)
@@ -153,11 +153,11 @@ def load_certificates(path: Path, problems: list[str], key: str) -> list[x509.Ce
 
 def load_jwks(path: Path, problems: list[str], key: str) -> dict[str, TrustedKey]:
     """``kid -> key`` from a JWKS file; public halves only, even if private members are present."""
-    try:
-        document: Any = json.loads(path.read_bytes())
-    except OSError as error:
-        problems.append(f"{key}: cannot read {path}: {error.strerror or error}")
+    data = read_named_file(path, problems, key)
+    if data is None:
         return {}
+    try:
+        document: Any = json.loads(data)
     except ValueError:
         problems.append(f"{key}: {path} is not JSON")
         return {}

@@ -132,9 +132,7 @@ def token_controller(section: Section, acl: Acl | None = None) -> TokenAccessCon
     service = section.string("service", required=True)
     issuer = section.string("issuer", required=True)
     autoredirect = section.flag("autoredirect")
-    redirect_path = section.string("autoredirectpath", default=DEFAULT_AUTOREDIRECT_PATH)
-    if not redirect_path.startswith("/"):
-        section.problem("autoredirectpath", "must start with /")
+    redirect_path = section.url_path("autoredirectpath", default=DEFAULT_AUTOREDIRECT_PATH)
     supported = ASYMMETRIC_ALGORITHMS + SYMMETRIC_ALGORITHMS
     algorithms = section.string_list("signingalgorithms") or list(DEFAULT_ALGORITHMS)
     for algorithm in algorithms:

@@ -59,7 +59,7 @@ def read_token_server(value: object, problems: list[str]) -> TokenServerSettings
     path = section.string("path", default=DEFAULT_PATH)
     if not path.startswith("/") or path.startswith("/v2"):
         section.problem("path", "must start with / and lie outside /v2/")
-    addr = section.string("addr", default=DEFAULT_ADDR)
+    addr = section.address("addr", default=DEFAULT_ADDR)
     tls = section.section("tls")
     tls.reject_unknown(["certificate", "key"])
     tls_certificate = tls.existing_file("certificate")

@@ -28,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from config_reader import read_named_file
+
 from .keys import as_public_key, key_problem, libtrust_key_id, signing_algorithm
 from .scope import ResourceActions
 
@@ -77,11 +79,11 @@ def load_signer(
     key_path: Path, certificate_path: Path | None, problems: list[str], where: str
 ) -> TokenSigner | None:
     """The signing key (PEM, unencrypted) and its certificate, checked to belong together."""
-    try:
-        loaded = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    except OSError as error:
-        problems.append(f"{where}.signingkey: cannot read {key_path}: {error.strerror or error}")
+    key_pem = read_named_file(key_path, problems, f"{where}.signingkey")
+    if key_pem is None:
         return None
+    try:
+        loaded = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError):
         problems.append(f"{where}.signingkey: {key_path} is not an unencrypted PEM private key")
         return None
@@ -94,11 +96,11 @@ def load_signer(
         return None
     certificate = None
     if certificate_path is not None:
-        try:
-            certificate = x509.load_pem_x509_certificate(certificate_path.read_bytes())
-        except OSError as error:
-            problems.append(f"{where}.certificate: cannot read {certificate_path}: {error.strerror or error}")
+        certificate_pem = read_named_file(certificate_path, problems, f"{where}.certificate")
+        if certificate_pem is None:
             return None
+        try:
+            certificate = x509.load_pem_x509_certificate(certificate_pem)
         except ValueError:
             problems.append(f"{where}.certificate: {certificate_path} is not a PEM certificate")
             return None

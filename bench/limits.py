@@ -26,6 +26,7 @@ from pathlib import Path
 from bench.http import FileComparer, HTTPError
 from bench.procstat import cpu_seconds, machine_task_seconds, own_cpu_seconds, process_tree
 from bench.servers import Server, find_distribution3, start_floor, start_nginx, start_registry
+from bench.summary import spread
 from registry.cpus import usable_cpus
 from tests.support.tls import ServerCertificates
 
@@ -253,10 +254,6 @@ def measure_small(
 
 
 def small_table(targets: list[Target], concurrencies: list[int]) -> str:
-    def spread(values: list[float], digits: int = 0) -> str:
-        low, middle, high = min(values), statistics.median(values), max(values)
-        return f"{middle:,.{digits}f} ({low:,.{digits}f} to {high:,.{digits}f})"
-
     headings = []
     for concurrency in concurrencies:
         headings += [f"c{concurrency} req/s", f"c{concurrency} CPU µs/req"]

@@ -33,6 +33,7 @@ from bench.api import target_of
 from bench.http import HTTPError
 from bench.procstat import cpu_seconds, process_tree
 from bench.servers import PROJECT, Server, start_registry
+from bench.summary import spread
 from tests.support.ceph import CephRGW
 
 PAGE = 100
@@ -173,15 +174,11 @@ def measure(
     return rows
 
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
-
 def render(results: dict[int, dict[str, Row]], repetitions: int) -> str:
     names = ["Dockyard", "Distribution 3.1", "Distribution 2.8"]
     lines = [
         f"ms per page of `n={PAGE}`: median over repetitions of each repetition's median page "
-        f"({repetitions} repetitions, {len(STARTS) * PAGES_PER_START} pages each; min-max in brackets). "
+        f"({repetitions} repetitions, {len(STARTS) * PAGES_PER_START} pages each; min to max in brackets). "
         "Max page: the slowest page of any repetition.",
         "",
         "| List | Entries | " + " | ".join(names) + " | Dockyard's lead over 3.1 | Dockyard max page |",
@@ -189,7 +186,7 @@ def render(results: dict[int, dict[str, Row]], repetitions: int) -> str:
     ]
     for count, rows in sorted(results.items()):
         for kind, row in rows.items():
-            cells = [spread(row.medians[name]) if name in row.medians else "not run" for name in names]
+            cells = [spread(row.medians[name], 2) if name in row.medians else "not run" for name in names]
             lead = statistics.median(row.medians["Distribution 3.1"]) / statistics.median(
                 row.medians["Dockyard"]
             )
@@ -197,14 +194,14 @@ def render(results: dict[int, dict[str, Row]], repetitions: int) -> str:
             lines.append(f"| {kind} | {count:,} | " + " | ".join(cells) + f" | {lead:.1f}x | {worst:.1f} |")
     lines += [
         "",
-        "Server CPU ms per page (all the server's processes; median and min-max over repetitions):",
+        "Server CPU ms per page (all the server's processes; median and min to max over repetitions):",
         "",
         "| List | Entries | " + " | ".join(names) + " |",
         "| --- | ---: | " + " | ".join("---:" for _ in names) + " |",
     ]
     for count, rows in sorted(results.items()):
         for kind, row in rows.items():
-            cells = [spread(row.cpu[name]) if name in row.cpu else "not run" for name in names]
+            cells = [spread(row.cpu[name], 2) if name in row.cpu else "not run" for name in names]
             lines.append(f"| {kind} | {count:,} | " + " | ".join(cells) + " |")
     counts = sorted(results)
     if len(counts) > 1:

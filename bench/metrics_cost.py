@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 from starlette.datastructures import Headers
 
 from auth import Access, AccessController, Grant
+from bench.summary import spread
 from registry.observability.access import ObservedAccessController
 from registry.observability.events import EventStream
 from registry.observability.exchange import Observe
@@ -106,11 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=100_000)
     args = parser.parse_args(argv)
     results = asyncio.run(measure(args.rounds, args.count))
-    print(f"CPU µs per call: median (min-max) of {args.rounds} rounds of {args.count:,} calls\n")
+    print(f"CPU µs per call: median (min to max) of {args.rounds} rounds of {args.count:,} calls\n")
     print("| Part | µs |")
     print("| --- | --- |")
     for name, values in results.items():
-        print(f"| {name} | {statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f}) |")
+        print(f"| {name} | {spread(values, 2)} |")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,7 +28,8 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.servers import PROJECT, free_port
+from bench.servers import PROJECT, Server, _spawn
+from tests.support.processes import free_port
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -48,7 +48,7 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def start(workdir: Path, workers: int, receiver_port: int | None) -> tuple[subprocess.Popen[bytes], str]:
+def start(workdir: Path, workers: int, receiver_port: int | None) -> Server:
     workdir.mkdir(parents=True)
     port = free_port()
     config: dict[str, Any] = {
@@ -60,29 +60,10 @@ def start(workdir: Path, workers: int, receiver_port: int | None) -> tuple[subpr
     if receiver_port is not None:
         url = f"http://127.0.0.1:{receiver_port}/events"
         config["notifications"] = {"endpoints": [{"name": "bench", "url": url, "timeout": "5s"}]}
-    (workdir / "config.yml").write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable,
-        "-m",
-        "registry",
-        "serve",
-        str(workdir / "config.yml"),
-        "--workers",
-        str(workers),
-    ]
-    log = (workdir / "registry.log").open("wb")
-    process = subprocess.Popen(
-        command, cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/v2/").status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the registry did not start: {(workdir / 'registry.log').read_text()[-2000:]}")
+    config_path = workdir / "config.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "registry", "serve", str(config_path), "--workers", str(workers)]
+    return Server(workdir.name, port, workdir, _spawn(command, workdir, cwd=PROJECT)).ready()
 
 
 def rate(url: str, connections: int, requests: int, one: Callable[[httpx.Client, int], None]) -> float:
@@ -147,12 +128,13 @@ def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     with tempfile.TemporaryDirectory() as temp:
-        processes = {}
-        urls = {}
-        for name, receiver in (("off", None), ("on", server.server_address[1])):
-            processes[name], urls[name] = start(Path(temp) / name, args.workers, receiver)
-            prepare_pull(urls[name])
+        servers: dict[str, Server] = {}
+        urls: dict[str, str] = {}
         try:
+            for name, receiver in (("off", None), ("on", server.server_address[1])):
+                servers[name] = start(Path(temp) / name, args.workers, receiver)
+                urls[name] = f"http://{servers[name].host}:{servers[name].port}"
+                prepare_pull(urls[name])
             results: dict[tuple[str, str], list[float]] = {}
             for repetition in range(args.repetitions):
                 order = ("off", "on") if repetition % 2 == 0 else ("on", "off")
@@ -161,9 +143,8 @@ def main() -> None:
                         measured = rate(urls[name], args.connections, args.requests, one)
                         results.setdefault((row, name), []).append(measured)
         finally:
-            for process in processes.values():
-                process.terminate()
-                process.wait(30)
+            for started in servers.values():
+                started.stop()
     print(
         f"| row ({args.connections} connections, {args.workers} workers) | without | with webhooks | ratio |"
     )

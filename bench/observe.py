@@ -49,9 +49,11 @@ from typing import Any
 import yaml
 
 from bench.procstat import PROC, process_tree
-from bench.servers import PROJECT, Server, _spawn, free_port, registry_config
+from bench.servers import PROJECT, Server, _spawn, registry_config
 from bench.settings import quick
+from bench.summary import spread
 from bench.workloads.small import Endpoint, SmallRequests
+from tests.support.processes import free_port
 
 VARIANTS = ("bare", "quiet", "log", "json", "metrics")
 ROWS = ("base", "head-blob", "manifest-tag")
@@ -87,13 +89,8 @@ def start(variant: str, workdir: Path, root: Path, workers: int, source: Path = 
     command = [sys.executable, *launcher, "serve", str(config_path), "--workers", str(workers)]
     # The source's packages first, before the ones installed in the virtualenv.
     command = ["env", f"PYTHONPATH={source.resolve()}", *command]
-    server = Server(workdir.name, port, workdir, _spawn(command, workdir, cwd=source), storage_root=root)
-    try:
-        server.wait_ready("/v2/")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    process = _spawn(command, workdir, cwd=source)
+    return Server(workdir.name, port, workdir, process, storage_root=root).ready()
 
 
 def tree_cpu_ns(root: int) -> int:
@@ -138,8 +135,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.bytecodes:
                 print("Python bytecodes per request through the ASGI application (200 requests per row).\n")
             else:
-                print(f"CPU per request through the ASGI application, µs: median (min-max) of {args.rounds}")
-                print(f"rounds of {args.count} requests per row.\n")
+                print("CPU per request through the ASGI application, µs: median (min to max)")
+                print(f"of {args.rounds} rounds of {args.count} requests per row.\n")
             table(endpoints, variants, in_process_cpu, None)
             return
         servers: list[Server] = []
@@ -170,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             for server in servers:
                 server.stop()
-    print(f"Server CPU per request at concurrency 1, µs: median (min-max) of {args.rounds} rounds")
+    print(f"Server CPU per request at concurrency 1, µs: median (min to max) of {args.rounds} rounds")
     print(f"of {args.seconds} s, {args.workers} workers; req/s median in brackets.\n")
     table(endpoints, variants, cpu, rate)
 
@@ -186,8 +183,7 @@ def table(
     for endpoint in endpoints:
         cells = []
         for variant in variants:
-            values = cpu[(endpoint.key, variant)]
-            cell = f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+            cell = spread(cpu[(endpoint.key, variant)], 1)
             if rate is not None:
                 cell += f" [{statistics.median(rate[(endpoint.key, variant)]):,.0f}]"
             cells.append(cell)

@@ -19,7 +19,6 @@ threads and every other thread (hashing and writing).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +30,7 @@ from bench.observe import start
 from bench.procstat import RssSampler, process_tree, thread_cpu_seconds
 from bench.servers import PROJECT, Server
 from bench.settings import MiB, Settings
+from bench.summary import spread
 from bench.workloads.blobs import LargeBlob
 from bench.workloads.pushers import ConcurrentPushers
 
@@ -54,10 +54,6 @@ def loop_and_threads(
         else:
             threads += used
     return loop, threads
-
-
-def spread(values: list[float], digits: int = 0) -> str:
-    return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f} to {max(values):,.{digits}f})"
 
 
 def main(argv: list[str] | None = None) -> None:

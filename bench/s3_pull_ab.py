@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -35,8 +34,10 @@ import httpx
 import yaml
 
 from bench.procstat import cpu_seconds, process_tree
-from bench.servers import PROJECT, Server, _spawn, find_distribution3, free_port, registry_config
+from bench.servers import PROJECT, Server, _spawn, find_distribution3, registry_config
+from bench.summary import spread
 from tests.support.ceph import CephRGW
+from tests.support.processes import free_port
 
 MiB = 1 << 20
 REPOSITORY = "bench/s3-pull"
@@ -51,13 +52,7 @@ def start(name: str, workdir: Path, storage: dict[str, Any], command: list[str],
         del config["storage"]["cache"]
     config_path = workdir / "config.yml"
     config_path.write_text(yaml.safe_dump(config))
-    server = Server(name, port, workdir, _spawn([*command, str(config_path)], workdir, cwd=workdir))
-    try:
-        server.wait_ready("/v2/")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return Server(name, port, workdir, _spawn([*command, str(config_path)], workdir, cwd=workdir)).ready()
 
 
 def dockyard(source: Path, workers: int) -> list[str]:
@@ -106,10 +101,6 @@ def redirected_gets(server: Server, digests: list[str]) -> float:
                 raise RuntimeError(f"{server.name}: redirect answered {response.status_code}")
         used = server_cpu(server) - before
     return used * 1000 / len(digests)
-
-
-def spread(values: list[float], digits: int) -> str:
-    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f} to {max(values):.{digits}f})"
 
 
 def main(argv: list[str] | None = None) -> None:

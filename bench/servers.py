@@ -9,7 +9,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 
 from bench.http import Connection, HTTPError
+from tests.support.processes import free_port
 from tests.support.tls import ServerCertificates
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -28,12 +28,6 @@ ANCHORS = PROJECT.parent.parent / "shared" / "anchors" / "unpack-distribution.sh
 """Unpacks CNCF Distribution 3.1.1's ``registry`` beside the checkouts (absent elsewhere)."""
 DISTRIBUTION3_DIR = Path("/tmp/anchors")
 SHIPPED_NGINX = PROJECT / "deploy" / "nginx"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -83,6 +77,16 @@ class Server:
                 return
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} did not answer within {timeout}s:\n{self.log_tail()}")
+
+    def ready(self, path: str = "/v2/", timeout: float = 60.0) -> Server:
+        """This server once it answers ``path``; stopped, with the error raised, if it does not,
+        so that no caller leaves a process group behind."""
+        try:
+            self.wait_ready(path, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.redirecting is not None:
@@ -186,14 +190,8 @@ def start_registry(
         raise ValueError(f"unknown registry kind {kind!r}")
     s3 = (storage or {}).get("s3")
     server = Server(name, port, workdir, process, storage_root=root, kind=kind, binary=binary, s3=s3)
-    if unix_socket is not None:
-        return server
-    try:
-        server.wait_ready("/v2/")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    # Behind a unix socket, the caller waits through whatever it puts in front.
+    return server if unix_socket is not None else server.ready()
 
 
 def start_floor(kind: str, workers: int, workdir: Path) -> Server:
@@ -201,13 +199,8 @@ def start_floor(kind: str, workers: int, workdir: Path) -> Server:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [sys.executable, "-m", "bench.floor", kind, str(port), str(workers)]
-    server = Server(f"{kind} x{workers}", port, workdir, _spawn(command, workdir, cwd=PROJECT), kind=kind)
-    try:
-        server.wait_ready("/v2/")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    process = _spawn(command, workdir, cwd=PROJECT)
+    return Server(f"{kind} x{workers}", port, workdir, process, kind=kind).ready()
 
 
 _S3_CLIENTS: dict[tuple[str, str], Any] = {}
@@ -313,12 +306,7 @@ def start_nginx(
     process = _spawn(["nginx", "-p", str(workdir), "-c", str(config_path)], workdir)
     context = None if certificates is None else client_context(certificates)
     server = Server("nginx", port, workdir, process, tls=context)
-    try:
-        server.wait_ready("/v2/" if proxy_to is not None or fixed_base else "/")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return server.ready("/v2/" if proxy_to is not None or fixed_base else "/")
 
 
 def client_context(certificates: ServerCertificates) -> ssl.SSLContext:

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .addresses import parse_address
 from .durations import parse_duration
 
 _INTEGER = re.compile(r"[-+]?[0-9]+")
-_ADDRESS = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})")
 
 
 class Section:
@@ -186,12 +186,21 @@ class Section:
             return None
         return text
 
-    def address(self, key: str, *, default: str) -> str:
-        """HOST:PORT to listen on; an empty HOST means every interface."""
+    def url_path(self, key: str, *, default: str) -> str:
+        """The path part of a URL the registry answers on, such as ``/metrics``."""
         text = self.string(key, default=default)
-        port = _ADDRESS.fullmatch(text)
-        if not port or int(port.group(1)) > 65535:
-            self.problem(key, f"{text!r} is not HOST:PORT")
+        if not text.startswith("/"):
+            self.problem(key, "must start with /")
+            return default
+        return text
+
+    def address(self, key: str, *, default: str) -> str:
+        """HOST:PORT to listen on; the syntax is ``addresses.parse_address``'s."""
+        text = self.string(key, default=default)
+        try:
+            parse_address(text)
+        except ValueError as exc:
+            self.problem(key, str(exc))
         return text
 
     def existing_file(self, key: str, *, required: bool = False) -> Path | None:

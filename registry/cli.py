@@ -14,8 +14,9 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from auth import AuthConfigError, create_access_controller, create_token_server
-from auth.cli import is_loopback, split_addr
+from auth.cli import is_loopback
 from auth.cli import register as register_auth_commands
+from config_reader import parse_address
 from storage_drivers import DriverConfigError, check_driver
 
 from .config import CONFIG_ENV, SECRET_ENV, Config, ConfigError, load_config
@@ -71,7 +72,7 @@ def serve(args: argparse.Namespace) -> None:
     host, port = "", 0
     if socket_path is None:
         try:
-            host, port = split_addr(args.addr or config.http.addr)
+            host, port = parse_address(args.addr or config.http.addr)
         except ValueError as exc:
             raise SystemExit(f"dockyard: --addr: {exc}") from None
     logging.config.dictConfig(logging_config(config.log))
@@ -91,7 +92,7 @@ def serve(args: argparse.Namespace) -> None:
     sock = _listen(host, port) if socket_path is None else _listen_unix(socket_path)
     sockets = [sock]
     if config.http.debug.addr is not None:
-        debug_host, debug_port = split_addr(config.http.debug.addr)
+        debug_host, debug_port = parse_address(config.http.debug.addr)
         sockets.append(_listen(debug_host, debug_port))
         log.info("debug listener (metrics, health) on %s:%d", debug_host, debug_port)
     log.info(

@@ -3,12 +3,13 @@ every section reads (Go's ``time.ParseDuration``, plus a bare integer of seconds
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from config_reader import Section, parse_duration
+from config_reader import Section, parse_address, parse_duration, read_named_file
 from registry.config import ConfigError, load_config
 from storage_drivers import DRIVERS
 
@@ -129,6 +130,7 @@ def test_every_problem_is_collected_and_each_accessor_falls_back_to_its_default(
           list: {not: a list}
           level: loud
           url: registry.example.com
+          path: metrics
           addr: nonsense
           items: just-text
           nested: text
@@ -145,6 +147,7 @@ def test_every_problem_is_collected_and_each_accessor_falls_back_to_its_default(
     assert s.string_list("list") == []
     assert s.choice("level", ("error", "info"), default="info") == "info"
     assert s.url("url") is None
+    assert s.url_path("path", default="/metrics") == "/metrics"
     assert s.string("required", required=True) == ""
     s.address("addr", default=":5000")
     assert s.section_list("items") == []
@@ -159,6 +162,7 @@ def test_every_problem_is_collected_and_each_accessor_falls_back_to_its_default(
         "s.list: must be a list of strings",
         "s.level: 'loud' is not one of error, info",
         "s.url: must be a URL such as https://registry.example.com",
+        "s.path: must start with /",
         "s.required: required",
         "s.addr: 'nonsense' is not HOST:PORT",
         "s.items: must be a list of mappings",
@@ -188,6 +192,7 @@ def test_a_key_with_nothing_after_it_is_absent_in_every_accessor() -> None:
         assert s.string_list(key) == []
         assert s.section_list(key) == []
         assert s.url(key) is None
+        assert s.url_path(key, default="/d") == "/d"
         assert dict(s.section(key).values) == {}
     assert problems == []
 
@@ -230,6 +235,26 @@ def test_address_needs_host_and_port(addr: str) -> None:
     problems: list[str] = []
     Section("http", {"addr": addr}, problems).address("addr", default=":5000")
     assert problems == [f"http.addr: {addr!r} is not HOST:PORT"]
+    # What listens splits the address with the same syntax, refusing it in the same words.
+    with pytest.raises(ValueError, match=r"^" + re.escape(f"{addr!r} is not HOST:PORT") + "$"):
+        parse_address(addr)
+
+
+@pytest.mark.parametrize(
+    ("addr", "host", "port"),
+    [
+        (":5000", "0.0.0.0", 5000),
+        ("127.0.0.1:0", "127.0.0.1", 0),
+        ("[::1]:5000", "::1", 5000),
+        ("[::]:443", "::", 443),
+        ("registry.example.com:65535", "registry.example.com", 65535),
+    ],
+)
+def test_an_address_splits_into_the_host_and_port_to_listen_on(addr: str, host: str, port: int) -> None:
+    assert parse_address(addr) == (host, port)
+    problems: list[str] = []
+    assert Section("http", {"addr": addr}, problems).address("addr", default=":5000") == addr
+    assert problems == []
 
 
 def test_existing_file(tmp_path: Path) -> None:
@@ -321,3 +346,16 @@ def test_storage_driver_names_come_from_the_driver_registry(tmp_path: Path) -> N
         load_config(path, {})
     assert raised.value.problems == [f"storage.azure: unsupported driver (supported: {', '.join(DRIVERS)})"]
     assert set(DRIVERS) == {"filesystem", "inmemory", "s3"}
+
+
+def test_a_named_file_that_cannot_be_read_is_one_problem(tmp_path: Path) -> None:
+    present = tmp_path / "present"
+    present.write_bytes(b"\x00pem")
+    problems: list[str] = []
+    assert read_named_file(present, problems, "auth.token.jwks") == b"\x00pem"
+    assert read_named_file(tmp_path / "absent", problems, "tokenserver.signingkey") is None
+    assert read_named_file(tmp_path, problems, "tokenserver.certificate") is None
+    assert problems == [
+        f"tokenserver.signingkey: cannot read {tmp_path / 'absent'}: No such file or directory",
+        f"tokenserver.certificate: cannot read {tmp_path}: Is a directory",
+    ]

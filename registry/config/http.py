@@ -102,9 +102,7 @@ class HTTPParser(SectionParser):
         debug.warn_unknown({"addr", "prometheus"})
         prometheus = debug.section("prometheus")
         prometheus.warn_unknown({"enabled", "path"})
-        path = prometheus.string("path", default="/metrics")
-        if not path.startswith("/"):
-            prometheus.problem("path", "must start with /")
+        path = prometheus.url_path("path", default="/metrics")
         enabled = prometheus.flag("enabled")
         addr = debug.address("addr", default="") if debug.given("addr") else None
         # Requests are told apart by the port they arrived on: it must be its own, and fixed.

@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Send
 
+from config_reader import parse_address
 from storage_drivers import StorageDriver, create_driver
 
 from ..background import running_beside
@@ -48,7 +49,7 @@ class Notifier:
         self.queue_driver = queue_driver
         self.include_references = settings.include_references
         host = socket.gethostname()
-        address = f"{host}:{config.http.addr.rpartition(':')[2]}" if config.http.net == "tcp" else host
+        address = f"{host}:{parse_address(config.http.addr)[1]}" if config.http.net == "tcp" else host
         self.source = Source(address, str(uuid.uuid4()))
         self.endpoints = settings.endpoints
         writer = new_writer()

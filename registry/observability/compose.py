@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp
 
 from auth import AccessController
+from config_reader import parse_address
 from storage_drivers import StorageDriver
 
 from ..background import running_beside
@@ -86,7 +87,7 @@ class Observability:
         debug = config.http.debug
         debug_app = None
         if debug.addr is not None:
-            port = int(debug.addr.rpartition(":")[2])
+            _, port = parse_address(debug.addr)
             debug_app = (port, DebugApp(self.metrics, debug.prometheus_path, self.health))
         return Observe(
             public,

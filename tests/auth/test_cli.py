@@ -12,8 +12,12 @@ import pytest
 import yaml
 
 from auth.cli import main
+from auth.keygen import GeneratedKey
 from auth.keys import libtrust_key_id
 from auth.tokenissuer import load_signer
+
+from .helpers import write_htpasswd
+from .servers import token_server_section
 
 
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -75,3 +79,16 @@ def test_token_server_refuses_to_start_with_every_problem_listed(tmp_path: Path)
         assert expected in result.stderr
     config.write_text(yaml.safe_dump({"version": 0.1}))
     assert "no tokenserver section" in run("token-server", str(config)).stderr
+
+
+@pytest.mark.parametrize("addr", ["nonsense", "127.0.0.1:99999", "127.0.0.1:", "[::1]", "a_b:80"])
+def test_token_server_refuses_a_bad_addr_as_the_registry_does(
+    tmp_path: Path, es256_key: GeneratedKey, addr: str
+) -> None:
+    config = tmp_path / "config.yml"
+    section = token_server_section(es256_key, write_htpasswd(tmp_path / "htpasswd", {"alice": "pw"}))
+    config.write_text(yaml.safe_dump({"tokenserver": section}))
+    result = run("token-server", str(config), "--addr", addr)
+    assert result.returncode == 2
+    assert f"{addr!r} is not HOST:PORT" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -409,6 +409,7 @@ def test_config_problems_are_all_listed(tmp_path: Path) -> None:
                     "realm": REALM,
                     "signingalgorithms": ["none", "ES256"],
                     "jwks": str(tmp_path / "nope"),
+                    "autoredirectpath": "auth/token",
                 }
             }
         )
@@ -418,5 +419,6 @@ def test_config_problems_are_all_listed(tmp_path: Path) -> None:
         "auth.token.issuer: required",
         "'none'",
         "nope: no such file",
+        "auth.token.autoredirectpath: must start with /",
     ):
         assert expected in text

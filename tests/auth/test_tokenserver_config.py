@@ -131,6 +131,15 @@ def write_both(tmp_path: Path, key: GeneratedKey, purging: dict[str, str], **tok
     return path
 
 
+def problems_of_both(path: Path) -> tuple[list[str], list[str]]:
+    """The problems the registry finds in the config file at ``path``, then the token server's."""
+    with pytest.raises(ConfigError) as registry_error:
+        load_config(path, {})
+    config = registry_error.value.config
+    assert config is not None
+    return registry_error.value.problems, problems_of({"tokenserver": config.tokenserver}, embedded=False)
+
+
 @pytest.mark.parametrize("text", DURATIONS)
 def test_every_section_reads_a_duration_alike(tmp_path: Path, es256_key: GeneratedKey, text: str) -> None:
     path = write_both(
@@ -151,16 +160,22 @@ def test_every_section_reads_a_duration_alike(tmp_path: Path, es256_key: Generat
 def test_every_section_refuses_a_non_duration_in_the_same_words(
     tmp_path: Path, es256_key: GeneratedKey, text: str
 ) -> None:
-    path = write_both(tmp_path, es256_key, {"age": text}, expiration=text)
-    with pytest.raises(ConfigError) as registry_error:
-        load_config(path, {})
-    [age] = registry_error.value.problems
-    config = registry_error.value.config
-    assert config is not None
-    [expiration] = problems_of({"tokenserver": config.tokenserver}, embedded=False)
+    [age], [expiration] = problems_of_both(write_both(tmp_path, es256_key, {"age": text}, expiration=text))
     message = f"{text!r} is not a duration such as 300 (seconds), 90s, 45m, 2h10m or 168h"
     assert age == f"storage.maintenance.uploadpurging.age: {message}"
     assert expiration == f"tokenserver.expiration: {message}"
+
+
+@pytest.mark.parametrize("text", ["nonsense", "localhost:99999", "127.0.0.1:", "::1:5000", "a_b:80"])
+def test_the_registry_and_the_token_server_refuse_a_bad_address_in_the_same_words(
+    tmp_path: Path, es256_key: GeneratedKey, text: str
+) -> None:
+    path = write_both(tmp_path, es256_key, {}, addr=text)
+    config = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**config, "http": {"addr": text}}))
+    [http_addr], [token_addr] = problems_of_both(path)
+    assert http_addr == f"http.addr: {text!r} is not HOST:PORT"
+    assert token_addr == f"tokenserver.addr: {text!r} is not HOST:PORT"
 
 
 def test_environment_overrides_read_durations_alike(tmp_path: Path, es256_key: GeneratedKey) -> None:
