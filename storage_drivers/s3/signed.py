@@ -43,7 +43,7 @@ from botocore.exceptions import (
 )
 from botocore.httpsession import get_cert_path
 
-from .exchange import ClosedUnused, exchange, readable
+from .exchange import ClosedUnused, MalformedAnswer, exchange, readable
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -391,7 +391,10 @@ class SignedRequests:
         except TimeoutError as exc:
             connection.close()
             raise ReadTimeoutError(endpoint_url=self.endpoint, error=exc) from exc
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except MalformedAnswer as exc:
+            connection.close()
+            raise HTTPClientError(error=exc) from exc
+        except (OSError, http.client.HTTPException) as exc:
             connection.close()
             raise ConnectionClosedError(endpoint_url=self.endpoint) from exc
         except BaseException:  # cancelled mid-answer: the connection cannot carry another request
