@@ -10,7 +10,6 @@ import http.client
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import anyio
 import pytest
@@ -80,6 +79,12 @@ def connection() -> Iterator[Connection]:
     opened.close()
 
 
+def summary(reply: Reply) -> tuple[int, bytes, bool]:
+    """A reply's status, body and reusability."""
+    status, _, body, reusable = reply
+    return status, body, reusable
+
+
 def bytewise(answer: bytes) -> list[bytes]:
     return [answer[i : i + 1] for i in range(len(answer))]
 
@@ -122,23 +127,23 @@ class TestFraming:
 
     async def test_a_body_to_the_connections_end(self, connection: Connection) -> None:
         pieces = [b'HTTP/1.1 200 OK\r\nETag: "v3"\r\n\r\nsome ', b"bytes"]
-        assert await_reply(await connection.answer(pieces, close=True)) == (200, b"some bytes", False)
+        assert summary(await connection.answer(pieces, close=True)) == (200, b"some bytes", False)
 
-    async def test_connection_close_is_kept(self, connection: Connection) -> None:
+    async def test_connection_close_is_honoured(self, connection: Connection) -> None:
         answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
-        assert await_reply(await connection.answer([answer])) == (200, b"ok", False)
+        assert summary(await connection.answer([answer])) == (200, b"ok", False)
 
     async def test_http_1_0_without_keep_alive_is_not_reused(self, connection: Connection) -> None:
         answer = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
-        assert await_reply(await connection.answer([answer])) == (200, b"ok", False)
+        assert summary(await connection.answer([answer])) == (200, b"ok", False)
 
     @pytest.mark.parametrize("status", [204, 304])
     async def test_statuses_without_a_body(self, connection: Connection, status: int) -> None:
         answer = b'HTTP/1.1 %d Nothing\r\nETag: "v4"\r\n\r\n' % status
-        assert await_reply(await connection.answer([answer])) == (status, b"", True)
+        assert summary(await connection.answer([answer])) == (status, b"", True)
 
     async def test_bytes_after_a_whole_answer_end_its_connection(self, connection: Connection) -> None:
-        assert await_reply(await connection.answer([LENGTH_ANSWER + b"HTTP/1.1 200"])) == (
+        assert summary(await connection.answer([LENGTH_ANSWER + b"HTTP/1.1 200"])) == (
             200,
             b"hello world",
             False,
@@ -147,7 +152,7 @@ class TestFraming:
     async def test_an_error_answer(self, connection: Connection) -> None:
         body = b"<Error><Code>NoSuchKey</Code></Error>"
         answer = b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-        assert await_reply(await connection.answer([answer])) == (404, body, True)
+        assert summary(await connection.answer([answer])) == (404, body, True)
 
 
 class TestHead:
@@ -164,18 +169,18 @@ class TestHead:
     async def test_bytes_after_the_head_end_its_connection(self, connection: Connection) -> None:
         answer = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody"
         reply = await connection.answer([answer], head_only=True, request=HEAD_REQUEST)
-        assert await_reply(reply) == (200, b"", False)
+        assert summary(reply) == (200, b"", False)
 
     async def test_a_missing_object(self, connection: Connection) -> None:
         answer = b"HTTP/1.1 404 Not Found\r\nContent-Length: 40\r\n\r\n"
         reply = await connection.answer([answer], head_only=True, request=HEAD_REQUEST)
-        assert await_reply(reply) == (404, b"", True)
+        assert summary(reply) == (404, b"", True)
 
 
 class TestInterimAnswers:
     async def test_continue_then_the_answer(self, connection: Connection) -> None:
         pieces = [b"HTTP/1.1 100 Continue\r\n\r\n", *bytewise(LENGTH_ANSWER)]
-        assert await_reply(await connection.answer(pieces)) == (200, b"hello world", True)
+        assert summary(await connection.answer(pieces)) == (200, b"hello world", True)
 
     async def test_early_hints_leave_no_headers(self, connection: Connection) -> None:
         pieces = [b"HTTP/1.1 103 Early Hints\r\nLink: </other>\r\n\r\n" + CHUNKED_ANSWER]
@@ -185,7 +190,7 @@ class TestInterimAnswers:
     async def test_before_a_head_answer(self, connection: Connection) -> None:
         pieces = [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"]
         reply = await connection.answer(pieces, head_only=True, request=HEAD_REQUEST)
-        assert await_reply(reply) == (200, b"", True)
+        assert summary(reply) == (200, b"", True)
 
     async def test_switching_protocols_is_refused(self, connection: Connection) -> None:
         answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
@@ -245,12 +250,6 @@ class TestMalformed:
             await connection.answer(pieces)
 
 
-def await_reply(reply: Reply) -> tuple[int, bytes, bool]:
-    """A reply's status, body and reusability."""
-    status, _, body, reusable = reply
-    return status, body, reusable
-
-
 class _Scripted:
     """A loopback S3 stand-in answering the first request on its one connection well (so the
     signed path keeps the connection), and the second with ``later``, then closing the connection
@@ -287,7 +286,7 @@ class _Scripted:
 
 
 @pytest.fixture
-def scripted(request: Any) -> Iterator[_Scripted]:
+def scripted(request: pytest.FixtureRequest) -> Iterator[_Scripted]:
     server = _Scripted(*request.param)
     yield server
     server.close()
