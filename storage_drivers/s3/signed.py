@@ -7,9 +7,9 @@ body in one send) where urllib3's two sends waited up to 40 ms on the peer's del
 
 Requests are sent from worker threads (``send``), except over plain HTTP a bodiless GET or HEAD
 that finds a kept-alive connection idle (``send_on_loop``) and the body of a streamed GET
-(``Stream.receive``): those are written and read on the event loop, without the thread hop
-whose two wake-ups cost more CPU than the request itself (a GET or HEAD of a link: 0.32 ms of
-CPU on the loop against 0.48 ms through a thread, on this machine under load).
+(``Stream.receive``): those are written and read on the event loop (exchange.py), without the
+thread hop whose two wake-ups cost more CPU than the request itself (a GET or HEAD of a link:
+0.32 ms of CPU on the loop against 0.48 ms through a thread, on this machine under load).
 
 Signing follows AWS Signature Version 4 for S3 with path-style URLs: the canonical URI is the
 path as sent, the payload is hashed over plain HTTP and declared ``UNSIGNED-PAYLOAD`` over TLS
@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import hmac
 import http.client
-import io
 import socket
 import ssl
 import threading
@@ -44,6 +43,8 @@ from botocore.exceptions import (
 )
 from botocore.httpsession import get_cert_path
 
+from .exchange import ClosedUnused, MalformedAnswer, exchange, readable
+
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
 
@@ -55,8 +56,6 @@ _EARLY_ANSWER_WAIT = 1.0
 """Seconds a streamed request whose sending failed waits for the answer that may explain it."""
 _IDLE_CONNECTIONS = 64
 """Keep-alive connections kept per endpoint and budget, as boto3's pool keeps."""
-_RECEIVE = 64 << 10
-"""The most one read of a small answer takes."""
 _EARLY_READ = 64 << 10
 """The most a streamed answer's first read takes in the worker thread that sent the request."""
 
@@ -133,7 +132,7 @@ class Stream:
         """Until ``sock`` has bytes to read, or the budget's read timeout passes."""
         try:
             async with asyncio.timeout(self._pool.read_timeout):
-                await _readable(sock)
+                await readable(sock)
         except TimeoutError as exc:
             self.close()
             raise ReadTimeoutError(endpoint_url=self._pool.endpoint, error=exc) from exc
@@ -385,14 +384,17 @@ class SignedRequests:
         try:
             async with asyncio.timeout(self.budget.read):
                 request = "\r\n".join(lines).encode()
-                answer, reusable = await _exchange_on_loop(sock, request, method == "HEAD")
-        except _ClosedUnused:
+                status, headers, body, reusable = await exchange(sock, request, method == "HEAD")
+        except ClosedUnused:
             connection.close()
             return None
         except TimeoutError as exc:
             connection.close()
             raise ReadTimeoutError(endpoint_url=self.endpoint, error=exc) from exc
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except MalformedAnswer as exc:
+            connection.close()
+            raise HTTPClientError(error=exc) from exc
+        except (OSError, http.client.HTTPException) as exc:
             connection.close()
             raise ConnectionClosedError(endpoint_url=self.endpoint) from exc
         except BaseException:  # cancelled mid-answer: the connection cannot carry another request
@@ -402,7 +404,7 @@ class SignedRequests:
             self.release(connection)
         else:
             connection.close()
-        return answer
+        return Answer(status, headers, body)
 
     def _exchange(
         self,
@@ -555,110 +557,3 @@ def _canonical_query(query: Mapping[str, str]) -> str:
     return "&".join(
         f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}" for name, value in sorted(query.items())
     )
-
-
-class _ClosedUnused(Exception):
-    """A kept-alive connection the server had closed before it took the request."""
-
-
-async def _readable(sock: socket.socket) -> None:
-    """Until the non-blocking ``sock`` has bytes to read (or is closed)."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(sock, wake)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(sock)
-
-
-async def _received(sock: socket.socket) -> bytes:
-    """What the non-blocking ``sock`` has, once it has something (b"" once closed). Read at once
-    when it can be: the event loop's own ``sock_recv`` registers the socket with it every time."""
-    while True:
-        try:
-            return sock.recv(_RECEIVE)
-        except BlockingIOError:
-            await _readable(sock)
-
-
-async def _exchange_on_loop(sock: socket.socket, request: bytes, head_only: bool) -> tuple[Answer, bool]:
-    """Send ``request`` on the non-blocking ``sock`` and read its answer whole; with whether the
-    connection may carry another request."""
-    try:
-        sent = sock.send(request)  # a bodiless request fits an idle connection's buffer
-    except BlockingIOError:
-        sent = 0
-    except (BrokenPipeError, ConnectionResetError) as exc:
-        raise _ClosedUnused from exc
-    if sent < len(request):
-        await asyncio.get_running_loop().sock_sendall(sock, request[sent:])
-    received = bytearray()
-    while (end := received.find(b"\r\n\r\n")) < 0:
-        try:
-            chunk = await _received(sock)
-        except ConnectionResetError as exc:
-            if received:
-                raise
-            raise _ClosedUnused from exc
-        if not chunk:
-            if received:
-                raise http.client.IncompleteRead(bytes(received))
-            raise _ClosedUnused
-        received += chunk
-    status_line, _, header_lines = bytes(received[:end]).partition(b"\r\n")
-    _version, status_text, *_reason = status_line.split(b" ", 2)
-    headers = http.client.parse_headers(io.BytesIO(header_lines + b"\r\n\r\n"))
-    status = int(status_text)
-    if status < 200:
-        raise ValueError(f"an interim answer ({status}) to a request that asked for none")
-    body = received[end + 4 :]
-    reusable = "close" not in headers.get("Connection", "").lower()
-    if head_only or status in (204, 304):
-        return Answer(status, headers, b""), reusable and not body
-    if "chunked" in headers.get("Transfer-Encoding", "").lower():
-        return Answer(status, headers, await _dechunked(sock, bytes(body))), reusable
-    length = headers.get("Content-Length")
-    if length is None:  # the body ends where the connection does
-        while chunk := await _received(sock):
-            body += chunk
-        return Answer(status, headers, bytes(body)), False
-    wanted = int(length)
-    while len(body) < wanted:
-        chunk = await _received(sock)
-        if not chunk:
-            raise http.client.IncompleteRead(bytes(body), wanted - len(body))
-        body += chunk
-    return Answer(status, headers, bytes(body[:wanted])), reusable and len(body) == wanted
-
-
-async def _dechunked(sock: socket.socket, received: bytes) -> bytes:
-    """A chunked body whose first bytes are ``received``, read to its last chunk and trailer."""
-    buffer, body = bytearray(received), bytearray()
-
-    async def line() -> bytes:
-        while (end := buffer.find(b"\r\n")) < 0:
-            chunk = await _received(sock)
-            if not chunk:
-                raise http.client.IncompleteRead(bytes(body))
-            buffer.extend(chunk)
-        found = bytes(buffer[:end])
-        del buffer[: end + 2]
-        return found
-
-    while size := int((await line()).split(b";")[0], 16):
-        while len(buffer) < size + 2:
-            chunk = await _received(sock)
-            if not chunk:
-                raise http.client.IncompleteRead(bytes(body))
-            buffer.extend(chunk)
-        body += buffer[:size]
-        del buffer[: size + 2]
-    while await line():  # trailer fields, then the empty line
-        pass
-    return bytes(body)
