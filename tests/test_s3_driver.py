@@ -946,3 +946,85 @@ class TestS3DriverWithLargeParts(DriverConformance):
         driver = S3Driver(parse_settings(parameters), redirect_expiry=self.redirect_expiry)
         yield driver
         await driver.close()
+
+
+_SERVING_SCRIPT = """
+import asyncio, json, sys
+from storage_drivers.s3 import S3Driver, parse_settings
+from storage_drivers.testsuite import pattern, read_all
+
+MIB = 1 << 20
+
+async def serve(parameters):
+    driver = S3Driver(parse_settings(parameters))
+    try:
+        big = pattern(12 * MIB + 3, seed=11)
+        # A request of announced length, streamed in parts; a chunked one, gathered in parts;
+        # each ended inside a part, continued by another writer and committed.
+        for name, streamed in (("streamed", True), ("gathered", False)):
+            writer = await driver.writer(f"/uploads/{name}/data")
+            if streamed:
+                writer.expect(7 * MIB, final=False)
+            await writer.write(big[: 7 * MIB])
+            await writer.close()
+            writer = await driver.writer(f"/uploads/{name}/data", append=True)
+            assert writer.size == 7 * MIB, writer.size
+            if streamed:
+                writer.expect(len(big) - 7 * MIB, final=True)
+            await writer.write(big[7 * MIB :])
+            await writer.commit()
+            assert await read_all(driver, f"/uploads/{name}/data") == big, name
+        # Copied in parts on the server (above multipartcopythresholdsize), then listed.
+        await driver.move("/uploads/streamed/data", "/blobs/aa/data", size=len(big))
+        assert await read_all(driver, "/blobs/aa/data") == big
+        await driver.put_many([(f"/tags/t{n:02}/link", b"x") for n in range(12)], durable=False)
+        listed = await driver.list("/tags")
+        assert listed == [f"/tags/t{n:02}" for n in range(12)], listed
+        assert await driver.list("/tags", after="t09", limit=2) == ["/tags/t10", "/tags/t11"]
+        scanned = await driver.scan("/tags", after="t05/link", limit=3)
+        assert scanned == [f"/tags/t{n:02}/link" for n in (6, 7, 8)], scanned
+        walked = sorted([(info.path, info.size) async for info in driver.walk("/tags")])
+        assert walked == [(f"/tags/t{n:02}/link", 1) for n in range(12)], walked
+        # An upload left open is aborted by purging, then the folder deleted whole.
+        writer = await driver.writer("/uploads/left/data")
+        writer.expect(6 * MIB, final=False)
+        await writer.write(big[: 6 * MIB])
+        await writer.close()
+        assert await driver.purge_incomplete("/uploads", older_than=0) == 1
+        await driver.delete("/uploads")
+        assert await driver.redirect_url("/blobs/aa/data")
+    finally:
+        await driver.close()
+
+asyncio.run(serve(json.loads(sys.argv[1])))
+print(json.dumps("boto3" in sys.modules))
+"""
+
+
+@pytest.mark.s3
+class TestServingWithoutBoto3:
+    """On a path-style endpoint a worker serves every request without importing boto3 (about
+    10 MiB a process for its clients' service model): listings and every step of a multipart
+    upload go through the signed path. Elsewhere boto3 does the same work."""
+
+    @pytest.mark.parametrize("path_style", [True, False], ids=["signed-path", "boto3"])
+    def test_uploads_copies_listings_and_purges(
+        self, ceph_rgw: CephRGW, s3_bucket: str, path_style: bool
+    ) -> None:
+        parameters = ceph_rgw.driver_parameters(
+            s3_bucket,
+            rootdirectory=f"/serving-{path_style}",
+            chunksize=5 * MIB,
+            multipartcopythresholdsize=6 * MIB,
+            multipartcopychunksize=5 * MIB,
+            forcepathstyle=path_style,
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", _SERVING_SCRIPT, json.dumps(parameters)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        assert json.loads(done.stdout.splitlines()[-1]) is not path_style
+        assert uploads(ceph_rgw, s3_bucket, f"serving-{path_style}/") == []
+        assert keys(ceph_rgw, s3_bucket, f"serving-{path_style}/uploads/") == []

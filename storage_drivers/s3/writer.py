@@ -44,19 +44,15 @@ import contextlib
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..base import FileWriter, PathNotFound, StorageError
-from .clients import S3Clients
 from .errors import in_thread, translate
 from .lean import LeanObjects, ObjectCalls
+from .listing import Part
 from .settings import MAX_PART, MIB, MIN_PART, S3Settings
 from .signed import Outgoing
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 PENDING_PREFIX = ".dockyard-pending-"
 HIDDEN_PREFIX = ".dockyard-"
@@ -80,11 +76,11 @@ def pending_key(key: str) -> str:
     return f"{directory}{slash}{PENDING_PREFIX}{name}"
 
 
-def _gapless(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _gapless(parts: list[Part]) -> list[Part]:
     """Parts numbered 1, 2, 3... up to the first gap (a lost part of an interrupted writer)."""
     run = []
     for number, part in enumerate(parts, 1):
-        if part["PartNumber"] != number:
+        if part.number != number:
             break
         run.append(part)
     return run
@@ -92,16 +88,15 @@ def _gapless(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class WriterCalls:
-    """What a writer calls S3 through: boto3 for the multipart upload and its parts, and the
-    small-object calls (lean.py) for its state, its tail and single PUTs."""
+    """What a writer calls S3 through (lean.py, or boto3 where that path does not apply)."""
 
-    clients: S3Clients
-    bucket: str
     settings: S3Settings
     objects: ObjectCalls
-    """Within the quick budget: the pending object's HEAD and DELETE, the check of a commit."""
+    """Within the quick budget: the pending object's HEAD and DELETE, the check of a commit,
+    starting the multipart upload and listing its parts."""
     bulk_objects: ObjectCalls
-    """Within the bulk budget: the tail (up to 5 MiB) read and written, a single PUT."""
+    """Within the bulk budget: the tail (up to 5 MiB) read and written, a single PUT, parts
+    held in memory, completing and aborting the upload."""
     streams: LeanObjects | None = None
     """Within the bulk budget, where the endpoint takes them: requests streamed as bytes arrive."""
 
@@ -124,15 +119,14 @@ class _Piece:
 
 class S3Writer(FileWriter):
     def __init__(self, calls: WriterCalls, path: str, key: str) -> None:
-        self._quick, self._bulk = calls.clients.quick, calls.clients.bulk
         self._objects, self._bulk_objects = calls.objects, calls.bulk_objects
-        self._bucket = calls.bucket
         self._settings = calls.settings
         self._path = path
         self._key = key
         self._pending_key = pending_key(key)
         self._upload_id: str | None = None
-        self._parts: list[CompletedPartTypeDef] = []
+        self._parts: list[tuple[int, str]] = []
+        """(number, ETag) of the parts uploaded, in order."""
         self._parts_size = 0
         self._buffer = bytearray()
         self._unloaded_tail = 0
@@ -176,34 +170,22 @@ class S3Writer(FileWriter):
             return
         self._upload_id = upload_id
         try:
-            parts = await in_thread(self._path, lambda: self._list_parts(upload_id))
+            parts = await in_thread(self._path, lambda: self._objects.list_parts(self._key, upload_id))
         except PathNotFound:
             # Purged, or completed by a commit whose answer was lost: nothing left to continue.
             raise PathNotFound(self._path, "the pending upload was aborted or completed") from None
         # Only a gapless run of parts counts; complete_multipart_upload drops the others.
         contiguous = _gapless(parts)
         if len(contiguous) < recorded_parts or (
-            sum(p["Size"] for p in contiguous[:recorded_parts]) != recorded_offset
+            sum(part.size for part in contiguous[:recorded_parts]) != recorded_offset
         ):
             raise StorageError(self._path, "the upload's parts do not match its pending state")
         if len(contiguous) > recorded_parts:
             # A writer uploaded a part after this tail and died before close: the part holds it.
             self._unloaded_tail = 0
             self._dirty = True
-        self._parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in contiguous]
-        self._parts_size = sum(p["Size"] for p in contiguous)
-
-    def _list_parts(self, upload_id: str) -> list[dict[str, Any]]:
-        parts: list[dict[str, Any]] = []
-        paginator = self._quick.get_paginator("list_parts")
-        pages = paginator.paginate(Bucket=self._bucket, Key=self._key, UploadId=upload_id)
-        for page in pages:
-            parts.extend(
-                {"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p["Size"]}
-                for p in page.get("Parts", [])
-            )
-        parts.sort(key=lambda p: int(p["PartNumber"]))
-        return parts
+        self._parts = [(part.number, part.etag) for part in contiguous]
+        self._parts_size = sum(part.size for part in contiguous)
 
     @property
     def size(self) -> int:
@@ -255,10 +237,7 @@ class S3Writer(FileWriter):
             # All that is left, rather than a part of chunksize followed by one too small.
             length = available if available < chunk + MIN_PART and available <= MAX_PART else chunk
             if self._upload_id is None:
-                created = self._quick.create_multipart_upload(
-                    Bucket=self._bucket, Key=self._key, **self._settings.put_arguments()
-                )
-                self._upload_id = created["UploadId"]
+                self._upload_id = self._objects.create_upload(self._key, self._settings.put_arguments())
             number = len(self._parts) + 1
             outgoing = streams.start_part(self._key, self._upload_id, number, length)
             piece = _Piece(outgoing, length, number, tail)
@@ -286,7 +265,7 @@ class S3Writer(FileWriter):
         answer = self._streams.finished(piece.outgoing)
         self._piece, self._sent = None, 0
         if piece.number > 0:
-            self._parts.append({"PartNumber": piece.number, "ETag": answer.headers["ETag"]})
+            self._parts.append((piece.number, answer.headers["ETag"]))
             self._parts_size += piece.length
             self._unloaded_tail = 0
             self._dirty = True  # the pending object still records the parts before this one
@@ -341,35 +320,24 @@ class S3Writer(FileWriter):
 
     async def _upload_part(self, length: int) -> None:
         if self._upload_id is None:
-            created = await in_thread(
-                self._path,
-                lambda: self._quick.create_multipart_upload(
-                    Bucket=self._bucket, Key=self._key, **self._settings.put_arguments()
-                ),
+            arguments = self._settings.put_arguments()
+            self._upload_id = await in_thread(
+                self._path, lambda: self._objects.create_upload(self._key, arguments)
             )
-            self._upload_id = created["UploadId"]
         upload_id, number = self._upload_id, len(self._parts) + 1
-        # The buffer itself goes up, cut to the part: no copy of the part (botocore sends a
-        # bytearray body as it is, where bytes would be copied once more behind the headers).
+        # The buffer itself goes up, cut to the part: no copy of the part (http.client and
+        # botocore send a bytearray body as it is, where bytes would be copied once more).
         body, self._buffer = self._buffer, self._buffer[length:]
         del body[length:]
         try:
-            uploaded = await in_thread(
-                self._path,
-                lambda: self._bulk.upload_part(
-                    Bucket=self._bucket,
-                    Key=self._key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=cast("bytes", body),  # botocore takes a bytearray; the stubs know bytes
-                    ContentLength=length,
-                ),
+            etag = await in_thread(
+                self._path, lambda: self._bulk_objects.upload_part(self._key, upload_id, number, body)
             )
         except BaseException:
             body += self._buffer  # a failed part leaves the bytes to retry or persist
             self._buffer = body
             raise
-        self._parts.append({"PartNumber": number, "ETag": uploaded["ETag"]})
+        self._parts.append((number, etag))
         self._parts_size += length
 
     async def close(self) -> None:
@@ -428,13 +396,7 @@ class S3Writer(FileWriter):
                 await self._upload_part(len(self._buffer))
             upload_id, parts = self._upload_id, list(self._parts)
             await in_thread(
-                self._path,
-                lambda: self._bulk.complete_multipart_upload(
-                    Bucket=self._bucket,
-                    Key=self._key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                ),
+                self._path, lambda: self._bulk_objects.complete_upload(self._key, upload_id, parts)
             )
             self._closed = True
             # Completing drops parts it was not given: the object must hold every byte written.
@@ -446,15 +408,10 @@ class S3Writer(FileWriter):
     def _copy_tail_as_part(self) -> None:
         assert self._upload_id is not None
         number = len(self._parts) + 1
-        copied = self._bulk.upload_part_copy(
-            Bucket=self._bucket,
-            Key=self._key,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            CopySource={"Bucket": self._bucket, "Key": self._pending_key},
-            CopySourceIfMatch=self._tail_etag or "*",
+        etag = self._bulk_objects.copy_part(
+            self._pending_key, self._key, self._upload_id, number, if_match=self._tail_etag or "*"
         )
-        self._parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+        self._parts.append((number, etag))
         self._parts_size += self._unloaded_tail
         self._unloaded_tail = 0
 
@@ -464,12 +421,7 @@ class S3Writer(FileWriter):
         if self._upload_id is not None:
             upload_id = self._upload_id
             with contextlib.suppress(PathNotFound):  # already aborted, e.g. by upload purging
-                await in_thread(
-                    self._path,
-                    lambda: self._bulk.abort_multipart_upload(
-                        Bucket=self._bucket, Key=self._key, UploadId=upload_id
-                    ),
-                )
+                await in_thread(self._path, lambda: self._bulk_objects.abort_upload(self._key, upload_id))
         await self._delete_pending()
 
     async def _delete_pending(self) -> None:
