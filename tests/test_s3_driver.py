@@ -230,7 +230,7 @@ class TestUploads:
         await writer.close()  # part 1 (8 MiB), a 1 MiB tail pending
         writer = await big.writer(path, append=True)
         await writer.write(more)
-        await writer._upload_part(len(writer._buffer))  # type: ignore[attr-defined]  # close's part
+        await writer._upload_part(len(writer._spool))  # type: ignore[attr-defined]  # close's part
         del writer  # the worker dies before the pending object records it
         resumed = await big.writer(path, append=True)
         assert resumed.size == 14 * MIB
@@ -326,6 +326,40 @@ class TestStreamedParts:
                 await driver.writer(path, append=True)  # its multipart upload is gone
             with pytest.raises(PathNotFound):
                 await driver.stat(path)
+        finally:
+            await driver.close()
+
+    @pytest.mark.parametrize("path_style", [True, False], ids=["signed-path", "boto3"])
+    async def test_unannounced_bytes_are_spooled_not_held(
+        self, ceph_rgw: CephRGW, s3_bucket: str, path_style: bool
+    ) -> None:
+        """A body of unknown length (chunked encoding) is gathered on local disk, and each part
+        sent from there: the process holds no part in memory (on the signed path; boto3 sends
+        a part from memory), and the tail and the last bytes are stored as written."""
+        parameters = ceph_rgw.driver_parameters(
+            s3_bucket, rootdirectory=ROOT, chunksize=10 * MIB, forcepathstyle=path_style
+        )
+        driver = S3Driver(parse_settings(parameters))
+        path, data = f"/uploads/spooled-{path_style}/data", pattern(27 * MIB + 5, 23)
+        try:
+            writer = await driver.writer(path)
+            tracemalloc.start()
+            try:
+                for start in range(0, 13 * MIB, MIB):  # a part, then 3 MiB left to close
+                    await writer.write(data[start : start + MIB])
+                held = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            if path_style:
+                assert held < 4 * MIB, f"{held} bytes held while gathering a 10 MiB part"
+            await writer.close()
+            writer = await driver.writer(path, append=True)
+            assert writer.size == 13 * MIB
+            await writer.write(data[13 * MIB :])
+            await writer.commit()
+            stored = ceph_rgw.client().head_object(Bucket=s3_bucket, Key="registry-root" + path)
+            assert stored["ETag"].endswith('-3"'), "10 MiB, 10 MiB, then the last 7 MiB"
+            assert await read_all(driver, path) == data
         finally:
             await driver.close()
 

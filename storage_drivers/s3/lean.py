@@ -32,7 +32,7 @@ import http.client
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from functools import partial
@@ -46,7 +46,7 @@ from botocore.exceptions import ClientError
 
 from . import listing
 from .clients import CallBudget, retry_delay
-from .errors import TRANSIENT_TRANSPORT, is_transient
+from .errors import TRANSIENT_TRANSPORT, error_code, is_transient, status_code
 from .listing import LIST_PAGE, Listed, ListPage, Part, Upload
 from .settings import S3Settings
 from .signed import Answer, Outgoing, SignedRequests, Stream
@@ -379,6 +379,30 @@ class LeanObjects:
     def start_part(self, key: str, upload_id: str, number: int, length: int) -> Outgoing:
         """An UploadPart of ``length`` bytes sent as they arrive; its ETag from ``finished``."""
         return self._start(key, {"partNumber": str(number), "uploadId": upload_id}, {}, length)
+
+    def send_again(self, start: Callable[[], Outgoing], pieces: Callable[[], Iterable[bytes]]) -> Answer:
+        """A streamed request (``start``) whose body ``pieces`` can give again from its first
+        byte (a spooled part): sent whole, and sent again on a transient failure within the
+        budget, as boto3 retries a part held in memory."""
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                outgoing = start()
+                for piece in pieces():
+                    self.send(outgoing, piece)
+                return self.finished(outgoing)
+            except TRANSIENT_TRANSPORT:
+                delay = retry_delay(self._budget, attempts, started)
+                if delay is None:
+                    raise
+            except ClientError as exc:
+                transient = is_transient(error_code(exc), status_code(exc))
+                delay = retry_delay(self._budget, attempts, started) if transient else None
+                if delay is None:
+                    raise
+            time.sleep(delay)
 
     def _start(
         self, key: str, query: Mapping[str, str] | None, headers: Mapping[str, str], length: int

@@ -34,16 +34,19 @@ A streamed piece cannot be sent again: its bytes are in no buffer. When one fail
 request ends before its bytes did), the request gives up the piece (S3 drops a request cut
 short) and fails; what is stored is the parts and the pending object before it, so the upload
 stays resumable at ``size`` (which no longer counts the lost bytes). A request of unknown length
-(``Transfer-Encoding: chunked``) cannot be planned so: its bytes are held until a part is
-full, as above.
+(``Transfer-Encoding: chunked``) cannot be planned so: its bytes are gathered until a part is
+full, as above, in a local spool file rather than in memory (spool.py), and each part, the
+pending object and a single PUT are sent from that file in pieces (sent again on a transient
+failure, since the bytes are still there).
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -53,6 +56,7 @@ from .lean import LeanObjects, ObjectCalls
 from .listing import Part
 from .settings import MAX_PART, MIB, MIN_PART, S3Settings
 from .signed import Outgoing
+from .spool import PIECE, Spool
 
 PENDING_PREFIX = ".dockyard-pending-"
 HIDDEN_PREFIX = ".dockyard-"
@@ -60,15 +64,16 @@ HIDDEN_PREFIX = ".dockyard-"
 
 
 BUFFERED_LIMIT = 20 * MIB
-"""Bytes the writers of one process may hold before they upload parts of S3's minimum size
-instead of ``chunksize``: many uploads at once would otherwise each hold up to a whole part."""
+"""Bytes the writers of one process may have spooled before they upload parts of S3's minimum
+size instead of ``chunksize``: many uploads at once would otherwise each keep up to a whole part
+on local disk."""
 _LIVE: weakref.WeakSet[S3Writer] = weakref.WeakSet()
 
 
 def _part_size(chunksize: int) -> int:
     """The size of the next part a writer uploads: ``chunksize``, or S3's minimum while the
-    process's writers hold more than BUFFERED_LIMIT."""
-    return MIN_PART if sum(len(writer._buffer) for writer in _LIVE) > BUFFERED_LIMIT else chunksize
+    process's writers have spooled more than BUFFERED_LIMIT."""
+    return MIN_PART if sum(len(writer._spool) for writer in _LIVE) > BUFFERED_LIMIT else chunksize
 
 
 def pending_key(key: str) -> str:
@@ -128,7 +133,8 @@ class S3Writer(FileWriter):
         self._parts: list[tuple[int, str]] = []
         """(number, ETag) of the parts uploaded, in order."""
         self._parts_size = 0
-        self._buffer = bytearray()
+        self._spool = Spool()
+        """Bytes of unannounced length not yet in a part (the stored tail first, once read)."""
         self._unloaded_tail = 0
         """Bytes of the pending object not read back yet (read on the first write or commit)."""
         self._tail_etag: str | None = None
@@ -189,10 +195,10 @@ class S3Writer(FileWriter):
 
     @property
     def size(self) -> int:
-        return self._parts_size + self._unloaded_tail + len(self._buffer) + self._sent
+        return self._parts_size + self._unloaded_tail + len(self._spool) + self._sent
 
     def expect(self, length: int, final: bool) -> None:
-        if self._streams is not None and not self._buffer and self._piece is None:
+        if self._streams is not None and not self._spool and self._piece is None:
             self._expected, self._final = length, final
 
     def blocking_write(self) -> Callable[[memoryview], None] | None:
@@ -297,48 +303,66 @@ class S3Writer(FileWriter):
             raise StorageError(self._path, "writer already closed")
 
     async def _load_tail(self) -> None:
-        if not self._unloaded_tail:
-            return
-        etag = self._tail_etag or ""
-        tail = await in_thread(self._path, lambda: self._bulk_objects.get(self._pending_key, etag))
+        if self._unloaded_tail:
+            await in_thread(self._path, self._load_tail_now)
+
+    def _load_tail_now(self) -> None:
+        """Read the stored tail into the empty spool (blocking): the bytes before any new one."""
+        assert not self._spool
+        tail = self._bulk_objects.get(self._pending_key, self._tail_etag or "")
         if len(tail) != self._unloaded_tail:
             raise StorageError(self._path, "the pending tail changed while it was read")
-        self._buffer[:0] = tail
+        self._spool.append(tail)
         self._unloaded_tail = 0
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         self._require_open()
+        view = memoryview(data)
         if self._expected is not None:
-            view = memoryview(data)
             await in_thread(self._path, lambda: self._stream(view))
             return
-        await self._load_tail()
-        self._buffer += data
-        self._dirty = True
-        while len(self._buffer) >= (part := _part_size(self._settings.chunksize)):
-            await self._upload_part(part)
+
+        def gather() -> None:  # spooled, and the parts it fills sent, in one thread hop
+            if self._unloaded_tail:
+                self._load_tail_now()
+            self._spool.append(view)
+            self._dirty = True
+            while len(self._spool) >= (part := _part_size(self._settings.chunksize)):
+                self._upload_part_now(part)
+
+        await in_thread(self._path, gather)
 
     async def _upload_part(self, length: int) -> None:
+        await in_thread(self._path, lambda: self._upload_part_now(length))
+
+    def _upload_part_now(self, length: int) -> None:
+        """Upload the spool's first ``length`` bytes as the next part (blocking); a failed part
+        leaves them spooled, to retry or persist."""
         if self._upload_id is None:
-            arguments = self._settings.put_arguments()
-            self._upload_id = await in_thread(
-                self._path, lambda: self._objects.create_upload(self._key, arguments)
-            )
+            self._upload_id = self._objects.create_upload(self._key, self._settings.put_arguments())
         upload_id, number = self._upload_id, len(self._parts) + 1
-        # The buffer itself goes up, cut to the part: no copy of the part (http.client and
-        # botocore send a bytearray body as it is, where bytes would be copied once more).
-        body, self._buffer = self._buffer, self._buffer[length:]
-        del body[length:]
-        try:
-            etag = await in_thread(
-                self._path, lambda: self._bulk_objects.upload_part(self._key, upload_id, number, body)
+        streams, spool = self._streams, self._spool
+        if streams is None:
+            etag = self._bulk_objects.upload_part(self._key, upload_id, number, spool.read(length))
+        else:
+            answer = streams.send_again(
+                lambda: streams.start_part(self._key, upload_id, number, length), lambda: spool.pieces(length)
             )
-        except BaseException:
-            body += self._buffer  # a failed part leaves the bytes to retry or persist
-            self._buffer = body
-            raise
+            etag = answer.headers["ETag"]
+        spool.drop(length)
         self._parts.append((number, etag))
         self._parts_size += length
+
+    def _put_spooled(self, key: str, arguments: Mapping[str, Any]) -> None:
+        """Store the spool's bytes at ``key`` (blocking): streamed from the file unless small
+        (a small PUT goes on a kept-alive connection, in one segment)."""
+        streams, spool, length = self._streams, self._spool, len(self._spool)
+        if streams is None or length <= PIECE:
+            self._bulk_objects.put(key, spool.read(length), arguments)
+        else:
+            streams.send_again(
+                lambda: streams.start_put(key, length, arguments), lambda: spool.pieces(length)
+            )
 
     async def close(self) -> None:
         if self._closed:
@@ -351,14 +375,26 @@ class S3Writer(FileWriter):
             return
         if not self._dirty:
             return
-        await self._load_tail()
-        if len(self._buffer) >= MIN_PART:
-            # A part now rather than a tail the next request would read back and write again.
-            await self._upload_part(len(self._buffer))
-        tail = bytes(self._buffer)
-        arguments = {"ContentType": "application/octet-stream", "Metadata": self._state_metadata()}
-        await in_thread(self._path, lambda: self._bulk_objects.put(self._pending_key, tail, arguments))
-        self._pending_stored = True
+
+        def store() -> None:
+            if self._unloaded_tail:
+                self._load_tail_now()
+            if len(self._spool) >= MIN_PART:
+                # A part now rather than a tail the next request would read back and write again.
+                self._upload_part_now(len(self._spool))
+            metadata = self._state_metadata()
+            self._put_spooled(
+                self._pending_key, {"ContentType": "application/octet-stream", "Metadata": metadata}
+            )
+            self._pending_stored = True
+            # Stored now: ``size`` still counts those bytes, from the pending object.
+            self._unloaded_tail = len(self._spool)
+            self._spool.close()
+
+        try:
+            await in_thread(self._path, store)
+        finally:
+            self._spool.close()
 
     async def commit(self) -> None:
         self._require_open()
@@ -369,7 +405,7 @@ class S3Writer(FileWriter):
             await self._delete_pending()
             return
         arguments = self._settings.put_arguments()
-        if self._upload_id is None and self._unloaded_tail and not self._buffer:
+        if self._upload_id is None and self._unloaded_tail and not self._spool:
             # Every byte is in the pending object read by resume: S3 copies that very version
             # into place, where reading it back and writing it again takes two requests.
             source, etag = self._pending_key, self._tail_etag or ""
@@ -381,19 +417,20 @@ class S3Writer(FileWriter):
 
             await in_thread(self._path, copy_into_place)
             return
-        if self._upload_id is not None and self._unloaded_tail and not self._buffer:
+        if self._upload_id is not None and self._unloaded_tail and not self._spool:
             # The tail becomes the last part by a copy on the server, not read back and sent.
             await in_thread(self._path, self._copy_tail_as_part)
         await self._load_tail()
         size = self.size
         if self._upload_id is None:
             # One PUT stores all its bytes or none: nothing to check after it.
-            body = bytes(self._buffer)
-            await in_thread(self._path, lambda: self._bulk_objects.put(self._key, body, arguments))
+            await in_thread(self._path, lambda: self._put_spooled(self._key, arguments))
             self._closed = True
+            self._spool.close()
         else:
-            if self._buffer:
-                await self._upload_part(len(self._buffer))
+            if self._spool:
+                await self._upload_part(len(self._spool))
+            self._spool.close()
             upload_id, parts = self._upload_id, list(self._parts)
             await in_thread(
                 self._path, lambda: self._bulk_objects.complete_upload(self._key, upload_id, parts)
@@ -418,6 +455,7 @@ class S3Writer(FileWriter):
     async def cancel(self) -> None:
         self._closed = True
         self._drop_piece()
+        self._spool.close()
         if self._upload_id is not None:
             upload_id = self._upload_id
             with contextlib.suppress(PathNotFound):  # already aborted, e.g. by upload purging
