@@ -363,6 +363,25 @@ class TestStreamedParts:
         finally:
             await driver.close()
 
+    async def test_a_spooled_part_cut_off_is_sent_again(self, ceph_rgw: CephRGW, s3_bucket: str) -> None:
+        """The connection of a part sent from the spool is cut mid-body: the bytes are still on
+        disk, so the part is sent again and the upload completes whole."""
+        with _cutting_proxy(ceph_rgw.endpoint, b"partNumber=") as (endpoint, cuts):
+            parameters = ceph_rgw.driver_parameters(
+                s3_bucket, rootdirectory=ROOT, chunksize=5 * MIB, regionendpoint=endpoint
+            )
+            driver = S3Driver(parse_settings(parameters))
+            path, data = "/uploads/cut-spooled/data", pattern(6 * MIB + 7, 24)
+            try:
+                writer = await driver.writer(path)
+                for start in range(0, len(data), MIB):
+                    await writer.write(data[start : start + MIB])
+                await writer.commit()
+                assert cuts == [1], "one part cut off, then sent whole"
+                assert await read_all(driver, path) == data
+            finally:
+                await driver.close()
+
 
 class TestRedirects:
     async def test_redirect_endpoint_replaces_the_host(self, ceph_rgw: CephRGW, s3_bucket: str) -> None:
@@ -627,6 +646,48 @@ def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def _cutting_proxy(upstream: str, marker: bytes) -> Iterator[tuple[str, list[int]]]:
+    """A TCP relay to ``upstream`` that cuts the first connection whose request line holds
+    ``marker`` once 1 MiB of it has passed; its URL, and a list holding the number of cuts."""
+    target = urlsplit(upstream)
+    listener = socket.create_server(("127.0.0.1", 0))
+    cuts = [0]
+
+    def pipe(source: socket.socket, sink: socket.socket, cut_after: int | None) -> None:
+        passed = 0
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if cut_after is None and passed == 0 and marker in data.split(b"\r\n", 1)[0] and not cuts[0]:
+                    cuts[0] += 1
+                    cut_after = MIB
+                sink.sendall(data)
+                passed += len(data)
+                if cut_after is not None and passed >= cut_after:
+                    break
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def relay(client: socket.socket) -> None:
+        server = socket.create_connection((target.hostname or "127.0.0.1", target.port or 80))
+        threading.Thread(target=pipe, args=(server, client, None), daemon=True).start()
+        pipe(client, server, None)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                threading.Thread(target=relay, args=(client,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", cuts
+    finally:
+        listener.close()
 
 
 @pytest.fixture
