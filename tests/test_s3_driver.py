@@ -230,7 +230,7 @@ class TestUploads:
         await writer.close()  # part 1 (8 MiB), a 1 MiB tail pending
         writer = await big.writer(path, append=True)
         await writer.write(more)
-        await writer._upload_part(len(writer._buffer))  # type: ignore[attr-defined]  # close's part
+        await writer._upload_part(len(writer._spool))  # type: ignore[attr-defined]  # close's part
         del writer  # the worker dies before the pending object records it
         resumed = await big.writer(path, append=True)
         assert resumed.size == 14 * MIB
@@ -328,6 +328,59 @@ class TestStreamedParts:
                 await driver.stat(path)
         finally:
             await driver.close()
+
+    @pytest.mark.parametrize("path_style", [True, False], ids=["signed-path", "boto3"])
+    async def test_unannounced_bytes_are_spooled_not_held(
+        self, ceph_rgw: CephRGW, s3_bucket: str, path_style: bool
+    ) -> None:
+        """A body of unknown length (chunked encoding) is gathered on local disk, and each part
+        sent from there: the process holds no part in memory (on the signed path; boto3 sends
+        a part from memory), and the tail and the last bytes are stored as written."""
+        parameters = ceph_rgw.driver_parameters(
+            s3_bucket, rootdirectory=ROOT, chunksize=10 * MIB, forcepathstyle=path_style
+        )
+        driver = S3Driver(parse_settings(parameters))
+        path, data = f"/uploads/spooled-{path_style}/data", pattern(27 * MIB + 5, 23)
+        try:
+            writer = await driver.writer(path)
+            tracemalloc.start()
+            try:
+                for start in range(0, 13 * MIB, MIB):  # a part, then 3 MiB left to close
+                    await writer.write(data[start : start + MIB])
+                held = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            if path_style:
+                assert held < 4 * MIB, f"{held} bytes held while gathering a 10 MiB part"
+            await writer.close()
+            writer = await driver.writer(path, append=True)
+            assert writer.size == 13 * MIB
+            await writer.write(data[13 * MIB :])
+            await writer.commit()
+            stored = ceph_rgw.client().head_object(Bucket=s3_bucket, Key="registry-root" + path)
+            assert stored["ETag"].endswith('-3"'), "10 MiB, 10 MiB, then the last 7 MiB"
+            assert await read_all(driver, path) == data
+        finally:
+            await driver.close()
+
+    async def test_a_spooled_part_cut_off_is_sent_again(self, ceph_rgw: CephRGW, s3_bucket: str) -> None:
+        """The connection of a part sent from the spool is cut mid-body: the bytes are still on
+        disk, so the part is sent again and the upload completes whole."""
+        with _cutting_proxy(ceph_rgw.endpoint, b"partNumber=") as (endpoint, cuts):
+            parameters = ceph_rgw.driver_parameters(
+                s3_bucket, rootdirectory=ROOT, chunksize=5 * MIB, regionendpoint=endpoint
+            )
+            driver = S3Driver(parse_settings(parameters))
+            path, data = "/uploads/cut-spooled/data", pattern(6 * MIB + 7, 24)
+            try:
+                writer = await driver.writer(path)
+                for start in range(0, len(data), MIB):
+                    await writer.write(data[start : start + MIB])
+                await writer.commit()
+                assert cuts == [1], "one part cut off, then sent whole"
+                assert await read_all(driver, path) == data
+            finally:
+                await driver.close()
 
 
 class TestRedirects:
@@ -593,6 +646,48 @@ def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def _cutting_proxy(upstream: str, marker: bytes) -> Iterator[tuple[str, list[int]]]:
+    """A TCP relay to ``upstream`` that cuts the first connection whose request line holds
+    ``marker`` once 1 MiB of it has passed; its URL, and a list holding the number of cuts."""
+    target = urlsplit(upstream)
+    listener = socket.create_server(("127.0.0.1", 0))
+    cuts = [0]
+
+    def pipe(source: socket.socket, sink: socket.socket, cut_after: int | None) -> None:
+        passed = 0
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if cut_after is None and passed == 0 and marker in data.split(b"\r\n", 1)[0] and not cuts[0]:
+                    cuts[0] += 1
+                    cut_after = MIB
+                sink.sendall(data)
+                passed += len(data)
+                if cut_after is not None and passed >= cut_after:
+                    break
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def relay(client: socket.socket) -> None:
+        server = socket.create_connection((target.hostname or "127.0.0.1", target.port or 80))
+        threading.Thread(target=pipe, args=(server, client, None), daemon=True).start()
+        pipe(client, server, None)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                threading.Thread(target=relay, args=(client,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", cuts
+    finally:
+        listener.close()
 
 
 @pytest.fixture
@@ -946,3 +1041,85 @@ class TestS3DriverWithLargeParts(DriverConformance):
         driver = S3Driver(parse_settings(parameters), redirect_expiry=self.redirect_expiry)
         yield driver
         await driver.close()
+
+
+_SERVING_SCRIPT = """
+import asyncio, json, sys
+from storage_drivers.s3 import S3Driver, parse_settings
+from storage_drivers.testsuite import pattern, read_all
+
+MIB = 1 << 20
+
+async def serve(parameters):
+    driver = S3Driver(parse_settings(parameters))
+    try:
+        big = pattern(12 * MIB + 3, seed=11)
+        # A request of announced length, streamed in parts; a chunked one, gathered in parts;
+        # each ended inside a part, continued by another writer and committed.
+        for name, streamed in (("streamed", True), ("gathered", False)):
+            writer = await driver.writer(f"/uploads/{name}/data")
+            if streamed:
+                writer.expect(7 * MIB, final=False)
+            await writer.write(big[: 7 * MIB])
+            await writer.close()
+            writer = await driver.writer(f"/uploads/{name}/data", append=True)
+            assert writer.size == 7 * MIB, writer.size
+            if streamed:
+                writer.expect(len(big) - 7 * MIB, final=True)
+            await writer.write(big[7 * MIB :])
+            await writer.commit()
+            assert await read_all(driver, f"/uploads/{name}/data") == big, name
+        # Copied in parts on the server (above multipartcopythresholdsize), then listed.
+        await driver.move("/uploads/streamed/data", "/blobs/aa/data", size=len(big))
+        assert await read_all(driver, "/blobs/aa/data") == big
+        await driver.put_many([(f"/tags/t{n:02}/link", b"x") for n in range(12)], durable=False)
+        listed = await driver.list("/tags")
+        assert listed == [f"/tags/t{n:02}" for n in range(12)], listed
+        assert await driver.list("/tags", after="t09", limit=2) == ["/tags/t10", "/tags/t11"]
+        scanned = await driver.scan("/tags", after="t05/link", limit=3)
+        assert scanned == [f"/tags/t{n:02}/link" for n in (6, 7, 8)], scanned
+        walked = sorted([(info.path, info.size) async for info in driver.walk("/tags")])
+        assert walked == [(f"/tags/t{n:02}/link", 1) for n in range(12)], walked
+        # An upload left open is aborted by purging, then the folder deleted whole.
+        writer = await driver.writer("/uploads/left/data")
+        writer.expect(6 * MIB, final=False)
+        await writer.write(big[: 6 * MIB])
+        await writer.close()
+        assert await driver.purge_incomplete("/uploads", older_than=0) == 1
+        await driver.delete("/uploads")
+        assert await driver.redirect_url("/blobs/aa/data")
+    finally:
+        await driver.close()
+
+asyncio.run(serve(json.loads(sys.argv[1])))
+print(json.dumps("boto3" in sys.modules))
+"""
+
+
+@pytest.mark.s3
+class TestServingWithoutBoto3:
+    """On a path-style endpoint a worker serves every request without importing boto3 (about
+    10 MiB a process for its clients' service model): listings and every step of a multipart
+    upload go through the signed path. Elsewhere boto3 does the same work."""
+
+    @pytest.mark.parametrize("path_style", [True, False], ids=["signed-path", "boto3"])
+    def test_uploads_copies_listings_and_purges(
+        self, ceph_rgw: CephRGW, s3_bucket: str, path_style: bool
+    ) -> None:
+        parameters = ceph_rgw.driver_parameters(
+            s3_bucket,
+            rootdirectory=f"/serving-{path_style}",
+            chunksize=5 * MIB,
+            multipartcopythresholdsize=6 * MIB,
+            multipartcopychunksize=5 * MIB,
+            forcepathstyle=path_style,
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", _SERVING_SCRIPT, json.dumps(parameters)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        assert json.loads(done.stdout.splitlines()[-1]) is not path_style
+        assert uploads(ceph_rgw, s3_bucket, f"serving-{path_style}/") == []
+        assert keys(ceph_rgw, s3_bucket, f"serving-{path_style}/uploads/") == []

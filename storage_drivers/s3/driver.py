@@ -1,8 +1,8 @@
 """S3 driver: a path is stored at key ``rootdirectory`` + path, Distribution's exact layout.
 
-Every boto3 call runs in a worker thread; listings, deletes and copies run whole in one
+Blocking S3 calls run in worker threads; listings, deletes and copies run whole in one
 thread call (large batches rather than a thread hop per page). Each call goes through the
-client for its time budget (clients.py): ``quick`` for small requests, ``bulk`` for those
+calls of its time budget (clients.py): ``quick`` for small requests, ``bulk`` for those
 that move data; transient failures are retried within that budget before anything reaches
 the caller.
 """
@@ -12,28 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from anyio import CancelScope
+from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from offload import to_thread
 
 from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver, StorageError
 from ..config import Parameters
-from .clients import BULK, QUICK, CallBudget, S3Clients, make_client, new_session
+from .clients import BULK, QUICK, CallBudget
 from .errors import TRANSIENT_TRANSPORT, in_thread, status_code, translate
 from .lean import BotoObjects, LeanObjects, ObjectCalls, ObjectHead, Readable
+from .listing import LIST_PAGE
 from .settings import MAX_PART, S3Settings, parse_settings
 from .signed import Stream
 from .writer import HIDDEN_PREFIX, S3Writer, WriterCalls
 
 if TYPE_CHECKING:
+    from boto3.session import Session
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, MultipartUploadTypeDef
 
 READ_CHUNK = (512 - 8) << 10
 """A blob read comes in pieces of at most this size, kept under the workers' malloc mapping threshold
@@ -48,8 +50,6 @@ READ_RESUMES = 3
 """A ranged GET cut off mid-stream is resumed from where it stopped this many times."""
 DELETE_BATCH = 1000
 """The most keys one DeleteObjects request takes."""
-LIST_PAGE = 1000
-"""The most keys one ListObjectsV2 answer holds."""
 PUTS_IN_FLIGHT = 32
 """Small objects a batch write sends at once."""
 
@@ -103,6 +103,16 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(HIDDEN_PREFIX)
 
 
+def _credentials(settings: S3Settings) -> Credentials | None:
+    """The configured keys, else botocore's chain (environment, profile, instance role) as a
+    boto3 session finds it; None for anonymous access."""
+    if settings.accesskey or settings.secretkey:
+        return Credentials(settings.accesskey or "", settings.secretkey or "")
+    import botocore.session  # noqa: PLC0415 - its chain only where no keys are configured
+
+    return botocore.session.Session().get_credentials()
+
+
 class S3Driver(StorageDriver):
     name = "s3"
     listing_carries_stats = True
@@ -124,33 +134,38 @@ class S3Driver(StorageDriver):
         self.bucket = settings.bucket
         self.redirect_expiry = redirect_expiry
         self._prefix = settings.key_prefix
-        session = new_session(settings)
-        self._clients = S3Clients.create(session, settings, settings.regionendpoint, quick, bulk)
-        self._quick, self._bulk = self._clients.quick, self._clients.bulk
-        self._presigner: S3Client = (
-            make_client(session, settings, settings.redirectendpoint, quick)
-            if settings.redirectendpoint
-            else self._quick
-        )
-        # Requests on small objects skip boto3's per-call work where they can (lean.py): those of
-        # the quick budget, and those that move up to a part or make the server copy (bulk).
-        credentials, endpoint_url = session.get_credentials(), self._quick.meta.endpoint_url
-        self._objects: ObjectCalls = LeanObjects.create(
-            credentials, settings, endpoint_url, quick
-        ) or BotoObjects(self._quick, self.bucket)
-        self._bulk_objects: ObjectCalls = LeanObjects.create(
-            credentials, settings, endpoint_url, bulk
-        ) or BotoObjects(self._bulk, self.bucket)
-        self._presigns: ObjectCalls = (
-            LeanObjects.create(credentials, settings, self._presigner.meta.endpoint_url, quick)
-            or BotoObjects(self._presigner, self.bucket)
+        self._boto3_clients: list[S3Client] = []
+        """Only where the signed path does not serve the endpoint (lean.py), closed with the driver."""
+        self._session: Session | None = None
+        credentials = _credentials(settings)
+        self._objects = self._calls(credentials, settings.regionendpoint, quick)
+        self._bulk_objects = self._calls(credentials, settings.regionendpoint, bulk)
+        self._presigns = (
+            self._calls(credentials, settings.redirectendpoint, quick)
             if settings.redirectendpoint
             else self._objects
         )
         streams = self._bulk_objects if isinstance(self._bulk_objects, LeanObjects) else None
-        self._writer_calls = WriterCalls(
-            self._clients, self.bucket, settings, self._objects, self._bulk_objects, streams
-        )
+        self._writer_calls = WriterCalls(settings, self._objects, self._bulk_objects, streams)
+
+    def _calls(
+        self, credentials: Credentials | None, endpoint: str | None, budget: CallBudget
+    ) -> ObjectCalls:
+        """The calls on ``endpoint`` within ``budget``: signed here (lean.py) where that path
+        applies, else through a boto3 client, which also resolves an endpoint left unset (AWS's)."""
+        endpoint_url = self.settings.endpoint_url(endpoint)
+        if endpoint_url is not None and (
+            lean := LeanObjects.create(credentials, self.settings, endpoint_url, budget)
+        ):
+            return lean
+        from .boto_clients import make_client, new_session  # noqa: PLC0415 - boto3 only where needed
+
+        if self._session is None:
+            self._session = new_session(self.settings)
+        client = make_client(self._session, self.settings, endpoint, budget)
+        self._boto3_clients.append(client)
+        resolved = LeanObjects.create(credentials, self.settings, client.meta.endpoint_url, budget)
+        return resolved or BotoObjects(client, self.bucket)
 
     @classmethod
     def from_parameters(cls, parameters: Parameters) -> S3Driver:
@@ -289,26 +304,24 @@ class S3Driver(StorageDriver):
         can only sort before names already met if it is a start of the last key met that ends
         before a "-" or "."; those few are looked up before names after them are handed out.
         """
-        request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
-        if after is not None:
-            request["StartAfter"] = prefix + after  # every name after ``after`` has a key after this
+        start = "" if after is None else prefix + after  # every name after ``after`` has a key after this
+        token = ""
         found: set[str] = set()
         stored = False
         while True:
             wanted = LIST_PAGE if limit is None else min(LIST_PAGE, limit + 2)
-            response = self._quick.list_objects_v2(**request, MaxKeys=wanted)
-            keys = [item["Key"] for item in response.get("Contents", [])]
-            keys += [common["Prefix"] for common in response.get("CommonPrefixes", [])]
+            page = self._objects.list_page(prefix, delimited=True, after=start, token=token, limit=wanted)
+            keys = [item.key for item in page.objects] + page.prefixes
             stored = stored or bool(keys)
             for key in keys:
                 name = key[len(prefix) :].rstrip("/")
                 if name and (after is None or name > after) and not _is_hidden(name):
                     found.add(name)
-            if not response.get("IsTruncated"):
+            if page.next_token is None:
                 break
             if limit is not None and self._first_names_known(prefix, found, max(keys), after, limit):
                 break
-            request["ContinuationToken"] = response["NextContinuationToken"]
+            token = page.next_token
         if not stored and (after is None or not self._holds_anything(prefix)):
             return None
         return sorted(found)[:limit]
@@ -333,23 +346,22 @@ class S3Driver(StorageDriver):
         return len(found) >= limit
 
     def _holds_anything(self, prefix: str) -> bool:
-        listing = self._quick.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
-        return bool(listing.get("Contents"))
+        return bool(self._objects.list_page(prefix, limit=1).objects)
 
     async def _scan(self, path: str, after: str, limit: int) -> list[str]:
         prefix = self._dir_prefix(path)
 
         def scan() -> list[str]:
-            request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "StartAfter": prefix + after}
             keys: list[str] = []
+            token = ""
             while True:
-                response = self._quick.list_objects_v2(**request, MaxKeys=min(LIST_PAGE, limit - len(keys)))
-                for item in response.get("Contents", []):
-                    if not _is_hidden(item["Key"].rpartition("/")[2]):
-                        keys.append(item["Key"])
-                if len(keys) >= limit or not response.get("IsTruncated"):
+                page = self._objects.list_page(
+                    prefix, after=prefix + after, token=token, limit=min(LIST_PAGE, limit - len(keys))
+                )
+                keys += [item.key for item in page.objects if not _is_hidden(item.key.rpartition("/")[2])]
+                if len(keys) >= limit or page.next_token is None:
                     return keys[:limit]
-                request["ContinuationToken"] = response["NextContinuationToken"]
+                token = page.next_token
 
         return [self._path_of(key) for key in await in_thread(path, scan)]
 
@@ -372,41 +384,27 @@ class S3Driver(StorageDriver):
     def _multipart_copy(self, source_key: str, destination_key: str, size: int) -> None:
         """Copy ``size`` bytes server-side in parts, several at once (needed above 5 GiB)."""
         chunk = min(max(self.settings.multipartcopychunksize, -(-size // 10_000)), MAX_PART)
-        upload_id = self._quick.create_multipart_upload(
-            Bucket=self.bucket, Key=destination_key, **self.settings.put_arguments()
-        )["UploadId"]
+        upload_id = self._objects.create_upload(destination_key, self.settings.put_arguments())
 
-        def copy_part(number: int) -> CompletedPartTypeDef:
+        def copy_part(number: int) -> tuple[int, str]:
             first = (number - 1) * chunk
             last = min(first + chunk, size) - 1
-            copied = self._bulk.upload_part_copy(
-                Bucket=self.bucket,
-                Key=destination_key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource={"Bucket": self.bucket, "Key": source_key},
-                CopySourceRange=f"bytes={first}-{last}",
+            span = f"{first}-{last}"
+            return number, self._bulk_objects.copy_part(
+                source_key, destination_key, upload_id, number, span=span
             )
-            return {"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]}
 
         numbers = range(1, -(-size // chunk) + 1)
         try:
             with ThreadPoolExecutor(min(self.settings.multipartcopymaxconcurrency, len(numbers))) as pool:
                 parts = list(pool.map(copy_part, numbers))
-            self._bulk.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=destination_key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-            )
+            self._bulk_objects.complete_upload(destination_key, upload_id, parts)
         except BaseException:
             # Best effort: the copy's own failure is what the caller needs. An upload already
             # gone (NoSuchUpload) needs no abort; one a failing server cannot abort now holds
             # only copies of stored bytes, for the bucket's lifecycle rule to expire.
             with contextlib.suppress(BotoCoreError, ClientError):
-                self._quick.abort_multipart_upload(
-                    Bucket=self.bucket, Key=destination_key, UploadId=upload_id
-                )
+                self._objects.abort_upload(destination_key, upload_id)
             raise
 
     async def _delete(self, path: str) -> None:
@@ -414,10 +412,11 @@ class S3Driver(StorageDriver):
 
         def delete_all() -> bool:
             keys = self._existing(key)
-            for page in self._quick.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix
-            ):
-                keys.extend(item["Key"] for item in page.get("Contents", []))
+            token: str | None = ""
+            while token is not None:
+                page = self._objects.list_page(prefix, token=token)
+                keys += [item.key for item in page.objects]
+                token = page.next_token
             self._delete_keys(path, keys)
             aborted = self._abort_uploads(prefix, older_than=None)
             return bool(keys) or aborted > 0
@@ -453,25 +452,16 @@ class S3Driver(StorageDriver):
     def _abort_uploads(self, prefix: str, older_than: float | None) -> int:
         """Abort multipart uploads below ``prefix`` started before ``older_than`` (all if None)."""
         aborted = 0
-        for upload in self._uploads(prefix):
-            if older_than is not None and upload["Initiated"].timestamp() >= older_than:
+        for upload in self._objects.list_uploads(prefix):
+            if older_than is not None and upload.initiated >= older_than:
                 continue
             try:
-                self._bulk.abort_multipart_upload(
-                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                )
+                self._bulk_objects.abort_upload(upload.key, upload.upload_id)
             except ClientError as exc:
                 if status_code(exc) != 404:  # aborted meanwhile by another replica
                     raise
             aborted += 1
         return aborted
-
-    def _uploads(self, prefix: str) -> Iterator[MultipartUploadTypeDef]:
-        pages = self._quick.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self.bucket, Prefix=prefix
-        )
-        for page in pages:
-            yield from page.get("Uploads", [])
 
     async def _purge_incomplete(self, path: str, older_than: float) -> int:
         cutoff = time.time() - older_than
@@ -486,21 +476,23 @@ class S3Driver(StorageDriver):
 
     async def _walk(self, path: str) -> AsyncIterator[FileInfo]:
         prefix = self._dir_prefix(path)
-        pages = iter(self._quick.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix))
         found = False
-        while (page := await in_thread(path, lambda: next(pages, None))) is not None:
-            for item in page.get("Contents", []):
+        token: str | None = ""
+        while token is not None:
+            page = await in_thread(path, partial(self._objects.list_page, prefix, token=token))
+            for item in page.objects:
                 found = True
-                name = item["Key"].rpartition("/")[2]
+                name = item.key.rpartition("/")[2]
                 if name and not _is_hidden(name):
-                    yield FileInfo(self._path_of(item["Key"]), item["Size"], item["LastModified"].timestamp())
+                    yield FileInfo(self._path_of(item.key), item.size, item.modified)
+            token = page.next_token
         if not found:
             raise PathNotFound(path)
 
     async def close(self) -> None:
-        await to_thread(self._clients.close)
+        for client in self._boto3_clients:
+            await to_thread(client.close)
         await to_thread(self._objects.close)
         await to_thread(self._bulk_objects.close)
-        if self._presigner is not self._quick:
-            await to_thread(self._presigner.close)
+        if self._presigns is not self._objects:
             await to_thread(self._presigns.close)

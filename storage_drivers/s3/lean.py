@@ -6,8 +6,10 @@ machine, against 0.14 ms for the same request signed and sent by signed.py. A pu
 makes a score of small requests (the upload's start record, the writer's state, the tail, the
 copy into place, the link, the clean-up) and a pull three per blob (link, stat, the read), so
 these take this path: GET, HEAD, PUT, DELETE and server-side copy of one object, the GET that
-opens a blob read (streamed), the one-key listing behind a directory's ``stat``, DeleteObjects
-and presigned URLs. Part uploads, completing them and copies in parts keep boto3.
+opens a blob read (streamed), listings, DeleteObjects, presigned URLs, and every step of a
+multipart upload (starting, parts, copies into parts, completing, aborting, listing its parts
+and the bucket's uploads). A worker on this path never imports boto3 nor builds its clients,
+whose service model alone costs a process about 10 MiB (bench/S3.md).
 
 ``ObjectCalls`` is what the driver and the writer call; ``BotoObjects`` serves it through boto3
 where this path does not apply: only path-style addressing with SigV4 takes it
@@ -30,12 +32,11 @@ import http.client
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape, unescape
 
@@ -43,15 +44,17 @@ from anyio import to_thread
 from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ClientError
 
+from . import listing
 from .clients import CallBudget, retry_delay
-from .errors import TRANSIENT_TRANSPORT, is_transient
+from .errors import TRANSIENT_TRANSPORT, error_code, is_transient, status_code
+from .listing import LIST_PAGE, Listed, ListPage, Part, Upload
 from .settings import S3Settings
 from .signed import Answer, Outgoing, SignedRequests, Stream
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
 
 _ERROR_CODE = re.compile(rb"<Code>([^<]{1,128})</Code>")
 _ERROR = re.compile(rb"<Error>(.*?)</Error>", re.DOTALL)
@@ -81,6 +84,7 @@ class ObjectHead:
 
 
 _DELETE = {"delete": ""}
+_UPLOADS = {"uploads": ""}
 
 
 class Readable(Protocol):
@@ -129,6 +133,48 @@ class ObjectCalls(Protocol):
 
     def first_modified(self, prefix: str) -> float | None:
         """When the first key below ``prefix`` was last modified; None when there is none."""
+        ...
+
+    def list_page(
+        self,
+        prefix: str,
+        *,
+        delimited: bool = False,
+        after: str = "",
+        token: str = "",
+        limit: int = LIST_PAGE,
+    ) -> ListPage:
+        """One ListObjectsV2 page of the keys below ``prefix`` (with ``delimited``, those with a
+        "/" after it as common prefixes), after ``after``, from ``token`` on, at most ``limit``."""
+        ...
+
+    def list_uploads(self, prefix: str) -> list[Upload]:
+        """Every multipart upload under way below ``prefix``."""
+        ...
+
+    def create_upload(self, key: str, arguments: Mapping[str, Any]) -> str:
+        """Start a multipart upload to ``key`` with boto3's put_object ``arguments``: its id."""
+        ...
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: bytes | bytearray) -> str:
+        """Upload part ``number`` held in memory (sent as it is, not copied): its ETag."""
+        ...
+
+    def copy_part(
+        self, source: str, key: str, upload_id: str, number: int, *, if_match: str = "", span: str = ""
+    ) -> str:
+        """Copy ``source`` (the version with ETag ``if_match``, if given; ``span``: only these
+        bytes, as "first-last") into part ``number``: the part's ETag."""
+        ...
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
+        """Complete the upload of ``parts`` (number, ETag)."""
+        ...
+
+    def abort_upload(self, key: str, upload_id: str) -> None: ...
+
+    def list_parts(self, key: str, upload_id: str) -> list[Part]:
+        """Every part stored in the upload, in the order of their numbers."""
         ...
 
     presigns_inline: bool
@@ -257,7 +303,73 @@ class LeanObjects:
     def first_modified(self, prefix: str) -> float | None:
         query = {"list-type": "2", "max-keys": "1", "prefix": prefix}
         found = _LAST_MODIFIED.search(self._call("GET", "", query=query)[0].body)
-        return _iso_date(found.group(1).decode()) if found else None
+        return listing.iso_date(found.group(1).decode()) if found else None
+
+    def list_page(
+        self,
+        prefix: str,
+        *,
+        delimited: bool = False,
+        after: str = "",
+        token: str = "",
+        limit: int = LIST_PAGE,
+    ) -> ListPage:
+        query = {"list-type": "2", "max-keys": str(limit), "prefix": prefix}
+        if delimited:
+            query["delimiter"] = "/"
+        if after:
+            query["start-after"] = after
+        if token:
+            query["continuation-token"] = token
+        return listing.list_page(self._call("GET", "", query=query)[0].body)
+
+    def list_uploads(self, prefix: str) -> list[Upload]:
+        uploads: list[Upload] = []
+        query = {**_UPLOADS, "prefix": prefix}
+        while True:
+            page, following = listing.uploads_page(self._call("GET", "", query=query)[0].body)
+            uploads += page
+            if following is None:
+                return uploads
+            query["key-marker"], query["upload-id-marker"] = following
+
+    def create_upload(self, key: str, arguments: Mapping[str, Any]) -> str:
+        answer = self._call("POST", key, headers=_put_headers(arguments), query=_UPLOADS)[0]
+        return listing.field(answer.body, "UploadId")
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: bytes | bytearray) -> str:
+        query = {"partNumber": str(number), "uploadId": upload_id}
+        # http.client sends a bytearray and hashlib hashes it as they would bytes: no copy.
+        return self._call("PUT", key, body=cast("bytes", body), query=query)[0].headers["ETag"]
+
+    def copy_part(
+        self, source: str, key: str, upload_id: str, number: int, *, if_match: str = "", span: str = ""
+    ) -> str:
+        headers = {"x-amz-copy-source": quote(f"{self._bucket}/{source}", safe="/~")}
+        if if_match:
+            headers["x-amz-copy-source-if-match"] = if_match
+        if span:
+            headers["x-amz-copy-source-range"] = f"bytes={span}"
+        query = {"partNumber": str(number), "uploadId": upload_id}
+        answer = self._call("PUT", key, headers=headers, query=query, copying=True)[0]
+        return listing.field(answer.body, "ETag")
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
+        # Like a copy, completing may fail after its 200 started: ``copying`` reads the body.
+        self._call("POST", key, body=listing.completion(parts), query={"uploadId": upload_id}, copying=True)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self._call("DELETE", key, query={"uploadId": upload_id})
+
+    def list_parts(self, key: str, upload_id: str) -> list[Part]:
+        parts: list[Part] = []
+        query = {"uploadId": upload_id}
+        while True:
+            page, marker = listing.parts_page(self._call("GET", key, query=query)[0].body)
+            parts += page
+            if marker is None:
+                return sorted(parts, key=lambda part: part.number)
+            query["part-number-marker"] = marker
 
     def start_put(self, key: str, length: int, arguments: Mapping[str, Any]) -> Outgoing:
         """A PUT of ``length`` bytes sent as they arrive (``Outgoing``; its answer from
@@ -267,6 +379,30 @@ class LeanObjects:
     def start_part(self, key: str, upload_id: str, number: int, length: int) -> Outgoing:
         """An UploadPart of ``length`` bytes sent as they arrive; its ETag from ``finished``."""
         return self._start(key, {"partNumber": str(number), "uploadId": upload_id}, {}, length)
+
+    def send_again(self, start: Callable[[], Outgoing], pieces: Callable[[], Iterable[bytes]]) -> Answer:
+        """A streamed request (``start``) whose body ``pieces`` can give again from its first
+        byte (a spooled part): sent whole, and sent again on a transient failure within the
+        budget, as boto3 retries a part held in memory."""
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                outgoing = start()
+                for piece in pieces():
+                    self.send(outgoing, piece)
+                return self.finished(outgoing)
+            except TRANSIENT_TRANSPORT:
+                delay = retry_delay(self._budget, attempts, started)
+                if delay is None:
+                    raise
+            except ClientError as exc:
+                transient = is_transient(error_code(exc), status_code(exc))
+                delay = retry_delay(self._budget, attempts, started) if transient else None
+                if delay is None:
+                    raise
+            time.sleep(delay)
 
     def _start(
         self, key: str, query: Mapping[str, str] | None, headers: Mapping[str, str], length: int
@@ -413,9 +549,95 @@ class BotoObjects:
         return None
 
     def first_modified(self, prefix: str) -> float | None:
-        listing = self._client.list_objects_v2(Bucket=self._bucket, Prefix=prefix, MaxKeys=1)
-        contents = listing.get("Contents", [])
-        return contents[0]["LastModified"].timestamp() if contents else None
+        page = self.list_page(prefix, limit=1)
+        return page.objects[0].modified if page.objects else None
+
+    def list_page(
+        self,
+        prefix: str,
+        *,
+        delimited: bool = False,
+        after: str = "",
+        token: str = "",
+        limit: int = LIST_PAGE,
+    ) -> ListPage:
+        request: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": limit}
+        if delimited:
+            request["Delimiter"] = "/"
+        if after:
+            request["StartAfter"] = after
+        if token:
+            request["ContinuationToken"] = token
+        answer = self._client.list_objects_v2(**request)
+        objects = [
+            Listed(item["Key"], item["Size"], item["LastModified"].timestamp())
+            for item in answer.get("Contents", [])
+        ]
+        prefixes = [common["Prefix"] for common in answer.get("CommonPrefixes", [])]
+        following = answer.get("NextContinuationToken") if answer.get("IsTruncated") else None
+        return ListPage(objects, prefixes, following)
+
+    def list_uploads(self, prefix: str) -> list[Upload]:
+        pages = self._client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self._bucket, Prefix=prefix
+        )
+        return [
+            Upload(upload["Key"], upload["UploadId"], upload["Initiated"].timestamp())
+            for page in pages
+            for upload in page.get("Uploads", [])
+        ]
+
+    def create_upload(self, key: str, arguments: Mapping[str, Any]) -> str:
+        return self._client.create_multipart_upload(Bucket=self._bucket, Key=key, **arguments)["UploadId"]
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: bytes | bytearray) -> str:
+        return self._client.upload_part(
+            Bucket=self._bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=cast("bytes", body),  # botocore sends a bytearray as it is; the stubs know bytes
+            ContentLength=len(body),
+        )["ETag"]
+
+    def copy_part(
+        self, source: str, key: str, upload_id: str, number: int, *, if_match: str = "", span: str = ""
+    ) -> str:
+        request: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": number,
+            "CopySource": {"Bucket": self._bucket, "Key": source},
+        }
+        if if_match:
+            request["CopySourceIfMatch"] = if_match
+        if span:
+            request["CopySourceRange"] = f"bytes={span}"
+        copied = self._client.upload_part_copy(**request)
+        return copied["CopyPartResult"]["ETag"]
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
+        completed: list[CompletedPartTypeDef] = [
+            {"PartNumber": number, "ETag": etag} for number, etag in parts
+        ]
+        self._client.complete_multipart_upload(
+            Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": completed}
+        )
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self._client.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+
+    def list_parts(self, key: str, upload_id: str) -> list[Part]:
+        pages = self._client.get_paginator("list_parts").paginate(
+            Bucket=self._bucket, Key=key, UploadId=upload_id
+        )
+        parts = [
+            Part(part["PartNumber"], part["ETag"], part["Size"])
+            for page in pages
+            for part in page.get("Parts", [])
+        ]
+        return sorted(parts, key=lambda part: part.number)
 
     def presign(self, key: str, expires: int) -> str:
         return self._client.generate_presigned_url(
@@ -474,7 +696,3 @@ def _http_date(value: str) -> float:
 
 
 _MONTHS = {name: number for number, name in enumerate(calendar.month_abbr) if name}
-
-
-def _iso_date(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()

@@ -34,29 +34,29 @@ A streamed piece cannot be sent again: its bytes are in no buffer. When one fail
 request ends before its bytes did), the request gives up the piece (S3 drops a request cut
 short) and fails; what is stored is the parts and the pending object before it, so the upload
 stays resumable at ``size`` (which no longer counts the lost bytes). A request of unknown length
-(``Transfer-Encoding: chunked``) cannot be planned so: its bytes are held until a part is
-full, as above.
+(``Transfer-Encoding: chunked``) cannot be planned so: its bytes are gathered until a part is
+full, as above, in a local spool file rather than in memory (spool.py), and each part, the
+pending object and a single PUT are sent from that file in pieces (sent again on a transient
+failure, since the bytes are still there).
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..base import FileWriter, PathNotFound, StorageError
-from .clients import S3Clients
 from .errors import in_thread, translate
 from .lean import LeanObjects, ObjectCalls
+from .listing import Part
 from .settings import MAX_PART, MIB, MIN_PART, S3Settings
 from .signed import Outgoing
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+from .spool import PIECE, Spool
 
 PENDING_PREFIX = ".dockyard-pending-"
 HIDDEN_PREFIX = ".dockyard-"
@@ -64,15 +64,16 @@ HIDDEN_PREFIX = ".dockyard-"
 
 
 BUFFERED_LIMIT = 20 * MIB
-"""Bytes the writers of one process may hold before they upload parts of S3's minimum size
-instead of ``chunksize``: many uploads at once would otherwise each hold up to a whole part."""
+"""Bytes the writers of one process may have spooled before they upload parts of S3's minimum
+size instead of ``chunksize``: many uploads at once would otherwise each keep up to a whole part
+on local disk."""
 _LIVE: weakref.WeakSet[S3Writer] = weakref.WeakSet()
 
 
 def _part_size(chunksize: int) -> int:
     """The size of the next part a writer uploads: ``chunksize``, or S3's minimum while the
-    process's writers hold more than BUFFERED_LIMIT."""
-    return MIN_PART if sum(len(writer._buffer) for writer in _LIVE) > BUFFERED_LIMIT else chunksize
+    process's writers have spooled more than BUFFERED_LIMIT."""
+    return MIN_PART if sum(len(writer._spool) for writer in _LIVE) > BUFFERED_LIMIT else chunksize
 
 
 def pending_key(key: str) -> str:
@@ -80,11 +81,11 @@ def pending_key(key: str) -> str:
     return f"{directory}{slash}{PENDING_PREFIX}{name}"
 
 
-def _gapless(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _gapless(parts: list[Part]) -> list[Part]:
     """Parts numbered 1, 2, 3... up to the first gap (a lost part of an interrupted writer)."""
     run = []
     for number, part in enumerate(parts, 1):
-        if part["PartNumber"] != number:
+        if part.number != number:
             break
         run.append(part)
     return run
@@ -92,16 +93,15 @@ def _gapless(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class WriterCalls:
-    """What a writer calls S3 through: boto3 for the multipart upload and its parts, and the
-    small-object calls (lean.py) for its state, its tail and single PUTs."""
+    """What a writer calls S3 through (lean.py, or boto3 where that path does not apply)."""
 
-    clients: S3Clients
-    bucket: str
     settings: S3Settings
     objects: ObjectCalls
-    """Within the quick budget: the pending object's HEAD and DELETE, the check of a commit."""
+    """Within the quick budget: the pending object's HEAD and DELETE, the check of a commit,
+    starting the multipart upload and listing its parts."""
     bulk_objects: ObjectCalls
-    """Within the bulk budget: the tail (up to 5 MiB) read and written, a single PUT."""
+    """Within the bulk budget: the tail (up to 5 MiB) read and written, a single PUT, parts
+    held in memory, completing and aborting the upload."""
     streams: LeanObjects | None = None
     """Within the bulk budget, where the endpoint takes them: requests streamed as bytes arrive."""
 
@@ -124,17 +124,17 @@ class _Piece:
 
 class S3Writer(FileWriter):
     def __init__(self, calls: WriterCalls, path: str, key: str) -> None:
-        self._quick, self._bulk = calls.clients.quick, calls.clients.bulk
         self._objects, self._bulk_objects = calls.objects, calls.bulk_objects
-        self._bucket = calls.bucket
         self._settings = calls.settings
         self._path = path
         self._key = key
         self._pending_key = pending_key(key)
         self._upload_id: str | None = None
-        self._parts: list[CompletedPartTypeDef] = []
+        self._parts: list[tuple[int, str]] = []
+        """(number, ETag) of the parts uploaded, in order."""
         self._parts_size = 0
-        self._buffer = bytearray()
+        self._spool = Spool()
+        """Bytes of unannounced length not yet in a part (the stored tail first, once read)."""
         self._unloaded_tail = 0
         """Bytes of the pending object not read back yet (read on the first write or commit)."""
         self._tail_etag: str | None = None
@@ -176,41 +176,29 @@ class S3Writer(FileWriter):
             return
         self._upload_id = upload_id
         try:
-            parts = await in_thread(self._path, lambda: self._list_parts(upload_id))
+            parts = await in_thread(self._path, lambda: self._objects.list_parts(self._key, upload_id))
         except PathNotFound:
             # Purged, or completed by a commit whose answer was lost: nothing left to continue.
             raise PathNotFound(self._path, "the pending upload was aborted or completed") from None
         # Only a gapless run of parts counts; complete_multipart_upload drops the others.
         contiguous = _gapless(parts)
         if len(contiguous) < recorded_parts or (
-            sum(p["Size"] for p in contiguous[:recorded_parts]) != recorded_offset
+            sum(part.size for part in contiguous[:recorded_parts]) != recorded_offset
         ):
             raise StorageError(self._path, "the upload's parts do not match its pending state")
         if len(contiguous) > recorded_parts:
             # A writer uploaded a part after this tail and died before close: the part holds it.
             self._unloaded_tail = 0
             self._dirty = True
-        self._parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in contiguous]
-        self._parts_size = sum(p["Size"] for p in contiguous)
-
-    def _list_parts(self, upload_id: str) -> list[dict[str, Any]]:
-        parts: list[dict[str, Any]] = []
-        paginator = self._quick.get_paginator("list_parts")
-        pages = paginator.paginate(Bucket=self._bucket, Key=self._key, UploadId=upload_id)
-        for page in pages:
-            parts.extend(
-                {"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p["Size"]}
-                for p in page.get("Parts", [])
-            )
-        parts.sort(key=lambda p: int(p["PartNumber"]))
-        return parts
+        self._parts = [(part.number, part.etag) for part in contiguous]
+        self._parts_size = sum(part.size for part in contiguous)
 
     @property
     def size(self) -> int:
-        return self._parts_size + self._unloaded_tail + len(self._buffer) + self._sent
+        return self._parts_size + self._unloaded_tail + len(self._spool) + self._sent
 
     def expect(self, length: int, final: bool) -> None:
-        if self._streams is not None and not self._buffer and self._piece is None:
+        if self._streams is not None and not self._spool and self._piece is None:
             self._expected, self._final = length, final
 
     def blocking_write(self) -> Callable[[memoryview], None] | None:
@@ -255,10 +243,7 @@ class S3Writer(FileWriter):
             # All that is left, rather than a part of chunksize followed by one too small.
             length = available if available < chunk + MIN_PART and available <= MAX_PART else chunk
             if self._upload_id is None:
-                created = self._quick.create_multipart_upload(
-                    Bucket=self._bucket, Key=self._key, **self._settings.put_arguments()
-                )
-                self._upload_id = created["UploadId"]
+                self._upload_id = self._objects.create_upload(self._key, self._settings.put_arguments())
             number = len(self._parts) + 1
             outgoing = streams.start_part(self._key, self._upload_id, number, length)
             piece = _Piece(outgoing, length, number, tail)
@@ -286,7 +271,7 @@ class S3Writer(FileWriter):
         answer = self._streams.finished(piece.outgoing)
         self._piece, self._sent = None, 0
         if piece.number > 0:
-            self._parts.append({"PartNumber": piece.number, "ETag": answer.headers["ETag"]})
+            self._parts.append((piece.number, answer.headers["ETag"]))
             self._parts_size += piece.length
             self._unloaded_tail = 0
             self._dirty = True  # the pending object still records the parts before this one
@@ -318,59 +303,66 @@ class S3Writer(FileWriter):
             raise StorageError(self._path, "writer already closed")
 
     async def _load_tail(self) -> None:
-        if not self._unloaded_tail:
-            return
-        etag = self._tail_etag or ""
-        tail = await in_thread(self._path, lambda: self._bulk_objects.get(self._pending_key, etag))
+        if self._unloaded_tail:
+            await in_thread(self._path, self._load_tail_now)
+
+    def _load_tail_now(self) -> None:
+        """Read the stored tail into the empty spool (blocking): the bytes before any new one."""
+        assert not self._spool
+        tail = self._bulk_objects.get(self._pending_key, self._tail_etag or "")
         if len(tail) != self._unloaded_tail:
             raise StorageError(self._path, "the pending tail changed while it was read")
-        self._buffer[:0] = tail
+        self._spool.append(tail)
         self._unloaded_tail = 0
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         self._require_open()
+        view = memoryview(data)
         if self._expected is not None:
-            view = memoryview(data)
             await in_thread(self._path, lambda: self._stream(view))
             return
-        await self._load_tail()
-        self._buffer += data
-        self._dirty = True
-        while len(self._buffer) >= (part := _part_size(self._settings.chunksize)):
-            await self._upload_part(part)
+
+        def gather() -> None:  # spooled, and the parts it fills sent, in one thread hop
+            if self._unloaded_tail:
+                self._load_tail_now()
+            self._spool.append(view)
+            self._dirty = True
+            while len(self._spool) >= (part := _part_size(self._settings.chunksize)):
+                self._upload_part_now(part)
+
+        await in_thread(self._path, gather)
 
     async def _upload_part(self, length: int) -> None:
+        await in_thread(self._path, lambda: self._upload_part_now(length))
+
+    def _upload_part_now(self, length: int) -> None:
+        """Upload the spool's first ``length`` bytes as the next part (blocking); a failed part
+        leaves them spooled, to retry or persist."""
         if self._upload_id is None:
-            created = await in_thread(
-                self._path,
-                lambda: self._quick.create_multipart_upload(
-                    Bucket=self._bucket, Key=self._key, **self._settings.put_arguments()
-                ),
-            )
-            self._upload_id = created["UploadId"]
+            self._upload_id = self._objects.create_upload(self._key, self._settings.put_arguments())
         upload_id, number = self._upload_id, len(self._parts) + 1
-        # The buffer itself goes up, cut to the part: no copy of the part (botocore sends a
-        # bytearray body as it is, where bytes would be copied once more behind the headers).
-        body, self._buffer = self._buffer, self._buffer[length:]
-        del body[length:]
-        try:
-            uploaded = await in_thread(
-                self._path,
-                lambda: self._bulk.upload_part(
-                    Bucket=self._bucket,
-                    Key=self._key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=cast("bytes", body),  # botocore takes a bytearray; the stubs know bytes
-                    ContentLength=length,
-                ),
+        streams, spool = self._streams, self._spool
+        if streams is None:
+            etag = self._bulk_objects.upload_part(self._key, upload_id, number, spool.read(length))
+        else:
+            answer = streams.send_again(
+                lambda: streams.start_part(self._key, upload_id, number, length), lambda: spool.pieces(length)
             )
-        except BaseException:
-            body += self._buffer  # a failed part leaves the bytes to retry or persist
-            self._buffer = body
-            raise
-        self._parts.append({"PartNumber": number, "ETag": uploaded["ETag"]})
+            etag = answer.headers["ETag"]
+        spool.drop(length)
+        self._parts.append((number, etag))
         self._parts_size += length
+
+    def _put_spooled(self, key: str, arguments: Mapping[str, Any]) -> None:
+        """Store the spool's bytes at ``key`` (blocking): streamed from the file unless small
+        (a small PUT goes on a kept-alive connection, in one segment)."""
+        streams, spool, length = self._streams, self._spool, len(self._spool)
+        if streams is None or length <= PIECE:
+            self._bulk_objects.put(key, spool.read(length), arguments)
+        else:
+            streams.send_again(
+                lambda: streams.start_put(key, length, arguments), lambda: spool.pieces(length)
+            )
 
     async def close(self) -> None:
         if self._closed:
@@ -383,14 +375,26 @@ class S3Writer(FileWriter):
             return
         if not self._dirty:
             return
-        await self._load_tail()
-        if len(self._buffer) >= MIN_PART:
-            # A part now rather than a tail the next request would read back and write again.
-            await self._upload_part(len(self._buffer))
-        tail = bytes(self._buffer)
-        arguments = {"ContentType": "application/octet-stream", "Metadata": self._state_metadata()}
-        await in_thread(self._path, lambda: self._bulk_objects.put(self._pending_key, tail, arguments))
-        self._pending_stored = True
+
+        def store() -> None:
+            if self._unloaded_tail:
+                self._load_tail_now()
+            if len(self._spool) >= MIN_PART:
+                # A part now rather than a tail the next request would read back and write again.
+                self._upload_part_now(len(self._spool))
+            metadata = self._state_metadata()
+            self._put_spooled(
+                self._pending_key, {"ContentType": "application/octet-stream", "Metadata": metadata}
+            )
+            self._pending_stored = True
+            # Stored now: ``size`` still counts those bytes, from the pending object.
+            self._unloaded_tail = len(self._spool)
+            self._spool.close()
+
+        try:
+            await in_thread(self._path, store)
+        finally:
+            self._spool.close()
 
     async def commit(self) -> None:
         self._require_open()
@@ -401,7 +405,7 @@ class S3Writer(FileWriter):
             await self._delete_pending()
             return
         arguments = self._settings.put_arguments()
-        if self._upload_id is None and self._unloaded_tail and not self._buffer:
+        if self._upload_id is None and self._unloaded_tail and not self._spool:
             # Every byte is in the pending object read by resume: S3 copies that very version
             # into place, where reading it back and writing it again takes two requests.
             source, etag = self._pending_key, self._tail_etag or ""
@@ -413,28 +417,23 @@ class S3Writer(FileWriter):
 
             await in_thread(self._path, copy_into_place)
             return
-        if self._upload_id is not None and self._unloaded_tail and not self._buffer:
+        if self._upload_id is not None and self._unloaded_tail and not self._spool:
             # The tail becomes the last part by a copy on the server, not read back and sent.
             await in_thread(self._path, self._copy_tail_as_part)
         await self._load_tail()
         size = self.size
         if self._upload_id is None:
             # One PUT stores all its bytes or none: nothing to check after it.
-            body = bytes(self._buffer)
-            await in_thread(self._path, lambda: self._bulk_objects.put(self._key, body, arguments))
+            await in_thread(self._path, lambda: self._put_spooled(self._key, arguments))
             self._closed = True
+            self._spool.close()
         else:
-            if self._buffer:
-                await self._upload_part(len(self._buffer))
+            if self._spool:
+                await self._upload_part(len(self._spool))
+            self._spool.close()
             upload_id, parts = self._upload_id, list(self._parts)
             await in_thread(
-                self._path,
-                lambda: self._bulk.complete_multipart_upload(
-                    Bucket=self._bucket,
-                    Key=self._key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                ),
+                self._path, lambda: self._bulk_objects.complete_upload(self._key, upload_id, parts)
             )
             self._closed = True
             # Completing drops parts it was not given: the object must hold every byte written.
@@ -446,30 +445,21 @@ class S3Writer(FileWriter):
     def _copy_tail_as_part(self) -> None:
         assert self._upload_id is not None
         number = len(self._parts) + 1
-        copied = self._bulk.upload_part_copy(
-            Bucket=self._bucket,
-            Key=self._key,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            CopySource={"Bucket": self._bucket, "Key": self._pending_key},
-            CopySourceIfMatch=self._tail_etag or "*",
+        etag = self._bulk_objects.copy_part(
+            self._pending_key, self._key, self._upload_id, number, if_match=self._tail_etag or "*"
         )
-        self._parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+        self._parts.append((number, etag))
         self._parts_size += self._unloaded_tail
         self._unloaded_tail = 0
 
     async def cancel(self) -> None:
         self._closed = True
         self._drop_piece()
+        self._spool.close()
         if self._upload_id is not None:
             upload_id = self._upload_id
             with contextlib.suppress(PathNotFound):  # already aborted, e.g. by upload purging
-                await in_thread(
-                    self._path,
-                    lambda: self._bulk.abort_multipart_upload(
-                        Bucket=self._bucket, Key=self._key, UploadId=upload_id
-                    ),
-                )
+                await in_thread(self._path, lambda: self._bulk_objects.abort_upload(self._key, upload_id))
         await self._delete_pending()
 
     async def _delete_pending(self) -> None:
