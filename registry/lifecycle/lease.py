@@ -39,6 +39,29 @@ When a holder dies its lease expires ``LEASE_SECONDS`` after its last renewal. M
 take the careful path, and one that found a marker of the dead run waits; after the expiry the
 markers are void (``guard``), and the next run takes the lease over, deletes the dead run's
 records and finishes its work (what the dead run planned and did not delete is still garbage).
+
+Writes of the state record. Storage without compare-and-swap cannot refuse a stale write, so
+the steps around each write make one harmless. A holder sends a write (its claim, each renewal,
+its release) only while its own clock gives its lease ``MARGIN`` seconds more; once the write
+returned, it writes a clock probe, whose time by the storage is no earlier than the write's, and
+lists the generations. A taker writes its record only after its own probe found passed the
+expiry it read (the state record's, or, for a claim the record does not name yet, the one in
+the claim's file), and creates its generation before that. So while each of the holder's writes
+is found to have landed no later than the expiry its previous write set (its claim's: the one in
+its file), no expiry a taker can have read had passed when that write landed, and any taker's
+record comes after it: nothing was overwritten, and the renewal stands. A write found later
+than that (held up: the process paused, the storage slow) ends the lease, expired by the
+storage's clock: the holder stops. If a newer generation exists, the holder may have overwritten
+its taker's record: unless the record names that taker again already, the holder writes it
+back from the newer generation's file, with an expiry no earlier than any that taker could have
+written (the storage's time then, plus ``LEASE_SECONDS`` and ``guard.CLOCK_SLACK``), and lists
+again until no newer generation appeared: a taker that creates one after that listing writes
+its record after this one. A holder that lost the lease, or whose write failed once sent
+(whether and when it lands is unknown), writes nothing more, not even its release: the record
+expires on its own; a renewal under way when the run ends is let finish, never cancelled.
+Between a late write and its repair pushes may see the wrong run; a write sent with ``MARGIN``
+seconds to spare lands in time unless the storage holds it that long, the bound the holder's
+batches of deletes rely on as well.
 """
 
 from __future__ import annotations
@@ -56,6 +79,7 @@ from storage_drivers import PathNotFound, StorageDriver, StorageError
 
 from ..references import RunId
 from ..storage import paths
+from .guard import CLOCK_SLACK
 from .state import GCState, decode, read_state, storage_now
 
 LEASE_SECONDS = 30.0
@@ -83,7 +107,8 @@ class LeaseLost(Exception):
 
 class Lease:
     """A held lease; ``started`` is when it was taken, in the storage's clock, which is
-    ``clock_offset`` seconds ahead of this process's."""
+    ``clock_offset`` seconds ahead of this process's. ``generation`` is the lease generation its
+    claim created (None on storage that settles instead)."""
 
     def __init__(
         self,
@@ -94,22 +119,28 @@ class Lease:
         clock_offset: float,
         *,
         renewed: float,
+        expires: float,
+        generation: int | None,
     ) -> None:
         self.driver = driver
         self.run = run
         self.operation = operation
         self.started = started
+        self.generation = generation
         self._clock_offset = clock_offset
         self._renewed = renewed
         """When the expiry last written was computed (``time.monotonic``)."""
+        self._expires = expires
+        """That expiry, in the storage's clock."""
         self._lost = False
+        self._ending = asyncio.Event()
 
     def _record(self, active: bool) -> GCState:
         expires = time.time() + self._clock_offset + LEASE_SECONDS if active else 0.0
         return GCState(self.run, active, expires, _holder(), self.operation)
 
     async def renew(self) -> None:
-        if self._lapsed():
+        if self._lost or self._lapsed():
             # Pushes may already treat the lease as expired: a holder that was paused (or could
             # not write) that long never takes it back, even when nobody else took it meanwhile.
             self._lost = True
@@ -117,9 +148,20 @@ class Lease:
         if (await read_state(self.driver)).run != self.run:
             self._lost = True
             raise LeaseLost(f"run {self.run} lost the lease")
+        await self._write(active=True)
+
+    async def _write(self, active: bool) -> None:
+        """Write this run's record (the module's text says why in this order), or raise LeaseLost
+        and hold the lease no more."""
         renewing = time.monotonic()
-        await self.driver.put_content(paths.gc_state(), self._record(active=True).encode())
+        record = self._record(active)
+        try:
+            await _write_state(self.driver, record, self.generation, self._expires, since=self._renewed)
+        except BaseException:
+            self._lost = True
+            raise
         self._renewed = renewing
+        self._expires = record.expires
 
     async def check(self) -> None:
         """Raise LeaseLost unless the lease is certainly still this run's for MARGIN seconds."""
@@ -134,18 +176,74 @@ class Lease:
         return time.monotonic() - self._renewed > LEASE_SECONDS - MARGIN
 
     async def release(self) -> None:
-        if (await read_state(self.driver)).run == self.run:
-            await self.driver.put_content(paths.gc_state(), self._record(active=False).encode())
+        """Set the record inactive; a holder that lost the lease leaves it to expire."""
+        if self._lost or self._lapsed() or (await read_state(self.driver)).run != self.run:
+            return
+        with contextlib.suppress(LeaseLost):
+            await self._write(active=False)
 
     async def keep_renewed(self) -> None:
+        """Renew every RENEW_EVERY seconds until ``stop_renewing``. A renewal under way is let
+        finish, never cancelled: whether and when a write cut short would land is unknown."""
         while True:
-            await asyncio.sleep(RENEW_EVERY)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ending.wait(), RENEW_EVERY)
+                return
             try:
                 await self.renew()
             except LeaseLost:
                 return
-            except Exception as exc:  # storage hiccup: check() stops deletes once renewals lag
+            except Exception as exc:
                 log.warning("renewing the maintenance lease failed: %s", exc)
+                if self._lost:  # its write was sent: whether and when it landed is unknown
+                    return
+                # else only reading the record failed: check() stops deletes once renewals lag
+
+    def stop_renewing(self) -> None:
+        self._ending.set()
+
+
+async def _write_state(
+    driver: StorageDriver, record: GCState, generation: int | None, expires: float, *, since: float
+) -> None:
+    """Write ``record``, the state record of the holder of ``generation`` whose lease runs until
+    ``expires`` (the storage's clock) as computed at ``since`` (``time.monotonic``); raise
+    LeaseLost, having restored any newer holder's record, unless it landed while that lease held
+    and no newer generation exists."""
+    run = record.run
+    assert run is not None
+    if time.monotonic() - since > LEASE_SECONDS - MARGIN:
+        raise LeaseLost(f"run {run} could not write its record in time")
+    await driver.put_content(paths.gc_state(), record.encode())
+    landed = await storage_now(driver, run)  # no earlier than the write
+    if generation is not None:
+        newest = await _last_generation(driver)
+        if newest != generation:
+            await _step_back(driver, newest, run)
+            raise LeaseLost(f"run {run} lost the lease to generation {newest}")
+    if landed > expires:
+        raise LeaseLost(f"run {run}'s lease expired by the storage's clock before its record was written")
+
+
+async def _step_back(driver: StorageDriver, newest: int, run: RunId) -> None:
+    """Write back the record of the newest generation's holder, which ``run``'s late write may
+    have replaced, with an expiry no earlier than any that holder wrote before (its expiries err
+    late, by its clock probe's time, which CLOCK_SLACK bounds)."""
+    while True:
+        try:
+            holder = decode(await driver.get_content(paths.gc_lease(newest)))
+        except PathNotFound:
+            pass  # removed by a holder newer still, which the listing shows
+        else:
+            if (await read_state(driver)).run != holder.run:  # else it wrote its own since
+                now = await storage_now(driver, run)
+                expires = max(holder.expires, now + LEASE_SECONDS + CLOCK_SLACK)
+                restored = GCState(holder.run, True, expires, holder.holder, holder.operation)
+                await driver.put_content(paths.gc_state(), restored.encode())
+        listed = await _last_generation(driver)
+        if listed == newest:
+            return
+        newest = listed
 
 
 def _holder() -> str:
@@ -165,14 +263,15 @@ class Claim:
         clock_offset: float,
         claimed: float,
         *,
-        settle: float,
+        generation: int | None,
     ) -> None:
         self.driver = driver
         self._claim = claim
         self._started = started
         self._clock_offset = clock_offset
         self._claimed = claimed
-        self._settle = settle
+        self._generation = generation
+        self._settle = SETTLE if generation is None else 0.0
         self._written = time.monotonic()
 
     async def confirm(self) -> Lease:
@@ -184,9 +283,17 @@ class Claim:
         if winner.run != run or run is None:
             raise LeaseBusy(winner)
         lease = Lease(
-            self.driver, run, self._claim.operation, self._started, self._clock_offset, renewed=self._claimed
+            self.driver,
+            run,
+            self._claim.operation,
+            self._started,
+            self._clock_offset,
+            renewed=self._claimed,
+            expires=self._claim.expires,
+            generation=self._generation,
         )
-        await lease.renew()  # the settle time is not lost from the lease
+        if self._settle:
+            await lease.renew()  # the settle time is not lost from the lease
         return lease
 
 
@@ -206,10 +313,13 @@ async def claim(driver: StorageDriver, operation: str) -> Claim:
     generation = None
     if driver.creates_exclusively:
         generation = await _create_generation(driver, record, current, now)
-    await driver.put_content(paths.gc_state(), record.encode())
+    try:
+        await _write_state(driver, record, generation, record.expires, since=claimed)
+    except LeaseLost:
+        raise LeaseBusy(await read_state(driver)) from None
     if generation is not None:
         await _remove_generations_below(driver, generation)
-    return Claim(driver, record, now, now - local, claimed, settle=SETTLE if generation is None else 0.0)
+    return Claim(driver, record, now, now - local, claimed, generation=generation)
 
 
 async def _create_generation(driver: StorageDriver, record: GCState, current: GCState, now: float) -> int:
@@ -296,7 +406,6 @@ async def _kept(lease: Lease) -> AsyncIterator[Lease]:
     try:
         yield lease
     finally:
-        renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewing
+        lease.stop_renewing()
+        await renewing
         await lease.release()

@@ -40,7 +40,7 @@ from ..storage import paths
 from . import known
 from .collect import Options, Report, garbage_collect
 from .digests import BlobTable, raw
-from .inventory import UNSTATED, Inventory, Repository, take_inventory
+from .inventory import UNSTATED, Inventory, Repository, Stat, take_inventory
 from .mark import Plan
 from .state import storage_now
 
@@ -206,7 +206,18 @@ async def measure(driver: StorageDriver, record: bool) -> Usage:
     read-only mode: the storage's clock is read by writing a probe)."""
     measured = await storage_now(driver, RunId(secrets.token_hex(16))) if record else _now()
     recorded = await known.load(driver)  # what the last collection found: fewer reads and stats
-    usage = usage_of(await take_inventory(driver, known=recorded.references, sizes=recorded.sizes), measured)
+    # The figures need blobs' sizes, revision links' times and the tags' names (a listing gives
+    # them): where tags point, their history and the other links' times are neither read nor
+    # stat-ed.
+    inventory = await take_inventory(
+        driver,
+        tag_targets=False,
+        tag_history=False,
+        stat=Stat.BLOBS | Stat.REVISIONS,
+        known=recorded.references,
+        sizes=recorded.sizes,
+    )
+    usage = usage_of(inventory, measured)
     if record:
         await write_record(driver, usage)
     return usage

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage_drivers import FileInfo
+from storage_drivers import FileInfo, StorageDriver
 from storage_drivers.filesystem import FilesystemDriver
 
 
@@ -99,6 +99,27 @@ class GatedDriver(FilesystemDriver):
         async for info in super()._walk(path):
             yield info
         self._after("walk", path)
+
+
+def held(driver: StorageDriver, method: str, matches: Callable[[str], bool], *, after: bool = False) -> Gate:
+    """Hold calls of any driver's ``method`` (one taking a path first) on matching paths until the
+    gate opens: before the call (a write held up on its way to storage), or with ``after`` once
+    it returned (its process paused between that call and what it does next)."""
+    gate = Gate(matches)
+    call = getattr(driver, method)
+
+    async def holding(path: str, *args: Any) -> Any:
+        if not after and matches(path) and not gate.opened.is_set():
+            gate.reached.set()
+            await gate.opened.wait()
+        result = await call(path, *args)
+        if after and matches(path) and not gate.opened.is_set():
+            gate.reached.set()
+            await gate.opened.wait()
+        return result
+
+    setattr(driver, method, holding)
+    return gate
 
 
 async def first(*events: asyncio.Event | asyncio.Task[Any]) -> None:

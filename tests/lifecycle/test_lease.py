@@ -135,3 +135,43 @@ async def test_a_finished_run_leaves_no_records_of_runs(tmp_path: Path) -> None:
     gc = tmp_path / paths.GC.lstrip("/")
     assert not (gc / "runs").exists()
     assert sorted(p.name for p in gc.iterdir()) == ["lease", "references", "state"]
+
+
+async def test_a_renewal_held_up_past_a_takeover_leaves_the_new_holders_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await lease_cases.a_renewal_held_up_past_a_takeover_leaves_the_new_holders_record(
+        FilesystemDriver(str(tmp_path)), FilesystemDriver(str(tmp_path)), monkeypatch
+    )
+
+
+async def test_a_release_held_up_past_a_takeover_leaves_the_new_holders_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await lease_cases.a_release_held_up_past_a_takeover_leaves_the_new_holders_record(
+        FilesystemDriver(str(tmp_path)), FilesystemDriver(str(tmp_path)), monkeypatch
+    )
+
+
+async def test_a_holder_paused_between_reading_and_writing_its_record_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await lease_cases.a_holder_paused_between_reading_and_writing_its_record_writes_nothing(
+        FilesystemDriver(str(tmp_path)), FilesystemDriver(str(tmp_path)), monkeypatch
+    )
+
+
+async def test_a_renewal_that_lands_after_the_expiry_stops_the_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await lease_cases.a_renewal_that_lands_after_the_expiry_stops_the_holder(
+        FilesystemDriver(str(tmp_path)), monkeypatch
+    )
+
+
+async def test_a_claim_held_up_past_a_takeover_leaves_the_new_holders_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await lease_cases.a_claim_held_up_past_a_takeover_leaves_the_new_holders_record(
+        FilesystemDriver(str(tmp_path)), FilesystemDriver(str(tmp_path)), monkeypatch
+    )

@@ -1,18 +1,24 @@
 """``dockyard usage`` and the usage record: figures checked against the blob files on disk, with two
 repositories sharing a base layer pushed by skopeo; the record as the HTTP endpoints serve it
 (and refuse it before any walk, or without access); a garbage collection run's record against a
-fresh walk."""
+fresh walk; the command's walk looks at nothing its figures do not use."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from auth.keygen import generate_token_key
+from bench.gc import build_store
+from registry.lifecycle.inventory import take_inventory
+from registry.lifecycle.usage import measure, usage_of
+from storage_drivers import FileInfo
+from storage_drivers.filesystem import FilesystemDriver
 from tests.auth.registries import bearer_client, fetch_token, token_registry
 from tests.auth.servers import start_token_server
 from tests.lifecycle.commands import blob_file, dockyard, garbage_collect, push_blob
@@ -217,3 +223,39 @@ def test_an_unreadable_record_reads_as_none_yet(
             assert response.status_code == (200 if path == "/ui/" else 404), response.text
             if path != "/ui/":
                 assert response.json()["errors"][0]["code"] == "USAGE_UNKNOWN"
+
+
+class _Touched(FilesystemDriver):
+    """Records every path listed, stat-ed or read in batches (as the walk does)."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.touched: list[str] = []
+
+    async def _list_many(self, paths_: Sequence[str]) -> list[list[str] | None]:
+        self.touched += paths_
+        return await super()._list_many(paths_)
+
+    async def _stat_many(self, paths_: Sequence[str]) -> list[FileInfo | None]:
+        self.touched += paths_
+        return await super()._stat_many(paths_)
+
+    async def _get_many(self, paths_: Sequence[str]) -> list[bytes | None]:
+        self.touched += paths_
+        return await super()._get_many(paths_)
+
+
+async def test_the_usage_walk_looks_only_at_what_its_figures_use(tmp_path: Path) -> None:
+    """Tags are counted from their directory's listing: where they point, their history and the
+    times of tag and layer links are not looked at, and the figures are a full walk's."""
+    build_store(tmp_path, repositories=3)
+    driver = _Touched(str(tmp_path))
+    usage = await measure(driver, record=False)
+    tags = [path for path in driver.touched if "/_manifests/tags/" in path]
+    assert tags == [], tags[:5]
+    layer_links = [path for path in driver.touched if "/_layers/" in path and path.endswith("/link")]
+    assert layer_links == [], layer_links[:5]
+    assert [r.tags for r in usage.repositories] == [5, 5, 5]
+    full = usage_of(await take_inventory(FilesystemDriver(str(tmp_path))), usage.measured)
+    assert full.blobs == 60  # 20 blobs a repository
+    assert usage == full

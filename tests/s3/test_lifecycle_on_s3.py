@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -216,6 +216,37 @@ async def test_a_dead_holders_lease_on_s3_is_taken_over_once_it_expired(
     finally:
         await dead.close()
         await taker.close()
+
+
+HELD_UP_CASES = [
+    lease_cases.a_renewal_held_up_past_a_takeover_leaves_the_new_holders_record,
+    lease_cases.a_release_held_up_past_a_takeover_leaves_the_new_holders_record,
+    lease_cases.a_holder_paused_between_reading_and_writing_its_record_writes_nothing,
+    lease_cases.a_claim_held_up_past_a_takeover_leaves_the_new_holders_record,
+]
+
+
+@pytest.mark.parametrize("case", HELD_UP_CASES, ids=lambda case: case.__name__)
+async def test_a_holder_held_up_on_s3_never_leaves_its_record_over_a_newer_holders(
+    ceph_rgw: CephRGW, monkeypatch: pytest.MonkeyPatch, case: Callable[..., Awaitable[None]]
+) -> None:
+    parameters = ceph_rgw.driver_parameters(ceph_rgw.create_bucket())
+    holder, taker = create_driver("s3", parameters), create_driver("s3", parameters)
+    try:
+        await case(holder, taker, monkeypatch)
+    finally:
+        await holder.close()
+        await taker.close()
+
+
+async def test_a_renewal_on_s3_that_lands_after_the_expiry_stops_the_holder(
+    ceph_rgw: CephRGW, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = create_driver("s3", ceph_rgw.driver_parameters(ceph_rgw.create_bucket()))
+    try:
+        await lease_cases.a_renewal_that_lands_after_the_expiry_stops_the_holder(driver, monkeypatch)
+    finally:
+        await driver.close()
 
 
 async def test_a_run_starts_at_the_time_s3_listings_give(ceph_rgw: CephRGW) -> None:
