@@ -87,5 +87,9 @@ class Context(NamedTuple):  # a tuple, as ``Caller``: one per request, built in 
         if self.settings.external_url:
             return self.settings.external_url + path
         request = self.request
-        host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
-        return f"{request.url.scheme}://{host}{path}"
+        host = request.headers.get("host")
+        if host is None:
+            url = request.url
+            return f"{url.scheme}://{url.hostname}:{url.port}{path}"
+        # The scheme as ``request.url`` gives it, without parsing a whole URL on every push.
+        return f"{request.scope.get('scheme', 'http')}://{host}{path}"
