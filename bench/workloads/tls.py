@@ -119,7 +119,7 @@ class ThroughTLS:
         storage_root = server.storage_root if "accelredirect" in http else None
         nginx = self._nginx(name, f"unix:{socket_dir / 'registry.sock'}", storage_root)
         front = dataclasses.replace(instance, port=nginx.port, tls=client_context(self.certificates))
-        front.wait_ready("/v2/")  # nginx answers 502 until the registry listens
+        front.wait_ready("/v2/")
         return front
 
     def cases(self) -> list[Case]:
