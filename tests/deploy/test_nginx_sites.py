@@ -54,11 +54,20 @@ def test_each_site_passes_nginx_t(
     tmp_path_factory: pytest.TempPathFactory, certificates: ServerCertificates
 ) -> None:
     for site, certs in ((TLS_SITE, certificates), (HTTP_SITE, None)):
-        for upstream in ("unix:/run/dockyard/registry.sock", "10.0.0.11:5000"):  # as shipped, and TCP
+        # As shipped, nginx on another machine, and several replicas (README, "Several replicas").
+        for upstream in (
+            "unix:/run/dockyard/registry.sock",
+            "10.0.0.11:5000",
+            ["10.0.0.11:5000", "10.0.0.12:5000"],
+        ):
             nginx = Nginx(tmp_path_factory.mktemp("nginx-t"), site, upstream, certs)
             checked = nginx.check_config()
             assert checked.returncode == 0, checked.stderr
             assert "test is successful" in checked.stderr
+            servers = re.findall(
+                r"^\s*server (\S+);", (nginx.conf_dir / "site.conf").read_text(), re.MULTILINE
+            )
+            assert servers == ([upstream] if isinstance(upstream, str) else upstream)
 
 
 def test_as_shipped_the_sites_start_on_a_host_without_ipv6(
