@@ -47,9 +47,17 @@ TCP = "relayed over TCP (nginx on another host)"
 
 class ThroughTLS:
     def __init__(
-        self, settings: Settings, workdir: Path, big: Path, certificates: ServerCertificates, stack: ExitStack
+        self,
+        settings: Settings,
+        workdir: Path,
+        big: Path,
+        certificates: ServerCertificates,
+        stack: ExitStack,
+        workers: int | None = None,
     ) -> None:
+        """``workers``: Dockyard's, for the instances started here, as the run's (None: its default)."""
         self.settings = settings
+        self.workers = workers
         self.workdir = workdir
         self.certificates = certificates
         self.stack = stack  # stops every nginx and registry instance when the run ends
@@ -107,7 +115,7 @@ class ThroughTLS:
             server.kind,
             name,
             self.workdir / "tls" / name / "registry",
-            None,
+            self.workers if server.kind == "dockyard" else None,
             root=server.storage_root,
             binary=server.binary,
             storage={"s3": server.s3} if server.s3 else None,
