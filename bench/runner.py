@@ -108,7 +108,7 @@ def build_workloads(
     if "repositories" in wanted:
         workloads["repositories"] = NewRepositories(settings)
     if "tls" in wanted:
-        workloads["tls"] = ThroughTLS(settings, workdir, big, certificates, stack)
+        workloads["tls"] = ThroughTLS(settings, workdir, big, certificates, stack, options.workers)
     return workloads
 
 

@@ -73,8 +73,9 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
             with contextlib.suppress(OSError, HTTPError), self.connect() as connection:
-                connection.request("GET", path)
-                return
+                # A proxy in front answers 502 until the registry behind it listens.
+                if connection.request("GET", path).status != 502:
+                    return
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} did not answer within {timeout}s:\n{self.log_tail()}")
 

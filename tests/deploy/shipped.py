@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
+from registry.config import load_config
+from tests.support.launcher import wait_for_socket
 from tests.support.processes import ServerProcess, free_port
 from tests.support.registry import PROJECT
 
@@ -56,24 +59,28 @@ def dockyard_binary() -> str:
     return found
 
 
-def run_here(argv: list[str], env: dict[str, str], workdir: Path) -> tuple[ServerProcess, str]:
+def run_here(argv: list[str], env: dict[str, str], workdir: Path) -> tuple[ServerProcess, httpx.Client]:
     """Start a shipped ``dockyard serve`` command with the config at its shipped path replaced by
-    the sample file, on a free loopback port and a storage folder under ``workdir``.
+    the sample file, listening where the config (with ``env``) says, moved under ``workdir``: a
+    unix socket there, or a free loopback port; storage in a folder under ``workdir``.
 
-    Returns the process and the registry's base URL.
+    Returns the process and a client of the registry (close it).
     """
     assert Path(argv[0]).name == "dockyard", argv
     command = [
         dockyard_binary(),
         *(str(SAMPLE_CONFIG) if arg == INSTALLED_CONFIG else arg for arg in argv[1:]),
     ]
-    address = f"127.0.0.1:{free_port()}"
+    unix = load_config(SAMPLE_CONFIG, environ=env).http.net == "unix"
+    address = str(workdir / "registry.sock") if unix else f"127.0.0.1:{free_port()}"
     overrides = {
         **env,
         "REGISTRY_HTTP_ADDR": address,
         "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(workdir / "data"),
     }
     process = ServerProcess(command, workdir / "dockyard.log", env=overrides, cwd=workdir)
-    url = f"http://{address}"
-    process.wait_http(f"{url}/v2/")
-    return process, url
+    if unix:
+        wait_for_socket(process, Path(address))
+        return process, httpx.Client(base_url="http://registry", transport=httpx.HTTPTransport(uds=address))
+    process.wait_http(f"http://{address}/v2/")
+    return process, httpx.Client(base_url=f"http://{address}")

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -99,18 +98,21 @@ def test_image_command_serves_and_health_check_follows_it(tmp_path: Path) -> Non
     argv = json.loads(entrypoint) + json.loads(cmd)
     assert argv[1:3] == ["serve", INSTALLED_CONFIG]
     image_env = {name: value for name, value in environment(stage).items() if name != "PATH"}
-    process, url = run_here(argv, image_env, tmp_path)
+    # The image listens on TCP (the sample config's unix socket is for nginx on the same host).
+    assert image_env["REGISTRY_HTTP_NET"] == "tcp"
+    process, client = run_here(argv, image_env, tmp_path)
     listen = environment(stage)["REGISTRY_HTTP_ADDR"].replace("0.0.0.0", "127.0.0.1")
     check = [
         sys.executable,
-        *(arg.replace(listen, url.removeprefix("http://")) for arg in healthcheck_argv(stage)[1:]),
+        *(arg.replace(listen, client.base_url.netloc.decode()) for arg in healthcheck_argv(stage)[1:]),
     ]
     try:
-        started = httpx.post(f"{url}/v2/image/check/blobs/uploads/")
+        started = client.post("/v2/image/check/blobs/uploads/")
         assert started.status_code == 202
         assert (tmp_path / "data" / "docker/registry/v2/repositories/image/check/_uploads").is_dir()
         assert subprocess.run(check, capture_output=True, timeout=30, check=False).returncode == 0
     finally:
+        client.close()
         process.stop()
     assert subprocess.run(check, capture_output=True, timeout=30, check=False).returncode != 0
 
@@ -144,10 +146,12 @@ def test_compose_nginx_runs_the_shipped_tls_site() -> None:
 
 def test_compose_registry_is_reachable_only_through_nginx() -> None:
     document = compose()
-    registry = document["services"]["registry"]
-    assert registry["network_mode"] == "service:nginx"
+    registry, nginx = document["services"]["registry"], document["services"]["nginx"]
     assert "ports" not in registry
-    assert "nginx" in registry["depends_on"]
+    assert "network_mode" not in registry
+    # The registry first: the new socket volume takes the image's /run/dockyard, its user's.
+    assert "registry" in nginx["depends_on"]
+    assert "/run/dockyard" in " ".join(arguments(final_stage(dockerfile_instructions()), "RUN"))
     build = registry["build"]
     assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE.resolve()
 
@@ -155,9 +159,32 @@ def test_compose_registry_is_reachable_only_through_nginx() -> None:
     assert mounts[INSTALLED_CONFIG] == SAMPLE_CONFIG.resolve()
     data = sample_config()["storage"]["filesystem"]["rootdirectory"]
     assert mounts[data] in document["volumes"]
-    # The registry listens where the shipped site's upstream points, inside the shared namespace.
+    # The registry listens where the shipped site's upstream points, in a volume both mount.
     config = load_config(SAMPLE_CONFIG, environ=registry["environment"])
-    assert f"server {config.http.addr};" == SHIPPED_UPSTREAM
+    assert (config.http.net, f"server unix:{config.http.addr};") == ("unix", SHIPPED_UPSTREAM)
+    socket_folder = str(Path(config.http.addr).parent)
+    assert mounts[socket_folder] in document["volumes"]
+    assert volume_map(nginx)[socket_folder] == mounts[socket_folder]
+    # The socket's group (mode 0660) is nginx's in its image, so nginx's workers may connect.
+    assert registry["user"] == "dockyard:101"
+
+
+def test_compose_health_check_asks_the_registry_on_its_socket(tmp_path: Path) -> None:
+    registry = compose()["services"]["registry"]
+    test = registry["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"]  # the slim base has no curl or wget
+    shipped_socket = registry["environment"]["REGISTRY_HTTP_ADDR"]
+    process, client = run_here(["dockyard", "serve", INSTALLED_CONFIG], registry["environment"], tmp_path)
+    socket_path = str(tmp_path / "registry.sock")
+    check = [sys.executable, *(arg.replace(shipped_socket, socket_path) for arg in test[2:])]
+    try:
+        assert client.get("/readyz").status_code == 200
+        ran = subprocess.run(check, capture_output=True, text=True, timeout=30, check=False)
+        assert ran.returncode == 0, ran.stderr
+    finally:
+        client.close()
+        process.stop()
+    assert subprocess.run(check, capture_output=True, timeout=30, check=False).returncode != 0
 
 
 def test_stop_timeouts_allow_the_drain() -> None:

@@ -11,7 +11,15 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.support.nginx import HTTP_SITE, SHIPPED, TLS_SITE, Nginx, free_dual_stack_port
+from tests.support.nginx import (
+    HTTP_SITE,
+    SHIPPED,
+    SHIPPED_TCP_UPSTREAM,
+    SHIPPED_UPSTREAM,
+    TLS_SITE,
+    Nginx,
+    free_dual_stack_port,
+)
 from tests.support.registry import RunningRegistry
 from tests.support.tls import ServerCertificates
 
@@ -32,21 +40,34 @@ def test_the_running_sites_are_the_shipped_files(tls_proxy: Nginx, http_proxy: N
             if line.startswith("- ")
         ]
         port = 443 if nginx.tls else 80
+        # The registry under test listens on TCP: the documented address line takes over from the
+        # shipped socket line, as for nginx on another machine (test_unix_socket runs the socket).
         assert sorted(changed) == sorted(
             [f"listen {port}{' ssl http2' if nginx.tls else ''};",
              f"#listen [::]:{port}{' ssl http2' if nginx.tls else ''};",
-             "server 127.0.0.1:5000;"]
+             SHIPPED_UPSTREAM, SHIPPED_TCP_UPSTREAM]
         )  # fmt: skip
+        assert f"    #{SHIPPED_UPSTREAM}" in running
 
 
 def test_each_site_passes_nginx_t(
     tmp_path_factory: pytest.TempPathFactory, certificates: ServerCertificates
 ) -> None:
     for site, certs in ((TLS_SITE, certificates), (HTTP_SITE, None)):
-        nginx = Nginx(tmp_path_factory.mktemp("nginx-t"), site, "127.0.0.1:5000", certs)
-        checked = nginx.check_config()
-        assert checked.returncode == 0, checked.stderr
-        assert "test is successful" in checked.stderr
+        # As shipped, nginx on another machine, and several replicas (README, "Several replicas").
+        for upstream in (
+            "unix:/run/dockyard/registry.sock",
+            "10.0.0.11:5000",
+            ["10.0.0.11:5000", "10.0.0.12:5000"],
+        ):
+            nginx = Nginx(tmp_path_factory.mktemp("nginx-t"), site, upstream, certs)
+            checked = nginx.check_config()
+            assert checked.returncode == 0, checked.stderr
+            assert "test is successful" in checked.stderr
+            servers = re.findall(
+                r"^\s*server (\S+);", (nginx.conf_dir / "site.conf").read_text(), re.MULTILINE
+            )
+            assert servers == ([upstream] if isinstance(upstream, str) else upstream)
 
 
 def test_as_shipped_the_sites_start_on_a_host_without_ipv6(

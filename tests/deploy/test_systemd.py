@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import stat
 import subprocess
 from pathlib import Path
-
-import httpx
 
 from config_reader import parse_duration
 from registry.config import load_config
 from registry.supervisor import longest_stop
+from tests.support.nginx import SHIPPED_UPSTREAM
 
 from .shipped import (
     INSTALLED_CONFIG,
@@ -105,7 +105,8 @@ def test_sysusers_creates_the_service_account(tmp_path: Path) -> None:
 def test_sample_config_is_valid_and_complete() -> None:
     config = load_config(SAMPLE_CONFIG, environ={})
     assert config.warnings == ()
-    assert config.http.addr == "127.0.0.1:5000"  # where the shipped nginx sites forward to
+    # Where the shipped nginx sites forward to.
+    assert f"server unix:{config.http.addr};" == SHIPPED_UPSTREAM
 
 
 def test_unit_commands_check_the_config_and_serve(tmp_path: Path) -> None:
@@ -128,8 +129,15 @@ def test_unit_commands_check_the_config_and_serve(tmp_path: Path) -> None:
 
     argv = shlex.split(start)
     assert argv[0] == INSTALLED_BINARY
-    process, url = run_here(["dockyard", *argv[1:]], environment, tmp_path)
+    # On the unix socket the sample config names (moved to the test's folder), where nginx on
+    # this machine forwards to: the unit's RuntimeDirectory is its folder.
+    assert sample_config()["http"]["net"] == "unix"
+    assert Path(sample_config()["http"]["addr"]).parent == Path("/run") / service["RuntimeDirectory"][0]
+    assert service["RuntimeDirectoryMode"] == ["0750"]  # nginx's user reaches it through the group
+    process, client = run_here(["dockyard", *argv[1:]], environment, tmp_path)
     try:
-        assert httpx.get(f"{url}/readyz").json() == {"storage": "ok"}
+        assert client.get("/readyz").json() == {"storage": "ok"}
+        assert stat.S_IMODE((tmp_path / "registry.sock").stat().st_mode) == 0o660
     finally:
+        client.close()
         process.stop()

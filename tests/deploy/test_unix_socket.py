@@ -8,12 +8,15 @@ import hashlib
 import os
 import socket
 import stat
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.containers import ContainerTools
+from tests.support.images import digest_of, every_blob, random_image, write_oci_layout
 from tests.support.launcher import CLEAN_ENV, DOCKYARD, wait_for_socket, write_config
 from tests.support.nginx import TLS_SITE, Nginx
 from tests.support.processes import ServerProcess
@@ -112,3 +115,48 @@ def test_another_file_at_the_path_is_left_alone(tmp_path: Path) -> None:
     assert process.process.returncode != 0
     assert f"cannot listen on {path}" in process.log()
     assert path.read_text() == "not a socket"
+
+
+def skopeo(tools: ContainerTools, *args: str) -> None:
+    """skopeo exactly as given: it trusts the test CA through ``--*-cert-dir``."""
+    ran = subprocess.run(
+        ["skopeo", *args], capture_output=True, text=True, env=tools.env, timeout=300, check=False
+    )
+    assert ran.returncode == 0, f"skopeo {' '.join(args)}\n{ran.stderr}"
+
+
+@pytest.mark.clients
+def test_skopeo_copies_in_and_out_through_the_site_as_shipped(
+    unix_proxy: Nginx,
+    client: httpx.Client,
+    container_tools: ContainerTools,
+    certificates: ServerCertificates,
+    tmp_path: Path,
+) -> None:
+    cert_dir = tmp_path / "certs.d"
+    cert_dir.mkdir()
+    (cert_dir / "ca.crt").write_bytes(certificates.ca_cert.read_bytes())
+    image = random_image(layers=3)
+    source = f"oci:{write_oci_layout(tmp_path / 'layout', {'v1': image})}:v1"
+    repository = f"unix/skopeo-{os.urandom(4).hex()}"
+    reference = f"docker://{unix_proxy.host}/{repository}:v1"
+    digest_file = tmp_path / "digest"
+    skopeo(
+        container_tools,
+        "copy",
+        f"--dest-cert-dir={cert_dir}",
+        "--digestfile",
+        str(digest_file),
+        source,
+        reference,
+    )
+    assert digest_file.read_text() == image.digest
+    served = client.get(f"/v2/{repository}/manifests/v1", headers={"Accept": image.manifest.media_type})
+    assert digest_of(served.content) == image.digest
+
+    out = tmp_path / "out"
+    skopeo(container_tools, "copy", f"--src-cert-dir={cert_dir}", reference, f"oci:{out}:copied")
+    copied = out / "blobs" / "sha256"
+    assert {f"sha256:{path.name}" for path in copied.iterdir()} == {blob.digest for blob in every_blob(image)}
+    for path in copied.iterdir():
+        assert digest_of(path.read_bytes()) == f"sha256:{path.name}"

@@ -6,10 +6,12 @@ How the shipped files are used (nothing is copied or rewritten except three toke
   ``include dockyard/*.conf`` lines read the shipped snippets themselves, as they read
   ``/etc/nginx/dockyard/`` on a server (nginx resolves relative paths from nginx.conf's folder).
 - ``conf/site.conf`` is the shipped site file with only its ``listen`` ports (443/80 -> a free
-  port on 127.0.0.1 and on ::1) and its upstream address (127.0.0.1:5000 -> the registry under
-  test) replaced, and, for a registry that hands blob downloads to nginx (``http.accelredirect``),
-  the storage root in the blobs location's alias; each must match exactly once, so a changed site
-  file fails loudly.
+  port on 127.0.0.1 and on ::1) and its upstream replaced, as an operator edits it: a registry on
+  a unix socket takes the shipped socket line's place (the default), one on TCP the commented
+  address line's (nginx on another machine), uncommented, with the socket line commented out;
+  and, for a registry that hands blob downloads to nginx (``http.accelredirect``), the storage
+  root in the blobs location's alias. Each must match exactly once, so a changed site file fails
+  loudly.
 - ``conf/tls/registry.crt`` and ``registry.key`` are the certificate and key made by the test,
   where the shipped site's relative ``ssl_certificate tls/...`` lines look for them.
 - ``conf/nginx.conf`` is the small main file a distribution provides (events, logs, temp paths,
@@ -33,7 +35,10 @@ PROJECT = Path(__file__).resolve().parents[2]
 SHIPPED = PROJECT / "deploy" / "nginx"
 HTTP_SITE = SHIPPED / "dockyard-http.conf"
 TLS_SITE = SHIPPED / "dockyard-tls.conf"
-SHIPPED_UPSTREAM = "server 127.0.0.1:5000;"
+SHIPPED_UPSTREAM = "server unix:/run/dockyard/registry.sock;"
+"""The sites' upstream as shipped: the registry on the same machine, on its unix socket."""
+SHIPPED_TCP_UPSTREAM = "#server 10.0.0.11:5000;"
+"""The sites' documented variant, commented: the registry's address, nginx on another machine."""
 SHIPPED_STORAGE_ROOT = "alias /var/lib/dockyard/docker/registry/v2/blobs/;"
 
 _LISTEN = re.compile(r"^(\s*)(#\s*)?(listen\s+)(\[::\]:)?(80|443)\b", re.MULTILINE)
@@ -63,14 +68,17 @@ def site_for_test(
     site: str, upstream: str | Sequence[str], port: int, ipv6: bool = True, storage_root: Path | None = None
 ) -> str:
     """``site`` with its listen ports moved to ``port`` on loopback and its upstream's server to
-    ``upstream``; several addresses become one ``server`` line each (replicas, round-robin).
+    ``upstream``: ``unix:PATH`` in the socket line, HOST:PORT in the address line (uncommented,
+    the socket line commented); several addresses become one ``server`` line each (replicas,
+    round-robin).
     ``ipv6``: uncomment the IPv6 listen line, as the site tells operators on a host with IPv6.
     ``storage_root``: the registry's filesystem root, where nginx finds the blobs it serves."""
     listens = [(bool(m.group(2)), m.group(4) or "") for m in _LISTEN.finditer(site)]
     if sorted(listens) != [(False, ""), (True, "[::]:")]:
         raise ValueError(f"expected an IPv4 listen line and a commented IPv6 one, found {listens}")
-    if site.count(SHIPPED_UPSTREAM) != 1:
-        raise ValueError(f"expected exactly one {SHIPPED_UPSTREAM!r} in the site file")
+    for line in (SHIPPED_UPSTREAM, SHIPPED_TCP_UPSTREAM):
+        if site.count(line) != 1:
+            raise ValueError(f"expected exactly one {line!r} in the site file")
     if site.count(SHIPPED_STORAGE_ROOT) != 1:
         raise ValueError(f"expected exactly one {SHIPPED_STORAGE_ROOT!r} in the site file")
     if storage_root is not None:
@@ -84,7 +92,10 @@ def site_for_test(
 
     servers = [upstream] if isinstance(upstream, str) else list(upstream)
     lines = "\n    ".join(f"server {address};" for address in servers)
-    return _LISTEN.sub(loopback, site).replace(SHIPPED_UPSTREAM, lines)
+    site = _LISTEN.sub(loopback, site)
+    if all(address.startswith("unix:") for address in servers):
+        return site.replace(SHIPPED_UPSTREAM, lines)
+    return site.replace(SHIPPED_UPSTREAM, f"#{SHIPPED_UPSTREAM}").replace(SHIPPED_TCP_UPSTREAM, lines)
 
 
 def main_config(extra_http: str = "") -> str:
@@ -110,7 +121,8 @@ def main_config(extra_http: str = "") -> str:
 
 
 class Nginx:
-    """nginx serving one shipped site file in front of ``upstream`` (HOST:PORT, or several)."""
+    """nginx serving one shipped site file in front of ``upstream`` (``unix:PATH``, HOST:PORT, or
+    several addresses)."""
 
     def __init__(
         self,
