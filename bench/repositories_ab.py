@@ -32,9 +32,10 @@ from bench.measure import measure
 from bench.observe import start
 from bench.parallel import over_connections
 from bench.procstat import RssSampler, cpu_seconds, process_tree
-from bench.push_ab import loop_and_threads, split_cpu, spread
+from bench.push_ab import loop_and_threads, split_cpu
 from bench.servers import PROJECT, Server, start_registry
 from bench.settings import Settings
+from bench.summary import spread
 from bench.workloads.repositories import SOURCE, NewRepositories
 
 Results = dict[str, dict[str, list[float]]]
