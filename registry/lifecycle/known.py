@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 
 from storage_drivers import PathNotFound, StorageDriver, StorageError
@@ -124,12 +125,13 @@ def decode(content: bytes) -> Known | None:
         document = json.loads(body)
         if document["version"] != VERSION:
             return None
-        digests = [Digest.parse(text) for text in document["digests"]]
+        digests = _digests(document["digests"])
         references: dict[Digest, References] = {}
+        none: frozenset[Digest] = frozenset()
         for digest, blobs, children, subject in document["manifests"]:
             references[digests[digest]] = References(
-                frozenset(digests[i] for i in blobs),
-                frozenset(digests[i] for i in children),
+                frozenset([digests[i] for i in blobs]) if blobs else none,
+                frozenset([digests[i] for i in children]) if children else none,
                 digests[subject] if subject >= 0 else None,
             )
         sizes: dict[bytes, int] = {}
@@ -144,3 +146,19 @@ def decode(content: bytes) -> Known | None:
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RegistryError):
         return None  # a checksum that matches over a body this module did not write
     return Known(references, sizes)
+
+
+_NOT_HEX = re.compile("[^0-9a-f]")
+_SHA256 = "sha256:"
+_SHA256_LENGTH = len(_SHA256) + HEX_LENGTHS["sha256"]
+
+
+def _digests(texts: list[str]) -> list[Digest]:
+    """The record's digests; RegistryError (or TypeError) when one is not a digest. When all are
+    sha256 (the usual record) they are checked all at once, one search over their joined hex
+    (``Digest.parse`` one by one costs about twice the whole)."""
+    if all(type(text) is str and len(text) == _SHA256_LENGTH and text[:7] == _SHA256 for text in texts):
+        encoded = [text[7:] for text in texts]
+        if _NOT_HEX.search("".join(encoded)) is None:
+            return [Digest("sha256", hex) for hex in encoded]
+    return [Digest.parse(text) for text in texts]
