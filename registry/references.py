@@ -93,6 +93,12 @@ class Digest:
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
 
+    def __hash__(self) -> int:
+        # The hex alone: it tells algorithms apart by its length, and a string caches its hash,
+        # where the generated hash builds and hashes a tuple on every set or dict operation
+        # (hundreds of thousands in a garbage collection).
+        return hash(self.hex)
+
 
 def new_hasher(algorithm: str) -> Hasher:
     return hashlib.new(algorithm)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging.config
 import sys
@@ -82,6 +83,12 @@ def _refuse_read_only(config: Config, what: str) -> None:
 def _run(config: Config, work: Callable[[StorageDriver], Awaitable[None]]) -> None:
     logging.config.dictConfig(logging_config(config.log))
     driver = create_driver(config.storage.driver, config.storage.parameters)
+    # A run builds hundreds of thousands of small objects that live until it ends (the
+    # inventory, the record of references) and makes few cycles: at the default thresholds the
+    # cyclic collector traversed them some 400 times, a tenth of a dry run's CPU. What was
+    # imported is frozen out of its passes, and a pass comes every 50,000 allocations, not 700.
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)
 
     async def main() -> None:
         try:

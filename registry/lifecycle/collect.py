@@ -146,7 +146,8 @@ async def _mark(
     """Apply retention to what ``walk`` found (``lease`` None: a dry run, which untags nothing)
     and plan; ``begun`` is the run's start by the storage's clock, ``marking`` when the walk
     began (``time.monotonic``). The record of references and sizes (``known``) is replaced when
-    what was found differs from it (a dry run too: it is no part of the registry's content)."""
+    what was found is worth it (``known.worth_writing``; a dry run too: it is no part of the
+    registry's content)."""
     walked = await walk
     inventory = walked.inventory
     phases: dict[str, float] = {}
@@ -157,7 +158,7 @@ async def _mark(
         phases["retention"] = time.monotonic() - retaining
     planned = await plan_stating(driver, inventory, options.delete_untagged, begun - options.grace_period)
     record = known.found(inventory, walked.recorded)  # after the plan's stats
-    if record != walked.recorded:
+    if known.worth_writing(record, walked.recorded):
         await known.save(driver, record)
     phases["mark"] = time.monotonic() - marking - phases.get("retention", 0.0)
     return Report(planned, planned, phases, untagged, inventory)

@@ -60,13 +60,23 @@ class DigestSet(MutableSet[Digest]):
         return self._count + len(self._others)
 
     def add(self, digest: Digest) -> None:
-        key = raw(digest)
+        self.add_new(digest)
+
+    def add_new(self, digest: Digest) -> bool:
+        """``add``; whether ``digest`` was not held before (the mark's one look per digest)."""
+        key = bytes.fromhex(digest.hex)
         row = self._table.row(key)
         if row is None or row >= len(self._bits) * 8:  # not a blob of the table (as it was)
+            if key in self._others:
+                return False
             self._others.add(key)
-        elif not self._bits[row >> 3] & (1 << (row & 7)):
-            self._bits[row >> 3] |= 1 << (row & 7)
-            self._count += 1
+            return True
+        bits = self._bits
+        if bits[row >> 3] & (1 << (row & 7)):
+            return False
+        bits[row >> 3] |= 1 << (row & 7)
+        self._count += 1
+        return True
 
     def discard(self, digest: Digest) -> None:
         key = raw(digest)

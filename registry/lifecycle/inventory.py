@@ -18,7 +18,7 @@ from ..errors import RegistryError
 from ..references import HEX_LENGTHS, Digest, RepositoryName, Tag, is_repository_name
 from ..storage import paths
 from .digests import BlobTable
-from .manifest_references import References, digest_named, references_of
+from .manifest_references import References, references_of
 
 READ_BATCH = 64
 """Manifests or tag links read in one driver call."""
@@ -203,7 +203,8 @@ async def _scan(
     file is comes from where it was listed, so no path is parsed back. Tag history links are
     listed only with ``history``. A blob whose size ``sizes`` holds (by raw digest) is not
     stat-ed for it."""
-    stat_blobs = bool(inventory.stated & Stat.BLOBS)
+    blob_sizes = sizes if inventory.stated & Stat.BLOBS else None
+    stated = {kind for kind, flag in _STATS.items() if flag & inventory.stated}
     level: list[tuple[str, _Kind, _At]] = [
         (paths.BLOBS, _Kind.BLOBS, _At()),
         (paths.REPOSITORIES, _Kind.TREE, _At()),
@@ -217,18 +218,18 @@ async def _scan(
         found: list[tuple[_At, Digest | None]] = []
         walks: list[str] = []
         for (_, kind, at), children in zip(level, children_of, strict=True):
-            for child in children or ():
+            # The two kinds that hold nearly every entry (blobs, links) take a loop of their own.
+            if not children:
+                continue
+            if kind is _Kind.BLOB_DIRS:
+                _blobs(inventory, at, children, blob_sizes, files=files, found=found)
+                continue
+            if kind is _Kind.LINK_DIRS:
+                _links(inventory, at, children, at.found in stated, files=files, found=found)
+                continue
+            for child in children:
                 leaf = child.rpartition("/")[2]
-                if kind is _Kind.BLOB_DIRS:
-                    _blob(inventory, at, child, sizes if stat_blobs else None, files=files, found=found)
-                elif kind is _Kind.LINK_DIRS:
-                    digest = digest_named(at.algorithm, leaf)
-                    if digest is None:
-                        inventory.foreign.append(child)
-                        continue
-                    files.append(f"{child}/link")
-                    found.append((at, digest))
-                elif kind is _Kind.LINK_ALGORITHMS or kind is _Kind.BLOBS:
+                if kind is _Kind.LINK_ALGORITHMS or kind is _Kind.BLOBS:
                     if leaf in HEX_LENGTHS:
                         step = _Kind.LINK_DIRS if kind is _Kind.LINK_ALGORITHMS else _Kind.BLOB_PREFIXES
                         below.append((child, step, _At(at.found, at.name, at.tag, leaf)))
@@ -265,29 +266,74 @@ async def _scan(
         level = below
 
 
-def _blob(
+_HEX = "0123456789abcdef"
+
+
+def _blobs(
     inventory: Inventory,
     at: _At,
-    child: str,
+    children: list[str],
     sizes: Mapping[bytes, int] | None,
     *,
     files: list[str],
     found: list[tuple[_At, Digest | None]],
 ) -> None:
-    """A blob's directory. Its data goes to be stat-ed (``files``, ``found``) unless ``sizes`` is
-    None (nothing is) or holds its size; else it is recorded at once with that size (or 0) and
-    time ``UNSTATED``, by raw digest: no ``Digest`` is built for the blobs never looked at again."""
-    leaf = child.rpartition("/")[2]
-    if digest_named(at.algorithm, leaf) is None or leaf[:2] != at.prefix:
-        inventory.foreign.append(child)
+    """A blob prefix directory's blobs. Each one's data goes to be stat-ed (``files``,
+    ``found``) unless ``sizes`` is None (nothing is) or holds its size; else it is recorded at
+    once with that size (or 0) and time ``UNSTATED``, by raw digest: no ``Digest`` is built for
+    the blobs never looked at again. A name that is not the lowercase hex of a digest of
+    ``at.algorithm`` under its prefix is foreign (as ``digest_named`` decides, inlined here)."""
+    algorithm, prefix = at.algorithm, at.prefix
+    length = HEX_LENGTHS[algorithm]
+    put_raw, foreign = inventory.blobs.put_raw, inventory.foreign
+    for child in children:
+        leaf = child.rpartition("/")[2]
+        if len(leaf) != length or leaf[:2] != prefix or leaf.strip(_HEX):
+            foreign.append(child)
+            continue
+        key = bytes.fromhex(leaf)
+        size = sizes.get(key) if sizes is not None else 0
+        if size is None:
+            files.append(f"{child}/data")
+            found.append((at, Digest(algorithm, leaf)))
+        else:
+            put_raw(key, size, UNSTATED)
+
+
+def _links(
+    inventory: Inventory,
+    at: _At,
+    children: list[str],
+    stat: bool,
+    *,
+    files: list[str],
+    found: list[tuple[_At, Digest | None]],
+) -> None:
+    """A directory of link directories (revisions, layers, a tag's history), named by digest:
+    each link goes to be stat-ed when ``stat``, else is recorded at once, ``UNSTATED``."""
+    algorithm = at.algorithm
+    length = HEX_LENGTHS[algorithm]
+    foreign = inventory.foreign
+    digests: list[Digest] = []
+    for child in children:
+        leaf = child.rpartition("/")[2]
+        if len(leaf) != length or leaf.strip(_HEX):
+            foreign.append(child)
+            continue
+        digest = Digest(algorithm, leaf)
+        if stat:
+            files.append(f"{child}/link")
+            found.append((at, digest))
+        else:
+            digests.append(digest)
+    if not digests:
         return
-    key = bytes.fromhex(leaf)
-    size = sizes.get(key) if sizes is not None else 0
-    if size is None:
-        files.append(f"{child}/data")
-        found.append((at, Digest(at.algorithm, leaf)))
+    repository = inventory.repositories.setdefault(at.name, Repository())
+    if at.found is _Found.HISTORY:
+        repository.tag_history += [(at.tag, digest) for digest in digests]
     else:
-        inventory.blobs.put_raw(key, size, UNSTATED)
+        times = repository.revisions if at.found is _Found.REVISION else repository.layers
+        times.update(dict.fromkeys(digests, UNSTATED))
 
 
 def _in_tree(

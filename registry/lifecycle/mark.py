@@ -105,20 +105,26 @@ def _mark(
     deleted_revisions: dict[RepositoryName, set[Digest]] = {}
     pending: list[Digest] = []
     for name, repository in inventory.repositories.items():
-        kept = _kept_manifests(repository, inventory.manifests, delete_untagged, cutoff)
-        result.kept_manifests += len(kept)
-        pending += kept
-        deleted_revisions[name] = set(repository.revisions) - kept
+        if delete_untagged:
+            kept = _kept_manifests(repository, inventory.manifests, cutoff)
+            deleted_revisions[name] = set(repository.revisions) - kept
+            pending += kept
+        else:  # every revision is kept: no set of them to build
+            deleted_revisions[name] = set()
+            pending += repository.revisions
+    result.kept_manifests = len(pending)
     # Everything a marked manifest refers to is marked, in any repository: as in Distribution, a
     # revision some kept manifest refers to stays, and so must what it refers to.
+    newly_marked = result.marked.add_new
+    manifests = inventory.manifests
     while pending:
         digest = pending.pop()
-        if digest in result.marked:
+        if not newly_marked(digest):
             continue
-        result.marked.add(digest)
-        references = inventory.manifests.get(digest)
+        references = manifests.get(digest)
         if references is not None:
-            pending += references.blobs | references.children
+            pending += references.blobs
+            pending += references.children
     return result, deleted_revisions
 
 
@@ -210,10 +216,9 @@ def _waves(deleted: set[Digest], manifests: dict[Digest, References | None]) -> 
 
 
 def _kept_manifests(
-    repository: Repository, manifests: dict[Digest, References | None], delete_untagged: bool, cutoff: float
+    repository: Repository, manifests: dict[Digest, References | None], cutoff: float
 ) -> set[Digest]:
-    if not delete_untagged:
-        return set(repository.revisions)
+    """With ``delete_untagged``: the tagged revisions, the young ones, and what they reach."""
     kept = {d for d in repository.tags.values() if d in repository.revisions}
     kept |= {d for d, modified in repository.revisions.items() if modified > cutoff}
     subjects = _subjects(repository, manifests)

@@ -175,8 +175,9 @@ def _reached(repository: Repository, inventory: Inventory) -> set[Digest]:
             continue
         found.add(digest)
         references = inventory.manifests.get(digest)
-        if references is not None:
-            pending += references.blobs | references.children
+        if references is not None:  # extended twice: a union would build and hash a set
+            pending += references.blobs
+            pending += references.children
     return found
 
 
