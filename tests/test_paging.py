@@ -9,7 +9,10 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
 from storage_drivers.filesystem import populate
+from storage_drivers.filesystem.paging import advise
 from tests.support.residency import resident_fraction
 
 SIZE = 256 << 20
@@ -103,3 +106,15 @@ def test_other_threads_run_python_while_populate_waits_for_the_disk(tmp_path: Pa
     assert len(seen) >= 2, seen
     assert len(set(seen)) == 1, seen  # one call, seen again after this thread ran
     assert cached(path, 0, SIZE) == 1.0
+
+
+def test_advice_outside_a_mapping_or_on_a_closed_one_never_reaches_the_kernel() -> None:
+    mapped = mmap.mmap(-1, 1 << 20)
+    advise(mapped, mmap.MADV_WILLNEED, 0, 2 << 20)  # the length is cut to the mapping, as mmap's
+    with pytest.raises(ValueError, match="in a mapping of"):
+        advise(mapped, mmap.MADV_WILLNEED, 1 << 20, mmap.PAGESIZE)
+    with pytest.raises(ValueError, match="in a mapping of"):
+        advise(mapped, mmap.MADV_WILLNEED, -mmap.PAGESIZE, mmap.PAGESIZE)
+    mapped.close()
+    with pytest.raises(ValueError, match="closed"):
+        advise(mapped, mmap.MADV_WILLNEED, 0, mmap.PAGESIZE)
