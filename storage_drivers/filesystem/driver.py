@@ -26,6 +26,7 @@ from .. import listings
 from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver
 from ..config import DriverConfigError, Parameters
 from .errors import in_thread, translate
+from .paging import populate
 from .staging import (
     TEMP_PREFIX,
     Staged,
@@ -52,7 +53,6 @@ MAP_CHUNK = 8 << 20
 turn and a pass through the server's send path: over TCP (where the bytes are copied to the
 socket, not sent from the file) 8 MiB windows spend about 15% less of the registry's CPU per GiB
 than 4 MiB ones (``bench/TLS.md``), for 8 MiB more mapped per download in flight (two windows)."""
-MADV_POPULATE_READ = 22  # Linux 5.14; Python's mmap module does not name it yet
 DELETE_SWEEPS = 20
 """Passes over a renamed tree being deleted (see ``_delete``)."""
 PARTS = 4
@@ -490,21 +490,6 @@ async def _mapped_chunks(mapped: mmap.mmap, start: int, end: int) -> AsyncIterat
             # the process loses nothing: the mapping faults them in again from the page cache.
             mapped.madvise(mmap.MADV_DONTNEED, *sent.pop(0))
         position = stop
-
-
-def populate(mapped: mmap.mmap, start: int, length: int, ahead: int) -> None:
-    """Bring ``length`` bytes from ``start`` into the mapping and start reading the ``ahead``
-    bytes after them from disk, without waiting: a cold blob's next window then arrives while
-    this one is sent, rather than after it (a blob just pushed is cold: uploads are written
-    around the page cache). For pages already cached the read-ahead costs a lookup."""
-    try:
-        mapped.madvise(MADV_POPULATE_READ, start, length)
-    except OSError:  # an older kernel: ask for read-ahead instead
-        mapped.madvise(mmap.MADV_WILLNEED, start, length)
-    if ahead > 0:
-        stop = start + length
-        following = stop - stop % mmap.PAGESIZE
-        mapped.madvise(mmap.MADV_WILLNEED, following, stop - following + ahead)
 
 
 def _read_fd(fd: int, size: int) -> bytes:
