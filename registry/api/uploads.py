@@ -13,7 +13,7 @@ from ..rawbody import raw_body
 from ..references import Digest, RepositoryName, UploadId, parse_algorithm
 from .bodies import RequestBody
 from .context import Context
-from .responses import empty
+from .responses import EncodedResponse, empty
 
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
 
@@ -43,12 +43,15 @@ def _upload_headers(ctx: Context, upload_id: str, size: int) -> dict[str, str]:
 
 
 def _blob_created(ctx: Context, digest: Digest) -> Response:
-    return empty(
+    # Every mount answers with this: its headers given as sent, no dictionary to encode.
+    text = str(digest)
+    return EncodedResponse(
         201,
-        {
-            "Location": ctx.url(f"/v2/{ctx.name}/blobs/{digest}"),
-            "Docker-Content-Digest": str(digest),
-        },
+        [
+            (b"content-length", b"0"),
+            (b"location", ctx.url(f"/v2/{ctx.name}/blobs/{text}").encode("latin-1")),
+            (b"docker-content-digest", text.encode()),
+        ],
     )
 
 

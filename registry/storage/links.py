@@ -22,7 +22,13 @@ async def read_link(driver: StorageDriver, path: str) -> Digest | None:
 
 
 async def has_link(driver: StorageDriver, path: str, digest: Digest) -> bool:
-    return await read_link(driver, path) == digest
+    """Whether the link holds ``digest``: as ``read_link`` would find, by comparing its bytes
+    (a valid digest reads back as written) rather than parsing them."""
+    try:
+        content = await driver.get_content(path)
+    except (PathNotFound, InvalidPath):
+        return False
+    return content.strip() == paths.link_content(digest)
 
 
 async def write_link(driver: StorageDriver, path: str, digest: Digest, *, synced: bool = True) -> None:

@@ -141,3 +141,25 @@ def test_request_ids_are_unique_across_workers_and_restarts(start_registry: Star
         registry.restart()
     assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_the_audit_log_tells_a_mount_from_a_push_in_one_request(
+    start_registry: StartRegistry, tmp_path: Path
+) -> None:
+    audit = tmp_path / "audit.log"
+    registry = start_registry({"log": {"audit": {"path": str(audit)}}})
+    pushed, mounted = os.urandom(1000), os.urandom(1000)
+    with httpx.Client(base_url=registry.url, timeout=30) as client:
+        push_blob(client, "team/source", mounted)
+        # A parameter whose name ends in "mount" is not a mount.
+        one_request = f"/v2/team/app/blobs/uploads/?digest={digest_of(pushed)}&amount=1"
+        expect(client.post(one_request, content=pushed), 201)
+        mount = f"/v2/team/app/blobs/uploads/?mount={digest_of(mounted)}&from=team/source"
+        expect(client.post(mount), 201)
+        # Not mounted (the source lacks it): an upload starts, nothing is written.
+        expect(client.post(f"/v2/team/app/blobs/uploads/?mount={digest_of(pushed)}&from=team/source"), 202)
+    events = [e for e in json_lines(audit.read_text()) if e["repository"] == "team/app"]
+    assert [(e["action"], e["kind"], e["digest"]) for e in events] == [
+        ("push", "blob", digest_of(pushed)),
+        ("mount", "blob", digest_of(mounted)),
+    ]

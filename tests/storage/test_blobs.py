@@ -56,6 +56,21 @@ async def test_mount_from_a_source_repository_links_only_what_the_source_holds(s
     assert await storage.blobs.stat(OTHER, digest) == len(b"mountable")
 
 
+async def test_a_source_link_counts_only_when_it_holds_the_digest(
+    storage: Storage, driver: RecordingDriver
+) -> None:
+    digest = await put_blob(storage, APP, b"mountable")
+    other = Digest.of(b"another")
+    link = paths.layer_link(APP, digest)
+    for content in (str(other).encode(), b"", str(digest).encode()[:-1], str(digest).upper().encode()):
+        await driver.put_content(link, content)
+        with raises(ErrorCode.BLOB_UNKNOWN):
+            await storage.blobs.stat(APP, digest)
+        assert await storage.blobs.mount(OTHER, APP, digest) is None
+    await driver.put_content(link, str(digest).encode() + b"\n")  # a newline, as some tools write
+    assert await storage.blobs.mount(OTHER, APP, digest) == len(b"mountable")
+
+
 async def test_mount_without_a_source_links_any_stored_content(storage: Storage) -> None:
     digest = await put_blob(storage, APP, b"anywhere")
     assert await storage.blobs.mount(OTHER, None, Digest.of(b"nowhere")) is None
