@@ -51,7 +51,11 @@ class IdleTrim:
         if not quiet or requests == self._checked or self._malloc_trim is None:
             return False
         self._checked = requests
-        return resident_bytes() - self._baseline >= GROWTH
+        resident = resident_bytes()
+        # Memory given back without a trim (upload buffers unmapped after the last one) lowers
+        # the mark, so that the next burst's growth is measured from where the worker fell to.
+        self._baseline = min(self._baseline, resident)
+        return resident - self._baseline >= GROWTH
 
     def trim(self) -> None:
         if self._malloc_trim is not None:
