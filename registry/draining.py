@@ -13,7 +13,8 @@ stalls in the middle of an upload would hold a restart. Here the wait is bounded
 
 uvicorn's server also wakes ten times a second to look for the signal and, every tenth time, to
 renew the ``date`` of its answers. Here the signal wakes the server itself, and the date is renewed
-as each second of the clock begins: one wake-up a second for an idle worker, not ten.
+as each second of the clock begins: one wake-up a second for an idle worker, not ten. That tick
+also gives freed memory back once the worker falls idle after a burst (``registry/heaptrim.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from types import FrameType
 
 import uvicorn
 
+from offload import to_thread
+
+from .heaptrim import IdleTrim
 from .supervisor import EXIT_GRACE
 
 log = logging.getLogger("registry")
@@ -53,8 +57,11 @@ class DrainingServer(uvicorn.Server):
         await super().startup(sockets)
 
     async def main_loop(self) -> None:
+        heap = IdleTrim()
         # uvicorn's ``on_tick`` with a count that is a multiple of ten renews the date header.
         while not await self.on_tick(0):
+            if heap.due(self.server_state.total_requests, bool(self.server_state.tasks)):
+                await to_thread(heap.trim)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._exiting.wait(), 1.0 - time.time() % 1.0 + DATE_LAG)
 

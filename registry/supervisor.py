@@ -74,7 +74,8 @@ def limit_malloc_arenas() -> None:
     """glibc gives each thread that allocates an arena of its own and keeps what they free; with
     upload threads that is tens of MB per worker. Two arenas, and large buffers mapped and
     returned, keep a worker's memory flat. The request bodies' quarter-megabyte pieces come and
-    go at the top of the heap: trimming it only past 8 MiB spares a brk call for each of them."""
+    go at the top of the heap: trimming it only past 8 MiB spares a brk call for each of them; a
+    worker that falls idle after a burst gives that back (``registry/heaptrim.py``)."""
     with contextlib.suppress(OSError, AttributeError):
         mallopt = ctypes.CDLL(None).mallopt
         mallopt(-8, 2)  # M_ARENA_MAX
