@@ -25,12 +25,12 @@ def test_collection_racing_pushes_never_breaks_an_acknowledged_image(start_regis
     ledger, collections = run_load(registry.url, registry.config_path, REPOSITORIES, LOAD_SECONDS, seed)
     # A failure names the digests involved; the collections that deleted any of them say when.
     failures = ledger.failures[:5]
-    assert failures == [], (seed, failures, collections.removing(failures), registry.root)
+    assert failures == [], "\n".join([f"seed {seed}", *failures, *collections.removing(failures)])
     assert collections.errors == [], (seed, collections.errors[:2])
     garbage_collect(registry.config_path, "--grace-period", "0s")  # and once more, at rest
 
     problems = verify_live(registry.url, ledger)[:20]
-    assert problems == [], (seed, problems, collections.removing(problems), registry.root)
+    assert problems == [], "\n".join([f"seed {seed}", *problems, *collections.removing(problems)])
     assert check_layout(registry.root).problems == [], seed
 
     counts = ledger.counts
