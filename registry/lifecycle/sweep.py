@@ -39,6 +39,12 @@ HEAD said it exists, or mounted from another repository, is covered the same way
 one. Storage that lists what was written before (S3 is strongly consistent) is all it assumes.
 The holder checks its lease before each batch of deletes, so a run that lost it (paused,
 partitioned) deletes nothing more; a push waiting for a run whose lease expired goes on.
+
+A client's DELETE of a manifest removes its tags, then its revision. With
+``--delete-untagged``, a run that reads the tags in between finds the revision untagged, and
+old, and may delete it and its content before the DELETE gets to it: no tag refers to it any
+more, only the request deleting it, so no acknowledged image loses anything, and the DELETE
+answers as done (``Manifests.delete``).
 """
 
 from __future__ import annotations

@@ -308,7 +308,12 @@ class Manifests:
         return descriptors
 
     async def delete(self, name: RepositoryName, digest: Digest) -> None:
-        """Remove a manifest from ``name``: first the tags pointing at it, then the revision."""
+        """Remove a manifest from ``name``: first the tags pointing at it, then the revision.
+
+        A revision found here and gone by the time it is removed was deleted meanwhile: by another
+        client's DELETE, or by a garbage collection deleting untagged manifests that read the tags
+        once they were removed here. The manifest is deleted as asked either way: done, not
+        MANIFEST_UNKNOWN."""
         if self._descriptors is not None:
             self._descriptors.forget(name, digest)
         stored = await self.get(name, digest)
@@ -316,9 +321,8 @@ class Manifests:
             with contextlib.suppress(RegistryError):  # untagged concurrently
                 await self._tags.untag(name, tag)
         try:
-            await self._driver.delete(paths.manifest_revision(name, digest))
-        except PathNotFound:
-            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"digest": str(digest)}) from None
+            with contextlib.suppress(PathNotFound):  # deleted meanwhile (see above)
+                await self._driver.delete(paths.manifest_revision(name, digest))
         finally:
             if self._descriptors is not None:
                 self._descriptors.forget(name, digest)

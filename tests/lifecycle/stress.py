@@ -32,6 +32,7 @@ ATTEMPTS = 12
 """Manifest pushes of one image before a pusher gives up (each refusal is counted)."""
 
 _SUMMARY = re.compile(r"removed (\d+) blobs .*?; (\d+) digests spared")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class LiveImage:
     tag: str
     manifest: bytes
     blobs: tuple[str, ...]
+    acknowledged: float = 0.0
+    """When (``time.monotonic``), to read against the collections' times when it broke."""
+    attempts: int = 1
 
 
 @dataclass
@@ -99,6 +103,7 @@ class Pusher(threading.Thread):
         # Collections back to back at --grace-period 0s can condemn a blob this push re-uploaded
         # again on its next attempt (refusing is their safe outcome): the faster they run, the
         # more attempts a push may need, so it has many.
+        refused = 0
         for _attempt in range(ATTEMPTS):
             for blob in [config, *layers]:
                 self.ensure_blob(http, blob, reuse=digest_of(blob) in reused)
@@ -111,11 +116,13 @@ class Pusher(threading.Thread):
                 break
             assert response.status_code == 400, (response.status_code, response.text)
             assert response.json()["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN", response.text
+            refused += 1
             with ledger.lock:
                 ledger.counts["refused, pushed again"] += 1
         else:
             raise AssertionError(f"{self.repository}:{tag} refused {ATTEMPTS} times")
-        image = LiveImage(self.repository, tag, manifest, tuple(digest_of(b) for b in [config, *layers]))
+        blobs = tuple(digest_of(b) for b in [config, *layers])
+        image = LiveImage(self.repository, tag, manifest, blobs, time.monotonic(), refused + 1)
         with ledger.lock:
             ledger.live[(self.repository, tag)] = image
             ledger.references.update(set(image.blobs))
@@ -158,7 +165,22 @@ class Pusher(threading.Thread):
             self.ledger.counts["deleted"] += 1
         digest = digest_of(image.manifest)
         response = http.delete(f"/v2/{image.repository}/manifests/{digest}")
-        assert response.status_code == 202, response.text
+        assert response.status_code == 202, (
+            f"DELETE {image.repository}@{digest} (tag {image.tag}, acknowledged at "
+            f"{image.acknowledged:.3f} after {image.attempts} attempts) at {time.monotonic():.3f}: "
+            f"{response.status_code} {response.text}"
+        )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One collection: its flags, when it ran (``time.monotonic``), and its output."""
+
+    flags: tuple[str, ...]
+    began: float
+    ended: float
+    stdout: str
+    stderr: str
 
 
 @dataclass
@@ -168,28 +190,41 @@ class Collections:
     blobs_removed: int = 0
     spared: int = 0
     errors: list[str] = field(default_factory=list)
+    history: list[Run] = field(default_factory=list, repr=False)
+
+    def removing(self, texts: list[str]) -> list[str]:
+        """The lines of the collections that deleted something of a digest named in ``texts``
+        (a failure's message), with the run's flags, times and summary: what a failure needs
+        to be understood."""
+        digests = {d for text in texts for d in _DIGEST.findall(text)}
+        found = []
+        for number, run in enumerate(self.history):
+            lines = [line for line in run.stdout.splitlines() if any(d in line for d in digests)]
+            if lines:
+                summary = _SUMMARY.search(run.stderr)
+                found.append(
+                    f"run {number} {' '.join(run.flags)} {run.began:.3f}-{run.ended:.3f} "
+                    f"({summary[0] if summary else run.stderr[-500:]}): " + "; ".join(lines)
+                )
+        return found
 
 
 def collect_repeatedly(config: Path, stop: threading.Event, results: Collections) -> None:
-    """``dockyard garbage-collect --grace-period 0s`` in its own process, again and again."""
-    flags = (("--grace-period", "0s"), ("--grace-period", "0s", "--delete-untagged"))
+    """``dockyard garbage-collect --grace-period 0s`` in its own process, again and again; what
+    each deleted is kept (``Collections.removing``)."""
+    choices = (("--grace-period", "0s"), ("--grace-period", "0s", "--delete-untagged"))
     while not stop.is_set():
+        flags = choices[results.runs % 2]
+        began = time.monotonic()
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "registry",
-                "garbage-collect",
-                str(config),
-                "--quiet",
-                *flags[results.runs % 2],
-            ],
+            [sys.executable, "-m", "registry", "garbage-collect", str(config), *flags],
             capture_output=True,
             text=True,
             cwd=PROJECT,
             timeout=300,
             check=False,
         )
+        results.history.append(Run(flags, began, time.monotonic(), done.stdout, done.stderr))
         if done.returncode != 0:
             if "another maintenance run holds the lease" in done.stderr:
                 results.busy += 1
@@ -230,7 +265,8 @@ def verify_live(url: str, ledger: Ledger) -> list[str]:
         for (repository, tag), image in sorted(ledger.live.items()):
             response = http.get(f"/v2/{repository}/manifests/{tag}", headers={"Accept": OCI_MANIFEST})
             if response.status_code != 200 or response.content != image.manifest:
-                problems.append(f"{repository}:{tag}: manifest {response.status_code}")
+                manifest = digest_of(image.manifest)
+                problems.append(f"{repository}:{tag}: manifest {manifest} {response.status_code}")
                 continue
             for digest in image.blobs:
                 blob = http.get(f"/v2/{repository}/blobs/{digest}")
