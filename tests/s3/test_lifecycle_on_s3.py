@@ -6,19 +6,20 @@ hangs during a run: the run stops with a clear error and breaks nothing."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import random
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from registry.lifecycle.lease import try_take
-from registry.lifecycle.state import decode
 from registry.references import Digest
 from registry.storage import paths
 from storage_drivers import create_driver
@@ -30,6 +31,7 @@ from tests.support.containers import ContainerTools
 from tests.support.images import digest_of, random_image
 from tests.support.registry import PROJECT, RunningRegistry, StartRegistry, s3_storage
 from tests.support.served import Served
+from tests.support.stall import StallingRelay
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
@@ -48,18 +50,6 @@ def _keys(rgw: CephRGW, registry: RunningRegistry) -> set[str]:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=registry.storage["s3"]["bucket"]):
         keys |= {item["Key"] for item in page.get("Contents", []) if "/_dockyard/gc/" not in item["Key"]}
     return keys
-
-
-def _claimed(rgw: CephRGW, registry: RunningRegistry) -> bool:
-    """Whether a collection's claim on the lease is in the registry's bucket."""
-    client = rgw.client()
-    suffix = paths.gc_state().lstrip("/")
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=registry.storage["s3"]["bucket"]):
-        for item in page.get("Contents", []):
-            if item["Key"].endswith(suffix):
-                body = client.get_object(Bucket=registry.storage["s3"]["bucket"], Key=item["Key"])["Body"]
-                return decode(body.read()).run is not None
-    return False
 
 
 def test_collects_on_s3_and_dry_run_lists_what_a_run_removes(
@@ -123,46 +113,54 @@ def test_repository_deletion_on_s3(registry: RunningRegistry, tmp_path: Path) ->
         tools.release_storage()
 
 
+def _deletes(request_line: bytes) -> bool:
+    """Whether an S3 request line deletes: a DeleteObject or a DeleteObjects batch."""
+    return request_line.startswith(b"DELETE ") or (
+        request_line.startswith(b"POST ") and b"?delete" in request_line
+    )
+
+
 def test_a_hung_gateway_stops_the_run_with_a_clear_error(
     registry: RunningRegistry, ceph_rgw: CephRGW
 ) -> None:
+    """The gateway hangs at the run's first deletion, while the run holds the lease: a relay
+    stops passing requests on there (a run of this size is over in a fraction of a second, too
+    soon to freeze the gateway's process on cue)."""
     with Served(registry.url) as served:
         kept = random_image(layers=1)
         push(served, "s3hang/app", "kept", kept)
         orphans = [os.urandom(1000) for _ in range(30)]
         for orphan in orphans:
             push_blob(served.http, "s3hang/app", orphan, digest_of(orphan))
-        run = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "registry",
-                "garbage-collect",
-                str(registry.config_path),
-                "--grace-period",
-                "0s",
-            ],
-            cwd=PROJECT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        # Frozen as soon as the run's claim is in the bucket: it takes the lease at once (the
-        # gateway creates exclusively), and a run of this size finishes soon after.
-        deadline = time.monotonic() + 60
-        while not _claimed(ceph_rgw, registry):
-            assert run.poll() is None, "the run ended before it was seen claiming the lease"
-            assert time.monotonic() < deadline, "the run never claimed the lease"
-            time.sleep(0.05)
-        ceph_rgw.freeze_gateway()
-        thawed = threading.Timer(60, ceph_rgw.thaw_gateway)
-        thawed.start()
-        try:
-            _, stderr = run.communicate(timeout=120)
-        finally:
-            thawed.cancel()
-            ceph_rgw.thaw_gateway()
-        assert run.returncode != 0, stderr
+        gateway = urlsplit(ceph_rgw.endpoint)
+        with StallingRelay((gateway.hostname or "", gateway.port or 80), _deletes) as relay:
+            config = copy.deepcopy(registry.config)
+            config["storage"]["s3"]["regionendpoint"] = relay.endpoint
+            config_path = registry.workdir / "through-relay.yml"
+            config_path.write_text(yaml.safe_dump(config))
+            run = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "registry",
+                    "garbage-collect",
+                    str(config_path),
+                    "--grace-period",
+                    "0s",
+                ],
+                cwd=PROJECT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            resumed = threading.Timer(60, relay.resume)
+            resumed.start()
+            try:
+                _, stderr = run.communicate(timeout=120)
+            finally:
+                resumed.cancel()
+            assert relay.stalled.is_set(), stderr
+            assert run.returncode != 0, stderr
         # Whichever notices first: a storage call past its budget, or the lease it cannot renew.
         stopped = ("the storage failed; nothing more was changed", "stopped before deleting anything more")
         assert any(message in stderr for message in stopped), stderr[-3000:]

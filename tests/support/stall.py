@@ -1,0 +1,80 @@
+"""A TCP relay that turns into a hung server at a chosen request: for tests of what a client
+does when its server stops answering at an exact point of its work, which signalling the
+server's process can only hit by chance."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable
+from types import TracebackType
+
+_CHUNK = 1 << 16
+
+
+class StallingRelay:
+    """Relays connections on a port of 127.0.0.1 to ``upstream`` until a request line (the first
+    line of a chunk a client sends) first satisfies ``trigger``. From then on nothing more
+    reaches ``upstream``, that request included: to its clients a server that takes connections
+    and answers nothing. ``resume`` passes on what was held back and relays again."""
+
+    def __init__(self, upstream: tuple[str, int], trigger: Callable[[bytes], bool]) -> None:
+        self.upstream = upstream
+        self.trigger = trigger
+        self.stalled = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._closed = False
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._flowing.set()
+        for sock in [self._listener, *self._sockets]:
+            sock.close()
+
+    def __enter__(self) -> StallingRelay:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
+        try:
+            while chunk := source.recv(_CHUNK):
+                if requests and not self.stalled.is_set() and self.trigger(chunk.split(b"\r\n", 1)[0]):
+                    self._flowing.clear()
+                    self.stalled.set()
+                if requests:
+                    self._flowing.wait()
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
