@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from anyio import to_thread
+from offload import to_thread
 
 from .lean import ObjectHead, Readable, byte_range
 from .listing import LIST_PAGE, Listed, ListPage, Part, Upload
@@ -42,10 +42,10 @@ class BotoObjects:
         return answer["Body"], answer["ETag"]
 
     async def head_async(self, key: str) -> ObjectHead:
-        return await to_thread.run_sync(self.head, key)
+        return await to_thread(self.head, key)
 
     async def get_async(self, key: str) -> bytes:
-        return await to_thread.run_sync(self.get, key)
+        return await to_thread(self.get, key)
 
     def head(self, key: str) -> ObjectHead:
         answer = self._client.head_object(Bucket=self._bucket, Key=key)

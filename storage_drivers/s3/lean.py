@@ -35,14 +35,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape, unescape
 
-from anyio import to_thread
 from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ClientError
+
+from offload import to_thread
 
 from . import listing
 from .clients import CallBudget, retry_delay
@@ -253,7 +253,7 @@ class LeanObjects:
             failure = exc
         else:
             if answer is None:  # no kept-alive connection: the first attempt goes in a thread
-                return await to_thread.run_sync(partial(self._call_once_more, method, key, started, 0))
+                return await to_thread(self._call_once_more, method, key, started, 0)
             if answer.status < 300:
                 return answer
             failure = _client_error(method, answer, answer.status)
@@ -263,7 +263,7 @@ class LeanObjects:
         if delay is None:
             raise failure
         await asyncio.sleep(delay)
-        return await to_thread.run_sync(partial(self._call_once_more, method, key, started, 1))
+        return await to_thread(self._call_once_more, method, key, started, 1)
 
     def _call_once_more(self, method: str, key: str, started: float, attempts: int) -> Answer:
         return self._call(method, key, started=started, attempts=attempts)[0]
