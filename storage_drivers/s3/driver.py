@@ -159,7 +159,7 @@ class S3Driver(StorageDriver):
         ):
             return lean
         from .boto_clients import make_client, new_session  # noqa: PLC0415 - boto3 only where needed
-        from .boto_objects import BotoObjects  # noqa: PLC0415
+        from .boto_objects import BotoObjects  # noqa: PLC0415 - with the clients
 
         if self._session is None:
             self._session = new_session(self.settings)
