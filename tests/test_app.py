@@ -39,9 +39,9 @@ class CountingBlobs:
     async def size(self, digest: Digest) -> int | None:
         return await self.inner.size(digest)
 
-    async def stat(self, name: RepositoryName, digest: Digest) -> int:
+    async def stat(self, name: RepositoryName, digest: Digest, *, fetching: bool = False) -> int:
         self.stats += 1
-        return await self.inner.stat(name, digest)
+        return await self.inner.stat(name, digest, fetching=fetching)
 
     async def open(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         self.opened.append(digest)

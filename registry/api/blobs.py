@@ -48,10 +48,10 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
 
 async def get_blob(ctx: Context) -> Response:
     digest = Digest.parse(ctx.argument)
-    size = await ctx.storage.blobs.stat(ctx.name, digest)
+    request = ctx.request
+    size = await ctx.storage.blobs.stat(ctx.name, digest, fetching=request.method == "GET")
     text = str(digest)
     etag = f'"{text}"'
-    request = ctx.request
     if request.method == "HEAD" and request.headers.get("if-none-match") != etag:
         # Clients' most frequent question about a blob: its headers given as sent, no dictionary.
         encoded = text.encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -21,12 +22,20 @@ class BlobStore:
         """The size of the stored content, or None when the registry does not hold it."""
         return await self._driver.file_size(paths.blob_data(digest))
 
-    async def stat(self, name: RepositoryName, digest: Digest) -> int:
-        """The size of a blob that ``name`` holds; BLOB_UNKNOWN otherwise."""
-        if await has_link(self._driver, paths.layer_link(name, digest), digest):
-            size = await self.size(digest)
-            if size is not None:
-                return size
+    async def stat(self, name: RepositoryName, digest: Digest, *, fetching: bool = False) -> int:
+        """The size of a blob that ``name`` holds; BLOB_UNKNOWN otherwise. ``fetching`` (a GET
+        of the content, which is most likely there): the link and the content's size are read
+        at once, one storage round trip instead of two (on S3 a GET and a HEAD); otherwise the
+        size only after the link, so a probe of an absent blob (a push's HEAD) costs one read."""
+        link = has_link(self._driver, paths.layer_link(name, digest), digest)
+        if fetching:
+            linked, size = await asyncio.gather(link, self.size(digest))
+        else:
+            linked, size = await link, None
+            if linked:
+                size = await self.size(digest)
+        if linked and size is not None:
+            return size
         raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)})
 
     async def open(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:

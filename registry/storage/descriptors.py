@@ -116,11 +116,11 @@ class CachedBlobs:
     async def size(self, digest: Digest) -> int | None:
         return await self._inner.size(digest)
 
-    async def stat(self, name: RepositoryName, digest: Digest) -> int:
+    async def stat(self, name: RepositoryName, digest: Digest, *, fetching: bool = False) -> int:
         size = self._cache.blob_size(name, digest)
         if size is None:
             since = self._cache.generation
-            size = await self._inner.stat(name, digest)
+            size = await self._inner.stat(name, digest, fetching=fetching)
             self._cache.hold_blob(name, digest, size, since)
         return size
 

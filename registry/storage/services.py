@@ -21,8 +21,9 @@ class BlobService(Protocol):
     async def size(self, digest: Digest) -> int | None:
         """The size of the stored content, or None when the registry does not hold it."""
 
-    async def stat(self, name: RepositoryName, digest: Digest) -> int:
-        """The size of a blob that ``name`` holds; BLOB_UNKNOWN otherwise."""
+    async def stat(self, name: RepositoryName, digest: Digest, *, fetching: bool = False) -> int:
+        """The size of a blob that ``name`` holds; BLOB_UNKNOWN otherwise. ``fetching``: the
+        caller is about to serve the content, so the blob is most likely there."""
 
     async def open(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """The blob's bytes, BLOB_UNKNOWN when it is gone."""

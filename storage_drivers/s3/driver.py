@@ -27,7 +27,7 @@ from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDri
 from ..config import Parameters
 from .clients import BULK, QUICK, CallBudget
 from .errors import TRANSIENT_TRANSPORT, in_thread, status_code, translate
-from .lean import BotoObjects, LeanObjects, ObjectCalls, ObjectHead, Readable
+from .lean import LeanObjects, ObjectCalls, ObjectHead, Readable
 from .listing import LIST_PAGE
 from .settings import MAX_PART, S3Settings, parse_settings
 from .signed import Stream
@@ -159,6 +159,7 @@ class S3Driver(StorageDriver):
         ):
             return lean
         from .boto_clients import make_client, new_session  # noqa: PLC0415 - boto3 only where needed
+        from .boto_objects import BotoObjects  # noqa: PLC0415 - with the clients
 
         if self._session is None:
             self._session = new_session(self.settings)

@@ -11,10 +11,10 @@ multipart upload (starting, parts, copies into parts, completing, aborting, list
 and the bucket's uploads). A worker on this path never imports boto3 nor builds its clients,
 whose service model alone costs a process about 10 MiB (bench/S3.md).
 
-``ObjectCalls`` is what the driver and the writer call; ``BotoObjects`` serves it through boto3
-where this path does not apply: only path-style addressing with SigV4 takes it
-(``forcepathstyle``, as on Ceph, MinIO and most S3-compatible servers); virtual-hosted and
-accelerated endpoints and anonymous access keep boto3's resolution.
+``ObjectCalls`` is what the driver and the writer call; ``BotoObjects`` (boto_objects.py,
+imported on demand) serves it through boto3 where this path does not apply: only path-style
+addressing with SigV4 takes it (``forcepathstyle``, as on Ceph, MinIO and most S3-compatible
+servers); virtual-hosted and accelerated endpoints and anonymous access keep boto3's resolution.
 
 The calls keep the budget and retry rules of clients.py, and fail with the same botocore
 exceptions a boto3 call raises (``ClientError`` with the S3 error code, the transport errors),
@@ -35,26 +35,24 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape, unescape
 
-from anyio import to_thread
 from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ClientError
+
+from offload import to_thread
 
 from . import listing
 from .clients import CallBudget, retry_delay
 from .errors import TRANSIENT_TRANSPORT, error_code, is_transient, status_code
-from .listing import LIST_PAGE, Listed, ListPage, Part, Upload
+from .listing import LIST_PAGE, ListPage, Part, Upload
 from .settings import S3Settings
 from .signed import Answer, Outgoing, SignedRequests, Stream
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
 
 _ERROR_CODE = re.compile(rb"<Code>([^<]{1,128})</Code>")
 _ERROR = re.compile(rb"<Error>(.*?)</Error>", re.DOTALL)
@@ -226,7 +224,7 @@ class LeanObjects:
         return self._call("GET", key, headers={"If-Match": if_match} if if_match else None)[0].body
 
     def open(self, key: str, first: int, end: int | None, if_match: str = "") -> tuple[Readable, str]:
-        headers = _range(first, end)
+        headers = byte_range(first, end)
         if if_match:
             headers["If-Match"] = if_match
         answer, stream = self._call("GET", key, headers=headers, stream=True)
@@ -255,7 +253,7 @@ class LeanObjects:
             failure = exc
         else:
             if answer is None:  # no kept-alive connection: the first attempt goes in a thread
-                return await to_thread.run_sync(partial(self._call_once_more, method, key, started, 0))
+                return await to_thread(self._call_once_more, method, key, started, 0)
             if answer.status < 300:
                 return answer
             failure = _client_error(method, answer, answer.status)
@@ -265,7 +263,7 @@ class LeanObjects:
         if delay is None:
             raise failure
         await asyncio.sleep(delay)
-        return await to_thread.run_sync(partial(self._call_once_more, method, key, started, 1))
+        return await to_thread(self._call_once_more, method, key, started, 1)
 
     def _call_once_more(self, method: str, key: str, started: float, attempts: int) -> Answer:
         return self._call(method, key, started=started, attempts=attempts)[0]
@@ -489,166 +487,8 @@ class LeanObjects:
         self._requests.close()
 
 
-class BotoObjects:
-    """``ObjectCalls`` through a boto3 client, for endpoints the lean path does not serve."""
-
-    presigns_inline = False
-
-    def __init__(self, client: S3Client, bucket: str) -> None:
-        self._client = client
-        self._bucket = bucket
-
-    def get(self, key: str, if_match: str = "") -> bytes:
-        if if_match:
-            return self._client.get_object(Bucket=self._bucket, Key=key, IfMatch=if_match)["Body"].read()
-        return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-
-    def open(self, key: str, first: int, end: int | None, if_match: str = "") -> tuple[Readable, str]:
-        wanted = _range(first, end)["Range"]
-        if if_match:
-            answer = self._client.get_object(Bucket=self._bucket, Key=key, Range=wanted, IfMatch=if_match)
-        else:
-            answer = self._client.get_object(Bucket=self._bucket, Key=key, Range=wanted)
-        return answer["Body"], answer["ETag"]
-
-    async def head_async(self, key: str) -> ObjectHead:
-        return await to_thread.run_sync(self.head, key)
-
-    async def get_async(self, key: str) -> bytes:
-        return await to_thread.run_sync(self.get, key)
-
-    def head(self, key: str) -> ObjectHead:
-        answer = self._client.head_object(Bucket=self._bucket, Key=key)
-        return ObjectHead(
-            answer["ContentLength"],
-            answer["LastModified"].timestamp(),
-            answer["ETag"],
-            answer.get("Metadata", {}),
-        )
-
-    def put(self, key: str, body: bytes, arguments: Mapping[str, Any]) -> None:
-        self._client.put_object(Bucket=self._bucket, Key=key, Body=body, **arguments)
-
-    def copy(self, source: str, key: str, arguments: Mapping[str, Any], if_match: str = "") -> None:
-        self._client.copy_object(
-            Bucket=self._bucket,
-            Key=key,
-            CopySource={"Bucket": self._bucket, "Key": source},
-            MetadataDirective="REPLACE",
-            **({**arguments, "CopySourceIfMatch": if_match} if if_match else arguments),
-        )
-
-    def delete(self, key: str) -> None:
-        self._client.delete_object(Bucket=self._bucket, Key=key)
-
-    def delete_keys(self, keys: Sequence[str]) -> tuple[str, str] | None:
-        batch: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys]
-        result = self._client.delete_objects(Bucket=self._bucket, Delete={"Objects": batch, "Quiet": True})
-        for error in result.get("Errors", []):
-            return error.get("Key", ""), error.get("Code", "")
-        return None
-
-    def first_modified(self, prefix: str) -> float | None:
-        page = self.list_page(prefix, limit=1)
-        return page.objects[0].modified if page.objects else None
-
-    def list_page(
-        self,
-        prefix: str,
-        *,
-        delimited: bool = False,
-        after: str = "",
-        token: str = "",
-        limit: int = LIST_PAGE,
-    ) -> ListPage:
-        request: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": limit}
-        if delimited:
-            request["Delimiter"] = "/"
-        if after:
-            request["StartAfter"] = after
-        if token:
-            request["ContinuationToken"] = token
-        answer = self._client.list_objects_v2(**request)
-        objects = [
-            Listed(item["Key"], item["Size"], item["LastModified"].timestamp())
-            for item in answer.get("Contents", [])
-        ]
-        prefixes = [common["Prefix"] for common in answer.get("CommonPrefixes", [])]
-        following = answer.get("NextContinuationToken") if answer.get("IsTruncated") else None
-        return ListPage(objects, prefixes, following)
-
-    def list_uploads(self, prefix: str) -> list[Upload]:
-        pages = self._client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self._bucket, Prefix=prefix
-        )
-        return [
-            Upload(upload["Key"], upload["UploadId"], upload["Initiated"].timestamp())
-            for page in pages
-            for upload in page.get("Uploads", [])
-        ]
-
-    def create_upload(self, key: str, arguments: Mapping[str, Any]) -> str:
-        return self._client.create_multipart_upload(Bucket=self._bucket, Key=key, **arguments)["UploadId"]
-
-    def upload_part(self, key: str, upload_id: str, number: int, body: bytes | bytearray) -> str:
-        return self._client.upload_part(
-            Bucket=self._bucket,
-            Key=key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=cast("bytes", body),  # botocore sends a bytearray as it is; the stubs know bytes
-            ContentLength=len(body),
-        )["ETag"]
-
-    def copy_part(
-        self, source: str, key: str, upload_id: str, number: int, *, if_match: str = "", span: str = ""
-    ) -> str:
-        request: dict[str, Any] = {
-            "Bucket": self._bucket,
-            "Key": key,
-            "UploadId": upload_id,
-            "PartNumber": number,
-            "CopySource": {"Bucket": self._bucket, "Key": source},
-        }
-        if if_match:
-            request["CopySourceIfMatch"] = if_match
-        if span:
-            request["CopySourceRange"] = f"bytes={span}"
-        copied = self._client.upload_part_copy(**request)
-        return copied["CopyPartResult"]["ETag"]
-
-    def complete_upload(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
-        completed: list[CompletedPartTypeDef] = [
-            {"PartNumber": number, "ETag": etag} for number, etag in parts
-        ]
-        self._client.complete_multipart_upload(
-            Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": completed}
-        )
-
-    def abort_upload(self, key: str, upload_id: str) -> None:
-        self._client.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
-
-    def list_parts(self, key: str, upload_id: str) -> list[Part]:
-        pages = self._client.get_paginator("list_parts").paginate(
-            Bucket=self._bucket, Key=key, UploadId=upload_id
-        )
-        parts = [
-            Part(part["PartNumber"], part["ETag"], part["Size"])
-            for page in pages
-            for part in page.get("Parts", [])
-        ]
-        return sorted(parts, key=lambda part: part.number)
-
-    def presign(self, key: str, expires: int) -> str:
-        return self._client.generate_presigned_url(
-            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires
-        )
-
-    def close(self) -> None:
-        """The boto3 client is closed with the driver's others."""
-
-
-def _range(first: int, end: int | None) -> dict[str, str]:
+def byte_range(first: int, end: int | None) -> dict[str, str]:
+    """The Range header of bytes ``first`` to ``end`` (exclusive; None: to the object's end)."""
     return {"Range": f"bytes={first}-{'' if end is None else end - 1}"}
 
 

@@ -1,7 +1,8 @@
 """What S3 answers to listings and multipart requests, as the driver uses it.
 
-The signed path (lean.py) reads these answers' XML here and boto3's path (``BotoObjects``) fills
-the same types from its dictionaries, so the driver and the writer see one shape either way.
+The signed path (lean.py) reads these answers' XML here and boto3's path (``BotoObjects``,
+boto_objects.py) fills the same types from its dictionaries, so the driver and the writer see one
+shape either way.
 """
 
 from __future__ import annotations

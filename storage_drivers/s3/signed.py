@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+
+# The socket module encodes host names with this codec: imported with the worker, not by its first
+# connection to S3 in the middle of a request (1 to 3 ms).
+import encodings.idna  # noqa: F401
 import hashlib
 import hmac
 import http.client

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
 
 from registry.errors import ErrorCode
+from registry.lifecycle.guard import PushGuard
 from registry.references import Digest
 from registry.storage import Storage, paths
 from storage_drivers import PathNotFound
@@ -107,3 +109,49 @@ async def test_ingest_moves_new_content_in_and_drops_a_second_copy(
         await driver.stat("/staging")  # both uploads' data gone: one moved, one dropped
     assert await storage.blobs.stat(OTHER, digest) == len(data)
     assert await read_all(storage, digest) == data
+
+
+class _OrderRecordingDriver(RecordingDriver):
+    """Records when each read of a blob's link and of a content's size starts and ends; a link
+    read lets other tasks run in between, as a storage round trip does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    async def _get_content(self, path: str) -> bytes:
+        if "/_layers/" not in path:
+            return await super()._get_content(path)
+        self.events.append("link read")
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            return await super()._get_content(path)
+        finally:
+            self.events.append("link answered")
+
+    async def _file_size(self, path: str) -> int | None:
+        self.events.append("size read")
+        return await super()._file_size(path)
+
+
+@pytest.mark.parametrize("fetching", [True, False], ids=["fetching", "probing"])
+async def test_a_fetching_stat_reads_the_link_and_the_size_at_once(fetching: bool) -> None:
+    driver = _OrderRecordingDriver()
+    storage = Storage(driver, PushGuard(driver))
+    digest = await put_blob(storage, APP, b"layer")
+    driver.events.clear()
+    assert await storage.blobs.stat(APP, digest, fetching=fetching) == len(b"layer")
+    if fetching:  # one round trip: the size is asked for before the link's answer is in
+        assert driver.events == ["link read", "size read", "link answered"]
+    else:
+        assert driver.events == ["link read", "link answered", "size read"]
+    # Without the link the blob is unknown either way; a probe then reads nothing more.
+    driver.events.clear()
+    with raises(ErrorCode.BLOB_UNKNOWN):
+        await storage.blobs.stat(OTHER, digest, fetching=fetching)
+    assert ("size read" in driver.events) is fetching
+    # With the link but without the content (collected meanwhile), too.
+    await driver.delete(paths.blob_data(digest).rsplit("/", 1)[0])
+    with raises(ErrorCode.BLOB_UNKNOWN):
+        await storage.blobs.stat(APP, digest, fetching=fetching)
