@@ -297,3 +297,42 @@ async def test_an_unsynced_write_has_its_content_on_disk_before_it_appears_and_s
     del calls[:]
     await driver.put_contents([("/repo/new/_manifests/revisions/link", b"1")])
     assert calls[-1][0] == "fsync", "the manifest's batch ends without a sync"
+
+
+async def test_a_new_trees_files_are_each_synced_before_the_tree_is_placed_and_none_left_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new repository's manifest (one private tree): every file's content is synced, once,
+    before the rename that makes the tree visible, and no file stays open, placed or refused."""
+    calls: list[tuple[str, str]] = []
+    fdatasync, rename = os.fdatasync, os.rename
+
+    def recording_fdatasync(fd: int) -> None:
+        calls.append(("fdatasync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        fdatasync(fd)
+
+    def recording_rename(source: str, target: str) -> None:
+        calls.append(("rename", target))
+        rename(source, target)
+
+    monkeypatch.setattr(os, "fdatasync", recording_fdatasync)
+    monkeypatch.setattr(os, "rename", recording_rename)
+    driver = FilesystemDriver(str(tmp_path))
+    await driver.put_content("/repo/n/_layers/link", b"0")
+    open_before = len(os.listdir("/proc/self/fd"))
+    del calls[:]
+    items = [
+        ("/repo/n/_manifests/revisions/r/link", b"1"),
+        ("/repo/n/_manifests/tags/t/current/link", b"2"),
+        ("/repo/n/_manifests/tags/t/index/r/link", b"3"),
+    ]
+    await driver.put_contents(items)
+    assert calls == [("fdatasync", "link")] * 3 + [("rename", str(tmp_path / "repo/n/_manifests"))]
+    for path, data in items:
+        assert (tmp_path / path.lstrip("/")).read_bytes() == data
+    # Refused while the tree is made (a file where a directory must go): nothing placed or open.
+    with pytest.raises(StorageError):
+        await driver.put_contents([("/repo/m/_manifests/a", b"1"), ("/repo/m/_manifests/a/b", b"2")])
+    assert not (tmp_path / "repo" / "m").exists()
+    assert _temp_files(tmp_path) == []
+    assert len(os.listdir("/proc/self/fd")) == open_before

@@ -83,7 +83,8 @@ async def _read_manifest_body(ctx: Context) -> bytes:
 
 async def put_manifest(ctx: Context) -> Response:
     reference = parse_reference(ctx.argument)
-    tag_params = ctx.request.query_params.getlist("tag")
+    # A push without a query (every docker push) parses none.
+    tag_params = ctx.request.query_params.getlist("tag") if ctx.request.scope.get("query_string") else []
     if tag_params and isinstance(reference, Tag):
         raise RegistryError(ErrorCode.TAG_INVALID, {"reason": "tag parameters need a push by digest"})
     if len(tag_params) > MAX_TAGS_PER_PUSH:
@@ -93,16 +94,17 @@ async def put_manifest(ctx: Context) -> Response:
     digest, manifest = await ctx.storage.manifests.put(
         ctx.name, reference, content, ctx.request.headers.get("content-type"), extra_tags
     )
-    headers = {
-        "Location": ctx.url(f"/v2/{ctx.name}/manifests/{digest}"),
-        "Docker-Content-Digest": str(digest),
-    }
+    # The answer's headers given as sent, as a mount's: no dictionary to encode.
+    text = str(digest)
+    headers = [
+        (b"content-length", b"0"),
+        (b"location", ctx.url(f"/v2/{ctx.name}/manifests/{text}").encode("latin-1")),
+        (b"docker-content-digest", text.encode()),
+    ]
     if manifest.subject is not None:
-        headers["OCI-Subject"] = str(manifest.subject.digest)
-    response = empty(201, headers)
-    for tag in extra_tags:
-        response.headers.append("OCI-Tag", tag)
-    return response
+        headers.append((b"oci-subject", str(manifest.subject.digest).encode()))
+    headers += [(b"oci-tag", tag.encode()) for tag in extra_tags]
+    return EncodedResponse(201, headers)
 
 
 async def delete_manifest(ctx: Context) -> Response:

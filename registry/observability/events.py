@@ -178,6 +178,8 @@ class AuditLog:
     async def __call__(self, event: Event) -> None:
         if event.action == "pull":
             return  # writes only: a pull changes nothing
+        if self.path is None and not audit_log.isEnabledFor(logging.INFO):
+            return  # the logs' level leaves it out: no line to build on every write
         record = event.record()
         line = json.dumps(record, separators=(",", ":"))
         if self.path is None:

@@ -338,10 +338,14 @@ class Manifests:
         if not self._policy.check_references:
             return
         children = self._children_to_check(manifest)
-        blob_sizes, children_known = await asyncio.gather(
-            asyncio.gather(*(self._blob_size(name, d.digest) for d in manifest.blobs)),
-            asyncio.gather(*(self.exists(name, d.digest) for d in children)),
+        # One gather of every look-up (a task each, so a driver with network calls makes them at
+        # once), not one per kind inside another: an image has no children, an index no blobs.
+        found = await asyncio.gather(
+            *(self._blob_size(name, d.digest) for d in manifest.blobs),
+            *(self.exists(name, d.digest) for d in children),
         )
+        blob_sizes = found[: len(manifest.blobs)]
+        children_known = found[len(manifest.blobs) :]
         missing = [str(d.digest) for d, size in zip(manifest.blobs, blob_sizes, strict=True) if size is None]
         missing += [str(d.digest) for d, ok in zip(children, children_known, strict=True) if not ok]
         if missing:

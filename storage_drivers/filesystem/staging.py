@@ -112,29 +112,52 @@ def missing_top(root: str, directory: str) -> str | None:
 def stage_together(root: str, top: str, items: Sequence[tuple[str, bytes]]) -> list[Staged]:
     """Objects whose directories are missing below the same ``top``, written (and synced) in one
     private tree (see ``stage``), which one rename places: they appear together, with each
-    directory made once. Should a delete take ``top``'s parent meanwhile, each is staged alone."""
+    directory made once. Should a delete take ``top``'s parent meanwhile, each is staged alone.
+
+    Every directory and file is made and written first, and only then is each file synced: a
+    sync on a filesystem without a journal (ext4's ``nojournal``) writes the file's new parent
+    directories and each inode's table block itself, one write at a time, and the new inodes
+    share table blocks. Synced once all is made, each block is written once, by the first sync
+    that finds it dirty; synced as each file is made, the shared blocks are written again for
+    every file. Either way every file is on disk before the tree is placed."""
     tree = os.path.join(os.path.dirname(top), f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
-    made = {os.curdir}
+    made = {tree}
     staged = []
+    written: list[int] = []  # open, written, not yet synced
     try:
         os.mkdir(tree)
         for full, data in items:
-            directory = os.curdir
-            for part in os.path.relpath(os.path.dirname(full), top).split(os.sep):
-                directory = os.path.normpath(os.path.join(directory, part))
+            # Paths below ``top`` (absolute and normalised, as the driver makes them): the tree's
+            # own paths are the same strings with ``top`` swapped for ``tree``, no relpath needed.
+            inside = tree + full[len(top) :]
+            directory = tree
+            for part in full[len(top) + 1 :].split(os.sep)[:-1]:
+                directory = f"{directory}{os.sep}{part}"
                 if directory not in made:
-                    os.mkdir(os.path.join(tree, directory))
+                    os.mkdir(directory)
                     made.add(directory)
-            item = Staged(full, tree, top, os.path.join(tree, os.path.relpath(full, top)))
-            _fill(os.open(item.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), data, True)
+            item = Staged(full, tree, top, inside)
+            written.append(os.open(inside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+            _write_all(written[-1], data)
             staged.append(item)
+        while written:
+            os.fdatasync(written[0])  # as ``_fill``: the content and its size
+            os.close(written.pop(0))
     except FileNotFoundError:  # a delete took the directory the tree was made in
+        _close_all(written)
         shutil.rmtree(tree, ignore_errors=True)
         return [stage(root, full, data) for full, data in items]
     except BaseException:
+        _close_all(written)
         shutil.rmtree(tree, ignore_errors=True)
         raise
     return staged
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _stage_tree(root: str, full: str, name: str) -> Staged:
@@ -148,14 +171,14 @@ def _stage_tree(root: str, full: str, name: str) -> Staged:
     if top == root:  # the root was missing and ``full`` goes right in it
         return Staged(full, os.path.join(root, name), full, os.path.join(root, name))
     tree = os.path.join(os.path.dirname(top), name)
-    # The tree is new and private: one mkdir per level, without makedirs' stat of each.
+    # The tree is new and private: one mkdir per level, without makedirs' stat of each. Paths
+    # below ``top`` are ``top`` and a suffix (the driver's are absolute and normalised).
     directory = tree
     os.mkdir(directory)
-    for part in os.path.relpath(parent, top).split(os.sep):
-        if part != os.curdir:
-            directory = os.path.join(directory, part)
-            os.mkdir(directory)
-    return Staged(full, tree, top, os.path.join(tree, os.path.relpath(full, top)))
+    for part in parent[len(top) + 1 :].split(os.sep) if parent != top else ():
+        directory = f"{directory}{os.sep}{part}"
+        os.mkdir(directory)
+    return Staged(full, tree, top, tree + full[len(top) :])
 
 
 def _place(staged: Staged, exclusive: bool = False, alone: bool = True) -> str | None:
