@@ -60,11 +60,11 @@ class DigestSet(MutableSet[Digest]):
         return self._count + len(self._others)
 
     def add(self, digest: Digest) -> None:
-        self.add_new(digest)
+        self.add_new(raw(digest))
 
-    def add_new(self, digest: Digest) -> bool:
-        """``add``; whether ``digest`` was not held before (the mark's one look per digest)."""
-        key = bytes.fromhex(digest.hex)
+    def add_new(self, key: bytes) -> bool:
+        """``add`` by raw digest; whether it was not held before (the mark's one look per
+        digest)."""
         row = self._table.row(key)
         if row is None or row >= len(self._bits) * 8:  # not a blob of the table (as it was)
             if key in self._others:
@@ -124,6 +124,9 @@ class BlobTable(Mapping[Digest, tuple[int, float]]):
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def holds_raw(self, key: bytes) -> bool:
+        return key in self._rows
 
     def row(self, key: bytes) -> int | None:
         return self._rows.get(key)

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 
 from storage_drivers import PathNotFound, StorageDriver, StorageError
 
-from ..errors import RegistryError
-from ..references import HEX_LENGTHS, Digest
+from ..references import HEX_LENGTHS
 from ..storage import paths
 from .inventory import UNSTATED, Inventory
-from .manifest_references import References
+from .manifest_references import References, raw_named
 
 VERSION = 1
 """Raise it when ``references_of`` changes what it finds: a record of another version is
@@ -39,8 +38,8 @@ log = logging.getLogger("registry")
 
 @dataclass
 class Known:
-    references: dict[Digest, References] = field(default_factory=dict)
-    """By manifest."""
+    references: dict[bytes, References] = field(default_factory=dict)
+    """By manifest, as raw digests (``digests.raw``)."""
     sizes: dict[bytes, int] = field(default_factory=dict)
     """By blob, as raw digests (``digests.raw``)."""
 
@@ -112,19 +111,19 @@ def encode(known: Known) -> bytes:
     (``digests``), each manifest as [its digest, [blobs], [children], subject or -1] by position
     in ``digests``, and by digest algorithm the raw digests of blobs, one hex string, with
     their sizes."""
-    index: dict[Digest, int] = {}
+    index: dict[bytes, int] = {}
 
-    def at(digest: Digest) -> int:
-        return index.setdefault(digest, len(index))
+    def at(key: bytes) -> int:
+        return index.setdefault(key, len(index))
 
     entries = [
         [
-            at(digest),
-            [at(d) for d in references.blobs],
-            [at(d) for d in references.children],
+            at(key),
+            [at(k) for k in references.blobs],
+            [at(k) for k in references.children],
             -1 if references.subject is None else at(references.subject),
         ]
-        for digest, references in known.references.items()
+        for key, references in known.references.items()
     ]
     by_length: dict[int, tuple[list[bytes], list[int]]] = {}
     for key, size in known.sizes.items():
@@ -134,7 +133,8 @@ def encode(known: Known) -> bytes:
     sizes = {
         _ALGORITHMS[length]: [b"".join(keys).hex(), values] for length, (keys, values) in by_length.items()
     }
-    document = {"version": VERSION, "digests": [str(d) for d in index], "manifests": entries, "sizes": sizes}
+    digests = [f"{_ALGORITHMS[len(key)]}:{key.hex()}" for key in index]
+    document = {"version": VERSION, "digests": digests, "manifests": entries, "sizes": sizes}
     body = json.dumps(document, separators=(",", ":")).encode()
     return hashlib.sha256(body).hexdigest().encode() + b"\n" + body
 
@@ -148,9 +148,9 @@ def decode(content: bytes) -> Known | None:
         document = json.loads(body)
         if document["version"] != VERSION:
             return None
-        digests = [Digest.parse(text) for text in document["digests"]]
-        references: dict[Digest, References] = {}
-        none: frozenset[Digest] = frozenset()
+        digests = [_raw(text) for text in document["digests"]]
+        references: dict[bytes, References] = {}
+        none: frozenset[bytes] = frozenset()
         for digest, blobs, children, subject in document["manifests"]:
             references[digests[digest]] = References(
                 frozenset([digests[i] for i in blobs]) if blobs else none,
@@ -166,6 +166,15 @@ def decode(content: bytes) -> Known | None:
             sizes.update(
                 zip((joined[at : at + length] for at in range(0, len(joined), length)), values, strict=True)
             )
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RegistryError):
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
         return None  # a checksum that matches over a body this module did not write
     return Known(references, sizes)
+
+
+def _raw(text: str) -> bytes:
+    """A digest as ``encode`` wrote it, raw: no ``Digest`` is built for the manifests' references
+    (the mark follows raw digests)."""
+    key = raw_named(text)
+    if key is None:
+        raise ValueError(text[:200])
+    return key

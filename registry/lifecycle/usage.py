@@ -35,7 +35,7 @@ from typing import Any
 from offload import to_thread
 from storage_drivers import PathNotFound, StorageDriver
 
-from ..references import Digest, RepositoryName, RunId
+from ..references import RepositoryName, RunId
 from ..storage import paths
 from . import known
 from .collect import Options, Report, garbage_collect
@@ -132,13 +132,13 @@ def _timestamp(moment: float) -> str:
 def usage_of(inventory: Inventory, measured: float) -> Usage:
     """The figures of a walk; ``measured`` is when it began."""
     reached = {name: _reached(repository, inventory) for name, repository in inventory.repositories.items()}
-    users: dict[Digest, int] = {}
+    users: dict[bytes, int] = {}
     for digests in reached.values():
-        for digest in digests:
-            users[digest] = users.get(digest, 0) + 1
-    # By raw digest, as the table keeps them: no ``Digest`` built per blob.
+        for key in digests:
+            users[key] = users.get(key, 0) + 1
+    # By raw digest, as the table and the references keep them: no ``Digest`` built per blob.
     sizes = {key: size for key, size, _ in inventory.blobs.rows()}
-    size_of = {digest: sizes.get(raw(digest), 0) for digest in users}
+    size_of = {key: sizes.get(key, 0) for key in users}
     repositories = []
     for name, repository in sorted(inventory.repositories.items()):
         if not repository.listed and not repository.revisions:
@@ -155,26 +155,25 @@ def usage_of(inventory: Inventory, measured: float) -> Usage:
                 max(times) if times else None,
             )
         )
-    referenced = {raw(digest) for digest in users}
     return Usage(
         measured,
         sum(sizes.values()),
         len(sizes),
-        sum(size for key, size in sizes.items() if key not in referenced),
+        sum(size for key, size in sizes.items() if key not in users),
         tuple(repositories),
     )
 
 
-def _reached(repository: Repository, inventory: Inventory) -> set[Digest]:
-    """Every digest the repository's manifest revisions reach, themselves included."""
-    found: set[Digest] = set()
-    pending = list(repository.revisions)
+def _reached(repository: Repository, inventory: Inventory) -> set[bytes]:
+    """Every digest the repository's manifest revisions reach, themselves included (raw)."""
+    found: set[bytes] = set()
+    pending = [raw(digest) for digest in repository.revisions]
     while pending:
-        digest = pending.pop()
-        if digest in found:
+        key = pending.pop()
+        if key in found:
             continue
-        found.add(digest)
-        references = inventory.manifests.get(digest)
+        found.add(key)
+        references = inventory.manifests.get(key)
         if references is not None:  # extended twice: a union would build and hash a set
             pending += references.blobs
             pending += references.children
