@@ -50,6 +50,18 @@ class DigestSet(MutableSet[Digest]):
             return key in self._others
         return bool(self._bits[row >> 3] & (1 << (row & 7)))
 
+    def unmarked(self) -> Iterator[tuple[bytes, int, float]]:
+        """``rows()`` of the table for the blobs this set does not hold, each told by its bit
+        (not a look-up of its digest: the plan goes over every blob)."""
+        bits, others = self._bits, self._others
+        limit = len(bits) * 8
+        for row, (key, size, modified) in enumerate(self._table.rows()):
+            if row < limit:
+                if not bits[row >> 3] & (1 << (row & 7)):
+                    yield key, size, modified
+            elif key not in others:
+                yield key, size, modified
+
     def __iter__(self) -> Iterator[Digest]:
         for key, row in self._table.row_items():
             if row < len(self._bits) * 8 and self._bits[row >> 3] & (1 << (row & 7)):
@@ -135,6 +147,7 @@ class BlobTable(Mapping[Digest, tuple[int, float]]):
         return iter(self._rows.items())
 
     def rows(self) -> Iterator[tuple[bytes, int, float]]:
-        """(raw digest, size, time) of every blob, without building a ``Digest`` for each."""
+        """(raw digest, size, time) of every blob, without building a ``Digest`` for each, by
+        row number (the order blobs were first put)."""
         sizes, times = self._sizes, self._times
         return ((key, sizes[row], times[row]) for key, row in self._rows.items())

@@ -132,11 +132,7 @@ async def _stat_unmarked(driver: StorageDriver, inventory: Inventory, marked: Di
     """Sizes and times of the unstated blobs not marked and of the unstated layer links to content
     not marked. A layer link not there any more is forgotten; a blob directory without data
     stays unstated (there is nothing to delete)."""
-    blobs = [
-        from_raw(key)
-        for key, _, modified in inventory.blobs.rows()
-        if modified == UNSTATED and not marked.holds_raw(key)
-    ]
+    blobs = [from_raw(key) for key, _, modified in marked.unmarked() if modified == UNSTATED]
     layers = [
         (name, digest)
         for name, repository in inventory.repositories.items()
@@ -182,13 +178,8 @@ def _plan(
         for d, t in repository.layers.items()
         if t > cutoff
     }
-    for key, size, modified in inventory.blobs.rows():
-        if (
-            modified <= cutoff
-            and modified != UNSTATED
-            and not result.marked.holds_raw(key)
-            and key not in young_layers
-        ):
+    for key, size, modified in result.marked.unmarked():
+        if modified <= cutoff and modified != UNSTATED and key not in young_layers:
             result.blobs[from_raw(key)] = size
     for name, repository in sorted(inventory.repositories.items()):
         for digest, modified in sorted(repository.layers.items(), key=lambda item: str(item[0])):
