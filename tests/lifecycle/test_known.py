@@ -53,16 +53,24 @@ def _signed(body: bytes) -> bytes:
         lambda record: record[:-2] + bytes([record[-2] ^ 1]) + record[-1:],  # a flipped bit
         lambda record: b"",
         lambda record: b"\x00" * 64,
-        lambda record: record.replace(b'"version":1', b'"version":2'),
-        lambda record: _signed(record.partition(b"\n")[2].replace(b'"version":1', b'"version":2')),
-        lambda record: _signed(b'{"version":1,"digests":["sha256:nothex"],"manifests":[[0,[],[],-1]]}'),
-        lambda record: _signed(b'{"version":1,"digests":[],"manifests":[[0,[],[],-1]]}'),
-        lambda record: _signed(b'{"version":1,"digests":[],"manifests":[]}'),
-        lambda record: _signed(b'{"version":1,"digests":[],"manifests":[],"sizes":{"sha256":["ab",[1]]}}'),
-        lambda record: _signed(b'{"version":1,"digests":[],"manifests":[],"sizes":{"md5":["",[]]}}'),
-        lambda record: _signed(b'{"version":1,"digests":[],"manifests":[],"sizes":{"sha256":["zz",[]]}}'),
+        lambda record: record.replace(b'"version":2', b'"version":3'),
+        lambda record: _signed(record.partition(b"\n")[2].replace(b'"version":2', b'"version":3')),
+        lambda record: _signed(record.partition(b"\n")[2].replace(b'"version":2', b'"version":1')),
+        lambda record: _signed(b'{"version":2,"digests":{"sha256":"nothex"},"manifests":[[0,[],[],-1]]}'),
+        lambda record: _signed(b'{"version":2,"digests":["sha256:' + b"ab" * 32 + b'"],"manifests":[]}'),
+        lambda record: _signed(b'{"version":2,"digests":{"sha256":"' + b"ab" * 31 + b'"},"manifests":[]}'),
+        lambda record: _signed(b'{"version":2,"digests":{"sha256":"' + b"ab " * 32 + b'"},"manifests":[]}'),
+        lambda record: _signed(b'{"version":2,"digests":{"md5":""},"manifests":[]}'),
+        lambda record: _signed(b'{"version":2,"digests":{},"manifests":[[0,[],[],-1]]}'),
+        lambda record: _signed(b'{"version":2,"digests":{},"manifests":[]}'),
+        lambda record: _signed(b'{"version":2,"digests":{},"manifests":[],"sizes":{"sha256":["ab",[1]]}}'),
+        lambda record: _signed(b'{"version":2,"digests":{},"manifests":[],"sizes":{"md5":["",[]]}}'),
+        lambda record: _signed(b'{"version":2,"digests":{},"manifests":[],"sizes":{"sha256":["zz",[]]}}'),
         lambda record: _signed(
-            b'{"version":1,"digests":[],"manifests":[],"sizes":{"sha256":["' + b"ab" * 32 + b'",[-1]]}}'
+            b'{"version":2,"digests":{},"manifests":[],"sizes":{"sha256":["' + b"ab" * 32 + b'",[-1]]}}'
+        ),
+        lambda record: _signed(
+            b'{"version":2,"digests":{},"manifests":[],"sizes":{"sha256":["' + b"ab" * 32 + b'",[1,2]]}}'
         ),
         lambda record: _signed(b"[1, 2]"),
         lambda record: _signed(b"not json"),
