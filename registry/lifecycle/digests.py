@@ -9,7 +9,7 @@ in one bit. ``bench/gc_memory.py`` measures what a million blobs cost.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, MutableSet
+from collections.abc import Container, Iterable, Iterator, Mapping, MutableSet
 
 from ..references import Digest
 
@@ -145,6 +145,16 @@ class BlobTable(Mapping[Digest, tuple[int, float]]):
 
     def row_items(self) -> Iterator[tuple[bytes, int]]:
         return iter(self._rows.items())
+
+    def without(self, keys: Container[bytes]) -> BlobTable:
+        """A table of the blobs but those whose raw digests ``keys`` holds, in the same order."""
+        kept = [(key, row) for key, row in self._rows.items() if key not in keys]
+        table = BlobTable()
+        table._rows = {key: at for at, (key, _) in enumerate(kept)}
+        sizes, times = self._sizes, self._times
+        table._sizes = array("q", [sizes[row] for _, row in kept])
+        table._times = array("d", [times[row] for _, row in kept])
+        return table
 
     def rows(self) -> Iterator[tuple[bytes, int, float]]:
         """(raw digest, size, time) of every blob, without building a ``Digest`` for each, by

@@ -35,11 +35,11 @@ from typing import Any
 from offload import to_thread
 from storage_drivers import PathNotFound, StorageDriver
 
-from ..references import RepositoryName, RunId
+from ..references import Digest, RepositoryName, RunId
 from ..storage import paths
 from . import known
 from .collect import Options, Report, garbage_collect
-from .digests import BlobTable, raw
+from .digests import raw
 from .inventory import UNSTATED, Inventory, Repository, Stat, take_inventory
 from .mark import Plan
 from .state import storage_now
@@ -182,22 +182,25 @@ def _reached(repository: Repository, inventory: Inventory) -> set[bytes]:
 
 def after_run(inventory: Inventory, removed: Plan) -> Inventory:
     """What a walk would find once a run removed ``removed`` (without walking again)."""
-    gone = {(name, digest) for name, digest in removed.all_revisions()}
+    gone: dict[RepositoryName, set[Digest]] = {}
+    for name, digest in removed.all_revisions():
+        gone.setdefault(name, set()).add(digest)
     emptied = set(removed.empty_repositories)
     repositories = {}
     for name, repository in inventory.repositories.items():
-        revisions = {d: t for d, t in repository.revisions.items() if (name, d) not in gone}
+        deleted = gone.get(name)
+        revisions = (
+            {d: t for d, t in repository.revisions.items() if d not in deleted}
+            if deleted
+            else repository.revisions.copy()
+        )
         repositories[name] = Repository(
             revisions=revisions,
             tag_links=repository.tag_links,
             tags=repository.tags,
             listed=repository.listed and name not in emptied,
         )
-    deleted = {raw(digest) for digest in removed.blobs}
-    blobs = BlobTable()
-    for key, size, modified in inventory.blobs.rows():
-        if key not in deleted:
-            blobs.put_raw(key, size, modified)
+    blobs = inventory.blobs.without({raw(digest) for digest in removed.blobs})
     return Inventory(blobs, repositories, inventory.manifests, inventory.tag_targets)
 
 

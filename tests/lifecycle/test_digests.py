@@ -61,3 +61,16 @@ def test_unmarked_gives_the_table_rows_the_set_does_not_hold() -> None:
     expected = [(raw(digest(n)), n, float(n)) for n in (1, 2, 4, 5, 6, 7, 9, 10, 12)]
     assert list(marked.unmarked()) == expected
     assert [row for row in table.rows() if not marked.holds_raw(row[0])] == expected
+
+
+def test_a_table_without_some_blobs_keeps_the_others_in_order() -> None:
+    table = BlobTable()
+    for number in range(6):
+        table[digest(number)] = (number, number + 0.5)
+    smaller = table.without({raw(digest(1)), raw(digest(4)), raw(digest(99))})
+    assert list(smaller.rows()) == [(raw(digest(n)), n, n + 0.5) for n in (0, 2, 3, 5)]
+    assert digest(1) not in smaller
+    assert smaller[digest(5)] == (5, 5.5)
+    smaller[digest(7)] = (7, 7.5)  # still a table to put in
+    assert len(smaller) == 5
+    assert len(table) == 6
