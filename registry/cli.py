@@ -24,8 +24,6 @@ from .cpus import usable_cpus
 from .lifecycle.cli import register as register_lifecycle_commands
 from .lifecycle.schedule import SCHEDULER_LOCK_ENV
 from .logs import logging_config
-from .observability.workers import shared_metrics
-from .supervisor import bind, bind_unix, limit_malloc_arenas, supervise
 
 log = logging.getLogger("registry")
 
@@ -103,6 +101,9 @@ def serve(args: argparse.Namespace) -> None:
         chosen_by,
     )
 
+    from .observability.workers import shared_metrics  # noqa: PLC0415 - serving only
+    from .supervisor import limit_malloc_arenas, supervise  # noqa: PLC0415
+
     def run_worker(sock: socket.socket) -> None:
         import uvicorn  # noqa: PLC0415 - the workers' imports; the supervisor stays small
 
@@ -165,6 +166,8 @@ def worker_count(option: int | None, config: Config) -> tuple[int, str]:
 
 
 def _listen(host: str, port: int) -> socket.socket:
+    from .supervisor import bind  # noqa: PLC0415 - serving only: the other commands start faster
+
     try:
         return bind(host, port)
     except OSError as exc:
@@ -172,6 +175,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _listen_unix(path: str) -> socket.socket:
+    from .supervisor import bind_unix  # noqa: PLC0415
+
     try:
         return bind_unix(path)
     except OSError as exc:

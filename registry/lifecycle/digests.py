@@ -9,7 +9,7 @@ in one bit. ``bench/gc_memory.py`` measures what a million blobs cost.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, MutableSet
+from collections.abc import Container, Iterable, Iterator, Mapping, MutableSet
 
 from ..references import Digest
 
@@ -50,6 +50,18 @@ class DigestSet(MutableSet[Digest]):
             return key in self._others
         return bool(self._bits[row >> 3] & (1 << (row & 7)))
 
+    def unmarked(self) -> Iterator[tuple[bytes, int, float]]:
+        """``rows()`` of the table for the blobs this set does not hold, each told by its bit
+        (not a look-up of its digest: the plan goes over every blob)."""
+        bits, others = self._bits, self._others
+        limit = len(bits) * 8
+        for row, (key, size, modified) in enumerate(self._table.rows()):
+            if row < limit:
+                if not bits[row >> 3] & (1 << (row & 7)):
+                    yield key, size, modified
+            elif key not in others:
+                yield key, size, modified
+
     def __iter__(self) -> Iterator[Digest]:
         for key, row in self._table.row_items():
             if row < len(self._bits) * 8 and self._bits[row >> 3] & (1 << (row & 7)):
@@ -60,11 +72,11 @@ class DigestSet(MutableSet[Digest]):
         return self._count + len(self._others)
 
     def add(self, digest: Digest) -> None:
-        self.add_new(digest)
+        self.add_new(raw(digest))
 
-    def add_new(self, digest: Digest) -> bool:
-        """``add``; whether ``digest`` was not held before (the mark's one look per digest)."""
-        key = bytes.fromhex(digest.hex)
+    def add_new(self, key: bytes) -> bool:
+        """``add`` by raw digest; whether it was not held before (the mark's one look per
+        digest)."""
         row = self._table.row(key)
         if row is None or row >= len(self._bits) * 8:  # not a blob of the table (as it was)
             if key in self._others:
@@ -125,13 +137,27 @@ class BlobTable(Mapping[Digest, tuple[int, float]]):
     def __len__(self) -> int:
         return len(self._rows)
 
+    def holds_raw(self, key: bytes) -> bool:
+        return key in self._rows
+
     def row(self, key: bytes) -> int | None:
         return self._rows.get(key)
 
     def row_items(self) -> Iterator[tuple[bytes, int]]:
         return iter(self._rows.items())
 
+    def without(self, keys: Container[bytes]) -> BlobTable:
+        """A table of the blobs but those whose raw digests ``keys`` holds, in the same order."""
+        kept = [(key, row) for key, row in self._rows.items() if key not in keys]
+        table = BlobTable()
+        table._rows = {key: at for at, (key, _) in enumerate(kept)}
+        sizes, times = self._sizes, self._times
+        table._sizes = array("q", [sizes[row] for _, row in kept])
+        table._times = array("d", [times[row] for _, row in kept])
+        return table
+
     def rows(self) -> Iterator[tuple[bytes, int, float]]:
-        """(raw digest, size, time) of every blob, without building a ``Digest`` for each."""
+        """(raw digest, size, time) of every blob, without building a ``Digest`` for each, by
+        row number (the order blobs were first put)."""
         sizes, times = self._sizes, self._times
         return ((key, sizes[row], times[row]) for key, row in self._rows.items())

@@ -17,7 +17,7 @@ from storage_drivers import FileInfo, PathNotFound, StorageDriver
 from ..errors import RegistryError
 from ..references import HEX_LENGTHS, Digest, RepositoryName, Tag, is_repository_name
 from ..storage import paths
-from .digests import BlobTable
+from .digests import BlobTable, from_raw, raw
 from .manifest_references import References, references_of
 
 READ_BATCH = 64
@@ -77,8 +77,9 @@ class Inventory:
     blobs: BlobTable = field(default_factory=BlobTable)
     """Size and storage time of every blob's data."""
     repositories: dict[RepositoryName, Repository] = field(default_factory=dict)
-    manifests: dict[Digest, References | None] = field(default_factory=dict)
-    """What each revision's manifest refers to; None when its content is missing."""
+    manifests: dict[bytes, References | None] = field(default_factory=dict)
+    """What each revision's manifest refers to, by raw digest (``digests.raw``); None when its
+    content is missing."""
     tag_targets: bool = True
     """Whether each tag's link was read (``Repository.tags``); else only its presence is known."""
     tag_history: bool = True
@@ -282,7 +283,7 @@ def _blobs(
     ``found``) unless ``sizes`` is None (nothing is) or holds its size; else it is recorded at
     once with that size (or 0) and time ``UNSTATED``, by raw digest: no ``Digest`` is built for
     the blobs never looked at again. A name that is not the lowercase hex of a digest of
-    ``at.algorithm`` under its prefix is foreign (as ``digest_named`` decides, inlined here)."""
+    ``at.algorithm`` under its prefix is foreign (as ``raw_named`` decides, inlined here)."""
     algorithm, prefix = at.algorithm, at.prefix
     length = HEX_LENGTHS[algorithm]
     put_raw, foreign = inventory.blobs.put_raw, inventory.foreign
@@ -438,7 +439,7 @@ async def take_inventory(
     tag_targets: bool = True,
     tag_history: bool = True,
     stat: Stat = Stat.ALL,
-    known: Mapping[Digest, References] | None = None,
+    known: Mapping[bytes, References] | None = None,
     sizes: Mapping[bytes, int] | None = None,
 ) -> Inventory:
     """Everything stored. ``tag_targets=False`` leaves tag links unread (a run that keeps every
@@ -468,16 +469,18 @@ async def take_inventory(
         if target is not None:
             repositories[name].tags[tag] = target
     known = known or {}
-    manifests: dict[Digest, References | None] = {}
+    blobs = inventory.blobs
+    manifests: dict[bytes, References | None] = {}
     for repository in repositories.values():
         for digest in repository.revisions:
-            recalled = known.get(digest)
-            if recalled is not None and digest in inventory.blobs:
-                manifests[digest] = recalled
+            key = raw(digest)
+            recalled = known.get(key)
+            if recalled is not None and blobs.holds_raw(key):
+                manifests[key] = recalled
             else:
-                manifests.setdefault(digest, None)
-    unread = [digest for digest, references in manifests.items() if references is None]
-    read = await _read_all(driver, [paths.blob_data(d) for d in unread], references_of)
+                manifests.setdefault(key, None)
+    unread = [key for key, references in manifests.items() if references is None]
+    read = await _read_all(driver, [paths.blob_data(from_raw(key)) for key in unread], references_of)
     manifests.update(zip(unread, read, strict=True))
     inventory.manifests = manifests
     if inventory.foreign:

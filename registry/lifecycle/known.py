@@ -17,19 +17,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from storage_drivers import PathNotFound, StorageDriver, StorageError
 
-from ..errors import RegistryError
-from ..references import HEX_LENGTHS, Digest
+from ..references import HEX_LENGTHS
 from ..storage import paths
 from .inventory import UNSTATED, Inventory
 from .manifest_references import References
 
-VERSION = 1
-"""Raise it when ``references_of`` changes what it finds: a record of another version is
-ignored."""
+VERSION = 2
+"""Raise it when ``references_of`` changes what it finds, or the encoding changes: a record of
+another version is ignored."""
 
 _ALGORITHMS = {length // 2: algorithm for algorithm, length in HEX_LENGTHS.items()}
 """By the length of a raw digest."""
@@ -39,8 +39,8 @@ log = logging.getLogger("registry")
 
 @dataclass
 class Known:
-    references: dict[Digest, References] = field(default_factory=dict)
-    """By manifest."""
+    references: dict[bytes, References] = field(default_factory=dict)
+    """By manifest, as raw digests (``digests.raw``)."""
     sizes: dict[bytes, int] = field(default_factory=dict)
     """By blob, as raw digests (``digests.raw``)."""
 
@@ -109,34 +109,46 @@ def worth_writing(record: Known, recorded: Known) -> bool:
 
 def encode(known: Known) -> bytes:
     """The record: the SHA-256 of the rest in hex, a newline, then JSON holding each digest once
-    (``digests``), each manifest as [its digest, [blobs], [children], subject or -1] by position
-    in ``digests``, and by digest algorithm the raw digests of blobs, one hex string, with
-    their sizes."""
-    index: dict[Digest, int] = {}
-
-    def at(digest: Digest) -> int:
-        return index.setdefault(digest, len(index))
-
+    (``digests``: by digest algorithm, the shorter first, their raw digests as one hex string),
+    each manifest as [its digest, [blobs], [children], subject or -1] by position in those
+    digests taken in order, and by digest algorithm the raw digests of blobs, one hex string,
+    with their sizes."""
+    seen: dict[bytes, None] = {}
+    for key, references in known.references.items():
+        seen[key] = None
+        seen.update(dict.fromkeys(references.blobs))
+        seen.update(dict.fromkeys(references.children))
+        if references.subject is not None:
+            seen[references.subject] = None
+    ordered = sorted(seen, key=len)  # stable: sha256 digests first, each group as first seen
+    index = {key: position for position, key in enumerate(ordered)}
     entries = [
         [
-            at(digest),
-            [at(d) for d in references.blobs],
-            [at(d) for d in references.children],
-            -1 if references.subject is None else at(references.subject),
+            index[key],
+            [index[k] for k in references.blobs],
+            [index[k] for k in references.children],
+            -1 if references.subject is None else index[references.subject],
         ]
-        for digest, references in known.references.items()
+        for key, references in known.references.items()
     ]
-    by_length: dict[int, tuple[list[bytes], list[int]]] = {}
-    for key, size in known.sizes.items():
-        keys, values = by_length.setdefault(len(key), ([], []))
-        keys.append(key)
-        values.append(size)
-    sizes = {
-        _ALGORITHMS[length]: [b"".join(keys).hex(), values] for length, (keys, values) in by_length.items()
+    document = {
+        "version": VERSION,
+        "digests": {algorithm: b"".join(keys).hex() for algorithm, keys in _by_algorithm(ordered).items()},
+        "manifests": entries,
+        "sizes": {
+            algorithm: [b"".join(keys).hex(), [known.sizes[key] for key in keys]]
+            for algorithm, keys in _by_algorithm(known.sizes).items()
+        },
     }
-    document = {"version": VERSION, "digests": [str(d) for d in index], "manifests": entries, "sizes": sizes}
     body = json.dumps(document, separators=(",", ":")).encode()
     return hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+def _by_algorithm(keys: Iterable[bytes]) -> dict[str, list[bytes]]:
+    grouped: dict[str, list[bytes]] = {}
+    for key in keys:
+        grouped.setdefault(_ALGORITHMS[len(key)], []).append(key)
+    return grouped
 
 
 def decode(content: bytes) -> Known | None:
@@ -148,9 +160,11 @@ def decode(content: bytes) -> Known | None:
         document = json.loads(body)
         if document["version"] != VERSION:
             return None
-        digests = [Digest.parse(text) for text in document["digests"]]
-        references: dict[Digest, References] = {}
-        none: frozenset[Digest] = frozenset()
+        digests: list[bytes] = []
+        for algorithm in sorted(document["digests"], key=HEX_LENGTHS.__getitem__):
+            digests += _split(document["digests"][algorithm], HEX_LENGTHS[algorithm] // 2)
+        references: dict[bytes, References] = {}
+        none: frozenset[bytes] = frozenset()
         for digest, blobs, children, subject in document["manifests"]:
             references[digests[digest]] = References(
                 frozenset([digests[i] for i in blobs]) if blobs else none,
@@ -159,13 +173,19 @@ def decode(content: bytes) -> Known | None:
             )
         sizes: dict[bytes, int] = {}
         for algorithm, (keys, values) in document["sizes"].items():
-            length = HEX_LENGTHS[algorithm] // 2
-            joined = bytes.fromhex(keys)
-            if len(joined) != length * len(values) or not all(type(v) is int and v >= 0 for v in values):
+            blobs = _split(keys, HEX_LENGTHS[algorithm] // 2)
+            if len(blobs) != len(values) or not all(type(v) is int and v >= 0 for v in values):
                 return None
-            sizes.update(
-                zip((joined[at : at + length] for at in range(0, len(joined), length)), values, strict=True)
-            )
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RegistryError):
+            sizes.update(zip(blobs, values, strict=True))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
         return None  # a checksum that matches over a body this module did not write
     return Known(references, sizes)
+
+
+def _split(text: str, length: int) -> list[bytes]:
+    """Raw digests of ``length`` bytes written as one hex string (``bytes.fromhex`` refuses what
+    is not hex; whitespace, which it skips, leaves fewer bytes than the text's half)."""
+    joined = bytes.fromhex(text)
+    if len(joined) * 2 != len(text) or len(joined) % length:
+        raise ValueError("not a list of raw digests")
+    return [joined[at : at + length] for at in range(0, len(joined), length)]

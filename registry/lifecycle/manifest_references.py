@@ -7,27 +7,31 @@ import re
 from dataclasses import dataclass
 
 from ..errors import RegistryError
-from ..references import HEX_LENGTHS, Digest
+from ..references import HEX_LENGTHS
 from ..storage.manifest_format import IMAGE_MANIFESTS, INDEXES, parse_stored_manifest
+from .digests import raw
 
 _DIGEST_TEXT = re.compile(r"\b(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})\b")
 
 
-def digest_named(algorithm: str, encoded: str) -> Digest | None:
-    """The digest of lowercase hex ``encoded`` (a directory of the layout, or a digest a manifest
-    spells); None for any other name."""
+def raw_named(text: str) -> bytes | None:
+    """The raw digest (``digests.raw``) of ``text`` written as ``algorithm:hex`` in lowercase
+    hex; None for anything else."""
+    algorithm, _, encoded = text.partition(":")
     if len(encoded) != HEX_LENGTHS.get(algorithm) or encoded.strip("0123456789abcdef"):
         return None  # (what strip leaves is what is not lowercase hex)
-    return Digest(algorithm, encoded)
+    return bytes.fromhex(encoded)
 
 
 @dataclass(frozen=True, slots=True)
 class References:
-    """What a stored manifest refers to."""
+    """What a stored manifest refers to, as raw digests (``digests.raw``): the mark and the
+    record of references (``known``) work on them, and build a ``Digest`` only for what a run
+    reports or deletes."""
 
-    blobs: frozenset[Digest] = frozenset()
-    children: frozenset[Digest] = frozenset()
-    subject: Digest | None = None
+    blobs: frozenset[bytes] = frozenset()
+    children: frozenset[bytes] = frozenset()
+    subject: bytes | None = None
 
 
 def references_of(content: bytes) -> References:
@@ -42,9 +46,9 @@ def references_of(content: bytes) -> References:
     except RegistryError:
         return References(frozenset(_digests_in(content)))
     return References(
-        frozenset(d.digest for d in manifest.blobs),
-        frozenset(d.digest for d in manifest.children),
-        manifest.subject.digest if manifest.subject is not None else None,
+        frozenset(raw(d.digest) for d in manifest.blobs),
+        frozenset(raw(d.digest) for d in manifest.children),
+        raw(manifest.subject.digest) if manifest.subject is not None else None,
     )
 
 
@@ -98,7 +102,7 @@ def _plain_references(content: bytes) -> References | None:
     if sum(text.count(digest) for digest in {*blobs, *children, *subject}) != written:
         return None  # a digest elsewhere (an annotation, a foreign layer's URL...)
     written_as = (*blobs, *children, *subject)
-    digests = [d for d in (digest_named(*text.partition(":")[::2]) for text in written_as) if d is not None]
+    digests = [d for d in map(raw_named, written_as) if d is not None]
     if len(digests) != len(written_as):
         return None  # a malformed digest
     return References(
@@ -124,6 +128,6 @@ def _named(descriptors: object) -> list[str] | None:
     return found
 
 
-def _digests_in(content: bytes) -> set[Digest]:
+def _digests_in(content: bytes) -> set[bytes]:
     text = content.decode("utf-8", "replace")
-    return {Digest.parse(match.group(1)) for match in _DIGEST_TEXT.finditer(text)}
+    return {bytes.fromhex(match.group(1).partition(":")[2]) for match in _DIGEST_TEXT.finditer(text)}

@@ -103,25 +103,25 @@ def _mark(
         raise ValueError("deleting untagged manifests needs the revisions' times")
     result = Plan(DigestSet(inventory.blobs))
     deleted_revisions: dict[RepositoryName, set[Digest]] = {}
-    pending: list[Digest] = []
+    pending: list[bytes] = []  # raw digests: no ``Digest`` built for what the mark follows
     for name, repository in inventory.repositories.items():
         if delete_untagged:
             kept = _kept_manifests(repository, inventory.manifests, cutoff)
             deleted_revisions[name] = set(repository.revisions) - kept
-            pending += kept
+            pending += map(raw, kept)
         else:  # every revision is kept: no set of them to build
             deleted_revisions[name] = set()
-            pending += repository.revisions
+            pending += map(raw, repository.revisions)
     result.kept_manifests = len(pending)
     # Everything a marked manifest refers to is marked, in any repository: as in Distribution, a
     # revision some kept manifest refers to stays, and so must what it refers to.
     newly_marked = result.marked.add_new
     manifests = inventory.manifests
     while pending:
-        digest = pending.pop()
-        if not newly_marked(digest):
+        key = pending.pop()
+        if not newly_marked(key):
             continue
-        references = manifests.get(digest)
+        references = manifests.get(key)
         if references is not None:
             pending += references.blobs
             pending += references.children
@@ -132,11 +132,7 @@ async def _stat_unmarked(driver: StorageDriver, inventory: Inventory, marked: Di
     """Sizes and times of the unstated blobs not marked and of the unstated layer links to content
     not marked. A layer link not there any more is forgotten; a blob directory without data
     stays unstated (there is nothing to delete)."""
-    blobs = [
-        from_raw(key)
-        for key, _, modified in inventory.blobs.rows()
-        if modified == UNSTATED and not marked.holds_raw(key)
-    ]
+    blobs = [from_raw(key) for key, _, modified in marked.unmarked() if modified == UNSTATED]
     layers = [
         (name, digest)
         for name, repository in inventory.repositories.items()
@@ -182,13 +178,8 @@ def _plan(
         for d, t in repository.layers.items()
         if t > cutoff
     }
-    for key, size, modified in inventory.blobs.rows():
-        if (
-            modified <= cutoff
-            and modified != UNSTATED
-            and not result.marked.holds_raw(key)
-            and key not in young_layers
-        ):
+    for key, size, modified in result.marked.unmarked():
+        if modified <= cutoff and modified != UNSTATED and key not in young_layers:
             result.blobs[from_raw(key)] = size
     for name, repository in sorted(inventory.repositories.items()):
         for digest, modified in sorted(repository.layers.items(), key=lambda item: str(item[0])):
@@ -198,25 +189,25 @@ def _plan(
     return result
 
 
-def _waves(deleted: set[Digest], manifests: dict[Digest, References | None]) -> list[set[Digest]]:
+def _waves(deleted: set[Digest], manifests: dict[bytes, References | None]) -> list[set[Digest]]:
     """``deleted`` split so that no manifest goes before an index that refers to it: a crash
     between two waves leaves no index pointing at a missing child."""
     waves = []
     remaining = set(deleted)
     while remaining:
-        referred: set[Digest] = set()
+        referred: set[bytes] = set()
         for digest in remaining:
-            references = manifests.get(digest)
+            references = manifests.get(raw(digest))
             if references is not None:
                 referred |= references.children
-        wave = (remaining - referred) or remaining
+        wave = {d for d in remaining if raw(d) not in referred} or remaining
         waves.append(wave)
         remaining -= wave
     return waves
 
 
 def _kept_manifests(
-    repository: Repository, manifests: dict[Digest, References | None], cutoff: float
+    repository: Repository, manifests: dict[bytes, References | None], cutoff: float
 ) -> set[Digest]:
     """With ``delete_untagged``: the tagged revisions, the young ones, and what they reach."""
     kept = {d for d in repository.tags.values() if d in repository.revisions}
@@ -225,24 +216,22 @@ def _kept_manifests(
     pending = list(kept)
     while pending:
         digest = pending.pop()
-        references = manifests.get(digest)
-        reached = set(references.children) if references is not None else set()
+        references = manifests.get(raw(digest))
+        reached = {from_raw(key) for key in references.children} if references is not None else set()
         reached |= subjects.get(digest, set())
-        for found in reached & set(repository.revisions) - kept:
+        for found in reached & repository.revisions.keys() - kept:
             kept.add(found)
             pending.append(found)
     return kept
 
 
-def _subjects(
-    repository: Repository, manifests: dict[Digest, References | None]
-) -> dict[Digest, set[Digest]]:
+def _subjects(repository: Repository, manifests: dict[bytes, References | None]) -> dict[Digest, set[Digest]]:
     """Subject -> the manifests in the repository that refer to it."""
     referrers: dict[Digest, set[Digest]] = {}
     for digest in repository.revisions:
-        references = manifests.get(digest)
+        references = manifests.get(raw(digest))
         if references is not None and references.subject is not None:
-            referrers.setdefault(references.subject, set()).add(digest)
+            referrers.setdefault(from_raw(references.subject), set()).add(digest)
     for subject, referrer in repository.referrer_entries:
         referrers.setdefault(subject, set()).add(referrer)
     return referrers

@@ -39,7 +39,7 @@ from ..references import Digest, RepositoryName, RunId
 from ..storage import paths
 from . import known
 from .collect import Options, Report, garbage_collect
-from .digests import BlobTable, raw
+from .digests import raw
 from .inventory import UNSTATED, Inventory, Repository, Stat, take_inventory
 from .mark import Plan
 from .state import storage_now
@@ -132,13 +132,13 @@ def _timestamp(moment: float) -> str:
 def usage_of(inventory: Inventory, measured: float) -> Usage:
     """The figures of a walk; ``measured`` is when it began."""
     reached = {name: _reached(repository, inventory) for name, repository in inventory.repositories.items()}
-    users: dict[Digest, int] = {}
+    users: dict[bytes, int] = {}
     for digests in reached.values():
-        for digest in digests:
-            users[digest] = users.get(digest, 0) + 1
-    # By raw digest, as the table keeps them: no ``Digest`` built per blob.
+        for key in digests:
+            users[key] = users.get(key, 0) + 1
+    # By raw digest, as the table and the references keep them: no ``Digest`` built per blob.
     sizes = {key: size for key, size, _ in inventory.blobs.rows()}
-    size_of = {digest: sizes.get(raw(digest), 0) for digest in users}
+    size_of = {key: sizes.get(key, 0) for key in users}
     repositories = []
     for name, repository in sorted(inventory.repositories.items()):
         if not repository.listed and not repository.revisions:
@@ -155,26 +155,25 @@ def usage_of(inventory: Inventory, measured: float) -> Usage:
                 max(times) if times else None,
             )
         )
-    referenced = {raw(digest) for digest in users}
     return Usage(
         measured,
         sum(sizes.values()),
         len(sizes),
-        sum(size for key, size in sizes.items() if key not in referenced),
+        sum(size for key, size in sizes.items() if key not in users),
         tuple(repositories),
     )
 
 
-def _reached(repository: Repository, inventory: Inventory) -> set[Digest]:
-    """Every digest the repository's manifest revisions reach, themselves included."""
-    found: set[Digest] = set()
-    pending = list(repository.revisions)
+def _reached(repository: Repository, inventory: Inventory) -> set[bytes]:
+    """Every digest the repository's manifest revisions reach, themselves included (raw)."""
+    found: set[bytes] = set()
+    pending = [raw(digest) for digest in repository.revisions]
     while pending:
-        digest = pending.pop()
-        if digest in found:
+        key = pending.pop()
+        if key in found:
             continue
-        found.add(digest)
-        references = inventory.manifests.get(digest)
+        found.add(key)
+        references = inventory.manifests.get(key)
         if references is not None:  # extended twice: a union would build and hash a set
             pending += references.blobs
             pending += references.children
@@ -183,22 +182,25 @@ def _reached(repository: Repository, inventory: Inventory) -> set[Digest]:
 
 def after_run(inventory: Inventory, removed: Plan) -> Inventory:
     """What a walk would find once a run removed ``removed`` (without walking again)."""
-    gone = {(name, digest) for name, digest in removed.all_revisions()}
+    gone: dict[RepositoryName, set[Digest]] = {}
+    for name, digest in removed.all_revisions():
+        gone.setdefault(name, set()).add(digest)
     emptied = set(removed.empty_repositories)
     repositories = {}
     for name, repository in inventory.repositories.items():
-        revisions = {d: t for d, t in repository.revisions.items() if (name, d) not in gone}
+        deleted = gone.get(name)
+        revisions = (
+            {d: t for d, t in repository.revisions.items() if d not in deleted}
+            if deleted
+            else repository.revisions.copy()
+        )
         repositories[name] = Repository(
             revisions=revisions,
             tag_links=repository.tag_links,
             tags=repository.tags,
             listed=repository.listed and name not in emptied,
         )
-    deleted = {raw(digest) for digest in removed.blobs}
-    blobs = BlobTable()
-    for key, size, modified in inventory.blobs.rows():
-        if key not in deleted:
-            blobs.put_raw(key, size, modified)
+    blobs = inventory.blobs.without({raw(digest) for digest in removed.blobs})
     return Inventory(blobs, repositories, inventory.manifests, inventory.tag_targets)
 
 

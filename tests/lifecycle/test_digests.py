@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry.lifecycle.digests import BlobTable, DigestSet
+from registry.lifecycle.digests import BlobTable, DigestSet, raw
 from registry.references import Digest
 
 
@@ -46,3 +46,31 @@ def test_digest_set_holds_table_rows_and_others() -> None:
     assert digest(7) not in marked
     assert digest(100) not in marked
     assert marked | {digest(5)} == {digest(n) for n in (0, 5, 8, 19)} | {digest(101, "sha512")}
+
+
+def test_unmarked_gives_the_table_rows_the_set_does_not_hold() -> None:
+    table = BlobTable()
+    for number in range(12):
+        table[digest(number)] = (number, float(number))
+    marked = DigestSet(table)
+    for number in (0, 3, 8, 11):
+        marked.add(digest(number))
+    table[digest(12)] = (12, 12.0)  # put after the set was made: past its bits
+    table[digest(13)] = (13, 13.0)
+    marked.add(digest(13))  # held among its others
+    expected = [(raw(digest(n)), n, float(n)) for n in (1, 2, 4, 5, 6, 7, 9, 10, 12)]
+    assert list(marked.unmarked()) == expected
+    assert [row for row in table.rows() if not marked.holds_raw(row[0])] == expected
+
+
+def test_a_table_without_some_blobs_keeps_the_others_in_order() -> None:
+    table = BlobTable()
+    for number in range(6):
+        table[digest(number)] = (number, number + 0.5)
+    smaller = table.without({raw(digest(1)), raw(digest(4)), raw(digest(99))})
+    assert list(smaller.rows()) == [(raw(digest(n)), n, n + 0.5) for n in (0, 2, 3, 5)]
+    assert digest(1) not in smaller
+    assert smaller[digest(5)] == (5, 5.5)
+    smaller[digest(7)] = (7, 7.5)  # still a table to put in
+    assert len(smaller) == 5
+    assert len(table) == 6

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from registry.lifecycle.digests import raw
 from registry.lifecycle.manifest_references import References, references_of
 from registry.references import Digest
 
@@ -40,6 +41,17 @@ def index(**extra: Any) -> dict[str, Any]:
     }
 
 
+def refs(
+    blobs: frozenset[Digest] = frozenset(),
+    children: frozenset[Digest] = frozenset(),
+    subject: Digest | None = None,
+) -> References:
+    """References as the mark keeps them: raw digests."""
+    return References(
+        frozenset(map(raw, blobs)), frozenset(map(raw, children)), raw(subject) if subject else None
+    )
+
+
 def encoded(document: dict[str, Any]) -> bytes:
     return json.dumps(document, indent=3).encode()
 
@@ -47,11 +59,11 @@ def encoded(document: dict[str, Any]) -> bytes:
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
-        (image(), References(frozenset({CONFIG, LAYER, OTHER}))),
-        (image(subject=descriptor(SUBJECT)), References(frozenset({CONFIG, LAYER, OTHER}), subject=SUBJECT)),
-        (image(annotations={"note": "plain"}), References(frozenset({CONFIG, LAYER, OTHER}))),
-        (index(), References(children=frozenset({CHILD}))),
-        (index(subject=descriptor(SUBJECT)), References(children=frozenset({CHILD}), subject=SUBJECT)),
+        (image(), refs(frozenset({CONFIG, LAYER, OTHER}))),
+        (image(subject=descriptor(SUBJECT)), refs(frozenset({CONFIG, LAYER, OTHER}), subject=SUBJECT)),
+        (image(annotations={"note": "plain"}), refs(frozenset({CONFIG, LAYER, OTHER}))),
+        (index(), refs(children=frozenset({CHILD}))),
+        (index(subject=descriptor(SUBJECT)), refs(children=frozenset({CHILD}), subject=SUBJECT)),
         # A non-distributable layer with URLs is not stored here: the full parse leaves it out.
         (
             image(
@@ -62,14 +74,14 @@ def encoded(document: dict[str, Any]) -> bytes:
                     }
                 ]
             ),
-            References(frozenset({CONFIG})),
+            refs(frozenset({CONFIG})),
         ),
         # An annotation refers to nothing, even when it holds a digest.
-        (image(annotations={"built-from": str(SUBJECT)}), References(frozenset({CONFIG, LAYER, OTHER}))),
+        (image(annotations={"built-from": str(SUBJECT)}), refs(frozenset({CONFIG, LAYER, OTHER}))),
         # What the full parse refuses keeps every digest written in it, as blobs.
-        ({"schemaVersion": 1, "fsLayers": [{"blobSum": str(LAYER)}]}, References(frozenset({LAYER}))),
-        (image(layers=[{"digest": str(LAYER)}]), References(frozenset({CONFIG, LAYER}))),
-        (image(unknown=str(OTHER)), References(frozenset({CONFIG, LAYER, OTHER}))),
+        ({"schemaVersion": 1, "fsLayers": [{"blobSum": str(LAYER)}]}, refs(frozenset({LAYER}))),
+        (image(layers=[{"digest": str(LAYER)}]), refs(frozenset({CONFIG, LAYER}))),
+        (image(unknown=str(OTHER)), refs(frozenset({CONFIG, LAYER, OTHER}))),
     ],
     ids=[
         "image",
@@ -90,15 +102,15 @@ def test_references_as_the_full_parse_finds_them(document: dict[str, Any], expec
 
 def test_a_malformed_digest_sends_the_manifest_to_the_full_parse() -> None:
     upper = image(layers=[{**descriptor(LAYER), "digest": f"sha256:{LAYER.hex.upper()}"}])
-    assert references_of(encoded(upper)) == References(frozenset({CONFIG}))
-    assert references_of(b"\xff not json " + str(LAYER).encode()) == References(frozenset({LAYER}))
+    assert references_of(encoded(upper)) == refs(frozenset({CONFIG}))
+    assert references_of(b"\xff not json " + str(LAYER).encode()) == refs(frozenset({LAYER}))
 
 
 def test_a_refused_index_keeps_its_children_as_children() -> None:
     """The shortcut does not check sizes; an index the full parse refuses then keeps its children
     as children (kept manifests with --delete-untagged), not only their blobs: more, never less."""
     refused = index(manifests=[{**descriptor(CHILD), "size": "three"}])
-    assert references_of(encoded(refused)) == References(children=frozenset({CHILD}))
+    assert references_of(encoded(refused)) == refs(children=frozenset({CHILD}))
 
 
 def test_a_digest_written_escaped_leaves_the_decision_to_the_full_parse() -> None:
@@ -109,4 +121,4 @@ def test_a_digest_written_escaped_leaves_the_decision_to_the_full_parse() -> Non
     document["layers"][0]["size"] = "three"
     text = encoded(document).replace(str(CONFIG).encode(), f"sha256\\u003a{CONFIG.hex}".encode())
     assert json.loads(text)["config"]["digest"] == str(CONFIG)
-    assert references_of(text) == References(frozenset({LAYER, OTHER, SUBJECT}))
+    assert references_of(text) == refs(frozenset({LAYER, OTHER, SUBJECT}))
