@@ -15,14 +15,18 @@ _CHUNK = 1 << 16
 
 class StallingRelay:
     """Relays connections on a port of 127.0.0.1 to ``upstream`` until a request line (the first
-    line of a chunk a client sends) first satisfies ``trigger``. From then on nothing more
-    reaches ``upstream``, that request included: to its clients a server that takes connections
-    and answers nothing. ``resume`` passes on what was held back and relays again."""
+    line of a chunk a client sends) satisfies ``trigger`` for the time after ``skip`` earlier
+    ones did. From then on nothing more reaches ``upstream``, that request included: to its
+    clients a server that takes connections and answers nothing. ``resume`` passes on what was
+    held back and relays again. While ``upstream`` refuses connections, so does the relay (it
+    closes them at once)."""
 
-    def __init__(self, upstream: tuple[str, int], trigger: Callable[[bytes], bool]) -> None:
+    def __init__(self, upstream: tuple[str, int], trigger: Callable[[bytes], bool], skip: int = 0) -> None:
         self.upstream = upstream
         self.trigger = trigger
         self.stalled = threading.Event()
+        self._skip = skip
+        self._matching = threading.Lock()
         self._flowing = threading.Event()
         self._flowing.set()
         self._closed = False
@@ -58,17 +62,30 @@ class StallingRelay:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self.upstream)
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
             self._sockets += [client, server]
             threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
 
+    def _match(self, request_line: bytes) -> None:
+        with self._matching:  # one count, whichever connections the requests come on
+            if self.stalled.is_set() or not self.trigger(request_line):
+                return
+            if self._skip:
+                self._skip -= 1
+                return
+            self._flowing.clear()
+            self.stalled.set()
+
     def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
         try:
             while chunk := source.recv(_CHUNK):
-                if requests and not self.stalled.is_set() and self.trigger(chunk.split(b"\r\n", 1)[0]):
-                    self._flowing.clear()
-                    self.stalled.set()
+                if requests and not self.stalled.is_set():
+                    self._match(chunk.split(b"\r\n", 1)[0])
                 if requests:
                     self._flowing.wait()
                 sink.sendall(chunk)
