@@ -66,3 +66,10 @@ def through(relay: StallingRelay, storage: dict[str, Any]) -> dict[str, Any]:
     relayed = copy.deepcopy(storage)
     relayed["s3"]["regionendpoint"] = relay.endpoint
     return relayed
+
+
+def deletes(request_line: bytes) -> bool:
+    """Whether an S3 request line deletes: a DeleteObject or a DeleteObjects batch."""
+    return request_line.startswith(b"DELETE ") or (
+        request_line.startswith(b"POST ") and b"?delete" in request_line
+    )

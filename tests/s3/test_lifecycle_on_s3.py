@@ -14,7 +14,6 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -26,6 +25,7 @@ from storage_drivers import create_driver
 from tests.lifecycle import lease_cases
 from tests.lifecycle.commands import blob_file, dockyard, garbage_collect, push, push_blob
 from tests.lifecycle.stress import run_load, verify_live
+from tests.s3.faults import deletes, gateway_address
 from tests.support.ceph import CephRGW
 from tests.support.containers import ContainerTools
 from tests.support.images import digest_of, random_image
@@ -113,13 +113,6 @@ def test_repository_deletion_on_s3(registry: RunningRegistry, tmp_path: Path) ->
         tools.release_storage()
 
 
-def _deletes(request_line: bytes) -> bool:
-    """Whether an S3 request line deletes: a DeleteObject or a DeleteObjects batch."""
-    return request_line.startswith(b"DELETE ") or (
-        request_line.startswith(b"POST ") and b"?delete" in request_line
-    )
-
-
 def test_a_hung_gateway_stops_the_run_with_a_clear_error(
     registry: RunningRegistry, ceph_rgw: CephRGW
 ) -> None:
@@ -132,8 +125,7 @@ def test_a_hung_gateway_stops_the_run_with_a_clear_error(
         orphans = [os.urandom(1000) for _ in range(30)]
         for orphan in orphans:
             push_blob(served.http, "s3hang/app", orphan, digest_of(orphan))
-        gateway = urlsplit(ceph_rgw.endpoint)
-        with StallingRelay((gateway.hostname or "", gateway.port or 80), _deletes) as relay:
+        with StallingRelay(gateway_address(ceph_rgw), deletes) as relay:
             config = copy.deepcopy(registry.config)
             config["storage"]["s3"]["regionendpoint"] = relay.endpoint
             config_path = registry.workdir / "through-relay.yml"

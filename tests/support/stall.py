@@ -43,10 +43,11 @@ class StallingRelay:
         self._flowing.set()
 
     def close(self) -> None:
+        """Stop relaying; what was held back is dropped, never passed on."""
         self._closed = True
-        self._flowing.set()
         for sock in [self._listener, *self._sockets]:
             sock.close()
+        self._flowing.set()
 
     def __enter__(self) -> StallingRelay:
         return self
@@ -88,6 +89,8 @@ class StallingRelay:
                     self._match(chunk.split(b"\r\n", 1)[0])
                 if requests:
                     self._flowing.wait()
+                if self._closed:
+                    return
                 sink.sendall(chunk)
         except OSError:
             pass
