@@ -1,6 +1,6 @@
-"""A TCP relay that turns into a hung server at a chosen request: for tests of what a client
-does when its server stops answering at an exact point of its work, which signalling the
-server's process can only hit by chance."""
+"""Hanging a process at an exact point of its work, which signalling it (or watching for a state
+and then signalling) can only hit by chance: a TCP relay that turns into a hung server at a
+chosen request, and a command prefix under which unlinking a chosen file never returns."""
 
 from __future__ import annotations
 
@@ -8,9 +8,22 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 _CHUNK = 1 << 16
+HELD_FOR = "3600s"
+"""How long ``held`` keeps the call waiting: longer than any test waits."""
+
+
+def held(path: Path) -> list[str]:
+    """A command prefix (strace, following every thread and child) under which deleting ``path``
+    (an absolute path, as the process names it) hangs: a run deleting a list of files cannot end
+    before it is killed, whatever its speed. Calls on other files go on as usual."""
+    return [
+        "strace", "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-P", str(path),
+        "-e", "trace=unlink,unlinkat", "-e", f"inject=unlink,unlinkat:delay_enter={HELD_FOR}",
+    ]  # fmt: skip
 
 
 class StallingRelay:
