@@ -28,17 +28,16 @@ def held(path: Path) -> list[str]:
 
 class StallingRelay:
     """Relays connections on a port of 127.0.0.1 to ``upstream`` until a request line (the first
-    line of a chunk a client sends) satisfies ``trigger`` for the time after ``skip`` earlier
-    ones did. From then on nothing more reaches ``upstream``, that request included: to its
-    clients a server that takes connections and answers nothing. ``resume`` passes on what was
-    held back and relays again. While ``upstream`` refuses connections, so does the relay (it
-    closes them at once)."""
+    line of a chunk a client sends) first satisfies ``trigger``, which is asked about one request
+    at a time (it may count them, or look at the state their server is in). From then on nothing
+    more reaches ``upstream``, that request included: to its clients a server that takes
+    connections and answers nothing. ``resume`` passes on what was held back and relays again.
+    While ``upstream`` refuses connections, so does the relay (it closes them at once)."""
 
-    def __init__(self, upstream: tuple[str, int], trigger: Callable[[bytes], bool], skip: int = 0) -> None:
+    def __init__(self, upstream: tuple[str, int], trigger: Callable[[bytes], bool]) -> None:
         self.upstream = upstream
         self.trigger = trigger
         self.stalled = threading.Event()
-        self._skip = skip
         self._matching = threading.Lock()
         self._flowing = threading.Event()
         self._flowing.set()
@@ -86,11 +85,8 @@ class StallingRelay:
             threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
 
     def _match(self, request_line: bytes) -> None:
-        with self._matching:  # one count, whichever connections the requests come on
+        with self._matching:
             if self.stalled.is_set() or not self.trigger(request_line):
-                return
-            if self._skip:
-                self._skip -= 1
                 return
             self._flowing.clear()
             self.stalled.set()
