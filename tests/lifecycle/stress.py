@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -238,9 +239,21 @@ def collect_repeatedly(config: Path, stop: threading.Event, results: Collections
         results.spared += int(found[2])
 
 
+Shortfall = Callable[[Ledger, Collections], list[str]]
+"""What a load has yet to show (empty once it proved what its test needs)."""
+
+
 def run_load(
-    url: str, config: Path, repositories: list[str], seconds: float, seed: int
+    url: str,
+    config: Path,
+    repositories: list[str],
+    seconds: float,
+    seed: int,
+    shortfall: Shortfall = lambda ledger, collections: [],
+    most: float = 0.0,
 ) -> tuple[Ledger, Collections]:
+    """Pushers and collections for ``seconds``, and on until ``shortfall`` is empty or ``most``
+    seconds in all have passed: a slow machine gets there later, not never."""
     ledger = Ledger()
     stop = threading.Event()
     rng = random.Random(seed)
@@ -251,11 +264,19 @@ def run_load(
         pusher.start()
     collector.start()
     time.sleep(seconds)
+    deadline = time.monotonic() + max(0.0, most - seconds)
+    while time.monotonic() < deadline and _short(shortfall, ledger, collections):
+        time.sleep(1)
     stop.set()
     for thread in [*pushers, collector]:
         thread.join(timeout=300)
         assert not thread.is_alive()
     return ledger, collections
+
+
+def _short(shortfall: Shortfall, ledger: Ledger, collections: Collections) -> bool:
+    with ledger.lock:
+        return bool(shortfall(ledger, collections))
 
 
 def verify_live(url: str, ledger: Ledger) -> list[str]:

@@ -31,6 +31,7 @@ from tests.lifecycle.gates import GatedDriver, first
 from tests.support.images import artifact, digest_of, image_index, random_image
 from tests.support.registry import PROJECT, RunningRegistry, StartRegistry
 from tests.support.served import Served
+from tests.support.stall import held
 
 GC_COMMAND = (sys.executable, "-m", "registry", "garbage-collect")
 
@@ -227,8 +228,11 @@ def test_kill9_during_sweep_leaves_nothing_dangling_and_the_next_run_finishes(
         push(served, "gc/crash", "keep", keep)
         for round_ in range(2):
             garbage = _make_garbage(served, registry, 150)
+            # Blobs go last, in digest order: the run cannot end before the kill.
+            last = max(f for f in garbage if "/blobs/" in f)
             process = subprocess.Popen(
                 [
+                    *held(registry.root / last),
                     *GC_COMMAND,
                     str(registry.config_path),
                     "--delete-untagged",
@@ -252,7 +256,7 @@ def test_kill9_during_sweep_leaves_nothing_dangling_and_the_next_run_finishes(
             assert not any((registry.root / f).exists() for f in garbage), round_
             served.verify_tree("gc/crash", "keep")
             assert check_layout(registry.root).problems == []
-    assert interrupted, "no kill landed in the middle of a sweep"
+    assert interrupted == 2, "a kill came before the sweep or after it"
 
 
 def _kill_once_sweeping(process: subprocess.Popen[bytes], root: Path, garbage: list[str]) -> None:
@@ -261,6 +265,7 @@ def _kill_once_sweeping(process: subprocess.Popen[bytes], root: Path, garbage: l
     while all((root / f).exists() for f in garbage) and process.poll() is None:
         assert time.monotonic() < deadline, "the run never started sweeping"
         time.sleep(0.002)
+    assert process.poll() is None, "the run ended before the kill"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 

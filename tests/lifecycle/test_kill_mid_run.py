@@ -1,8 +1,9 @@
 """``kill -9`` of a server in the middle of its scheduled collection's sweep (filesystem).
 
 The store holds live images (tagged, an index with untagged children) and thousands of untagged
-manifests with their own blobs, enough that the sweep takes a while. The server is killed as
-soon as its run has begun deleting. Then, before anything else touches the root, no tag points
+manifests with their own blobs. The server is killed as soon as its run has begun deleting; it
+runs under strace, which holds the unlinking of the junk blob deleted last, so the run cannot
+be over by then however fast it is. Then, before anything else touches the root, no tag points
 at a missing manifest and no manifest at a missing blob; the run's lease is still held by the
 dead process. The server starts again: a push reusing a blob the dead run was deleting is
 refused until that lease expires, then acknowledged; every live image pulls whole, and the next
@@ -25,6 +26,7 @@ from tests.support.images import digest_of, image_index, random_image
 from tests.support.pushing import image_manifest, push_blob
 from tests.support.registry import RunningRegistry, StartRegistry
 from tests.support.served import Served
+from tests.support.stall import held
 
 pytestmark = pytest.mark.slow
 
@@ -129,6 +131,8 @@ def test_a_server_killed_mid_sweep_leaves_no_dangling_reference_and_the_next_run
     junk = _write_junk(root)
 
     _schedule(registry)
+    # Blobs go last, in digest order: the run cannot end before the kill, however fast.
+    registry.wrapper = held(root / blob_file(max(layer for _, _, layer in junk)))
     registry.start()
     if phase == "manifests":
         watched = [root / revision_file(r, m) for r, m, _ in junk]
@@ -139,11 +143,12 @@ def test_a_server_killed_mid_sweep_leaves_no_dangling_reference_and_the_next_run
         assert time.monotonic() < deadline, registry.log()[-4000:]
         time.sleep(0.005)
     registry.kill9()
+    registry.wrapper = []
 
     # Mid-sweep: some of the garbage went, some is left.
     blobs_left = [layer for _, _, layer in junk if (root / blob_file(layer)).exists()]
     revisions_left = sum((root / revision_file(r, m)).exists() for r, m, _ in junk)
-    assert blobs_left, "the run finished before the kill: make the store bigger"
+    assert blobs_left, "every junk blob went: nothing held the run"
     # Whatever the moment, references go before their targets.
     assert check_layout(root).problems == []
     dead = _state(root)

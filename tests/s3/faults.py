@@ -1,14 +1,19 @@
 """What the S3 fault tests share: the part and chunk sizes their registries use, the budgets
-they wait within, and the chunked sends they interrupt."""
+they wait within, the chunked sends they interrupt, and the relay that hangs the gateway at an
+exact request."""
 
 from __future__ import annotations
 
+import copy
 import time
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from storage_drivers.s3.clients import CallBudget
 from tests.support.ceph import CephRGW
+from tests.support.stall import StallingRelay
 
 MIB = 1 << 20
 PART = 5 * MIB
@@ -48,3 +53,23 @@ def send_chunks(http: httpx.Client, path: str, data: bytes, start: int, end: int
         response = http.patch(path, content=chunk, headers={**OCTETS, "Content-Range": f"{first}-{last}"})
         assert response.status_code == 202, response.text
         assert response.headers["Range"] == f"0-{last}"
+
+
+def gateway_address(rgw: CephRGW) -> tuple[str, int]:
+    """Where ``rgw`` takes S3 requests, for a relay in front of it."""
+    endpoint = urlsplit(rgw.endpoint)
+    return endpoint.hostname or "", endpoint.port or 80
+
+
+def through(relay: StallingRelay, storage: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the ``storage`` section whose S3 requests go through ``relay``."""
+    relayed = copy.deepcopy(storage)
+    relayed["s3"]["regionendpoint"] = relay.endpoint
+    return relayed
+
+
+def deletes(request_line: bytes) -> bool:
+    """Whether an S3 request line deletes: a DeleteObject or a DeleteObjects batch."""
+    return request_line.startswith(b"DELETE ") or (
+        request_line.startswith(b"POST ") and b"?delete" in request_line
+    )

@@ -21,7 +21,9 @@ from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
 
 pytestmark = pytest.mark.s3
 
-EXPIRY = 3.0
+EXPIRY = 10.0
+"""Long enough that the reads each test makes within it (a few dozen requests, one S3 call)
+cannot outlast it on a loaded machine."""
 READS = ("GetContent", "Stat")
 """The storage actions behind a HEAD of a blob (its link, its size) or a manifest's checks."""
 

@@ -1,9 +1,12 @@
 """S3 failing under a finishing PUT, and a bucket that refuses writes.
 
 A 40 MiB upload's finishing PUT moves its data to the blob with a multipart copy. The gateway
-freezes (SIGSTOP) or is killed while that copy is in flight: the PUT answers 503 with the spec's
-JSON and ``Retry-After`` within 30 s, whatever the driver's own budgets allow; the finishing goes
-on once the gateway is back, and the client's retried PUT answers 201 with the blob intact.
+hangs or is killed while that copy is in flight: the PUT answers 503 with the spec's JSON and
+``Retry-After`` within 30 s, whatever the driver's own budgets allow; the finishing goes on once
+the gateway is back, and the client's retried PUT answers 201 with the blob intact. The registry
+reaches the gateway through a relay that stops passing requests on at the copy's first part: the
+outage begins there whatever the speed of the copy (a freeze on seeing the copy listed would come
+too late for a copy that is already done).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -20,11 +23,12 @@ from botocore.exceptions import ClientError
 
 from storage_drivers import StorageFull, StorageReadOnly, StorageUnavailable
 from storage_drivers.s3.errors import translate
-from tests.s3.faults import CHUNK, SCHEDULING, blob_key, send_chunks
+from tests.s3.faults import CHUNK, PART, SCHEDULING, blob_key, gateway_address, send_chunks, through
 from tests.support.ceph import CephRGW
 from tests.support.images import digest_of
-from tests.support.registry import RunningRegistry
+from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
 from tests.support.served import Served
+from tests.support.stall import StallingRelay
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
@@ -33,17 +37,9 @@ CEILING = 30.0
 """What clients and proxies wait for an answer."""
 FROZEN = 40.0
 """Longer than the ceiling, and than one bulk attempt's read timeout."""
-
-
-def _wait_for_copy(rgw: CephRGW, bucket: str, key: str, timeout: float = 60) -> None:
-    """Wait until a multipart upload (the finishing's copy) is under way at ``key``."""
-    s3 = rgw.client()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads"):
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"no copy to {key} within {timeout} s")
+STALL_WAIT = 120.0
+"""Bound on waiting for the finishing to reach its copy on a loaded machine (not a timing
+assertion)."""
 
 
 def _uploaded(http: httpx.Client, repo: str, size: int) -> tuple[str, bytes, str]:
@@ -56,21 +52,52 @@ def _uploaded(http: httpx.Client, repo: str, size: int) -> tuple[str, bytes, str
     return path, data, digest_of(data)
 
 
+class _CopyTarget:
+    """A relay trigger: the first request that copies a part into the blob ``digest`` names
+    (an UploadPartCopy: a PUT with the blob's key and an ``uploadId``)."""
+
+    def __init__(self) -> None:
+        self.digest = ""
+
+    def __call__(self, request_line: bytes) -> bool:
+        return (
+            bool(self.digest)
+            and request_line.startswith(b"PUT ")
+            and f"/{blob_key(self.digest)}?".encode() in request_line
+            and b"uploadId=" in request_line
+        )
+
+
+@pytest.fixture
+def relayed(
+    start_registry: StartRegistry, own_ceph: CephRGW
+) -> Iterator[tuple[RunningRegistry, StallingRelay, _CopyTarget]]:
+    """A registry of its own whose S3 requests go through a relay that hangs at the first part
+    copy into the blob its trigger names."""
+    target = _CopyTarget()
+    with StallingRelay(gateway_address(own_ceph), target) as relay:
+        registry = start_registry({"storage": through(relay, s3_storage(own_ceph, chunksize=PART))})
+        yield registry, relay, target
+        registry.stop()
+
+
 def _finish_cut_by(
-    registry: RunningRegistry,
-    rgw: CephRGW,
+    relayed: tuple[RunningRegistry, StallingRelay, _CopyTarget],
     repo: str,
     outage: Callable[[], None],
     recovery: Callable[[], None],
 ) -> None:
+    """``outage`` begins once the relay holds the finishing's first part copy, and lasts past
+    the ceiling until ``recovery``."""
+    registry, relay, target = relayed
     http = httpx.Client(base_url=registry.url, timeout=120)
     path, data, digest = _uploaded(http, repo, 40 * MIB)
-    bucket = registry.storage["s3"]["bucket"]
+    target.digest = digest
     with ThreadPoolExecutor(1) as pool:
         started = time.monotonic()
         finishing = pool.submit(http.put, path, params={"digest": digest})
         try:
-            _wait_for_copy(rgw, bucket, blob_key(digest))
+            assert relay.stalled.wait(STALL_WAIT), "the finishing never copied a part"
             outage()
             answer = finishing.result()
             elapsed = time.monotonic() - started
@@ -99,16 +126,27 @@ def _finish_cut_by(
     http.close()
 
 
-def test_a_finishing_put_frozen_mid_copy_answers_within_the_ceiling(
-    own_registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+def test_a_finishing_put_hung_mid_copy_answers_within_the_ceiling(
+    relayed: tuple[RunningRegistry, StallingRelay, _CopyTarget], new_repository: Callable[[], str]
 ) -> None:
-    _finish_cut_by(own_registry, own_ceph, new_repository(), own_ceph.freeze_gateway, own_ceph.thaw_gateway)
+    """The gateway hangs (the relay holds the copy's first part and all that follows) until
+    it is resumed."""
+    _finish_cut_by(relayed, new_repository(), lambda: None, relayed[1].resume)
 
 
 def test_a_finishing_put_whose_gateway_is_killed_and_restarted(
-    own_registry: RunningRegistry, own_ceph: CephRGW, new_repository: Callable[[], str]
+    relayed: tuple[RunningRegistry, StallingRelay, _CopyTarget],
+    own_ceph: CephRGW,
+    new_repository: Callable[[], str],
 ) -> None:
-    _finish_cut_by(own_registry, own_ceph, new_repository(), own_ceph.stop_gateway, own_ceph.start_gateway)
+    """The gateway is killed while the relay holds the copy's first part; the relay then passes
+    requests on again, to a gateway that is gone until it is started again."""
+
+    def killed() -> None:
+        own_ceph.stop_gateway()
+        relayed[1].resume()
+
+    _finish_cut_by(relayed, new_repository(), killed, own_ceph.start_gateway)
 
 
 def test_a_bucket_refusing_writes_answers_storage_read_only(

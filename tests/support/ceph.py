@@ -262,9 +262,14 @@ class CephRGW:
 
     def freeze_gateway(self) -> None:
         """SIGSTOP radosgw: a hung server, whose port still takes connections (the kernel queues
-        them) but answers nothing, until ``thaw_gateway``."""
+        them) but answers nothing, until ``thaw_gateway``. Returns once every thread of it has
+        stopped (the signal only asks), so nothing sent after the call is answered."""
         for gateway in [d for d in self._daemons if d.command[0] == "radosgw"]:
             gateway.signal_group(signal.SIGSTOP)
+            deadline = time.monotonic() + 10
+            while not _stopped(gateway.pid):
+                assert time.monotonic() < deadline, "radosgw did not stop on SIGSTOP"
+                time.sleep(0.001)
 
     def thaw_gateway(self) -> None:
         """SIGCONT radosgw after ``freeze_gateway``: it goes on with what it had queued."""
@@ -336,6 +341,18 @@ class CephRGW:
             "bucket": bucket,
             **extra,
         }
+
+
+def _stopped(pid: int) -> bool:
+    """Whether every thread of process ``pid`` is stopped by a signal (state T in /proc)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        if fields[0] not in {"T", "t"}:
+            return False
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,8 @@ class RunningRegistry:
     process: ServerProcess | None = None
     env: dict[str, str] | None = None
     """Environment variables the server runs with, besides the tests' own."""
+    wrapper: list[str] = field(default_factory=list)
+    """A command the server runs under (its arguments come before the server's), e.g. ``held``."""
 
     @property
     def host(self) -> str:
@@ -72,7 +74,7 @@ class RunningRegistry:
     def start(self) -> RunningRegistry:
         self.config["http"] = {**self.config.get("http", {}), "addr": self.host}
         self.config_path.write_text(yaml.safe_dump(self.config))
-        command = [sys.executable, "-m", "registry", "serve", str(self.config_path)]
+        command = [*self.wrapper, sys.executable, "-m", "registry", "serve", str(self.config_path)]
         command += ["--workers", str(self.workers)]
         self.process = ServerProcess(command, self.workdir / "registry.log", env=self.env, cwd=self.workdir)
         self.process.wait_http(f"{self.url}/v2/")
