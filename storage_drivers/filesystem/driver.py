@@ -116,8 +116,9 @@ class FilesystemDriver(StorageDriver):
 
     async def _put_content_unsynced(self, path: str, data: bytes) -> None:
         # The content is on disk before it appears (never an empty link after a crash); the
-        # rename is made durable by the next sync of the filesystem's journal.
-        await in_thread(path, lambda: write_atomically(self.root, self._full(path), data))
+        # rename is made durable by the next sync of the filesystem's journal. Its sync is the
+        # file's alone, not its new directories' too (see ``stage``): they are not synced now.
+        await in_thread(path, lambda: write_atomically(self.root, self._full(path), data, anonymous=True))
 
     creates_exclusively = True
     deletes_exactly = True  # unlink
