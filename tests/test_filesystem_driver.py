@@ -268,13 +268,17 @@ async def test_every_acknowledged_write_syncs_the_directory_that_gained_an_entry
 async def test_an_unsynced_write_has_its_content_on_disk_before_it_appears_and_syncs_no_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A mount's link: never empty after a crash, made durable by the next synced write."""
+    """A mount's link: never empty after a crash, made durable by the next synced write. Its
+    content is synced while the file has no name yet (the sync then writes no new directory)."""
     calls: list[tuple[str, Path]] = []
+    names_when_synced: list[int] = []
     fsync, fdatasync, rename = os.fsync, os.fdatasync, os.rename
 
     def recording(kind: str, call: Callable[[int], None]) -> Callable[[int], None]:
         def record(fd: int) -> None:
             calls.append((kind, Path(os.readlink(f"/proc/self/fd/{fd}"))))
+            if kind == "fdatasync":
+                names_when_synced.append(os.fstat(fd).st_nlink)
             call(fd)
 
         return record
@@ -289,11 +293,13 @@ async def test_an_unsynced_write_has_its_content_on_disk_before_it_appears_and_s
     driver = FilesystemDriver(str(tmp_path))
     await driver.put_content("/repo/existing/first", b"1")
     for path in ("/repo/existing/link", "/repo/new/_layers/sha256/abcd/link"):
-        del calls[:]
+        del calls[:], names_when_synced[:]
         await driver.put_content_unsynced(path, b"sha256:abcd")
         kinds = [kind for kind, _ in calls]
         assert kinds == ["fdatasync", "rename"], f"{path}: {calls}"
+        assert names_when_synced == [0], f"{path}: synced with a name"
         assert (tmp_path / path.lstrip("/")).read_bytes() == b"sha256:abcd"
+        assert os.stat(tmp_path / path.lstrip("/")).st_nlink == 1
     del calls[:]
     await driver.put_contents([("/repo/new/_manifests/revisions/link", b"1")])
     assert calls[-1][0] == "fsync", "the manifest's batch ends without a sync"

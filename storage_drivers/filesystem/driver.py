@@ -32,6 +32,7 @@ from .staging import (
     Staged,
     create_empty,
     discard,
+    is_directory,
     make_directories,
     missing_top,
     place_in_order,
@@ -43,6 +44,9 @@ from .staging import (
 from .writer import FilesystemWriter, pending_file
 
 _T = TypeVar("_T")
+Group = tuple[str, str | None, list[tuple[str, bytes]]]
+"""Objects staged together: (the first one's path, the highest missing directory or None, each
+object's full path and content)."""
 SMALL_FILE = 256 << 10
 """Files up to this size are read on the event loop: a page-cache read is cheaper than a thread hop."""
 INLINE_ENTRIES = 1024
@@ -112,8 +116,9 @@ class FilesystemDriver(StorageDriver):
 
     async def _put_content_unsynced(self, path: str, data: bytes) -> None:
         # The content is on disk before it appears (never an empty link after a crash); the
-        # rename is made durable by the next sync of the filesystem's journal.
-        await in_thread(path, lambda: write_atomically(self.root, self._full(path), data))
+        # rename is made durable by the next sync of the filesystem's journal. Its sync is the
+        # file's alone, not its new directories' too (see ``stage``): they are not synced now.
+        await in_thread(path, lambda: write_atomically(self.root, self._full(path), data, anonymous=True))
 
     creates_exclusively = True
     deletes_exactly = True  # unlink
@@ -135,22 +140,11 @@ class FilesystemDriver(StorageDriver):
         ``place_in_order``): one or two waits for the disk instead of one per object."""
         if not items:
             return
-        # Consecutive objects whose directories are missing below the same directory are
-        # written in one tree (a new repository's manifest: its revision and tag links), each
-        # group in a thread of its own. Looking up what exists is a few stats, here, on the event
-        # loop: none for an object below the missing directory found for the one before it.
-        groups: list[tuple[str, str | None, list[tuple[str, bytes]]]] = []  # (first path, top, group)
-        for path, data in items:
-            full = self._full(path)
-            last_top = groups[-1][1] if groups else None
-            if last_top is not None and full.startswith(last_top + os.sep):
-                groups[-1][2].append((full, data))
-                continue
-            top = missing_top(self.root, os.path.dirname(full))
-            if top is not None and top == last_top:
-                groups[-1][2].append((full, data))
-            else:
-                groups.append((path, top, [(full, data)]))
+        # A new repository's manifest (the first object's directory missing): finding which
+        # directories are missing takes several failing lookups, each waiting on directory locks,
+        # so they are made in the thread that writes, with the writes when they make one tree.
+        # Otherwise they are a few lookups that succeed, cheaper here than a thread hop.
+        first_exists = is_directory(os.path.dirname(self._full(items[0][0])))
 
         def stage_group(top: str | None, group: list[tuple[str, bytes]]) -> list[Staged]:
             if top is None or len(group) == 1:
@@ -167,12 +161,26 @@ class FilesystemDriver(StorageDriver):
             return changed
 
         path = items[0][0]
-        if len(groups) == 1:
-            # One group (a new repository's manifest: one tree; a lone link): no writes to
-            # overlap, so staging, placing and syncing take one trip to a thread, not two.
+
+        def stage_one(groups: list[Group]) -> list[str]:
             _, top, group = groups[0]
-            unsynced = await in_thread(path, lambda: place(stage_group(top, group)))
-        else:
+            return place(stage_group(top, group))
+
+        def stage_one_tree() -> tuple[list[str], list[Group]]:
+            groups = self._groups(items, first_exists)
+            if len(groups) == 1:
+                return stage_one(groups), []
+            return [], groups  # several groups: each written in a thread of its own, below
+
+        unsynced: list[str] = []
+        groups = self._groups(items, first_exists) if first_exists else []
+        if len(groups) == 1:
+            # One group (a lone link; a new tree): no writes to overlap, so staging, placing and
+            # syncing take one trip to a thread, not two.
+            unsynced = await in_thread(path, functools.partial(stage_one, groups))
+        elif not groups:
+            unsynced, groups = await in_thread(path, stage_one_tree)
+        if len(groups) > 1:
             staged = await asyncio.gather(
                 *(
                     in_thread(first, functools.partial(stage_group, top, group))
@@ -191,6 +199,29 @@ class FilesystemDriver(StorageDriver):
         # when the first sync has committed the renames): the waits overlap, in threads of their
         # own, rather than add up.
         await asyncio.gather(*(in_thread(path, functools.partial(sync_directory, d)) for d in unsynced))
+
+    def _groups(self, items: Sequence[tuple[str, bytes]], first_exists: bool) -> list[Group]:
+        """Consecutive objects whose directories are missing below the same directory, together
+        (a new repository's manifest: its revision and tag links), each group as (first path,
+        the highest missing directory or None, its objects): a few lookups, none for an object
+        below the missing directory found for the one before it; one fewer for the first object,
+        whose directory was looked up already (``first_exists``)."""
+        groups: list[Group] = []
+        for path, data in items:
+            full = self._full(path)
+            last_top = groups[-1][1] if groups else None
+            if last_top is not None and full.startswith(last_top + os.sep):
+                groups[-1][2].append((full, data))
+                continue
+            if groups:
+                top = missing_top(self.root, os.path.dirname(full))
+            else:
+                top = None if first_exists else missing_top(self.root, os.path.dirname(full), False)
+            if top is not None and top == last_top:
+                groups[-1][2].append((full, data))
+            else:
+                groups.append((path, top, [(full, data)]))
+        return groups
 
     async def _put_many(self, items: Sequence[tuple[str, bytes]], durable: bool) -> None:
         if durable:

@@ -5,11 +5,12 @@ directory that gained it synced."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 TEMP_PREFIX = ".dockyard-"
@@ -19,18 +20,20 @@ RENAME_ATTEMPTS = 100
 """Each failed attempt means a delete of the directory raced the write; the write then lands after it."""
 
 
-def write_atomically(root: str, full: str, data: bytes, sync: bool = True, exclusive: bool = False) -> str:
+def write_atomically(
+    root: str, full: str, data: bytes, sync: bool = True, *, exclusive: bool = False, anonymous: bool = False
+) -> str:
     """Write ``data`` to ``full`` so that a reader, or a crash, sees the old content or the new
     one, never a torn one (see ``stage`` and ``_place``); the directory that gained an entry,
     which the caller syncs when it wants the write to survive a power loss. ``sync``: the content
     is on disk before it is visible. ``exclusive``: FileExistsError, and nothing changed, when
-    something is stored at ``full``.
+    something is stored at ``full``. ``anonymous``: see ``stage``.
 
     A concurrent delete (of a tag being pushed, say) may remove the directory the object was
     staged in at any moment; the write is then made again, as if it had come after the delete.
     """
     for _ in range(RENAME_ATTEMPTS):
-        staged = stage(root, full, data, sync)
+        staged = stage(root, full, data, sync, anonymous)
         try:
             changed = _place(staged, exclusive)
         except BaseException:
@@ -55,53 +58,107 @@ class Staged:
     """The object's content: ``path`` itself, or ``full``'s place inside the tree."""
 
 
-def stage(root: str, full: str, data: bytes, sync: bool = True) -> Staged:
+def stage(root: str, full: str, data: bytes, sync: bool = True, anonymous: bool = False) -> Staged:
     """``data`` in a hidden temp file in ``full``'s directory, on disk (``sync``). Where that
     directory is missing, the file is written at its final name inside a private tree, made in
     the nearest directory that exists, holding the missing directories: one rename then makes
     the directories appear together with the file, so a crash never leaves an empty directory
     (an empty tag directory would be a tag pointing nowhere). Staging beside the target, not in
-    one shared directory, keeps concurrent writes from queueing on that directory's lock."""
+    one shared directory, keeps concurrent writes from queueing on that directory's lock.
+
+    ``anonymous``: the content is written and synced in a file without a name (``O_TMPFILE``)
+    and only then linked at the temp file's name. Its sync then writes the file alone: the sync
+    of a named new file on a filesystem without a journal (ext4's ``nojournal``) also writes
+    each new directory above it, one write at a time, which is what a directory sync would do
+    (the caller wants none)."""
     name = f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
     parent = os.path.dirname(full)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     for _ in range(RENAME_ATTEMPTS):
         staged = Staged(full, os.path.join(parent, name), full, os.path.join(parent, name))
         try:
-            fd = os.open(staged.file, flags, 0o644)
-            break
+            fd, link = _create(staged.file, anonymous)
         except FileNotFoundError:
-            pass
+            try:
+                staged = _stage_tree(root, full, name)
+                fd, link = _create(staged.file, anonymous)
+            except FileNotFoundError:  # a delete took the directory the tree was made in
+                discard([staged])
+                continue
         try:
-            staged = _stage_tree(root, full, name)
-            fd = os.open(staged.file, flags, 0o644)
-            break
-        except FileNotFoundError:  # a delete took the directory the tree was made in
+            _fill(fd, data, sync, staged.file if link else None)
+        except FileNotFoundError:  # the link's directory went meanwhile (a delete)
             discard([staged])
-    else:
-        raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
+            continue
+        except BaseException:
+            discard([staged])
+            raise
+        return staged
+    raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
+
+
+def _create(file: str, anonymous: bool) -> tuple[int, bool]:
+    """A new file to write ``file``'s content in: ``file`` itself, or (``anonymous``, where the
+    filesystem has them) a file without a name in its directory, to be linked there; the file
+    and whether it must be linked."""
+    if anonymous and _ANONYMOUS_FILES:
+        try:
+            return os.open(os.path.dirname(file), _ANONYMOUS_FLAGS, 0o644), True
+        except OSError as exc:
+            if exc.errno not in {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}:
+                raise  # a missing directory included; otherwise the filesystem has none
+    return os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), False
+
+
+def _linker() -> Callable[[int, str], None] | None:
+    """``link(fd, name)``: give the file without a name ``fd`` the new name ``name``, by
+    ``linkat`` of its ``/proc`` entry with ``AT_SYMLINK_FOLLOW`` (Python's ``os.link`` calls
+    ``link``, which links the ``/proc`` entry itself and fails); None without it."""
+    if not hasattr(os, "O_TMPFILE") or not os.path.isdir("/proc/self/fd"):
+        return None
     try:
-        _fill(fd, data, sync)
-    except BaseException:
-        discard([staged])
-        raise
-    return staged
+        linkat = ctypes.CDLL(None, use_errno=True).linkat
+    except (OSError, AttributeError):
+        return None
+    linkat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    linkat.restype = ctypes.c_int
+    cwd, follow = -100, 0x400  # AT_FDCWD, AT_SYMLINK_FOLLOW (Linux)
+
+    def link(fd: int, name: str) -> None:
+        if linkat(cwd, f"/proc/self/fd/{fd}".encode(), cwd, os.fsencode(name), follow) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), name)  # FileNotFoundError for ENOENT
+
+    return link
 
 
-def _fill(fd: int, data: bytes, sync: bool) -> None:
-    """Write ``data`` to the new file ``fd``, on disk (``sync``), and close it."""
+_link_anonymous = _linker()
+_ANONYMOUS_FILES = _link_anonymous is not None
+_ANONYMOUS_FLAGS = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | os.O_CLOEXEC
+
+
+def _fill(fd: int, data: bytes, sync: bool, link: str | None = None) -> None:
+    """Write ``data`` to the new file ``fd``, on disk (``sync``), then give it the name ``link``
+    (a file without a name: see ``stage``), and close it."""
     try:
         _write_all(fd, data)
         if sync:
             os.fdatasync(fd)  # the content and its size; the inode's times need no disk write
+        if link is not None and _link_anonymous is not None:
+            _link_anonymous(fd, link)
     finally:
         os.close(fd)
 
 
-def missing_top(root: str, directory: str) -> str | None:
+def is_directory(path: str) -> bool:
+    """One lookup, cheaper on the event loop than a thread hop when it finds the directory."""
+    return os.path.isdir(path)
+
+
+def missing_top(root: str, directory: str, exists: bool | None = None) -> str | None:
     """The highest missing directory on the way to ``directory`` below ``root``; None when
-    ``directory`` exists (or when the root itself is missing: ``stage`` makes it)."""
-    if os.path.isdir(directory):
+    ``directory`` exists (or when the root itself is missing: ``stage`` makes it). ``exists``:
+    what a lookup of ``directory`` found already."""
+    if os.path.isdir(directory) if exists is None else exists:
         return None
     top = directory
     while top != root and not os.path.isdir(os.path.dirname(top)):
