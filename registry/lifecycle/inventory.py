@@ -31,11 +31,11 @@ STAT_BATCH = 256
 LIST_BATCH = 64
 """Directories listed in one driver call."""
 FAN_OUT = 64
-SPLIT_FROM = 512
-"""A level of a filesystem scan with this many directories or more is split among the run's
-workers (``_scan_in_shares``); a smaller store is scanned faster than a fork and the hand-back
-cost."""
 """A repositories tree with fewer top-level directories is walked from the level below."""
+SPLIT_FROM = LIST_BATCH
+"""A level of a filesystem scan with this many directories or more is split among the run's
+workers (``_scan_in_shares``): a fork costs a few milliseconds, a level of one listing batch
+takes less."""
 
 log = logging.getLogger("registry")
 

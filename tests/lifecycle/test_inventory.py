@@ -273,13 +273,13 @@ async def test_a_scan_split_among_forked_workers_finds_what_one_scan_finds(
 async def test_a_scan_of_one_worker_or_a_small_store_forks_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    build_store(tmp_path, repositories=12)  # levels of a few hundred directories at most
+    build_store(tmp_path, repositories=1)  # levels of 20 directories at most
     forked: list[Callable[[], bytes]] = []
     monkeypatch.setattr(forks, "start", forked.append)
     driver = FilesystemDriver(str(tmp_path))
-    assert len((await take_inventory(driver, workers=4)).manifests) == 12 * 9
+    assert len((await take_inventory(driver, workers=4)).manifests) == 9
     monkeypatch.setattr(inventory_module, "SPLIT_FROM", 2)
-    assert len((await take_inventory(driver, workers=1)).manifests) == 12 * 9
+    assert len((await take_inventory(driver, workers=1)).manifests) == 9
     assert not forked
 
 
