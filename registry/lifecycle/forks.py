@@ -56,8 +56,7 @@ async def result(child: Child) -> bytes:
         data = await to_thread(_read_all, child.pipe)
     finally:
         _close(child)
-    _, status = await to_thread(os.waitpid, child.pid, 0)
-    child.reaped = True
+    status = await to_thread(_reap, child)
     if status != 0 or not data.startswith(_DONE):
         detail = data[1:].decode("utf-8", "replace") if data.startswith(_FAILED) else f"wait status {status}"
         raise StorageError("/", f"a forked share of the work failed: {detail}")
@@ -72,6 +71,14 @@ def stop(child: Child) -> None:
     os.kill(child.pid, signal.SIGKILL)
     os.waitpid(child.pid, 0)  # at once: killed
     child.reaped = True
+
+
+def _reap(child: Child) -> int:
+    """The child's wait status, once it has exited; marked reaped here, in the thread, so that a
+    caller cancelled meanwhile never signals a process id that may have been given out again."""
+    _, status = os.waitpid(child.pid, 0)
+    child.reaped = True
+    return status
 
 
 def _close(child: Child) -> None:
