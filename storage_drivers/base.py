@@ -148,6 +148,9 @@ class StorageDriver(ABC):
     listing_carries_stats: bool = False
     """Whether ``walk`` gets sizes and times from the listing itself (S3), so that walking a
     tree costs no more than listing its names; on a filesystem every file is a stat."""
+    lists_in_forks: bool = False
+    """Whether a forked child of the process can list and stat the same storage on its own (a
+    local filesystem), so that a scan of the whole store can be split among processes."""
     upload_memory: tuple[int, int] | None = None
     """(bytes, smallest batch): what the batches of all the uploads arriving at one worker may
     hold, for a driver whose writes need less than the registry's default, which is sized for

@@ -15,6 +15,7 @@ from config_reader import parse_duration
 from storage_drivers import StorageDriver, StorageError, create_driver
 
 from ..config import Config
+from ..cpus import usable_cpus
 from ..errors import RegistryError
 from ..logs import logging_config
 from ..references import RepositoryName
@@ -48,6 +49,7 @@ def register(commands: Any, load: LoadConfig) -> None:
         help="first untag what the storage.maintenance.retention rules do not keep",
     )
     collect.add_argument("--quiet", action="store_true", help="do not print each item, only the summary")
+    collect.add_argument("--workers", type=_workers, help=WORKERS_HELP)
     collect.set_defaults(run=lambda args: _garbage_collect(load(args.config), args))
 
     delete = commands.add_parser(
@@ -62,7 +64,21 @@ def register(commands: Any, load: LoadConfig) -> None:
     )
     usage.add_argument("config", help="config.yml (its storage section)")
     usage.add_argument("--json", action="store_true", help="print the usage record's JSON object")
+    usage.add_argument("--workers", type=_workers, help=WORKERS_HELP)
     usage.set_defaults(run=lambda args: _usage(load(args.config), args))
+
+
+WORKERS_HELP = "processes that scan a filesystem store (default: one per usable CPU)"
+
+
+def _workers(value: str) -> int:
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"not a number of processes: {value!r}")
+    return workers
 
 
 def _duration(value: str) -> float:
@@ -116,7 +132,8 @@ def _garbage_collect(config: Config, args: argparse.Namespace) -> None:
     grace_period = args.grace_period
     if grace_period is None:
         grace_period = config.storage.garbage_collect.grace_period
-    options = Options(args.dry_run, args.delete_untagged, grace_period, retention)
+    workers = args.workers or usable_cpus()
+    options = Options(args.dry_run, args.delete_untagged, grace_period, retention, workers)
 
     def emit(line: str) -> None:
         if not args.quiet:
@@ -155,7 +172,7 @@ def _usage(config: Config, args: argparse.Namespace) -> None:
     record = not config.storage.read_only
 
     async def work(driver: StorageDriver) -> None:
-        usage = await measure(driver, record)
+        usage = await measure(driver, record, args.workers or usable_cpus())
         if args.json:
             print(json.dumps(usage.document(), indent=2, sort_keys=True))
         else:

@@ -37,6 +37,9 @@ class Options:
     """Content the storage wrote less than this long before the run started stays."""
     retention: tuple[RetentionRule, ...] = ()
     """Rules applied first (``retention``): the tags they do not keep are untagged."""
+    workers: int = 1
+    """Processes that scan a large filesystem (``take_inventory``): the command's, one per
+    usable CPU; a scheduled run inside the server scans in one."""
 
 
 @dataclass
@@ -130,6 +133,7 @@ async def _inventory(driver: StorageDriver, options: Options) -> _Walk:
         stat=stat,
         known=recorded.references,
         sizes=recorded.sizes,
+        workers=options.workers,
     )
     return _Walk(inventory, recorded)
 

@@ -204,9 +204,10 @@ def after_run(inventory: Inventory, removed: Plan) -> Inventory:
     return Inventory(blobs, repositories, inventory.manifests, inventory.tag_targets)
 
 
-async def measure(driver: StorageDriver, record: bool) -> Usage:
-    """Walk the storage for the figures; ``record`` writes them as the usage record too (not in
-    read-only mode: the storage's clock is read by writing a probe)."""
+async def measure(driver: StorageDriver, record: bool, workers: int = 1) -> Usage:
+    """Walk the storage for the figures (``workers`` processes, ``take_inventory``); ``record``
+    writes them as the usage record too (not in read-only mode: the storage's clock is read by
+    writing a probe)."""
     measured = await storage_now(driver, RunId(secrets.token_hex(16))) if record else _now()
     recorded = await known.load(driver)  # what the last collection found: fewer reads and stats
     # The figures need blobs' sizes, revision links' times and the tags' names (a listing gives
@@ -219,6 +220,7 @@ async def measure(driver: StorageDriver, record: bool) -> Usage:
         stat=Stat.BLOBS | Stat.REVISIONS,
         known=recorded.references,
         sizes=recorded.sizes,
+        workers=workers,
     )
     usage = usage_of(inventory, measured)
     if record:

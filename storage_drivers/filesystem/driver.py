@@ -70,6 +70,7 @@ WALK_BATCH = 1000
 class FilesystemDriver(StorageDriver):
     name = "filesystem"
     batches_in_flight = 2
+    lists_in_forks = True
 
     def __init__(self, rootdirectory: str) -> None:
         self.root = os.path.abspath(rootdirectory)

@@ -7,20 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.gc import blob_key, build_store, store_objects
+from registry.lifecycle import forks
+from registry.lifecycle import inventory as inventory_module
 from registry.lifecycle.digests import from_raw, raw
 from registry.lifecycle.inventory import Inventory, Stat, take_inventory
 from registry.lifecycle.mark import plan, plan_stating
 from registry.references import Digest
 from registry.storage import paths
-from storage_drivers import FileInfo
+from storage_drivers import FileInfo, StorageError
 from storage_drivers.filesystem import FilesystemDriver
 from storage_drivers.inmemory import InMemoryDriver
 
@@ -216,3 +220,81 @@ async def test_the_scan_keeps_as_many_batches_in_flight_as_the_driver_says(
 
 def test_the_filesystem_keeps_fewer_batches_in_flight_than_remote_storage() -> None:
     assert FilesystemDriver.batches_in_flight < InMemoryDriver.batches_in_flight
+
+
+def everything(inventory: Inventory) -> dict[str, Any]:
+    """``summary`` with the times and the foreign names: both scans read the same files."""
+    found = summary(inventory)
+    found["blob_times"] = {str(d): modified for d, (_, modified) in inventory.blobs.items()}
+    for name, repository in inventory.repositories.items():
+        found["repositories"][name]["times"] = (
+            {str(d): modified for d, modified in repository.revisions.items()},
+            {str(d): modified for d, modified in repository.layers.items()},
+            dict(repository.tag_links),
+        )
+    found["foreign"] = sorted(inventory.foreign)
+    return found
+
+
+@pytest.mark.parametrize(("split_from", "workers"), [(2, 2), (3, 3), (8, 2), (40, 3)])
+@pytest.mark.parametrize("stat", [Stat.ALL, Stat(0)])
+async def test_a_scan_split_among_forked_workers_finds_what_one_scan_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split_from: int, workers: int, stat: Stat
+) -> None:
+    """Split at different levels (the blob and repository trees, the repositories, their
+    manifests and links), in shares scanned by this process and forked children: the result
+    is the single scan's, times and foreign names included, so no share is lost or doubled."""
+    for key, content in [*store_objects(repositories=12), *extra_objects()]:
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(content)
+    (tmp_path / ROOT / "repositories" / "empty" / "_manifests").mkdir(parents=True)
+    driver = FilesystemDriver(str(tmp_path))
+    assert driver.lists_in_forks
+    one = everything(await take_inventory(driver, stat=stat))
+
+    forked: list[int] = []
+    start = forks.start
+
+    def counted(work: Callable[[], bytes]) -> forks.Child:
+        child = start(work)
+        forked.append(child.pid)
+        return child
+
+    monkeypatch.setattr(forks, "start", counted)
+    monkeypatch.setattr(inventory_module, "SPLIT_FROM", split_from)
+    split = everything(await take_inventory(driver, stat=stat, workers=workers))
+
+    assert len(forked) == workers - 1
+    assert split == one
+    assert len(one["blobs"]) == 12 * 20 + 2
+    assert one["foreign"]
+    assert one["repositories"]["team/app"]["referrers"] == [(str(SUBJECT), str(REFERRER))]
+
+
+async def test_a_scan_of_one_worker_or_a_small_store_forks_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_store(tmp_path, repositories=1)  # levels of 20 directories at most
+    forked: list[Callable[[], bytes]] = []
+    monkeypatch.setattr(forks, "start", forked.append)
+    driver = FilesystemDriver(str(tmp_path))
+    assert len((await take_inventory(driver, workers=4)).manifests) == 9
+    monkeypatch.setattr(inventory_module, "SPLIT_FROM", 2)
+    assert len((await take_inventory(driver, workers=1)).manifests) == 9
+    assert not forked
+
+
+async def test_a_forked_share_that_fails_or_dies_fails_the_wait() -> None:
+    def failing() -> bytes:
+        raise OSError("the listing failed")
+
+    with pytest.raises(StorageError, match="OSError: the listing failed"):
+        await forks.result(forks.start(failing))
+
+    def dying() -> bytes:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return b"never"
+
+    with pytest.raises(StorageError, match="wait status"):
+        await forks.result(forks.start(dying))
+    assert await forks.result(forks.start(lambda: b"found")) == b"found"
