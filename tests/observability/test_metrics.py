@@ -135,11 +135,10 @@ def held_upload(registry: RunningRegistry) -> tuple[http.client.HTTPConnection, 
     connection.putheader("Transfer-Encoding", "chunked")
     connection.endheaders()
     connection.send(b"1000\r\n" + b"x" * 0x1000 + b"\r\n")
-    pid = None
-    deadline = time.monotonic() + 10
-    while pid is None and time.monotonic() < deadline:
-        pid = serving_process(connection, registry.port, registry.process.pid)
-    assert pid is not None
+    leader = registry.process.pid
+    pid = until(
+        lambda: serving_process(connection, registry.port, leader), what="for a worker to take the PATCH"
+    )
     return connection, pid
 
 

@@ -15,7 +15,9 @@ TIMEOUT = 60.0
 what it waits for is broken."""
 
 
-def until(check: Callable[[], T], timeout: float = TIMEOUT, interval: float = 0.1, what: str = "") -> T:
+def until(
+    check: Callable[[], T | None], timeout: float = TIMEOUT, interval: float = 0.1, what: str = ""
+) -> T:
     """The first true value ``check`` returns; fails after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not (result := check()):
