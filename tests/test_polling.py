@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from registry.polling import MOST_SKIPPED, WINDOW, Poller, poller
 from tests.support.loopserver import LoopServer
+from tests.support.waiting import until
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -99,7 +100,9 @@ def test_answers_are_unchanged_and_an_idle_worker_stops_polling(loop_kind: str) 
                     answer += piece
                 assert answer == expected
                 time.sleep(0.01)
-            time.sleep(0.05)
-            assert not poller(server.state, server.loop).polling
+            # The server's thread ends its poll WINDOW after the last answer, once it runs.
+            until(
+                lambda: not poller(server.state, server.loop).polling, what="for the worker to stop polling"
+            )
     finally:
         server.close()

@@ -217,8 +217,11 @@ async def test_hashing_goes_on_while_the_event_loop_is_busy() -> None:
     assert hashing is not None
     queued = len(body) - hasher.finished
     assert queued > 1, "nothing left to hash once the request was done"
-    # The event loop is busy: it can start no thread call meanwhile.
-    time.sleep(0.1 + 0.05 * queued)  # noqa: ASYNC251
+    # The event loop is busy (this loop never yields to it): it can start no thread call
+    # meanwhile. Bounded generously for a loaded machine; hashing that needs the loop never ends.
+    deadline = time.monotonic() + 60
+    while hasher.finished < len(body) and time.monotonic() < deadline:
+        time.sleep(0.01)  # noqa: ASYNC251
     assert hasher.finished == len(body), "the hashing waited for the event loop between batches"
     await hashing
     assert hasher.hexdigest() == hashlib.sha256(b"".join(body)).hexdigest()
@@ -366,7 +369,7 @@ async def test_a_finished_request_holds_no_thread(monkeypatch: pytest.MonkeyPatc
     hashing = await pump(stream(numbered_batches(5)), writer, running_sha256(), lambda: MIN_BATCH, buffers)
     assert hashing is not None
     await hashing
-    for _ in range(100):
+    for _ in range(600):  # 30 s at most, on a loaded machine; LINGER (60 s here) outlasts it
         if not lanes_waiting():
             break
         await asyncio.sleep(0.05)

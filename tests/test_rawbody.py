@@ -23,6 +23,7 @@ from registry.api.bodies import RequestBody
 from registry.rawbody import RAW_MIN, raw_body
 from tests.support.loopserver import LoopServer
 from tests.support.registry import RunningRegistry
+from tests.support.waiting import until
 
 MIB = 1 << 20
 
@@ -160,8 +161,10 @@ def test_a_client_gone_mid_body_leaves_the_upload_to_resume_on_another_connectio
         sock.sendall(blob[: 9 * MIB])
     # The server takes what it wrote of the cut request as the upload's content; once that
     # request has ended (its line in the access log), the upload's size stays put.
-    while not re.search(rf'"PATCH /v2/{name}/blobs/uploads/\S+" 400 ', registry_server.log()):
-        time.sleep(0.05)
+    until(
+        lambda: re.search(rf'"PATCH /v2/{name}/blobs/uploads/\S+" 400 ', registry_server.log()),
+        what="for the cut request's access line",
+    )
     with socket.create_connection(("127.0.0.1", registry_server.port), timeout=60) as sock:
         sock.sendall(_head("GET", location))
         status, headers, _, _ = _read_response(sock)
@@ -316,8 +319,7 @@ def test_a_client_gone_mid_body_is_a_disconnect(served: Served) -> None:
         sock.sendall(_head("PUT", "/upload", f"Content-Length: {8 * MIB}\r\n"))
         time.sleep(0.05)
         sock.sendall(os.urandom(3 * MIB))
-    while not app.disconnects:
-        time.sleep(0.01)
+    until(lambda: app.disconnects, interval=0.01, what="for the application to see the disconnect")
     with server.connect() as sock:  # still serving
         sock.sendall(_head("PUT", "/upload", "Content-Length: 2\r\n") + b"ok")
         answer, _ = _answer(sock)

@@ -69,7 +69,9 @@ def tls_handshake(port: int, source: str) -> None:
 
 
 def wait_for_lines(process: ServerProcess, text: str, count: int) -> list[str]:
-    for _ in range(100):
+    """The log's lines holding ``text`` once there are ``count``, or after a minute (a loaded
+    machine's workers write late, never this late)."""
+    for _ in range(1200):
         lines = [line for line in process.log().splitlines() if text in line]
         if len(lines) >= count:
             return lines

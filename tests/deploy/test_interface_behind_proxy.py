@@ -4,7 +4,6 @@ is Secure when the client spoke TLS."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import httpx
@@ -17,6 +16,7 @@ from tests.support.nginx import TLS_SITE, Nginx
 from tests.support.pushing import push_content
 from tests.support.registry import StartRegistry
 from tests.support.tls import ServerCertificates
+from tests.support.waiting import until
 
 from .conftest import REGISTRY_NAME, trusting
 
@@ -50,10 +50,7 @@ def test_pages_through_the_proxy(proxy: Nginx, client: httpx.Client, repository:
 def until_found(search: Callable[[], list[str]]) -> list[str]:
     """What ``search`` finds once it finds anything: each worker's list of names is renewed a few
     seconds after a push (README, Browsing), not at once."""
-    deadline = time.monotonic() + SEARCH_WAIT
-    while not (found := search()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return found
+    return until(search, timeout=SEARCH_WAIT, interval=0.5, what="for the search to find the repository")
 
 
 @pytest.mark.clients

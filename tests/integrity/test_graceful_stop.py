@@ -36,8 +36,10 @@ STALLED = 4
 TRICKLING = 2
 PIECE = 64 << 10
 PIECE_EVERY = 0.1
-REFUSED_WITHIN = 0.5
-"""Seconds from the signal to the first refused connection."""
+REFUSED_WITHIN = DRAIN / 2
+"""Seconds from the signal to the first refused connection: at once, which a loaded machine may
+stretch to a second or so, and long before the drain timeout (a listener kept open through the
+drain would refuse nothing before it)."""
 ANSWERED_WITHIN = 2.0
 """A connection the kernel took just before the listening socket closed gets an answer or is
 closed within this; it must never hang."""

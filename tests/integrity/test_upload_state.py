@@ -195,7 +195,7 @@ def test_kill9_in_the_middle_of_a_chunk_keeps_the_upload_resumable(start_registr
 
     sender = threading.Thread(target=send)
     sender.start()
-    assert streaming.wait(10)
+    assert streaming.wait(60)
     time.sleep(0.5)
     registry.kill9()
     sender.join(timeout=60)

@@ -6,9 +6,10 @@ import contextlib
 import http.client
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.support.waiting import until
 
 PROC = Path("/proc")
 
@@ -42,6 +43,19 @@ def process_group(leader: int) -> list[int]:
     return members
 
 
+def _traced_by(tracer: int, pids: list[str]) -> bool:
+    """Whether ``tracer`` traces every thread of ``pids`` (those still running): strace has
+    attached, and writes what they do from then on."""
+    for pid in pids:
+        with contextlib.suppress(OSError):  # a process or thread that ended meanwhile
+            for task in (PROC / pid / "task").iterdir():
+                with contextlib.suppress(OSError):
+                    status = (task / "status").read_text()
+                    if f"\nTracerPid:\t{tracer}\n" not in status:
+                        return False
+    return True
+
+
 @contextlib.contextmanager
 def traced(leader: int, syscalls: str, out: Path) -> Iterator[None]:
     """strace of ``syscalls`` (strace's ``trace=`` list) in the group ``leader`` started, written
@@ -53,7 +67,11 @@ def traced(leader: int, syscalls: str, out: Path) -> Iterator[None]:
         stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        time.sleep(1.0)  # attached (strace has no signal for it but its first output)
+        until(
+            lambda: tracer.poll() is not None or _traced_by(tracer.pid, pids),
+            what="for strace to attach",
+        )
+        assert tracer.poll() is None, tracer.stderr.read() if tracer.stderr else tracer.returncode
         yield
     finally:
         tracer.terminate()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from registry.observability.tally import FLUSH_INTERVAL
 from tests.support.processes import ServerProcess, free_port
 from tests.support.registry import RunningRegistry, StartRegistry
+from tests.support.waiting import TIMEOUT, eventually
 
 DISTRIBUTION3_ENV = "DOCKYARD_DISTRIBUTION3"
 DISTRIBUTION3_DEFAULT = Path("/tmp/anchors/registry-3.1.1")
@@ -30,23 +31,63 @@ def debug_section(port: int) -> dict[str, Any]:
     return {"debug": {"addr": f"127.0.0.1:{port}", "prometheus": {"enabled": True, "path": "/metrics"}}}
 
 
+SETTLED_FOR = 6 * FLUSH_INTERVAL
+"""How long the figures must stay the same for ``Scraper.settled`` to take them as complete."""
+
+
 class Scraper:
+    """Scrapes of the debug listener. Each worker writes what it counted every FLUSH_INTERVAL
+    (the one answering, before it answers), so a single scrape may lack another worker's last
+    fraction of a second, or more on a loaded machine: a test waits for what it expects
+    (``until``), or for the figures to stop changing (``settled``), never a fixed time."""
+
     def __init__(self, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}/metrics"
 
     def families(self) -> dict[str, Any]:
-        """After every worker has flushed what it counted (they do every FLUSH_INTERVAL)."""
-        time.sleep(2 * FLUSH_INTERVAL)
+        """One scrape, now."""
         response = httpx.get(self.url, timeout=10)
         assert response.status_code == 200, response.text
         return {family.name: family for family in text_string_to_metric_families(response.text)}
 
     def samples(self) -> Samples:
+        """One scrape, now."""
         return {
             (sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in self.families().values()
             for sample in family.samples
         }
+
+    def until(self, check: Callable[[Samples], object]) -> Samples:
+        """The first scrape ``check`` (assertions on it) passes; its last failure if none does
+        within the timeout."""
+
+        def scrape_and_check() -> Samples:
+            samples = self.samples()
+            check(samples)
+            return samples
+
+        return eventually(scrape_and_check)
+
+    def settled(self, *names: str) -> Samples:
+        """A scrape once the samples called ``names`` (all, without names) stayed the same for
+        SETTLED_FOR: a baseline, or a figure that must not move, then includes what every worker
+        counted before. Name the figures a test looks at where the registry works on its own
+        (a purge every second changes the storage figures)."""
+
+        def watched(samples: Samples) -> Samples:
+            return {key: v for key, v in samples.items() if not names or key[0] in names}
+
+        deadline = time.monotonic() + TIMEOUT
+        last, since = self.samples(), time.monotonic()
+        while time.monotonic() - since < SETTLED_FOR:
+            assert time.monotonic() < deadline, f"the figures kept changing: {watched(last)}"
+            time.sleep(FLUSH_INTERVAL / 2)
+            samples = self.samples()
+            if watched(samples) != watched(last):
+                since = time.monotonic()
+            last = samples
+        return last
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:

@@ -14,6 +14,7 @@ from tests.support.images import OCI_MANIFEST, digest_of
 from tests.support.processes import free_port
 from tests.support.pushing import expect, image_manifest
 from tests.support.registry import StartRegistry
+from tests.support.waiting import eventually
 
 from .conftest import Scraper, debug_section
 
@@ -73,8 +74,12 @@ def test_http_series_match_distribution(
     distribution_url, theirs_scraper = distribution3
     same_requests(registry.url)
     same_requests(distribution_url)
-    ours, theirs = series(ours_scraper), series(theirs_scraper)
+    theirs = series(theirs_scraper)
     assert set(theirs) == set(HTTP_FAMILIES)
+    eventually(lambda: same_series(series(ours_scraper), theirs))  # once each worker has flushed
+
+
+def same_series(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
     for name, (kind, labelled) in theirs.items():
         assert ours[name][0] == kind, name
         missing = labelled - ours[name][1]

@@ -14,11 +14,12 @@ from registry.observability.health import StorageHealth
 from tests.support.processes import free_port
 from tests.support.pushing import push_blob
 from tests.support.registry import StartRegistry
+from tests.support.waiting import TIMEOUT
 
 pytestmark = pytest.mark.slow
 
 
-def until_every_answer(check: Callable[[], bool], timeout: float = 20.0) -> None:
+def until_every_answer(check: Callable[[], bool], timeout: float = TIMEOUT) -> None:
     """Until ``check`` holds ten times in a row (the requests reach several workers)."""
     deadline = time.monotonic() + timeout
     streak = 0

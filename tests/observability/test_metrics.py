@@ -21,6 +21,7 @@ from tests.support.images import OCI_MANIFEST, digest_of
 from tests.support.processes import free_port
 from tests.support.pushing import expect, push_image
 from tests.support.registry import RunningRegistry, StartRegistry
+from tests.support.waiting import until
 
 from .conftest import Samples, Scraper, debug_section, value
 
@@ -52,9 +53,10 @@ def base_gets(samples: Samples) -> float:
 
 def test_a_scrape_sums_every_worker(metrics_registry: tuple[RunningRegistry, Scraper]) -> None:
     registry, scraper = metrics_registry
-    before = base_gets(scraper.samples())
+    before = base_gets(scraper.settled(REQUESTS))
     served = fresh_connection_requests(registry, 60)
     assert len(served) >= 2, "the requests must have been spread over several workers"
+    scraper.until(lambda samples: expect_value(base_gets(samples), before + 60))  # each worker flushed
     for _ in range(5):  # whichever worker answers the scrape, it reports the sum
         assert base_gets(scraper.samples()) == before + 60
 
@@ -71,46 +73,52 @@ def test_unmatched_paths_share_one_series(metrics_registry: tuple[RunningRegistr
     for index in range(5):
         httpx.get(f"{registry.url}/scan/{index}/{os.urandom(4).hex()}")
     httpx.get(f"{registry.url}/ui/")  # a mounted application: its one name
-    families = scraper.families()
-    paths = {s.labels["handler"] for s in families["registry_http_requests"].samples}
-    assert "unmatched" in paths
-    assert not any("/" in handler for handler in paths)
-    samples = scraper.samples()
-    assert value(samples, REQUESTS, code="404", handler="unmatched", method="get") >= 5
-    assert (
-        sum(v for (name, labels), v in samples.items() if name == REQUESTS and ("handler", "ui") in labels)
-        >= 1
-    )
+
+    def counted(samples: Samples) -> None:
+        paths = {dict(labels)["handler"] for name, labels in samples if name == REQUESTS}
+        assert "unmatched" in paths
+        assert not any("/" in handler for handler in paths)
+        assert value(samples, REQUESTS, code="404", handler="unmatched", method="get") >= 5
+        assert (
+            sum(
+                v for (name, labels), v in samples.items() if name == REQUESTS and ("handler", "ui") in labels
+            )
+            >= 1
+        )
+
+    scraper.until(counted)
 
 
 def test_push_and_pull_figures(metrics_registry: tuple[RunningRegistry, Scraper]) -> None:
     registry, scraper = metrics_registry
-    before = scraper.samples()
+    before = scraper.settled()
+    uploads = value(before, "registry_uploads_in_progress")
     with httpx.Client(base_url=registry.url, timeout=60) as client:
         layer = os.urandom(300_000)
         location = expect(client.post("/v2/metrics/pushes/blobs/uploads/"), 202).headers["Location"]
-        during = scraper.samples()
+        scraper.until(lambda during: expect_value(value(during, "registry_uploads_in_progress"), uploads + 1))
         expect(client.patch(location, content=layer), 202)
         expect(client.put(location, params={"digest": digest_of(layer)}), 201)
         manifest = push_image(client, "metrics/pushes", "v1", layer_sizes=(1000,))
         expect(client.get(f"/v2/metrics/pushes/blobs/{digest_of(layer)}"), 200)
         expect(client.get("/v2/metrics/pushes/manifests/v1", headers={"Accept": OCI_MANIFEST}), 200)
-    after = scraper.samples()
+    scraper.until(lambda after: push_and_pull_figures(before, after, len(layer), len(manifest)))
 
+
+def push_and_pull_figures(before: Samples, after: Samples, layer: int, manifest: int) -> None:
     def grew(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert value(during, "registry_uploads_in_progress") == value(before, "registry_uploads_in_progress") + 1
     assert value(after, "registry_uploads_in_progress") == value(before, "registry_uploads_in_progress")
-    assert grew("registry_pushed_bytes_total", type="blob") >= len(layer) + 1000
-    assert grew("registry_pushed_bytes_total", type="manifest") == len(manifest)
-    assert grew("registry_pulled_bytes_total", type="blob") == len(layer)
-    assert grew("registry_pulled_bytes_total", type="manifest") == len(manifest)
+    assert grew("registry_pushed_bytes_total", type="blob") >= layer + 1000
+    assert grew("registry_pushed_bytes_total", type="manifest") == manifest
+    assert grew("registry_pulled_bytes_total", type="blob") == layer
+    assert grew("registry_pulled_bytes_total", type="manifest") == manifest
     assert grew(REQUESTS, code="201", handler="manifest", method="put") == 1
     assert grew(REQUESTS, code="201", handler="blob_upload_chunk", method="put") == 1
     assert grew(REQUESTS, code="202", handler="blob_upload_chunk", method="patch") == 1
     assert grew("registry_http_request_duration_seconds_count", handler="manifest", method="get") == 1
-    assert grew("registry_http_response_size_bytes_sum", handler="blob") == len(layer)
+    assert grew("registry_http_response_size_bytes_sum", handler="blob") == layer
     assert grew("registry_storage_action_seconds_count", action="Move", driver="filesystem") >= 2
     assert grew("registry_storage_action_seconds_count", action="PutContent", driver="filesystem") >= 2
     assert grew("registry_auth_requests_total", credentials="none", outcome="granted") >= 8
@@ -127,19 +135,15 @@ def held_upload(registry: RunningRegistry) -> tuple[http.client.HTTPConnection, 
     connection.putheader("Transfer-Encoding", "chunked")
     connection.endheaders()
     connection.send(b"1000\r\n" + b"x" * 0x1000 + b"\r\n")
-    pid = None
-    deadline = time.monotonic() + 10
-    while pid is None and time.monotonic() < deadline:
-        pid = serving_process(connection, registry.port, registry.process.pid)
-    assert pid is not None
+    leader = registry.process.pid
+    pid = until(
+        lambda: serving_process(connection, registry.port, leader), what="for a worker to take the PATCH"
+    )
     return connection, pid
 
 
-def wait_for(check: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+def expect_value(seen: float, expected: float) -> None:
+    assert seen == expected
 
 
 def test_a_replaced_worker_keeps_its_totals_and_drops_its_in_flight(
@@ -150,21 +154,24 @@ def test_a_replaced_worker_keeps_its_totals_and_drops_its_in_flight(
     fresh_connection_requests(registry, 30)
     connection, victim = held_upload(registry)
     in_flight = ("registry_http_in_flight_requests", (("handler", "blob_upload_chunk"),))
-    wait_for(lambda: scraper.samples().get(in_flight) == 1)
-    before = scraper.samples()
+    until(lambda: scraper.samples().get(in_flight) == 1)
+    before = scraper.settled(REQUESTS)
     totals = {key: v for key, v in before.items() if key[0] == REQUESTS}
-    workers = set(process_group(registry.process.pid)) - {registry.process.pid}
+    leader = registry.process.pid
+    workers = set(process_group(leader)) - {leader}
 
     os.kill(victim, signal.SIGKILL)
     connection.close()
-    wait_for(lambda: len(set(process_group(registry.process.pid)) - workers - {registry.process.pid}) == 1)
+    until(lambda: len(set(process_group(leader)) - workers - {leader}) == 1)
     fresh_connection_requests(registry, 10)  # the replacement starts, and serves
 
-    after = scraper.samples()
-    assert after[in_flight] == 0
-    for key, total in totals.items():
-        assert after.get(key, 0) >= total, key
-    assert base_gets(after) == base_gets(before) + 10
+    def kept_and_dropped(after: Samples) -> None:
+        assert after.get(in_flight) == 0
+        for key, total in totals.items():
+            assert after.get(key, 0) >= total, key
+        assert base_gets(after) == base_gets(before) + 10
+
+    scraper.until(kept_and_dropped)
 
 
 def test_a_killed_workers_published_counts_reach_the_next_scrape(
@@ -174,15 +181,16 @@ def test_a_killed_workers_published_counts_reach_the_next_scrape(
     past, every request it served is in the next scrape, exactly."""
     registry, scraper = metrics_registry
     assert registry.process is not None
-    before = base_gets(scraper.samples())
+    before = base_gets(scraper.settled(REQUESTS))
     connection, victim = worker_connection(registry)  # one GET /v2/, then 20 more on it
     for _ in range(20):
         assert call(connection, "GET", "/v2/").status == 200
     # Killed once a scrape shows its flush (a fixed wait can end before a loaded machine flushes).
-    wait_for(lambda: base_gets(scraper.samples()) == before + 21)
+    until(lambda: base_gets(scraper.samples()) == before + 21)
     os.kill(victim, signal.SIGKILL)
     connection.close()
-    wait_for(lambda: victim not in process_group(registry.process.pid))
+    leader = registry.process.pid
+    until(lambda: victim not in process_group(leader))
     assert base_gets(scraper.samples()) == before + 21
 
 
@@ -228,9 +236,9 @@ def test_uploads_in_progress_whichever_worker_closes_them(
     metrics_registry: tuple[RunningRegistry, Scraper],
 ) -> None:
     registry, scraper = metrics_registry
-    before = value(scraper.samples(), UPLOADS)
+    before = value(scraper.settled(UPLOADS), UPLOADS)
     finished, cancelled, refused, kept = (open_upload(registry, "metrics/sessions") for _ in range(4))
-    assert value(scraper.samples(), UPLOADS) == before + 4
+    scraper.until(lambda samples: expect_value(value(samples, UPLOADS), before + 4))
     layer = os.urandom(1000)
     for opener, method, path, status in (
         (finished[1], "PUT", with_digest(finished[0], layer), 201),
@@ -241,10 +249,10 @@ def test_uploads_in_progress_whichever_worker_closes_them(
         assert call(connection, method, path, layer if method == "PUT" else b"").status == status
         connection.close()
     assert call(worker_connection(registry)[0], "GET", refused[0]).status == 404
-    assert value(scraper.samples(), UPLOADS) == before + 1
+    scraper.until(lambda samples: expect_value(value(samples, UPLOADS), before + 1))
     connection, _ = worker_connection(registry, other_than=kept[1])
     assert call(connection, "DELETE", kept[0]).status == 204
-    assert value(scraper.samples(), UPLOADS) == before
+    assert value(scraper.settled(UPLOADS), UPLOADS) == before
 
 
 def test_uploads_in_progress_counts_each_session_closed_once(start_registry: StartRegistry) -> None:
@@ -275,7 +283,7 @@ def test_uploads_in_progress_counts_each_session_closed_once(start_registry: Sta
         requests = [put, put, ("DELETE", target, b"")] if round_ % 2 else [wrong, ("DELETE", target, b"")]
         statuses = racing(target, requests)
         assert set(statuses) <= {201, 204, 400, 404}, statuses
-    assert value(scraper.samples(), UPLOADS) == 0
+    assert value(scraper.settled(UPLOADS), UPLOADS) == 0
 
 
 def test_uploads_in_progress_after_a_restart_and_a_purge(start_registry: StartRegistry) -> None:
@@ -283,23 +291,22 @@ def test_uploads_in_progress_after_a_restart_and_a_purge(start_registry: StartRe
     registry = start_registry({"http": debug_section(port)}, workers=2)
     scraper = Scraper(port)
     opened_before = [open_upload(registry, "metrics/restarted")[0] for _ in range(2)]
-    assert value(scraper.samples(), UPLOADS) == 2
+    scraper.until(lambda samples: expect_value(value(samples, UPLOADS), 2))
     registry.restart()  # counting starts again: what is open from before is not counted
-    assert value(scraper.samples(), UPLOADS) == 0
+    assert value(scraper.settled(UPLOADS), UPLOADS) == 0
     connection, _ = worker_connection(registry)
     assert call(connection, "DELETE", opened_before[0]).status == 204
-    assert value(scraper.samples(), UPLOADS) == 0  # not -1: the session was older
+    assert value(scraper.settled(UPLOADS), UPLOADS) == 0  # not -1: the session was older
     purging = {"uploadpurging": {"enabled": True, "age": "10s", "interval": "1s"}}
     registry.config["storage"]["maintenance"] = purging
     registry.restart()
     for _ in range(3):
         open_upload(registry, "metrics/abandoned")
-    assert value(scraper.samples(), UPLOADS) == 3
-    deadline = time.monotonic() + 90
-    while value(scraper.samples(), UPLOADS) != 0:  # purged, by whichever worker, the older one too
-        assert time.monotonic() < deadline, "abandoned uploads still counted"
+    scraper.until(lambda samples: expect_value(value(samples, UPLOADS), 3))
+    # Purged, by whichever worker, the older one too.
+    until(lambda: value(scraper.samples(), UPLOADS) == 0, timeout=90, what="for the abandoned uploads to go")
     assert call(worker_connection(registry)[0], "GET", opened_before[1]).status == 404
-    assert value(scraper.samples(), UPLOADS) == 0
+    assert value(scraper.settled(UPLOADS), UPLOADS) == 0
 
 
 def test_the_next_registry_removes_the_metrics_of_one_killed_outright(

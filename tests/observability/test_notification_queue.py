@@ -26,16 +26,20 @@ def behind() -> int:
 
 async def test_a_writer_an_hour_behind_queues_in_the_order_writes_happened(driver: StorageDriver) -> None:
     clocks = [StorageClock(driver, "aaaa"), StorageClock(driver, "bbbb", local=behind)]
+    measures = 0.0
     for clock in clocks:
+        started = time.monotonic()
         await clock.measure()
+        measures += time.monotonic() - started
     queues = [Queue(driver, "hooks", clock.probe.rpartition("/")[2], clock) for clock in clocks]
     written = []
     for index in range(6):
         queue = queues[index % 2]
         await queue.put(b'["event %d"]' % index, 1)
         written.append(queue.writer)
-        # Apart by more than a measure's error (half the time one probe takes).
-        await asyncio.sleep(0.1)
+        # Apart by more than the two measures' errors (half the time each probe took, which a
+        # loaded machine stretches).
+        await asyncio.sleep(max(0.1, measures))
     entries = await queues[0].entries()
     assert [entry.key.split("-")[1] for entry in entries] == written
     assert [await queues[0].read(entry) for entry in entries] == [b'["event %d"]' % i for i in range(6)]

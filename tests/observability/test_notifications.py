@@ -25,6 +25,7 @@ from tests.auth.helpers import write_htpasswd
 from tests.observability.conftest import (
     DISTRIBUTION3_DEFAULT,
     DISTRIBUTION3_ENV,
+    Samples,
     Scraper,
     debug_section,
     value,
@@ -324,9 +325,14 @@ def test_a_dead_endpoint_keeps_only_the_newest_events(start_registry: StartRegis
     while dropped_so_far() < 7 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert dropped_so_far() == 7, registry.log()[-3000:]
-    samples = Scraper(debug_port).samples()
-    assert value(samples, "registry_notifications_events_total", endpoint="bounded", outcome="dropped") == 7
-    assert value(samples, "registry_notifications_errors_total", endpoint="bounded") > 0
+
+    def counted(samples: Samples) -> None:
+        assert (
+            value(samples, "registry_notifications_events_total", endpoint="bounded", outcome="dropped") == 7
+        )
+        assert value(samples, "registry_notifications_errors_total", endpoint="bounded") > 0
+
+    Scraper(debug_port).until(counted)
     receiver.start()
     try:
         events = receiver.wait_for(lambda events: len(events) >= 5)
@@ -472,9 +478,12 @@ def test_a_write_whose_events_cannot_be_queued_is_logged_counted_and_audited_as_
     lines = [json.loads(line) for line in registry.log().splitlines() if line.startswith("{")]
     (line,) = [e for e in lines if e.get("logger") == "registry.access" and e.get("request_id") == request_id]
     assert (line["method"], line["route"], line["status"]) == ("PUT", "blob_upload_chunk", 503)
-    samples = Scraper(debug_port).samples()
     labels = {"handler": "blob_upload_chunk", "method": "put"}
-    assert value(samples, "registry_http_requests_total", code="503", **labels) == 1
-    assert value(samples, "registry_http_requests_total", code="201", **labels) == 0
+
+    def counted(samples: Samples) -> None:
+        assert value(samples, "registry_http_requests_total", code="503", **labels) == 1
+        assert value(samples, "registry_http_requests_total", code="201", **labels) == 0
+
+    Scraper(debug_port).until(counted)
     audited = audit.read_text() if audit.exists() else ""
     assert '"action":"push"' not in audited, audited

@@ -7,8 +7,6 @@ import hashlib
 import os
 import re
 import signal
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from tests.support.images import Blob
 from tests.support.nginx import main_config, nginx_binary
 from tests.support.processes import ServerProcess, free_port
 from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
+from tests.support.waiting import until
 
 from .conftest import V2, Stored, Upstream, blob_data, mirror_of
 
@@ -43,17 +42,8 @@ def upstream_gets(distribution: DistributionRegistry, path: str) -> int:
         lines = distribution.log().splitlines()
         return sum(1 for line in lines if "response completed" in line and pattern.search(line))
 
-    soon(lambda: count() > 0)
+    until(lambda: count() > 0, what="for the upstream to log a GET")
     return count()
-
-
-def soon(check: Callable[[], bool], within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def bytes_written_by_workers(registry: RunningRegistry) -> list[int]:
@@ -282,7 +272,7 @@ def test_an_upstream_that_dies_mid_blob_leaves_nothing_behind(
     assert received < len(blob.data)
     storage = Stored(mirror)
     assert not storage.exists(blob_data(blob.digest))
-    assert soon(lambda: not storage.files(f"{V2}/_dockyard/fetches/sha256"))
+    until(lambda: not storage.files(f"{V2}/_dockyard/fetches/sha256"), what="for the download to be removed")
     after = httpx.get(url, timeout=30)
     assert_error(after, 503, "UNAVAILABLE")
     distribution.stop()

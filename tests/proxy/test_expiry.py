@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from tests.support.distribution import DistributionRegistry
 from tests.support.images import Image, random_image
 from tests.support.registry import RunningRegistry, StartRegistry
+from tests.support.waiting import eventually, until
 
 from .conftest import V2, Stored, Upstream, mirror_of
 
@@ -27,15 +27,6 @@ def pull(client: httpx.Client, repo: str, image: Image) -> None:
     assert manifest.status_code == 200, manifest.text
     for blob in image.blobs:
         assert client.get(f"/v2/{repo}/blobs/{blob.digest}").content == blob.data
-
-
-def soon(check: Callable[[], bool], within: float = 1.0) -> bool:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def cached(mirror: RunningRegistry, repo: str, image: Image) -> dict[str, bool]:
@@ -59,17 +50,21 @@ def test_unused_content_expires_and_content_in_use_stays(
         pull(client, "hub/team/used", used)
         pull(client, "hub/team/unused", unused)
         # A blob is linked once the download that served it is verified: just after its last byte.
-        assert soon(lambda: all(cached(mirror, "hub/team/unused", unused).values()))
+        until(
+            lambda: all(cached(mirror, "hub/team/unused", unused).values()), what="for the blobs to be linked"
+        )
         deadline = time.monotonic() + 3 * TTL
         while time.monotonic() < deadline:  # one image keeps being pulled, the other not
             pull(client, "hub/team/used", used)
             time.sleep(0.3)
         assert all(cached(mirror, "hub/team/used", used).values())
         # An expiry round takes its time on S3 (it lists and reads every record): let it end.
-        assert soon(lambda: not any(cached(mirror, "hub/team/unused", unused).values()), within=10.0)
+        until(lambda: not any(cached(mirror, "hub/team/unused", unused).values()), what="for the expiry")
         assert not Stored(mirror).exists(f"{V2}/repositories/hub/team/unused/_manifests/tags/1.0")
         pull(client, "hub/team/unused", unused)  # from the upstream again
-        assert soon(lambda: all(cached(mirror, "hub/team/unused", unused).values()))
+        until(
+            lambda: all(cached(mirror, "hub/team/unused", unused).values()), what="for the blobs to be linked"
+        )
     assert "expired" in mirror.log()
 
 
@@ -93,7 +88,11 @@ def test_downloads_a_stopped_registry_abandoned_are_removed(
     mirror.restart()  # a registry starting removes them, whatever its ttl
 
     left = [f"{fetches}/{alive}/claim"]
-    assert soon(lambda: storage.files(fetches) == left, within=10.0), storage.files(fetches)
+
+    def only_the_live_claim_left() -> None:
+        assert storage.files(fetches) == left
+
+    eventually(only_the_live_claim_left)
     assert "removed 2 abandoned downloads" in mirror.log()
 
 

@@ -32,7 +32,6 @@ from tests.s3.faults import (
     MIB,
     OCTETS,
     PART,
-    SCHEDULING,
     SHORT_BULK,
     blob_key,
     send_chunks,
@@ -53,6 +52,12 @@ from tests.support.registry import RunningRegistry
 from tests.support.served import Served
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
+
+FROZEN_SLACK = 8.0
+"""Seconds a loaded machine may add to a call's budget while the gateway is frozen: the probes
+start together, and a dozen threads, the registry's workers and the test share the cores. It
+stays below what tells a budget kept from one whose deadline is ignored: a quick call retried
+to its last attempt takes ``QUICK.attempts * QUICK.read`` seconds (25), out of bounds."""
 
 
 def stored_parts(rgw: CephRGW, bucket: str, key: str) -> list[int]:
@@ -230,15 +235,16 @@ def test_radosgw_frozen(
         finally:
             own_ceph.thaw_gateway()
 
+        assert QUICK.deadline + FROZEN_SLACK < QUICK.attempts * QUICK.read  # the bound still tells
         for name, (elapsed, outcome) in outcomes.items():
             # At least one read timeout: the server hung rather than refused.
-            assert QUICK.read <= elapsed <= QUICK.deadline + SCHEDULING, (name, elapsed, outcome)
+            assert QUICK.read <= elapsed <= QUICK.deadline + FROZEN_SLACK, (name, elapsed, outcome)
             if isinstance(outcome, httpx.Response):
                 assert_unavailable(outcome)
             else:
                 assert isinstance(outcome, StorageUnavailable), (name, outcome)
         assert isinstance(part_error, StorageUnavailable), part_error
-        assert part_elapsed <= SHORT_BULK.deadline + SCHEDULING, part_elapsed
+        assert part_elapsed <= SHORT_BULK.deadline + FROZEN_SLACK, part_elapsed
 
         # Awake again: the registry answers, and so does the driver.
         assert http.head(f"/v2/{repo}/blobs/{layer}").status_code == 200

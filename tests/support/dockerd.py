@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .processes import ServerProcess
+from .processes import STARTS_WITHIN, ServerProcess
 
 PRIVATE_HOSTNAME = "registry.dockyard.test"
 """Resolves to ::1 inside the test dockerd only: a registry name docker checks certificates for."""
@@ -110,7 +110,7 @@ class Dockerd:
             f'  address = "{self.containerd_socket}.ttrpc"\n'
         )
         self.containerd = ServerProcess(["containerd", "--config", str(config)], state / "containerd.log")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTS_WITHIN
         while not self.containerd_socket.exists():
             if not self.containerd.running() or time.monotonic() > deadline:
                 raise RuntimeError(f"containerd did not start:\n{self.containerd.log()[-4000:]}")
@@ -157,7 +157,7 @@ class Dockerd:
         ]
         self.dockerd = ServerProcess(command, self.workdir / f"dockerd-{storage_driver}.log")
         transport = httpx.HTTPTransport(uds=str(self.socket))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + STARTS_WITHIN
         with httpx.Client(transport=transport, base_url="http://docker", timeout=2) as client:
             while time.monotonic() < deadline:
                 if not self.dockerd.running():
@@ -170,7 +170,7 @@ class Dockerd:
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
-        raise TimeoutError(f"dockerd did not answer in 60s:\n{self.dockerd.log()[-4000:]}")
+        raise TimeoutError(f"dockerd did not answer in {STARTS_WITHIN:g}s:\n{self.dockerd.log()[-4000:]}")
 
     def docker(
         self,

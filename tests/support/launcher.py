@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from .processes import ServerProcess, free_port
+from .processes import STARTS_WITHIN, ServerProcess, free_port
 
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "DOCKYARD_"))}
@@ -80,7 +80,7 @@ def write_config(path: Path, config: Mapping[str, object] | str) -> Path:
     return path
 
 
-def wait_for_socket(process: ServerProcess, path: Path, timeout: float = 30.0) -> None:
+def wait_for_socket(process: ServerProcess, path: Path, timeout: float = STARTS_WITHIN) -> None:
     """Until a registry listening on the unix socket ``path`` answers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

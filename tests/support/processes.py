@@ -13,6 +13,10 @@ from pathlib import Path
 
 import httpx
 
+STARTS_WITHIN = 120.0
+"""Bound on a server's start: a loaded machine can take many times the usual second or two; a
+server that exits early fails the wait at once."""
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -54,7 +58,7 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_http(self, url: str, timeout: float = 30.0) -> None:
+    def wait_http(self, url: str, timeout: float = STARTS_WITHIN) -> None:
         """Wait until ``url`` answers any HTTP status; fail with the log if the process dies."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
