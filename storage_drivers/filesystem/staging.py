@@ -149,11 +149,6 @@ def _fill(fd: int, data: bytes, sync: bool, link: str | None = None) -> None:
         os.close(fd)
 
 
-def is_directory(path: str) -> bool:
-    """One lookup, cheaper on the event loop than a thread hop when it finds the directory."""
-    return os.path.isdir(path)
-
-
 def missing_top(root: str, directory: str, exists: bool | None = None) -> str | None:
     """The highest missing directory on the way to ``directory`` below ``root``; None when
     ``directory`` exists (or when the root itself is missing: ``stage`` makes it). ``exists``:
