@@ -114,11 +114,13 @@ class FilesystemDriver(StorageDriver):
 
         await in_thread(path, put)
 
-    async def _put_content_unsynced(self, path: str, data: bytes) -> None:
-        # The content is on disk before it appears (never an empty link after a crash); the
-        # rename is made durable by the next sync of the filesystem's journal. Its sync is the
-        # file's alone, not its new directories' too (see ``stage``): they are not synced now.
-        await in_thread(path, lambda: write_atomically(self.root, self._full(path), data, anonymous=True))
+    async def _put_content_unsynced(self, path: str, data: bytes, like: str | None) -> None:
+        # The content is on disk before it appears (never an empty link after a crash): synced,
+        # or ``like``'s, already on disk, shared by a hard link (see ``stage``). The rename is
+        # made durable by the next sync of the filesystem's journal. The file's sync is its
+        # alone, not its new directories' too (see ``stage``): they are not synced now.
+        full, source = self._full(path), None if like is None else self._full(like)
+        await in_thread(path, lambda: write_atomically(self.root, full, data, anonymous=True, like=source))
 
     creates_exclusively = True
     deletes_exactly = True  # unlink
