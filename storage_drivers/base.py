@@ -171,14 +171,18 @@ class StorageDriver(ABC):
         directory."""
         await self._put_content(check_path(path), data)
 
-    async def put_content_unsynced(self, path: str, data: bytes) -> None:
+    async def put_content_unsynced(self, path: str, data: bytes, *, like: str | None = None) -> None:
         """Store a small object as ``put_content`` does, whole or not at all, but without waiting
         until its appearance survives a crash of the machine: it does once a later
         ``put_content`` or ``put_contents`` has returned (a journaling filesystem commits its
         changes in order, so the later write's sync commits this one too; an object store keeps
         every write). For an object that matters only through a later write: a mount's link,
-        which a pull finds only through the manifest pushed after it."""
-        await self._put_content_unsynced(check_path(path), data)
+        which a pull finds only through the manifest pushed after it.
+
+        ``like``: a stored object that holds ``data`` and is only ever replaced whole or
+        rewritten with the same bytes (another repository's link to the same digest). A driver
+        may give ``path`` its content instead of writing ``data`` (the filesystem: a hard link)."""
+        await self._put_content_unsynced(check_path(path), data, None if like is None else check_path(like))
 
     async def put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Store small objects as ``put_content`` does, each visible only after those before it:
@@ -355,7 +359,7 @@ class StorageDriver(ABC):
     @abstractmethod
     async def _put_content(self, path: str, data: bytes) -> None: ...
 
-    async def _put_content_unsynced(self, path: str, data: bytes) -> None:
+    async def _put_content_unsynced(self, path: str, data: bytes, like: str | None) -> None:
         await self._put_content(path, data)
 
     async def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import mmap
 import os
 import time
@@ -342,3 +343,84 @@ async def test_a_new_trees_files_are_each_synced_before_the_tree_is_placed_and_n
     assert not (tmp_path / "repo" / "m").exists()
     assert _temp_files(tmp_path) == []
     assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+async def test_a_link_written_like_another_shares_its_content_and_is_modified_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mount's link given the source's link: a hard link to that file, whose content is on
+    disk already, so nothing is written or synced; placed by one rename (with its new
+    directories, in a new repository), never leaving a temp name, and modified now (garbage
+    collection's grace for young links reads the time)."""
+    data = b"sha256:abcd"
+    driver = FilesystemDriver(str(tmp_path))
+    like = "/repo/a/_layers/sha256/abcd/link"
+    await driver.put_content(like, data)
+    source = tmp_path / like.lstrip("/")
+    os.utime(source, (1000, 1000))
+    calls: list[str] = []
+    fdatasync, rename = os.fdatasync, os.rename
+
+    def recording_fdatasync(fd: int) -> None:
+        calls.append("fdatasync")
+        fdatasync(fd)
+
+    def recording_rename(source: str, target: str) -> None:
+        calls.append("rename")
+        rename(source, target)
+
+    monkeypatch.setattr(os, "fdatasync", recording_fdatasync)
+    monkeypatch.setattr(os, "rename", recording_rename)
+    # A new repository (a private tree), a new digest's directory, and the same link again
+    # (a rename between two links to one file does nothing: the temp name must go).
+    for path in ("/repo/b/_layers/sha256/abcd/link", "/repo/c/_layers/sha256/abcd/link") * 2:
+        del calls[:]
+        before = time.time() - 1
+        await driver.put_content_unsynced(path, data, like=like)
+        target = tmp_path / path.lstrip("/")
+        assert calls == ["rename"], f"{path}: {calls}"
+        assert os.stat(target).st_ino == os.stat(source).st_ino
+        assert target.read_bytes() == data
+        assert os.stat(target).st_mtime >= before
+        assert _temp_files(tmp_path) == []
+    assert os.stat(source).st_nlink == 3
+
+
+async def test_a_link_is_written_when_the_one_it_is_like_cannot_be_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source missing, holding other bytes, a symbolic link, or at the filesystem's limit of
+    links per file: the link is written and synced as without a source, never left out."""
+    data = b"sha256:abcd"
+    driver = FilesystemDriver(str(tmp_path))
+    await driver.put_content("/repo/longer/link", data + b"\n")
+    (tmp_path / "repo" / "symbolic").symlink_to(tmp_path / "repo" / "longer" / "link")
+    await driver.put_content("/repo/full/link", data)
+    cases = {"/repo/missing/link": "/repo/b/1/link", "/repo/longer/link": "/repo/b/2/link"}
+    cases |= {"/repo/symbolic": "/repo/b/3/link"}
+    for like, path in cases.items():
+        await driver.put_content_unsynced(path, data, like=like)
+        target = tmp_path / path.lstrip("/")
+        assert target.read_bytes() == data
+        assert os.stat(target).st_nlink == 1, like
+    link = os.link
+
+    def at_the_limit(source: str, target: str) -> None:
+        if source.endswith("/repo/full/link"):
+            raise OSError(errno.EMLINK, os.strerror(errno.EMLINK), source)
+        link(source, target)
+
+    monkeypatch.setattr(os, "link", at_the_limit)
+    synced: list[int] = []
+    fdatasync = os.fdatasync
+
+    def recording_fdatasync(fd: int) -> None:
+        synced.append(fd)
+        fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", recording_fdatasync)
+    await driver.put_content_unsynced("/repo/b/4/link", data, like="/repo/full/link")
+    assert (tmp_path / "repo/b/4/link").read_bytes() == data
+    assert os.stat(tmp_path / "repo/b/4/link").st_nlink == 1
+    assert len(synced) == 1, "a written link is synced before it appears"
+    assert _temp_files(tmp_path) == []

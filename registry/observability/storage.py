@@ -118,8 +118,8 @@ class ObservedDriver(StorageDriver):
     def _put_content(self, path: str, data: bytes) -> Coroutine[Any, Any, None]:
         return self._actions["PutContent"].timed(self.driver._put_content(path, data))
 
-    def _put_content_unsynced(self, path: str, data: bytes) -> Coroutine[Any, Any, None]:
-        return self._actions["PutContent"].timed(self.driver._put_content_unsynced(path, data))
+    def _put_content_unsynced(self, path: str, data: bytes, like: str | None) -> Coroutine[Any, Any, None]:
+        return self._actions["PutContent"].timed(self.driver._put_content_unsynced(path, data, like))
 
     def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> Coroutine[Any, Any, None]:
         return self._actions["PutContent"].timed(self.driver._put_contents(items))

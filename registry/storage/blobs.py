@@ -78,8 +78,10 @@ class BlobStore:
         # Not synced: a pull finds a mounted blob only through a manifest, and the manifest PUT
         # that refers to it reads this link first and syncs its own renames after, which commits
         # this one too. A crash of the machine before that PUT may lose the mount (never tear
-        # it): the push had not finished, and the client mounts the blob again.
-        await write_link(self._driver, paths.layer_link(name, digest), digest, synced=False)
+        # it): the push had not finished, and the client mounts the blob again. The source's
+        # link, just read, holds the same digest: the driver may share it rather than write.
+        like = None if source is None else paths.layer_link(source, digest)
+        await write_link(self._driver, paths.layer_link(name, digest), digest, synced=False, like=like)
         return size
 
     async def unlink(self, name: RepositoryName, digest: Digest) -> None:

@@ -31,9 +31,12 @@ async def has_link(driver: StorageDriver, path: str, digest: Digest) -> bool:
     return content.strip() == paths.link_content(digest)
 
 
-async def write_link(driver: StorageDriver, path: str, digest: Digest, *, synced: bool = True) -> None:
-    """``synced=False``: see ``StorageDriver.put_content_unsynced``."""
+async def write_link(
+    driver: StorageDriver, path: str, digest: Digest, *, synced: bool = True, like: str | None = None
+) -> None:
+    """``synced=False``, ``like`` (a link to the same digest; unsynced only): see
+    ``StorageDriver.put_content_unsynced``."""
     if synced:
         await driver.put_content(path, paths.link_content(digest))
     else:
-        await driver.put_content_unsynced(path, paths.link_content(digest))
+        await driver.put_content_unsynced(path, paths.link_content(digest), like=like)

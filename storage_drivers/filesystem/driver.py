@@ -32,7 +32,6 @@ from .staging import (
     Staged,
     create_empty,
     discard,
-    is_directory,
     make_directories,
     missing_top,
     place_in_order,
@@ -115,11 +114,13 @@ class FilesystemDriver(StorageDriver):
 
         await in_thread(path, put)
 
-    async def _put_content_unsynced(self, path: str, data: bytes) -> None:
-        # The content is on disk before it appears (never an empty link after a crash); the
-        # rename is made durable by the next sync of the filesystem's journal. Its sync is the
-        # file's alone, not its new directories' too (see ``stage``): they are not synced now.
-        await in_thread(path, lambda: write_atomically(self.root, self._full(path), data, anonymous=True))
+    async def _put_content_unsynced(self, path: str, data: bytes, like: str | None) -> None:
+        # The content is on disk before it appears (never an empty link after a crash): synced,
+        # or ``like``'s, already on disk, shared by a hard link (see ``stage``). The rename is
+        # made durable by the next sync of the filesystem's journal. The file's sync is its
+        # alone, not its new directories' too (see ``stage``): they are not synced now.
+        full, source = self._full(path), None if like is None else self._full(like)
+        await in_thread(path, lambda: write_atomically(self.root, full, data, anonymous=True, like=source))
 
     creates_exclusively = True
     deletes_exactly = True  # unlink
@@ -136,23 +137,25 @@ class FilesystemDriver(StorageDriver):
         return await in_thread(path, create)
 
     async def _put_contents(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """Every object written and synced at the same time, in threads of their own (syncs that
-        overlap share the disk's journal commits), then renamed into place in order (see
-        ``place_in_order``): one or two waits for the disk instead of one per object."""
+        """Every object written and synced (several groups of them at the same time, in threads
+        of their own: syncs that overlap share the disk's journal commits), then renamed into
+        place in order (see ``place_in_order``): one or two waits for the disk instead of one
+        per object."""
         if not items:
             return
-        # A new repository's manifest (the first object's directory missing): finding which
-        # directories are missing takes several failing lookups, each waiting on directory locks,
-        # so they are made in the thread that writes, with the writes when they make one tree.
-        # Otherwise they are a few lookups that succeed, cheaper here than a thread hop.
-        first_exists = is_directory(os.path.dirname(self._full(items[0][0])))
+        path = items[0][0]
+        contents = [data for _, data in items]
+        # Grouping looks up which directories are missing. Where the first object's directory
+        # exists, that is a few lookups that succeed, cheaper here than a thread hop; where it is
+        # missing (a new repository's manifest), the lookups fail, each waiting on directory
+        # locks, so the writing thread makes them.
+        first_exists = os.path.isdir(os.path.dirname(self._full(path)))  # noqa: ASYNC240 - one lookup
+        groups = self._groups(items, first_exists) if first_exists else None
 
         def stage_group(top: str | None, group: list[tuple[str, bytes]]) -> list[Staged]:
             if top is None or len(group) == 1:
                 return [stage(self.root, full, data) for full, data in group]
             return stage_together(self.root, top, group)
-
-        contents = [data for _, data in items]
 
         def place(written: list[Staged]) -> list[str]:
             changed = place_in_order(self.root, written, contents)
@@ -161,31 +164,24 @@ class FilesystemDriver(StorageDriver):
                 return []
             return changed
 
-        path = items[0][0]
-
-        def stage_one(groups: list[Group]) -> list[str]:
-            _, top, group = groups[0]
-            return place(stage_group(top, group))
-
-        def stage_one_tree() -> tuple[list[str], list[Group]]:
-            groups = self._groups(items, first_exists)
-            if len(groups) == 1:
-                return stage_one(groups), []
-            return [], groups  # several groups: each written in a thread of its own, below
+        def write_one_group() -> tuple[list[str], list[Group]]:
+            # One group (a lone link; a new tree) has no writes to overlap: staged, placed and
+            # synced in this one call. Several are handed back, to be written in parallel.
+            found = groups if groups is not None else self._groups(items, False)
+            if len(found) > 1:
+                return [], found
+            _, top, group = found[0]
+            return place(stage_group(top, group)), []
 
         unsynced: list[str] = []
-        groups = self._groups(items, first_exists) if first_exists else []
-        if len(groups) == 1:
-            # One group (a lone link; a new tree): no writes to overlap, so staging, placing and
-            # syncing take one trip to a thread, not two.
-            unsynced = await in_thread(path, functools.partial(stage_one, groups))
-        elif not groups:
-            unsynced, groups = await in_thread(path, stage_one_tree)
-        if len(groups) > 1:
+        several = groups if groups is not None and len(groups) > 1 else None
+        if several is None:
+            unsynced, several = await in_thread(path, write_one_group)
+        if several:
             staged = await asyncio.gather(
                 *(
                     in_thread(first, functools.partial(stage_group, top, group))
-                    for first, top, group in groups
+                    for first, top, group in several
                 ),
                 return_exceptions=True,
             )

@@ -10,8 +10,9 @@ import errno
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 TEMP_PREFIX = ".dockyard-"
 """Names of in-flight temp files; never listed. Valid path components cannot start the same way
@@ -21,19 +22,26 @@ RENAME_ATTEMPTS = 100
 
 
 def write_atomically(
-    root: str, full: str, data: bytes, sync: bool = True, *, exclusive: bool = False, anonymous: bool = False
+    root: str,
+    full: str,
+    data: bytes,
+    sync: bool = True,
+    *,
+    exclusive: bool = False,
+    anonymous: bool = False,
+    like: str | None = None,
 ) -> str:
     """Write ``data`` to ``full`` so that a reader, or a crash, sees the old content or the new
     one, never a torn one (see ``stage`` and ``_place``); the directory that gained an entry,
     which the caller syncs when it wants the write to survive a power loss. ``sync``: the content
     is on disk before it is visible. ``exclusive``: FileExistsError, and nothing changed, when
-    something is stored at ``full``. ``anonymous``: see ``stage``.
+    something is stored at ``full``. ``anonymous``, ``like``: see ``stage``.
 
     A concurrent delete (of a tag being pushed, say) may remove the directory the object was
     staged in at any moment; the write is then made again, as if it had come after the delete.
     """
     for _ in range(RENAME_ATTEMPTS):
-        staged = stage(root, full, data, sync, anonymous)
+        staged = stage(root, full, data, sync, anonymous, like=like)
         try:
             changed = _place(staged, exclusive)
         except BaseException:
@@ -56,9 +64,13 @@ class Staged:
     """What ``path`` is renamed to: ``full``, or the highest of its missing directories."""
     file: str
     """The object's content: ``path`` itself, or ``full``'s place inside the tree."""
+    linked: bool = False
+    """Whether ``file`` is a hard link to another stored file (see ``stage``)."""
 
 
-def stage(root: str, full: str, data: bytes, sync: bool = True, anonymous: bool = False) -> Staged:
+def stage(
+    root: str, full: str, data: bytes, sync: bool = True, anonymous: bool = False, *, like: str | None = None
+) -> Staged:
     """``data`` in a hidden temp file in ``full``'s directory, on disk (``sync``). Where that
     directory is missing, the file is written at its final name inside a private tree, made in
     the nearest directory that exists, holding the missing directories: one rename then makes
@@ -70,16 +82,28 @@ def stage(root: str, full: str, data: bytes, sync: bool = True, anonymous: bool 
     and only then linked at the temp file's name. Its sync then writes the file alone: the sync
     of a named new file on a filesystem without a journal (ext4's ``nojournal``) also writes
     each new directory above it, one write at a time, which is what a directory sync would do
-    (the caller wants none)."""
+    (the caller wants none).
+
+    ``like``: a stored file that holds ``data`` and is never changed in place (a link another
+    repository holds for the same digest). The staged object is then a hard link to it, its
+    modification time set to now, instead of a new file: no inode to allocate, nothing to write
+    or sync, as its content is on disk already. Where ``like`` is not a regular file of
+    ``data``'s size, or cannot be linked (gone meanwhile, too many links), ``data`` is written."""
+    if like is not None and not _same_size(like, len(data)):
+        like = None
     name = f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
     parent = os.path.dirname(full)
     for _ in range(RENAME_ATTEMPTS):
         staged = Staged(full, os.path.join(parent, name), full, os.path.join(parent, name))
         try:
+            if like is not None and _link_to(like, staged.file):
+                return replace(staged, linked=True)
             fd, link = _create(staged.file, anonymous)
         except FileNotFoundError:
             try:
                 staged = _stage_tree(root, full, name)
+                if like is not None and _link_to(like, staged.file):
+                    return replace(staged, linked=True)
                 fd, link = _create(staged.file, anonymous)
             except FileNotFoundError:  # a delete took the directory the tree was made in
                 discard([staged])
@@ -94,6 +118,39 @@ def stage(root: str, full: str, data: bytes, sync: bool = True, anonymous: bool 
             raise
         return staged
     raise FileNotFoundError(errno.ENOENT, "the directory kept disappearing", full)
+
+
+def _same_size(file: str, size: int) -> bool:
+    """Whether ``file`` is a regular file (not a symbolic link) of ``size`` bytes."""
+    try:
+        st = os.lstat(file)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == size
+
+
+def _link_to(like: str, file: str) -> bool:
+    """Make ``file`` a hard link to ``like``, modified now (the time of this write, which
+    garbage collection's grace for young links reads; ``like``'s other names show it too):
+    True; False, with nothing made, when it cannot be (``like`` gone, too many links, a
+    filesystem without hard links). FileNotFoundError when ``file``'s directory is missing."""
+    try:
+        os.link(like, file)
+    except FileNotFoundError:
+        if not os.path.isdir(os.path.dirname(file)):
+            raise
+        return False  # ``like`` was deleted meanwhile
+    except OSError as exc:
+        if exc.errno in {errno.EMLINK, errno.EPERM, errno.EXDEV, errno.EOPNOTSUPP}:
+            return False
+        raise
+    try:
+        os.utime(file)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(file)
+        raise
+    return True
 
 
 def _create(file: str, anonymous: bool) -> tuple[int, bool]:
@@ -147,11 +204,6 @@ def _fill(fd: int, data: bytes, sync: bool, link: str | None = None) -> None:
             _link_anonymous(fd, link)
     finally:
         os.close(fd)
-
-
-def is_directory(path: str) -> bool:
-    """One lookup, cheaper on the event loop than a thread hop when it finds the directory."""
-    return os.path.isdir(path)
 
 
 def missing_top(root: str, directory: str, exists: bool | None = None) -> str | None:
@@ -267,6 +319,11 @@ def _place(staged: Staged, exclusive: bool = False, alone: bool = True) -> str |
             continue
         if source != staged.path or exclusive:
             discard([staged])  # the tree's emptied directories, or the file linked into place
+        elif staged.linked and staged.path == staged.file:
+            # A rename between two links to one file does nothing (the target was linked to the
+            # same file before: a link mounted again from the same source): the temp name stays.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(source)
         return os.path.dirname(target)
 
 

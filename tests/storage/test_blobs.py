@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 
 from registry.errors import ErrorCode
 from registry.lifecycle.guard import PushGuard
-from registry.references import Digest
+from registry.references import Digest, RepositoryName
 from registry.storage import Storage, paths
 from storage_drivers import PathNotFound
+from storage_drivers.filesystem import FilesystemDriver
 
 from .recording import RecordingDriver, put_blob, raises, repository
 
 APP = repository("team/app")
 OTHER = repository("team/other")
+THIRD = repository("team/third")
 
 
 async def read_all(storage: Storage, digest: Digest, offset: int = 0, length: int | None = None) -> bytes:
@@ -78,6 +81,29 @@ async def test_mount_without_a_source_links_any_stored_content(storage: Storage)
     assert await storage.blobs.mount(OTHER, None, Digest.of(b"nowhere")) is None
     assert await storage.blobs.mount(OTHER, None, digest) == len(b"anywhere")
     assert await storage.blobs.stat(OTHER, digest) == len(b"anywhere")
+
+
+async def test_a_mount_on_the_filesystem_shares_the_source_link_and_unlinks_apart(tmp_path: Path) -> None:
+    """On the filesystem a mount's link is the source's link file (a hard link): its content is
+    on disk already. Removing either repository's blob leaves the other's link as it was; a
+    source link written with a newline, as some tools write, is not shared but written anew."""
+    driver = FilesystemDriver(str(tmp_path))
+    storage = Storage(driver, PushGuard(driver))
+    digest = await put_blob(storage, APP, b"shared on disk")
+
+    def file(name: RepositoryName) -> Path:
+        return tmp_path / paths.layer_link(name, digest).lstrip("/")
+
+    assert await storage.blobs.mount(OTHER, APP, digest) == len(b"shared on disk")
+    assert file(OTHER).stat().st_ino == file(APP).stat().st_ino
+    assert await storage.blobs.mount(THIRD, None, digest) == len(b"shared on disk")
+    assert file(THIRD).stat().st_ino != file(APP).stat().st_ino  # no source named: written
+    await storage.blobs.unlink(APP, digest)
+    assert file(OTHER).read_bytes() == paths.link_content(digest)
+    await driver.put_content(paths.layer_link(OTHER, digest), str(digest).encode() + b"\n")
+    assert await storage.blobs.mount(APP, OTHER, digest) == len(b"shared on disk")
+    assert file(APP).read_bytes() == paths.link_content(digest)
+    assert file(APP).stat().st_ino != file(OTHER).stat().st_ino
 
 
 async def test_unlink_removes_the_blob_from_one_repository_and_keeps_the_content(storage: Storage) -> None:
