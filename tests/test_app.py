@@ -47,6 +47,14 @@ class CountingBlobs:
         self.opened.append(digest)
         return await self.inner.open(digest, offset, length)
 
+    async def fetch(
+        self, name: RepositoryName, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> tuple[int, AsyncIterator[bytes]] | None:
+        fetched = await self.inner.fetch(name, digest, offset, length)
+        if fetched is not None:
+            self.opened.append(digest)
+        return fetched
+
     async def redirect_url(self, digest: Digest) -> str | None:
         return await self.inner.redirect_url(digest)
 
