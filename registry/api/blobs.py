@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest
@@ -12,7 +12,7 @@ from ..storage import paths
 from ..storage.blobs import close_stream
 from ..zerocopy import offers_zerocopy
 from .context import Context
-from .responses import EncodedResponse, ZeroCopyResponse, empty
+from .responses import EncodedResponse, StreamedResponse, ZeroCopyResponse, empty
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 IMMUTABLE = "max-age=31536000"
@@ -81,7 +81,7 @@ async def get_blob(ctx: Context) -> Response:
                 await close_stream(body)
                 raise
             headers["Content-Length"] = str(length)
-            return StreamingResponse(body, status, headers)
+            return StreamedResponse(body, status, headers)
     size = await ctx.storage.blobs.stat(ctx.name, digest, fetching=request.method == "GET")
     if request.method == "HEAD" and fresh:
         # Clients' most frequent question about a blob: its headers given as sent, no dictionary.
@@ -119,7 +119,7 @@ async def get_blob(ctx: Context) -> Response:
             return ZeroCopyResponse(fd, first, length, status, headers)
     body = await ctx.storage.blobs.open(digest, first, length)
     headers["Content-Length"] = str(length)
-    return StreamingResponse(body, status, headers)
+    return StreamedResponse(body, status, headers)
 
 
 def _headers(text: str, etag: str) -> dict[str, str]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,15 @@ import httpx
 import pytest
 import yaml
 
+from tests.s3.faults import gateway_address, through
 from tests.support.ceph import CephRGW
 from tests.support.containers import ContainerTools
 from tests.support.images import every_blob, random_image, write_oci_layout
 from tests.support.processes import ServerProcess, free_port
 from tests.support.pushing import push_blob, push_blob_chunked
-from tests.support.registry import RunningRegistry
+from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
 from tests.support.served import Served
+from tests.support.stall import StallingRelay
 
 pytestmark = pytest.mark.s3
 
@@ -140,6 +144,38 @@ def test_a_streamed_get_checks_the_link_and_the_range_before_any_byte(
         refused = http.get(f"/v2/{repo}/blobs/{empty}", headers={"Range": "bytes=0-"})
         assert refused.status_code == 416
         assert refused.headers["Content-Range"] == "bytes */0"
+
+
+def test_a_client_hanging_up_stops_the_read_from_the_bucket(
+    start_registry: StartRegistry, ceph_rgw: CephRGW, new_repository: Callable[[], str]
+) -> None:
+    """A client that leaves in the middle of a blob stops the registry's read of it from the
+    gateway (the bytes a relay in front of the gateway passes on), not just the sending."""
+    with StallingRelay(gateway_address(ceph_rgw), lambda _: False) as relay:
+        storage = through(relay, s3_storage(ceph_rgw, redirect=False))
+        server = start_registry({"storage": storage}, workers=1)
+        repo = new_repository()
+        data = os.urandom(64 * MIB)
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            digest = push_blob(http, repo, data)
+        before = relay.answered
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", server.port)) as client:
+                request = f"GET /v2/{repo}/blobs/{digest} HTTP/1.1\r\nHost: registry\r\n\r\n"
+                client.sendall(request.encode())
+                taken = 0
+                while taken < MIB:
+                    taken += len(client.recv(1 << 16))
+        answered = relay.answered
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the reads have settled
+            time.sleep(0.5)
+            answered, last = relay.answered, answered
+            if answered == last:
+                break
+        server.stop()
+    relayed = answered - before
+    assert relayed < len(data), f"{relayed / MIB:.0f} MiB read from the gateway for two hung-up GETs"
 
 
 @pytest.mark.parametrize("redirects", [True, False], ids=["redirected", "streamed"])
