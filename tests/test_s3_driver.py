@@ -1180,6 +1180,8 @@ async def pull(parameters):
             assert await driver.file_size("/blobs/a/data") == 4
             assert await driver.redirect_url("/blobs/a/data")
             assert b"".join([chunk async for chunk in driver.reader("/blobs/a/data")]) == b"blob"
+            size, chunks = await driver.sized_reader("/blobs/a/data")
+            assert (size, b"".join([chunk async for chunk in chunks])) == (4, b"blob")
     finally:
         await driver.close()
     return sorted(set(sys.modules) - loaded)
@@ -1190,7 +1192,7 @@ print(json.dumps(asyncio.run(pull(json.loads(sys.argv[1])))))
 
 @pytest.mark.s3
 def test_a_workers_first_requests_import_nothing(ceph_rgw: CephRGW, s3_bucket: str) -> None:
-    """A fresh worker's first GET of a link, HEAD, redirect and blob read import no module: what
+    """A fresh worker's first GET of a link, HEAD, redirect and blob reads import no module: what
     they need is loaded with the driver, not in the middle of the first requests (anyio's thread
     backend alone took about 35 ms)."""
     parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory="/first-requests")
