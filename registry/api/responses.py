@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..errors import RegistryError
+from ..storage.blobs import close_stream
 from ..zerocopy import ZEROCOPY_SEND
 
 
@@ -102,9 +103,7 @@ class StreamedResponse(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             gone.cancel()
-            close = getattr(self.chunks, "aclose", None)  # the file or connection behind it
-            if close is not None:
-                await close()
+            await close_stream(self.chunks)
 
 
 async def _disconnected(receive: Receive) -> None:
