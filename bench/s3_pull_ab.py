@@ -1,6 +1,6 @@
 """Pulls on S3 from this checkout against another, interleaved, with Distribution 3.1 beside them:
-server CPU of a full blob GET streamed through the registry, and of blob GETs answered with a
-redirect to a presigned URL.
+server CPU of a full blob GET streamed through the registry, of small blob GETs streamed through
+it (and their latency), and of blob GETs answered with a redirect to a presigned URL.
 
 ```sh
 git archive COMMIT | tar -x -C /tmp/before                  # the code to compare with
@@ -10,10 +10,11 @@ git archive COMMIT | tar -x -C /tmp/before                  # the code to compar
 
 One throwaway Ceph RADOS Gateway (tests.support.ceph) and one bucket, holding a ``--size`` MiB
 blob and ``--blobs`` small ones pushed once. Each registry runs twice on that bucket: with
-``storage.redirect.disable`` (the full GET, every byte counted) and with redirects (each small
-blob's GET must answer 307; the client does not follow it). One worker each (``--workers``) and
-no descriptor cache unless ``--cache`` (Distribution's ``inmemory`` and Dockyard's, whose entries
-expire after 5 s), so that a redirected GET reads the repository's link and the blob's HEAD.
+``storage.redirect.disable`` (the full GET, every byte counted, then each small blob's GET,
+timed) and with redirects (each small blob's GET must answer 307; the client does not follow
+it). One worker each (``--workers``) and no descriptor cache unless ``--cache`` (Distribution's
+``inmemory`` and Dockyard's, whose entries expire after 5 s), so that every GET reads the
+repository's link and the blob's size (a HEAD, or the content's own answer) from the gateway.
 Every round runs both cases on every registry, the order reversed every other round; CPU is
 the servers' processes' user and system time from ``/proc`` (10 ms ticks; the sum over threads
 would lose the worker threads that end between two samples). Prints the median (min to max)
@@ -25,8 +26,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,8 @@ from tests.support.processes import free_port
 
 MiB = 1 << 20
 REPOSITORY = "bench/s3-pull"
+SMALL = 1000
+"""Bytes of each small blob."""
 
 
 def start(name: str, workdir: Path, storage: dict[str, Any], command: list[str], cache: bool) -> Server:
@@ -91,6 +96,22 @@ def full_get(server: Server, digest: str, size: int) -> float:
     return used
 
 
+def streamed_gets(server: Server, digests: list[str]) -> tuple[float, float]:
+    """Server CPU milliseconds per small blob GET streamed through the registry, and the median
+    milliseconds from request to last byte."""
+    with httpx.Client(base_url=f"http://{server.host}:{server.port}", timeout=60) as http:
+        took = []
+        before = server_cpu(server)
+        for digest in digests:
+            started = time.perf_counter()
+            response = http.get(f"/v2/{REPOSITORY}/blobs/{digest}")
+            took.append(time.perf_counter() - started)
+            if response.status_code != 200 or len(response.content) != SMALL:
+                raise RuntimeError(f"{server.name}: streamed GET answered {response.status_code}")
+        used = server_cpu(server) - before
+    return used * 1000 / len(digests), statistics.median(took) * 1000
+
+
 def redirected_gets(server: Server, digests: list[str]) -> float:
     """Server CPU milliseconds per GET answered with a redirect."""
     with httpx.Client(base_url=f"http://{server.host}:{server.port}", timeout=60) as http:
@@ -136,13 +157,16 @@ def main(argv: list[str] | None = None) -> None:
             pusher = servers[("after", False)]
             with httpx.Client(base_url=f"http://{pusher.host}:{pusher.port}", timeout=600) as http:
                 large = push(http, os.urandom(args.size * MiB))
-                small = [push(http, os.urandom(1000)) for _ in range(args.blobs)]
+                small = [push(http, os.urandom(SMALL)) for _ in range(args.blobs)]
             results: dict[tuple[str, str], list[float]] = {}
             names = list(commands)
             for number in range(args.rounds):
                 for name in names if number % 2 == 0 else names[::-1]:
                     full = full_get(servers[(name, False)], large, args.size * MiB)
                     results.setdefault(("full", name), []).append(full)
+                    cpu, latency = streamed_gets(servers[(name, False)], small)
+                    results.setdefault(("streamed", name), []).append(cpu)
+                    results.setdefault(("latency", name), []).append(latency)
                     redirected = redirected_gets(servers[(name, True)], small)
                     results.setdefault(("redirect", name), []).append(redirected)
                 print(f"round {number + 1}/{args.rounds} done", file=sys.stderr)
@@ -154,6 +178,12 @@ def main(argv: list[str] | None = None) -> None:
     print("| --- |" + " ---: |" * len(names))
     full_cells = [spread(results[("full", name)], 3) for name in names]
     print(f"| full GET of {args.size} MiB, server CPU s | " + " | ".join(full_cells) + " |")
+    streamed_cells = [spread(results[("streamed", name)], 2) for name in names]
+    print(
+        f"| GET of a {SMALL}-byte blob streamed, server CPU ms a GET | " + " | ".join(streamed_cells) + " |"
+    )
+    latency_cells = [spread(results[("latency", name)], 2) for name in names]
+    print(f"| GET of a {SMALL}-byte blob streamed, ms a GET (median) | " + " | ".join(latency_cells) + " |")
     redirect_cells = [spread(results[("redirect", name)], 2) for name in names]
     print("| GET answered 307, server CPU ms a GET | " + " | ".join(redirect_cells) + " |")
 

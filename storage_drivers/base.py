@@ -223,6 +223,24 @@ class StorageDriver(ABC):
             raise InvalidOffset(path, f"offset {offset} length {length}")
         return self._reader(check_path(path), offset, length)
 
+    reads_are_round_trips: bool = False
+    """Whether each read is a round trip to another host (S3): a caller that needs several reads
+    sends them at once, and opens a stream with ``sized_reader``, whose answer carries the
+    object's size. On a local filesystem a read answers from the CPU and the page cache: reads
+    in sequence cost less than tasks to run them side by side."""
+
+    async def sized_reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> tuple[int, AsyncIterator[bytes]]:
+        """The object's size, and its bytes as ``reader`` streams them, the read opened by now:
+        where ``reads_are_round_trips``, one request answers both. PathNotFound or InvalidOffset
+        (``offset`` beyond the end) are raised here. The caller reads the stream to its end or
+        closes it (``aclose``), even before its first chunk: an unread stream may hold a
+        connection."""
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidOffset(path, f"offset {offset} length {length}")
+        return await self._sized_reader(check_path(path), offset, length)
+
     unfinished_reads: bool = False
     """Whether ``unfinished_reader`` can read what a writer has written before its commit."""
 
@@ -393,6 +411,16 @@ class StorageDriver(ABC):
 
     async def _redirect_url(self, path: str) -> str | None:
         return None
+
+    async def _sized_reader(
+        self, path: str, offset: int, length: int | None
+    ) -> tuple[int, AsyncIterator[bytes]]:
+        size = await self._file_size(path)
+        if size is None:
+            raise PathNotFound(path)
+        if offset > size:
+            raise InvalidOffset(path, f"offset {offset} beyond the end")
+        return size, self._reader(path, offset, length)  # nothing is open before its first chunk
 
     async def _open_local(self, path: str) -> int | None:
         return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -575,6 +576,28 @@ class TestSmallReadsAndReadAhead:
         for _ in range(3):
             assert await driver.get_content("/blobs/big") == data
 
+    async def test_a_sized_read_closed_unread_lets_its_connection_go(
+        self, ceph_rgw: CephRGW, driver: S3Driver
+    ) -> None:
+        """The registry opens a blob's content while it reads the link, and closes it unread when
+        the repository does not hold the blob: each such stream lets its connection go at once,
+        though the caller still holds it."""
+        data = pattern(4 * READ_CHUNK, seed=9)
+        await driver.put_content("/blobs/sized", data)
+        before = _gateway_sockets(ceph_rgw.endpoint)
+        opened = [await driver.sized_reader("/blobs/sized", 5) for _ in range(4)]
+        assert [size for size, _ in opened] == [len(data)] * 4
+        during = _gateway_sockets(ceph_rgw.endpoint)
+        for _, chunks in opened:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        after = _gateway_sockets(ceph_rgw.endpoint)
+        assert during - after == 4, (before, during, after)
+        assert after <= before
+        # What is left carries the next read.
+        size, chunks = await driver.sized_reader("/blobs/sized", READ_CHUNK - 1, 3)
+        assert size == len(data)
+        assert b"".join([chunk async for chunk in chunks]) == data[READ_CHUNK - 1 : READ_CHUNK + 2]
+
     async def test_keys_that_need_encoding_are_signed_as_s3_checks(
         self, ceph_rgw: CephRGW, s3_bucket: str
     ) -> None:
@@ -633,6 +656,23 @@ class _Failing(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def _gateway_sockets(endpoint: str) -> int:
+    """This process's established TCP connections to ``endpoint``'s port."""
+    port = urlsplit(endpoint).port
+    inodes = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    inodes.add(f"socket:[{fields[9]}]")
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}") in inodes
+    return count
 
 
 @contextlib.contextmanager
@@ -1140,6 +1180,8 @@ async def pull(parameters):
             assert await driver.file_size("/blobs/a/data") == 4
             assert await driver.redirect_url("/blobs/a/data")
             assert b"".join([chunk async for chunk in driver.reader("/blobs/a/data")]) == b"blob"
+            size, chunks = await driver.sized_reader("/blobs/a/data")
+            assert (size, b"".join([chunk async for chunk in chunks])) == (4, b"blob")
     finally:
         await driver.close()
     return sorted(set(sys.modules) - loaded)
@@ -1150,7 +1192,7 @@ print(json.dumps(asyncio.run(pull(json.loads(sys.argv[1])))))
 
 @pytest.mark.s3
 def test_a_workers_first_requests_import_nothing(ceph_rgw: CephRGW, s3_bucket: str) -> None:
-    """A fresh worker's first GET of a link, HEAD, redirect and blob read import no module: what
+    """A fresh worker's first GET of a link, HEAD, redirect and blob reads import no module: what
     they need is loaded with the driver, not in the middle of the first requests (anyio's thread
     backend alone took about 35 ms)."""
     parameters = ceph_rgw.driver_parameters(s3_bucket, rootdirectory="/first-requests")

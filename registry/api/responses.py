@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..errors import RegistryError
+from ..storage.blobs import close_stream
 from ..zerocopy import ZEROCOPY_SEND
 
 
@@ -75,3 +78,34 @@ class ZeroCopyResponse(Response):
             await send(head)
             body = {"type": ZEROCOPY_SEND, "file": self.file, "offset": self.offset, "count": self.length}
             await send(body)
+
+
+class StreamedResponse(Response):
+    """``body`` sent as it is read, closed once sent or once the client has gone (checked between
+    chunks). Starlette's ``StreamingResponse`` watches for a client going away in an anyio task
+    group on servers of ASGI spec before 2.4 (uvicorn's): about 60 µs of CPU a response, and a
+    worker's first one imported anyio's asyncio backend (about 20 ms). Here a plain task does."""
+
+    def __init__(self, body: AsyncIterator[bytes], status: int, headers: dict[str, str]) -> None:
+        super().__init__(None, status, headers)
+        self.chunks = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            async for chunk in self.chunks:
+                if gone.done():
+                    return
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gone.cancel()
+            await close_stream(self.chunks)
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

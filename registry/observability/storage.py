@@ -102,6 +102,7 @@ class ObservedDriver(StorageDriver):
         self.creates_exclusively = driver.creates_exclusively
         self.deletes_exactly = driver.deletes_exactly
         self.listing_carries_stats = driver.listing_carries_stats
+        self.reads_are_round_trips = driver.reads_are_round_trips
         self.batches_in_flight = driver.batches_in_flight
         self.upload_memory = driver.upload_memory
         self._actions = {
@@ -141,6 +142,11 @@ class ObservedDriver(StorageDriver):
                 yield chunk
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
+
+    def _sized_reader(
+        self, path: str, offset: int, length: int | None
+    ) -> Coroutine[Any, Any, tuple[int, AsyncIterator[bytes]]]:
+        return self._actions["Reader"].timed(self.driver._sized_reader(path, offset, length))
 
     def _unfinished_reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         # Untimed: its callers poll it while a writer writes, not a request's wait.

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from storage_drivers import PathNotFound, StorageDriver
+from storage_drivers import InvalidOffset, PathNotFound, StorageDriver
 
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest, RepositoryName
@@ -24,11 +24,12 @@ class BlobStore:
 
     async def stat(self, name: RepositoryName, digest: Digest, *, fetching: bool = False) -> int:
         """The size of a blob that ``name`` holds; BLOB_UNKNOWN otherwise. ``fetching`` (a GET
-        of the content, which is most likely there): the link and the content's size are read
-        at once, one storage round trip instead of two (on S3 a GET and a HEAD); otherwise the
-        size only after the link, so a probe of an absent blob (a push's HEAD) costs one read."""
+        of the content, which is most likely there) where each read is a round trip: the link
+        and the content's size are read at once, one round trip instead of two (on S3 a GET and
+        a HEAD); otherwise the size only after the link, so a probe of an absent blob (a push's
+        HEAD) costs one read."""
         link = has_link(self._driver, paths.layer_link(name, digest), digest)
-        if fetching:
+        if fetching and self._driver.reads_are_round_trips:
             linked, size = await asyncio.gather(link, self.size(digest))
         else:
             linked, size = await link, None
@@ -49,6 +50,34 @@ class BlobStore:
         except PathNotFound:
             raise RegistryError(ErrorCode.BLOB_UNKNOWN) from None
         return _continued(first, chunks)
+
+    async def fetch(
+        self, name: RepositoryName, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> tuple[int, AsyncIterator[bytes]] | None:
+        """The size of a blob that ``name`` holds and its bytes (``length`` of them, None: to the
+        end, from ``offset``), the link and the content read at once: one round trip where
+        reads are round trips; BLOB_UNKNOWN when ``name`` does not hold it, and nothing read of
+        the content reaches the caller. None where reads are not round trips (``stat`` then
+        ``open`` cost no more) or ``offset`` is beyond the end: ``stat`` tells which."""
+        if not self._driver.reads_are_round_trips:
+            return None
+        linked, opened = await asyncio.gather(
+            has_link(self._driver, paths.layer_link(name, digest), digest),
+            self._driver.sized_reader(paths.blob_data(digest), offset, length),
+            return_exceptions=True,
+        )
+        if isinstance(opened, BaseException):
+            if linked is True and isinstance(opened, InvalidOffset):
+                return None
+            if linked is True and not isinstance(opened, PathNotFound):
+                raise opened
+        elif linked is not True:
+            await close_stream(opened[1])  # release the connection: none of it goes out
+        if isinstance(linked, BaseException):
+            raise linked
+        if not linked or isinstance(opened, BaseException):
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)})
+        return opened
 
     async def redirect_url(self, digest: Digest) -> str | None:
         return await self._driver.redirect_url(paths.blob_data(digest))
@@ -122,6 +151,11 @@ async def _continued(first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterato
         async for chunk in chunks:
             yield chunk
     finally:
-        close = getattr(chunks, "aclose", None)  # release the open file or connection early
-        if close is not None:
-            await close()
+        await close_stream(chunks)
+
+
+async def close_stream(chunks: AsyncIterator[bytes]) -> None:
+    """Release the open file or connection behind a stream not read to its end."""
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()

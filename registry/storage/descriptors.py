@@ -132,6 +132,17 @@ class CachedBlobs:
                 self._cache.forget_digest(digest)  # collected meanwhile
             raise
 
+    async def fetch(
+        self, name: RepositoryName, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> tuple[int, AsyncIterator[bytes]] | None:
+        if self._cache.blob_size(name, digest) is not None:
+            return None  # the link is known: ``stat`` answers at once, then the content alone
+        since = self._cache.generation
+        fetched = await self._inner.fetch(name, digest, offset, length)
+        if fetched is not None:
+            self._cache.hold_blob(name, digest, fetched[0], since)
+        return fetched
+
     async def redirect_url(self, digest: Digest) -> str | None:
         return await self._inner.redirect_url(digest)
 

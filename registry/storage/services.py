@@ -28,6 +28,14 @@ class BlobService(Protocol):
     async def open(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """The blob's bytes, BLOB_UNKNOWN when it is gone."""
 
+    async def fetch(
+        self, name: RepositoryName, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> tuple[int, AsyncIterator[bytes]] | None:
+        """The size of a blob that ``name`` holds and a stream of its bytes from ``offset`` (the
+        caller reads it to its end or closes it), the link and the content read at once;
+        BLOB_UNKNOWN otherwise. None when ``stat`` and ``open`` serve better, or ``offset`` is
+        beyond the end."""
+
     async def redirect_url(self, digest: Digest) -> str | None:
         """Where clients can fetch the blob from storage directly, when the driver offers it."""
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from offload import to_thread
 
-from .lean import ObjectHead, Readable, byte_range
+from .lean import ObjectHead, Readable, byte_range, object_size
 from .listing import LIST_PAGE, Listed, ListPage, Part, Upload
 
 if TYPE_CHECKING:
@@ -33,13 +33,17 @@ class BotoObjects:
             return self._client.get_object(Bucket=self._bucket, Key=key, IfMatch=if_match)["Body"].read()
         return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
 
-    def open(self, key: str, first: int, end: int | None, if_match: str = "") -> tuple[Readable, str]:
+    def open(self, key: str, first: int, end: int | None, if_match: str = "") -> tuple[Readable, str, int]:
         wanted = byte_range(first, end)["Range"]
         if if_match:
             answer = self._client.get_object(Bucket=self._bucket, Key=key, Range=wanted, IfMatch=if_match)
         else:
             answer = self._client.get_object(Bucket=self._bucket, Key=key, Range=wanted)
-        return answer["Body"], answer["ETag"]
+        return (
+            answer["Body"],
+            answer["ETag"],
+            object_size(answer.get("ContentRange"), answer["ContentLength"]),
+        )
 
     async def head_async(self, key: str) -> ObjectHead:
         return await to_thread(self.head, key)

@@ -116,6 +116,7 @@ def _credentials(settings: S3Settings) -> Credentials | None:
 class S3Driver(StorageDriver):
     name = "s3"
     listing_carries_stats = True
+    reads_are_round_trips = True
     # Streamed parts send each batch on as it comes: 8 uploads at once on a worker hold 6 MiB
     # in batches of 256 KiB instead of 12 MiB in batches of 512 KiB (bench/S3.md).
     upload_memory = (4 << 20, 256 << 10)
@@ -232,28 +233,58 @@ class S3Driver(StorageDriver):
 
         await asyncio.gather(*(worker() for _ in range(min(PUTS_IN_FLIGHT, len(pending)))))
 
-    async def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
-        key = self._key(path)
+    def _reader(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        return self._streamed(path, offset, None if length is None else offset + length, None)
+
+    async def _sized_reader(
+        self, path: str, offset: int, length: int | None
+    ) -> tuple[int, AsyncIterator[bytes]]:
+        """One GET: its Content-Range gives the size."""
         end = None if length is None else offset + length
         if end == offset:
-            if offset > (await self._head(path)).size:
-                raise InvalidOffset(path, f"offset {offset} beyond the end")
+            return await super()._sized_reader(path, offset, length)
+        try:
+            body, etag, size = await in_thread(
+                path, partial(self._bulk_objects.open, self._key(path), offset, end, "")
+            )
+        except InvalidOffset:  # at or past the end (or an empty object): the HEAD tells which
+            return await super()._sized_reader(path, offset, length)
+        chunks = self._streamed(path, offset, end, (body, etag))
+        await anext(chunks)  # started: closing it from now on closes the body, read or not
+        return size, chunks
+
+    async def _streamed(
+        self, path: str, position: int, end: int | None, opened: tuple[Readable, str] | None
+    ) -> AsyncGenerator[bytes]:
+        """The bytes from ``position`` to ``end`` (None: the object's end). ``opened``: a body
+        already opened there and its ETag, for which an empty piece comes first."""
+        key, resumes, etag = self._key(path), 0, ""
+        if opened is None and end == position:
+            if position > (await self._head(path)).size:
+                raise InvalidOffset(path, f"offset {position} beyond the end")
             return
-        position, resumes, etag = offset, 0, ""
         while end is None or position < end:
-            # A resumed read asks for the version it began with: it never splices a replaced object.
-            try:
-                body, etag = await in_thread(path, partial(self._bulk_objects.open, key, position, end, etag))
-            except InvalidOffset:
-                # Range starts at or past the end: an empty read at the end, else an error.
-                if position > (await self._head(path)).size:
-                    raise
-                return
+            if opened is not None:
+                body, etag = opened
+            else:
+                # A resumed read asks for the version it began with: it never splices a replaced object.
+                try:
+                    body, etag, _ = await in_thread(
+                        path, partial(self._bulk_objects.open, key, position, end, etag)
+                    )
+                except InvalidOffset:
+                    # Range starts at or past the end: an empty read at the end, else an error.
+                    if position > (await self._head(path)).size:
+                        raise
+                    return
             if isinstance(body, Stream) and body.on_loop:
                 pieces = _received(body)
             else:
                 pieces = _read_in_threads(body, None if end is None else end - position)
             try:
+                if opened is not None:
+                    opened = None
+                    yield b""
                 async for piece in pieces:
                     position += len(piece)
                     yield piece
@@ -265,6 +296,7 @@ class S3Driver(StorageDriver):
                     raise translate(path, exc) from exc
             finally:
                 await pieces.aclose()
+                body.close()  # ``pieces`` closes it, unless it was closed before it started
 
     async def _writer(self, path: str, append: bool) -> FileWriter:
         key = self._key(path)

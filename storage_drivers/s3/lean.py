@@ -101,9 +101,9 @@ class ObjectCalls(Protocol):
 
     def get(self, key: str, if_match: str = "") -> bytes: ...
 
-    def open(self, key: str, first: int, end: int | None, if_match: str = "") -> tuple[Readable, str]:
+    def open(self, key: str, first: int, end: int | None, if_match: str = "") -> tuple[Readable, str, int]:
         """The object's bytes from ``first`` to ``end`` (exclusive; None: to its end) as a stream
-        to read and close, and the ETag of the version they come from."""
+        to read and close, the ETag of the version they come from, and that version's size."""
         ...
 
     def head(self, key: str) -> ObjectHead: ...
@@ -223,13 +223,18 @@ class LeanObjects:
     def get(self, key: str, if_match: str = "") -> bytes:
         return self._call("GET", key, headers={"If-Match": if_match} if if_match else None)[0].body
 
-    def open(self, key: str, first: int, end: int | None, if_match: str = "") -> tuple[Readable, str]:
+    def open(self, key: str, first: int, end: int | None, if_match: str = "") -> tuple[Readable, str, int]:
         headers = byte_range(first, end)
         if if_match:
             headers["If-Match"] = if_match
         answer, stream = self._call("GET", key, headers=headers, stream=True)
         assert stream is not None  # a 2xx answer to a streamed GET
-        return stream, answer.headers["ETag"]
+        headers_in = answer.headers
+        return (
+            stream,
+            headers_in["ETag"],
+            object_size(headers_in.get("Content-Range"), headers_in["Content-Length"]),
+        )
 
     def head(self, key: str) -> ObjectHead:
         return _object_head(self._call("HEAD", key)[0].headers)
@@ -490,6 +495,14 @@ class LeanObjects:
 def byte_range(first: int, end: int | None) -> dict[str, str]:
     """The Range header of bytes ``first`` to ``end`` (exclusive; None: to the object's end)."""
     return {"Range": f"bytes={first}-{'' if end is None else end - 1}"}
+
+
+def object_size(content_range: str | None, content_length: str | int) -> int:
+    """The whole object's size from a ranged GET's answer: the total of its ``Content-Range``
+    (``bytes 0-99/1234``), or its length where the store sent it all (200)."""
+    if content_range:
+        return int(content_range.rpartition("/")[2])
+    return int(content_length)
 
 
 def _object_head(headers: http.client.HTTPMessage) -> ObjectHead:

@@ -258,7 +258,7 @@ class S3Writer(FileWriter):
     def _send_tail(self, piece: _Piece) -> None:
         streams = self._streams
         assert streams is not None
-        stream, _ = self._bulk_objects.open(self._pending_key, 0, None, self._tail_etag or "")
+        stream, _, _ = self._bulk_objects.open(self._pending_key, 0, None, self._tail_etag or "")
         new_bytes = piece.length - piece.tail
         try:
             while (left := piece.outgoing.left - new_bytes) > 0:

@@ -66,6 +66,27 @@ def test_repeated_heads_of_a_blob_read_the_bucket_once(
     assert 1 <= reads <= 2, reads  # the layer link and the blob's size, once (40 without the cache)
 
 
+def test_a_get_of_a_blob_reads_its_link_and_its_content_at_once(
+    cached: tuple[RunningRegistry, Scraper], http: httpx.Client, new_repository: Callable[[], str]
+) -> None:
+    """On a miss, the content's GET answers its size: no HEAD of it apart; then from the cache,
+    the content alone."""
+    _, scraper = cached
+    repo = new_repository()
+    data = os.urandom(10_000)
+    digest = push_blob(http, repo, data)
+    for links in (1, 0):
+        before = scraper.samples()
+        assert expect(http.get(f"/v2/{repo}/blobs/{digest}"), 200).content == data
+        after = scraper.samples()
+        counts = {
+            action: value(after, "registry_storage_action_seconds_count", action=action, driver="s3")
+            - value(before, "registry_storage_action_seconds_count", action=action, driver="s3")
+            for action in ("GetContent", "Stat", "Reader")
+        }
+        assert counts == {"GetContent": links, "Stat": 0, "Reader": 1}, counts
+
+
 def test_repeated_gets_of_a_manifest_by_digest_read_the_bucket_once(
     cached: tuple[RunningRegistry, Scraper], http: httpx.Client, new_repository: Callable[[], str]
 ) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,15 @@ import httpx
 import pytest
 import yaml
 
+from tests.s3.faults import gateway_address, through
 from tests.support.ceph import CephRGW
 from tests.support.containers import ContainerTools
 from tests.support.images import every_blob, random_image, write_oci_layout
 from tests.support.processes import ServerProcess, free_port
 from tests.support.pushing import push_blob, push_blob_chunked
-from tests.support.registry import RunningRegistry
+from tests.support.registry import RunningRegistry, StartRegistry, s3_storage
 from tests.support.served import Served
+from tests.support.stall import StallingRelay
 
 pytestmark = pytest.mark.s3
 
@@ -82,6 +86,96 @@ def test_blob_get_is_streamed_when_redirects_are_disabled(
         ranged = http.get(f"/v2/{repo}/blobs/{digest}", headers={"Range": "bytes=1048570-2097160"})
         assert ranged.status_code == 206
         assert ranged.content == data[1048570:2097161]
+
+
+def test_a_streamed_get_checks_the_link_and_the_range_before_any_byte(
+    s3_registry_server_noredirect: RunningRegistry, new_repository: Callable[[], str]
+) -> None:
+    """A GET through the registry opens the content while it reads the repository's link: a blob
+    another repository holds answers 404 BLOB_UNKNOWN, none of its bytes; a Range is answered by
+    the registry's own rules against the size the content's answer gave (416 with that size),
+    whatever S3 makes of it."""
+    repo, other = new_repository(), new_repository()
+    data = os.urandom(MIB + 7)
+    size = len(data)
+    with httpx.Client(base_url=s3_registry_server_noredirect.url, timeout=60) as http:
+        digest, empty = push_blob(http, repo, data), push_blob(http, repo, b"")
+        for _ in range(3):  # the content found while the link is missing: closed each time
+            for headers in ({}, {"Range": "bytes=0-"}, {"Range": "bytes=5-10"}, {"Range": "bytes=-3"}):
+                missing = http.get(f"/v2/{other}/blobs/{digest}", headers=headers)
+                assert missing.status_code == 404, missing.text
+                assert missing.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+        whole = http.get(f"/v2/{repo}/blobs/{digest}")
+        assert whole.status_code == 200
+        assert whole.headers["Content-Length"] == str(size)
+        assert whole.content == data
+        satisfiable = {
+            "bytes=0-": (0, size - 1),
+            "bytes=5-": (5, size - 1),
+            "bytes=5-10": (5, 10),
+            f"bytes={size - 1}-": (size - 1, size - 1),
+            f"bytes=10-{size + 1000}": (10, size - 1),
+            f"bytes=10-{10**30}": (10, size - 1),
+            "bytes=-100": (size - 100, size - 1),
+            f"bytes=-{size + 5}": (0, size - 1),
+        }
+        for header, (first, last) in satisfiable.items():
+            ranged = http.get(f"/v2/{repo}/blobs/{digest}", headers={"Range": header})
+            assert ranged.status_code == 206, (header, ranged.text)
+            assert ranged.headers["Content-Range"] == f"bytes {first}-{last}/{size}", header
+            assert ranged.headers["Content-Length"] == str(last - first + 1), header
+            assert ranged.content == data[first : last + 1], header
+        unsatisfiable = [
+            f"bytes={size}-",
+            f"bytes={size + 5}-",
+            f"bytes={size + 5}-{size + 10}",
+            "bytes=10-5",
+            "bytes=-0",
+            "bytes=5-10,20-30",
+            "bytes=x-",
+            "items=0-5",
+        ]
+        for header in unsatisfiable:
+            refused = http.get(f"/v2/{repo}/blobs/{digest}", headers={"Range": header})
+            assert refused.status_code == 416, (header, refused.status_code)
+            assert refused.headers["Content-Range"] == f"bytes */{size}", header
+            assert refused.json()["errors"][0]["code"] == "SIZE_INVALID"
+        assert http.get(f"/v2/{repo}/blobs/{empty}").content == b""
+        refused = http.get(f"/v2/{repo}/blobs/{empty}", headers={"Range": "bytes=0-"})
+        assert refused.status_code == 416
+        assert refused.headers["Content-Range"] == "bytes */0"
+
+
+def test_a_client_hanging_up_stops_the_read_from_the_bucket(
+    start_registry: StartRegistry, ceph_rgw: CephRGW, new_repository: Callable[[], str]
+) -> None:
+    """A client that leaves in the middle of a blob stops the registry's read of it from the
+    gateway (the bytes a relay in front of the gateway passes on), not just the sending."""
+    with StallingRelay(gateway_address(ceph_rgw), lambda _: False) as relay:
+        storage = through(relay, s3_storage(ceph_rgw, redirect=False))
+        server = start_registry({"storage": storage}, workers=1)
+        repo = new_repository()
+        data = os.urandom(64 * MIB)
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            digest = push_blob(http, repo, data)
+        before = relay.answered
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", server.port)) as client:
+                request = f"GET /v2/{repo}/blobs/{digest} HTTP/1.1\r\nHost: registry\r\n\r\n"
+                client.sendall(request.encode())
+                taken = 0
+                while taken < MIB:
+                    taken += len(client.recv(1 << 16))
+        answered = relay.answered
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the reads have settled
+            time.sleep(0.5)
+            answered, last = relay.answered, answered
+            if answered == last:
+                break
+        server.stop()
+    relayed = answered - before
+    assert relayed < len(data), f"{relayed / MIB:.0f} MiB read from the gateway for two hung-up GETs"
 
 
 @pytest.mark.parametrize("redirects", [True, False], ids=["redirected", "streamed"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from registry.errors import ErrorCode
 from registry.lifecycle.guard import PushGuard
 from registry.references import Digest, RepositoryName
 from registry.storage import Storage, paths
-from storage_drivers import PathNotFound
+from storage_drivers import InvalidOffset, PathNotFound, StorageUnavailable
 from storage_drivers.filesystem import FilesystemDriver
 
 from .recording import RecordingDriver, put_blob, raises, repository
@@ -138,12 +139,16 @@ async def test_ingest_moves_new_content_in_and_drops_a_second_copy(
 
 
 class _OrderRecordingDriver(RecordingDriver):
-    """Records when each read of a blob's link and of a content's size starts and ends; a link
-    read lets other tasks run in between, as a storage round trip does."""
+    """Records when each read of a blob's link, of a content's size and each opening of its
+    content starts and ends, and whether each opened stream was closed; a link read lets other
+    tasks run in between, as a storage round trip does. ``reads_are_round_trips`` as asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, round_trips: bool = True) -> None:
         super().__init__()
+        self.reads_are_round_trips = round_trips
         self.events: list[str] = []
+        self.streams: list[_Tracked] = []
+        self.link_failure: Exception | None = None
 
     async def _get_content(self, path: str) -> bytes:
         if "/_layers/" not in path:
@@ -152,6 +157,8 @@ class _OrderRecordingDriver(RecordingDriver):
         try:
             for _ in range(3):
                 await asyncio.sleep(0)
+            if self.link_failure is not None:
+                raise self.link_failure
             return await super()._get_content(path)
         finally:
             self.events.append("link answered")
@@ -160,15 +167,47 @@ class _OrderRecordingDriver(RecordingDriver):
         self.events.append("size read")
         return await super()._file_size(path)
 
+    async def _sized_reader(
+        self, path: str, offset: int, length: int | None
+    ) -> tuple[int, AsyncIterator[bytes]]:
+        # As a GET answers: the size comes with the content, no size read apart.
+        self.events.append("content opened")
+        size = len(await super()._get_content(path))
+        if offset > size:
+            raise InvalidOffset(path, "beyond the end")
+        stream = _Tracked(self._reader(path, offset, length))
+        self.streams.append(stream)
+        return size, stream
 
+
+class _Tracked:
+    """An opened stream that says whether it was closed."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self.closed = False
+
+    def __aiter__(self) -> _Tracked:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("round_trips", [True, False], ids=["remote", "local"])
 @pytest.mark.parametrize("fetching", [True, False], ids=["fetching", "probing"])
-async def test_a_fetching_stat_reads_the_link_and_the_size_at_once(fetching: bool) -> None:
-    driver = _OrderRecordingDriver()
+async def test_a_fetching_stat_reads_the_link_and_the_size_at_once(fetching: bool, round_trips: bool) -> None:
+    """At once only where a read is a round trip: on a filesystem, in sequence costs less."""
+    driver = _OrderRecordingDriver(round_trips)
     storage = Storage(driver, PushGuard(driver))
     digest = await put_blob(storage, APP, b"layer")
     driver.events.clear()
+    at_once = fetching and round_trips
     assert await storage.blobs.stat(APP, digest, fetching=fetching) == len(b"layer")
-    if fetching:  # one round trip: the size is asked for before the link's answer is in
+    if at_once:  # one round trip: the size is asked for before the link's answer is in
         assert driver.events == ["link read", "size read", "link answered"]
     else:
         assert driver.events == ["link read", "link answered", "size read"]
@@ -176,8 +215,64 @@ async def test_a_fetching_stat_reads_the_link_and_the_size_at_once(fetching: boo
     driver.events.clear()
     with raises(ErrorCode.BLOB_UNKNOWN):
         await storage.blobs.stat(OTHER, digest, fetching=fetching)
-    assert ("size read" in driver.events) is fetching
+    assert ("size read" in driver.events) is at_once
     # With the link but without the content (collected meanwhile), too.
     await driver.delete(paths.blob_data(digest).rsplit("/", 1)[0])
     with raises(ErrorCode.BLOB_UNKNOWN):
         await storage.blobs.stat(APP, digest, fetching=fetching)
+
+
+async def _fetched(
+    storage: Storage, digest: Digest, offset: int = 0, length: int | None = None
+) -> tuple[int, bytes]:
+    fetched = await storage.blobs.fetch(APP, digest, offset, length)
+    assert fetched is not None
+    size, chunks = fetched
+    return size, b"".join([chunk async for chunk in chunks])
+
+
+async def test_a_fetch_opens_the_content_while_the_link_is_read() -> None:
+    driver = _OrderRecordingDriver()
+    storage = Storage(driver, PushGuard(driver))
+    data = os.urandom(100_000)
+    digest = await put_blob(storage, APP, data)
+    driver.events.clear()
+    assert await _fetched(storage, digest) == (len(data), data)
+    # One round trip: the content is opened before the link's answer is in, no size read apart.
+    assert driver.events == ["link read", "content opened", "link answered"]
+    assert await _fetched(storage, digest, 99_990) == (len(data), data[99_990:])
+    assert await _fetched(storage, digest, 10, 5) == (len(data), data[10:15])
+    assert await _fetched(storage, digest, 99_990, 500) == (len(data), data[99_990:]), "clipped at the end"
+    assert await _fetched(storage, digest, len(data)) == (len(data), b"")
+    assert await storage.blobs.fetch(APP, digest, len(data) + 1) is None, "beyond the end: stat tells"
+
+
+async def test_a_fetch_of_a_blob_the_repository_does_not_hold_closes_what_it_opened() -> None:
+    driver = _OrderRecordingDriver()
+    storage = Storage(driver, PushGuard(driver))
+    digest = await put_blob(storage, APP, os.urandom(1000))
+    with raises(ErrorCode.BLOB_UNKNOWN):
+        await storage.blobs.fetch(OTHER, digest)
+    assert [stream.closed for stream in driver.streams] == [True]
+    # A link that cannot be read: its error, and the content closed all the same.
+    driver.link_failure = StorageUnavailable("link", "the store is down")
+    with pytest.raises(StorageUnavailable):
+        await storage.blobs.fetch(APP, digest)
+    assert [stream.closed for stream in driver.streams] == [True, True]
+    # The link without the content (collected meanwhile): unknown, nothing opened.
+    driver.link_failure = None
+    await driver.delete(paths.blob_data(digest).rsplit("/", 1)[0])
+    with raises(ErrorCode.BLOB_UNKNOWN):
+        await storage.blobs.fetch(APP, digest)
+    assert len(driver.streams) == 2
+    with raises(ErrorCode.BLOB_UNKNOWN):
+        await storage.blobs.fetch(OTHER, Digest.of(b"never pushed"))
+
+
+async def test_a_fetch_where_reads_are_local_leaves_it_to_stat_and_open() -> None:
+    driver = _OrderRecordingDriver(round_trips=False)
+    storage = Storage(driver, PushGuard(driver))
+    digest = await put_blob(storage, APP, b"layer")
+    driver.events.clear()
+    assert await storage.blobs.fetch(APP, digest) is None
+    assert driver.events == []

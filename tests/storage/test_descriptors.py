@@ -80,6 +80,26 @@ async def test_repeated_stats_of_a_blob_read_storage_once(storage: Storage, driv
     assert await storage.blobs.stat(APP, digest) == 500
 
 
+async def test_a_fetch_is_remembered_then_left_to_the_cache(
+    driver: CountingDriver, cache: DescriptorCache
+) -> None:
+    driver.reads_are_round_trips = True
+    storage = Storage(driver, PushGuard(driver), descriptors=cache)
+    digest = await put_blob(storage, APP, b"layer" * 100)
+    fetched = await storage.blobs.fetch(APP, digest)
+    assert fetched is not None
+    assert fetched[0] == 500
+    assert b"".join([chunk async for chunk in fetched[1]]) == b"layer" * 100
+    # Known now: a fetch leaves it to ``stat``, which answers without storage, then ``open``.
+    assert await storage.blobs.fetch(APP, digest) is None
+    assert await reads_of(driver, 5, lambda: storage.blobs.stat(APP, digest, fetching=True)) == 0
+    # What another repository does not hold is never remembered.
+    with raises(ErrorCode.BLOB_UNKNOWN):
+        await storage.blobs.fetch(OTHER, digest)
+    with raises(ErrorCode.BLOB_UNKNOWN):
+        await storage.blobs.stat(OTHER, digest)
+
+
 async def test_without_the_cache_every_stat_reads_storage(driver: CountingDriver) -> None:
     storage = Storage(driver, PushGuard(driver))
     digest = await put_blob(storage, APP, b"layer" * 100)

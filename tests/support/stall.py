@@ -43,6 +43,9 @@ class StallingRelay:
         self._flowing.set()
         self._closed = False
         self._sockets: list[socket.socket] = []
+        self.answered = 0
+        """Bytes relayed from ``upstream`` to the clients."""
+        self._counting = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -101,6 +104,9 @@ class StallingRelay:
                 if self._closed:
                     return
                 sink.sendall(chunk)
+                if not requests:
+                    with self._counting:
+                        self.answered += len(chunk)
         except OSError:
             pass
         finally:
