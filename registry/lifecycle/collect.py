@@ -125,14 +125,19 @@ async def _inventory(driver: StorageDriver, options: Options) -> _Walk:
         stat |= Stat.REVISIONS if options.delete_untagged else Stat(0)
     else:
         stat |= Stat.BLOBS | Stat.REVISIONS
-    recorded = await known.load(driver)
+    recorded = known.Known()
+
+    async def recall() -> known.Known:
+        nonlocal recorded
+        recorded = await known.load(driver)
+        return recorded
+
     inventory = await take_inventory(
         driver,
         tag_targets=options.delete_untagged or bool(options.retention),
         tag_history=options.delete_untagged,
         stat=stat,
-        known=recorded.references,
-        sizes=recorded.sizes,
+        recall=recall,
         workers=options.workers,
     )
     return _Walk(inventory, recorded)

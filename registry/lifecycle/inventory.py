@@ -10,7 +10,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from storage_drivers import FileInfo, PathNotFound, StorageDriver
 
@@ -101,6 +101,22 @@ class Inventory:
     def repository(self, name: RepositoryName) -> Repository:
         """``name``'s record, made empty the first time."""
         return self.repositories.setdefault(name, Repository())
+
+
+class Recalled(Protocol):
+    """What the last run found (``known.Known``), by raw digest."""
+
+    @property
+    def references(self) -> Mapping[bytes, References]: ...
+
+    @property
+    def sizes(self) -> Mapping[bytes, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Nothing:
+    references: Mapping[bytes, References] = field(default_factory=dict)
+    sizes: Mapping[bytes, int] = field(default_factory=dict)
 
 
 async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[R]], in_flight: int) -> list[R]:
@@ -216,6 +232,7 @@ async def _scan(
     sizes: Mapping[bytes, int],
     *,
     workers: int,
+    meanwhile: Callable[[], Awaitable[None]],
 ) -> None:
     """The layout's objects below the directories of ``level``, found by listing names and
     stat-ing the files they must hold: where every stat costs a call (a filesystem), one stat
@@ -224,17 +241,24 @@ async def _scan(
     is parsed back. Tag history links are listed only with ``history``. A blob whose size
     ``sizes`` holds (by raw digest) is not stat-ed for it. The first level of ``SPLIT_FROM``
     directories or more is split among ``workers`` processes (``shares.scan_in_shares``) when
-    the driver's storage can be listed from a forked child."""
+    the driver's storage can be listed from a forked child. ``meanwhile`` runs once, while
+    the children scan (else after the scan)."""
     while level:
         if workers > 1 and driver.lists_in_forks and len(level) >= SPLIT_FROM:
             await shares.scan_in_shares(
                 inventory,
                 level,
                 workers,
-                lambda part, share: _scan(driver, part, share, history, sizes, workers=1),
+                lambda part, chunk: _scan(driver, part, chunk, history, sizes, workers=1, meanwhile=_nothing),
+                meanwhile,
             )
             return
         level = await _step(driver, inventory, level, history, sizes)
+    await meanwhile()
+
+
+async def _nothing() -> None:
+    pass
 
 
 async def _step(
@@ -476,28 +500,42 @@ async def take_inventory(
     tag_targets: bool = True,
     tag_history: bool = True,
     stat: Stat = Stat.ALL,
-    known: Mapping[bytes, References] | None = None,
-    sizes: Mapping[bytes, int] | None = None,
+    recall: Callable[[], Awaitable[Recalled]] | None = None,
     workers: int = 1,
 ) -> Inventory:
     """Everything stored. ``tag_targets=False`` leaves tag links unread (a run that keeps every
     manifest needs only to know a tag is there): on S3 a request saved per tag.
     ``tag_history=False`` lets the scan of a filesystem skip each tag's history links, which
     only a run that deletes untagged manifests needs (a walk finds them at no cost). The
-    manifests ``known`` holds (the last run's findings, ``known.py``) are not read again, unless
+    manifests of the last run's findings (``recall``, ``known.py``) are not read again, unless
     their blob was not found: then they are read, so that missing content refers to nothing; nor
-    are the blobs whose ``sizes`` it holds stat-ed. A large filesystem is scanned by up to
-    ``workers`` processes, forked: a command's, never a server's (its threads serve requests)."""
+    are the blobs whose sizes they hold stat-ed. A large filesystem is scanned by up to
+    ``workers`` processes, forked: a command's, never a server's (its threads serve requests);
+    unless the scan needs the sizes, the findings are recalled while the children scan."""
     inventory = Inventory(tag_targets=tag_targets, tag_history=tag_history)
     repositories = inventory.repositories
+    recalled: Recalled = _Nothing()
+
+    async def recall_once() -> None:
+        nonlocal recalled
+        if recall is not None:
+            recalled = await recall()
+
     if driver.listing_carries_stats:
+        await recall_once()
         found = _finder(inventory)
         shards = await _shards(driver, inventory)
         await bounded(shards, lambda shard: _walk_into(driver, shard, found), driver.batches_in_flight)
     else:
         inventory.stated = stat
         level = [(paths.BLOBS, _Kind.BLOBS, _At()), (paths.REPOSITORIES, _Kind.TREE, _At())]
-        await _scan(driver, inventory, level, tag_history, sizes or {}, workers=workers)
+        if stat & Stat.BLOBS:
+            await recall_once()
+            await _scan(
+                driver, inventory, level, tag_history, recalled.sizes, workers=workers, meanwhile=_nothing
+            )
+        else:
+            await _scan(driver, inventory, level, tag_history, {}, workers=workers, meanwhile=recall_once)
     tag_links = [
         (name, tag)
         for name, repository in repositories.items()
@@ -508,15 +546,15 @@ async def take_inventory(
     for (name, tag), target in zip(tag_links, targets, strict=True):
         if target is not None:
             repositories[name].tags[tag] = target
-    known = known or {}
+    known = recalled.references
     blobs = inventory.blobs
     manifests: dict[bytes, References | None] = {}
     for repository in repositories.values():
         for digest in repository.revisions:
             key = raw(digest)
-            recalled = known.get(key)
-            if recalled is not None and blobs.holds_raw(key):
-                manifests[key] = recalled
+            references = known.get(key)
+            if references is not None and blobs.holds_raw(key):
+                manifests[key] = references
             else:
                 manifests.setdefault(key, None)
     unread = [key for key, references in manifests.items() if references is None]

@@ -1,15 +1,15 @@
 """A scan of a filesystem split among forked processes (``forks``): the directories of one level
-dealt into shares, each share's findings handed back in plain strings, bytes and arrays, and
-taken into the command's inventory. What a share is and how it is scanned is the caller's
-(``inventory``), passed in as a callable."""
+dealt into chunks the processes take in turn, each child's findings handed back in plain
+strings, bytes and arrays and taken into the command's inventory. What a chunk is and how it is
+scanned is the caller's (``inventory``), passed in as a callable."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import os
 import pickle
 from array import array
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..references import HEX_LENGTHS, Digest, RepositoryName, Tag
@@ -21,31 +21,73 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 Scan = Callable[["Inventory", list[T]], Coroutine[Any, Any, None]]
-"""What scans the trees below a share's directories into an inventory."""
+"""What scans the trees below a chunk's directories into an inventory."""
 
 
-async def scan_in_shares(inventory: Inventory, level: list[T], workers: int, scan: Scan[T]) -> None:
-    """The scan below ``level``, its directories dealt in turn into ``workers`` shares (blob
-    prefixes and repositories alike: each share gets some of each): this process scans the
-    first share while forked children scan the others, then takes in what each found. The
-    trees below the level's directories are apart, so the shares together find exactly what one
-    scan of the level would; a share that fails fails the scan."""
-    shares = [share for share in (level[start::workers] for start in range(workers)) if share]
+CHUNKS_PER_WORKER = 8
+"""Pieces of the split level per process: enough that one that is slowed (its core busy, or the
+command's own work ``meanwhile``) leaves the rest to the others, few enough that each piece's
+levels still fill the driver's batches."""
 
-    def scan_share(share: list[T]) -> bytes:
+
+async def scan_in_shares(
+    inventory: Inventory,
+    level: list[T],
+    workers: int,
+    scan: Scan[T],
+    meanwhile: Callable[[], Awaitable[None]],
+) -> None:
+    """The scan below ``level`` by this process and ``workers - 1`` forked children, then what
+    each child found taken in. The level's directories are dealt in turn into chunks (blob
+    prefixes and repositories alike: each chunk gets some of each), which the processes take
+    one at a time from a pipe as each finishes its last: a chunk read by one is gone for the
+    others, and once the pipe is empty every chunk was taken. This process runs ``meanwhile``
+    first, after the children started. The trees below the level's directories are apart, so
+    the chunks together find exactly what one scan of the level would; a child that fails
+    fails the scan."""
+    chunks = _deal(level, workers * CHUNKS_PER_WORKER)
+    tokens = _tokens(len(chunks))
+
+    async def scan_taken(into: Inventory) -> None:
+        while taken := os.read(tokens, 1):
+            await scan(into, chunks[taken[0]])
+
+    def scan_share() -> bytes:
         part = inventory.part()
-        asyncio.run(scan(part, share))
+        asyncio.run(scan_taken(part))
         return _encode(part)
 
     children: list[forks.Child] = []
     try:
-        children = [forks.start(functools.partial(scan_share, share)) for share in shares[1:]]
-        await scan(inventory, shares[0])
+        children = [forks.start(scan_share) for _ in range(workers - 1)]
+        await meanwhile()
+        await scan_taken(inventory)
         for child in children:
             _merge(inventory, await forks.result(child))
     finally:
+        os.close(tokens)
         for child in children:
             forks.stop(child)
+
+
+def _deal(level: list[T], count: int) -> list[list[T]]:
+    count = min(count, len(level), _MAX_CHUNKS)
+    return [level[start::count] for start in range(count)]
+
+
+_MAX_CHUNKS = 256
+"""A chunk's token is one byte."""
+
+
+def _tokens(count: int) -> int:
+    """The read end of a pipe holding one byte per chunk, its write end closed: a read takes
+    a chunk, or finds the pipe empty (end of file), never waits."""
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, bytes(range(count)))  # far less than a pipe holds
+    finally:
+        os.close(write_end)
+    return read_end
 
 
 _ALGORITHM_OF_LENGTH = {length: algorithm for algorithm, length in HEX_LENGTHS.items()}
