@@ -124,6 +124,22 @@ class BlobTable(Mapping[Digest, tuple[int, float]]):
         else:
             self._sizes[row], self._times[row] = size, modified
 
+    def put_all_raw(self, keys: list[bytes], sizes: array[int], times: array[float]) -> None:
+        """``put_raw`` of each blob (``keys`` distinct: another table's rows), the rows added
+        at once (in C) when the table holds none of them (a forked scan's share: its blob
+        prefixes are its own)."""
+        rows = self._rows
+        if not rows.keys().isdisjoint(keys):
+            for key, size, modified in zip(keys, sizes, times, strict=True):
+                self.put_raw(key, size, modified)
+            return
+        if not len(keys) == len(sizes) == len(times):
+            raise ValueError("a blob's size or time is missing")
+        start = len(self._sizes)
+        rows.update(zip(keys, range(start, start + len(keys)), strict=True))
+        self._sizes.extend(sizes)
+        self._times.extend(times)
+
     def __getitem__(self, digest: Digest) -> tuple[int, float]:
         row = self._rows[raw(digest)]
         return self._sizes[row], self._times[row]

@@ -132,12 +132,19 @@ async def _stat_unmarked(driver: StorageDriver, inventory: Inventory, marked: Di
     """Sizes and times of the unstated blobs not marked and of the unstated layer links to content
     not marked. A layer link not there any more is forgotten; a blob directory without data
     stays unstated (there is nothing to delete)."""
-    blobs = [from_raw(key) for key, _, modified in marked.unmarked() if modified == UNSTATED]
+    unmarked = [(key, modified) for key, _, modified in marked.unmarked()]
+    blobs = [from_raw(key) for key, modified in unmarked if modified == UNSTATED]
+    # A link's digest is not marked when its blob is one of the few unmarked, or is no blob of
+    # the table and was not marked either: told by the hex string, whose hash is cached, before
+    # any look-up by raw digest (every layer link of the store goes by here).
+    unmarked_hex = {key.hex() for key, _ in unmarked}
+    in_table = inventory.blobs.holds_raw
     layers = [
         (name, digest)
         for name, repository in inventory.repositories.items()
         for digest, modified in repository.layers.items()
-        if modified == UNSTATED and digest not in marked
+        if modified == UNSTATED
+        and (digest.hex in unmarked_hex or (not in_table(raw(digest)) and digest not in marked))
     ]
     files = [paths.blob_data(d) for d in blobs] + [paths.layer_link(*item) for item in layers]
     infos = await in_batches(driver.stat_many, files, STAT_BATCH, driver.batches_in_flight)
@@ -182,10 +189,15 @@ def _plan(
         if modified <= cutoff and modified != UNSTATED and key not in young_layers:
             result.blobs[from_raw(key)] = size
     for name, repository in sorted(inventory.repositories.items()):
-        for digest, modified in sorted(repository.layers.items(), key=lambda item: str(item[0])):
-            orphaned = digest not in inventory.blobs and modified <= cutoff and digest not in result.marked
-            if digest in result.blobs or orphaned:
-                result.layers.append((name, digest))
+        # The time first: a link to marked content was never stat-ed (``UNSTATED``), so the
+        # look-ups by raw digest are left for the few that may be orphaned.
+        removed = [
+            digest
+            for digest, modified in repository.layers.items()
+            if digest in result.blobs
+            or (modified <= cutoff and digest not in inventory.blobs and digest not in result.marked)
+        ]
+        result.layers += [(name, digest) for digest in sorted(removed, key=str)]
     return result
 
 

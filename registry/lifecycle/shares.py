@@ -146,9 +146,7 @@ def _merge(inventory: Inventory, data: bytes) -> None:
     """Take into ``inventory`` what ``_encode`` wrote of a share."""
     encoded: _Encoded = pickle.loads(data)  # noqa: S301 - written by the run's own child
     keys, sizes, times, repositories, foreign = encoded
-    put_raw = inventory.blobs.put_raw
-    for key, size, modified in zip(keys, _array("q", sizes), _array("d", times), strict=True):
-        put_raw(key, size, modified)
+    inventory.blobs.put_all_raw(keys, _array("q", sizes), _array("d", times))
     for (
         name,
         listed,
