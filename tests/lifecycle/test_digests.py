@@ -43,6 +43,20 @@ def test_blob_table_takes_another_tables_rows_at_once() -> None:
     assert len(table) == 4
 
 
+def test_digest_set_adds_many_at_once_as_one_at_a_time() -> None:
+    table = BlobTable()
+    for number in range(20):
+        table[digest(number)] = (number, float(number))
+    one, many = DigestSet(table), DigestSet(table)
+    keys = [raw(digest(number)) for number in (3, 5, 5, 19, 100, 100)]  # 100: no blob of the table
+    for key in keys:
+        one.add_new(key)
+    many.add(digest(3))
+    many.add_all(keys)
+    assert len(many) == len(one) == 4
+    assert set(many) == set(one) == {digest(3), digest(5), digest(19), digest(100)}
+
+
 def test_digest_set_holds_table_rows_and_others() -> None:
     table = BlobTable()
     for number in range(20):
