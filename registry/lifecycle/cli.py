@@ -136,14 +136,32 @@ def _garbage_collect(config: Config, args: argparse.Namespace) -> None:
     workers = args.workers or usable_cpus()
     options = Options(args.dry_run, args.delete_untagged, grace_period, retention, workers)
 
+    pending: list[str] = []
+
     def emit(line: str) -> None:
         if not args.quiet:
-            print(line)  # all at the end of the run: buffered, not a write each
+            pending.append(line)
+            if len(pending) >= PRINT_BATCH:
+                _print_lines(pending)
 
     async def work(driver: StorageDriver) -> None:
-        await collect_and_record(driver, options, emit)
+        try:
+            await collect_and_record(driver, options, emit)
+        finally:
+            _print_lines(pending)
 
     _run(config, work)
+
+
+PRINT_BATCH = 1024
+"""Lines of a run's items written at once: a write each costs where Python's output is
+unbuffered (``PYTHONUNBUFFERED``, as many container images set it)."""
+
+
+def _print_lines(lines: list[str]) -> None:
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
+        lines.clear()
 
 
 def _delete_repositories(config: Config, args: argparse.Namespace) -> None:

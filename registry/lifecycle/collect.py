@@ -55,7 +55,7 @@ class Report:
 
     def summary(self, dry_run: bool) -> str:
         removed, planned = self.removed, self.planned
-        spared = len(planned.digests()) - len(removed.digests())
+        spared = 0 if removed is planned else len(planned.digests()) - len(removed.digests())
         retained = ""
         if "retention" in self.phases:
             retained = f"{len(self.untagged)} tags {'would be ' if dry_run else ''}untagged by retention; "
