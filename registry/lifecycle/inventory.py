@@ -549,14 +549,12 @@ async def take_inventory(
     known = recalled.references
     blobs = inventory.blobs
     manifests: dict[bytes, References | None] = {}
-    for repository in repositories.values():
-        for digest in repository.revisions:
-            key = raw(digest)
-            references = known.get(key)
-            if references is not None and blobs.holds_raw(key):
-                manifests[key] = references
-            else:
-                manifests.setdefault(key, None)
+    keys = [raw(digest) for repository in repositories.values() for digest in repository.revisions]
+    for key, references, row in zip(keys, map(known.get, keys), blobs.rows_of(keys), strict=True):
+        if references is not None and row is not None:
+            manifests[key] = references
+        else:
+            manifests.setdefault(key, None)
     unread = [key for key, references in manifests.items() if references is None]
     read = await _read_all(driver, [paths.blob_data(from_raw(key)) for key in unread], references_of)
     manifests.update(zip(unread, read, strict=True))

@@ -182,14 +182,16 @@ def _plan(
             for subject, referrer in sorted(repository.referrer_entries, key=str)
             if referrer in deleted or referrer not in repository.revisions
         ]
+    # By hex (a ``Digest``'s own string): the links never stat-ed count as young, and they are
+    # nearly all of them.
     young_layers = {
-        raw(d)
+        d.hex
         for repository in inventory.repositories.values()
         for d, t in repository.layers.items()
         if t > cutoff
     }
     for key, size, modified in result.marked.unmarked():
-        if modified <= cutoff and modified != UNSTATED and key not in young_layers:
+        if modified <= cutoff and modified != UNSTATED and key.hex() not in young_layers:
             result.blobs[from_raw(key)] = size
     for name, repository in sorted(inventory.repositories.items()):
         # The time first: a link to marked content was never stat-ed (``UNSTATED``), so the
