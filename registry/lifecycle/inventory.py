@@ -95,7 +95,7 @@ class Inventory:
     """Names found where the layout writes none (``lost+found``, a stray file), skipped."""
 
     def part(self) -> Inventory:
-        """An empty inventory for a share of this one's scan (``shares``)."""
+        """An empty inventory for a forked child's share of this one's scan (``shares``)."""
         return Inventory(stated=self.stated)
 
     def repository(self, name: RepositoryName) -> Repository:
@@ -115,6 +115,8 @@ class Recalled(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Nothing:
+    """Nothing recalled: a first run, or a caller without a record."""
+
     references: Mapping[bytes, References] = field(default_factory=dict)
     sizes: Mapping[bytes, int] = field(default_factory=dict)
 
