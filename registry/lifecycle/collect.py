@@ -55,7 +55,7 @@ class Report:
 
     def summary(self, dry_run: bool) -> str:
         removed, planned = self.removed, self.planned
-        spared = len(planned.digests()) - len(removed.digests())
+        spared = 0 if removed is planned else len(planned.digests()) - len(removed.digests())
         retained = ""
         if "retention" in self.phases:
             retained = f"{len(self.untagged)} tags {'would be ' if dry_run else ''}untagged by retention; "
@@ -125,14 +125,19 @@ async def _inventory(driver: StorageDriver, options: Options) -> _Walk:
         stat |= Stat.REVISIONS if options.delete_untagged else Stat(0)
     else:
         stat |= Stat.BLOBS | Stat.REVISIONS
-    recorded = await known.load(driver)
+    recorded = known.Known()
+
+    async def recall() -> known.Known:
+        nonlocal recorded
+        recorded = await known.load(driver)
+        return recorded
+
     inventory = await take_inventory(
         driver,
         tag_targets=options.delete_untagged or bool(options.retention),
         tag_history=options.delete_untagged,
         stat=stat,
-        known=recorded.references,
-        sizes=recorded.sizes,
+        recall=recall,
         workers=options.workers,
     )
     return _Walk(inventory, recorded)

@@ -90,6 +90,20 @@ class DigestSet(MutableSet[Digest]):
         self._count += 1
         return True
 
+    def add_all(self, keys: Iterable[bytes]) -> None:
+        """``add_new`` of each raw digest, in one loop (the mark's whole set at once)."""
+        bits, others = self._bits, self._others
+        limit = len(bits) * 8
+        count = 0
+        keys = list(keys)
+        for key, row in zip(keys, self._table.rows_of(keys), strict=True):
+            if row is None or row >= limit:
+                others.add(key)
+            elif not bits[row >> 3] & (1 << (row & 7)):
+                bits[row >> 3] |= 1 << (row & 7)
+                count += 1
+        self._count += count
+
     def discard(self, digest: Digest) -> None:
         key = raw(digest)
         row = self._table.row(key)
@@ -124,6 +138,22 @@ class BlobTable(Mapping[Digest, tuple[int, float]]):
         else:
             self._sizes[row], self._times[row] = size, modified
 
+    def put_all_raw(self, keys: list[bytes], sizes: array[int], times: array[float]) -> None:
+        """``put_raw`` of each blob (``keys`` distinct: another table's rows), the rows added
+        at once (in C) when the table holds none of them (a forked scan's share: its blob
+        prefixes are its own)."""
+        rows = self._rows
+        if not rows.keys().isdisjoint(keys):
+            for key, size, modified in zip(keys, sizes, times, strict=True):
+                self.put_raw(key, size, modified)
+            return
+        if not len(keys) == len(sizes) == len(times):
+            raise ValueError("a blob's size or time is missing")
+        start = len(self._sizes)
+        rows.update(zip(keys, range(start, start + len(keys)), strict=True))
+        self._sizes.extend(sizes)
+        self._times.extend(times)
+
     def __getitem__(self, digest: Digest) -> tuple[int, float]:
         row = self._rows[raw(digest)]
         return self._sizes[row], self._times[row]
@@ -142,6 +172,10 @@ class BlobTable(Mapping[Digest, tuple[int, float]]):
 
     def row(self, key: bytes) -> int | None:
         return self._rows.get(key)
+
+    def rows_of(self, keys: Iterable[bytes]) -> list[int | None]:
+        """``row`` of each raw digest, looked up in one call."""
+        return list(map(self._rows.get, keys))
 
     def row_items(self) -> Iterator[tuple[bytes, int]]:
         return iter(self._rows.items())

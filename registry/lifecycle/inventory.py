@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import logging
 import math
-import pickle
-from array import array
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Protocol, TypeVar
 
 from storage_drivers import FileInfo, PathNotFound, StorageDriver
 
 from ..errors import RegistryError
 from ..references import HEX_LENGTHS, Digest, RepositoryName, Tag, is_repository_name
 from ..storage import paths
-from . import forks
+from . import shares
 from .digests import BlobTable, from_raw, raw
 from .manifest_references import References, references_of
 
@@ -34,7 +31,7 @@ FAN_OUT = 64
 """A repositories tree with fewer top-level directories is walked from the level below."""
 SPLIT_FROM = LIST_BATCH
 """A level of a filesystem scan with this many directories or more is split among the run's
-workers (``_scan_in_shares``): a fork costs a few milliseconds, a level of one listing batch
+workers (``shares.scan_in_shares``): a fork costs a few milliseconds, a level of one listing batch
 takes less."""
 
 log = logging.getLogger("registry")
@@ -96,6 +93,32 @@ class Inventory:
     """The files whose sizes and times were read; the others' are ``UNSTATED``."""
     foreign: list[str] = field(default_factory=list)
     """Names found where the layout writes none (``lost+found``, a stray file), skipped."""
+
+    def part(self) -> Inventory:
+        """An empty inventory for a forked child's share of this one's scan (``shares``)."""
+        return Inventory(stated=self.stated)
+
+    def repository(self, name: RepositoryName) -> Repository:
+        """``name``'s record, made empty the first time."""
+        return self.repositories.setdefault(name, Repository())
+
+
+class Recalled(Protocol):
+    """What the last run found (``known.Known``), by raw digest."""
+
+    @property
+    def references(self) -> Mapping[bytes, References]: ...
+
+    @property
+    def sizes(self) -> Mapping[bytes, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Nothing:
+    """Nothing recalled: a first run, or a caller without a record."""
+
+    references: Mapping[bytes, References] = field(default_factory=dict)
+    sizes: Mapping[bytes, int] = field(default_factory=dict)
 
 
 async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[R]], in_flight: int) -> list[R]:
@@ -204,37 +227,40 @@ class _At:
 
 
 async def _scan(
-    driver: StorageDriver, inventory: Inventory, history: bool, sizes: Mapping[bytes, int], workers: int
-) -> None:
-    """The layout's objects, found by listing names and stat-ing the files they must hold: where
-    every stat costs a call (a filesystem), one stat per link instead of a walk into each link's
-    own directory. One level of the tree at a time, listings and stats in batches; what each
-    file is comes from where it was listed, so no path is parsed back. Tag history links are
-    listed only with ``history``. A blob whose size ``sizes`` holds (by raw digest) is not
-    stat-ed for it. The first level of ``SPLIT_FROM`` directories or more is split among
-    ``workers`` processes (``_scan_in_shares``) when the driver's storage can be listed from a
-    forked child."""
-    level: list[tuple[str, _Kind, _At]] = [
-        (paths.BLOBS, _Kind.BLOBS, _At()),
-        (paths.REPOSITORIES, _Kind.TREE, _At()),
-    ]
-    while level:
-        if workers > 1 and driver.lists_in_forks and len(level) >= SPLIT_FROM:
-            await _scan_in_shares(driver, inventory, level, history, sizes, workers=workers)
-            return
-        level = await _step(driver, inventory, level, history, sizes)
-
-
-async def _scan_from(
     driver: StorageDriver,
     inventory: Inventory,
     level: list[tuple[str, _Kind, _At]],
     history: bool,
     sizes: Mapping[bytes, int],
+    *,
+    workers: int,
+    meanwhile: Callable[[], Awaitable[None]],
 ) -> None:
-    """The scan of the trees below the directories of ``level``."""
+    """The layout's objects below the directories of ``level``, found by listing names and
+    stat-ing the files they must hold: where every stat costs a call (a filesystem), one stat
+    per link instead of a walk into each link's own directory. One level of the tree at a time,
+    listings and stats in batches; what each file is comes from where it was listed, so no path
+    is parsed back. Tag history links are listed only with ``history``. A blob whose size
+    ``sizes`` holds (by raw digest) is not stat-ed for it. The first level of ``SPLIT_FROM``
+    directories or more is split among ``workers`` processes (``shares.scan_in_shares``) when
+    the driver's storage can be listed from a forked child. ``meanwhile`` runs once, while
+    the children scan (else after the scan)."""
     while level:
+        if workers > 1 and driver.lists_in_forks and len(level) >= SPLIT_FROM:
+            await shares.scan_in_shares(
+                inventory,
+                level,
+                workers,
+                lambda part, chunk: _scan(driver, part, chunk, history, sizes, workers=1, meanwhile=_nothing),
+                meanwhile,
+            )
+            return
         level = await _step(driver, inventory, level, history, sizes)
+    await meanwhile()
+
+
+async def _nothing() -> None:
+    pass
 
 
 async def _step(
@@ -302,131 +328,6 @@ async def _step(
         driver.batches_in_flight,
     )
     return below
-
-
-async def _scan_in_shares(
-    driver: StorageDriver,
-    inventory: Inventory,
-    level: list[tuple[str, _Kind, _At]],
-    history: bool,
-    sizes: Mapping[bytes, int],
-    *,
-    workers: int,
-) -> None:
-    """The scan below ``level``, its directories dealt in turn into ``workers`` shares (blob
-    prefixes and repositories alike: each share gets some of each): this process scans the
-    first share while forked children scan the others, then takes in what each found. The
-    trees below the level's directories are apart, so the shares together find exactly what one
-    scan of the level would; a share that fails fails the scan."""
-    shares = [share for share in (level[start::workers] for start in range(workers)) if share]
-    stated = inventory.stated
-
-    def scan_share(share: list[tuple[str, _Kind, _At]]) -> bytes:
-        part = Inventory(stated=stated)
-        asyncio.run(_scan_from(driver, part, share, history, sizes))
-        return _encode(part)
-
-    children: list[forks.Child] = []
-    try:
-        children = [forks.start(functools.partial(scan_share, share)) for share in shares[1:]]
-        await _scan_from(driver, inventory, shares[0], history, sizes)
-        for child in children:
-            _merge(inventory, await forks.result(child))
-    finally:
-        for child in children:
-            forks.stop(child)
-
-
-_ALGORITHM_OF_LENGTH = {length: algorithm for algorithm, length in HEX_LENGTHS.items()}
-
-_EncodedRepository = tuple[
-    str,  # name
-    bool,  # listed
-    str,  # revisions' hex, joined
-    bytes,  # their times, array "d"
-    str,  # layer links' hex, joined
-    bytes,  # their times
-    list[str],  # tags
-    bytes,  # their links' times
-    list[tuple[str, str]],  # tag history
-    list[tuple[str, str]],  # referrers entries
-]
-_Encoded = tuple[
-    list[bytes],  # blobs' raw digests
-    bytes,  # their sizes, array "q"
-    bytes,  # their times, array "d"
-    list[_EncodedRepository],
-    list[str],  # foreign names
-]
-
-
-def _encode(part: Inventory) -> bytes:
-    """What a share of the scan found, in plain strings, bytes and arrays: pickling a digest or
-    a name object each costs several times more than a string (80,000 of them here)."""
-    rows = list(part.blobs.rows())
-    repositories = [
-        (
-            str(name),
-            repository.listed,
-            " ".join(digest.hex for digest in repository.revisions),
-            array("d", repository.revisions.values()).tobytes(),
-            " ".join(digest.hex for digest in repository.layers),
-            array("d", repository.layers.values()).tobytes(),
-            [str(tag) for tag in repository.tag_links],
-            array("d", repository.tag_links.values()).tobytes(),
-            [(str(tag), str(digest)) for tag, digest in repository.tag_history],
-            [(str(subject), str(referrer)) for subject, referrer in repository.referrer_entries],
-        )
-        for name, repository in part.repositories.items()
-    ]
-    encoded: _Encoded = (
-        [key for key, _, _ in rows],
-        array("q", [size for _, size, _ in rows]).tobytes(),
-        array("d", [modified for _, _, modified in rows]).tobytes(),
-        repositories,
-        part.foreign,
-    )
-    return pickle.dumps(encoded, pickle.HIGHEST_PROTOCOL)
-
-
-def _merge(inventory: Inventory, data: bytes) -> None:
-    """Take into ``inventory`` what ``_encode`` wrote of a share."""
-    encoded: _Encoded = pickle.loads(data)  # noqa: S301 - written by the run's own child
-    keys, sizes, times, repositories, foreign = encoded
-    put_raw = inventory.blobs.put_raw
-    for key, size, modified in zip(keys, _array("q", sizes), _array("d", times), strict=True):
-        put_raw(key, size, modified)
-    for (
-        name,
-        listed,
-        revisions,
-        revision_times,
-        layers,
-        layer_times,
-        tags,
-        tag_times,
-        history,
-        referrers,
-    ) in repositories:
-        repository = inventory.repositories.setdefault(RepositoryName(name), Repository())
-        repository.listed |= listed
-        repository.revisions.update(zip(_digests(revisions), _array("d", revision_times), strict=True))
-        repository.layers.update(zip(_digests(layers), _array("d", layer_times), strict=True))
-        repository.tag_links.update(zip(map(Tag, tags), _array("d", tag_times), strict=True))
-        repository.tag_history += [(Tag(tag), Digest.parse(digest)) for tag, digest in history]
-        repository.referrer_entries += [(Digest.parse(s), Digest.parse(r)) for s, r in referrers]
-    inventory.foreign += foreign
-
-
-def _digests(joined: str) -> list[Digest]:
-    algorithm_of = _ALGORITHM_OF_LENGTH
-    return [Digest(algorithm_of[len(hex_)], hex_) for hex_ in joined.split()]
-
-
-def _array(typecode: str, data: bytes) -> array[Any]:
-    values = array(typecode)
-    values.frombytes(data)
-    return values
 
 
 _HEX = "0123456789abcdef"
@@ -601,27 +502,42 @@ async def take_inventory(
     tag_targets: bool = True,
     tag_history: bool = True,
     stat: Stat = Stat.ALL,
-    known: Mapping[bytes, References] | None = None,
-    sizes: Mapping[bytes, int] | None = None,
+    recall: Callable[[], Awaitable[Recalled]] | None = None,
     workers: int = 1,
 ) -> Inventory:
     """Everything stored. ``tag_targets=False`` leaves tag links unread (a run that keeps every
     manifest needs only to know a tag is there): on S3 a request saved per tag.
     ``tag_history=False`` lets the scan of a filesystem skip each tag's history links, which
     only a run that deletes untagged manifests needs (a walk finds them at no cost). The
-    manifests ``known`` holds (the last run's findings, ``known.py``) are not read again, unless
+    manifests of the last run's findings (``recall``, ``known.py``) are not read again, unless
     their blob was not found: then they are read, so that missing content refers to nothing; nor
-    are the blobs whose ``sizes`` it holds stat-ed. A large filesystem is scanned by up to
-    ``workers`` processes, forked: a command's, never a server's (its threads serve requests)."""
+    are the blobs whose sizes they hold stat-ed. A large filesystem is scanned by up to
+    ``workers`` processes, forked: a command's, never a server's (its threads serve requests);
+    unless the scan needs the sizes, the findings are recalled while the children scan."""
     inventory = Inventory(tag_targets=tag_targets, tag_history=tag_history)
     repositories = inventory.repositories
+    recalled: Recalled = _Nothing()
+
+    async def recall_once() -> None:
+        nonlocal recalled
+        if recall is not None:
+            recalled = await recall()
+
     if driver.listing_carries_stats:
+        await recall_once()
         found = _finder(inventory)
         shards = await _shards(driver, inventory)
         await bounded(shards, lambda shard: _walk_into(driver, shard, found), driver.batches_in_flight)
     else:
         inventory.stated = stat
-        await _scan(driver, inventory, tag_history, sizes or {}, workers)
+        level = [(paths.BLOBS, _Kind.BLOBS, _At()), (paths.REPOSITORIES, _Kind.TREE, _At())]
+        if stat & Stat.BLOBS:
+            await recall_once()
+            await _scan(
+                driver, inventory, level, tag_history, recalled.sizes, workers=workers, meanwhile=_nothing
+            )
+        else:
+            await _scan(driver, inventory, level, tag_history, {}, workers=workers, meanwhile=recall_once)
     tag_links = [
         (name, tag)
         for name, repository in repositories.items()
@@ -632,17 +548,15 @@ async def take_inventory(
     for (name, tag), target in zip(tag_links, targets, strict=True):
         if target is not None:
             repositories[name].tags[tag] = target
-    known = known or {}
+    known = recalled.references
     blobs = inventory.blobs
     manifests: dict[bytes, References | None] = {}
-    for repository in repositories.values():
-        for digest in repository.revisions:
-            key = raw(digest)
-            recalled = known.get(key)
-            if recalled is not None and blobs.holds_raw(key):
-                manifests[key] = recalled
-            else:
-                manifests.setdefault(key, None)
+    keys = [raw(digest) for repository in repositories.values() for digest in repository.revisions]
+    for key, references, row in zip(keys, map(known.get, keys), blobs.rows_of(keys), strict=True):
+        if references is not None and row is not None:
+            manifests[key] = references
+        else:
+            manifests.setdefault(key, None)
     unread = [key for key, references in manifests.items() if references is None]
     read = await _read_all(driver, [paths.blob_data(from_raw(key)) for key in unread], references_of)
     manifests.update(zip(unread, read, strict=True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 
 from storage_drivers import StorageDriver
 
@@ -114,17 +115,19 @@ def _mark(
             pending += map(raw, repository.revisions)
     result.kept_manifests = len(pending)
     # Everything a marked manifest refers to is marked, in any repository: as in Distribution, a
-    # revision some kept manifest refers to stays, and so must what it refers to.
-    newly_marked = result.marked.add_new
+    # revision some kept manifest refers to stays, and so must what it refers to. Followed a
+    # step at a time for all that was reached, in set operations (a digest at a time costs the
+    # interpreter twice as much).
     manifests = inventory.manifests
-    while pending:
-        key = pending.pop()
-        if not newly_marked(key):
-            continue
-        references = manifests.get(key)
-        if references is not None:
-            pending += references.blobs
-            pending += references.children
+    reached: set[bytes] = set()
+    frontier = set(pending)
+    while frontier:
+        reached |= frontier
+        followed = [manifests[key] for key in frontier & manifests.keys()]
+        frontier = set(chain.from_iterable(r.blobs for r in followed if r is not None))
+        frontier.update(chain.from_iterable(r.children for r in followed if r is not None))
+        frontier -= reached
+    result.marked.add_all(reached)
     return result, deleted_revisions
 
 
@@ -132,12 +135,19 @@ async def _stat_unmarked(driver: StorageDriver, inventory: Inventory, marked: Di
     """Sizes and times of the unstated blobs not marked and of the unstated layer links to content
     not marked. A layer link not there any more is forgotten; a blob directory without data
     stays unstated (there is nothing to delete)."""
-    blobs = [from_raw(key) for key, _, modified in marked.unmarked() if modified == UNSTATED]
+    unmarked = [(key, modified) for key, _, modified in marked.unmarked()]
+    blobs = [from_raw(key) for key, modified in unmarked if modified == UNSTATED]
+    # A link's digest is not marked when its blob is one of the few unmarked, or is no blob of
+    # the table and was not marked either: told by the hex string, whose hash is cached, before
+    # any look-up by raw digest (every layer link of the store goes by here).
+    unmarked_hex = {key.hex() for key, _ in unmarked}
+    in_table = inventory.blobs.holds_raw
     layers = [
         (name, digest)
         for name, repository in inventory.repositories.items()
         for digest, modified in repository.layers.items()
-        if modified == UNSTATED and digest not in marked
+        if modified == UNSTATED
+        and (digest.hex in unmarked_hex or (not in_table(raw(digest)) and digest not in marked))
     ]
     files = [paths.blob_data(d) for d in blobs] + [paths.layer_link(*item) for item in layers]
     infos = await in_batches(driver.stat_many, files, STAT_BATCH, driver.batches_in_flight)
@@ -172,20 +182,27 @@ def _plan(
             for subject, referrer in sorted(repository.referrer_entries, key=str)
             if referrer in deleted or referrer not in repository.revisions
         ]
+    # By hex (a ``Digest``'s own string): the links never stat-ed count as young, and they are
+    # nearly all of them.
     young_layers = {
-        raw(d)
+        d.hex
         for repository in inventory.repositories.values()
         for d, t in repository.layers.items()
         if t > cutoff
     }
     for key, size, modified in result.marked.unmarked():
-        if modified <= cutoff and modified != UNSTATED and key not in young_layers:
+        if modified <= cutoff and modified != UNSTATED and key.hex() not in young_layers:
             result.blobs[from_raw(key)] = size
     for name, repository in sorted(inventory.repositories.items()):
-        for digest, modified in sorted(repository.layers.items(), key=lambda item: str(item[0])):
-            orphaned = digest not in inventory.blobs and modified <= cutoff and digest not in result.marked
-            if digest in result.blobs or orphaned:
-                result.layers.append((name, digest))
+        # The time first: a link to marked content was never stat-ed (``UNSTATED``), so the
+        # look-ups by raw digest are left for the few that may be orphaned.
+        removed = [
+            digest
+            for digest, modified in repository.layers.items()
+            if digest in result.blobs
+            or (modified <= cutoff and digest not in inventory.blobs and digest not in result.marked)
+        ]
+        result.layers += [(name, digest) for digest in sorted(removed, key=str)]
     return result
 
 

@@ -209,7 +209,6 @@ async def measure(driver: StorageDriver, record: bool, workers: int = 1) -> Usag
     writes them as the usage record too (not in read-only mode: the storage's clock is read by
     writing a probe)."""
     measured = await storage_now(driver, RunId(secrets.token_hex(16))) if record else _now()
-    recorded = await known.load(driver)  # what the last collection found: fewer reads and stats
     # The figures need blobs' sizes, revision links' times and the tags' names (a listing gives
     # them): where tags point, their history and the other links' times are neither read nor
     # stat-ed.
@@ -218,8 +217,7 @@ async def measure(driver: StorageDriver, record: bool, workers: int = 1) -> Usag
         tag_targets=False,
         tag_history=False,
         stat=Stat.BLOBS | Stat.REVISIONS,
-        known=recorded.references,
-        sizes=recorded.sizes,
+        recall=lambda: known.load(driver),  # what the last collection found: fewer reads and stats
         workers=workers,
     )
     usage = usage_of(inventory, measured)

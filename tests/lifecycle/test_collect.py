@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.gc import build_store
+from registry.lifecycle.cli import PRINT_BATCH
 from registry.lifecycle.collect import Options
 from registry.lifecycle.collect import garbage_collect as collect
 from tests.integrity.layout import check_layout
@@ -178,6 +180,31 @@ def test_names_the_layout_does_not_write_are_skipped_and_left_in_place(start_reg
         assert all(path.read_text() == kept.digest for path in foreign)
         assert not (registry.root / blob_file(orphan)).exists()
         served.verify_tree("gc/app", "kept")
+
+
+def test_a_dry_run_prints_every_item_once_past_a_batch_of_lines(tmp_path: Path) -> None:
+    """More lines than are written at once (``cli.PRINT_BATCH``): none lost or doubled at the
+    batches' edges, whether Python's output is buffered or not."""
+    root = tmp_path / "root"
+    build_store(root, repositories=400)  # a deleted manifest's blob, an unused layer and its link each
+    config = tmp_path / "config.yml"
+    config.write_text(
+        yaml.safe_dump({"version": 0.1, "storage": {"filesystem": {"rootdirectory": str(root)}}})
+    )
+    assert PRINT_BATCH < 3 * 400
+    for unbuffered in ("1", ""):
+        done = subprocess.run(
+            [*GC_COMMAND, str(config), "--dry-run", "--grace-period", "0s"],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT,
+            env={**os.environ, "PYTHONUNBUFFERED": unbuffered},
+            check=True,
+        )
+        lines = done.stdout.splitlines()
+        assert len(lines) == len(set(lines)) == 3 * 400
+        assert sum(line.startswith("blob eligible for deletion: ") for line in lines) == 2 * 400
+        assert "would remove 800 blobs" in done.stderr
 
 
 def test_read_only_mode_refuses_garbage_collection(start_registry: StartRegistry, tmp_path: Path) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from array import array
+
+import pytest
+
 from registry.lifecycle.digests import BlobTable, DigestSet, raw
 from registry.references import Digest
 
@@ -22,6 +26,35 @@ def test_blob_table_is_a_mapping_of_sizes_and_times() -> None:
     assert table.get(digest(3)) is None
     assert set(table) == {digest(1), digest(2, "sha512")}
     assert dict(table.items()) == {digest(1): (11, 3.25), digest(2, "sha512"): (20, 2.5)}
+
+
+def test_blob_table_takes_another_tables_rows_at_once() -> None:
+    table = BlobTable()
+    table[digest(1)] = (10, 1.5)
+    new = [raw(digest(number)) for number in (2, 3)]
+    table.put_all_raw(new, array("q", [20, 30]), array("d", [2.5, 3.5]))
+    assert dict(table.items()) == {digest(1): (10, 1.5), digest(2): (20, 2.5), digest(3): (30, 3.5)}
+    table.put_all_raw([raw(digest(3)), raw(digest(4))], array("q", [31, 40]), array("d", [3.25, 4.5]))
+    assert len(table) == 4  # one held already: replaced, not added
+    assert table[digest(3)] == (31, 3.25)
+    assert table[digest(4)] == (40, 4.5)
+    with pytest.raises(ValueError, match="missing"):
+        table.put_all_raw([raw(digest(5)), raw(digest(6))], array("q", [50]), array("d", [5.5, 6.5]))
+    assert len(table) == 4
+
+
+def test_digest_set_adds_many_at_once_as_one_at_a_time() -> None:
+    table = BlobTable()
+    for number in range(20):
+        table[digest(number)] = (number, float(number))
+    one, many = DigestSet(table), DigestSet(table)
+    keys = [raw(digest(number)) for number in (3, 5, 5, 19, 100, 100)]  # 100: no blob of the table
+    for key in keys:
+        one.add_new(key)
+    many.add(digest(3))
+    many.add_all(keys)
+    assert len(many) == len(one) == 4
+    assert set(many) == set(one) == {digest(3), digest(5), digest(19), digest(100)}
 
 
 def test_digest_set_holds_table_rows_and_others() -> None:

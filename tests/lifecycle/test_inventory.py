@@ -21,6 +21,8 @@ from registry.lifecycle import forks
 from registry.lifecycle import inventory as inventory_module
 from registry.lifecycle.digests import from_raw, raw
 from registry.lifecycle.inventory import Inventory, Stat, take_inventory
+from registry.lifecycle.known import Known
+from registry.lifecycle.manifest_references import References
 from registry.lifecycle.mark import plan, plan_stating
 from registry.references import Digest
 from registry.storage import paths
@@ -269,6 +271,36 @@ async def test_a_scan_split_among_forked_workers_finds_what_one_scan_finds(
     assert len(one["blobs"]) == 12 * 20 + 2
     assert one["foreign"]
     assert one["repositories"]["team/app"]["referrers"] == [(str(SUBJECT), str(REFERRER))]
+
+
+@pytest.mark.parametrize("stat", [Stat(0), Stat.BLOBS])
+async def test_the_last_runs_findings_are_recalled_once_while_forked_workers_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stat: Stat
+) -> None:
+    """Recalled while the children scan (or, when the scan needs the recorded sizes, before
+    it), and still in time for the manifests: a recalled manifest is not read again. A command
+    held up meanwhile leaves the chunks to the children, and the split scan still finds what
+    one scan finds."""
+    build_store(tmp_path, repositories=12)
+    driver = FilesystemDriver(str(tmp_path))
+    one = everything(await take_inventory(driver, stat=stat))
+    read = (await take_inventory(driver)).manifests
+    manifest = next(iter(read))
+    recorded = References(blobs=frozenset({b"recalled"}))
+    recalls: list[int] = []
+
+    async def recall() -> Known:
+        recalls.append(os.getpid())
+        await asyncio.sleep(0.3)  # the command held up: the children take the chunks meanwhile
+        return Known({manifest: recorded})
+
+    monkeypatch.setattr(inventory_module, "SPLIT_FROM", 8)
+    split = await take_inventory(driver, stat=stat, recall=recall, workers=3)
+
+    assert recalls == [os.getpid()]
+    assert split.manifests[manifest] is recorded
+    split.manifests[manifest] = read[manifest]
+    assert everything(split) == one
 
 
 async def test_a_scan_of_one_worker_or_a_small_store_forks_nothing(
