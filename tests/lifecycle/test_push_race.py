@@ -8,6 +8,7 @@ content was spared), or refused when the run deletes the content, withdrawing on
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from registry.errors import ErrorCode, RegistryError
 from registry.lifecycle.collect import Options, Report, garbage_collect
 from registry.lifecycle.guard import PushGuard
+from registry.lifecycle.usage import collect_and_record
 from registry.references import Digest, RepositoryName, Tag
 from registry.storage import Storage, paths
 from registry.storage.manifest_format import Manifest
@@ -163,3 +165,29 @@ async def test_a_push_during_a_run_keeps_what_the_children_of_its_index_refer_to
         assert await manifests_of(served).exists(APP, Digest.parse(child.digest))
         for blob in child.blobs:
             assert await served.blobs.stat(APP, Digest.parse(blob.digest)) == len(blob.data)
+
+
+async def test_the_usage_record_counts_what_a_run_spared_for_a_push(tmp_path: Path) -> None:
+    """The record counts the store as the run left it, not as its plan would have: a push made
+    the run spare the plan's blobs, which are stored and counted."""
+    image = await _unreferenced(tmp_path)
+    collector = GatedDriver(str(tmp_path))
+    markers = collector.gate("put", lambda path: "/condemned/" in path)
+    options = Options(grace_period=0.0, workers=2)
+    run = asyncio.create_task(collect_and_record(collector, options, lambda line: None))
+    await first(markers.reached, run)
+    assert not run.done(), run
+
+    # Checked before the markers, acknowledged: the run spares every blob of the image.
+    digest, _ = await _storage(GatedDriver(str(tmp_path))).manifests.put(
+        APP, TAG, image.manifest.data, image.manifest.media_type
+    )
+    markers.open()
+    report = await run
+    assert len(report.removed.digests()) < len(report.planned.digests())
+
+    stored = [p for p in (tmp_path / "docker/registry/v2/blobs").rglob("data")]
+    assert sum(p.stat().st_size for p in stored) == sum(len(b.data) for b in [image.manifest, *image.blobs])
+    record = json.loads(await GatedDriver(str(tmp_path)).get_content(paths.usage_record()))
+    assert (record["blobs"], record["stored_bytes"]) == (len(stored), sum(p.stat().st_size for p in stored))
+    assert await manifests_of(_storage(GatedDriver(str(tmp_path)))).resolve(APP, TAG) == digest

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,18 @@ import pytest
 
 from auth.keygen import generate_token_key
 from bench.gc import build_store
+from registry.lifecycle.collect import Options
+from registry.lifecycle.guard import PushGuard
 from registry.lifecycle.inventory import take_inventory
-from registry.lifecycle.usage import measure, usage_of
+from registry.lifecycle.usage import collect_and_record, measure, usage_of
+from registry.references import Digest, RepositoryName, Tag
+from registry.storage import Storage, paths
 from storage_drivers import FileInfo
 from storage_drivers.filesystem import FilesystemDriver
 from tests.auth.registries import bearer_client, fetch_token, token_registry
 from tests.auth.servers import start_token_server
 from tests.lifecycle.commands import blob_file, dockyard, garbage_collect, push_blob
+from tests.storage.recording import put_image
 from tests.support.containers import ContainerTools
 from tests.support.images import (
     OCI_CONFIG,
@@ -259,3 +265,31 @@ async def test_the_usage_walk_looks_only_at_what_its_figures_use(tmp_path: Path)
     full = usage_of(await take_inventory(FilesystemDriver(str(tmp_path))), usage.measured)
     assert full.blobs == 60  # 20 blobs a repository
     assert usage == full
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_runs_record_has_each_repositorys_last_push(tmp_path: Path, workers: int) -> None:
+    """The newest revision link of each repository, with the walk in one process or split among
+    several: also after a push of a manifest the repository holds already, which rewrites its
+    link and nothing else a listing shows."""
+    driver = FilesystemDriver(str(tmp_path))
+    storage = Storage(driver, PushGuard(driver))
+    image = random_image(layers=1)
+    names = [RepositoryName.parse("times/app"), RepositoryName.parse("times/api")]
+    digest = Digest.parse(image.digest)
+    for name, moment in zip(names, [1_000_000_000, 1_100_000_000], strict=True):
+        await put_image(storage, name, image, tags=["v1"])
+        link = tmp_path / paths.manifest_revision_link(name, digest).lstrip("/")
+        os.utime(link, (moment, moment))  # pushed long ago
+    options = Options(grace_period=0.0, workers=workers)
+
+    async def last_pushes() -> dict[str, str]:
+        await collect_and_record(driver, options, lambda line: None)
+        record = json.loads(await driver.get_content(paths.usage_record()))
+        return {entry["name"]: entry["last_push"] for entry in record["repositories"]}
+
+    assert await last_pushes() == {"times/app": "2001-09-09T01:46:40Z", "times/api": "2004-11-09T11:33:20Z"}
+    await storage.manifests.put(names[1], Tag.parse("v1"), image.manifest.data, image.manifest.media_type)
+    pushed = (await driver.stat(paths.manifest_revision_link(names[1], digest))).modified
+    pushed_at = datetime.fromtimestamp(pushed, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert await last_pushes() == {"times/app": "2001-09-09T01:46:40Z", "times/api": pushed_at}
