@@ -21,6 +21,7 @@ from tests.support.containers import ContainerTools
 from tests.support.images import digest_of, random_image, write_oci_layout
 from tests.support.registry import RunningRegistry, StartRegistry
 from tests.support.served import Served
+from tests.support.waiting import until
 
 WAIT = 180.0
 """Bound on waiting for runs to happen on a loaded machine (not a timing assertion)."""
@@ -108,7 +109,13 @@ def test_two_servers_on_one_root_take_turns_through_the_lease(
         while (root / blob_file(orphan)).exists():
             assert time.monotonic() < deadline, (first.log()[-3000:], second.log()[-3000:])
             time.sleep(0.5)
-    runs = _removed(first.log()) + _removed(second.log())
+
+    def runs_once_the_removal_is_logged() -> list[int] | None:
+        # A run logs its summary when its sweep is over, a moment after the orphan went.
+        runs = _removed(first.log()) + _removed(second.log())
+        return runs if sum(runs) else None
+
+    runs = until(runs_once_the_removal_is_logged, what="for the run's summary")
     assert sum(runs) == 1, runs  # the orphan went once, in one run of one server
     for registry in (first, second):
         assert "scheduled garbage collection failed" not in registry.log()
