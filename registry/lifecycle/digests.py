@@ -154,6 +154,15 @@ class BlobTable(Mapping[Digest, tuple[int, float]]):
         self._sizes.extend(sizes)
         self._times.extend(times)
 
+    def size_from(self, sizes: Mapping[bytes, int]) -> list[bytes]:
+        """Set each blob's size to what ``sizes`` (by raw digest) holds, 0 where it holds none;
+        the raw digests of those, in row order (the rows' dict keeps it: a row is numbered when
+        its key is added)."""
+        keys = list(self._rows)
+        found = list(map(sizes.get, keys))
+        self._sizes = array("q", [0 if size is None else size for size in found])
+        return [key for key, size in zip(keys, found, strict=True) if size is None]
+
     def __getitem__(self, digest: Digest) -> tuple[int, float]:
         row = self._rows[raw(digest)]
         return self._sizes[row], self._times[row]
@@ -189,6 +198,10 @@ class BlobTable(Mapping[Digest, tuple[int, float]]):
         table._sizes = array("q", [sizes[row] for _, row in kept])
         table._times = array("d", [times[row] for _, row in kept])
         return table
+
+    def sizes(self) -> dict[bytes, int]:
+        """Every blob's size by raw digest, built in C (the rows' dict is in row order)."""
+        return dict(zip(self._rows, self._sizes, strict=True))
 
     def rows(self) -> Iterator[tuple[bytes, int, float]]:
         """(raw digest, size, time) of every blob, without building a ``Digest`` for each, by

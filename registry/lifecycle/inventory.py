@@ -50,9 +50,10 @@ class Stat(enum.Flag):
     their directory's listing (a walk of S3 gives every time at no cost)."""
 
     BLOBS = enum.auto()
-    """Sizes of blob data: usage figures need all of them. A blob whose size the last run
-    recorded (``known``) is not stat-ed: its time stays ``UNSTATED`` until the plan stats it,
-    which it does for the blobs not marked, the only ones whose times it compares."""
+    """Sizes of blob data: usage figures need all of them. They are taken once the scan and the
+    last run's record (``known``) are both in (``_size_blobs``): a blob whose size the record
+    holds is not stat-ed, and its time stays ``UNSTATED`` until the plan stats it, which it
+    does for the blobs not marked, the only ones whose times it compares."""
     LAYERS = enum.auto()
     REVISIONS = enum.auto()
     """Times of revision links: what --delete-untagged and usage figures compare."""
@@ -231,7 +232,6 @@ async def _scan(
     inventory: Inventory,
     level: list[tuple[str, _Kind, _At]],
     history: bool,
-    sizes: Mapping[bytes, int],
     *,
     workers: int,
     meanwhile: Callable[[], Awaitable[None]],
@@ -240,8 +240,8 @@ async def _scan(
     stat-ing the files they must hold: where every stat costs a call (a filesystem), one stat
     per link instead of a walk into each link's own directory. One level of the tree at a time,
     listings and stats in batches; what each file is comes from where it was listed, so no path
-    is parsed back. Tag history links are listed only with ``history``. A blob whose size
-    ``sizes`` holds (by raw digest) is not stat-ed for it. The first level of ``SPLIT_FROM``
+    is parsed back. Tag history links are listed only with ``history``. Blobs are listed, never
+    stat-ed (``_size_blobs`` does it after). The first level of ``SPLIT_FROM``
     directories or more is split among ``workers`` processes (``shares.scan_in_shares``) when
     the driver's storage can be listed from a forked child. ``meanwhile`` runs once, while
     the children scan (else after the scan)."""
@@ -251,11 +251,11 @@ async def _scan(
                 inventory,
                 level,
                 workers,
-                lambda part, chunk: _scan(driver, part, chunk, history, sizes, workers=1, meanwhile=_nothing),
+                lambda part, chunk: _scan(driver, part, chunk, history, workers=1, meanwhile=_nothing),
                 meanwhile,
             )
             return
-        level = await _step(driver, inventory, level, history, sizes)
+        level = await _step(driver, inventory, level, history)
     await meanwhile()
 
 
@@ -268,11 +268,9 @@ async def _step(
     inventory: Inventory,
     level: list[tuple[str, _Kind, _At]],
     history: bool,
-    sizes: Mapping[bytes, int],
 ) -> list[tuple[str, _Kind, _At]]:
     """One level of the scan: its directories listed, what they hold recorded or stat-ed; the
     directories of the level below."""
-    blob_sizes = sizes if inventory.stated & Stat.BLOBS else None
     stated = {kind for kind, flag in _STATS.items() if flag & inventory.stated}
     children_of = await in_batches(
         driver.list_many, [directory for directory, _, _ in level], LIST_BATCH, driver.batches_in_flight
@@ -286,7 +284,7 @@ async def _step(
         if not children:
             continue
         if kind is _Kind.BLOB_DIRS:
-            _blobs(inventory, at, children, blob_sizes, files=files, found=found)
+            _blobs(inventory, at, children)
             continue
         if kind is _Kind.LINK_DIRS:
             _links(inventory, at, children, at.found in stated, files=files, found=found)
@@ -333,35 +331,43 @@ async def _step(
 _HEX = "0123456789abcdef"
 
 
-def _blobs(
-    inventory: Inventory,
-    at: _At,
-    children: list[str],
-    sizes: Mapping[bytes, int] | None,
-    *,
-    files: list[str],
-    found: list[tuple[_At, Digest | None]],
-) -> None:
-    """A blob prefix directory's blobs. Each one's data goes to be stat-ed (``files``,
-    ``found``) unless ``sizes`` is None (nothing is) or holds its size; else it is recorded at
-    once with that size (or 0) and time ``UNSTATED``, by raw digest: no ``Digest`` is built for
-    the blobs never looked at again. A name that is not the lowercase hex of a digest of
-    ``at.algorithm`` under its prefix is foreign (as ``raw_named`` decides, inlined here)."""
-    algorithm, prefix = at.algorithm, at.prefix
-    length = HEX_LENGTHS[algorithm]
+def _blobs(inventory: Inventory, at: _At, children: list[str]) -> None:
+    """A blob prefix directory's blobs, recorded at once with size 0 and time ``UNSTATED``, by
+    raw digest: no ``Digest`` is built for the blobs never looked at again. A name that is not
+    the lowercase hex of a digest of ``at.algorithm`` under its prefix is foreign (as
+    ``raw_named`` decides, inlined here)."""
+    length = HEX_LENGTHS[at.algorithm]
+    prefix = at.prefix
     put_raw, foreign = inventory.blobs.put_raw, inventory.foreign
     for child in children:
         leaf = child.rpartition("/")[2]
         if len(leaf) != length or leaf[:2] != prefix or leaf.strip(_HEX):
             foreign.append(child)
             continue
-        key = bytes.fromhex(leaf)
-        size = sizes.get(key) if sizes is not None else 0
-        if size is None:
-            files.append(f"{child}/data")
-            found.append((at, Digest(algorithm, leaf)))
+        put_raw(bytes.fromhex(leaf), 0, UNSTATED)
+
+
+async def _size_blobs(driver: StorageDriver, inventory: Inventory, recorded: Mapping[bytes, int]) -> None:
+    """Every blob's size once the scan listed them: the record's (``recorded``, by raw digest),
+    else its data's, stat-ed in batches (with its time). A blob whose data went after the
+    listing (a sweep's, or an old scan's leftovers) is dropped, as a scan that stat-ed it would
+    not have found it."""
+    blobs = inventory.blobs
+    unsized = blobs.size_from(recorded)
+    infos = await in_batches(
+        driver.stat_many,
+        [paths.blob_data(from_raw(key)) for key in unsized],
+        STAT_BATCH,
+        driver.batches_in_flight,
+    )
+    gone: set[bytes] = set()
+    for key, info in zip(unsized, infos, strict=True):
+        if info is None or info.is_dir:
+            gone.add(key)
         else:
-            put_raw(key, size, UNSTATED)
+            blobs.put_raw(key, info.size, info.modified)
+    if gone:
+        inventory.blobs = blobs.without(gone)
 
 
 def _links(
@@ -436,17 +442,16 @@ async def _take(
         if at.found in kinds:
             stated.append((at, digest, file))
         else:
-            _record(inventory, at, digest, 0, UNSTATED)
+            _record(inventory, at, digest, UNSTATED)
     infos = await in_batches(
         driver.stat_many, [file for _, _, file in stated], STAT_BATCH, driver.batches_in_flight
     )
     for (at, digest, _), info in zip(stated, infos, strict=True):
         if info is not None and not info.is_dir:
-            _record(inventory, at, digest, info.size, info.modified)
+            _record(inventory, at, digest, info.modified)
 
 
 _STATS = {
-    _Found.BLOB: Stat.BLOBS,
     _Found.LAYER: Stat.LAYERS,
     _Found.REVISION: Stat.REVISIONS,
     _Found.TAG: Stat.TAGS,
@@ -462,11 +467,7 @@ def _tag(name: str) -> Tag | None:
         return None  # a directory no push writes
 
 
-def _record(inventory: Inventory, at: _At, digest: Digest | None, size: int, modified: float) -> None:
-    if at.found is _Found.BLOB:
-        assert digest is not None
-        inventory.blobs[digest] = (size, modified)
-        return
+def _record(inventory: Inventory, at: _At, digest: Digest | None, modified: float) -> None:
     repository = inventory.repositories.setdefault(at.name, Repository())
     if at.found is _Found.TAG:
         repository.tag_links[at.tag] = modified
@@ -513,7 +514,8 @@ async def take_inventory(
     their blob was not found: then they are read, so that missing content refers to nothing; nor
     are the blobs whose sizes they hold stat-ed. A large filesystem is scanned by up to
     ``workers`` processes, forked: a command's, never a server's (its threads serve requests);
-    unless the scan needs the sizes, the findings are recalled while the children scan."""
+    the findings are recalled while the children scan, and the blobs they do not size stat-ed
+    once both are done."""
     inventory = Inventory(tag_targets=tag_targets, tag_history=tag_history)
     repositories = inventory.repositories
     recalled: Recalled = _Nothing()
@@ -529,15 +531,12 @@ async def take_inventory(
         shards = await _shards(driver, inventory)
         await bounded(shards, lambda shard: _walk_into(driver, shard, found), driver.batches_in_flight)
     else:
-        inventory.stated = stat
+        inventory.stated = stat & ~Stat.BLOBS
         level = [(paths.BLOBS, _Kind.BLOBS, _At()), (paths.REPOSITORIES, _Kind.TREE, _At())]
+        await _scan(driver, inventory, level, tag_history, workers=workers, meanwhile=recall_once)
         if stat & Stat.BLOBS:
-            await recall_once()
-            await _scan(
-                driver, inventory, level, tag_history, recalled.sizes, workers=workers, meanwhile=_nothing
-            )
-        else:
-            await _scan(driver, inventory, level, tag_history, {}, workers=workers, meanwhile=recall_once)
+            await _size_blobs(driver, inventory, recalled.sizes)
+        inventory.stated = stat
     tag_links = [
         (name, tag)
         for name, repository in repositories.items()

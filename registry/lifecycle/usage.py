@@ -30,6 +30,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain, repeat
 from typing import Any
 
 from offload import to_thread
@@ -132,13 +133,15 @@ def _timestamp(moment: float) -> str:
 def usage_of(inventory: Inventory, measured: float) -> Usage:
     """The figures of a walk; ``measured`` is when it began."""
     reached = {name: _reached(repository, inventory) for name, repository in inventory.repositories.items()}
-    users: dict[bytes, int] = {}
+    # In set operations and ``map``, in C: a store's every blob goes through each step. By raw
+    # digest, as the table and the references keep them: no ``Digest`` built per blob.
+    referenced: set[bytes] = set()
+    shared: set[bytes] = set()  # reached from more than one repository
     for digests in reached.values():
-        for key in digests:
-            users[key] = users.get(key, 0) + 1
-    # By raw digest, as the table and the references keep them: no ``Digest`` built per blob.
-    sizes = {key: size for key, size, _ in inventory.blobs.rows()}
-    size_of = {key: sizes.get(key, 0) for key in users}
+        shared |= referenced & digests
+        referenced |= digests
+    sizes = inventory.blobs.sizes()
+    size_of = dict(zip(referenced, map(sizes.get, referenced, repeat(0)), strict=True))
     repositories = []
     for name, repository in sorted(inventory.repositories.items()):
         if not repository.listed and not repository.revisions:
@@ -148,8 +151,8 @@ def usage_of(inventory: Inventory, measured: float) -> Usage:
         repositories.append(
             RepositoryUsage(
                 name,
-                sum(size_of[d] for d in digests),
-                sum(size_of[d] for d in digests if users[d] == 1),
+                sum(map(size_of.__getitem__, digests)),
+                sum(map(size_of.__getitem__, digests - shared)),
                 len(repository.tag_links),  # every tag, whether or not the walk read its link
                 len(repository.revisions),
                 max(times) if times else None,
@@ -159,24 +162,22 @@ def usage_of(inventory: Inventory, measured: float) -> Usage:
         measured,
         sum(sizes.values()),
         len(sizes),
-        sum(size for key, size in sizes.items() if key not in users),
+        sum(map(sizes.__getitem__, sizes.keys() - referenced)),
         tuple(repositories),
     )
 
 
 def _reached(repository: Repository, inventory: Inventory) -> set[bytes]:
     """Every digest the repository's manifest revisions reach, themselves included (raw)."""
-    found: set[bytes] = set()
-    pending = [raw(digest) for digest in repository.revisions]
-    while pending:
-        key = pending.pop()
-        if key in found:
-            continue
-        found.add(key)
-        references = inventory.manifests.get(key)
-        if references is not None:  # extended twice: a union would build and hash a set
-            pending += references.blobs
-            pending += references.children
+    manifests = inventory.manifests
+    found = set(map(raw, repository.revisions))
+    frontier = found
+    while frontier:  # a step at a time for all that was reached, as the mark follows them
+        followed = [references for references in map(manifests.get, frontier) if references is not None]
+        frontier = set(chain.from_iterable(references.blobs for references in followed))
+        frontier.update(chain.from_iterable(references.children for references in followed))
+        frontier -= found
+        found |= frontier
     return found
 
 

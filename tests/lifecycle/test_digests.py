@@ -107,3 +107,16 @@ def test_a_table_without_some_blobs_keeps_the_others_in_order() -> None:
     smaller[digest(7)] = (7, 7.5)  # still a table to put in
     assert len(smaller) == 5
     assert len(table) == 6
+
+
+def test_a_tables_sizes_come_from_a_record_and_the_unsized_are_named_in_row_order() -> None:
+    table = BlobTable()
+    keys = [raw(digest(number)) for number in range(6)]
+    for key in keys:
+        table.put_raw(key, 0, 1.0)
+    recorded = {keys[1]: 10, keys[4]: 40, raw(digest(99)): 990}  # one the table does not hold
+
+    assert table.size_from(recorded) == [keys[0], keys[2], keys[3], keys[5]]
+    assert table.sizes() == {key: recorded.get(key, 0) for key in keys}
+    assert [modified for _, _, modified in table.rows()] == [1.0] * 6
+    assert table.without({keys[1]}).sizes() == {key: recorded.get(key, 0) for key in keys if key != keys[1]}

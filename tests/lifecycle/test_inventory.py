@@ -330,3 +330,47 @@ async def test_a_forked_share_that_fails_or_dies_fails_the_wait() -> None:
     with pytest.raises(StorageError, match="wait status"):
         await forks.result(forks.start(dying))
     assert await forks.result(forks.start(lambda: b"found")) == b"found"
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+async def test_blobs_are_stat_ed_after_the_scan_only_where_the_record_has_no_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """A scan that needs every size lists the blobs, then stats only those the last run's record
+    does not size: the recorded sizes are taken as they are (here wrong on purpose, so a stat
+    would show), the others come from their files, and a blob whose data went before its stat
+    is not found."""
+    build_store(tmp_path, repositories=12)
+    driver = FilesystemDriver(str(tmp_path))
+    truth = await take_inventory(driver)
+    keys = [key for key, _, _ in truth.blobs.rows()]
+    recorded = {key: size + 1000 for key, size, _ in truth.blobs.rows() if key[0] % 2}
+    unsized = [key for key in keys if key not in recorded]
+    vanished = unsized.pop()
+    stated: list[str] = []
+    stat_many = driver.stat_many
+
+    async def counted(files: list[str]) -> list[FileInfo | None]:
+        stated.extend(files)
+        return await stat_many(files)
+
+    async def recall() -> Known:
+        (tmp_path / paths.blob_data(from_raw(vanished)).lstrip("/")).unlink()
+        return Known({}, recorded)
+
+    monkeypatch.setattr(driver, "stat_many", counted)
+    monkeypatch.setattr(inventory_module, "SPLIT_FROM", 8)
+    found = await take_inventory(driver, stat=Stat.BLOBS, recall=recall, workers=workers)
+
+    assert recorded
+    assert unsized
+    assert sorted(file for file in stated if "/blobs/" in file) == sorted(
+        paths.blob_data(from_raw(key)) for key in [*unsized, vanished]
+    )
+    assert not found.blobs.holds_raw(vanished)
+    assert {key: size for key, size, _ in found.blobs.rows()} == {
+        key: recorded.get(key, size) for key, size, _ in truth.blobs.rows() if key != vanished
+    }
+    times = {key: modified for key, _, modified in found.blobs.rows()}
+    assert all(times[key] == inventory_module.UNSTATED for key in recorded)
+    assert all(times[key] == modified for key, _, modified in truth.blobs.rows() if key in unsized)
