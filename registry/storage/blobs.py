@@ -154,7 +154,7 @@ async def _continued(first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterato
         await close_stream(chunks)
 
 
-async def close_stream(chunks: AsyncIterator[bytes]) -> None:
+async def close_stream(chunks: AsyncIterator[bytes | memoryview]) -> None:
     """Release the open file or connection behind a stream not read to its end."""
     close = getattr(chunks, "aclose", None)
     if close is not None:
