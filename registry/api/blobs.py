@@ -100,7 +100,13 @@ async def get_blob(ctx: Context) -> Response:
     requested = None if range_header is None else ByteRange.parse(range_header)
     settings = ctx.settings
     blobs = ctx.storage.blobs
-    if request.method == "GET" and fresh and not settings.redirect and settings.accel_redirect is None:
+    if (
+        blobs.fetches_at_once
+        and request.method == "GET"
+        and fresh
+        and not settings.redirect
+        and settings.accel_redirect is None
+    ):
         span = (0, None) if requested is None else requested.span()
         fetched = None if span is None else await blobs.fetch(ctx.name, digest, *span)
         if fetched is not None:

@@ -18,6 +18,10 @@ class BlobStore:
     def __init__(self, driver: StorageDriver) -> None:
         self._driver = driver
 
+    @property
+    def fetches_at_once(self) -> bool:
+        return self._driver.reads_are_round_trips
+
     async def size(self, digest: Digest) -> int | None:
         """The size of the stored content, or None when the registry does not hold it."""
         return await self._driver.file_size(paths.blob_data(digest))
