@@ -120,6 +120,9 @@ async def get_blob(ctx: Context) -> Response:
                 raise
             headers["Content-Length"] = str(length)
             return StreamedResponse(body, status, headers)
+    # Before a redirect too, where only a Range needs the size: it also confirms the content is
+    # there, so that a link left to data gone (Distribution's collection leaves them) answers
+    # 404 BLOB_UNKNOWN, not a redirect to nothing.
     size = await blobs.stat(ctx.name, digest, fetching=request.method == "GET")
     if request.method == "HEAD" and fresh:
         # Clients' most frequent question about a blob: its headers given as sent, no dictionary.
