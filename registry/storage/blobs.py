@@ -65,11 +65,15 @@ class BlobStore:
         ``open`` cost no more) or ``offset`` is beyond the end: ``stat`` tells which."""
         if not self._driver.reads_are_round_trips:
             return None
-        linked, opened = await asyncio.gather(
-            has_link(self._driver, paths.layer_link(name, digest), digest),
-            self._driver.sized_reader(paths.blob_data(digest), offset, length),
-            return_exceptions=True,
-        )
+        linking = asyncio.ensure_future(has_link(self._driver, paths.layer_link(name, digest), digest))
+        opening = asyncio.ensure_future(self._driver.sized_reader(paths.blob_data(digest), offset, length))
+        try:
+            linked, opened = await asyncio.gather(linking, opening, return_exceptions=True)
+        except asyncio.CancelledError:
+            # The request is gone (its client hung up): content already opened is closed here, not
+            # when collected (on S3 it holds a pooled connection until then).
+            await _close_opened(opening)
+            raise
         if isinstance(opened, BaseException):
             if linked is True and isinstance(opened, InvalidOffset):
                 return None
@@ -156,6 +160,15 @@ async def _continued(first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterato
             yield chunk
     finally:
         await close_stream(chunks)
+
+
+async def _close_opened(opening: asyncio.Future[tuple[int, AsyncIterator[bytes]]]) -> None:
+    """Close the stream ``opening`` gave or gives, once it has ended (cancelled meanwhile)."""
+    if not opening.done():
+        opening.cancel()
+        await asyncio.wait([opening])
+    if not opening.cancelled() and opening.exception() is None:
+        await close_stream(opening.result()[1])
 
 
 async def close_stream(chunks: AsyncIterator[bytes | memoryview]) -> None:
