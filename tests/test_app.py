@@ -35,6 +35,11 @@ class CountingBlobs:
         self.opened: list[Digest] = []
         self.ingested: list[tuple[RepositoryName, Digest]] = []
         self.stats = 0
+        self.fetches = 0
+
+    @property
+    def fetches_at_once(self) -> bool:
+        return self.inner.fetches_at_once
 
     async def size(self, digest: Digest) -> int | None:
         return await self.inner.size(digest)
@@ -50,6 +55,7 @@ class CountingBlobs:
     async def fetch(
         self, name: RepositoryName, digest: Digest, offset: int = 0, length: int | None = None
     ) -> tuple[int, AsyncIterator[bytes]] | None:
+        self.fetches += 1
         fetched = await self.inner.fetch(name, digest, offset, length)
         if fetched is not None:
             self.opened.append(digest)
@@ -144,6 +150,30 @@ async def test_a_wrapped_blob_service_serves_real_requests(tmp_path: Path) -> No
     assert counter.stats == 3
     # The content is in the driver that was passed in.
     assert await driver.get_content(paths.blob_data(Digest.parse(digest))) == layer
+
+
+async def test_a_get_from_storage_whose_reads_are_not_round_trips_asks_for_no_fetch(tmp_path: Path) -> None:
+    """Storage in memory (as on the filesystem), redirects off: a GET goes straight to ``stat``
+    and the content, without asking the blob service for a fetch it would answer with None."""
+    wrapped: list[CountingBlobs] = []
+
+    def counting(inner: BlobService) -> BlobService:
+        wrapped.append(CountingBlobs(inner))
+        return wrapped[0]
+
+    config_file = tmp_path / "config.yml"
+    config_file.write_text("version: 0.1\nstorage: {inmemory: {}, redirect: {disable: true}}\n")
+    app = create_app(load_config(config_file, {}), driver=InMemoryDriver(), wrappers=Wrappers(blobs=counting))
+    layer = b"layer bytes " * 100
+    async with _client(app) as client:
+        digest = await _push_image(client, "team/app", layer)
+        whole = await client.get(f"/v2/team/app/blobs/{digest}")
+        ranged = await client.get(f"/v2/team/app/blobs/{digest}", headers={"Range": "bytes=12-23"})
+    assert whole.content == layer
+    assert (ranged.status_code, ranged.content) == (206, layer[12:24])
+    [counter] = wrapped
+    assert counter.fetches == 0
+    assert counter.opened == [Digest.parse(digest)] * 2
 
 
 @pytest.fixture

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import mmap
+import time
+import weakref
 
 from registry.storage.batches import ALIGNMENT, BatchBuffers
 from tests.support.residency import page_advice, resident_fraction
+from tests.support.waiting import until_awaited
 
 SIZE = 4 << 20
 
@@ -59,13 +62,18 @@ def test_buffers_beyond_the_kept_ones_are_dropped() -> None:
 async def test_kept_buffers_are_dropped_once_uploads_stop() -> None:
     """A worker that has stopped receiving uploads gives their memory back; one still receiving
     keeps reusing its buffers."""
-    buffers = BatchBuffers(SIZE, keep=2, release_after=0.5)
+    release_after = 2.0  # uses come 0.01 s apart: a loaded machine's pauses do not reach this
+    buffers = BatchBuffers(SIZE, keep=2, release_after=release_after)
     buffer = buffers.take(SIZE)
     buffer[:] = b"\1" * SIZE
     buffers.give_back(buffer)
-    for _ in range(12):  # busy for longer than release_after, never idle that long
-        await asyncio.sleep(0.05)
-        assert buffers.take(SIZE) is buffer
-        buffers.give_back(buffer)
-    await asyncio.sleep(2.0)
-    assert buffers.take(SIZE) is not buffer
+    kept = weakref.ref(buffer)
+    del buffer  # dropped by ``buffers``: nothing else refers to it
+    busy_until = time.monotonic() + release_after * 1.25
+    while time.monotonic() < busy_until:  # busy for longer than release_after, never idle that long
+        await asyncio.sleep(0.01)
+        taken = buffers.take(SIZE)
+        assert taken is kept(), "a buffer in use was dropped"
+        buffers.give_back(taken)
+        del taken
+    await until_awaited(lambda: kept() is None, what="for the idle buffer to be dropped")

@@ -17,9 +17,12 @@ from registry.coalescing import CoalescingHTTPProtocol
 from tests.support.loopserver import LoopServer
 
 TIMEOUT = 4
-"""The keep-alive timeout the server is given, in seconds: the idleness test's requests come
-0.4 and 0.3 of it before a timer would close the connection, margins a loaded machine's pauses
-must not reach."""
+"""The keep-alive timeout the server is given, in seconds: the idleness test's requests come 0.7
+of it (2.8 s) before a timer would close the connection, a margin a loaded machine's pauses do
+not reach."""
+PAUSE = 0.3
+"""Between the idleness test's requests, as a fraction of ``TIMEOUT``: four of them add up to more
+than one timeout, each far from one."""
 REQUEST = b"GET / HTTP/1.1\r\nHost: registry\r\n\r\n"
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
@@ -82,10 +85,11 @@ def test_an_idle_connection_is_closed(server: Server) -> None:
 def test_idleness_counts_from_the_last_response(server: Server) -> None:
     with server.connect() as sock:
         _ask(sock)
-        time.sleep(TIMEOUT * 0.6)
-        _ask(sock)  # the timer started by the first answer fires before this one's idle time is up
-        time.sleep(TIMEOUT * 0.7)
-        _ask(sock)  # so the connection must still be open here, 1.3 timeouts after the first
+        for _ in range(4):
+            # The timer started by the first answer fires while later answers' idle time is not
+            # up; the connection must still be open at the last, 1.2 timeouts after the first.
+            time.sleep(TIMEOUT * PAUSE)
+            _ask(sock)
         assert _closed_by_server(sock)
     assert True in server.checks, "a timer that found a later idle spell should start another"
 

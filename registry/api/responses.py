@@ -86,7 +86,7 @@ class StreamedResponse(Response):
     group on servers of ASGI spec before 2.4 (uvicorn's): about 60 µs of CPU a response, and a
     worker's first one imported anyio's asyncio backend (about 20 ms). Here a plain task does."""
 
-    def __init__(self, body: AsyncIterator[bytes], status: int, headers: dict[str, str]) -> None:
+    def __init__(self, body: AsyncIterator[bytes | memoryview], status: int, headers: dict[str, str]) -> None:
         super().__init__(None, status, headers)
         self.chunks = body
 

@@ -142,13 +142,13 @@ class BlobTable(Mapping[Digest, tuple[int, float]]):
         """``put_raw`` of each blob (``keys`` distinct: another table's rows), the rows added
         at once (in C) when the table holds none of them (a forked scan's share: its blob
         prefixes are its own)."""
+        if not len(keys) == len(sizes) == len(times):
+            raise ValueError("a blob's size or time is missing")
         rows = self._rows
         if not rows.keys().isdisjoint(keys):
             for key, size, modified in zip(keys, sizes, times, strict=True):
                 self.put_raw(key, size, modified)
             return
-        if not len(keys) == len(sizes) == len(times):
-            raise ValueError("a blob's size or time is missing")
         start = len(self._sizes)
         rows.update(zip(keys, range(start, start + len(keys)), strict=True))
         self._sizes.extend(sizes)

@@ -123,9 +123,9 @@ def _mark(
     frontier = set(pending)
     while frontier:
         reached |= frontier
-        followed = [manifests[key] for key in frontier & manifests.keys()]
-        frontier = set(chain.from_iterable(r.blobs for r in followed if r is not None))
-        frontier.update(chain.from_iterable(r.children for r in followed if r is not None))
+        followed = [r for key in frontier & manifests.keys() if (r := manifests[key]) is not None]
+        frontier = set(chain.from_iterable(r.blobs for r in followed))
+        frontier.update(chain.from_iterable(r.children for r in followed))
         frontier -= reached
     result.marked.add_all(reached)
     return result, deleted_revisions

@@ -14,19 +14,20 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlencode
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from ..api import blobs as blob_api
 from ..api import listings as listing_api
 from ..api import manifests as manifest_api
 from ..api.blobs import IMMUTABLE, parse_range
 from ..api.context import Context
-from ..api.responses import json_response
+from ..api.responses import StreamedResponse, json_response
 from ..api.router import Route
 from ..config import Upstream
 from ..errors import ErrorCode, RegistryError
 from ..references import Digest, RepositoryName, parse_reference
 from ..storage import Storage
+from ..storage.blobs import close_stream
 from .expiry import LONGEST_INTERVAL, Expiry, UseRecorder, interval_for, keep_expiring
 from .fetches import Fetches, Served
 from .manifests import MirroredManifests
@@ -147,10 +148,12 @@ class Proxy:
             except FetchFailed as exc:
                 # Under way, the response can only be cut short: the client sees it incomplete.
                 raise RegistryError(ErrorCode.UPSTREAM_FAILED, {"reason": str(exc)}) from None
+            finally:
+                await close_stream(served.chunks)  # a client gone mid-way: what it still reads
             if length == served.size:  # the whole blob: it is this repository's now
                 await self._storage.blobs.mount(name, None, digest)
 
-        return StreamingResponse(body(), status, headers)
+        return StreamedResponse(body(), status, headers)
 
     @staticmethod
     async def _cached_blob(ctx: Context) -> Response | None:

@@ -18,6 +18,10 @@ class BlobStore:
     def __init__(self, driver: StorageDriver) -> None:
         self._driver = driver
 
+    @property
+    def fetches_at_once(self) -> bool:
+        return self._driver.reads_are_round_trips
+
     async def size(self, digest: Digest) -> int | None:
         """The size of the stored content, or None when the registry does not hold it."""
         return await self._driver.file_size(paths.blob_data(digest))
@@ -61,11 +65,15 @@ class BlobStore:
         ``open`` cost no more) or ``offset`` is beyond the end: ``stat`` tells which."""
         if not self._driver.reads_are_round_trips:
             return None
-        linked, opened = await asyncio.gather(
-            has_link(self._driver, paths.layer_link(name, digest), digest),
-            self._driver.sized_reader(paths.blob_data(digest), offset, length),
-            return_exceptions=True,
-        )
+        linking = asyncio.ensure_future(has_link(self._driver, paths.layer_link(name, digest), digest))
+        opening = asyncio.ensure_future(self._driver.sized_reader(paths.blob_data(digest), offset, length))
+        try:
+            linked, opened = await asyncio.gather(linking, opening, return_exceptions=True)
+        except asyncio.CancelledError:
+            # The request is gone (its client hung up): content already opened is closed here, not
+            # when collected (on S3 it holds a pooled connection until then).
+            await _close_opened(opening)
+            raise
         if isinstance(opened, BaseException):
             if linked is True and isinstance(opened, InvalidOffset):
                 return None
@@ -154,7 +162,16 @@ async def _continued(first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterato
         await close_stream(chunks)
 
 
-async def close_stream(chunks: AsyncIterator[bytes]) -> None:
+async def _close_opened(opening: asyncio.Future[tuple[int, AsyncIterator[bytes]]]) -> None:
+    """Close the stream ``opening`` gave or gives, once it has ended (cancelled meanwhile)."""
+    if not opening.done():
+        opening.cancel()
+        await asyncio.wait([opening])
+    if not opening.cancelled() and opening.exception() is None:
+        await close_stream(opening.result()[1])
+
+
+async def close_stream(chunks: AsyncIterator[bytes | memoryview]) -> None:
     """Release the open file or connection behind a stream not read to its end."""
     close = getattr(chunks, "aclose", None)
     if close is not None:

@@ -113,6 +113,10 @@ class CachedBlobs:
         self._inner = inner
         self._cache = cache
 
+    @property
+    def fetches_at_once(self) -> bool:
+        return self._inner.fetches_at_once
+
     async def size(self, digest: Digest) -> int | None:
         return await self._inner.size(digest)
 

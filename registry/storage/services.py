@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 
 class BlobService(Protocol):
+    @property
+    def fetches_at_once(self) -> bool:
+        """Whether ``fetch`` reads the link and the content at once (where each read is a round
+        trip); otherwise it answers None, and ``stat`` then ``open`` cost no more."""
+
     async def size(self, digest: Digest) -> int | None:
         """The size of the stored content, or None when the registry does not hold it."""
 

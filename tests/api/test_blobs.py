@@ -105,7 +105,11 @@ def test_empty_blob(client: RegistryClient, repo: str) -> None:
         ("bytes=-1", 999, 999),
         ("bytes=-5000", 0, 999),  # suffix longer than the blob: all of it
         ("bytes=995-2000", 995, 999),  # last position past the end is clamped
+        ("bytes=" + "0" * 30 + "5-9", 5, 9),  # leading zeros: the digits' value counts
+        ("bytes=10-" + "9" * 5000, 10, 999),  # past what Python turns into an int from text
+        ("bytes=-" + "9" * 5000, 0, 999),
     ],
+    ids=lambda value: value if not isinstance(value, str) or len(value) < 40 else value[:20] + "...",
 )
 def test_single_range_is_206_with_exact_bytes(
     client: RegistryClient, repo: str, pushed: Content, header: str, first: int, last: int
@@ -124,6 +128,7 @@ def test_single_range_is_206_with_exact_bytes(
     [
         "bytes=1000-",  # starts at the end
         "bytes=2000-3000",  # entirely past the end
+        "bytes=" + "1" * 5000 + "-",
         "bytes=50-10",  # reversed
         "bytes=-0",  # empty suffix
         "bytes=-",
@@ -134,6 +139,7 @@ def test_single_range_is_206_with_exact_bytes(
         "bytes=1.5-2",
         "0-10",
     ],
+    ids=lambda header: header if len(header) < 40 else header[:20] + "...",
 )
 def test_invalid_or_unsatisfiable_range_is_416(
     client: RegistryClient, repo: str, pushed: Content, header: str

@@ -41,6 +41,11 @@ def test_blob_table_takes_another_tables_rows_at_once() -> None:
     with pytest.raises(ValueError, match="missing"):
         table.put_all_raw([raw(digest(5)), raw(digest(6))], array("q", [50]), array("d", [5.5, 6.5]))
     assert len(table) == 4
+    # Some held already, one time missing: refused before any row changes, not half-way through.
+    with pytest.raises(ValueError, match="missing"):
+        table.put_all_raw([raw(digest(4)), raw(digest(5))], array("q", [41, 50]), array("d", [4.25]))
+    assert len(table) == 4
+    assert table[digest(4)] == (40, 4.5)
 
 
 def test_digest_set_adds_many_at_once_as_one_at_a_time() -> None:

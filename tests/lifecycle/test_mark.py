@@ -1,5 +1,6 @@
 """What the mark reads from a stored manifest: the shortcut for plain manifests must find what
-the full parse finds, and anything unusual must go to the full parse (or keep every digest)."""
+the full parse finds, and anything unusual must go to the full parse (or keep every digest); and
+what it follows from there."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any
 import pytest
 
 from registry.lifecycle.digests import raw
+from registry.lifecycle.inventory import Inventory
 from registry.lifecycle.manifest_references import References, references_of
-from registry.references import Digest
+from registry.lifecycle.mark import plan
+from registry.references import Digest, RepositoryName
 
 CONFIG, LAYER, OTHER, SUBJECT = (Digest.of(name.encode()) for name in ("config", "layer", "other", "subject"))
 CHILD = Digest.of(b"child")
@@ -122,3 +125,18 @@ def test_a_digest_written_escaped_leaves_the_decision_to_the_full_parse() -> Non
     text = encoded(document).replace(str(CONFIG).encode(), f"sha256\\u003a{CONFIG.hex}".encode())
     assert json.loads(text)["config"]["digest"] == str(CONFIG)
     assert references_of(text) == refs(frozenset({LAYER, OTHER, SUBJECT}))
+
+
+def test_the_mark_follows_what_it_read_past_manifests_whose_content_is_missing() -> None:
+    top, gone = Digest.of(b"index"), Digest.of(b"gone")
+    inventory = Inventory()
+    for digest in (CONFIG, LAYER, OTHER, CHILD, top, gone):
+        inventory.blobs[digest] = (3, 1.0)
+    inventory.repository(RepositoryName.parse("team/app")).revisions = {top: 1.0, gone: 1.0}
+    inventory.manifests = {
+        raw(top): refs(children=frozenset({CHILD, gone})),
+        raw(gone): None,
+        raw(CHILD): refs(blobs=frozenset({CONFIG, LAYER})),
+    }
+    result = plan(inventory, delete_untagged=False, cutoff=2.0)
+    assert set(result.blobs) == {OTHER}

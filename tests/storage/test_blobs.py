@@ -149,6 +149,10 @@ class _OrderRecordingDriver(RecordingDriver):
         self.events: list[str] = []
         self.streams: list[_Tracked] = []
         self.link_failure: Exception | None = None
+        self.link_answers = asyncio.Event()
+        """Cleared: link reads wait until it is set."""
+        self.link_answers.set()
+        self.content_opened = asyncio.Event()
 
     async def _get_content(self, path: str) -> bytes:
         if "/_layers/" not in path:
@@ -157,6 +161,7 @@ class _OrderRecordingDriver(RecordingDriver):
         try:
             for _ in range(3):
                 await asyncio.sleep(0)
+            await self.link_answers.wait()
             if self.link_failure is not None:
                 raise self.link_failure
             return await super()._get_content(path)
@@ -177,6 +182,7 @@ class _OrderRecordingDriver(RecordingDriver):
             raise InvalidOffset(path, "beyond the end")
         stream = _Tracked(self._reader(path, offset, length))
         self.streams.append(stream)
+        self.content_opened.set()
         return size, stream
 
 
@@ -267,6 +273,21 @@ async def test_a_fetch_of_a_blob_the_repository_does_not_hold_closes_what_it_ope
     assert len(driver.streams) == 2
     with raises(ErrorCode.BLOB_UNKNOWN):
         await storage.blobs.fetch(OTHER, Digest.of(b"never pushed"))
+
+
+async def test_a_fetch_cancelled_while_the_link_is_read_closes_what_it_opened() -> None:
+    """A request cancelled (its client gone) after the content opened, before the link's answer:
+    the opened stream is closed, not dropped."""
+    driver = _OrderRecordingDriver()
+    storage = Storage(driver, PushGuard(driver))
+    digest = await put_blob(storage, APP, os.urandom(1000))
+    driver.link_answers.clear()
+    fetching = asyncio.ensure_future(storage.blobs.fetch(APP, digest))
+    await asyncio.wait_for(driver.content_opened.wait(), 10)
+    fetching.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fetching
+    assert [stream.closed for stream in driver.streams] == [True]
 
 
 async def test_a_fetch_where_reads_are_local_leaves_it_to_stat_and_open() -> None:

@@ -4,6 +4,7 @@ the slowest makes every run slow."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -38,3 +39,14 @@ def eventually(block: Callable[[], T], timeout: float = TIMEOUT, interval: float
             if time.monotonic() > deadline:
                 raise
         time.sleep(interval)
+
+
+async def until_awaited(check: Callable[[], T | None], interval: float = 0.1, what: str = "") -> T:
+    """``until`` inside an event loop, for a condition no event announces: it sleeps without
+    blocking the loop, whose timers run meanwhile; fails after ``TIMEOUT`` seconds."""
+    deadline = time.monotonic() + TIMEOUT
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {TIMEOUT} s waiting {what or 'for a condition'}")
+        await asyncio.sleep(interval)
+    return result
