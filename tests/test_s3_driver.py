@@ -819,6 +819,25 @@ class _Forgetful(BaseHTTPRequestHandler):
         pass
 
 
+class _Closing(BaseHTTPRequestHandler):
+    """An S3 endpoint serving one object whose answers say "Connection: close", as an HTTP/1.0
+    proxy in front of a gateway does."""
+
+    protocol_version = "HTTP/1.1"
+    content = pattern(MIB + 3, seed=4)
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.content)))
+        self.send_header("ETag", '"one-version"')
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(self.content)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 class _KeptAlive(BaseHTTPRequestHandler):
     """An S3 endpoint keeping connections alive: GETs answer in chunks (Transfer-Encoding), HEADs
     with a length; ``/b/missing`` is NoSuchKey, the first GET of ``/b/flaky`` a 503, and
@@ -982,6 +1001,15 @@ class TestSignedConnections:
             assert 0 < int(handler.ranges[1].removeprefix("bytes=").rstrip("-")) <= handler.cut
         finally:
             await driver.close()
+
+    async def test_answers_that_close_their_connection_are_read_whole(self) -> None:
+        with _serving(_Closing) as endpoint:
+            driver = offline_driver(endpoint, attempts=1)
+            try:
+                for _ in range(2):  # the second on a new connection: the first was not kept
+                    assert await read_all(driver, "/blob") == _Closing.content
+            finally:
+                await driver.close()
 
     async def test_a_connection_the_server_closed_is_not_a_failure(
         self, forgetful_endpoint: tuple[str, type[_Forgetful]]

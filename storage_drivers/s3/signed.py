@@ -89,11 +89,14 @@ class Stream:
         pool: SignedRequests,
         connection: http.client.HTTPConnection,
         response: http.client.HTTPResponse,
+        sock: socket.socket,
         length: int,
     ) -> None:
         self._pool, self._response = pool, response
         self._connection: http.client.HTTPConnection | None = connection
-        self._socket = connection.sock  # kept: the connection lets go of it on "Connection: close"
+        # The socket the request went on: an answer with "Connection: close" makes the connection
+        # let go of it (``connection.sock`` None) while the response still reads from it.
+        self._socket = sock
         self._left = length
         self.on_loop = not pool.tls
         """Whether ``receive`` reads it; else ``read``, in a worker thread."""
@@ -303,6 +306,7 @@ class SignedRequests:
             fresh = connection.sock is None
             if fresh:
                 self._open(connection)
+            sock = connection.sock
             try:
                 response = self._exchange(connection, method, target, signed, body)
             except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected) as exc:
@@ -319,7 +323,8 @@ class SignedRequests:
             break
         if stream and 200 <= response.status < 300 and method != "HEAD":
             length = int(response.headers.get("Content-Length", "0"))
-            return Answer(response.status, response.headers, b""), Stream(self, connection, response, length)
+            streamed = Stream(self, connection, response, sock, length)
+            return Answer(response.status, response.headers, b""), streamed
         try:
             content = response.read()
         except TimeoutError as exc:

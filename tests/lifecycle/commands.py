@@ -73,6 +73,29 @@ def push(served: Served, repository: str, reference: str, content: Image | Image
     return push_manifest(served.http, repository, reference, manifest.data, manifest.media_type)
 
 
+def push_beside_collections(
+    served: Served, repository: str, reference: str, image: Image, attempts: int = 10
+) -> str:
+    """``push`` of an image while collections run at ``--grace-period 0s``: one may take a blob
+    uploaded for a manifest not yet pushed, and the registry then refuses the manifest with
+    MANIFEST_BLOB_UNKNOWN (its safe outcome); the image is pushed again from the start, as a
+    client does. Its digest."""
+    manifest = image.manifest
+    for _attempt in range(attempts):
+        for blob in image.blobs:
+            push_blob(served.http, repository, blob.data, blob.digest)
+        response = served.http.put(
+            f"/v2/{repository}/manifests/{reference}",
+            content=manifest.data,
+            headers={"Content-Type": manifest.media_type},
+        )
+        if response.status_code == 201:
+            return response.headers["Docker-Content-Digest"]
+        assert response.status_code == 400, (response.status_code, response.text)
+        assert response.json()["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN", response.text
+    raise AssertionError(f"{repository}:{reference} refused {attempts} times")
+
+
 def push_blob(http: httpx.Client, repository: str, data: bytes, digest: str) -> None:
     """POST, then PUT with the digest: the monolithic upload every registry (Distribution too) takes."""
     started = http.post(f"/v2/{repository}/blobs/uploads/")

@@ -16,7 +16,7 @@ from typing import Any
 from registry.lifecycle.lease import holding
 from storage_drivers.filesystem import FilesystemDriver
 from tests.integrity.workers import process_group
-from tests.lifecycle.commands import age_tag, blob_file, dockyard, push, push_blob
+from tests.lifecycle.commands import age_tag, blob_file, dockyard, push_beside_collections, push_blob
 from tests.support.containers import ContainerTools
 from tests.support.images import digest_of, random_image, write_oci_layout
 from tests.support.registry import RunningRegistry, StartRegistry
@@ -155,7 +155,7 @@ def test_scheduled_runs_apply_the_retention_rules(start_registry: StartRegistry)
     with Served(registry.url) as served:
         images = {tag: random_image(layers=1, layer_size=1024) for tag in ("old", "older", "new")}
         for tag, image in images.items():
-            push(served, "ci/app", tag, image)
+            push_beside_collections(served, "ci/app", tag, image)
         age_tag(registry.root, "ci/app", "older", 20 * 24 * 3600)
         age_tag(registry.root, "ci/app", "old", 10 * 24 * 3600)
         deadline = time.monotonic() + WAIT
