@@ -12,11 +12,14 @@ of them; without it (one process, tests in-process) the application's own regist
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import re
 import time
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 from prometheus_client import (
@@ -28,6 +31,7 @@ from prometheus_client import (
     generate_latest,
     values,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .tally import Count, Live, PendingHistogram, Tally
@@ -140,6 +144,24 @@ class PushSeries(RequestSeries):
         self.pushed.value += body_in
 
 
+class _WorkersFiles(MultiProcessCollector):
+    """Every worker's metric files merged, but for files still being made: a worker starting
+    creates its file empty and sizes it a moment later, and prometheus_client fails to read an
+    empty one (a 500 for a scrape that came between). Such a file holds no value yet."""
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):  # as MultiProcessCollector lists them
+            with contextlib.suppress(FileNotFoundError):  # a dead worker's, just forgotten
+                if os.path.getsize(path) >= _SIZED:
+                    files.append(path)
+        return self.merge(files, accumulate=True)  # type: ignore[no-any-return,no-untyped-call]
+
+
+_SIZED = 8
+"""Bytes of a metric file's header, which prometheus_client writes once it has sized the file."""
+
+
 class Metrics:
     """Every metric the registry keeps, and the exposition a scrape returns."""
 
@@ -154,7 +176,7 @@ class Metrics:
             # a worker never forks after this, and that system call was a third of the cost.
             pid = os.getpid()
             values.ValueClass = values.MultiProcessValue(process_identifier=lambda: pid)  # type: ignore[no-untyped-call]
-            MultiProcessCollector(self.registry, path=self.directory)  # type: ignore[no-untyped-call]
+            _WorkersFiles(self.registry, path=self.directory)  # type: ignore[no-untyped-call]
         own = None if self.directory is not None else self.registry
         self.requests = Counter(
             "registry_http_requests_total",

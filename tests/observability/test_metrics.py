@@ -61,6 +61,23 @@ def test_a_scrape_sums_every_worker(metrics_registry: tuple[RunningRegistry, Scr
         assert base_gets(scraper.samples()) == before + 60
 
 
+def test_a_worker_file_still_being_made_is_no_failure(start_registry: StartRegistry, tmp_path: Path) -> None:
+    """A worker starting creates its metric file empty and sizes it a moment later: a scrape in
+    between answers with every other file's figures, not a 500."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    port = free_port()
+    registry = start_registry({"http": debug_section(port)}, workers=2, env={"TMPDIR": str(temporary)})
+    (directory,) = temporary.glob("dockyard-metrics-*")
+    fresh_connection_requests(registry, 3)
+    (directory / "counter_999999999.db").touch()  # as a worker's file is, before it is sized
+
+    def counted(samples: Samples) -> None:
+        assert base_gets(samples) >= 3
+
+    Scraper(port).until(counted)  # each scrape fails (a 500) where the empty file is read
+
+
 def test_metrics_are_never_on_the_public_port(metrics_registry: tuple[RunningRegistry, Scraper]) -> None:
     registry, _ = metrics_registry
     response = httpx.get(f"{registry.url}/metrics")
