@@ -33,6 +33,8 @@ ZEROCOPY_SEND = "http.response.zerocopysend"
 """The ASGI extension's name, in ``scope["extensions"]`` and as the message's type."""
 WINDOW = 8 << 20
 """Bytes brought into the page cache before each run of ``sendfile`` calls."""
+BLOBS_IN_PATH = "/blobs/"
+"""In the path of every blob download (``/v2/<name>/blobs/<digest>``), the extension's one user."""
 UNIX_SEND_BUFFER = 1 << 20
 """Bytes a unix socket may queue (the kernel doubles it, within ``net.core.wmem_max``)."""
 
@@ -54,14 +56,21 @@ class ZeroCopyHTTPProtocol(CoalescingHTTPProtocol):
         self._unix = self.server is not None and self.server[1] is None  # a path, no port
 
     def on_headers_complete(self) -> None:
-        plain = self._unix and isinstance(self.transport, CoalescingTransport)
-        if plain:
-            scope = cast(dict[str, Any], self.scope)
-            scope["extensions"] = {**scope.get("extensions", {}), ZEROCOPY_SEND: {}}
-        super().on_headers_complete()
+        super().on_headers_complete()  # the request's task starts once this returns
         cycle = self.cycle
-        if not plain or cycle is None:
+        scope = cast(dict[str, Any], self.scope)
+        # Offered to the requests that can use it, blob downloads: the others are spared the
+        # extension and the wrapped send.
+        if (
+            cycle is None
+            or cycle.scope is not scope  # no new cycle: uvicorn answered the request itself
+            or not self._unix
+            or scope["method"] != "GET"
+            or BLOBS_IN_PATH not in scope["path"]
+            or not isinstance(self.transport, CoalescingTransport)
+        ):
             return
+        scope["extensions"] = {**scope.get("extensions", {}), ZEROCOPY_SEND: {}}
         send = cycle.send
 
         async def send_or_sendfile(message: Any) -> None:

@@ -7,6 +7,7 @@ one nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -18,7 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+from uvicorn.server import ServerState
 
+from registry.zerocopy import ZEROCOPY_SEND, ZeroCopyHTTPProtocol
 from tests.integrity.workers import traced
 from tests.support.launcher import CLEAN_ENV, DOCKYARD, wait_for_socket, write_config
 from tests.support.processes import ServerProcess
@@ -236,3 +241,64 @@ def test_a_stalled_download_ends_with_the_drain(blob: tuple[str, bytes], root: P
     assert "drain timeout (1s): closing 1 connections" in log
     assert "exiting without them" not in log
     assert "Traceback" not in log
+
+
+class _SocketTransport(asyncio.Transport):
+    """What a connection's protocol asks of its transport, for a socket at ``sockname``."""
+
+    def __init__(self, sockname: object) -> None:
+        super().__init__()
+        self.extra = {"sockname": sockname, "peername": "" if isinstance(sockname, str) else ("127.0.0.1", 1)}
+        self.written = bytearray()
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.extra.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("request_line", "sockname", "offered"),
+    [
+        ("GET /v2/team/app/blobs/sha256:" + "a" * 64, "/run/dockyard/registry.sock", True),
+        ("GET /v2/", "/run/dockyard/registry.sock", False),
+        ("GET /v2/team/app/manifests/latest", "/run/dockyard/registry.sock", False),
+        ("HEAD /v2/team/app/blobs/sha256:" + "a" * 64, "/run/dockyard/registry.sock", False),
+        ("GET /v2/team/app/blobs/sha256:" + "a" * 64, ("127.0.0.1", 5000), False),
+    ],
+)
+def test_only_blob_downloads_on_a_unix_socket_are_offered_sendfile(
+    request_line: str, sockname: object, offered: bool
+) -> None:
+    """Every other request is spared the extension and the wrapped send: they cost the registry's
+    requests behind nginx CPU each (bench/TLS.md)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        pass
+
+    async def connect() -> ZeroCopyHTTPProtocol:
+        config = uvicorn.Config(app, lifespan="off", log_config=None)
+        protocol = ZeroCopyHTTPProtocol(config=config, server_state=ServerState(), app_state={})
+        protocol.connection_made(_SocketTransport(sockname))
+        protocol.data_received(f"{request_line} HTTP/1.1\r\nHost: registry\r\n\r\n".encode())
+        await asyncio.sleep(0)  # the request's task runs the application
+        return protocol
+
+    protocol = asyncio.run(connect())
+    assert protocol.cycle is not None
+    assert protocol.cycle.scope is protocol.scope
+    assert (ZEROCOPY_SEND in (protocol.scope.get("extensions") or {})) is offered
+    assert ("send" in vars(protocol.cycle)) is offered  # uvicorn's own send, unwrapped
