@@ -145,6 +145,33 @@ def forwarded_allow_ips(networks: Sequence[str]) -> list[str]:
     return allowed
 
 
+LOCAL_PEER = "unix-socket-peer"
+"""The name a unix socket's peer (no address) goes by while uvicorn's middleware decides."""
+
+
+class FromLocalProxy:
+    """``X-Forwarded-*`` from the proxy on a unix socket, believed as a trusted proxy's: the
+    client is the rightmost ``X-Forwarded-For`` entry that is not itself a trusted proxy, as
+    over TCP. Not the leftmost, which uvicorn takes when told to trust every peer: a proxy that
+    appends to the header (nginx's ``$proxy_add_x_forwarded_for``) keeps what the client sent
+    there, so the leftmost entry is whatever the client chose."""
+
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str]) -> None:
+        self.app = app
+        trusted = [*forwarded_allow_ips(trusted_proxies), LOCAL_PEER]
+        # uvicorn's own types are narrower than Starlette's; the ASGI protocol is the same.
+        self.headers = cast(ASGIApp, ProxyHeadersMiddleware(self._unnamed, trusted_hosts=trusted))  # type: ignore[arg-type]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["client"] = (LOCAL_PEER, 0)
+        await self.headers(scope, receive, send)
+
+    async def _unnamed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["client"] == (LOCAL_PEER, 0):  # no X-Forwarded-For named the client
+            scope["client"] = None
+        await self.app(scope, receive, send)
+
+
 class Observe:
     """The ASGI layer around the public application. ``fixed_routes`` names the exact paths
     served beside the API (health checks, the token server) for the ``handler`` label, and
@@ -171,7 +198,7 @@ class Observe:
             ProxyHeadersMiddleware(app, trusted_hosts=forwarded_allow_ips(trusted_proxies)),  # type: ignore[arg-type]
         )
         """For requests with ``X-Forwarded-*`` headers: the others it would leave as they are."""
-        self.local_forwarded_app = cast(ASGIApp, ProxyHeadersMiddleware(app, trusted_hosts="*"))  # type: ignore[arg-type]
+        self.local_forwarded_app: ASGIApp = FromLocalProxy(app, trusted_proxies)
         """The same for requests over a unix socket (``http.net: unix``), which has no peer
         address: its file's permissions chose who may connect, a proxy on this machine."""
         self.metrics = metrics

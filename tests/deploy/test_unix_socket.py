@@ -21,6 +21,7 @@ from tests.support.launcher import CLEAN_ENV, DOCKYARD, wait_for_socket, write_c
 from tests.support.nginx import TLS_SITE, Nginx
 from tests.support.processes import ServerProcess
 from tests.support.tls import ServerCertificates
+from tests.support.waiting import until
 
 from .conftest import trusting
 from .flows import Upload
@@ -28,13 +29,13 @@ from .flows import Upload
 pytestmark = pytest.mark.nginx
 
 
-def serve_on_socket(workdir: Path, path: Path) -> ServerProcess:
+def serve_on_socket(workdir: Path, path: Path, **http: object) -> ServerProcess:
     config = write_config(
         workdir / "config.yml",
         {
             "version": 0.1,
             "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}},
-            "http": {"net": "unix", "addr": str(path)},
+            "http": {"net": "unix", "addr": str(path), **http},
         },
     )
     command = [DOCKYARD, "serve", str(config), "--workers", "2"]
@@ -42,15 +43,21 @@ def serve_on_socket(workdir: Path, path: Path) -> ServerProcess:
 
 
 @pytest.fixture(scope="module")
-def socket_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def socket_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, ServerProcess]]:
     workdir = tmp_path_factory.mktemp("unix")
     path = workdir / "registry.sock"
-    process = serve_on_socket(workdir, path)
+    # The test clients connect from loopback: trusted as proxies by default, so none here.
+    process = serve_on_socket(workdir, path, trustedproxies=["10.99.0.0/16"])
     try:
         wait_for_socket(process, path)
-        yield path
+        yield path, process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def socket_path(socket_registry: tuple[Path, ServerProcess]) -> Path:
+    return socket_registry[0]
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +97,20 @@ def test_push_and_pull_through_the_tls_site(client: httpx.Client, unix_proxy: Ng
     assert f"sha256:{pulled.hexdigest()}" == digest
     ranged = client.get(f"/v2/{repository}/blobs/{digest}", headers={"Range": "bytes=5-9"})
     assert (ranged.status_code, ranged.content) == (206, content[5:10])
+
+
+def test_a_client_cannot_name_itself_in_the_log(
+    client: httpx.Client, socket_registry: tuple[Path, ServerProcess]
+) -> None:
+    """The site appends the address it saw to the client's ``X-Forwarded-For``: the registry logs
+    that one, not the one the client wrote."""
+    _, process = socket_registry
+    response = client.get("/v2/", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert response.status_code == 200
+    request_id = response.headers["X-Request-Id"]
+    lines = until(lambda: [line for line in process.log().splitlines() if f"request_id={request_id}" in line])
+    assert 'registry.access: 127.0.0.1 - "GET /v2/" 200' in lines[0], lines
+    assert "203.0.113.9" not in process.log()
 
 
 def test_a_stale_socket_is_replaced_and_removed_at_stop(tmp_path: Path) -> None:
