@@ -57,6 +57,8 @@ class ZeroCopyHTTPProtocol(CoalescingHTTPProtocol):
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()  # the request's task starts once this returns
+        if not self._unix:
+            return
         cycle = self.cycle
         scope = cast(dict[str, Any], self.scope)
         # Offered to the requests that can use it, blob downloads: the others are spared the
@@ -64,7 +66,6 @@ class ZeroCopyHTTPProtocol(CoalescingHTTPProtocol):
         if (
             cycle is None
             or cycle.scope is not scope  # no new cycle: uvicorn answered the request itself
-            or not self._unix
             or scope["method"] != "GET"
             or BLOBS_IN_PATH not in scope["path"]
             or not isinstance(self.transport, CoalescingTransport)
