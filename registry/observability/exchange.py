@@ -4,8 +4,8 @@ What a request was (route, repository, reference) comes from the router, who mad
 ``Caller`` the API puts in the scope once access is granted, and what it did from the response:
 status, bytes each way, the digest header. So no handler knows about metrics or logs.
 
-The client's address is the peer's, or, when the peer is a trusted proxy, the one it forwarded
-(uvicorn's ProxyHeadersMiddleware, run inside this layer so the peer is seen first). A trusted
+The client's address is the peer's, or, when the peer is a trusted proxy (or the proxy on a unix
+socket), the one it forwarded, read in the same pass over the headers as the rest. A trusted
 proxy's ``X-Request-Id`` is reused; otherwise the registry makes one. Either way it is sent back
 as ``X-Request-Id``, logged, and given to the layers inside in the scope (``REQUEST_ID``).
 ``X-Forwarded-*`` headers from any other peer are removed here.
@@ -20,10 +20,8 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..api.context import CALLER, REQUEST_ID, Caller
 from ..api.router import Route, route_of
@@ -135,41 +133,40 @@ def unix_peer(scope: Scope) -> bool:
     return scope.get("client") is None and server is not None and server[1] is None
 
 
-def forwarded_allow_ips(networks: Sequence[str]) -> list[str]:
-    """The peers uvicorn believes ``X-Forwarded-*`` from: the configured networks, each IPv4 one
-    also in the IPv4-mapped IPv6 form its peers have on a dual-stack listener (``[::]:5000``)."""
-    allowed = list(networks)
-    for network in map(ipaddress.ip_network, networks):
-        if isinstance(network, ipaddress.IPv4Network):
-            allowed.append(f"::ffff:{network.network_address}/{96 + network.prefixlen}")
-    return allowed
+FORWARDED_SCHEMES = frozenset({"http", "https"})
 
 
-LOCAL_PEER = "unix-socket-peer"
-"""The name a unix socket's peer (no address) goes by while uvicorn's middleware decides."""
+def forwarded_client(values: Sequence[bytes], trusted: Callable[[str], bool]) -> tuple[str, int] | None:
+    """The client an ``X-Forwarded-For`` chain names: the rightmost entry that is not a trusted
+    proxy, as each proxy appends the peer it saw (the leftmost is whatever the client sent);
+    the leftmost when all of them are trusted; ``None`` when that entry is empty."""
+    entries = b",".join(values).decode("latin-1").split(",")
+    for entry in reversed(entries):
+        host, port = host_and_port(entry.strip())
+        if not trusted(host):
+            break
+    else:
+        host, port = host_and_port(entries[0].strip())
+    return (host, port) if host else None
 
 
-class FromLocalProxy:
-    """``X-Forwarded-*`` from the proxy on a unix socket, believed as a trusted proxy's: the
-    client is the rightmost ``X-Forwarded-For`` entry that is not itself a trusted proxy, as
-    over TCP. Not the leftmost, which uvicorn takes when told to trust every peer: a proxy that
-    appends to the header (nginx's ``$proxy_add_x_forwarded_for``) keeps what the client sent
-    there, so the leftmost entry is whatever the client chose."""
+def host_and_port(entry: str) -> tuple[str, int]:
+    """``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80`` or ``::1``: what is not one of those is kept
+    whole as the host, so no trust check sees a part of it."""
+    if entry.startswith("["):
+        host, bracket, rest = entry[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return entry, 0
+        return host, port_number(rest[1:]) or 0
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        number = port_number(port)
+        return (entry, 0) if number is None else (host, number)
+    return entry, 0
 
-    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str]) -> None:
-        self.app = app
-        trusted = [*forwarded_allow_ips(trusted_proxies), LOCAL_PEER]
-        # uvicorn's own types are narrower than Starlette's; the ASGI protocol is the same.
-        self.headers = cast(ASGIApp, ProxyHeadersMiddleware(self._unnamed, trusted_hosts=trusted))  # type: ignore[arg-type]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["client"] = (LOCAL_PEER, 0)
-        await self.headers(scope, receive, send)
-
-    async def _unnamed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["client"] == (LOCAL_PEER, 0):  # no X-Forwarded-For named the client
-            scope["client"] = None
-        await self.app(scope, receive, send)
+def port_number(text: str) -> int | None:
+    return int(text) if 0 < len(text) <= 5 and text.isdecimal() else None
 
 
 class Observe:
@@ -192,15 +189,6 @@ class Observe:
     ) -> None:
         self.debug = debug
         self.app = app
-        # uvicorn's own types are narrower than Starlette's; the ASGI protocol is the same.
-        self.forwarded_app = cast(
-            ASGIApp,
-            ProxyHeadersMiddleware(app, trusted_hosts=forwarded_allow_ips(trusted_proxies)),  # type: ignore[arg-type]
-        )
-        """For requests with ``X-Forwarded-*`` headers: the others it would leave as they are."""
-        self.local_forwarded_app: ASGIApp = FromLocalProxy(app, trusted_proxies)
-        """The same for requests over a unix socket (``http.net: unix``), which has no peer
-        address: its file's permissions chose who may connect, a proxy on this machine."""
         self.metrics = metrics
         self.events = events
         self.access_logged = access_logged
@@ -219,7 +207,7 @@ class Observe:
             if server is not None and server[1] == self.debug[0]:
                 await self.debug[1](scope, receive, send)
                 return
-        exchange, forwarded = self._begin(scope)
+        exchange = self._begin(scope)
         metrics = self.metrics
         series = None
         if metrics is not None:
@@ -259,10 +247,7 @@ class Observe:
             await send(message)
 
         try:
-            app = self.app
-            if forwarded:
-                app = self.local_forwarded_app if unix_peer(scope) else self.forwarded_app
-            await app(scope, counted_receive, counted_send)
+            await self.app(scope, counted_receive, counted_send)
         finally:
             if series is not None:
                 series.in_flight.value -= 1
@@ -271,8 +256,9 @@ class Observe:
                 if event is not None:
                     await self.events.emit(event)
 
-    def _begin(self, scope: Scope) -> tuple[Exchange, bool]:
-        """The exchange as the request starts, and whether it has ``X-Forwarded-*`` headers."""
+    def _begin(self, scope: Scope) -> Exchange:
+        """The exchange as the request starts; a trusted proxy's client and scheme put in the
+        scope, any other peer's ``X-Forwarded-*`` headers taken out of it."""
         path: str = scope["path"]
         handler = self.fixed_routes.get(path)
         found = None
@@ -284,6 +270,8 @@ class Observe:
         request_id = None
         user_agent = ""
         forwarded = False
+        forwarded_for: list[bytes] = []
+        forwarded_proto = b""
         method: str = scope["method"]
         head_size = len(method) + len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
         for name, value in scope["headers"]:
@@ -294,6 +282,10 @@ class Observe:
                 user_agent = value.decode("latin-1")
             elif name.startswith(b"x-forwarded-"):
                 forwarded = True
+                if name == b"x-forwarded-for":
+                    forwarded_for.append(value)
+                elif name == b"x-forwarded-proto":
+                    forwarded_proto = value
         if request_id is not None or forwarded:
             peer_trusted = unix_peer(scope) or self.trusted(scope["client"][0] if scope.get("client") else "")
             if request_id is not None and not (peer_trusted and FORWARDED_ID.fullmatch(request_id)):
@@ -304,7 +296,8 @@ class Observe:
                 scope["headers"] = [
                     pair for pair in scope["headers"] if not pair[0].startswith(b"x-forwarded-")
                 ]
-                forwarded = False
+            elif forwarded:
+                self._forwarded(scope, forwarded_for, forwarded_proto)
         exchange = Exchange(method, path, handler, request_id or self.request_ids())
         scope[REQUEST_ID] = exchange.request_id
         exchange.user_agent = user_agent[:256]
@@ -312,7 +305,16 @@ class Observe:
         if found is not None:
             exchange.repository = found.name
             exchange.reference = found.argument
-        return exchange, forwarded
+        return exchange
+
+    def _forwarded(self, scope: Scope, forwarded_for: list[bytes], forwarded_proto: bytes) -> None:
+        """A trusted proxy's client and scheme, as uvicorn's proxy headers middleware sets them."""
+        scheme = forwarded_proto.decode("latin-1").strip()
+        if scheme in FORWARDED_SCHEMES:
+            scope["scheme"] = scheme
+        client = forwarded_client(forwarded_for, self.trusted) if forwarded_for else None
+        if client is not None:
+            scope["client"] = client
 
     def _finish(self, scope: Scope, exchange: Exchange, series: RequestSeries | None) -> Event | None:
         """Records and logs the finished exchange; the event it caused, for the caller to emit
