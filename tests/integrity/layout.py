@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,20 @@ class LayoutReport:
     layers: set[tuple[str, str]] = field(default_factory=set)
 
 
-def _is_temp(path: Path, root: Path) -> bool:
-    return any(part.startswith(TEMP_PREFIX) for part in path.relative_to(root).parts)
+def _files_below(top: Path, report: LayoutReport) -> list[Path]:
+    """The files below ``top``, sorted. In-flight temp files and trees (``.dockyard-*``) go to
+    ``report.temp_files``, each once, and are not walked into: a serving registry renames them
+    into place at any moment (a pull record written while this walks), and ``os.walk`` skips a
+    directory gone by the time it is listed."""
+    files: list[Path] = []
+    for directory, subdirectories, names in os.walk(top):
+        here = Path(directory)
+        for name in [name for name in subdirectories if name.startswith(TEMP_PREFIX)]:
+            subdirectories.remove(name)
+            report.temp_files.append(here / name)
+        for name in names:
+            (report.temp_files if name.startswith(TEMP_PREFIX) else files).append(here / name)
+    return sorted(files)
 
 
 def _blob_path(base: Path, digest: str) -> Path:
@@ -55,12 +68,7 @@ def _check_blobs(base: Path, report: LayoutReport) -> None:
     blobs = base / "blobs"
     if not blobs.exists():
         return
-    for path in sorted(blobs.rglob("*")):
-        if _is_temp(path, base):
-            report.temp_files.append(path)
-            continue
-        if path.is_dir():
-            continue
+    for path in _files_below(blobs, report):
         parts = path.relative_to(blobs).parts
         if len(parts) != 4 or parts[3] != "data" or parts[0] not in {"sha256", "sha512"}:
             report.problems.append(f"unexpected file under blobs/: {path}")
@@ -90,12 +98,7 @@ def _check_repositories(base: Path, report: LayoutReport) -> None:
     if not repositories.exists():
         return
     tag_links: list[tuple[str, str, str, Path]] = []
-    for path in sorted(repositories.rglob("*")):
-        if _is_temp(path, base):
-            report.temp_files.append(path)
-            continue
-        if path.is_dir():
-            continue
+    for path in _files_below(repositories, report):
         parts = path.relative_to(repositories).parts
         split = next((i for i, part in enumerate(parts) if part.startswith("_")), None)
         if split is None or split == 0:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,6 +63,26 @@ def test_sound_root_passes(tmp_path: Path) -> None:
     assert report.tags == {("team/app", "v1"): digests["manifest"]}
     assert report.blobs == set(digests.values())
     assert len(report.temp_files) == 1
+
+
+def test_temp_trees_a_serving_registry_renames_meanwhile_are_not_walked_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A staged tree (a pull record, a new tag) may be renamed into place while the check walks:
+    it is counted as a temp file and never listed, so its going cannot fail the walk."""
+    _sound_root(tmp_path)
+    _write(tmp_path / V2 / "repositories/team/app/.dockyard-5678.tmp/_dockyard/tags/v1/pulled", b"{}")
+    scandir = os.scandir
+
+    def renamed_meanwhile(path: Any) -> Any:
+        if ".dockyard-" in os.fspath(path):
+            raise FileNotFoundError(2, "renamed into place meanwhile", path)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", renamed_meanwhile)
+    report = check_layout(tmp_path)
+    assert report.problems == []
+    assert report.temp_files == [tmp_path / V2 / "repositories/team/app/.dockyard-5678.tmp"]
 
 
 def _damage(root: Path, digests: dict[str, str], kind: str) -> None:

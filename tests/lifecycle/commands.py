@@ -41,13 +41,16 @@ def garbage_collect(config: Path, *flags: str) -> subprocess.CompletedProcess[st
 
 def stored_files(root: Path) -> set[str]:
     """Every file of the layout below ``root`` (relative), without the collector's own records and
-    in-flight temp files."""
-    found = set()
-    for path in root.rglob("*"):
-        parts = path.relative_to(root).parts
-        if path.is_dir() or parts[: len(GC_AREA)] == GC_AREA or any(p.startswith(TEMP_PREFIX) for p in parts):
+    in-flight temp files (not walked into: a serving registry renames them into place at any
+    moment, and ``os.walk`` skips a directory gone by the time it is listed)."""
+    found: set[str] = set()
+    for directory, subdirectories, names in os.walk(root):
+        parts = Path(directory).relative_to(root).parts
+        if parts[: len(GC_AREA)] == GC_AREA:
+            subdirectories.clear()
             continue
-        found.add("/".join(parts))
+        subdirectories[:] = [name for name in subdirectories if not name.startswith(TEMP_PREFIX)]
+        found.update("/".join((*parts, name)) for name in names if not name.startswith(TEMP_PREFIX))
     return found
 
 
