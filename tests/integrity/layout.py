@@ -34,6 +34,15 @@ class LayoutReport:
     layers: set[tuple[str, str]] = field(default_factory=set)
 
 
+def paths_below(top: Path) -> list[Path]:
+    """Every file and directory below ``top``, as a serving registry changes them: a directory
+    gone by the time it is listed (a temp tree renamed into place) is skipped (``os.walk``)."""
+    found = []
+    for directory, subdirectories, names in os.walk(top):
+        found += [Path(directory, name) for name in (*subdirectories, *names)]
+    return found
+
+
 def _files_below(top: Path, report: LayoutReport) -> list[Path]:
     """The files below ``top``, sorted. In-flight temp files and trees (``.dockyard-*``) go to
     ``report.temp_files``, each once, and are not walked into: a serving registry renames them
