@@ -273,9 +273,12 @@ class Observe:
         forwarded_for: list[bytes] = []
         forwarded_proto = b""
         method: str = scope["method"]
-        head_size = len(method) + len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
-        for name, value in scope["headers"]:
-            head_size += len(name) + len(value)
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        head_size = 0
+        if self.metrics is not None:  # off by default: then nothing reads the size
+            head_size = len(method) + len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+            head_size += sum(map(len, itertools.chain.from_iterable(headers)))
+        for name, value in headers:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == b"user-agent":

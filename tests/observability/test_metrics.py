@@ -136,6 +136,10 @@ def push_and_pull_figures(before: Samples, after: Samples, layer: int, manifest:
     assert grew(REQUESTS, code="202", handler="blob_upload_chunk", method="patch") == 1
     assert grew("registry_http_request_duration_seconds_count", handler="manifest", method="get") == 1
     assert grew("registry_http_response_size_bytes_sum", handler="blob") == layer
+    # A request's size counts its request line and headers: the manifest's PUT and GET each
+    # carry its path at least.
+    path = len("/v2/metrics/pushes/manifests/v1")
+    assert grew("registry_http_request_size_bytes_sum", handler="manifest") > manifest + 2 * path
     assert grew("registry_storage_action_seconds_count", action="Move", driver="filesystem") >= 2
     assert grew("registry_storage_action_seconds_count", action="PutContent", driver="filesystem") >= 2
     assert grew("registry_auth_requests_total", credentials="none", outcome="granted") >= 8
