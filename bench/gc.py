@@ -342,6 +342,12 @@ def main(argv: list[str]) -> int:
         files = build_store(args.build_only, args.repositories)
         log(f"{files} files written below {args.build_only}")
         return 0
+    if shutil.which("docker-registry") is None:
+        # ./dev installs the Debian packages for the bench and the tests; this module runs alone.
+        raise SystemExit(
+            "python -m bench.gc: Distribution 2.8 (Debian's docker-registry) is not installed; "
+            "./dev bench installs every package the bench uses, or: apt-get install docker-registry"
+        )
     compile_project()
     workdir = Path(tempfile.mkdtemp(prefix="dockyard-gc-", dir=args.tmpdir))
     rgw = CephRGW(workdir / "ceph").start() if args.s3 else None
