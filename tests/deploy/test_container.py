@@ -7,8 +7,10 @@ file's references are resolved against the files the nginx tests run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +47,8 @@ def arguments(stage: list[tuple[str, str]], keyword: str) -> list[str]:
 def environment(stage: list[tuple[str, str]]) -> dict[str, str]:
     env = {}
     for line in arguments(stage, "ENV"):
-        for name, value in re.findall(r"(\w+)=(\S+)", line):
+        for word in shlex.split(line):  # as Docker reads it: NAME="" is an empty value
+            name, _, value = word.partition("=")
             env[name] = value
     return env
 
@@ -106,10 +109,20 @@ def test_image_command_serves_and_health_check_follows_it(tmp_path: Path) -> Non
         sys.executable,
         *(arg.replace(listen, client.base_url.netloc.decode()) for arg in healthcheck_argv(stage)[1:]),
     ]
+    # The sample config's http.accelredirect is for nginx beside the storage: the image sends blobs.
+    assert load_config(SAMPLE_CONFIG, environ={}).http.accel_redirect is not None
+    assert load_config(SAMPLE_CONFIG, environ=image_env).http.accel_redirect is None
     try:
         started = client.post("/v2/image/check/blobs/uploads/")
         assert started.status_code == 202
         assert (tmp_path / "data" / "docker/registry/v2/repositories/image/check/_uploads").is_dir()
+        content = b"a layer the image's registry sends itself"
+        digest = f"sha256:{hashlib.sha256(content).hexdigest()}"
+        pushed = client.post(f"/v2/image/check/blobs/uploads/?digest={digest}", content=content)
+        assert pushed.status_code == 201
+        pulled = client.get(f"/v2/image/check/blobs/{digest}")
+        assert (pulled.status_code, pulled.content) == (200, content)
+        assert "x-accel-redirect" not in pulled.headers
         assert subprocess.run(check, capture_output=True, timeout=30, check=False).returncode == 0
     finally:
         client.close()
@@ -167,6 +180,11 @@ def test_compose_registry_is_reachable_only_through_nginx() -> None:
     assert volume_map(nginx)[socket_folder] == mounts[socket_folder]
     # The socket's group (mode 0660) is nginx's in its image, so nginx's workers may connect.
     assert registry["user"] == "dockyard:101"
+    # nginx has no copy of the storage here: it relays blobs, as the image's environment says.
+    assert data not in volume_map(nginx)
+    image_env = environment(final_stage(dockerfile_instructions()))
+    running = {**image_env, **registry["environment"]}
+    assert load_config(SAMPLE_CONFIG, environ=running).http.accel_redirect is None
 
 
 def test_compose_health_check_asks_the_registry_on_its_socket(tmp_path: Path) -> None:

@@ -11,13 +11,20 @@ import re
 import shlex
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
+import pytest
 
 from config_reader import parse_duration
 from registry.config import load_config
 from registry.supervisor import longest_stop
-from tests.support.nginx import SHIPPED_UPSTREAM
+from tests.support.nginx import SHIPPED_UPSTREAM, TLS_SITE, Nginx
+from tests.support.tls import ServerCertificates
 
+from .conftest import trusting
+from .flows import Upload
 from .shipped import (
     INSTALLED_CONFIG,
     SAMPLE_CONFIG,
@@ -141,3 +148,45 @@ def test_unit_commands_check_the_config_and_serve(tmp_path: Path) -> None:
     finally:
         client.close()
         process.stop()
+
+
+@pytest.mark.nginx
+def test_nginx_sends_the_blobs_of_the_deployment_as_shipped(
+    start_nginx: Callable[..., Nginx], certificates: ServerCertificates, tmp_path: Path
+) -> None:
+    """The unit's command with the sample config, under the unit's UMask, behind the shipped TLS
+    site (its upstream and blobs alias moved to the test's folder, as the socket and storage
+    are): nginx sends a pushed blob itself, and the registry writes it readable by nginx's
+    user, who is in the registry's group, and by no one else."""
+    service = service_section()
+    environment = dict(value.split("=", 1) for value in service["Environment"])
+    (umask,) = service["UMask"]
+    (start,) = service["ExecStart"]
+    previous = os.umask(int(umask, 8))  # the server inherits it, as from systemd
+    try:
+        process, direct = run_here(["dockyard", *shlex.split(start)[1:]], environment, tmp_path)
+    finally:
+        os.umask(previous)
+    data = tmp_path / "data"
+    nginx = start_nginx(TLS_SITE, f"unix:{tmp_path / 'registry.sock'}", certificates, storage_root=data)
+    try:
+        content = os.urandom(3 * (1 << 20) + 5)
+        with httpx.Client(base_url=nginx.url, verify=trusting(certificates), timeout=60) as client:
+            digest = Upload(client, "shipped/app").start().finish(content)
+            pulled = client.get(f"/v2/shipped/app/blobs/{digest}")
+        assert (pulled.status_code, pulled.content) == (200, content)
+        assert pulled.headers.get_list("docker-content-digest") == [digest]
+        # The registry's own answer over its socket only names the file nginx sent.
+        handed = direct.get(f"/v2/shipped/app/blobs/{digest}")
+        assert (handed.status_code, handed.content) == (200, b"")
+        hex_digest = digest.removeprefix("sha256:")
+        named = handed.headers["x-accel-redirect"]
+        assert named == f"/_dockyard/blobs/sha256/{hex_digest[:2]}/{hex_digest}/data"
+    finally:
+        direct.close()
+        process.stop()
+    blob = data / "docker/registry/v2/blobs" / named.removeprefix("/_dockyard/blobs/")
+    for path in [*reversed(blob.relative_to(data).parents), blob.relative_to(data)]:
+        mode = stat.S_IMODE((data / path).stat().st_mode)
+        needed = stat.S_IRGRP | (stat.S_IXGRP if (data / path).is_dir() else 0)
+        assert (mode & needed, mode & stat.S_IRWXO) == (needed, 0), (path, oct(mode))
