@@ -3,14 +3,16 @@ certificate in front of each registry (``deploy/nginx/dockyard-tls.conf``, with 
 and upstream changed, as the deploy tests run it). Clients speak HTTP/1.1 over TLS 1.3, and
 HTTP/2 for the small requests where h2load (Debian's nghttp2-client) is installed.
 
-Every row reaches the registries as shipped: nginx relays over each registry's unix socket (a
-second instance of each on the same storage with ``http.net: unix``, Distribution's key too,
-behind its own nginx whose upstream is that socket); its processes are the ones measured. Two
-more pull rows: relayed over TCP, the site's documented variant for nginx on another host (nginx
-in front of the registry's port), and nginx sending the file itself where the registry can hand
-it over: Dockyard with ``http.accelredirect`` (a third Dockyard on the same storage, on a unix
-socket, behind its own nginx whose blobs location points at that storage). Distribution has no
-such mode: its column in that row is the same relay as in the shipped pull row."""
+Every row reaches the registries as shipped: over each registry's unix socket (a second
+instance of each on the same storage with ``http.net: unix``, Distribution's key too, behind its
+own nginx whose upstream is that socket); its processes are the ones measured. Dockyard also has
+the sample config's ``http.accelredirect`` (on filesystem storage), so nginx sends the blobs it
+downloads from the storage itself (that nginx's blobs location points at the storage);
+Distribution has no such mode and is relayed. Two more pull rows, both relays: over Dockyard's
+unix socket without ``http.accelredirect`` (as with S3 storage; a third Dockyard on the same
+storage, behind its own nginx), and over TCP, the site's documented variant for nginx on another
+host (nginx in front of the registry's port). Distribution's column in the first is its shipped
+pull again."""
 
 from __future__ import annotations
 
@@ -33,15 +35,15 @@ from bench.settings import Settings
 from bench.workloads.blobs import LargeBlob
 from bench.workloads.image import ManyLayerImage
 from bench.workloads.small import Endpoint, SmallRequests
+from tests.deploy.shipped import sample_config
 from tests.support.nginx import TLS_SITE, Nginx
 from tests.support.tls import ServerCertificates
 
 SMALL_ENDPOINTS = ("manifest-tag", "base")
 """GET rows only: bench.loadgen, which measures HEAD, speaks plain HTTP."""
 CONCURRENCY = 16
-ACCEL_PREFIX = "/_dockyard/blobs/"
-"""The shipped sites' internal blobs location."""
-SHIPPED = "unix socket, as shipped"
+SHIPPED = "as shipped: unix socket, nginx sending Dockyard's blobs"
+UNIX_RELAY = "relayed over a unix socket (Dockyard without http.accelredirect, as on S3)"
 TCP = "relayed over TCP (nginx on another host)"
 
 
@@ -68,8 +70,8 @@ class ThroughTLS:
         # Per registry: an instance of it on a unix socket reached through nginx (as shipped).
         self.fronts: dict[str, Server] = {}
         self.tcp_fronts: dict[str, Server] = {}  # per registry: the same relayed over TCP
-        # Per registry: where nginx sends blobs itself when the registry can hand them over.
-        self.accel_fronts: dict[str, Server] = {}
+        # Per registry: relayed over its unix socket, nginx sending no blob itself.
+        self.relay_fronts: dict[str, Server] = {}
 
     def setup(self, server: Server) -> None:
         """Start nginx in front of ``server`` each way, then store what the rows read through the
@@ -78,13 +80,14 @@ class ThroughTLS:
         self.tcp_fronts[server.name] = dataclasses.replace(
             server, port=nginx.port, tls=client_context(self.certificates)
         )
-        front = self._unix_front(server, f"{server.name}-unix", {})
+        relay = self._unix_front(server, f"{server.name}-unix", {})
+        self.relay_fronts[server.name] = relay
+        if server.kind == "dockyard":  # the sample config's key (the TLS rows run on the filesystem)
+            shipped = {"accelredirect": sample_config()["http"]["accelredirect"]}
+            front = self._unix_front(server, f"{server.name}-shipped", shipped)
+        else:
+            front = relay
         self.fronts[server.name] = front
-        accel = {"accelredirect": ACCEL_PREFIX}
-        is_dockyard = server.kind == "dockyard"
-        self.accel_fronts[server.name] = (
-            self._unix_front(server, f"{server.name}-accel", accel) if is_dockyard else front
-        )
         self.blobs.setup(front)
         self.small.store(front)
         for endpoint in self._small_endpoints():
@@ -169,11 +172,8 @@ class ThroughTLS:
                 reference=NGINX_TLS,
             )
 
-        rows.insert(2, pull_through("tls-pull-tcp", TCP, self.tcp_fronts))
-        rows.insert(
-            3,
-            pull_through("tls-pull-accel", "sent by nginx (Dockyard: http.accelredirect)", self.accel_fronts),
-        )
+        rows.insert(2, pull_through("tls-pull-unix", UNIX_RELAY, self.relay_fronts))
+        rows.insert(3, pull_through("tls-pull-tcp", TCP, self.tcp_fronts))
         if shutil.which("h2load"):
             rows[4:4] = [self._http2_case(endpoint) for endpoint in self._small_endpoints()]
         return rows
