@@ -6,8 +6,8 @@ HTTP/2 for the small requests where h2load (Debian's nghttp2-client) is installe
 Every row reaches the registries as shipped: over each registry's unix socket (a second
 instance of each on the same storage with ``http.net: unix``, Distribution's key too, behind its
 own nginx whose upstream is that socket); its processes are the ones measured. Dockyard also has
-the sample config's ``http.accelredirect`` (on filesystem storage), so nginx sends the blobs it
-downloads from the storage itself (that nginx's blobs location points at the storage);
+the sample config's ``http.accelredirect`` (on filesystem storage), so its nginx, whose blobs
+location points at the storage, reads the blobs clients download from there itself;
 Distribution has no such mode and is relayed. Two more pull rows, both relays: over Dockyard's
 unix socket without ``http.accelredirect`` (as with S3 storage; a third Dockyard on the same
 storage, behind its own nginx), and over TCP, the site's documented variant for nginx on another
