@@ -52,6 +52,11 @@ def service_section() -> dict[str, list[str]]:
     return values
 
 
+def unit_environment(service: dict[str, list[str]]) -> dict[str, str]:
+    """The variables the unit's ``Environment=`` lines set."""
+    return dict(value.split("=", 1) for value in service["Environment"])
+
+
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     # The one substitution: the installed binary's path, which does not exist on this machine.
     unit = tmp_path / "dockyard.service"
@@ -120,7 +125,7 @@ def test_unit_commands_check_the_config_and_serve(tmp_path: Path) -> None:
     service = service_section()
     (pre,) = service["ExecStartPre"]
     (start,) = service["ExecStart"]
-    environment = dict(value.split("=", 1) for value in service["Environment"])
+    environment = unit_environment(service)
     # Storage moves to the test's folder, as in every command run here.
     overrides = {
         **os.environ,
@@ -159,7 +164,7 @@ def test_nginx_sends_the_blobs_of_the_deployment_as_shipped(
     are): nginx sends a pushed blob itself, and the registry writes it readable by nginx's
     user, who is in the registry's group, and by no one else."""
     service = service_section()
-    environment = dict(value.split("=", 1) for value in service["Environment"])
+    environment = unit_environment(service)
     (umask,) = service["UMask"]
     (start,) = service["ExecStart"]
     previous = os.umask(int(umask, 8))  # the server inherits it, as from systemd
