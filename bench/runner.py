@@ -196,6 +196,37 @@ def command_output(*command: str) -> str:
     return finished.stdout.strip()
 
 
+EXT4_SYSFS = Path("/sys/fs/ext4")
+
+WITHOUT_JOURNAL = (
+    "without a journal: rows that create files are slower for up to six minutes after a large "
+    "delete on it (bench/README.md)"
+)
+
+
+def temp_filesystem(workdir: Path) -> str:
+    """The device and type of the filesystem the run writes on (``described_filesystem``)."""
+    last_line = command_output("df", "--output=source,fstype", str(workdir)).splitlines()[-1]
+    source, _, fstype = last_line.rpartition(" ")
+    return described_filesystem(source.strip(), fstype) if source else last_line
+
+
+def described_filesystem(source: str, fstype: str, ext4_sysfs: Path = EXT4_SYSFS) -> str:
+    """``source`` and ``fstype``, and for ext4 whether it has no journal: then ext4 skips the
+    inodes freed in the last minutes, reading each one's table block, whenever it allocates one,
+    which doubled Dockyard's CPU for creating repositories soon after a large delete
+    (``bench/SMALL.md``). ext4 names its journal's thread in sysfs: ``<none>`` without one."""
+    described = f"{source} {fstype}"
+    if fstype == "ext4":
+        try:
+            journal = (ext4_sysfs / Path(source).name / "journal_task").read_text().strip()
+        except OSError:
+            return described
+        if journal == "<none>":
+            described += f" {WITHOUT_JOURNAL}"
+    return described
+
+
 def describe_machine(options: Options, workdir: Path) -> dict[str, str]:
     cpu = next(
         (
@@ -221,7 +252,7 @@ def describe_machine(options: Options, workdir: Path) -> dict[str, str]:
         + command_output("docker-registry", "--version"),
         "mode": ("quick" if settings.quick else "full")
         + f", {settings.repetitions} repetitions interleaved A,B,C / C,B,A",
-        "temp dir filesystem": command_output("df", "--output=source,fstype", str(workdir)).splitlines()[-1],
+        "temp dir filesystem": temp_filesystem(workdir),
         "load average at start": load_average(),
     }
 
@@ -233,6 +264,8 @@ def run(options: Options) -> Run:
     fronts = ExitStack()  # the TLS proxies the workloads start, stopped when the run ends
     try:
         meta = describe_machine(options, workdir)
+        if WITHOUT_JOURNAL in meta["temp dir filesystem"]:
+            log(f"the temp dir's filesystem is ext4 {WITHOUT_JOURNAL}")
         distribution3, missing = (None, "not measured when profiling")
         if options.profile is None:
             distribution3, missing = find_distribution3(options.distribution3)
