@@ -23,7 +23,7 @@ from pathlib import Path
 import anyio
 import bcrypt
 
-from offload import to_thread
+from offload import to_bulk_thread, to_thread
 
 from .base import Access, AccessController, Challenge, Grant
 from .credentials import basic_credentials, challenge
@@ -200,7 +200,7 @@ class HtpasswdUsers:
             self._limiter = anyio.CapacityLimiter(BCRYPT_THREADS)
         candidate = password.encode("utf-8")[:BCRYPT_MAX_PASSWORD]
         async with self._limiter:
-            matched = await to_thread(bcrypt.checkpw, candidate, hashed if hashed is not None else dummy)
+            matched = await to_bulk_thread(bcrypt.checkpw, candidate, hashed if hashed is not None else dummy)
         return matched and hashed is not None
 
     def _cached(self, key: bytes, hashed: bytes) -> bool:

@@ -24,7 +24,7 @@ import os
 import socket
 from typing import Any, cast
 
-from offload import to_thread
+from offload import to_bulk_thread
 from storage_drivers.filesystem import populate
 
 from .coalescing import CoalescingHTTPProtocol, CoalescingTransport
@@ -120,7 +120,7 @@ class ZeroCopyHTTPProtocol(CoalescingHTTPProtocol):
             position, end = offset, offset + count
             while position < end:
                 stop = min(position + WINDOW, end)
-                await to_thread(_page_in, fd, position, stop - position)
+                await to_bulk_thread(_page_in, fd, position, stop - position)
                 while position < stop:
                     if transport.is_closing():
                         raise ConnectionAbortedError("the connection was closed")

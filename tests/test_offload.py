@@ -1,4 +1,5 @@
-"""The thread hop every blocking call takes: results, errors, cancellation, the bound, forks."""
+"""The thread hop every blocking call takes: results, errors, cancellation, the bound, forks, and
+where the threads run once a worker is kept to one CPU."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import pytest
 
-from offload import MAX_THREADS, to_thread
+from offload import MAX_THREADS, keep_to_cpu, to_bulk_thread, to_thread
+
+
+Hop = Callable[..., Awaitable[Any]]
 
 
 class Gate:
@@ -35,11 +40,12 @@ async def entered(gate: Gate) -> None:
     assert gate.entered.is_set()
 
 
-async def test_the_result_and_the_error_come_back_from_another_thread() -> None:
-    assert await to_thread(threading.get_ident) != threading.get_ident()
-    assert await to_thread(divmod, 7, 2) == (3, 1)
+@pytest.mark.parametrize("hop", [to_thread, to_bulk_thread])
+async def test_the_result_and_the_error_come_back_from_another_thread(hop: Hop) -> None:
+    assert await hop(threading.get_ident) != threading.get_ident()
+    assert await hop(divmod, 7, 2) == (3, 1)
     with pytest.raises(ZeroDivisionError):
-        await to_thread(divmod, 1, 0)
+        await hop(divmod, 1, 0)
 
 
 async def test_a_cancelled_caller_waits_for_the_running_call() -> None:
@@ -144,3 +150,37 @@ async def test_a_forked_child_starts_threads_of_its_own() -> None:
             os._exit(code)
     _, status = await to_thread(os.waitpid, pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="keeping to one CPU of one changes nothing")
+async def test_kept_to_a_cpu_short_calls_stay_there_bulk_calls_and_forked_children_do_not() -> None:
+    """In a forked child, as a worker would be, so that this process keeps its CPUs."""
+    everywhere = os.sched_getaffinity(0)
+    kept = min(everywhere)
+
+    def affinity() -> set[int]:
+        return os.sched_getaffinity(0)  # the calling thread's
+
+    async def placements() -> list[set[int]]:
+        keep_to_cpu(kept)
+        grandchild = os.fork()
+        if grandchild == 0:
+            os._exit(0 if affinity() == everywhere else 1)
+        _, status = await to_thread(os.waitpid, grandchild, 0)
+        forked = everywhere if os.waitstatus_to_exitcode(status) == 0 else set()
+        return [affinity(), await to_thread(affinity), await to_bulk_thread(affinity), forked]
+
+    reading, writing = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(writing, repr(asyncio.run(asyncio.wait_for(placements(), 10))).encode())
+        finally:
+            os._exit(0)
+    os.close(writing)
+    with os.fdopen(reading) as report:
+        seen = await to_thread(report.read)
+    await to_thread(os.waitpid, pid, 0)
+    # The event loop's thread, a short call's, a bulk call's, a process the worker forked.
+    assert seen == repr([{kept}, {kept}, everywhere, everywhere])
+    assert os.sched_getaffinity(0) == everywhere

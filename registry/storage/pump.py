@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from offload import to_thread
+from offload import to_bulk_thread
 from storage_drivers import FileWriter
 
 from ..references import Hasher
@@ -313,7 +313,7 @@ class _ThreadLane:
                 self._failure = asyncio.CancelledError()
             else:
                 self._failure = after.exception()
-        await to_thread(self._take_queued)
+        await to_bulk_thread(self._take_queued)
 
     def _take_queued(self) -> None:
         """In the worker thread: work on the queued batches until none comes."""

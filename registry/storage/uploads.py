@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NoReturn
 
-from offload import to_thread
+from offload import to_bulk_thread
 from storage_drivers import FileWriter, PathNotFound, StorageDriver, StorageError, StorageUnavailable
 
 from ..errors import ErrorCode, RegistryError
@@ -297,7 +297,7 @@ class Uploads:
     async def _hash_stored(self, path: str, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
         async for chunk in self._driver.reader(path):
-            await to_thread(hasher.update, chunk)
+            await to_bulk_thread(hasher.update, chunk)
         return hasher.hexdigest()
 
     async def purge(self, name: RepositoryName, older_than: float, dry_run: bool) -> list[str]:

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
-from offload import to_thread
+from offload import to_bulk_thread, to_thread
 
 from .. import listings
 from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver
@@ -509,7 +509,7 @@ async def _mapped_chunks(mapped: mmap.mmap, start: int, end: int) -> AsyncIterat
         stop = min(position + MAP_CHUNK, end)
         aligned = position - position % mmap.PAGESIZE
         ahead = min(end, stop + MAP_CHUNK) - stop
-        await to_thread(populate, mapped, aligned, stop - aligned, ahead)
+        await to_bulk_thread(populate, mapped, aligned, stop - aligned, ahead)
         yield view[position:stop]
         sent.append((aligned, stop - aligned))
         if len(sent) > 1:

@@ -7,7 +7,7 @@ import ctypes
 import os
 from collections.abc import Callable
 
-from offload import to_thread
+from offload import to_bulk_thread
 
 from ..base import FileWriter, StorageError
 from ..direct_writes import DirectAppender
@@ -69,7 +69,7 @@ class FilesystemWriter(FileWriter):
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         self._require_fd()
-        await to_thread(self._write_here, memoryview(data))
+        await to_bulk_thread(self._write_here, memoryview(data))
 
     def blocking_write(self) -> Callable[[memoryview], None]:
         return self._write_here

@@ -21,7 +21,7 @@ from anyio import CancelScope
 from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from offload import to_thread
+from offload import to_bulk_thread, to_thread
 
 from ..base import FileInfo, FileWriter, InvalidOffset, PathNotFound, StorageDriver, StorageError
 from ..config import Parameters
@@ -85,7 +85,7 @@ async def _read_in_threads(body: Readable, length: int | None) -> AsyncGenerator
 
 def _read_ahead(body: Readable) -> asyncio.Future[list[bytes]]:
     """The next pieces of ``body``, read in a worker thread from now on."""
-    return asyncio.ensure_future(to_thread(_pieces, body))
+    return asyncio.ensure_future(to_bulk_thread(_pieces, body))
 
 
 def _pieces(body: Readable) -> list[bytes]:

@@ -22,7 +22,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from offload import to_thread
+from offload import to_bulk_thread, to_thread
 
 from ..base import InvalidOffset, PathNotFound, StorageError, StorageFull, StorageReadOnly, StorageUnavailable
 
@@ -93,9 +93,10 @@ def translate(path: str, exc: Exception) -> StorageError:
     return StorageError(path, f"S3: {exc}")
 
 
-async def in_thread(path: str, call: Callable[[], _T]) -> _T:
-    """Run a blocking boto3 call in a worker thread, translating its errors."""
+async def in_thread(path: str, call: Callable[[], _T], bulk: bool = False) -> _T:
+    """Run a blocking boto3 call in a worker thread, translating its errors. ``bulk``: a call that
+    sends or receives an object's data (``offload.to_bulk_thread``)."""
     try:
-        return await to_thread(call)
+        return await (to_bulk_thread if bulk else to_thread)(call)
     except (BotoCoreError, ClientError) as exc:
         raise translate(path, exc) from exc

@@ -304,7 +304,7 @@ class S3Writer(FileWriter):
 
     async def _load_tail(self) -> None:
         if self._unloaded_tail:
-            await in_thread(self._path, self._load_tail_now)
+            await in_thread(self._path, self._load_tail_now, bulk=True)
 
     def _load_tail_now(self) -> None:
         """Read the stored tail into the empty spool (blocking): the bytes before any new one."""
@@ -319,7 +319,7 @@ class S3Writer(FileWriter):
         self._require_open()
         view = memoryview(data)
         if self._expected is not None:
-            await in_thread(self._path, lambda: self._stream(view))
+            await in_thread(self._path, lambda: self._stream(view), bulk=True)
             return
 
         def gather() -> None:  # spooled, and the parts it fills sent, in one thread hop
@@ -330,10 +330,10 @@ class S3Writer(FileWriter):
             while len(self._spool) >= (part := _part_size(self._settings.chunksize)):
                 self._upload_part_now(part)
 
-        await in_thread(self._path, gather)
+        await in_thread(self._path, gather, bulk=True)
 
     async def _upload_part(self, length: int) -> None:
-        await in_thread(self._path, lambda: self._upload_part_now(length))
+        await in_thread(self._path, lambda: self._upload_part_now(length), bulk=True)
 
     def _upload_part_now(self, length: int) -> None:
         """Upload the spool's first ``length`` bytes as the next part (blocking); a failed part
@@ -392,7 +392,7 @@ class S3Writer(FileWriter):
             self._spool.close()
 
         try:
-            await in_thread(self._path, store)
+            await in_thread(self._path, store, bulk=True)
         finally:
             self._spool.close()
 
@@ -424,7 +424,7 @@ class S3Writer(FileWriter):
         size = self.size
         if self._upload_id is None:
             # One PUT stores all its bytes or none: nothing to check after it.
-            await in_thread(self._path, lambda: self._put_spooled(self._key, arguments))
+            await in_thread(self._path, lambda: self._put_spooled(self._key, arguments), bulk=True)
             self._closed = True
             self._spool.close()
         else:
