@@ -87,6 +87,7 @@ def serve(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 1:
         raise SystemExit("dockyard: --workers must be at least 1")
     workers, chosen_by = worker_count(args.workers, config)
+    cpus = worker_cpus(workers, config)
     sock = _listen(host, port) if socket_path is None else _listen_unix(socket_path)
     sockets = [sock]
     if config.http.debug.addr is not None:
@@ -94,11 +95,12 @@ def serve(args: argparse.Namespace) -> None:
         sockets.append(_listen(debug_host, debug_port))
         log.info("debug listener (metrics, health) on %s:%d", debug_host, debug_port)
     log.info(
-        "serving %s storage on %s with %d workers (%s)",
+        "serving %s storage on %s with %d workers (%s)%s",
         config.storage.driver,
         socket_path or f"{host}:{port}",
         workers,
         chosen_by,
+        ", each kept to a CPU of its own" if cpus else "",
     )
 
     from .observability.workers import shared_metrics  # noqa: PLC0415 - serving only
@@ -133,7 +135,7 @@ def serve(args: argparse.Namespace) -> None:
                 limit_malloc_arenas()
                 run_worker(sock)
             else:
-                supervise(workers, run_worker, sock, config.http.drain_timeout)
+                supervise(workers, run_worker, sock, config.http.drain_timeout, cpus)
         finally:
             if socket_path is not None:
                 with contextlib.suppress(OSError):
@@ -163,6 +165,16 @@ def worker_count(option: int | None, config: Config) -> tuple[int, str]:
     if config.http.workers is not None:
         return config.http.workers, "http.workers"
     return usable_cpus(), "one per usable CPU"
+
+
+def worker_cpus(workers: int, config: Config) -> list[int]:
+    """The CPUs the workers are kept to, one each (``http.pinworkers``): only when there is one
+    worker per CPU the process may run on, so that no CPU is shared by two workers' event loops
+    and none stays idle; otherwise none, and the kernel places every thread."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not config.http.pin_workers or workers < 2 or workers != len(cpus):
+        return []
+    return cpus
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -4,6 +4,7 @@ also as ``python -m registry``) and ``check-config``."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from tests.support.images import digest_of
 from tests.support.launcher import CLEAN_ENV, DOCKYARD, Launched, Launcher, write_config
 from tests.support.processes import free_port
 from tests.support.pushing import expect, push_blob
+from tests.support.waiting import until
 
 PYTHON_M = [sys.executable, "-m", "registry"]
 COMMANDS = {"dockyard": [DOCKYARD], "python-m-registry": PYTHON_M}
@@ -120,6 +122,45 @@ def test_http_workers_sets_the_count_and_the_option_overrides_it(launch: Launche
     _expect_workers(from_environment, 2, "http.workers")
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU runs one worker: nothing to keep apart")
+def test_one_worker_per_cpu_keeps_each_to_its_own_and_a_replacement_takes_over_its_cpu(
+    launch: Launcher, tmp_path: Path
+) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    registry = launch([], cwd=tmp_path)
+    _expect_workers(registry, len(cpus), "one per usable CPU")
+    assert "each kept to a CPU of its own" in registry.log()
+    kept = {pid: os.sched_getaffinity(pid) for pid in _worker_pids(registry)}  # each one's event loop
+    assert sorted(cpu for placed in kept.values() for cpu in placed) == cpus
+
+    gone, its_cpu = next(iter(kept.items()))
+    os.kill(gone, signal.SIGKILL)
+    replacement = until(
+        lambda: [pid for pid in _worker_pids(registry) if pid not in kept],
+        what="for the supervisor to start a worker in place of the killed one",
+    )
+    assert [os.sched_getaffinity(pid) for pid in replacement] == [its_cpu]
+
+
+@pytest.mark.parametrize(
+    ("args", "http"),
+    [(["--workers", "3"], {}), ([], {"pinworkers": False})],
+    ids=["3-workers", "pinworkers-false"],
+)
+def test_other_worker_counts_or_pinworkers_false_leave_every_cpu_to_every_worker(
+    launch: Launcher, tmp_path: Path, args: list[str], http: dict[str, bool]
+) -> None:
+    cpus = os.sched_getaffinity(0)
+    config = write_config(
+        tmp_path / "config.yml",
+        {"version": 0.1, "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}}, "http": http},
+    )
+    registry = launch([str(config), *args])
+    _expect_workers(registry, 3 if args else len(cpus), "--workers" if args else "one per usable CPU")
+    assert "kept to a CPU" not in registry.log()
+    assert all(os.sched_getaffinity(pid) == cpus for pid in _worker_pids(registry) or [registry.process.pid])
+
+
 def _expect_workers(registry: Launched, workers: int, chosen_by: str) -> None:
     """``registry`` runs ``workers`` worker processes (one runs in the main process), as its log
     says, and each serves."""
@@ -127,7 +168,7 @@ def _expect_workers(registry: Launched, workers: int, chosen_by: str) -> None:
     while registry.log().count("Application startup complete") < workers and time.monotonic() < deadline:
         time.sleep(0.1)
     assert f"with {workers} workers ({chosen_by})" in registry.log()
-    spawned = [pid for pid in process_group(registry.process.pid) if _parent(pid) == registry.process.pid]
+    spawned = _worker_pids(registry)
     if workers == 1:
         assert spawned == []
     else:
@@ -136,6 +177,10 @@ def _expect_workers(registry: Launched, workers: int, chosen_by: str) -> None:
     with registry.client() as client:
         for _ in range(10):
             expect(client.get("/v2/"), 200)
+
+
+def _worker_pids(registry: Launched) -> list[int]:
+    return [pid for pid in process_group(registry.process.pid) if _parent(pid) == registry.process.pid]
 
 
 def _parent(pid: int) -> int:

@@ -230,6 +230,15 @@ def test_http_workers(tmp_path: Path) -> None:
         assert [p for p in raised.value.problems if p.startswith("http.workers")], raised.value.problems
 
 
+def test_http_pinworkers(tmp_path: Path) -> None:
+    assert _load(tmp_path, _minimal()).http.pin_workers is True
+    assert _load(tmp_path, {**_minimal(), "http": {"pinworkers": False}}).http.pin_workers is False
+    assert _load(tmp_path, _minimal(), {"REGISTRY_HTTP_PINWORKERS": "false"}).http.pin_workers is False
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, {**_minimal(), "http": {"pinworkers": "sometimes"}})
+    assert [p for p in raised.value.problems if p.startswith("http.pinworkers")], raised.value.problems
+
+
 def test_http_accelredirect(tmp_path: Path) -> None:
     assert _load(tmp_path, _minimal()).http.accel_redirect is None  # the registry sends blobs itself
     given = {**_minimal(), "http": {"accelredirect": "/_dockyard/blobs/"}}
