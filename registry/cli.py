@@ -17,6 +17,7 @@ from auth import AuthConfigError, create_access_controller, create_token_server
 from auth.cli import is_loopback
 from auth.cli import register as register_auth_commands
 from config_reader import parse_address
+from offload import follow_callers
 from storage_drivers import DriverConfigError, check_driver
 
 from .config import CONFIG_ENV, SECRET_ENV, Config, ConfigError, load_config
@@ -87,7 +88,8 @@ def serve(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 1:
         raise SystemExit("dockyard: --workers must be at least 1")
     workers, chosen_by = worker_count(args.workers, config)
-    cpus = worker_cpus(workers, config)
+    # Set before the workers are forked: each inherits it.
+    follow = calls_follow_loops(workers, config) and follow_callers()
     sock = _listen(host, port) if socket_path is None else _listen_unix(socket_path)
     sockets = [sock]
     if config.http.debug.addr is not None:
@@ -100,7 +102,7 @@ def serve(args: argparse.Namespace) -> None:
         socket_path or f"{host}:{port}",
         workers,
         chosen_by,
-        ", each kept to a CPU of its own" if cpus else "",
+        ", each one's short calls on its event loop's CPU" if follow else "",
     )
 
     from .observability.workers import shared_metrics  # noqa: PLC0415 - serving only
@@ -135,7 +137,7 @@ def serve(args: argparse.Namespace) -> None:
                 limit_malloc_arenas()
                 run_worker(sock)
             else:
-                supervise(workers, run_worker, sock, config.http.drain_timeout, cpus)
+                supervise(workers, run_worker, sock, config.http.drain_timeout)
         finally:
             if socket_path is not None:
                 with contextlib.suppress(OSError):
@@ -167,14 +169,11 @@ def worker_count(option: int | None, config: Config) -> tuple[int, str]:
     return usable_cpus(), "one per usable CPU"
 
 
-def worker_cpus(workers: int, config: Config) -> list[int]:
-    """The CPUs the workers are kept to, one each (``http.pinworkers``): only when there is one
-    worker per CPU the process may run on, so that no CPU is shared by two workers' event loops
-    and none stays idle; otherwise none, and the kernel places every thread."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if not config.http.pin_workers or workers < 2 or workers != len(cpus):
-        return []
-    return cpus
+def calls_follow_loops(workers: int, config: Config) -> bool:
+    """Whether each worker's short calls run on its event loop's CPU (``http.loopaffinity``): only
+    with one worker per CPU the process may run on. With fewer, a busy worker's calls would wait
+    for its event loop's CPU while another CPU has time for them."""
+    return config.http.loop_affinity and 2 <= workers == len(os.sched_getaffinity(0))
 
 
 def _listen(host: str, port: int) -> socket.socket:

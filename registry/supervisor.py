@@ -18,9 +18,7 @@ import signal
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
-
-from offload import keep_to_cpu
+from collections.abc import Callable, Iterable
 
 log = logging.getLogger("registry")
 
@@ -72,13 +70,6 @@ def bind_unix(path: str) -> socket.socket:
     return sock
 
 
-def _keep_to(cpu: int) -> None:
-    try:
-        keep_to_cpu(cpu)
-    except OSError as exc:  # a CPU taken offline since the start: the worker runs unpinned
-        log.warning("worker %d is not kept to CPU %d: %s", os.getpid(), cpu, exc)
-
-
 def limit_malloc_arenas() -> None:
     """glibc gives each thread that allocates an arena of its own and keeps what they free; with
     upload threads that is tens of MB per worker. Two arenas, and large buffers mapped and
@@ -93,17 +84,11 @@ def limit_malloc_arenas() -> None:
 
 
 def supervise(
-    workers: int,
-    run_worker: Callable[[socket.socket], None],
-    sock: socket.socket,
-    drain_timeout: float,
-    cpus: Sequence[int] = (),
+    workers: int, run_worker: Callable[[socket.socket], None], sock: socket.socket, drain_timeout: float
 ) -> None:
     """Fork ``workers`` processes running ``run_worker(sock)``, replacing any that dies, until
-    SIGTERM or SIGINT; return once all have stopped, within ``drain_timeout`` plus a few seconds.
-    ``cpus``: one for each worker, which is kept to it (``offload.keep_to_cpu``); a worker that
-    replaces one that died gets its CPU."""
-    Supervisor(workers, run_worker, sock, drain_timeout, cpus).run()
+    SIGTERM or SIGINT; return once all have stopped, within ``drain_timeout`` plus a few seconds."""
+    Supervisor(workers, run_worker, sock, drain_timeout).run()
 
 
 class Supervisor:
@@ -117,14 +102,12 @@ class Supervisor:
         run_worker: Callable[[socket.socket], None],
         sock: socket.socket,
         drain_timeout: float,
-        cpus: Sequence[int] = (),
     ) -> None:
         self._workers = workers
         self._run_worker = run_worker
         self._sock = sock
         self._drain_timeout = drain_timeout
-        self._children: dict[int, int | None] = {}  # each worker's CPU, if it is kept to one
-        self._free_cpus = list(cpus)
+        self._children: set[int] = set()
         self._restarts: list[float] = []  # when to start a worker in place of one that died
         self._stopping = False
         self._kill_at: float | None = None
@@ -144,7 +127,6 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def _start(self, mask: Iterable[int]) -> None:
-        cpu = self._free_cpus.pop(0) if self._free_cpus else None
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -152,8 +134,6 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the worker's server takes its signals
             code = 0
             try:
-                if cpu is not None:
-                    _keep_to(cpu)
                 limit_malloc_arenas()
                 self._run_worker(self._sock)
             except BaseException:
@@ -161,7 +141,7 @@ class Supervisor:
                 code = 1
             finally:
                 os._exit(code)  # never return into the supervisor's code
-        self._children[pid] = cpu
+        self._children.add(pid)
 
     def _reap(self) -> None:
         while self._children:
@@ -172,9 +152,7 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            cpu = self._children.pop(pid, None)
-            if cpu is not None:
-                self._free_cpus.append(cpu)
+            self._children.discard(pid)
             if not self._stopping:
                 code = os.waitstatus_to_exitcode(status)
                 log.error("worker %d exited (status %d); starting another", pid, code)

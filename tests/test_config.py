@@ -230,13 +230,13 @@ def test_http_workers(tmp_path: Path) -> None:
         assert [p for p in raised.value.problems if p.startswith("http.workers")], raised.value.problems
 
 
-def test_http_pinworkers(tmp_path: Path) -> None:
-    assert _load(tmp_path, _minimal()).http.pin_workers is True
-    assert _load(tmp_path, {**_minimal(), "http": {"pinworkers": False}}).http.pin_workers is False
-    assert _load(tmp_path, _minimal(), {"REGISTRY_HTTP_PINWORKERS": "false"}).http.pin_workers is False
+def test_http_loopaffinity(tmp_path: Path) -> None:
+    assert _load(tmp_path, _minimal()).http.loop_affinity is True
+    assert _load(tmp_path, {**_minimal(), "http": {"loopaffinity": False}}).http.loop_affinity is False
+    assert _load(tmp_path, _minimal(), {"REGISTRY_HTTP_LOOPAFFINITY": "false"}).http.loop_affinity is False
     with pytest.raises(ConfigError) as raised:
-        _load(tmp_path, {**_minimal(), "http": {"pinworkers": "sometimes"}})
-    assert [p for p in raised.value.problems if p.startswith("http.pinworkers")], raised.value.problems
+        _load(tmp_path, {**_minimal(), "http": {"loopaffinity": "sometimes"}})
+    assert [p for p in raised.value.problems if p.startswith("http.loopaffinity")], raised.value.problems
 
 
 def test_http_accelredirect(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The thread hop every blocking call takes: results, errors, cancellation, the bound, forks, and
-where the threads run once a worker is kept to one CPU."""
+where the threads run once short calls follow their callers."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from offload import MAX_THREADS, keep_to_cpu, to_bulk_thread, to_thread
-
+from offload import MAX_THREADS, follow_callers, to_bulk_thread, to_thread
 
 Hop = Callable[..., Awaitable[Any]]
 
@@ -152,23 +151,24 @@ async def test_a_forked_child_starts_threads_of_its_own() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="keeping to one CPU of one changes nothing")
-async def test_kept_to_a_cpu_short_calls_stay_there_bulk_calls_and_forked_children_do_not() -> None:
-    """In a forked child, as a worker would be, so that this process keeps its CPUs."""
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="with one CPU every thread runs there")
+async def test_following_its_callers_a_short_call_runs_on_the_callers_cpu_a_bulk_call_anywhere() -> None:
+    """In a forked child, as a worker would be, so that this process's calls do not follow."""
     everywhere = os.sched_getaffinity(0)
-    kept = min(everywhere)
+    first, second = sorted(everywhere)[:2]
 
     def affinity() -> set[int]:
         return os.sched_getaffinity(0)  # the calling thread's
 
-    async def placements() -> list[set[int]]:
-        keep_to_cpu(kept)
-        grandchild = os.fork()
-        if grandchild == 0:
-            os._exit(0 if affinity() == everywhere else 1)
-        _, status = await to_thread(os.waitpid, grandchild, 0)
-        forked = everywhere if os.waitstatus_to_exitcode(status) == 0 else set()
-        return [affinity(), await to_thread(affinity), await to_bulk_thread(affinity), forked]
+    async def placements() -> list[object]:
+        seen: list[object] = [await to_thread(affinity)]
+        seen.append(follow_callers())
+        for cpu in (first, second, first):  # the event loop moves: its calls' threads follow
+            os.sched_setaffinity(0, {cpu})
+            seen.append(await to_thread(affinity))
+        os.sched_setaffinity(0, everywhere)  # as an event loop is: a new thread inherits it
+        seen.append(await to_bulk_thread(affinity))
+        return seen
 
     reading, writing = os.pipe()
     pid = os.fork()
@@ -181,6 +181,5 @@ async def test_kept_to_a_cpu_short_calls_stay_there_bulk_calls_and_forked_childr
     with os.fdopen(reading) as report:
         seen = await to_thread(report.read)
     await to_thread(os.waitpid, pid, 0)
-    # The event loop's thread, a short call's, a bulk call's, a process the worker forked.
-    assert seen == repr([{kept}, {kept}, everywhere, everywhere])
-    assert os.sched_getaffinity(0) == everywhere
+    assert seen == repr([everywhere, True, {first}, {second}, {first}, everywhere])
+    assert await to_thread(affinity) == everywhere

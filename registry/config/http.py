@@ -46,10 +46,10 @@ class HTTPConfig:
     workers: int | None = None
     """Worker processes (Dockyard's own key; ``dockyard serve --workers`` overrides it). None:
     one per usable CPU (``registry/cpus.py``), as Distribution's Go runtime uses every core."""
-    pin_workers: bool = True
-    """``http.pinworkers`` (Dockyard's own key): with one worker per CPU the registry may run on,
-    each worker's event loop and short blocking calls stay on a CPU of its own
-    (``offload.keep_to_cpu``); with other counts, or false, the kernel places every thread."""
+    loop_affinity: bool = True
+    """``http.loopaffinity`` (Dockyard's own key): with one worker per CPU the registry may run on,
+    each worker's short blocking calls run on the CPU its event loop is on
+    (``offload.follow_callers``); with other counts, or false, the kernel places every thread."""
     accel_redirect: str | None = None
     """``http.accelredirect`` (Dockyard's own key, filesystem storage only): the path prefix of the
     nginx ``internal`` location that serves the storage's ``blobs/`` folder. Blob GETs are then
@@ -63,7 +63,7 @@ class HTTPParser(SectionParser):
         http = self.root.section("http")
         http.warn_unknown({
             "addr", "host", "relativeurls", "secret", "headers", "net", "trustedproxies", "draintimeout",
-            "workers", "pinworkers", "debug", "accelredirect",
+            "workers", "loopaffinity", "debug", "accelredirect",
         })  # fmt: skip
         net = http.choice("net", ("tcp", "unix"), default="tcp")
         host = http.url("host")
@@ -78,7 +78,7 @@ class HTTPParser(SectionParser):
             drain_timeout=http.duration("draintimeout", default=HTTPConfig.drain_timeout),
             debug=self._debug(http.section("debug"), public_addr=http.string("addr")),
             workers=http.integer("workers", default=0, minimum=1) or None,
-            pin_workers=http.flag("pinworkers", default=HTTPConfig.pin_workers),
+            loop_affinity=http.flag("loopaffinity", default=HTTPConfig.loop_affinity),
             accel_redirect=self._accel_redirect(http),
         )
 

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 
-from offload import to_thread
+from offload import to_bulk_thread
 from storage_drivers import StorageError, create_driver
 
 from ..config import Config
@@ -55,7 +55,7 @@ async def collect_forever(config: Config) -> None:
                 continue  # another worker of this server runs the schedule
             run = _Run(config)
             try:
-                await asyncio.shield(to_thread(run.run))
+                await asyncio.shield(to_bulk_thread(run.run))
             except asyncio.CancelledError:
                 run.stop()  # shutting down: the run releases its lease, then its thread ends
                 raise
